@@ -1,0 +1,41 @@
+"""Options and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from lab.spec import SpecRequest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def spec_options(func: F) -> F:
+    """TOPOLOGY | -f FILE, --version, --flavor, --set: how every command names a lab spec."""
+    decorators = [
+        click.argument("topology", required=False),
+        click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path),
+                     help="A lab spec (YAML) instead of, or on top of, a built-in topology."),
+        click.option("--version", "gitlab_version", metavar="X.Y.Z",
+                     help="GitLab version (default: newest supported)."),
+        click.option("--flavor", type=click.Choice(["omnibus", "sim"]),
+                     help="omnibus = real GitLab images; sim = the offline stand-in."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any spec field, e.g. --set nodes.gitaly1.secrets=own."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+def spec_request(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
+                 flavor: str | None, sets: tuple[str, ...], name: str | None = None) -> SpecRequest:
+    return SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
+                       version=gitlab_version, flavor=flavor, name=name)

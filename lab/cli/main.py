@@ -1,0 +1,76 @@
+"""The `lab` command: registers the subcommands and translates user errors.
+
+Exit codes: 0 success; 1 a check or scenario failed; 2 bad input (usage, spec,
+scenario file); 3 Docker, Compose or an image is not usable; 4 the lab did not
+become ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from lab import __version__
+from lab.cli.common import err_console
+from lab.errors import DockerUnavailable, EngineError, ImageMissing, LabError, NotReady, SpecError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 3
+EXIT_NOT_READY = 4
+
+
+def exit_code(exc: LabError) -> int:
+    if isinstance(exc, NotReady):
+        return EXIT_NOT_READY
+    if isinstance(exc, DockerUnavailable | EngineError | ImageMissing):
+        return EXIT_ENGINE
+    if isinstance(exc, SpecError):
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gitlab-testlab")
+@click.option("-v", "--verbose", is_flag=True, help="Log every Docker command (secrets redacted).")
+def cli(verbose: bool) -> None:
+    """gitlab-testlab: GitLab test labs on Docker Compose, proven by scenarios."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+
+
+def _register() -> None:
+    import importlib
+
+    from lab.cli import render
+
+    cli.add_command(render.render)
+    for module in ("images", "lifecycle"):
+        try:
+            mod = importlib.import_module(f"lab.cli.{module}")
+        except ImportError:  # TEMPORARY while these commands are being built
+            continue
+        for command in getattr(mod, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except LabError as exc:
+        err_console.print("[bold red]error:[/]", end=" ")
+        err_console.print(str(exc), markup=False, highlight=False)
+        sys.exit(exit_code(exc))

@@ -1,0 +1,29 @@
+"""`lab render`: write a lab directory without starting anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lab.cli.common import console, spec_options, spec_request
+from lab.render.labdir import write_lab
+from lab.spec import resolve
+
+
+@click.command()
+@spec_options
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The lab directory to write.")
+@click.option("--regenerate", is_flag=True, help="Make new secrets instead of keeping the lab's.")
+def render(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
+           flavor: str | None, sets: tuple[str, ...], output: Path, regenerate: bool) -> None:
+    """Render a lab directory: gitlab.rb and gitlab-secrets.json per node, TLS, compose file."""
+    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets))
+    rendered = write_lab(lab, output, regenerate=regenerate)
+    console.print(f"Rendered lab [bold]{lab.name}[/] (GitLab {lab.version}, {lab.flavor.value}, "
+                  f"{lab.dialect.name}) into {rendered.path}")
+    for path in sorted(rendered.files):
+        console.print(f"  {path}", highlight=False)
+    console.print(f"Start it by hand: cd {rendered.path} && docker compose up -d   "
+                  f"(or: lab up -f … / lab up {lab.topology or '-f SPEC'})", highlight=False)

@@ -1,0 +1,1 @@
+"""The only layer with side effects on Docker: commands, images, compose, faults."""

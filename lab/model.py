@@ -1,0 +1,159 @@
+"""The validated, typed lab: frozen dataclasses with no side effects.
+
+``lab.spec`` builds these from YAML; renderers and the engine only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from lab.versions import Dialect, Version, dialect_for
+
+
+class Role(StrEnum):
+    APP = "app"
+    GITALY = "gitaly"
+    # Room for later topologies (Gitaly Cluster); not rendered yet.
+    PRAEFECT = "praefect"
+    POSTGRES = "postgres"
+
+
+class Flavor(StrEnum):
+    OMNIBUS = "omnibus"
+    SIM = "sim"
+
+
+class Edition(StrEnum):
+    CE = "ce"
+    EE = "ee"
+
+
+class SecretsPolicy(StrEnum):
+    SHARED = "shared"  # byte-identical copy of the lab's one gitlab-secrets.json
+    OWN = "own"  # a freshly generated file of its own (the guide's failure case)
+    NONE = "none"  # no file mounted: the node generates one when it boots
+
+
+GITALY_PORT = 8075
+GITALY_TLS_PORT = 9999
+HTTP_PORT = 80
+GIT_DATA_ROOT = "/var/opt/gitlab"
+
+
+@dataclass(frozen=True)
+class Storage:
+    name: str
+    # The git_data_dirs-style path; Omnibus appends /repositories (see repositories_path).
+    path: str
+
+    @property
+    def repositories_path(self) -> str:
+        return f"{self.path.rstrip('/')}/repositories"
+
+
+def default_storage_path(name: str) -> str:
+    suffix = "" if name == "default" else f"-{name}"
+    return f"{GIT_DATA_ROOT}/git-data{suffix}"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    roles: tuple[Role, ...]
+    storages: tuple[Storage, ...] = ()
+    secrets: SecretsPolicy = SecretsPolicy.SHARED
+    tls: bool = False
+    # DNS names in the Gitaly certificate; the app dials the node name, so a
+    # different list reproduces a SAN mismatch.
+    tls_san: tuple[str, ...] = ()
+    trust_ca: bool = True
+    gitaly_token: str | None = None  # None: the lab's token
+    # Gitaly nodes: None means the app's URL; "" leaves the setting out.
+    internal_api_url: str | None = None
+    publish: tuple[tuple[str, int], ...] = ()  # (port name, host port; 0 = any free port)
+    omnibus_config: str = ""  # GITLAB_OMNIBUS_CONFIG; the mounted gitlab.rb wins over it
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    @property
+    def is_app(self) -> bool:
+        return Role.APP in self.roles
+
+    @property
+    def is_gitaly(self) -> bool:
+        return Role.GITALY in self.roles
+
+    @property
+    def gitaly_only(self) -> bool:
+        return self.is_gitaly and not self.is_app
+
+    @property
+    def san_names(self) -> tuple[str, ...]:
+        return self.tls_san or (self.name,)
+
+    @property
+    def gitaly_port(self) -> int:
+        return GITALY_TLS_PORT if self.tls else GITALY_PORT
+
+    @property
+    def gitaly_address(self) -> str:
+        """The address the app node dials for this Gitaly node."""
+        scheme = "tls" if self.tls else "tcp"
+        return f"{scheme}://{self.name}:{self.gitaly_port}"
+
+    def published(self, port_name: str) -> int | None:
+        for name, host_port in self.publish:
+            if name == port_name:
+                return host_port
+        return None
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    version: Version
+    edition: Edition
+    flavor: Flavor
+    nodes: tuple[Node, ...]
+    gitaly_token: str | None = None  # None: random per lab, kept with the lab's secrets
+    image: str | None = None  # overrides the flavour's image
+    topology: str = ""
+    source: str = ""  # where the spec came from, for messages
+    raw: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def dialect(self) -> Dialect:
+        return dialect_for(self.version)
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def app(self) -> Node:
+        return next(n for n in self.nodes if n.is_app)
+
+    @property
+    def gitaly_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.is_gitaly)
+
+    @property
+    def external_gitaly_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.gitaly_only)
+
+    @property
+    def storages(self) -> dict[str, Node]:
+        """Storage name -> the Gitaly node serving it."""
+        return {s.name: n for n in self.gitaly_nodes for s in n.storages}
+
+    @property
+    def any_tls(self) -> bool:
+        return any(n.tls for n in self.gitaly_nodes)
+
+    @property
+    def project_name(self) -> str:
+        return f"glt-{self.name}"

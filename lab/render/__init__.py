@@ -1,0 +1,1 @@
+"""Pure renderers: a ``Lab`` plus its secrets -> file contents. No Docker, no disk."""

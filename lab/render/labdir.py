@@ -1,0 +1,213 @@
+"""A lab directory: every rendered file of a lab, in one folder a user can read and run.
+
+``render_files`` is pure; ``write_lab`` puts its result on disk, keeping the lab's
+secrets from an earlier render unless asked to regenerate them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import __version__
+from lab.errors import LabError
+from lab.model import Lab, SecretsPolicy
+from lab.render import tls
+from lab.render.compose import image_for, render_compose
+from lab.render.gitlab_rb import node_token, render_gitlab_rb
+from lab.render.secrets import (
+    LabSecrets,
+    dump_secrets_json,
+    ensure_secrets,
+    fingerprint,
+    shell_secret,
+)
+from lab.spec import resolved_spec
+
+MANIFEST = "manifest.json"
+STATE_DIR = ".lab"
+SECRETS_STORE = f"{STATE_DIR}/secrets.json"
+ADMIN_TOKEN = "admin-token"
+CA_FILE = "lab-ca.crt"
+
+SECRET = 0o600
+PUBLIC = 0o644
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str  # relative to the lab directory
+    content: str
+    mode: int
+
+
+def ensure_tls(lab: Lab, sec: LabSecrets) -> None:
+    """Create the CA and each TLS node's certificate if missing or if its SANs changed."""
+    if not lab.any_tls:
+        return
+    if "ca.key" not in sec.tls:
+        sec.tls["ca.key"], sec.tls["ca.crt"] = tls.make_ca(lab.name)
+    for node in lab.gitaly_nodes:
+        if not node.tls:
+            continue
+        names = ",".join(node.san_names)
+        if sec.tls.get(f"{node.name}.san") != names:
+            key, crt = tls.make_server_cert(sec.tls["ca.key"], sec.tls["ca.crt"], node.san_names)
+            sec.tls.update({f"{node.name}.key": key, f"{node.name}.crt": crt,
+                            f"{node.name}.san": names})
+
+
+def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
+    nodes: dict[str, Any] = {}
+    for node in lab.nodes:
+        data = sec.for_node(node)
+        entry: dict[str, Any] = {
+            "roles": [r.value for r in node.roles],
+            "secrets_policy": node.secrets.value,
+            "secrets_file": f"nodes/{node.name}/gitlab-secrets.json" if data else None,
+            "secrets_file_sha256": fingerprint(dump_secrets_json(data)) if data else None,
+            "shell_secret_sha256": fingerprint(shell_secret(data)) if data else None,
+            "gitaly_token_sha256": fingerprint(node_token(sec.gitaly_token, node)),
+        }
+        if node.is_gitaly:
+            entry["storages"] = {s.name: s.repositories_path for s in node.storages}
+            if node.gitaly_only:
+                entry["gitaly_address"] = node.gitaly_address
+            entry["tls"] = node.tls
+        nodes[node.name] = entry
+    return {
+        "toolkit": f"gitlab-testlab {__version__}",
+        "name": lab.name,
+        "project": lab.project_name,
+        "version": str(lab.version),
+        "edition": lab.edition.value,
+        "flavor": lab.flavor.value,
+        "dialect": lab.dialect.name,
+        "image": image,
+        "app": lab.app.name,
+        "spec": resolved_spec(lab),
+        "nodes": nodes,
+    }
+
+
+def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str) -> list[RenderedFile]:
+    """Every file of the lab directory, as data."""
+    files = [
+        RenderedFile("docker-compose.yml", render_compose(lab, image, lab_dir), PUBLIC),
+        RenderedFile(".env", f"COMPOSE_PROJECT_NAME={lab.project_name}\n", PUBLIC),
+        RenderedFile(MANIFEST, json.dumps(manifest(lab, sec, image), indent=2) + "\n", PUBLIC),
+        RenderedFile(ADMIN_TOKEN, sec.admin_token + "\n", SECRET),
+    ]
+    for node in lab.nodes:
+        base = f"nodes/{node.name}"
+        files.append(RenderedFile(f"{base}/gitlab.rb",
+                                  render_gitlab_rb(lab, node, sec.gitaly_token), SECRET))
+        data = sec.for_node(node)
+        if data is not None:
+            files.append(RenderedFile(f"{base}/gitlab-secrets.json", dump_secrets_json(data),
+                                      SECRET))
+        if lab.any_tls and node.trust_ca:
+            files.append(RenderedFile(f"{base}/trusted-certs/{CA_FILE}", sec.tls["ca.crt"], PUBLIC))
+        if node.tls:
+            files.append(RenderedFile(f"{base}/ssl/{node.name}.crt", sec.tls[f"{node.name}.crt"],
+                                      PUBLIC))
+            # Gitaly reads its key as the `git` user, whose id the host does not
+            # know; the lab directory itself (0700) keeps other host users out.
+            files.append(RenderedFile(f"{base}/ssl/{node.name}.key", sec.tls[f"{node.name}.key"],
+                                      PUBLIC))
+    return files
+
+
+def load_secrets(lab_dir: Path) -> LabSecrets | None:
+    path = lab_dir / SECRETS_STORE
+    if not path.exists():
+        return None
+    try:
+        return LabSecrets.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise LabError(f"{path} is damaged ({exc}); render again with --regenerate to make "
+                       "new secrets for this lab") from None
+
+
+def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
+    path = lab_dir / MANIFEST
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, content: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _managed(lab_dir: Path, node: str) -> list[Path]:
+    base = lab_dir / "nodes" / node
+    return [base / "gitlab.rb", base / "trusted-certs" / CA_FILE,
+            base / "ssl" / f"{node}.crt", base / "ssl" / f"{node}.key"]
+
+
+@dataclass(frozen=True)
+class RenderedLab:
+    lab: Lab
+    path: Path
+    secrets: LabSecrets
+    image: str
+    files: tuple[str, ...]
+
+
+def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
+              image: str | None = None) -> RenderedLab:
+    """Render ``lab`` into ``out_dir``; keeps its secrets from a previous render."""
+    out_dir = out_dir.resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LabError(f"{out_dir} exists and is not a directory; choose another -o")
+    previous = load_manifest(out_dir)
+    if previous is not None and previous.get("name") not in (None, lab.name) and not regenerate:
+        raise LabError(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
+                       "choose another directory or pass --regenerate to replace it")
+    sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
+    ensure_tls(lab, sec)
+    image = image or image_for(lab)
+    files = render_files(lab, sec, image, str(out_dir))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o700)
+    (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
+    _write(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
+
+    # Forget what an earlier render wrote that this one does not.
+    wanted = {out_dir / f.path for f in files}
+    old_nodes = set((previous or {}).get("nodes", {}))
+    for name in old_nodes - {n.name for n in lab.nodes}:
+        shutil.rmtree(out_dir / "nodes" / name, ignore_errors=True)
+    for node in lab.nodes:
+        for path in _managed(out_dir, node.name):
+            if path not in wanted and path.exists():
+                path.unlink()
+        secrets_file = out_dir / "nodes" / node.name / "gitlab-secrets.json"
+        was = (previous or {}).get("nodes", {}).get(node.name, {}).get("secrets_policy")
+        # A `none` node keeps the file it generated itself while it stays `none`.
+        if node.secrets is SecretsPolicy.NONE and was != SecretsPolicy.NONE.value \
+                and secrets_file.exists():
+            secrets_file.unlink()
+    for f in files:
+        _write(out_dir / f.path, f.content, f.mode)
+    for node in lab.nodes:
+        for sub in ("", "/trusted-certs", "/ssl"):
+            d = out_dir / "nodes" / f"{node.name}{sub}"
+            if d.is_dir():
+                # Omnibus services (not root) read trusted-certs and ssl inside the container.
+                os.chmod(d, 0o755)
+    return RenderedLab(lab=lab, path=out_dir, secrets=sec, image=image,
+                       files=tuple(f.path for f in files))

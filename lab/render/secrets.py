@@ -1,0 +1,130 @@
+"""gitlab-secrets.json content and the lab's other secrets, random per lab.
+
+Generation takes a ``token_hex`` source so golden tests can inject fixed values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets as _secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from lab.model import Lab, Node, SecretsPolicy
+from lab.versions import Version, dialect_for
+
+TokenSource = Callable[[int], str]  # n bytes -> 2n hex chars
+KeySource = Callable[[], str]  # -> an RSA private key in PEM
+
+
+def _rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+def secrets_json(version: Version, token_hex: TokenSource = _secrets.token_hex,
+                 rsa_pem: KeySource = _rsa_pem) -> dict[str, Any]:
+    """A gitlab-secrets.json object with the sections that ``version`` writes."""
+    shell = token_hex(64)  # 128 hex chars, as Omnibus generates it
+    data: dict[str, Any] = {
+        "gitlab_workhorse": {"secret_token": base64.b64encode(bytes.fromhex(token_hex(32))).decode()},
+        "gitlab_shell": {"secret_token": shell},
+        "gitlab_rails": {
+            "secret_key_base": token_hex(64),
+            "db_key_base": token_hex(64),
+            "otp_key_base": token_hex(64),
+            "encrypted_settings_key_base": token_hex(64),
+            "openid_connect_signing_key": rsa_pem(),
+        },
+    }
+    if dialect_for(version).gitaly_secret:
+        # Defaults to the shell secret, as Omnibus does: copying the whole file keeps them equal.
+        data["gitaly"] = {"gitlab_secret": shell}
+    return data
+
+
+def dump_secrets_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def shell_secret(data: dict[str, Any]) -> str:
+    return str(data.get("gitlab_shell", {}).get("secret_token", ""))
+
+
+def fingerprint(value: str) -> str:
+    """A short hash that shows whether two secrets match without revealing them."""
+    return "sha256:" + hashlib.sha256(value.strip().encode()).hexdigest()[:16]
+
+
+def secret_values(data: Any) -> list[str]:
+    """Every string leaf of a secrets object (for redaction)."""
+    if isinstance(data, dict):
+        return [v for x in data.values() for v in secret_values(x)]
+    if isinstance(data, list):
+        return [v for x in data for v in secret_values(x)]
+    return [data] if isinstance(data, str) else []
+
+
+@dataclass
+class LabSecrets:
+    """Everything secret about one lab; kept in the lab directory between renders."""
+
+    gitaly_token: str
+    admin_token: str
+    shared: dict[str, Any]
+    own: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> its own file
+    tls: dict[str, str] = field(default_factory=dict)  # PEMs: ca.key, ca.crt, <node>.key, ...
+
+    def for_node(self, node: Node) -> dict[str, Any] | None:
+        if node.secrets is SecretsPolicy.NONE:
+            return None
+        if node.secrets is SecretsPolicy.OWN:
+            return self.own[node.name]
+        return self.shared
+
+    def values(self) -> list[str]:
+        out = [self.gitaly_token, self.admin_token, *secret_values(self.shared)]
+        for data in self.own.values():
+            out += secret_values(data)
+        out += [v for k, v in self.tls.items() if k.endswith(".key")]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gitaly_token": self.gitaly_token, "admin_token": self.admin_token,
+                "shared": self.shared, "own": self.own, "tls": self.tls}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabSecrets:
+        return cls(gitaly_token=data["gitaly_token"], admin_token=data["admin_token"],
+                   shared=data["shared"], own=dict(data.get("own", {})),
+                   tls=dict(data.get("tls", {})))
+
+
+def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
+    # glpat- is the personal access token prefix GitLab 16+ expects.
+    return "glpat-" + token_hex(10)
+
+
+def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,
+                   token_hex: TokenSource = _secrets.token_hex,
+                   rsa_pem: KeySource = _rsa_pem) -> LabSecrets:
+    """The lab's secrets: keep what exists, create what is missing."""
+    if existing is None:
+        existing = LabSecrets(
+            gitaly_token=lab.gitaly_token or token_hex(32),
+            admin_token=admin_token(token_hex),
+            shared=secrets_json(lab.version, token_hex, rsa_pem),
+        )
+    elif lab.gitaly_token and existing.gitaly_token != lab.gitaly_token:
+        existing.gitaly_token = lab.gitaly_token
+    for node in lab.nodes:
+        if node.secrets is SecretsPolicy.OWN and node.name not in existing.own:
+            existing.own[node.name] = secrets_json(lab.version, token_hex, rsa_pem)
+    return existing

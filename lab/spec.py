@@ -1,0 +1,416 @@
+"""Lab specs: YAML (or a built-in topology name) + overrides -> a validated ``Lab``.
+
+Every value remembers where it came from (file and line, the topology, or a
+``--set``), so an error can name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.errors import SpecError
+from lab.model import Edition, Flavor, Lab, Node, Role, SecretsPolicy, Storage, default_storage_path
+from lab.topologies import TOPOLOGIES, topology
+from lab.versions import DEFAULT_VERSION, parse_supported
+
+Path_ = tuple[str, ...]
+
+LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
+            "gitaly_token", "nodes")
+NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gitaly_token",
+             "internal_api_url", "publish", "omnibus_config")
+STORAGE_KEYS = ("name", "path")
+PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly"}
+SUPPORTED_ROLES = (Role.APP, Role.GITALY)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+STORAGE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass
+class Origins:
+    """Where each value came from: (source, line) per key path."""
+
+    places: dict[Path_, tuple[str, int | None]] = field(default_factory=dict)
+
+    def record(self, path: Path_, source: str, line: int | None) -> None:
+        self.places[path] = (source, line)
+
+    def of(self, path: Path_) -> tuple[str, int | None]:
+        # Fall back to the nearest recorded parent: a key missing from a
+        # mapping is reported at the mapping.
+        for i in range(len(path), -1, -1):
+            if path[:i] in self.places:
+                return self.places[path[:i]]
+        return ("", None)
+
+    def forget_below(self, path: Path_) -> None:
+        for p in [p for p in self.places if p[: len(path)] == path and p != path]:
+            del self.places[p]
+
+
+def _key(path: Path_) -> str:
+    return ".".join(path)
+
+
+def _fail(origins: Origins, path: Path_, message: str) -> SpecError:
+    source, line = origins.of(path)
+    return SpecError(message, source=source, line=line, key=_key(path))
+
+
+# --- YAML with positions ---------------------------------------------------
+
+def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins) -> Any:
+    origins.record(path, source, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != \
+                "tag:yaml.org,2002:str" else key_node.value
+            key = str(key)
+            if key in out:
+                raise SpecError(f"duplicate key {key!r}", source=source,
+                                line=key_node.start_mark.line + 1, key=_key((*path, key)))
+            out[key] = _construct(value_node, (*path, key), source, origins)
+            origins.record((*path, key), source, key_node.start_mark.line + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, (*path, str(i)), source, origins) for i, v in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(f"not valid YAML: {exc.problem or exc}", source=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}", source=source) from None
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",
+                        source=source, line=root.start_mark.line + 1)
+    data = _construct(root, (), source, origins)
+    assert isinstance(data, dict)
+    return data
+
+
+def _record_all(data: Any, path: Path_, source: str, origins: Origins) -> None:
+    origins.record(path, source, None)
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _record_all(v, (*path, str(k)), source, origins)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _record_all(v, (*path, str(i)), source, origins)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _unknown_topology(name: object, origins: Origins, path: Path_) -> SpecError:
+    known = ", ".join(sorted(TOPOLOGIES))
+    return _fail(origins, path, f"unknown topology {name!r}; known topologies: {known}")
+
+
+def apply_set(data: dict[str, Any], assignment: str, origins: Origins) -> dict[str, Any]:
+    """Apply one ``--set key.path=value`` (value parsed as YAML) to raw spec data."""
+    source = f"--set {assignment}"
+    if "=" not in assignment:
+        raise SpecError("expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own",
+                        source=source)
+    key, _, raw_value = assignment.partition("=")
+    path = tuple(p for p in key.strip().split(".") if p)
+    if not path:
+        raise SpecError("empty key; expected KEY=VALUE, e.g. --set tls=true", source=source)
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError:
+        value = raw_value
+    out = copy.deepcopy(data)
+    cursor: dict[str, Any] = out
+    for i, part in enumerate(path[:-1]):
+        nxt = cursor.get(part)
+        if nxt is None:
+            nxt = cursor[part] = {}
+            origins.record(path[: i + 1], source, None)
+        if not isinstance(nxt, dict):
+            raise SpecError(f"{_key(path[: i + 1])} is not a mapping, so it has no key "
+                            f"{path[i + 1]!r}", source=source, key=key)
+        cursor = nxt
+    cursor[path[-1]] = value
+    origins.forget_below(path)
+    _record_all(value, path, source, origins)
+    return out
+
+
+# --- validation --------------------------------------------------------------
+
+def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], path: Path_,
+                origins: Origins) -> None:
+    for k in data:
+        if k not in allowed:
+            raise _fail(origins, (*path, k),
+                        f"unknown key {k!r}; valid keys here: {', '.join(allowed)}")
+
+
+def _typed(value: Any, kinds: type | tuple[type, ...], what: str, path: Path_,
+           origins: Origins) -> Any:
+    # bool is an int in Python; a port of `true` is a mistake, not 1.
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise _fail(origins, path, f"expected {what}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise _fail(origins, path, f"expected {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _choice(value: Any, choices: Iterable[str], path: Path_, origins: Origins) -> str:
+    options = list(choices)
+    if value not in options:
+        raise _fail(origins, path, f"{value!r} is not one of: {', '.join(options)}")
+    return str(value)
+
+
+def _mapping(value: Any, path: Path_, origins: Origins) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return dict(_typed(value, dict, "a mapping", path, origins))
+
+
+def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
+    if value is None:
+        return ()
+    items = _typed(value, list, "a list of storage names", path, origins)
+    out: list[Storage] = []
+    for i, item in enumerate(items):
+        ipath = (*path, str(i))
+        if isinstance(item, str):
+            name, spath = item, None
+        else:
+            item = _mapping(item, ipath, origins)
+            _check_keys(item, STORAGE_KEYS, ipath, origins)
+            if "name" not in item:
+                raise _fail(origins, ipath, "a storage needs a name")
+            name = _typed(item["name"], str, "a storage name", (*ipath, "name"), origins)
+            spath = item.get("path")
+            if spath is not None:
+                _typed(spath, str, "an absolute path", (*ipath, "path"), origins)
+                if not spath.startswith("/"):
+                    raise _fail(origins, (*ipath, "path"), f"expected an absolute path, got {spath!r}")
+                spath = spath.rstrip("/")
+                if spath.endswith("/repositories"):
+                    # Omnibus appends /repositories itself; accept either spelling.
+                    spath = spath[: -len("/repositories")]
+        if not STORAGE_RE.match(name):
+            raise _fail(origins, ipath, f"invalid storage name {name!r} (letters, digits, - and _)")
+        out.append(Storage(name=name, path=spath or default_storage_path(name)))
+    return tuple(out)
+
+
+def _opt_str(value: Any, what: str, path: Path_, origins: Origins) -> str | None:
+    if value is None:
+        return None
+    return str(_typed(value, str, what, path, origins))
+
+
+def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) -> Node:
+    if not NODE_RE.match(name):
+        raise _fail(origins, path, f"invalid node name {name!r}: it becomes a host name "
+                    "(lower-case letters, digits and -, starting with a letter)")
+    data = _mapping(data, path, origins)
+    _check_keys(data, NODE_KEYS, path, origins)
+    if not data.get("roles"):
+        raise _fail(origins, (*path, "roles"), "every node needs roles, e.g. [app] or [gitaly]")
+    role_values = _typed(data["roles"], list, "a list of roles", (*path, "roles"), origins)
+    roles: list[Role] = []
+    for i, r in enumerate(role_values):
+        rpath = (*path, "roles", str(i))
+        role = Role(_choice(r, [x.value for x in Role], rpath, origins))
+        if role not in SUPPORTED_ROLES:
+            raise _fail(origins, rpath, f"role {role.value!r} is reserved for Gitaly Cluster "
+                        "topologies and not rendered yet; use app or gitaly")
+        roles.append(role)
+    storages = _storages(data.get("storages"), (*path, "storages"), origins)
+    if Role.GITALY in roles and not storages:
+        raise _fail(origins, (*path, "storages"), "a gitaly node needs at least one storage")
+    if Role.GITALY not in roles and storages:
+        raise _fail(origins, (*path, "storages"), "only gitaly nodes have storages")
+    secrets = SecretsPolicy(_choice(data.get("secrets", "shared"),
+                                    [p.value for p in SecretsPolicy], (*path, "secrets"), origins))
+    tls_value = data.get("tls")
+    tls = lab_tls if tls_value is None else _typed(tls_value, bool, "true or false",
+                                                   (*path, "tls"), origins)
+    tls = bool(tls) and Role.GITALY in roles
+    san = data.get("tls_san")
+    tls_san: tuple[str, ...] = ()
+    if san is not None:
+        items = _typed(san, list, "a list of DNS names", (*path, "tls_san"), origins)
+        tls_san = tuple(str(_typed(s, str, "a DNS name", (*path, "tls_san", str(i)), origins))
+                        for i, s in enumerate(items))
+    publish_raw = _mapping(data.get("publish"), (*path, "publish"), origins)
+    allowed_ports = [PORT_NAMES[r] for r in roles if r in PORT_NAMES]
+    publish: list[tuple[str, int]] = []
+    for pname, port in publish_raw.items():
+        ppath = (*path, "publish", pname)
+        _choice(pname, allowed_ports, ppath, origins)
+        _typed(port, int, "a port number (0 = any free port)", ppath, origins)
+        if not 0 <= port <= 65535:
+            raise _fail(origins, ppath, f"port {port} is out of range 0-65535")
+        publish.append((pname, port))
+    return Node(
+        name=name,
+        roles=tuple(roles),
+        storages=storages,
+        secrets=secrets,
+        tls=tls,
+        tls_san=tls_san,
+        trust_ca=bool(_typed(data.get("trust_ca", True), bool, "true or false",
+                             (*path, "trust_ca"), origins)),
+        gitaly_token=_opt_str(data.get("gitaly_token"), "a token string",
+                              (*path, "gitaly_token"), origins),
+        internal_api_url=_opt_str(data.get("internal_api_url"), "a URL (or \"\" to leave it unset)",
+                                  (*path, "internal_api_url"), origins),
+        publish=tuple(publish),
+        omnibus_config=str(_typed(data.get("omnibus_config", ""), str, "Ruby text",
+                                  (*path, "omnibus_config"), origins)),
+    )
+
+
+def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
+    _check_keys(data, LAB_KEYS, (), origins)
+    topo = str(data.get("topology") or "")
+    name = str(_typed(data.get("name", topo or "lab"), str, "a lab name", ("name",), origins))
+    if not NAME_RE.match(name):
+        raise _fail(origins, ("name",), f"invalid lab name {name!r} "
+                    "(lower-case letters, digits and -, at most 40)")
+    vsource, vline = origins.of(("version",))
+    version = parse_supported(str(data.get("version") or DEFAULT_VERSION), source=vsource,
+                              line=vline)
+    edition = Edition(_choice(data.get("edition", "ce"), [e.value for e in Edition],
+                              ("edition",), origins))
+    flavor = Flavor(_choice(data.get("flavor", "sim"), [f.value for f in Flavor],
+                            ("flavor",), origins))
+    lab_tls = bool(_typed(data.get("tls", False), bool, "true or false", ("tls",), origins))
+    nodes_raw = _mapping(data.get("nodes"), ("nodes",), origins)
+    if not nodes_raw:
+        raise _fail(origins, ("nodes",), "a lab needs nodes (or a topology: "
+                    f"{', '.join(sorted(TOPOLOGIES))})")
+    nodes = tuple(_node(str(n), d, lab_tls, ("nodes", str(n)), origins)
+                  for n, d in nodes_raw.items())
+    apps = [n for n in nodes if n.is_app]
+    if len(apps) != 1:
+        raise _fail(origins, ("nodes",), f"a lab needs exactly one app node, found {len(apps)}")
+    seen: dict[str, str] = {}
+    for node in nodes:
+        for s in node.storages:
+            if s.name in seen:
+                raise _fail(origins, ("nodes", node.name, "storages"),
+                            f"storage {s.name!r} is already served by {seen[s.name]}")
+            seen[s.name] = node.name
+    if "default" not in seen:
+        raise _fail(origins, ("nodes",), "GitLab needs a storage named 'default'; "
+                    f"storages here: {', '.join(seen) or 'none'}")
+    image = _opt_str(data.get("image"), "an image reference", ("image",), origins)
+    token = _opt_str(data.get("gitaly_token"), "a token string", ("gitaly_token",), origins)
+    return Lab(name=name, version=version, edition=edition, flavor=flavor, nodes=nodes,
+               gitaly_token=token, image=image, topology=topo,
+               source=origins.of(())[0], raw=dict(data))
+
+
+@dataclass(frozen=True)
+class SpecRequest:
+    """What a user asked for on the command line."""
+
+    topology: str | None = None
+    file: Path | None = None
+    sets: tuple[str, ...] = ()
+    version: str | None = None
+    flavor: str | None = None
+    name: str | None = None
+
+
+def resolve(req: SpecRequest) -> Lab:
+    origins = Origins()
+    data: dict[str, Any] = {}
+    if req.file is not None:
+        source = str(req.file)
+        try:
+            text = Path(req.file).read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read the spec file: {exc.strerror}", source=source) from None
+        data = load_yaml(text, source, origins)
+    base_name = req.topology or data.get("topology")
+    if base_name is not None:
+        path: Path_ = ("topology",)
+        if req.topology is not None:
+            origins.record(path, "command line", None)
+        if not isinstance(base_name, str) or base_name not in TOPOLOGIES:
+            raise _unknown_topology(base_name, origins, path)
+        base = topology(base_name)
+        base_origins = Origins()
+        _record_all(base, (), f"topology {base_name!r}", base_origins)
+        base_origins.places.update(origins.places)
+        origins = base_origins
+        data = _merge(base, data)
+        data["topology"] = base_name
+    elif req.file is None:
+        raise SpecError("name a topology (" + ", ".join(sorted(TOPOLOGIES)) +
+                        ") or a spec file with -f FILE")
+    for key, value in (("version", req.version), ("flavor", req.flavor), ("name", req.name)):
+        if value is not None:
+            data[key] = value
+            origins.record((key,), f"--{key}", None)
+    for assignment in req.sets:
+        data = apply_set(data, assignment, origins)
+    return build_lab(data, origins)
+
+
+def resolved_spec(lab: Lab) -> dict[str, Any]:
+    """The lab as a plain spec (no secrets), for the manifest and `lab import`."""
+    nodes: dict[str, Any] = {}
+    for n in lab.nodes:
+        entry: dict[str, Any] = {"roles": [r.value for r in n.roles]}
+        if n.storages:
+            entry["storages"] = [{"name": s.name, "path": s.path} for s in n.storages]
+        entry["secrets"] = n.secrets.value
+        if n.is_gitaly:
+            entry["tls"] = n.tls
+        if n.tls_san:
+            entry["tls_san"] = list(n.tls_san)
+        if not n.trust_ca:
+            entry["trust_ca"] = False
+        if n.gitaly_token is not None:
+            entry["gitaly_token"] = "<set>"
+        if n.internal_api_url is not None:
+            entry["internal_api_url"] = n.internal_api_url
+        if n.publish:
+            entry["publish"] = dict(n.publish)
+        if n.omnibus_config:
+            entry["omnibus_config"] = n.omnibus_config
+        nodes[n.name] = entry
+    out: dict[str, Any] = {"name": lab.name}
+    if lab.topology:
+        out["topology"] = lab.topology
+    out.update({"version": str(lab.version), "edition": lab.edition.value,
+                "flavor": lab.flavor.value})
+    if lab.image:
+        out["image"] = lab.image
+    out["nodes"] = nodes
+    return out
