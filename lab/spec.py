@@ -213,7 +213,8 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
             if spath is not None:
                 _typed(spath, str, "an absolute path", (*ipath, "path"), origins)
                 if not spath.startswith("/"):
-                    raise _fail(origins, (*ipath, "path"), f"expected an absolute path, got {spath!r}")
+                    raise _fail(origins, (*ipath, "path"),
+                                f"expected an absolute path, got {spath!r}")
                 spath = spath.rstrip("/")
                 if spath.endswith("/repositories"):
                     # Omnibus appends /repositories itself; accept either spelling.

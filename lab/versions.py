@@ -30,7 +30,8 @@ class Version:
     def parse(cls, text: str) -> Version:
         m = _VERSION_RE.match(str(text).strip())
         if not m:
-            raise ValueError(f"{text!r} is not a GitLab version of the form X.Y.Z (e.g. {DEFAULT_VERSION})")
+            raise ValueError(
+                f"{text!r} is not a GitLab version of the form X.Y.Z (e.g. {DEFAULT_VERSION})")
         return cls(int(m[1]), int(m[2]), int(m[3]))
 
     def __str__(self) -> str:
@@ -57,7 +58,8 @@ class Dialect:
 
     @property
     def name(self) -> str:
-        gitaly = "gitaly['configuration']" if self.gitaly_configuration else "legacy gitaly[...] keys"
+        gitaly = ("gitaly['configuration']" if self.gitaly_configuration
+                  else "legacy gitaly[...] keys")
         app = "repositories_storages" if self.repositories_storages else "git_data_dirs"
         return f"{gitaly} + {app}"
 

@@ -25,7 +25,8 @@ KeySource = Callable[[], str]  # -> an RSA private key in PEM
 
 def _rsa_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption()).decode()
 
 
@@ -34,7 +35,9 @@ def secrets_json(version: Version, token_hex: TokenSource = _secrets.token_hex,
     """A gitlab-secrets.json object with the sections that ``version`` writes."""
     shell = token_hex(64)  # 128 hex chars, as Omnibus generates it
     data: dict[str, Any] = {
-        "gitlab_workhorse": {"secret_token": base64.b64encode(bytes.fromhex(token_hex(32))).decode()},
+        "gitlab_workhorse": {
+            "secret_token": base64.b64encode(bytes.fromhex(token_hex(32))).decode(),
+        },
         "gitlab_shell": {"secret_token": shell},
         "gitlab_rails": {
             "secret_key_base": token_hex(64),

@@ -1,0 +1,50 @@
+"""Shared test helpers: paths, deterministic secrets, skips that CI turns into failures."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.model import Lab
+from lab.render.secrets import LabSecrets, ensure_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "omnibus"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; in CI (CI=true) a missing prerequisite is a failure, not a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI is missing a prerequisite: {reason}")
+    pytest.skip(reason)
+
+
+def reference_templates() -> dict[str, Path]:
+    return {p.name.removeprefix("gitlab.rb.template-"): p
+            for p in sorted(REFERENCE.glob("gitlab.rb.template-*"))}
+
+
+def fixed_secrets(lab: Lab) -> LabSecrets:
+    """Deterministic secrets: every token is a counter, so golden files are stable."""
+    counter = itertools.count(1)
+
+    def token_hex(n: int) -> str:
+        return f"{next(counter):02x}".rjust(2 * n, "a")[: 2 * n]
+
+    def rsa_pem() -> str:
+        return ("-----BEGIN RSA PRIVATE KEY-----\nFIXED-FOR-GOLDEN-TESTS\n"
+                "-----END RSA PRIVATE KEY-----\n")
+
+    return ensure_secrets(lab, None, token_hex, rsa_pem)
+
+
+@pytest.fixture
+def reference() -> dict[str, Path]:
+    templates = reference_templates()
+    if not templates:
+        skip_or_fail(f"no Omnibus templates under {REFERENCE}")
+    return templates
