@@ -16,7 +16,6 @@ from typing import Any
 from lab import __version__
 from lab.errors import LabError
 from lab.model import Lab, SecretsPolicy
-from lab.render import tls
 from lab.render.compose import image_for, render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
@@ -43,22 +42,6 @@ class RenderedFile:
     path: str  # relative to the lab directory
     content: str
     mode: int
-
-
-def ensure_tls(lab: Lab, sec: LabSecrets) -> None:
-    """Create the CA and each TLS node's certificate if missing or if its SANs changed."""
-    if not lab.any_tls:
-        return
-    if "ca.key" not in sec.tls:
-        sec.tls["ca.key"], sec.tls["ca.crt"] = tls.make_ca(lab.name)
-    for node in lab.gitaly_nodes:
-        if not node.tls:
-            continue
-        names = ",".join(node.san_names)
-        if sec.tls.get(f"{node.name}.san") != names:
-            key, crt = tls.make_server_cert(sec.tls["ca.key"], sec.tls["ca.crt"], node.san_names)
-            sec.tls.update({f"{node.name}.key": key, f"{node.name}.crt": crt,
-                            f"{node.name}.san": names})
 
 
 def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
@@ -177,7 +160,6 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
         raise LabError(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
                        "choose another directory or pass --regenerate to replace it")
     sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
-    ensure_tls(lab, sec)
     image = image or image_for(lab)
     files = render_files(lab, sec, image, str(out_dir))
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab.model import Lab, Node, SecretsPolicy
+from lab.render import tls
 from lab.versions import Version, dialect_for
 
 TokenSource = Callable[[int], str]  # n bytes -> 2n hex chars
@@ -130,4 +131,22 @@ def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,
     for node in lab.nodes:
         if node.secrets is SecretsPolicy.OWN and node.name not in existing.own:
             existing.own[node.name] = secrets_json(lab.version, token_hex, rsa_pem)
+    ensure_tls(lab, existing)
     return existing
+
+
+def ensure_tls(lab: Lab, sec: LabSecrets) -> None:
+    """Create the CA and each TLS node's certificate if missing or if its SANs changed."""
+    if not lab.any_tls:
+        return
+    if "ca.key" not in sec.tls:
+        sec.tls["ca.key"], sec.tls["ca.crt"] = tls.make_ca(lab.name)
+    for node in lab.gitaly_nodes:
+        if not node.tls:
+            continue
+        names = ",".join(node.san_names)
+        if sec.tls.get(f"{node.name}.san") != names:
+            key, crt = tls.make_server_cert(sec.tls["ca.key"], sec.tls["ca.crt"], node.san_names)
+            sec.tls.update({f"{node.name}.key": key, f"{node.name}.crt": crt,
+                            f"{node.name}.san": names})
+

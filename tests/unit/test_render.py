@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from lab.model import Lab
-from lab.render.labdir import ensure_tls, render_files, write_lab
-from lab.render.secrets import shell_secret
+from lab.render.labdir import render_files, write_lab
+from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec import SpecRequest, resolve
 

@@ -15,7 +15,6 @@ import pytest
 from conftest import fixed_secrets, reference_templates, skip_or_fail
 
 from lab.render.gitlab_rb import render_gitlab_rb
-from lab.render.labdir import ensure_tls
 from lab.spec import SpecRequest, resolve
 from lab.topologies import TOPOLOGIES
 
@@ -79,7 +78,6 @@ def generated(topology: str, version: str, tls: bool) -> dict[str, str]:
     sets = ("tls=true",) if tls else ()
     lab = resolve(SpecRequest(topology=topology, version=version, flavor="omnibus", sets=sets))
     sec = fixed_secrets(lab)
-    ensure_tls(lab, sec)
     return {n.name: render_gitlab_rb(lab, n, sec.gitaly_token) for n in lab.nodes}
 
 
