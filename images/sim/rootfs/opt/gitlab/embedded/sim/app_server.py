@@ -1,0 +1,388 @@
+"""The sim's app node: health probes, a REST slice, Git smart HTTP and the internal API.
+
+Git traffic goes to the storage's Gitaly over gRPC with the v2 token, exactly the
+path Workhorse takes; the internal API checks the Gitlab-Shell-Api-Request JWT
+against this node's own gitlab_shell.secret_token.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import gitaly_client
+import lab_auth
+import simconfig
+
+STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
+TOKENS = os.path.join(simconfig.STATE_DIR, "tokens.json")
+ROOT_USER = {"id": 1, "username": "root", "name": "Administrator", "state": "active",
+             "is_admin": True, "email": "admin@example.com"}
+GIT_PATH = re.compile(r"^/(?P<ns>[\w.-]+)/(?P<path>[\w.-]+?)(?:\.git)?"
+                      r"/(?P<op>info/refs|git-upload-pack|git-receive-pack)$")
+_lock = threading.Lock()
+
+
+def log(message: str) -> None:
+    simconfig.log("puma", message)
+
+
+class Projects:
+    """Project records persisted as JSON under /var/opt/gitlab (survive restarts)."""
+
+    def load(self) -> dict[str, Any]:
+        try:
+            with open(STORE) as fh:
+                data: dict[str, Any] = json.load(fh)
+                return data
+        except (OSError, ValueError):
+            return {"next_id": 1, "projects": {}}
+
+    def save(self, data: dict[str, Any]) -> None:
+        os.makedirs(simconfig.STATE_DIR, exist_ok=True)
+        with open(STORE + ".tmp", "w") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(STORE + ".tmp", STORE)
+
+    def find(self, ref: str) -> dict[str, Any] | None:
+        projects = self.load()["projects"]
+        if ref.isdigit():
+            found: dict[str, Any] | None = projects.get(ref)
+            return found
+        ref = ref.removesuffix(".git")
+        for project in projects.values():
+            if project["path_with_namespace"] == ref:
+                return dict(project)
+        return None
+
+
+projects = Projects()
+
+
+def hashed_path(project_id: int) -> str:
+    digest = hashlib.sha256(str(project_id).encode()).hexdigest()
+    return f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
+
+
+def token_valid(token: str) -> bool:
+    if not token:
+        return False
+    try:
+        with open(TOKENS) as fh:
+            entries = json.load(fh).get("tokens", [])
+    except (OSError, ValueError):
+        return False
+    today = time.strftime("%Y-%m-%d")
+    return any(e.get("token") == token and (not e.get("expires_at") or e["expires_at"] > today)
+               and not e.get("revoked") for e in entries)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "gitlab-testlab-sim"
+    sys_version = ""
+    app: ClassVar[dict[str, Any]] = {}
+
+    # -- plumbing --------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log(f"{self.client_address[0]} {format % args}")
+
+    def body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            data = gzip.decompress(data)
+        return data
+
+    def send(self, status: int, body: bytes, content_type: str,
+             headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def json(self, status: int, data: Any) -> None:
+        self.send(status, json.dumps(data).encode(), "application/json")
+
+    def params(self, raw: bytes) -> dict[str, Any]:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        if not raw:
+            return query
+        if "json" in self.headers.get("Content-Type", ""):
+            data = json.loads(raw)
+            return {**query, **data} if isinstance(data, dict) else query
+        return {**query, **dict(urllib.parse.parse_qsl(raw.decode()))}
+
+    def storages(self) -> dict[str, gitaly_client.Storage]:
+        return gitaly_client.storages(self.app)
+
+    # -- routing ---------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self.route("GET")
+
+    def do_HEAD(self) -> None:
+        self.route("GET")
+
+    def do_POST(self) -> None:
+        self.route("POST")
+
+    def do_PUT(self) -> None:
+        self.route("PUT")
+
+    def do_DELETE(self) -> None:
+        self.route("DELETE")
+
+    def route(self, method: str) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            if path.startswith("/-/"):
+                self.probe(path)
+            elif path.startswith("/api/v4/internal/"):
+                self.internal(method, path.removeprefix("/api/v4/internal/"))
+            elif path.startswith("/api/v4/"):
+                self.api(method, path.removeprefix("/api/v4/"))
+            elif match := GIT_PATH.match(path):
+                self.git(method, match)
+            else:
+                self.json(404, {"message": "404 Not Found"})
+        except gitaly_client.GitalyCallError as exc:
+            log(f"gitaly error: {exc}")
+            self.json(exc.http_status, {"message": str(exc)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:  # a sim bug: answer like Rails would, keep serving
+            import traceback
+
+            log(f"500 on {method} {path}: {traceback.format_exc()}")
+            self.json(500, {"message": f"500 Internal Server Error ({type(exc).__name__})"})
+
+    # -- health probes ---------------------------------------------------------
+
+    def whitelisted(self) -> bool:
+        client = ipaddress.ip_address(self.client_address[0])
+        for entry in self.app["monitoring_whitelist"]:
+            try:
+                if client in ipaddress.ip_network(str(entry), strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    def probe(self, path: str) -> None:
+        if path not in ("/-/health", "/-/liveness", "/-/readiness") or not self.whitelisted():
+            self.json(404, {"message": "404 Not Found"})
+            return
+        if path == "/-/health":
+            self.send(200, b"GitLab OK", "text/plain")
+            return
+        result: dict[str, Any] = {"status": "ok", "master_check": [{"status": "ok"}]}
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if path == "/-/readiness" and query.get("all", ["0"])[0] in ("1", "true"):
+            checks = []
+            for name, storage in self.storages().items():
+                try:
+                    storage.server_info()
+                    checks.append({"status": "ok", "labels": {"shard": name}})
+                except gitaly_client.GitalyCallError as exc:
+                    checks.append({"status": "failed", "message": str(exc),
+                                   "labels": {"shard": name}})
+            result["gitaly_check"] = checks
+            if any(c["status"] != "ok" for c in checks):
+                result["status"] = "failed"
+        self.json(200 if result["status"] == "ok" else 503, result)
+
+    # -- REST API ----------------------------------------------------------------
+
+    def api_token(self) -> str:
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return auth[7:].strip()
+        return (self.headers.get("PRIVATE-TOKEN") or "").strip()
+
+    def project_json(self, project: dict[str, Any]) -> dict[str, Any]:
+        base = self.app["external_url"]
+        return {**project,
+                "http_url_to_repo": f"{base}/{project['path_with_namespace']}.git",
+                "web_url": f"{base}/{project['path_with_namespace']}"}
+
+    def api(self, method: str, path: str) -> None:
+        raw = self.body() if method in ("POST", "PUT") else b""
+        if not token_valid(self.api_token()):
+            self.json(401, {"message": "401 Unauthorized"})
+            return
+        parts = path.strip("/").split("/")
+        if method == "GET" and parts == ["user"]:
+            self.json(200, ROOT_USER)
+        elif method == "GET" and parts == ["version"]:
+            self.json(200, {"version": simconfig.SERVER_VERSION, "revision": "sim"})
+        elif parts[0] == "projects" and len(parts) == 1 and method == "POST":
+            self.create_project(self.params(raw))
+        elif parts[0] == "projects" and len(parts) == 1 and method == "GET":
+            items = projects.load()["projects"].values()
+            self.json(200, [self.project_json(p) for p in items])
+        elif parts[0] == "projects" and len(parts) == 2:
+            project = projects.find(urllib.parse.unquote(parts[1]))
+            if project is None:
+                self.json(404, {"message": "404 Project Not Found"})
+            elif method == "GET":
+                self.json(200, self.project_json(project))
+            elif method == "DELETE":
+                with _lock:
+                    data = projects.load()
+                    data["projects"].pop(str(project["id"]), None)
+                    projects.save(data)
+                self.json(202, {"message": "202 Accepted"})
+            else:
+                self.json(405, {"message": "405 Method Not Allowed"})
+        else:
+            self.json(404, {"message": "404 Not Found"})
+
+    def create_project(self, params: dict[str, Any]) -> None:
+        name = str(params.get("name") or params.get("path") or "")
+        path = str(params.get("path") or re.sub(r"[^\w.-]+", "-", name).strip("-").lower())
+        storage_name = str(params.get("repository_storage") or "default")
+        if not name or not path:
+            self.json(400, {"message": "name is missing, path is missing, "
+                                       "at least one parameter must be provided"})
+            return
+        storage = self.storages().get(storage_name)
+        if storage is None:
+            self.json(400, {"message": {"repository_storage": ["is not included in the list"]}})
+            return
+        with _lock:
+            data = projects.load()
+            if any(p["path"] == path for p in data["projects"].values()):
+                self.json(400, {"message": {"name": ["has already been taken"],
+                                            "path": ["has already been taken"]}})
+                return
+            project_id = int(data["next_id"])
+            disk_path = hashed_path(project_id)
+            storage.create_repository(disk_path)  # GitalyCallError -> 500/503 in route()
+            project = {
+                "id": project_id, "name": name, "path": path,
+                "path_with_namespace": f"root/{path}",
+                "namespace": {"id": 1, "name": "root", "path": "root", "kind": "user",
+                              "full_path": "root"},
+                "default_branch": "main", "visibility": "private",
+                "repository_storage": storage_name, "disk_path": disk_path,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            data["projects"][str(project_id)] = project
+            data["next_id"] = project_id + 1
+            projects.save(data)
+        log(f"project {project['path_with_namespace']} created on {storage_name}:{disk_path}")
+        self.json(201, self.project_json(project))
+
+    # -- Git smart HTTP (Workhorse's job) ----------------------------------------
+
+    def git(self, method: str, match: re.Match[str]) -> None:
+        op = match["op"]
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        service = query.get("service", [""])[0] if op == "info/refs" else op
+        raw = self.body() if method == "POST" else b""
+        if service not in ("git-upload-pack", "git-receive-pack"):
+            self.send(403, b"Unsupported service", "text/plain")
+            return
+        auth = self.headers.get("Authorization", "")
+        password = ""
+        if auth.startswith("Basic "):
+            try:
+                password = base64.b64decode(auth[6:]).decode().partition(":")[2]
+            except ValueError:
+                password = ""
+        if not token_valid(password):
+            self.send(401, b"HTTP Basic: Access denied\n", "text/plain",
+                      {"WWW-Authenticate": 'Basic realm="GitLab"'})
+            return
+        project = projects.find(f"{match['ns']}/{match['path']}")
+        if project is None:
+            self.send(404, b"The project you were looking for could not be found.\n",
+                      "text/plain")
+            return
+        storage = self.storages()[project["repository_storage"]]
+        protocol = self.headers.get("Git-Protocol", "")
+        if op == "info/refs":
+            data = storage.info_refs(service, project["disk_path"], protocol)
+            content_type = f"application/x-{service}-advertisement"
+        else:
+            gl = {"gl_id": "user-1", "gl_repository": f"project-{project['id']}",
+                  "gl_username": "root"}
+            data = storage.post_pack(service, project["disk_path"], raw, protocol, gl)
+            content_type = f"application/x-{service}-result"
+        self.send(200, data, content_type, {"Cache-Control": "no-cache"})
+
+    # -- internal API (called by Gitaly's hooks) ---------------------------------
+
+    def internal(self, method: str, endpoint: str) -> None:
+        raw = self.body() if method == "POST" else b""
+        token = self.headers.get("Gitlab-Shell-Api-Request", "")
+        try:
+            lab_auth.decode_shell_jwt(token, self.app["shell_secret"])
+        except lab_auth.JWTError as exc:
+            log(f"internal API {endpoint}: JWT rejected ({exc})")
+            self.json(401, {"message": "401 Unauthorized"})
+            return
+        params = self.params(raw)
+        if method == "GET" and endpoint == "check":
+            self.json(200, {"api_version": "v4", "gitlab_version": simconfig.SERVER_VERSION,
+                            "gitlab_rev": "sim", "redis": True})
+        elif method == "POST" and endpoint == "allowed":
+            gl_repository = str(params.get("gl_repository", ""))
+            project = projects.find(gl_repository.removeprefix("project-"))
+            if project is None:
+                self.json(404, {"status": False, "message":
+                                "The project you were looking for could not be found."})
+                return
+            self.json(200, {"status": True, "gl_repository": gl_repository,
+                            "gl_project_path": project["path_with_namespace"],
+                            "gl_id": "user-1", "gl_username": "root",
+                            "git_config_options": [], "need_audit": False})
+        elif method == "POST" and endpoint == "pre_receive":
+            self.json(200, {"reference_counter_increased": True})
+        elif method == "POST" and endpoint == "post_receive":
+            self.json(200, {"reference_counter_decreased": True, "messages": []})
+        else:
+            self.json(404, {"message": "404 Not Found"})
+
+
+def main() -> int:
+    Handler.app = simconfig.read_runtime()["app"]
+    server = ThreadingHTTPServer(("0.0.0.0", Handler.app["port"]), Handler)
+    server.daemon_threads = True
+    log(f"listening on :{Handler.app['port']} as {Handler.app['external_url']}; storages "
+        + ", ".join(f"{n}={s['address']}" for n, s in Handler.app["storages"].items()))
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""gitlab-ctl for the sim: status, restart, reconfigure, stop, start, tail.
+
+``status`` exits 0 only when every enabled service (or the named one) runs and
+accepts connections, so it can serve as a container healthcheck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import simconfig
+import supervisor
+
+ALIASES = {"nginx": "puma", "gitlab-workhorse": "puma", "sidekiq": "puma", "rails": "puma"}
+
+
+def _addr_ok(addr: str) -> bool:
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _unix_ok(path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(1)
+            sock.connect(path)
+            return True
+    except OSError:
+        return False
+
+
+def listening(name: str, node: dict[str, Any]) -> bool:
+    if name == "gitaly":
+        conf = node["gitaly"]
+        checks = [_unix_ok(conf["socket_path"])]
+        checks += [_addr_ok(conf[k]) for k in ("listen_addr", "tls_listen_addr") if conf[k]]
+        return all(checks)
+    return _addr_ok(f"127.0.0.1:{node['app']['port']}")
+
+
+def status(only: str | None) -> int:
+    try:
+        node = simconfig.read_runtime()
+        with open(supervisor.STATE) as fh:
+            state = json.load(fh)
+    except (OSError, ValueError):
+        print("fail: sim not started (no runtime state)")
+        return 1
+    services = supervisor.enabled(node)
+    if only:
+        only = ALIASES.get(only, only)
+        if only not in ("gitaly", "puma"):
+            print(f"fail: {only}: unknown service")
+            return 1
+        services = [only]
+    code = 0
+    for name in services:
+        entry = state.get(name)
+        alive = False
+        if entry:
+            try:
+                os.kill(entry["pid"], 0)
+                alive = True
+            except OSError:
+                alive = False
+        if alive and listening(name, node):
+            print(f"run: {name}: (pid {entry['pid']}) {int(time.time() - entry['started'])}s")
+        else:
+            print(f"down: {name}: 0s, normally up")
+            code = 3
+    return code
+
+
+def _state_text() -> str:
+    try:
+        with open(supervisor.STATE) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def signal_restart() -> str:
+    """Ask PID 1 to restart the services; return the service state before it did."""
+    before = _state_text()
+    os.kill(1, signal.SIGUSR1)
+    return before
+
+
+def wait_up(before: str, timeout: float = 30) -> int:
+    deadline = time.time() + timeout
+    # The old processes still listen until PID 1 replaced them: wait for new pids first.
+    while _state_text() == before and time.time() < deadline:
+        time.sleep(0.1)
+    while time.time() < deadline:
+        with open(os.devnull, "w") as quiet:
+            saved, sys.stdout = sys.stdout, quiet
+            try:
+                code = status(None)
+            finally:
+                sys.stdout = saved
+        if code == 0:
+            return 0
+        time.sleep(0.3)
+    return status(None)
+
+
+def set_stopped(names: list[str], stopped: bool) -> None:
+    try:
+        with open(supervisor.STOPPED) as fh:
+            current = set(json.load(fh))
+    except (OSError, ValueError):
+        current = set()
+    current = current | set(names) if stopped else current - set(names)
+    with open(supervisor.STOPPED, "w") as fh:
+        json.dump(sorted(current), fh)
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")
+        return 1
+    command, rest = argv[0], argv[1:]
+    service = ALIASES.get(rest[0], rest[0]) if rest else None
+    if command == "status":
+        return status(service)
+    if command == "reconfigure":
+        try:
+            supervisor.reconfigure()
+        except simconfig.ConfigError as exc:
+            print(f"gitlab Reconfigure failed (gitlab-testlab-sim):\n{exc}")
+            return 1
+        code = wait_up(signal_restart())
+        print("gitlab Reconfigured!" if code == 0 else "gitlab Reconfigure: services not up")
+        return code
+    if command in ("restart", "start", "stop"):
+        names = [service] if service else ["gitaly", "puma"]
+        set_stopped(names, command == "stop")
+        before = signal_restart()
+        if command == "stop":
+            time.sleep(1)
+            for name in names:
+                print(f"ok: down: {name}")
+            return 0
+        return wait_up(before)
+    if command == "tail":
+        folder = simconfig.LOG_DIR
+        names = [service] if service else sorted(os.listdir(folder))
+        files = [os.path.join(folder, n, "current") for n in names]
+        os.execvp("tail", ["tail", "-n", "50", "-F", *files])
+    print(f"gitlab-ctl (gitlab-testlab-sim): unsupported command {command!r}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

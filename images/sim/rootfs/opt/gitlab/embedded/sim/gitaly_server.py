@@ -1,0 +1,292 @@
+"""The sim's Gitaly: real gRPC names and messages from Gitaly's protos, real git underneath.
+
+Implements ServerService/ServerInfo, RepositoryService/RepositoryExists and
+CreateRepository, and the four SmartHTTPService RPCs. Every call passes the same
+auth check as Gitaly's v2 token interceptor (lab_auth.check_gitaly_auth).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import lab_auth
+import repository_service_pb2 as repo_pb
+import server_pb2
+import simconfig
+import smarthttp_pb2
+
+CHUNK = 32 * 1024
+HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
+_CODES = {
+    lab_auth.AuthOutcome.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    lab_auth.AuthOutcome.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def log(message: str) -> None:
+    simconfig.log("gitaly", message)
+
+
+class Gitaly:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.token: str = conf["token"]
+        self.storages: dict[str, str] = conf["storages"]
+        for path in self.storages.values():
+            os.makedirs(path, exist_ok=True)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def authorize(self, context: grpc.ServicerContext, method: str) -> None:
+        metadata = dict(context.invocation_metadata())
+        result = lab_auth.check_gitaly_auth(self.token, metadata.get("authorization"))
+        if not result.ok:
+            log(f"{method}: {result.message} (peer {context.peer()})")
+            context.abort(_CODES[result.outcome], result.message)
+
+    def repo_path(self, repository: Any, context: grpc.ServicerContext,
+                  *, must_exist: bool = True) -> str:
+        if not repository.storage_name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty StorageName")
+        base = self.storages.get(repository.storage_name)
+        if base is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f'GetStorageByName: no such storage: "{repository.storage_name}"')
+        rel = repository.relative_path
+        if not rel or rel.startswith("/") or ".." in rel.split("/"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"GetRepoPath: relative path escapes root directory: {rel!r}")
+        path = os.path.join(base, rel)
+        if must_exist and not os.path.isfile(os.path.join(path, "HEAD")):
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"GetRepoPath: not a git repository: {path!r}")
+        return path
+
+    @staticmethod
+    def git_env(protocol: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/var/opt/gitlab"}
+        if protocol:
+            env["GIT_PROTOCOL"] = protocol
+        env.update(extra or {})
+        return env
+
+    @staticmethod
+    def chunks(data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), CHUNK):
+            yield data[start:start + CHUNK]
+
+    # -- ServerService ---------------------------------------------------------
+
+    def server_info(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.authorize(context, "ServerInfo")
+        git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
+        statuses = []
+        for name, path in self.storages.items():
+            statuses.append(server_pb2.ServerInfoResponse.StorageStatus(
+                storage_name=name,
+                readable=os.access(path, os.R_OK),
+                writeable=os.access(path, os.W_OK),
+                fs_type="sim",
+                filesystem_id=self.filesystem_id(path),
+            ))
+        return server_pb2.ServerInfoResponse(
+            server_version=simconfig.SERVER_VERSION,
+            git_version=git.stdout.strip().removeprefix("git version "),
+            storage_statuses=statuses,
+        )
+
+    @staticmethod
+    def filesystem_id(path: str) -> str:
+        # Gitaly keeps a per-storage UUID in .gitaly-metadata; so do we.
+        meta = os.path.join(path, ".gitaly-metadata")
+        try:
+            with open(meta) as fh:
+                return fh.read().strip()
+        except OSError:
+            value = str(uuid.uuid4())
+            try:
+                with open(meta, "w") as fh:
+                    fh.write(value)
+            except OSError:
+                return ""
+            return value
+
+    # -- RepositoryService -----------------------------------------------------
+
+    def repository_exists(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.authorize(context, "RepositoryExists")
+        path = self.repo_path(request.repository, context, must_exist=False)
+        return repo_pb.RepositoryExistsResponse(exists=os.path.isfile(os.path.join(path, "HEAD")))
+
+    def create_repository(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.authorize(context, "CreateRepository")
+        path = self.repo_path(request.repository, context, must_exist=False)
+        proc = subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main", path],
+                              capture_output=True, text=True, env=self.git_env(""), check=False)
+        if proc.returncode != 0:
+            context.abort(grpc.StatusCode.INTERNAL, f"CreateRepository: {proc.stderr.strip()}")
+        repo = request.repository
+        log(f"CreateRepository {repo.storage_name}:{repo.relative_path}")
+        return repo_pb.CreateRepositoryResponse()
+
+    # -- SmartHTTPService ------------------------------------------------------
+
+    def _info_refs(self, service: str, request: Any,
+                   context: grpc.ServicerContext) -> Iterator[Any]:
+        self.authorize(context, f"InfoRefs {service}")
+        path = self.repo_path(request.repository, context)
+        proc = subprocess.run(
+            ["git", service, "--stateless-rpc", "--advertise-refs", path],
+            capture_output=True, env=self.git_env(request.git_protocol), check=False)
+        if proc.returncode != 0:
+            context.abort(grpc.StatusCode.INTERNAL, proc.stderr.decode(errors="replace"))
+        # Like Gitaly, write the smart HTTP service announcement ourselves.
+        line = f"# service=git-{service}\n".encode()
+        data = b"%04x" % (len(line) + 4) + line + b"0000" + proc.stdout
+        for chunk in self.chunks(data):
+            yield smarthttp_pb2.InfoRefsResponse(data=chunk)
+
+    def info_refs_upload_pack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._info_refs("upload-pack", request, context)
+
+    def info_refs_receive_pack(self, request: Any,
+                               context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._info_refs("receive-pack", request, context)
+
+    def post_upload_pack(self, requests: Iterator[Any],
+                         context: grpc.ServicerContext) -> Iterator[Any]:
+        self.authorize(context, "PostUploadPack")
+        first = next(requests)
+        path = self.repo_path(first.repository, context)
+        data = first.data + b"".join(r.data for r in requests)
+        proc = subprocess.run(["git", "upload-pack", "--stateless-rpc", path], input=data,
+                              capture_output=True, env=self.git_env(first.git_protocol),
+                              check=False)
+        if proc.returncode != 0:
+            context.abort(grpc.StatusCode.INTERNAL, proc.stderr.decode(errors="replace"))
+        for chunk in self.chunks(proc.stdout):
+            yield smarthttp_pb2.PostUploadPackResponse(data=chunk)
+
+    def post_receive_pack(self, requests: Iterator[Any],
+                          context: grpc.ServicerContext) -> Iterator[Any]:
+        self.authorize(context, "PostReceivePack")
+        first = next(requests)
+        path = self.repo_path(first.repository, context)
+        data = first.data + b"".join(r.data for r in requests)
+        env = self.git_env(first.git_protocol, {
+            "GL_ID": first.gl_id, "GL_REPOSITORY": first.gl_repository,
+            "GL_USERNAME": first.gl_username, "GL_PROTOCOL": "http",
+        })
+        # Gitaly points core.hooksPath at its own hooks, which call the internal API.
+        proc = subprocess.run(
+            ["git", "-c", f"core.hooksPath={HOOKS_DIR}", "receive-pack", "--stateless-rpc", path],
+            input=data, capture_output=True, env=env, check=False)
+        if proc.returncode != 0:
+            context.abort(grpc.StatusCode.INTERNAL, proc.stderr.decode(errors="replace"))
+        self.fix_head(path)
+        log(f"PostReceivePack {first.gl_repository} done")
+        for chunk in self.chunks(proc.stdout):
+            yield smarthttp_pb2.PostReceivePackResponse(data=chunk)
+
+    @staticmethod
+    def fix_head(path: str) -> None:
+        # GitLab points HEAD at the first pushed branch when the default one is missing.
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True,
+                                  check=False)
+        if git("rev-parse", "--verify", "-q", "HEAD").returncode == 0:
+            return
+        branches = git("for-each-ref", "--format=%(refname)", "refs/heads/").stdout.split()
+        if branches:
+            git("symbolic-ref", "HEAD", branches[0])
+
+    # -- wiring ----------------------------------------------------------------
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        def unary(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
+
+        def unary_stream(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_stream_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
+
+        def stream_stream(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return grpc.stream_stream_rpc_method_handler(
+                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
+
+        return [
+            grpc.method_handlers_generic_handler("gitaly.ServerService", {
+                "ServerInfo": unary(self.server_info, server_pb2.ServerInfoRequest,
+                                    server_pb2.ServerInfoResponse),
+            }),
+            grpc.method_handlers_generic_handler("gitaly.RepositoryService", {
+                "RepositoryExists": unary(self.repository_exists, repo_pb.RepositoryExistsRequest,
+                                          repo_pb.RepositoryExistsResponse),
+                "CreateRepository": unary(self.create_repository, repo_pb.CreateRepositoryRequest,
+                                          repo_pb.CreateRepositoryResponse),
+            }),
+            grpc.method_handlers_generic_handler("gitaly.SmartHTTPService", {
+                "InfoRefsUploadPack": unary_stream(
+                    self.info_refs_upload_pack, smarthttp_pb2.InfoRefsRequest,
+                    smarthttp_pb2.InfoRefsResponse),
+                "InfoRefsReceivePack": unary_stream(
+                    self.info_refs_receive_pack, smarthttp_pb2.InfoRefsRequest,
+                    smarthttp_pb2.InfoRefsResponse),
+                "PostUploadPack": stream_stream(
+                    self.post_upload_pack, smarthttp_pb2.PostUploadPackRequest,
+                    smarthttp_pb2.PostUploadPackResponse),
+                "PostReceivePack": stream_stream(
+                    self.post_receive_pack, smarthttp_pb2.PostReceivePackRequest,
+                    smarthttp_pb2.PostReceivePackResponse),
+            }),
+        ]
+
+
+def serve(conf: dict[str, Any]) -> grpc.Server:
+    gitaly = Gitaly(conf)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers(gitaly.handlers())
+    socket_path = conf["socket_path"]
+    os.makedirs(os.path.dirname(socket_path), exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    server.add_insecure_port(f"unix:{socket_path}")
+    if conf["listen_addr"]:
+        server.add_insecure_port(conf["listen_addr"])
+    if conf["tls_listen_addr"]:
+        with open(conf["key_path"], "rb") as k, open(conf["certificate_path"], "rb") as c:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port(conf["tls_listen_addr"], creds)
+    server.start()
+    listeners = [f"unix:{socket_path}", conf["listen_addr"],
+                 conf["tls_listen_addr"] and f"tls://{conf['tls_listen_addr']}"]
+    log(f"listening on {', '.join(x for x in listeners if x)}; "
+        f"auth {'enabled' if gitaly.token else 'disabled'}; "
+        f"storages {', '.join(f'{n}={p}' for n, p in gitaly.storages.items())}")
+    return server
+
+
+def main() -> int:
+    conf = simconfig.read_runtime()["gitaly"]
+    server = serve(conf)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Git hooks run by the sim's Gitaly, talking to GitLab's internal API like gitaly-hooks.
+
+Anything printed to stderr reaches the pushing client as ``remote: ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import lab_auth
+import simconfig
+
+
+class ApiError(Exception):
+    pass
+
+
+def call(conf: dict[str, Any], endpoint: str,
+         body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST ``body`` (GET when None) to the internal API; ApiError with GitLab's message."""
+    base = conf.get("internal_api_url") or ""
+    if not base:
+        raise ApiError("Internal API unreachable")
+    request = urllib.request.Request(
+        base.rstrip("/") + "/api/v4/internal/" + endpoint,
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json",
+                 "Gitlab-Shell-Api-Request": lab_auth.encode_shell_jwt(conf["hook_secret"])})
+    context = None
+    if base.startswith("https:"):
+        # Omnibus trusts /etc/gitlab/trusted-certs in addition to the system CAs.
+        context = ssl.create_default_context(
+            cadata=simconfig.trusted_ca_pem().decode(errors="replace") or None)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as resp:
+            data = json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("message") or f"{exc.code} {exc.reason}"
+        except (ValueError, AttributeError):
+            message = f"{exc.code} {exc.reason}"
+        raise ApiError(str(message)) from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ApiError("Internal API unreachable") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def main(hook: str) -> int:
+    changes = sys.stdin.read()
+    conf = simconfig.read_runtime()["gitaly"]
+    env = os.environ
+    common = {"gl_repository": env.get("GL_REPOSITORY", ""), "changes": changes,
+              "protocol": env.get("GL_PROTOCOL", "http")}
+    try:
+        if hook == "pre-receive":
+            allowed = call(conf, "allowed", {
+                **common, "action": "git-receive-pack", "project": env.get("GL_REPOSITORY", ""),
+                "username": env.get("GL_USERNAME", ""), "key_id": "",
+                "user_id": env.get("GL_ID", "").removeprefix("user-"),
+            })
+            if not allowed.get("status"):
+                raise ApiError(str(allowed.get("message") or "API is not accessible"))
+            call(conf, "pre_receive", {"gl_repository": common["gl_repository"]})
+        else:
+            result = call(conf, "post_receive", {
+                **common, "identifier": env.get("GL_ID", ""),
+                "push_options": []})
+            for message in result.get("messages") or []:
+                if isinstance(message, dict) and message.get("message"):
+                    print(message["message"], file=sys.stderr)
+    except ApiError as exc:
+        print(f"GitLab: {exc}", file=sys.stderr)
+        simconfig.log("gitaly", f"{hook} hook for {common['gl_repository']}: {exc}",
+                      via_pid1=True)
+        return 1
+    return 0

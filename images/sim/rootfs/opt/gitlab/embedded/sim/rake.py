@@ -1,0 +1,55 @@
+"""gitlab-rake for the sim: ``gitlab:gitaly:check`` and ``gitlab:gitlab_shell:check``."""
+
+from __future__ import annotations
+
+import sys
+
+import simconfig
+
+
+def gitaly_check(app: dict[str, object]) -> int:
+    import gitaly_client
+
+    print("Checking Gitaly ...\n")
+    code = 0
+    for name, storage in gitaly_client.storages(app).items():  # type: ignore[arg-type]
+        try:
+            storage.server_info()
+            print(f"Gitaly: ... {name} ... OK")
+        except gitaly_client.GitalyCallError as exc:
+            print(f"Gitaly: ... {name} ... FAIL: {exc}")
+            code = 1
+    print("\nChecking Gitaly ... Finished\n")
+    return code
+
+
+def shell_check() -> int:
+    import githook
+
+    node = simconfig.read_runtime()
+    conf = node.get("gitaly") or {}
+    print("Checking GitLab Shell ...\n")
+    try:
+        githook.call(conf, "check")
+        print("Internal API available: OK")
+        code = 0
+    except githook.ApiError as exc:
+        print(f"Internal API available: FAILED - {exc}")
+        code = 1
+    print("\nChecking GitLab Shell ... Finished\n")
+    return code
+
+
+def main(argv: list[str]) -> int:
+    tasks = [a for a in argv if not a.startswith("-")]
+    node = simconfig.read_runtime()
+    if tasks == ["gitlab:gitaly:check"] and node.get("app"):
+        return gitaly_check(node["app"])
+    if tasks == ["gitlab:gitlab_shell:check"] and node.get("gitaly"):
+        return shell_check()
+    print(f"gitlab-rake (gitlab-testlab-sim): task not available here: {' '.join(argv)}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

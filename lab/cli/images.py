@@ -1,0 +1,66 @@
+"""`lab images build|list|load`: the offline sim image and local GitLab images."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lab.engine import images as engine_images
+
+
+def format_images_table(rows: list[engine_images.ImageInfo]) -> Table:
+    table = Table(title="gitlab-testlab images")
+    table.add_column("image", no_wrap=True)
+    for column in ("kind", "current", "id", "size", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.ref, row.kind, "yes" if row.current else "", row.image_id, row.size,
+                      row.created)
+    return table
+
+
+@click.group()
+def images() -> None:
+    """Build, list and load the images labs run on."""
+
+
+@images.command()
+@click.option("--force", is_flag=True, help="Rebuild the base and sim images even if present.")
+def build(force: bool) -> None:
+    """Build the offline sim image (Debian bookworm via mmdebstrap; no registry needed)."""
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with console.status("checking images ...") as status:
+        def progress(message: str) -> None:
+            status.update(message + " ...")
+            console.log(message)
+
+        ref = engine_images.build_images(force=force, progress=progress)
+    console.print(f"[green]ready[/green] {ref} ({time.monotonic() - started:.0f}s)")
+    click.echo(ref)
+
+
+@images.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def list_(as_json: bool) -> None:
+    """List the sim/base images and local gitlab/gitlab-ce|ee images."""
+    rows = engine_images.list_images()
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    Console().print(format_images_table(rows))
+
+
+@images.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def load(file: str) -> None:
+    """Load an image tarball (`docker save` output), e.g. gitlab-ce on an air-gapped host."""
+    ref = engine_images.load_image(file)
+    Console(stderr=True).print(f"[green]loaded[/green] {ref}")
+    click.echo(ref)
+COMMANDS = (images,)

@@ -1,0 +1,1 @@
+"""Talking to a running lab: GitLab API, git over HTTP(S), Gitaly gRPC checks."""

@@ -1,0 +1,261 @@
+"""Images: build the offline sim flavour, list what is present, load tarballs.
+
+The base image is a Debian bookworm root file system from mmdebstrap, imported
+with ``docker import``; the sim image adds ``images/sim`` on top with a plain
+``docker build`` (no network, no BuildKit frontend to pull). Tags are content
+hashes, so a changed input means a new tag and a rebuild, never a stale image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lab
+from lab.engine.run import run
+from lab.errors import DockerUnavailable, EngineError, LabError
+
+LABEL = "io.gitlab-testlab"
+SIM_REPO = "gitlab-testlab/sim"
+BASE_REPO = "gitlab-testlab/base"
+OMNIBUS_REPOS = ("gitlab/gitlab-ce", "gitlab/gitlab-ee")
+SUITE = "bookworm"
+#: Everything about how the base is made besides the package list; part of its tag.
+BASE_RECIPE = [
+    "--variant=apt",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--aptopt=APT::Install-Recommends \"false\"",
+]
+BUILD_TIMEOUT = 1800.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    ref: str
+    image_id: str
+    size: str
+    created: str
+    kind: str  # "sim", "base" or "omnibus"
+    current: bool  # the tag this checkout would use (sim/base only)
+
+
+def images_dir() -> Path:
+    return Path(lab.__file__).resolve().parent.parent / "images"
+
+
+def _auth_py() -> Path:
+    return Path(lab.__file__).resolve().parent / "auth.py"
+
+
+def _hash_files(files: list[tuple[str, Path]], extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for name, path in sorted(files):
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+        # The executable bit matters inside the image.
+        digest.update(b"x" if os.access(path, os.X_OK) else b"-")
+    return digest.hexdigest()[:12]
+
+
+def _tree(root: Path) -> list[tuple[str, Path]]:
+    return [(p.relative_to(root).as_posix(), p) for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts]
+
+
+def base_packages() -> list[str]:
+    text = (images_dir() / "base" / "packages.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines()
+            if line.split("#")[0].strip()]
+
+
+def base_image_ref() -> str:
+    """Tag of the Debian base: a hash of its package list and build recipe. Pure."""
+    files = [("packages.txt", images_dir() / "base" / "packages.txt")]
+    return f"{BASE_REPO}:{_hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))}"
+
+
+def sim_image_ref() -> str:
+    """Tag of the sim image: a hash over every file under images/ plus lab/auth.py. Pure."""
+    files = [*_tree(images_dir()), ("lab/auth.py", _auth_py())]
+    return f"{SIM_REPO}:{_hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))}"
+
+
+# -- Debian sources -------------------------------------------------------------
+
+
+def _deb822_entries(text: str) -> list[str]:
+    entries = []
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in stanza.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line[0].isspace() and key:
+                fields[key] += " " + line.strip()
+                continue
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            fields[key] = value.strip()
+        if "deb" not in fields.get("types", "").split():
+            continue
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        for uri in fields.get("uris", "").split():
+            for suite in fields.get("suites", "").split():
+                entries.append(f"deb {uri} {suite} {fields.get('components', 'main')}")
+    return entries
+
+
+def _one_line_entries(text: str) -> list[str]:
+    entries = []
+    for line in text.splitlines():
+        words = line.split("#")[0].split()
+        if not words or words[0] != "deb":
+            continue
+        if words[1].startswith("["):  # drop [options]; mmdebstrap uses its own keyring
+            while words and not words[1].endswith("]"):
+                words.pop(1)
+            words.pop(1)
+        entries.append(" ".join(words))
+    return entries
+
+
+def debian_sources(apt_dir: Path = Path("/etc/apt"),
+                   env: dict[str, str] | None = None) -> list[str]:
+    """The host's own bookworm apt sources as one-line entries (``deb URL suite comps``).
+
+    ``LAB_DEBIAN_MIRROR`` (a URL) wins; an empty list means mmdebstrap's default mirror.
+    """
+    env = dict(os.environ) if env is None else env
+    mirror = env.get("LAB_DEBIAN_MIRROR", "").strip()
+    if mirror:
+        return [f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main"]
+    entries: list[str] = []
+    one_line = apt_dir / "sources.list"
+    if one_line.is_file():
+        entries += _one_line_entries(one_line.read_text())
+    folder = apt_dir / "sources.list.d"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix == ".sources":
+                entries += _deb822_entries(path.read_text())
+            elif path.suffix == ".list":
+                entries += _one_line_entries(path.read_text())
+    # Only Debian's bookworm suites belong in the base (not third-party repositories).
+    return [e for e in entries if len(e.split()) >= 4 and e.split()[2].startswith(SUITE)]
+
+
+# -- Docker -----------------------------------------------------------------------
+
+
+def check_docker() -> None:
+    result = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False,
+                 timeout=30)
+    if result.returncode != 0:
+        raise DockerUnavailable(
+            "Docker is not reachable: start the Docker Engine (e.g. `systemctl start docker`)"
+            f" and check that you may use it.\n{result.stderr.strip()}")
+
+
+def image_exists(ref: str) -> bool:
+    return run(["docker", "image", "inspect", ref], check=False, timeout=60).returncode == 0
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def build_base(progress: Progress = _quiet) -> str:
+    ref = base_image_ref()
+    if shutil.which("mmdebstrap") is None:
+        raise LabError("mmdebstrap is missing: `apt-get install mmdebstrap` "
+                       "(it builds the sim's Debian base image without a registry)")
+    packages = base_packages()
+    sources = debian_sources()
+    progress(f"building base {ref} with mmdebstrap ({len(packages)} packages)")
+    with tempfile.TemporaryDirectory(prefix="lab-base-") as tmp:
+        tarball = os.path.join(tmp, "rootfs.tar")
+        run(["mmdebstrap", *BASE_RECIPE, "--include=" + ",".join(packages), SUITE, tarball,
+             *sources], timeout=BUILD_TIMEOUT,
+            hint="mmdebstrap failed: check the Debian mirror (LAB_DEBIAN_MIRROR) and disk space")
+        progress(f"importing {ref}")
+        run(["docker", "import", "--change", f"LABEL {LABEL}=1",
+             "--change", f"LABEL {LABEL}.flavor=base", tarball, ref], timeout=BUILD_TIMEOUT)
+    return ref
+
+
+def build_sim(base: str, progress: Progress = _quiet) -> str:
+    ref = sim_image_ref()
+    progress(f"building sim {ref}")
+    with tempfile.TemporaryDirectory(prefix="lab-sim-") as tmp:
+        context = Path(tmp) / "context"
+        shutil.copytree(images_dir() / "sim", context,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        # The image and the host share one implementation of Gitaly/JWT auth.
+        shutil.copy2(_auth_py(), context / "rootfs/opt/gitlab/embedded/sim/lab_auth.py")
+        run(["docker", "build", "--force-rm", "--label", f"{LABEL}=1",
+             "--build-arg", f"BASE={base}", "-t", ref, str(context)],
+            env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=BUILD_TIMEOUT)
+    return ref
+
+
+def build_images(*, force: bool = False, progress: Progress = _quiet) -> str:
+    """Make sure the sim image for this checkout exists; return its ref.
+
+    Returns at once when the tag is present (unless ``force``).
+    """
+    check_docker()
+    ref = sim_image_ref()
+    if not force and image_exists(ref):
+        progress(f"{ref} is present")
+        return ref
+    base = base_image_ref()
+    if force or not image_exists(base):
+        build_base(progress)
+    else:
+        progress(f"{base} is present")
+    build_sim(base, progress)
+    progress(f"built {ref}")
+    return ref
+
+
+def list_images() -> list[ImageInfo]:
+    """The sim and base images (any tag) and local gitlab/gitlab-ce|ee images."""
+    check_docker()
+    current = {sim_image_ref(), base_image_ref()}
+    kinds = {SIM_REPO: "sim", BASE_REPO: "base"} | {r: "omnibus" for r in OMNIBUS_REPOS}
+    found = []
+    for repo, kind in kinds.items():
+        out = run(["docker", "image", "ls", "--format", "{{json .}}", repo], timeout=60).stdout
+        for line in out.splitlines():
+            row = json.loads(line)
+            ref = f"{row['Repository']}:{row['Tag']}"
+            found.append(ImageInfo(ref=ref, image_id=row.get("ID", ""), size=row.get("Size", ""),
+                                   created=row.get("CreatedSince", ""), kind=kind,
+                                   current=ref in current))
+    return found
+
+
+def load_image(path: str | Path) -> str:
+    """``docker load -i`` a tarball (air-gapped hosts); return the loaded ref."""
+    if not Path(path).is_file():
+        raise LabError(f"{path}: no such file (expected an image tarball from `docker save`)")
+    check_docker()
+    result = run(["docker", "load", "-i", str(path)], timeout=BUILD_TIMEOUT)
+    loaded = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+              if line.startswith(("Loaded image:", "Loaded image ID:"))]
+    if not loaded:
+        raise EngineError(["docker", "load", "-i", str(path)], 0, result.stdout,
+                          "docker load reported no image")
+    return loaded[-1]

@@ -1,0 +1,218 @@
+"""The sim image's reading of gitlab.rb: host `ruby` runs the image's own evaluator
+on each config dialect the renderer emits, then simconfig applies Omnibus' defaults."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
+TOKEN = "ab" * 32
+SECRETS = {"gitlab_shell": {"secret_token": "cd" * 64 + "\n"}}
+
+
+@pytest.fixture(scope="module")
+def simconfig() -> ModuleType:
+    if shutil.which("ruby") is None:
+        pytest.skip("host ruby is needed to evaluate gitlab.rb (apt-get install ruby)")
+    sys.path.insert(0, str(SIM_DIR))
+    try:
+        return importlib.import_module("simconfig")
+    finally:
+        sys.path.remove(str(SIM_DIR))
+
+
+def node(simconfig: ModuleType, tmp_path: Path, text: str,
+         secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None
+         ) -> dict[str, Any]:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text(text)
+    raw = simconfig.evaluate(str(rb), env={"PATH": "/usr/bin:/bin", **(env or {})})
+    result: dict[str, Any] = simconfig.effective(raw, secrets if secrets is not None else SECRETS)
+    return result
+
+
+GITALY_ONLY = """
+postgresql['enable'] = false
+redis['enable'] = false
+nginx['enable'] = false
+puma['enable'] = false
+sidekiq['enable'] = false
+gitlab_workhorse['enable'] = false
+prometheus['enable'] = false
+alertmanager['enable'] = false
+gitlab_exporter['enable'] = false
+gitlab_kas['enable'] = false
+gitlab_rails['auto_migrate'] = false
+gitlab_rails['internal_api_url'] = 'http://gitlab'
+"""
+
+
+def test_configuration_dialect(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, "roles(['gitaly_role'])\n" + GITALY_ONLY + f"""
+gitaly['configuration'] = {{
+  listen_addr: '0.0.0.0:8075',
+  auth: {{ token: '{TOKEN}' }},
+  storage: [
+    {{ name: 'default', path: '/var/opt/gitlab/git-data/repositories' }},
+    {{ name: 'storage1', path: '/var/opt/gitlab/git-data-storage1/repositories' }},
+  ],
+}}
+""")
+    assert conf["app"] is None
+    gitaly = conf["gitaly"]
+    assert gitaly["listen_addr"] == "0.0.0.0:8075"
+    assert gitaly["tls_listen_addr"] == ""
+    assert gitaly["token"] == TOKEN
+    assert gitaly["storages"] == {
+        "default": "/var/opt/gitlab/git-data/repositories",
+        "storage1": "/var/opt/gitlab/git-data-storage1/repositories",
+    }
+    assert gitaly["internal_api_url"] == "http://gitlab"
+    assert gitaly["hook_secret"] == "cd" * 64  # whitespace-trimmed shell secret
+
+
+def test_configuration_tls(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, GITALY_ONLY + f"""
+gitaly['configuration'] = {{
+  tls_listen_addr: '0.0.0.0:9999',
+  tls: {{ certificate_path: '/etc/gitlab/ssl/gitaly1.crt',
+          key_path: '/etc/gitlab/ssl/gitaly1.key' }},
+  auth: {{ token: '{TOKEN}' }},
+  storage: [{{ name: 'default', path: '/var/opt/gitlab/git-data/repositories' }}],
+}}
+""")
+    gitaly = conf["gitaly"]
+    assert gitaly["listen_addr"] == ""
+    assert gitaly["tls_listen_addr"] == "0.0.0.0:9999"
+    assert gitaly["certificate_path"] == "/etc/gitlab/ssl/gitaly1.crt"
+    assert gitaly["key_path"] == "/etc/gitlab/ssl/gitaly1.key"
+
+
+def test_legacy_dialect_appends_repositories(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, GITALY_ONLY + "unicorn['enable'] = false\n" + f"""
+gitaly['listen_addr'] = '0.0.0.0:8075'
+gitaly['tls_listen_addr'] = '0.0.0.0:9999'
+gitaly['certificate_path'] = '/etc/gitlab/ssl/gitaly1.crt'
+gitaly['key_path'] = '/etc/gitlab/ssl/gitaly1.key'
+gitaly['auth_token'] = '{TOKEN}'
+git_data_dirs({{
+  'default' => {{ 'path' => '/var/opt/gitlab/git-data' }},
+  'storage1' => {{ 'path' => '/var/opt/gitlab/git-data-storage1' }},
+}})
+""")
+    assert conf["app"] is None
+    gitaly = conf["gitaly"]
+    assert gitaly["listen_addr"] == "0.0.0.0:8075"
+    assert gitaly["tls_listen_addr"] == "0.0.0.0:9999"
+    assert gitaly["certificate_path"] == "/etc/gitlab/ssl/gitaly1.crt"
+    assert gitaly["token"] == TOKEN
+    assert gitaly["storages"] == {
+        "default": "/var/opt/gitlab/git-data/repositories",
+        "storage1": "/var/opt/gitlab/git-data-storage1/repositories",
+    }
+
+
+APP = f"""
+external_url 'http://gitlab'
+gitaly['enable'] = false
+gitlab_rails['gitaly_token'] = '{TOKEN}'
+"""
+
+
+def test_app_git_data_dirs(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, APP + """
+git_data_dirs({
+  'default' => { 'gitaly_address' => 'tcp://gitaly1:8075' },
+  'storage1' => { 'gitaly_address' => 'tcp://gitaly2:8075', 'gitaly_token' => 'other' },
+})
+""")
+    assert conf["gitaly"] is None
+    app = conf["app"]
+    assert app["external_url"] == "http://gitlab"
+    assert app["port"] == 80
+    assert app["storages"] == {
+        "default": {"address": "tcp://gitaly1:8075", "token": TOKEN},
+        "storage1": {"address": "tcp://gitaly2:8075", "token": "other"},
+    }
+    assert app["shell_secret"] == "cd" * 64
+    assert app["monitoring_whitelist"] == ["127.0.0.0/8", "::1/128"]
+
+
+def test_app_repositories_storages_tls(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, APP + """
+gitlab_rails['monitoring_whitelist'] = ['0.0.0.0/0']
+gitlab_rails['repositories_storages'] = {
+  'default' => { 'gitaly_address' => 'tls://gitaly1:9999' },
+}
+""")
+    assert conf["app"]["storages"] == {"default": {"address": "tls://gitaly1:9999",
+                                                   "token": TOKEN}}
+    assert conf["app"]["monitoring_whitelist"] == ["0.0.0.0/0"]
+
+
+def test_single_node_defaults(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, "external_url 'http://gitlab'\n")
+    assert conf["gitaly"]["socket_path"] == "/var/opt/gitlab/gitaly/gitaly.socket"
+    assert conf["gitaly"]["storages"] == {"default": "/var/opt/gitlab/git-data/repositories"}
+    assert conf["gitaly"]["token"] == ""
+    assert conf["gitaly"]["internal_api_url"] == "http://localhost:80"
+    assert conf["app"]["storages"] == {
+        "default": {"address": "unix:/var/opt/gitlab/gitaly/gitaly.socket", "token": ""}}
+
+
+def test_gitaly_node_without_internal_api_url(simconfig: ModuleType, tmp_path: Path) -> None:
+    text = GITALY_ONLY.replace("gitlab_rails['internal_api_url'] = 'http://gitlab'\n", "")
+    conf = node(simconfig, tmp_path, "roles(['gitaly_role'])\n" + text)
+    assert conf["gitaly"]["internal_api_url"] == ""
+
+
+def test_gitaly_secret_preferred_over_shell_secret(simconfig: ModuleType,
+                                                   tmp_path: Path) -> None:
+    secrets = {**SECRETS, "gitaly": {"gitlab_secret": "ee" * 64}}
+    conf = node(simconfig, tmp_path, "external_url 'http://gitlab'\n", secrets)
+    assert conf["gitaly"]["hook_secret"] == "ee" * 64
+    assert conf["app"]["shell_secret"] == "cd" * 64
+
+
+def test_omnibus_config_env_is_evaluated_first(simconfig: ModuleType, tmp_path: Path) -> None:
+    env = {"GITLAB_OMNIBUS_CONFIG": "gitlab_rails['gitaly_token'] = 'from-env'; "
+                                    "gitlab_rails['monitoring_whitelist'] = ['10.0.0.0/8']"}
+    conf = node(simconfig, tmp_path, APP, env=env)
+    assert conf["app"]["storages"]["default"]["token"] == TOKEN  # the file wins
+    assert conf["app"]["monitoring_whitelist"] == ["10.0.0.0/8"]
+
+
+def test_printing_in_gitlab_rb_keeps_json_clean(simconfig: ModuleType, tmp_path: Path) -> None:
+    conf = node(simconfig, tmp_path, "puts 'hello'\n" + APP)
+    assert conf["app"]["external_url"] == "http://gitlab"
+
+
+def test_syntax_error_names_file_and_line(simconfig: ModuleType, tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://gitlab'\ngitaly['configuration'] = {\n  listen_addr: ,\n")
+    with pytest.raises(simconfig.ConfigError) as info:
+        simconfig.evaluate(str(rb))
+    assert f"{rb}:3" in str(info.value)
+    assert "syntax error" in str(info.value)
+
+
+def test_runtime_error_names_file_and_line(simconfig: ModuleType, tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://gitlab'\nnot_a_setting.frobnicate(1)\n")
+    with pytest.raises(simconfig.ConfigError, match=rf"{rb}:2"):
+        simconfig.evaluate(str(rb))
+
+
+def test_missing_secrets_file_is_generated(simconfig: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "gitlab-secrets.json"
+    data = simconfig.load_secrets(str(path))
+    assert len(data["gitlab_shell"]["secret_token"]) == 128
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert simconfig.load_secrets(str(path)) == data
