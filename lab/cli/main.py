@@ -47,7 +47,7 @@ def _register() -> None:
     from lab.cli import render
 
     cli.add_command(render.render)
-    for module in ("images", "lifecycle"):
+    for module in ("images", "lifecycle", "scenario", "support"):
         try:
             mod = importlib.import_module(f"lab.cli.{module}")
         except ImportError:  # TEMPORARY while these commands are being built

@@ -1,0 +1,90 @@
+"""Toolkit overhead of `lab up` on the sim flavour (prints numbers; not a timed test).
+
+For the `scaled` topology, N rounds of:
+1. `lab up scaled --flavor sim` (the CLI, as a user runs it) until it returns ready;
+2. baseline: the same rendered directory started with the plain Compose tool
+   (`up -d`) plus the same readiness polling (RunningLab.wait_ready);
+3. `lab down`, and per-node memory from `docker stats --no-stream` while up.
+
+Runs under a temporary LAB_HOME so it never touches your labs.
+Usage: python bench/bench_up.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
+
+
+def timed(cmd: list[str], **kw: object) -> float:
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+    return time.monotonic() - t0
+
+
+def memory(project: str) -> dict[str, str]:
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format",
+                          "{{.Name}}\t{{.MemUsage}}"], capture_output=True, text=True,
+                         check=True).stdout
+    return {name: mem.split(" / ")[0] for name, mem in
+            (line.split("\t") for line in out.splitlines()) if name.startswith(project + "_")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    home = tempfile.mkdtemp(prefix="lab-bench-")
+    os.environ["LAB_HOME"] = home
+    from lab import lifecycle
+    from lab.engine.compose import Compose, detect
+    from lab.engine.images import build_images
+    from lab.render.labdir import write_lab
+    from lab.spec import SpecRequest, resolve
+
+    image = build_images()
+    tool = detect()
+    print(f"sim image {image}; compose tool `{tool.name}` {tool.version}; "
+          f"{os.cpu_count()} cores; {args.rounds} rounds")
+
+    lab_up, raw_up, lab_down, raw_down = [], [], [], []
+    mem: dict[str, str] = {}
+    for i in range(args.rounds):
+        name = f"bench-{os.getpid()}-{i}"
+        lab_up.append(timed([*LAB_CMD, "up", "scaled", "--flavor", "sim", "--name", name]))
+        mem = memory(f"glt-{name}")
+        lab_down.append(timed([*LAB_CMD, "down", name, "--purge"]))
+
+        spec = resolve(SpecRequest(topology="scaled", flavor="sim", name=f"raw-{name}"))
+        rendered = write_lab(spec, Path(home) / "raw" / spec.name, image=image)
+        compose = Compose(tool, spec.project_name, rendered.path)
+        t0 = time.monotonic()
+        subprocess.run(compose.up_cmd(), check=True, capture_output=True, cwd=rendered.path)
+        lifecycle.RunningLab(rendered).wait_ready(timeout=300)
+        raw_up.append(time.monotonic() - t0)
+        raw_down.append(timed(compose.down_cmd(), cwd=rendered.path))
+        print(f"  round {i + 1}: lab up {lab_up[-1]:.2f}s, compose up + polling "
+              f"{raw_up[-1]:.2f}s, lab down {lab_down[-1]:.2f}s, compose down "
+              f"{raw_down[-1]:.2f}s")
+
+    med = statistics.median
+    print(f"lab up (CLI) to ready:            median {med(lab_up):.2f}s")
+    print(f"compose up -d + same polling:     median {med(raw_up):.2f}s")
+    print(f"ratio lab up / baseline:          {med(lab_up) / med(raw_up):.2f}")
+    print(f"lab down:                         median {med(lab_down):.2f}s "
+          f"(compose down {med(raw_down):.2f}s)")
+    for name, usage in sorted(mem.items()):
+        print(f"memory {name}: {usage}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""`lab up / down / status / logs / exec / list / gc`: run labs from the command line.
+
+Exit codes (see ``lab.cli.main``): 0 success; 1 ``status`` found a node not
+running or not healthy; 2 bad input (unknown lab or node, spec error, port in
+use); 3 Docker, Compose or an image is not usable; 4 the lab did not become
+ready (the message names the node and shows its last log lines); 130
+interrupted. ``exec`` exits with the command's own exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+
+import click
+from rich.progress import Progress as RichProgressBar
+from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lab import lifecycle, state
+from lab.cli.common import console, err_console, spec_options, spec_request
+from lab.errors import LabError, LabNotFound
+from lab.lifecycle import DEFAULT_TIMEOUT, LabStatus, LabSummary, RunningLab
+from lab.spec import resolve
+
+
+class RichProgress:
+    """Shows each readiness layer with a spinner, what it waits for, and its time."""
+
+    def __init__(self) -> None:
+        self.bar = RichProgressBar(
+            SpinnerColumn(finished_text="[green]✓[/]"),
+            TextColumn("{task.description:<20}"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[detail]}"),
+            console=err_console, transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.stop()
+
+    def layer_started(self, layer: str, nodes: Sequence[str]) -> None:
+        self.tasks[layer] = self.bar.add_task(layer, total=1, detail=", ".join(nodes))
+
+    def layer_update(self, layer: str, waiting: Mapping[str, str], elapsed: float) -> None:
+        detail = "; ".join(f"{n}: {s}" for n, s in waiting.items())
+        self.bar.update(self.tasks[layer], detail=detail[:90])
+
+    def layer_done(self, layer: str, seconds: float) -> None:
+        self.bar.update(self.tasks[layer], completed=1, detail=f"{seconds:.1f}s")
+
+    def note(self, message: str) -> None:
+        self.bar.console.print(f"[dim]{message}[/]", highlight=False)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def pick_lab(name: str | None) -> str:
+    """NAME, or the only lab when there is exactly one."""
+    if name:
+        return name
+    names = state.lab_names()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise LabNotFound("no labs; start one with `lab up scaled`")
+    raise LabNotFound(f"several labs exist ({', '.join(names)}); name one")
+
+
+def format_status(st: LabStatus) -> Table:
+    table = Table(title=f"lab {st.name} — GitLab {st.version} ({st.flavor}) — {st.image}",
+                  title_justify="left")
+    for col in ("node", "role", "state", "health", "ports", "storages"):
+        table.add_column(col)
+    for n in st.nodes:
+        colour = "green" if n.healthy else "red"
+        ports = ", ".join(f"{host}->{cport}" for cport, host in n.ports.items()) or "-"
+        table.add_row(n.node, ",".join(n.roles), f"[{colour}]{n.state}[/]", n.health or "-",
+                      ports, ",".join(n.storages) or "-")
+    return table
+
+
+def format_list(labs: Sequence[LabSummary]) -> Table:
+    table = Table()
+    for col in ("name", "state", "running", "flavor", "version", "topology", "path"):
+        table.add_column(col)
+    for s in labs:
+        table.add_row(s.name, s.state, f"{s.running}/{s.nodes}", s.flavor, s.version,
+                      s.topology or "-", str(s.path))
+    return table
+
+
+def format_ready(running: RunningLab) -> str:
+    try:
+        url = running.http_url
+    except LabError:
+        url = "(no HTTP port published)"
+    name = running.name
+    return (f"Lab [bold]{name}[/] is ready.\n"
+            f"  GitLab:       {url}\n"
+            f"  admin token:  {running.admin_token_file}  (user root; header PRIVATE-TOKEN)\n"
+            f"  lab folder:   {running.path}\n"
+            f"Next: lab status {name} | lab logs {running.lab.app.name} --lab {name} | "
+            f"lab exec {running.lab.app.name} --lab {name} -- gitlab-ctl status | "
+            f"lab down {name}")
+
+
+@click.command()
+@spec_options
+@click.option("--name", help="Lab name (default: the topology's); two labs need two names.")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds to wait for the lab to become ready.")
+@click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
+def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
+       flavor: str | None, sets: tuple[str, ...], name: str | None, timeout: float,
+       keep: bool) -> None:
+    """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
+    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name))
+    # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
+                      f"{lab.flavor.value}, {len(lab.nodes)} nodes)…")
+    with RichProgress() as progress:
+        running = lifecycle.up(lab, timeout=timeout, keep=keep, progress=progress)
+    console.print(format_ready(running), highlight=False)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--purge", is_flag=True, help="Also delete the lab's folder and secrets.")
+def down(name: str | None, purge: bool) -> None:
+    """Stop a lab and remove its containers, network and volumes."""
+    running = lifecycle.attach(pick_lab(name))
+    running.down(purge=purge)
+    kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"
+    console.print(f"Lab [bold]{running.name}[/] is down{kept}.", highlight=False)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(name: str | None, as_json: bool) -> None:
+    """Show each node's role, container state, health, ports and storages."""
+    st = lifecycle.attach(pick_lab(name)).status()
+    if as_json:
+        click.echo(json.dumps(st.to_json(), indent=2))
+    else:
+        console.print(format_status(st))
+        if st.http_url:
+            console.print(f"GitLab: {st.http_url}   admin token: {st.path / 'admin-token'}",
+                          highlight=False)
+    if not st.healthy:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("node")
+@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--since", metavar="WHEN", help="Only newer lines: 10m, 2h, 30s or a unix time.")
+@click.option("--tail", type=int, default=200, show_default=True, help="Lines from the end.")
+def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail: int) -> None:
+    """Print a node's container log (secrets redacted)."""
+    running = lifecycle.attach(pick_lab(lab_name))
+    if not follow:
+        click.echo(running.logs(node, tail=tail, since=since), nl=False)
+        return
+    from lab.engine.docker import follow_logs
+
+    for line in follow_logs(running.container(node), tail=tail, since=since):
+        click.echo(line)
+
+
+# Options may follow NODE (`lab exec gitaly1 --lab x -- cmd`); after `--` all is the command.
+@click.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
+    """Run a command in a node: lab exec NODE -- CMD... (exits with its exit code)."""
+    running = lifecycle.attach(pick_lab(lab_name))
+    container = running.container(node)
+    args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
+    tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+    # Hand the terminal to `docker exec`: interactive shells and exit codes just work.
+    os.execvp("docker", ["docker", "exec", "-i", *tty, container.id, *args])
+
+
+@click.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_(as_json: bool) -> None:
+    """List labs in the state folder and how many of their nodes run."""
+    labs = lifecycle.list_labs()
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in labs], indent=2))
+    elif not labs:
+        console.print(f"No labs in {state.labs_dir()}. Start one: lab up scaled", highlight=False)
+    else:
+        console.print(format_list(labs))
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+def gc(dry_run: bool) -> None:
+    """Remove leftovers of labs whose folder is gone or whose `lab up` was killed."""
+    removed = lifecycle.gc(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for item in removed:
+        console.print(f"{verb} {item}", highlight=False)
+    if not removed:
+        console.print("nothing to remove")
+
+
+COMMANDS = [up, down, status, logs, exec_, list_, gc]

@@ -1,0 +1,104 @@
+"""`lab doctor`, `lab collect`, `lab import`: the support engineer's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lab import state
+from lab.cli.common import console, err_console
+
+
+def _handle(name: str | None, *, required: bool) -> object | None:
+    """The named lab, the only lab, or None (doctor checks just the host then)."""
+    from lab import lifecycle
+    from lab.cli.lifecycle import pick_lab
+
+    if name is None and not required and not state.lab_names():
+        return None
+    return lifecycle.attach(pick_lab(name))
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(name: str | None, as_json: bool) -> None:
+    """Check the host and a running lab the way the Gitaly guide wires it.
+
+    Host: Docker, Compose, memory, disk, ports, images. Lab: gitlab.rb evaluates,
+    gitlab-secrets.json present and equal where it must be, each Gitaly reachable
+    with the app's token, TLS certificates, the internal API from each Gitaly node.
+    Exit 1 if any check FAILs.
+    """
+    from lab.doctor import doctor as run_doctor
+    from lab.doctor import format_table
+    from lab.lifecycle import RunningLab
+
+    handle = _handle(name, required=False)
+    report, _ = run_doctor(handle if isinstance(handle, RunningLab) else None)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        console.print(format_table(report))
+        console.print("[bold red]FAIL[/]" if report.failed else "[green]all checks passed[/]")
+    if report.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="The bundle to write (default: lab-NAME-support.tar.gz here).")
+def collect(name: str | None, output: Path | None) -> None:
+    """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
+    from lab.collect import collect as run_collect
+    from lab.lifecycle import RunningLab
+
+    handle = _handle(name, required=True)
+    assert isinstance(handle, RunningLab)
+    out = output or Path(f"lab-{handle.name}-support.tar.gz")
+    with console.status(f"collecting lab {handle.name}"):
+        run_collect(handle, out)
+    console.print(f"Wrote {out} (see SUMMARY.md inside); secret values are redacted.",
+                  highlight=False)
+
+
+@click.command(name="import")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--node", "named", multiple=True, metavar="NAME=FILE",
+              help="A gitlab.rb with its node name (else taken from the file name).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the spec here (default: stdout).")
+@click.option("--version", "gitlab_version", metavar="X.Y.Z",
+              help="GitLab version (default: picked from the keys the files use).")
+@click.option("--name", default="imported", show_default=True, help="The lab's name.")
+def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None,
+            gitlab_version: str | None, name: str) -> None:
+    """Turn a customer's gitlab.rb files (one per node) into a lab spec.
+
+    Node names come from the file names (gitaly1.rb, gitlab-gitaly1.rb,
+    nodes/gitaly1/gitlab.rb) or from --node NAME=FILE. Settings the spec cannot
+    express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
+    """
+    from lab.importer import check_importable, import_files, node_inputs
+
+    result = import_files(node_inputs(files, named), version=gitlab_version, name=name)
+    check_importable(result)
+    text = result.to_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        console.print(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
+                      f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",
+                      highlight=False)
+    for line in result.unmapped:
+        err_console.print(f"[yellow]not reproduced:[/] {line}", highlight=False)
+    for line in result.notes:
+        err_console.print(f"[dim]note:[/] {line}", highlight=False)
+
+
+COMMANDS = [doctor, collect, import_]

@@ -1,0 +1,394 @@
+"""`lab collect`: one tar.gz with the evidence of a lab, safe to attach to a ticket.
+
+Every text that goes in passes ``Redaction``: each secret value the lab knows
+(``.lab/secrets.json`` and every gitlab-secrets.json read inside the
+containers) is replaced, and so is anything shaped like a token or a key. The
+bundle carries per-node *hashes* of each secret instead, so a mismatch shows
+without leaking. After writing, the bundle is searched for every known value
+and refused if one is found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import json
+import re
+import tarfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import __version__
+from lab.doctor import Gathered, LabHandle, Level, Report
+from lab.errors import LabError
+from lab.model import Lab
+from lab.render.gitlab_rb import node_token
+from lab.render.labdir import MANIFEST, SECRETS_STORE, load_secrets
+from lab.render.secrets import LabSecrets, fingerprint, secret_values
+
+MARK = "[REDACTED]"
+LOG_TAIL = 5000  # container log lines per node
+FILE_TAIL = 2000  # lines per file under /var/log/gitlab
+# Where `lab run` leaves the last scenario results in a lab directory.
+LAST_RESULTS = (".lab/last-run.json", ".lab/last-run.xml", "results")
+
+# Shapes of secrets we may not know the value of (a node that generated its own file,
+# a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
+                re.DOTALL), "-----[REDACTED PRIVATE KEY]-----"),
+    # token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON)
+    # (the key must *end* in a secret word: `secrets_policy` or `*_sha256` are not secrets)
+    (re.compile(r"""(?ix)
+        (\b[\w-]*(?:token|secret|password|passwd|key_base|private_key|signing_key)
+         ['"]?\]?\s*(?:=>|=|:)\s*)
+        (['"])(?!\[REDACTED|sha256:)([^'"\n]+)\2"""), rf"\1\2{MARK}\2"),
+    (re.compile(r"(?i)(PRIVATE-TOKEN:\s*|Bearer\s+|Gitlab-Shell-Api-Request:\s*)(\S+)"),
+     rf"\1{MARK}"),
+    (re.compile(r"\bgl[a-z]{2,4}-[A-Za-z0-9_-]{20,}"), MARK),  # glpat-, gldt-, glrt- ...
+    (re.compile(r"\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"), MARK),  # a JWT
+    (re.compile(r"\bv2\.[0-9a-f]{64}\.\d+"), MARK),  # a Gitaly v2 token
+    (re.compile(r"\b[0-9a-fA-F]{64,}\b"), MARK),  # 40-char commit ids stay readable
+)
+
+
+@dataclass
+class Redaction:
+    """Known values first (longest first), then the shapes of unknown ones."""
+
+    known: set[str] = field(default_factory=set)
+
+    def add(self, values: Iterable[str]) -> None:
+        for v in values:
+            v = v.strip()
+            # Short values would redact innocent words; every real secret is long.
+            if len(v) >= 8:
+                self.known.add(v)
+                # A PEM or multi-line value may appear line by line in a file.
+                self.known.update(ln.strip() for ln in v.splitlines() if len(ln.strip()) >= 16)
+
+    def __call__(self, text: str) -> str:
+        for value in sorted(self.known, key=len, reverse=True):
+            text = text.replace(value, MARK)
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
+        return text
+
+    def leaks(self, text: str) -> list[str]:
+        return [fingerprint(v) for v in self.known if v in text]
+
+
+def lab_redaction(sec: LabSecrets | None, extra: Iterable[Mapping[str, Any]] = ()) -> Redaction:
+    r = Redaction()
+    if sec is not None:
+        r.add(sec.values())
+        r.add(secret_values(sec.to_json()))  # TLS keys and per-node files included
+    for data in extra:
+        r.add(secret_values(data))
+    return r
+
+
+def redacted_secrets_json(data: Mapping[str, Any]) -> Any:
+    """The same structure with every value replaced by its fingerprint."""
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return f"{MARK} {fingerprint(str(v))}" if isinstance(v, str) else v
+    return walk(dict(data))
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(data, str):
+        out[prefix] = data
+    return out
+
+
+def hash_table(per_node: Mapping[str, Mapping[str, Any]],
+               tokens: Mapping[str, str]) -> dict[str, dict[str, str | None]]:
+    """secret key -> node -> fingerprint (None where the node has no such value)."""
+    flat = {node: _flatten(data) for node, data in per_node.items()}
+    keys = sorted({k for f in flat.values() for k in f})
+    nodes = sorted(set(per_node) | set(tokens))
+    table: dict[str, dict[str, str | None]] = {}
+    for key in keys:
+        table[key] = {n: fingerprint(flat[n][key]) if key in flat.get(n, {}) else None
+                      for n in nodes}
+    table["gitlab.rb gitaly token"] = {n: fingerprint(tokens[n]) if n in tokens else None
+                                       for n in nodes}
+    return table
+
+
+def format_hash_table(table: Mapping[str, Mapping[str, str | None]], source: str) -> str:
+    nodes = sorted({n for row in table.values() for n in row})
+    lines = [f"# Secret hashes per node ({source})", "",
+             "Each cell is `sha256:` + the first 16 hex digits of the value's SHA-256. Equal "
+             "cells mean equal secrets; `-` means the node has no such value. The values "
+             "themselves are not in this bundle.", "",
+             "| secret | " + " | ".join(nodes) + " | same everywhere |",
+             "|---|" + "---|" * len(nodes) + "---|"]
+    for key, row in table.items():
+        present = [row.get(n) for n in nodes if row.get(n)]
+        same = "yes" if len(set(present)) <= 1 and len(present) == len(nodes) else "**NO**"
+        cells = [f"`{row.get(n)}`" if row.get(n) else "-" for n in nodes]
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {same} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Bundle:
+    """Files to put in the archive (relative path -> text), all redacted on the way in."""
+
+    redact: Redaction
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, path: str, text: str) -> None:
+        self.files[path] = self.redact(text)
+
+    def add_raw(self, path: str, text: str) -> None:
+        """Text made here from hashes only (still checked for leaks at the end)."""
+        self.files[path] = text
+
+    def leaks(self) -> list[str]:
+        return [f"{p}: {fp}" for p, text in self.files.items() for fp in self.redact.leaks(text)]
+
+    def write(self, out: Path, top: str) -> None:
+        leaks = self.leaks()
+        if leaks:
+            raise LabError("refusing to write the bundle: secret values would leak ("
+                           + "; ".join(leaks[:5]) + ")")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in sorted(self.files, key=lambda p: (p != "SUMMARY.md", p)):
+                data = self.files[path].encode()
+                info = tarfile.TarInfo(f"{top}/{path}")
+                info.size = len(data)
+                info.mode = 0o644
+                info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
+                tar.addfile(info, io.BytesIO(data))
+        tmp.replace(out)
+
+
+def _safe(call: Callable[[], str], what: str, notes: list[str]) -> str | None:
+    try:
+        return call()
+    except LabError as exc:
+        notes.append(f"{what}: {str(exc).splitlines()[0]}")
+        return None
+
+
+def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
+    """The rendered lab directory, redacted; private keys and the secrets store left out."""
+    for path in sorted(p for p in lab_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(lab_dir).as_posix()
+        # .lab/ holds the secrets store and the spec with tokens; the manifest sits on top.
+        if rel == SECRETS_STORE or rel.startswith(".lab/") or rel in ("admin-token", MANIFEST):
+            continue
+        if path.suffix == ".key":
+            bundle.add_raw(f"lab/{rel}", "[private key left out of the bundle]\n")
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if path.name == "gitlab-secrets.json":
+            try:
+                data = json.loads(text)
+            except ValueError:
+                bundle.add(f"lab/{rel}", text)
+                continue
+            bundle.add(f"lab/{rel}", json.dumps(redacted_secrets_json(data), indent=2) + "\n")
+            continue
+        bundle.add(f"lab/{rel}", text)
+
+
+def _scenario_results(bundle: Bundle, lab_dir: Path) -> bool:
+    found = False
+    for rel in LAST_RESULTS:
+        p = lab_dir / rel
+        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) \
+            if p.is_dir() else []
+        for f in files:
+            try:
+                bundle.add(f"scenarios/{f.relative_to(lab_dir).as_posix()}", f.read_text())
+                found = True
+            except (OSError, UnicodeDecodeError):
+                continue
+    return found
+
+
+def node_log_files(handle: LabHandle, node: str, notes: list[str]) -> dict[str, str]:
+    """/var/log/gitlab/*/current (and friends) from inside the node, tailed."""
+    res = handle.exec(node, ["find", "/var/log/gitlab", "-type", "f", "-size", "-50M"],
+                      check=False, timeout=30)
+    out: dict[str, str] = {}
+    for path in sorted(res.stdout.split()):
+        got = handle.exec(node, ["tail", "-n", str(FILE_TAIL), path], check=False, timeout=30)
+        if got.returncode == 0:
+            out[path.removeprefix("/var/log/gitlab/")] = got.stdout
+    if res.returncode != 0 and not out:
+        notes.append(f"{node}: could not list /var/log/gitlab")
+    return out
+
+
+def versions(image: str | None, notes: list[str]) -> dict[str, Any]:
+    from lab.doctor import docker_facts
+    from lab.engine.compose import detect
+
+    data: dict[str, Any] = {"toolkit": f"gitlab-testlab {__version__}"}
+    docker_version, err, _ = docker_facts()
+    data["docker"] = docker_version or f"unavailable: {err}"
+    try:
+        tool = detect()
+        data["compose"] = f"{tool.name} {tool.version}"
+    except LabError as exc:
+        data["compose"] = f"unavailable: {exc}"
+    if image:
+        data["image"] = image
+        if docker_version:
+            from lab.engine import docker as dk
+
+            try:
+                img = dk.client().images.get(image)
+                data["image_id"] = str(img.id)
+                data["image_labels"] = dict(img.labels or {})
+            except Exception as exc:  # the SDK raises its own untyped errors
+                notes.append(f"image {image}: {exc}")
+    return data
+
+
+def collect(handle: LabHandle, out: Path, *,
+            doctor_result: tuple[Report, Gathered] | None = None) -> Path:
+    """Write the bundle for lab ``handle`` (a ``RunningLab``) to ``out``; returns ``out``."""
+    from lab.doctor import doctor, format_text, gathered_json, node_states
+
+    lab = handle.lab
+    lab_dir: Path = handle.path
+    sec = load_secrets(lab_dir) or handle.rendered.secrets
+    states = node_states(handle)
+    notes: list[str] = []
+
+    # Doctor first: it reads each node's own gitlab-secrets.json, whose values must
+    # be redacted too (a node with `secrets: none` made its own).
+    report, gathered = doctor(handle) if doctor_result is None else doctor_result
+    redact = lab_redaction(sec, gathered.secrets.values())
+    bundle = Bundle(redact)
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    top = f"lab-{lab.name}-{stamp}"
+    bundle.add("doctor.txt", format_text(report))
+    bundle.add("doctor.json", json.dumps({**report.to_json(), "facts": gathered_json(gathered)},
+                                         indent=2, default=str) + "\n")
+    status = _safe(lambda: json.dumps(handle.status().to_json(), indent=2, default=str),
+                   "lab status", notes)
+    bundle.add("status.json", (status or json.dumps({"error": "lab status failed"})) + "\n")
+    bundle.add("versions.json", json.dumps(versions(handle.rendered.image, notes),
+                                           indent=2) + "\n")
+    manifest = lab_dir / MANIFEST
+    if manifest.is_file():
+        bundle.add("manifest.json", manifest.read_text())
+    _lab_files(bundle, lab_dir)
+
+    # The Gitaly token each side uses: the app's client token, each Gitaly node's auth token.
+    tokens = {n.name: node_token(sec.gitaly_token, n) for n in lab.nodes
+              if (n.is_app and lab.external_gitaly_nodes) or n.gitaly_only}
+    rendered = {n.name: d for n in lab.nodes if (d := sec.for_node(n)) is not None}
+    bundle.add_raw("secret-hashes.md",
+                   format_hash_table(hash_table(rendered, tokens), "as rendered in the lab "
+                                     "directory") + "\n" +
+                   (format_hash_table(hash_table(gathered.secrets, tokens),
+                                      "as read inside each running container")
+                    if gathered.secrets else "No container was running: nothing read "
+                    "from inside the nodes.\n"))
+    bundle.add_raw("secret-hashes.json", json.dumps(
+        {"rendered": hash_table(rendered, tokens),
+         "in_containers": hash_table(gathered.secrets, tokens) if gathered.secrets else None},
+        indent=2) + "\n")
+
+    logged: list[str] = []
+    for node in lab.nodes:
+        base = f"nodes/{node.name}"
+        if states.get(node.name, "missing") == "missing":
+            notes.append(f"{node.name}: no container, so no logs")
+            continue
+        log = _safe(functools.partial(handle.logs, node.name, tail=LOG_TAIL),
+                    f"{node.name} logs", notes)
+        if log is not None:
+            bundle.add(f"{base}/container.log", log)
+            logged.append(node.name)
+        if states.get(node.name) != "running":
+            notes.append(f"{node.name}: {states.get(node.name)}, so no gitlab-ctl status or "
+                         "/var/log/gitlab")
+            continue
+        st = _safe(functools.partial(_ctl_status, handle, node.name),
+                   f"{node.name} gitlab-ctl status", notes)
+        if st is not None:
+            bundle.add(f"{base}/gitlab-ctl-status.txt", st)
+        for rel, text in node_log_files(handle, node.name, notes).items():
+            bundle.add(f"{base}/var-log-gitlab/{rel}", text)
+        if node.name in gathered.secrets:
+            bundle.add(f"{base}/gitlab-secrets.in-container.json",
+                       json.dumps(redacted_secrets_json(gathered.secrets[node.name]),
+                                  indent=2) + "\n")
+    has_results = _scenario_results(bundle, lab_dir)
+    bundle.add_raw("SUMMARY.md", summary(lab, report, sorted(bundle.files), logged,
+                                         has_results, notes))
+    bundle.write(out, top)
+    return out
+
+
+def _ctl_status(handle: LabHandle, node: str) -> str:
+    from lab import omnibus
+
+    res = handle.exec(node, omnibus.status_cmd(), check=False, timeout=60)
+    return f"$ gitlab-ctl status   (exit {res.returncode})\n{res.stdout}{res.stderr}"
+
+
+def summary(lab: Lab, report: Report, files: Sequence[str], logged: Sequence[str],
+            has_results: bool, notes: Sequence[str]) -> str:
+    failing = [c for c in report.checks if c.level is Level.FAIL]
+    lines = [
+        f"# Support bundle: lab `{lab.name}`", "",
+        f"GitLab {lab.version} ({lab.edition.value}), {lab.flavor.value} flavour, "
+        f"{len(lab.nodes)} node(s): " + ", ".join(
+            f"{n.name} ({'+'.join(r.value for r in n.roles)})" for n in lab.nodes) + ".",
+        f"Made by gitlab-testlab {__version__} on "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.", "",
+        "Every secret value is redacted (`[REDACTED]`); `secret-hashes.md` shows per-node "
+        "hashes of each value so a mismatch is visible without the values.", "",
+        "## Doctor", "",
+        "All checks passed." if not failing else
+        "\n".join(f"- **FAIL** {c.scope}: {c.name}: {c.detail}" + (f" — {c.hint}" if c.hint
+                                                                    else "")
+                  for c in failing), "",
+        "## Contents", "",
+        "| file | what |", "|---|---|",
+        "| doctor.txt, doctor.json | `lab doctor` checks (and the facts behind them) |",
+        "| status.json | `lab status` |",
+        "| versions.json | toolkit, Docker, Compose and image versions |",
+        "| manifest.json | the lab's manifest (resolved spec, per-node hashes) |",
+        "| secret-hashes.md / .json | per-node hashes of every secret value |",
+        "| lab/ | the rendered lab directory (gitlab.rb, compose file, certificates), "
+        "redacted |",
+        "| nodes/NODE/container.log | the container's output |",
+        "| nodes/NODE/gitlab-ctl-status.txt | `gitlab-ctl status` inside the node |",
+        "| nodes/NODE/var-log-gitlab/ | /var/log/gitlab inside the node (tails) |",
+    ]
+    if has_results:
+        lines.append("| scenarios/ | the last scenario results (`lab run`) |")
+    lines += ["", f"Logs from: {', '.join(logged) or 'no node'}.",
+              "Last scenario results: " + ("included." if has_results else "none found."), ""]
+    if notes:
+        lines += ["## Not collected", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Files", ""] + [f"- {f}" for f in [*files, "SUMMARY.md"]] + [""]
+    return "\n".join(lines)

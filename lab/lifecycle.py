@@ -1,0 +1,692 @@
+"""Lab lifecycle: up, attach, wait until ready, change, inspect, tear down, sweep.
+
+This is the API the CLI, scenarios, doctor and the pytest plugin share.
+``up`` renders a lab into the per-user state folder (``lab.state``), starts it
+with Compose and waits through the readiness layers; any failure or Ctrl-C
+during ``up`` removes what it started. Every resource carries the lab's labels,
+so ``down`` and ``gc`` remove exactly those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+import yaml
+
+from lab import omnibus, state
+from lab.engine import docker as dk
+from lab.engine.compose import Compose, detect
+from lab.engine.run import Result, redactor, run
+from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
+from lab.model import HTTP_PORT, Flavor, Lab, Node
+from lab.readiness import Clock, Layer, Progress, ReadyReport, Status, wait_layers
+from lab.render.compose import (
+    DIR_LABEL,
+    LAB_LABEL,
+    NODE_LABEL,
+    compose_dict,
+    image_for,
+    omnibus_image,
+)
+from lab.render.gitlab_rb import node_token
+from lab.render.labdir import (
+    ADMIN_TOKEN,
+    MANIFEST,
+    RenderedLab,
+    load_manifest,
+    load_secrets,
+    render_files,
+    write_lab,
+)
+from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
+
+DEFAULT_TIMEOUT = 300.0
+POLL_INTERVAL = 1.0
+COMPOSE_UP_TIMEOUT = 600.0
+
+
+class PortInUse(LabError):
+    """A fixed host port the spec publishes is taken."""
+
+
+class LabAlreadyUp(LabError):
+    """A lab of that name is already running."""
+
+
+# --- status data ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: str
+    roles: tuple[str, ...]
+    state: str  # running, exited, paused, ... or "missing" without a container
+    health: str
+    ports: dict[str, str]  # container port -> host address
+    storages: tuple[str, ...]
+    container: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "roles": list(self.roles), "state": self.state,
+                "health": self.health, "healthy": self.healthy, "ports": self.ports,
+                "storages": list(self.storages), "container": self.container}
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    path: Path
+    flavor: str
+    version: str
+    image: str
+    http_url: str | None
+    nodes: tuple[NodeStatus, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(n.healthy for n in self.nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
+                "version": self.version, "image": self.image, "http_url": self.http_url,
+                "admin_token_file": str(self.path / ADMIN_TOKEN), "healthy": self.healthy,
+                "nodes": [n.to_json() for n in self.nodes]}
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    name: str
+    path: Path
+    flavor: str
+    version: str
+    topology: str
+    nodes: int
+    running: int
+    state: str  # up, partial, down, starting, interrupted, unknown
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
+                "version": self.version, "topology": self.topology, "nodes": self.nodes,
+                "running": self.running, "state": self.state}
+
+
+# --- the handle --------------------------------------------------------------------
+
+def _spec_data(lab: Lab) -> dict[str, Any]:
+    """The lab as spec data that rebuilds the same ``Lab`` (tokens included; kept 0600)."""
+    data = resolved_spec(lab)
+    if lab.gitaly_token is not None:
+        data["gitaly_token"] = lab.gitaly_token
+    for node in lab.nodes:
+        if node.gitaly_token is not None:
+            data["nodes"][node.name]["gitaly_token"] = node.gitaly_token
+    return data
+
+
+def _save_spec(lab: Lab, path: Path) -> None:
+    target = path / state.SPEC_FILE
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(_spec_data(lab), fh, indent=2)
+
+
+def _load_lab(path: Path) -> Lab:
+    spec_path = path / state.SPEC_FILE
+    try:
+        data = json.loads(spec_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
+                       f"`lab down {path.name} --purge` and start it again") from None
+    return build_lab(data, Origins())
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(lab: Lab, taken: Callable[[int], bool] = _port_taken) -> None:
+    """Fail before starting anything if a fixed host port is in use."""
+    seen: dict[int, str] = {}
+    for node in lab.nodes:
+        for pname, port in node.publish:
+            if not port:
+                continue
+            where = f"node {node.name!r} ({pname})"
+            if port in seen:
+                raise PortInUse(f"host port {port} is published twice: by {seen[port]} and "
+                                f"{where}")
+            seen[port] = where
+            if taken(port):
+                raise PortInUse(
+                    f"host port {port} on 127.0.0.1, published by {where}, is already in use; "
+                    f"free it, or use --set nodes.{node.name}.publish.{pname}=0 for any free port")
+
+
+def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None:
+    """Make ``image`` present: build the sim image, else use local, else try a pull."""
+    if dk.image_present(image):
+        return
+    note = progress.note if progress is not None else (lambda message: None)
+    if lab.flavor is Flavor.SIM and lab.image is None:
+        from lab.engine.images import build_images
+
+        note(f"building the sim image {image} (once per checkout)")
+        build_images(progress=note)
+        return
+    note(f"pulling {image}")
+    res = run(["docker", "pull", image], check=False, timeout=3600)
+    if res.returncode == 0:
+        return
+    why = (res.stderr or res.stdout).strip().splitlines()
+    official = image if lab.image else omnibus_image(lab)
+    raise ImageMissing(
+        f"image {image} is not present locally and `docker pull` failed"
+        f" ({why[-1] if why else 'exit ' + str(res.returncode)}). Get it with "
+        f"`docker pull {official}` on a connected machine, or `lab images load FILE.tar` "
+        f"(an archive made with `docker save {official}`), or use --flavor sim.")
+
+
+class RunningLab:
+    """A handle on a rendered (and maybe running) lab."""
+
+    def __init__(self, rendered: RenderedLab, *, keep: bool = True,
+                 clock: Clock | None = None) -> None:
+        self.rendered = rendered
+        self.lab: Lab = rendered.lab
+        self.name: str = rendered.lab.name
+        self.path: Path = rendered.path
+        self.keep = keep  # the context manager leaves the lab up when True
+        self.clock = clock or Clock()
+        self._compose: Compose | None = None
+        redactor.add(rendered.secrets.values())
+
+    def __repr__(self) -> str:
+        return f"RunningLab({self.name!r}, {str(self.path)!r})"
+
+    def __enter__(self) -> RunningLab:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self.keep:
+            self.down()
+
+    # --- addressing ---
+    @property
+    def compose(self) -> Compose:
+        if self._compose is None:
+            self._compose = Compose(detect(), self.lab.project_name, self.path)
+        return self._compose
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LAB_LABEL: self.name, DIR_LABEL: str(self.path)}
+
+    @property
+    def admin_token(self) -> str:
+        return self.rendered.secrets.admin_token
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.path / ADMIN_TOKEN
+
+    def _node(self, node: str) -> Node:
+        try:
+            return self.lab.node(node)
+        except KeyError:
+            names = ", ".join(n.name for n in self.lab.nodes)
+            raise LabError(f"lab {self.name!r} has no node {node!r}; nodes: {names}") from None
+
+    def _containers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in dk.containers(self.labels):
+            node = c.labels.get(NODE_LABEL)
+            # A container being replaced by Compose may linger for a moment; prefer the live one.
+            if node and (node not in out or c.status == "running"):
+                out[node] = c
+        return out
+
+    def container(self, node: str) -> Any:
+        self._node(node)
+        c = self._containers().get(node)
+        if c is None:
+            raise LabError(f"node {node!r} of lab {self.name!r} has no container; is the lab up? "
+                           f"(`lab status {self.name}`, `lab up`)")
+        return c
+
+    @property
+    def http_url(self) -> str:
+        app = self.lab.app.name
+        port = dk.published_port(self.container(app), HTTP_PORT)
+        if port is None:
+            raise LabError(f"the app node {app!r} publishes no HTTP port; add "
+                           f"`publish: {{http: 0}}` to it (or --set nodes.{app}.publish.http=0)")
+        return f"http://127.0.0.1:{port}"
+
+    # --- acting on nodes ---
+    def exec(self, node: str, cmd: list[str], *, check: bool = True,
+             timeout: float | None = None) -> Result:
+        return dk.exec_in(self.container(node), cmd, check=check, timeout=timeout)
+
+    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
+        return dk.logs(self.container(node), tail=tail, since=since)
+
+    def stop(self, node: str) -> None:
+        dk.stop(self.container(node))
+
+    def start(self, node: str) -> None:
+        dk.start(self.container(node))
+
+    def restart(self, node: str) -> None:
+        dk.restart(self.container(node))
+
+    def pause(self, node: str) -> None:
+        dk.pause(self.container(node))
+
+    def unpause(self, node: str) -> None:
+        dk.unpause(self.container(node))
+
+    def _network(self) -> Any:
+        nets = dk.networks(self.labels)
+        if not nets:
+            raise LabError(f"lab {self.name!r} has no network; is it up?")
+        return nets[0]
+
+    def disconnect(self, node: str) -> None:
+        dk.disconnect(self._network(), self.container(node))
+
+    def reconnect(self, node: str) -> None:
+        dk.connect(self._network(), self.container(node), aliases=[node])
+
+    # --- changing the lab ---
+    def apply(self, new_lab: Lab, *, timeout: float = DEFAULT_TIMEOUT,
+              progress: Progress | None = None, wait_gitaly: bool = True) -> list[str]:
+        """Re-render in place (secrets kept) and restart only the nodes that changed."""
+        if new_lab.name != self.name:
+            new_lab = replace(new_lab, name=self.name)
+        d = str(self.path)
+        old_image = self.rendered.image
+        old_files = {f.path: f.content for f in render_files(self.lab, self.rendered.secrets,
+                                                             old_image, d)}
+        old_services = compose_dict(self.lab, old_image, d)["services"]
+        image = image_for(new_lab)
+        ensure_image(new_lab, image, progress)
+        rendered = write_lab(new_lab, self.path, image=image)
+        _save_spec(new_lab, self.path)
+        new_files = {f.path: f.content for f in render_files(new_lab, rendered.secrets, image, d)}
+        new_services = compose_dict(new_lab, image, d)["services"]
+
+        def node_files(files: dict[str, str], node: str) -> dict[str, str]:
+            return {p: c for p, c in files.items() if p.startswith(f"nodes/{node}/")}
+
+        recreate = [n for n in new_services if new_services[n] != old_services.get(n)]
+        restart = [n for n in new_services if n not in recreate
+                   and node_files(new_files, n) != node_files(old_files, n)]
+        removed = [n for n in old_services if n not in new_services]
+        self.rendered, self.lab = rendered, new_lab
+        redactor.add(rendered.secrets.values())
+        if recreate or removed:
+            # --no-deps: only these nodes; --remove-orphans drops removed nodes.
+            self.compose.run(self.compose.up_cmd(recreate, no_deps=True),
+                             timeout=COMPOSE_UP_TIMEOUT)
+        if restart:
+            # The files are bind-mounted; Omnibus re-reads them (reconfigure) on start.
+            self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT)
+        changed = sorted(recreate + restart)
+        if changed or removed:
+            self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
+        return changed
+
+    # --- readiness ---
+    def _watch(self) -> None:
+        live = self._containers()
+        for node in self.lab.nodes:
+            c = live.get(node.name)
+            if c is None:
+                raise NotReady(node.name, "its container is gone (removed from outside?)")
+            st = dk.state(c)
+            if st.gone:
+                oom = " (killed: out of memory)" if st.oom_killed else ""
+                raise NotReady(node.name, f"container exited with code {st.exit_code}{oom}",
+                               dk.log_tail(c), hint=f"see nodes/{node.name}/gitlab.rb in "
+                               f"{self.path}; full log: `lab logs {node.name} --lab {self.name}`")
+
+    def _exec_raw(self, node: str) -> Callable[[list[str], float | None], Result]:
+        def run_it(cmd: list[str], timeout: float | None) -> Result:
+            return self.exec(node, cmd, check=False, timeout=timeout)
+        return run_it
+
+    def _running(self, node: str) -> Status:
+        st = dk.state(self.container(node))
+        return Status(st.running, st.status)
+
+    def _docker_health(self, node: str) -> Status:
+        st = dk.state(self.container(node))
+        return Status(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
+
+    def _app_ready(self, all_checks: bool) -> Status:
+        res = self.exec(self.lab.app.name, omnibus.readiness_cmd(all_checks=all_checks),
+                        check=False, timeout=20)
+        if res.returncode == 0:
+            return Status(True, "ready")
+        return Status(False, f"/-/readiness: {omnibus.failure_line(res)}")
+
+    def _gitaly_host_side(self, node: Node) -> Status:
+        """ServerInfo from the host to the node's lab-network address, with its own token."""
+        # Imported late: the gRPC stack is only needed once a lab is up.
+        from lab.client.gitaly import GitalyError, server_info
+
+        ip = dk.ip_address(self.container(node.name))
+        if ip is None:
+            return Status(False, "no address on the lab network yet")
+        ca = self.rendered.secrets.tls.get("ca.crt", "")
+        scheme = "tls" if node.tls else "tcp"
+        try:
+            info = server_info(f"{scheme}://{ip}:{node.gitaly_port}",
+                               node_token(self.rendered.secrets.gitaly_token, node),
+                               ca_pem=ca.encode() if node.tls else None,
+                               server_name_override=node.san_names[0] if node.tls else None,
+                               timeout=5)
+        except GitalyError as exc:
+            return Status(False, f"ServerInfo: {exc}")
+        readable = {s.storage_name for s in info.storage_statuses if s.readable}
+        missing = [s.name for s in node.storages if s.name not in readable]
+        if info.storage_statuses and missing:
+            return Status(False, f"storages not readable yet: {', '.join(missing)}")
+        return Status(True, "ServerInfo answered")
+
+    def _gitaly_from_app(self) -> Status:
+        res = self.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
+        if res.returncode == 0:
+            return Status(True, "gitlab:gitaly:check passed")
+        return Status(False, f"gitlab:gitaly:check: {omnibus.failure_line(res)}")
+
+    def _gitaly_checks(self) -> dict[str, Callable[[], Status]]:
+        # Host-side checks need the container addresses to be routable from here:
+        # true for a local engine on Linux, not for Docker Desktop or a remote engine.
+        host = os.environ.get("DOCKER_HOST", "")
+        local = sys.platform.startswith("linux") and (not host or host.startswith("unix://"))
+        checks: dict[str, Callable[[], Status]] = {}
+        if local:
+            checks = {n.name: functools.partial(self._gitaly_host_side, n)
+                      for n in self.lab.external_gitaly_nodes}
+        # An all-in-one node's Gitaly listens on a socket only; ask the app about it.
+        if not local or self.lab.app.is_gitaly:
+            checks[self.lab.app.name] = self._gitaly_from_app
+        return checks
+
+    def _token_works(self) -> bool:
+        try:
+            url = self.http_url
+        except LabError:
+            res = self.exec(self.lab.app.name, omnibus.token_check_cmd(self.admin_token),
+                            check=False, timeout=20)
+            return omnibus.token_status(res.stdout)
+        with requests.Session() as s:
+            s.trust_env = False  # a lab is on loopback; a proxy would only get in the way
+            try:
+                r = s.get(f"{url}/api/v4/user", headers={"PRIVATE-TOKEN": self.admin_token},
+                          timeout=10)
+            except requests.RequestException:
+                return False
+        return omnibus.token_status(r.status_code)
+
+    def _admin_token(self) -> Status:
+        if self._token_works():
+            return Status(True, "admin token works")
+        res = self.exec(self.lab.app.name, omnibus.admin_token_cmd(self.admin_token),
+                        check=False, timeout=600)
+        if not omnibus.ran_ok(res):
+            return Status(False, f"creating the admin token: {omnibus.failure_line(res)}")
+        if self._token_works():
+            return Status(True, "admin token created")
+        return Status(False, "admin token created but GET /api/v4/user does not accept it yet")
+
+    def layers(self, *, wait_gitaly: bool = True) -> list[Layer]:
+        nodes = [n.name for n in self.lab.nodes]
+        app = self.lab.app.name
+        probes = {n: omnibus.ServicesProbe(n, self._exec_raw(n), self.clock.now) for n in nodes}
+        out = [
+            Layer("containers running", {n: functools.partial(self._running, n) for n in nodes}),
+            Layer("services up", dict(probes),
+                  hint="Omnibus reconfigure may still be running; raise --timeout"),
+            Layer("app ready", {app: lambda: self._app_ready(wait_gitaly)}),
+        ]
+        if wait_gitaly:
+            out.append(Layer("gitaly storages", self._gitaly_checks(),
+                             hint="check the Gitaly node's log and the auth token settings"))
+        out += [
+            Layer("healthchecks", {n: functools.partial(self._docker_health, n) for n in nodes}),
+            Layer("admin token", {app: self._admin_token}),
+        ]
+        return out
+
+    def wait_ready(self, *, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+                   wait_gitaly: bool = True) -> ReadyReport:
+        def tail(node: str) -> str:
+            try:
+                return dk.log_tail(self.container(node))
+            except LabError:
+                return ""
+        return wait_layers(self.layers(wait_gitaly=wait_gitaly), timeout=timeout,
+                           watch=self._watch, log_tail=tail, clock=self.clock,
+                           interval=POLL_INTERVAL, progress=progress)
+
+    # --- inspection ---
+    def status(self) -> LabStatus:
+        live = self._containers()
+        nodes = []
+        for node in self.lab.nodes:
+            c = live.get(node.name)
+            if c is None:
+                nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), "missing",
+                                        "", {}, tuple(s.name for s in node.storages), ""))
+                continue
+            st = dk.state(c)
+            nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), st.status,
+                                    st.health, dk.published_ports(c),
+                                    tuple(s.name for s in node.storages), c.name))
+        url = None
+        app = live.get(self.lab.app.name)
+        if app is not None and (port := dk.published_port(app, HTTP_PORT)) is not None:
+            url = f"http://127.0.0.1:{port}"
+        return LabStatus(self.name, self.path, self.lab.flavor.value, str(self.lab.version),
+                         self.rendered.image, url, tuple(nodes))
+
+    # --- teardown ---
+    def down(self, *, purge: bool = False) -> None:
+        """Remove the lab's containers, network and volumes; with ``purge`` its directory too."""
+        if (self.path / "docker-compose.yml").exists():
+            self.compose.run(self.compose.down_cmd(), timeout=COMPOSE_UP_TIMEOUT, check=False)
+        # Whatever Compose did not know about (a node removed from the file, a
+        # crashed `up`) still carries our labels.
+        sweep(self.labels)
+        state.clear_up_marker(self.path)
+        if purge:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
+    """Remove every container, then network, then volume carrying ``labels``."""
+    removed: list[str] = []
+    for c in dk.containers(labels):
+        removed.append(f"container {c.name}")
+        if not dry_run:
+            dk.remove_container(c)
+    for n in dk.networks(labels):
+        removed.append(f"network {n.name}")
+        if not dry_run:
+            dk.remove_network(n)
+    for v in dk.volumes(labels):
+        removed.append(f"volume {v.name}")
+        if not dry_run:
+            dk.remove_volume(v)
+    return removed
+
+
+# --- module API ----------------------------------------------------------------------
+
+def _existing_names() -> str:
+    return ", ".join(state.lab_names()) or "none"
+
+
+def attach(name: str) -> RunningLab:
+    """A handle on the lab ``name`` from the state folder."""
+    path = state.lab_dir(name)
+    manifest = load_manifest(path)
+    if manifest is None:
+        raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
+    lab = _load_lab(path)
+    sec = load_secrets(path)
+    if sec is None:
+        raise LabError(f"lab {name!r} has no secrets in {path}; remove it with "
+                       f"`lab down {name} --purge`")
+    image = str(manifest.get("image") or image_for(lab))
+    files = tuple(f.path for f in render_files(lab, sec, image, str(path)))
+    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=files))
+
+
+def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+       keep: bool = False, progress: Progress | None = None,
+       wait_gitaly: bool = True, clock: Clock | None = None,
+       prepare: Callable[[RenderedLab], None] | None = None) -> RunningLab:
+    """Render ``lab`` into the state folder, start it, and wait until it is ready.
+
+    ``prepare`` may edit the rendered lab directory before anything starts (a
+    hand-broken gitlab.rb, an extra file). On failure or Ctrl-C everything
+    started is removed, unless ``keep``.
+    """
+    if name is not None and name != lab.name:
+        if not NAME_RE.match(name):
+            raise LabError(f"invalid lab name {name!r} (lower-case letters, digits and -, "
+                           "at most 40)")
+        lab = replace(lab, name=name)
+    dk.client()  # Docker unreachable: say so before anything else
+    compose_tool = detect()
+    path = state.lab_dir(lab.name)
+    labels = {LAB_LABEL: lab.name, DIR_LABEL: str(path)}
+    leftovers = dk.containers(labels)
+    if leftovers:
+        if (path / MANIFEST).exists() and not state.interrupted_up(path) \
+                and any(c.status in ("running", "paused", "restarting") for c in leftovers):
+            raise LabAlreadyUp(f"lab {lab.name!r} is already up; `lab down {lab.name}` first, "
+                               "or pick another --name")
+        sweep(labels)  # the remains of a killed or failed run
+    check_ports(lab)
+    image = image_for(lab)
+    ensure_image(lab, image, progress)
+    rendered = write_lab(lab, path, image=image)
+    _save_spec(lab, path)
+    running = RunningLab(rendered, keep=keep, clock=clock)
+    running._compose = Compose(compose_tool, lab.project_name, path)
+    state.write_up_marker(path)
+    try:
+        if prepare is not None:
+            prepare(rendered)
+        running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
+        running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
+    except BaseException:
+        if not keep:
+            # Keep the original error; `lab gc` finishes a teardown that failed here.
+            with contextlib.suppress(LabError, OSError):
+                running.down()
+        raise
+    finally:
+        state.clear_up_marker(path)
+    return running
+
+
+def list_labs() -> list[LabSummary]:
+    """Every lab in the state folder with how many of its containers run."""
+    names = state.lab_names()
+    by_lab: dict[str, list[Any]] = {}
+    docker_ok = True
+    if names:
+        try:
+            for c in dk.containers({LAB_LABEL: ""}):
+                by_lab.setdefault(c.labels.get(DIR_LABEL, ""), []).append(c)
+        except LabError:
+            docker_ok = False
+    out = []
+    for name in names:
+        path = state.lab_dir(name)
+        m = load_manifest(path) or {}
+        cs = by_lab.get(str(path), [])
+        total = len(m.get("nodes", {}))
+        running_n = sum(1 for c in cs if c.status == "running")
+        if not docker_ok:
+            st = "unknown"
+        elif state.up_marker_pid(path) is not None:
+            st = "interrupted" if state.interrupted_up(path) else "starting"
+        elif running_n and running_n >= total:
+            st = "up"
+        elif cs:
+            st = "partial"
+        else:
+            st = "down"
+        out.append(LabSummary(name, path, str(m.get("flavor", "")), str(m.get("version", "")),
+                              str((m.get("spec") or {}).get("topology", "")), total, running_n,
+                              st))
+    return out
+
+
+def gc(*, dry_run: bool = False) -> list[str]:
+    """Remove labelled resources whose lab directory is gone or whose `up` was killed.
+
+    Only resources that also name their lab directory count: those come from a
+    rendered lab; a resource with the lab label alone was made by hand, and
+    we cannot tell whether it is still wanted.
+    """
+    groups: set[tuple[str, str]] = set()
+    for kind in (dk.containers, dk.networks, dk.volumes):
+        for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
+            lbl = _labels_of(obj)
+            groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, "")))
+    removed: list[str] = []
+    for lab_name, d in sorted(groups):
+        path = Path(d)
+        gone = not (path / MANIFEST).exists()
+        killed = not gone and state.interrupted_up(path)
+        if not (gone or killed):
+            continue
+        why = "lab directory gone" if gone else "its `lab up` was killed"
+        swept = sweep({LAB_LABEL: lab_name, DIR_LABEL: d}, dry_run=dry_run)
+        removed += [f"{r} (lab {lab_name}: {why})" for r in swept]
+        if killed and not dry_run:
+            state.clear_up_marker(path)
+    return removed
+
+
+def _labels_of(obj: Any) -> dict[str, str]:
+    # Containers and networks expose .labels; volumes keep them in attrs only.
+    attrs = obj.attrs or {}
+    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+    return dict(labels)
+
+
+def compose_services(path: Path) -> dict[str, Any]:
+    """The services of a lab directory's compose file (for tools and benches)."""
+    data = yaml.safe_load((path / "docker-compose.yml").read_text())
+    return dict(data.get("services", {}))

@@ -1,0 +1,151 @@
+"""Layered waits: each layer polls one check per node until all pass.
+
+Pure logic over injected callables and an injectable ``Clock``, so unit tests
+drive timeouts without sleeping. ``watch`` runs before every poll and raises
+``NotReady`` when a container died, so a dead node fails the wait at once
+instead of after the timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lab.errors import LabError, NotReady
+
+
+@dataclass(frozen=True)
+class Status:
+    ok: bool
+    detail: str
+
+
+Check = Callable[[], Status]
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    checks: Mapping[str, Check]  # node -> its check
+    hint: str = ""  # said when this layer times out
+
+
+@dataclass
+class Clock:
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ReadyReport:
+    layers: tuple[LayerTiming, ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(t.seconds for t in self.layers)
+
+
+class Progress(Protocol):
+    """Told what is being waited for, so a UI can show it while Omnibus boots."""
+
+    def layer_started(self, layer: str, nodes: Sequence[str]) -> None: ...
+    def layer_update(self, layer: str, waiting: Mapping[str, str], elapsed: float) -> None: ...
+    def layer_done(self, layer: str, seconds: float) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+@dataclass
+class NullProgress:
+    def layer_started(self, layer: str, nodes: Sequence[str]) -> None:
+        pass
+
+    def layer_update(self, layer: str, waiting: Mapping[str, str], elapsed: float) -> None:
+        pass
+
+    def layer_done(self, layer: str, seconds: float) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class RecordingProgress:
+    """A Progress that keeps every event (tests, benchmarks)."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    def layer_started(self, layer: str, nodes: Sequence[str]) -> None:
+        self.events.append(("start", layer))
+
+    def layer_update(self, layer: str, waiting: Mapping[str, str], elapsed: float) -> None:
+        self.events.append(("update", layer))
+
+    def layer_done(self, layer: str, seconds: float) -> None:
+        self.events.append(("done", layer))
+
+    def note(self, message: str) -> None:
+        self.events.append(("note", message))
+
+
+def _poll(check: Check) -> Status:
+    try:
+        return check()
+    except NotReady:
+        raise
+    except LabError as exc:
+        # Transient: exec into a container that is restarting, a refused connection...
+        first = str(exc).strip().splitlines()
+        return Status(False, first[-1] if first else type(exc).__name__)
+
+
+def wait_layers(
+    layers: Sequence[Layer],
+    *,
+    timeout: float,
+    watch: Callable[[], None] = lambda: None,
+    log_tail: Callable[[str], str] = lambda node: "",
+    clock: Clock | None = None,
+    interval: float = 2.0,
+    progress: Progress | None = None,
+) -> ReadyReport:
+    """Pass every layer in order within ``timeout`` seconds overall, or raise NotReady."""
+    clock = clock or Clock()
+    progress = progress or NullProgress()
+    deadline = clock.now() + timeout
+    timings: list[LayerTiming] = []
+    for layer in layers:
+        started = clock.now()
+        waiting = {node: "not checked yet" for node in layer.checks}
+        progress.layer_started(layer.name, list(layer.checks))
+        while True:
+            watch()
+            for node in list(waiting):
+                status = _poll(layer.checks[node])
+                if status.ok:
+                    del waiting[node]
+                else:
+                    waiting[node] = status.detail
+            now = clock.now()
+            if not waiting:
+                break
+            progress.layer_update(layer.name, dict(waiting), now - started)
+            if now >= deadline:
+                node, last = next(iter(waiting.items()))
+                raise NotReady(node, f"{layer.name}: still waiting after {timeout:g}s "
+                               f"(last status: {last})", log_tail(node),
+                               hint=layer.hint or "raise --timeout, or see `lab logs "
+                               f"{node}` and `lab status`")
+            clock.sleep(min(interval, max(0.0, deadline - now)))
+        seconds = clock.now() - started
+        progress.layer_done(layer.name, seconds)
+        timings.append(LayerTiming(layer.name, seconds))
+    return ReadyReport(tuple(timings))

@@ -1,0 +1,309 @@
+"""Lab lifecycle against the real engine (sim flavour) and the bad-input messages.
+
+Every lab lives under a temporary LAB_HOME and gets a unique name, so these
+tests never touch a user's labs; teardown sweeps by the lab's directory label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import skip_or_fail
+
+from lab import lifecycle, state
+from lab.engine import docker as dk
+from lab.errors import NotReady
+from lab.render.compose import DIR_LABEL, omnibus_image
+from lab.render.labdir import RenderedLab
+from lab.spec import SpecRequest, resolve
+
+LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
+sim_lab = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
+
+
+def lab_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def leftovers(path: Path) -> list[str]:
+    labels = {DIR_LABEL: str(path)}
+    return ([f"container {c.name}" for c in dk.containers(labels)]
+            + [f"network {n.name}" for n in dk.networks(labels)]
+            + [f"volume {v.name}" for v in dk.volumes(labels)])
+
+
+@pytest.fixture
+def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("LAB_HOME", str(home))
+    yield home
+    # Whatever a failing test left behind, by directory label (never other labs).
+    for name in state.lab_names():
+        lifecycle.sweep({DIR_LABEL: str(state.lab_dir(name))})
+
+
+@pytest.fixture
+def engine() -> None:
+    try:
+        dk.client()
+    except Exception as exc:
+        skip_or_fail(f"no reachable Docker Engine ({exc})")
+
+
+@pytest.fixture
+def sim_image(engine: None) -> str:
+    from lab.engine.images import build_images
+
+    return build_images()
+
+
+# --- the happy path ----------------------------------------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_up_status_exec_logs_down(lab_home: Path, sim_image: str) -> None:
+    name = unique("life")
+    up = lab_cli("up", "scaled", "--flavor", "sim", "--name", name, "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    assert "http://127.0.0.1:" in up.stdout
+    assert str(lab_home / "labs" / name / "admin-token") in up.stdout
+    for layer in ("containers running", "services up", "app ready", "gitaly storages",
+                  "admin token"):
+        assert layer in up.stderr
+
+    st = lab_cli("status", name, "--json")
+    assert st.returncode == 0, st.stderr
+    data = json.loads(st.stdout)
+    assert {n["node"]: n["health"] for n in data["nodes"]} == {"gitlab": "healthy",
+                                                                "gitaly1": "healthy"}
+    assert all(n["healthy"] for n in data["nodes"])
+    gitaly = next(n for n in data["nodes"] if n["node"] == "gitaly1")
+    assert gitaly["ports"] == {}  # Gitaly is not published by default
+    assert gitaly["storages"] == ["default", "storage1"]
+
+    ex = lab_cli("exec", "gitaly1", "--lab", name, "--", "/opt/gitlab/bin/gitlab-ctl", "status",
+                 "gitaly")
+    assert ex.returncode == 0
+    assert "run: gitaly" in ex.stdout
+    assert lab_cli("exec", "gitlab", "--lab", name, "--", "sh", "-c", "exit 7").returncode == 7
+
+    lg = lab_cli("logs", "gitaly1", "--lab", name, "--tail", "50")
+    assert lg.returncode == 0
+    assert lg.stdout.strip()
+
+    running = lifecycle.attach(name)
+    token = running.admin_token
+    assert token not in lg.stdout + up.stdout + up.stderr + st.stdout  # never printed
+    import requests
+
+    r = requests.get(f"{running.http_url}/api/v4/user", headers={"PRIVATE-TOKEN": token},
+                     timeout=10)
+    assert r.status_code == 200
+
+    listed = json.loads(lab_cli("list", "--json").stdout)
+    assert [(s["name"], s["state"]) for s in listed] == [(name, "up")]
+
+    down = lab_cli("down", name)
+    assert down.returncode == 0, down.stderr
+    assert leftovers(lab_home / "labs" / name) == []
+    assert lab_cli("down", name, "--purge").returncode == 0
+    assert not (lab_home / "labs" / name).exists()
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_two_labs_at_once(lab_home: Path, sim_image: str) -> None:
+    spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    a = lifecycle.up(spec, name=unique("twin-a"), timeout=180)
+    try:
+        b = lifecycle.up(spec, name=unique("twin-b"), timeout=180)
+        try:
+            sa, sb = a.status(), b.status()
+            assert sa.healthy
+            assert sb.healthy
+            assert sa.http_url != sb.http_url
+            assert {n.container for n in sa.nodes}.isdisjoint({n.container for n in sb.nodes})
+            assert a.exec("gitlab", ["true"]).returncode == 0
+        finally:
+            b.down(purge=True)
+        assert a.status().healthy  # taking b down left a alone
+    finally:
+        a.down(purge=True)
+    assert leftovers(a.path) == []
+    assert leftovers(b.path) == []
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> None:
+    spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    with lifecycle.up(spec, name=unique("apply"), timeout=180, keep=False) as running:
+        app_id = running.container("gitlab").id
+        app_started = running.container("gitlab").attrs["State"]["StartedAt"]
+        changed = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(
+            "nodes.gitaly1.internal_api_url=http://gitlab:80",)))
+        assert running.apply(changed, timeout=180) == ["gitaly1"]
+        app = running.container("gitlab")
+        assert app.id == app_id
+        assert app.attrs["State"]["StartedAt"] == app_started
+        assert "http://gitlab:80" in (running.path / "nodes/gitaly1/gitlab.rb").read_text()
+        assert running.status().healthy
+        assert running.apply(changed) == []  # nothing changed: nothing restarted
+    assert leftovers(running.path) == []
+
+
+# --- failures -----------------------------------------------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_broken_gitlab_rb_fails_fast_with_log_tail(lab_home: Path, sim_image: str) -> None:
+    def corrupt(rendered: RenderedLab) -> None:
+        rb = rendered.path / "nodes" / "gitaly1" / "gitlab.rb"
+        rb.write_text(rb.read_text() + "\ngitaly['configuration'] = {\n")
+
+    spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    name = unique("broken")
+    started = time.monotonic()
+    with pytest.raises(NotReady) as err:
+        lifecycle.up(spec, name=name, timeout=300, prepare=corrupt)
+    assert time.monotonic() - started < 120  # not the 300 s timeout
+    assert err.value.node == "gitaly1"
+    assert "exited" in err.value.last_status
+    assert "gitlab.rb" in err.value.log_tail
+    assert leftovers(lab_home / "labs" / name) == []
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> None:
+    name = unique("killed")
+    path = lab_home / "labs" / name
+    proc = subprocess.Popen([*LAB_CMD, "up", "scaled", "--flavor", "sim", "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (path / state.UP_MARKER).exists() and leftovers(path):
+                break
+            assert proc.poll() is None, "lab up ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("lab up never started any container")
+    finally:
+        # Kill the whole session we started (lab up and its Compose child), as a CI
+        # runner killing the job would.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(1)
+    assert state.interrupted_up(path)
+    assert [s.state for s in lifecycle.list_labs() if s.name == name] == ["interrupted"]
+    dry = lab_cli("gc", "--dry-run")
+    assert dry.returncode == 0
+    assert name in dry.stdout
+    gc = lab_cli("gc")
+    assert gc.returncode == 0, gc.stderr
+    assert f"lab {name}: its `lab up` was killed" in gc.stdout
+    assert leftovers(path) == []
+    assert not state.interrupted_up(path)
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_gc_sweeps_labs_whose_folder_is_gone(lab_home: Path, sim_image: str) -> None:
+    spec = resolve(SpecRequest(topology="single", flavor="sim"))
+    running = lifecycle.up(spec, name=unique("orphan"), timeout=180)
+    import shutil
+
+    shutil.rmtree(running.path)
+    removed = lifecycle.gc()
+    assert any("lab directory gone" in r for r in removed)
+    assert leftovers(running.path) == []
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+def test_docker_unreachable_is_a_clear_message(tmp_path: Path) -> None:
+    res = lab_cli("up", "scaled", "--flavor", "sim",
+                  env={"DOCKER_HOST": "unix:///nonexistent", "LAB_HOME": str(tmp_path)})
+    assert res.returncode == 3
+    assert "Docker is not reachable at unix:///nonexistent" in res.stderr
+    assert "systemctl start docker" in res.stderr
+    assert "DOCKER_HOST" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_lab_name(tmp_path: Path) -> None:
+    env = {"LAB_HOME": str(tmp_path)}
+    res = lab_cli("status", "nosuch", env=env)
+    assert res.returncode == 2
+    assert "no lab named 'nosuch'; labs: none — see `lab list`" in res.stderr
+    assert lab_cli("down", env=env).returncode == 2
+    assert "no labs; start one with `lab up scaled`" in lab_cli("down", env=env).stderr
+
+
+@pytest.mark.docker
+def test_port_in_use_fails_before_starting(lab_home: Path, engine: None) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        name = unique("port")
+        res = lab_cli("up", "scaled", "--flavor", "sim", "--name", name,
+                      "--set", f"nodes.gitlab.publish.http={port}")
+    assert res.returncode == 2
+    assert f"host port {port} on 127.0.0.1, published by node 'gitlab' (http)" in res.stderr
+    assert "already in use" in res.stderr
+    assert leftovers(lab_home / "labs" / name) == []
+
+
+@pytest.mark.docker
+def test_missing_omnibus_image_message(lab_home: Path, engine: None) -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
+    image = omnibus_image(lab)
+    if dk.image_present(image):
+        pytest.skip(f"{image} is present here, so it is not missing")
+    res = lab_cli("up", "scaled", "--flavor", "omnibus", "--name", unique("noimg"))
+    assert res.returncode == 3
+    assert f"docker pull {image}" in res.stderr
+    assert "lab images load FILE.tar" in res.stderr
+    assert "--flavor sim" in res.stderr
+
+
+# --- omnibus ----------------------------------------------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.omnibus
+@pytest.mark.slow
+def test_omnibus_scaled_up_and_down(lab_home: Path, engine: None) -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
+    image = omnibus_image(lab)
+    if not dk.image_present(image):
+        pytest.skip(f"needs image {image} (not present locally)")
+    with lifecycle.up(lab, name=unique("omni"), timeout=1200, keep=False) as running:
+        st = running.status()
+        assert st.healthy
+        assert running.exec("gitlab", ["gitlab-rake", "gitlab:gitaly:check"]).returncode == 0
+    assert leftovers(running.path) == []

@@ -1,0 +1,167 @@
+"""`lab collect`: redaction, the hash table, and a bundle from a fake lab (no Docker)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import collect as collect_mod
+from lab.collect import MARK, Bundle, Redaction, collect, hash_table, lab_redaction
+from lab.doctor import Gathered, HostFacts, NodeFacts, judge
+from lab.engine.run import Result
+from lab.errors import LabError
+from lab.render.labdir import RenderedLab, write_lab
+from lab.render.secrets import fingerprint, secret_values
+from lab.spec import SpecRequest, resolve
+
+
+def test_known_values_and_token_shapes_are_redacted() -> None:
+    r = Redaction()
+    r.add(["a-known-secret-value-123"])
+    text = "\n".join([
+        "x a-known-secret-value-123 y",
+        "gitlab_rails['gitaly_token'] = 'customer-token'",
+        "gitaly['configuration'] = { auth: { token: 'abc' } }",
+        '"secret_token": "notknown1234"',
+        "PRIVATE-TOKEN: glpat-abcdefghijklmnopqrst",
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+        "Gitlab-Shell-Api-Request: eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJnaXRsYWIifQ.c2lnbmF0dXJl",
+        "authorization: Bearer v2." + "ab" * 32 + ".1700000000",
+        "shell " + "f" * 128,
+    ])
+    out = r(text)
+    for secret in ("a-known-secret-value-123", "customer-token", "'abc'", "notknown1234",
+                   "glpat-abcdefghijklmnopqrst", "MHcCAQEE", "eyJhbGciOiJIUzI1NiJ9",
+                   "ab" * 32, "f" * 128):
+        assert secret not in out, secret
+    assert "[REDACTED PRIVATE KEY]" in out
+
+
+def test_redaction_keeps_evidence_readable() -> None:
+    r = Redaction()
+    text = ('"secrets_policy": "shared", "shell_secret_sha256": "sha256:0123456789abcdef", '
+            "commit 3f786850e387550fdab836ed7e6dc881de23001b pushed")
+    assert r(text) == text
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    r = Redaction()
+    r.add(["abc", ""])
+    assert r("abc def") == "abc def"
+
+
+def test_hash_table_shows_mismatch_without_values() -> None:
+    table = hash_table({"gitlab": {"gitlab_shell": {"secret_token": "one"}},
+                        "gitaly1": {"gitlab_shell": {"secret_token": "two"}}},
+                       {"gitlab": "tok", "gitaly1": "tok"})
+    row = table["gitlab_shell.secret_token"]
+    assert row == {"gitaly1": fingerprint("two"), "gitlab": fingerprint("one")}
+    assert table["gitlab.rb gitaly token"]["gitlab"] == table["gitlab.rb gitaly token"]["gitaly1"]
+
+
+def test_bundle_refuses_to_write_a_leak(tmp_path: Path) -> None:
+    b = Bundle(Redaction({"the-secret-value-1"}))
+    b.add_raw("x.txt", "oops the-secret-value-1")
+    with pytest.raises(LabError, match="refusing"):
+        b.write(tmp_path / "b.tar.gz", "top")
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
+class FakeStatus:
+    def __init__(self, nodes: list[str]) -> None:
+        self.nodes = [type("N", (), {"node": n, "state": "running"})() for n in nodes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodes": [{"node": n.node, "state": n.state} for n in self.nodes]}
+
+
+class FakeLab:
+    """A lab whose containers print every secret they know into their logs."""
+
+    def __init__(self, rendered: RenderedLab, own: dict[str, Any]) -> None:
+        self.rendered = rendered
+        self.lab = rendered.lab
+        self.name = rendered.lab.name
+        self.path = rendered.path
+        self.own = own  # the gitlab-secrets.json a node generated itself
+        self.leak = " ".join(secret_values(rendered.secrets.to_json()) + secret_values(own))
+
+    def exec(self, node: str, cmd: list[str], *, check: bool = True,
+             timeout: float | None = None) -> Result:
+        if cmd[0] == "find":
+            return Result(cmd, 0, "/var/log/gitlab/gitaly/current\n", "")
+        if cmd[0] == "tail":
+            return Result(cmd, 0, f"gitaly log {self.leak}\n", "")
+        return Result(cmd, 0, f"run: gitaly: (pid 1) 5s {self.leak}\n", "")
+
+    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
+        return f"container log of {node}: {self.leak}\n"
+
+    def container(self, node: str) -> Any:
+        return None
+
+    def status(self) -> Any:
+        return FakeStatus([n.name for n in self.lab.nodes])
+
+
+def _all_text(bundle: Path) -> dict[str, str]:
+    with tarfile.open(bundle) as tar:
+        return {m.name: tar.extractfile(m).read().decode()  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.isfile()}
+
+
+def test_bundle_from_a_fake_lab_leaks_nothing(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collect_mod, "versions", lambda image, notes: {"toolkit": "t"})
+    lab = resolve(SpecRequest(topology="scaled",
+                              sets=("tls=true", "nodes.gitaly1.secrets=none")))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    own = {"gitlab_shell": {"secret_token": "b" * 128},
+           "gitlab_rails": {"secret_key_base": "c" * 40 + "generated"}}
+    fake = FakeLab(rendered, own)
+    shared = rendered.secrets.shared
+    gathered = Gathered(host=HostFacts(docker_version="x", lab_running=True),
+                        nodes=[NodeFacts("gitlab", "running", None, "", True, "s:a", "s:a"),
+                               NodeFacts("gitaly1", "running", None, "", True, "s:b", "s:b")],
+                        secrets={"gitlab": shared, "gitaly1": own})
+    out = collect(fake, tmp_path / "b.tar.gz",
+                  doctor_result=(judge(lab.name, gathered, "gitlab"), gathered))
+    files = _all_text(out)
+    top = next(iter(files)).split("/")[0]
+    assert next(iter(files)) == f"{top}/SUMMARY.md"
+    secrets = [v for v in secret_values(json.loads(
+        (tmp_path / "lab" / ".lab" / "secrets.json").read_text())) + secret_values(own)
+        if len(v) >= 8]
+    assert len(secrets) > 8
+    for name, text in files.items():
+        for value in secrets:
+            assert value not in text, f"{name} leaks {fingerprint(value)}"
+            for line in value.splitlines():
+                if len(line) >= 16:
+                    assert line not in text, f"{name} leaks part of {fingerprint(value)}"
+    for node in ("gitlab", "gitaly1"):
+        assert f"{top}/nodes/{node}/container.log" in files
+        assert f"{top}/nodes/{node}/var-log-gitlab/gitaly/current" in files
+        assert f"{top}/nodes/{node}/gitlab-ctl-status.txt" in files
+    hashes = files[f"{top}/secret-hashes.md"]
+    assert fingerprint(own["gitlab_shell"]["secret_token"]) in hashes
+    assert fingerprint(shared["gitlab_shell"]["secret_token"]) in hashes
+    assert "**NO**" in hashes
+    assert f"{top}/lab/nodes/gitaly1/ssl/gitaly1.key" in files
+    assert "left out" in files[f"{top}/lab/nodes/gitaly1/ssl/gitaly1.key"]
+    summary = files[f"{top}/SUMMARY.md"]
+    assert "**FAIL** gitaly1" in summary
+
+
+def test_lab_redaction_covers_tls_keys_and_own_files(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled", sets=("tls=true", "nodes.gitaly1.secrets=own")))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    r = lab_redaction(rendered.secrets)
+    key = rendered.secrets.tls["gitaly1.key"]
+    assert MARK in r(key)
+    own = rendered.secrets.own["gitaly1"]["gitlab_shell"]["secret_token"]
+    assert own not in r(f"x {own} y")

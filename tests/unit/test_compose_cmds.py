@@ -1,0 +1,147 @@
+"""Compose tool detection and the exact argument lists for both Compose tools."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
+from lab.engine.docker import since_timestamp
+from lab.engine.run import Result
+from lab.errors import DockerUnavailable, EngineError
+from lab.lifecycle import PortInUse, check_ports
+from lab.spec import SpecRequest, resolve
+
+D = Path("/labs/demo")
+F = "/labs/demo/docker-compose.yml"
+
+
+@pytest.fixture(params=[V2, V1], ids=["docker compose", "docker-compose"])
+def compose(request: pytest.FixtureRequest) -> Compose:
+    return Compose(ComposeTool(request.param, "x"), "glt-demo", D)
+
+
+def head(c: Compose) -> list[str]:
+    return [*c.tool.argv, "--project-name", "glt-demo", "--file", F]
+
+
+def test_base_per_tool() -> None:
+    assert Compose(ComposeTool(V2, "2.29.1"), "glt-demo", D).base() == [
+        "docker", "compose", "--project-name", "glt-demo", "--file", F]
+    assert Compose(ComposeTool(V1, "1.29.2"), "glt-demo", D).base() == [
+        "docker-compose", "--project-name", "glt-demo", "--file", F]
+
+
+def test_up(compose: Compose) -> None:
+    assert compose.up_cmd() == [*head(compose), "up", "--detach", "--no-build",
+                                "--remove-orphans"]
+
+
+def test_up_some_services(compose: Compose) -> None:
+    assert compose.up_cmd(["gitaly1"], no_deps=True) == [
+        *head(compose), "up", "--detach", "--no-build", "--remove-orphans", "--no-deps", "gitaly1"]
+    assert compose.up_cmd(["a", "b"], no_deps=True, force_recreate=True) == [
+        *head(compose), "up", "--detach", "--no-build", "--remove-orphans", "--no-deps",
+        "--force-recreate", "a", "b"]
+
+
+def test_down(compose: Compose) -> None:
+    assert compose.down_cmd() == [*head(compose), "down", "--volumes", "--remove-orphans",
+                                  "--timeout", "10"]
+    assert compose.down_cmd(timeout=0)[-1] == "0"
+
+
+def test_restart_ps_config(compose: Compose) -> None:
+    assert compose.restart_cmd(["gitlab"]) == [*head(compose), "restart", "--timeout", "10",
+                                               "gitlab"]
+    assert compose.ps_cmd() == [*head(compose), "ps", "--all", "--quiet"]
+    assert compose.config_cmd() == [*head(compose), "config", "--quiet"]
+
+
+def test_run_uses_lab_directory(compose: Compose) -> None:
+    seen: dict[str, Any] = {}
+
+    def runner(cmd: Sequence[str], **kw: Any) -> Result:
+        seen.update(kw, cmd=list(cmd))
+        return Result(list(cmd), 0, "", "")
+
+    compose.run(compose.down_cmd(), timeout=5, runner=runner)
+    assert seen["cmd"] == compose.down_cmd()
+    assert seen["cwd"] == str(D)
+    assert seen["timeout"] == 5
+
+
+class FakeRunner:
+    """Answers `... version --short` per tool; records every call."""
+
+    def __init__(self, answers: dict[tuple[str, ...], Result | None]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: Sequence[str], **kw: Any) -> Result:
+        cmd = list(cmd)
+        self.calls.append(cmd)
+        res = self.answers.get(tuple(cmd[:-2]))
+        if res is None:
+            raise EngineError(cmd, 127, f"{cmd[0]}: command not found")
+        return res
+
+
+def ok(out: str) -> Result:
+    return Result([], 0, out, "")
+
+
+def test_detect_prefers_v2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    runner = FakeRunner({V2: ok("2.29.1\n"), V1: ok("1.29.2\n")})
+    assert detect(runner) == ComposeTool(V2, "2.29.1")
+    assert runner.calls == [["docker", "compose", "version", "--short"]]
+
+
+def test_detect_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    # Docker 20.10 without the plugin: usage text on stderr, exit 1.
+    runner = FakeRunner({V2: Result([], 1, "", "docker: 'compose' is not a docker command."),
+                         V1: ok("1.29.2\n")})
+    assert detect(runner) == ComposeTool(V1, "1.29.2")
+    assert runner.calls[-1] == ["docker-compose", "version", "--short"]
+
+
+def test_detect_neither(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    with pytest.raises(DockerUnavailable, match="no Docker Compose tool found"):
+        detect(FakeRunner({}))
+
+
+def test_detect_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_COMPOSE", "docker-compose")
+    runner = FakeRunner({V2: ok("2.29.1"), V1: ok("1.29.2")})
+    assert detect(runner).argv == V1
+
+
+def test_detect_real_tool_here() -> None:
+    tool = detect()
+    assert tool.argv in (V1, V2)
+
+
+def test_fixed_port_in_use_names_port_and_node() -> None:
+    lab = resolve(SpecRequest(topology="scaled", sets=("nodes.gitlab.publish.http=18081",)))
+    with pytest.raises(PortInUse, match=r"host port 18081 .*node 'gitlab' \(http\).*in use"):
+        check_ports(lab, taken=lambda port: port == 18081)
+    check_ports(lab, taken=lambda port: False)
+
+
+def test_ephemeral_ports_are_not_checked() -> None:
+    lab = resolve(SpecRequest(topology="scaled"))
+    check_ports(lab, taken=lambda port: True)
+
+
+def test_since() -> None:
+    assert since_timestamp("10m", now=1000.0) == 400
+    assert since_timestamp("2h", now=10000.0) == 2800
+    assert since_timestamp("1700000000") == 1700000000
+    with pytest.raises(EngineError, match="duration"):
+        since_timestamp("yesterday")

@@ -1,0 +1,268 @@
+"""`lab doctor` judging: pure checks over gathered facts, no Docker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.auth import decode_shell_jwt
+from lab.doctor import (
+    ApiProbe,
+    Gathered,
+    GiB,
+    GitalyProbe,
+    HostFacts,
+    Level,
+    NodeFacts,
+    TlsFacts,
+    api_checks,
+    config_checks,
+    curl_check_cmd,
+    format_text,
+    gitaly_checks,
+    hook_secret,
+    host_checks,
+    judge,
+    memory_needed,
+    probe_internal_api,
+    secrets_checks,
+    tls_checks,
+    tls_facts,
+)
+from lab.engine.run import Result
+from lab.render.labdir import RenderedLab, write_lab
+from lab.render.tls import make_ca, make_server_cert
+from lab.spec import SpecRequest, resolve
+
+COPY_HINT = ("copy /etc/gitlab/gitlab-secrets.json from the app node (gitlab) to gitaly1, "
+             "then reconfigure gitaly1")
+
+
+def levels(checks: list[Any]) -> dict[str, Level]:
+    return {f"{c.scope}/{c.name}": c.level for c in checks}
+
+
+def healthy_host(**over: Any) -> HostFacts:
+    base: dict[str, Any] = dict(docker_version="24.0.7", compose="docker compose 2.24.1",
+                                mem_available=16 * GiB, disk_free=100 * GiB, mem_needed=GiB,
+                                disk_needed=GiB, images=(("gitlab-testlab/sim:abc", True),),
+                                flavor="sim")
+    base.update(over)
+    return HostFacts(**base)
+
+
+def test_healthy_host_is_all_ok() -> None:
+    checks = host_checks(healthy_host())
+    assert {c.level for c in checks} == {Level.OK}
+
+
+def test_docker_down_fails_with_hint() -> None:
+    checks = host_checks(healthy_host(docker_version=None, docker_error="connection refused"))
+    docker = next(c for c in checks if c.name == "docker")
+    assert docker.level is Level.FAIL
+    assert "systemctl start docker" in docker.hint
+
+
+def test_omnibus_memory_needs_4gb_per_app_node() -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
+    need = memory_needed(lab)
+    assert need == 5 * GiB
+    checks = host_checks(healthy_host(mem_available=3 * GiB, mem_needed=need, flavor="omnibus"))
+    assert levels(checks)["host/memory"] is Level.WARN
+    checks = host_checks(healthy_host(mem_available=2 * GiB, mem_needed=need, flavor="omnibus"))
+    mem = next(c for c in checks if c.name == "memory")
+    assert mem.level is Level.FAIL
+    assert "4 GB per app node" in mem.hint
+
+
+def test_busy_port_and_missing_image_fail() -> None:
+    checks = host_checks(healthy_host(ports_busy=(("gitlab http", 8080),), ports_checked=1,
+                                      images=(("gitlab/gitlab-ce:19.3.0-ce.0", False),)))
+    by = levels(checks)
+    assert by["host/ports"] is Level.FAIL
+    assert by["host/image"] is Level.FAIL
+    image = next(c for c in checks if c.name == "image")
+    assert "docker pull gitlab/gitlab-ce:19.3.0-ce.0" in image.hint
+
+
+def test_secrets_match() -> None:
+    nodes = [NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+             NodeFacts("gitaly1", "running", None, "", True, "sha256:a", "sha256:a")]
+    assert {c.level for c in secrets_checks("gitlab", nodes)} == {Level.OK}
+
+
+def test_own_secrets_fail_with_the_guide_hint() -> None:
+    nodes = [NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+             NodeFacts("gitaly1", "running", None, "", True, "sha256:b", "sha256:b")]
+    checks = secrets_checks("gitlab", nodes)
+    bad = [c for c in checks if c.level is Level.FAIL]
+    assert len(bad) == 1
+    assert bad[0].scope == "gitaly1"
+    assert bad[0].hint == COPY_HINT
+    assert "401 Unauthorized" in bad[0].detail
+
+
+def test_gitaly_secret_differing_from_shell_secret_is_caught() -> None:
+    # 17.5+: Gitaly signs with gitaly.gitlab_secret; a patched file can differ there only.
+    nodes = [NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+             NodeFacts("gitaly1", "running", None, "", True, "sha256:a", "sha256:c")]
+    bad = [c for c in secrets_checks("gitlab", nodes) if c.level is Level.FAIL]
+    assert "gitaly.gitlab_secret" in bad[0].detail
+
+
+def test_missing_secrets_file_fails() -> None:
+    nodes = [NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+             NodeFacts("gitaly1", "running", None, "", False, None, None, "No such file")]
+    bad = [c for c in secrets_checks("gitlab", nodes) if c.level is Level.FAIL]
+    assert bad[0].name == "secrets file"
+    assert bad[0].hint == COPY_HINT
+
+
+def test_hook_secret_prefers_gitaly_section() -> None:
+    assert hook_secret({"gitlab_shell": {"secret_token": "s\n"}}) == "s"
+    assert hook_secret({"gitlab_shell": {"secret_token": "s"},
+                        "gitaly": {"gitlab_secret": "g"}}) == "g"
+
+
+def test_gitaly_permission_denied_hint_names_both_tokens() -> None:
+    checks = gitaly_checks("gitlab", [GitalyProbe("gitaly1", "tcp://gitaly1:8075",
+                                                  ("default",), "7:permission denied")])
+    assert checks[0].level is Level.FAIL
+    assert "7:permission denied" in checks[0].detail
+    assert "gitlab_rails['gitaly_token']" in checks[0].hint
+
+
+def test_gitaly_ok_and_unreadable_storage() -> None:
+    ok = gitaly_checks("gitlab", [GitalyProbe("gitaly1", "tcp://gitaly1:8075", ("default",))])
+    assert ok[0].level is Level.OK
+    bad = gitaly_checks("gitlab", [GitalyProbe("gitaly1", "tcp://gitaly1:8075",
+                                               ("default", "s1"), unreadable=("s1",))])
+    assert bad[0].level is Level.FAIL
+
+
+def _cert(names: tuple[str, ...]) -> tuple[str, str]:
+    ca_key, ca = make_ca("t")
+    _, cert = make_server_cert(ca_key, ca, names)
+    return ca, cert
+
+
+def test_tls_ok() -> None:
+    ca, cert = _cert(("gitaly1",))
+    checks = tls_checks("gitlab", [TlsFacts("gitaly1", "gitaly1", cert, (ca,), (ca,))])
+    assert [c.level for c in checks] == [Level.OK]
+
+
+def test_tls_san_mismatch_untrusted_and_expiry() -> None:
+    ca, cert = _cert(("wrong.example.com",))
+    other_ca, _ = _cert(("x",))
+    checks = tls_checks("gitlab", [TlsFacts("gitaly1", "gitaly1", cert, (other_ca,), ())])
+    details = " | ".join(c.detail for c in checks)
+    assert "does not include 'gitaly1'" in details
+    assert "not signed by a CA that gitlab trusts" in details
+    assert any(c.level is Level.WARN and "trust its own CA" in c.detail for c in checks)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=360)
+    ca, cert = _cert(("gitaly1",))
+    warn = tls_checks("gitlab", [TlsFacts("gitaly1", "gitaly1", cert, (ca,), (ca,))], now=soon)
+    assert [c.level for c in warn] == [Level.WARN]
+    late = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    expired = tls_checks("gitlab", [TlsFacts("gitaly1", "gitaly1", cert, (ca,), (ca,))], now=late)
+    assert [c.level for c in expired] == [Level.FAIL]
+
+
+def test_tls_facts_from_a_lab_directory(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled", sets=("tls=true",
+                                                       "nodes.gitlab.trust_ca=false")))
+    write_lab(lab, tmp_path / "lab", image="unused")
+    facts = tls_facts(tmp_path / "lab", lab)
+    assert [f.node for f in facts] == ["gitaly1"]
+    checks = tls_checks("gitlab", facts)
+    assert any("not signed by a CA that gitlab trusts" in c.detail for c in checks)
+
+
+def test_internal_api_outcomes() -> None:
+    checks = api_checks("gitlab", [
+        ApiProbe("gitaly1", "http://gitlab", 200),
+        ApiProbe("gitaly2", "http://gitlab", 401),
+        ApiProbe("gitaly3", None),
+        ApiProbe("gitaly4", "http://nowhere", 0, "Could not resolve host: nowhere"),
+    ])
+    assert [c.level for c in checks] == [Level.OK, Level.FAIL, Level.FAIL, Level.FAIL]
+    assert checks[1].hint == COPY_HINT.replace("gitaly1", "gitaly2")
+    assert "internal_api_url" in checks[2].hint
+    assert "Could not resolve host" in checks[3].detail
+
+
+def test_config_error_fails() -> None:
+    checks = config_checks([NodeFacts("gitaly1", "running",
+                                      "gitlab.rb:3: syntax error, unexpected end-of-input")])
+    assert checks[0].level is Level.FAIL
+    assert "syntax error" in checks[0].detail
+
+
+class FakeHandle:
+    """Just enough of RunningLab for the probes: records every exec."""
+
+    def __init__(self, rendered: RenderedLab, answers: dict[str, Result]) -> None:
+        self.rendered = rendered
+        self.lab = rendered.lab
+        self.name = rendered.lab.name
+        self.path = rendered.path
+        self.answers = answers
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def exec(self, node: str, cmd: list[str], *, check: bool = True,
+             timeout: float | None = None) -> Result:
+        self.calls.append((node, cmd))
+        return self.answers.get(cmd[0], Result(cmd, 0, "", ""))
+
+    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
+        return f"log of {node}\n"
+
+    def container(self, node: str) -> Any:
+        return None
+
+    def status(self) -> Any:
+        raise NotImplementedError
+
+
+def test_internal_api_probe_signs_with_the_nodes_own_secret(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled"))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    handle = FakeHandle(rendered, {"curl": Result([], 0, "401", "")})
+    own = {"gitlab_shell": {"secret_token": "the-gitaly-nodes-own-secret"}}
+    probe = probe_internal_api(handle, lab.node("gitaly1"), own)
+    assert probe == ApiProbe("gitaly1", "http://gitlab", 401, "")
+    node, cmd = handle.calls[0]
+    assert node == "gitaly1"
+    assert cmd[-1] == "http://gitlab/api/v4/internal/check"
+    header = next(a for a in cmd if a.startswith("Gitlab-Shell-Api-Request: "))
+    claims = decode_shell_jwt(header.split(": ", 1)[1], "the-gitaly-nodes-own-secret")
+    assert claims["iss"] == "gitlab-shell"
+    assert cmd == curl_check_cmd("http://gitlab", header.split(": ", 1)[1])
+
+
+def test_report_json_text_and_exit_status() -> None:
+    g = Gathered(host=healthy_host(lab_running=True),
+                 nodes=[NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+                        NodeFacts("gitaly1", "running", None, "", True, "sha256:b",
+                                  "sha256:b")])
+    report = judge("scaled", g, "gitlab")
+    assert report.failed
+    data = report.to_json()
+    assert data["ok"] is False
+    json.dumps(data)
+    text = format_text(report)
+    assert "FAIL  gitaly1" in text
+    assert f"hint: {COPY_HINT}" in text
+    healthy = judge("scaled", Gathered(host=healthy_host(lab_running=True)), "gitlab")
+    assert not healthy.failed
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_not_running_lab_warns(running: bool) -> None:
+    report = judge("x", Gathered(host=healthy_host(lab_running=running)), "gitlab")
+    assert any(c.name == "running" for c in report.checks) is not running

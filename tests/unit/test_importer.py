@@ -1,0 +1,254 @@
+"""`lab import`: round trips through the renderer, customer-style files, Ruby errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.errors import SpecError
+from lab.importer import check_importable, evaluate_rb, import_files, node_inputs
+from lab.model import Lab
+from lab.render.gitlab_rb import render_gitlab_rb
+from lab.render.labdir import write_lab
+from lab.spec import Origins, SpecRequest, build_lab, resolve
+
+pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
+
+TOKEN_PATHS = (("gitlab_rails", "gitaly_token"), ("gitaly", "auth_token"),
+               ("gitaly", "configuration", "auth", "token"))
+
+
+def _tokens_to_labels(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Replace token values by T0, T1, ... in order of appearance: equality is what counts."""
+    labels: dict[str, str] = {}
+    for node in sorted(settings):
+        for path in TOKEN_PATHS:
+            cursor: Any = settings[node]
+            for part in path[:-1]:
+                cursor = cursor.get(part, {}) if isinstance(cursor, dict) else {}
+            if isinstance(cursor, dict) and path[-1] in cursor:
+                value = cursor[path[-1]]
+                cursor[path[-1]] = labels.setdefault(value, f"T{len(labels)}")
+    return settings
+
+
+def _evaluate_lab(lab: Lab, token: str, tmp: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for node in lab.nodes:
+        path = tmp / f"{node.name}.rb"
+        path.write_text(render_gitlab_rb(lab, node, token))
+        out[node.name] = evaluate_rb(path)
+    return _tokens_to_labels(out)
+
+
+ROUND_TRIPS = [
+    ("scaled", "13.12.15", ()),
+    ("scaled", "15.9.8", ()),
+    ("scaled", "15.9.8", ("tls=true",)),
+    ("scaled", "16.11.10", ("tls=true",)),
+    ("scaled", "17.7.7", ()),
+    ("scaled", "19.3.0", ("nodes.gitaly1.gitaly_token=wrong-token-for-the-test",)),
+    ("scaled", "19.3.0", ("nodes.gitaly1.internal_api_url=",)),
+    ("sharded", "17.11.7", ("nodes.gitaly2.tls=true",)),
+    ("single", "19.3.0", ()),
+]
+
+
+@pytest.mark.parametrize(("topology", "version", "sets"), ROUND_TRIPS)
+def test_round_trip_renders_the_same_settings(tmp_path: Path, topology: str, version: str,
+                                              sets: tuple[str, ...]) -> None:
+    lab = resolve(SpecRequest(topology=topology, version=version, sets=sets))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    files = sorted((tmp_path / "lab" / "nodes").glob("*/gitlab.rb"))
+    result = import_files(node_inputs(files, []))
+    check_importable(result)
+    again = build_lab(result.spec, Origins())
+    assert {n.name for n in again.nodes} == {n.name for n in lab.nodes}
+    assert again.dialect == lab.dialect
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = _evaluate_lab(lab, rendered.secrets.gitaly_token, tmp_path / "a")
+    after = _evaluate_lab(again, "another-random-lab-token", tmp_path / "b")
+    assert after == before
+    assert not result.unmapped
+
+
+def test_customer_secret_values_are_never_copied(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled", version="19.3.0",
+                              sets=("nodes.gitaly1.gitaly_token=customer-gitaly-secret-1",
+                                    "gitaly_token=customer-app-secret-2")))
+    write_lab(lab, tmp_path / "lab", image="unused")
+    result = import_files(node_inputs(sorted((tmp_path / "lab").glob("nodes/*/gitlab.rb")), []))
+    text = result.to_yaml()
+    assert "customer-gitaly-secret-1" not in text
+    assert "customer-app-secret-2" not in text
+    assert "gitaly_token" in result.spec["nodes"]["gitaly1"]
+    assert "gitaly_token" not in result.spec["nodes"]["gitlab"]
+
+
+LEGACY_GITALY = """\
+# customer's Gitaly server, GitLab 15.4
+postgresql['enable'] = false
+redis['enable'] = false
+nginx['enable'] = false
+puma['enable'] = false
+sidekiq['enable'] = false
+gitlab_workhorse['enable'] = false
+prometheus_monitoring['enable'] = false
+gitlab_rails['rake_cache_clear'] = false
+gitlab_rails['auto_migrate'] = false
+gitlab_rails['internal_api_url'] = 'https://gitlab.example.com'
+gitaly['tls_listen_addr'] = "0.0.0.0:9999"
+gitaly['certificate_path'] = "/etc/gitlab/ssl/cert.pem"
+gitaly['key_path'] = "/etc/gitlab/ssl/key.pem"
+gitaly['auth_token'] = '<REDACTED>'
+git_data_dirs({
+  'default' => { 'path' => '/var/opt/gitlab/git-data' },
+  'storage1' => { 'path' => '/mnt/gitlab/git-data' },
+})
+"""
+
+LEGACY_APP = """\
+external_url 'https://gitlab.example.com'
+gitaly['enable'] = false
+gitlab_rails['gitaly_token'] = 'REDACTED'
+gitlab_rails['time_zone'] = 'Europe/Berlin'
+git_data_dirs({
+  'default' => { 'gitaly_address' => 'tls://gitaly.internal.example.com:9999' },
+  'storage1' => { 'gitaly_address' => 'tls://gitaly.internal.example.com:9999' },
+})
+"""
+
+
+def test_legacy_customer_files(tmp_path: Path) -> None:
+    (tmp_path / "gitlab.rb").write_text(LEGACY_APP)
+    (tmp_path / "gitaly.rb").write_text(LEGACY_GITALY)
+    result = import_files(node_inputs([tmp_path / "gitlab.rb", tmp_path / "gitaly.rb"], []))
+    check_importable(result)
+    spec = result.spec
+    assert spec["version"] == "15.9.8"
+    gitaly = spec["nodes"]["gitaly"]
+    assert gitaly["roles"] == ["gitaly"]
+    assert gitaly["tls"] is True
+    assert gitaly["storages"] == [{"name": "default"},
+                                  {"name": "storage1", "path": "/mnt/gitlab/git-data"}]
+    # Redacted tokens on both sides: assumed equal, so no per-node token.
+    assert "gitaly_token" not in gitaly
+    assert "internal_api_url" not in gitaly  # it pointed at the app: the lab's default
+    assert spec["nodes"]["gitlab"]["roles"] == ["app"]
+    unmapped = "\n".join(result.unmapped)
+    assert "gitlab_rails['time_zone']" in unmapped
+    assert "prometheus_monitoring['enable']" in unmapped
+    assert "gitlab_rails['rake_cache_clear']" in unmapped
+    notes = "\n".join(result.notes)
+    assert "gitaly.internal.example.com" in notes
+    assert "external_url https://gitlab.example.com" in notes
+    text = result.to_yaml()
+    assert "# NOT reproduced" in text
+    assert "time_zone" in text
+
+
+NEW_GITALY = """\
+roles(['gitaly_role'])
+gitlab_rails['internal_api_url'] = 'http://10.0.0.9:8080'
+gitaly['configuration'] = {
+  listen_addr: '0.0.0.0:8075',
+  prometheus_listen_addr: '0.0.0.0:9236',
+  auth: { token: 'abc-the-gitaly-token' },
+  storage: [{ name: 'default', path: '/var/opt/gitlab/git-data/repositories' }],
+}
+"""
+
+NEW_APP = """\
+external_url 'http://gitlab.example.com'
+gitaly['enable'] = false
+gitlab_rails['gitaly_token'] = 'another-token-entirely'
+gitlab_rails['repositories_storages'] = {
+  'default' => { 'gitaly_address' => 'tcp://gitaly1:8075' },
+}
+"""
+
+
+def test_new_dialect_with_token_mismatch(tmp_path: Path) -> None:
+    (tmp_path / "app.rb").write_text(NEW_APP)
+    (tmp_path / "g.rb").write_text(NEW_GITALY)
+    result = import_files(node_inputs([], [f"gitlab={tmp_path / 'app.rb'}",
+                                           f"gitaly1={tmp_path / 'g.rb'}"]))
+    check_importable(result)
+    spec = result.spec
+    assert spec["version"] == "19.3.0"
+    gitaly = spec["nodes"]["gitaly1"]
+    assert gitaly["gitaly_token"] not in ("abc-the-gitaly-token", "another-token-entirely")
+    assert len(gitaly["gitaly_token"]) == 64
+    # Not the app: kept, so the push failure reproduces.
+    assert gitaly["internal_api_url"] == "http://10.0.0.9:8080"
+    assert any("prometheus_listen_addr" in u for u in result.unmapped)
+    assert "abc-the-gitaly-token" not in result.to_yaml()
+
+
+def test_version_option_wins_with_a_note(tmp_path: Path) -> None:
+    (tmp_path / "gitlab.rb").write_text(NEW_APP)
+    (tmp_path / "gitaly1.rb").write_text(NEW_GITALY)
+    files = node_inputs([tmp_path / "gitlab.rb", tmp_path / "gitaly1.rb"], [])
+    result = import_files(files, version="16.11.10")
+    assert result.spec["version"] == "16.11.10"
+    assert any("outside" in n for n in result.notes)
+
+
+def test_app_only_makes_up_the_gitaly_node(tmp_path: Path) -> None:
+    (tmp_path / "gitlab.rb").write_text(NEW_APP)
+    result = import_files(node_inputs([tmp_path / "gitlab.rb"], []))
+    check_importable(result)
+    assert result.spec["nodes"]["gitaly1"]["roles"] == ["gitaly"]
+    assert any("no file for the Gitaly server" in n for n in result.notes)
+
+
+def test_ruby_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "gitaly1.rb"
+    # A missing comma after listen_addr: Ruby stops at the next line.
+    bad.write_text("gitaly['enable'] = true\n\ngitaly['configuration'] = {\n"
+                   "  listen_addr: '0.0.0.0:8075'\n  auth: { token: 'x' },\n}\n")
+    with pytest.raises(SpecError) as info:
+        import_files(node_inputs([bad], []))
+    assert info.value.source == str(bad)
+    assert info.value.line == 5
+    assert "not valid Ruby: syntax error" in str(info.value)
+    assert str(info.value).startswith(f"{bad}:5: ")
+
+
+def test_ruby_runtime_error_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "gitlab.rb"
+    bad.write_text("external_url 'http://x'\nraise 'boom'\n")
+    with pytest.raises(SpecError) as info:
+        evaluate_rb(bad)
+    assert info.value.line == 2
+    assert "boom" in str(info.value)
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("gitaly1.rb", "gitaly1"),
+    ("gitlab-gitaly2.rb", "gitaly2"),
+    ("gitlab.rb", "gitlab"),
+    ("customer/gitlab.rb", "gitlab"),
+    ("Gitaly_East.rb", "gitaly-east"),
+])
+def test_node_names_from_file_names(path: str, name: str) -> None:
+    assert node_inputs([Path(path)], []) == [(name, Path(path))]
+
+
+def test_several_gitlab_rb_are_named_by_folder() -> None:
+    files = [Path("nodes/gitlab/gitlab.rb"), Path("nodes/gitaly1/gitlab.rb")]
+    assert [n for n, _ in node_inputs(files, [])] == ["gitlab", "gitaly1"]
+
+
+def test_two_files_for_one_node_is_an_error() -> None:
+    with pytest.raises(SpecError, match="--node"):
+        node_inputs([Path("a/gitaly1.rb"), Path("b/gitaly1.rb")], [])
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such file"):
+        evaluate_rb(tmp_path / "nope.rb")

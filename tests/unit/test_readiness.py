@@ -1,0 +1,160 @@
+"""Layered waits on a fake clock: timeouts without sleeping, dead containers fail at once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import lifecycle
+from lab.engine.docker import ContainerState
+from lab.errors import EngineError, NotReady
+from lab.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
+from lab.render.compose import NODE_LABEL
+from lab.render.labdir import write_lab
+from lab.spec import SpecRequest, resolve
+
+
+class FakeClock(Clock):
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept: list[float] = []
+        super().__init__(now=lambda: self.t, sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+def after(clock: FakeClock, seconds: float) -> Any:
+    """A check that passes ``seconds`` after its first call."""
+    start: list[float] = []
+
+    def check() -> Status:
+        start.append(clock.t)
+        waited = clock.t - start[0]
+        return Status(waited >= seconds, f"up in {seconds - waited:g}s")
+    return check
+
+
+def test_layers_pass_in_order_with_timings() -> None:
+    clock = FakeClock()
+    progress = RecordingProgress()
+    report = wait_layers(
+        [Layer("one", {"a": after(clock, 4)}), Layer("two", {"a": lambda: Status(True, "ok"),
+                                                             "b": lambda: Status(True, "ok")})],
+        timeout=60, clock=clock, interval=2, progress=progress)
+    assert [(t.name, t.seconds) for t in report.layers] == [("one", 4.0), ("two", 0.0)]
+    assert report.seconds == 4.0
+    assert ("start", "one") in progress.events
+    assert ("done", "two") in progress.events
+    assert progress.events.index(("done", "one")) < progress.events.index(("start", "two"))
+
+
+def test_timeout_without_sleeping() -> None:
+    clock = FakeClock()
+    started = time.monotonic()
+    with pytest.raises(NotReady) as err:
+        wait_layers([Layer("services up", {"gitaly1": lambda: Status(False, "down: gitaly")})],
+                    timeout=300, clock=clock, interval=5,
+                    log_tail=lambda node: f"last words of {node}")
+    assert time.monotonic() - started < 1  # nothing really slept
+    assert clock.t - 1000.0 == pytest.approx(300)
+    exc = err.value
+    assert exc.node == "gitaly1"
+    assert "services up: still waiting after 300s (last status: down: gitaly)" in exc.last_status
+    assert exc.log_tail == "last words of gitaly1"
+    assert "last words of gitaly1" in str(exc)
+
+
+def test_deadline_is_overall_not_per_layer() -> None:
+    clock = FakeClock()
+    with pytest.raises(NotReady, match="two: still waiting after 10s"):
+        wait_layers([Layer("one", {"a": after(clock, 8)}),
+                     Layer("two", {"a": after(clock, 8)})], timeout=10, clock=clock, interval=1)
+    assert clock.t - 1000.0 == pytest.approx(10)
+
+
+def test_watch_fails_at_once() -> None:
+    clock = FakeClock()
+
+    def watch() -> None:
+        raise NotReady("gitaly1", "container exited with code 1", "syntax error in gitlab.rb")
+
+    with pytest.raises(NotReady, match=r"syntax error in gitlab\.rb"):
+        wait_layers([Layer("services up", {"gitaly1": lambda: Status(False, "...")})],
+                    timeout=600, watch=watch, clock=clock)
+    assert clock.slept == []
+
+
+def test_transient_errors_are_retried() -> None:
+    clock = FakeClock()
+    calls = []
+
+    def flaky() -> Status:
+        calls.append(1)
+        if len(calls) < 3:
+            raise EngineError(["exec", "x"], 1, "container is restarting")
+        return Status(True, "ok")
+
+    wait_layers([Layer("app ready", {"gitlab": flaky})], timeout=60, clock=clock, interval=1)
+    assert len(calls) == 3
+
+
+# --- RunningLab.wait_ready against a fake engine ---------------------------------------
+
+class FakeContainer:
+    def __init__(self, node: str, status: str, exit_code: int = 0) -> None:
+        self.name = f"glt-scaled_{node}_1"
+        self.labels = {NODE_LABEL: node}
+        self.status = status
+        self.exit_code = exit_code
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> Any:
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    return write_lab(lab, tmp_path / "scaled", image="sim:test")
+
+
+def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[FakeContainer]) -> None:
+    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: containers)
+    monkeypatch.setattr(lifecycle.dk, "state", lambda c: ContainerState(
+        c.status, c.exit_code, "starting" if c.status == "running" else ""))
+    monkeypatch.setattr(lifecycle.dk, "log_tail", lambda c, lines=40: f"{c.name}: boom\n")
+
+
+def test_exited_container_fails_wait_at_once_with_log_tail(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"),
+                              FakeContainer("gitaly1", "exited", 1)])
+    clock = FakeClock()
+    running = lifecycle.RunningLab(rendered, clock=clock)
+    with pytest.raises(NotReady) as err:
+        running.wait_ready(timeout=600)
+    assert err.value.node == "gitaly1"
+    assert "container exited with code 1" in err.value.last_status
+    assert "glt-scaled_gitaly1_1: boom" in err.value.log_tail
+    assert clock.t == 1000.0  # failed on the first look, no waiting
+
+
+def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_engine(monkeypatch, [FakeContainer("gitlab", "created"),
+                              FakeContainer("gitaly1", "created")])
+    clock = FakeClock()
+    running = lifecycle.RunningLab(rendered, clock=clock)
+    with pytest.raises(NotReady, match="containers running: still waiting after 30s"):
+        running.wait_ready(timeout=30)
+    assert clock.t - 1000.0 == pytest.approx(30)
+
+
+def test_layers_of_a_lab(rendered: Any) -> None:
+    running = lifecycle.RunningLab(rendered)
+    names = [layer.name for layer in running.layers()]
+    assert names == ["containers running", "services up", "app ready", "gitaly storages",
+                     "healthchecks", "admin token"]
+    assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
+    assert set(running.layers()[1].checks) == {"gitlab", "gitaly1"}
