@@ -42,17 +42,11 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    import importlib
-
-    from lab.cli import render
+    from lab.cli import images, lifecycle, render, scenario, support
 
     cli.add_command(render.render)
-    for module in ("images", "lifecycle", "scenario", "support"):
-        try:
-            mod = importlib.import_module(f"lab.cli.{module}")
-        except ImportError:  # TEMPORARY while these commands are being built
-            continue
-        for command in getattr(mod, "COMMANDS", ()):
+    for module in (images, lifecycle, scenario, support):
+        for command in module.COMMANDS:
             cli.add_command(command)
 
 

@@ -1,0 +1,67 @@
+"""`lab run`: run scenario files against labs; exit 1 when any scenario fails."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lab.cli.common import console, err_console
+from lab.scenario.load import find_scenarios, load_scenario
+from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
+from lab.scenario.runner import ScenarioResult, Status, run_scenarios
+
+EXIT_FAILED = 1  # as lab.cli.main documents (importing it here would be circular)
+
+
+@click.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default="sim", show_default=True,
+              help="omnibus = real GitLab images; sim = the offline stand-in.")
+@click.option("--version", "gitlab_version", metavar="X.Y.Z",
+              help="GitLab version for scenarios that do not pin one (default: newest).")
+@click.option("--junit", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write a JUnit XML report.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
+@click.option("--keep", is_flag=True,
+              help="Leave the labs up afterwards (in their base state); a later run reuses them.")
+def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit: Path | None,
+        as_json: bool, keep: bool) -> None:
+    """Run scenarios (files, or directories of *.yaml) and report each one's evidence.
+
+    Scenarios sharing a topology share one lab; each scenario's `given:` changes
+    restart only the nodes they touch.
+    """
+    # Parse everything first: a typo in the last file should not cost a lab boot.
+    scenarios = [load_scenario(p, flavor=flavor, version=gitlab_version)
+                 for p in find_scenarios(paths)]
+    if not scenarios:
+        raise click.UsageError("no scenario files (*.yaml) found in: "
+                               + ", ".join(map(str, paths)))
+    out = err_console if as_json else console
+
+    def show(result: ScenarioResult) -> None:
+        color = {Status.PASSED: "green", Status.SKIPPED: "yellow"}.get(result.status, "red")
+        out.print(f"[{color}]{result.status.value:>7}[/] {result.name} ({result.seconds:.1f}s)",
+                  highlight=False)
+        if result.status in (Status.FAILED, Status.ERROR):
+            # soft_wrap: log lines and patterns stay whole, for copying and grepping.
+            out.print(format_failure(result), markup=False, highlight=False, soft_wrap=True)
+
+    with out.status("starting") as status:
+        results = run_scenarios(scenarios, flavor=flavor, version=gitlab_version, keep=keep,
+                                progress=lambda text: status.update(text), on_result=show)
+    if junit:
+        write_junit(results, junit)
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")
+    else:
+        console.print(results_table(results))
+        console.print(summary(results), highlight=False)
+    if not all(r.ok for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+COMMANDS = [run]

@@ -1,0 +1,257 @@
+"""pytest plugin: scenario YAML files as test items, and lab fixtures users can override.
+
+Fixtures (all overridable in a conftest.py):
+
+- ``lab_flavor`` / ``lab_version`` (session): from ``--lab-flavor`` / ``--lab-version``.
+- ``docker_available`` (session): skips (or, with ``--lab-no-skip``, fails) without Docker.
+- ``lab_image_check`` (session): a callable that skips when an omnibus image is missing.
+- ``lab_pool`` (session): the running labs, one per topology; torn down at the end
+  unless ``--lab-keep``.
+- ``lab_factory`` (session): ``lab_factory("scaled", sets=["nodes.gitaly1.tls=true"])``
+  -> a ready lab in exactly that state.
+- ``lab_spec`` (function): the ``Lab`` the ``lab`` fixture boots (default: scaled).
+- ``lab`` (function): the ready lab for ``lab_spec``; shared per session and topology.
+- ``gitlab`` / ``gitlab_client`` (function): API client and git helper bound to ``lab``.
+
+Nothing here touches Docker at import or collection time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.client.gitlab import GitLab
+from lab.errors import LabError
+from lab.model import Flavor, Lab
+from lab.scenario.load import group_name, load_scenario, resolve_labs
+from lab.scenario.model import Scenario
+from lab.scenario.report import format_failure
+from lab.scenario.runner import LabHandle, LabPool, ScenarioResult, run_scenario
+from lab.spec import SpecRequest, resolve
+
+MARKERS = {
+    "omnibus": "needs a real gitlab/gitlab-ce or gitlab/gitlab-ee image",
+    "sim": "runs against the offline sim flavour",
+    "slow": "takes more than a few seconds (boots a lab)",
+    "docker": "needs a reachable Docker Engine",
+}
+DEFAULT_TOPOLOGY = "scaled"
+# Omnibus nodes need 4+ GB each: keep few labs up at once (scenarios are ordered by lab).
+MAX_LABS = 2
+
+LabFactory = Callable[..., LabHandle]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gitlab-testlab")
+    group.addoption("--lab-flavor", choices=[f.value for f in Flavor], default="sim",
+                    help="omnibus = real GitLab images; sim = the offline stand-in (default).")
+    group.addoption("--lab-version", metavar="X.Y.Z", default=None,
+                    help="GitLab version for labs and scenarios that do not pin one.")
+    group.addoption("--lab-keep", action="store_true",
+                    help="Leave labs up after the session (a later session reuses them).")
+    group.addoption("--lab-no-skip", action="store_true",
+                    help="Fail instead of skipping when Docker or an image is missing (CI).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+# --- fixtures ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def lab_flavor(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--lab-flavor"))
+
+
+@pytest.fixture(scope="session")
+def lab_version(pytestconfig: pytest.Config) -> str | None:
+    value = pytestconfig.getoption("--lab-version")
+    return str(value) if value else None
+
+
+def _missing(config: pytest.Config, reason: str) -> None:
+    if config.getoption("--lab-no-skip"):
+        pytest.fail(reason + " (--lab-no-skip turns this skip into a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_available(pytestconfig: pytest.Config) -> None:
+    from lab.engine.images import check_docker
+
+    try:
+        check_docker()
+    except LabError as exc:
+        _missing(pytestconfig, str(exc).splitlines()[0])
+
+
+@pytest.fixture(scope="session")
+def lab_image_check(pytestconfig: pytest.Config, docker_available: None
+                    ) -> Callable[[Lab], None]:
+    """Skip when a lab's omnibus image is not here (the sim image is built on demand)."""
+    from lab.engine.images import image_exists
+    from lab.render.compose import image_for
+
+    seen: dict[str, bool] = {}
+
+    def check(lab: Lab) -> None:
+        if lab.flavor is not Flavor.OMNIBUS:
+            return
+        image = image_for(lab)
+        if image not in seen:
+            seen[image] = image_exists(image)
+        if not seen[image]:
+            _missing(pytestconfig, f"image {image} is not present locally: `docker pull "
+                     f"{image}` or `lab images load FILE.tar`")
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[LabPool]:
+    with LabPool(keep=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS) as pool:
+        yield pool
+
+
+def _shared_name(lab: Lab) -> Lab:
+    # The same name scenarios use for the same lab, so tests and scenarios share it.
+    return dataclasses.replace(lab, name=group_name(lab))
+
+
+@pytest.fixture(scope="session")
+def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
+                lab_image_check: Callable[[Lab], None]) -> LabFactory:
+    def factory(spec: str | Lab = DEFAULT_TOPOLOGY, *, sets: Sequence[str] = ()) -> LabHandle:
+        if isinstance(spec, Lab):
+            base, target = spec, spec
+        else:
+            req = SpecRequest(topology=spec, flavor=lab_flavor, version=lab_version)
+            base = resolve(req)
+            target = resolve(dataclasses.replace(req, sets=tuple(sets))) if sets else base
+        base, target = _shared_name(base), _shared_name(target)
+        target = dataclasses.replace(target, name=base.name)
+        lab_image_check(base)
+        return lab_pool.get(base, target)
+
+    return factory
+
+
+@pytest.fixture
+def lab_spec(lab_flavor: str, lab_version: str | None) -> Lab:
+    return resolve(SpecRequest(topology=DEFAULT_TOPOLOGY, flavor=lab_flavor,
+                               version=lab_version))
+
+
+@pytest.fixture
+def lab(lab_factory: LabFactory, lab_spec: Lab) -> LabHandle:
+    return lab_factory(lab_spec)
+
+
+@pytest.fixture
+def gitlab(lab: LabHandle) -> GitLab:
+    return GitLab.connect(lab.http_url, lab.admin_token)
+
+
+@pytest.fixture
+def gitlab_client(gitlab: GitLab) -> GitLab:
+    """The name the product brief uses; the same object as ``gitlab``."""
+    return gitlab
+
+
+# --- scenario files as items ------------------------------------------------------
+
+class ScenarioFailed(Exception):
+    def __init__(self, result: ScenarioResult) -> None:
+        self.result = result
+        super().__init__(result.message)
+
+
+def _scenario_test(scenario: Scenario) -> Callable[..., None]:
+    def test_scenario(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
+                      lab_image_check: Callable[[Lab], None]) -> None:
+        labs = resolve_labs(scenario, flavor=lab_flavor, version=lab_version)
+        lab_image_check(labs.base)
+        result = run_scenario(scenario, labs, lab_pool)
+        if not result.ok:
+            raise ScenarioFailed(result)
+
+    test_scenario.__doc__ = scenario.description
+    return test_scenario
+
+
+class ScenarioItem(pytest.Function):
+    """A scenario run as a test function, so it gets (overridable) fixtures."""
+
+    scenario: Scenario
+    group: str
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioFailed):
+            return format_failure(excinfo.value.result)
+        if isinstance(excinfo.value, LabError):
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, 0, f"scenario {self.scenario.name}"
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        flavor = str(self.config.getoption("--lab-flavor"))
+        version = self.config.getoption("--lab-version")
+        try:
+            scenario = load_scenario(self.path, flavor=flavor, version=version)
+        except LabError as exc:
+            raise self.CollectError(str(exc)) from None
+        item = ScenarioItem.from_parent(self, name=scenario.name,
+                                        callobj=_scenario_test(scenario))
+        item.scenario = scenario
+        item.group = ""
+        for marker in ("docker", "slow", flavor):
+            item.add_marker(marker)
+        if flavor not in scenario.flavors:
+            item.add_marker(pytest.mark.skip(
+                reason=f"scenario is for {', '.join(scenario.flavors)} only; "
+                f"this run uses --lab-flavor {flavor}"))
+        else:
+            item.group = resolve_labs(scenario, flavor=flavor, version=version).base.name
+        yield item
+
+
+def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    if parent.session.isinitpath(path):
+        return True
+    try:
+        rel = path.relative_to(parent.config.rootpath)
+    except ValueError:
+        rel = path
+    return "scenarios" in rel.parts[:-1]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _is_scenario_path(file_path, parent):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run scenarios lab by lab (each lab boots once), keeping their slots in the order."""
+    slots = [i for i, item in enumerate(items) if isinstance(item, ScenarioItem)]
+    scenario_items = [items[i] for i in slots]
+    first: dict[str, int] = {}
+    for n, item in enumerate(scenario_items):
+        first.setdefault(getattr(item, "group", ""), n)
+    ordered = sorted(scenario_items, key=lambda it: first[getattr(it, "group", "")])
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item

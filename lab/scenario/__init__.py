@@ -1,0 +1,1 @@
+"""Scenarios: steps and expectations run against a lab, with evidence on failure."""

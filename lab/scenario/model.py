@@ -1,0 +1,113 @@
+"""A parsed scenario: frozen data, no side effects (``load`` builds it, ``runner`` runs it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lab.model import Lab
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAIL = "fail"
+
+
+class Fault(StrEnum):
+    """Faults a step can inject, and the action that undoes each."""
+
+    STOP = "stop"
+    PAUSE = "pause"
+    DISCONNECT = "disconnect"
+
+
+class Restore(StrEnum):
+    START = "start"
+    UNPAUSE = "unpause"
+    RECONNECT = "reconnect"
+    RESTART = "restart"
+
+
+UNDO: dict[Fault, Restore] = {Fault.STOP: Restore.START, Fault.PAUSE: Restore.UNPAUSE,
+                              Fault.DISCONNECT: Restore.RECONNECT}
+
+
+class StepKind(StrEnum):
+    CREATE_PROJECT = "create_project"
+    PUSH = "push"
+    CLONE = "clone"
+    API = "api"
+    EXEC = "exec"
+    REPO_ON_STORAGE = "repo_on_storage"
+    PORT = "port"
+    REACHABLE = "reachable"
+    FAULT = "fault"
+    RESTORE = "restore"
+
+
+@dataclass(frozen=True)
+class LogExpect:
+    node: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Expect:
+    outcome: Outcome = Outcome.SUCCESS
+    output: str | None = None  # a regex searched in the step's output
+    log: LogExpect | None = None
+
+    def describe(self) -> str:
+        text = self.outcome.value
+        if self.output:
+            text += f", output matching /{self.output}/"
+        if self.log:
+            text += f", {self.log.node} log matching /{self.log.pattern}/"
+        return text
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    # Arguments, already validated for the kind (see load.STEP_ARGS).
+    args: tuple[tuple[str, Any], ...]
+    expect: Expect
+    line: int | None = None
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        return dict(self.args).get(name, default)
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.args if k not in ("files", "data"))
+        return f"{self.kind.value}({shown})"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    source: str  # the file, for messages and test ids
+    description: str
+    guide: str  # the sentence of the guide this proves, if any
+    base_sets: tuple[tuple[str, Any, int | None], ...]  # (key, value, line): shared by the group
+    given_sets: tuple[tuple[str, Any, int | None], ...]  # this scenario's mutations
+    given_faults: tuple[Step, ...]  # applied after the mutations, undone afterwards
+    steps: tuple[Step, ...]
+    topology: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    version: str | None = None
+    flavors: tuple[str, ...] = ("omnibus", "sim")
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class ScenarioLabs:
+    """The group's base lab and the lab this scenario runs on (base + given)."""
+
+    base: Lab
+    target: Lab
+    changes: tuple[str, ...]  # "nodes.gitaly1.secrets: shared -> own", for evidence

@@ -1,0 +1,128 @@
+"""Scenario results as text, a rich table, JSON and JUnit XML (pure functions)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from lab.scenario.runner import Evidence, ScenarioResult, Status
+
+STYLE = {Status.PASSED: "green", Status.FAILED: "red", Status.ERROR: "red",
+         Status.SKIPPED: "yellow"}
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in (text.rstrip() or "(empty)").splitlines())
+
+
+def format_evidence(ev: Evidence, source: str = "") -> str:
+    where = f"{source}:{ev.line}" if source and ev.line else source
+    parts = [
+        f"step:        {ev.step}" + (f"   ({where})" if where else ""),
+        f"expected:    {ev.expectation}",
+        f"problem:     {ev.problem}",
+        "output:",
+        _indent(ev.output),
+    ]
+    if ev.changes:
+        parts += ["lab changes for this scenario (given.set):", _indent("\n".join(ev.changes))]
+    if ev.config:
+        parts.append("per-node config (hashes from manifest.json; * = differs between nodes):")
+        for key, values in ev.config:
+            distinct = {v for _, v in values if v not in ("-", "None")}
+            mark = "*" if len(distinct) > 1 else " "
+            shown = "  ".join(f"{n}={v}" for n, v in values)
+            parts.append(f"  {mark} {key:<22} {shown}")
+    for node, text in ev.logs:
+        parts += [f"log of {node} (relevant lines since the scenario started):",
+                  _indent(text or "(nothing)")]
+    return "\n".join(parts)
+
+
+def format_failure(result: ScenarioResult) -> str:
+    """The text a user reads when a scenario did not pass."""
+    head = f"scenario {result.name} ({result.source}) {result.status.value}"
+    if result.lab:
+        head += f" on lab {result.lab}"
+    lines = [head]
+    for step in result.steps:
+        mark = "ok  " if step.ok else "FAIL"
+        lines.append(f"  {mark} {step.label} ({step.seconds:.1f}s)")
+    if result.evidence is not None:
+        lines += ["", format_evidence(result.evidence, result.source)]
+    elif result.message:
+        lines += ["", result.message]
+    return "\n".join(lines)
+
+
+def results_table(results: Sequence[ScenarioResult]) -> Table:
+    table = Table(title="scenarios", show_lines=False)
+    for col in ("scenario", "result", "steps", "time", "lab", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        passed = sum(1 for s in r.steps if s.ok)
+        table.add_row(r.name, f"[{STYLE[r.status]}]{r.status.value}[/]",
+                      f"{passed}/{len(r.steps)}" if r.steps else "-", f"{r.seconds:.1f}s",
+                      r.lab or "-", r.message.splitlines()[0] if r.message else "")
+    return table
+
+
+def summary(results: Sequence[ScenarioResult]) -> str:
+    counts = {s: sum(1 for r in results if r.status is s) for s in Status}
+    total = sum(r.seconds for r in results)
+    return ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) + f" in {total:.1f}s"
+
+
+def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
+    def ev(e: Evidence | None) -> Any:
+        if e is None:
+            return None
+        return {"step": e.step, "line": e.line, "expectation": e.expectation,
+                "problem": e.problem, "output": e.output, "changes": list(e.changes),
+                "logs": dict(e.logs), "config": {k: dict(v) for k, v in e.config}}
+
+    return {
+        "ok": all(r.ok for r in results),
+        "summary": summary(results),
+        "scenarios": [{
+            "name": r.name, "source": r.source, "status": r.status.value,
+            "seconds": round(r.seconds, 3), "lab": r.lab, "flavor": r.flavor,
+            "message": r.message,
+            "steps": [{"step": s.label, "line": s.line, "succeeded": s.succeeded,
+                       "ok": s.ok, "seconds": round(s.seconds, 3), "output": s.output,
+                       "problem": s.problem} for s in r.steps],
+            "evidence": ev(r.evidence),
+        } for r in results],
+    }
+
+
+def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") -> str:
+    root = ET.Element("testsuites")
+    ts = ET.SubElement(root, "testsuite", {
+        "name": suite, "tests": str(len(results)),
+        "failures": str(sum(r.status is Status.FAILED for r in results)),
+        "errors": str(sum(r.status is Status.ERROR for r in results)),
+        "skipped": str(sum(r.status is Status.SKIPPED for r in results)),
+        "time": f"{sum(r.seconds for r in results):.3f}"})
+    for r in results:
+        case = ET.SubElement(ts, "testcase", {"classname": r.source, "name": r.name,
+                                              "time": f"{r.seconds:.3f}"})
+        if r.status is Status.SKIPPED:
+            ET.SubElement(case, "skipped", {"message": r.message})
+        elif r.status in (Status.FAILED, Status.ERROR):
+            tag = "failure" if r.status is Status.FAILED else "error"
+            el = ET.SubElement(case, tag, {"message": r.message.splitlines()[0]
+                                           if r.message else r.status.value})
+            el.text = format_failure(r)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") \
+        + "\n"
+
+
+def write_junit(results: Sequence[ScenarioResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(results))

@@ -1,0 +1,550 @@
+"""Run scenarios against labs: one booted lab per group, mutated per scenario.
+
+Scenarios that share a base lab (topology + version + flavour + ``lab.set``)
+share one running lab. Each scenario's ``given.set`` is applied with
+``RunningLab.apply`` (only changed nodes restart); the next scenario applies
+its own target, so going from one mutation to the next restarts the touched
+nodes once instead of twice (a revert is just another apply, and a lab handed
+to anyone is first put back into the state they asked for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from lab.client.gitlab import GitLab, project_ref
+from lab.engine.run import Result, redactor
+from lab.errors import LabError
+from lab.model import HTTP_PORT, Lab
+from lab.scenario.load import lab_key, resolve_labs
+from lab.scenario.model import UNDO, Fault, Outcome, Scenario, ScenarioLabs, Step, StepKind
+
+
+class LabHandle(Protocol):
+    """What the runner needs of a running lab (``lab.lifecycle.RunningLab``)."""
+
+    name: str
+    path: Path
+    lab: Lab
+
+    @property
+    def http_url(self) -> str: ...
+
+    @property
+    def admin_token(self) -> str: ...
+
+    def exec(self, node: str, cmd: list[str], *, check: bool = ...,
+             timeout: float | None = ...) -> Result: ...
+
+    def logs(self, node: str, *, tail: int = ..., since: Any = ...) -> str: ...
+
+    def stop(self, node: str) -> Any: ...
+
+    def start(self, node: str) -> Any: ...
+
+    def restart(self, node: str) -> Any: ...
+
+    def pause(self, node: str) -> Any: ...
+
+    def unpause(self, node: str) -> Any: ...
+
+    def disconnect(self, node: str) -> Any: ...
+
+    def reconnect(self, node: str) -> Any: ...
+
+    def apply(self, new_lab: Lab, *, timeout: float = ..., progress: Any = ...,
+              wait_gitaly: bool = ...) -> list[str]: ...
+
+    def wait_ready(self, *, timeout: float = ..., progress: Any = ...,
+                   wait_gitaly: bool = ...) -> Any: ...
+
+    def status(self) -> Any: ...
+
+    def down(self, *, purge: bool = ...) -> None: ...
+
+
+UpFn = Callable[[Lab], LabHandle]
+ConnectFn = Callable[[LabHandle], GitLab]
+Progress = Callable[[str], None]
+
+READY_TIMEOUT = 600.0
+LOG_TAIL = 400
+LOG_LINES_SHOWN = 25
+# Lines worth showing from a node's log when a step failed.
+INTERESTING = re.compile(r"error|denied|unauthori[sz]ed|fail|reject|refused|unreachable|"
+                         r"certificate|x509|tls|panic|timeout", re.IGNORECASE)
+CONFIG_KEYS = ("secrets_policy", "secrets_file_sha256", "shell_secret_sha256",
+               "gitaly_token_sha256", "tls")
+
+
+def default_up(lab: Lab) -> LabHandle:
+    from lab import lifecycle  # imported late: the engine is only needed to boot
+
+    try:
+        handle: LabHandle = lifecycle.up(lab, name=lab.name, timeout=READY_TIMEOUT)
+    except lifecycle.LabAlreadyUp:
+        # Kept by an earlier `--keep` run: the name encodes the lab, so reuse it.
+        handle = lifecycle.attach(lab.name)
+        handle.apply(lab, timeout=READY_TIMEOUT)
+        handle.wait_ready(timeout=READY_TIMEOUT)
+    return handle
+
+
+def default_connect(running: LabHandle) -> GitLab:
+    return GitLab.connect(running.http_url, running.admin_token)
+
+
+class LabPool:
+    """Running labs by name, each in a known state; a context manager that downs them.
+
+    ``max_labs`` bounds how many stay up at once (Omnibus nodes need 4+ GB).
+    """
+
+    def __init__(self, *, keep: bool = False, up: UpFn = default_up, max_labs: int = 1,
+                 progress: Progress | None = None) -> None:
+        self.keep = keep
+        self._up = up
+        self.max_labs = max_labs
+        self._progress = progress
+        self._labs: dict[str, tuple[LabHandle, Lab, Lab]] = {}  # name -> (lab, base, current)
+
+    def __enter__(self) -> LabPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _say(self, text: str) -> None:
+        if self._progress:
+            self._progress(text)
+
+    def get(self, base: Lab, target: Lab | None = None) -> LabHandle:
+        """A running lab for ``base``, put into the state ``target`` (default: ``base``)."""
+        target = target or base
+        entry = self._labs.get(base.name)
+        if entry is not None and lab_key(entry[1]) != lab_key(base):
+            self.release(base.name)  # same name, different lab: not reusable
+            entry = None
+        if entry is None:
+            while len(self._labs) >= self.max_labs:
+                self.release(next(iter(self._labs)))
+            self._say(f"booting lab {base.name}")
+            running = self._up(base)
+            entry = (running, base, base)
+            self._labs[base.name] = entry
+        running, _, current = entry
+        if lab_key(current) != lab_key(target):
+            self._say(f"applying changes to lab {base.name}")
+            # Recorded as unknown first: if apply fails half-way, the next get re-applies.
+            self._labs[base.name] = (running, base, _UNKNOWN)
+            # A mutated lab is often meant to be broken between app and Gitaly
+            # (token, TLS trust): waiting for the app's Gitaly check would time out.
+            running.apply(target, timeout=READY_TIMEOUT,
+                          wait_gitaly=lab_key(target) == lab_key(base))
+            self._labs[base.name] = (running, base, target)
+        return running
+
+    def release(self, name: str) -> None:
+        """Down a lab (or, with ``keep``, put it back to its base state and leave it)."""
+        entry = self._labs.pop(name, None)
+        if entry is None:
+            return
+        running, base, current = entry
+        if self.keep:
+            if lab_key(current) != lab_key(base):
+                running.apply(base, timeout=READY_TIMEOUT)
+            self._say(f"kept lab {name} ({running.path})")
+            return
+        self._say(f"removing lab {name}")
+        running.down()
+
+    def discard(self, name: str) -> None:
+        """Down a lab whose state is unknown, whatever ``keep`` says."""
+        entry = self._labs.pop(name, None)
+        if entry is not None:
+            entry[0].down()
+
+    def names(self) -> list[str]:
+        return list(self._labs)
+
+    def close(self) -> None:
+        errors: list[str] = []
+        for name in list(self._labs):
+            try:
+                self.release(name)
+            except LabError as exc:
+                errors.append(f"{name}: {exc}")
+        if errors:
+            raise LabError("could not clean up labs:\n" + "\n".join(errors))
+
+
+class _Unknown:
+    pass
+
+
+# A lab state that matches nothing, so the next get() applies its target.
+_UNKNOWN: Lab = _Unknown()  # type: ignore[assignment]
+
+
+# --- results -------------------------------------------------------------------
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"  # the lab could not be put into the scenario's state
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    label: str
+    line: int | None
+    succeeded: bool  # what the step did
+    output: str
+    seconds: float
+    problem: str | None = None  # why the expectation was not met; None: met
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+ConfigRows = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    step: str
+    line: int | None
+    expectation: str
+    problem: str
+    output: str
+    changes: tuple[str, ...]  # what given.set changed from the base lab
+    logs: tuple[tuple[str, str], ...]  # node -> relevant lines
+    config: ConfigRows  # key -> ((node, value), ...)
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    name: str
+    source: str
+    status: Status
+    seconds: float
+    steps: tuple[StepResult, ...] = ()
+    message: str = ""
+    evidence: Evidence | None = None
+    lab: str = ""
+    flavor: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.PASSED, Status.SKIPPED)
+
+
+# --- one scenario ----------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """The mutable state of one scenario run."""
+
+    scenario: Scenario
+    labs: ScenarioLabs
+    running: LabHandle
+    client: GitLab
+    started: float
+    nonce: str
+    projects: dict[str, dict[str, Any]] = field(default_factory=dict)  # alias -> API data
+    pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> files
+    faults: dict[tuple[str, str], Fault] = field(default_factory=dict)  # (node, fault)
+
+    def project_name(self, alias: str) -> str:
+        return f"{alias}-{self.nonce}"
+
+    def project_path(self, alias: str) -> str:
+        data = self.projects.get(alias, {})
+        return str(data.get("path_with_namespace") or f"root/{self.project_name(alias)}")
+
+
+def _output(res: Result) -> str:
+    return redactor((res.stdout + res.stderr).strip())
+
+
+def _exec(run: _Run, node: str, cmd: list[str], timeout: float = 60) -> tuple[bool, str]:
+    res = run.running.exec(node, cmd, check=False, timeout=timeout)
+    return res.returncode == 0, _output(res)
+
+
+def _repo_on_storage(run: _Run, alias: str, storage: str) -> tuple[bool, str]:
+    data = run.projects.get(alias) or run.client.api.get_project(run.project_path(alias))
+    project_id = data.get("id")
+    if project_id is None:
+        return False, f"project {run.project_path(alias)} has no id; was it created?"
+    digest = hashlib.sha256(str(project_id).encode()).hexdigest()
+    disk = f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
+    lab = run.labs.target
+    found: list[str] = []
+    for name, node in sorted(lab.storages.items()):
+        spath = next(s for s in node.storages if s.name == name).repositories_path
+        ok, _ = _exec(run, node.name, ["test", "-d", f"{spath}/{disk}"])
+        if ok:
+            found.append(f"{name} ({node.name}:{spath}/{disk})")
+    api_storage = data.get("repository_storage", "?")
+    where = "; ".join(found) or "no storage"
+    text = (f"{run.project_path(alias)} (id {project_id}, API repository_storage={api_storage}) "
+            f"is on: {where}")
+    return [f.split(" ")[0] for f in found] == [storage], text
+
+
+def _published(run: _Run, node: str, port_name: str) -> tuple[bool, str]:
+    n = run.labs.target.node(node)
+    port = HTTP_PORT if port_name == "http" else n.gitaly_port
+    # Ask Docker, not the compose file: what is bound is what an attacker could reach.
+    status = run.running.status()
+    ports: dict[str, str] = next((dict(s.ports) for s in status.nodes if s.node == node), {})
+    bound = ports.get(f"{port}/tcp")
+    if bound:
+        return True, f"{node} port {port} ({port_name}) is published to the host at {bound}"
+    shown = ", ".join(f"{k} -> {v}" for k, v in sorted(ports.items())) or "none"
+    return False, f"{node} port {port} ({port_name}) is not published to the host " \
+        f"(published: {shown})"
+
+
+def _reachable(run: _Run, src: str, node: str, port_name: str) -> tuple[bool, str]:
+    n = run.labs.target.node(node)
+    port = HTTP_PORT if port_name == "http" else n.gitaly_port
+    # bash's /dev/tcp exists in both flavours' images; host and port are
+    # arguments, not part of the script.
+    ok, out = _exec(run, src, ["timeout", "10", "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"',
+                               node, str(port)], timeout=30)
+    verdict = "reachable" if ok else "not reachable"
+    return ok, f"{node}:{port} is {verdict} from {src}" + (f": {out}" if out else "")
+
+
+def _fault(run: _Run, step: Step) -> tuple[bool, str]:
+    action, node = str(step.arg("action")), str(step.arg("node"))
+    getattr(run.running, action)(node)
+    if action in (f.value for f in Fault):
+        run.faults[(node, action)] = Fault(action)
+        return True, f"{node}: {action}"
+    for fault, undo in UNDO.items():
+        if undo.value == action:
+            run.faults.pop((node, fault.value), None)
+    # A restored node is only useful once the lab is ready again.
+    run.running.wait_ready(timeout=READY_TIMEOUT)
+    return True, f"{node}: {action}; lab ready"
+
+
+def _do(run: _Run, step: Step) -> tuple[bool, str]:
+    kind = step.kind
+    api = run.client.api
+    if kind is StepKind.CREATE_PROJECT:
+        alias = str(step.arg("project"))
+        resp = api.create_project_raw(run.project_name(alias), storage=step.arg("storage"))
+        if resp.ok and isinstance(resp.data, dict):
+            run.projects[alias] = resp.data
+        return resp.ok, resp.output
+    if kind is StepKind.PUSH:
+        alias = str(step.arg("project"))
+        files = dict(step.arg("files") or
+                     {"README.md": f"{run.scenario.name} {alias} {run.nonce}\n"})
+        res = run.client.git.push(run.project_path(alias), files,
+                                  branch=str(step.arg("branch", "main")))
+        if res.ok:
+            run.pushed.setdefault(alias, {}).update(files)
+        return res.ok, res.output
+    if kind is StepKind.CLONE:
+        alias = str(step.arg("project"))
+        res = run.client.git.clone_and_compare(run.project_path(alias), run.pushed.get(alias, {}))
+        return res.ok, res.output
+    if kind is StepKind.API:
+        refs = {a: project_ref(run.project_path(a)) for a in run.projects}
+        path = re.sub(r"\{([^{}]*)\}", lambda m: refs.get(m[1], m[0]), str(step.arg("path")))
+        resp = api.call(str(step.arg("method", "GET")), path, data=step.arg("data"))
+        return resp.ok, resp.output
+    if kind is StepKind.EXEC:
+        return _exec(run, str(step.arg("node")), [str(c) for c in step.arg("cmd")])
+    if kind is StepKind.REPO_ON_STORAGE:
+        return _repo_on_storage(run, str(step.arg("project")), str(step.arg("storage")))
+    if kind is StepKind.PORT:
+        published, text = _published(run, str(step.arg("node")), str(step.arg("port")))
+        return published == bool(step.arg("published", False)), text
+    if kind is StepKind.REACHABLE:
+        return _reachable(run, str(step.arg("from")), str(step.arg("node")),
+                          str(step.arg("port")))
+    return _fault(run, step)
+
+
+def _logs(run: _Run, node: str) -> str:
+    # Only what this scenario caused: earlier scenarios' lines must not satisfy a pattern.
+    return redactor(run.running.logs(node, tail=LOG_TAIL, since=str(int(run.started))))
+
+
+def check_expectation(step: Step, succeeded: bool, output: str,
+                      logs: Callable[[str], str]) -> str | None:
+    """Why the step's expectation is not met, or None."""
+    exp = step.expect
+    if exp.outcome is Outcome.SUCCESS and not succeeded:
+        return "expected success, but the step failed"
+    if exp.outcome is Outcome.FAIL and succeeded:
+        return "expected the step to fail, but it succeeded"
+    if exp.output and not re.search(exp.output, output, re.MULTILINE):
+        return f"the output does not match /{exp.output}/"
+    if exp.log:
+        text = logs(exp.log.node)
+        if not re.search(exp.log.pattern, text, re.MULTILINE):
+            return f"no line of {exp.log.node}'s log (since the scenario started) " \
+                f"matches /{exp.log.pattern}/"
+    return None
+
+
+def _relevant(text: str) -> str:
+    lines = text.splitlines()
+    hits = {i for i, ln in enumerate(lines) if INTERESTING.search(ln)}
+    wanted = sorted(hits)[-LOG_LINES_SHOWN:] + list(range(max(0, len(lines) - 10), len(lines)))
+    # In log order: the interesting lines, and the last few for context.
+    return "\n".join(lines[i] for i in sorted(set(wanted)))
+
+
+def config_diff(running: LabHandle, lab: Lab) -> ConfigRows:
+    """Per-node settings that must agree, as hashes from manifest.json (never values)."""
+    from lab.render.gitlab_rb import internal_api_url
+    from lab.render.labdir import load_manifest
+
+    manifest = load_manifest(running.path) or {}
+    nodes = manifest.get("nodes", {})
+    rows: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for key in CONFIG_KEYS:
+        rows.append((key, tuple((n, str(d.get(key, "-"))) for n, d in sorted(nodes.items()))))
+    gitaly = [n for n in lab.nodes if n.gitaly_only]
+    if gitaly:
+        rows.append(("internal_api_url", tuple(
+            (n.name, internal_api_url(lab, n) or "(unset)") for n in gitaly)))
+        rows.append(("trust_ca", tuple((n.name, str(n.trust_ca)) for n in lab.nodes)))
+    return tuple(rows)
+
+
+def _evidence(run: _Run, step: Step, result: StepResult) -> Evidence:
+    logs: list[tuple[str, str]] = []
+    for node in run.labs.target.nodes:
+        try:
+            logs.append((node.name, _relevant(_logs(run, node.name))))
+        except LabError as exc:
+            logs.append((node.name, f"(no logs: {exc})"))
+    try:
+        config = config_diff(run.running, run.labs.target)
+    except (LabError, OSError) as exc:
+        config = (("manifest.json", (("-", f"unreadable: {exc}"),)),)
+    return Evidence(step=result.label, line=result.line, expectation=step.expect.describe(),
+                    problem=result.problem or "", output=result.output,
+                    changes=run.labs.changes, logs=tuple(logs), config=config)
+
+
+def _run_step(run: _Run, step: Step, label: str) -> StepResult:
+    t0 = time.monotonic()
+    try:
+        succeeded, output = _do(run, step)
+    except LabError as exc:  # e.g. exec on a stopped node: the step failed, say why
+        succeeded, output = False, redactor(str(exc))
+    problem = check_expectation(step, succeeded, output, lambda n: _logs(run, n))
+    return StepResult(label, step.line, succeeded, output, time.monotonic() - t0, problem)
+
+
+def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
+                 connect: ConnectFn = default_connect) -> ScenarioResult:
+    t0 = time.monotonic()
+    def result(status: Status, message: str, steps: tuple[StepResult, ...] = (),
+               evidence: Evidence | None = None) -> ScenarioResult:
+        return ScenarioResult(scenario.name, scenario.source, status, time.monotonic() - t0,
+                              steps, message, evidence, labs.base.name, labs.base.flavor.value)
+
+    try:
+        running = pool.get(labs.base, labs.target)
+    except LabError as exc:
+        pool.discard(labs.base.name)
+        return result(Status.ERROR, f"could not put the lab into this scenario's state: {exc}")
+    run = _Run(scenario, labs, running, connect(running), time.time(),
+               f"{scenario.name[:24]}-{secrets.token_hex(3)}".replace("_", "-"))
+    steps: list[StepResult] = []
+    evidence: Evidence | None = None
+    todo = [("given", s) for s in scenario.given_faults] + [("", s) for s in scenario.steps]
+    try:
+        for prefix, step in todo:
+            outcome = _run_step(run, step, f"{prefix} {step.label}".strip())
+            steps.append(outcome)
+            if not outcome.ok:
+                evidence = _evidence(run, step, outcome)
+                break
+    finally:
+        cleanup = _undo_faults(run)
+    if cleanup:
+        # A node we could not restore leaves the lab in an unknown state.
+        pool.discard(labs.base.name)
+    status = Status.PASSED if evidence is None and not cleanup else Status.FAILED
+    message = evidence.problem if evidence else cleanup
+    return result(status, message, tuple(steps), evidence)
+
+
+def _undo_faults(run: _Run) -> str:
+    problems = []
+    for (node, _), fault in list(run.faults.items()):
+        try:
+            getattr(run.running, UNDO[fault].value)(node)
+        except LabError as exc:
+            problems.append(f"could not {UNDO[fault].value} {node} after the scenario: {exc}")
+    if run.faults and not problems:
+        try:
+            run.running.wait_ready(timeout=READY_TIMEOUT)
+        except LabError as exc:
+            problems.append(f"lab not ready after undoing faults: {exc}")
+    run.faults.clear()
+    return "\n".join(problems)
+
+
+# --- many scenarios ------------------------------------------------------------
+
+def plan(scenarios: Iterable[Scenario], *, flavor: str, version: str | None
+         ) -> list[tuple[Scenario, ScenarioLabs | None]]:
+    """Resolve each scenario's labs and order them by group (first appearance wins).
+
+    A scenario that does not apply to ``flavor`` gets no labs (it is skipped).
+    """
+    groups: dict[str, list[tuple[Scenario, ScenarioLabs | None]]] = {}
+    skipped: list[tuple[Scenario, ScenarioLabs | None]] = []
+    for sc in scenarios:
+        if flavor not in sc.flavors:
+            skipped.append((sc, None))
+            continue
+        labs = resolve_labs(sc, flavor=flavor, version=version)
+        groups.setdefault(labs.base.name, []).append((sc, labs))
+    return [item for group in groups.values() for item in group] + skipped
+
+
+def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
+                  version: str | None = None, keep: bool = False, up: UpFn = default_up,
+                  connect: ConnectFn = default_connect,
+                  progress: Progress | None = None,
+                  on_result: Callable[[ScenarioResult], None] | None = None,
+                  ) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+    with LabPool(keep=keep, up=up, progress=progress) as pool:
+        for sc, labs in plan(scenarios, flavor=flavor, version=version):
+            if labs is None:
+                result = ScenarioResult(sc.name, sc.source, Status.SKIPPED, 0.0,
+                                        message=f"only for {', '.join(sc.flavors)}; "
+                                        f"this run uses {flavor}", flavor=flavor)
+            else:
+                if progress:
+                    progress(f"scenario {sc.name}")
+                result = run_scenario(sc, labs, pool, connect=connect)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results

@@ -1,0 +1,49 @@
+"""`lab run`: exit codes, bad files before any lab boots, JSON and JUnit output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lab.cli import scenario as cli_scenario
+from lab.cli.main import cli
+from lab.scenario.runner import ScenarioResult, Status, StepResult
+
+GOOD = "lab: {topology: scaled}\nsteps:\n  - api: /api/v4/user\n"
+
+
+def test_bad_file_exits_2_with_file_line_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + "  - pushh: p1\n")
+    proc = subprocess.run([sys.executable, "-c", "from lab.cli.main import main; main()",
+                           "run", str(bad)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert f"{bad}:4: steps.1.pushh: unknown step 'pushh'" in proc.stderr.replace("\n", "")
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_and_junit_and_exit_1_on_failure(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+
+    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+        step = StepResult("api(path=/api/v4/user)", 3, False, "HTTP 503 {}", 0.1,
+                          "expected success, but the step failed")
+        return [ScenarioResult(scenarios[0].name, scenarios[0].source, Status.FAILED, 1.0,
+                               (step,), "expected success, but the step failed")]
+
+    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    junit = tmp_path / "out" / "junit.xml"
+    res = CliRunner().invoke(cli, ["run", str(tmp_path), "--json", "--junit", str(junit)])
+    assert res.exit_code == 1
+    data = json.loads(res.stdout)
+    assert data["ok"] is False
+    assert data["scenarios"][0]["name"] == "a"
+    assert data["scenarios"][0]["steps"][0]["problem"] == "expected success, but the step failed"
+    assert '<failure message="expected success, but the step failed">' in junit.read_text()

@@ -1,0 +1,356 @@
+"""The runner against a fake lab: grouping, mutations and reverts, faults, evidence.
+
+The fake "world" answers like GitLab would for the lab state it is in, so the
+built-in library runs here without Docker and a negative scenario is shown to
+fail when the failure has another cause.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from lab.client.gitlab import ApiResponse, GitResult
+from lab.engine.run import Result
+from lab.errors import EngineError, LabError
+from lab.model import Lab, SecretsPolicy
+from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
+from lab.scenario.report import format_failure, junit_xml, to_json
+from lab.scenario.runner import LabPool, Status, check_expectation, run_scenario, run_scenarios
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+TOKEN = "glpat-0123456789abcdef0123"
+
+
+@dataclass
+class FakeLab:
+    """A RunningLab stand-in whose behaviour follows its current ``Lab``."""
+
+    lab: Lab
+    path: Path
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    stopped: set[str] = field(default_factory=set)
+    logs_by_node: dict[str, str] = field(default_factory=dict)
+    repos: dict[str, str] = field(default_factory=dict)  # hashed path -> node:storage path
+    fail_start: bool = False
+
+    def __post_init__(self) -> None:
+        self.name = self.lab.name
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._manifest()
+
+    def _manifest(self) -> None:
+        nodes = {n.name: {"secrets_policy": n.secrets.value,
+                          "shell_secret_sha256": "sha256:aaaa",
+                          "gitaly_token_sha256": "sha256:bbbb", "tls": n.tls}
+                 for n in self.lab.nodes}
+        (self.path / "manifest.json").write_text(json.dumps({"nodes": nodes}))
+
+    http_url = "http://127.0.0.1:1"
+    admin_token = TOKEN
+
+    def exec(self, node: str, cmd: list[str], *, check: bool = True,
+             timeout: float | None = None) -> Result:
+        self.calls.append(("exec", node, *cmd))
+        if node in self.stopped:
+            raise EngineError(["exec", node], 1, f"container {node} is not running")
+        if cmd[:2] == ["test", "-d"]:
+            rc = 0 if self.repos.get(cmd[2].rsplit("/@hashed/", 1)[1]) == f"{node}:{cmd[2]}" else 1
+            return Result(cmd, rc, "", "")
+        if "bash" in cmd:
+            up = cmd[-2] not in self.stopped
+            return Result(cmd, 0 if up else 1, "", "" if up else "Connection refused")
+        return Result(cmd, 0, "ok\n", "")
+
+    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
+        return self.logs_by_node.get(node, "")
+
+    def _act(self, what: str, node: str) -> None:
+        self.calls.append((what, node))
+
+    def stop(self, node: str) -> None:
+        self._act("stop", node)
+        self.stopped.add(node)
+
+    def start(self, node: str) -> None:
+        self._act("start", node)
+        if self.fail_start:
+            raise LabError(f"cannot start {node}")
+        self.stopped.discard(node)
+
+    def restart(self, node: str) -> None:
+        self._act("restart", node)
+
+    def pause(self, node: str) -> None:
+        self._act("pause", node)
+
+    def unpause(self, node: str) -> None:
+        self._act("unpause", node)
+
+    def disconnect(self, node: str) -> None:
+        self._act("disconnect", node)
+
+    def reconnect(self, node: str) -> None:
+        self._act("reconnect", node)
+
+    def apply(self, new_lab: Lab, *, timeout: float = 0, progress: Any = None,
+              wait_gitaly: bool = True) -> list[str]:
+        changed = [n.name for n in new_lab.nodes if n != self.lab.node(n.name)]
+        self.calls.append(("apply", ",".join(changed), str(wait_gitaly)))
+        self.lab = new_lab
+        self._manifest()
+        return changed
+
+    def wait_ready(self, *, timeout: float = 0, progress: Any = None,
+                   wait_gitaly: bool = True) -> None:
+        self.calls.append(("wait_ready",))
+
+    def status(self) -> Any:
+        return SimpleNamespace(nodes=[
+            SimpleNamespace(node=n.name, ports={"80/tcp": "127.0.0.1:40000"} if n.is_app else {})
+            for n in self.lab.nodes])
+
+    def down(self, *, purge: bool = False) -> None:
+        self.calls.append(("down",))
+
+
+class FakeWorld:
+    """API and git answers for the fake lab's current state (the sim's messages)."""
+
+    def __init__(self, running: FakeLab, *, lose_projects: bool = False) -> None:
+        self.running = running
+        self.projects: dict[str, dict[str, Any]] = {}
+        self.content: dict[str, dict[str, str]] = {}
+        self.lose_projects = lose_projects
+        self.api = self
+        self.git = self
+
+    @property
+    def gitaly(self) -> Any:
+        return self.running.lab.node("gitaly1")
+
+    def _gitaly_error(self) -> str | None:
+        lab = self.running.lab
+        if "gitaly1" in self.running.stopped:
+            return "14:failed to connect to all addresses"
+        if self.gitaly.gitaly_token is not None:
+            return "7:permission denied"
+        if self.gitaly.tls and not lab.app.trust_ca:
+            return "14:failed to connect to all addresses; last error: CERTIFICATE_VERIFY_FAILED"
+        if self.gitaly.tls and "gitaly1" not in self.gitaly.san_names:
+            return "14:failed to connect; Peer name gitaly1 is not in peer certificate"
+        return None
+
+    # API
+    def call(self, method: str, path: str, *, data: Any = None, params: Any = None
+             ) -> ApiResponse:
+        return ApiResponse(method, path, 200, '{"username": "root"}')
+
+    def create_project_raw(self, name: str, *, storage: str | None = None) -> ApiResponse:
+        err = self._gitaly_error()
+        if err:
+            return ApiResponse("POST", "/api/v4/projects", 500, json.dumps({"message": err}))
+        pid = len(self.projects) + 1
+        import hashlib
+
+        digest = hashlib.sha256(str(pid).encode()).hexdigest()
+        disk = f"{digest[:2]}/{digest[2:4]}/{digest}.git"
+        node = self.running.lab.storages[storage or "default"]
+        spath = next(s for s in node.storages if s.name == (storage or "default"))
+        self.running.repos[disk] = f"{node.name}:{spath.repositories_path}/@hashed/{disk}"
+        data = {"id": pid, "path_with_namespace": f"root/{name}",
+                "repository_storage": storage or "default"}
+        if not self.lose_projects:
+            self.projects[f"root/{name}"] = data
+        return ApiResponse("POST", "/api/v4/projects", 201, json.dumps(data))
+
+    def get_project(self, ref: Any) -> dict[str, Any]:
+        return self.projects[str(ref)]
+
+    # git
+    def push(self, path: str, files: dict[str, str], *, branch: str = "main") -> GitResult:
+        if path not in self.projects:
+            return GitResult([], 128, "remote: The project you were looking for could not be "
+                             "found.\nfatal: repository not found")
+        if self._gitaly_error():
+            return GitResult([], 128, "fatal: unable to access: The requested URL returned "
+                             "error: 503")
+        if self.gitaly.secrets is not SecretsPolicy.SHARED:
+            return GitResult([], 1, "remote: GitLab: 401 Unauthorized\n ! [remote rejected] "
+                             "HEAD -> main (pre-receive hook declined)")
+        if self.gitaly.internal_api_url is not None:
+            return GitResult([], 1, "remote: GitLab: Internal API unreachable\n ! [remote "
+                             "rejected] HEAD -> main (pre-receive hook declined)")
+        self.content.setdefault(path, {}).update(files)
+        return GitResult([], 0, "To http://127.0.0.1:1/x.git\n * [new branch] HEAD -> main")
+
+    def clone_and_compare(self, path: str, expected: dict[str, str]) -> GitResult:
+        if self._gitaly_error():
+            return GitResult([], 128, "The requested URL returned error: 503")
+        ok = all(self.content.get(path, {}).get(k) == v for k, v in expected.items())
+        return GitResult([], 0 if ok else 1, "cloned; content matches" if ok else "differs")
+
+
+def make(tmp_path: Path, *, lose_projects: bool = False) -> tuple[list[FakeLab], Any, Any]:
+    labs: list[FakeLab] = []
+    worlds: dict[int, FakeWorld] = {}
+
+    def up(lab: Lab) -> FakeLab:
+        fake = FakeLab(lab, tmp_path / lab.name)
+        labs.append(fake)
+        return fake
+
+    def connect(running: FakeLab) -> FakeWorld:
+        world = worlds.get(id(running))
+        if world is None:
+            world = worlds[id(running)] = FakeWorld(running, lose_projects=lose_projects)
+        return world
+
+    return labs, up, connect
+
+
+@pytest.mark.parametrize("path", sorted(LIBRARY.glob("*.yaml")), ids=lambda p: p.stem)
+def test_library_passes_against_the_fake_world(tmp_path: Path, path: Path) -> None:
+    _labs, up, connect = make(tmp_path)
+    (result,) = run_scenarios([load_scenario(path)], up=up, connect=connect)
+    assert result.status is Status.PASSED, format_failure(result)
+
+
+def test_negative_scenario_fails_when_the_failure_has_another_cause(tmp_path: Path) -> None:
+    # The project "vanishes", so the push fails with 404: the 401 expectation must not pass.
+    _labs, up, connect = make(tmp_path, lose_projects=True)
+    sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    (result,) = run_scenarios([sc], up=up, connect=connect)
+    assert result.status is Status.FAILED
+    assert result.evidence is not None
+    assert result.evidence.problem.startswith("the output does not match /(?s)remote: GitLab: 401")
+    assert "could not be found" in result.evidence.output
+    text = format_failure(result)
+    assert "nodes.gitaly1.secrets: \"shared\" -> \"own\"" in text
+    assert "shell_secret_sha256" in text
+    assert "sha256:aaaa" in text
+
+
+def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    names = ["shared-secrets-push-clone", "gitaly-own-secrets", "gitaly-no-secrets",
+             "two-storages", "tls-push", "tls-untrusted-ca"]
+    scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
+    results = run_scenarios(scenarios, up=up, connect=connect)
+    assert [r.status for r in results] == [Status.PASSED] * len(names)
+    # tls-push's group is run after the plain group, though listed in between.
+    assert [r.name for r in results] == [names[i] for i in (0, 1, 2, 3, 4, 5)]
+    assert len(labs) == 2  # one per base lab
+    plain, tls = labs
+    applies = [c for c in plain.calls if c[0] == "apply"]
+    # own secrets, then straight to none (one restart), then back to base for two-storages;
+    # mutated states do not wait for the app's Gitaly check, the base does.
+    assert applies == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "False"),
+                       ("apply", "gitaly1", "True")]
+    assert plain.calls[-1] == ("down",)
+    assert [c for c in tls.calls if c[0] == "apply"] == [("apply", "gitlab", "False")]
+
+
+def test_keep_leaves_labs_up_in_their_base_state(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    run_scenarios([sc], keep=True, up=up, connect=connect)
+    (lab,) = labs
+    assert ("down",) not in lab.calls
+    assert lab.calls[-1] == ("apply", "gitaly1", "True")
+    assert lab.lab.node("gitaly1").secrets is SecretsPolicy.SHARED
+
+
+def test_faults_are_undone_even_when_a_step_fails(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    sc = parse_scenario(textwrap.dedent("""\
+        lab: {topology: scaled}
+        steps:
+          - pause: gitaly1
+          - stop: gitaly1
+          - api: /api/v4/user
+            expect: {outcome: fail, output: nope}
+        """), "f.yaml")
+    (result,) = run_scenarios([sc], up=up, connect=connect)
+    assert result.status is Status.FAILED
+    assert result.evidence is not None
+    assert result.evidence.problem == "expected the step to fail, but it succeeded"
+    lab = labs[0]
+    acts = [c for c in lab.calls if c[0] in ("pause", "stop", "start", "unpause")]
+    assert acts == [("pause", "gitaly1"), ("stop", "gitaly1"), ("unpause", "gitaly1"),
+                    ("start", "gitaly1")]
+
+
+def test_a_node_that_cannot_be_restored_discards_the_lab(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    sc = parse_scenario("lab: {topology: scaled}\ngiven:\n  faults: [{stop: gitaly1}]\n"
+                        "steps: [{api: /x}]\n", "f.yaml")
+    pool = LabPool(keep=True, up=up)
+    labs_ = resolve_labs(sc)
+    pool.get(labs_.base)
+    labs[0].fail_start = True
+    result = run_scenario(sc, labs_, pool, connect=connect)
+    assert result.status is Status.FAILED
+    assert "could not start gitaly1 after the scenario" in result.message
+    assert labs[0].calls[-1] == ("down",)  # even with keep: its state is unknown
+    assert pool.names() == []
+
+
+def test_lab_that_cannot_be_mutated_is_an_error(tmp_path: Path) -> None:
+    _labs, up, connect = make(tmp_path)
+
+    def broken_apply(*a: Any, **k: Any) -> list[str]:
+        raise LabError("node 'gitaly1' is not ready: exited")
+
+    sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    pool = LabPool(up=up)
+    l2 = resolve_labs(sc)
+    pool.get(l2.base).apply = broken_apply  # type: ignore[method-assign]
+    result = run_scenario(sc, l2, pool, connect=connect)
+    assert result.status is Status.ERROR
+    assert "could not put the lab into this scenario's state: node 'gitaly1'" in result.message
+
+
+def test_skipped_for_another_flavour(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    sc = parse_scenario("flavors: [omnibus]\nlab: {topology: scaled}\nsteps: [{api: /x}]\n",
+                        "o.yaml")
+    (result,) = run_scenarios([sc], up=up, connect=connect)
+    assert result.status is Status.SKIPPED
+    assert labs == []
+    assert "only for omnibus" in result.message
+
+
+def test_log_expectation_reads_only_the_named_node() -> None:
+    sc = parse_scenario("lab: {topology: scaled}\nsteps:\n  - api: /x\n    expect:\n"
+                        "      log: {node: gitaly1, pattern: 'JWT rejected'}\n", "l.yaml")
+    step = sc.steps[0]
+    logs = {"gitlab": "internal API allowed: JWT rejected", "gitaly1": "hook ran"}
+    problem = check_expectation(step, True, "", logs.__getitem__)
+    assert problem == ("no line of gitaly1's log (since the scenario started) matches "
+                       "/JWT rejected/")
+    logs["gitaly1"] = "x\ninternal API: JWT rejected\n"
+    assert check_expectation(step, True, "", logs.__getitem__) is None
+
+
+def test_reports(tmp_path: Path) -> None:
+    _labs, up, connect = make(tmp_path, lose_projects=True)
+    results = run_scenarios([load_scenario(LIBRARY / "gitaly-own-secrets.yaml"),
+                             load_scenario(LIBRARY / "gitaly-port-not-published.yaml")],
+                            up=up, connect=connect)
+    data = to_json(results)
+    assert data["ok"] is False
+    assert [s["status"] for s in data["scenarios"]] == ["failed", "passed"]
+    assert data["scenarios"][0]["evidence"]["config"]["secrets_policy"] == {
+        "gitaly1": "own", "gitlab": "shared"}
+    xml = junit_xml(results)
+    assert '<testsuite name="gitlab-testlab" tests="2" failures="1"' in xml
+    assert "the output does not match" in xml
+    assert TOKEN not in xml
+    assert TOKEN not in json.dumps(data)
