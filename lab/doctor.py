@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,9 +23,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from lab.engine.run import Result
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from rich.table import Table
+
+from lab import omnibus
+from lab.auth import encode_shell_jwt
+from lab.engine import docker as dk
+from lab.engine.compose import detect
+from lab.engine.images import sim_image_ref
+from lab.engine.run import Result, run
 from lab.errors import LabError
+from lab.host import mem_available, port_in_use
+from lab.importer import evaluator_path
 from lab.model import Flavor, Lab, Node
+from lab.render.compose import image_for
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.labdir import RenderedLab
 from lab.render.secrets import fingerprint
@@ -293,7 +304,6 @@ class TlsFacts:
 
 
 def tls_checks(app: str, facts: Sequence[TlsFacts], now: dt.datetime | None = None) -> list[Check]:
-    from cryptography import x509
 
     now = now or dt.datetime.now(dt.UTC)
     out: list[Check] = []
@@ -338,8 +348,6 @@ def tls_checks(app: str, facts: Sequence[TlsFacts], now: dt.datetime | None = No
 
 
 def _issued_by_any(cert: Any, ca_pems: Iterable[str]) -> bool:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
 
     for pem in ca_pems:
         try:
@@ -407,30 +415,8 @@ class LabHandle(Protocol):
     def status(self) -> Any: ...  # LabStatus: .nodes[i].node / .state, .to_json()
 
 
-def _mem_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def docker_facts() -> tuple[str | None, str, str]:
     """(engine version, error, data root)."""
-    from lab.engine import docker as dk
-
     try:
         cl = dk.client()
         version = str(cl.version().get("Version", "?"))
@@ -442,9 +428,6 @@ def docker_facts() -> tuple[str | None, str, str]:
 
 def gather_host(lab: Lab | None, *, image: str | None = None,
                 lab_running: bool = False) -> HostFacts:
-    from lab.engine import docker as dk
-    from lab.engine.compose import detect
-
     version, error, root = docker_facts()
     try:
         tool = detect()
@@ -461,16 +444,8 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
     busy: list[tuple[str, int]] = []
     checked = 0
     if version is not None:
-        if lab is not None:
-            from lab.render.compose import image_for
-
-            ref = image or image_for(lab)
-            images.append((ref, dk.image_present(ref)))
-        else:
-            from lab.engine.images import sim_image_ref
-
-            ref = sim_image_ref()
-            images.append((ref, dk.image_present(ref)))
+        ref = (image or image_for(lab)) if lab is not None else sim_image_ref()
+        images.append((ref, dk.image_present(ref)))
     if lab is not None:
         mem_needed = memory_needed(lab)
         disk_needed_ = disk_needed(lab, all(p for _, p in images))
@@ -479,11 +454,11 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
                 for pname, port in node.publish:
                     if port:
                         checked += 1
-                        if not _port_free(port):
+                        if port_in_use(port):
                             busy.append((f"{node.name} {pname}", port))
     return HostFacts(
         docker_version=version, docker_error=error, compose=compose,
-        compose_error=compose_error, mem_available=_mem_available(), disk_free=disk_free,
+        compose_error=compose_error, mem_available=mem_available(), disk_free=disk_free,
         disk_path=disk_path, mem_needed=mem_needed, disk_needed=disk_needed_,
         lab_running=lab_running, ports_busy=tuple(busy), ports_checked=checked,
         images=tuple(images), flavor=lab.flavor.value if lab else "",
@@ -492,9 +467,6 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
 
 def evaluate_config(path: Path, omnibus_config: str = "") -> str | None:
     """None if ``path`` evaluates as Omnibus would (with GITLAB_OMNIBUS_CONFIG first), else why."""
-    from lab.engine.run import run
-    from lab.importer import evaluator_path
-
     env = {k: v for k, v in os.environ.items() if k != "GITLAB_OMNIBUS_CONFIG"}
     if omnibus_config:
         env["GITLAB_OMNIBUS_CONFIG"] = omnibus_config
@@ -613,8 +585,8 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
 
 def _server_info_probe(handle: LabHandle, node: Node, token: str,
                        storages: tuple[str, ...]) -> GitalyProbe:
+    # Imported late: the gRPC stack is only needed once a lab is up.
     from lab.client.gitaly import GitalyError, server_info
-    from lab.engine import docker as dk
 
     ip = dk.ip_address(handle.container(node.name))
     if ip is None:
@@ -636,7 +608,6 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
 
 
 def _rake_probe(handle: LabHandle, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
-    from lab import omnibus
 
     res = handle.exec(handle.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
     error = "" if res.returncode == 0 else omnibus.failure_line(res)
@@ -678,7 +649,6 @@ def curl_check_cmd(url: str, jwt: str) -> list[str]:
 
 def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]) -> ApiProbe:
     """From inside the Gitaly node, with a JWT signed by that node's own secret."""
-    from lab.auth import encode_shell_jwt
 
     url = internal_api_url(handle.lab, node)
     if url is None:
@@ -725,7 +695,6 @@ STYLE = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "bold red", Level.
 
 
 def format_table(report: Report) -> Any:
-    from rich.table import Table
 
     title = f"lab doctor: {report.lab}" if report.lab else "lab doctor: host"
     table = Table(title=title, title_justify="left")

@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result, redactor, run
 from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
+from lab.host import port_in_use
 from lab.model import HTTP_PORT, Flavor, Lab, Node
 from lab.readiness import Clock, Layer, Progress, ReadyReport, Status, wait_layers
 from lab.render.compose import (
@@ -156,17 +156,7 @@ def _load_lab(path: Path) -> Lab:
     return build_lab(data, Origins())
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def check_ports(lab: Lab, taken: Callable[[int], bool] = _port_taken) -> None:
+def check_ports(lab: Lab, taken: Callable[[int], bool] = port_in_use) -> None:
     """Fail before starting anything if a fixed host port is in use."""
     seen: dict[int, str] = {}
     for node in lab.nodes:

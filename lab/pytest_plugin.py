@@ -3,7 +3,7 @@
 Fixtures (all overridable in a conftest.py):
 
 - ``lab_flavor`` / ``lab_version`` (session): from ``--lab-flavor`` / ``--lab-version``.
-- ``docker_available`` (session): skips (or, with ``--lab-no-skip``, fails) without Docker.
+- ``docker_available`` (session): skips without Docker (fails with ``--lab-no-skip`` or CI=true).
 - ``lab_image_check`` (session): a callable that skips when an omnibus image is missing.
 - ``lab_pool`` (session): the running labs, one per topology; torn down at the end
   unless ``--lab-keep``.
@@ -19,6 +19,7 @@ Nothing here touches Docker at import or collection time.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-keep", action="store_true",
                     help="Leave labs up after the session (a later session reuses them).")
     group.addoption("--lab-no-skip", action="store_true",
-                    help="Fail instead of skipping when Docker or an image is missing (CI).")
+                    help="Fail instead of skipping when Docker or an image is missing "
+                         "(CI=true does this for Docker and the sim image).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,9 +79,16 @@ def lab_version(pytestconfig: pytest.Config) -> str | None:
     return str(value) if value else None
 
 
-def _missing(config: pytest.Config, reason: str) -> None:
+def _missing(config: pytest.Config, reason: str, *, in_ci: bool = True) -> None:
+    """Skip, or fail with --lab-no-skip; CI=true counts as --lab-no-skip when ``in_ci``.
+
+    CI builds the sim image and has Docker, so their absence there is a broken job;
+    an Omnibus image is never there, so its absence stays a skip unless asked.
+    """
     if config.getoption("--lab-no-skip"):
         pytest.fail(reason + " (--lab-no-skip turns this skip into a failure)", pytrace=False)
+    if in_ci and os.environ.get("CI") == "true":
+        pytest.fail(reason + " (CI=true turns this skip into a failure)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -110,7 +119,7 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
             seen[image] = image_exists(image)
         if not seen[image]:
             _missing(pytestconfig, f"image {image} is not present locally: `docker pull "
-                     f"{image}` or `lab images load FILE.tar`")
+                     f"{image}` or `lab images load FILE.tar`", in_ci=False)
 
     return check
 

@@ -115,11 +115,12 @@ def _record_all(data: Any, path: Path_, source: str, origins: Origins) -> None:
             _record_all(v, (*path, str(i)), source, origins)
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``: mappings merge key by key, anything else replaces."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -369,7 +370,7 @@ def resolve(req: SpecRequest) -> Lab:
         _record_all(base, (), f"topology {base_name!r}", base_origins)
         base_origins.places.update(origins.places)
         origins = base_origins
-        data = _merge(base, data)
+        data = merge(base, data)
         data["topology"] = base_name
     elif req.file is None:
         raise SpecError("name a topology (" + ", ".join(sorted(TOPOLOGIES)) +

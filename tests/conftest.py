@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab import lifecycle, state
 from lab.model import Lab
+from lab.render.compose import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,3 +51,14 @@ def reference() -> dict[str, Path]:
     if not templates:
         skip_or_fail(f"no Omnibus templates under {REFERENCE}")
     return templates
+
+
+@pytest.fixture
+def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private state folder; whatever a failing test left running is swept after it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LAB_HOME", str(home))
+    yield home
+    # By directory label: never another lab, not even one with the same name.
+    for name in state.lab_names():
+        lifecycle.sweep({DIR_LABEL: str(state.lab_dir(name))})

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from lab import state
 from lab.cli.common import console, err_console
+from lab.render.labdir import STATE_DIR
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import ScenarioResult, Status, run_scenarios
@@ -55,6 +57,7 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
                                 progress=lambda text: status.update(text), on_result=show)
     if junit:
         write_junit(results, junit)
+    save_last_run(results)
     if as_json:
         sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")
     else:
@@ -62,6 +65,19 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         console.print(summary(results), highlight=False)
     if not all(r.ok for r in results):
         sys.exit(EXIT_FAILED)
+
+
+def save_last_run(results: list[ScenarioResult]) -> None:
+    """Leave each lab's results in its folder, where `lab collect` picks them up."""
+    by_lab: dict[str, list[ScenarioResult]] = {}
+    for r in results:
+        if r.lab:
+            by_lab.setdefault(r.lab, []).append(r)
+    for name, mine in by_lab.items():
+        folder = state.lab_dir(name) / STATE_DIR
+        if folder.is_dir():  # gone when the lab never booted
+            (folder / "last-run.json").write_text(json.dumps(to_json(mine), indent=2) + "\n")
+            write_junit(mine, folder / "last-run.xml")
 
 
 COMMANDS = [run]

@@ -227,7 +227,28 @@ def build_images(*, force: bool = False, progress: Progress = _quiet) -> str:
         progress(f"{base} is present")
     build_sim(base, progress)
     progress(f"built {ref}")
+    for old in prune_stale({ref, base}):
+        progress(f"removed the outdated {old}")
     return ref
+
+
+def prune_stale(keep: set[str]) -> list[str]:
+    """Remove sim/base tags other than ``keep``; a tag a container still uses stays.
+
+    Every change to the image inputs makes new tags, so without this each
+    checkout would leave a few hundred MB behind.
+    """
+    removed = []
+    for repo in (SIM_REPO, BASE_REPO):
+        out = run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo],
+                  check=False, timeout=60).stdout
+        for ref in out.split():
+            if ref in keep or ref.endswith(":<none>"):
+                continue
+            # Without --force, Docker refuses to remove an image a container uses.
+            if run(["docker", "rmi", ref], check=False, timeout=120).returncode == 0:
+                removed.append(ref)
+    return removed
 
 
 def list_images() -> list[ImageInfo]:

@@ -8,11 +8,10 @@ scenario file with the spec's own message.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from lab.scenario.model import (
     Step,
     StepKind,
 )
-from lab.spec import Origins, apply_set, build_lab, load_yaml, resolved_spec
+from lab.spec import Origins, apply_set, build_lab, load_yaml, merge, resolved_spec
 from lab.topologies import TOPOLOGIES, topology
 
 Path_ = tuple[str, ...]
@@ -321,16 +320,6 @@ def find_scenarios(paths: Iterable[Path]) -> list[Path]:
 
 # --- labs ----------------------------------------------------------------------
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def _apply(data: dict[str, Any], sets: Iterable[tuple[str, Any, int | None]], source: str,
            origins: Origins) -> dict[str, Any]:
     for key, value, line in sets:
@@ -358,7 +347,7 @@ def _build(scenario: Scenario, flavor: str, version: str | None,
     if inline:
         for p, (src, line) in dict(scenario.spec.get("origins") or {}).items():
             origins.record(p, src, line)
-        data = _merge(data, inline)
+        data = merge(data, inline)
     origins.record((), scenario.source, None)
     data["name"] = "scenario"  # the runner names the lab after its group
     data["flavor"] = flavor

@@ -89,7 +89,7 @@ class Scenario:
     name: str
     source: str  # the file, for messages and test ids
     description: str
-    guide: str  # the sentence of the guide this proves, if any
+    guide: str  # what the guide says that this proves, in our words
     base_sets: tuple[tuple[str, Any, int | None], ...]  # (key, value, line): shared by the group
     given_sets: tuple[tuple[str, Any, int | None], ...]  # this scenario's mutations
     given_faults: tuple[Step, ...]  # applied after the mutations, undone afterwards

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,16 +45,6 @@ def leftovers(path: Path) -> list[str]:
     return ([f"container {c.name}" for c in dk.containers(labels)]
             + [f"network {n.name}" for n in dk.networks(labels)]
             + [f"volume {v.name}" for v in dk.volumes(labels)])
-
-
-@pytest.fixture
-def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("LAB_HOME", str(home))
-    yield home
-    # Whatever a failing test left behind, by directory label (never other labs).
-    for name in state.lab_names():
-        lifecycle.sweep({DIR_LABEL: str(state.lab_dir(name))})
 
 
 @pytest.fixture

@@ -12,18 +12,16 @@ import subprocess
 import sys
 import tarfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle, state
+from lab import lifecycle
 from lab.collect import collect
 from lab.doctor import Level, doctor
 from lab.engine import docker as dk
 from lab.importer import check_importable, import_files, node_inputs
-from lab.render.compose import DIR_LABEL
 from lab.render.secrets import secret_values
 from lab.spec import Origins, SpecRequest, build_lab, resolve
 
@@ -31,15 +29,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 COPY_HINT = ("copy /etc/gitlab/gitlab-secrets.json from the app node (gitlab) to gitaly1, "
              "then reconfigure gitaly1")
-
-
-@pytest.fixture
-def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("LAB_HOME", str(home))
-    yield home
-    for name in state.lab_names():
-        lifecycle.sweep({DIR_LABEL: str(state.lab_dir(name))})
 
 
 @pytest.fixture

@@ -136,7 +136,9 @@ def test_fixtures_can_be_overridden(pytester: pytest.Pytester) -> None:
     pytester.runpytest("-q").assert_outcomes(passed=2)
 
 
-def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester) -> None:
+def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
     pytester.makeconftest(textwrap.dedent('''
         import pytest
         import lab.engine.images as images
@@ -146,13 +148,20 @@ def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester) -> Non
         def _no_docker():
             def boom():
                 raise DockerUnavailable("Docker is not reachable: start the Docker Engine")
-            images.check_docker = boom
+            # pytester runs in this process: the outer session must get Docker back.
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(images, "check_docker", boom)
+                yield
     '''))
     pytester.makepyfile("def test_x(lab):\n    pass\n")
     result = pytester.runpytest("-q", "-rs")
     result.stdout.fnmatch_lines(["*SKIPPED*Docker is not reachable*"])
     result = pytester.runpytest("-q", "--lab-no-skip")
     result.stdout.fnmatch_lines(["*Docker is not reachable*--lab-no-skip*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("-q")
+    result.stdout.fnmatch_lines(["*Docker is not reachable*CI=true*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, decode_server_info
 from lab.engine import images
+from lab.engine.run import Result
 
 
 def test_refs_are_content_hashes() -> None:
@@ -60,3 +63,24 @@ def test_gitaly_error_prints_like_rails() -> None:
     assert str(GitalyError("PERMISSION_DENIED", "permission denied")) == "7:permission denied"
     assert GitalyError("UNAVAILABLE", "x").code == 14
     assert GitalyError("UNAUTHENTICATED", "authentication required").code == 16
+
+
+def test_prune_stale_keeps_current_and_in_use_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = {images.SIM_REPO: "gitlab-testlab/sim:new\ngitlab-testlab/sim:old\n"
+                               "gitlab-testlab/sim:used\n",
+              images.BASE_REPO: "gitlab-testlab/base:cur\ngitlab-testlab/base:<none>\n"}
+    removed: list[str] = []
+
+    def fake_run(cmd: list[str], **_: object) -> Result:
+        if cmd[:3] == ["docker", "image", "ls"]:
+            return Result(cmd, 0, listed[cmd[-1]], "")
+        assert cmd[:2] == ["docker", "rmi"]
+        assert "--force" not in cmd
+        if cmd[2].endswith(":used"):  # a container still runs on it: Docker refuses
+            return Result(cmd, 1, "", "conflict: image is being used")
+        removed.append(cmd[2])
+        return Result(cmd, 0, "", "")
+
+    monkeypatch.setattr(images, "run", fake_run)
+    got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"})
+    assert got == removed == ["gitlab-testlab/sim:old"]

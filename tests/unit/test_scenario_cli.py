@@ -47,3 +47,25 @@ def test_json_and_junit_and_exit_1_on_failure(tmp_path: Path,
     assert data["scenarios"][0]["name"] == "a"
     assert data["scenarios"][0]["steps"][0]["problem"] == "expected success, but the step failed"
     assert '<failure message="expected success, but the step failed">' in junit.read_text()
+
+
+def test_results_are_left_in_each_labs_folder_for_collect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "labs" / "sc-a" / ".lab").mkdir(parents=True)
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD)
+
+    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+        # b's lab never booted (no folder): its result has nowhere to go, and no error.
+        return [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, lab="sc-a"),
+                ScenarioResult("b", "b.yaml", Status.ERROR, 1.0, message="boot failed",
+                               lab="sc-b")]
+
+    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    res = CliRunner().invoke(cli, ["run", str(tmp_path)])
+    assert res.exit_code == 1
+    saved = json.loads((tmp_path / "home/labs/sc-a/.lab/last-run.json").read_text())
+    assert [s["name"] for s in saved["scenarios"]] == ["a"]
+    assert (tmp_path / "home/labs/sc-a/.lab/last-run.xml").is_file()
+    assert not (tmp_path / "home/labs/sc-b").exists()
