@@ -21,8 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import __version__
-from lab.doctor import Gathered, LabHandle, Level, Report
+from lab import __version__, omnibus
+from lab.doctor import (
+    Gathered,
+    LabHandle,
+    Level,
+    Report,
+    docker_facts,
+    doctor,
+    format_text,
+    gathered_json,
+    node_states,
+)
+from lab.engine.compose import detect
 from lab.errors import LabError
 from lab.model import Lab
 from lab.render.gitlab_rb import node_token
@@ -242,9 +253,6 @@ def node_log_files(handle: LabHandle, node: str, notes: list[str]) -> dict[str, 
 
 
 def versions(image: str | None, notes: list[str]) -> dict[str, Any]:
-    from lab.doctor import docker_facts
-    from lab.engine.compose import detect
-
     data: dict[str, Any] = {"toolkit": f"gitlab-testlab {__version__}"}
     docker_version, err, _ = docker_facts()
     data["docker"] = docker_version or f"unavailable: {err}"
@@ -270,7 +278,6 @@ def versions(image: str | None, notes: list[str]) -> dict[str, Any]:
 def collect(handle: LabHandle, out: Path, *,
             doctor_result: tuple[Report, Gathered] | None = None) -> Path:
     """Write the bundle for lab ``handle`` (a ``RunningLab``) to ``out``; returns ``out``."""
-    from lab.doctor import doctor, format_text, gathered_json, node_states
 
     lab = handle.lab
     lab_dir: Path = handle.path
@@ -348,8 +355,6 @@ def collect(handle: LabHandle, out: Path, *,
 
 
 def _ctl_status(handle: LabHandle, node: str) -> str:
-    from lab import omnibus
-
     res = handle.exec(node, omnibus.status_cmd(), check=False, timeout=60)
     return f"$ gitlab-ctl status   (exit {res.returncode})\n{res.stdout}{res.stderr}"
 

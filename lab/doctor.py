@@ -304,7 +304,6 @@ class TlsFacts:
 
 
 def tls_checks(app: str, facts: Sequence[TlsFacts], now: dt.datetime | None = None) -> list[Check]:
-
     now = now or dt.datetime.now(dt.UTC)
     out: list[Check] = []
     for t in facts:
@@ -348,7 +347,6 @@ def tls_checks(app: str, facts: Sequence[TlsFacts], now: dt.datetime | None = No
 
 
 def _issued_by_any(cert: Any, ca_pems: Iterable[str]) -> bool:
-
     for pem in ca_pems:
         try:
             ca = x509.load_pem_x509_certificate(pem.encode())
@@ -608,7 +606,6 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
 
 
 def _rake_probe(handle: LabHandle, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
-
     res = handle.exec(handle.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
     error = "" if res.returncode == 0 else omnibus.failure_line(res)
     return GitalyProbe(node.name, node.gitaly_address, storages, error,
@@ -649,7 +646,6 @@ def curl_check_cmd(url: str, jwt: str) -> list[str]:
 
 def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]) -> ApiProbe:
     """From inside the Gitaly node, with a JWT signed by that node's own secret."""
-
     url = internal_api_url(handle.lab, node)
     if url is None:
         return ApiProbe(node.name, None)
@@ -695,7 +691,6 @@ STYLE = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "bold red", Level.
 
 
 def format_table(report: Report) -> Any:
-
     title = f"lab doctor: {report.lab}" if report.lab else "lab doctor: host"
     table = Table(title=title, title_justify="left")
     for col in ("status", "where", "check", "detail", "hint"):

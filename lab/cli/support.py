@@ -8,15 +8,18 @@ from pathlib import Path
 
 import click
 
-from lab import state
+from lab import lifecycle, state
 from lab.cli.common import console, err_console
+from lab.cli.lifecycle import pick_lab
+from lab.collect import collect as run_collect
+from lab.doctor import doctor as run_doctor
+from lab.doctor import format_table
+from lab.importer import check_importable, import_files, node_inputs
+from lab.lifecycle import RunningLab
 
 
 def _handle(name: str | None, *, required: bool) -> object | None:
     """The named lab, the only lab, or None (doctor checks just the host then)."""
-    from lab import lifecycle
-    from lab.cli.lifecycle import pick_lab
-
     if name is None and not required and not state.lab_names():
         return None
     return lifecycle.attach(pick_lab(name))
@@ -33,10 +36,6 @@ def doctor(name: str | None, as_json: bool) -> None:
     with the app's token, TLS certificates, the internal API from each Gitaly node.
     Exit 1 if any check FAILs.
     """
-    from lab.doctor import doctor as run_doctor
-    from lab.doctor import format_table
-    from lab.lifecycle import RunningLab
-
     handle = _handle(name, required=False)
     report, _ = run_doctor(handle if isinstance(handle, RunningLab) else None)
     if as_json:
@@ -54,9 +53,6 @@ def doctor(name: str | None, as_json: bool) -> None:
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 def collect(name: str | None, output: Path | None) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
-    from lab.collect import collect as run_collect
-    from lab.lifecycle import RunningLab
-
     handle = _handle(name, required=True)
     assert isinstance(handle, RunningLab)
     out = output or Path(f"lab-{handle.name}-support.tar.gz")
@@ -83,8 +79,6 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
     nodes/gitaly1/gitlab.rb) or from --node NAME=FILE. Settings the spec cannot
     express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
     """
-    from lab.importer import check_importable, import_files, node_inputs
-
     result = import_files(node_inputs(files, named), version=gitlab_version, name=name)
     check_importable(result)
     text = result.to_yaml()
