@@ -1,6 +1,7 @@
 """Scenario suite timings on the sim flavour (prints numbers; not a timed test).
 
-1. the whole built-in library, labs reused and mutated (what `lab run scenarios/` does);
+1. the whole built-in library, labs reused and mutated (what `lab run scenarios/` does),
+   then the same library with a fresh lab per scenario, and the ratio of the two;
 2. growth: N scenarios on one reused lab vs a fresh lab per scenario.
 
 Usage: python bench/bench_suite.py [--sizes 1,3,6] [--fresh-sizes 1,3] [--skip-full]
@@ -43,7 +44,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="1,3,6")
     ap.add_argument("--fresh-sizes", default="1,3")
-    ap.add_argument("--skip-full", action="store_true")
+    ap.add_argument("--skip-full", action="store_true",
+                    help="Skip the whole-library runs (reused and fresh).")
     args = ap.parse_args()
     library = [load_scenario(p) for p in find_scenarios([LIBRARY])]
     if not args.skip_full:
@@ -53,6 +55,10 @@ def main() -> None:
               f"{seconds:.1f}s ({_check(results)})")
         for r in results:
             print(f"  {r.name:<28} {r.seconds:6.1f}s")
+        fresh_seconds, fresh_results = fresh(library)
+        print(f"full library, fresh lab per scenario: {fresh_seconds:.1f}s "
+              f"({_check(fresh_results)})")
+        print(f"ratio reused / fresh: {seconds / fresh_seconds:.2f}")
     # Growth uses scenarios on one base lab, so "reused" boots exactly once.
     first = resolve_labs(library[0]).base.name
     same = [s for s in library if resolve_labs(s).base.name == first]

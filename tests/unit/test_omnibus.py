@@ -163,7 +163,7 @@ def test_missing_omnibus_image_says_how_to_get_it(monkeypatch: pytest.MonkeyPatc
 
     def no_registry(cmd: list[str], **kw: Any) -> Result:
         pulls.append(list(cmd))
-        return res(1, "", "Error response from daemon: Get https://registry-1.docker.io/v2/: "
+        return res(1, "", "Error response from daemon: Get https://mirror.invalid/v2/: "
                           "no such host")
     monkeypatch.setattr(lifecycle, "run", no_registry)
     with pytest.raises(ImageMissing) as err:
