@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from lab.versions import Dialect, Version, dialect_for
@@ -74,9 +74,6 @@ class Node:
     publish: tuple[tuple[str, int], ...] = ()  # (port name, host port; 0 = any free port)
     omnibus_config: str = ""  # GITLAB_OMNIBUS_CONFIG; the mounted gitlab.rb wins over it
 
-    def has(self, role: Role) -> bool:
-        return role in self.roles
-
     @property
     def is_app(self) -> bool:
         return Role.APP in self.roles
@@ -120,8 +117,6 @@ class Lab:
     gitaly_token: str | None = None  # None: random per lab, kept with the lab's secrets
     image: str | None = None  # overrides the flavour's image
     topology: str = ""
-    source: str = ""  # where the spec came from, for messages
-    raw: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def dialect(self) -> Dialect:

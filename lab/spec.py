@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -21,6 +21,7 @@ from lab.topologies import TOPOLOGIES, topology
 from lab.versions import DEFAULT_VERSION, parse_supported
 
 Path_ = tuple[str, ...]
+T = TypeVar("T")
 
 LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
             "gitaly_token", "nodes")
@@ -56,13 +57,14 @@ class Origins:
             del self.places[p]
 
 
-def _key(path: Path_) -> str:
+def dotted_key(path: Path_) -> str:
     return ".".join(path)
 
 
-def _fail(origins: Origins, path: Path_, message: str) -> SpecError:
+def error_at(origins: Origins, path: Path_, message: str) -> SpecError:
+    """An error naming the file, line and key where the value at ``path`` came from."""
     source, line = origins.of(path)
-    return SpecError(message, source=source, line=line, key=_key(path))
+    return SpecError(message, source=source, line=line, key=dotted_key(path))
 
 
 # --- YAML with positions ---------------------------------------------------
@@ -77,7 +79,7 @@ def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins) -> A
             key = str(key)
             if key in out:
                 raise SpecError(f"duplicate key {key!r}", source=source,
-                                line=key_node.start_mark.line + 1, key=_key((*path, key)))
+                                line=key_node.start_mark.line + 1, key=dotted_key((*path, key)))
             out[key] = _construct(value_node, (*path, key), source, origins)
             origins.record((*path, key), source, key_node.start_mark.line + 1)
         return out
@@ -105,14 +107,15 @@ def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
     return data
 
 
-def _record_all(data: Any, path: Path_, source: str, origins: Origins) -> None:
-    origins.record(path, source, None)
+def record_all(data: Any, path: Path_, source: str, line: int | None, origins: Origins) -> None:
+    """Record one origin for ``path`` and everything below it."""
+    origins.record(path, source, line)
     if isinstance(data, dict):
         for k, v in data.items():
-            _record_all(v, (*path, str(k)), source, origins)
+            record_all(v, (*path, str(k)), source, line, origins)
     elif isinstance(data, list):
         for i, v in enumerate(data):
-            _record_all(v, (*path, str(i)), source, origins)
+            record_all(v, (*path, str(i)), source, line, origins)
 
 
 def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,37 +131,44 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 def _unknown_topology(name: object, origins: Origins, path: Path_) -> SpecError:
     known = ", ".join(sorted(TOPOLOGIES))
-    return _fail(origins, path, f"unknown topology {name!r}; known topologies: {known}")
+    return error_at(origins, path, f"unknown topology {name!r}; known topologies: {known}")
 
 
-def apply_set(data: dict[str, Any], assignment: str, origins: Origins) -> dict[str, Any]:
-    """Apply one ``--set key.path=value`` (value parsed as YAML) to raw spec data."""
-    source = f"--set {assignment}"
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """``key.path=value`` from the command line -> (key, the value parsed as YAML)."""
     if "=" not in assignment:
         raise SpecError("expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own",
-                        source=source)
+                        source=f"--set {assignment}")
     key, _, raw_value = assignment.partition("=")
-    path = tuple(p for p in key.strip().split(".") if p)
-    if not path:
-        raise SpecError("empty key; expected KEY=VALUE, e.g. --set tls=true", source=source)
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError:
         value = raw_value
+    return key, value
+
+
+def apply_set(data: dict[str, Any], key: str, value: Any, origins: Origins, *, source: str,
+              line: int | None = None) -> dict[str, Any]:
+    """Raw spec data with ``value`` at the dotted ``key``; it and its keys come from
+    ``source`` (and ``line``) in later errors."""
+    path = tuple(p for p in key.strip().split(".") if p)
+    if not path:
+        raise SpecError("empty key; expected KEY=VALUE, e.g. --set tls=true", source=source,
+                        line=line)
     out = copy.deepcopy(data)
     cursor: dict[str, Any] = out
     for i, part in enumerate(path[:-1]):
         nxt = cursor.get(part)
         if nxt is None:
             nxt = cursor[part] = {}
-            origins.record(path[: i + 1], source, None)
+            origins.record(path[: i + 1], source, line)
         if not isinstance(nxt, dict):
-            raise SpecError(f"{_key(path[: i + 1])} is not a mapping, so it has no key "
-                            f"{path[i + 1]!r}", source=source, key=key)
+            raise SpecError(f"{dotted_key(path[: i + 1])} is not a mapping, so it has no key "
+                            f"{path[i + 1]!r}", source=source, line=line, key=key)
         cursor = nxt
-    cursor[path[-1]] = value
+    cursor[path[-1]] = copy.deepcopy(value)
     origins.forget_below(path)
-    _record_all(value, path, source, origins)
+    record_all(value, path, source, line, origins)
     return out
 
 
@@ -168,31 +178,35 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], path: Path_,
                 origins: Origins) -> None:
     for k in data:
         if k not in allowed:
-            raise _fail(origins, (*path, k),
-                        f"unknown key {k!r}; valid keys here: {', '.join(allowed)}")
+            raise error_at(origins, (*path, k),
+                           f"unknown key {k!r}; valid keys here: {', '.join(allowed)}")
 
 
-def _typed(value: Any, kinds: type | tuple[type, ...], what: str, path: Path_,
-           origins: Origins) -> Any:
+def _typed(value: Any, kind: type[T], what: str, path: Path_, origins: Origins) -> T:
     # bool is an int in Python; a port of `true` is a mistake, not 1.
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise _fail(origins, path, f"expected {what}, got {value!r}")
-    if not isinstance(value, kinds):
-        raise _fail(origins, path, f"expected {what}, got {type(value).__name__} {value!r}")
+    if isinstance(value, bool) and kind is not bool:
+        raise error_at(origins, path, f"expected {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise error_at(origins, path, f"expected {what}, got {type(value).__name__} {value!r}")
     return value
 
 
 def _choice(value: Any, choices: Iterable[str], path: Path_, origins: Origins) -> str:
     options = list(choices)
     if value not in options:
-        raise _fail(origins, path, f"{value!r} is not one of: {', '.join(options)}")
+        raise error_at(origins, path, f"{value!r} is not one of: {', '.join(options)}")
     return str(value)
 
 
-def _mapping(value: Any, path: Path_, origins: Origins) -> dict[str, Any]:
+def mapping(value: Any, path: Path_, origins: Origins,
+            allowed: Sequence[str] | None = None) -> dict[str, Any]:
+    """``value`` as a mapping (None: empty), with only ``allowed`` keys if given."""
     if value is None:
         return {}
-    return dict(_typed(value, dict, "a mapping", path, origins))
+    out = dict(_typed(value, dict, "a mapping", path, origins))
+    if allowed is not None:
+        _check_keys(out, allowed, path, origins)
+    return out
 
 
 def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
@@ -205,23 +219,23 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
         if isinstance(item, str):
             name, spath = item, None
         else:
-            item = _mapping(item, ipath, origins)
-            _check_keys(item, STORAGE_KEYS, ipath, origins)
+            item = mapping(item, ipath, origins, STORAGE_KEYS)
             if "name" not in item:
-                raise _fail(origins, ipath, "a storage needs a name")
+                raise error_at(origins, ipath, "a storage needs a name")
             name = _typed(item["name"], str, "a storage name", (*ipath, "name"), origins)
             spath = item.get("path")
             if spath is not None:
                 _typed(spath, str, "an absolute path", (*ipath, "path"), origins)
                 if not spath.startswith("/"):
-                    raise _fail(origins, (*ipath, "path"),
-                                f"expected an absolute path, got {spath!r}")
+                    raise error_at(origins, (*ipath, "path"),
+                                   f"expected an absolute path, got {spath!r}")
                 spath = spath.rstrip("/")
                 if spath.endswith("/repositories"):
                     # Omnibus appends /repositories itself; accept either spelling.
                     spath = spath[: -len("/repositories")]
         if not STORAGE_RE.match(name):
-            raise _fail(origins, ipath, f"invalid storage name {name!r} (letters, digits, - and _)")
+            raise error_at(origins, ipath,
+                           f"invalid storage name {name!r} (letters, digits, - and _)")
         out.append(Storage(name=name, path=spath or default_storage_path(name)))
     return tuple(out)
 
@@ -229,44 +243,43 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
 def _opt_str(value: Any, what: str, path: Path_, origins: Origins) -> str | None:
     if value is None:
         return None
-    return str(_typed(value, str, what, path, origins))
+    return _typed(value, str, what, path, origins)
 
 
 def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) -> Node:
     if not NODE_RE.match(name):
-        raise _fail(origins, path, f"invalid node name {name!r}: it becomes a host name "
-                    "(lower-case letters, digits and -, starting with a letter)")
-    data = _mapping(data, path, origins)
-    _check_keys(data, NODE_KEYS, path, origins)
+        raise error_at(origins, path, f"invalid node name {name!r}: it becomes a host name "
+                       "(lower-case letters, digits and -, starting with a letter)")
+    data = mapping(data, path, origins, NODE_KEYS)
     if not data.get("roles"):
-        raise _fail(origins, (*path, "roles"), "every node needs roles, e.g. [app] or [gitaly]")
+        raise error_at(origins, (*path, "roles"), "every node needs roles, e.g. [app] or [gitaly]")
     role_values = _typed(data["roles"], list, "a list of roles", (*path, "roles"), origins)
     roles: list[Role] = []
     for i, r in enumerate(role_values):
         rpath = (*path, "roles", str(i))
         role = Role(_choice(r, [x.value for x in Role], rpath, origins))
         if role not in SUPPORTED_ROLES:
-            raise _fail(origins, rpath, f"role {role.value!r} is reserved for Gitaly Cluster "
-                        "topologies and not rendered yet; use app or gitaly")
+            raise error_at(origins, rpath, f"role {role.value!r} is reserved for Gitaly Cluster "
+                           "topologies and not rendered yet; use app or gitaly")
         roles.append(role)
     storages = _storages(data.get("storages"), (*path, "storages"), origins)
     if Role.GITALY in roles and not storages:
-        raise _fail(origins, (*path, "storages"), "a gitaly node needs at least one storage")
+        raise error_at(origins, (*path, "storages"), "a gitaly node needs at least one storage")
     if Role.GITALY not in roles and storages:
-        raise _fail(origins, (*path, "storages"), "only gitaly nodes have storages")
+        raise error_at(origins, (*path, "storages"), "only gitaly nodes have storages")
     secrets = SecretsPolicy(_choice(data.get("secrets", "shared"),
                                     [p.value for p in SecretsPolicy], (*path, "secrets"), origins))
     tls_value = data.get("tls")
     tls = lab_tls if tls_value is None else _typed(tls_value, bool, "true or false",
                                                    (*path, "tls"), origins)
-    tls = bool(tls) and Role.GITALY in roles
+    tls = tls and Role.GITALY in roles
     san = data.get("tls_san")
     tls_san: tuple[str, ...] = ()
     if san is not None:
         items = _typed(san, list, "a list of DNS names", (*path, "tls_san"), origins)
-        tls_san = tuple(str(_typed(s, str, "a DNS name", (*path, "tls_san", str(i)), origins))
+        tls_san = tuple(_typed(s, str, "a DNS name", (*path, "tls_san", str(i)), origins)
                         for i, s in enumerate(items))
-    publish_raw = _mapping(data.get("publish"), (*path, "publish"), origins)
+    publish_raw = mapping(data.get("publish"), (*path, "publish"), origins)
     allowed_ports = [PORT_NAMES[r] for r in roles if r in PORT_NAMES]
     publish: list[tuple[str, int]] = []
     for pname, port in publish_raw.items():
@@ -274,7 +287,7 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
         _choice(pname, allowed_ports, ppath, origins)
         _typed(port, int, "a port number (0 = any free port)", ppath, origins)
         if not 0 <= port <= 65535:
-            raise _fail(origins, ppath, f"port {port} is out of range 0-65535")
+            raise error_at(origins, ppath, f"port {port} is out of range 0-65535")
         publish.append((pname, port))
     return Node(
         name=name,
@@ -283,25 +296,25 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
         secrets=secrets,
         tls=tls,
         tls_san=tls_san,
-        trust_ca=bool(_typed(data.get("trust_ca", True), bool, "true or false",
-                             (*path, "trust_ca"), origins)),
+        trust_ca=_typed(data.get("trust_ca", True), bool, "true or false",
+                        (*path, "trust_ca"), origins),
         gitaly_token=_opt_str(data.get("gitaly_token"), "a token string",
                               (*path, "gitaly_token"), origins),
         internal_api_url=_opt_str(data.get("internal_api_url"), "a URL (or \"\" to leave it unset)",
                                   (*path, "internal_api_url"), origins),
         publish=tuple(publish),
-        omnibus_config=str(_typed(data.get("omnibus_config", ""), str, "Ruby text",
-                                  (*path, "omnibus_config"), origins)),
+        omnibus_config=_typed(data.get("omnibus_config", ""), str, "Ruby text",
+                              (*path, "omnibus_config"), origins),
     )
 
 
 def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
     _check_keys(data, LAB_KEYS, (), origins)
     topo = str(data.get("topology") or "")
-    name = str(_typed(data.get("name", topo or "lab"), str, "a lab name", ("name",), origins))
+    name = _typed(data.get("name", topo or "lab"), str, "a lab name", ("name",), origins)
     if not NAME_RE.match(name):
-        raise _fail(origins, ("name",), f"invalid lab name {name!r} "
-                    "(lower-case letters, digits and -, at most 40)")
+        raise error_at(origins, ("name",), f"invalid lab name {name!r} "
+                       "(lower-case letters, digits and -, at most 40)")
     vsource, vline = origins.of(("version",))
     version = parse_supported(str(data.get("version") or DEFAULT_VERSION), source=vsource,
                               line=vline)
@@ -309,31 +322,30 @@ def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
                               ("edition",), origins))
     flavor = Flavor(_choice(data.get("flavor", "sim"), [f.value for f in Flavor],
                             ("flavor",), origins))
-    lab_tls = bool(_typed(data.get("tls", False), bool, "true or false", ("tls",), origins))
-    nodes_raw = _mapping(data.get("nodes"), ("nodes",), origins)
+    lab_tls = _typed(data.get("tls", False), bool, "true or false", ("tls",), origins)
+    nodes_raw = mapping(data.get("nodes"), ("nodes",), origins)
     if not nodes_raw:
-        raise _fail(origins, ("nodes",), "a lab needs nodes (or a topology: "
-                    f"{', '.join(sorted(TOPOLOGIES))})")
+        raise error_at(origins, ("nodes",), "a lab needs nodes (or a topology: "
+                       f"{', '.join(sorted(TOPOLOGIES))})")
     nodes = tuple(_node(str(n), d, lab_tls, ("nodes", str(n)), origins)
                   for n, d in nodes_raw.items())
     apps = [n for n in nodes if n.is_app]
     if len(apps) != 1:
-        raise _fail(origins, ("nodes",), f"a lab needs exactly one app node, found {len(apps)}")
+        raise error_at(origins, ("nodes",), f"a lab needs exactly one app node, found {len(apps)}")
     seen: dict[str, str] = {}
     for node in nodes:
         for s in node.storages:
             if s.name in seen:
-                raise _fail(origins, ("nodes", node.name, "storages"),
-                            f"storage {s.name!r} is already served by {seen[s.name]}")
+                raise error_at(origins, ("nodes", node.name, "storages"),
+                               f"storage {s.name!r} is already served by {seen[s.name]}")
             seen[s.name] = node.name
     if "default" not in seen:
-        raise _fail(origins, ("nodes",), "GitLab needs a storage named 'default'; "
-                    f"storages here: {', '.join(seen) or 'none'}")
+        raise error_at(origins, ("nodes",), "GitLab needs a storage named 'default'; "
+                       f"storages here: {', '.join(seen) or 'none'}")
     image = _opt_str(data.get("image"), "an image reference", ("image",), origins)
     token = _opt_str(data.get("gitaly_token"), "a token string", ("gitaly_token",), origins)
     return Lab(name=name, version=version, edition=edition, flavor=flavor, nodes=nodes,
-               gitaly_token=token, image=image, topology=topo,
-               source=origins.of(())[0], raw=dict(data))
+               gitaly_token=token, image=image, topology=topo)
 
 
 @dataclass(frozen=True)
@@ -367,7 +379,7 @@ def resolve(req: SpecRequest) -> Lab:
             raise _unknown_topology(base_name, origins, path)
         base = topology(base_name)
         base_origins = Origins()
-        _record_all(base, (), f"topology {base_name!r}", base_origins)
+        record_all(base, (), f"topology {base_name!r}", None, base_origins)
         base_origins.places.update(origins.places)
         origins = base_origins
         data = merge(base, data)
@@ -380,7 +392,8 @@ def resolve(req: SpecRequest) -> Lab:
             data[key] = value
             origins.record((key,), f"--{key}", None)
     for assignment in req.sets:
-        data = apply_set(data, assignment, origins)
+        key, value = parse_set(assignment)
+        data = apply_set(data, key, value, origins, source=f"--set {assignment}")
     return build_lab(data, origins)
 
 

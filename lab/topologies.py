@@ -29,12 +29,6 @@ TOPOLOGIES: dict[str, dict[str, Any]] = {
     },
 }
 
-DESCRIPTIONS = {
-    "single": "one all-in-one node (app + Gitaly)",
-    "scaled": "app node + gitaly1 serving storages default and storage1 (the guide's example)",
-    "sharded": "app node + gitaly1 (default) + gitaly2 (storage1)",
-}
-
 
 def topology(name: str) -> dict[str, Any]:
     return copy.deepcopy(TOPOLOGIES[name])

@@ -13,6 +13,12 @@ from lab.spec import SpecRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Exit codes, as lab.cli.main documents them.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 3
+EXIT_NOT_READY = 4
+
 console = Console()
 err_console = Console(stderr=True)
 

@@ -13,13 +13,8 @@ import sys
 import click
 
 from lab import __version__
-from lab.cli.common import err_console
-from lab.errors import DockerUnavailable, EngineError, ImageMissing, LabError, NotReady, SpecError
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ENGINE = 3
-EXIT_NOT_READY = 4
+from lab.cli.common import EXIT_ENGINE, EXIT_NOT_READY, EXIT_USAGE, err_console
+from lab.errors import DockerUnavailable, EngineError, ImageMissing, LabError, NotReady
 
 
 def exit_code(exc: LabError) -> int:
@@ -27,8 +22,6 @@ def exit_code(exc: LabError) -> int:
         return EXIT_NOT_READY
     if isinstance(exc, DockerUnavailable | EngineError | ImageMissing):
         return EXIT_ENGINE
-    if isinstance(exc, SpecError):
-        return EXIT_USAGE
     return EXIT_USAGE
 
 

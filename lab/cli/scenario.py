@@ -9,13 +9,11 @@ from pathlib import Path
 import click
 
 from lab import state
-from lab.cli.common import console, err_console
+from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.render.labdir import STATE_DIR
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import ScenarioResult, Status, run_scenarios
-
-EXIT_FAILED = 1  # as lab.cli.main documents (importing it here would be circular)
 
 
 @click.command("run")

@@ -8,6 +8,7 @@ hashes, so a changed input means a new tag and a rebuild, never a stale image.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lab
+from lab.engine import docker as dk
 from lab.engine.run import run
-from lab.errors import DockerUnavailable, EngineError, LabError
+from lab.errors import EngineError, LabError
+from lab.render.compose import LABEL_PREFIX
 
-LABEL = "io.gitlab-testlab"
 SIM_REPO = "gitlab-testlab/sim"
 BASE_REPO = "gitlab-testlab/base"
 OMNIBUS_REPOS = ("gitlab/gitlab-ce", "gitlab/gitlab-ee")
@@ -78,16 +80,33 @@ def base_packages() -> list[str]:
             if line.split("#")[0].strip()]
 
 
+# Image inputs do not change while a process runs, and every lab render asks for
+# the sim tag, so each tree is hashed once per process (per directory).
+@functools.cache
+def _base_tag(packages: Path) -> str:
+    return _hash_files([("packages.txt", packages)], json.dumps([SUITE, *BASE_RECIPE]))
+
+
+@functools.cache
+def _sim_tag(root: Path, auth_py: Path) -> str:
+    files = [*_tree(root), ("lab/auth.py", auth_py)]
+    return _hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))
+
+
+def forget_image_refs() -> None:
+    """Hash the image inputs again on the next call (for code that edits them)."""
+    _base_tag.cache_clear()
+    _sim_tag.cache_clear()
+
+
 def base_image_ref() -> str:
     """Tag of the Debian base: a hash of its package list and build recipe. Pure."""
-    files = [("packages.txt", images_dir() / "base" / "packages.txt")]
-    return f"{BASE_REPO}:{_hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))}"
+    return f"{BASE_REPO}:{_base_tag(images_dir() / 'base' / 'packages.txt')}"
 
 
 def sim_image_ref() -> str:
     """Tag of the sim image: a hash over every file under images/ plus lab/auth.py. Pure."""
-    files = [*_tree(images_dir()), ("lab/auth.py", _auth_py())]
-    return f"{SIM_REPO}:{_hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))}"
+    return f"{SIM_REPO}:{_sim_tag(images_dir(), _auth_py())}"
 
 
 # -- Debian sources -------------------------------------------------------------
@@ -160,16 +179,12 @@ def debian_sources(apt_dir: Path = Path("/etc/apt"),
 
 
 def check_docker() -> None:
-    result = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False,
-                 timeout=30)
-    if result.returncode != 0:
-        raise DockerUnavailable(
-            "Docker is not reachable: start the Docker Engine (e.g. `systemctl start docker`)"
-            f" and check that you may use it.\n{result.stderr.strip()}")
+    """DockerUnavailable, saying how to start Docker, unless the engine answers."""
+    dk.client()
 
 
 def image_exists(ref: str) -> bool:
-    return run(["docker", "image", "inspect", ref], check=False, timeout=60).returncode == 0
+    return dk.image_present(ref)
 
 
 def _quiet(_: str) -> None:
@@ -190,8 +205,8 @@ def build_base(progress: Progress = _quiet) -> str:
              *sources], timeout=BUILD_TIMEOUT,
             hint="mmdebstrap failed: check the Debian mirror (LAB_DEBIAN_MIRROR) and disk space")
         progress(f"importing {ref}")
-        run(["docker", "import", "--change", f"LABEL {LABEL}=1",
-             "--change", f"LABEL {LABEL}.flavor=base", tarball, ref], timeout=BUILD_TIMEOUT)
+        run(["docker", "import", "--change", f"LABEL {LABEL_PREFIX}=1",
+             "--change", f"LABEL {LABEL_PREFIX}.flavor=base", tarball, ref], timeout=BUILD_TIMEOUT)
     return ref
 
 
@@ -204,7 +219,7 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
                         ignore=shutil.ignore_patterns("__pycache__"))
         # The image and the host share one implementation of Gitaly/JWT auth.
         shutil.copy2(_auth_py(), context / "rootfs/opt/gitlab/embedded/sim/lab_auth.py")
-        run(["docker", "build", "--force-rm", "--label", f"{LABEL}=1",
+        run(["docker", "build", "--force-rm", "--label", f"{LABEL_PREFIX}=1",
              "--build-arg", f"BASE={base}", "-t", ref, str(context)],
             env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=BUILD_TIMEOUT)
     return ref

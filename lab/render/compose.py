@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from lab.model import HTTP_PORT, Flavor, Lab, Node
+from lab.omnibus import healthcheck_cmd, status_cmd
 
 LABEL_PREFIX = "io.gitlab-testlab"
 LAB_LABEL = f"{LABEL_PREFIX}.lab"
@@ -20,10 +21,10 @@ NETWORK = "lab"
 
 # Omnibus boots take minutes; failures before this do not count against the container.
 START_PERIOD = "600s"
-APP_HEALTHCHECK = ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]
+APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
 # The image's own check marks a Gitaly-only container unhealthy before 19.1, so
 # Gitaly nodes get one that asks only about Gitaly.
-GITALY_HEALTHCHECK = ["CMD", "/opt/gitlab/bin/gitlab-ctl", "status", "gitaly"]
+GITALY_HEALTHCHECK = ["CMD", *status_cmd("gitaly")]
 
 
 def omnibus_image(lab: Lab) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import LabError
-from lab.model import Lab, SecretsPolicy
+from lab.model import Lab, Node, SecretsPolicy
 from lab.render.compose import image_for, render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
@@ -38,6 +38,55 @@ PUBLIC = 0o644
 
 
 @dataclass(frozen=True)
+class NodePaths:
+    """Where one node's files live, relative to the lab directory."""
+
+    name: str
+
+    @property
+    def dir(self) -> str:
+        return f"nodes/{self.name}"
+
+    @property
+    def gitlab_rb(self) -> str:
+        return f"{self.dir}/gitlab.rb"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.dir}/gitlab-secrets.json"
+
+    @property
+    def trusted_certs(self) -> str:
+        return f"{self.dir}/trusted-certs"
+
+    @property
+    def ca(self) -> str:
+        return f"{self.trusted_certs}/{CA_FILE}"
+
+    @property
+    def ssl(self) -> str:
+        return f"{self.dir}/ssl"
+
+    @property
+    def cert(self) -> str:
+        return f"{self.ssl}/{self.name}.crt"
+
+    @property
+    def key(self) -> str:
+        return f"{self.ssl}/{self.name}.key"
+
+    @property
+    def managed(self) -> tuple[str, ...]:
+        """Files a render removes when it no longer writes them (the secrets file has its
+        own rule)."""
+        return (self.gitlab_rb, self.ca, self.cert, self.key)
+
+
+def node_paths(node: Node | str) -> NodePaths:
+    return NodePaths(node if isinstance(node, str) else node.name)
+
+
+@dataclass(frozen=True)
 class RenderedFile:
     path: str  # relative to the lab directory
     content: str
@@ -51,7 +100,7 @@ def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "roles": [r.value for r in node.roles],
             "secrets_policy": node.secrets.value,
-            "secrets_file": f"nodes/{node.name}/gitlab-secrets.json" if data else None,
+            "secrets_file": node_paths(node).secrets if data else None,
             "secrets_file_sha256": fingerprint(dump_secrets_json(data)) if data else None,
             "shell_secret_sha256": fingerprint(shell_secret(data)) if data else None,
             "gitaly_token_sha256": fingerprint(node_token(sec.gitaly_token, node)),
@@ -86,22 +135,19 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str) -> list[Re
         RenderedFile(ADMIN_TOKEN, sec.admin_token + "\n", SECRET),
     ]
     for node in lab.nodes:
-        base = f"nodes/{node.name}"
-        files.append(RenderedFile(f"{base}/gitlab.rb",
-                                  render_gitlab_rb(lab, node, sec.gitaly_token), SECRET))
+        paths = node_paths(node)
+        files.append(RenderedFile(paths.gitlab_rb, render_gitlab_rb(lab, node, sec.gitaly_token),
+                                  SECRET))
         data = sec.for_node(node)
         if data is not None:
-            files.append(RenderedFile(f"{base}/gitlab-secrets.json", dump_secrets_json(data),
-                                      SECRET))
+            files.append(RenderedFile(paths.secrets, dump_secrets_json(data), SECRET))
         if lab.any_tls and node.trust_ca:
-            files.append(RenderedFile(f"{base}/trusted-certs/{CA_FILE}", sec.tls["ca.crt"], PUBLIC))
+            files.append(RenderedFile(paths.ca, sec.tls["ca.crt"], PUBLIC))
         if node.tls:
-            files.append(RenderedFile(f"{base}/ssl/{node.name}.crt", sec.tls[f"{node.name}.crt"],
-                                      PUBLIC))
+            files.append(RenderedFile(paths.cert, sec.tls[f"{node.name}.crt"], PUBLIC))
             # Gitaly reads its key as the `git` user, whose id the host does not
             # know; the lab directory itself (0700) keeps other host users out.
-            files.append(RenderedFile(f"{base}/ssl/{node.name}.key", sec.tls[f"{node.name}.key"],
-                                      PUBLIC))
+            files.append(RenderedFile(paths.key, sec.tls[f"{node.name}.key"], PUBLIC))
     return files
 
 
@@ -134,12 +180,6 @@ def _write(path: Path, content: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _managed(lab_dir: Path, node: str) -> list[Path]:
-    base = lab_dir / "nodes" / node
-    return [base / "gitlab.rb", base / "trusted-certs" / CA_FILE,
-            base / "ssl" / f"{node}.crt", base / "ssl" / f"{node}.key"]
-
-
 @dataclass(frozen=True)
 class RenderedLab:
     lab: Lab
@@ -169,16 +209,17 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
     _write(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
 
     # Forget what an earlier render wrote that this one does not.
-    wanted = {out_dir / f.path for f in files}
-    old_nodes = set((previous or {}).get("nodes", {}))
-    for name in old_nodes - {n.name for n in lab.nodes}:
-        shutil.rmtree(out_dir / "nodes" / name, ignore_errors=True)
+    wanted = {f.path for f in files}
+    old_nodes: dict[str, Any] = (previous or {}).get("nodes", {})
+    for name in set(old_nodes) - {n.name for n in lab.nodes}:
+        shutil.rmtree(out_dir / node_paths(name).dir, ignore_errors=True)
     for node in lab.nodes:
-        for path in _managed(out_dir, node.name):
-            if path not in wanted and path.exists():
-                path.unlink()
-        secrets_file = out_dir / "nodes" / node.name / "gitlab-secrets.json"
-        was = (previous or {}).get("nodes", {}).get(node.name, {}).get("secrets_policy")
+        paths = node_paths(node)
+        for rel in paths.managed:
+            if rel not in wanted and (out_dir / rel).exists():
+                (out_dir / rel).unlink()
+        secrets_file = out_dir / paths.secrets
+        was = old_nodes.get(node.name, {}).get("secrets_policy")
         # A `none` node keeps the file it generated itself while it stays `none`.
         if node.secrets is SecretsPolicy.NONE and was != SecretsPolicy.NONE.value \
                 and secrets_file.exists():
@@ -186,10 +227,10 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
     for f in files:
         _write(out_dir / f.path, f.content, f.mode)
     for node in lab.nodes:
-        for sub in ("", "/trusted-certs", "/ssl"):
-            d = out_dir / "nodes" / f"{node.name}{sub}"
-            if d.is_dir():
+        paths = node_paths(node)
+        for rel in (paths.dir, paths.trusted_certs, paths.ssl):
+            if (out_dir / rel).is_dir():
                 # Omnibus services (not root) read trusted-certs and ssl inside the container.
-                os.chmod(d, 0o755)
+                os.chmod(out_dir / rel, 0o755)
     return RenderedLab(lab=lab, path=out_dir, secrets=sec, image=image,
                        files=tuple(f.path for f in files))

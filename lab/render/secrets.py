@@ -84,7 +84,7 @@ class LabSecrets:
     admin_token: str
     shared: dict[str, Any]
     own: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> its own file
-    tls: dict[str, str] = field(default_factory=dict)  # PEMs: ca.key, ca.crt, <node>.key, ...
+    tls: dict[str, str] = field(default_factory=dict)  # PEMs: ca.key, ca.crt, <node>.key|crt
 
     def for_node(self, node: Node) -> dict[str, Any] | None:
         if node.secrets is SecretsPolicy.NONE:
@@ -108,7 +108,8 @@ class LabSecrets:
     def from_json(cls, data: dict[str, Any]) -> LabSecrets:
         return cls(gitaly_token=data["gitaly_token"], admin_token=data["admin_token"],
                    shared=data["shared"], own=dict(data.get("own", {})),
-                   tls=dict(data.get("tls", {})))
+                   # Older renders kept "<node>.san" entries; the certificate itself says.
+                   tls={k: v for k, v in data.get("tls", {}).items() if not k.endswith(".san")})
 
 
 def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
@@ -126,7 +127,7 @@ def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,
             admin_token=admin_token(token_hex),
             shared=secrets_json(lab.version, token_hex, rsa_pem),
         )
-    elif lab.gitaly_token and existing.gitaly_token != lab.gitaly_token:
+    elif lab.gitaly_token:
         existing.gitaly_token = lab.gitaly_token
     for node in lab.nodes:
         if node.secrets is SecretsPolicy.OWN and node.name not in existing.own:
@@ -144,9 +145,9 @@ def ensure_tls(lab: Lab, sec: LabSecrets) -> None:
     for node in lab.gitaly_nodes:
         if not node.tls:
             continue
-        names = ",".join(node.san_names)
-        if sec.tls.get(f"{node.name}.san") != names:
+        crt = sec.tls.get(f"{node.name}.crt")
+        if crt is None or f"{node.name}.key" not in sec.tls \
+                or tuple(tls.cert_sans(crt)) != node.san_names:
             key, crt = tls.make_server_cert(sec.tls["ca.key"], sec.tls["ca.crt"], node.san_names)
-            sec.tls.update({f"{node.name}.key": key, f"{node.name}.crt": crt,
-                            f"{node.name}.san": names})
+            sec.tls.update({f"{node.name}.key": key, f"{node.name}.crt": crt})
 

@@ -28,7 +28,18 @@ from lab.scenario.model import (
     Step,
     StepKind,
 )
-from lab.spec import Origins, apply_set, build_lab, load_yaml, merge, resolved_spec
+from lab.spec import (
+    Origins,
+    apply_set,
+    build_lab,
+    dotted_key,
+    error_at,
+    load_yaml,
+    mapping,
+    merge,
+    record_all,
+    resolved_spec,
+)
 from lab.topologies import TOPOLOGIES, topology
 
 Path_ = tuple[str, ...]
@@ -105,34 +116,17 @@ STEP_NAMES = tuple(k.value for k in STEP_ARGS if k not in (StepKind.FAULT, StepK
     + tuple(ACTIONS)
 
 
-def _key(path: Path_) -> str:
-    return ".".join(path)
-
-
 class _Ctx:
     """Where we are in one file, to make errors that point at it."""
 
-    def __init__(self, source: str, origins: Origins) -> None:
-        self.source = source
+    def __init__(self, origins: Origins) -> None:
         self.origins = origins
 
     def line(self, path: Path_) -> int | None:
         return self.origins.of(path)[1]
 
     def fail(self, path: Path_, message: str) -> SpecError:
-        return SpecError(message, source=self.source, line=self.line(path), key=_key(path))
-
-    def mapping(self, value: Any, path: Path_, allowed: Iterable[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r}")
-        keys = tuple(allowed)
-        for k in value:
-            if k not in keys:
-                raise self.fail((*path, k), f"unknown key {k!r}; valid keys here: "
-                                f"{', '.join(keys)}")
-        return value
+        return error_at(self.origins, path, message)
 
     def regex(self, value: Any, path: Path_) -> str:
         if not _str(value):
@@ -158,7 +152,7 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
         return Expect()
     if isinstance(value, str):
         value = {"outcome": value}
-    data = ctx.mapping(value, path, EXPECT_KEYS)
+    data = mapping(value, path, ctx.origins, EXPECT_KEYS)
     outcome_raw = data.get("outcome", "success")
     if outcome_raw not in (o.value for o in Outcome):
         raise ctx.fail((*path, "outcome"), f"{outcome_raw!r} is not one of: success, fail")
@@ -169,7 +163,7 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
                        "specific error, so the step cannot fail for the wrong reason")
     log = None
     if "log" in data:
-        ldata = ctx.mapping(data["log"], (*path, "log"), LOG_KEYS)
+        ldata = mapping(data["log"], (*path, "log"), ctx.origins, LOG_KEYS)
         for k in LOG_KEYS:
             if k not in ldata:
                 raise ctx.fail((*path, "log"), f"a log expectation needs {k!r}")
@@ -200,7 +194,7 @@ def _step(ctx: _Ctx, value: Any, path: Path_, *, allowed: tuple[str, ...] = STEP
         kind, spec = StepKind(name), STEP_ARGS[StepKind(name)]
     if not isinstance(raw, dict):
         raw = {next(iter(spec)): raw}
-    args = ctx.mapping(raw, apath, spec)
+    args = mapping(raw, apath, ctx.origins, tuple(spec))
     for arg, (check, what, required) in spec.items():
         if arg not in args:
             if required:
@@ -240,8 +234,8 @@ def parse_scenario(text: str, source: str) -> Scenario:
     """Parse one scenario file's text (no lab resolution; see ``resolve_labs``)."""
     origins = Origins()
     data = load_yaml(text, source, origins)
-    ctx = _Ctx(source, origins)
-    ctx.mapping(data, (), SCENARIO_KEYS)
+    ctx = _Ctx(origins)
+    mapping(data, (), ctx.origins, SCENARIO_KEYS)
     default_name = Path(source).stem
     name = data.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -253,7 +247,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     flavors = data.get("flavors", list(FLAVORS))
     if not isinstance(flavors, list) or not flavors or any(f not in FLAVORS for f in flavors):
         raise ctx.fail(("flavors",), f"expected a list of flavours out of: {', '.join(FLAVORS)}")
-    labd = ctx.mapping(data.get("lab"), ("lab",), LAB_KEYS)
+    labd = mapping(data.get("lab"), ("lab",), ctx.origins, LAB_KEYS)
     topo = labd.get("topology")
     if topo is not None and topo not in TOPOLOGIES:
         raise ctx.fail(("lab", "topology"), f"unknown topology {topo!r}; known topologies: "
@@ -268,7 +262,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     if version is not None and not isinstance(version, str):
         raise ctx.fail(("lab", "version"), f"expected a version string like \"18.11.1\", "
                        f"got {version!r} (quote it)")
-    given = ctx.mapping(data.get("given"), ("given",), GIVEN_KEYS)
+    given = mapping(data.get("given"), ("given",), ctx.origins, GIVEN_KEYS)
     faults_raw = given.get("faults") or []
     if not isinstance(faults_raw, list):
         raise ctx.fail(("given", "faults"), "expected a list like [stop: gitaly1]")
@@ -323,15 +317,7 @@ def find_scenarios(paths: Iterable[Path]) -> list[Path]:
 def _apply(data: dict[str, Any], sets: Iterable[tuple[str, Any, int | None]], source: str,
            origins: Origins) -> dict[str, Any]:
     for key, value, line in sets:
-        # JSON is YAML, so apply_set parses the value back to exactly this value.
-        try:
-            data = apply_set(data, f"{key}={json.dumps(value)}", origins)
-        except SpecError as exc:
-            message = str(exc).removeprefix(f"{exc.source}: ").removeprefix(f"{exc.key}: ")
-            raise SpecError(message, source=source, line=line, key=key) from None
-        path = tuple(p for p in key.split(".") if p)
-        for p in [p for p in origins.places if p[: len(path)] == path]:
-            origins.record(p, source, line)
+        data = apply_set(data, key, value, origins, source=source, line=line)
     return data
 
 
@@ -341,8 +327,7 @@ def _build(scenario: Scenario, flavor: str, version: str | None,
     data: dict[str, Any] = {}
     if scenario.topology:
         data = topology(scenario.topology)
-        for p in _walk(data, ()):
-            origins.record(p, f"topology {scenario.topology!r}", None)
+        record_all(data, (), f"topology {scenario.topology!r}", None, origins)
     inline = dict(scenario.spec.get("data") or {})
     if inline:
         for p, (src, line) in dict(scenario.spec.get("origins") or {}).items():
@@ -358,14 +343,7 @@ def _build(scenario: Scenario, flavor: str, version: str | None,
     data.pop("topology", None)
     data = _apply(data, sets, scenario.source, origins)
     lab = build_lab(data, origins)
-    return dataclasses.replace(lab, topology=scenario.topology or "", source=scenario.source)
-
-
-def _walk(data: Any, path: Path_) -> Iterable[Path_]:
-    yield path
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from _walk(v, (*path, str(k)))
+    return dataclasses.replace(lab, topology=scenario.topology or "")
 
 
 def _flat(data: Any, path: str = "") -> dict[str, str]:
@@ -386,25 +364,29 @@ def lab_key(lab: Lab) -> str:
 def _check_refs(scenario: Scenario, lab: Lab) -> None:
     nodes = {n.name for n in lab.nodes}
     storages = set(lab.storages)
-    steps = [("given", "faults", str(i), s) for i, s in enumerate(scenario.given_faults)]
-    steps += [("steps", str(i), "", s) for i, s in enumerate(scenario.steps)]
-    for a, b, _c, step in steps:
+    steps: list[tuple[Path_, Step]] = [(("given", "faults", str(i)), s)
+                                       for i, s in enumerate(scenario.given_faults)]
+    steps += [(("steps", str(i)), s) for i, s in enumerate(scenario.steps)]
+
+    def fail(step: Step, path: Path_, message: str) -> SpecError:
+        return SpecError(message, source=scenario.source, line=step.line, key=dotted_key(path))
+
+    for where, step in steps:
+        # The step's key in the file: the fault/restore action itself, else the step kind.
+        action = (*where, str(step.arg("action") or step.kind.value))
         for arg in ("node", "from"):
             value = step.arg(arg)
             if value is not None and value not in nodes:
-                raise SpecError(f"no node {value!r} in this lab; nodes: {', '.join(sorted(nodes))}",
-                                source=scenario.source, line=step.line,
-                                key=f"{a}.{b}.{step.kind.value}.{arg}")
+                raise fail(step, (*action, arg),
+                           f"no node {value!r} in this lab; nodes: {', '.join(sorted(nodes))}")
         storage = step.arg("storage")
         if storage is not None and storage not in storages:
-            raise SpecError(f"no storage {storage!r} in this lab; storages: "
-                            f"{', '.join(sorted(storages))}", source=scenario.source,
-                            line=step.line, key=f"{a}.{b}.{step.kind.value}.storage")
+            raise fail(step, (*action, "storage"), f"no storage {storage!r} in this lab; "
+                       f"storages: {', '.join(sorted(storages))}")
         log = step.expect.log
         if log is not None and log.node not in nodes:
-            raise SpecError(f"no node {log.node!r} in this lab; nodes: {', '.join(sorted(nodes))}",
-                            source=scenario.source, line=step.line,
-                            key=f"{a}.{b}.expect.log.node")
+            raise fail(step, (*where, "expect", "log", "node"),
+                       f"no node {log.node!r} in this lab; nodes: {', '.join(sorted(nodes))}")
 
 
 def resolve_labs(scenario: Scenario, *, flavor: str = "sim",

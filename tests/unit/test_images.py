@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,60 @@ from lab.engine import images
 from lab.engine.run import Result
 
 
-def test_refs_are_content_hashes() -> None:
-    assert re.fullmatch(r"gitlab-testlab/sim:[0-9a-f]{12}", images.sim_image_ref())
-    assert re.fullmatch(r"gitlab-testlab/base:[0-9a-f]{12}", images.base_image_ref())
-    assert images.sim_image_ref() == images.sim_image_ref()
+def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = (images.sim_image_ref(), images.base_image_ref())
+    assert re.fullmatch(r"gitlab-testlab/sim:[0-9a-f]{12}", checkout[0])
+    assert re.fullmatch(r"gitlab-testlab/base:[0-9a-f]{12}", checkout[1])
     assert "python3-grpcio" in images.base_packages()
+
+    root, auth = tmp_path / "images", tmp_path / "auth.py"
+    shutil.copytree(images.images_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(images._auth_py(), auth)
+    monkeypatch.setattr(images, "images_dir", lambda: root)
+    monkeypatch.setattr(images, "_auth_py", lambda: auth)
+
+    def refs() -> tuple[str, str]:
+        images.forget_image_refs()
+        return images.sim_image_ref(), images.base_image_ref()
+
+    # Same content, same tags: where the tree lies does not matter.
+    assert refs() == checkout
+    assert refs() == checkout
+
+    sim, base = checkout
+    script = next(p for p in sorted((root / "sim").rglob("*")) if p.is_file())
+    content, mode = script.read_bytes(), script.stat().st_mode
+    script.write_bytes(content + b"\n")
+    changed = refs()
+    assert changed[0] != sim
+    assert changed[1] == base  # the base depends on its package list only
+    script.write_bytes(content)
+    assert refs() == checkout
+    script.chmod(mode ^ 0o111)  # the executable bit matters inside the image
+    assert refs()[0] != sim
+    script.chmod(mode)
+    assert refs() == checkout
+
+    auth.write_text(auth.read_text() + "# changed\n")
+    changed = refs()
+    assert changed[0] != sim
+    assert changed[1] == base
+
+    packages = root / "base" / "packages.txt"
+    packages.write_text(packages.read_text() + "extra-package\n")
+    assert refs()[1] != base
+
+
+def test_refs_are_hashed_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "images"
+    shutil.copytree(images.images_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(images, "images_dir", lambda: root)
+    images.forget_image_refs()
+    first = images.sim_image_ref()
+    (root / "sim" / "new-file").write_text("x")
+    assert images.sim_image_ref() == first
+    images.forget_image_refs()
+    assert images.sim_image_ref() != first
 
 
 def test_debian_sources_from_deb822_and_one_line(tmp_path: Path) -> None:

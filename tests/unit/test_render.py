@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import GOLDEN, fixed_secrets
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
 from lab.model import Lab
-from lab.render.labdir import render_files, write_lab
+from lab.render.labdir import SECRETS_STORE, load_secrets, render_files, write_lab
 from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec import SpecRequest, resolve
@@ -46,7 +46,12 @@ def test_golden_scaled(version: str) -> None:
 
 def test_render_writes_a_complete_directory(tmp_path: Path) -> None:
     out = tmp_path / "lab1"
-    write_lab(scaled("17.11.7"), out)
+    rendered = write_lab(scaled("17.11.7"), out)
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    # What render_files produced, plus the lab's kept secrets: nothing missing, nothing stray.
+    assert on_disk == {*rendered.files, SECRETS_STORE}
+    assert {"docker-compose.yml", ".env", "manifest.json", "admin-token",
+            "nodes/gitlab/gitlab.rb", "nodes/gitaly1/gitlab.rb"} <= on_disk
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     for node in ("gitlab", "gitaly1"):
         for name in ("gitlab.rb", "gitlab-secrets.json"):
@@ -103,7 +108,17 @@ def test_random_per_lab_and_never_the_guides_token(tmp_path: Path) -> None:
     b = write_lab(scaled("19.3.0"), tmp_path / "b")
     assert a.secrets.gitaly_token != b.secrets.gitaly_token
     for rendered in (a, b):
-        for rb_file in rendered.path.glob("nodes/*/gitlab.rb"):
+        token = rendered.secrets.gitaly_token
+        assert len(token) == 64
+        int(token, 16)
+        rb_files = sorted(rendered.path.glob("nodes/*/gitlab.rb"))
+        assert [p.parent.name for p in rb_files] == ["gitaly1", "gitlab"]
+        # Both sides of the Gitaly connection carry the lab's own random token.
+        app_rb = (rendered.path / "nodes/gitlab/gitlab.rb").read_text()
+        gitaly_rb = (rendered.path / "nodes/gitaly1/gitlab.rb").read_text()
+        assert f"gitlab_rails['gitaly_token'] = '{token}'" in app_rb
+        assert f"    token: '{token}'," in gitaly_rb
+        for rb_file in rb_files:
             assert "abc123secret" not in rb_file.read_text()
 
 
@@ -117,13 +132,10 @@ def test_tls_certificates_verify_and_match_the_address(tmp_path: Path) -> None:
     for node in ("gitaly1", "gitaly2"):
         # The CA is trusted on Gitaly nodes too: Gitaly calls itself.
         assert (tmp_path / f"nodes/{node}/trusted-certs/lab-ca.crt").read_bytes() == \
-            ca.public_bytes(__import__("cryptography.hazmat.primitives.serialization",
-                                       fromlist=["Encoding"]).Encoding.PEM)
+            ca.public_bytes(serialization.Encoding.PEM)
         pem = (tmp_path / f"nodes/{node}/ssl/{node}.crt").read_text()
         cert = x509.load_pem_x509_certificate(pem.encode())
         cert.verify_directly_issued_by(ca)
-        pub = ca.public_key()
-        assert isinstance(pub, ec.EllipticCurvePublicKey)
         assert f"'tls://{node}:9999'" in app_rb
         assert node in cert_sans(pem)
         assert (tmp_path / f"nodes/{node}/ssl/{node}.key").exists()
@@ -155,8 +167,25 @@ def test_ensure_tls_regenerates_on_san_change() -> None:
     first = sec.tls["gitaly1.crt"]
     ensure_tls(lab, sec)
     assert sec.tls["gitaly1.crt"] == first
+    assert cert_sans(first) == ["gitaly1"]
     ensure_tls(scaled("19.3.0", "tls=true", "nodes.gitaly1.tls_san=[other]"), sec)
     assert sec.tls["gitaly1.crt"] != first
+    assert cert_sans(sec.tls["gitaly1.crt"]) == ["other"]
+    assert not [k for k in sec.tls if k.endswith(".san")]
+
+
+def test_secrets_from_an_older_render_with_san_entries_still_load(tmp_path: Path) -> None:
+    first = write_lab(scaled("19.3.0", "tls=true"), tmp_path)
+    store = tmp_path / SECRETS_STORE
+    data = json.loads(store.read_text())
+    data["tls"]["gitaly1.san"] = "gitaly1"  # what earlier versions stored
+    store.write_text(json.dumps(data))
+    loaded = load_secrets(tmp_path)
+    assert loaded is not None
+    assert "gitaly1.san" not in loaded.tls
+    again = write_lab(scaled("19.3.0", "tls=true"), tmp_path)
+    assert again.secrets.tls["gitaly1.crt"] == first.secrets.tls["gitaly1.crt"]
+    assert "gitaly1.san" not in json.loads(store.read_text())["tls"]
 
 
 def test_gitaly_port_published_only_when_asked() -> None:

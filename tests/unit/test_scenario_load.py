@@ -130,11 +130,27 @@ BAD = [
      "lab: {topology: scaled}\ngiven:\n  set:\n    nodes.gitaly1.secrets: copied\n"
      "steps: [{api: /x}]\n",
      r"^sc\.yaml:4: nodes\.gitaly1\.secrets: 'copied' is not one of: shared, own, none"),
+    ("override below a list",
+     "lab: {topology: scaled}\ngiven:\n  set:\n    nodes.gitlab.roles.x: 1\n"
+     "steps: [{api: /x}]\n",
+     r"^sc\.yaml:4: nodes\.gitlab\.roles\.x: nodes\.gitlab\.roles is not a mapping, "
+     r"so it has no key 'x'$"),
+    ("override that adds an incomplete node",
+     "lab: {topology: scaled}\ngiven:\n  set:\n    nodes.gitaly3.tls: true\n"
+     "steps: [{api: /x}]\n",
+     r"^sc\.yaml:4: nodes\.gitaly3\.roles: every node needs roles"),
     ("base override with a bad type",
      "lab:\n  topology: scaled\n  set:\n    nodes.gitaly1.tls: sometimes\nsteps: [{api: /x}]\n",
      r"^sc\.yaml:4: nodes\.gitaly1\.tls: expected true or false, got str 'sometimes'"),
     ("step on an unknown node", "lab: {topology: scaled}\nsteps:\n  - stop: gitaly9\n",
-     r"^sc\.yaml:3: steps\.0\.fault\.node: no node 'gitaly9' in this lab; nodes: gitaly1, gitlab"),
+     r"^sc\.yaml:3: steps\.0\.stop\.node: no node 'gitaly9' in this lab; nodes: gitaly1, gitlab"),
+    ("given fault on an unknown node",
+     "lab: {topology: scaled}\ngiven:\n  faults:\n    - stop: gitaly1\n    - pause: gitaly9\n"
+     "steps: [{api: /x}]\n",
+     r"^sc\.yaml:5: given\.faults\.1\.pause\.node: no node 'gitaly9' in this lab"),
+    ("step from an unknown node",
+     "lab: {topology: scaled}\nsteps:\n  - reachable: {node: gitaly1, port: gitaly, from: x}\n",
+     r"^sc\.yaml:3: steps\.0\.reachable\.from: no node 'x' in this lab"),
     ("unknown storage",
      "lab: {topology: scaled}\nsteps:\n  - create_project: {project: p1, storage: s9}\n",
      r"^sc\.yaml:3: steps\.0\.create_project\.storage: no storage 's9' in this lab; "

@@ -62,23 +62,26 @@ def test_default_version_is_newest_reference(reference: dict[str, Path]) -> None
     assert sorted(reference, key=Version.parse) == list(REFERENCE_VERSIONS)
 
 
-@pytest.mark.parametrize(("version", "legacy", "git_data_dirs", "role", "gitaly_secret"), [
-    ("13.12.15", True, True, False, False),
-    ("15.9.8", True, True, False, False),
-    ("15.10.0", False, True, False, False),
-    ("17.5.0", False, True, False, True),
-    ("17.6.0", False, True, True, True),
-    ("17.7.9", False, True, True, True),
-    ("17.8.0", False, False, True, True),
-    ("19.3.0", False, False, True, True),
+@pytest.mark.parametrize(("version", "legacy", "git_data_dirs", "role", "gitaly_secret",
+                          "unicorn"), [
+    ("13.12.15", True, True, False, False, True),
+    ("14.0.0", True, True, False, False, False),
+    ("15.9.8", True, True, False, False, False),
+    ("15.10.0", False, True, False, False, False),
+    ("17.5.0", False, True, False, True, False),
+    ("17.6.0", False, True, True, True, False),
+    ("17.7.9", False, True, True, True, False),
+    ("17.8.0", False, False, True, True, False),
+    ("19.3.0", False, False, True, True, False),
 ])
 def test_dialect_thresholds(version: str, legacy: bool, git_data_dirs: bool, role: bool,
-                            gitaly_secret: bool) -> None:
+                            gitaly_secret: bool, unicorn: bool) -> None:
     d = dialect_for(Version.parse(version))
     assert d.gitaly_configuration is not legacy
     assert d.repositories_storages is not git_data_dirs
     assert d.gitaly_role is role
     assert d.gitaly_secret is gitaly_secret
+    assert d.unicorn is unicorn
 
 
 BAD_FILES = [
@@ -133,6 +136,10 @@ def test_bad_spec_files(tmp_path: Path, text: str, message: str) -> None:
      "--set flavour=sim: flavour: unknown key 'flavour'; valid keys here: name, topology, version, "
      "edition, flavor, image, tls, gitaly_token, nodes"),
     (("tls",), "--set tls: expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own"),
+    (("=1",), "--set =1: empty key; expected KEY=VALUE, e.g. --set tls=true"),
+    (("nodes.gitlab.roles.x=1",),
+     "--set nodes.gitlab.roles.x=1: nodes.gitlab.roles.x: nodes.gitlab.roles is not a mapping, "
+     "so it has no key 'x'"),
     (("nodes.gitaly3.tls=true",),
      "--set nodes.gitaly3.tls=true: nodes.gitaly3.roles: every node needs roles, e.g. [app] or "
      "[gitaly]"),

@@ -29,12 +29,17 @@ NOT_IN_TEMPLATE = {
 
 # Inside gitaly['configuration']: the storage list replaced git_data_dirs on Gitaly
 # nodes with the new dialect (15.10; required from 16.0), but the 15.11 and 16.11
-# templates do not show it in their example hash.
+# templates do not show it in their example hash. Its entries' keys are still
+# checked, against the newest template that shows them (see storage_entry_keys).
 NESTED_NOT_IN_TEMPLATE = {"storage"}
 
 SETTING = re.compile(r"^(?:#\s*)?([a-z_]+)\['([a-z_]+)'\]\s*=", re.MULTILINE)
 CALL = re.compile(r"^(?:#\s*)?(git_data_dirs|roles|external_url)\b", re.MULTILINE)
 NESTED_KEY = re.compile(r"^(\s*)([a-z_]+):")
+# A list item written on one line as an inline hash, e.g. `{ name: 'x', path: 'y' },`.
+INLINE_HASH = re.compile(r"^\s*\{(.*)\},?\s*(?:#.*)?$")
+INLINE_KEY = re.compile(r"(?:^|,)\s*([a-z_]+):\s")
+QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 def template_settings(text: str) -> set[str]:
@@ -48,6 +53,14 @@ def nested_keys(lines: list[str]) -> set[str]:
     out: set[str] = set()
     stack: list[tuple[int, str]] = []
     for line in lines:
+        inline = INLINE_HASH.match(line)
+        if inline:
+            # Keys of an inline hash belong to the enclosing key (a list of hashes).
+            indent = len(line) - len(line.lstrip())
+            parent = [k for level, k in stack if level < indent]
+            body = QUOTED.sub("''", inline[1])
+            out |= {".".join([*parent, key]) for key in INLINE_KEY.findall(body)}
+            continue
         m = NESTED_KEY.match(line)
         if not m:
             continue
@@ -74,6 +87,17 @@ def block(text: str, opener: str, commented: bool) -> list[str]:
     return out
 
 
+def storage_entry_keys(reference: dict[str, Path]) -> set[str]:
+    """The keys of a gitaly['configuration'] storage entry, from the templates that show one."""
+    out: set[str] = set()
+    for path in reference.values():
+        text = path.read_text()
+        if "# gitaly['configuration'] = {" in text:
+            keys = nested_keys(block(text, "gitaly['configuration'] = {", True))
+            out |= {k for k in keys if k.startswith("storage.")}
+    return out
+
+
 def generated(topology: str, version: str, tls: bool) -> dict[str, str]:
     sets = ("tls=true",) if tls else ()
     lab = resolve(SpecRequest(topology=topology, version=version, flavor="omnibus", sets=sets))
@@ -96,9 +120,9 @@ def test_every_setting_exists_in_the_template(reference: dict[str, Path], topolo
         assert not missing, f"{node}: not in gitlab.rb.template-{version}: {missing}"
         if "gitaly['configuration']" in used:
             allowed = nested_keys(block(template, "gitaly['configuration'] = {", True)) \
-                | NESTED_NOT_IN_TEMPLATE
+                | NESTED_NOT_IN_TEMPLATE | storage_entry_keys(reference)
             ours = nested_keys(block(text, "gitaly['configuration'] = {", False))
-            assert ours
+            assert {"storage.name", "storage.path"} <= ours
             assert not ours - allowed, f"{node}: {sorted(ours - allowed)}"
         if "roles" in used:
             assert "gitaly_role" in template
@@ -122,6 +146,19 @@ def test_nested_key_parser() -> None:
              "  auth: {", "    token: 'z',", "  },"]
     assert nested_keys(lines) == {"listen_addr", "tls", "tls.certificate_path", "auth",
                                   "auth.token"}
+    # Storage entries, inline (as rendered) and one key per line (as the templates show them).
+    inline = ["  storage: [", "    { name: 'a:b', path: '/x, y: z' },", "  ],"]
+    assert nested_keys(inline) == {"storage", "storage.name", "storage.path"}
+    multi = ["  storage: [", "    {", "      name: 'gitaly-1',", "      path: '/p',", "    },",
+             "  ],"]
+    assert nested_keys(multi) == {"storage", "storage.name", "storage.path"}
+
+
+def test_the_check_fails_on_a_wrong_storage_key(reference: dict[str, Path]) -> None:
+    allowed = storage_entry_keys(reference)
+    assert allowed == {"storage.name", "storage.path"}
+    wrong = nested_keys(["  storage: [", "    { name: 'default', dir: '/x' },", "  ],"])
+    assert wrong - allowed - NESTED_NOT_IN_TEMPLATE == {"storage.dir"}
 
 
 @pytest.mark.parametrize(("topology", "version", "tls"), CASES,
