@@ -4,16 +4,19 @@ For the `scaled` topology, N rounds of:
 1. `lab up scaled --flavor sim` (the CLI, as a user runs it) until it returns ready;
 2. baseline: the same rendered directory started with the plain Compose tool
    (`up -d`) plus the same readiness polling (RunningLab.wait_ready);
-3. `lab down`, and per-node memory from `docker stats --no-stream` while up.
+3. `lab down`, and per-node memory (as `docker stats` counts it) while up.
 
-Runs under a temporary LAB_HOME so it never touches your labs.
+Runs under a temporary LAB_HOME so it never touches your labs, and removes it,
+and anything still labelled with a folder in it, at the end.
 Usage: python bench/bench_up.py [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,12 +33,13 @@ def timed(cmd: list[str], **kw: object) -> float:
     return time.monotonic() - t0
 
 
-def memory(project: str) -> dict[str, str]:
-    out = subprocess.run(["docker", "stats", "--no-stream", "--format",
-                          "{{.Name}}\t{{.MemUsage}}"], capture_output=True, text=True,
-                         check=True).stdout
-    return {name: mem.split(" / ")[0] for name, mem in
-            (line.split("\t") for line in out.splitlines()) if name.startswith(project + "_")}
+def memory(lab_dir: Path) -> dict[str, str]:
+    """Memory in use per container of the lab in ``lab_dir`` (found by its labels)."""
+    from lab.engine import docker as dk
+    from lab.render.compose import DIR_LABEL
+
+    return {c.name: f"{dk.memory_usage(c) / 2**20:.0f} MiB"
+            for c in dk.containers({DIR_LABEL: str(lab_dir)})}
 
 
 def main() -> None:
@@ -43,8 +47,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    home = tempfile.mkdtemp(prefix="lab-bench-")
-    os.environ["LAB_HOME"] = home
+    home = Path(tempfile.mkdtemp(prefix="lab-bench-")).resolve()
+    os.environ["LAB_HOME"] = str(home)
+    try:
+        run_rounds(home, args.rounds)
+    finally:
+        from lab import lifecycle
+        from lab.render.compose import DIR_LABEL
+
+        # Whatever a failed round left behind carries its folder's label.
+        for parent in (home / "labs", home / "raw"):
+            for folder in sorted(parent.iterdir()) if parent.is_dir() else ():
+                with contextlib.suppress(Exception):
+                    lifecycle.sweep({DIR_LABEL: str(folder)})
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_rounds(home: Path, rounds: int) -> None:
     from lab import lifecycle
     from lab.engine.compose import Compose, detect
     from lab.engine.images import build_images
@@ -54,24 +73,26 @@ def main() -> None:
     image = build_images()
     tool = detect()
     print(f"sim image {image}; compose tool `{tool.name}` {tool.version}; "
-          f"{os.cpu_count()} cores; {args.rounds} rounds")
+          f"{os.cpu_count()} cores; {rounds} rounds")
 
     lab_up, raw_up, lab_down, raw_down = [], [], [], []
     mem: dict[str, str] = {}
-    for i in range(args.rounds):
+    for i in range(rounds):
         name = f"bench-{os.getpid()}-{i}"
         lab_up.append(timed([*LAB_CMD, "up", "scaled", "--flavor", "sim", "--name", name]))
-        mem = memory(f"glt-{name}")
+        mem = memory(home / "labs" / name)
         lab_down.append(timed([*LAB_CMD, "down", name, "--purge"]))
 
         spec = resolve(SpecRequest(topology="scaled", flavor="sim", name=f"raw-{name}"))
-        rendered = write_lab(spec, Path(home) / "raw" / spec.name, image=image)
+        rendered = write_lab(spec, home / "raw" / spec.name, image=image)
         compose = Compose(tool, spec.project_name, rendered.path)
         t0 = time.monotonic()
-        subprocess.run(compose.up_cmd(), check=True, capture_output=True, cwd=rendered.path)
-        lifecycle.RunningLab(rendered).wait_ready(timeout=300)
-        raw_up.append(time.monotonic() - t0)
-        raw_down.append(timed(compose.down_cmd(), cwd=rendered.path))
+        try:
+            subprocess.run(compose.up_cmd(), check=True, capture_output=True, cwd=rendered.path)
+            lifecycle.RunningLab(rendered).wait_ready(timeout=300)
+            raw_up.append(time.monotonic() - t0)
+        finally:
+            raw_down.append(timed(compose.down_cmd(), cwd=rendered.path))
         print(f"  round {i + 1}: lab up {lab_up[-1]:.2f}s, compose up + polling "
               f"{raw_up[-1]:.2f}s, lab down {lab_down[-1]:.2f}s, compose down "
               f"{raw_down[-1]:.2f}s")

@@ -1,8 +1,10 @@
-"""Facts about this machine that labs depend on: free host ports and memory."""
+"""Facts about this machine that labs depend on: free host ports, memory, the engine's reach."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from pathlib import Path
 
 
@@ -27,3 +29,13 @@ def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def containers_routable() -> bool:
+    """True if container addresses on a lab network can be dialled from this process.
+
+    That holds for a local engine on Linux only: Docker Desktop runs containers in
+    a VM, and a remote engine (DOCKER_HOST=tcp:// or ssh://) on another machine.
+    """
+    host = os.environ.get("DOCKER_HOST", "")
+    return sys.platform.startswith("linux") and (not host or host.startswith("unix://"))

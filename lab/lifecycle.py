@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,16 +21,23 @@ from types import TracebackType
 from typing import Any
 
 import requests
-import yaml
 
 from lab import omnibus, state
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result, redactor, run
 from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
-from lab.host import port_in_use
+from lab.host import containers_routable, port_in_use
 from lab.model import HTTP_PORT, Flavor, Lab, Node
-from lab.readiness import Clock, Layer, Progress, ReadyReport, Status, wait_layers
+from lab.readiness import (
+    Clock,
+    Layer,
+    NullProgress,
+    Progress,
+    ReadyReport,
+    Status,
+    wait_layers,
+)
 from lab.render.compose import (
     DIR_LABEL,
     LAB_LABEL,
@@ -40,6 +46,7 @@ from lab.render.compose import (
     image_for,
     omnibus_image,
 )
+from lab.render.compose import labels as lab_labels
 from lab.render.gitlab_rb import node_token
 from lab.render.labdir import (
     ADMIN_TOKEN,
@@ -101,10 +108,14 @@ class LabStatus:
     def healthy(self) -> bool:
         return all(n.healthy for n in self.nodes)
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self.path / ADMIN_TOKEN
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
                 "version": self.version, "image": self.image, "http_url": self.http_url,
-                "admin_token_file": str(self.path / ADMIN_TOKEN), "healthy": self.healthy,
+                "admin_token_file": str(self.admin_token_file), "healthy": self.healthy,
                 "nodes": [n.to_json() for n in self.nodes]}
 
 
@@ -189,13 +200,18 @@ def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None
     res = run(["docker", "pull", image], check=False, timeout=3600)
     if res.returncode == 0:
         return
-    why = (res.stderr or res.stdout).strip().splitlines()
     official = image if lab.image else omnibus_image(lab)
     raise ImageMissing(
         f"image {image} is not present locally and `docker pull` failed"
-        f" ({why[-1] if why else 'exit ' + str(res.returncode)}). Get it with "
+        f" ({omnibus.failure_line(res)}). Get it with "
         f"`docker pull {official}` on a connected machine, or `lab images load FILE.tar` "
         f"(an archive made with `docker save {official}`), or use --flavor sim.")
+
+
+def _http_url(app: Any) -> str | None:
+    """GitLab's address on the host, from the app container; None if it publishes no HTTP."""
+    port = dk.published_port(app, HTTP_PORT)
+    return None if port is None else f"http://127.0.0.1:{port}"
 
 
 class RunningLab:
@@ -210,6 +226,9 @@ class RunningLab:
         self.keep = keep  # the context manager leaves the lab up when True
         self.clock = clock or Clock()
         self._compose: Compose | None = None
+        # The containers listed at the start of the current readiness poll round;
+        # every check of that round uses them instead of listing again.
+        self._round: dict[str, Any] | None = None
         redactor.add(rendered.secrets.values())
 
     def __repr__(self) -> str:
@@ -232,7 +251,7 @@ class RunningLab:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LAB_LABEL: self.name, DIR_LABEL: str(self.path)}
+        return lab_labels(self.lab, str(self.path))
 
     @property
     def admin_token(self) -> str:
@@ -259,8 +278,10 @@ class RunningLab:
         return out
 
     def container(self, node: str) -> Any:
+        """The node's container, as listed (and inspected) just now or this poll round."""
         self._node(node)
-        c = self._containers().get(node)
+        live = self._round if self._round is not None else self._containers()
+        c = live.get(node)
         if c is None:
             raise LabError(f"node {node!r} of lab {self.name!r} has no container; is the lab up? "
                            f"(`lab status {self.name}`, `lab up`)")
@@ -269,11 +290,11 @@ class RunningLab:
     @property
     def http_url(self) -> str:
         app = self.lab.app.name
-        port = dk.published_port(self.container(app), HTTP_PORT)
-        if port is None:
+        url = _http_url(self.container(app))
+        if url is None:
             raise LabError(f"the app node {app!r} publishes no HTTP port; add "
                            f"`publish: {{http: 0}}` to it (or --set nodes.{app}.publish.http=0)")
-        return f"http://127.0.0.1:{port}"
+        return url
 
     # --- acting on nodes ---
     def exec(self, node: str, cmd: list[str], *, check: bool = True,
@@ -325,7 +346,8 @@ class RunningLab:
         ensure_image(new_lab, image, progress)
         rendered = write_lab(new_lab, self.path, image=image)
         _save_spec(new_lab, self.path)
-        new_files = {f.path: f.content for f in render_files(new_lab, rendered.secrets, image, d)}
+        # write_lab rendered the new files just now: read them back, don't render again.
+        new_files = {f: (self.path / f).read_text() for f in rendered.files}
         new_services = compose_dict(new_lab, image, d)["services"]
 
         def node_files(files: dict[str, str], node: str) -> dict[str, str]:
@@ -351,12 +373,12 @@ class RunningLab:
 
     # --- readiness ---
     def _watch(self) -> None:
-        live = self._containers()
+        live = self._round = self._containers()
         for node in self.lab.nodes:
             c = live.get(node.name)
             if c is None:
                 raise NotReady(node.name, "its container is gone (removed from outside?)")
-            st = dk.state(c)
+            st = dk.state(c, reload=False)
             if st.gone:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
                 raise NotReady(node.name, f"container exited with code {st.exit_code}{oom}",
@@ -368,12 +390,13 @@ class RunningLab:
             return self.exec(node, cmd, check=False, timeout=timeout)
         return run_it
 
+    # container() hands out just-listed objects, so their state needs no second inspect.
     def _running(self, node: str) -> Status:
-        st = dk.state(self.container(node))
+        st = dk.state(self.container(node), reload=False)
         return Status(st.running, st.status)
 
     def _docker_health(self, node: str) -> Status:
-        st = dk.state(self.container(node))
+        st = dk.state(self.container(node), reload=False)
         return Status(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
 
     def _app_ready(self, all_checks: bool) -> Status:
@@ -386,24 +409,22 @@ class RunningLab:
     def _gitaly_host_side(self, node: Node) -> Status:
         """ServerInfo from the host to the node's lab-network address, with its own token."""
         # Imported late: the gRPC stack is only needed once a lab is up.
-        from lab.client.gitaly import GitalyError, server_info
+        from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
         ip = dk.ip_address(self.container(node.name))
         if ip is None:
             return Status(False, "no address on the lab network yet")
-        ca = self.rendered.secrets.tls.get("ca.crt", "")
-        scheme = "tls" if node.tls else "tcp"
+        sec = self.rendered.secrets
         try:
-            info = server_info(f"{scheme}://{ip}:{node.gitaly_port}",
-                               node_token(self.rendered.secrets.gitaly_token, node),
-                               ca_pem=ca.encode() if node.tls else None,
-                               server_name_override=node.san_names[0] if node.tls else None,
-                               timeout=5)
+            # "Is Gitaly up" only: trust the lab CA and accept the node's first
+            # certificate name. Whether the app's view matches is doctor's question.
+            info = node_server_info(ip, node, node_token(sec.gitaly_token, node),
+                                    ca_pem=sec.tls.get("ca.crt", ""),
+                                    server_name=node.san_names[0])
         except GitalyError as exc:
             return Status(False, f"ServerInfo: {exc}")
-        readable = {s.storage_name for s in info.storage_statuses if s.readable}
-        missing = [s.name for s in node.storages if s.name not in readable]
-        if info.storage_statuses and missing:
+        missing = unreadable_storages(info, (s.name for s in node.storages))
+        if missing:
             return Status(False, f"storages not readable yet: {', '.join(missing)}")
         return Status(True, "ServerInfo answered")
 
@@ -414,10 +435,7 @@ class RunningLab:
         return Status(False, f"gitlab:gitaly:check: {omnibus.failure_line(res)}")
 
     def _gitaly_checks(self) -> dict[str, Callable[[], Status]]:
-        # Host-side checks need the container addresses to be routable from here:
-        # true for a local engine on Linux, not for Docker Desktop or a remote engine.
-        host = os.environ.get("DOCKER_HOST", "")
-        local = sys.platform.startswith("linux") and (not host or host.startswith("unix://"))
+        local = containers_routable()  # else the app node is asked instead
         checks: dict[str, Callable[[], Status]] = {}
         if local:
             checks = {n.name: functools.partial(self._gitaly_host_side, n)
@@ -454,10 +472,24 @@ class RunningLab:
             return Status(True, "admin token created")
         return Status(False, "admin token created but GET /api/v4/user does not accept it yet")
 
-    def layers(self, *, wait_gitaly: bool = True) -> list[Layer]:
+    def _log_tail(self, node: str) -> str:
+        try:
+            return dk.log_tail(self.container(node))
+        except LabError:
+            return ""
+
+    def _announce_retry(self, progress: Progress, node: str) -> None:
+        progress.note(f"{node}: services still down {omnibus.RECONFIGURE_GRACE:g}s after "
+                      "reconfigure finished; running `gitlab-ctl reconfigure` once more. "
+                      f"Its log ends:\n{omnibus.tail(self._log_tail(node), 10)}")
+
+    def layers(self, *, wait_gitaly: bool = True,
+               progress: Progress | None = None) -> list[Layer]:
         nodes = [n.name for n in self.lab.nodes]
         app = self.lab.app.name
-        probes = {n: omnibus.ServicesProbe(n, self._exec_raw(n), self.clock.now) for n in nodes}
+        announce = functools.partial(self._announce_retry, progress or NullProgress())
+        probes = {n: omnibus.ServicesProbe(n, self._exec_raw(n), self.clock.now,
+                                           on_retry=announce) for n in nodes}
         out = [
             Layer("containers running", {n: functools.partial(self._running, n) for n in nodes}),
             Layer("services up", dict(probes),
@@ -475,14 +507,12 @@ class RunningLab:
 
     def wait_ready(self, *, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
                    wait_gitaly: bool = True) -> ReadyReport:
-        def tail(node: str) -> str:
-            try:
-                return dk.log_tail(self.container(node))
-            except LabError:
-                return ""
-        return wait_layers(self.layers(wait_gitaly=wait_gitaly), timeout=timeout,
-                           watch=self._watch, log_tail=tail, clock=self.clock,
-                           interval=POLL_INTERVAL, progress=progress)
+        try:
+            return wait_layers(self.layers(wait_gitaly=wait_gitaly, progress=progress),
+                               timeout=timeout, watch=self._watch, log_tail=self._log_tail,
+                               clock=self.clock, interval=POLL_INTERVAL, progress=progress)
+        finally:
+            self._round = None  # outside a wait, every call looks again
 
     # --- inspection ---
     def status(self) -> LabStatus:
@@ -494,14 +524,12 @@ class RunningLab:
                 nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), "missing",
                                         "", {}, tuple(s.name for s in node.storages), ""))
                 continue
-            st = dk.state(c)
+            st = dk.state(c, reload=False)  # just listed
             nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), st.status,
                                     st.health, dk.published_ports(c),
                                     tuple(s.name for s in node.storages), c.name))
-        url = None
         app = live.get(self.lab.app.name)
-        if app is not None and (port := dk.published_port(app, HTTP_PORT)) is not None:
-            url = f"http://127.0.0.1:{port}"
+        url = None if app is None else _http_url(app)
         return LabStatus(self.name, self.path, self.lab.flavor.value, str(self.lab.version),
                          self.rendered.image, url, tuple(nodes))
 
@@ -554,8 +582,9 @@ def attach(name: str) -> RunningLab:
         raise LabError(f"lab {name!r} has no secrets in {path}; remove it with "
                        f"`lab down {name} --purge`")
     image = str(manifest.get("image") or image_for(lab))
-    files = tuple(f.path for f in render_files(lab, sec, image, str(path)))
-    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=files))
+    # files lists what a render wrote; attaching writes nothing, and nothing
+    # after attach reads it (apply re-renders), so skip rendering every file.
+    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=()))
 
 
 def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -574,9 +603,9 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                            "at most 40)")
         lab = replace(lab, name=name)
     dk.client()  # Docker unreachable: say so before anything else
-    compose_tool = detect()
+    detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
     path = state.lab_dir(lab.name)
-    labels = {LAB_LABEL: lab.name, DIR_LABEL: str(path)}
+    labels = lab_labels(lab, str(path))
     leftovers = dk.containers(labels)
     if leftovers:
         if (path / MANIFEST).exists() and not state.interrupted_up(path) \
@@ -590,7 +619,6 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     rendered = write_lab(lab, path, image=image)
     _save_spec(lab, path)
     running = RunningLab(rendered, keep=keep, clock=clock)
-    running._compose = Compose(compose_tool, lab.project_name, path)
     state.write_up_marker(path)
     try:
         if prepare is not None:
@@ -598,13 +626,16 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:
-        if not keep:
-            # Keep the original error; `lab gc` finishes a teardown that failed here.
+        if keep:
+            state.clear_up_marker(path)  # left up on purpose: not a killed run
+        else:
+            # Keep the original error. down() clears the marker only once the lab
+            # is gone, so a teardown that fails or is interrupted here leaves it,
+            # and `lab gc` finishes the job after this process ends.
             with contextlib.suppress(LabError, OSError):
                 running.down()
         raise
-    finally:
-        state.clear_up_marker(path)
+    state.clear_up_marker(path)
     return running
 
 
@@ -674,9 +705,3 @@ def _labels_of(obj: Any) -> dict[str, str]:
     attrs = obj.attrs or {}
     labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
     return dict(labels)
-
-
-def compose_services(path: Path) -> dict[str, Any]:
-    """The services of a lab directory's compose file (for tools and benches)."""
-    data = yaml.safe_load((path / "docker-compose.yml").read_text())
-    return dict(data.get("services", {}))

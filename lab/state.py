@@ -25,11 +25,13 @@ def state_home() -> Path:
 
 
 def labs_dir() -> Path:
-    return state_home() / "labs"
+    # Resolved: a lab's resources are labelled with its resolved directory
+    # (``write_lab``), so a symlinked state home must still find them.
+    return (state_home() / "labs").resolve()
 
 
 def lab_dir(name: str) -> Path:
-    return labs_dir() / name
+    return (labs_dir() / name).resolve()
 
 
 def lab_names() -> list[str]:
@@ -40,11 +42,11 @@ def lab_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
 
 
-def write_up_marker(path: Path, pid: int | None = None) -> None:
-    """Mark ``path`` as being brought up by ``pid``; `lab gc` sweeps it if that process died."""
+def write_up_marker(path: Path) -> None:
+    """Mark ``path`` as being brought up by this process; `lab gc` sweeps it if we die."""
     marker = path / UP_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{os.getpid() if pid is None else pid}\n")
+    marker.write_text(f"{os.getpid()}\n")
 
 
 def clear_up_marker(path: Path) -> None:

@@ -60,5 +60,8 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("LAB_HOME", str(home))
     yield home
     # By directory label: never another lab, not even one with the same name.
-    for name in state.lab_names():
-        lifecycle.sweep({DIR_LABEL: str(state.lab_dir(name))})
+    # Every folder counts, manifest or not: a test may have broken its lab's files.
+    root = state.labs_dir()
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if folder.is_dir():
+            lifecycle.sweep({DIR_LABEL: str(folder.resolve())})

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 import click
+from rich.markup import escape
 from rich.progress import Progress as RichProgressBar
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -61,7 +62,8 @@ class RichProgress:
         self.bar.update(self.tasks[layer], completed=1, detail=f"{seconds:.1f}s")
 
     def note(self, message: str) -> None:
-        self.bar.console.print(f"[dim]{message}[/]", highlight=False)
+        # Notes may carry container log lines; brackets there are not markup.
+        self.bar.console.print(f"[dim]{escape(message)}[/]", highlight=False)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -160,7 +162,7 @@ def status(name: str | None, as_json: bool) -> None:
     else:
         console.print(format_status(st))
         if st.http_url:
-            console.print(f"GitLab: {st.http_url}   admin token: {st.path / 'admin-token'}",
+            console.print(f"GitLab: {st.http_url}   admin token: {st.admin_token_file}",
                           highlight=False)
     if not st.healthy:
         sys.exit(1)

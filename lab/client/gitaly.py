@@ -7,12 +7,14 @@ code and the same check works against real Gitaly and the sim.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import grpc
 
 from lab.auth import gitaly_v2_token
 from lab.errors import LabError
+from lab.model import Node
 
 SERVER_INFO = "/gitaly.ServerService/ServerInfo"
 
@@ -143,3 +145,29 @@ def server_info(address: str, token: str, *, ca_pem: bytes | None = None,
         return decode_server_info(bytes(response))
     except (ValueError, UnicodeDecodeError) as exc:
         raise GitalyError("INTERNAL", f"undecodable ServerInfoResponse: {exc}") from exc
+
+
+def node_server_info(ip: str, node: Node, token: str, *, ca_pem: str = "",
+                     server_name: str | None = None, timeout: float = 5) -> ServerInfo:
+    """ServerInfo from Gitaly node ``node`` at its lab-network address ``ip``.
+
+    For a TLS node, ``ca_pem`` is the CA to trust ("" = the system roots) and
+    ``server_name`` the name its certificate must carry (None = ``ip``); both are
+    ignored for a plain tcp:// node.
+    """
+    scheme = "tls" if node.tls else "tcp"
+    return server_info(f"{scheme}://{ip}:{node.gitaly_port}", token,
+                       ca_pem=ca_pem.encode() if node.tls and ca_pem else None,
+                       server_name_override=server_name if node.tls else None, timeout=timeout)
+
+
+def unreadable_storages(info: ServerInfo, names: Iterable[str]) -> tuple[str, ...]:
+    """Which of ``names`` the node does not report readable.
+
+    A server that reports no storages at all (some versions leave the list
+    empty) has none unreadable: it answered, which is all we can tell.
+    """
+    if not info.storage_statuses:
+        return ()
+    readable = {s.storage_name for s in info.storage_statuses if s.readable}
+    return tuple(n for n in names if n not in readable)

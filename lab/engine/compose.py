@@ -86,15 +86,12 @@ class Compose:
     def base(self) -> list[str]:
         return [*self.tool.argv, "--project-name", self.project, "--file", str(self.file)]
 
-    def up_cmd(self, services: Sequence[str] = (), *, no_deps: bool = False,
-               force_recreate: bool = False) -> list[str]:
+    def up_cmd(self, services: Sequence[str] = (), *, no_deps: bool = False) -> list[str]:
         # --no-build: images are ours to provide; --remove-orphans: a node dropped
         # from the spec must not linger after `apply`.
         cmd = [*self.base(), "up", "--detach", "--no-build", "--remove-orphans"]
         if no_deps:
             cmd.append("--no-deps")
-        if force_recreate:
-            cmd.append("--force-recreate")
         return [*cmd, *services]
 
     def down_cmd(self, *, timeout: int = STOP_TIMEOUT) -> list[str]:
@@ -103,12 +100,6 @@ class Compose:
 
     def restart_cmd(self, services: Sequence[str], *, timeout: int = STOP_TIMEOUT) -> list[str]:
         return [*self.base(), "restart", "--timeout", str(timeout), *services]
-
-    def ps_cmd(self) -> list[str]:
-        return [*self.base(), "ps", "--all", "--quiet"]
-
-    def config_cmd(self) -> list[str]:
-        return [*self.base(), "config", "--quiet"]
 
     def run(self, cmd: Sequence[str], *, timeout: float | None = None, check: bool = True,
             runner: Runner = run) -> Result:

@@ -85,8 +85,17 @@ class ContainerState:
         return self.status in ("exited", "dead")
 
 
-def state(container: Any) -> ContainerState:
-    container.reload()
+def state(container: Any, *, reload: bool = True) -> ContainerState:
+    """The container's state, inspected afresh unless ``reload`` is False.
+
+    ``containers()`` inspects each container it returns, so a just-listed object
+    is already fresh and needs no second inspect.
+    """
+    if reload:
+        try:
+            container.reload()
+        except Exception as exc:  # NotFound (removed meanwhile), APIError, connection errors
+            raise _engine_error(exc, ["inspect", container.name]) from exc
     st = container.attrs.get("State", {})
     return ContainerState(
         status=str(st.get("Status", "")),

@@ -22,7 +22,7 @@ from conftest import skip_or_fail
 from lab import lifecycle, state
 from lab.engine import docker as dk
 from lab.errors import NotReady
-from lab.render.compose import DIR_LABEL, omnibus_image
+from lab.render.compose import DIR_LABEL, LAB_LABEL, omnibus_image
 from lab.render.labdir import RenderedLab
 from lab.spec import SpecRequest, resolve
 
@@ -45,6 +45,18 @@ def leftovers(path: Path) -> list[str]:
     return ([f"container {c.name}" for c in dk.containers(labels)]
             + [f"network {n.name}" for n in dk.networks(labels)]
             + [f"volume {v.name}" for v in dk.volumes(labels)])
+
+
+def resource_labels(path: Path) -> dict[str, list[dict[str, str]]]:
+    """The labels of each container, network and volume labelled with lab directory ``path``."""
+    labels = {DIR_LABEL: str(path)}
+    return {"container": [dict(c.labels) for c in dk.containers(labels)],
+            "network": [dict(n.attrs.get("Labels") or {}) for n in dk.networks(labels)],
+            "volume": [dict(v.attrs.get("Labels") or {}) for v in dk.volumes(labels)]}
+
+
+def started_at(running: lifecycle.RunningLab, node: str) -> str:
+    return str(running.container(node).attrs["State"]["StartedAt"])
 
 
 @pytest.fixture
@@ -109,6 +121,17 @@ def test_up_status_exec_logs_down(lab_home: Path, sim_image: str) -> None:
     listed = json.loads(lab_cli("list", "--json").stdout)
     assert [(s["name"], s["state"]) for s in listed] == [(name, "up")]
 
+    # So that "nothing left after down" below means something: the lab had all
+    # three kinds, each labelled with its name and directory. (The sim image's
+    # VOLUME paths are all mounted by Compose, so it has no unlabelled volumes.)
+    path = lab_home / "labs" / name
+    before = resource_labels(path)
+    assert len(before["container"]) == 2
+    assert len(before["network"]) == 1
+    assert len(before["volume"]) == 4  # data and logs per node
+    assert all(lbl[LAB_LABEL] == name and lbl[DIR_LABEL] == str(path)
+               for kind in before.values() for lbl in kind)
+
     down = lab_cli("down", name)
     assert down.returncode == 0, down.stderr
     assert leftovers(lab_home / "labs" / name) == []
@@ -147,13 +170,15 @@ def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> No
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
     with lifecycle.up(spec, name=unique("apply"), timeout=180, keep=False) as running:
         app_id = running.container("gitlab").id
-        app_started = running.container("gitlab").attrs["State"]["StartedAt"]
+        app_started = started_at(running, "gitlab")
+        gitaly_started = started_at(running, "gitaly1")
         changed = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(
             "nodes.gitaly1.internal_api_url=http://gitlab:80",)))
         assert running.apply(changed, timeout=180) == ["gitaly1"]
         app = running.container("gitlab")
         assert app.id == app_id
         assert app.attrs["State"]["StartedAt"] == app_started
+        assert started_at(running, "gitaly1") != gitaly_started  # it really restarted
         assert "http://gitlab:80" in (running.path / "nodes/gitaly1/gitlab.rb").read_text()
         assert running.status().healthy
         assert running.apply(changed) == []  # nothing changed: nothing restarted
@@ -194,7 +219,8 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if (path / state.UP_MARKER).exists() and leftovers(path):
+            # A container, not just any resource: Compose makes the network first.
+            if (path / state.UP_MARKER).exists() and dk.containers({DIR_LABEL: str(path)}):
                 break
             assert proc.poll() is None, "lab up ended before it could be killed"
             time.sleep(0.1)
@@ -211,6 +237,8 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
     dry = lab_cli("gc", "--dry-run")
     assert dry.returncode == 0
     assert name in dry.stdout
+    assert leftovers(path)  # a dry run removes nothing
+    assert state.interrupted_up(path)
     gc = lab_cli("gc")
     assert gc.returncode == 0, gc.stderr
     assert f"lab {name}: its `lab up` was killed" in gc.stdout
@@ -228,7 +256,9 @@ def test_gc_sweeps_labs_whose_folder_is_gone(lab_home: Path, sim_image: str) -> 
 
     shutil.rmtree(running.path)
     removed = lifecycle.gc()
-    assert any("lab directory gone" in r for r in removed)
+    # Other labs on this engine may be swept too; this one's lines must be there.
+    mine = [r for r in removed if r.endswith(f" (lab {running.name}: lab directory gone)")]
+    assert sorted({r.split()[0] for r in mine}) == ["container", "network", "volume"]
     assert leftovers(running.path) == []
 
 

@@ -1,4 +1,4 @@
-"""Compose tool detection and the exact argument lists for both Compose tools."""
+"""Compose tool detection, the exact argument lists for both tools, container state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
-from lab.engine.docker import since_timestamp
+from lab.engine.docker import ContainerState, since_timestamp, state
 from lab.engine.run import Result
 from lab.errors import DockerUnavailable, EngineError
 from lab.lifecycle import PortInUse, check_ports
@@ -43,9 +43,8 @@ def test_up(compose: Compose) -> None:
 def test_up_some_services(compose: Compose) -> None:
     assert compose.up_cmd(["gitaly1"], no_deps=True) == [
         *head(compose), "up", "--detach", "--no-build", "--remove-orphans", "--no-deps", "gitaly1"]
-    assert compose.up_cmd(["a", "b"], no_deps=True, force_recreate=True) == [
-        *head(compose), "up", "--detach", "--no-build", "--remove-orphans", "--no-deps",
-        "--force-recreate", "a", "b"]
+    assert compose.up_cmd(["a", "b"]) == [
+        *head(compose), "up", "--detach", "--no-build", "--remove-orphans", "a", "b"]
 
 
 def test_down(compose: Compose) -> None:
@@ -54,11 +53,9 @@ def test_down(compose: Compose) -> None:
     assert compose.down_cmd(timeout=0)[-1] == "0"
 
 
-def test_restart_ps_config(compose: Compose) -> None:
+def test_restart(compose: Compose) -> None:
     assert compose.restart_cmd(["gitlab"]) == [*head(compose), "restart", "--timeout", "10",
                                                "gitlab"]
-    assert compose.ps_cmd() == [*head(compose), "ps", "--all", "--quiet"]
-    assert compose.config_cmd() == [*head(compose), "config", "--quiet"]
 
 
 def test_run_uses_lab_directory(compose: Compose) -> None:
@@ -145,3 +142,22 @@ def test_since() -> None:
     assert since_timestamp("1700000000") == 1700000000
     with pytest.raises(EngineError, match="duration"):
         since_timestamp("yesterday")
+
+
+class GoneContainer:
+    def __init__(self) -> None:
+        self.name = "glt-demo-gitaly1-1"
+        self.attrs = {"State": {"Status": "exited", "ExitCode": 3, "OOMKilled": True}}
+
+    def reload(self) -> None:
+        import docker
+
+        raise docker.errors.NotFound("No such container: glt-demo-gitaly1-1")
+
+
+def test_state_of_a_removed_container_is_an_engine_error() -> None:
+    with pytest.raises(EngineError, match="inspect glt-demo-gitaly1-1") as err:
+        state(GoneContainer())
+    assert "No such container" in str(err.value)
+    # As listed: no second inspect, so nothing to fail.
+    assert state(GoneContainer(), reload=False) == ContainerState("exited", 3, "", True)

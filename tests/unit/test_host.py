@@ -1,11 +1,14 @@
-"""Host facts: a port someone listens on is in use; memory from /proc/meminfo."""
+"""Host facts: a port someone listens on is in use; memory from /proc/meminfo; engine reach."""
 
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
-from lab.host import mem_available, port_in_use
+import pytest
+
+from lab.host import containers_routable, mem_available, port_in_use
 
 
 def test_port_in_use_sees_a_listener_and_not_a_closed_port() -> None:
@@ -24,3 +27,18 @@ def test_mem_available_reads_meminfo(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal: 2048 kB\n")
     assert mem_available(meminfo) is None
     assert mem_available(tmp_path / "missing") is None
+
+
+def test_containers_routable_only_with_a_local_engine_on_linux(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert containers_routable()
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")  # rootless
+    assert containers_routable()
+    for remote in ("tcp://10.0.0.5:2376", "ssh://build@ci"):
+        monkeypatch.setenv("DOCKER_HOST", remote)
+        assert not containers_routable()
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.setattr(sys, "platform", "darwin")  # Docker Desktop: containers in a VM
+    assert not containers_routable()

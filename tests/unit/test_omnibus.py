@@ -106,6 +106,21 @@ def test_failed_reconfigure_is_retried_once() -> None:
     assert node.calls.count(omnibus.reconfigure_cmd()) == 1
 
 
+def test_retry_is_announced_before_it_runs() -> None:
+    node = FakeNode()
+    told: list[tuple[str, int]] = []
+    probe = omnibus.ServicesProbe(
+        "gitlab", node.exec, lambda: node.t, grace=90,
+        on_retry=lambda n: told.append((n, node.calls.count(omnibus.reconfigure_cmd()))))
+    probe()
+    node.t = 60
+    probe()
+    assert told == []  # still within the grace
+    node.t = 91
+    probe()
+    assert told == [("gitlab", 0)]  # once, and before the reconfigure ran
+
+
 def test_retry_failure_shows_reconfigure_log_tail() -> None:
     node = FakeNode()
     node.reconfigure = res(1, "Running handlers:\nThere was an error running gitlab-ctl "

@@ -1,16 +1,20 @@
-"""Layered waits on a fake clock: timeouts without sleeping, dead containers fail at once."""
+"""Layered waits on a fake clock (dead containers fail at once); the marker `lab gc` reads."""
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab import lifecycle
+from lab import lifecycle, state
+from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import ContainerState
 from lab.errors import EngineError, NotReady
+from lab.omnibus import ServicesProbe
 from lab.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
 from lab.render.compose import NODE_LABEL
 from lab.render.labdir import write_lab
@@ -119,11 +123,27 @@ def rendered(tmp_path: Path) -> Any:
     return write_lab(lab, tmp_path / "scaled", image="sim:test")
 
 
-def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[FakeContainer]) -> None:
-    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: containers)
-    monkeypatch.setattr(lifecycle.dk, "state", lambda c: ContainerState(
-        c.status, c.exit_code, "starting" if c.status == "running" else ""))
+@dataclass
+class EngineCalls:
+    lists: int = 0
+    inspects: int = 0
+
+
+def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[FakeContainer]) -> EngineCalls:
+    calls = EngineCalls()
+
+    def listed(labels: dict[str, str]) -> list[FakeContainer]:
+        calls.lists += 1
+        return containers
+
+    def state(c: FakeContainer, *, reload: bool = True) -> ContainerState:
+        calls.inspects += reload
+        return ContainerState(c.status, c.exit_code, "starting" if c.status == "running" else "")
+
+    monkeypatch.setattr(lifecycle.dk, "containers", listed)
+    monkeypatch.setattr(lifecycle.dk, "state", state)
     monkeypatch.setattr(lifecycle.dk, "log_tail", lambda c, lines=40: f"{c.name}: boom\n")
+    return calls
 
 
 def test_exited_container_fails_wait_at_once_with_log_tail(
@@ -142,13 +162,34 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
 
 def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_engine(monkeypatch, [FakeContainer("gitlab", "created"),
-                              FakeContainer("gitaly1", "created")])
+    calls = fake_engine(monkeypatch, [FakeContainer("gitlab", "created"),
+                                      FakeContainer("gitaly1", "created")])
     clock = FakeClock()
     running = lifecycle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="containers running: still waiting after 30s"):
         running.wait_ready(timeout=30)
     assert clock.t - 1000.0 == pytest.approx(30)
+    # One listing per poll round (at 0, 1, ..., 30 s), shared by that round's
+    # checks, and no second inspect of what was just listed.
+    assert calls.lists == 31
+    assert calls.inspects == 0
+    running.container("gitlab")
+    assert calls.lists == 32  # outside a wait, every call looks again
+
+
+def test_reconfigure_retry_is_shown_with_the_node_log(rendered: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"),
+                              FakeContainer("gitaly1", "running")])
+    progress = RecordingProgress()
+    probe = lifecycle.RunningLab(rendered).layers(progress=progress)[1].checks["gitaly1"]
+    assert isinstance(probe, ServicesProbe)
+    probe.on_retry("gitaly1")
+    [(kind, message)] = progress.events
+    assert kind == "note"
+    assert message.startswith("gitaly1: services still down 90s after reconfigure finished; "
+                              "running `gitlab-ctl reconfigure` once more")
+    assert message.endswith("glt-scaled_gitaly1_1: boom")
 
 
 def test_layers_of_a_lab(rendered: Any) -> None:
@@ -158,3 +199,52 @@ def test_layers_of_a_lab(rendered: Any) -> None:
                      "healthchecks", "admin token"]
     assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
     assert set(running.layers()[1].checks) == {"gitlab", "gitaly1"}
+
+
+# --- the up-in-progress marker ------------------------------------------------------
+
+@pytest.fixture
+def offline_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """lifecycle.up with no engine: Compose `up` fails, then so does the teardown."""
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(lifecycle.dk, "client", lambda: None)
+    monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
+    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: [])
+    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None: None)
+    teardowns: list[str] = []
+
+    def compose_up(self: Compose, cmd: list[str], **kw: Any) -> None:
+        raise EngineError(cmd, 1, "no space left on device")
+
+    def down(self: lifecycle.RunningLab, *, purge: bool = False) -> None:
+        teardowns.append(self.name)
+        raise EngineError(["down"], 1, "the engine went away")
+
+    monkeypatch.setattr(Compose, "run", compose_up)
+    monkeypatch.setattr(lifecycle.RunningLab, "down", down)
+    return teardowns
+
+
+def test_failed_teardown_leaves_the_marker_for_gc(offline_up: list[str]) -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    with pytest.raises(EngineError, match="no space left on device"):  # the original error
+        lifecycle.up(lab, name="torn")
+    assert offline_up == ["torn"]
+    # Still marked: once this process ends, `lab gc` sees a killed `up` and sweeps it.
+    assert state.up_marker_pid(state.lab_dir("torn")) == os.getpid()
+
+
+def test_kept_lab_is_not_marked(offline_up: list[str]) -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    with pytest.raises(EngineError, match="no space left on device"):
+        lifecycle.up(lab, name="kept", keep=True)
+    assert offline_up == []  # left up on purpose
+    assert state.up_marker_pid(state.lab_dir("kept")) is None
+
+
+def test_ready_lab_is_not_marked(offline_up: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: None)
+    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
+    running = lifecycle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="fine")
+    assert running.compose.tool == ComposeTool(V2, "2.29.1")
+    assert state.up_marker_pid(running.path) is None
