@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -51,10 +50,12 @@ from lab.render.gitlab_rb import node_token
 from lab.render.labdir import (
     ADMIN_TOKEN,
     MANIFEST,
+    SECRET,
     RenderedLab,
     load_manifest,
     load_secrets,
     render_files,
+    write_file,
     write_lab,
 )
 from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
@@ -150,11 +151,7 @@ def _spec_data(lab: Lab) -> dict[str, Any]:
 
 
 def _save_spec(lab: Lab, path: Path) -> None:
-    target = path / state.SPEC_FILE
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_spec_data(lab), fh, indent=2)
+    write_file(path / state.SPEC_FILE, json.dumps(_spec_data(lab), indent=2), SECRET)
 
 
 def _load_lab(path: Path) -> Lab:

@@ -170,7 +170,8 @@ def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write(path: Path, content: str, mode: int) -> None:
+def write_file(path: Path, content: str, mode: int) -> None:
+    """Atomically, with ``mode`` from the start: a secret is never readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -206,7 +207,7 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
-    _write(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
+    write_file(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
 
     # Forget what an earlier render wrote that this one does not.
     wanted = {f.path for f in files}
@@ -225,7 +226,7 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
                 and secrets_file.exists():
             secrets_file.unlink()
     for f in files:
-        _write(out_dir / f.path, f.content, f.mode)
+        write_file(out_dir / f.path, f.content, f.mode)
     for node in lab.nodes:
         paths = node_paths(node)
         for rel in (paths.dir, paths.trusted_certs, paths.ssl):
