@@ -1,10 +1,9 @@
-"""A rendered `scaled` sim lab under plain docker-compose: project, push, clone; and
+"""A rendered `scaled` sim lab under plain Docker Compose: project, push, clone; and
 the guide's failure case (Gitaly node with its own secrets) rejects the push with 401."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,28 +11,36 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
+from conftest import skip_or_fail
 from sim_helpers import docker, lab_name, sim_image, sweep, wait_for
 
+from lab import omnibus
 from lab.cli.main import cli
+from lab.engine.compose import Compose, detect
+from lab.engine.run import Result
+from lab.errors import DockerUnavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 
-TOKEN_SNIPPET = (
-    "user = User.find_by_username('root'); token = user.personal_access_tokens.create("
-    "scopes: [:api, :read_repository, :write_repository], name: 'gitlab-testlab', "
-    "expires_at: 365.days.from_now); token.set_token('{token}'); token.save!; puts 'token-ok'")
+
+@pytest.fixture(autouse=True)
+def _need_compose() -> None:
+    try:
+        detect()
+    except DockerUnavailable as exc:
+        skip_or_fail(str(exc))
 
 
 class SimLab:
     def __init__(self, directory: Path, name: str) -> None:
         self.dir = directory
         self.name = name
+        self.project = Compose(detect(), name, directory)
         self.token = (directory / "admin-token").read_text().strip()
         self.url = ""
 
-    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker-compose", *args], cwd=self.dir, capture_output=True,
-                              text=True, check=check, timeout=300)
+    def compose(self, *args: str, check: bool = True) -> Result:
+        return self.project.run([*self.project.base(), *args], timeout=300, check=check)
 
     def healthy(self, service: str) -> bool:
         cid = self.compose("ps", "-q", service).stdout.strip()
@@ -47,9 +54,9 @@ class SimLab:
         wait_for(lambda: self.healthy("gitaly1") and self.healthy("gitlab"), 90, "healthy lab")
         port = self.compose("port", "gitlab", "80").stdout.strip().rsplit(":", 1)[1]
         self.url = f"http://127.0.0.1:{port}"
-        out = self.compose("exec", "-T", "gitlab", "gitlab-rails", "runner",
-                           TOKEN_SNIPPET.format(token=self.token)).stdout
-        assert "token-ok" in out
+        made = self.compose("exec", "-T", "gitlab", *omnibus.admin_token_cmd(self.token),
+                            check=False)
+        assert omnibus.ran_ok(made), made.stderr or made.stdout
 
     def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
         return requests.request(method, f"{self.url}/api/v4/{path}", timeout=30,
@@ -153,12 +160,6 @@ def test_gitaly_with_own_secrets_rejects_push(own_secrets_lab: SimLab, tmp_path:
     assert push.returncode != 0
     assert "remote: GitLab: 401 Unauthorized" in push.stderr
     assert "[remote rejected] main -> main (pre-receive hook declined)" in push.stderr
-
-
-@pytest.fixture(autouse=True)
-def _need_compose() -> None:
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose is not installed")
 
 
 @pytest.fixture

@@ -11,16 +11,20 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import skip_or_fail
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 TOKEN = "ab" * 32
 SECRETS = {"gitlab_shell": {"secret_token": "cd" * 64 + "\n"}}
 
 
+def require_ruby() -> None:
+    if shutil.which("ruby") is None:
+        skip_or_fail("host ruby is needed to evaluate gitlab.rb (apt-get install ruby)")
+
+
 @pytest.fixture(scope="module")
 def simconfig() -> ModuleType:
-    if shutil.which("ruby") is None:
-        pytest.skip("host ruby is needed to evaluate gitlab.rb (apt-get install ruby)")
     sys.path.insert(0, str(SIM_DIR))
     try:
         return importlib.import_module("simconfig")
@@ -31,6 +35,7 @@ def simconfig() -> ModuleType:
 def node(simconfig: ModuleType, tmp_path: Path, text: str,
          secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None
          ) -> dict[str, Any]:
+    require_ruby()
     rb = tmp_path / "gitlab.rb"
     rb.write_text(text)
     raw = simconfig.evaluate(str(rb), env={"PATH": "/usr/bin:/bin", **(env or {})})
@@ -195,6 +200,7 @@ def test_printing_in_gitlab_rb_keeps_json_clean(simconfig: ModuleType, tmp_path:
 
 
 def test_syntax_error_names_file_and_line(simconfig: ModuleType, tmp_path: Path) -> None:
+    require_ruby()
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://gitlab'\ngitaly['configuration'] = {\n  listen_addr: ,\n")
     with pytest.raises(simconfig.ConfigError) as info:
@@ -204,10 +210,32 @@ def test_syntax_error_names_file_and_line(simconfig: ModuleType, tmp_path: Path)
 
 
 def test_runtime_error_names_file_and_line(simconfig: ModuleType, tmp_path: Path) -> None:
+    require_ruby()
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://gitlab'\nnot_a_setting.frobnicate(1)\n")
     with pytest.raises(simconfig.ConfigError, match=rf"{rb}:2"):
         simconfig.evaluate(str(rb))
+
+
+def test_reading_unset_keys_leaves_no_settings(simconfig: ModuleType, tmp_path: Path) -> None:
+    require_ruby()
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("""
+external_url 'http://gitlab'
+enabled = puma['enable']
+port = nginx['listen_port']
+deep = gitlab_rails['a']['b']['c']
+ssl = nginx['ssl']
+ssl['port'] = 8443
+gitaly['configuration'] = {}
+""")
+    raw = simconfig.evaluate(str(rb), env={"PATH": "/usr/bin:/bin"})
+    # Reads leave nothing behind; a value set through a read, and an explicit {}, stay.
+    assert raw == {"external_url": "http://gitlab", "nginx": {"ssl": {"port": 8443}},
+                   "gitaly": {"configuration": {}}}
+    conf = simconfig.effective(raw, SECRETS)
+    assert conf["app"]["port"] == 80
+    assert conf["gitaly"]["storages"] == {"default": "/var/opt/gitlab/git-data/repositories"}
 
 
 def test_missing_secrets_file_is_generated(simconfig: ModuleType, tmp_path: Path) -> None:

@@ -14,10 +14,13 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -31,7 +34,6 @@ ROOT_USER = {"id": 1, "username": "root", "name": "Administrator", "state": "act
              "is_admin": True, "email": "admin@example.com"}
 GIT_PATH = re.compile(r"^/(?P<ns>[\w.-]+)/(?P<path>[\w.-]+?)(?:\.git)?"
                       r"/(?P<op>info/refs|git-upload-pack|git-receive-pack)$")
-_lock = threading.Lock()
 
 
 def log(message: str) -> None:
@@ -39,35 +41,68 @@ def log(message: str) -> None:
 
 
 class Projects:
-    """Project records persisted as JSON under /var/opt/gitlab (survive restarts)."""
+    """Project records, kept in memory and written through to JSON under /var/opt/gitlab
+    (they survive restarts). This process is the file's only writer."""
 
-    def load(self) -> dict[str, Any]:
+    def __init__(self, path: str = STORE) -> None:
+        self.path = path
+        self.lock = threading.Lock()
         try:
-            with open(STORE) as fh:
-                data: dict[str, Any] = json.load(fh)
-                return data
+            with open(path) as fh:
+                self.data: dict[str, Any] = json.load(fh)
         except (OSError, ValueError):
-            return {"next_id": 1, "projects": {}}
+            self.data = {"next_id": 1, "projects": {}}
 
-    def save(self, data: dict[str, Any]) -> None:
-        os.makedirs(simconfig.STATE_DIR, exist_ok=True)
-        with open(STORE + ".tmp", "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(STORE + ".tmp", STORE)
+    def _save(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path + ".tmp", "w") as fh:
+            json.dump(self.data, fh, indent=1)
+        os.replace(self.path + ".tmp", self.path)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(p) for p in self.data["projects"].values()]
 
     def find(self, ref: str) -> dict[str, Any] | None:
-        projects = self.load()["projects"]
-        if ref.isdigit():
-            found: dict[str, Any] | None = projects.get(ref)
-            return found
-        ref = ref.removesuffix(".git")
-        for project in projects.values():
-            if project["path_with_namespace"] == ref:
-                return dict(project)
-        return None
+        with self.lock:
+            projects: dict[str, dict[str, Any]] = self.data["projects"]
+            if ref.isdigit():
+                found = projects.get(ref)
+                return dict(found) if found is not None else None
+            ref = ref.removesuffix(".git")
+            for project in projects.values():
+                if project["path_with_namespace"] == ref:
+                    return dict(project)
+            return None
 
+    def create(self, name: str, path: str, storage_name: str,
+               make_repository: Callable[[str], None]) -> dict[str, Any] | None:
+        """The new project, or None when ``path`` is taken. ``make_repository(disk_path)``
+        runs under the lock, so the id it is named after cannot be given out twice."""
+        with self.lock:
+            if any(p["path"] == path for p in self.data["projects"].values()):
+                return None
+            project_id = int(self.data["next_id"])
+            disk_path = hashed_path(project_id)
+            make_repository(disk_path)
+            project = {
+                "id": project_id, "name": name, "path": path,
+                "path_with_namespace": f"root/{path}",
+                "namespace": {"id": 1, "name": "root", "path": "root", "kind": "user",
+                              "full_path": "root"},
+                "default_branch": "main", "visibility": "private",
+                "repository_storage": storage_name, "disk_path": disk_path,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            self.data["projects"][str(project_id)] = project
+            self.data["next_id"] = project_id + 1
+            self._save()
+            return dict(project)
 
-projects = Projects()
+    def delete(self, project_id: int) -> None:
+        with self.lock:
+            self.data["projects"].pop(str(project_id), None)
+            self._save()
 
 
 def hashed_path(project_id: int) -> str:
@@ -75,17 +110,39 @@ def hashed_path(project_id: int) -> str:
     return f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
 
 
-def token_valid(token: str) -> bool:
-    if not token:
-        return False
-    try:
-        with open(TOKENS) as fh:
-            entries = json.load(fh).get("tokens", [])
-    except (OSError, ValueError):
-        return False
-    today = time.strftime("%Y-%m-%d")
-    return any(e.get("token") == token and (not e.get("expires_at") or e["expires_at"] > today)
-               and not e.get("revoked") for e in entries)
+class Tokens:
+    """tokens.json, which `gitlab-rails runner` writes from another process: read again
+    only when the file changed (it is replaced by rename, so a new inode each time)."""
+
+    def __init__(self, path: str = TOKENS) -> None:
+        self.path = path
+        self._seen: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
+
+    def entries(self) -> list[dict[str, Any]]:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return []
+        key = (stat.st_mtime_ns, stat.st_ino)
+        seen = self._seen
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return []
+        entries = data.get("tokens", []) if isinstance(data, dict) else []
+        self._seen = (key, entries)
+        return entries
+
+    def valid(self, token: str) -> bool:
+        if not token:
+            return False
+        today = time.strftime("%Y-%m-%d")
+        return any(e.get("token") == token
+                   and (not e.get("expires_at") or e["expires_at"] > today)
+                   and not e.get("revoked") for e in self.entries())
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -93,6 +150,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "gitlab-testlab-sim"
     sys_version = ""
     app: ClassVar[dict[str, Any]] = {}
+    # Built once per process: `gitlab-ctl reconfigure` restarts this service.
+    storages: ClassVar[dict[str, gitaly_client.Storage]] = {}
+    projects: ClassVar[Projects]
+    tokens: ClassVar[Tokens]
 
     # -- plumbing --------------------------------------------------------------
 
@@ -138,9 +199,6 @@ class Handler(BaseHTTPRequestHandler):
             return {**query, **data} if isinstance(data, dict) else query
         return {**query, **dict(urllib.parse.parse_qsl(raw.decode()))}
 
-    def storages(self) -> dict[str, gitaly_client.Storage]:
-        return gitaly_client.storages(self.app)
-
     # -- routing ---------------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -177,8 +235,6 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as exc:  # a sim bug: answer like Rails would, keep serving
-            import traceback
-
             log(f"500 on {method} {path}: {traceback.format_exc()}")
             self.json(500, {"message": f"500 Internal Server Error ({type(exc).__name__})"})
 
@@ -205,7 +261,7 @@ class Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         if path == "/-/readiness" and query.get("all", ["0"])[0] in ("1", "true"):
             checks = []
-            for name, storage in self.storages().items():
+            for name, storage in self.storages.items():
                 try:
                     storage.server_info()
                     checks.append({"status": "ok", "labels": {"shard": name}})
@@ -233,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def api(self, method: str, path: str) -> None:
         raw = self.body() if method in ("POST", "PUT") else b""
-        if not token_valid(self.api_token()):
+        if not self.tokens.valid(self.api_token()):
             self.json(401, {"message": "401 Unauthorized"})
             return
         parts = path.strip("/").split("/")
@@ -244,19 +300,15 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "projects" and len(parts) == 1 and method == "POST":
             self.create_project(self.params(raw))
         elif parts[0] == "projects" and len(parts) == 1 and method == "GET":
-            items = projects.load()["projects"].values()
-            self.json(200, [self.project_json(p) for p in items])
+            self.json(200, [self.project_json(p) for p in self.projects.all()])
         elif parts[0] == "projects" and len(parts) == 2:
-            project = projects.find(urllib.parse.unquote(parts[1]))
+            project = self.projects.find(urllib.parse.unquote(parts[1]))
             if project is None:
                 self.json(404, {"message": "404 Project Not Found"})
             elif method == "GET":
                 self.json(200, self.project_json(project))
             elif method == "DELETE":
-                with _lock:
-                    data = projects.load()
-                    data["projects"].pop(str(project["id"]), None)
-                    projects.save(data)
+                self.projects.delete(project["id"])
                 self.json(202, {"message": "202 Accepted"})
             else:
                 self.json(405, {"message": "405 Method Not Allowed"})
@@ -271,32 +323,18 @@ class Handler(BaseHTTPRequestHandler):
             self.json(400, {"message": "name is missing, path is missing, "
                                        "at least one parameter must be provided"})
             return
-        storage = self.storages().get(storage_name)
+        storage = self.storages.get(storage_name)
         if storage is None:
             self.json(400, {"message": {"repository_storage": ["is not included in the list"]}})
             return
-        with _lock:
-            data = projects.load()
-            if any(p["path"] == path for p in data["projects"].values()):
-                self.json(400, {"message": {"name": ["has already been taken"],
-                                            "path": ["has already been taken"]}})
-                return
-            project_id = int(data["next_id"])
-            disk_path = hashed_path(project_id)
-            storage.create_repository(disk_path)  # GitalyCallError -> 500/503 in route()
-            project = {
-                "id": project_id, "name": name, "path": path,
-                "path_with_namespace": f"root/{path}",
-                "namespace": {"id": 1, "name": "root", "path": "root", "kind": "user",
-                              "full_path": "root"},
-                "default_branch": "main", "visibility": "private",
-                "repository_storage": storage_name, "disk_path": disk_path,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            data["projects"][str(project_id)] = project
-            data["next_id"] = project_id + 1
-            projects.save(data)
-        log(f"project {project['path_with_namespace']} created on {storage_name}:{disk_path}")
+        # GitalyCallError from create_repository -> 500/503 in route()
+        project = self.projects.create(name, path, storage_name, storage.create_repository)
+        if project is None:
+            self.json(400, {"message": {"name": ["has already been taken"],
+                                        "path": ["has already been taken"]}})
+            return
+        log(f"project {project['path_with_namespace']} created on "
+            f"{storage_name}:{project['disk_path']}")
         self.json(201, self.project_json(project))
 
     # -- Git smart HTTP (Workhorse's job) ----------------------------------------
@@ -316,24 +354,24 @@ class Handler(BaseHTTPRequestHandler):
                 password = base64.b64decode(auth[6:]).decode().partition(":")[2]
             except ValueError:
                 password = ""
-        if not token_valid(password):
+        if not self.tokens.valid(password):
             self.send(401, b"HTTP Basic: Access denied\n", "text/plain",
                       {"WWW-Authenticate": 'Basic realm="GitLab"'})
             return
-        project = projects.find(f"{match['ns']}/{match['path']}")
+        project = self.projects.find(f"{match['ns']}/{match['path']}")
         if project is None:
             self.send(404, b"The project you were looking for could not be found.\n",
                       "text/plain")
             return
-        storage = self.storages()[project["repository_storage"]]
+        storage = self.storages[project["repository_storage"]]
         protocol = self.headers.get("Git-Protocol", "")
         if op == "info/refs":
             data = storage.info_refs(service, project["disk_path"], protocol)
             content_type = f"application/x-{service}-advertisement"
         else:
-            gl = {"gl_id": "user-1", "gl_repository": f"project-{project['id']}",
-                  "gl_username": "root"}
-            data = storage.post_pack(service, project["disk_path"], raw, protocol, gl)
+            pusher = {"gl_id": "user-1", "gl_repository": f"project-{project['id']}",
+                      "gl_username": "root"}
+            data = storage.post_pack(service, project["disk_path"], raw, protocol, pusher)
             content_type = f"application/x-{service}-result"
         self.send(200, data, content_type, {"Cache-Control": "no-cache"})
 
@@ -354,7 +392,7 @@ class Handler(BaseHTTPRequestHandler):
                             "gitlab_rev": "sim", "redis": True})
         elif method == "POST" and endpoint == "allowed":
             gl_repository = str(params.get("gl_repository", ""))
-            project = projects.find(gl_repository.removeprefix("project-"))
+            project = self.projects.find(gl_repository.removeprefix("project-"))
             if project is None:
                 self.json(404, {"status": False, "message":
                                 "The project you were looking for could not be found."})
@@ -373,12 +411,13 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> int:
     Handler.app = simconfig.read_runtime()["app"]
+    Handler.storages = gitaly_client.storages(Handler.app)
+    Handler.projects = Projects()
+    Handler.tokens = Tokens()
     server = ThreadingHTTPServer(("0.0.0.0", Handler.app["port"]), Handler)
     server.daemon_threads = True
     log(f"listening on :{Handler.app['port']} as {Handler.app['external_url']}; storages "
         + ", ".join(f"{n}={s['address']}" for n, s in Handler.app["storages"].items()))
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever()
     return 0

@@ -51,19 +51,23 @@ def listening(name: str, node: dict[str, Any]) -> bool:
     return _addr_ok(f"127.0.0.1:{node['app']['port']}")
 
 
-def status(only: str | None) -> int:
+def status(only: str | None, *, quiet: bool = False) -> int:
+    """``only``: a service name with ALIASES already applied."""
+    def say(line: str) -> None:
+        if not quiet:
+            print(line)
+
     try:
         node = simconfig.read_runtime()
         with open(supervisor.STATE) as fh:
             state = json.load(fh)
     except (OSError, ValueError):
-        print("fail: sim not started (no runtime state)")
+        say("fail: sim not started (no runtime state)")
         return 1
     services = supervisor.enabled(node)
     if only:
-        only = ALIASES.get(only, only)
         if only not in ("gitaly", "puma"):
-            print(f"fail: {only}: unknown service")
+            say(f"fail: {only}: unknown service")
             return 1
         services = [only]
     code = 0
@@ -77,9 +81,9 @@ def status(only: str | None) -> int:
             except OSError:
                 alive = False
         if alive and listening(name, node):
-            print(f"run: {name}: (pid {entry['pid']}) {int(time.time() - entry['started'])}s")
+            say(f"run: {name}: (pid {entry['pid']}) {int(time.time() - entry['started'])}s")
         else:
-            print(f"down: {name}: 0s, normally up")
+            say(f"down: {name}: 0s, normally up")
             code = 3
     return code
 
@@ -105,13 +109,7 @@ def wait_up(before: str, timeout: float = 30) -> int:
     while _state_text() == before and time.time() < deadline:
         time.sleep(0.1)
     while time.time() < deadline:
-        with open(os.devnull, "w") as quiet:
-            saved, sys.stdout = sys.stdout, quiet
-            try:
-                code = status(None)
-            finally:
-                sys.stdout = saved
-        if code == 0:
+        if status(None, quiet=True) == 0:
             return 0
         time.sleep(0.3)
     return status(None)

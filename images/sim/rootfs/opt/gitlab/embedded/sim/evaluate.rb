@@ -41,14 +41,17 @@ class SimConfig
   end
 end
 
-# Drop hashes that were only created by reading a missing key.
+# Drop hashes that were only created by reading a missing key. Children go first:
+# a chain of reads (gitaly['a']['b']) leaves a vivified hash holding only vivified
+# hashes, which is empty once they are gone.
 def prune(value)
   case value
   when Hash
     out = {}
     value.each do |k, v|
-      next if v.is_a?(SimAttrs) && v.empty?
-      out[k.to_s] = prune(v)
+      kept = prune(v)
+      next if v.is_a?(SimAttrs) && kept.empty?
+      out[k.to_s] = kept
     end
     out
   when Array then value.map { |v| prune(v) }

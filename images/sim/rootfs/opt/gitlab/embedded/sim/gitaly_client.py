@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -31,14 +32,41 @@ class GitalyCallError(Exception):
                                     grpc.StatusCode.DEADLINE_EXCEEDED) else 500
 
 
+@dataclass(frozen=True)
+class _PackService:
+    info_refs: str
+    post: str
+    request: Any
+    response: Any
+    #: Only PostReceivePackRequest carries gl_id, gl_repository and gl_username.
+    takes_pusher: bool
+
+
+_SERVICES = {
+    "git-upload-pack": _PackService("InfoRefsUploadPack", "PostUploadPack",
+                                    smarthttp_pb2.PostUploadPackRequest,
+                                    smarthttp_pb2.PostUploadPackResponse, False),
+    "git-receive-pack": _PackService("InfoRefsReceivePack", "PostReceivePack",
+                                     smarthttp_pb2.PostReceivePackRequest,
+                                     smarthttp_pb2.PostReceivePackResponse, True),
+}
+
+
 class Storage:
     """One ``repositories_storages`` entry; a fresh channel per use so a restarted
-    Gitaly (new IP, no reconnect backoff) is picked up at once."""
+    Gitaly (new IP, no reconnect backoff) is picked up at once.
 
-    def __init__(self, name: str, address: str, token: str) -> None:
+    ``trusted_ca`` is read once, by the caller, like Omnibus which installs
+    /etc/gitlab/trusted-certs on reconfigure (and the sim restarts its services then).
+    """
+
+    def __init__(self, name: str, address: str, token: str,
+                 trusted_ca: bytes | None = None) -> None:
         self.name = name
         self.address = address
         self.token = token
+        self.credentials = (grpc.ssl_channel_credentials(root_certificates=trusted_ca)
+                            if address.startswith("tls://") else None)
 
     def channel(self) -> grpc.Channel:
         scheme, _, rest = self.address.partition("://")
@@ -46,9 +74,8 @@ class Storage:
             return grpc.insecure_channel(self.address)
         if scheme == "tcp":
             return grpc.insecure_channel(rest)
-        if scheme == "tls":
-            creds = grpc.ssl_channel_credentials(root_certificates=simconfig.trusted_ca_pem())
-            return grpc.secure_channel(rest, creds)
+        if self.credentials is not None:
+            return grpc.secure_channel(rest, self.credentials)
         raise GitalyCallError(grpc.StatusCode.INVALID_ARGUMENT,
                               f"invalid gitaly address {self.address!r}")
 
@@ -101,27 +128,22 @@ class Storage:
         return bool(resp.exists)
 
     def info_refs(self, service: str, relative_path: str, git_protocol: str) -> bytes:
-        name = "InfoRefsUploadPack" if service == "git-upload-pack" else "InfoRefsReceivePack"
         request = smarthttp_pb2.InfoRefsRequest(repository=self.repository(relative_path),
                                                 git_protocol=git_protocol)
-        return self.stream(f"/gitaly.SmartHTTPService/{name}", request,
+        return self.stream(f"/gitaly.SmartHTTPService/{_SERVICES[service].info_refs}", request,
                            smarthttp_pb2.InfoRefsResponse, client_stream=False)
 
     def post_pack(self, service: str, relative_path: str, body: bytes, git_protocol: str,
-                  gl: dict[str, str]) -> bytes:
-        repo = self.repository(relative_path)
-        chunks = [body[i:i + 32768] for i in range(0, len(body), 32768)] or [b""]
-        if service == "git-upload-pack":
-            reqs: list[Any] = [smarthttp_pb2.PostUploadPackRequest(
-                repository=repo, data=chunks[0], git_protocol=git_protocol)]
-            reqs += [smarthttp_pb2.PostUploadPackRequest(data=c) for c in chunks[1:]]
-            return self.stream("/gitaly.SmartHTTPService/PostUploadPack", reqs,
-                               smarthttp_pb2.PostUploadPackResponse, client_stream=True)
-        rreqs: list[Any] = [smarthttp_pb2.PostReceivePackRequest(
-            repository=repo, data=chunks[0], git_protocol=git_protocol, **gl)]
-        rreqs += [smarthttp_pb2.PostReceivePackRequest(data=c) for c in chunks[1:]]
-        return self.stream("/gitaly.SmartHTTPService/PostReceivePack", rreqs,
-                           smarthttp_pb2.PostReceivePackResponse, client_stream=True)
+                  pusher: dict[str, str]) -> bytes:
+        rpc = _SERVICES[service]
+        parts = simconfig.chunks(body)
+        # The first message names the repository; the rest carry only data.
+        requests = [rpc.request(repository=self.repository(relative_path), data=next(parts),
+                                git_protocol=git_protocol,
+                                **(pusher if rpc.takes_pusher else {}))]
+        requests += [rpc.request(data=part) for part in parts]
+        return self.stream(f"/gitaly.SmartHTTPService/{rpc.post}", requests, rpc.response,
+                           client_stream=True)
 
 
 def _serialize(message: Any) -> bytes:
@@ -129,5 +151,9 @@ def _serialize(message: Any) -> bytes:
 
 
 def storages(app: dict[str, Any]) -> dict[str, Storage]:
-    return {name: Storage(name, entry["address"], entry["token"])
-            for name, entry in app["storages"].items()}
+    """The app's storages, with the CAs it trusts read now (once for all of them)."""
+    entries = app["storages"]
+    tls = any(e["address"].startswith("tls://") for e in entries.values())
+    trusted_ca = simconfig.trusted_ca_pem() if tls else None
+    return {name: Storage(name, entry["address"], entry["token"], trusted_ca)
+            for name, entry in entries.items()}

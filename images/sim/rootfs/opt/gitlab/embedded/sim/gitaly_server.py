@@ -25,7 +25,6 @@ import server_pb2
 import simconfig
 import smarthttp_pb2
 
-CHUNK = 32 * 1024
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
 _CODES = {
     lab_auth.AuthOutcome.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
@@ -39,11 +38,12 @@ def log(message: str) -> None:
 
 class Gitaly:
     def __init__(self, conf: dict[str, Any]) -> None:
-        self.conf = conf
         self.token: str = conf["token"]
         self.storages: dict[str, str] = conf["storages"]
         for path in self.storages.values():
             os.makedirs(path, exist_ok=True)
+        git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
+        self.git_version = git.stdout.strip().removeprefix("git version ")
 
     # -- helpers ---------------------------------------------------------------
 
@@ -80,16 +80,10 @@ class Gitaly:
         env.update(extra or {})
         return env
 
-    @staticmethod
-    def chunks(data: bytes) -> Iterator[bytes]:
-        for start in range(0, len(data), CHUNK):
-            yield data[start:start + CHUNK]
-
     # -- ServerService ---------------------------------------------------------
 
     def server_info(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.authorize(context, "ServerInfo")
-        git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
         statuses = []
         for name, path in self.storages.items():
             statuses.append(server_pb2.ServerInfoResponse.StorageStatus(
@@ -101,7 +95,7 @@ class Gitaly:
             ))
         return server_pb2.ServerInfoResponse(
             server_version=simconfig.SERVER_VERSION,
-            git_version=git.stdout.strip().removeprefix("git version "),
+            git_version=self.git_version,
             storage_statuses=statuses,
         )
 
@@ -153,7 +147,7 @@ class Gitaly:
         # Like Gitaly, write the smart HTTP service announcement ourselves.
         line = f"# service=git-{service}\n".encode()
         data = b"%04x" % (len(line) + 4) + line + b"0000" + proc.stdout
-        for chunk in self.chunks(data):
+        for chunk in simconfig.chunks(data):
             yield smarthttp_pb2.InfoRefsResponse(data=chunk)
 
     def info_refs_upload_pack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -165,38 +159,36 @@ class Gitaly:
 
     def post_upload_pack(self, requests: Iterator[Any],
                          context: grpc.ServicerContext) -> Iterator[Any]:
-        self.authorize(context, "PostUploadPack")
-        first = next(requests)
-        path = self.repo_path(first.repository, context)
-        data = first.data + b"".join(r.data for r in requests)
-        proc = subprocess.run(["git", "upload-pack", "--stateless-rpc", path], input=data,
-                              capture_output=True, env=self.git_env(first.git_protocol),
-                              check=False)
-        if proc.returncode != 0:
-            context.abort(grpc.StatusCode.INTERNAL, proc.stderr.decode(errors="replace"))
-        for chunk in self.chunks(proc.stdout):
-            yield smarthttp_pb2.PostUploadPackResponse(data=chunk)
+        return self._post_pack("PostUploadPack", requests, context,
+                               smarthttp_pb2.PostUploadPackResponse, ["upload-pack"])
 
     def post_receive_pack(self, requests: Iterator[Any],
                           context: grpc.ServicerContext) -> Iterator[Any]:
-        self.authorize(context, "PostReceivePack")
+        # Gitaly points core.hooksPath at its own hooks, which call the internal API.
+        return self._post_pack("PostReceivePack", requests, context,
+                               smarthttp_pb2.PostReceivePackResponse,
+                               ["-c", f"core.hooksPath={HOOKS_DIR}", "receive-pack"], push=True)
+
+    def _post_pack(self, method: str, requests: Iterator[Any], context: grpc.ServicerContext,
+                   response_cls: Any, git_args: list[str], *,
+                   push: bool = False) -> Iterator[Any]:
+        self.authorize(context, method)
         first = next(requests)
         path = self.repo_path(first.repository, context)
         data = first.data + b"".join(r.data for r in requests)
-        env = self.git_env(first.git_protocol, {
-            "GL_ID": first.gl_id, "GL_REPOSITORY": first.gl_repository,
-            "GL_USERNAME": first.gl_username, "GL_PROTOCOL": "http",
-        })
-        # Gitaly points core.hooksPath at its own hooks, which call the internal API.
-        proc = subprocess.run(
-            ["git", "-c", f"core.hooksPath={HOOKS_DIR}", "receive-pack", "--stateless-rpc", path],
-            input=data, capture_output=True, env=env, check=False)
+        # The hooks of a push need to know who pushes to which project.
+        pusher = {"GL_ID": first.gl_id, "GL_REPOSITORY": first.gl_repository,
+                  "GL_USERNAME": first.gl_username, "GL_PROTOCOL": "http"} if push else None
+        proc = subprocess.run(["git", *git_args, "--stateless-rpc", path], input=data,
+                              capture_output=True, env=self.git_env(first.git_protocol, pusher),
+                              check=False)
         if proc.returncode != 0:
             context.abort(grpc.StatusCode.INTERNAL, proc.stderr.decode(errors="replace"))
-        self.fix_head(path)
-        log(f"PostReceivePack {first.gl_repository} done")
-        for chunk in self.chunks(proc.stdout):
-            yield smarthttp_pb2.PostReceivePackResponse(data=chunk)
+        if push:
+            self.fix_head(path)
+            log(f"{method} {first.gl_repository} done")
+        for chunk in simconfig.chunks(proc.stdout):
+            yield response_cls(data=chunk)
 
     @staticmethod
     def fix_head(path: str) -> None:
@@ -213,41 +205,39 @@ class Gitaly:
     # -- wiring ----------------------------------------------------------------
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def unary(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
+        def handler(kind: Callable[..., grpc.RpcMethodHandler], fn: Callable[..., Any],
+                    req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return kind(fn, request_deserializer=req.FromString,
+                        response_serializer=resp.SerializeToString)
 
-        def unary_stream(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
-            return grpc.unary_stream_rpc_method_handler(
-                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
-
-        def stream_stream(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler:
-            return grpc.stream_stream_rpc_method_handler(
-                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
-
+        unary, unary_stream, stream_stream = (grpc.unary_unary_rpc_method_handler,
+                                              grpc.unary_stream_rpc_method_handler,
+                                              grpc.stream_stream_rpc_method_handler)
         return [
             grpc.method_handlers_generic_handler("gitaly.ServerService", {
-                "ServerInfo": unary(self.server_info, server_pb2.ServerInfoRequest,
-                                    server_pb2.ServerInfoResponse),
+                "ServerInfo": handler(unary, self.server_info, server_pb2.ServerInfoRequest,
+                                      server_pb2.ServerInfoResponse),
             }),
             grpc.method_handlers_generic_handler("gitaly.RepositoryService", {
-                "RepositoryExists": unary(self.repository_exists, repo_pb.RepositoryExistsRequest,
-                                          repo_pb.RepositoryExistsResponse),
-                "CreateRepository": unary(self.create_repository, repo_pb.CreateRepositoryRequest,
-                                          repo_pb.CreateRepositoryResponse),
+                "RepositoryExists": handler(unary, self.repository_exists,
+                                            repo_pb.RepositoryExistsRequest,
+                                            repo_pb.RepositoryExistsResponse),
+                "CreateRepository": handler(unary, self.create_repository,
+                                            repo_pb.CreateRepositoryRequest,
+                                            repo_pb.CreateRepositoryResponse),
             }),
             grpc.method_handlers_generic_handler("gitaly.SmartHTTPService", {
-                "InfoRefsUploadPack": unary_stream(
-                    self.info_refs_upload_pack, smarthttp_pb2.InfoRefsRequest,
+                "InfoRefsUploadPack": handler(
+                    unary_stream, self.info_refs_upload_pack, smarthttp_pb2.InfoRefsRequest,
                     smarthttp_pb2.InfoRefsResponse),
-                "InfoRefsReceivePack": unary_stream(
-                    self.info_refs_receive_pack, smarthttp_pb2.InfoRefsRequest,
+                "InfoRefsReceivePack": handler(
+                    unary_stream, self.info_refs_receive_pack, smarthttp_pb2.InfoRefsRequest,
                     smarthttp_pb2.InfoRefsResponse),
-                "PostUploadPack": stream_stream(
-                    self.post_upload_pack, smarthttp_pb2.PostUploadPackRequest,
+                "PostUploadPack": handler(
+                    stream_stream, self.post_upload_pack, smarthttp_pb2.PostUploadPackRequest,
                     smarthttp_pb2.PostUploadPackResponse),
-                "PostReceivePack": stream_stream(
-                    self.post_receive_pack, smarthttp_pb2.PostReceivePackRequest,
+                "PostReceivePack": handler(
+                    stream_stream, self.post_receive_pack, smarthttp_pb2.PostReceivePackRequest,
                     smarthttp_pb2.PostReceivePackResponse),
             }),
         ]

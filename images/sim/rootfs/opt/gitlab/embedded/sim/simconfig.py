@@ -12,7 +12,9 @@ import json
 import os
 import secrets as _random
 import subprocess
+import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
 DEFAULT_STORAGE_PATH = "/var/opt/gitlab/git-data"
 DEFAULT_WHITELIST = ["127.0.0.0/8", "::1/128"]
 SERVER_VERSION = "gitlab-testlab-sim"
+#: Gitaly streams git data in messages of at most this many bytes.
+CHUNK = 32 * 1024
 
 
 class ConfigError(Exception):
@@ -53,13 +57,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _scalar(value: Any) -> Any:
-    # Reading a missing key in gitlab.rb auto-vivifies an empty hash: that means "unset".
-    return None if value == {} else value
-
-
 def _str(value: Any) -> str:
-    value = _scalar(value)
     return "" if value is None else str(value)
 
 
@@ -71,11 +69,11 @@ def _roles(raw: dict[str, Any]) -> list[str]:
 
 
 def gitaly_enabled(raw: dict[str, Any]) -> bool:
-    return _scalar(_section(raw, "gitaly").get("enable")) is not False
+    return _section(raw, "gitaly").get("enable") is not False
 
 
 def app_enabled(raw: dict[str, Any]) -> bool:
-    enable = _scalar(_section(raw, "puma").get("enable"))
+    enable = _section(raw, "puma").get("enable")
     if enable is False:
         return False
     roles = _roles(raw)
@@ -137,8 +135,8 @@ def app_settings(raw: dict[str, Any]) -> dict[str, Any]:
 
     external_url = _str(raw.get("external_url")) or "http://gitlab.example.com"
     url = urllib.parse.urlsplit(external_url)
-    port = _scalar(_section(raw, "nginx").get("listen_port")) or url.port or 80
-    whitelist = _scalar(rails.get("monitoring_whitelist"))
+    port = _section(raw, "nginx").get("listen_port") or url.port or 80
+    whitelist = rails.get("monitoring_whitelist")
     return {
         "external_url": external_url.rstrip("/"),
         "port": int(port),
@@ -234,13 +232,19 @@ def trusted_ca_pem(directory: str = TRUSTED_CERTS, *, with_system: bool = True) 
     return pem
 
 
+def chunks(data: bytes) -> Iterator[bytes]:
+    """``data`` in CHUNK-sized pieces; at least one, since a stream's first message
+    carries the request's header fields even when there is no data."""
+    yield data[:CHUNK]
+    for start in range(CHUNK, len(data), CHUNK):
+        yield data[start:start + CHUNK]
+
+
 def log(service: str, message: str, *, via_pid1: bool = False) -> None:
     """One log line to the container's stdout and /var/log/gitlab/<service>/current.
 
     ``via_pid1`` is for git hooks, whose own stdout goes to the pushing client.
     """
-    import time
-
     line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {service}: {message}\n"
     try:
         if via_pid1:

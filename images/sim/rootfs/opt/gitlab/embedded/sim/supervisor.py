@@ -54,8 +54,7 @@ class Supervisor:
 
     def start(self, name: str) -> None:
         self.children[name] = subprocess.Popen(
-            [sys.executable, str(HERE / SERVICES[name])], env={**os.environ},
-            stdin=subprocess.DEVNULL)
+            [sys.executable, str(HERE / SERVICES[name])], stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
 
@@ -102,14 +101,13 @@ class Supervisor:
 
     def reap(self) -> None:
         # As PID 1 we also adopt orphans (e.g. git processes); collect them.
-        ours = {proc.pid for proc in self.children.values()}
         try:
             while True:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
                 for proc in self.children.values():
-                    if proc.pid == pid and pid in ours:
+                    if proc.pid == pid:
                         proc.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             pass
