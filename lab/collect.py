@@ -1,8 +1,9 @@
 """`lab collect`: one tar.gz with the evidence of a lab, safe to attach to a ticket.
 
 Every text that goes in passes ``Redaction``: each secret value the lab knows
-(``.lab/secrets.json`` and every gitlab-secrets.json read inside the
-containers) is replaced, and so is anything shaped like a token or a key. The
+(tokens, gitlab-secrets.json values and private keys from ``.lab/secrets.json``,
+and every gitlab-secrets.json read inside the containers) is replaced, and so is
+anything shaped like a token or a key; certificates are public and stay. The
 bundle carries per-node *hashes* of each secret instead, so a mismatch shows
 without leaking. After writing, the bundle is searched for every known value
 and refused if one is found.
@@ -19,32 +20,33 @@ import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab import __version__, omnibus
 from lab.doctor import (
     Gathered,
+    HostFacts,
     LabHandle,
     Level,
     Report,
-    docker_facts,
     doctor,
     format_text,
     gathered_json,
     node_states,
 )
-from lab.engine.compose import detect
+from lab.engine.run import REDACTED, Redactor
 from lab.errors import LabError
 from lab.model import Lab
 from lab.render.gitlab_rb import node_token
-from lab.render.labdir import MANIFEST, SECRETS_STORE, load_secrets
+from lab.render.labdir import ADMIN_TOKEN, MANIFEST, STATE_DIR, load_secrets
 from lab.render.secrets import LabSecrets, fingerprint, secret_values
 
-MARK = "[REDACTED]"
+MARK = REDACTED
+T = TypeVar("T")
 LOG_TAIL = 5000  # container log lines per node
 FILE_TAIL = 2000  # lines per file under /var/log/gitlab
 # Where `lab run` leaves the last scenario results in a lab directory.
-LAST_RESULTS = (".lab/last-run.json", ".lab/last-run.xml", "results")
+LAST_RESULTS = (f"{STATE_DIR}/last-run.json", f"{STATE_DIR}/last-run.xml")
 
 # Shapes of secrets we may not know the value of (a node that generated its own file,
 # a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).
@@ -66,37 +68,30 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-@dataclass
-class Redaction:
+class Redaction(Redactor):
     """Known values first (longest first), then the shapes of unknown ones."""
-
-    known: set[str] = field(default_factory=set)
 
     def add(self, values: Iterable[str]) -> None:
         for v in values:
             v = v.strip()
-            # Short values would redact innocent words; every real secret is long.
-            if len(v) >= 8:
-                self.known.add(v)
-                # A PEM or multi-line value may appear line by line in a file.
-                self.known.update(ln.strip() for ln in v.splitlines() if len(ln.strip()) >= 16)
+            # A PEM or multi-line value may appear line by line in a file.
+            super().add([v, *(ln.strip() for ln in v.splitlines() if len(ln.strip()) >= 16)])
 
     def __call__(self, text: str) -> str:
-        for value in sorted(self.known, key=len, reverse=True):
-            text = text.replace(value, MARK)
+        text = super().__call__(text)
         for pattern, repl in _PATTERNS:
             text = pattern.sub(repl, text)
         return text
 
     def leaks(self, text: str) -> list[str]:
-        return [fingerprint(v) for v in self.known if v in text]
+        return [fingerprint(v) for v in self.secrets if v in text]
 
 
 def lab_redaction(sec: LabSecrets | None, extra: Iterable[Mapping[str, Any]] = ()) -> Redaction:
+    """Tokens, secrets files and private keys; certificates are public and stay readable."""
     r = Redaction()
     if sec is not None:
         r.add(sec.values())
-        r.add(secret_values(sec.to_json()))  # TLS keys and per-node files included
     for data in extra:
         r.add(secret_values(data))
     return r
@@ -190,7 +185,7 @@ class Bundle:
         tmp.replace(out)
 
 
-def _safe(call: Callable[[], str], what: str, notes: list[str]) -> str | None:
+def _safe(call: Callable[[], T], what: str, notes: list[str]) -> T | None:
     try:
         return call()
     except LabError as exc:
@@ -203,7 +198,7 @@ def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
     for path in sorted(p for p in lab_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(lab_dir).as_posix()
         # .lab/ holds the secrets store and the spec with tokens; the manifest sits on top.
-        if rel == SECRETS_STORE or rel.startswith(".lab/") or rel in ("admin-token", MANIFEST):
+        if rel.startswith(f"{STATE_DIR}/") or rel in (ADMIN_TOKEN, MANIFEST):
             continue
         if path.suffix == ".key":
             bundle.add_raw(f"lab/{rel}", "[private key left out of the bundle]\n")
@@ -226,44 +221,55 @@ def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
 def _scenario_results(bundle: Bundle, lab_dir: Path) -> bool:
     found = False
     for rel in LAST_RESULTS:
-        p = lab_dir / rel
-        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) \
-            if p.is_dir() else []
-        for f in files:
-            try:
-                bundle.add(f"scenarios/{f.relative_to(lab_dir).as_posix()}", f.read_text())
-                found = True
-            except (OSError, UnicodeDecodeError):
-                continue
+        try:
+            bundle.add(f"scenarios/{rel}", (lab_dir / rel).read_text())
+            found = True
+        except (OSError, UnicodeDecodeError):
+            continue
     return found
+
+
+LOG_DIR = "/var/log/gitlab"
+_TAIL_HEADER = re.compile(rf"^==> ({re.escape(LOG_DIR)}/.+) <==$", re.MULTILINE)
+
+
+def log_files_cmd() -> list[str]:
+    """Every log file under /var/log/gitlab, tailed, in one exec (tail -v names each)."""
+    return ["find", LOG_DIR, "-type", "f", "-size", "-50M",
+            "-exec", "tail", "-v", "-n", str(FILE_TAIL), "{}", "+"]
+
+
+def split_tails(text: str) -> dict[str, str]:
+    """``tail -v`` output of several files -> path relative to /var/log/gitlab -> lines."""
+    out: dict[str, str] = {}
+    heads = list(_TAIL_HEADER.finditer(text))
+    for i, head in enumerate(heads):
+        if i + 1 < len(heads):
+            # tail puts one empty line before every header but the first.
+            body = text[head.end() + 1:heads[i + 1].start()].removesuffix("\n")
+        else:
+            body = text[head.end() + 1:]
+        out[head[1].removeprefix(f"{LOG_DIR}/")] = body
+    return out
 
 
 def node_log_files(handle: LabHandle, node: str, notes: list[str]) -> dict[str, str]:
     """/var/log/gitlab/*/current (and friends) from inside the node, tailed."""
-    res = handle.exec(node, ["find", "/var/log/gitlab", "-type", "f", "-size", "-50M"],
-                      check=False, timeout=30)
-    out: dict[str, str] = {}
-    for path in sorted(res.stdout.split()):
-        got = handle.exec(node, ["tail", "-n", str(FILE_TAIL), path], check=False, timeout=30)
-        if got.returncode == 0:
-            out[path.removeprefix("/var/log/gitlab/")] = got.stdout
+    res = handle.exec(node, log_files_cmd(), check=False, timeout=60)
+    out = split_tails(res.stdout)
     if res.returncode != 0 and not out:
-        notes.append(f"{node}: could not list /var/log/gitlab")
+        notes.append(f"{node}: could not read {LOG_DIR}")
     return out
 
 
-def versions(image: str | None, notes: list[str]) -> dict[str, Any]:
+def versions(host: HostFacts, image: str | None, notes: list[str]) -> dict[str, Any]:
+    """Toolkit, Docker and Compose (as doctor found them) and the image."""
     data: dict[str, Any] = {"toolkit": f"gitlab-testlab {__version__}"}
-    docker_version, err, _ = docker_facts()
-    data["docker"] = docker_version or f"unavailable: {err}"
-    try:
-        tool = detect()
-        data["compose"] = f"{tool.name} {tool.version}"
-    except LabError as exc:
-        data["compose"] = f"unavailable: {exc}"
+    data["docker"] = host.docker_version or f"unavailable: {host.docker_error}"
+    data["compose"] = host.compose or f"unavailable: {host.compose_error}"
     if image:
         data["image"] = image
-        if docker_version:
+        if host.docker_version:
             from lab.engine import docker as dk
 
             try:
@@ -282,12 +288,14 @@ def collect(handle: LabHandle, out: Path, *,
     lab = handle.lab
     lab_dir: Path = handle.path
     sec = load_secrets(lab_dir) or handle.rendered.secrets
-    states = node_states(handle)
     notes: list[str] = []
+    # Asked once: doctor, the node loop and status.json all use this answer.
+    status = _safe(handle.status, "lab status", notes)
+    states = node_states(status) if status is not None else {}
 
     # Doctor first: it reads each node's own gitlab-secrets.json, whose values must
     # be redacted too (a node with `secrets: none` made its own).
-    report, gathered = doctor(handle) if doctor_result is None else doctor_result
+    report, gathered = doctor(handle, states=states) if doctor_result is None else doctor_result
     redact = lab_redaction(sec, gathered.secrets.values())
     bundle = Bundle(redact)
 
@@ -296,10 +304,10 @@ def collect(handle: LabHandle, out: Path, *,
     bundle.add("doctor.txt", format_text(report))
     bundle.add("doctor.json", json.dumps({**report.to_json(), "facts": gathered_json(gathered)},
                                          indent=2, default=str) + "\n")
-    status = _safe(lambda: json.dumps(handle.status().to_json(), indent=2, default=str),
-                   "lab status", notes)
-    bundle.add("status.json", (status or json.dumps({"error": "lab status failed"})) + "\n")
-    bundle.add("versions.json", json.dumps(versions(handle.rendered.image, notes),
+    bundle.add("status.json", json.dumps(status.to_json() if status is not None else
+                                         {"error": "lab status failed"},
+                                         indent=2, default=str) + "\n")
+    bundle.add("versions.json", json.dumps(versions(gathered.host, handle.rendered.image, notes),
                                            indent=2) + "\n")
     manifest = lab_dir / MANIFEST
     if manifest.is_file():

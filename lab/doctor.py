@@ -32,10 +32,10 @@ from lab.auth import encode_shell_jwt
 from lab.engine import docker as dk
 from lab.engine.compose import detect
 from lab.engine.images import sim_image_ref
-from lab.engine.run import Result, run
-from lab.errors import LabError
+from lab.engine.run import Result
+from lab.errors import LabError, SpecError
 from lab.host import mem_available, port_in_use
-from lab.importer import evaluator_path
+from lab.importer import evaluate_rb
 from lab.model import Flavor, Lab, Node
 from lab.render.compose import image_for
 from lab.render.gitlab_rb import internal_api_url, node_token
@@ -201,8 +201,9 @@ def config_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
         elif n.config_error is None:
             out.append(Check(n.name, "gitlab.rb", Level.OK, "evaluates as Ruby"))
         else:
-            first = n.config_error.strip().splitlines()
-            out.append(Check(n.name, "gitlab.rb", Level.FAIL, first[-1] if first else "error",
+            # The first line names file, line and error; Ruby's caret lines follow it.
+            lines = n.config_error.strip().splitlines()
+            out.append(Check(n.name, "gitlab.rb", Level.FAIL, lines[0] if lines else "error",
                              f"fix nodes/{n.name}/gitlab.rb, then reconfigure {n.name} "
                              "(gitlab-ctl reconfigure)"))
     return out
@@ -465,15 +466,11 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
 
 def evaluate_config(path: Path, omnibus_config: str = "") -> str | None:
     """None if ``path`` evaluates as Omnibus would (with GITLAB_OMNIBUS_CONFIG first), else why."""
-    env = {k: v for k, v in os.environ.items() if k != "GITLAB_OMNIBUS_CONFIG"}
-    if omnibus_config:
-        env["GITLAB_OMNIBUS_CONFIG"] = omnibus_config
-    res = run(["ruby", str(evaluator_path()), str(path)], check=False, env=env, timeout=60)
-    if res.returncode == 0:
-        return None
-    lines = [ln for ln in (res.stderr or res.stdout).strip().splitlines()
-             if not ln.startswith("gitlab-testlab-sim:")]
-    return "\n".join(lines) or f"ruby exited {res.returncode}"
+    try:
+        evaluate_rb(path, omnibus_config=omnibus_config)
+    except SpecError as exc:
+        return str(exc)
+    return None
 
 
 def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, str]:
@@ -518,12 +515,9 @@ class Gathered:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def node_states(handle: LabHandle) -> dict[str, str]:
-    """node -> container state; empty when Docker cannot be asked."""
-    try:
-        return {str(n.node): str(n.state) for n in handle.status().nodes}
-    except LabError:
-        return {}
+def node_states(status: Any) -> dict[str, str]:
+    """node -> container state, from a ``LabStatus``."""
+    return {str(n.node): str(n.state) for n in status.nodes}
 
 
 def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
@@ -571,13 +565,18 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
     lab, sec = handle.lab, handle.rendered.secrets
     app = lab.app
     token = node_token(sec.gitaly_token, app)
+    local = _local_engine()
+    rake: Result | None = None
     out = []
     for node in lab.external_gitaly_nodes:
         storages = tuple(s.name for s in node.storages)
-        if _local_engine():
+        if local:
             out.append(_server_info_probe(handle, node, token, storages))
-        else:
-            out.append(_rake_probe(handle, node, storages))
+            continue
+        if rake is None:
+            # The rake task checks every storage at once, and may take minutes: run it once.
+            rake = handle.exec(app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
+        out.append(_rake_probe(rake, node, storages))
     return out
 
 
@@ -605,8 +604,7 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
     return GitalyProbe(node.name, node.gitaly_address, storages, unreadable=unreadable)
 
 
-def _rake_probe(handle: LabHandle, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
-    res = handle.exec(handle.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
+def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
     error = "" if res.returncode == 0 else omnibus.failure_line(res)
     return GitalyProbe(node.name, node.gitaly_address, storages, error,
                        via="gitlab-rake gitlab:gitaly:check")
@@ -675,12 +673,20 @@ def judge(lab_name: str | None, g: Gathered, app: str | None) -> Report:
     return Report(lab_name, tuple(checks))
 
 
-def doctor(handle: LabHandle | None) -> tuple[Report, Gathered]:
-    """Run every check that applies: host only without a lab, all of them for a running one."""
+def doctor(handle: LabHandle | None, *,
+           states: Mapping[str, str] | None = None) -> tuple[Report, Gathered]:
+    """Run every check that applies: host only without a lab, all of them for a running one.
+
+    ``states`` (node -> container state) saves asking Docker again when the caller has them.
+    """
     if handle is None:
         g = Gathered(host=gather_host(None))
         return judge(None, g, None), g
-    states = node_states(handle)
+    if states is None:
+        try:
+            states = node_states(handle.status())
+        except LabError:  # Docker cannot be asked: every node counts as missing
+            states = {}
     g = gather_lab(handle, states)
     return judge(handle.name, g, handle.lab.app.name), g
 

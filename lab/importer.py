@@ -31,6 +31,7 @@ from lab.versions import DEFAULT_VERSION, Version, dialect_for, parse_supported
 
 EVALUATOR = Path("sim/rootfs/opt/gitlab/embedded/sim/evaluate.rb")  # under images/
 DEFAULT_NAME = "imported"
+OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
 
 # Versions import picks from: the newest one inside the range the keys allow.
 # 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
@@ -63,14 +64,19 @@ def evaluator_path() -> Path:
 _WHERE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):\s*(?P<msg>.*)$")
 
 
-def evaluate_rb(path: Path, *, ruby: str = "ruby") -> dict[str, Any]:
-    """The settings of one gitlab.rb as JSON data; SpecError naming file and line if it fails."""
+def evaluate_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> dict[str, Any]:
+    """The settings of one gitlab.rb as JSON data; SpecError naming file and line if it fails.
+
+    ``omnibus_config`` is evaluated first, as Omnibus does with GITLAB_OMNIBUS_CONFIG.
+    """
     from lab.engine.run import run
 
     if not path.is_file():
         raise SpecError("no such file", source=str(path))
     # GITLAB_OMNIBUS_CONFIG in our own environment must not leak into the customer's file.
-    env = {k: v for k, v in os.environ.items() if k != "GITLAB_OMNIBUS_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k != OMNIBUS_CONFIG_ENV}
+    if omnibus_config:
+        env[OMNIBUS_CONFIG_ENV] = omnibus_config
     result = run([ruby, str(evaluator_path()), str(path)], check=False, env=env, timeout=60,
                  hint="import evaluates gitlab.rb with Ruby; install it (apt-get install ruby)")
     if result.returncode != 0:
@@ -88,9 +94,10 @@ def _ruby_error(path: Path, output: str) -> SpecError:
     lines = [ln for ln in output.strip().splitlines() if not ln.startswith("gitlab-testlab-sim:")]
     for i, ln in enumerate(lines):
         m = _WHERE_RE.match(ln)
-        if m and m["file"].endswith(path.name):
+        if m and (m["file"].endswith(path.name) or m["file"] == OMNIBUS_CONFIG_ENV):
             detail = "\n".join([m["msg"], *lines[i + 1:]]).strip()
-            return SpecError(f"not valid Ruby: {detail}", source=str(path), line=int(m["line"]))
+            source = str(path) if m["file"] != OMNIBUS_CONFIG_ENV else OMNIBUS_CONFIG_ENV
+            return SpecError(f"not valid Ruby: {detail}", source=source, line=int(m["line"]))
     return SpecError(f"not valid Ruby: {' '.join(lines).strip() or 'ruby failed'}",
                      source=str(path))
 

@@ -145,7 +145,7 @@ def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
             req = SpecRequest(topology=spec, flavor=lab_flavor, version=lab_version)
             base = resolve(req)
             target = resolve(dataclasses.replace(req, sets=tuple(sets))) if sets else base
-        base, target = _shared_name(base), _shared_name(target)
+        base = _shared_name(base)
         target = dataclasses.replace(target, name=base.name)
         lab_image_check(base)
         return lab_pool.get(base, target)

@@ -18,9 +18,9 @@ from lab.importer import check_importable, import_files, node_inputs
 from lab.lifecycle import RunningLab
 
 
-def _handle(name: str | None, *, required: bool) -> object | None:
-    """The named lab, the only lab, or None (doctor checks just the host then)."""
-    if name is None and not required and not state.lab_names():
+def _handle(name: str | None) -> RunningLab | None:
+    """The named lab, the only lab, or None when there is none (doctor checks just the host)."""
+    if name is None and not state.lab_names():
         return None
     return lifecycle.attach(pick_lab(name))
 
@@ -36,8 +36,8 @@ def doctor(name: str | None, as_json: bool) -> None:
     with the app's token, TLS certificates, the internal API from each Gitaly node.
     Exit 1 if any check FAILs.
     """
-    handle = _handle(name, required=False)
-    report, _ = run_doctor(handle if isinstance(handle, RunningLab) else None)
+    handle = _handle(name)
+    report, _ = run_doctor(handle)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -53,8 +53,7 @@ def doctor(name: str | None, as_json: bool) -> None:
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 def collect(name: str | None, output: Path | None) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
-    handle = _handle(name, required=True)
-    assert isinstance(handle, RunningLab)
+    handle = lifecycle.attach(pick_lab(name))
     out = output or Path(f"lab-{handle.name}-support.tar.gz")
     with console.status(f"collecting lab {handle.name}"):
         run_collect(handle, out)

@@ -99,10 +99,6 @@ class Scenario:
     version: str | None = None
     flavors: tuple[str, ...] = ("omnibus", "sim")
 
-    @property
-    def id(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
 class ScenarioLabs:

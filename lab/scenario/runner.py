@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.client.gitlab import GitLab, project_ref
-from lab.engine.run import Result, redactor
+from lab.engine.run import Redactor, Result, redactor
 from lab.errors import LabError
 from lab.model import HTTP_PORT, Lab
-from lab.scenario.load import lab_key, resolve_labs
+from lab.scenario.load import TEMPLATE_RE, lab_key, resolve_labs
 from lab.scenario.model import UNDO, Fault, Outcome, Scenario, ScenarioLabs, Step, StepKind
 
 
@@ -93,8 +93,9 @@ def default_up(lab: Lab) -> LabHandle:
     except lifecycle.LabAlreadyUp:
         # Kept by an earlier `--keep` run: the name encodes the lab, so reuse it.
         handle = lifecycle.attach(lab.name)
-        handle.apply(lab, timeout=READY_TIMEOUT)
-        handle.wait_ready(timeout=READY_TIMEOUT)
+        # apply waits when it restarted something; otherwise the kept lab may still be starting.
+        if not handle.apply(lab, timeout=READY_TIMEOUT):
+            handle.wait_ready(timeout=READY_TIMEOUT)
     return handle
 
 
@@ -114,7 +115,8 @@ class LabPool:
         self._up = up
         self.max_labs = max_labs
         self._progress = progress
-        self._labs: dict[str, tuple[LabHandle, Lab, Lab]] = {}  # name -> (lab, base, current)
+        # name -> (lab, base, current state; None: unknown, so the next use re-applies)
+        self._labs: dict[str, tuple[LabHandle, Lab, Lab | None]] = {}
 
     def __enter__(self) -> LabPool:
         return self
@@ -138,17 +140,15 @@ class LabPool:
                 self.release(next(iter(self._labs)))
             self._say(f"booting lab {base.name}")
             running = self._up(base)
-            entry = (running, base, base)
+            # What ``up`` booted (a caller's ``up`` may boot the target state directly).
+            entry = (running, base, running.lab)
             self._labs[base.name] = entry
         running, _, current = entry
-        if lab_key(current) != lab_key(target):
+        if current is None or lab_key(current) != lab_key(target):
             self._say(f"applying changes to lab {base.name}")
             # Recorded as unknown first: if apply fails half-way, the next get re-applies.
-            self._labs[base.name] = (running, base, _UNKNOWN)
-            # A mutated lab is often meant to be broken between app and Gitaly
-            # (token, TLS trust): waiting for the app's Gitaly check would time out.
-            running.apply(target, timeout=READY_TIMEOUT,
-                          wait_gitaly=lab_key(target) == lab_key(base))
+            self._labs[base.name] = (running, base, None)
+            running.apply(target, timeout=READY_TIMEOUT, wait_gitaly=wait_gitaly(base, target))
             self._labs[base.name] = (running, base, target)
         return running
 
@@ -159,7 +159,7 @@ class LabPool:
             return
         running, base, current = entry
         if self.keep:
-            if lab_key(current) != lab_key(base):
+            if current is None or lab_key(current) != lab_key(base):
                 running.apply(base, timeout=READY_TIMEOUT)
             self._say(f"kept lab {name} ({running.path})")
             return
@@ -186,12 +186,13 @@ class LabPool:
             raise LabError("could not clean up labs:\n" + "\n".join(errors))
 
 
-class _Unknown:
-    pass
+def wait_gitaly(base: Lab, target: Lab) -> bool:
+    """Whether readiness may include the app's Gitaly check in state ``target``.
 
-
-# A lab state that matches nothing, so the next get() applies its target.
-_UNKNOWN: Lab = _Unknown()  # type: ignore[assignment]
+    A mutated lab is often meant to be broken between app and Gitaly (token, TLS
+    trust): waiting for that check would time out.
+    """
+    return lab_key(target) == lab_key(base)
 
 
 # --- results -------------------------------------------------------------------
@@ -261,9 +262,19 @@ class _Run:
     client: GitLab
     started: float
     nonce: str
+    wait_gitaly: bool  # see ``wait_gitaly()``: for every wait after a restored fault
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)  # alias -> API data
     pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> files
     faults: dict[tuple[str, str], Fault] = field(default_factory=dict)  # (node, fault)
+
+    def __post_init__(self) -> None:
+        self._token = Redactor()
+        self._token.add([self.running.admin_token])
+
+    def redact(self, text: str) -> str:
+        # The global redactor knows only labs this process rendered; a kept lab's
+        # admin token (or a fake lab's) must not reach a report either.
+        return self._token(redactor(text))
 
     def project_name(self, alias: str) -> str:
         return f"{alias}-{self.nonce}"
@@ -273,13 +284,9 @@ class _Run:
         return str(data.get("path_with_namespace") or f"root/{self.project_name(alias)}")
 
 
-def _output(res: Result) -> str:
-    return redactor((res.stdout + res.stderr).strip())
-
-
 def _exec(run: _Run, node: str, cmd: list[str], timeout: float = 60) -> tuple[bool, str]:
     res = run.running.exec(node, cmd, check=False, timeout=timeout)
-    return res.returncode == 0, _output(res)
+    return res.returncode == 0, (res.stdout + res.stderr).strip()
 
 
 def _repo_on_storage(run: _Run, alias: str, storage: str) -> tuple[bool, str]:
@@ -290,22 +297,27 @@ def _repo_on_storage(run: _Run, alias: str, storage: str) -> tuple[bool, str]:
     digest = hashlib.sha256(str(project_id).encode()).hexdigest()
     disk = f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
     lab = run.labs.target
-    found: list[str] = []
+    names: list[str] = []
+    shown: list[str] = []
     for name, node in sorted(lab.storages.items()):
         spath = next(s for s in node.storages if s.name == name).repositories_path
         ok, _ = _exec(run, node.name, ["test", "-d", f"{spath}/{disk}"])
         if ok:
-            found.append(f"{name} ({node.name}:{spath}/{disk})")
+            names.append(name)
+            shown.append(f"{name} ({node.name}:{spath}/{disk})")
     api_storage = data.get("repository_storage", "?")
-    where = "; ".join(found) or "no storage"
+    where = "; ".join(shown) or "no storage"
     text = (f"{run.project_path(alias)} (id {project_id}, API repository_storage={api_storage}) "
             f"is on: {where}")
-    return [f.split(" ")[0] for f in found] == [storage], text
+    return names == [storage], text
+
+
+def _port(run: _Run, node: str, port_name: str) -> int:
+    return HTTP_PORT if port_name == "http" else run.labs.target.node(node).gitaly_port
 
 
 def _published(run: _Run, node: str, port_name: str) -> tuple[bool, str]:
-    n = run.labs.target.node(node)
-    port = HTTP_PORT if port_name == "http" else n.gitaly_port
+    port = _port(run, node, port_name)
     # Ask Docker, not the compose file: what is bound is what an attacker could reach.
     status = run.running.status()
     ports: dict[str, str] = next((dict(s.ports) for s in status.nodes if s.node == node), {})
@@ -318,8 +330,7 @@ def _published(run: _Run, node: str, port_name: str) -> tuple[bool, str]:
 
 
 def _reachable(run: _Run, src: str, node: str, port_name: str) -> tuple[bool, str]:
-    n = run.labs.target.node(node)
-    port = HTTP_PORT if port_name == "http" else n.gitaly_port
+    port = _port(run, node, port_name)
     # bash's /dev/tcp exists in both flavours' images; host and port are
     # arguments, not part of the script.
     ok, out = _exec(run, src, ["timeout", "10", "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"',
@@ -338,7 +349,7 @@ def _fault(run: _Run, step: Step) -> tuple[bool, str]:
         if undo.value == action:
             run.faults.pop((node, fault.value), None)
     # A restored node is only useful once the lab is ready again.
-    run.running.wait_ready(timeout=READY_TIMEOUT)
+    run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly)
     return True, f"{node}: {action}; lab ready"
 
 
@@ -366,7 +377,7 @@ def _do(run: _Run, step: Step) -> tuple[bool, str]:
         return res.ok, res.output
     if kind is StepKind.API:
         refs = {a: project_ref(run.project_path(a)) for a in run.projects}
-        path = re.sub(r"\{([^{}]*)\}", lambda m: refs.get(m[1], m[0]), str(step.arg("path")))
+        path = TEMPLATE_RE.sub(lambda m: refs.get(m[1], m[0]), str(step.arg("path")))
         resp = api.call(str(step.arg("method", "GET")), path, data=step.arg("data"))
         return resp.ok, resp.output
     if kind is StepKind.EXEC:
@@ -384,7 +395,7 @@ def _do(run: _Run, step: Step) -> tuple[bool, str]:
 
 def _logs(run: _Run, node: str) -> str:
     # Only what this scenario caused: earlier scenarios' lines must not satisfy a pattern.
-    return redactor(run.running.logs(node, tail=LOG_TAIL, since=str(int(run.started))))
+    return run.redact(run.running.logs(node, tail=LOG_TAIL, since=str(int(run.started))))
 
 
 def check_expectation(step: Step, succeeded: bool, output: str,
@@ -452,7 +463,8 @@ def _run_step(run: _Run, step: Step, label: str) -> StepResult:
     try:
         succeeded, output = _do(run, step)
     except LabError as exc:  # e.g. exec on a stopped node: the step failed, say why
-        succeeded, output = False, redactor(str(exc))
+        succeeded, output = False, str(exc)
+    output = run.redact(output)
     problem = check_expectation(step, succeeded, output, lambda n: _logs(run, n))
     return StepResult(label, step.line, succeeded, output, time.monotonic() - t0, problem)
 
@@ -471,7 +483,8 @@ def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
         pool.discard(labs.base.name)
         return result(Status.ERROR, f"could not put the lab into this scenario's state: {exc}")
     run = _Run(scenario, labs, running, connect(running), time.time(),
-               f"{scenario.name[:24]}-{secrets.token_hex(3)}".replace("_", "-"))
+               f"{scenario.name[:24]}-{secrets.token_hex(3)}".replace("_", "-"),
+               wait_gitaly(labs.base, labs.target))
     steps: list[StepResult] = []
     evidence: Evidence | None = None
     todo = [("given", s) for s in scenario.given_faults] + [("", s) for s in scenario.steps]
@@ -498,12 +511,13 @@ def _undo_faults(run: _Run) -> str:
         try:
             getattr(run.running, UNDO[fault].value)(node)
         except LabError as exc:
-            problems.append(f"could not {UNDO[fault].value} {node} after the scenario: {exc}")
+            problems.append(f"could not {UNDO[fault].value} {node} after the scenario: "
+                            f"{run.redact(str(exc))}")
     if run.faults and not problems:
         try:
-            run.running.wait_ready(timeout=READY_TIMEOUT)
+            run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly)
         except LabError as exc:
-            problems.append(f"lab not ready after undoing faults: {exc}")
+            problems.append(f"lab not ready after undoing faults: {run.redact(str(exc))}")
     run.faults.clear()
     return "\n".join(problems)
 

@@ -71,13 +71,21 @@ def test_healthy_lab_all_ok_and_bundle_is_clean(sim_image: str, tmp_path: Path) 
     out = tmp_path / "bundle.tar.gz"
     res = lab_cli("collect", running.name, "-o", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert_no_leaks(out, running.path)
+    files = assert_no_leaks(out, running.path)
+    # Certificates are public: support reads their SAN and issuer in the bundle.
+    tls = json.loads((running.path / ".lab" / "secrets.json").read_text())["tls"]
+    assert files["lab/nodes/gitaly1/ssl/gitaly1.crt"] == tls["gitaly1.crt"]
+    assert files["lab/nodes/gitlab/trusted-certs/lab-ca.crt"] == tls["ca.crt"]
 
 
 def assert_no_leaks(bundle: Path, lab_dir: Path) -> dict[str, str]:
-    """Search every file of the bundle for every secret in the lab directory."""
+    """Search every file of the bundle for every secret in the lab directory: tokens,
+    gitlab-secrets.json values and private keys (certificates are public)."""
     known = json.loads((lab_dir / ".lab" / "secrets.json").read_text())
-    values = [v for v in secret_values(known) if len(v) >= 8]
+    values = [known["gitaly_token"], known["admin_token"], *secret_values(known["shared"]),
+              *secret_values(known.get("own", {})),
+              *(v for k, v in known.get("tls", {}).items() if k.endswith(".key"))]
+    values = [v for v in values if len(v) >= 8]
     values += [(lab_dir / "admin-token").read_text().strip()]
     for secrets_file in lab_dir.glob("nodes/*/gitlab-secrets.json"):
         values += [v for v in secret_values(json.loads(secrets_file.read_text())) if len(v) >= 8]

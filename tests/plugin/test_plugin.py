@@ -41,7 +41,8 @@ class FakeLab:
         (path / "manifest.json").write_text(json.dumps({"nodes": nodes}))
 
     def logs(self, node, tail=200, since=None):
-        return f"{node}: boom error happened"
+        # Echoes the admin token, as a verbose request log might: it must not reach a report.
+        return f"{node}: boom error happened for PRIVATE-TOKEN {self.admin_token}"
 
     def apply(self, lab, **kw):
         self.lab = lab
@@ -108,10 +109,25 @@ def test_a_failing_scenario_reports_its_evidence(pytester: pytest.Pytester) -> N
         "per-node config (hashes from manifest.json; * = differs between nodes):",
         "  * shell_secret_sha256    gitaly1=sha256:bbbbbbbb  gitlab=sha256:aaaaaaaa",
         "log of gitlab (relevant lines since the scenario started):",
-        "    gitlab: boom error happened",
+        "    gitlab: boom error happened for PRIVATE-TOKEN [REDACTED]",
     ])
     assert "glpat-fake-token" not in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_scenarios_run_lab_by_lab_keeping_their_slots(pytester: pytest.Pytester) -> None:
+    # Files collect alphabetically: b (TLS lab) sits between a and c (plain lab), and
+    # test_z (not a scenario) keeps its place after them.
+    tls = SCENARIO.replace("lab: {topology: scaled}",
+                           "lab:\n  topology: scaled\n  set: {nodes.gitaly1.tls: true}")
+    pytester.makefile(".yaml", **{"scenarios/a-plain": SCENARIO, "scenarios/b-tls": tls,
+                                  "scenarios/c-plain": SCENARIO, "scenarios/d-tls": tls})
+    pytester.makepyfile(test_z="def test_z():\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    ids = [ln for ln in result.stdout.lines if "::" in ln]
+    assert ids == ["scenarios/a-plain.yaml::a-plain", "scenarios/c-plain.yaml::c-plain",
+                   "scenarios/b-tls.yaml::b-tls", "scenarios/d-tls.yaml::d-tls",
+                   "test_z.py::test_z"]
 
 
 def test_fixtures_can_be_overridden(pytester: pytest.Pytester) -> None:

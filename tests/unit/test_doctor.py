@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab import doctor as doctor_mod
 from lab.auth import decode_shell_jwt
 from lab.doctor import (
     ApiProbe,
@@ -22,12 +24,14 @@ from lab.doctor import (
     api_checks,
     config_checks,
     curl_check_cmd,
+    evaluate_config,
     format_text,
     gitaly_checks,
     hook_secret,
     host_checks,
     judge,
     memory_needed,
+    probe_gitaly,
     probe_internal_api,
     secrets_checks,
     tls_checks,
@@ -203,6 +207,29 @@ def test_config_error_fails() -> None:
     assert "syntax error" in checks[0].detail
 
 
+def test_config_error_detail_is_the_line_naming_the_error() -> None:
+    # Ruby follows a syntax error with the source line and a caret: not a detail.
+    checks = config_checks([NodeFacts("gitaly1", "running",
+                                      "gitlab.rb:2: not valid Ruby: syntax error, unexpected "
+                                      "end-of-input\ngitaly['x'] = {\n               ^")])
+    assert checks[0].detail == "gitlab.rb:2: not valid Ruby: syntax error, unexpected end-of-input"
+
+
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
+def test_evaluate_config_uses_the_importers_evaluator(tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://gitlab'\n")
+    assert evaluate_config(rb) is None
+    err = evaluate_config(rb, "gitaly['configuration'] = {\n")
+    assert err is not None
+    assert err.startswith("GITLAB_OMNIBUS_CONFIG:")
+    assert "syntax error" in err
+    rb.write_text("external_url 'http://gitlab'\ngitaly['x'] = {\n")
+    err = evaluate_config(rb)
+    assert err is not None
+    assert err.startswith(f"{rb}:2: not valid Ruby: syntax error")
+
+
 class FakeHandle:
     """Just enough of RunningLab for the probes: records every exec."""
 
@@ -266,3 +293,17 @@ def test_report_json_text_and_exit_status() -> None:
 def test_not_running_lab_warns(running: bool) -> None:
     report = judge("x", Gathered(host=healthy_host(lab_running=running)), "gitlab")
     assert any(c.name == "running" for c in report.checks) is not running
+
+
+def test_rake_check_runs_once_for_all_gitaly_nodes(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A remote engine: container addresses are not routable, so the app's rake task probes.
+    monkeypatch.setattr(doctor_mod, "_local_engine", lambda: False)
+    lab = resolve(SpecRequest(topology="sharded"))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    handle = FakeHandle(rendered, {"gitlab-rake": Result([], 1, "", "gitaly2 ... FAILED")})
+    probes = probe_gitaly(handle)
+    assert [p.node for p in probes] == ["gitaly1", "gitaly2"]
+    assert all(p.error == "gitaly2 ... FAILED" for p in probes)
+    assert all(p.via == "gitlab-rake gitlab:gitaly:check" for p in probes)
+    assert handle.calls == [("gitlab", ["gitlab-rake", "gitlab:gitaly:check"])]

@@ -228,6 +228,20 @@ def test_ruby_runtime_error_names_file_and_line(tmp_path: Path) -> None:
     assert "boom" in str(info.value)
 
 
+def test_omnibus_config_is_evaluated_first_and_ours_never_leaks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\ngitlab_rails['b'] = 2\n")
+    monkeypatch.setenv("GITLAB_OMNIBUS_CONFIG", "gitlab_rails['leaked'] = 1")
+    assert "leaked" not in evaluate_rb(rb)["gitlab_rails"]
+    data = evaluate_rb(rb, omnibus_config="gitlab_rails['a'] = 1\ngitlab_rails['b'] = 1")
+    assert data["gitlab_rails"] == {"a": 1, "b": 2}  # the file wins, as in Omnibus
+    with pytest.raises(SpecError) as info:
+        evaluate_rb(rb, omnibus_config="x = \nraise 'boom'")
+    assert info.value.source == "GITLAB_OMNIBUS_CONFIG"
+    assert "boom" in str(info.value)
+
+
 @pytest.mark.parametrize(("path", "name"), [
     ("gitaly1.rb", "gitaly1"),
     ("gitlab-gitaly2.rb", "gitaly2"),

@@ -58,6 +58,21 @@ def test_api_dead_server_is_status_zero_and_redacted() -> None:
     assert "[REDACTED]" in resp.output
 
 
+def test_current_user_and_delete_project() -> None:
+    # Documented fixture API (gitlab.api.current_user / delete_project).
+    session = FakeSession(200, '{"id": 1, "username": "root"}')
+    client = GitLabClient("http://x", TOKEN, session=session)  # type: ignore[arg-type]
+    assert client.current_user() == {"id": 1, "username": "root"}
+    resp = client.delete_project("root/my-proj")
+    assert resp.ok
+    assert [(m, u) for m, u, _ in session.requests] == [
+        ("GET", "http://x/api/v4/user"), ("DELETE", "http://x/api/v4/projects/root%2Fmy-proj")]
+    session.status = 401
+    with pytest.raises(ApiError, match="GET /api/v4/user failed: HTTP 401"):
+        client.current_user()
+    assert not client.delete_project(7).ok
+
+
 def test_project_ref_encodes_paths() -> None:
     assert project_ref("root/my-proj") == "root%2Fmy-proj"
     assert project_ref(7) == "7"

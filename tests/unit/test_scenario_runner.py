@@ -71,6 +71,9 @@ class FakeLab:
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
         return self.logs_by_node.get(node, "")
 
+    def log(self, node: str, line: str) -> None:
+        self.logs_by_node[node] = self.logs_by_node.get(node, "") + line + "\n"
+
     def _act(self, what: str, node: str) -> None:
         self.calls.append((what, node))
 
@@ -109,7 +112,7 @@ class FakeLab:
 
     def wait_ready(self, *, timeout: float = 0, progress: Any = None,
                    wait_gitaly: bool = True) -> None:
-        self.calls.append(("wait_ready",))
+        self.calls.append(("wait_ready", str(wait_gitaly)))
 
     def status(self) -> Any:
         return SimpleNamespace(nodes=[
@@ -136,6 +139,13 @@ class FakeWorld:
         return self.running.lab.node("gitaly1")
 
     def _gitaly_error(self) -> str | None:
+        err = self._gitaly_state()
+        if err:
+            # As the sim's app node logs it (Rails logs the same "code:details" text).
+            self.running.log("gitlab", f"puma: gitaly error: {err}")
+        return err
+
+    def _gitaly_state(self) -> str | None:
         lab = self.running.lab
         if "gitaly1" in self.running.stopped:
             return "14:failed to connect to all addresses"
@@ -176,8 +186,11 @@ class FakeWorld:
     # git
     def push(self, path: str, files: dict[str, str], *, branch: str = "main") -> GitResult:
         if path not in self.projects:
+            # The admin token in the output and the app's log: the runner must redact both.
+            self.running.log("gitlab", f"puma: error: 404 for {path} (PRIVATE-TOKEN {TOKEN})")
             return GitResult([], 128, "remote: The project you were looking for could not be "
-                             "found.\nfatal: repository not found")
+                             f"found.\nfatal: repository 'http://root:{TOKEN}@127.0.0.1:1/"
+                             f"{path}.git' not found")
         if self._gitaly_error():
             return GitResult([], 128, "fatal: unable to access: The requested URL returned "
                              "error: 503")
@@ -239,13 +252,13 @@ def test_negative_scenario_fails_when_the_failure_has_another_cause(tmp_path: Pa
 
 def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) -> None:
     labs, up, connect = make(tmp_path)
-    names = ["shared-secrets-push-clone", "gitaly-own-secrets", "gitaly-no-secrets",
-             "two-storages", "tls-push", "tls-untrusted-ca"]
+    names = ["shared-secrets-push-clone", "gitaly-own-secrets", "tls-push", "gitaly-no-secrets",
+             "two-storages", "tls-untrusted-ca"]
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     results = run_scenarios(scenarios, up=up, connect=connect)
     assert [r.status for r in results] == [Status.PASSED] * len(names)
     # tls-push's group is run after the plain group, though listed in between.
-    assert [r.name for r in results] == [names[i] for i in (0, 1, 2, 3, 4, 5)]
+    assert [r.name for r in results] == [names[i] for i in (0, 1, 3, 4, 2, 5)]
     assert len(labs) == 2  # one per base lab
     plain, tls = labs
     applies = [c for c in plain.calls if c[0] == "apply"]
@@ -352,5 +365,87 @@ def test_reports(tmp_path: Path) -> None:
     xml = junit_xml(results)
     assert '<testsuite name="gitlab-testlab" tests="2" failures="1"' in xml
     assert "the output does not match" in xml
+    # The fake echoed the token in the push output and in the app's log; both are evidence.
+    ev = data["scenarios"][0]["evidence"]
+    assert "http://root:[REDACTED]@127.0.0.1:1/" in ev["output"]
+    assert "PRIVATE-TOKEN [REDACTED]" in ev["logs"]["gitlab"]
     assert TOKEN not in xml
     assert TOKEN not in json.dumps(data)
+
+
+def test_a_failed_apply_is_reapplied_by_the_next_get(tmp_path: Path) -> None:
+    labs, up, _connect = make(tmp_path)
+    l2 = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"))
+    pool = LabPool(keep=True, up=up)
+    pool.get(l2.base)
+    (fake,) = labs
+    real_apply = fake.apply
+    failures = [LabError("node 'gitaly1' is not ready: exited")]
+
+    def flaky_apply(new_lab: Lab, **kw: Any) -> list[str]:
+        if failures:
+            raise failures.pop()
+        return real_apply(new_lab, **kw)
+
+    fake.apply = flaky_apply  # type: ignore[method-assign]
+    with pytest.raises(LabError, match="not ready"):
+        pool.get(l2.base, l2.target)
+    # The state is unknown now: even the base state is applied again, not assumed.
+    assert pool.get(l2.base) is fake
+    assert fake.calls[-1] == ("apply", "", "True")
+    failures.append(LabError("not ready again"))
+    with pytest.raises(LabError, match="again"):
+        pool.get(l2.base, l2.target)
+    pool.release(l2.base.name)  # keep: back to base, re-applied since the state is unknown
+    assert fake.calls[-1] == ("apply", "", "True")
+    assert ("down",) not in fake.calls
+    assert len(labs) == 1
+
+
+def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: Path) -> None:
+    # A wrong token breaks app -> Gitaly on purpose: waiting for that check after
+    # `start` (or after undoing the fault) would time out.
+    labs, up, connect = make(tmp_path)
+    sc = parse_scenario(textwrap.dedent("""\
+        lab: {topology: scaled}
+        given:
+          set: {nodes.gitaly1.gitaly_token: not-the-token-the-app-uses-0123456789}
+          faults: [{pause: gitaly1}]
+        steps:
+          - stop: gitaly1
+          - start: gitaly1
+          - stop: gitaly1
+        """), "f.yaml")
+    plain = parse_scenario("lab: {topology: scaled}\nsteps:\n  - stop: gitaly1\n"
+                           "  - start: gitaly1\n", "p.yaml")
+    results = run_scenarios([sc, plain], up=up, connect=connect)
+    assert [r.status for r in results] == [Status.PASSED, Status.PASSED]
+    (lab,) = labs
+    waits = [c for c in lab.calls if c[0] == "wait_ready"]
+    # mutated: after `start`, after undoing stop + pause; base: after `start`.
+    assert waits == [("wait_ready", "False"), ("wait_ready", "False"), ("wait_ready", "True")]
+
+
+def test_default_up_waits_only_when_apply_changed_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import lifecycle
+    from lab.scenario import runner
+
+    wanted = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
+    kept = {"state": resolve_labs(load_scenario(LIBRARY / "two-storages.yaml")).base}
+    attached: list[FakeLab] = []
+
+    def already_up(*a: Any, **k: Any) -> Any:
+        raise lifecycle.LabAlreadyUp("kept by an earlier --keep run")
+
+    def attach(name: str) -> FakeLab:
+        attached.append(FakeLab(kept["state"], tmp_path / name))
+        return attached[-1]
+
+    monkeypatch.setattr(lifecycle, "up", already_up)
+    monkeypatch.setattr(lifecycle, "attach", attach)
+    runner.default_up(wanted)  # the kept lab differs: apply restarts and waits by itself
+    assert [c[0] for c in attached[-1].calls] == ["apply"]
+    kept["state"] = wanted
+    runner.default_up(wanted)  # nothing to apply: wait for the (maybe still starting) lab
+    assert [c[0] for c in attached[-1].calls] == ["apply", "wait_ready"]
