@@ -38,15 +38,21 @@ from lab.engine.run import REDACTED, Redactor
 from lab.errors import LabError
 from lab.model import Lab
 from lab.render.gitlab_rb import node_token
-from lab.render.labdir import ADMIN_TOKEN, MANIFEST, STATE_DIR, load_secrets
+from lab.render.labdir import (
+    ADMIN_TOKEN,
+    LAST_RUN_JSON,
+    LAST_RUN_XML,
+    MANIFEST,
+    STATE_DIR,
+    load_secrets,
+)
 from lab.render.secrets import LabSecrets, fingerprint, secret_values
 
 MARK = REDACTED
 T = TypeVar("T")
 LOG_TAIL = 5000  # container log lines per node
 FILE_TAIL = 2000  # lines per file under /var/log/gitlab
-# Where `lab run` leaves the last scenario results in a lab directory.
-LAST_RESULTS = (f"{STATE_DIR}/last-run.json", f"{STATE_DIR}/last-run.xml")
+LAST_RESULTS = (LAST_RUN_JSON, LAST_RUN_XML)
 
 # Shapes of secrets we may not know the value of (a node that generated its own file,
 # a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).

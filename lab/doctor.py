@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -34,7 +32,7 @@ from lab.engine.compose import detect
 from lab.engine.images import sim_image_ref
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
-from lab.host import mem_available, port_in_use
+from lab.host import containers_routable, mem_available, port_in_use
 from lab.importer import evaluate_rb
 from lab.model import Flavor, Lab, Node
 from lab.render.compose import image_for
@@ -554,18 +552,12 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
     return g
 
 
-def _local_engine() -> bool:
-    # Container addresses are routable from here only with a local engine on Linux.
-    host = os.environ.get("DOCKER_HOST", "")
-    return sys.platform.startswith("linux") and (not host or host.startswith("unix://"))
-
-
 def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
     """Each external Gitaly node, called the way the app calls it: its address, its token."""
     lab, sec = handle.lab, handle.rendered.secrets
     app = lab.app
     token = node_token(sec.gitaly_token, app)
-    local = _local_engine()
+    local = containers_routable()
     rake: Result | None = None
     out = []
     for node in lab.external_gitaly_nodes:
@@ -583,25 +575,20 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
 def _server_info_probe(handle: LabHandle, node: Node, token: str,
                        storages: tuple[str, ...]) -> GitalyProbe:
     # Imported late: the gRPC stack is only needed once a lab is up.
-    from lab.client.gitaly import GitalyError, server_info
+    from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
     ip = dk.ip_address(handle.container(node.name))
     if ip is None:
         return GitalyProbe(node.name, node.gitaly_address, storages, "no address on the lab "
                            "network (is the node up?)")
-    sec = handle.rendered.secrets
-    ca = sec.tls.get("ca.crt", "") if handle.lab.app.trust_ca else ""
-    scheme = "tls" if node.tls else "tcp"
+    ca = handle.rendered.secrets.tls.get("ca.crt", "") if handle.lab.app.trust_ca else ""
     try:
-        info = server_info(f"{scheme}://{ip}:{node.gitaly_port}", token,
-                           ca_pem=ca.encode() if node.tls and ca else None,
-                           # The app dials the node name: the certificate must carry it.
-                           server_name_override=node.name if node.tls else None, timeout=5)
+        # The app dials the node name: the certificate must carry it.
+        info = node_server_info(ip, node, token, ca_pem=ca, server_name=node.name)
     except GitalyError as exc:
         return GitalyProbe(node.name, node.gitaly_address, storages, str(exc))
-    readable = {s.storage_name for s in info.storage_statuses if s.readable}
-    unreadable = tuple(s for s in storages if info.storage_statuses and s not in readable)
-    return GitalyProbe(node.name, node.gitaly_address, storages, unreadable=unreadable)
+    return GitalyProbe(node.name, node.gitaly_address, storages,
+                       unreadable=unreadable_storages(info, storages))
 
 
 def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:

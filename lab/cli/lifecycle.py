@@ -24,7 +24,7 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lab import lifecycle, state
-from lab.cli.common import console, err_console, spec_options, spec_request
+from lab.cli.common import EXIT_FAILED, console, err_console, spec_options, spec_request
 from lab.errors import LabError, LabNotFound
 from lab.lifecycle import DEFAULT_TIMEOUT, LabStatus, LabSummary, RunningLab
 from lab.spec import resolve
@@ -165,7 +165,7 @@ def status(name: str | None, as_json: bool) -> None:
             console.print(f"GitLab: {st.http_url}   admin token: {st.admin_token_file}",
                           highlight=False)
     if not st.healthy:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @click.command()

@@ -10,7 +10,7 @@ import click
 
 from lab import state
 from lab.cli.common import EXIT_FAILED, console, err_console
-from lab.render.labdir import STATE_DIR
+from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, STATE_DIR
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import ScenarioResult, Status, run_scenarios
@@ -72,10 +72,10 @@ def save_last_run(results: list[ScenarioResult]) -> None:
         if r.lab:
             by_lab.setdefault(r.lab, []).append(r)
     for name, mine in by_lab.items():
-        folder = state.lab_dir(name) / STATE_DIR
-        if folder.is_dir():  # gone when the lab never booted
-            (folder / "last-run.json").write_text(json.dumps(to_json(mine), indent=2) + "\n")
-            write_junit(mine, folder / "last-run.xml")
+        folder = state.lab_dir(name)
+        if (folder / STATE_DIR).is_dir():  # missing when the lab never booted
+            (folder / LAST_RUN_JSON).write_text(json.dumps(to_json(mine), indent=2) + "\n")
+            write_junit(mine, folder / LAST_RUN_XML)
 
 
 COMMANDS = [run]

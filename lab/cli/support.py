@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lab import lifecycle, state
-from lab.cli.common import console, err_console
+from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.cli.lifecycle import pick_lab
 from lab.collect import collect as run_collect
 from lab.doctor import doctor as run_doctor
@@ -44,7 +44,7 @@ def doctor(name: str | None, as_json: bool) -> None:
         console.print(format_table(report))
         console.print("[bold red]FAIL[/]" if report.failed else "[green]all checks passed[/]")
     if report.failed:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @click.command()

@@ -30,6 +30,9 @@ from lab.spec import resolved_spec
 MANIFEST = "manifest.json"
 STATE_DIR = ".lab"
 SECRETS_STORE = f"{STATE_DIR}/secrets.json"
+# Where `lab run` leaves its last results for a lab, for `lab collect` to bundle.
+LAST_RUN_JSON = f"{STATE_DIR}/last-run.json"
+LAST_RUN_XML = f"{STATE_DIR}/last-run.xml"
 ADMIN_TOKEN = "admin-token"
 CA_FILE = "lab-ca.crt"
 

@@ -298,7 +298,7 @@ def test_not_running_lab_warns(running: bool) -> None:
 def test_rake_check_runs_once_for_all_gitaly_nodes(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # A remote engine: container addresses are not routable, so the app's rake task probes.
-    monkeypatch.setattr(doctor_mod, "_local_engine", lambda: False)
+    monkeypatch.setattr(doctor_mod, "containers_routable", lambda: False)
     lab = resolve(SpecRequest(topology="sharded"))
     rendered = write_lab(lab, tmp_path / "lab", image="unused")
     handle = FakeHandle(rendered, {"gitlab-rake": Result([], 1, "", "gitaly2 ... FAILED")})
