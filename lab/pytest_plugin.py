@@ -34,6 +34,7 @@ from lab.scenario.model import Scenario
 from lab.scenario.report import format_failure
 from lab.scenario.runner import LabHandle, LabPool, ScenarioResult, run_scenario
 from lab.spec import SpecRequest, resolve
+from lab.state import LabClaim
 
 MARKERS = {
     "omnibus": "needs a real gitlab/gitlab-ce or gitlab/gitlab-ee image",
@@ -126,7 +127,8 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
 
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[LabPool]:
-    with LabPool(keep=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS) as pool:
+    with LabPool(keep=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS,
+                 claim=LabClaim) as pool:
         yield pool
 
 

@@ -7,6 +7,7 @@ Read at call time, never at import, so a changed environment is honoured.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -79,3 +80,40 @@ def interrupted_up(path: Path) -> bool:
     """True if an `lab up` of this lab directory was killed before it finished."""
     pid = up_marker_pid(path)
     return pid is not None and not pid_alive(pid)
+
+
+class LabClaim:
+    """This process's exclusive use of the lab called ``name`` (a lock file in the state folder).
+
+    Scenario labs keep one name per base lab, so a kept lab is found again; two
+    runs at once would otherwise reconfigure and tear down each other's lab. The
+    lock is an flock: the kernel drops it when the process dies, so a killed run
+    never leaves a lab claimed.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return labs_dir() / f".{self.name}.lock"
+
+    def acquire(self, *, wait: bool) -> bool:
+        """Take the claim; without ``wait``, False if another process holds it."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None

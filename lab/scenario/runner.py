@@ -26,6 +26,7 @@ from lab.errors import LabError
 from lab.model import HTTP_PORT, Lab
 from lab.scenario.load import TEMPLATE_RE, lab_key, resolve_labs
 from lab.scenario.model import UNDO, Fault, Outcome, Scenario, ScenarioLabs, Step, StepKind
+from lab.state import LabClaim
 
 
 class LabHandle(Protocol):
@@ -73,6 +74,17 @@ class LabHandle(Protocol):
 
 UpFn = Callable[[Lab], LabHandle]
 ConnectFn = Callable[[LabHandle], GitLab]
+
+
+class Claim(Protocol):
+    """Exclusive use of a lab name across processes (see ``lab.state.LabClaim``)."""
+
+    def acquire(self, *, wait: bool) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+ClaimFn = Callable[[str], Claim]
 Progress = Callable[[str], None]
 
 READY_TIMEOUT = 600.0
@@ -110,11 +122,14 @@ class LabPool:
     """
 
     def __init__(self, *, keep: bool = False, up: UpFn = default_up, max_labs: int = 1,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, claim: ClaimFn | None = None) -> None:
         self.keep = keep
         self._up = up
         self.max_labs = max_labs
         self._progress = progress
+        # Real labs are claimed so that two runs never share one; fakes in tests need not.
+        self._claim = claim
+        self._claims: dict[str, Claim] = {}
         # name -> (lab, base, current state; None: unknown, so the next use re-applies)
         self._labs: dict[str, tuple[LabHandle, Lab, Lab | None]] = {}
 
@@ -138,8 +153,13 @@ class LabPool:
         if entry is None:
             while len(self._labs) >= self.max_labs:
                 self.release(next(iter(self._labs)))
+            self._take(base.name)
             self._say(f"booting lab {base.name}")
-            running = self._up(base)
+            try:
+                running = self._up(base)
+            except BaseException:
+                self._let_go(base.name)
+                raise
             # What ``up`` booted (a caller's ``up`` may boot the target state directly).
             entry = (running, base, running.lab)
             self._labs[base.name] = entry
@@ -158,19 +178,39 @@ class LabPool:
         if entry is None:
             return
         running, base, current = entry
-        if self.keep:
-            if current is None or lab_key(current) != lab_key(base):
-                running.apply(base, timeout=READY_TIMEOUT)
-            self._say(f"kept lab {name} ({running.path})")
-            return
-        self._say(f"removing lab {name}")
-        running.down()
+        try:
+            if self.keep:
+                if current is None or lab_key(current) != lab_key(base):
+                    running.apply(base, timeout=READY_TIMEOUT)
+                self._say(f"kept lab {name} ({running.path})")
+                return
+            self._say(f"removing lab {name}")
+            running.down()
+        finally:
+            self._let_go(name)
 
     def discard(self, name: str) -> None:
         """Down a lab whose state is unknown, whatever ``keep`` says."""
         entry = self._labs.pop(name, None)
-        if entry is not None:
-            entry[0].down()
+        try:
+            if entry is not None:
+                entry[0].down()
+        finally:
+            self._let_go(name)
+
+    def _take(self, name: str) -> None:
+        if self._claim is None:
+            return
+        claim = self._claim(name)
+        if not claim.acquire(wait=False):
+            self._say(f"waiting: another run is using lab {name}")
+            claim.acquire(wait=True)
+        self._claims[name] = claim
+
+    def _let_go(self, name: str) -> None:
+        claim = self._claims.pop(name, None)
+        if claim is not None:
+            claim.release()
 
     def names(self) -> list[str]:
         return list(self._labs)
@@ -548,7 +588,9 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
                   on_result: Callable[[ScenarioResult], None] | None = None,
                   ) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
-    with LabPool(keep=keep, up=up, progress=progress) as pool:
+    # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
+    claim = LabClaim if up is default_up else None
+    with LabPool(keep=keep, up=up, progress=progress, claim=claim) as pool:
         for sc, labs in plan(scenarios, flavor=flavor, version=version):
             if labs is None:
                 result = ScenarioResult(sc.name, sc.source, Status.SKIPPED, 0.0,

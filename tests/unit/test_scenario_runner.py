@@ -449,3 +449,50 @@ def test_default_up_waits_only_when_apply_changed_nothing(
     kept["state"] = wanted
     runner.default_up(wanted)  # nothing to apply: wait for the (maybe still starting) lab
     assert [c[0] for c in attached[-1].calls] == ["apply", "wait_ready"]
+
+
+@dataclass
+class FakeClaim:
+    """A claim another run holds until ``busy`` is cleared; records what the pool does."""
+
+    name: str
+    events: list[str]
+    busy: bool = False
+
+    def acquire(self, *, wait: bool) -> bool:
+        if self.busy and not wait:
+            self.events.append(f"busy {self.name}")
+            return False
+        self.events.append(f"acquire {self.name} wait={wait}")
+        return True
+
+    def release(self) -> None:
+        self.events.append(f"release {self.name}")
+
+
+def test_a_lab_in_use_elsewhere_is_waited_for_and_claims_are_released(tmp_path: Path) -> None:
+    labs, up, _connect = make(tmp_path)
+    events: list[str] = []
+    said: list[str] = []
+    base = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    pool = LabPool(up=up, claim=lambda n: FakeClaim(n, events, busy=True), progress=said.append)
+    pool.get(base)
+    # Claimed before the boot, by waiting once the quick try found it busy.
+    assert events == [f"busy {base.name}", f"acquire {base.name} wait=True"]
+    assert f"waiting: another run is using lab {base.name}" in said
+    pool.close()
+    assert events[-1] == f"release {base.name}"
+    assert labs[0].calls[-1] == ("down",)
+
+
+def test_a_failed_boot_releases_its_claim(tmp_path: Path) -> None:
+    events: list[str] = []
+
+    def up(lab: Lab) -> Any:
+        raise LabError("image missing")
+
+    base = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    pool = LabPool(up=up, claim=lambda n: FakeClaim(n, events))
+    with pytest.raises(LabError):
+        pool.get(base)
+    assert events == [f"acquire {base.name} wait=False", f"release {base.name}"]
