@@ -330,8 +330,12 @@ class RunningLab:
 
     # --- changing the lab ---
     def apply(self, new_lab: Lab, *, timeout: float = DEFAULT_TIMEOUT,
-              progress: Progress | None = None, wait_gitaly: bool = True) -> list[str]:
-        """Re-render in place (secrets kept) and restart only the nodes that changed."""
+              progress: Progress | None = None, wait_gitaly: bool = True,
+              docker_health: bool = True) -> list[str]:
+        """Re-render in place (secrets kept) and restart only the nodes that changed.
+
+        Then waits as `wait_ready` does (``wait_gitaly``, ``docker_health`` as there).
+        """
         if new_lab.name != self.name:
             new_lab = replace(new_lab, name=self.name)
         d = str(self.path)
@@ -365,7 +369,8 @@ class RunningLab:
             self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT)
         changed = sorted(recreate + restart)
         if changed or removed:
-            self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
+            self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
+                            docker_health=docker_health)
         return changed
 
     # --- readiness ---
@@ -480,7 +485,7 @@ class RunningLab:
                       "reconfigure finished; running `gitlab-ctl reconfigure` once more. "
                       f"Its log ends:\n{omnibus.tail(self._log_tail(node), 10)}")
 
-    def layers(self, *, wait_gitaly: bool = True,
+    def layers(self, *, wait_gitaly: bool = True, docker_health: bool = True,
                progress: Progress | None = None) -> list[Layer]:
         nodes = [n.name for n in self.lab.nodes]
         app = self.lab.app.name
@@ -496,16 +501,23 @@ class RunningLab:
         if wait_gitaly:
             out.append(Layer("gitaly storages", self._gitaly_checks(),
                              hint="check the Gitaly node's log and the auth token settings"))
-        out += [
-            Layer("healthchecks", {n: functools.partial(self._docker_health, n) for n in nodes}),
-            Layer("admin token", {app: self._admin_token}),
-        ]
+        if docker_health:
+            out.append(Layer("healthchecks",
+                             {n: functools.partial(self._docker_health, n) for n in nodes}))
+        out.append(Layer("admin token", {app: self._admin_token}))
         return out
 
     def wait_ready(self, *, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
-                   wait_gitaly: bool = True) -> ReadyReport:
+                   wait_gitaly: bool = True, docker_health: bool = True) -> ReadyReport:
+        """Wait layer by layer. ``docker_health=False`` skips Docker's own health status.
+
+        Docker runs a restarted container's first health check only after its
+        interval (5 s); after a restart the layers before it already prove the node
+        serves, so waiting for Docker would only add those seconds to every change.
+        """
         try:
-            return wait_layers(self.layers(wait_gitaly=wait_gitaly, progress=progress),
+            return wait_layers(self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
+                                           progress=progress),
                                timeout=timeout, watch=self._watch, log_tail=self._log_tail,
                                clock=self.clock, interval=POLL_INTERVAL, progress=progress)
         finally:

@@ -62,10 +62,10 @@ class LabHandle(Protocol):
     def reconnect(self, node: str) -> Any: ...
 
     def apply(self, new_lab: Lab, *, timeout: float = ..., progress: Any = ...,
-              wait_gitaly: bool = ...) -> list[str]: ...
+              wait_gitaly: bool = ..., docker_health: bool = ...) -> list[str]: ...
 
     def wait_ready(self, *, timeout: float = ..., progress: Any = ...,
-                   wait_gitaly: bool = ...) -> Any: ...
+                   wait_gitaly: bool = ..., docker_health: bool = ...) -> Any: ...
 
     def status(self) -> Any: ...
 
@@ -168,7 +168,9 @@ class LabPool:
             self._say(f"applying changes to lab {base.name}")
             # Recorded as unknown first: if apply fails half-way, the next get re-applies.
             self._labs[base.name] = (running, base, None)
-            running.apply(target, timeout=READY_TIMEOUT, wait_gitaly=wait_gitaly(base, target))
+            # A scenario needs the nodes serving, not Docker's first health check (5 s later).
+            running.apply(target, timeout=READY_TIMEOUT, wait_gitaly=wait_gitaly(base, target),
+                          docker_health=False)
             self._labs[base.name] = (running, base, target)
         return running
 
@@ -389,7 +391,8 @@ def _fault(run: _Run, step: Step) -> tuple[bool, str]:
         if undo.value == action:
             run.faults.pop((node, fault.value), None)
     # A restored node is only useful once the lab is ready again.
-    run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly)
+    run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
+                           docker_health=False)
     return True, f"{node}: {action}; lab ready"
 
 
@@ -555,7 +558,8 @@ def _undo_faults(run: _Run) -> str:
                             f"{run.redact(str(exc))}")
     if run.faults and not problems:
         try:
-            run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly)
+            run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
+                                   docker_health=False)
         except LabError as exc:
             problems.append(f"lab not ready after undoing faults: {run.redact(str(exc))}")
     run.faults.clear()

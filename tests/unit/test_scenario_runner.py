@@ -39,6 +39,7 @@ class FakeLab:
     logs_by_node: dict[str, str] = field(default_factory=dict)
     repos: dict[str, str] = field(default_factory=dict)  # hashed path -> node:storage path
     fail_start: bool = False
+    health_waits: list[bool] = field(default_factory=list)  # docker_health of each wait
 
     def __post_init__(self) -> None:
         self.name = self.lab.name
@@ -103,16 +104,18 @@ class FakeLab:
         self._act("reconnect", node)
 
     def apply(self, new_lab: Lab, *, timeout: float = 0, progress: Any = None,
-              wait_gitaly: bool = True) -> list[str]:
+              wait_gitaly: bool = True, docker_health: bool = True) -> list[str]:
         changed = [n.name for n in new_lab.nodes if n != self.lab.node(n.name)]
+        self.health_waits.append(docker_health)
         self.calls.append(("apply", ",".join(changed), str(wait_gitaly)))
         self.lab = new_lab
         self._manifest()
         return changed
 
     def wait_ready(self, *, timeout: float = 0, progress: Any = None,
-                   wait_gitaly: bool = True) -> None:
+                   wait_gitaly: bool = True, docker_health: bool = True) -> None:
         self.calls.append(("wait_ready", str(wait_gitaly)))
+        self.health_waits.append(docker_health)
 
     def status(self) -> Any:
         return SimpleNamespace(nodes=[
@@ -268,6 +271,8 @@ def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) ->
                        ("apply", "gitaly1", "True")]
     assert plain.calls[-1] == ("down",)
     assert [c for c in tls.calls if c[0] == "apply"] == [("apply", "gitlab", "False")]
+    # Scenario changes wait until the nodes serve, not for Docker's slow first health check.
+    assert plain.health_waits == [False, False, False]
 
 
 def test_keep_leaves_labs_up_in_their_base_state(tmp_path: Path) -> None:
@@ -295,6 +300,8 @@ def test_faults_are_undone_even_when_a_step_fails(tmp_path: Path) -> None:
     assert result.evidence is not None
     assert result.evidence.problem == "expected the step to fail, but it succeeded"
     lab = labs[0]
+    # Restoring waits until the node serves, not for Docker's slow first health check.
+    assert lab.health_waits == [False]
     acts = [c for c in lab.calls if c[0] in ("pause", "stop", "start", "unpause")]
     assert acts == [("pause", "gitaly1"), ("stop", "gitaly1"), ("unpause", "gitaly1"),
                     ("start", "gitaly1")]
