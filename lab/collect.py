@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab import __version__, omnibus
+from lab import __version__
 from lab.doctor import (
     Gathered,
     HostFacts,
@@ -37,6 +37,7 @@ from lab.doctor import (
 from lab.engine.run import REDACTED, Redactor
 from lab.errors import LabError
 from lab.model import Lab
+from lab.omnibus import node as omnibus
 from lab.render.gitlab_rb import node_token
 from lab.render.labdir import (
     ADMIN_TOKEN,

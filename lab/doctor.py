@@ -25,7 +25,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from rich.table import Table
 
-from lab import omnibus
 from lab.auth import encode_shell_jwt
 from lab.engine import docker as dk
 from lab.engine.compose import detect
@@ -35,6 +34,7 @@ from lab.errors import LabError, SpecError
 from lab.host import containers_routable, mem_available, port_in_use
 from lab.importer import evaluate_rb
 from lab.model import Flavor, Lab, Node
+from lab.omnibus import node as omnibus
 from lab.render.compose import image_for
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.labdir import RenderedLab

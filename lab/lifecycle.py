@@ -21,13 +21,14 @@ from typing import Any
 
 import requests
 
-from lab import omnibus, state
+from lab import state
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result, redactor, run
 from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
 from lab.host import containers_routable, port_in_use
 from lab.model import HTTP_PORT, Flavor, Lab, Node
+from lab.omnibus import node as omnibus
 from lab.readiness import (
     Clock,
     Layer,

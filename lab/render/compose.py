@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from lab.model import HTTP_PORT, Flavor, Lab, Node
-from lab.omnibus import healthcheck_cmd, status_cmd
+from lab.omnibus.node import healthcheck_cmd, status_cmd
 
 LABEL_PREFIX = "io.gitlab-testlab"
 LAB_LABEL = f"{LABEL_PREFIX}.lab"

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from conftest import skip_or_fail
 from sim_helpers import docker, lab_name, sim_image, sweep, wait_for
 
-from lab import omnibus
 from lab.cli.main import cli
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result
 from lab.errors import DockerUnavailable
+from lab.omnibus import node as omnibus
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 

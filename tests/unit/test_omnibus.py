@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle, omnibus
+from lab import lifecycle
 from lab.engine.run import Result
 from lab.errors import ImageMissing, NotReady
+from lab.omnibus import node as omnibus
 from lab.render.compose import compose_dict, image_for
 from lab.spec import SpecRequest, resolve
 

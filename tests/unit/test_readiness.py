@@ -14,7 +14,7 @@ from lab import lifecycle, state
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import ContainerState
 from lab.errors import EngineError, NotReady
-from lab.omnibus import ServicesProbe
+from lab.omnibus.node import ServicesProbe
 from lab.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
 from lab.render.compose import NODE_LABEL
 from lab.render.labdir import write_lab

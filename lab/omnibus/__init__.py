@@ -1,0 +1,1 @@
+"""What Omnibus GitLab does, release by release: the one place that knows it."""
