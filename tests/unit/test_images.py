@@ -11,6 +11,7 @@ import pytest
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, decode_server_info
 from lab.engine import images
 from lab.engine.run import Result
+from lab.errors import ImageMissing
 
 
 def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +135,41 @@ def test_prune_stale_keeps_current_and_in_use_tags(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(images, "run", fake_run)
     got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"})
     assert got == removed == ["gitlab-testlab/sim:old"]
+
+
+def test_save_writes_through_a_partial_file(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: object) -> None:
+        calls.append(cmd)
+        Path(cmd[3]).write_bytes(b"tar")
+
+    monkeypatch.setattr(images, "check_docker", lambda: None)
+    monkeypatch.setattr(images, "image_exists", lambda ref: True)
+    monkeypatch.setattr(images, "run", fake_run)
+    out = tmp_path / "sim.tar"
+    assert images.save_images([], out) == [images.sim_image_ref()]
+    assert calls == [["docker", "save", "-o", str(tmp_path / ".sim.tar.partial"),
+                      images.sim_image_ref()]]
+    assert out.read_bytes() == b"tar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.tar"]
+
+
+def test_save_refuses_missing_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "check_docker", lambda: None)
+    monkeypatch.setattr(images, "image_exists", lambda ref: ref != "gitlab/gitlab-ce:1.2.3-ce.0")
+    with pytest.raises(ImageMissing, match=r"gitlab/gitlab-ce:1\.2\.3-ce\.0.*lab images list"):
+        images.save_images(["gitlab/gitlab-ce:1.2.3-ce.0"], tmp_path / "x.tar")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shell_completion_lists_subcommands() -> None:
+    from click.testing import CliRunner
+
+    from lab.cli.main import cli
+
+    result = CliRunner().invoke(cli, [], prog_name="lab", env={
+        "_LAB_COMPLETE": "bash_complete", "COMP_WORDS": "lab images s", "COMP_CWORD": "2"})
+    assert result.exit_code == 0
+    assert result.output.split() == ["plain,save"]

@@ -1,0 +1,16 @@
+"""Packaging hook: ship images/, compose/ and scenarios/ inside the wheel without moving them.
+
+Each folder becomes the package data of ``lab._data.<folder>`` (found again at run
+time by ``lab.resources.data_dir``). The rest of the metadata is in pyproject.toml.
+"""
+
+from setuptools import find_packages, setup
+
+FOLDERS = ("images", "compose", "scenarios")
+
+setup(
+    packages=[*find_packages(include=["lab", "lab.*"]), *(f"lab._data.{f}" for f in FOLDERS)],
+    package_dir={f"lab._data.{f}": f for f in FOLDERS},
+    package_data={f"lab._data.{f}": ["**/*"] for f in FOLDERS},
+    exclude_package_data={f"lab._data.{f}": ["**/__pycache__/*", "**/*.pyc"] for f in FOLDERS},
+)
