@@ -1,8 +1,8 @@
 """Host-side Gitaly check: ``ServerInfo`` over tcp:// or tls:// with a v2 token.
 
-The call is a raw gRPC call (the request message is empty, the response is
-decoded from the protobuf wire format here), so the host needs no generated
-code and the same check works against real Gitaly and the sim.
+The call goes through the stubs generated from Gitaly's own .proto files
+(lab/gitalypb, shared with the sim image), so the same check works against real
+Gitaly and the sim.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import grpc
 
 from lab.auth import gitaly_v2_token
 from lab.errors import LabError
+from lab.gitalypb import server_pb2, server_pb2_grpc
 from lab.model import Node
-
-SERVER_INFO = "/gitaly.ServerService/ServerInfo"
 
 
 class GitalyError(LabError):
@@ -48,69 +47,15 @@ class ServerInfo:
     storage_statuses: tuple[StorageStatus, ...] = field(default_factory=tuple)
 
 
-# -- protobuf wire format (just what ServerInfoResponse needs) -------------------
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """(field number, value) pairs; varints as int, length-delimited as bytes."""
-    out: list[tuple[int, int | bytes]] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-            out.append((number, value))
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            out.append((number, data[pos:pos + size]))
-            pos += size
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos != len(data):
-        raise ValueError("truncated message")
-    return out
-
-
-def _text(value: int | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else ""
+def _server_info(response: server_pb2.ServerInfoResponse) -> ServerInfo:
+    return ServerInfo(response.server_version, response.git_version, tuple(
+        StorageStatus(s.storage_name, s.readable, s.writeable, s.fs_type, s.filesystem_id)
+        for s in response.storage_statuses))
 
 
 def decode_server_info(data: bytes) -> ServerInfo:
-    version = git = ""
-    storages = []
-    for number, value in _fields(data):
-        if number == 1:
-            version = _text(value)
-        elif number == 2:
-            git = _text(value)
-        elif number == 3 and isinstance(value, bytes):
-            attrs: dict[int, int | bytes] = dict(_fields(value))
-            storages.append(StorageStatus(
-                storage_name=_text(attrs.get(1, b"")),
-                readable=bool(attrs.get(2, 0)),
-                writeable=bool(attrs.get(3, 0)),
-                fs_type=_text(attrs.get(4, b"")),
-                filesystem_id=_text(attrs.get(5, b"")),
-            ))
-    return ServerInfo(version, git, tuple(storages))
+    """A serialized ``gitaly.ServerInfoResponse`` as :class:`ServerInfo`."""
+    return _server_info(server_pb2.ServerInfoResponse.FromString(data))
 
 
 # -- the call --------------------------------------------------------------------
@@ -136,15 +81,14 @@ def server_info(address: str, token: str, *, ca_pem: bytes | None = None,
     """Call ``gitaly.ServerService/ServerInfo``; raise :class:`GitalyError` on failure."""
     metadata = [("authorization", "Bearer " + gitaly_v2_token(token))] if token else []
     with _channel(address, ca_pem, server_name_override) as channel:
-        call = channel.unary_unary(SERVER_INFO)  # no serializers: raw bytes both ways
+        stub = server_pb2_grpc.ServerServiceStub(channel)
         try:
-            response = call(b"", metadata=metadata, timeout=timeout)
+            response = stub.ServerInfo(server_pb2.ServerInfoRequest(), metadata=metadata,
+                                       timeout=timeout)
         except grpc.RpcError as exc:
+            # An undecodable response surfaces here too, as INTERNAL.
             raise GitalyError(exc.code().name, exc.details() or "") from exc
-    try:
-        return decode_server_info(bytes(response))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GitalyError("INTERNAL", f"undecodable ServerInfoResponse: {exc}") from exc
+    return _server_info(response)
 
 
 def node_server_info(ip: str, node: Node, token: str, *, ca_pem: str = "",

@@ -60,6 +60,10 @@ def _auth_py() -> Path:
     return Path(lab.__file__).resolve().parent / "auth.py"
 
 
+def _gitalypb() -> Path:
+    return Path(lab.__file__).resolve().parent / "gitalypb"
+
+
 def _hash_files(files: list[tuple[str, Path]], extra: str = "") -> str:
     digest = hashlib.sha256(extra.encode())
     for name, path in sorted(files):
@@ -89,8 +93,9 @@ def _base_tag(packages: Path) -> str:
 
 
 @functools.cache
-def _sim_tag(root: Path, auth_py: Path) -> str:
-    files = [*_tree(root), ("lab/auth.py", auth_py)]
+def _sim_tag(root: Path, auth_py: Path, gitalypb: Path) -> str:
+    files = [*_tree(root), ("lab/auth.py", auth_py),
+             *((f"lab/gitalypb/{name}", path) for name, path in _tree(gitalypb))]
     return _hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))
 
 
@@ -106,8 +111,8 @@ def base_image_ref() -> str:
 
 
 def sim_image_ref() -> str:
-    """Tag of the sim image: a hash over every file under images/ plus lab/auth.py. Pure."""
-    return f"{SIM_REPO}:{_sim_tag(images_dir(), _auth_py())}"
+    """Tag of the sim image: a hash over images/, lab/auth.py and lab/gitalypb/. Pure."""
+    return f"{SIM_REPO}:{_sim_tag(images_dir(), _auth_py(), _gitalypb())}"
 
 
 # -- Debian sources -------------------------------------------------------------
@@ -220,6 +225,9 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
                         ignore=shutil.ignore_patterns("__pycache__"))
         # The image and the host share one implementation of Gitaly/JWT auth.
         shutil.copy2(_auth_py(), context / "rootfs/opt/gitlab/embedded/sim/lab_auth.py")
+        # ... and one set of modules generated from Gitaly's protos.
+        shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         run(["docker", "build", "--force-rm", "--label", f"{LABEL_PREFIX}=1",
              "--build-arg", f"BASE={base}", "-t", ref, str(context)],
             env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=BUILD_TIMEOUT)

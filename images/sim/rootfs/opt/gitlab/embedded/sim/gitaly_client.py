@@ -1,18 +1,25 @@
-"""The app side of Gitaly: channels for tcp://, tls:// and unix: addresses, v2 tokens."""
+"""The app side of Gitaly: channels for tcp://, tls:// and unix: addresses, v2 tokens.
+
+Calls go through the stubs generated from Gitaly's protos (gitalypb).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import lab_auth
-import repository_service_pb2 as repo_pb
-import server_pb2
-import shared_pb2
 import simconfig
-import smarthttp_pb2
+from gitalypb import (
+    repository_pb2,
+    repository_pb2_grpc,
+    server_pb2,
+    server_pb2_grpc,
+    shared_pb2,
+    smarthttp_pb2,
+    smarthttp_pb2_grpc,
+)
 
 TIMEOUT = 10.0
 STREAM_TIMEOUT = 300.0
@@ -32,23 +39,13 @@ class GitalyCallError(Exception):
                                     grpc.StatusCode.DEADLINE_EXCEEDED) else 500
 
 
-@dataclass(frozen=True)
-class _PackService:
-    info_refs: str
-    post: str
-    request: Any
-    response: Any
-    #: Only PostReceivePackRequest carries gl_id, gl_repository and gl_username.
-    takes_pusher: bool
-
-
+#: Per smart HTTP service: its InfoRefs and Post RPC names and the Post request class.
+#: Only PostReceivePackRequest carries gl_id, gl_repository and gl_username.
 _SERVICES = {
-    "git-upload-pack": _PackService("InfoRefsUploadPack", "PostUploadPack",
-                                    smarthttp_pb2.PostUploadPackRequest,
-                                    smarthttp_pb2.PostUploadPackResponse, False),
-    "git-receive-pack": _PackService("InfoRefsReceivePack", "PostReceivePack",
-                                     smarthttp_pb2.PostReceivePackRequest,
-                                     smarthttp_pb2.PostReceivePackResponse, True),
+    "git-upload-pack": ("InfoRefsUploadPack", "PostUploadPack",
+                        smarthttp_pb2.PostUploadPackRequest, False),
+    "git-receive-pack": ("InfoRefsReceivePack", "PostReceivePack",
+                         smarthttp_pb2.PostReceivePackRequest, True),
 }
 
 
@@ -87,67 +84,52 @@ class Storage:
     def repository(self, relative_path: str) -> Any:
         return shared_pb2.Repository(storage_name=self.name, relative_path=relative_path)
 
-    def unary(self, method: str, request: Any, response_cls: Any) -> Any:
+    def call(self, stub_class: Callable[[grpc.Channel], Any], method: str, request: Any,
+             *, stream: bool = False) -> Any:
+        """Call ``method`` on a fresh stub; a streaming call's ``data`` fields come joined."""
         with self.channel() as channel:
-            call = channel.unary_unary(method, request_serializer=_serialize,
-                                       response_deserializer=response_cls.FromString)
+            rpc = getattr(stub_class(channel), method)
             try:
-                return call(request, metadata=self.metadata(), timeout=TIMEOUT)
-            except grpc.RpcError as exc:
-                raise GitalyCallError(exc.code(), exc.details() or "") from exc
-
-    def stream(self, method: str, requests: Any, response_cls: Any,
-               *, client_stream: bool) -> bytes:
-        """Run a server-streaming RPC and join the ``data`` fields of its responses."""
-        with self.channel() as channel:
-            factory = channel.stream_stream if client_stream else channel.unary_stream
-            call = factory(method, request_serializer=_serialize,
-                           response_deserializer=response_cls.FromString)
-            try:
-                responses: Iterable[Any] = call(iter(requests) if client_stream else requests,
-                                                metadata=self.metadata(), timeout=STREAM_TIMEOUT)
-                return b"".join(r.data for r in responses)
+                response = rpc(request, metadata=self.metadata(),
+                               timeout=STREAM_TIMEOUT if stream else TIMEOUT)
+                return b"".join(r.data for r in response) if stream else response
             except grpc.RpcError as exc:
                 raise GitalyCallError(exc.code(), exc.details() or "") from exc
 
     # -- the RPCs the app uses -----------------------------------------------
 
     def server_info(self) -> Any:
-        return self.unary("/gitaly.ServerService/ServerInfo", server_pb2.ServerInfoRequest(),
-                          server_pb2.ServerInfoResponse)
+        return self.call(server_pb2_grpc.ServerServiceStub, "ServerInfo",
+                         server_pb2.ServerInfoRequest())
 
     def create_repository(self, relative_path: str) -> None:
-        self.unary("/gitaly.RepositoryService/CreateRepository",
-                   repo_pb.CreateRepositoryRequest(repository=self.repository(relative_path)),
-                   repo_pb.CreateRepositoryResponse)
+        self.call(repository_pb2_grpc.RepositoryServiceStub, "CreateRepository",
+                  repository_pb2.CreateRepositoryRequest(
+                      repository=self.repository(relative_path)))
 
     def repository_exists(self, relative_path: str) -> bool:
-        resp = self.unary("/gitaly.RepositoryService/RepositoryExists",
-                          repo_pb.RepositoryExistsRequest(repository=self.repository(relative_path)),
-                          repo_pb.RepositoryExistsResponse)
+        resp = self.call(repository_pb2_grpc.RepositoryServiceStub, "RepositoryExists",
+                         repository_pb2.RepositoryExistsRequest(
+                             repository=self.repository(relative_path)))
         return bool(resp.exists)
 
     def info_refs(self, service: str, relative_path: str, git_protocol: str) -> bytes:
         request = smarthttp_pb2.InfoRefsRequest(repository=self.repository(relative_path),
                                                 git_protocol=git_protocol)
-        return self.stream(f"/gitaly.SmartHTTPService/{_SERVICES[service].info_refs}", request,
-                           smarthttp_pb2.InfoRefsResponse, client_stream=False)
+        return self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, _SERVICES[service][0],
+                         request, stream=True)
 
     def post_pack(self, service: str, relative_path: str, body: bytes, git_protocol: str,
                   pusher: dict[str, str]) -> bytes:
-        rpc = _SERVICES[service]
+        _, post, request_class, takes_pusher = _SERVICES[service]
         parts = simconfig.chunks(body)
         # The first message names the repository; the rest carry only data.
-        requests = [rpc.request(repository=self.repository(relative_path), data=next(parts),
-                                git_protocol=git_protocol,
-                                **(pusher if rpc.takes_pusher else {}))]
-        requests += [rpc.request(data=part) for part in parts]
-        return self.stream(f"/gitaly.SmartHTTPService/{rpc.post}", requests, rpc.response,
-                           client_stream=True)
-
-
-def _serialize(message: Any) -> bytes:
-    return bytes(message.SerializeToString())
+        requests = [request_class(repository=self.repository(relative_path), data=next(parts),
+                                  git_protocol=git_protocol,
+                                  **(pusher if takes_pusher else {}))]
+        requests += [request_class(data=part) for part in parts]
+        return self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, post, iter(requests),
+                         stream=True)
 
 
 def storages(app: dict[str, Any]) -> dict[str, Storage]:

@@ -1,8 +1,11 @@
-"""The sim's Gitaly: real gRPC names and messages from Gitaly's protos, real git underneath.
+"""The sim's Gitaly: the servicers generated from Gitaly's protos (gitalypb), real git underneath.
 
 Implements ServerService/ServerInfo, RepositoryService/RepositoryExists and
-CreateRepository, and the four SmartHTTPService RPCs. Every call passes the same
-auth check as Gitaly's v2 token interceptor (lab_auth.check_gitaly_auth).
+CreateRepository, and the four SmartHTTPService RPCs (PostUploadPack as Gitaly
+served it up to 15.8; later releases only serve the sidechannel variant). The
+other RPCs of these services answer UNIMPLEMENTED, from the generated base
+classes. Every call passes the same auth check as Gitaly's v2 token interceptor
+(lab_auth.check_gitaly_auth).
 """
 
 from __future__ import annotations
@@ -13,17 +16,22 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import lab_auth
-import repository_service_pb2 as repo_pb
-import server_pb2
 import simconfig
-import smarthttp_pb2
+from gitalypb import (
+    repository_pb2,
+    repository_pb2_grpc,
+    server_pb2,
+    server_pb2_grpc,
+    smarthttp_pb2,
+    smarthttp_pb2_grpc,
+)
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
 _CODES = {
@@ -36,7 +44,11 @@ def log(message: str) -> None:
     simconfig.log("gitaly", message)
 
 
-class Gitaly:
+class Gitaly(server_pb2_grpc.ServerServiceServicer,
+             repository_pb2_grpc.RepositoryServiceServicer,
+             smarthttp_pb2_grpc.SmartHTTPServiceServicer):
+    """One object serves the three services; RPC methods carry Gitaly's names."""
+
     def __init__(self, conf: dict[str, Any]) -> None:
         self.token: str = conf["token"]
         self.storages: dict[str, str] = conf["storages"]
@@ -82,7 +94,7 @@ class Gitaly:
 
     # -- ServerService ---------------------------------------------------------
 
-    def server_info(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def ServerInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.authorize(context, "ServerInfo")
         statuses = []
         for name, path in self.storages.items():
@@ -117,12 +129,13 @@ class Gitaly:
 
     # -- RepositoryService -----------------------------------------------------
 
-    def repository_exists(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def RepositoryExists(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.authorize(context, "RepositoryExists")
         path = self.repo_path(request.repository, context, must_exist=False)
-        return repo_pb.RepositoryExistsResponse(exists=os.path.isfile(os.path.join(path, "HEAD")))
+        exists = os.path.isfile(os.path.join(path, "HEAD"))
+        return repository_pb2.RepositoryExistsResponse(exists=exists)
 
-    def create_repository(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def CreateRepository(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.authorize(context, "CreateRepository")
         path = self.repo_path(request.repository, context, must_exist=False)
         proc = subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main", path],
@@ -131,7 +144,7 @@ class Gitaly:
             context.abort(grpc.StatusCode.INTERNAL, f"CreateRepository: {proc.stderr.strip()}")
         repo = request.repository
         log(f"CreateRepository {repo.storage_name}:{repo.relative_path}")
-        return repo_pb.CreateRepositoryResponse()
+        return repository_pb2.CreateRepositoryResponse()
 
     # -- SmartHTTPService ------------------------------------------------------
 
@@ -150,20 +163,19 @@ class Gitaly:
         for chunk in simconfig.chunks(data):
             yield smarthttp_pb2.InfoRefsResponse(data=chunk)
 
-    def info_refs_upload_pack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def InfoRefsUploadPack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         return self._info_refs("upload-pack", request, context)
 
-    def info_refs_receive_pack(self, request: Any,
-                               context: grpc.ServicerContext) -> Iterator[Any]:
+    def InfoRefsReceivePack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         return self._info_refs("receive-pack", request, context)
 
-    def post_upload_pack(self, requests: Iterator[Any],
-                         context: grpc.ServicerContext) -> Iterator[Any]:
+    def PostUploadPack(self, requests: Iterator[Any],
+                       context: grpc.ServicerContext) -> Iterator[Any]:
         return self._post_pack("PostUploadPack", requests, context,
                                smarthttp_pb2.PostUploadPackResponse, ["upload-pack"])
 
-    def post_receive_pack(self, requests: Iterator[Any],
-                          context: grpc.ServicerContext) -> Iterator[Any]:
+    def PostReceivePack(self, requests: Iterator[Any],
+                        context: grpc.ServicerContext) -> Iterator[Any]:
         # Gitaly points core.hooksPath at its own hooks, which call the internal API.
         return self._post_pack("PostReceivePack", requests, context,
                                smarthttp_pb2.PostReceivePackResponse,
@@ -202,51 +214,13 @@ class Gitaly:
         if branches:
             git("symbolic-ref", "HEAD", branches[0])
 
-    # -- wiring ----------------------------------------------------------------
-
-    def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def handler(kind: Callable[..., grpc.RpcMethodHandler], fn: Callable[..., Any],
-                    req: Any, resp: Any) -> grpc.RpcMethodHandler:
-            return kind(fn, request_deserializer=req.FromString,
-                        response_serializer=resp.SerializeToString)
-
-        unary, unary_stream, stream_stream = (grpc.unary_unary_rpc_method_handler,
-                                              grpc.unary_stream_rpc_method_handler,
-                                              grpc.stream_stream_rpc_method_handler)
-        return [
-            grpc.method_handlers_generic_handler("gitaly.ServerService", {
-                "ServerInfo": handler(unary, self.server_info, server_pb2.ServerInfoRequest,
-                                      server_pb2.ServerInfoResponse),
-            }),
-            grpc.method_handlers_generic_handler("gitaly.RepositoryService", {
-                "RepositoryExists": handler(unary, self.repository_exists,
-                                            repo_pb.RepositoryExistsRequest,
-                                            repo_pb.RepositoryExistsResponse),
-                "CreateRepository": handler(unary, self.create_repository,
-                                            repo_pb.CreateRepositoryRequest,
-                                            repo_pb.CreateRepositoryResponse),
-            }),
-            grpc.method_handlers_generic_handler("gitaly.SmartHTTPService", {
-                "InfoRefsUploadPack": handler(
-                    unary_stream, self.info_refs_upload_pack, smarthttp_pb2.InfoRefsRequest,
-                    smarthttp_pb2.InfoRefsResponse),
-                "InfoRefsReceivePack": handler(
-                    unary_stream, self.info_refs_receive_pack, smarthttp_pb2.InfoRefsRequest,
-                    smarthttp_pb2.InfoRefsResponse),
-                "PostUploadPack": handler(
-                    stream_stream, self.post_upload_pack, smarthttp_pb2.PostUploadPackRequest,
-                    smarthttp_pb2.PostUploadPackResponse),
-                "PostReceivePack": handler(
-                    stream_stream, self.post_receive_pack, smarthttp_pb2.PostReceivePackRequest,
-                    smarthttp_pb2.PostReceivePackResponse),
-            }),
-        ]
-
 
 def serve(conf: dict[str, Any]) -> grpc.Server:
     gitaly = Gitaly(conf)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers(gitaly.handlers())
+    server_pb2_grpc.add_ServerServiceServicer_to_server(gitaly, server)
+    repository_pb2_grpc.add_RepositoryServiceServicer_to_server(gitaly, server)
+    smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(gitaly, server)
     socket_path = conf["socket_path"]
     os.makedirs(os.path.dirname(socket_path), exist_ok=True)
     if os.path.exists(socket_path):
