@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from lab.model import Flavor, Lab
 from lab.scenario.load import group_name, load_scenario, resolve_labs
 from lab.scenario.model import Scenario
 from lab.scenario.report import format_failure
-from lab.scenario.runner import LabHandle, LabPool, ScenarioResult, run_scenario
+from lab.scenario.runner import LabHandle, LabPool, ScenarioResult, parse_versions, run_scenario
 from lab.spec import SpecRequest, resolve
 from lab.state import LabClaim
 
@@ -53,8 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gitlab-testlab")
     group.addoption("--lab-flavor", choices=[f.value for f in Flavor], default="sim",
                     help="omnibus = real GitLab images; sim = the offline stand-in (default).")
-    group.addoption("--lab-version", metavar="X.Y.Z", default=None,
-                    help="GitLab version for labs and scenarios that do not pin one.")
+    group.addoption("--lab-version", metavar="X.Y.Z[,X.Y.Z…]", default=None,
+                    help="GitLab version for labs and scenarios that do not pin one; a comma "
+                         "list runs each such scenario (and test using lab_version) per release.")
     group.addoption("--lab-keep", action="store_true",
                     help="Leave labs up after the session (a later session reuses them).")
     group.addoption("--lab-no-skip", action="store_true",
@@ -65,6 +67,66 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    try:
+        releases(config)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--lab-version: {exc}") from None
+
+
+def releases(config: pytest.Config) -> list[str | None]:
+    """The --lab-version matrix: releases in order (``[None]``: the default release)."""
+    return parse_versions(config.getoption("--lab-version"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` (pytest-xdist): its default ``load``, but a scenario group stays on one worker.
+
+    So a lab boots once and the groups run side by side. (xdist's own ``loadgroup``
+    no longer regroups items since pytest 9.2 made node ids immutable; the controller
+    sees node ids only, so the group is resolved from the scenario file again.)
+    """
+    if config.getvalue("dist") != "load":
+        return None  # the user chose a distribution mode
+    from xdist.scheduler import LoadScopeScheduling
+
+    seen: dict[str, str] = {}
+
+    class LabGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid not in seen:
+                seen[nodeid] = scenario_group(config, nodeid) or nodeid
+            return seen[nodeid]
+
+    return LabGroupScheduling(config, log)
+
+
+RELEASE_ID = re.compile(r"\[(\d+\.\d+\.\d+)\]$")
+
+
+def scenario_group(config: pytest.Config, nodeid: str) -> str | None:
+    """The lab a scenario item's node id runs on, or None (not a scenario, skipped)."""
+    path, _, name = nodeid.partition("::")
+    if not path.endswith((".yaml", ".yml")) or not name:
+        return None
+    flavor = str(config.getoption("--lab-flavor"))
+    m = RELEASE_ID.search(name)
+    release = m[1] if m else releases(config)[0]
+    try:
+        scenario = load_scenario(config.rootpath / path, flavor=flavor, version=release)
+        if flavor not in scenario.flavors:
+            return None
+        return resolve_labs(scenario, flavor=flavor, version=release).base.name
+    except LabError:
+        return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """In a release matrix, every test that uses ``lab_version`` runs once per release."""
+    matrix = releases(metafunc.config)
+    if len(matrix) > 1 and "lab_version" in metafunc.fixturenames:
+        metafunc.parametrize("lab_version", matrix, ids=[str(r) for r in matrix],
+                             scope="session")
 
 
 # --- fixtures ------------------------------------------------------------------
@@ -76,8 +138,8 @@ def lab_flavor(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def lab_version(pytestconfig: pytest.Config) -> str | None:
-    value = pytestconfig.getoption("--lab-version")
-    return str(value) if value else None
+    # A matrix parametrizes this name instead (pytest_generate_tests).
+    return releases(pytestconfig)[0]
 
 
 def _missing(config: pytest.Config, reason: str, *, in_ci: bool = True) -> None:
@@ -185,10 +247,10 @@ class ScenarioFailed(Exception):
         super().__init__(result.message)
 
 
-def _scenario_test(scenario: Scenario) -> Callable[..., None]:
-    def test_scenario(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
+def _scenario_test(scenario: Scenario, release: str | None) -> Callable[..., None]:
+    def test_scenario(lab_pool: LabPool, lab_flavor: str,
                       lab_image_check: Callable[[Lab], None]) -> None:
-        labs = resolve_labs(scenario, flavor=lab_flavor, version=lab_version)
+        labs = resolve_labs(scenario, flavor=lab_flavor, version=release)
         lab_image_check(labs.base)
         result = run_scenario(scenario, labs, lab_pool)
         if not result.ok:
@@ -218,24 +280,32 @@ class ScenarioItem(pytest.Function):
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         flavor = str(self.config.getoption("--lab-flavor"))
-        version = self.config.getoption("--lab-version")
+        matrix = releases(self.config)
         try:
-            scenario = load_scenario(self.path, flavor=flavor, version=version)
+            scenario = load_scenario(self.path, flavor=flavor, version=matrix[0])
         except LabError as exc:
             raise self.CollectError(str(exc)) from None
-        item = ScenarioItem.from_parent(self, name=scenario.name,
-                                        callobj=_scenario_test(scenario))
-        item.scenario = scenario
-        item.group = ""
-        for marker in ("docker", "slow", flavor):
-            item.add_marker(marker)
-        if flavor not in scenario.flavors:
-            item.add_marker(pytest.mark.skip(
-                reason=f"scenario is for {', '.join(scenario.flavors)} only; "
-                f"this run uses --lab-flavor {flavor}"))
-        else:
-            item.group = resolve_labs(scenario, flavor=flavor, version=version).base.name
-        yield item
+        # One item per release; a scenario that pins its version (or is skipped) runs once.
+        per_release = len(matrix) > 1 and not scenario.version and flavor in scenario.flavors
+        for release in matrix if per_release else matrix[:1]:
+            name = f"{scenario.name}[{release}]" if per_release else scenario.name
+            item = ScenarioItem.from_parent(self, name=name,
+                                            callobj=_scenario_test(scenario, release))
+            item.scenario = scenario
+            item.group = ""
+            for marker in ("docker", "slow", flavor):
+                item.add_marker(marker)
+            if flavor not in scenario.flavors:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"scenario is for {', '.join(scenario.flavors)} only; "
+                    f"this run uses --lab-flavor {flavor}"))
+            else:
+                try:
+                    labs = resolve_labs(scenario, flavor=flavor, version=release)
+                except LabError as exc:  # e.g. a key that release does not have
+                    raise self.CollectError(f"{exc} (GitLab {release})") from None
+                item.group = labs.base.name
+            yield item
 
 
 def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:

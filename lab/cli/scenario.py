@@ -13,15 +13,16 @@ from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, STATE_DIR
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
-from lab.scenario.runner import ScenarioResult, Status, run_scenarios
+from lab.scenario.runner import ScenarioResult, Status, parse_versions, plan, run_scenarios
 
 
 @click.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default="sim", show_default=True,
               help="omnibus = real GitLab images; sim = the offline stand-in.")
-@click.option("--version", "gitlab_version", metavar="X.Y.Z",
-              help="GitLab version for scenarios that do not pin one (default: newest).")
+@click.option("--version", "gitlab_version", metavar="X.Y.Z[,X.Y.Z…]",
+              help="GitLab version for scenarios that do not pin one (default: newest); "
+                   "a comma list runs each such scenario once per release.")
 @click.option("--junit", type=click.Path(path_type=Path), metavar="FILE",
               help="Also write a JUnit XML report.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
@@ -34,24 +35,31 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
     Scenarios sharing a topology share one lab; each scenario's `given:` changes
     restart only the nodes they touch.
     """
+    try:
+        versions = parse_versions(gitlab_version)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--version") from None
     # Parse everything first: a typo in the last file should not cost a lab boot.
-    scenarios = [load_scenario(p, flavor=flavor, version=gitlab_version)
-                 for p in find_scenarios(paths)]
+    files = find_scenarios(paths)
+    scenarios = [load_scenario(p, flavor=flavor, version=versions[0]) for p in files]
     if not scenarios:
         raise click.UsageError("no scenario files (*.yaml) found in: "
                                + ", ".join(map(str, paths)))
+    # Every release of the matrix too (a key may not exist in an old one): plan resolves all.
+    plan(scenarios, flavor=flavor, versions=versions)
     out = err_console if as_json else console
 
     def show(result: ScenarioResult) -> None:
         color = {Status.PASSED: "green", Status.SKIPPED: "yellow"}.get(result.status, "red")
-        out.print(f"[{color}]{result.status.value:>7}[/] {result.name} ({result.seconds:.1f}s)",
-                  highlight=False)
+        release = f" [GitLab {result.release}]" if len(versions) > 1 and result.release else ""
+        out.print(f"[{color}]{result.status.value:>7}[/] {result.name}{release} "
+                  f"({result.seconds:.1f}s)", highlight=False)
         if result.status in (Status.FAILED, Status.ERROR):
             # soft_wrap: log lines and patterns stay whole, for copying and grepping.
             out.print(format_failure(result), markup=False, highlight=False, soft_wrap=True)
 
     with out.status("starting") as status:
-        results = run_scenarios(scenarios, flavor=flavor, version=gitlab_version, keep=keep,
+        results = run_scenarios(scenarios, flavor=flavor, versions=versions, keep=keep,
                                 progress=lambda text: status.update(text), on_result=show)
     if junit:
         write_junit(results, junit)

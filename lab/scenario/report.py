@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from lab.scenario.runner import Evidence, ScenarioResult, Status
+from lab.versions import Version
 
 STYLE = {Status.PASSED: "green", Status.FAILED: "red", Status.ERROR: "red",
          Status.SKIPPED: "yellow"}
@@ -43,11 +44,26 @@ def format_evidence(ev: Evidence, source: str = "") -> str:
     return "\n".join(parts)
 
 
+BUNDLE_PROPERTY = "lab_collect_bundle"
+
+
+def is_matrix(results: Sequence[ScenarioResult]) -> bool:
+    """Whether the results span several GitLab releases (then names carry the release)."""
+    return len({r.release for r in results if r.release}) > 1
+
+
+def case_name(result: ScenarioResult, matrix: bool) -> str:
+    """``push[17.11.7]`` in a release matrix (pytest's id style), else the plain name."""
+    return f"{result.name}[{result.release}]" if matrix and result.release else result.name
+
+
 def format_failure(result: ScenarioResult) -> str:
     """The text a user reads when a scenario did not pass."""
     head = f"scenario {result.name} ({result.source}) {result.status.value}"
     if result.lab:
         head += f" on lab {result.lab}"
+    if result.release:
+        head += f" (GitLab {result.release})"
     lines = [head]
     for step in result.steps:
         mark = "ok  " if step.ok else "FAIL"
@@ -56,10 +72,37 @@ def format_failure(result: ScenarioResult) -> str:
         lines += ["", format_evidence(result.evidence, result.source)]
     elif result.message:
         lines += ["", result.message]
+    if result.bundle:
+        lines += ["", f"evidence bundle of the failed lab (lab collect): {result.bundle}"]
     return "\n".join(lines)
 
 
+def matrix_table(results: Sequence[ScenarioResult]) -> Table:
+    """Release x scenario: one row per scenario, one column per release."""
+    releases = sorted({r.release for r in results if r.release}, key=Version.parse)
+    cells: dict[str, dict[str, ScenarioResult]] = {}
+    for r in results:
+        cells.setdefault(r.name, {})[r.release] = r
+    table = Table(title="scenarios x GitLab release", show_lines=False)
+    table.add_column("scenario", overflow="fold")
+    for release in releases:
+        table.add_column(release)
+    for name, row in cells.items():
+        shown = []
+        for release in releases:
+            # A skipped scenario was never resolved: it has no release, but applies to all.
+            cell = row.get(release) or row.get("")
+            if cell is None:  # pinned to another release: it ran once, there
+                shown.append("(pinned)" if len(row) == 1 else "-")
+                continue
+            shown.append(f"[{STYLE[cell.status]}]{cell.status.value}[/] {cell.seconds:.1f}s")
+        table.add_row(name, *shown)
+    return table
+
+
 def results_table(results: Sequence[ScenarioResult]) -> Table:
+    if is_matrix(results):
+        return matrix_table(results)
     table = Table(title="scenarios", show_lines=False)
     for col in ("scenario", "result", "steps", "time", "lab", "detail"):
         table.add_column(col, overflow="fold")
@@ -91,7 +134,7 @@ def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
         "scenarios": [{
             "name": r.name, "source": r.source, "status": r.status.value,
             "seconds": round(r.seconds, 3), "lab": r.lab, "flavor": r.flavor,
-            "message": r.message,
+            "release": r.release, "bundle": r.bundle or None, "message": r.message,
             "steps": [{"step": s.label, "line": s.line, "succeeded": s.succeeded,
                        "ok": s.ok, "seconds": round(s.seconds, 3), "output": s.output,
                        "problem": s.problem} for s in r.steps],
@@ -108,9 +151,14 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
         "errors": str(sum(r.status is Status.ERROR for r in results)),
         "skipped": str(sum(r.status is Status.SKIPPED for r in results)),
         "time": f"{sum(r.seconds for r in results):.3f}"})
+    matrix = is_matrix(results)
     for r in results:
-        case = ET.SubElement(ts, "testcase", {"classname": r.source, "name": r.name,
+        case = ET.SubElement(ts, "testcase", {"classname": r.source,
+                                              "name": case_name(r, matrix),
                                               "time": f"{r.seconds:.3f}"})
+        if r.bundle:
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", {"name": BUNDLE_PROPERTY, "value": r.bundle})
         if r.status is Status.SKIPPED:
             ET.SubElement(case, "skipped", {"message": r.message})
         elif r.status in (Status.FAILED, Status.ERROR):

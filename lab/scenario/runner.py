@@ -27,6 +27,7 @@ from lab.model import HTTP_PORT, Lab
 from lab.scenario.load import TEMPLATE_RE, lab_key, resolve_labs
 from lab.scenario.model import UNDO, Fault, Outcome, Scenario, ScenarioLabs, Step, StepKind
 from lab.state import LabClaim
+from lab.versions import Version
 
 
 class LabHandle(Protocol):
@@ -205,6 +206,10 @@ class LabPool:
             return
         claim = self._claim(name)
         if not claim.acquire(wait=False):
+            # Never hold a lab while waiting for another: two runs (or pytest-xdist
+            # workers) each holding what the other waits for would wait forever.
+            for held in list(self._labs):
+                self.release(held)
             self._say(f"waiting: another run is using lab {name}")
             claim.acquire(wait=True)
         self._claims[name] = claim
@@ -286,6 +291,8 @@ class ScenarioResult:
     evidence: Evidence | None = None
     lab: str = ""
     flavor: str = ""
+    release: str = ""  # the GitLab version the lab ran ("" when skipped before resolving)
+    bundle: str = ""  # a `lab collect` bundle of the failed state (--collect-on-failure)
 
     @property
     def ok(self) -> bool:
@@ -518,7 +525,8 @@ def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
     def result(status: Status, message: str, steps: tuple[StepResult, ...] = (),
                evidence: Evidence | None = None) -> ScenarioResult:
         return ScenarioResult(scenario.name, scenario.source, status, time.monotonic() - t0,
-                              steps, message, evidence, labs.base.name, labs.base.flavor.value)
+                              steps, message, evidence, labs.base.name, labs.base.flavor.value,
+                              str(labs.base.version))
 
     try:
         running = pool.get(labs.base, labs.target)
@@ -568,25 +576,46 @@ def _undo_faults(run: _Run) -> str:
 
 # --- many scenarios ------------------------------------------------------------
 
-def plan(scenarios: Iterable[Scenario], *, flavor: str, version: str | None
-         ) -> list[tuple[Scenario, ScenarioLabs | None]]:
-    """Resolve each scenario's labs and order them by group (first appearance wins).
+def parse_versions(text: str | None) -> list[str | None]:
+    """``--version 15.9.8,17.11.7`` -> each release once, in order; None: the default.
 
-    A scenario that does not apply to ``flavor`` gets no labs (it is skipped).
+    Raises ValueError naming the bad entry.
     """
+    if not text or not text.strip():
+        return [None]
+    out: list[str | None] = []
+    for part in text.split(","):
+        release = str(Version.parse(part))  # ValueError says what a version looks like
+        if release not in out:
+            out.append(release)
+    return out
+
+
+def plan(scenarios: Iterable[Scenario], *, flavor: str,
+         version: str | None = None, versions: Sequence[str | None] = ()
+         ) -> list[tuple[Scenario, ScenarioLabs | None]]:
+    """Resolve each scenario's labs per release and order them by group (first appearance wins).
+
+    ``versions`` (default: ``[version]``) is the release matrix: a scenario that
+    pins its own version runs once. A scenario that does not apply to ``flavor``
+    gets no labs (it is skipped, once).
+    """
+    releases = list(versions) or [version]
     groups: dict[str, list[tuple[Scenario, ScenarioLabs | None]]] = {}
     skipped: list[tuple[Scenario, ScenarioLabs | None]] = []
     for sc in scenarios:
         if flavor not in sc.flavors:
             skipped.append((sc, None))
             continue
-        labs = resolve_labs(sc, flavor=flavor, version=version)
-        groups.setdefault(labs.base.name, []).append((sc, labs))
+        for release in releases[:1] if sc.version else releases:
+            labs = resolve_labs(sc, flavor=flavor, version=release)
+            groups.setdefault(labs.base.name, []).append((sc, labs))
     return [item for group in groups.values() for item in group] + skipped
 
 
 def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
-                  version: str | None = None, keep: bool = False, up: UpFn = default_up,
+                  version: str | None = None, versions: Sequence[str | None] = (),
+                  keep: bool = False, up: UpFn = default_up,
                   connect: ConnectFn = default_connect,
                   progress: Progress | None = None,
                   on_result: Callable[[ScenarioResult], None] | None = None,
@@ -595,7 +624,7 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
     # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
     claim = LabClaim if up is default_up else None
     with LabPool(keep=keep, up=up, progress=progress, claim=claim) as pool:
-        for sc, labs in plan(scenarios, flavor=flavor, version=version):
+        for sc, labs in plan(scenarios, flavor=flavor, version=version, versions=versions):
             if labs is None:
                 result = ScenarioResult(sc.name, sc.source, Status.SKIPPED, 0.0,
                                         message=f"only for {', '.join(sc.flavors)}; "

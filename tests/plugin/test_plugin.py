@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import textwrap
 from pathlib import Path
@@ -228,3 +229,94 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
 
         if _containers(name):
             lifecycle.attach(name).down(purge=True)
+
+
+PINNED = SCENARIO.replace("lab: {topology: scaled}", "lab: {topology: scaled, version: '16.11.10'}")
+
+
+def test_a_release_matrix_makes_an_item_per_release(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", **{"scenarios/a-free": SCENARIO, "scenarios/b-pinned": PINNED})
+    pytester.makepyfile(test_v="def test_v(lab_version):\n    assert lab_version\n")
+    result = pytester.runpytest("--collect-only", "-q", "--lab-version", "15.9.8,19.3.0")
+    ids = [ln for ln in result.stdout.lines if "::" in ln]
+    assert ids == ["scenarios/a-free.yaml::a-free[15.9.8]",
+                   "scenarios/a-free.yaml::a-free[19.3.0]",
+                   "scenarios/b-pinned.yaml::b-pinned",  # pins its version: once
+                   "test_v.py::test_v[15.9.8]", "test_v.py::test_v[19.3.0]"]
+    bad = pytester.runpytest("--collect-only", "-q", "--lab-version", "15.9.8,19")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--lab-version: '19' is not a GitLab version*"])
+
+
+def test_a_matrix_runs_each_release_on_its_own_lab(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
+        SEEN = []
+
+        @pytest.fixture(autouse=True)
+        def _record(request, lab_pool):
+            yield
+            SEEN.extend((n, str(lab_pool._labs[n][0].lab.version)) for n in lab_pool.names())
+
+        def pytest_sessionfinish(session):
+            print("labs:", sorted(set(SEEN)))
+    '''))
+    pytester.makefile(".yaml", **{"scenarios/a-free": SCENARIO})
+    result = pytester.runpytest("-q", "-s", "--lab-version", "15.9.8,17.11.7",
+                                "--junitxml", "out.xml")
+    result.assert_outcomes(failed=2)  # the fake lab answers nothing
+    result.stdout.fnmatch_lines(["*scenario a-free (*) failed on lab sc-scaled-sim-* "
+                                 "(GitLab 15.9.8)*"])
+    xml = (pytester.path / "out.xml").read_text()
+    assert 'name="a-free[15.9.8]"' in xml
+    assert 'name="a-free[17.11.7]"' in xml
+
+
+def test_the_controller_finds_each_items_lab_from_its_node_id(
+        pytester: pytest.Pytester) -> None:
+    tls = SCENARIO.replace("lab: {topology: scaled}",
+                           "lab:\n  topology: scaled\n  set: {nodes.gitaly1.tls: true}")
+    pytester.makefile(".yaml", **{"scenarios/a-plain": SCENARIO, "scenarios/b-tls": tls,
+                                  "scenarios/c-plain": SCENARIO})
+    pytester.makeconftest(textwrap.dedent('''
+        from lab.pytest_plugin import scenario_group
+
+        def pytest_collection_finish(session):
+            for item in session.items:
+                group = scenario_group(session.config, item.nodeid)
+                print("group", item.name, group == getattr(item, "group", None), group)
+    '''))
+    pytester.makepyfile(test_z="def test_z():\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q", "-s", "--lab-version", "15.9.8,19.3.0")
+    lines = [ln.split() for ln in result.stdout.lines if ln.startswith("group ")]
+    assert [ln[:3] for ln in lines] == [
+        ["group", "a-plain[15.9.8]", "True"], ["group", "c-plain[15.9.8]", "True"],
+        ["group", "a-plain[19.3.0]", "True"], ["group", "c-plain[19.3.0]", "True"],
+        ["group", "b-tls[15.9.8]", "True"], ["group", "b-tls[19.3.0]", "True"],
+        ["group", "test_z", "True"]]
+    assert lines[6][3] == "None"  # not a scenario: xdist spreads it like any test
+    assert len({ln[3] for ln in lines[:6]}) == 4  # two labs per release
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
+def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = SCENARIO.replace("lab: {topology: scaled}",
+                           "lab:\n  topology: scaled\n  set: {nodes.gitaly1.tls: true}")
+    pytester.makeconftest(FAKE_CONFTEST.replace(
+        "    def __init__(self, lab, path):\n",
+        "    def __init__(self, lab, path):\n"
+        "        import os\n"
+        "        with open(os.environ['BOOTS'], 'a') as f:\n"
+        "            f.write(f\"{lab.name} {os.environ.get('PYTEST_XDIST_WORKER')}\\n\")\n"))
+    pytester.makefile(".yaml", **{f"scenarios/{n}": (tls if "tls" in n else SCENARIO)
+                                  for n in ("a-plain", "b-tls", "c-plain", "d-tls")})
+    boots = pytester.path / "boots.txt"
+    monkeypatch.setenv("BOOTS", str(boots))
+    result = pytester.runpytest_subprocess("-q", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    lines = boots.read_text().split("\n")[:-1]
+    labs = [ln.split()[0] for ln in lines]
+    workers = {ln.split()[1] for ln in lines}
+    assert len(labs) == 2  # each lab booted once
+    assert len(set(labs)) == 2
+    assert workers == {"gw0", "gw1"}  # one lab per worker, side by side

@@ -20,6 +20,7 @@ from lab.client.gitlab import ApiResponse, GitResult
 from lab.engine.run import Result
 from lab.errors import EngineError, LabError
 from lab.model import Lab, SecretsPolicy
+from lab.scenario import runner
 from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
 from lab.scenario.report import format_failure, junit_xml, to_json
 from lab.scenario.runner import LabPool, Status, check_expectation, run_scenario, run_scenarios
@@ -436,7 +437,6 @@ def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: P
 def test_default_up_waits_only_when_apply_changed_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lab import lifecycle
-    from lab.scenario import runner
 
     wanted = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
     kept = {"state": resolve_labs(load_scenario(LIBRARY / "two-storages.yaml")).base}
@@ -503,3 +503,91 @@ def test_a_failed_boot_releases_its_claim(tmp_path: Path) -> None:
     with pytest.raises(LabError):
         pool.get(base)
     assert events == [f"acquire {base.name} wait=False", f"release {base.name}"]
+
+
+def test_a_pool_lets_go_of_its_labs_before_waiting_for_another(tmp_path: Path) -> None:
+    labs, up, _connect = make(tmp_path)
+    events: list[str] = []
+    plain = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
+    pool = LabPool(up=up, max_labs=2,
+                   claim=lambda n: FakeClaim(n, events, busy=n == tls.name))
+    pool.get(plain)
+    pool.get(tls)
+    # Holding the plain lab while waiting for the TLS one could deadlock with a
+    # worker that holds the TLS lab and waits for the plain one.
+    assert events == [f"acquire {plain.name} wait=False", f"busy {tls.name}",
+                      f"release {plain.name}", f"acquire {tls.name} wait=True"]
+    assert labs[0].calls[-1] == ("down",)
+    assert pool.names() == [tls.name]
+    pool.close()
+
+
+# --- release matrix -------------------------------------------------------------
+
+MATRIX = ["15.9.8", "17.11.7", "19.3.0"]  # legacy dialect, 15.10+ gitaly config, 18.0+ storages
+
+
+def test_parse_versions() -> None:
+    assert runner.parse_versions(None) == [None]
+    assert runner.parse_versions("17.11.7") == ["17.11.7"]
+    assert runner.parse_versions(" 15.9.8,17.11.7 ,15.9.8") == ["15.9.8", "17.11.7"]
+    with pytest.raises(ValueError, match=r"'17\.11' is not a GitLab version"):
+        runner.parse_versions("15.9.8,17.11")
+
+
+def test_a_matrix_runs_each_scenario_per_release_and_pinned_ones_once(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    free = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    pinned = parse_scenario("lab: {topology: scaled, version: '16.11.10'}\n"
+                            "steps:\n  - api: /api/v4/user\n", "pinned.yaml")
+    results = run_scenarios([free, pinned], versions=MATRIX, up=up, connect=connect)
+    assert [(r.name, r.release, r.status) for r in results] == [
+        ("gitaly-own-secrets", "15.9.8", Status.PASSED),
+        ("gitaly-own-secrets", "17.11.7", Status.PASSED),
+        ("gitaly-own-secrets", "19.3.0", Status.PASSED),
+        ("pinned", "16.11.10", Status.PASSED)]
+    # One lab per release (each speaks its own dialect), all different.
+    assert [str(fake.lab.version) for fake in labs] == [*MATRIX, "16.11.10"]
+    assert len({fake.name for fake in labs}) == 4
+
+    xml = junit_xml(results)
+    for release in MATRIX:
+        assert f'name="gitaly-own-secrets[{release}]"' in xml
+    assert 'name="pinned[16.11.10]"' in xml
+    assert [s["release"] for s in to_json(results)["scenarios"]] == [*MATRIX, "16.11.10"]
+
+
+def test_one_release_keeps_plain_names(tmp_path: Path) -> None:
+    _labs, up, connect = make(tmp_path)
+    results = run_scenarios([load_scenario(LIBRARY / "gitaly-own-secrets.yaml")],
+                            versions=["17.11.7"], up=up, connect=connect)
+    assert results[0].release == "17.11.7"
+    assert 'name="gitaly-own-secrets"' in junit_xml(results)
+
+
+def test_matrix_table_is_release_by_scenario(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from lab.scenario.report import results_table
+
+    _labs, up, connect = make(tmp_path, lose_projects=True)
+    results = run_scenarios([load_scenario(LIBRARY / "gitaly-own-secrets.yaml")],
+                            versions=["15.9.8", "19.3.0"], up=up, connect=connect)
+    console = Console(width=200, record=True)
+    console.print(results_table(results))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "scenario" in line and "15.9.8" in line)
+    assert header.index("15.9.8") < header.index("19.3.0")
+    row = next(line for line in text.splitlines() if "gitaly-own-secrets" in line)
+    assert row.count("failed") == 2
+
+
+def test_a_failure_names_its_release_and_bundle() -> None:
+    r = runner.ScenarioResult("s", "s.yaml", Status.FAILED, 1.0, message="boom", lab="sc-x",
+                              release="15.9.8", bundle="/tmp/b.tar.gz")
+    text = format_failure(r)
+    assert text.splitlines()[0] == "scenario s (s.yaml) failed on lab sc-x (GitLab 15.9.8)"
+    assert text.splitlines()[-1] == \
+        "evidence bundle of the failed lab (lab collect): /tmp/b.tar.gz"
+    assert '<property name="lab_collect_bundle" value="/tmp/b.tar.gz" />' in junit_xml([r])
