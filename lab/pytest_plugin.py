@@ -5,6 +5,7 @@ Fixtures (all overridable in a conftest.py):
 - ``lab_flavor`` / ``lab_version`` (session): from ``--lab-flavor`` / ``--lab-version``.
 - ``docker_available`` (session): skips without Docker (fails with ``--lab-no-skip`` or CI=true).
 - ``lab_image_check`` (session): a callable that skips when an omnibus image is missing.
+- ``lab_collect`` (session): how a failed scenario's lab is bundled (``--lab-collect-on-failure``).
 - ``lab_pool`` (session): the running labs, one per topology; torn down at the end
   unless ``--lab-keep``.
 - ``lab_factory`` (session): ``lab_factory("scaled", sets=["nodes.gitaly1.tls=true"])``
@@ -32,8 +33,16 @@ from lab.errors import LabError
 from lab.model import Flavor, Lab
 from lab.scenario.load import group_name, load_scenario, resolve_labs
 from lab.scenario.model import Scenario
-from lab.scenario.report import format_failure
-from lab.scenario.runner import LabHandle, LabPool, ScenarioResult, parse_versions, run_scenario
+from lab.scenario.report import BUNDLE_PROPERTY, format_failure
+from lab.scenario.runner import (
+    CollectFn,
+    LabHandle,
+    LabPool,
+    ScenarioResult,
+    bundle_collector,
+    parse_versions,
+    run_scenario,
+)
 from lab.spec import SpecRequest, resolve
 from lab.state import LabClaim
 
@@ -59,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "list runs each such scenario (and test using lab_version) per release.")
     group.addoption("--lab-keep", action="store_true",
                     help="Leave labs up after the session (a later session reuses them).")
+    group.addoption("--lab-collect-on-failure", action="store_true",
+                    help="When a scenario fails, write a `lab collect` bundle of its lab in "
+                         "the failed state (path in the report and as JUnit property "
+                         f"{BUNDLE_PROPERTY}).")
+    group.addoption("--lab-evidence-dir", metavar="DIR", default="lab-evidence",
+                    help="Where --lab-collect-on-failure writes bundles (default: %(default)s).")
     group.addoption("--lab-no-skip", action="store_true",
                     help="Fail instead of skipping when Docker or an image is missing "
                          "(CI=true does this for Docker and the sim image).")
@@ -194,6 +209,14 @@ def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[La
         yield pool
 
 
+@pytest.fixture(scope="session")
+def lab_collect(pytestconfig: pytest.Config) -> CollectFn | None:
+    """What a failed scenario's lab is bundled with (None: not at all)."""
+    if not pytestconfig.getoption("--lab-collect-on-failure"):
+        return None
+    return bundle_collector(Path(str(pytestconfig.getoption("--lab-evidence-dir"))))
+
+
 def _shared_name(lab: Lab) -> Lab:
     # The same name scenarios use for the same lab, so tests and scenarios share it.
     return dataclasses.replace(lab, name=group_name(lab))
@@ -249,10 +272,15 @@ class ScenarioFailed(Exception):
 
 def _scenario_test(scenario: Scenario, release: str | None) -> Callable[..., None]:
     def test_scenario(lab_pool: LabPool, lab_flavor: str,
-                      lab_image_check: Callable[[Lab], None]) -> None:
+                      lab_image_check: Callable[[Lab], None],
+                      lab_collect: CollectFn | None, request: pytest.FixtureRequest) -> None:
         labs = resolve_labs(scenario, flavor=lab_flavor, version=release)
         lab_image_check(labs.base)
-        result = run_scenario(scenario, labs, lab_pool)
+        result = run_scenario(scenario, labs, lab_pool, collect=lab_collect)
+        if result.bundle:
+            # A JUnit <property> of the case (not record_property: it warns under xunit2,
+            # whose writer keeps the property all the same).
+            request.node.user_properties.append((BUNDLE_PROPERTY, result.bundle))
         if not result.ok:
             raise ScenarioFailed(result)
 

@@ -13,7 +13,14 @@ from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, STATE_DIR
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
-from lab.scenario.runner import ScenarioResult, Status, parse_versions, plan, run_scenarios
+from lab.scenario.runner import (
+    ScenarioResult,
+    Status,
+    bundle_collector,
+    parse_versions,
+    plan,
+    run_scenarios,
+)
 
 
 @click.command("run")
@@ -28,8 +35,13 @@ from lab.scenario.runner import ScenarioResult, Status, parse_versions, plan, ru
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.option("--keep", is_flag=True,
               help="Leave the labs up afterwards (in their base state); a later run reuses them.")
+@click.option("--collect-on-failure", is_flag=True,
+              help="When a scenario fails, write a `lab collect` bundle of its lab in the "
+                   "failed state (before faults and changes are undone).")
+@click.option("--evidence-dir", type=click.Path(path_type=Path), default=Path("lab-evidence"),
+              show_default=True, help="Where --collect-on-failure writes its bundles.")
 def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit: Path | None,
-        as_json: bool, keep: bool) -> None:
+        as_json: bool, keep: bool, collect_on_failure: bool, evidence_dir: Path) -> None:
     """Run scenarios (files, or directories of *.yaml) and report each one's evidence.
 
     Scenarios sharing a topology share one lab; each scenario's `given:` changes
@@ -60,7 +72,9 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
 
     with out.status("starting") as status:
         results = run_scenarios(scenarios, flavor=flavor, versions=versions, keep=keep,
-                                progress=lambda text: status.update(text), on_result=show)
+                                progress=lambda text: status.update(text), on_result=show,
+                                collect=bundle_collector(evidence_dir) if collect_on_failure
+                                else None)
     if junit:
         write_junit(results, junit)
     save_last_run(results)

@@ -87,6 +87,8 @@ class Claim(Protocol):
 
 ClaimFn = Callable[[str], Claim]
 Progress = Callable[[str], None]
+# Writes a `lab collect` bundle of a lab as it is now, named after ``stem``; returns its path.
+CollectFn = Callable[[LabHandle, str], Path]
 
 READY_TIMEOUT = 600.0
 LOG_TAIL = 400
@@ -114,6 +116,17 @@ def default_up(lab: Lab) -> LabHandle:
 
 def default_connect(running: LabHandle) -> GitLab:
     return GitLab.connect(running.http_url, running.admin_token)
+
+
+def bundle_collector(folder: Path) -> CollectFn:
+    """A CollectFn writing ``folder/<stem>.tar.gz`` with `lab collect`'s bundle."""
+    def collect_bundle(running: LabHandle, stem: str) -> Path:
+        from lab.collect import collect  # imported late: only needed when something failed
+
+        folder.mkdir(parents=True, exist_ok=True)
+        return collect(running, folder / f"{stem}.tar.gz").resolve()  # type: ignore[arg-type]
+
+    return collect_bundle
 
 
 class LabPool:
@@ -221,6 +234,11 @@ class LabPool:
 
     def names(self) -> list[str]:
         return list(self._labs)
+
+    def running(self, name: str) -> LabHandle | None:
+        """The lab called ``name`` as it is now (whatever state), if this pool has it."""
+        entry = self._labs.get(name)
+        return None if entry is None else entry[0]
 
     def close(self) -> None:
         errors: list[str] = []
@@ -519,25 +537,44 @@ def _run_step(run: _Run, step: Step, label: str) -> StepResult:
     return StepResult(label, step.line, succeeded, output, time.monotonic() - t0, problem)
 
 
+def _bundle(collect: CollectFn | None, running: LabHandle | None, scenario: Scenario,
+            labs: ScenarioLabs) -> tuple[str, str]:
+    """(bundle path, "") or ("", why not): evidence of the lab in its failed state."""
+    if collect is None or running is None:
+        return "", ""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{scenario.name}-{labs.base.version}-"
+                  f"{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        return str(collect(running, stem)), ""
+    except (LabError, OSError) as exc:
+        return "", f"\n(could not write the evidence bundle: {exc})"
+
+
 def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
-                 connect: ConnectFn = default_connect) -> ScenarioResult:
+                 connect: ConnectFn = default_connect,
+                 collect: CollectFn | None = None) -> ScenarioResult:
+    """Run one scenario; with ``collect``, a failure's lab is bundled before it is restored."""
     t0 = time.monotonic()
     def result(status: Status, message: str, steps: tuple[StepResult, ...] = (),
-               evidence: Evidence | None = None) -> ScenarioResult:
+               evidence: Evidence | None = None, bundle: str = "") -> ScenarioResult:
         return ScenarioResult(scenario.name, scenario.source, status, time.monotonic() - t0,
                               steps, message, evidence, labs.base.name, labs.base.flavor.value,
-                              str(labs.base.version))
+                              str(labs.base.version), bundle)
 
     try:
         running = pool.get(labs.base, labs.target)
     except LabError as exc:
+        # Whatever state the lab got into is the evidence; then it goes.
+        bundle, why_not = _bundle(collect, pool.running(labs.base.name), scenario, labs)
         pool.discard(labs.base.name)
-        return result(Status.ERROR, f"could not put the lab into this scenario's state: {exc}")
+        return result(Status.ERROR, f"could not put the lab into this scenario's state: {exc}"
+                      + why_not, bundle=bundle)
     run = _Run(scenario, labs, running, connect(running), time.time(),
                f"{scenario.name[:24]}-{secrets.token_hex(3)}".replace("_", "-"),
                wait_gitaly(labs.base, labs.target))
     steps: list[StepResult] = []
     evidence: Evidence | None = None
+    bundle, why_not = "", ""
     todo = [("given", s) for s in scenario.given_faults] + [("", s) for s in scenario.steps]
     try:
         for prefix, step in todo:
@@ -545,6 +582,8 @@ def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
             steps.append(outcome)
             if not outcome.ok:
                 evidence = _evidence(run, step, outcome)
+                # Before anything is undone: faults and given.set still in place.
+                bundle, why_not = _bundle(collect, running, scenario, labs)
                 break
     finally:
         cleanup = _undo_faults(run)
@@ -552,8 +591,8 @@ def run_scenario(scenario: Scenario, labs: ScenarioLabs, pool: LabPool, *,
         # A node we could not restore leaves the lab in an unknown state.
         pool.discard(labs.base.name)
     status = Status.PASSED if evidence is None and not cleanup else Status.FAILED
-    message = evidence.problem if evidence else cleanup
-    return result(status, message, tuple(steps), evidence)
+    message = (evidence.problem if evidence else cleanup) + why_not
+    return result(status, message, tuple(steps), evidence, bundle)
 
 
 def _undo_faults(run: _Run) -> str:
@@ -619,6 +658,7 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
                   connect: ConnectFn = default_connect,
                   progress: Progress | None = None,
                   on_result: Callable[[ScenarioResult], None] | None = None,
+                  collect: CollectFn | None = None,
                   ) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
     # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
@@ -632,7 +672,7 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
             else:
                 if progress:
                     progress(f"scenario {sc.name}")
-                result = run_scenario(sc, labs, pool, connect=connect)
+                result = run_scenario(sc, labs, pool, connect=connect, collect=collect)
             results.append(result)
             if on_result:
                 on_result(result)

@@ -320,3 +320,31 @@ def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
     assert len(labs) == 2  # each lab booted once
     assert len(set(labs)) == 2
     assert workers == {"gw0", "gw1"}  # one lab per worker, side by side
+
+
+def test_collect_on_failure_puts_the_bundle_in_report_and_junit(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
+        import lab.collect
+
+        @pytest.fixture(autouse=True, scope="session")
+        def _fake_collect():
+            def collect(handle, out):
+                out.write_text(f"bundle of {handle.name}")
+                return out
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(lab.collect, "collect", collect)
+                yield
+    '''))
+    pytester.makefile(".yaml", **{"scenarios/api-answers": SCENARIO})
+    result = pytester.runpytest("-q", "--lab-collect-on-failure", "--lab-evidence-dir", "ev",
+                                "--junitxml", "out.xml")
+    result.assert_outcomes(failed=1)
+    (bundle,) = (pytester.path / "ev").glob("api-answers-*.tar.gz")
+    assert bundle.read_text().startswith("bundle of sc-scaled-sim-")
+    result.stdout.fnmatch_lines([f"evidence bundle of the failed lab (lab collect): {bundle}"])
+    assert f'<property name="lab_collect_bundle" value="{bundle}" />' in \
+        (pytester.path / "out.xml").read_text()
+    # Without the option nothing is written.
+    pytester.runpytest("-q", "--lab-evidence-dir", "ev2").assert_outcomes(failed=1)
+    assert not (pytester.path / "ev2").exists()

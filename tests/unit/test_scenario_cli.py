@@ -69,3 +69,36 @@ def test_results_are_left_in_each_labs_folder_for_collect(
     assert [s["name"] for s in saved["scenarios"]] == ["a"]
     assert (tmp_path / "home/labs/sc-a/.lab/last-run.xml").is_file()
     assert not (tmp_path / "home/labs/sc-b").exists()
+
+
+def test_versions_and_collect_on_failure_reach_the_runner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "a.yaml").write_text(GOOD)
+    seen: dict[str, Any] = {}
+
+    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+        seen.update(kw)
+        return [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, release=v)
+                for v in kw["versions"]]
+
+    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--version",
+                                   "15.9.8,19.3.0", "--junit", str(tmp_path / "j.xml")])
+    assert res.exit_code == 0, res.output
+    assert seen["versions"] == ["15.9.8", "19.3.0"]
+    assert seen["collect"] is None
+    assert "scenarios x GitLab release" in res.stdout
+    assert 'name="a[19.3.0]"' in (tmp_path / "j.xml").read_text()
+
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--collect-on-failure"])
+    assert res.exit_code == 0, res.output
+    assert callable(seen["collect"])
+    assert seen["versions"] == [None]
+
+
+def test_a_bad_version_list_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--version", "15.9.8,16"])
+    assert res.exit_code == 2
+    assert "'16' is not a GitLab version" in res.output

@@ -591,3 +591,53 @@ def test_a_failure_names_its_release_and_bundle() -> None:
     assert text.splitlines()[-1] == \
         "evidence bundle of the failed lab (lab collect): /tmp/b.tar.gz"
     assert '<property name="lab_collect_bundle" value="/tmp/b.tar.gz" />' in junit_xml([r])
+
+
+# --- evidence on failure --------------------------------------------------------------
+
+def test_a_failure_is_bundled_before_its_faults_and_changes_are_undone(tmp_path: Path) -> None:
+    labs, up, connect = make(tmp_path)
+    seen: list[tuple[str, set[str], str]] = []
+
+    def collect(running: Any, stem: str) -> Path:
+        # What the bundle would see: the scenario's own state, fault included.
+        seen.append((stem, set(running.stopped), running.lab.node("gitaly1").secrets.value))
+        return tmp_path / f"{stem}.tar.gz"
+
+    sc = parse_scenario(textwrap.dedent("""\
+        lab: {topology: scaled}
+        given:
+          set: {nodes.gitaly1.secrets: own}
+          faults: [stop: gitaly1]
+        steps:
+          - api: /api/v4/user
+            expect: {outcome: fail, output: nope}
+        """), "f.yaml")
+    ok = load_scenario(LIBRARY / "shared-secrets-push-clone.yaml")
+    (failed, passed) = run_scenarios([sc, ok], up=up, connect=connect, collect=collect,
+                                     versions=["17.11.7"])
+    [(stem, stopped, secrets)] = seen  # only the failure is bundled
+    assert stem.startswith("f-17.11.7-")
+    assert (stopped, secrets) == ({"gitaly1"}, "own")
+    assert failed.status is Status.FAILED
+    assert failed.bundle == str(tmp_path / f"{stem}.tar.gz")
+    assert "evidence bundle of the failed lab (lab collect): " + failed.bundle in \
+        format_failure(failed)
+    # ...then restored: the next scenario got its lab back (started, base secrets).
+    assert passed.status is Status.PASSED, format_failure(passed)
+    assert labs[0].stopped == set()
+    assert to_json([failed])["scenarios"][0]["bundle"] == failed.bundle
+
+
+def test_a_bundle_that_cannot_be_written_is_said_not_fatal(tmp_path: Path) -> None:
+    _labs, up, connect = make(tmp_path, lose_projects=True)
+
+    def collect(running: Any, stem: str) -> Path:
+        raise OSError("No space left on device")
+
+    (result,) = run_scenarios([load_scenario(LIBRARY / "gitaly-own-secrets.yaml")], up=up,
+                              connect=connect, collect=collect)
+    assert result.status is Status.FAILED
+    assert result.bundle == ""
+    assert result.message.endswith("(could not write the evidence bundle: No space left on "
+                                   "device)")
