@@ -1,20 +1,23 @@
 """Gitaly v2 auth tokens and the GitLab-Shell JWT, exactly as GitLab computes them.
 
-Standard library only: the sim image copies this very file, so the host-side
-checks and the sim's servers can never disagree about the wire format.
+The sim image copies this very file, so the host-side checks and the sim's
+servers can never disagree about the wire format. JWTs are PyJWT's (Debian's
+python3-jwt in the image); the v2 token is one HMAC and needs no library.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import enum
 import hashlib
 import hmac
-import json
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import jwt
 
 #: Gitaly accepts a v2 token whose timestamp is within this many seconds of its clock.
 TOKEN_SKEW_SECONDS = 30
@@ -89,53 +92,56 @@ class JWTError(Exception):
     """A Gitlab-Shell-Api-Request JWT is malformed, forged, expired or not ours."""
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+#: PyJWT's own errors, in the words the internal API logs (first match wins).
+_JWT_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidAlgorithmError, "unsupported algorithm"),
+    (jwt.InvalidSignatureError, "signature verification failed"),
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.InvalidIssuerError, "invalid issuer"),
+    (jwt.MissingRequiredClaimError, "invalid issuer"),  # the only claim we require is iss
+    (jwt.DecodeError, "malformed token"),
+)
 
 
-def _unb64url(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise JWTError("malformed token") from exc
+@contextlib.contextmanager
+def _any_key_length() -> Iterator[None]:
+    """Silence PyJWT's advice about HMAC keys under 32 bytes (PyJWT 2.10 and later).
 
-
-def _sign(secret: str, signing_input: str) -> bytes:
-    # GitLab strips the secret file's trailing newline/whitespace before use.
-    return hmac.new(secret.strip().encode(), signing_input.encode(), hashlib.sha256).digest()
+    GitLab signs and checks with whatever its secret file holds, short or not; so does the lab.
+    """
+    category = getattr(jwt, "InsecureKeyLengthWarning", None)
+    with warnings.catch_warnings():
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def encode_shell_jwt(secret: str, now: int | None = None, ttl: int = JWT_TTL_SECONDS) -> str:
-    """The value of the ``Gitlab-Shell-Api-Request`` header (HS256, iss gitlab-shell)."""
+    """The value of the ``Gitlab-Shell-Api-Request`` header (HS256, iss gitlab-shell).
+
+    GitLab strips the secret file's trailing newline/whitespace before use.
+    """
     iat = _now(now)
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     claims = {"iss": JWT_ISSUER, "iat": iat, "exp": iat + ttl}
-    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}"
-    return f"{signing_input}.{_b64url(_sign(secret, signing_input))}"
+    with _any_key_length():
+        return jwt.encode(claims, secret.strip(), algorithm="HS256")
 
 
 def decode_shell_jwt(token: str, secret: str, now: int | None = None) -> dict[str, Any]:
-    """Verify ``token`` with ``secret``; return its claims or raise :class:`JWTError`."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise JWTError("malformed token")
-    header_b64, payload_b64, sig_b64 = parts
+    """Verify ``token`` with ``secret``; return its claims or raise :class:`JWTError`.
+
+    Checks what Rails' ``JWT.decode`` checks for this header: HS256 only, the
+    signature, ``iss``, and ``exp`` when present (not ``iat``). ``now`` judges
+    expiry as of that moment: PyJWT reads the real clock, so the difference
+    becomes its leeway (0 in real use).
+    """
+    leeway = 0.0 if now is None else time.time() - now
     try:
-        header = json.loads(_unb64url(header_b64))
-        claims = json.loads(_unb64url(payload_b64))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JWTError("malformed token") from exc
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise JWTError("malformed token")
-    if header.get("alg") != "HS256":
-        raise JWTError("unsupported algorithm")
-    expected = _sign(secret, f"{header_b64}.{payload_b64}")
-    if not hmac.compare_digest(expected, _unb64url(sig_b64)):
-        raise JWTError("signature verification failed")
-    if claims.get("iss") != JWT_ISSUER:
-        raise JWTError("invalid issuer")
-    exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int) or _now(now) >= exp):
-        raise JWTError("token expired")
+        with _any_key_length():
+            claims: dict[str, Any] = jwt.decode(
+                token.strip(), secret.strip(), algorithms=["HS256"], issuer=JWT_ISSUER,
+                leeway=leeway, options={"require": ["iss"], "verify_iat": False})
+    except jwt.InvalidTokenError as exc:
+        reason = next((text for kind, text in _JWT_ERRORS if isinstance(exc, kind)), str(exc))
+        raise JWTError(reason) from exc
     return claims
