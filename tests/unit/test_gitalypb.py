@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import pkgutil
 import shutil
+import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -75,6 +76,33 @@ def test_generator_rewrites_only_our_imports() -> None:
     assert _generator()._relative_imports(text, {"shared_pb2", "lint_pb2"}) == (
         "from google.protobuf import duration_pb2 as d\nfrom . import shared_pb2 as shared__pb2\n"
         "import grpc\nimport other_pb2 as o\nfrom .lint_pb2 import x\n")
+
+
+def test_generator_takes_a_release_from_a_gitaly_git_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "gitaly"
+    (src / "proto" / "go").mkdir(parents=True)
+    (src / "proto" / "server.proto").write_text('syntax = "proto3";\n')
+    (src / "proto" / "go" / "server.pb.go").write_text("generated Go\n")
+    (src / "LICENSE").write_text("MIT\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(src), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r")
+    git("tag", "v99.0.0")
+    generator = _generator()
+    out = tmp_path / "protos"
+    out.mkdir()
+    (out / "stale.proto").write_text("from the previous release\n")
+    monkeypatch.setattr(generator, "PROTO_DIR", out)
+    monkeypatch.setattr(generator, "RELEASE_FILE", out / "RELEASE")
+    generator.import_protos(src / ".git", "v99.0.0")
+    assert sorted(p.name for p in out.iterdir()) == ["LICENSE", "RELEASE", "server.proto"]
+    assert (out / "RELEASE").read_text() == f"v99.0.0 {git('rev-parse', 'HEAD')}\n"
 
 
 def test_sim_tag_follows_the_generated_modules(tmp_path: Path,
