@@ -28,14 +28,13 @@ from rich.table import Table
 from lab.auth import encode_shell_jwt
 from lab.engine import docker as dk
 from lab.engine.compose import detect
-from lab.engine.images import sim_image_ref
+from lab.engine.images import image_for, sim_image_ref
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.host import containers_routable, mem_available, port_in_use
 from lab.importer import evaluate_rb
 from lab.model import Flavor, Lab, Node
 from lab.omnibus import node as omnibus
-from lab.render.compose import image_for
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.labdir import RenderedLab
 from lab.render.secrets import fingerprint

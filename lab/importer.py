@@ -1,11 +1,13 @@
 """`lab import`: a customer's gitlab.rb files (one per node) -> a lab spec.
 
-Each file is evaluated as Ruby by the sim's own evaluator (``evaluate.rb``), so
-import reads a file exactly as a sim node would, and a syntax error is reported
-with its file and line. The settings are then mapped onto the spec's words:
-roles, storages, TLS, tokens, ``internal_api_url`` and a version whose dialect
-matches the keys used. Whatever has no place in a spec is returned as a note
-(printed, and written as comments into the YAML): nothing is dropped silently.
+A customer's file is data: it is never run on this host. ``read_rb`` has Ruby's
+own parser (Ripper, lab/omnibus/read_gitlab_rb.rb) read it and takes only literal
+settings; any other statement (``system(...)``, a loop, a variable) is listed as
+not reproduced with its line, and a syntax error names file and line. The version
+is inferred from the keys used (or pinned); lab.omnibus.dialect then reads roles,
+storages, TLS, tokens and ``internal_api_url`` in that release's terms. Whatever
+has no place in a spec, and every key the release does not know, is returned as
+a note (printed, and written as comments into the YAML): nothing is dropped silently.
 
 Customer secret values are never copied into the spec: only whether the Gitaly
 tokens *match* is kept, with fresh random tokens standing in for different ones.
@@ -14,9 +16,10 @@ tokens *match* is kept, with fresh random tokens standing in for different ones.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets as _secrets
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +30,22 @@ import yaml
 
 from lab.errors import LabError, SpecError
 from lab.model import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
-from lab.versions import DEFAULT_VERSION, Version, dialect_for, parse_supported
+from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import keys as omnibus_keys
+from lab.omnibus.release import DEFAULT_VERSION, OLDEST_SUPPORTED, Version
+from lab.versions import parse_supported
 
-EVALUATOR = Path("sim/rootfs/opt/gitlab/embedded/sim/evaluate.rb")  # under images/
+READER = Path(__file__).resolve().parent / "omnibus" / "read_gitlab_rb.rb"
 DEFAULT_NAME = "imported"
 OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
+# A gitlab.rb is a few hundred lines; anything far bigger is not one.
+MAX_BYTES = 1024 * 1024
+READ_TIMEOUT = 20.0
 
 # Versions import picks from: the newest one inside the range the keys allow.
 # 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
-CANDIDATES = ("13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7", DEFAULT_VERSION)
+CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
+              DEFAULT_VERSION)
 
 # How support tickets usually spell a value someone removed before sending the file.
 REDACTED_RE = re.compile(
@@ -53,53 +63,86 @@ _LEGACY_GITALY_KEYS = ("listen_addr", "tls_listen_addr", "auth_token", "certific
 _ADDR_RE = re.compile(r"^(tcp|tls|unix)://([^:/]+|\[[^\]]+\])(?::(\d+))?/?$")
 
 
-# --- evaluating gitlab.rb ------------------------------------------------------
+# --- reading gitlab.rb (statically) -----------------------------------------------
 
-def evaluator_path() -> Path:
-    from lab.engine.images import images_dir
+@dataclass(frozen=True)
+class RbFile:
+    settings: dict[str, Any]
+    skipped: tuple[tuple[int, str], ...]  # (line, statement) not read: Ruby code
 
-    return images_dir() / EVALUATOR
+
+def _parse(text: str, name: str, ruby: str) -> RbFile:
+    if shutil.which(ruby) is None:
+        raise LabError(f"`{ruby}` is not installed: import and doctor read gitlab.rb with "
+                       "Ruby's own parser (it is parsed, never run); install it "
+                       "(apt-get install ruby)")
+    try:
+        proc = subprocess.run([ruby, "--disable-gems", str(READER), name], input=text,
+                              capture_output=True, text=True, timeout=READ_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"reading it took over {READ_TIMEOUT:.0f} s; is it a gitlab.rb?",
+                        source=name) from None
+    if proc.returncode != 0:
+        raise _ruby_error(name, proc.stderr or proc.stdout)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        raise SpecError("reading it gave no settings", source=name) from None
+    skipped = tuple((int(row.get("line") or 0), str(row.get("text") or ""))
+                    for row in data.get("skipped", []))
+    return RbFile(dict(data.get("settings") or {}), skipped)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFile:
+    """The literal settings of one gitlab.rb, read without running it.
+
+    ``omnibus_config`` (GITLAB_OMNIBUS_CONFIG) is read first and the file wins, as
+    Omnibus applies them. SpecError names file and line for a file that is not Ruby.
+    """
+    if not path.is_file():
+        raise SpecError("no such file", source=str(path))
+    if path.stat().st_size > MAX_BYTES:
+        raise SpecError(f"larger than {MAX_BYTES // 1024} KiB; is it a gitlab.rb?",
+                        source=str(path))
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise SpecError(f"cannot be read: {exc.strerror}", source=str(path)) from None
+    main = _parse(text, str(path), ruby)
+    if not omnibus_config.strip():
+        return main
+    env = _parse(omnibus_config, OMNIBUS_CONFIG_ENV, ruby)
+    skipped = tuple((0, f"{OMNIBUS_CONFIG_ENV}: {t}") for _, t in env.skipped) + main.skipped
+    return RbFile(_merge(env.settings, main.settings), skipped)
+
+
+def evaluate_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> dict[str, Any]:
+    """The settings of ``read_rb`` (kept for callers that need only those)."""
+    return read_rb(path, ruby=ruby, omnibus_config=omnibus_config).settings
 
 
 _WHERE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):\s*(?P<msg>.*)$")
 
 
-def evaluate_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> dict[str, Any]:
-    """The settings of one gitlab.rb as JSON data; SpecError naming file and line if it fails.
-
-    ``omnibus_config`` is evaluated first, as Omnibus does with GITLAB_OMNIBUS_CONFIG.
-    """
-    from lab.engine.run import run
-
-    if not path.is_file():
-        raise SpecError("no such file", source=str(path))
-    # GITLAB_OMNIBUS_CONFIG in our own environment must not leak into the customer's file.
-    env = {k: v for k, v in os.environ.items() if k != OMNIBUS_CONFIG_ENV}
-    if omnibus_config:
-        env[OMNIBUS_CONFIG_ENV] = omnibus_config
-    result = run([ruby, str(evaluator_path()), str(path)], check=False, env=env, timeout=60,
-                 hint="import evaluates gitlab.rb with Ruby; install it (apt-get install ruby)")
-    if result.returncode != 0:
-        raise _ruby_error(path, result.stderr or result.stdout)
-    try:
-        data = json.loads(result.stdout)
-    except ValueError:
-        raise SpecError("evaluating it gave no settings", source=str(path)) from None
-    if not isinstance(data, dict):
-        raise SpecError("evaluating it gave no settings", source=str(path))
-    return data
-
-
-def _ruby_error(path: Path, output: str) -> SpecError:
-    lines = [ln for ln in output.strip().splitlines() if not ln.startswith("gitlab-testlab-sim:")]
+def _ruby_error(name: str, output: str) -> SpecError:
+    lines = output.strip().splitlines()
     for i, ln in enumerate(lines):
         m = _WHERE_RE.match(ln)
-        if m and (m["file"].endswith(path.name) or m["file"] == OMNIBUS_CONFIG_ENV):
+        if m and m["file"] == name:
             detail = "\n".join([m["msg"], *lines[i + 1:]]).strip()
-            source = str(path) if m["file"] != OMNIBUS_CONFIG_ENV else OMNIBUS_CONFIG_ENV
-            return SpecError(f"not valid Ruby: {detail}", source=source, line=int(m["line"]))
-    return SpecError(f"not valid Ruby: {' '.join(lines).strip() or 'ruby failed'}",
-                     source=str(path))
+            return SpecError(f"not valid Ruby: {detail}", source=name, line=int(m["line"]))
+    return SpecError(f"not valid Ruby: {' '.join(lines).strip() or 'ruby failed'}", source=name)
 
 
 # --- reading settings ------------------------------------------------------------
@@ -186,13 +229,14 @@ class NodeImport:
     app_storages: dict[str, str] = field(default_factory=dict)  # app: storage -> address
     internal_api_url: str | None = None
     external_url: str | None = None
+    skipped: tuple[tuple[int, str], ...] = ()  # Ruby statements that are not settings
 
 
 @dataclass
 class Evidence:
     """What the keys used say about the GitLab version (inclusive bounds)."""
 
-    low: Version = field(default_factory=lambda: Version.parse("13.12.0"))
+    low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))
     high: Version = field(default_factory=lambda: Version(99, 0, 0))
     prefer_below: Version | None = None  # a soft bound: true if the range allows it
     reasons: list[str] = field(default_factory=list)
@@ -206,62 +250,85 @@ class Evidence:
         self.reasons.append(f"{why} => <= {version}")
 
 
-def _enabled(s: Settings, service: str) -> bool | None:
-    value = s.get(service, "enable")
-    return value if isinstance(value, bool) else None
+def _roles(s: Settings) -> list[str]:
+    raw = s.data.get("roles")
+    return [raw] if isinstance(raw, str) else [str(r) for r in raw or []] \
+        if isinstance(raw, list) else []
 
 
-def _classify(node: NodeImport, ev: Evidence, notes: list[str]) -> None:
-    s = node.settings
-    roles_raw = s.get("roles")
-    roles = [roles_raw] if isinstance(roles_raw, str) else [str(r) for r in roles_raw or []]
-    if "gitaly_role" in roles:
+def _version_evidence(node: NodeImport, ev: Evidence) -> None:
+    """What the keys a file uses say about its release (before reading it in one)."""
+    data = node.settings.data
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    gitaly, rails, dirs = section("gitaly"), section("gitlab_rails"), section("git_data_dirs")
+    if "gitaly_role" in _roles(node.settings):
         ev.at_least("17.6.0", f"{node.name}: roles(['gitaly_role'])")
+    if "gitlab_monitor" in data:
+        ev.at_most("12.10.14", f"{node.name}: gitlab_monitor (gitlab_exporter from 12.3, "
+                   "gone in 13.0)")
+    if "unicorn" in data:
+        ev.at_most("13.12.15", f"{node.name}: unicorn['enable']")
+    if gitaly.get("configuration"):
+        ev.at_least("15.10.0", f"{node.name}: gitaly['configuration']")
+    legacy = [k for k in omnibus_dialect.LEGACY_GITALY_KEYS if k in gitaly]
+    if "storage" in gitaly:
+        ev.at_most("12.10.14", f"{node.name}: gitaly['storage'] (the 11.x/12.x guide's list)")
+    elif legacy:
+        ev.at_most("15.9.8", f"{node.name}: gitaly['{legacy[0]}'] (legacy key)")
+    if rails.get("repositories_storages"):
+        ev.at_least("17.8.0", f"{node.name}: gitlab_rails['repositories_storages']")
+    if any(isinstance(e, dict) and e.get("gitaly_address") for e in dirs.values()):
+        ev.at_most("17.7.7", f"{node.name}: git_data_dirs with gitaly_address")
+    elif dirs:
+        ev.at_most("17.11.7", f"{node.name}: git_data_dirs (removed in 18.0)")
+
+
+def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
+    s = node.settings
+    roles = _roles(s)
+    s.get("roles")
     other_roles = [r for r in roles if r not in ("gitaly_role", "application_role")]
     if other_roles:
         notes.append(f"{node.name}: roles {other_roles} are not reproduced (the lab has app and "
                      "gitaly nodes only)")
+    # Services a Gitaly-only node turns off are role evidence, not settings of their own.
     for svc in _ROLE_SWITCHES:
         s.get(svc, "enable")
-    if s.get("unicorn", "enable") is not None:
-        ev.at_most("13.12.15", f"{node.name}: unicorn['enable']")
-    gitaly_on = _enabled(s, "gitaly") is not False
-    web = _enabled(s, "puma")
-    node.app = web is not False and (not roles or "application_role" in roles or web is True)
-    # A node whose only job is Gitaly, even if it forgot to switch the web part off.
-    node.gitaly = gitaly_on
+    node.app = omnibus_dialect.runs_app(s.get, d)
+    node.gitaly = omnibus_dialect.runs_gitaly(s.get)
+    # The lab writes these on every node it renders (no database on a Gitaly node,
+    # /etc/gitlab mounted from the host).
+    s.get("manage_storage_directories", "manage_etc")
     if node.gitaly and not node.app:
-        # The lab sets this on every Gitaly-only node: no database there.
         s.get("gitlab_rails", "auto_migrate")
+        s.get("gitlab_rails", "rake_cache_clear")
     if not node.app and not node.gitaly:
-        raise SpecError("this node runs neither the GitLab application nor Gitaly "
-                        "(puma['enable'] and gitaly['enable'] are both false)", source=node.source)
+        raise SpecError(f"this node runs neither the GitLab application nor Gitaly "
+                        f"({d.default_web_server}['enable'] and gitaly['enable'] are both "
+                        f"false in {d.version.series})", source=node.source)
 
 
-def _gitaly_side(node: NodeImport, ev: Evidence, notes: list[str]) -> None:
+def _spec_path(repositories: str) -> tuple[str, bool]:
+    """A storage's repositories folder -> the spec's (git_data_dirs-style) path."""
+    path = repositories.rstrip("/")
+    if path.endswith("/repositories"):
+        return path.removesuffix("/repositories"), True
+    return path, False
+
+
+def _gitaly_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
     s = node.settings
-    conf = s.section("gitaly", "configuration")
-    legacy = [k for k in _LEGACY_GITALY_KEYS if s.get("gitaly", k) is not None]
-    if conf:
-        ev.at_least("15.10.0", f"{node.name}: gitaly['configuration']")
-    if legacy:
-        ev.at_most("15.9.8", f"{node.name}: gitaly['{legacy[0]}'] (legacy key)")
-
-    def pick(conf_path: tuple[str, ...], legacy_key: str) -> str:
-        value = s.get("gitaly", "configuration", *conf_path) if conf else None
-        if value is None:
-            value = s.get("gitaly", legacy_key)
-        return "" if value is None else str(value)
-
-    listen = pick(("listen_addr",), "listen_addr")
-    tls_listen = pick(("tls_listen_addr",), "tls_listen_addr")
-    pick(("tls", "certificate_path"), "certificate_path")
-    pick(("tls", "key_path"), "key_path")
-    token = s.get("gitaly", "configuration", "auth", "token") if conf else None
-    if token is None:
-        token = s.get("gitaly", "auth_token")
-    node.token = None if token is None else str(token)
-    node.tls = bool(tls_listen)
+    f = omnibus_dialect.read_gitaly(s.get, d)
+    if f.storages_from == "git_data_dirs":
+        for name in f.storages:
+            s.get("git_data_dirs", name, "path")
+    node.token = f.token
+    node.tls = bool(f.tls_listen_addr)
+    listen, tls_listen = f.listen_addr, f.tls_listen_addr
     if node.gitaly and not node.app:
         if node.tls:
             notes.append(f"{node.name}: TLS listener {tls_listen}: the lab makes its own CA and "
@@ -276,62 +343,51 @@ def _gitaly_side(node: NodeImport, ev: Evidence, notes: list[str]) -> None:
         port = _port(tls_listen or listen)
         if port is not None and port != expected:
             notes.append(f"{node.name}: listens on port {port}; the lab uses {expected}")
-    storage_list = s.get("gitaly", "configuration", "storage") if conf else None
-    if isinstance(storage_list, list):
-        for entry in storage_list:
-            if isinstance(entry, dict) and entry.get("name"):
-                node.storages[str(entry["name"])] = str(entry.get("path") or "")
-                extra = sorted(set(entry) - {"name", "path"})
-                if extra:
-                    notes.append(f"{node.name}: storage {entry['name']!r} settings {extra} "
-                                 "are not reproduced")
-    dirs = s.section("git_data_dirs")
-    for name, entry in dirs.items():
-        if isinstance(entry, dict) and entry.get("path") and not entry.get("gitaly_address"):
-            node.storages.setdefault(name, str(entry["path"]))
-            s.get("git_data_dirs", name, "path")
-    if node.gitaly and not node.storages:
-        node.storages["default"] = default_storage_path("default")
+    for name, repositories in f.storages.items():
+        path, standard = _spec_path(repositories)
+        if not standard:
+            notes.append(f"{node.name}: storage {name!r} keeps repositories in {repositories}; "
+                         f"the lab keeps them in {path}/repositories")
+        node.storages[name] = path
+    if node.gitaly and not f.storages_from:
         notes.append(f"{node.name}: no storages configured: the Omnibus default storage "
                      "'default' is assumed")
     if node.gitaly and not node.app:
-        url = s.get("gitlab_rails", "internal_api_url")
-        node.internal_api_url = None if url is None else str(url)
+        node.internal_api_url = f.internal_api_url
 
 
-def _app_side(node: NodeImport, ev: Evidence, notes: list[str]) -> None:
+def _app_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
     s = node.settings
-    url = s.get("external_url")
-    node.external_url = None if url is None else str(url)
-    token = s.get("gitlab_rails", "gitaly_token")
-    node.token = None if token is None else str(token)
-    repo = s.section("gitlab_rails", "repositories_storages")
-    dirs = s.section("git_data_dirs")
-    key: tuple[str, ...]
-    if repo:
-        ev.at_least("17.8.0", f"{node.name}: gitlab_rails['repositories_storages']")
-        source, key = repo, ("gitlab_rails", "repositories_storages")
-    else:
-        source, key = dirs, ("git_data_dirs",)
-        if any(isinstance(e, dict) and e.get("gitaly_address") for e in dirs.values()):
-            ev.at_most("17.7.7", f"{node.name}: git_data_dirs with gitaly_address")
+    f = omnibus_dialect.read_app(s.get, d)
+    node.external_url = f.external_url
+    node.token = f.token
+    key = ("gitlab_rails", "repositories_storages") if f.storages_from == \
+        "repositories_storages" else ("git_data_dirs",)
     per_storage_tokens = set()
-    for name, entry in source.items():
-        if not isinstance(entry, dict):
-            continue
-        address = entry.get("gitaly_address")
-        if address:
-            node.app_storages[name] = str(address)
+    for name, row in f.storages.items():
+        if row["address"]:
+            node.app_storages[name] = row["address"]
             s.get(*key, name, "gitaly_address")
-            if entry.get("gitaly_token") is not None:
-                per_storage_tokens.add(str(entry["gitaly_token"]))
-                s.get(*key, name, "gitaly_token")
+        if "token" in row:
+            per_storage_tokens.add(row["token"])
+            s.get(*key, name, "gitaly_token")
     if per_storage_tokens:
         if node.token is None and len(per_storage_tokens) == 1:
             node.token = per_storage_tokens.pop()
         else:
             notes.append(f"{node.name}: per-storage gitaly_token values are not reproduced; the "
                          "lab's app uses one token for every storage")
+
+
+def release_findings(settings: Mapping[str, Any], version: Version) -> list[str]:
+    """What ``version``'s Omnibus says about these settings: unknown keys and removals."""
+    out = [u.message(version) for u in omnibus_keys.unknown_settings(settings, version)]
+    removed = omnibus_dialect.removals(settings, version)
+    if removed:
+        out.append(f"{omnibus_dialect.REMOVED_ABORT} " + " ".join(removed))
+    out += [f"{c} (reconfigure aborts)"
+            for c in omnibus_dialect.legacy_conflicts(settings, version)]
+    return out
 
 
 # --- putting the lab together -----------------------------------------------------
@@ -343,6 +399,7 @@ class ImportResult:
     unmapped: tuple[str, ...]  # settings with no place in a spec
     notes: tuple[str, ...]  # how something was mapped, worth a look
     sources: tuple[tuple[str, str], ...]  # (node, file)
+    unknown: tuple[str, ...] = ()  # what the release's Omnibus would reject or ignore
 
     def to_yaml(self) -> str:
         head = ["# Lab spec imported by gitlab-testlab (lab import) from:"]
@@ -351,6 +408,9 @@ class ImportResult:
         if self.unmapped:
             head.append("# NOT reproduced by this spec (check these by hand):")
             head += [f"#   - {line}" for line in self.unmapped]
+        if self.unknown:
+            head.append(f"# Not settings of GitLab {self.spec['version']} (check these first):")
+            head += [f"#   - {line}" for line in self.unknown]
         if self.notes:
             head.append("# Notes:")
             head += [f"#   - {line}" for line in self.notes]
@@ -424,24 +484,38 @@ TokenSource = Callable[[int], str]
 
 def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
                     version: str | None = None, name: str = DEFAULT_NAME,
-                    token_hex: TokenSource = _secrets.token_hex) -> ImportResult:
-    """Map evaluated settings, one (node name, source file, settings) per node, to a spec."""
+                    token_hex: TokenSource = _secrets.token_hex,
+                    skipped: Mapping[str, Sequence[tuple[int, str]]] | None = None
+                    ) -> ImportResult:
+    """Map read settings, one (node name, source file, settings) per node, to a spec.
+
+    ``skipped``: per node, the (line, statement) pairs the reader did not take.
+    """
     notes: list[str] = []
     ev = Evidence()
-    nodes = [NodeImport(n, src, Settings(data)) for n, src, data in inputs]
+    nodes = [NodeImport(n, src, Settings(data), skipped=tuple((skipped or {}).get(n, ())))
+             for n, src, data in inputs]
     for node in nodes:
-        _classify(node, ev, notes)
-        _gitaly_side(node, ev, notes)
+        _version_evidence(node, ev)
+    if not any(n.settings.data.get("roles") for n in nodes) and \
+            any(isinstance(n.settings.data.get("gitaly"), dict) and
+                n.settings.data["gitaly"].get("enable") is not False and
+                not n.settings.data.get("external_url") for n in nodes):
+        # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
+        ev.prefer_below = Version.parse("17.6.0")
+    chosen, why = _choose_version(ev, version, notes)
+    d = omnibus_dialect.dialect_for(Version.parse(chosen))
+    for node in nodes:
+        _classify(node, d, notes)
+        _gitaly_side(node, d, notes)
         if node.app:
-            _app_side(node, ev, notes)
+            _app_side(node, d, notes)
     apps = [n for n in nodes if n.app]
     if len(apps) > 1:
         raise SpecError("a lab has exactly one app node, but these files all run the "
-                        f"application: {', '.join(n.source for n in apps)}")
-    gitaly_only = [n for n in nodes if n.gitaly and not n.app]
-    if gitaly_only and not any(n.settings.get("roles") for n in gitaly_only):
-        # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
-        ev.prefer_below = Version.parse("17.6.0")
+                        f"application in GitLab {d.version.series} "
+                        f"({d.default_web_server} is not disabled): "
+                        f"{', '.join(n.source for n in apps)}")
     if not apps:
         app = NodeImport("gitlab" if all(n.name != "gitlab" for n in nodes) else "app",
                          "(made up)", Settings({}), app=True)
@@ -479,16 +553,21 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
     if not any("default" in n.storages for n in nodes if n.gitaly):
         notes.append("no storage named 'default' in the files; GitLab needs one, so the lab "
                      "spec will not load until one is added")
-    chosen, why = _choose_version(ev, version, notes)
     unmapped: list[str] = []
+    unknown: list[str] = []
     for node in nodes:
+        unmapped += [f"{node.name}: line {line}: `{text}` is Ruby code, not a setting "
+                     "(read, never run)" for line, text in node.skipped]
         unmapped += [f"{node.name}: {ruby_key(path)} = {shown(path, value)}"
                      for path, value in node.settings.leftovers()]
+        unknown += [f"{node.name}: {line}"
+                    for line in release_findings(node.settings.data, d.version)]
     notes.append("gitlab-secrets.json is not read: all nodes share the lab's file; set "
                  "`secrets: own` on a node to reproduce a secrets mismatch")
     spec = {"name": name, "version": chosen, "nodes": spec_nodes}
     return ImportResult(spec=spec, version_reason=why, unmapped=tuple(unmapped),
-                        notes=tuple(notes), sources=tuple((n.name, n.source) for n in nodes))
+                        notes=tuple(notes), sources=tuple((n.name, n.source) for n in nodes),
+                        unknown=tuple(unknown))
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -607,8 +686,10 @@ def _internal_api(node: NodeImport, app: NodeImport, notes: list[str]) -> str | 
 
 def import_files(files: Sequence[tuple[str, Path]], *, version: str | None = None,
                  name: str = DEFAULT_NAME, ruby: str = "ruby") -> ImportResult:
-    inputs = [(node, str(path), evaluate_rb(path, ruby=ruby)) for node, path in files]
-    return import_settings(inputs, version=version, name=name)
+    read = [(node, path, read_rb(path, ruby=ruby)) for node, path in files]
+    inputs = [(node, str(path), rb.settings) for node, path, rb in read]
+    return import_settings(inputs, version=version, name=name,
+                           skipped={node: rb.skipped for node, _, rb in read})
 
 
 def check_importable(result: ImportResult) -> None:
@@ -619,4 +700,4 @@ def check_importable(result: ImportResult) -> None:
         lab = build_lab(result.spec, Origins())
     except SpecError as exc:
         raise LabError(f"the imported spec does not load: {exc}") from None
-    dialect_for(lab.version)  # any supported version has a dialect
+    omnibus_dialect.dialect_for(lab.version)  # any supported version has a dialect

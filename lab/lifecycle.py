@@ -25,6 +25,7 @@ import requests
 from lab import state
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
+from lab.engine.images import image_for
 from lab.engine.run import Result, redactor, run
 from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
 from lab.host import containers_routable, port_in_use
@@ -44,7 +45,6 @@ from lab.render.compose import (
     LAB_LABEL,
     NODE_LABEL,
     compose_dict,
-    image_for,
     omnibus_image,
 )
 from lab.render.compose import labels as lab_labels

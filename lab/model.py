@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.versions import Dialect, Version, dialect_for
+from lab.omnibus.dialect import Dialect, dialect_for
+from lab.omnibus.release import Version
 
 
 class Role(StrEnum):

@@ -184,8 +184,7 @@ def docker_available(pytestconfig: pytest.Config) -> None:
 def lab_image_check(pytestconfig: pytest.Config, docker_available: None
                     ) -> Callable[[Lab], None]:
     """Skip when a lab's omnibus image is not here (the sim image is built on demand)."""
-    from lab.engine.images import image_exists
-    from lab.render.compose import image_for
+    from lab.engine.images import image_exists, image_for
 
     seen: dict[str, bool] = {}
 

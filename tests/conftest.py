@@ -15,7 +15,6 @@ from lab.render.compose import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "omnibus"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
@@ -24,11 +23,6 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI is missing a prerequisite: {reason}")
     pytest.skip(reason)
-
-
-def reference_templates() -> dict[str, Path]:
-    return {p.name.removeprefix("gitlab.rb.template-"): p
-            for p in sorted(REFERENCE.glob("gitlab.rb.template-*"))}
 
 
 def fixed_secrets(lab: Lab) -> LabSecrets:
@@ -43,14 +37,6 @@ def fixed_secrets(lab: Lab) -> LabSecrets:
                 "-----END RSA PRIVATE KEY-----\n")
 
     return ensure_secrets(lab, None, token_hex, rsa_pem)
-
-
-@pytest.fixture
-def reference() -> dict[str, Path]:
-    templates = reference_templates()
-    if not templates:
-        skip_or_fail(f"no Omnibus templates under {REFERENCE}")
-    return templates
 
 
 @pytest.fixture

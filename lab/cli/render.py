@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from lab.cli.common import console, spec_options, spec_request
+from lab.engine.images import image_for
 from lab.render.diagram import markdown, rendered_hashes
 from lab.render.labdir import write_lab
 from lab.spec import resolve
@@ -24,7 +25,7 @@ def render(topology: str | None, spec_file: Path | None, gitlab_version: str | N
            diagram: bool) -> None:
     """Render a lab directory: gitlab.rb and gitlab-secrets.json per node, TLS, compose file."""
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets))
-    rendered = write_lab(lab, output, regenerate=regenerate)
+    rendered = write_lab(lab, output, regenerate=regenerate, image=image_for(lab))
     console.print(f"Rendered lab [bold]{lab.name}[/] (GitLab {lab.version}, {lab.flavor.value}, "
                   f"{lab.dialect.name}) into {rendered.path}")
     for path in sorted(rendered.files):

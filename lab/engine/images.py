@@ -22,7 +22,9 @@ import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
 from lab.errors import EngineError, ImageMissing, LabError
-from lab.render.compose import LABEL_PREFIX
+from lab.labels import LABEL_PREFIX
+from lab.model import Flavor, Lab
+from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
 
 SIM_REPO = "gitlab-testlab/sim"
@@ -56,8 +58,26 @@ def images_dir() -> Path:
     return data_dir("images")
 
 
-def _auth_py() -> Path:
-    return Path(lab.__file__).resolve().parent / "auth.py"
+def _lab_dir() -> Path:
+    return Path(lab.__file__).resolve().parent
+
+
+# The toolkit modules the sim image carries as the package `lab` (stdlib-only, checked
+# by tests): one implementation of Gitaly/JWT auth and of each release's dialect.
+IMAGE_MODULES = ("__init__.py", "auth.py", "omnibus/__init__.py", "omnibus/release.py",
+                 "omnibus/dialect.py", "omnibus/keys.py")
+IMAGE_DATA = "omnibus/data"
+# Where the image keeps them; the sim's PYTHONPATH holds this folder's parent.
+IMAGE_LAB_DIR = "rootfs/opt/gitlab/embedded/sim/lab"
+
+
+def image_lab_files(root: Path | None = None) -> list[tuple[str, Path]]:
+    """(path under lab/, file) for everything the image carries from the toolkit."""
+    root = root or _lab_dir()
+    files = [(name, root / name) for name in IMAGE_MODULES]
+    files += [(p.relative_to(root).as_posix(), p) for p in sorted((root / IMAGE_DATA).iterdir())
+              if p.is_file()]
+    return files
 
 
 def _gitalypb() -> Path:
@@ -93,8 +113,8 @@ def _base_tag(packages: Path) -> str:
 
 
 @functools.cache
-def _sim_tag(root: Path, auth_py: Path, gitalypb: Path) -> str:
-    files = [*_tree(root), ("lab/auth.py", auth_py),
+def _sim_tag(root: Path, lab_dir: Path, gitalypb: Path) -> str:
+    files = [*_tree(root), *((f"lab/{name}", p) for name, p in image_lab_files(lab_dir)),
              *((f"lab/gitalypb/{name}", path) for name, path in _tree(gitalypb))]
     return _hash_files(files, json.dumps([SUITE, *BASE_RECIPE]))
 
@@ -111,8 +131,18 @@ def base_image_ref() -> str:
 
 
 def sim_image_ref() -> str:
-    """Tag of the sim image: a hash over images/, lab/auth.py and lab/gitalypb/. Pure."""
-    return f"{SIM_REPO}:{_sim_tag(images_dir(), _auth_py(), _gitalypb())}"
+    """Tag of the sim image: a hash over every file under images/ and the toolkit modules
+    the image carries (IMAGE_MODULES, lab/gitalypb/). Pure."""
+    return f"{SIM_REPO}:{_sim_tag(images_dir(), _lab_dir(), _gitalypb())}"
+
+
+def image_for(lab: Lab) -> str:
+    """The image a lab's nodes run: the spec's, the sim tag of this checkout, or Omnibus'."""
+    if lab.image:
+        return lab.image
+    if lab.flavor is Flavor.SIM:
+        return sim_image_ref()
+    return omnibus_image_ref(lab.edition.value, str(lab.version))
 
 
 # -- Debian sources -------------------------------------------------------------
@@ -223,8 +253,11 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
         context = Path(tmp) / "context"
         shutil.copytree(images_dir() / "sim", context,
                         ignore=shutil.ignore_patterns("__pycache__"))
-        # The image and the host share one implementation of Gitaly/JWT auth.
-        shutil.copy2(_auth_py(), context / "rootfs/opt/gitlab/embedded/sim/lab_auth.py")
+        # The image and the host share one implementation of auth and of the dialects.
+        for name, path in image_lab_files():
+            target = context / IMAGE_LAB_DIR / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
         # ... and one set of modules generated from Gitaly's protos.
         shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
                         ignore=shutil.ignore_patterns("__pycache__"))

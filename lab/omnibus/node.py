@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lab.engine.run import Result
 from lab.errors import NotReady
 from lab.readiness import Status
+
+if TYPE_CHECKING:  # the renderer imports this module and must not reach the engine
+    from lab.engine.run import Result
 
 GITLAB_CTL = "/opt/gitlab/bin/gitlab-ctl"
 HEALTHCHECK = "/opt/gitlab/bin/gitlab-healthcheck"
@@ -29,7 +32,7 @@ RECONFIGURE_TIMEOUT = 1200.0
 RECONFIGURE_GRACE = 90.0
 
 # (cmd, timeout) -> Result; returns non-zero exits instead of raising.
-ExecFn = Callable[[list[str], float | None], Result]
+ExecFn = Callable[[list[str], float | None], "Result"]
 
 
 def status_cmd(service: str | None = None) -> list[str]:

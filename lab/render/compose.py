@@ -9,14 +9,15 @@ from typing import Any
 
 import yaml
 
-from lab.model import HTTP_PORT, Flavor, Lab, Node
+from lab.labels import DIR_LABEL, LAB_LABEL, LABEL_PREFIX, NODE_LABEL, ROLE_LABEL
+from lab.model import HTTP_PORT, Lab, Node
 from lab.omnibus.node import healthcheck_cmd, status_cmd
+from lab.omnibus.release import omnibus_image_ref
 
-LABEL_PREFIX = "io.gitlab-testlab"
-LAB_LABEL = f"{LABEL_PREFIX}.lab"
-NODE_LABEL = f"{LABEL_PREFIX}.node"
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
-DIR_LABEL = f"{LABEL_PREFIX}.dir"
+__all__ = ["DIR_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL", "ROLE_LABEL", "compose_dict",
+           "labels", "omnibus_image", "render_compose"]
+# Real Omnibus knows its own release; the sim learns it from this variable.
+VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 NETWORK = "lab"
 
 # Omnibus boots take minutes; failures before this do not count against the container.
@@ -28,8 +29,7 @@ GITALY_HEALTHCHECK = ["CMD", *status_cmd("gitaly")]
 
 
 def omnibus_image(lab: Lab) -> str:
-    ed = lab.edition.value
-    return f"gitlab/gitlab-{ed}:{lab.version}-{ed}.0"
+    return omnibus_image_ref(lab.edition.value, str(lab.version))
 
 
 def labels(lab: Lab, lab_dir: str, node: Node | None = None) -> dict[str, str]:
@@ -73,9 +73,10 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str) -> dict[str, Any]:
             "start_period": START_PERIOD,
         },
     }
+    svc["environment"] = {VERSION_ENV: str(lab.version)}
     if node.omnibus_config:
         # Omnibus evaluates this before /etc/gitlab/gitlab.rb, so the file wins.
-        svc["environment"] = {"GITLAB_OMNIBUS_CONFIG": node.omnibus_config}
+        svc["environment"]["GITLAB_OMNIBUS_CONFIG"] = node.omnibus_config
     ports = _ports(node)
     if ports:
         svc["ports"] = ports
@@ -104,14 +105,3 @@ def render_compose(lab: Lab, image: str, lab_dir: str) -> str:
     )
     return header + yaml.safe_dump(compose_dict(lab, image, lab_dir), sort_keys=False,
                                    default_flow_style=False, width=1000)
-
-
-def image_for(lab: Lab) -> str:
-    if lab.image:
-        return lab.image
-    if lab.flavor is Flavor.SIM:
-        # Pure: the tag is a hash of the image's source files.
-        from lab.engine.images import sim_image_ref
-
-        return sim_image_ref()
-    return omnibus_image(lab)

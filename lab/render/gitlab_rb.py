@@ -1,4 +1,8 @@
-"""Each node's /etc/gitlab/gitlab.rb, in the dialect of the lab's GitLab version."""
+"""Each node's /etc/gitlab/gitlab.rb, in the dialect of the lab's GitLab version.
+
+Which keys a release has is lab.omnibus.dialect's knowledge; this module only lays
+the lines out.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,6 @@ from collections.abc import Iterable
 from lab.model import Lab, Node
 
 SSL_DIR = "/etc/gitlab/ssl"
-
-# What a Gitaly-only node turns off, in the order of the guide.
-_GITALY_NODE_DISABLED = (
-    "postgresql", "redis", "nginx", "puma", "sidekiq", "gitlab_workhorse",
-    "prometheus", "alertmanager", "gitlab_exporter", "gitlab_kas",
-)
 
 
 def rb(value: str) -> str:
@@ -56,7 +54,7 @@ def _hash_block(lines: Iterable[str], indent: str = "  ") -> list[str]:
     return [f"{indent}{line}" for line in lines]
 
 
-def _gitaly_legacy(node: Node, token: str) -> list[str]:
+def _gitaly_legacy(node: Node, token: str, storage_list: bool) -> list[str]:
     out: list[str] = []
     if node.tls:
         out.append(f"gitaly['tls_listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}")
@@ -65,6 +63,13 @@ def _gitaly_legacy(node: Node, token: str) -> list[str]:
     else:
         out.append(f"gitaly['listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}")
     out.append(f"gitaly['auth_token'] = {rb(token)}")
+    if storage_list:
+        # The guide of 11.x/12.x: Gitaly's own list, each path naming the repositories folder.
+        out.append("gitaly['storage'] = [")
+        out += _hash_block(f"{{ 'name' => {rb(s.name)}, 'path' => {rb(s.repositories_path)} }},"
+                           for s in node.storages)
+        out.append("]")
+        return out
     out.append("git_data_dirs({")
     out += _hash_block(f"{rb(s.name)} => {{ 'path' => {rb(s.path)} }}," for s in node.storages)
     out.append("})")
@@ -98,18 +103,16 @@ def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
     if d.gitaly_role:
         out += ["roles(['gitaly_role'])", ""]
     out.append("# A Gitaly-only node: everything else is off.")
-    disabled = list(_GITALY_NODE_DISABLED)
-    if d.unicorn:
-        disabled.insert(disabled.index("puma"), "unicorn")
-    out += [f"{svc}['enable'] = false" for svc in disabled]
-    out += ["", "# No database here, so no migrations.", "gitlab_rails['auto_migrate'] = false"]
+    out += [f"{svc}['enable'] = false" for svc in d.gitaly_node_disabled()]
+    out += ["", "# No database here: no migrations, no cache clearing during reconfigure.",
+            "gitlab_rails['rake_cache_clear'] = false", "gitlab_rails['auto_migrate'] = false"]
     url = internal_api_url(lab, node)
     if url is not None:
         out += ["", "# Gitaly calls this on every push; without it, git push fails.",
                 f"gitlab_rails['internal_api_url'] = {rb(url)}"]
     out.append("")
     out += _gitaly_configuration(node, token) if d.gitaly_configuration else \
-        _gitaly_legacy(node, token)
+        _gitaly_legacy(node, token, d.gitaly_storage_list)
     return out
 
 
@@ -138,4 +141,7 @@ def _app_node(lab: Lab, node: Node, token: str) -> list[str]:
 def render_gitlab_rb(lab: Lab, node: Node, lab_token: str) -> str:
     token = node_token(lab_token, node)
     body = _app_node(lab, node, token) if node.is_app else _gitaly_node(lab, node, token)
+    if lab.dialect.manage_etc:
+        # The lab mounts /etc/gitlab from the host folder: Omnibus must not chown or chmod it.
+        body += ["", "manage_storage_directories['manage_etc'] = false"]
     return "\n".join(_header(lab, node) + body).rstrip() + "\n"

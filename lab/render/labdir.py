@@ -16,7 +16,7 @@ from typing import Any
 from lab import __version__
 from lab.errors import LabError
 from lab.model import Lab, Node, SecretsPolicy
-from lab.render.compose import image_for, render_compose
+from lab.render.compose import render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
     LabSecrets,
@@ -193,9 +193,11 @@ class RenderedLab:
     files: tuple[str, ...]
 
 
-def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
-              image: str | None = None) -> RenderedLab:
-    """Render ``lab`` into ``out_dir``; keeps its secrets from a previous render."""
+def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False) -> RenderedLab:
+    """Render ``lab`` into ``out_dir``; keeps its secrets from a previous render.
+
+    ``image`` is data (lab.engine.images.image_for): rendering never asks the engine.
+    """
     out_dir = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise LabError(f"{out_dir} exists and is not a directory; choose another -o")
@@ -204,7 +206,6 @@ def write_lab(lab: Lab, out_dir: Path, *, regenerate: bool = False,
         raise LabError(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
                        "choose another directory or pass --regenerate to replace it")
     sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
-    image = image or image_for(lab)
     files = render_files(lab, sec, image, str(out_dir))
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab.model import Lab, Node, SecretsPolicy
+from lab.omnibus.dialect import dialect_for
+from lab.omnibus.release import Version
 from lab.render import tls
-from lab.versions import Version, dialect_for
 
 TokenSource = Callable[[int], str]  # n bytes -> 2n hex chars
 KeySource = Callable[[], str]  # -> an RSA private key in PEM

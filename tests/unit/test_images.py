@@ -20,11 +20,13 @@ def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert re.fullmatch(r"gitlab-testlab/base:[0-9a-f]{12}", checkout[1])
     assert "python3-grpcio" in images.base_packages()
 
-    root, auth = tmp_path / "images", tmp_path / "auth.py"
+    root, lab_copy = tmp_path / "images", tmp_path / "lab"
     shutil.copytree(images.images_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(images._auth_py(), auth)
+    for name, path in images.image_lab_files():
+        (lab_copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, lab_copy / name)
     monkeypatch.setattr(images, "images_dir", lambda: root)
-    monkeypatch.setattr(images, "_auth_py", lambda: auth)
+    monkeypatch.setattr(images, "_lab_dir", lambda: lab_copy)
 
     def refs() -> tuple[str, str]:
         images.forget_image_refs()
@@ -48,10 +50,16 @@ def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     script.chmod(mode)
     assert refs() == checkout
 
-    auth.write_text(auth.read_text() + "# changed\n")
-    changed = refs()
-    assert changed[0] != sim
-    assert changed[1] == base
+    # The toolkit modules the image carries are part of its tag: auth, dialects, key data.
+    for name in ("auth.py", "omnibus/dialect.py", "omnibus/data/keys-19.3.0.txt"):
+        carried = lab_copy / name
+        before = carried.read_text()
+        carried.write_text(before + "# changed\n")
+        changed = refs()
+        assert changed[0] != sim, name
+        assert changed[1] == base
+        carried.write_text(before)
+    assert refs() == checkout
 
     packages = root / "base" / "packages.txt"
     packages.write_text(packages.read_text() + "extra-package\n")

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from lab import lifecycle
+from lab.engine.images import image_for
 from lab.engine.run import Result
 from lab.errors import ImageMissing, NotReady
 from lab.omnibus import node as omnibus
-from lab.render.compose import compose_dict, image_for
+from lab.render.compose import compose_dict
 from lab.spec import SpecRequest, resolve
 
 TOKEN = "glpat-0123456789abcdef0123"

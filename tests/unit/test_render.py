@@ -20,7 +20,7 @@ from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec import SpecRequest, resolve
 
-GOLDEN_VERSIONS = ("15.9.8", "17.11.7", "19.3.0")
+GOLDEN_VERSIONS = ("11.11.8", "12.10.14", "15.9.8", "17.11.7", "19.3.0")
 
 
 def scaled(version: str, *sets: str, flavor: str = "omnibus") -> Lab:
@@ -46,7 +46,7 @@ def test_golden_scaled(version: str) -> None:
 
 def test_render_writes_a_complete_directory(tmp_path: Path) -> None:
     out = tmp_path / "lab1"
-    rendered = write_lab(scaled("17.11.7"), out)
+    rendered = write_lab(scaled("17.11.7"), out, image="sim:test")
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     # What render_files produced, plus the lab's kept secrets: nothing missing, nothing stray.
     assert on_disk == {*rendered.files, SECRETS_STORE}
@@ -67,7 +67,7 @@ def test_render_writes_a_complete_directory(tmp_path: Path) -> None:
 
 
 def test_shared_secrets_are_byte_identical(tmp_path: Path) -> None:
-    write_lab(scaled("19.3.0"), tmp_path)
+    write_lab(scaled("19.3.0"), tmp_path, image="sim:test")
     app = (tmp_path / "nodes/gitlab/gitlab-secrets.json").read_bytes()
     gitaly = (tmp_path / "nodes/gitaly1/gitlab-secrets.json").read_bytes()
     assert app == gitaly
@@ -79,7 +79,7 @@ def test_shared_secrets_are_byte_identical(tmp_path: Path) -> None:
 
 
 def test_own_secrets_differ(tmp_path: Path) -> None:
-    write_lab(scaled("19.3.0", "nodes.gitaly1.secrets=own"), tmp_path)
+    write_lab(scaled("19.3.0", "nodes.gitaly1.secrets=own"), tmp_path, image="sim:test")
     app = json.loads((tmp_path / "nodes/gitlab/gitlab-secrets.json").read_text())
     gitaly = json.loads((tmp_path / "nodes/gitaly1/gitlab-secrets.json").read_text())
     assert shell_secret(app) != shell_secret(gitaly)
@@ -87,25 +87,25 @@ def test_own_secrets_differ(tmp_path: Path) -> None:
 
 
 def test_none_mounts_no_file_and_legacy_has_no_gitaly_section(tmp_path: Path) -> None:
-    write_lab(scaled("15.9.8", "nodes.gitaly1.secrets=none"), tmp_path)
+    write_lab(scaled("15.9.8", "nodes.gitaly1.secrets=none"), tmp_path, image="sim:test")
     assert not (tmp_path / "nodes/gitaly1/gitlab-secrets.json").exists()
     app = json.loads((tmp_path / "nodes/gitlab/gitlab-secrets.json").read_text())
     assert "gitaly" not in app
 
 
 def test_rerender_keeps_secrets_unless_regenerate(tmp_path: Path) -> None:
-    first = write_lab(scaled("19.3.0"), tmp_path)
-    again = write_lab(scaled("19.3.0", "nodes.gitaly1.secrets=own"), tmp_path)
+    first = write_lab(scaled("19.3.0"), tmp_path, image="sim:test")
+    again = write_lab(scaled("19.3.0", "nodes.gitaly1.secrets=own"), tmp_path, image="sim:test")
     assert again.secrets.shared == first.secrets.shared
     assert again.secrets.gitaly_token == first.secrets.gitaly_token
-    fresh = write_lab(scaled("19.3.0"), tmp_path, regenerate=True)
+    fresh = write_lab(scaled("19.3.0"), tmp_path, regenerate=True, image="sim:test")
     assert fresh.secrets.gitaly_token != first.secrets.gitaly_token
     assert shell_secret(fresh.secrets.shared) != shell_secret(first.secrets.shared)
 
 
 def test_random_per_lab_and_never_the_guides_token(tmp_path: Path) -> None:
-    a = write_lab(scaled("19.3.0"), tmp_path / "a")
-    b = write_lab(scaled("19.3.0"), tmp_path / "b")
+    a = write_lab(scaled("19.3.0"), tmp_path / "a", image="sim:test")
+    b = write_lab(scaled("19.3.0"), tmp_path / "b", image="sim:test")
     assert a.secrets.gitaly_token != b.secrets.gitaly_token
     for rendered in (a, b):
         token = rendered.secrets.gitaly_token
@@ -125,7 +125,7 @@ def test_random_per_lab_and_never_the_guides_token(tmp_path: Path) -> None:
 def test_tls_certificates_verify_and_match_the_address(tmp_path: Path) -> None:
     lab = resolve(SpecRequest(topology="sharded", version="15.9.8", flavor="omnibus",
                               sets=("tls=true",)))
-    write_lab(lab, tmp_path)
+    write_lab(lab, tmp_path, image="sim:test")
     ca = x509.load_pem_x509_certificate(
         (tmp_path / "nodes/gitlab/trusted-certs/lab-ca.crt").read_bytes())
     app_rb = (tmp_path / "nodes/gitlab/gitlab.rb").read_text()
@@ -146,16 +146,16 @@ def test_tls_certificates_verify_and_match_the_address(tmp_path: Path) -> None:
 def test_san_override_and_untrusted_ca(tmp_path: Path) -> None:
     lab = scaled("19.3.0", "tls=true", "nodes.gitaly1.tls_san=[elsewhere]",
                  "nodes.gitlab.trust_ca=false")
-    write_lab(lab, tmp_path)
+    write_lab(lab, tmp_path, image="sim:test")
     assert cert_sans((tmp_path / "nodes/gitaly1/ssl/gitaly1.crt").read_text()) == ["elsewhere"]
     assert not (tmp_path / "nodes/gitlab/trusted-certs").exists()
     assert (tmp_path / "nodes/gitaly1/trusted-certs/lab-ca.crt").exists()
 
 
 def test_turning_tls_off_removes_stale_files(tmp_path: Path) -> None:
-    write_lab(scaled("19.3.0", "tls=true"), tmp_path)
+    write_lab(scaled("19.3.0", "tls=true"), tmp_path, image="sim:test")
     assert (tmp_path / "nodes/gitaly1/ssl/gitaly1.key").exists()
-    write_lab(scaled("19.3.0"), tmp_path)
+    write_lab(scaled("19.3.0"), tmp_path, image="sim:test")
     assert not (tmp_path / "nodes/gitaly1/ssl/gitaly1.key").exists()
     assert "tcp://gitaly1:8075" in (tmp_path / "nodes/gitlab/gitlab.rb").read_text()
 
@@ -175,7 +175,7 @@ def test_ensure_tls_regenerates_on_san_change() -> None:
 
 
 def test_secrets_from_an_older_render_with_san_entries_still_load(tmp_path: Path) -> None:
-    first = write_lab(scaled("19.3.0", "tls=true"), tmp_path)
+    first = write_lab(scaled("19.3.0", "tls=true"), tmp_path, image="sim:test")
     store = tmp_path / SECRETS_STORE
     data = json.loads(store.read_text())
     data["tls"]["gitaly1.san"] = "gitaly1"  # what earlier versions stored
@@ -183,7 +183,7 @@ def test_secrets_from_an_older_render_with_san_entries_still_load(tmp_path: Path
     loaded = load_secrets(tmp_path)
     assert loaded is not None
     assert "gitaly1.san" not in loaded.tls
-    again = write_lab(scaled("19.3.0", "tls=true"), tmp_path)
+    again = write_lab(scaled("19.3.0", "tls=true"), tmp_path, image="sim:test")
     assert again.secrets.tls["gitaly1.crt"] == first.secrets.tls["gitaly1.crt"]
     assert "gitaly1.san" not in json.loads(store.read_text())["tls"]
 
@@ -215,7 +215,7 @@ def test_compose_file_is_accepted_by_compose(tmp_path: Path, topology: str) -> N
         skip_or_fail("no Compose tool (docker compose or docker-compose) on this machine")
         return
     lab = resolve(SpecRequest(topology=topology, flavor="omnibus", sets=("tls=true",)))
-    write_lab(lab, tmp_path)
+    write_lab(lab, tmp_path, image="sim:test")
     result = subprocess.run([*tool, "-f", str(tmp_path / "docker-compose.yml"), "config", "-q"],
                             capture_output=True, text=True, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

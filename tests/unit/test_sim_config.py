@@ -33,13 +33,15 @@ def simconfig() -> ModuleType:
 
 
 def node(simconfig: ModuleType, tmp_path: Path, text: str,
-         secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None
-         ) -> dict[str, Any]:
+         secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+         version: str | None = None) -> dict[str, Any]:
     require_ruby()
     rb = tmp_path / "gitlab.rb"
     rb.write_text(text)
     raw = simconfig.evaluate(str(rb), env={"PATH": "/usr/bin:/bin", **(env or {})})
-    result: dict[str, Any] = simconfig.effective(raw, secrets if secrets is not None else SECRETS)
+    release = simconfig.Version.parse(version) if version else None
+    result: dict[str, Any] = simconfig.effective(raw, secrets if secrets is not None else SECRETS,
+                                                 release)
     return result
 
 
@@ -111,7 +113,7 @@ git_data_dirs({{
   'default' => {{ 'path' => '/var/opt/gitlab/git-data' }},
   'storage1' => {{ 'path' => '/var/opt/gitlab/git-data-storage1' }},
 }})
-""")
+""", version="15.9.8")
     assert conf["app"] is None
     gitaly = conf["gitaly"]
     assert gitaly["listen_addr"] == "0.0.0.0:8075"
@@ -137,7 +139,7 @@ git_data_dirs({
   'default' => { 'gitaly_address' => 'tcp://gitaly1:8075' },
   'storage1' => { 'gitaly_address' => 'tcp://gitaly2:8075', 'gitaly_token' => 'other' },
 })
-""")
+""", version="17.11.7")
     assert conf["gitaly"] is None
     app = conf["app"]
     assert app["external_url"] == "http://gitlab"

@@ -1,101 +1,42 @@
-"""Every setting a generated gitlab.rb assigns exists in that release's Omnibus template.
+"""Every setting a generated gitlab.rb assigns exists in that release's Omnibus.
 
-Unknown keys abort `gitlab-ctl reconfigure`, so this is the check that keeps the
-renderer honest for every built-in topology x every reference release.
+Unknown names abort `gitlab-ctl reconfigure`, so this is the check that keeps the
+renderer honest for every built-in topology x every reference release, from the
+key data committed in lab/omnibus/data/ (scripts/omnibus_keys.py made it from each
+release's gitlab.rb.template and attribute lists). It runs on any clone.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from conftest import fixed_secrets, reference_templates, skip_or_fail
+from conftest import ROOT, fixed_secrets, skip_or_fail
 
+from lab.omnibus import keys
+from lab.omnibus.release import REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec import SpecRequest, resolve
 from lab.topologies import TOPOLOGIES
 
-# Omnibus attributes that GitLab's Gitaly guide documents but a template does
-# not list. Each is a known fact, kept short on purpose.
-NOT_IN_TEMPLATE = {
-    # The guide's "Without this, git push will fail"; an Omnibus attribute in every release.
-    "gitlab_rails['internal_api_url']",
-    # The guide disables Sidekiq on Gitaly nodes; templates list it only from 16.x.
-    "sidekiq['enable']",
-}
-
-# Inside gitaly['configuration']: the storage list replaced git_data_dirs on Gitaly
-# nodes with the new dialect (15.10; required from 16.0), but the 15.11 and 16.11
-# templates do not show it in their example hash. Its entries' keys are still
-# checked, against the newest template that shows them (see storage_entry_keys).
-NESTED_NOT_IN_TEMPLATE = {"storage"}
-
-SETTING = re.compile(r"^(?:#\s*)?([a-z_]+)\['([a-z_]+)'\]\s*=", re.MULTILINE)
-CALL = re.compile(r"^(?:#\s*)?(git_data_dirs|roles|external_url)\b", re.MULTILINE)
-NESTED_KEY = re.compile(r"^(\s*)([a-z_]+):")
-# A list item written on one line as an inline hash, e.g. `{ name: 'x', path: 'y' },`.
-INLINE_HASH = re.compile(r"^\s*\{(.*)\},?\s*(?:#.*)?$")
-INLINE_KEY = re.compile(r"(?:^|,)\s*([a-z_]+):\s")
-QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+SETTING = re.compile(r"^([a-z_]+)\['([a-z_]+)'\]\s*=", re.MULTILINE)
+CALL = re.compile(r"^(git_data_dirs|roles|external_url)\b", re.MULTILINE)
+SHARED = ROOT.parent / "shared" / "reference"
 
 
-def template_settings(text: str) -> set[str]:
-    found = {f"{a}['{b}']" for a, b in SETTING.findall(text)}
-    found |= set(CALL.findall(text))
-    return found
-
-
-def nested_keys(lines: list[str]) -> set[str]:
-    """Dotted key paths of a Ruby symbol-key hash written one key per line."""
-    out: set[str] = set()
-    stack: list[tuple[int, str]] = []
-    for line in lines:
-        inline = INLINE_HASH.match(line)
-        if inline:
-            # Keys of an inline hash belong to the enclosing key (a list of hashes).
-            indent = len(line) - len(line.lstrip())
-            parent = [k for level, k in stack if level < indent]
-            body = QUOTED.sub("''", inline[1])
-            out |= {".".join([*parent, key]) for key in INLINE_KEY.findall(body)}
-            continue
-        m = NESTED_KEY.match(line)
-        if not m:
-            continue
-        indent, key = len(m[1]), m[2]
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        out.add(".".join([k for _, k in stack] + [key]))
-        if line.rstrip().endswith(("{", "[")):
-            stack.append((indent, key))
-    return out
-
-
-def block(text: str, opener: str, commented: bool) -> list[str]:
-    """The lines of the hash assigned by ``opener`` (e.g. gitaly['configuration'])."""
-    prefix = "# " if commented else ""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(prefix + opener))
-    out = []
-    for line in lines[start + 1:]:
-        body = line[len(prefix):] if commented else line
-        if body.startswith("}"):
-            break
-        out.append(body)
-    return out
-
-
-def storage_entry_keys(reference: dict[str, Path]) -> set[str]:
-    """The keys of a gitaly['configuration'] storage entry, from the templates that show one."""
-    out: set[str] = set()
-    for path in reference.values():
-        text = path.read_text()
-        if "# gitaly['configuration'] = {" in text:
-            keys = nested_keys(block(text, "gitaly['configuration'] = {", True))
-            out |= {k for k in keys if k.startswith("storage.")}
-    return out
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("omnibus_keys", ROOT / "scripts" /
+                                                  "omnibus_keys.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def generated(topology: str, version: str, tls: bool) -> dict[str, str]:
@@ -105,48 +46,51 @@ def generated(topology: str, version: str, tls: bool) -> dict[str, str]:
     return {n.name: render_gitlab_rb(lab, n, sec.gitaly_token) for n in lab.nodes}
 
 
-CASES = [(t, v, tls) for t in TOPOLOGIES for v in reference_templates() for tls in (False, True)]
+def problems(text: str, version: str) -> list[str]:
+    """Names, keys and gitaly['configuration'] paths of ``text`` unknown to ``version``."""
+    v = Version.parse(version)
+    data = keys._load(version)
+    out = [f"{name}['{key}']" for name, key in SETTING.findall(text)
+           if not keys.known_key(name, key, v)]
+    out += [call for call in CALL.findall(text) if not keys.known_top(call, v)]
+    if "gitaly['configuration'] = {" in text:
+        conf = script().nested_keys(script().block(text, "gitaly['configuration'] = {", False))
+        out += [f"gitaly['configuration'].{k}" for k in sorted(conf)
+                if f"gitaly.configuration.{k}" not in data]
+    return out
+
+
+CASES = [(t, v, tls) for t in TOPOLOGIES for v in REFERENCE_RELEASES for tls in (False, True)]
 
 
 @pytest.mark.parametrize(("topology", "version", "tls"), CASES,
                          ids=[f"{t}-{v}-{'tls' if tls else 'tcp'}" for t, v, tls in CASES])
-def test_every_setting_exists_in_the_template(reference: dict[str, Path], topology: str,
-                                              version: str, tls: bool) -> None:
-    template = reference[version].read_text()
-    known = template_settings(template) | NOT_IN_TEMPLATE
+def test_every_setting_exists_in_the_release(topology: str, version: str, tls: bool) -> None:
     for node, text in generated(topology, version, tls).items():
-        used = template_settings(text)
-        missing = sorted(used - known)
-        assert not missing, f"{node}: not in gitlab.rb.template-{version}: {missing}"
-        if "gitaly['configuration']" in used:
-            allowed = nested_keys(block(template, "gitaly['configuration'] = {", True)) \
-                | NESTED_NOT_IN_TEMPLATE | storage_entry_keys(reference)
-            ours = nested_keys(block(text, "gitaly['configuration'] = {", False))
-            assert {"storage.name", "storage.path"} <= ours
-            assert not ours - allowed, f"{node}: {sorted(ours - allowed)}"
-        if "roles" in used:
-            assert "gitaly_role" in template
-        if "gitlab_rails['repositories_storages']" in used:
-            assert "'gitaly_address' =>" in template
+        assert not problems(text, version), f"{node}: not in Omnibus {version}"
+        if "roles(" in text:
+            assert Version.parse(version).at_least("17.6.0")  # role('gitaly') came in 17.6
 
 
-def test_the_check_fails_on_a_key_the_template_lacks(reference: dict[str, Path]) -> None:
-    # The legacy key does not exist in 16.11+; the check above must notice such a key.
-    template = reference["19.3.0"].read_text()
-    assert "gitaly['auth_token']" not in template_settings(template)
-    assert "gitaly['auth_token']" in template_settings("gitaly['auth_token'] = 'x'\n")
-    assert "gitaly['auth_token']" in template_settings(reference["15.9.8"].read_text())
-    template_1311 = template_settings(reference["13.12.15"].read_text())
-    assert "unicorn['enable']" in template_1311
-    assert "unicorn['enable']" not in template_settings(reference["15.11.13"].read_text())
+def test_the_check_fails_on_a_key_the_release_lacks() -> None:
+    assert problems("gitaly['auth_token'] = 'x'\n", "19.3.0") == ["gitaly['auth_token']"]
+    assert problems("gitaly['auth_token'] = 'x'\n", "15.9.8") == []
+    assert problems("unicorn['enable'] = false\n", "13.12.15") == []
+    assert problems("gitlab_monitor['enable'] = false\n", "13.12.15") == \
+        ["gitlab_monitor['enable']"]
+    assert problems("gitlab_monitor['enable'] = false\n", "11.11.8") == []
+    assert problems("git_data_dirs({})\n", "19.3.0") == ["git_data_dirs"]
+    wrong = ("gitaly['configuration'] = {\n  storage: [\n    { name: 'default', dir: '/x' },\n"
+             "  ],\n}\n")
+    assert problems(wrong, "19.3.0") == ["gitaly['configuration'].storage.dir"]
 
 
 def test_nested_key_parser() -> None:
+    nested_keys = script().nested_keys
     lines = ["  listen_addr: 'x',", "  tls: {", "    certificate_path: 'y',", "  },",
              "  auth: {", "    token: 'z',", "  },"]
     assert nested_keys(lines) == {"listen_addr", "tls", "tls.certificate_path", "auth",
                                   "auth.token"}
-    # Storage entries, inline (as rendered) and one key per line (as the templates show them).
     inline = ["  storage: [", "    { name: 'a:b', path: '/x, y: z' },", "  ],"]
     assert nested_keys(inline) == {"storage", "storage.name", "storage.path"}
     multi = ["  storage: [", "    {", "      name: 'gitaly-1',", "      path: '/p',", "    },",
@@ -154,11 +98,20 @@ def test_nested_key_parser() -> None:
     assert nested_keys(multi) == {"storage", "storage.name", "storage.path"}
 
 
-def test_the_check_fails_on_a_wrong_storage_key(reference: dict[str, Path]) -> None:
-    allowed = storage_entry_keys(reference)
-    assert allowed == {"storage.name", "storage.path"}
-    wrong = nested_keys(["  storage: [", "    { name: 'default', dir: '/x' },", "  ],"])
-    assert wrong - allowed - NESTED_NOT_IN_TEMPLATE == {"storage.dir"}
+def test_committed_key_data_matches_the_reference(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ../shared/reference exists (CI, our machines), the data is regenerated
+    and compared; a clone without it checks the committed data as it is."""
+    data = ROOT / "lab" / "omnibus" / "data"
+    assert sorted(p.name for p in data.glob("keys-*.txt")) == \
+        sorted(f"keys-{r}.txt" for r in REFERENCE_RELEASES)
+    if not SHARED.is_dir():
+        return
+    module = script()
+    monkeypatch.setattr(module, "OUT", tmp_path)
+    assert module.main(["omnibus_keys.py", str(SHARED)]) == 0
+    for path in data.glob("keys-*.txt"):
+        assert (tmp_path / path.name).read_text() == path.read_text(), path.name
 
 
 @pytest.mark.parametrize(("topology", "version", "tls"), CASES,

@@ -10,10 +10,12 @@ sidekiq['enable'] = false
 gitlab_workhorse['enable'] = false
 prometheus['enable'] = false
 alertmanager['enable'] = false
+grafana['enable'] = false
 gitlab_exporter['enable'] = false
 gitlab_kas['enable'] = false
 
-# No database here, so no migrations.
+# No database here: no migrations, no cache clearing during reconfigure.
+gitlab_rails['rake_cache_clear'] = false
 gitlab_rails['auto_migrate'] = false
 
 # Gitaly calls this on every push; without it, git push fails.
@@ -25,3 +27,5 @@ git_data_dirs({
   'default' => { 'path' => '/var/opt/gitlab/git-data' },
   'storage1' => { 'path' => '/var/opt/gitlab/git-data-storage1' },
 })
+
+manage_storage_directories['manage_etc'] = false

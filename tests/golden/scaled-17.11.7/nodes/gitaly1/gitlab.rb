@@ -15,7 +15,8 @@ alertmanager['enable'] = false
 gitlab_exporter['enable'] = false
 gitlab_kas['enable'] = false
 
-# No database here, so no migrations.
+# No database here: no migrations, no cache clearing during reconfigure.
+gitlab_rails['rake_cache_clear'] = false
 gitlab_rails['auto_migrate'] = false
 
 # Gitaly calls this on every push; without it, git push fails.
@@ -31,3 +32,5 @@ gitaly['configuration'] = {
     { name: 'storage1', path: '/var/opt/gitlab/git-data-storage1/repositories' },
   ],
 }
+
+manage_storage_directories['manage_etc'] = false

@@ -11,3 +11,5 @@ gitlab_rails['repositories_storages'] = {
   'default' => { 'gitaly_address' => 'tcp://gitaly1:8075' },
   'storage1' => { 'gitaly_address' => 'tcp://gitaly1:8075' },
 }
+
+manage_storage_directories['manage_etc'] = false

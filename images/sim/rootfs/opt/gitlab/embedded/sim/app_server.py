@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import gitaly_client
-import lab_auth
+from lab import auth as lab_auth
 import simconfig
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-import lab_auth
+from lab import auth as lab_auth
 import simconfig
 from gitalypb import (
     repository_pb2,

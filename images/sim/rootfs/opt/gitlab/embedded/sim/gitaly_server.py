@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import lab_auth
+from lab import auth as lab_auth
 import simconfig
 from gitalypb import (
     repository_pb2,

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import lab_auth
+from lab import auth as lab_auth
 import simconfig
 
 

@@ -1,8 +1,9 @@
 """What a node's gitlab.rb and gitlab-secrets.json mean to the sim (stdlib only).
 
-evaluate.rb turns Ruby into plain JSON settings; ``effective`` reads those settings
-with Omnibus' defaults and dialects (legacy <= 15.9 keys, ``gitaly['configuration']``,
-``git_data_dirs``, ``repositories_storages``) into the one dict every sim service uses.
+evaluate.rb turns Ruby into plain JSON settings (inside the node, as Omnibus does);
+``effective`` reads them with the node's release's dialect from lab.omnibus.dialect,
+the module the renderer writes with (the image carries it), into the one dict every
+sim service uses. ``check_release`` aborts reconfigure where that release would.
 The host's unit tests import this module directly.
 """
 
@@ -14,9 +15,12 @@ import secrets as _random
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from lab.omnibus import dialect, keys
+from lab.omnibus.release import DEFAULT_VERSION, Version
 
 HERE = Path(__file__).resolve().parent
 GITLAB_RB = "/etc/gitlab/gitlab.rb"
@@ -25,8 +29,10 @@ TRUSTED_CERTS = "/etc/gitlab/trusted-certs"
 RUN_DIR = "/run/gitlab-sim"
 STATE_DIR = "/var/opt/gitlab/sim"
 LOG_DIR = "/var/log/gitlab"
-DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
-DEFAULT_STORAGE_PATH = "/var/opt/gitlab/git-data"
+DEFAULT_SOCKET = dialect.DEFAULT_SOCKET
+DEFAULT_STORAGE_PATH = dialect.DEFAULT_DATA_DIR
+# Set by the lab's compose file (lab/render/compose.py VERSION_ENV).
+VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 DEFAULT_WHITELIST = ["127.0.0.0/8", "::1/128"]
 SERVER_VERSION = "gitlab-testlab-sim"
 #: Gitaly streams git data in messages of at most this many bytes.
@@ -52,91 +58,71 @@ def evaluate(gitlab_rb: str = GITLAB_RB, *, ruby: str = "ruby",
     return data
 
 
-def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    value = raw.get(name)
-    return value if isinstance(value, dict) else {}
+def node_version(env: Mapping[str, str] | None = None) -> Version:
+    """The release this node plays: real Omnibus knows its own; the sim is told it."""
+    text = (os.environ if env is None else env).get(VERSION_ENV, "").strip()
+    try:
+        return Version.parse(text) if text else Version.parse(DEFAULT_VERSION)
+    except ValueError:
+        return Version.parse(DEFAULT_VERSION)
 
 
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _roles(raw: dict[str, Any]) -> list[str]:
-    roles = raw.get("roles")
-    if isinstance(roles, str):
-        return [roles]
-    return [str(r) for r in roles] if isinstance(roles, list) else []
+def check_release(raw: dict[str, Any], version: Version) -> None:
+    """Abort reconfigure where this release's Omnibus would (ConfigError with its words)."""
+    unknown = list(keys.unknown_top_names(raw, version))
+    if unknown:
+        # Mixlib::Config strict mode stops at the first unknown name while reading gitlab.rb.
+        raise ConfigError(f"{keys.UNKNOWN_TOP_ERROR} {unknown[0]}.")
+    removed = dialect.removals(raw, version)
+    if removed:
+        raise ConfigError("\n".join([dialect.REMOVED_ABORT, *removed]))
+    conflicts = dialect.legacy_conflicts(raw, version)
+    if conflicts:
+        raise ConfigError(conflicts[0])
 
 
 def gitaly_enabled(raw: dict[str, Any]) -> bool:
-    return _section(raw, "gitaly").get("enable") is not False
+    return dialect.runs_gitaly(dialect.getter(raw))
 
 
-def app_enabled(raw: dict[str, Any]) -> bool:
-    enable = _section(raw, "puma").get("enable")
-    if enable is False:
-        return False
-    roles = _roles(raw)
-    # With roles set, Omnibus runs only what the roles (or explicit enables) ask for.
-    return not roles or "application_role" in roles or enable is True
+def app_enabled(raw: dict[str, Any], version: Version | None = None) -> bool:
+    d = dialect.dialect_for(version or node_version())
+    return dialect.runs_app(dialect.getter(raw), d)
 
 
-def gitaly_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """Gitaly's listeners, token and storages in either dialect."""
-    legacy = _section(raw, "gitaly")
-    conf = legacy.get("configuration")
-    conf = conf if isinstance(conf, dict) else {}
-    tls = conf.get("tls") if isinstance(conf.get("tls"), dict) else {}
-    auth = conf.get("auth") if isinstance(conf.get("auth"), dict) else {}
-
-    storages: dict[str, str] = {}
-    if isinstance(conf.get("storage"), list):
-        for entry in conf["storage"]:
-            if isinstance(entry, dict) and entry.get("name"):
-                storages[str(entry["name"])] = str(entry.get("path", ""))
-    if not storages:
-        for name, entry in _section(raw, "git_data_dirs").items():
-            if isinstance(entry, dict) and entry.get("path"):
-                # Omnibus appends /repositories to every git_data_dirs path.
-                storages[name] = str(entry["path"]).rstrip("/") + "/repositories"
-    if not storages:
-        storages["default"] = DEFAULT_STORAGE_PATH + "/repositories"
-
+def gitaly_settings(raw: dict[str, Any], version: Version | None = None) -> dict[str, Any]:
+    """Gitaly's listeners, token and storages in this release's dialect."""
+    d = dialect.dialect_for(version or node_version())
+    f = dialect.read_gitaly(dialect.getter(raw), d)
     return {
-        "listen_addr": _str(conf.get("listen_addr")) or _str(legacy.get("listen_addr")),
-        "tls_listen_addr": (_str(conf.get("tls_listen_addr"))
-                            or _str(legacy.get("tls_listen_addr"))),
-        "certificate_path": (_str(tls.get("certificate_path"))
-                             or _str(legacy.get("certificate_path"))),
-        "key_path": _str(tls.get("key_path")) or _str(legacy.get("key_path")),
-        "token": _str(auth.get("token")) or _str(legacy.get("auth_token")),
-        "socket_path": (_str(conf.get("socket_path")) or _str(legacy.get("socket_path"))
-                        or DEFAULT_SOCKET),
-        "storages": storages,
+        "listen_addr": f.listen_addr,
+        "tls_listen_addr": f.tls_listen_addr,
+        "certificate_path": f.certificate_path,
+        "key_path": f.key_path,
+        "token": f.token or "",
+        "socket_path": f.socket_path,
+        "storages": f.storages,
     }
 
 
-def app_settings(raw: dict[str, Any]) -> dict[str, Any]:
+def app_settings(raw: dict[str, Any], version: Version | None = None) -> dict[str, Any]:
     """The app's URL, port, Gitaly connections and monitoring whitelist."""
-    rails = _section(raw, "gitlab_rails")
-    token = _str(rails.get("gitaly_token"))
-    source = rails.get("repositories_storages")
-    if not isinstance(source, dict) or not source:
-        source = _section(raw, "git_data_dirs")
-    storages: dict[str, dict[str, str]] = {}
-    for name, entry in source.items():
-        entry = entry if isinstance(entry, dict) else {}
-        storages[name] = {
-            "address": _str(entry.get("gitaly_address")) or f"unix:{DEFAULT_SOCKET}",
-            "token": _str(entry.get("gitaly_token")) or token,
-        }
+    d = dialect.dialect_for(version or node_version())
+    get = dialect.getter(raw)
+    f = dialect.read_app(get, d)
+    token = f.token or ""
+    storages: dict[str, dict[str, str]] = {
+        name: {"address": row["address"] or f"unix:{DEFAULT_SOCKET}",
+               "token": row.get("token") or token}
+        for name, row in f.storages.items()
+    }
     if not storages:
         storages["default"] = {"address": f"unix:{DEFAULT_SOCKET}", "token": token}
 
-    external_url = _str(raw.get("external_url")) or "http://gitlab.example.com"
+    external_url = f.external_url or "http://gitlab.example.com"
     url = urllib.parse.urlsplit(external_url)
-    port = _section(raw, "nginx").get("listen_port") or url.port or 80
-    whitelist = rails.get("monitoring_whitelist")
+    port = get("nginx", "listen_port") or url.port or 80
+    whitelist = get("gitlab_rails", "monitoring_whitelist")
     return {
         "external_url": external_url.rstrip("/"),
         "port": int(port),
@@ -145,26 +131,35 @@ def app_settings(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def effective(raw: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
-    """The whole node: which services run and with what (secrets included)."""
-    shell_secret = _str(_section(secrets, "gitlab_shell").get("secret_token")).strip()
-    gitaly_secret = _str(_section(secrets, "gitaly").get("gitlab_secret")).strip()
-    node: dict[str, Any] = {"gitaly": None, "app": None, "trusted_certs": TRUSTED_CERTS}
-    has_app = app_enabled(raw)
-    if gitaly_enabled(raw):
-        gitaly = gitaly_settings(raw)
-        internal = _str(_section(raw, "gitlab_rails").get("internal_api_url"))
+def effective(raw: dict[str, Any], secrets: dict[str, Any],
+              version: Version | None = None) -> dict[str, Any]:
+    """The whole node: which services run and with what (secrets included).
+
+    Values set in gitlab.rb win over gitlab-secrets.json, as Omnibus' SecretsHelper does.
+    """
+    version = version or node_version()
+    d = dialect.dialect_for(version)
+    get = dialect.getter(raw)
+    node: dict[str, Any] = {"gitaly": None, "app": None, "trusted_certs": TRUSTED_CERTS,
+                            "version": str(version)}
+    has_app = dialect.runs_app(get, d)
+    if dialect.runs_gitaly(get):
+        gitaly = gitaly_settings(raw, version)
+        internal = _str(get("gitlab_rails", "internal_api_url"))
         if not internal and has_app:
-            internal = "http://localhost:" + str(app_settings(raw)["port"])
+            internal = "http://localhost:" + str(app_settings(raw, version)["port"])
         gitaly["internal_api_url"] = internal
-        # 17.5+ Gitaly signs with gitaly.gitlab_secret, which defaults to the shell secret.
-        gitaly["hook_secret"] = gitaly_secret or shell_secret
+        gitaly["hook_secret"] = dialect.signing_secret(d, secrets, get)
         node["gitaly"] = gitaly
     if has_app:
-        app = app_settings(raw)
-        app["shell_secret"] = shell_secret
+        app = app_settings(raw, version)
+        app["shell_secret"] = dialect.shell_secret(secrets, get)
         node["app"] = app
     return node
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def fresh_secrets() -> dict[str, Any]:
@@ -200,7 +195,10 @@ def load_secrets(path: str = SECRETS_JSON) -> dict[str, Any]:
 
 def load(gitlab_rb: str = GITLAB_RB, secrets_path: str = SECRETS_JSON) -> dict[str, Any]:
     """Evaluate the node's config as reconfigure would (raises ConfigError)."""
-    return effective(evaluate(gitlab_rb), load_secrets(secrets_path))
+    raw = evaluate(gitlab_rb)
+    version = node_version()
+    check_release(raw, version)
+    return effective(raw, load_secrets(secrets_path), version)
 
 
 def write_runtime(node: dict[str, Any]) -> None:
