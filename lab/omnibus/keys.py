@@ -49,6 +49,11 @@ def _load(release: str) -> frozenset[str]:
     return frozenset(ln.strip() for ln in lines if ln.strip() and not ln.startswith("#"))
 
 
+@functools.cache
+def _tops_with_keys(release: str) -> frozenset[str]:
+    return frozenset(k.split(".", 1)[0] for k in _load(release) if "." in k)
+
+
 def known_top(name: str, version: Version) -> bool:
     span = TOP_LEVEL_RANGES.get(name)
     if span is not None:
@@ -62,9 +67,10 @@ def known_key(name: str, key: str, version: Version) -> bool:
     keys = _load(reference_for(version))
     if f"{name}.{key}" in keys:
         return True
-    # A name the reference release lacks but the ranges add: its keys are those of the
-    # nearest release that has it.
-    if name not in keys and any(f"{name}.{key}" in _load(r) for r in REFERENCE_RELEASES):
+    # A name the reference release lists without keys (12.10's legacy gitlab_monitor, a
+    # name the ranges add): its keys are those of any release that lists them.
+    if name not in _tops_with_keys(reference_for(version)) and \
+            any(f"{name}.{key}" in _load(r) for r in REFERENCE_RELEASES):
         return True
     return f"{name}.{key}" in SECRET_KEYS and (key != "gitlab_secret" or version.at_least("17.5.0"))
 
