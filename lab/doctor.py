@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,9 +32,12 @@ from lab.engine.images import image_for, sim_image_ref
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.host import containers_routable, mem_available, port_in_use
-from lab.importer import evaluate_rb
+from lab.importer import read_rb
 from lab.model import Flavor, Lab, Node
+from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import keys as omnibus_keys
 from lab.omnibus import node as omnibus
+from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.labdir import RenderedLab
 from lab.render.secrets import fingerprint
@@ -188,6 +191,9 @@ class NodeFacts:
     shell_sha: str | None = None
     hook_sha: str | None = None  # what Gitaly signs with: gitaly.gitlab_secret or the shell secret
     secrets_error: str = ""
+    # What the lab's release says about the file: (aborts reconfigure?, message).
+    findings: tuple[tuple[bool, str], ...] = ()
+    code: tuple[tuple[int, str], ...] = ()  # Ruby statements read but not run
 
 
 def config_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
@@ -196,7 +202,14 @@ def config_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
         if n.config_skipped:
             out.append(Check(n.name, "gitlab.rb", Level.SKIP, n.config_skipped))
         elif n.config_error is None:
-            out.append(Check(n.name, "gitlab.rb", Level.OK, "evaluates as Ruby"))
+            out.append(Check(n.name, "gitlab.rb", Level.OK, "reads as a gitlab.rb (parsed, "
+                             "never run on this host)"))
+            hint = f"fix nodes/{n.name}/gitlab.rb, then reconfigure {n.name}"
+            out += [Check(n.name, "gitlab.rb keys", Level.FAIL if fatal else Level.WARN, msg, hint)
+                    for fatal, msg in n.findings]
+            out += [Check(n.name, "gitlab.rb code", Level.WARN,
+                          f"line {line}: `{text}` is Ruby code: not checked (doctor never "
+                          "runs a gitlab.rb)") for line, text in n.code]
         else:
             # The first line names file, line and error; Ruby's caret lines follow it.
             lines = n.config_error.strip().splitlines()
@@ -462,12 +475,29 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
 
 
 def evaluate_config(path: Path, omnibus_config: str = "") -> str | None:
-    """None if ``path`` evaluates as Omnibus would (with GITLAB_OMNIBUS_CONFIG first), else why."""
+    """None if ``path`` reads as a gitlab.rb (with GITLAB_OMNIBUS_CONFIG first), else why."""
+    return read_config(path, omnibus_config)[0]
+
+
+def read_config(path: Path, omnibus_config: str, version: Version | None = None
+                ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
+    """(error, findings against ``version``, Ruby statements not read) for one node's file.
+
+    The file is parsed statically (lab.importer.read_rb), never run on this host.
+    """
     try:
-        evaluate_rb(path, omnibus_config=omnibus_config)
+        read = read_rb(path, omnibus_config=omnibus_config)
     except SpecError as exc:
-        return str(exc)
-    return None
+        return str(exc), (), ()
+    findings: list[tuple[bool, str]] = []
+    if version is not None:
+        findings += [(u.top_level, u.message(version))
+                     for u in omnibus_keys.unknown_settings(read.settings, version)]
+        removed = omnibus_dialect.removals(read.settings, version)
+        if removed:
+            findings.append((True, f"{omnibus_dialect.REMOVED_ABORT} " + " ".join(removed)))
+        findings += [(True, c) for c in omnibus_dialect.legacy_conflicts(read.settings, version)]
+    return None, tuple(findings), read.skipped
 
 
 def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, str]:
@@ -483,13 +513,12 @@ def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, 
     return (data if isinstance(data, dict) else {}), ""
 
 
-def hook_secret(data: Mapping[str, Any]) -> str:
-    """What a Gitaly node signs internal API calls with (17.5+: gitaly.gitlab_secret)."""
-    gitaly = data.get("gitaly")
-    shell = data.get("gitlab_shell")
-    own = gitaly.get("gitlab_secret") if isinstance(gitaly, dict) else None
-    fallback = shell.get("secret_token") if isinstance(shell, dict) else None
-    return str(own or fallback or "").strip()
+def hook_secret(data: Mapping[str, Any], version: Version | None = None) -> str:
+    """What a Gitaly node signs internal API calls with, in its release's rule
+    (lab.omnibus.dialect.signing_secret: the shell secret before 17.5, then
+    gitaly.gitlab_secret falling back to it)."""
+    d = omnibus_dialect.dialect_for(version or Version.parse(DEFAULT_VERSION))
+    return omnibus_dialect.signing_secret(d, data, omnibus_dialect.getter({}))
 
 
 def _shell(data: Mapping[str, Any]) -> str:
@@ -527,20 +556,25 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
         state = states.get(node.name, "missing")
         rb = handle.path / "nodes" / node.name / "gitlab.rb"
         err: str | None = None
+        findings: tuple[tuple[bool, str], ...] = ()
+        code: tuple[tuple[int, str], ...] = ()
         skipped = ""
         if not have_ruby:
             skipped = "ruby is not installed on this host (apt-get install ruby)"
         elif not rb.is_file():
             err = f"{rb} is missing"
         else:
-            err = evaluate_config(rb, node.omnibus_config)
-        facts = NodeFacts(node.name, state, config_error=err, config_skipped=skipped)
+            err, findings, code = read_config(rb, node.omnibus_config, lab.version)
+        facts = NodeFacts(node.name, state, config_error=err, config_skipped=skipped,
+                          findings=findings, code=code)
         if state == "running":
             data, why = _read_secrets(handle, node.name)
             if data is not None:
                 g.secrets[node.name] = data
-            facts = NodeFacts(node.name, state, err, skipped, data is not None,
-                              _fp(_shell(data or {})), _fp(hook_secret(data or {})), why)
+            facts = replace(facts, secrets_present=data is not None,
+                            shell_sha=_fp(_shell(data or {})),
+                            hook_sha=_fp(hook_secret(data or {}, lab.version)),
+                            secrets_error=why)
         g.nodes.append(facts)
     if states.get(lab.app.name) == "running":
         g.gitaly = probe_gitaly(handle)
@@ -633,7 +667,7 @@ def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]
     url = internal_api_url(handle.lab, node)
     if url is None:
         return ApiProbe(node.name, None)
-    secret = hook_secret(secrets)
+    secret = hook_secret(secrets, handle.lab.version)
     if not secret:
         return ApiProbe(node.name, url, error=f"{node.name} has no shell secret to sign with")
     res = handle.exec(node.name, curl_check_cmd(url, encode_shell_jwt(secret)), check=False,

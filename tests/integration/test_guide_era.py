@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_lifecycle import lab_cli, sim_image  # noqa: F401  (fixture)
+from test_lifecycle import engine, lab_cli, sim_image  # noqa: F401  (fixtures)
 
 from lab import lifecycle
 from lab.client.gitlab import Git, GitLabClient

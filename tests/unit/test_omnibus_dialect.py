@@ -1,0 +1,197 @@
+"""lab/omnibus: each release's rules, unknown keys, and reading gitlab.rb without running it."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from lab.engine.images import IMAGE_MODULES
+from lab.errors import LabError, SpecError
+from lab.importer import import_files, node_inputs, read_rb
+from lab.omnibus import dialect, keys
+from lab.omnibus.release import Version
+
+V = Version.parse
+GUIDE_ERA = ROOT / "tests" / "data" / "guide-era"
+
+
+def test_modules_the_sim_image_carries_import_only_the_standard_library() -> None:
+    allowed = set(sys.stdlib_module_names) | {"lab"}
+    for name in IMAGE_MODULES:
+        tree = ast.parse((ROOT / "lab" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top, full = node.module.split(".")[0], node.module
+                assert top in allowed, (name, full)
+                if top == "lab":
+                    assert f"{full.removeprefix('lab.').replace('.', '/')}.py" in IMAGE_MODULES
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] in allowed - {"lab"} for a in node.names), name
+
+
+def test_render_never_imports_the_engine() -> None:
+    code = ("import sys, lab.render.labdir, lab.render.compose, lab.render.gitlab_rb; "
+            "print([m for m in sys.modules if m.startswith('lab.engine')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("version", "disabled"), [
+    ("11.11.8", ("unicorn", "grafana", "gitlab_monitor")),
+    ("12.10.14", ("unicorn", "grafana", "gitlab_exporter")),
+    ("13.12.15", ("unicorn", "puma", "grafana", "gitlab_exporter", "gitlab_kas")),
+    ("19.3.0", ("puma", "gitlab_exporter", "gitlab_kas")),
+])
+def test_what_a_gitaly_node_disables(version: str, disabled: tuple[str, ...]) -> None:
+    services = dialect.dialect_for(V(version)).gitaly_node_disabled()
+    assert set(disabled) <= set(services)
+    assert not {"unicorn", "puma", "grafana", "gitlab_monitor", "gitlab_exporter",
+                "gitlab_kas"} - set(disabled) & set(services)
+
+
+def test_unknown_keys_in_the_release_words() -> None:
+    settings = {"gitlab_monitor": {"enable": False}, "gitaly": {"no_such_key": 1}}
+    found = [u.message(V("13.0.14")) for u in keys.unknown_settings(settings, V("13.0.14"))]
+    assert found == ["`gitlab_monitor['enable']` is not a setting in 13.0: reconfigure aborts",
+                     "`gitaly['no_such_key']` is not a setting in 13.0: Omnibus ignores it"]
+    assert keys.unknown_settings({"gitlab_monitor": {"enable": False}}, V("12.10.14")) == []
+    assert keys.unknown_settings({"gitlab_shell": {"secret_token": "x"}}, V("11.11.8")) == []
+
+
+def test_removals_and_conflicts_use_omnibus_words() -> None:
+    gdd = {"git_data_dirs": {"default": {"gitaly_address": "tcp://g:8075"}}}
+    assert dialect.removals(gdd, V("17.11.7")) == []
+    assert dialect.removals(gdd, V("18.0.0")) == [
+        "* git_data_dirs has been deprecated since 17.8 and was removed in 18.0. See "
+        "https://docs.gitlab.com/omnibus/settings/configuration.html#migrating-from-git_data_dirs"
+        " for migration instructions."]
+    legacy = {"gitaly": {"listen_addr": "0.0.0.0:8075"}}
+    assert dialect.removals(legacy, V("15.11.13")) == []
+    assert dialect.removals(legacy, V("16.0.0"))[0].startswith(
+        "* gitaly['listen_addr'] has been deprecated since 15.10 and was removed in 16.0.")
+    both = {"gitaly": {"listen_addr": "a", "configuration": {"listen_addr": "b"}}}
+    assert dialect.legacy_conflicts(both, V("15.10.0")) == [
+        "Legacy configuration key 'listen_addr' can't be set when its new key "
+        "'configuration.listen_addr' is set."]
+    assert dialect.legacy_conflicts(both, V("15.9.8")) == []
+
+
+def test_signing_secret_by_release_and_gitlab_rb_wins() -> None:
+    secrets = {"gitlab_shell": {"secret_token": "shell"}, "gitaly": {"gitlab_secret": "own"}}
+    empty = dialect.getter({})
+    assert dialect.signing_secret(dialect.dialect_for(V("17.4.0")), secrets, empty) == "shell"
+    assert dialect.signing_secret(dialect.dialect_for(V("17.5.0")), secrets, empty) == "own"
+    rb = dialect.getter({"gitlab_shell": {"secret_token": "from-rb"}})
+    assert dialect.signing_secret(dialect.dialect_for(V("16.11.10")), secrets, rb) == "from-rb"
+    rb = dialect.getter({"gitaly": {"gitlab_secret": "rb-gitaly"}})
+    assert dialect.signing_secret(dialect.dialect_for(V("19.3.0")), secrets, rb) == "rb-gitaly"
+
+
+def test_guide_era_roles_in_their_release() -> None:
+    text = (GUIDE_ERA / "gitaly-a.rb").read_text()
+    settings = read_rb(GUIDE_ERA / "gitaly-a.rb").settings
+    assert "unicorn['enable'] = false" in text
+    get = dialect.getter(settings)
+    assert not dialect.runs_app(get, dialect.dialect_for(V("12.10.14")))
+    assert dialect.runs_app(get, dialect.dialect_for(V("13.0.0")))  # puma is the default
+
+
+def test_guide_era_import_keeps_storages_and_paths() -> None:
+    result = import_files(node_inputs([GUIDE_ERA / "app.rb", GUIDE_ERA / "gitaly-a.rb"], []))
+    assert result.spec["version"] == "12.10.14"
+    gitaly = result.spec["nodes"]["gitaly-a"]
+    assert gitaly["roles"] == ["gitaly"]
+    assert gitaly["storages"] == [{"name": "default", "path": "/srv/gitaly/default"},
+                                  {"name": "archive", "path": "/srv/gitaly/archive"}]
+    assert result.spec["nodes"]["app"]["roles"] == ["app"]
+    assert not result.unknown
+
+
+HOSTILE = [
+    "system('touch {m}')",
+    "`touch {m}`",
+    "File.write('{m}', 'x')",
+    "exit!",
+    "loop {{ }}",
+    "while true do end",
+    "Kernel.exec('touch {m}')",
+    "at_exit {{ File.write('{m}', 'x') }}",
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE)
+def test_import_never_runs_the_file(tmp_path: Path, line: str) -> None:
+    marker = tmp_path / "marker"
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\n" + line.format(m=marker) + "\n")
+    started = time.monotonic()
+    read = read_rb(rb)
+    assert time.monotonic() - started < 10
+    assert read.settings == {"external_url": "http://x"}
+    assert [n for n, _ in read.skipped] == [2]
+    result = import_files([("gitlab", rb)])
+    assert any("line 2:" in u and "Ruby code" in u for u in result.unmapped)
+    assert not marker.exists()
+
+
+def lab_cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run([sys.executable, "-c", "from lab.cli.main import main; main()", *args],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_cli_import_of_a_hostile_file_is_bad_input(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    rb = tmp_path / "gitlab.rb"
+    body = "\n".join(line.format(m=marker) for line in HOSTILE)
+    rb.write_text("external_url 'http://x'\n" + body + "\nend\n")
+    out = lab_cli("import", str(rb))
+    assert out.returncode == 2, out.stderr  # the README's "bad input"
+    assert f"{rb}:{len(HOSTILE) + 2}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not marker.exists()
+    # Without ruby on the host: a clear error, same exit code, nothing run.
+    rb.write_text("external_url 'http://x'\n")
+    out = lab_cli("import", str(rb), path=str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert "apt-get install ruby" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("line", HOSTILE)
+def test_doctor_reads_hostile_files_without_running_them(tmp_path: Path, line: str) -> None:
+    from lab.doctor import NodeFacts, config_checks, read_config
+
+    marker = tmp_path / "marker"
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\ngitlab_monitor['enable'] = false\n"
+                  + line.format(m=marker) + "\n")
+    err, findings, code = read_config(rb, "", V("13.0.14"))
+    assert err is None
+    assert findings == ((True, "`gitlab_monitor['enable']` is not a setting in 13.0: "
+                         "reconfigure aborts"),)
+    assert [n for n, _ in code] == [3]
+    checks = config_checks([NodeFacts("gitlab", "running", findings=findings, code=code)])
+    assert [c.level.value for c in checks] == ["OK", "FAIL", "WARN"]
+    assert not marker.exists()
+
+
+def test_missing_ruby_is_a_clear_error(tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\n")
+    with pytest.raises(LabError, match="apt-get install ruby"):
+        read_rb(rb, ruby="no-such-ruby-here")
+    big = tmp_path / "big.rb"
+    big.write_text("#" * (2 * 1024 * 1024))
+    with pytest.raises(SpecError, match="larger than"):
+        read_rb(big)
