@@ -24,14 +24,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
+import api_repository
 import gitaly_client
 from lab import auth as lab_auth
 import simconfig
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
 TOKENS = os.path.join(simconfig.STATE_DIR, "tokens.json")
-ROOT_USER = {"id": 1, "username": "root", "name": "Administrator", "state": "active",
-             "is_admin": True, "email": "admin@example.com"}
 GIT_PATH = re.compile(r"^/(?P<ns>[\w.-]+)/(?P<path>[\w.-]+?)(?:\.git)?"
                       r"/(?P<op>info/refs|git-upload-pack|git-receive-pack)$")
 
@@ -96,6 +95,13 @@ class Projects:
             }
             self.data["projects"][str(project_id)] = project
             self.data["next_id"] = project_id + 1
+            self._save()
+            return dict(project)
+
+    def update(self, project_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            project: dict[str, Any] = self.data["projects"][str(project_id)]
+            project.update(changes)
             self._save()
             return dict(project)
 
@@ -294,7 +300,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         parts = path.strip("/").split("/")
         if method == "GET" and parts == ["user"]:
-            self.json(200, ROOT_USER)
+            self.json(200, {**api_repository.ROOT_USER,
+                            "web_url": f"{self.app['external_url']}/root"})
         elif method == "GET" and parts == ["version"]:
             self.json(200, {"version": simconfig.SERVER_VERSION, "revision": "sim"})
         elif parts[0] == "projects" and len(parts) == 1 and method == "POST":
@@ -310,9 +317,9 @@ class Handler(BaseHTTPRequestHandler):
             elif method == "DELETE":
                 self.projects.delete(project["id"])
                 self.json(202, {"message": "202 Accepted"})
-            else:
+            elif not api_repository.route(self, method, parts, self.params(raw)):
                 self.json(405, {"message": "405 Method Not Allowed"})
-        else:
+        elif not api_repository.route(self, method, parts, self.params(raw)):
             self.json(404, {"message": "404 Not Found"})
 
     def create_project(self, params: dict[str, Any]) -> None:
@@ -396,6 +403,11 @@ class Handler(BaseHTTPRequestHandler):
             if project is None:
                 self.json(404, {"status": False, "message":
                                 "The project you were looking for could not be found."})
+                return
+            refused = api_repository.allowed_change_error(str(params.get("changes", "")),
+                                                          str(project.get("default_branch")))
+            if refused:
+                self.json(403, {"status": False, "message": refused})
                 return
             self.json(200, {"status": True, "gl_repository": gl_repository,
                             "gl_project_path": project["path_with_namespace"],

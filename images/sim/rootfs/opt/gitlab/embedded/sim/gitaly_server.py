@@ -2,10 +2,11 @@
 
 Implements ServerService/ServerInfo, RepositoryService/RepositoryExists and
 CreateRepository, and the four SmartHTTPService RPCs (PostUploadPack as Gitaly
-served it up to 15.8; later releases only serve the sidechannel variant). The
-other RPCs of these services answer UNIMPLEMENTED, from the generated base
-classes. Every call passes the same auth check as Gitaly's v2 token interceptor
-(lab_auth.check_gitaly_auth).
+served it up to 15.8; later releases only serve the sidechannel variant); the
+CommitService, RefService and OperationService RPCs behind the REST API's
+repository routes are in gitaly_git_services. The other RPCs of these services
+answer UNIMPLEMENTED, from the generated base classes. Every call passes the same
+auth check as Gitaly's v2 token interceptor (lab_auth.check_gitaly_auth).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import gitaly_git_services
 import grpc
 from lab import auth as lab_auth
 import simconfig
@@ -221,6 +223,8 @@ def serve(conf: dict[str, Any]) -> grpc.Server:
     server_pb2_grpc.add_ServerServiceServicer_to_server(gitaly, server)
     repository_pb2_grpc.add_RepositoryServiceServicer_to_server(gitaly, server)
     smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(gitaly, server)
+    # CommitService, RefService and OperationService live in their own module.
+    gitaly_git_services.GitServices(gitaly, HOOKS_DIR).add_to_server(server)
     socket_path = conf["socket_path"]
     os.makedirs(os.path.dirname(socket_path), exist_ok=True)
     if os.path.exists(socket_path):
