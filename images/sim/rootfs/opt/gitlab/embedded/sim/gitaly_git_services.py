@@ -504,6 +504,11 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         def is_dir(path: str) -> bool:
             return bool(repo.out("ls-files", "--", f"{path}/", extra_env=index).strip())
 
+        def remove(path: str) -> None:
+            # --index-info with mode 0 drops the entry; --force-remove wants a work tree.
+            repo.out("update-index", "--index-info", extra_env=index,
+                     data=f"0 {ZERO_OID}\t{path}\n".encode())
+
         def add(path: str, content: bytes, executable: bool) -> None:
             oid = repo.out("hash-object", "-w", "--stdin", data=content).decode().strip()
             mode = "100755" if executable else "100644"
@@ -540,20 +545,23 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                     return "A file with this name doesn't exist"
                 if exists(path):
                     return "A file with this name already exists"
+                staged = repo.out("ls-files", "-s", "--", previous, extra_env=index).decode()
                 if head.infer_content:
-                    data = repo.out("cat-file", "blob", f":{previous}", extra_env=index)
-                executable = _is_executable(repo, index, previous)
-                repo.out("update-index", "--force-remove", "--", previous, extra_env=index)
+                    data = repo.out("cat-file", "blob", staged.split()[1])
+                executable = staged.startswith("100755")
+                remove(previous)
                 add(path, data, executable)
             elif action == kinds.DELETE:
                 if not exists(path):
                     return "A file with this name doesn't exist"
-                repo.out("update-index", "--force-remove", "--", path, extra_env=index)
+                remove(path)
             elif action == kinds.CHMOD:
                 if not exists(path):
                     return "A file with this name doesn't exist"
-                repo.out("update-index", "--chmod=" + ("+x" if head.execute_filemode else "-x"),
-                         "--", path, extra_env=index)
+                staged = repo.out("ls-files", "-s", "--", path, extra_env=index).decode()
+                mode = "100755" if head.execute_filemode else "100644"
+                repo.out("update-index", "--cacheinfo", f"{mode},{staged.split()[1]},{path}",
+                         extra_env=index)
         return ""
 
     def add_to_server(self, server: grpc.Server) -> None:
