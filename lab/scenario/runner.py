@@ -14,6 +14,7 @@ import hashlib
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -446,7 +447,17 @@ def _do(run: _Run, step: Step) -> tuple[bool, str]:
     if kind is StepKind.API:
         refs = {a: project_ref(run.project_path(a)) for a in run.projects}
         path = TEMPLATE_RE.sub(lambda m: refs.get(m[1], m[0]), str(step.arg("path")))
-        resp = api.call(str(step.arg("method", "GET")), path, data=step.arg("data"))
+        method = str(step.arg("method", "GET"))
+        resp = api.call(method, path, data=step.arg("data"))
+        change = api_file_change(method, str(step.arg("path")), step.arg("data"))
+        if resp.ok and change is not None:
+            # A file written through the API is what a later clone must show.
+            alias, name, content = change
+            files = run.pushed.setdefault(alias, {})
+            if content is None:
+                files.pop(name, None)
+            else:
+                files[name] = content
         return resp.ok, resp.output
     if kind is StepKind.EXEC:
         return _exec(run, str(step.arg("node")), [str(c) for c in step.arg("cmd")])
@@ -459,6 +470,26 @@ def _do(run: _Run, step: Step) -> tuple[bool, str]:
         return _reachable(run, str(step.arg("from")), str(step.arg("node")),
                           str(step.arg("port")))
     return _fault(run, step)
+
+
+_API_FILE = re.compile(r"^/?api/v4/projects/\{(?P<alias>[^{}]+)\}/repository/files/"
+                       r"(?P<file>[^/?]+)$")
+
+
+def api_file_change(method: str, path: str, data: Any) -> tuple[str, str, str | None] | None:
+    """(alias, file, new content or None when deleted) for an ``api`` step that writes a
+    repository file of a scenario project on ``main`` as text; None for anything else."""
+    match = _API_FILE.match(path)
+    if match is None or not isinstance(data, dict) or data.get("branch", "main") != "main":
+        return None
+    name = urllib.parse.unquote(match["file"])
+    method = method.upper()
+    if method == "DELETE":
+        return match["alias"], name, None
+    if method in ("POST", "PUT") and data.get("encoding", "text") == "text" \
+            and isinstance(data.get("content"), str):
+        return match["alias"], name, data["content"]
+    return None
 
 
 def _logs(run: _Run, node: str) -> str:

@@ -8,7 +8,9 @@ fail when the failure has another cause.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,7 +166,15 @@ class FakeWorld:
     # API
     def call(self, method: str, path: str, *, data: Any = None, params: Any = None
              ) -> ApiResponse:
-        return ApiResponse(method, path, 200, '{"username": "root"}')
+        files = re.match(r"/api/v4/projects/([^/]+)/repository/files/([^/?]+)(/raw)?", path)
+        if files is None:
+            return ApiResponse(method, path, 200, '{"username": "root"}')
+        project, name = urllib.parse.unquote(files[1]), urllib.parse.unquote(files[2])
+        if method == "POST":
+            self.content.setdefault(project, {})[name] = data["content"]
+            return ApiResponse(method, path, 201, json.dumps(
+                {"file_path": name, "branch": data["branch"]}))
+        return ApiResponse(method, path, 200, self.content[project][name])
 
     def create_project_raw(self, name: str, *, storage: str | None = None) -> ApiResponse:
         err = self._gitaly_error()
@@ -211,7 +221,9 @@ class FakeWorld:
         if self._gitaly_error():
             return GitResult([], 128, "The requested URL returned error: 503")
         ok = all(self.content.get(path, {}).get(k) == v for k, v in expected.items())
-        return GitResult([], 0 if ok else 1, "cloned; content matches" if ok else "differs")
+        names = ", ".join(sorted(expected)) or "no files"
+        return GitResult([], 0 if ok else 1, f"cloned; content matches ({names})" if ok
+                         else "differs")
 
 
 def make(tmp_path: Path, *, lose_projects: bool = False) -> tuple[list[FakeLab], Any, Any]:
@@ -641,3 +653,17 @@ def test_a_bundle_that_cannot_be_written_is_said_not_fatal(tmp_path: Path) -> No
     assert result.bundle == ""
     assert result.message.endswith("(could not write the evidence bundle: No space left on "
                                    "device)")
+
+
+def test_api_file_change_tracks_files_written_through_the_api() -> None:
+    from lab.scenario.runner import api_file_change
+
+    path = "/api/v4/projects/{p1}/repository/files/docs%2Fa.txt"
+    assert api_file_change("post", path, {"branch": "main", "content": "x\n"}) == (
+        "p1", "docs/a.txt", "x\n")
+    assert api_file_change("DELETE", path, {"branch": "main"}) == ("p1", "docs/a.txt", None)
+    # Other branches, base64 content and reads are not what a clone of main shows.
+    assert api_file_change("POST", path, {"branch": "topic", "content": "x"}) is None
+    assert api_file_change("POST", path, {"content": "eA==", "encoding": "base64"}) is None
+    assert api_file_change("GET", path, {"branch": "main"}) is None
+    assert api_file_change("POST", "/api/v4/projects/{p1}/repository/commits", {}) is None
