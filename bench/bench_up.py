@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from table import BASELINES, Row, load_note, print_table
+
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 
 
@@ -47,11 +49,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
+    print_table(measure(args.rounds))
+
+
+def measure(rounds: int = 3) -> list[Row]:
+    """Run the rounds under a private LAB_HOME; the table rows."""
     home = Path(tempfile.mkdtemp(prefix="lab-bench-")).resolve()
+    old_home = os.environ.get("LAB_HOME")
     os.environ["LAB_HOME"] = str(home)
     try:
-        run_rounds(home, args.rounds)
+        return run_rounds(home, rounds)
     finally:
+        if old_home is None:
+            os.environ.pop("LAB_HOME", None)
+        else:
+            os.environ["LAB_HOME"] = old_home
         from lab import lifecycle
         from lab.render.compose import DIR_LABEL
 
@@ -63,7 +75,7 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run_rounds(home: Path, rounds: int) -> None:
+def run_rounds(home: Path, rounds: int) -> list[Row]:
     from lab import lifecycle
     from lab.engine.compose import Compose, detect
     from lab.engine.images import build_images
@@ -73,7 +85,7 @@ def run_rounds(home: Path, rounds: int) -> None:
     image = build_images()
     tool = detect()
     print(f"sim image {image}; compose tool `{tool.name}` {tool.version}; "
-          f"{os.cpu_count()} cores; {rounds} rounds")
+          f"{load_note()}; {rounds} rounds")
 
     lab_up, raw_up, lab_down, raw_down = [], [], [], []
     mem: dict[str, str] = {}
@@ -105,6 +117,17 @@ def run_rounds(home: Path, rounds: int) -> None:
           f"(compose down {med(raw_down):.2f}s)")
     for name, usage in sorted(mem.items()):
         print(f"memory {name}: {usage}")
+    up_ratio = med(lab_up) / med(raw_up)
+    down_ratio = med(lab_down) / med(raw_down)
+    return [
+        Row("`lab up scaled` (sim) to ready", f"{med(lab_up):.2f} s median",
+            BASELINES["up"], "<= 4 s", med(lab_up) <= 4.0),
+        Row("`lab up` / (`compose up -d` + same polling)", f"{up_ratio:.2f}",
+            BASELINES["up_ratio"], "<= 1.05", up_ratio <= 1.05),
+        Row("`lab down` / `compose down`",
+            f"{med(lab_down):.2f} s / {med(raw_down):.2f} s = {down_ratio:.2f}",
+            BASELINES["down_ratio"], "<= 1.1", down_ratio <= 1.1),
+    ]
 
 
 if __name__ == "__main__":

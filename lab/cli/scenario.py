@@ -35,13 +35,17 @@ from lab.scenario.runner import (
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.option("--keep", is_flag=True,
               help="Leave the labs up afterwards (in their base state); a later run reuses them.")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Labs (scenario groups) run side by side (default: as many as the "
+                   "machine has cores and memory for).")
 @click.option("--collect-on-failure", is_flag=True,
               help="When a scenario fails, write a `lab collect` bundle of its lab in the "
                    "failed state (before faults and changes are undone).")
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=Path("lab-evidence"),
               show_default=True, help="Where --collect-on-failure writes its bundles.")
 def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit: Path | None,
-        as_json: bool, keep: bool, collect_on_failure: bool, evidence_dir: Path) -> None:
+        as_json: bool, keep: bool, jobs: int | None, collect_on_failure: bool,
+        evidence_dir: Path) -> None:
     """Run scenarios (files, or directories of *.yaml) and report each one's evidence.
 
     Scenarios sharing a topology share one lab; each scenario's `given:` changes
@@ -74,7 +78,7 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         results = run_scenarios(scenarios, flavor=flavor, versions=versions, keep=keep,
                                 progress=lambda text: status.update(text), on_result=show,
                                 collect=bundle_collector(evidence_dir) if collect_on_failure
-                                else None)
+                                else None, jobs=jobs)
     if junit:
         write_junit(results, junit)
     save_last_run(results)

@@ -11,11 +11,14 @@ to anyone is first put back into the state they asked for).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -683,28 +686,88 @@ def plan(scenarios: Iterable[Scenario], *, flavor: str,
     return [item for group in groups.values() for item in group] + skipped
 
 
+def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
+             available: int | None = None) -> int:
+    """How many of ``labs`` this machine can run at once (at least 1).
+
+    One per core (a lab's boot and restarts are CPU work), and only as many as
+    fit in the memory available now (doctor's per-node estimates: 4+ GB for an
+    Omnibus app node, so Omnibus groups mostly run one after another).
+    """
+    from lab.doctor import memory_needed
+    from lab.host import mem_available
+
+    if len(labs) <= 1:
+        return 1
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    available = available if available is not None else mem_available()
+    room = min(len(labs), cpus)
+    if available is not None:
+        fits, used = 0, 0
+        for lab in sorted(labs, key=memory_needed):
+            used += memory_needed(lab)
+            if used > available:
+                break
+            fits += 1
+        room = min(room, fits)
+    return max(1, room)
+
+
 def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
                   version: str | None = None, versions: Sequence[str | None] = (),
                   keep: bool = False, up: UpFn = default_up,
                   connect: ConnectFn = default_connect,
                   progress: Progress | None = None,
                   on_result: Callable[[ScenarioResult], None] | None = None,
-                  collect: CollectFn | None = None,
+                  collect: CollectFn | None = None, jobs: int | None = None,
                   ) -> list[ScenarioResult]:
-    results: list[ScenarioResult] = []
-    # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
-    claim = LabClaim if up is default_up else None
-    with LabPool(keep=keep, up=up, progress=progress, claim=claim) as pool:
-        for sc, labs in plan(scenarios, flavor=flavor, version=version, versions=versions):
-            if labs is None:
-                result = ScenarioResult(sc.name, sc.source, Status.SKIPPED, 0.0,
+    """Run scenarios group by group; independent groups side by side when there is room.
+
+    ``jobs``: how many groups (labs) at once; None: ``room_for`` the groups' labs
+    (with the default ``up``; one at a time with a caller's own).
+    Each group has its own pool, so a lab is only ever used by one thread; results
+    come back in plan order.
+    """
+    planned = plan(scenarios, flavor=flavor, version=version, versions=versions)
+    groups: dict[str, list[tuple[int, Scenario, ScenarioLabs]]] = {}
+    results: dict[int, ScenarioResult] = {}
+    for i, (sc, labs) in enumerate(planned):
+        if labs is None:
+            results[i] = ScenarioResult(sc.name, sc.source, Status.SKIPPED, 0.0,
                                         message=f"only for {', '.join(sc.flavors)}; "
                                         f"this run uses {flavor}", flavor=flavor)
-            else:
-                if progress:
-                    progress(f"scenario {sc.name}")
-                result = run_scenario(sc, labs, pool, connect=connect, collect=collect)
-            results.append(result)
-            if on_result:
-                on_result(result)
-    return results
+        else:
+            groups.setdefault(labs.base.name, []).append((i, sc, labs))
+    # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
+    claim = LabClaim if up is default_up else None
+    told = threading.Lock()  # progress and on_result are the caller's: one call at a time
+
+    def say(text: str) -> None:
+        if progress:
+            with told:
+                progress(text)
+
+    def run_group(items: list[tuple[int, Scenario, ScenarioLabs]]) -> None:
+        with LabPool(keep=keep, up=up, progress=say, claim=claim) as pool:
+            for i, sc, labs in items:
+                say(f"scenario {sc.name}")
+                results[i] = run_scenario(sc, labs, pool, connect=connect, collect=collect)
+                if on_result:
+                    with told:
+                        on_result(results[i])
+
+    todo = list(groups.values())
+    if jobs is None:  # a caller's own ``up`` (tests) runs one group at a time unless asked
+        jobs = room_for([g[0][2].base for g in todo]) if up is default_up else 1
+    width = jobs
+    if width <= 1 or len(todo) <= 1:
+        for items in todo:
+            run_group(items)
+    else:
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="lab-group") as ex:
+            for future in [ex.submit(run_group, items) for items in todo]:
+                future.result()  # a bug in one group surfaces here, after the rest finished
+    for i, (_, skipped) in enumerate(planned):
+        if skipped is None and on_result:
+            on_result(results[i])
+    return [results[i] for i in sorted(results)]

@@ -181,3 +181,38 @@ def test_shell_completion_lists_subcommands() -> None:
         "_LAB_COMPLETE": "bash_complete", "COMP_WORDS": "lab images s", "COMP_CWORD": "2"})
     assert result.exit_code == 0
     assert result.output.split() == ["plain,save"]
+
+
+def test_apt_cache_dir_lives_outside_the_repo(tmp_path: Path) -> None:
+    assert images.apt_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == \
+        (tmp_path / "gitlab-testlab" / "apt").resolve()
+    assert images.apt_cache_dir({"LAB_APT_CACHE": str(tmp_path / "c")}) == (tmp_path / "c")
+    assert images.apt_cache_dir({"LAB_APT_CACHE": "off"}) is None
+    assert images.apt_cache_dir({"LAB_APT_CACHE": ""}) is None
+    home = images.apt_cache_dir({})
+    assert home is not None
+    assert home.is_relative_to(Path.home())
+
+
+def test_apt_cache_args_sync_debs_in_and_out(tmp_path: Path) -> None:
+    cache = tmp_path / "apt"
+    args = images.apt_cache_args(cache)
+    assert "--skip=essential/unlink" in args
+    assert f"--setup-hook=sync-in {cache} /var/cache/apt/archives/" in args
+    assert args[-1] == f"--customize-hook=sync-out /var/cache/apt/archives {cache}"
+    assert images.apt_cache_args(None) == []
+    assert images.apt_cache_args(tmp_path / "with space") == []  # mmdebstrap splits hooks
+    # The cache never changes what is built, so never the base tag.
+    assert not set(args) & set(images.BASE_RECIPE)
+
+
+def test_prune_apt_cache_keeps_the_newest_of_each_package(tmp_path: Path) -> None:
+    import os
+
+    for i, name in enumerate(["git_1%3a2.39.2-1.1_amd64.deb", "git_1%3a2.39.5-0+deb12u1_amd64.deb",
+                              "ruby_1%3a3.1_all.deb"]):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    assert images.prune_apt_cache(tmp_path) == ["git_1%3a2.39.2-1.1_amd64.deb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "git_1%3a2.39.5-0+deb12u1_amd64.deb", "ruby_1%3a3.1_all.deb"]

@@ -88,6 +88,7 @@ def test_versions_and_collect_on_failure_reach_the_runner(
     assert res.exit_code == 0, res.output
     assert seen["versions"] == ["15.9.8", "19.3.0"]
     assert seen["collect"] is None
+    assert seen["jobs"] is None
     assert "scenarios x GitLab release" in res.stdout
     assert 'name="a[19.3.0]"' in (tmp_path / "j.xml").read_text()
 

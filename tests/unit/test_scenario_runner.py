@@ -667,3 +667,37 @@ def test_api_file_change_tracks_files_written_through_the_api() -> None:
     assert api_file_change("POST", path, {"content": "eA==", "encoding": "base64"}) is None
     assert api_file_change("GET", path, {"branch": "main"}) is None
     assert api_file_change("POST", "/api/v4/projects/{p1}/repository/commits", {}) is None
+
+
+def test_room_for_counts_cores_and_memory() -> None:
+    sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base
+    gib = 2**30
+    assert runner.room_for([sim, sim, sim], cpus=2, available=8 * gib) == 2
+    assert runner.room_for([sim, sim], cpus=1, available=8 * gib) == 1
+    assert runner.room_for([sim, sim], cpus=8, available=None) == 2
+    assert runner.room_for([omni, omni], cpus=8, available=8 * gib) == 1  # 4+ GB per app node
+    assert runner.room_for([omni, omni], cpus=8, available=64 * gib) == 2
+    assert runner.room_for([omni], cpus=8, available=0) == 1
+
+
+def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> None:
+    import threading
+
+    labs, up, connect = make(tmp_path)
+    both = threading.Barrier(2, timeout=10)  # passes only if two groups boot at once
+
+    def boot(lab: Lab) -> Any:
+        both.wait()
+        return up(lab)
+
+    names = ["shared-secrets-push-clone", "tls-push", "gitaly-own-secrets", "tls-untrusted-ca"]
+    scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
+    seen: list[str] = []
+    results = run_scenarios(scenarios, up=boot, connect=connect, jobs=2,
+                            on_result=lambda r: seen.append(r.name))
+    assert [r.name for r in results] == [names[i] for i in (0, 2, 1, 3)]  # plan order
+    assert all(r.status is Status.PASSED for r in results)
+    assert sorted(seen) == sorted(names)
+    assert len(labs) == 2
+    assert all(fake.calls[-1] == ("down",) for fake in labs)
