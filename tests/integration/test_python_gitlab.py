@@ -9,6 +9,7 @@ the app node's log.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,20 @@ def test_wrong_gitaly_token_gives_gitlabs_answers(lab_factory: Any) -> None:
     assert (written.value.response_code, written.value.error_message) == (
         400, "7:permission denied.")
     assert "permission denied" in broken.logs("gitlab", tail=200)
+
+
+def test_repository_storage_move(lab: Any) -> None:
+    gl = client(lab)
+    project = new_project(gl, "default")
+    project.files.create({"file_path": "a.txt", "branch": "main", "content": "a\n",
+                          "commit_message": "a"})
+    project.repository_storage = "storage1"
+    project.save()
+    # Scheduled, as in GitLab: the answer still names the old storage.
+    assert project.repository_storage == "default"
+    deadline = time.monotonic() + 60
+    while gl.projects.get(project.id).repository_storage != "storage1":
+        assert time.monotonic() < deadline, "the storage move did not finish"
+        time.sleep(0.5)
+    assert project.files.raw("a.txt", ref="main") == b"a\n"
+    assert "ReplicateRepository default:" in lab.logs("gitaly1", tail=200)

@@ -12,6 +12,7 @@ import json
 import pkgutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -232,3 +233,25 @@ def test_gitaly_failures_answer_as_gitlab(sim: Sim) -> None:
         400, "7:permission denied.")
     log = (Path(sim.mods["simconfig"].LOG_DIR) / "puma" / "current").read_text()
     assert "7:permission denied" in log
+
+
+def test_repository_storage_move(sim: Sim, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The target Gitaly runs gitaly_ssh.py (git's ext:: transport) as a subprocess.
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PYTHONPATH", f"{SIM_DIR}:{root / 'lab'}:{root}")
+    project = sim.client().projects.create({"name": "mover"})
+    project.files.create({"file_path": "a.txt", "branch": "main", "content": "a\n",
+                          "commit_message": "a"})
+    disk_path = sim.handler.projects.find(str(project.id))["disk_path"]
+    project.repository_storage = "storage1"
+    project.save()
+    # GitLab answers at once and moves in the background (a storage move worker).
+    assert project.repository_storage == "default"
+    deadline = time.monotonic() + 20
+    while sim.client().projects.get(project.id).repository_storage != "storage1":
+        assert time.monotonic() < deadline, "the move did not finish"
+        time.sleep(0.1)
+    assert project.files.raw("a.txt", ref="main") == b"a\n"
+    assert (tmp_path / "s1" / disk_path / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert not (tmp_path / "s0" / disk_path).exists()

@@ -16,6 +16,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import threading
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -232,8 +233,9 @@ def users(req: Request, rest: list[str]) -> None:
 
 
 def update_project(req: Request, ref: str) -> None:
-    """PUT /projects/:id for the attributes the sim keeps; repository_storage is an
-    admin-only attribute whose change GitLab schedules as a storage move."""
+    """PUT /projects/:id for the attributes the sim keeps. ``repository_storage`` (an
+    admin's attribute; root is the admin) schedules a storage move: the answer is the
+    project as it is, the move runs afterwards (move_storage) like GitLab's worker."""
     handler = req.handler
     project = handler.projects.find(ref)
     if project is None:
@@ -243,14 +245,34 @@ def update_project(req: Request, ref: str) -> None:
         if key in req.params:
             changes[key] = str(req.params[key])
     storage = req.params.get("repository_storage")
-    if storage is not None and str(storage) != project["repository_storage"]:
-        raise ApiError(400, {"message": "repository_storage moves are not reproduced by the "
-                                        "sim (GitLab schedules a storage move)"})
     if not changes and storage is None:
         raise ApiError(400, {"error": "name, default_branch, description, repository_storage"
                                       " are missing, at least one parameter must be provided"})
-    updated = handler.projects.update(project["id"], changes)
+    if storage is not None and str(storage) not in handler.storages:
+        raise bad_request({"repository_storage_moves": ["is invalid"]})
+    updated = handler.projects.update(project["id"], changes) if changes else project
+    if storage is not None and str(storage) != project["repository_storage"]:
+        threading.Thread(target=move_storage, args=(handler, project, str(storage)),
+                         daemon=True).start()
     handler.json(200, handler.project_json(updated))
+
+
+def move_storage(handler: Any, project: dict[str, Any], destination: str) -> None:
+    """Projects::UpdateRepositoryStorageService: replicate to the destination, switch
+    the project over, remove the source copy. A failure leaves the project where it
+    was and is only logged (GitLab marks the move failed)."""
+    source = project["repository_storage"]
+    try:
+        git.replicate(handler.storages[destination], handler.storages[source],
+                      project["disk_path"])
+        handler.projects.update(project["id"], {"repository_storage": destination})
+        git.remove(handler.storages[source], project["disk_path"])
+    except gitaly_client.GitalyCallError as exc:
+        log(f"repository storage move of {project['path_with_namespace']} from {source} to "
+            f"{destination} failed: {exc}")
+        return
+    log(f"repository storage move of {project['path_with_namespace']} from {source} to "
+        f"{destination} finished")
 
 
 def repository(req: Request, ref: str, rest: list[str]) -> None:

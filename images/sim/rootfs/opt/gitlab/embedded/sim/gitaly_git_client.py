@@ -7,6 +7,8 @@ the app makes to Gitaly.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from gitalypb import (
     operations_pb2_grpc,
     ref_pb2,
     ref_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
     shared_pb2,
 )
 
@@ -31,18 +35,21 @@ LONG_TIMEOUT = 55.0
 
 _STUBS = {"CommitService": commit_pb2_grpc.CommitServiceStub,
           "RefService": ref_pb2_grpc.RefServiceStub,
-          "OperationService": operations_pb2_grpc.OperationServiceStub}
+          "OperationService": operations_pb2_grpc.OperationServiceStub,
+          "RepositoryService": repository_pb2_grpc.RepositoryServiceStub}
 
 
 def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_cls: Any = None,
-          *, kind: str = "unary", timeout: float = TIMEOUT) -> Any:
+          *, kind: str = "unary", timeout: float = TIMEOUT,
+          metadata: list[tuple[str, str]] | None = None) -> Any:
     """One RPC ("/gitaly.Service/Method") through the generated stub; server streams
     are read to the end inside the channel's lifetime."""
     service, name = method.removeprefix("/gitaly.").split("/")
     with storage.channel() as channel:
         call = getattr(_STUBS[service](channel), name)
         try:
-            result = call(request, metadata=storage.metadata(), timeout=timeout)
+            result = call(request, metadata=storage.metadata() + (metadata or []),
+                          timeout=timeout)
             return list(result) if kind == "unary_stream" else result
         except grpc.RpcError as exc:
             raise gitaly_client.GitalyCallError(exc.code(), exc.details() or "") from exc
@@ -208,6 +215,25 @@ class Repository:
                      _commit_files_stream(header, actions),
                      operations_pb2.UserCommitFilesResponse, kind="stream_unary",
                      timeout=LONG_TIMEOUT)
+
+
+def replicate(target: gitaly_client.Storage, source: gitaly_client.Storage,
+              relative_path: str) -> None:
+    """ReplicateRepository on the target storage's Gitaly, which fetches from the source
+    Gitaly named in the ``gitaly-servers`` metadata (as Rails' storage move does)."""
+    servers = {source.name: {"address": source.address, "token": source.token}}
+    request = repository_pb2.ReplicateRepositoryRequest(
+        repository=shared_pb2.Repository(storage_name=target.name, relative_path=relative_path),
+        source=shared_pb2.Repository(storage_name=source.name, relative_path=relative_path))
+    _call(target, "/gitaly.RepositoryService/ReplicateRepository", request,
+          timeout=LONG_TIMEOUT,
+          metadata=[("gitaly-servers", base64.b64encode(json.dumps(servers).encode()).decode())])
+
+
+def remove(storage: gitaly_client.Storage, relative_path: str) -> None:
+    _call(storage, "/gitaly.RepositoryService/RemoveRepository",
+          repository_pb2.RemoveRepositoryRequest(repository=shared_pb2.Repository(
+              storage_name=storage.name, relative_path=relative_path)), timeout=LONG_TIMEOUT)
 
 
 _ACTIONS = {"create": 0, "create_dir": 1, "update": 2, "move": 3, "delete": 4, "chmod": 5}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gitaly_git_services
+import gitaly_moves
 import grpc
 from lab import auth as lab_auth
 import simconfig
@@ -46,7 +47,8 @@ def log(message: str) -> None:
     simconfig.log("gitaly", message)
 
 
-class Gitaly(server_pb2_grpc.ServerServiceServicer,
+class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveRepository
+             server_pb2_grpc.ServerServiceServicer,
              repository_pb2_grpc.RepositoryServiceServicer,
              smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     """One object serves the three services; RPC methods carry Gitaly's names."""
@@ -225,6 +227,7 @@ def serve(conf: dict[str, Any]) -> grpc.Server:
     smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(gitaly, server)
     # CommitService, RefService and OperationService live in their own module.
     gitaly_git_services.GitServices(gitaly, HOOKS_DIR).add_to_server(server)
+    gitaly_moves.SSHService(gitaly).add_to_server(server)
     socket_path = conf["socket_path"]
     os.makedirs(os.path.dirname(socket_path), exist_ok=True)
     if os.path.exists(socket_path):
