@@ -249,7 +249,9 @@ def update_project(req: Request, ref: str) -> None:
         raise ApiError(400, {"error": "name, default_branch, description, repository_storage"
                                       " are missing, at least one parameter must be provided"})
     if storage is not None and str(storage) not in handler.storages:
-        raise bad_request({"repository_storage_moves": ["is invalid"]})
+        # Project#change_repository_storage raises ArgumentError, which no one rescues.
+        log(f"ArgumentError (unknown repository storage {storage!r}) on PUT project")
+        raise ApiError(500, {"message": "500 Internal Server Error"})
     updated = handler.projects.update(project["id"], changes) if changes else project
     if storage is not None and str(storage) != project["repository_storage"]:
         threading.Thread(target=move_storage, args=(handler, project, str(storage)),
