@@ -224,7 +224,14 @@ def route(handler: Any, method: str, parts: list[str], params: dict[str, Any]) -
 def users(req: Request, rest: list[str]) -> None:
     user = {**ROOT_USER, "web_url": f"{req.base_url}/root"}
     if not rest:
-        chunk, headers = req.page([user], {})
+        # The filters python-gitlab scripts use; the sim has only root.
+        wanted = [user]
+        if req.params.get("username") not in (None, "root"):
+            wanted = []
+        search = str(req.params.get("search") or "").lower()
+        if search and search not in "root administrator admin@example.com":
+            wanted = []
+        chunk, headers = req.page(wanted, {})
         req.json(200, chunk, headers)
     elif len(rest) == 1 and rest[0] in ("1", ):
         req.json(200, user)
