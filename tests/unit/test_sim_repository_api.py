@@ -255,3 +255,17 @@ def test_repository_storage_move(sim: Sim, tmp_path: Path,
     assert project.files.raw("a.txt", ref="main") == b"a\n"
     assert (tmp_path / "s1" / disk_path / "HEAD").read_text() == "ref: refs/heads/main\n"
     assert not (tmp_path / "s0" / disk_path).exists()
+
+
+def test_users(sim: Sim) -> None:
+    gl = sim.client()
+    gl.auth()
+    assert gl.user is not None
+    assert (gl.user.username, gl.user.is_admin) == ("root", True)
+    assert [u.username for u in gl.users.list(get_all=True)] == ["root"]
+    assert gl.users.list(username="nobody") == []
+    assert gl.users.get(1).name == "Administrator"
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        gl.users.get(2)
+    assert (missing.value.response_code, missing.value.error_message) == (
+        404, "404 User Not Found")
