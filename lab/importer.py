@@ -32,7 +32,8 @@ from lab.errors import LabError, SpecError
 from lab.model import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import keys as omnibus_keys
-from lab.omnibus.release import DEFAULT_VERSION, OLDEST_SUPPORTED, Version
+from lab.omnibus.infer import Evidence
+from lab.omnibus.release import Version
 from lab.versions import parse_supported
 
 READER = Path(__file__).resolve().parent / "omnibus" / "read_gitlab_rb.rb"
@@ -42,10 +43,6 @@ OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
 MAX_BYTES = 1024 * 1024
 READ_TIMEOUT = 20.0
 
-# Versions import picks from: the newest one inside the range the keys allow.
-# 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
-CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
-              DEFAULT_VERSION)
 
 # How support tickets usually spell a value someone removed before sending the file.
 REDACTED_RE = re.compile(
@@ -232,59 +229,10 @@ class NodeImport:
     skipped: tuple[tuple[int, str], ...] = ()  # Ruby statements that are not settings
 
 
-@dataclass
-class Evidence:
-    """What the keys used say about the GitLab version (inclusive bounds)."""
-
-    low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))
-    high: Version = field(default_factory=lambda: Version(99, 0, 0))
-    prefer_below: Version | None = None  # a soft bound: true if the range allows it
-    reasons: list[str] = field(default_factory=list)
-
-    def at_least(self, version: str, why: str) -> None:
-        self.low = max(self.low, Version.parse(version))
-        self.reasons.append(f"{why} => {version}+")
-
-    def at_most(self, version: str, why: str) -> None:
-        self.high = min(self.high, Version.parse(version))
-        self.reasons.append(f"{why} => <= {version}")
-
-
 def _roles(s: Settings) -> list[str]:
     raw = s.data.get("roles")
     return [raw] if isinstance(raw, str) else [str(r) for r in raw or []] \
         if isinstance(raw, list) else []
-
-
-def _version_evidence(node: NodeImport, ev: Evidence) -> None:
-    """What the keys a file uses say about its release (before reading it in one)."""
-    data = node.settings.data
-
-    def section(name: str) -> dict[str, Any]:
-        value = data.get(name)
-        return value if isinstance(value, dict) else {}
-
-    gitaly, rails, dirs = section("gitaly"), section("gitlab_rails"), section("git_data_dirs")
-    if "gitaly_role" in _roles(node.settings):
-        ev.at_least("17.6.0", f"{node.name}: roles(['gitaly_role'])")
-    if "gitlab_monitor" in data:
-        ev.at_most("12.10.14", f"{node.name}: gitlab_monitor (gitlab_exporter from 12.3, "
-                   "gone in 13.0)")
-    if "unicorn" in data:
-        ev.at_most("13.12.15", f"{node.name}: unicorn['enable']")
-    if gitaly.get("configuration"):
-        ev.at_least("15.10.0", f"{node.name}: gitaly['configuration']")
-    legacy = [k for k in omnibus_dialect.LEGACY_GITALY_KEYS if k in gitaly]
-    if "storage" in gitaly:
-        ev.at_most("12.10.14", f"{node.name}: gitaly['storage'] (the 11.x/12.x guide's list)")
-    elif legacy:
-        ev.at_most("15.9.8", f"{node.name}: gitaly['{legacy[0]}'] (legacy key)")
-    if rails.get("repositories_storages"):
-        ev.at_least("17.8.0", f"{node.name}: gitlab_rails['repositories_storages']")
-    if any(isinstance(e, dict) and e.get("gitaly_address") for e in dirs.values()):
-        ev.at_most("17.7.7", f"{node.name}: git_data_dirs with gitaly_address")
-    elif dirs:
-        ev.at_most("17.11.7", f"{node.name}: git_data_dirs (removed in 18.0)")
 
 
 def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
@@ -419,28 +367,6 @@ class ImportResult:
         return "\n".join(head) + "\n" + body
 
 
-def _choose_version(ev: Evidence, asked: str | None, notes: list[str]) -> tuple[str, str]:
-    why = "; ".join(ev.reasons) or "no version-specific keys"
-    low, high = ev.low, ev.high
-    if asked is not None:
-        version = parse_supported(asked, source="--version")
-        if not low <= version <= high:
-            notes.append(f"--version {version} is outside what the files' keys suggest ({why}); "
-                         f"the lab renders {version}'s keys")
-        return str(version), f"given with --version ({why})"
-    if low > high:
-        notes.append(f"the files mix keys of different versions ({why}); picked the oldest "
-                     "version the newest keys need")
-        high = Version(99, 0, 0)
-    fits = [v for v in map(Version.parse, CANDIDATES) if low <= v <= high]
-    if ev.prefer_below is not None:
-        soft = [v for v in fits if v < ev.prefer_below]
-        fits = soft or fits
-    if not fits:
-        return str(low), why
-    return str(fits[-1]), why
-
-
 def _node_name(path: Path, by_folder: bool = False) -> str:
     """gitaly1.rb, gitlab-gitaly1.rb -> gitaly1; ``by_folder``: gitaly1/gitlab.rb -> gitaly1."""
     stem = path.name.removesuffix(".rb")
@@ -496,15 +422,17 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
     nodes = [NodeImport(n, src, Settings(data), skipped=tuple((skipped or {}).get(n, ())))
              for n, src, data in inputs]
     for node in nodes:
-        _version_evidence(node, ev)
+        ev.add(node.name, node.settings.data)
     if not any(n.settings.data.get("roles") for n in nodes) and \
             any(isinstance(n.settings.data.get("gitaly"), dict) and
                 n.settings.data["gitaly"].get("enable") is not False and
                 not n.settings.data.get("external_url") for n in nodes):
         # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
-        ev.prefer_below = Version.parse("17.6.0")
-    chosen, why = _choose_version(ev, version, notes)
-    d = omnibus_dialect.dialect_for(Version.parse(chosen))
+        ev.no_roles_on_gitaly_nodes()
+    asked = parse_supported(version, source="--version") if version is not None else None
+    release, why = ev.choose(asked, notes)
+    chosen = str(release)
+    d = omnibus_dialect.dialect_for(release)
     for node in nodes:
         _classify(node, d, notes)
         _gitaly_side(node, d, notes)

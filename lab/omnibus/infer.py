@@ -1,0 +1,91 @@
+"""Which release a set of gitlab.rb files was written for, from the keys they use.
+
+Each hint is a fact of lab.omnibus.dialect (where a key appeared or went away);
+`lab import` asks this module and never compares versions itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.omnibus.dialect import LEGACY_GITALY_KEYS
+from lab.omnibus.release import DEFAULT_VERSION, OLDEST_SUPPORTED, Version
+
+# Releases import picks from: the newest one inside the range the keys allow.
+# 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
+CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
+              DEFAULT_VERSION)
+_NEWEST = Version(99, 0, 0)
+# roles(['gitaly_role']) came with 17.6: files without it look older, if the range allows.
+_ROLES_ERA = "17.6.0"
+
+
+@dataclass
+class Evidence:
+    """What the keys used say about the GitLab version (inclusive bounds)."""
+
+    low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))
+    high: Version = _NEWEST
+    prefer_below: Version | None = None  # a soft bound: true if the range allows it
+    reasons: list[str] = field(default_factory=list)
+
+    def at_least(self, version: str, why: str) -> None:
+        self.low = max(self.low, Version.parse(version))
+        self.reasons.append(f"{why} => {version}+")
+
+    def at_most(self, version: str, why: str) -> None:
+        self.high = min(self.high, Version.parse(version))
+        self.reasons.append(f"{why} => <= {version}")
+
+    def no_roles_on_gitaly_nodes(self) -> None:
+        self.prefer_below = Version.parse(_ROLES_ERA)
+
+    def add(self, node: str, data: Mapping[str, Any]) -> None:
+        """The hints of one node's settings."""
+        def section(name: str) -> dict[str, Any]:
+            value = data.get(name)
+            return value if isinstance(value, dict) else {}
+
+        gitaly, rails, dirs = section("gitaly"), section("gitlab_rails"), section("git_data_dirs")
+        roles = data.get("roles")
+        roles = [roles] if isinstance(roles, str) else roles if isinstance(roles, list) else []
+        if "gitaly_role" in roles:
+            self.at_least(_ROLES_ERA, f"{node}: roles(['gitaly_role'])")
+        if "gitlab_monitor" in data:
+            self.at_most("12.10.14", f"{node}: gitlab_monitor (gitlab_exporter from 12.3, "
+                         "gone in 13.0)")
+        if "unicorn" in data:
+            self.at_most("13.12.15", f"{node}: unicorn['enable']")
+        if gitaly.get("configuration"):
+            self.at_least("15.10.0", f"{node}: gitaly['configuration']")
+        legacy = [k for k in LEGACY_GITALY_KEYS if k in gitaly]
+        if "storage" in gitaly:
+            self.at_most("12.10.14", f"{node}: gitaly['storage'] (the 11.x/12.x guide's list)")
+        elif legacy:
+            self.at_most("15.9.8", f"{node}: gitaly['{legacy[0]}'] (legacy key)")
+        if rails.get("repositories_storages"):
+            self.at_least("17.8.0", f"{node}: gitlab_rails['repositories_storages']")
+        if any(isinstance(e, dict) and e.get("gitaly_address") for e in dirs.values()):
+            self.at_most("17.7.7", f"{node}: git_data_dirs with gitaly_address")
+        elif dirs:
+            self.at_most("17.11.7", f"{node}: git_data_dirs (removed in 18.0)")
+
+    def choose(self, asked: Version | None, notes: list[str]) -> tuple[Version, str]:
+        """The release to render, and why; ``notes`` says where the keys disagree."""
+        why = "; ".join(self.reasons) or "no version-specific keys"
+        low, high = self.low, self.high
+        if asked is not None:
+            if not low <= asked <= high:
+                notes.append(f"--version {asked} is outside what the files' keys suggest "
+                             f"({why}); the lab renders {asked}'s keys")
+            return asked, f"given with --version ({why})"
+        if low > high:
+            notes.append(f"the files mix keys of different versions ({why}); picked the oldest "
+                         "version the newest keys need")
+            high = _NEWEST
+        fits = [v for v in map(Version.parse, CANDIDATES) if low <= v <= high]
+        if self.prefer_below is not None:
+            fits = [v for v in fits if v < self.prefer_below] or fits
+        return (fits[-1] if fits else low), why
