@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Turn Omnibus reference material into the per-release key sets in lab/omnibus/data/.
 
-usage: python3 scripts/omnibus_keys.py [REFERENCE_DIR]   (default ../shared/reference)
+usage: python3 scripts/omnibus_keys.py [REFERENCE_DIR] [--omnibus-git GIT_DIR]
+       (REFERENCE_DIR default ../shared/reference; GIT_DIR: a clone of omnibus-gitlab)
 
 A setting is valid in a release when its release's gitlab.rb.template shows it
 (commented or not) or its cookbooks' attributes/*.rb define it (omnibus-attributes/
 <release>.txt). Each output file lists, one per line, the top-level names
 (`gitaly`, `external_url`) and the `name.key` pairs (`gitaly.listen_addr`) of one
 release. The output is committed, so tests check keys on any clone.
+
+With --omnibus-git, the top-level names each release declares in
+files/gitlab-cookbooks/package/libraries/config/*.rb (`attribute('git_data_dirs')`,
+`role('application')` -> application_role, ...) are added: some (unicorn from 15.x,
+git_data_dirs in 17.11+) are settings no template or attributes file shows.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,7 +116,31 @@ def attribute_keys(text: str) -> set[str]:
     return keys
 
 
+DECLARED = re.compile(r"\b(ee_attribute|attribute|role)\('([a-z_]+)'")
+
+
+def declared_names(git_dir: Path, release: str) -> set[str]:
+    """Top-level names release ``release`` declares in its package/libraries/config/*.rb."""
+    tag = f"{release}+ce.0"
+    folder = "files/gitlab-cookbooks/package/libraries/config/"
+    listing = subprocess.run(["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", tag,
+                              folder], capture_output=True, text=True, check=True).stdout
+    names: set[str] = set()
+    for path in listing.split():
+        if not path.endswith(".rb"):
+            continue
+        text = subprocess.run(["git", "-C", str(git_dir), "show", f"{tag}:{path}"],
+                              capture_output=True, text=True, check=True).stdout
+        names |= {f"{n}_role" if kind == "role" else n for kind, n in DECLARED.findall(text)}
+    return names
+
+
 def main(argv: list[str]) -> int:
+    git_dir: Path | None = None
+    if "--omnibus-git" in argv:
+        i = argv.index("--omnibus-git")
+        git_dir = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     ref = Path(argv[1]) if len(argv) > 1 else ROOT.parent / "shared" / "reference"
     templates = {p.name.removeprefix("gitlab.rb.template-"): p
                  for folder in ("omnibus", "omnibus-early")
@@ -128,9 +159,12 @@ def main(argv: list[str]) -> int:
         keys = template_keys(templates[release].read_text())
         keys |= configuration_keys(templates[release].read_text(), storage_entry)
         keys |= attribute_keys(attributes[release].read_text())
+        if git_dir is not None:
+            keys |= declared_names(git_dir, release)
         body = "".join(f"{k}\n" for k in sorted(keys))
         (OUT / f"keys-{release}.txt").write_text(
-            f"# Omnibus GitLab {release}: template + attributes (scripts/omnibus_keys.py)\n" + body)
+            f"# Omnibus GitLab {release}: template + attributes{' + config' if git_dir else ''}"
+            " (scripts/omnibus_keys.py)\n" + body)
     return 0
 
 
