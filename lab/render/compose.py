@@ -1,18 +1,26 @@
 """docker-compose.yml for a lab: one service per node, one network, labelled everything.
 
-The same file serves both flavours; only the image differs.
+The same file serves both flavours; only the image differs. Each service's shape
+comes from the role's skeleton under ``compose/`` (plain Compose YAML a user can
+read); this module fills in its placeholders and adds what the spec asks for.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from lab.errors import LabError
 from lab.labels import DIR_LABEL, LAB_LABEL, LABEL_PREFIX, NODE_LABEL, ROLE_LABEL
 from lab.model import HTTP_PORT, Lab, Node
 from lab.omnibus.node import healthcheck_cmd, status_cmd
 from lab.omnibus.release import omnibus_image_ref
+from lab.resources import data_dir
 
 __all__ = ["DIR_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL", "ROLE_LABEL", "compose_dict",
            "labels", "omnibus_image", "render_compose"]
@@ -20,8 +28,6 @@ __all__ = ["DIR_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL", "ROLE_LABEL",
 VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 NETWORK = "lab"
 
-# Omnibus boots take minutes; failures before this do not count against the container.
-START_PERIOD = "600s"
 APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
 # The image's own check marks a Gitaly-only container unhealthy before 19.1, so
 # Gitaly nodes get one that asks only about Gitaly.
@@ -50,29 +56,48 @@ def _ports(node: Node) -> list[str]:
     return out
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@functools.cache
+def skeleton(role: str) -> dict[str, Any]:
+    """The service shape for ``role`` ("app" or "gitaly") from ``compose/<role>.yml``."""
+    path = data_dir("compose") / f"{role}.yml"
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise LabError(f"{path}: expected a Compose service (a mapping)")
+    return data
+
+
+def fill(template: Any, values: Mapping[str, Any], source: str = "skeleton") -> Any:
+    """``template`` with each ``{name}`` replaced: a string that is only a placeholder
+    takes the value itself (a mapping, a list), elsewhere its text."""
+    def value(name: str) -> Any:
+        if name not in values:
+            raise LabError(f"{source}: unknown placeholder {{{name}}} (known: "
+                           f"{', '.join(sorted(values))})")
+        return values[name]
+
+    if isinstance(template, dict):
+        return {fill(k, values, source): fill(v, values, source) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill(v, values, source) for v in template]
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            return copy.deepcopy(value(whole[1]))
+        return _PLACEHOLDER.sub(lambda m: str(value(m[1])), template)
+    return template
+
+
 def _service(lab: Lab, node: Node, image: str, lab_dir: str) -> dict[str, Any]:
-    svc: dict[str, Any] = {
+    role = "app" if node.is_app else "gitaly"
+    svc: dict[str, Any] = fill(skeleton(role), {
         "image": image,
-        "hostname": node.name,
-        "shm_size": "256m",
-        "restart": "no",
+        "node": node.name,
         "labels": labels(lab, lab_dir, node),
-        "volumes": [
-            # The node's folder is its /etc/gitlab: gitlab.rb, gitlab-secrets.json,
-            # trusted-certs/ and ssl/ land where Omnibus reads them.
-            f"./nodes/{node.name}:/etc/gitlab",
-            f"{node.name}-data:/var/opt/gitlab",
-            f"{node.name}-logs:/var/log/gitlab",
-        ],
-        "networks": {NETWORK: {"aliases": [node.name]}},
-        "healthcheck": {
-            "test": APP_HEALTHCHECK if node.is_app else GITALY_HEALTHCHECK,
-            "interval": "5s",
-            "timeout": "10s",
-            "retries": 5,
-            "start_period": START_PERIOD,
-        },
-    }
+        "healthcheck": APP_HEALTHCHECK if node.is_app else GITALY_HEALTHCHECK,
+    }, f"compose/{role}.yml")
     svc["environment"] = {VERSION_ENV: str(lab.version)}
     if node.omnibus_config:
         # Omnibus evaluates this before /etc/gitlab/gitlab.rb, so the file wins.

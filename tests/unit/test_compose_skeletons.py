@@ -1,0 +1,56 @@
+"""compose/: the service skeletons the renderer fills in."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lab.errors import LabError
+from lab.render.compose import (
+    APP_HEALTHCHECK,
+    GITALY_HEALTHCHECK,
+    NETWORK,
+    compose_dict,
+    fill,
+    skeleton,
+)
+from lab.resources import data_dir
+from lab.spec import SpecRequest, resolve
+
+
+def test_fill_whole_and_inline_placeholders() -> None:
+    labels = {"a": "1"}
+    out = fill({"labels": "{labels}", "volumes": ["{node}-data:/x"], "n": 5, "k{node}": "v"},
+               {"labels": labels, "node": "gitaly1"})
+    assert out == {"labels": {"a": "1"}, "volumes": ["gitaly1-data:/x"], "n": 5,
+                   "kgitaly1": "v"}
+    assert out["labels"] is not labels  # a copy: services never share mutable parts
+
+
+def test_unknown_placeholder_names_file() -> None:
+    with pytest.raises(LabError, match=r"compose/app.yml: unknown placeholder \{nod\}"):
+        fill({"hostname": "{nod}"}, {"node": "x"}, "compose/app.yml")
+
+
+@pytest.mark.parametrize("role", ["app", "gitaly"])
+def test_skeletons_are_plain_compose(role: str) -> None:
+    data = yaml.safe_load((data_dir("compose") / f"{role}.yml").read_text())
+    assert data == skeleton(role)
+    assert list(data["networks"]) == [NETWORK]
+    assert data["restart"] == "no"  # quoted: YAML 1.1 would read a bare no as false
+    assert data["healthcheck"]["test"] == "{healthcheck}"
+
+
+def test_rendered_services_follow_the_skeletons() -> None:
+    lab = resolve(SpecRequest(topology="scaled", sets=("nodes.gitaly1.publish.gitaly=0",)))
+    services = compose_dict(lab, "img:1", "/labs/scaled")["services"]
+    gitaly, app = services["gitaly1"], services["gitlab"]
+    assert gitaly["healthcheck"]["test"] == GITALY_HEALTHCHECK
+    assert app["healthcheck"]["test"] == APP_HEALTHCHECK
+    assert gitaly["volumes"] == ["./nodes/gitaly1:/etc/gitlab", "gitaly1-data:/var/opt/gitlab",
+                                 "gitaly1-logs:/var/log/gitlab"]
+    assert gitaly["ports"] == ["127.0.0.1::8075"]
+    assert app["depends_on"] == ["gitaly1"]
+    # Every key of the skeleton is in the service, in the skeleton's order.
+    for svc, role in ((gitaly, "gitaly"), (app, "app")):
+        assert list(svc)[:len(skeleton(role))] == list(skeleton(role))
