@@ -11,6 +11,8 @@ FOLDERS = ("images", "compose", "scenarios")
 setup(
     packages=[*find_packages(include=["lab", "lab.*"]), *(f"lab._data.{f}" for f in FOLDERS)],
     package_dir={f"lab._data.{f}": f for f in FOLDERS},
-    package_data={f"lab._data.{f}": ["**/*"] for f in FOLDERS},
+    package_data={**{f"lab._data.{f}": ["**/*"] for f in FOLDERS},
+                  # Type stubs of the generated Gitaly modules: part of the sim image tag.
+                  "lab.gitalypb": ["*.pyi"]},
     exclude_package_data={f"lab._data.{f}": ["**/__pycache__/*", "**/*.pyc"] for f in FOLDERS},
 )

@@ -24,6 +24,17 @@ def test_setup_ships_every_data_folder() -> None:
         assert (ROOT / name).is_dir(), name
 
 
+def test_data_inside_the_package_is_declared() -> None:
+    # setup.py ships lab.gitalypb's *.pyi; any other non-Python file under lab/ would be
+    # left out of the wheel (and, if the sim image hashes it, change the tag).
+    package = ROOT / "lab"
+    data = {p.relative_to(package).as_posix() for p in package.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data
+    assert all(name.startswith("gitalypb/") and name.endswith(".pyi") for name in data)
+    assert '"lab.gitalypb": ["*.pyi"]' in (ROOT / "setup.py").read_text()
+
+
 def test_checkout_layout() -> None:
     assert resources.data_dir("images") == ROOT / "images"
     assert resources.data_dir("compose") == ROOT / "compose"
