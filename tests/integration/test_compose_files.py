@@ -58,3 +58,30 @@ def test_up_merges_the_override_and_status_draws_the_lab(lab_home: Path, sim_ima
         assert "```mermaid\nflowchart LR\n" in out.stdout
         assert "gRPC tcp://gitaly1:8075 (default, storage1)" in out.stdout
         assert "MISMATCH" not in out.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_lab_compose_the_testcontainers_way(lab_home: Path, sim_image: str) -> None:
+    import requests
+
+    from lab.client.gitaly import server_info
+    from lab.testcontainers import LabCompose
+
+    with LabCompose("scaled", sets=["nodes.gitaly1.publish.gitaly=0"]) as lab:
+        host = lab.get_service_host("gitaly1", 8075)
+        port = lab.get_service_port("gitaly1", 8075)
+        info = server_info(f"tcp://{host}:{port}", lab.running.rendered.secrets.gitaly_token)
+        assert [s.storage_name for s in info.storage_statuses] == ["default", "storage1"]
+        url = f"http://{lab.get_service_host('gitlab', 80)}:{lab.get_service_port('gitlab', 80)}"
+        assert url == lab.http_url
+        r = requests.get(f"{url}/api/v4/user", headers={"PRIVATE-TOKEN": lab.admin_token},
+                         timeout=10)
+        assert r.status_code == 200
+        out, _, code = lab.exec_in_container(["gitlab-ctl", "status", "gitaly"], "gitaly1")
+        assert code == 0
+        assert "run: gitaly" in out
+        path = lab.running.path
+    assert not path.exists()  # stop() removed the lab and its folder
+    assert dk.containers({"io.gitlab-testlab.lab": lab.name}) == []

@@ -1,106 +1,113 @@
-"""A Gitaly sim container enforces Gitaly's v2 token auth over tcp:// and tls://."""
+"""A Gitaly sim container enforces Gitaly's v2 token auth over tcp:// and tls://.
+
+The containers are ``lab.GitalyContainer``s: a Gitaly-only node
+configured by the toolkit's renderer, ready once ServerInfo answers.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sim_helpers import docker, lab_name, sim_image, sweep, wait_for
+from sim_helpers import require_docker
 
+from lab import lifecycle, state
 from lab.client.gitaly import GitalyError, server_info
+from lab.engine import docker as dk
+from lab.errors import NotReady
 from lab.render import tls
-from lab.render.compose import LAB_LABEL
+from lab.render.compose import DIR_LABEL, LAB_LABEL
+from lab.testcontainers import GitalyContainer
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 
-TOKEN = "0123456789abcdef" * 4
+def start(**kwargs: Any) -> GitalyContainer:
+    require_docker()
+    return GitalyContainer(**kwargs).start()
 
 
 @pytest.fixture(scope="module")
-def gitaly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    image = sim_image()
-    name = lab_name("simgitaly")
-    etc = tmp_path_factory.mktemp("gitaly1")
-    ca_key, ca = tls.make_ca(name)
-    key, cert = tls.make_server_cert(ca_key, ca, ("gitaly1",))
-    (etc / "ssl").mkdir()
-    (etc / "ssl" / "gitaly1.crt").write_text(cert)
-    (etc / "ssl" / "gitaly1.key").write_text(key)
-    (etc / "trusted-certs").mkdir()
-    (etc / "trusted-certs" / "lab-ca.crt").write_text(ca)
-    (etc / "gitlab-secrets.json").write_text(json.dumps(
-        {"gitlab_shell": {"secret_token": "ab" * 64}}))
-    (etc / "gitlab.rb").write_text(f"""
-roles(['gitaly_role'])
-puma['enable'] = false
-gitlab_rails['internal_api_url'] = 'http://gitlab'
-gitaly['configuration'] = {{
-  listen_addr: '0.0.0.0:8075',
-  tls_listen_addr: '0.0.0.0:9999',
-  tls: {{ certificate_path: '/etc/gitlab/ssl/gitaly1.crt',
-          key_path: '/etc/gitlab/ssl/gitaly1.key' }},
-  auth: {{ token: '{TOKEN}' }},
-  storage: [{{ name: 'default', path: '/var/opt/gitlab/git-data/repositories' }}],
-}}
-""")
+def tcp() -> Iterator[GitalyContainer]:
+    gitaly = start(storages=("default", "storage1"))
     try:
-        cid = docker("run", "-d", "--name", name, "--label", f"{LAB_LABEL}={name}",
-                     "-p", "127.0.0.1::8075", "-p", "127.0.0.1::9999",
-                     "-v", f"{etc}:/etc/gitlab", image).stdout.strip()
-
-        def port(inner: int) -> int:
-            out = docker("port", cid, f"{inner}/tcp").stdout.splitlines()[0]
-            return int(out.rsplit(":", 1)[1])
-
-        tcp_port, tls_port = port(8075), port(9999)
-        wait_for(lambda: docker("exec", cid, "gitlab-ctl", "status", "gitaly",
-                                check=False).returncode == 0, 30, "gitaly status")
-        yield {"tcp": f"tcp://127.0.0.1:{tcp_port}", "tls": f"tls://127.0.0.1:{tls_port}",
-               "ca": ca.encode(), "cid": cid, "etc": etc}
+        yield gitaly
     finally:
-        sweep(name)
+        gitaly.stop()
 
 
-def test_server_info_tcp(gitaly: dict[str, object]) -> None:
-    info = server_info(str(gitaly["tcp"]), TOKEN)
+@pytest.fixture(scope="module")
+def tls_node() -> Iterator[GitalyContainer]:
+    gitaly = start(tls=True)
+    try:
+        yield gitaly
+    finally:
+        gitaly.stop()
+
+
+def test_server_info_tcp(tcp: GitalyContainer) -> None:
+    assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+", tcp.address)
+    info = server_info(tcp.address, tcp.token)
     assert info.server_version == "gitlab-testlab-sim"
     assert info.git_version
-    assert [s.storage_name for s in info.storage_statuses] == ["default"]
+    assert [s.storage_name for s in info.storage_statuses] == ["default", "storage1"]
     assert info.storage_statuses[0].readable
     assert info.storage_statuses[0].writeable
+    assert tcp.info == info  # what the readiness wait saw
 
 
-def test_server_info_tls(gitaly: dict[str, object]) -> None:
-    info = server_info(str(gitaly["tls"]), TOKEN, ca_pem=gitaly["ca"],  # type: ignore[arg-type]
+def test_server_info_tls(tls_node: GitalyContainer) -> None:
+    assert tls_node.address.startswith("tls://127.0.0.1:")
+    assert tls_node.ca_pem is not None
+    info = server_info(tls_node.address, tls_node.token, ca_pem=tls_node.ca_pem,
                        server_name_override="gitaly1")
     assert info.server_version == "gitlab-testlab-sim"
 
 
+def test_labelled_for_lab_gc(tcp: GitalyContainer) -> None:
+    found = dk.containers({LAB_LABEL: tcp.lab.name})
+    assert [c.id for c in found] == [tcp.get_wrapped_container().id]
+    # The folder label names a lab folder with this process's up-marker: `lab gc`
+    # leaves the node alone now and sweeps it after a killed run.
+    assert state.up_marker_pid(Path(found[0].labels[DIR_LABEL])) == os.getpid()
+    ports = found[0].attrs["HostConfig"]["PortBindings"]
+    assert {b["HostIp"] for bindings in ports.values() for b in bindings} == {"127.0.0.1"}
+
+
 @pytest.mark.parametrize("scheme", ["tcp", "tls"])
-def test_wrong_token_is_permission_denied(gitaly: dict[str, object], scheme: str) -> None:
+def test_wrong_token_is_permission_denied(tcp: GitalyContainer,
+                                          tls_node: GitalyContainer,
+                                          scheme: str) -> None:
+    node = tcp if scheme == "tcp" else tls_node
     with pytest.raises(GitalyError) as info:
-        server_info(str(gitaly[scheme]), "wrong-token", ca_pem=gitaly["ca"],  # type: ignore[arg-type]
+        server_info(node.address, "wrong-token", ca_pem=node.ca_pem,
                     server_name_override="gitaly1")
     assert info.value.code_name == "PERMISSION_DENIED"
     assert str(info.value) == "7:permission denied"
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "tls"])
-def test_missing_token_is_unauthenticated(gitaly: dict[str, object], scheme: str) -> None:
+def test_missing_token_is_unauthenticated(tcp: GitalyContainer,
+                                          tls_node: GitalyContainer,
+                                          scheme: str) -> None:
+    node = tcp if scheme == "tcp" else tls_node
     with pytest.raises(GitalyError) as info:
-        server_info(str(gitaly[scheme]), "", ca_pem=gitaly["ca"],  # type: ignore[arg-type]
-                    server_name_override="gitaly1")
+        server_info(node.address, "", ca_pem=node.ca_pem, server_name_override="gitaly1")
     assert info.value.code_name == "UNAUTHENTICATED"
     assert str(info.value) == "16:authentication required"
 
 
-def test_untrusted_ca_fails(gitaly: dict[str, object]) -> None:
+def test_untrusted_ca_fails(tls_node: GitalyContainer) -> None:
     _, other_ca = tls.make_ca("another lab")
     with pytest.raises(GitalyError) as info:
-        server_info(str(gitaly["tls"]), TOKEN, ca_pem=other_ca.encode(),
+        server_info(tls_node.address, tls_node.token, ca_pem=other_ca.encode(),
                     server_name_override="gitaly1", timeout=3)
     assert info.value.code_name == "UNAVAILABLE"
     # gRPC reports the TLS handshake failure, not just an unreachable server.
@@ -108,21 +115,48 @@ def test_untrusted_ca_fails(gitaly: dict[str, object]) -> None:
                      info.value.details), info.value.details
 
 
-def test_gitlab_ctl_and_logs(gitaly: dict[str, object]) -> None:
-    status = docker("exec", str(gitaly["cid"]), "gitlab-ctl", "status")
-    assert status.stdout.startswith("run: gitaly: (pid ")
-    log = docker("exec", str(gitaly["cid"]), "cat", "/var/log/gitlab/gitaly/current").stdout
+def test_gitlab_ctl_and_logs(tcp: GitalyContainer) -> None:
+    status = tcp.exec(["gitlab-ctl", "status"])
+    assert status.output.decode().startswith("run: gitaly: (pid ")
+    log = tcp.exec(["cat", "/var/log/gitlab/gitaly/current"]).output.decode()
     assert "listening on" in log
 
 
-def test_syntax_error_fails_the_node(tmp_path: Path) -> None:
-    image = sim_image()
-    name = lab_name("simbadrb")
-    (tmp_path / "gitlab.rb").write_text("external_url 'http://gitlab'\ngitaly['x'] = {\n")
+def test_syntax_error_fails_the_node() -> None:
+    def break_it(etc: Path) -> None:
+        (etc / "gitlab.rb").write_text("external_url 'http://gitlab'\ngitaly['x'] = {\n")
+
+    gitaly = GitalyContainer(prepare=break_it, timeout=60)
+    require_docker()
+    with pytest.raises(NotReady) as err:
+        gitaly.start()
+    assert "/etc/gitlab/gitlab.rb:2: syntax error" in str(err.value)
+    # start() cleaned up after itself.
+    assert dk.containers({LAB_LABEL: gitaly.lab.name}) == []
+
+
+def test_lab_gc_sweeps_a_killed_runs_node(tmp_path: Path) -> None:
+    require_docker()
+    ready = tmp_path / "ready"
+    script = (
+        "import sys, time\n"
+        "from lab.testcontainers import GitalyContainer\n"
+        "g = GitalyContainer().start()\n"
+        f"open({str(ready)!r}, 'w').write(g.lab.name)\n"
+        "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        run = docker("run", "--name", name, "--label", f"{LAB_LABEL}={name}",
-                     "-v", f"{tmp_path}:/etc/gitlab", image, check=False, timeout=60)
-        assert run.returncode != 0
-        assert "/etc/gitlab/gitlab.rb:2: syntax error" in run.stdout + run.stderr
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        name = ready.read_text()
+        [container] = dk.containers({LAB_LABEL: name})
+        folder = Path(container.labels[DIR_LABEL])
+        assert not [r for r in lifecycle.gc(dry_run=True) if name in r]  # alive: left alone
     finally:
-        sweep(name)
+        proc.kill()
+        proc.wait()
+    swept = lifecycle.gc()
+    assert any(f"lab {name}: its `lab up` was killed" in r for r in swept), swept
+    assert dk.containers({LAB_LABEL: name}) == []
+    shutil.rmtree(folder)  # a killed process leaves its temporary lab folder behind

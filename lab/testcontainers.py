@@ -1,0 +1,291 @@
+"""gitlab-testlab for testcontainers users: a Gitaly node and a whole lab in a ``with`` block.
+
+``GitalyContainer`` is a testcontainers container running a Gitaly-only node
+(sim or Omnibus image) configured by the toolkit's own renderer, so its
+gitlab.rb is the one `lab render` writes for that version. It is ready when
+``ServerInfo`` answers with its token; it then hands out its address, token and
+(with TLS) the CA to trust. ``LabCompose`` is a whole lab (`lab up`) with the
+interface of testcontainers' ``DockerCompose`` (``start``/``stop``,
+``get_service_host``/``get_service_port``, ``get_container``,
+``exec_in_container``), for any Compose tool, v1 included.
+
+Ryuk, testcontainers' reaper, is an image from a registry: where it is not on
+the engine already it is switched off (never pulled), and leftovers of a killed
+run carry the toolkit's labels, which ``lab gc`` sweeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+
+from lab import lifecycle, state
+from lab.client.gitaly import GitalyError, ServerInfo, server_info
+from lab.engine import docker as dk
+from lab.errors import ImageMissing, LabError, NotReady
+from lab.model import Lab
+from lab.render.compose import image_for, labels
+from lab.render.labdir import MANIFEST, node_paths, render_files, write_file
+from lab.render.secrets import ensure_secrets
+from lab.spec import SpecRequest, resolve
+
+RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+NODE = "gitaly1"
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def ryuk_usable(image_present: Callable[[str], bool] = dk.image_present,
+                env: dict[str, str] | None = None) -> bool:
+    """Whether to let testcontainers start Ryuk: the user said so, or its image is here.
+
+    Without the image testcontainers would pull it from a registry, which fails
+    (or leaks traffic) on an air-gapped host, so Ryuk is off unless it is local.
+    """
+    env = dict(os.environ) if env is None else env
+    said = env.get(RYUK_ENV, "").strip().lower()
+    if said:
+        return said not in ("1", "true", "yes", "on")
+    return image_present(testcontainers_config.ryuk_image)
+
+
+def configure_ryuk() -> bool:
+    """Switch Ryuk off where it can't run; True if it stays on."""
+    usable = ryuk_usable()
+    if not usable:
+        testcontainers_config.ryuk_disabled = True
+    return usable
+
+
+class GitalyContainer(DockerContainer):
+    """A Gitaly-only node in a container, configured as `lab render` would.
+
+    >>> with GitalyContainer(tls=True) as gitaly:          # doctest: +SKIP
+    ...     info = gitaly.server_info()
+    ...     print(gitaly.address, info.storage_statuses[0].storage_name)
+
+    ``flavor`` is ``sim`` (the offline image, built if missing) or ``omnibus``
+    (``gitlab/gitlab-ce:<version>-ce.0``, which must be on the engine: it is never
+    pulled). ``prepare`` may edit the node's /etc/gitlab folder before it starts.
+    The node calls back an app node named ``gitlab`` that does not exist here, so
+    RPCs that need GitLab's internal API (push hooks) fail; ServerInfo, repository
+    creation and reads work.
+    """
+
+    def __init__(self, image: str | None = None, *, flavor: str = "sim",
+                 version: str | None = None, tls: bool = False,
+                 storages: Sequence[str] = ("default",), token: str | None = None,
+                 timeout: float | None = None,
+                 prepare: Callable[[Path], None] | None = None, **kwargs: Any) -> None:
+        sets = [f"nodes.{NODE}.storages=[{', '.join(storages)}]", f"tls={str(tls).lower()}"]
+        if token is not None:
+            sets.append(f"gitaly_token={token}")
+        self.lab: Lab = resolve(SpecRequest(topology="scaled", flavor=flavor, version=version,
+                                            sets=tuple(sets),
+                                            name=f"tc-{uuid.uuid4().hex[:8]}"))
+        self._explicit_image = image
+        super().__init__(image or "gitlab-testlab/unresolved", **kwargs)
+        self.tls = tls
+        self._secrets = ensure_secrets(self.lab, None)
+        self.token: str = self._secrets.gitaly_token
+        self.ca_pem: bytes | None = self._secrets.tls["ca.crt"].encode() if tls else None
+        # The certificate names the node: clients must ask for it by that name.
+        self.server_name = NODE
+        self.timeout = timeout if timeout is not None else (60.0 if flavor == "sim" else 900.0)
+        self.info: ServerInfo | None = None
+        # Edits the node's /etc/gitlab folder before the container starts (a broken file).
+        self.prepare = prepare
+        self._etc: Path | None = None
+        self._root: Path | None = None
+
+    @property
+    def node(self) -> Any:
+        return self.lab.node(NODE)
+
+    @property
+    def port(self) -> int:
+        return int(self.node.gitaly_port)
+
+    @property
+    def address(self) -> str:
+        """``tcp://127.0.0.1:<port>`` or ``tls://…``, for ``lab.client.gitaly`` or any client."""
+        host = self.get_container_host_ip()
+        host = "127.0.0.1" if host in LOOPBACK else host
+        scheme = "tls" if self.tls else "tcp"
+        return f"{scheme}://{host}:{self.get_exposed_port(self.port)}"
+
+    def server_info(self, timeout: float = 5) -> ServerInfo:
+        return server_info(self.address, self.token, ca_pem=self.ca_pem,
+                           server_name_override=self.server_name, timeout=timeout)
+
+    def _image(self) -> str:
+        if self._explicit_image:
+            ref = self._explicit_image
+        elif self.lab.flavor.value == "sim":
+            from lab.engine.images import build_images
+
+            return build_images()
+        else:
+            ref = image_for(self.lab)
+        if not dk.image_present(ref):
+            raise ImageMissing(f"image {ref} is not on this engine (it is never pulled here): "
+                               f"`lab images load FILE.tar` (made with `lab images save {ref}` "
+                               "on a connected host), or use flavor='sim'")
+        return ref
+
+    def _write_config(self, image: str) -> Path:
+        """A lab folder holding this node's files and the manifest; returns the node's folder.
+
+        The folder is what the containers' folder label names. Its up-marker carries
+        this process's id, so `lab gc` leaves the node alone while we live and sweeps
+        it after a killed run (Ryuk's job, where Ryuk can't run).
+        """
+        root = Path(tempfile.mkdtemp(prefix="lab-gitaly-"))
+        self._root = root
+        wanted = (node_paths(NODE).dir + "/", MANIFEST)
+        for f in render_files(self.lab, self._secrets, image, str(root)):
+            if f.path.startswith(wanted):
+                write_file(root / f.path, f.content, f.mode)
+        state.write_up_marker(root)
+        etc = root / node_paths(NODE).dir
+        for sub in ("", "trusted-certs", "ssl"):
+            if (etc / sub).is_dir():
+                os.chmod(etc / sub, 0o755)  # Gitaly runs as `git` inside
+        return etc
+
+    def start(self) -> GitalyContainer:
+        configure_ryuk()
+        image = self._image()
+        self.image = image
+        self._etc = self._write_config(image)
+        if self.prepare is not None:
+            self.prepare(self._etc)
+        mine = labels(self.lab, str(self._root), self.node)
+        extra = dict(self._kwargs)
+        self._kwargs = {"hostname": NODE, "shm_size": "256m", **extra,
+                        "labels": {**mine, **(extra.get("labels") or {})}}
+        self.with_volume_mapping(str(self._etc), "/etc/gitlab", "rw")
+        # Loopback only, as every published lab port: never reachable from the network.
+        self.with_bind_ports(self.port, cast(Any, ("127.0.0.1",)))
+        try:
+            super().start()
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        last = "not started"
+        while True:
+            container = self.get_wrapped_container()
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise NotReady(NODE, f"container {container.status}", self._log_tail(),
+                               "the node's gitlab.rb or image is broken; see the log above")
+            try:
+                self.info = self.server_info(timeout=2)
+                return
+            except (GitalyError, LabError) as exc:
+                last = str(exc)
+            if time.monotonic() > deadline:
+                raise NotReady(NODE, f"ServerInfo: {last}", self._log_tail(),
+                               f"Gitaly did not answer within {self.timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(Exception):
+            out, err = self.get_logs()
+            return "\n".join((out + err).decode(errors="replace").splitlines()[-30:])
+        return ""
+
+    def stop(self, force: bool = True, delete_volume: bool = True) -> None:
+        with contextlib.suppress(Exception):
+            if self._container is not None:
+                super().stop(force=force, delete_volume=delete_volume)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = self._etc = None
+
+
+class LabCompose:
+    """A whole lab (`lab up`) with the interface of testcontainers' ``DockerCompose``.
+
+    >>> with LabCompose("scaled") as lab:                  # doctest: +SKIP
+    ...     url = f"http://{lab.get_service_host('gitlab', 80)}:"
+    ...           f"{lab.get_service_port('gitlab', 80)}"
+
+    Works with Compose v2 or v1 (the toolkit's own engine, not testcontainers'
+    compose module, which drives only the v2 plugin). ``stop`` removes the lab
+    and its folder.
+    """
+
+    def __init__(self, topology: str | None = "scaled", *, spec_file: Path | None = None,
+                 flavor: str = "sim", version: str | None = None, sets: Sequence[str] = (),
+                 name: str | None = None, timeout: float = lifecycle.DEFAULT_TIMEOUT) -> None:
+        self.request = SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
+                                   version=version, flavor=flavor)
+        self.name = name or f"tc-{uuid.uuid4().hex[:8]}"
+        self.timeout = timeout
+        self._running: lifecycle.RunningLab | None = None
+
+    @property
+    def running(self) -> lifecycle.RunningLab:
+        if self._running is None:
+            raise LabError(f"lab {self.name!r} is not started; call start() or use `with`")
+        return self._running
+
+    def start(self) -> LabCompose:
+        configure_ryuk()  # nothing here uses Ryuk; keeps mixed suites from pulling it
+        self._running = lifecycle.up(resolve(self.request), name=self.name,
+                                     timeout=self.timeout)
+        return self
+
+    def stop(self, down: bool = True) -> None:
+        if self._running is not None and down:
+            self._running.down(purge=True)
+            self._running = None
+
+    def __enter__(self) -> LabCompose:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def get_container(self, service_name: str) -> Any:
+        return self.running.container(service_name)
+
+    def get_service_host(self, service_name: str | None = None, port: int | None = None) -> str:
+        return "127.0.0.1"  # every published lab port binds to loopback
+
+    def get_service_port(self, service_name: str, port: int) -> int:
+        bound = (self.get_container(service_name).attrs["NetworkSettings"]["Ports"]
+                 or {}).get(f"{port}/tcp") or []
+        if not bound:
+            raise LabError(f"node {service_name!r} publishes no port {port}; add `publish:` to "
+                           "it in the spec (e.g. sets=['nodes.gitaly1.publish.gitaly=0'])")
+        return int(bound[0]["HostPort"])
+
+    def exec_in_container(self, command: list[str], service_name: str) -> tuple[str, str, int]:
+        res = self.running.exec(service_name, command, check=False)
+        return res.stdout, res.stderr, res.returncode
+
+    @property
+    def http_url(self) -> str:
+        return self.running.http_url
+
+    @property
+    def admin_token(self) -> str:
+        return self.running.admin_token
