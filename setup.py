@@ -7,12 +7,14 @@ time by ``lab.resources.data_dir``). The rest of the metadata is in pyproject.to
 from setuptools import find_packages, setup
 
 FOLDERS = ("images", "compose", "scenarios")
+# Data files inside the lab package itself (stubs, Ruby run in a sandbox, key lists), by
+# suffix; tests/unit/test_packaging.py fails when a file under lab/ has another one.
+LAB_DATA_SUFFIXES = ("pyi", "rb", "txt", "json", "yaml", "yml", "typed")
 
 setup(
     packages=[*find_packages(include=["lab", "lab.*"]), *(f"lab._data.{f}" for f in FOLDERS)],
     package_dir={f"lab._data.{f}": f for f in FOLDERS},
     package_data={**{f"lab._data.{f}": ["**/*"] for f in FOLDERS},
-                  # Type stubs of the generated Gitaly modules: part of the sim image tag.
-                  "lab.gitalypb": ["*.pyi"]},
+                  "lab": [f"**/*.{suffix}" for suffix in LAB_DATA_SUFFIXES]},
     exclude_package_data={f"lab._data.{f}": ["**/__pycache__/*", "**/*.pyc"] for f in FOLDERS},
 )

@@ -33,16 +33,16 @@ from testcontainers.core.container import DockerContainer
 from lab import lifecycle, state
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
+from lab.engine.images import image_for
 from lab.errors import ImageMissing, LabError, NotReady
 from lab.model import Lab
-from lab.render.compose import image_for, labels
+from lab.render.compose import labels
 from lab.render.labdir import MANIFEST, node_paths, render_files, write_file
 from lab.render.secrets import ensure_secrets
 from lab.spec import SpecRequest, resolve
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 NODE = "gitaly1"
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def ryuk_usable(image_present: Callable[[str], bool] = dk.image_present,
@@ -118,11 +118,20 @@ class GitalyContainer(DockerContainer):
 
     @property
     def address(self) -> str:
-        """``tcp://127.0.0.1:<port>`` or ``tls://…``, for ``lab.client.gitaly`` or any client."""
-        host = self.get_container_host_ip()
-        host = "127.0.0.1" if host in LOOPBACK else host
+        """``tcp://127.0.0.1:<port>`` or ``tls://…``, for ``lab.client.gitaly`` or any client.
+
+        Always loopback: the port is published on 127.0.0.1 only, as every lab port
+        (testcontainers' own guess, the bridge gateway when run inside a container,
+        would not reach it).
+        """
+        container = self.get_wrapped_container()
+        container.reload()
+        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.port}/tcp")
+        if not bound:
+            raise LabError(f"Gitaly's port {self.port} is not published (container "
+                           f"{container.status})")
         scheme = "tls" if self.tls else "tcp"
-        return f"{scheme}://{host}:{self.get_exposed_port(self.port)}"
+        return f"{scheme}://127.0.0.1:{bound[0]['HostPort']}"
 
     def server_info(self, timeout: float = 5) -> ServerInfo:
         return server_info(self.address, self.token, ca_pem=self.ca_pem,
@@ -176,7 +185,8 @@ class GitalyContainer(DockerContainer):
                         "labels": {**mine, **(extra.get("labels") or {})}}
         self.with_volume_mapping(str(self._etc), "/etc/gitlab", "rw")
         # Loopback only, as every published lab port: never reachable from the network.
-        self.with_bind_ports(self.port, cast(Any, ("127.0.0.1",)))
+        # (docker-py takes a one-element tuple as "this host address, any free port").
+        cast(dict[str, Any], self.ports)[str(self.port)] = ("127.0.0.1",)
         try:
             super().start()
             self._wait_ready()
