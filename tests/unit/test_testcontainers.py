@@ -70,3 +70,16 @@ def test_lab_compose_needs_start() -> None:
     lab = tc.LabCompose("scaled")
     with pytest.raises(LabError, match=r"not started; call start\(\) or use `with`"):
         lab.get_service_port("gitlab", 80)
+
+
+def test_omnibus_image_is_never_pulled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.errors import ImageMissing
+
+    monkeypatch.setattr(tc.dk, "image_present", lambda ref: False)
+    monkeypatch.setattr(testcontainers_config, "ryuk_disabled", True)
+    node = tc.GitalyContainer(flavor="omnibus", version="17.11.7")
+    with pytest.raises(ImageMissing, match=r"gitlab/gitlab-ce:17\.11\.7-ce\.0 .*never pulled.*"
+                                           r"lab images load"):
+        node.start()
+    assert node._container is None  # stopped before anything was created
+    assert node._root is None
