@@ -41,7 +41,7 @@ from lab.scenario.runner import (
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "scenarios"
 FLAVOR = "sim"
-MATRIX = "15.9.8,17.11.7,19.3.0"
+MATRIX = "11.11.8,15.9.8,17.11.7,19.3.0"
 MATRIX_SCENARIOS = ("shared-secrets-push-clone.yaml", "gitaly-own-secrets.yaml",
                     "tls-push.yaml")
 

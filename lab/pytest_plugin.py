@@ -32,7 +32,7 @@ from lab.client.gitlab import GitLab
 from lab.errors import LabError
 from lab.model import Flavor, Lab
 from lab.scenario.load import group_name, load_scenario, resolve_labs
-from lab.scenario.model import Scenario
+from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.report import BUNDLE_PROPERTY, format_failure
 from lab.scenario.runner import (
     CollectFn,
@@ -269,11 +269,14 @@ class ScenarioFailed(Exception):
         super().__init__(result.message)
 
 
-def _scenario_test(scenario: Scenario, release: str | None) -> Callable[..., None]:
+def _scenario_test(scenario: Scenario, release: str | None,
+                   resolved: ScenarioLabs | None) -> Callable[..., None]:
     def test_scenario(lab_pool: LabPool, lab_flavor: str,
                       lab_image_check: Callable[[Lab], None],
                       lab_collect: CollectFn | None, request: pytest.FixtureRequest) -> None:
-        labs = resolve_labs(scenario, flavor=lab_flavor, version=release)
+        # Resolved once at collection, unless a conftest overrides the flavour fixture.
+        labs = resolved if resolved is not None and resolved.base.flavor.value == lab_flavor \
+            else resolve_labs(scenario, flavor=lab_flavor, version=release)
         lab_image_check(labs.base)
         result = run_scenario(scenario, labs, lab_pool, collect=lab_collect)
         if result.bundle:
@@ -316,22 +319,22 @@ class ScenarioFile(pytest.File):
         per_release = len(matrix) > 1 and not scenario.version and flavor in scenario.flavors
         for release in matrix if per_release else matrix[:1]:
             name = f"{scenario.name}[{release}]" if per_release else scenario.name
-            item = ScenarioItem.from_parent(self, name=name,
-                                            callobj=_scenario_test(scenario, release))
-            item.scenario = scenario
-            item.group = ""
-            for marker in ("docker", "slow", flavor):
-                item.add_marker(marker)
-            if flavor not in scenario.flavors:
-                item.add_marker(pytest.mark.skip(
-                    reason=f"scenario is for {', '.join(scenario.flavors)} only; "
-                    f"this run uses --lab-flavor {flavor}"))
-            else:
+            labs: ScenarioLabs | None = None
+            if flavor in scenario.flavors:
                 try:
                     labs = resolve_labs(scenario, flavor=flavor, version=release)
                 except LabError as exc:  # e.g. a key that release does not have
                     raise self.CollectError(f"{exc} (GitLab {release})") from None
-                item.group = labs.base.name
+            item = ScenarioItem.from_parent(self, name=name,
+                                            callobj=_scenario_test(scenario, release, labs))
+            item.scenario = scenario
+            item.group = labs.base.name if labs else ""
+            for marker in ("docker", "slow", flavor):
+                item.add_marker(marker)
+            if labs is None:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"scenario is for {', '.join(scenario.flavors)} only; "
+                    f"this run uses --lab-flavor {flavor}"))
             yield item
 
 

@@ -21,8 +21,9 @@ from lab.engine import docker as dk
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
-# Three config dialects: legacy gitaly keys, gitaly['configuration'], repositories_storages.
-MATRIX = "15.9.8,17.11.7,19.3.0"
+# Four config dialects: the guide's era (11.x), legacy gitaly keys, gitaly['configuration'],
+# repositories_storages.
+MATRIX = "11.11.8,15.9.8,17.11.7,19.3.0"
 
 
 @pytest.fixture
