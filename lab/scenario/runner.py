@@ -713,6 +713,19 @@ def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
     return max(1, room)
 
 
+def _images_first(labs: Sequence[Lab]) -> None:
+    """Make each image present before labs boot side by side (else each would build it)."""
+    from lab.engine.images import image_for
+    from lab.lifecycle import ensure_image
+
+    done: set[str] = set()
+    for lab in labs:
+        image = image_for(lab)
+        if image not in done:
+            ensure_image(lab, image)
+            done.add(image)
+
+
 def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
                   version: str | None = None, versions: Sequence[str | None] = (),
                   keep: bool = False, up: UpFn = default_up,
@@ -764,6 +777,8 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
         for items in todo:
             run_group(items)
     else:
+        if up is default_up:
+            _images_first([items[0][2].base for items in todo])
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="lab-group") as ex:
             for future in [ex.submit(run_group, items) for items in todo]:
                 future.result()  # a bug in one group surfaces here, after the rest finished

@@ -701,3 +701,16 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
     assert sorted(seen) == sorted(names)
     assert len(labs) == 2
     assert all(fake.calls[-1] == ("down",) for fake in labs)
+
+
+def test_images_are_made_present_once_before_labs_boot_side_by_side(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import lifecycle
+
+    made: list[str] = []
+    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None:
+                        made.append(image))
+    plain = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
+    runner._images_first([plain, tls, plain])
+    assert len(made) == 1  # one sim image serves both labs: built once, before the threads
