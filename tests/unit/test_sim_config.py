@@ -246,3 +246,36 @@ def test_missing_secrets_file_is_generated(simconfig: ModuleType, tmp_path: Path
     assert len(data["gitlab_shell"]["secret_token"]) == 128
     assert path.stat().st_mode & 0o777 == 0o600
     assert simconfig.load_secrets(str(path)) == data
+
+
+@pytest.mark.parametrize(("version", "text", "message"), [
+    ("13.0.14", "gitlab_monitor['enable'] = false\n",
+     "Mixlib::Config::UnknownConfigOptionError: Reading unsupported config value "
+     "gitlab_monitor."),
+    ("18.0.0", "git_data_dirs({ 'default' => { 'gitaly_address' => 'tcp://g:8075' } })\n",
+     "Removed configurations found in gitlab.rb. Aborting reconfigure.\n"
+     "* git_data_dirs has been deprecated since 17.8 and was removed in 18.0."),
+    ("16.0.0", "gitaly['auth_token'] = 'x'\n",
+     "* gitaly['auth_token'] has been deprecated since 15.10 and was removed in 16.0."),
+    ("15.11.13", "gitaly['listen_addr'] = 'a'\ngitaly['configuration'] = { listen_addr: 'b' }\n",
+     "Legacy configuration key 'listen_addr' can't be set when its new key "
+     "'configuration.listen_addr' is set."),
+])
+def test_reconfigure_aborts_as_the_release_does(simconfig: ModuleType, tmp_path: Path,
+                                                 version: str, text: str, message: str) -> None:
+    require_ruby()
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text(text)
+    raw = simconfig.evaluate(str(rb), env={"PATH": "/usr/bin:/bin"})
+    with pytest.raises(simconfig.ConfigError) as info:
+        simconfig.check_release(raw, simconfig.Version.parse(version))
+    assert message in str(info.value)
+    # The release before the change accepts the same file.
+    older = {"13.0.14": "12.10.14", "18.0.0": "17.11.7", "16.0.0": "15.11.13",
+             "15.11.13": "15.9.8"}[version]
+    simconfig.check_release(raw, simconfig.Version.parse(older))
+
+
+def test_node_version_comes_from_the_compose_environment(simconfig: ModuleType) -> None:
+    assert str(simconfig.node_version({"GITLAB_TESTLAB_VERSION": "12.10.14"})) == "12.10.14"
+    assert str(simconfig.node_version({})) == simconfig.DEFAULT_VERSION
