@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,15 @@ def test_collect_summary_draws_the_mismatch() -> None:
     fixed = summary(lab, Report(None, ()), [], [], False, [], picture=seen)
     assert "MISMATCH" not in fixed
     assert "**mismatch**" not in fixed
+
+
+def test_lab_render_diagram_prints_the_block(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lab.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["render", "scaled", "--set", "nodes.gitaly1.secrets=own",
+                                      "-o", str(tmp_path / "lab"), "--diagram"])
+    assert result.exit_code == 0, result.output
+    block = result.output.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert red(parse(block)) == ["MISMATCH gitlab_shell.secret_token differs"]
