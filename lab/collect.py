@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -182,7 +183,10 @@ class Bundle:
                            + "; ".join(leaks[:5]) + ")")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
+        tmp.unlink(missing_ok=True)
+        # 0600 from the start: a bundle is evidence from a customer's case.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
             for path in sorted(self.files, key=lambda p: (p != "SUMMARY.md", p)):
                 data = self.files[path].encode()
                 info = tarfile.TarInfo(f"{top}/{path}")

@@ -70,5 +70,9 @@ class NotReady(LabError):
         super().__init__(msg)
 
 
+class Incomplete(LabError):
+    """The command did its main job but part of it failed (exit 1, like a failed check)."""
+
+
 class LabNotFound(LabError):
     """No lab of that name exists."""

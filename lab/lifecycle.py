@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.images import image_for
 from lab.engine.run import Result, redactor, run
-from lab.errors import ImageMissing, LabError, LabNotFound, NotReady
+from lab.errors import ImageMissing, Incomplete, LabError, LabNotFound, NotReady
 from lab.host import containers_routable, port_in_use
 from lab.model import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus import node as omnibus
@@ -42,6 +43,8 @@ from lab.readiness import (
 )
 from lab.render.compose import (
     DIR_LABEL,
+    HOME_LABEL,
+    ID_LABEL,
     LAB_LABEL,
     NODE_LABEL,
     compose_dict,
@@ -54,6 +57,7 @@ from lab.render.labdir import (
     MANIFEST,
     SECRET,
     RenderedLab,
+    lab_owner,
     load_manifest,
     load_secrets,
     render_files,
@@ -73,6 +77,14 @@ class PortInUse(LabError):
 
 class LabAlreadyUp(LabError):
     """A lab of that name is already running."""
+
+
+class LabOwnedElsewhere(LabError):
+    """The engine holds a lab of that name that belongs to another folder."""
+
+
+class LabBusy(LabError):
+    """Another process is starting or using the lab."""
 
 
 # --- status data ---------------------------------------------------------------
@@ -165,7 +177,8 @@ def _load_lab(path: Path) -> Lab:
     except (OSError, ValueError) as exc:
         raise LabError(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
                        f"`lab down {path.name} --purge` and start it again") from None
-    return build_lab(data, Origins())
+    # Accepted when the lab was made (maybe with --force-version): don't judge it again.
+    return build_lab(data, Origins(), force_version=True)
 
 
 def check_ports(lab: Lab, taken: Callable[[int], bool] = port_in_use) -> None:
@@ -252,7 +265,8 @@ class RunningLab:
 
     @property
     def labels(self) -> dict[str, str]:
-        return lab_labels(self.lab, str(self.path))
+        """The labels every resource of this lab carries: name, folder and owner ids."""
+        return lab_labels(self.lab, str(self.path), owner=self.rendered.owner)
 
     @property
     def admin_token(self) -> str:
@@ -344,16 +358,17 @@ class RunningLab:
             new_lab = replace(new_lab, name=self.name)
         d = str(self.path)
         old_image = self.rendered.image
+        old_owner = self.rendered.owner
         old_files = {f.path: f.content for f in render_files(self.lab, self.rendered.secrets,
-                                                             old_image, d)}
-        old_services = compose_dict(self.lab, old_image, d)["services"]
+                                                             old_image, d, old_owner)}
+        old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
         image = image_for(new_lab)
         ensure_image(new_lab, image, progress)
         rendered = write_lab(new_lab, self.path, image=image)
         _save_spec(new_lab, self.path)
         # write_lab rendered the new files just now: read them back, don't render again.
         new_files = {f: (self.path / f).read_text() for f in rendered.files}
-        new_services = compose_dict(new_lab, image, d)["services"]
+        new_services = compose_dict(new_lab, image, d, rendered.owner)["services"]
 
         def node_files(files: dict[str, str], node: str) -> dict[str, str]:
             return {p: c for p, c in files.items() if p.startswith(f"nodes/{node}/")}
@@ -557,12 +572,80 @@ class RunningLab:
         it, so a graceful stop buys nothing, and Compose's stop-then-remove one by
         one (plus starting the v1 tool) made `lab down` 1.75x slower than Compose.
         The labels also catch what Compose would not know (a node removed from the
-        file, a crashed `up`).
+        file, a crashed `up`), and they hold this lab's owner ids, so a same-named
+        lab of another folder is never touched (Compose goes by project name alone).
+        A folder ``purge`` could not delete raises ``Incomplete``.
         """
         sweep(self.labels)
         state.clear_up_marker(self.path)
         if purge:
-            shutil.rmtree(self.path, ignore_errors=True)
+            purge_folder(self.path)
+
+
+def purge_folder(path: Path) -> None:
+    """Delete a lab folder (links inside are removed, never followed); say what stayed."""
+    failed: list[str] = []
+
+    def note(func: Any, where: str, exc_info: Any) -> None:
+        failed.append(f"{where}: {getattr(exc_info[1], 'strerror', None) or exc_info[1]}")
+
+    shutil.rmtree(path, onerror=note)
+    if path.exists():
+        shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3
+                                         else "")
+        raise Incomplete(f"the lab is down, but its folder {path} (with its secrets) could not "
+                         f"be deleted: {shown or 'unknown reason'}. Delete it by hand "
+                         f"(e.g. `sudo rm -rf {path}` if a container left root-owned files)")
+
+
+def _is_ours(lbl: dict[str, str], path: Path, owner: dict[str, str], home: str | None) -> bool:
+    """Whether a resource with labels ``lbl`` belongs to the lab folder ``path``."""
+    theirs_home = lbl.get(HOME_LABEL)
+    if theirs_home and home and theirs_home != home:
+        return False  # another state folder's lab, even at the same path
+    if ID_LABEL in lbl and ID_LABEL in owner:
+        return lbl[ID_LABEL] == owner[ID_LABEL]
+    # No id on one side: a lab from before ids, or our own folder deleted by hand
+    # (its leftovers carry our state folder's id and our path).
+    return lbl.get(DIR_LABEL) == str(path) and (ID_LABEL not in lbl or theirs_home == home)
+
+
+def foreign_owners(name: str, path: Path) -> list[str]:
+    """Folders of other labs called ``name`` on this engine (Compose projects are engine-wide)."""
+    owner = lab_owner(path)
+    home = state.home_id(create=False)
+    others: set[str] = set()
+    for kind in (dk.containers, dk.networks, dk.volumes):
+        for obj in kind({LAB_LABEL: name}):
+            lbl = _labels_of(obj)
+            if not _is_ours(lbl, path, owner, home):
+                others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
+    return sorted(others)
+
+
+def check_owner(name: str, path: Path) -> None:
+    others = foreign_owners(name, path)
+    if others:
+        raise LabOwnedElsewhere(
+            f"a lab named {name!r} on this Docker Engine belongs to another folder: "
+            f"{', '.join(others)} (another state folder, user or container). Nothing was "
+            f"touched. Pick another --name, or stop that lab from where it was started "
+            f"(`lab down {name}` with its LAB_HOME)")
+
+
+def check_not_in_use(name: str) -> None:
+    """Refuse while another process starts the lab or a `lab run` holds it."""
+    path = state.lab_dir(name)
+    pid = state.up_marker_pid(path)
+    if pid is not None and pid != os.getpid() and state.pid_alive(pid):
+        raise LabBusy(f"lab {name!r} is being started by `lab up` (PID {pid}); wait for it to "
+                      f"finish, or stop that process, then try again")
+    for claim, what in ((state.StartLock(name), "`lab up`"), (state.LabClaim(name), "`lab run`")):
+        holder = claim.holder()
+        if holder is not None:
+            who = f"PID {holder}" if holder > 0 else "another process"
+            raise LabBusy(f"lab {name!r} is in use by {what} ({who}); wait until it ends, or "
+                          f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
 
 
 def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
@@ -605,7 +688,8 @@ def attach(name: str) -> RunningLab:
     image = str(manifest.get("image") or image_for(lab))
     # files lists what a render wrote; attaching writes nothing, and nothing
     # after attach reads it (apply re-renders), so skip rendering every file.
-    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=()))
+    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=(),
+                                  owner=lab_owner(path)))
 
 
 def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -626,7 +710,30 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     dk.client()  # Docker unreachable: say so before anything else
     detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
     path = state.lab_dir(lab.name)
-    labels = lab_labels(lab, str(path))
+    start = state.StartLock(lab.name)
+    try:
+        if not start.acquire(wait=False):
+            holder = start.holder()
+            raise LabBusy(f"a start of lab {lab.name!r} is in progress (PID {holder}); wait for "
+                          "it, or pick another --name")
+    except OSError as exc:
+        raise LabError(f"cannot use the state folder {state.labs_dir()}: {exc.strerror}; "
+                       "make it writable by you, or set LAB_HOME") from None
+    try:
+        return _up(lab, path, timeout=timeout, keep=keep, progress=progress,
+                   wait_gitaly=wait_gitaly, clock=clock, prepare=prepare)
+    finally:
+        start.release()
+
+
+def _up(lab: Lab, path: Path, *, timeout: float, keep: bool, progress: Progress | None,
+        wait_gitaly: bool, clock: Clock | None,
+        prepare: Callable[[RenderedLab], None] | None) -> RunningLab:
+    check_owner(lab.name, path)  # before touching anything
+    home = state.home_id()
+    # Without an id yet (a new folder, or ours deleted by hand), our state folder's
+    # id and our path name our own leftovers.
+    labels = lab_labels(lab, str(path), owner={**lab_owner(path), HOME_LABEL: home or ""})
     leftovers = dk.containers(labels)
     if leftovers:
         if (path / MANIFEST).exists() and not state.interrupted_up(path) \
@@ -637,10 +744,14 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     check_ports(lab)
     image = image_for(lab)
     ensure_image(lab, image, progress)
-    rendered = write_lab(lab, path, image=image)
-    _save_spec(lab, path)
+    rendered = write_lab(lab, path, image=image, home=home)
+    try:
+        _save_spec(lab, path)
+        state.write_up_marker(path)
+    except OSError as exc:
+        raise LabError(f"cannot write the lab folder {path}: {exc.strerror}; make it "
+                       "writable by you") from None
     running = RunningLab(rendered, keep=keep, clock=clock)
-    state.write_up_marker(path)
     try:
         if prepare is not None:
             prepare(rendered)
@@ -694,27 +805,44 @@ def list_labs() -> list[LabSummary]:
     return out
 
 
-def gc(*, dry_run: bool = False) -> list[str]:
+def _mine(lbl: dict[str, str], home: str | None, root: Path) -> bool:
+    """A resource started from this state folder (older ones: by their folder's path)."""
+    if HOME_LABEL in lbl:
+        return home is not None and lbl[HOME_LABEL] == home
+    return Path(lbl.get(DIR_LABEL, "")).parent == root
+
+
+def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
     """Remove labelled resources whose lab directory is gone or whose `up` was killed.
 
+    Only labs started from this state folder count, unless ``all_folders``: a
+    lab of another user or container may look orphaned from here while it runs.
     Only resources that also name their lab directory count: those come from a
     rendered lab; a resource with the lab label alone was made by hand, and
     we cannot tell whether it is still wanted.
     """
-    groups: set[tuple[str, str]] = set()
+    home = state.home_id(create=False)
+    root = state.labs_dir()
+    groups: set[tuple[str, str, str, str]] = set()
     for kind in (dk.containers, dk.networks, dk.volumes):
         for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
             lbl = _labels_of(obj)
-            groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, "")))
+            if all_folders or _mine(lbl, home, root):
+                groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
+                            lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
     removed: list[str] = []
-    for lab_name, d in sorted(groups):
+    for lab_name, d, lid, lhome in sorted(groups):
         path = Path(d)
-        gone = not (path / MANIFEST).exists()
+        # A folder there with another id is another lab: this one's folder is gone.
+        gone = not (path / MANIFEST).exists() or bool(lid and lab_owner(path).get(ID_LABEL)
+                                                      not in (None, lid))
         killed = not gone and state.interrupted_up(path)
         if not (gone or killed):
             continue
         why = "lab directory gone" if gone else "its `lab up` was killed"
-        swept = sweep({LAB_LABEL: lab_name, DIR_LABEL: d}, dry_run=dry_run)
+        which = {LAB_LABEL: lab_name, DIR_LABEL: d}
+        which |= {k: v for k, v in ((ID_LABEL, lid), (HOME_LABEL, lhome)) if v}
+        swept = sweep(which, dry_run=dry_run)
         removed += [f"{r} (lab {lab_name}: {why})" for r in swept]
         if killed and not dry_run:
             state.clear_up_marker(path)

@@ -31,8 +31,30 @@ STORAGE_KEYS = ("name", "path")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly"}
 SUPPORTED_ROLES = (Role.APP, Role.GITALY)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# Files from users are capped: a spec or scenario is a few KiB, so these refuse
+# a huge file or an alias bomb (a few lines that expand into billions of nodes)
+# in well under a second instead of eating memory for minutes.
+MAX_FILE_BYTES = 128 * 1024
+MAX_YAML_NODES = 10_000
 NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 STORAGE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# An image reference as Docker's reference grammar defines it (distribution/reference,
+# reference.go): [domain[:port]/]path-component[/path-component]*[:tag][@digest].
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:"
+    r"[0-9a-fA-F]{32,})?$")
+MAX_IMAGE_NAME = 255  # the grammar's own cap on the name part
+# A certificate name: DNS labels (RFC 1123), optionally a leading wildcard label.
+DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Storage paths live inside the node's container; these hold the system and Omnibus
+# itself, so git data there would overwrite them.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+               "/opt/gitlab", "/proc", "/root", "/run", "/sbin", "/sys", "/usr",
+               "/var/log/gitlab", "/var/opt/gitlab/gitaly")
 
 
 @dataclass
@@ -69,23 +91,104 @@ def error_at(origins: Origins, path: Path_, message: str) -> SpecError:
 
 # --- YAML with positions ---------------------------------------------------
 
-def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins) -> Any:
+class _Budget:
+    """How many more YAML nodes one file may expand into (aliases count each time)."""
+
+    def __init__(self, source: str, limit: int = MAX_YAML_NODES) -> None:
+        self.source = source
+        self.left = limit
+
+    def spend(self, node: yaml.Node) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise SpecError(f"the file expands into more than {MAX_YAML_NODES} values "
+                            "(YAML aliases repeating aliases?); write the values out, a spec "
+                            "or scenario needs far fewer", source=self.source,
+                            line=node.start_mark.line + 1)
+
+
+def expanded_size(root: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
+    """How many nodes ``root`` becomes once every alias is expanded, counted without expanding
+    (each distinct node once, memoized), stopping early past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = limit + 1  # a cycle (not possible with safe YAML) counts as too big
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = min(total, limit + 1)
+        return sizes[id(node)]
+
+    return size(root)
+
+
+def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins,
+               budget: _Budget) -> Any:
+    budget.spend(node)
     origins.record(path, source, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("a key must be a plain string, not a list or mapping",
+                                source=source, line=key_node.start_mark.line + 1,
+                                key=dotted_key(path))
             key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != \
                 "tag:yaml.org,2002:str" else key_node.value
             key = str(key)
             if key in out:
                 raise SpecError(f"duplicate key {key!r}", source=source,
                                 line=key_node.start_mark.line + 1, key=dotted_key((*path, key)))
-            out[key] = _construct(value_node, (*path, key), source, origins)
+            out[key] = _construct(value_node, (*path, key), source, origins, budget)
             origins.record((*path, key), source, key_node.start_mark.line + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, str(i)), source, origins) for i, v in enumerate(node.value)]
+        return [_construct(v, (*path, str(i)), source, origins, budget)
+                for i, v in enumerate(node.value)]
     return yaml.safe_load(yaml.serialize(node))
+
+
+def read_user_file(path: Path, what: str) -> str:
+    """A spec or scenario file's text: a regular file, at most ``MAX_FILE_BYTES``, UTF-8.
+
+    Checked before any parsing, so a binary, huge or special file (a FIFO,
+    /dev/zero) is refused at once with the file named.
+    """
+    source = str(path)
+    try:
+        if path.exists() and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise SpecError(f"cannot read the {what}: it is {kind}; give a YAML file",
+                            source=source)
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read the {what}: {exc.strerror or exc}", source=source) \
+            from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(f"the {what} is larger than {MAX_FILE_BYTES // 1024} KiB, far more than "
+                        "a spec or scenario needs; is it the right file?", source=source)
+    if b"\0" in raw:
+        raise SpecError(f"the {what} is a binary file, not YAML text; is it the right file?",
+                        source=source)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(f"the {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
+                        source=source, line=line) from None
 
 
 def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
@@ -102,7 +205,11 @@ def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
     if not isinstance(root, yaml.MappingNode):
         raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",
                         source=source, line=root.start_mark.line + 1)
-    data = _construct(root, (), source, origins)
+    budget = _Budget(source)
+    if expanded_size(root) > MAX_YAML_NODES:  # an alias bomb is refused before expanding
+        budget.left = 0
+        budget.spend(root)
+    data = _construct(root, (), source, origins, budget)
     assert isinstance(data, dict)
     return data
 
@@ -226,9 +333,7 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
             spath = item.get("path")
             if spath is not None:
                 _typed(spath, str, "an absolute path", (*ipath, "path"), origins)
-                if not spath.startswith("/"):
-                    raise error_at(origins, (*ipath, "path"),
-                                   f"expected an absolute path, got {spath!r}")
+                check_storage_path(spath, (*ipath, "path"), origins)
                 spath = spath.rstrip("/")
                 if spath.endswith("/repositories"):
                     # Omnibus appends /repositories itself; accept either spelling.
@@ -238,6 +343,41 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
                            f"invalid storage name {name!r} (letters, digits, - and _)")
         out.append(Storage(name=name, path=spath or default_storage_path(name)))
     return tuple(out)
+
+
+def check_storage_path(spath: str, path: Path_, origins: Origins) -> None:
+    """A storage path: absolute, no ``.``/``..`` parts, not in a system directory."""
+    hint = "; use a folder of its own such as /var/opt/gitlab/git-data-NAME"
+    if not spath.startswith("/"):
+        raise error_at(origins, path, f"expected an absolute path, got {spath!r}{hint}")
+    parts = spath.split("/")
+    if any(p in (".", "..") for p in parts) or "\0" in spath or any(c.isspace() for c in spath):
+        raise error_at(origins, path, f"{spath!r} may not contain '.', '..' or spaces{hint}")
+    clean = "/" + "/".join(p for p in parts if p)
+    if clean.removesuffix("/repositories") in ("/", "/var", "/var/opt", "/var/opt/gitlab"):
+        raise error_at(origins, path, f"{spath!r} is a top-level folder, not a storage{hint}")
+    for d in SYSTEM_DIRS:
+        if clean == d or clean.startswith(d + "/"):
+            raise error_at(origins, path, f"{spath!r} is inside the system directory {d}{hint}")
+
+
+def check_image(ref: str, path: Path_, origins: Origins) -> str:
+    name = ref.split("@", 1)[0]
+    if not IMAGE_RE.match(ref) or len(name) > MAX_IMAGE_NAME:
+        raise error_at(origins, path, f"{ref!r} is not a Docker image reference "
+                       "(e.g. registry.example:5000/group/image:1.2.3, lower-case name, "
+                       "no spaces or shell characters)")
+    return ref
+
+
+def check_dns_name(name: str, path: Path_, origins: Origins) -> str:
+    labels = name.split(".")
+    if labels and labels[0] == "*":
+        labels = labels[1:]  # a wildcard is a certificate name too
+    if len(name) > 253 or not labels or not all(DNS_LABEL_RE.match(x) for x in labels):
+        raise error_at(origins, path, f"{name!r} is not a DNS name (letters, digits and - in "
+                       "dot-separated labels, e.g. gitaly1 or gitaly1.example.com)")
+    return name
 
 
 def _opt_str(value: Any, what: str, path: Path_, origins: Origins) -> str | None:
@@ -277,7 +417,8 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
     tls_san: tuple[str, ...] = ()
     if san is not None:
         items = _typed(san, list, "a list of DNS names", (*path, "tls_san"), origins)
-        tls_san = tuple(_typed(s, str, "a DNS name", (*path, "tls_san", str(i)), origins)
+        tls_san = tuple(check_dns_name(_typed(s, str, "a DNS name", (*path, "tls_san", str(i)),
+                                              origins), (*path, "tls_san", str(i)), origins)
                         for i, s in enumerate(items))
     publish_raw = mapping(data.get("publish"), (*path, "publish"), origins)
     allowed_ports = [PORT_NAMES[r] for r in roles if r in PORT_NAMES]
@@ -308,7 +449,7 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
     )
 
 
-def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
+def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool = False) -> Lab:
     _check_keys(data, LAB_KEYS, (), origins)
     topo = str(data.get("topology") or "")
     name = _typed(data.get("name", topo or "lab"), str, "a lab name", ("name",), origins)
@@ -317,7 +458,7 @@ def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
                        "(lower-case letters, digits and -, at most 40)")
     vsource, vline = origins.of(("version",))
     version = parse_supported(str(data.get("version") or DEFAULT_VERSION), source=vsource,
-                              line=vline)
+                              line=vline, force=force_version)
     edition = Edition(_choice(data.get("edition", "ce"), [e.value for e in Edition],
                               ("edition",), origins))
     flavor = Flavor(_choice(data.get("flavor", "sim"), [f.value for f in Flavor],
@@ -343,6 +484,8 @@ def build_lab(data: Mapping[str, Any], origins: Origins) -> Lab:
         raise error_at(origins, ("nodes",), "GitLab needs a storage named 'default'; "
                        f"storages here: {', '.join(seen) or 'none'}")
     image = _opt_str(data.get("image"), "an image reference", ("image",), origins)
+    if image is not None:
+        check_image(image, ("image",), origins)
     token = _opt_str(data.get("gitaly_token"), "a token string", ("gitaly_token",), origins)
     return Lab(name=name, version=version, edition=edition, flavor=flavor, nodes=nodes,
                gitaly_token=token, image=image, topology=topo)
@@ -358,6 +501,7 @@ class SpecRequest:
     version: str | None = None
     flavor: str | None = None
     name: str | None = None
+    force_version: bool = False
 
 
 def resolve(req: SpecRequest) -> Lab:
@@ -365,11 +509,7 @@ def resolve(req: SpecRequest) -> Lab:
     data: dict[str, Any] = {}
     if req.file is not None:
         source = str(req.file)
-        try:
-            text = Path(req.file).read_text()
-        except OSError as exc:
-            raise SpecError(f"cannot read the spec file: {exc.strerror}", source=source) from None
-        data = load_yaml(text, source, origins)
+        data = load_yaml(read_user_file(Path(req.file), "spec file"), source, origins)
     base_name = req.topology or data.get("topology")
     if base_name is not None:
         path: Path_ = ("topology",)
@@ -394,7 +534,7 @@ def resolve(req: SpecRequest) -> Lab:
     for assignment in req.sets:
         key, value = parse_set(assignment)
         data = apply_set(data, key, value, origins, source=f"--set {assignment}")
-    return build_lab(data, origins)
+    return build_lab(data, origins, force_version=req.force_version)
 
 
 def resolved_spec(lab: Lab) -> dict[str, Any]:

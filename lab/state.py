@@ -11,7 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from lab.render.labdir import MANIFEST, STATE_DIR
+from lab.errors import LabError
+from lab.render.labdir import ID_RE, MANIFEST, STATE_DIR, new_id
 
 UP_MARKER = f"{STATE_DIR}/up-in-progress"
 SPEC_FILE = f"{STATE_DIR}/spec.json"
@@ -33,6 +34,38 @@ def labs_dir() -> Path:
 
 def lab_dir(name: str) -> Path:
     return (labs_dir() / name).resolve()
+
+
+def home_id(*, create: bool = True) -> str | None:
+    """This state folder's random id, carried by its labs as a label (made on first use).
+
+    `lab gc` sweeps only labs with this id, and a lab of the same name from
+    another state folder (another user, checkout or container) is never taken
+    over: a path alone can't tell them apart across mount namespaces.
+    """
+    path = labs_dir() / ".home-id"
+    try:
+        text = path.read_text().strip()
+        if ID_RE.match(text):
+            return text
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LabError(f"cannot read {path}: {exc.strerror}; check the state folder "
+                       "($LAB_HOME) is yours and readable") from None
+    if not create:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another process made it just now
+        return home_id(create=False)
+    except OSError as exc:
+        raise LabError(f"cannot write {path}: {exc.strerror}; make the state folder "
+                       "($LAB_HOME) writable by you") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new_id() + "\n")
+    return home_id(create=False)
 
 
 def lab_names() -> list[str]:
@@ -88,8 +121,11 @@ class LabClaim:
     Scenario labs keep one name per base lab, so a kept lab is found again; two
     runs at once would otherwise reconfigure and tear down each other's lab. The
     lock is an flock: the kernel drops it when the process dies, so a killed run
-    never leaves a lab claimed.
+    never leaves a lab claimed. The holder writes its PID into the file, so
+    `lab down` can say which process uses the lab.
     """
+
+    suffix = "lock"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -97,23 +133,43 @@ class LabClaim:
 
     @property
     def path(self) -> Path:
-        return labs_dir() / f".{self.name}.lock"
+        return labs_dir() / f".{self.name}.{self.suffix}"
 
     def acquire(self, *, wait: bool) -> bool:
         """Take the claim; without ``wait``, False if another process holds it."""
         if self._fd is not None:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return True
+
+    def holder(self) -> int | None:
+        """The PID of another process holding the claim now, else None."""
+        if self._fd is not None or not self.path.is_file():
+            return None
+        if not self.acquire(wait=False):
+            try:
+                return int(self.path.read_text().strip() or 0) or -1
+            except (OSError, ValueError):
+                return -1  # held, but the PID is not written yet
+        self.release()
+        return None
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+class StartLock(LabClaim):
+    """Held while one `lab up` starts the lab called ``name``: a second start says so at once."""
+
+    suffix = "start"

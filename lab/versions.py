@@ -14,7 +14,19 @@ __all__ = ["DEFAULT_VERSION", "OLDEST_SUPPORTED", "REFERENCE_VERSIONS", "Dialect
            "dialect_for", "parse_supported"]
 
 
-def parse_supported(text: str, *, source: str = "", line: int | None = None) -> Version:
+def newer_than_known(version: Version) -> bool:
+    """True for a minor release after the newest one the toolkit knows (patches of it pass).
+
+    Its keys are unknown here: rendering for it would guess, and a typo such as
+    99.0.0 would boot as if it were real.
+    """
+    newest = Version.parse(DEFAULT_VERSION)
+    return (version.major, version.minor) > (newest.major, newest.minor)
+
+
+def parse_supported(text: str, *, source: str = "", line: int | None = None,
+                    force: bool = False) -> Version:
+    """``text`` as a version the toolkit can render; ``force`` lets a newer one through."""
     try:
         version = Version.parse(text)
     except ValueError as exc:
@@ -24,4 +36,9 @@ def parse_supported(text: str, *, source: str = "", line: int | None = None) -> 
             f"GitLab {version} is older than the oldest supported release {OLDEST_SUPPORTED}",
             source=source, line=line, key="version",
         )
+    if newer_than_known(version) and not force:
+        raise SpecError(
+            f"GitLab {version} is newer than the newest release this toolkit knows "
+            f"({DEFAULT_VERSION}); check the number, or pass --force-version to render it "
+            f"with {DEFAULT_VERSION}'s settings", source=source, line=line, key="version")
     return version

@@ -31,6 +31,8 @@ def spec_options(func: F) -> F:
                      help="A lab spec (YAML) instead of, or on top of, a built-in topology."),
         click.option("--version", "gitlab_version", metavar="X.Y.Z",
                      help="GitLab version (default: newest supported)."),
+        click.option("--force-version", is_flag=True,
+                     help="Accept a --version newer than the newest release the toolkit knows."),
         click.option("--flavor", type=click.Choice(["omnibus", "sim"]),
                      help="omnibus = real GitLab images; sim = the offline stand-in."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -42,6 +44,8 @@ def spec_options(func: F) -> F:
 
 
 def spec_request(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
-                 flavor: str | None, sets: tuple[str, ...], name: str | None = None) -> SpecRequest:
+                 flavor: str | None, sets: tuple[str, ...], name: str | None = None, *,
+                 force_version: bool = False) -> SpecRequest:
     return SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
-                       version=gitlab_version, flavor=flavor, name=name)
+                       version=gitlab_version, flavor=flavor, name=name,
+                       force_version=force_version)

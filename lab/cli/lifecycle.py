@@ -1,10 +1,12 @@
 """`lab up / down / status / logs / exec / list / gc`: run labs from the command line.
 
 Exit codes (see ``lab.cli.main``): 0 success; 1 ``status`` found a node not
-running or not healthy; 2 bad input (unknown lab or node, spec error, port in
-use); 3 Docker, Compose or an image is not usable; 4 the lab did not become
-ready (the message names the node and shows its last log lines); 130
-interrupted. ``exec`` exits with the command's own exit code.
+running or not healthy, or ``down --purge`` could not delete the folder; 2 bad
+input (unknown lab or node, spec error, port in use, a lab of that name owned by
+another folder, a lab in use by another process); 3 Docker, Compose or an image
+is not usable; 4 the lab did not become ready (the message names the node and
+shows its last log lines); 130 interrupted. ``exec`` exits with the command's
+own exit code.
 """
 
 from __future__ import annotations
@@ -124,14 +126,16 @@ def format_ready(running: RunningLab) -> str:
 @click.command()
 @spec_options
 @click.option("--name", help="Lab name (default: the topology's); two labs need two names.")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=7 * 86400),
+              default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds to wait for the lab to become ready.")
 @click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
 def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
-       flavor: str | None, sets: tuple[str, ...], name: str | None, timeout: float,
-       keep: bool) -> None:
+       force_version: bool, flavor: str | None, sets: tuple[str, ...], name: str | None,
+       timeout: float, keep: bool) -> None:
     """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
-    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name))
+    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name,
+                               force_version=force_version))
     # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
@@ -145,8 +149,13 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
 @click.argument("name", required=False)
 @click.option("--purge", is_flag=True, help="Also delete the lab's folder and secrets.")
 def down(name: str | None, purge: bool) -> None:
-    """Stop a lab and remove its containers, network and volumes."""
+    """Stop a lab and remove its containers, network and volumes.
+
+    Refused while another process starts the lab or a `lab run` uses it (the
+    message names its PID). Exit 1 if --purge could not delete the folder.
+    """
     running = lifecycle.attach(pick_lab(name))
+    lifecycle.check_not_in_use(running.name)
     running.down(purge=purge)
     kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"
     console.print(f"Lab [bold]{running.name}[/] is down{kept}.", highlight=False)
@@ -175,12 +184,29 @@ def status(name: str | None, as_json: bool, diagram: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _check_since(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a bad --since before any lab is looked up (bad input: exit 2)."""
+    from lab.engine.docker import since_timestamp
+
+    if value is None:
+        return None
+    try:
+        if since_timestamp(value) < 0:
+            raise ValueError(value)
+    except (LabError, ValueError, OverflowError):
+        raise click.BadParameter(f"{value!r}: expected a duration such as 10m, 2h, 30s or a "
+                                 "unix timestamp") from None
+    return value
+
+
 @click.command()
 @click.argument("node")
 @click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option("--since", metavar="WHEN", help="Only newer lines: 10m, 2h, 30s or a unix time.")
-@click.option("--tail", type=int, default=200, show_default=True, help="Lines from the end.")
+@click.option("--since", metavar="WHEN", callback=_check_since,
+              help="Only newer lines: 10m, 2h, 30s or a unix time.")
+@click.option("--tail", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Lines from the end.")
 def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail: int) -> None:
     """Print a node's container log (secrets redacted)."""
     running = lifecycle.attach(pick_lab(lab_name))
@@ -223,9 +249,14 @@ def list_(as_json: bool) -> None:
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
-def gc(dry_run: bool) -> None:
-    """Remove leftovers of labs whose folder is gone or whose `lab up` was killed."""
-    removed = lifecycle.gc(dry_run=dry_run)
+@click.option("--all", "all_folders", is_flag=True,
+              help="Also labs of other state folders (other users, checkouts, containers).")
+def gc(dry_run: bool, all_folders: bool) -> None:
+    """Remove leftovers of labs whose folder is gone or whose `lab up` was killed.
+
+    Only labs started from this state folder, unless --all.
+    """
+    removed = lifecycle.gc(dry_run=dry_run, all_folders=all_folders)
     verb = "would remove" if dry_run else "removed"
     for item in removed:
         console.print(f"{verb} {item}", highlight=False)

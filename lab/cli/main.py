@@ -13,11 +13,20 @@ import sys
 import click
 
 from lab import __version__
-from lab.cli.common import EXIT_ENGINE, EXIT_NOT_READY, EXIT_USAGE, err_console
-from lab.errors import DockerUnavailable, EngineError, ImageMissing, LabError, NotReady
+from lab.cli.common import EXIT_ENGINE, EXIT_FAILED, EXIT_NOT_READY, EXIT_USAGE, err_console
+from lab.errors import (
+    DockerUnavailable,
+    EngineError,
+    ImageMissing,
+    Incomplete,
+    LabError,
+    NotReady,
+)
 
 
 def exit_code(exc: LabError) -> int:
+    if isinstance(exc, Incomplete):
+        return EXIT_FAILED
     if isinstance(exc, NotReady):
         return EXIT_NOT_READY
     if isinstance(exc, DockerUnavailable | EngineError | ImageMissing):

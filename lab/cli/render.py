@@ -20,12 +20,20 @@ from lab.spec import resolve
 @click.option("--regenerate", is_flag=True, help="Make new secrets instead of keeping the lab's.")
 @click.option("--diagram", is_flag=True,
               help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty folder that is not a lab (same-named files replaced).")
 def render(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
-           flavor: str | None, sets: tuple[str, ...], output: Path, regenerate: bool,
-           diagram: bool) -> None:
-    """Render a lab directory: gitlab.rb and gitlab-secrets.json per node, TLS, compose file."""
-    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets))
-    rendered = write_lab(lab, output, regenerate=regenerate, image=image_for(lab))
+           force_version: bool, flavor: str | None, sets: tuple[str, ...], output: Path,
+           regenerate: bool, diagram: bool, force: bool) -> None:
+    """Render a lab directory: gitlab.rb and gitlab-secrets.json per node, TLS, compose file.
+
+    -o must be a new or empty folder, or one an earlier render wrote (--force: any
+    folder). A render replaces or removes only files it writes, never through a
+    symbolic link.
+    """
+    lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets,
+                               force_version=force_version))
+    rendered = write_lab(lab, output, regenerate=regenerate, image=image_for(lab), force=force)
     console.print(f"Rendered lab [bold]{lab.name}[/] (GitLab {lab.version}, {lab.flavor.value}, "
                   f"{lab.dialect.name}) into {rendered.path}")
     for path in sorted(rendered.files):

@@ -10,7 +10,7 @@ import click
 
 from lab import state
 from lab.cli.common import EXIT_FAILED, console, err_console
-from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, STATE_DIR
+from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import (
@@ -100,7 +100,8 @@ def save_last_run(results: list[ScenarioResult]) -> None:
     for name, mine in by_lab.items():
         folder = state.lab_dir(name)
         if (folder / STATE_DIR).is_dir():  # missing when the lab never booted
-            (folder / LAST_RUN_JSON).write_text(json.dumps(to_json(mine), indent=2) + "\n")
+            write_file(folder / LAST_RUN_JSON, json.dumps(to_json(mine), indent=2) + "\n",
+                       SECRET)
             write_junit(mine, folder / LAST_RUN_XML)
 
 

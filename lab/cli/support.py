@@ -14,8 +14,10 @@ from lab.cli.lifecycle import pick_lab
 from lab.collect import collect as run_collect
 from lab.doctor import doctor as run_doctor
 from lab.doctor import format_table
+from lab.errors import LabError
 from lab.importer import check_importable, import_files, node_inputs
 from lab.lifecycle import RunningLab
+from lab.render.labdir import PUBLIC, write_file
 
 
 def _handle(name: str | None) -> RunningLab | None:
@@ -70,21 +72,28 @@ def collect(name: str | None, output: Path | None) -> None:
 @click.option("--version", "gitlab_version", metavar="X.Y.Z",
               help="GitLab version (default: picked from the keys the files use).")
 @click.option("--name", default="imported", show_default=True, help="The lab's name.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None,
-            gitlab_version: str | None, name: str) -> None:
+            gitlab_version: str | None, name: str, force: bool) -> None:
     """Turn a customer's gitlab.rb files (one per node) into a lab spec.
 
     Node names come from the file names (gitaly1.rb, gitlab-gitaly1.rb,
     nodes/gitaly1/gitlab.rb) or from --node NAME=FILE. Settings the spec cannot
     express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
     """
+    if output is not None and (output.exists() or output.is_symlink()) and not force:
+        raise LabError(f"{output} exists; choose another -o, or pass --force to overwrite it")
     result = import_files(node_inputs(files, named), version=gitlab_version, name=name)
     check_importable(result)
     text = result.to_yaml()
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        try:
+            write_file(output, text, PUBLIC)  # replaces a link at -o, never writes through it
+        except OSError as exc:
+            raise LabError(f"cannot write {output}: {exc.strerror}; choose another -o") \
+                from None
         console.print(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
                       f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",
                       highlight=False)

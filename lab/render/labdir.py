@@ -6,16 +6,20 @@ secrets from an earlier render unless asked to regenerate them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lab import __version__
 from lab.errors import LabError
 from lab.model import Lab, Node, SecretsPolicy
+from lab.labels import HOME_LABEL, ID_LABEL
 from lab.render.compose import render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
@@ -25,7 +29,7 @@ from lab.render.secrets import (
     fingerprint,
     shell_secret,
 )
-from lab.spec import resolved_spec
+from lab.spec import NODE_RE, resolved_spec
 
 MANIFEST = "manifest.json"
 STATE_DIR = ".lab"
@@ -33,6 +37,13 @@ SECRETS_STORE = f"{STATE_DIR}/secrets.json"
 # Where `lab run` leaves its last results for a lab, for `lab collect` to bundle.
 LAST_RUN_JSON = f"{STATE_DIR}/last-run.json"
 LAST_RUN_XML = f"{STATE_DIR}/last-run.xml"
+# The lab folder's random id and the id of the state folder that started it: the
+# labels that say who owns the lab's containers on a shared engine.
+LAB_ID = f"{STATE_DIR}/id"
+LAB_HOME = f"{STATE_DIR}/home"
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+# A manifest is a few KiB; a bigger one was not written by a render.
+MAX_MANIFEST_BYTES = 1024 * 1024
 ADMIN_TOKEN = "admin-token"
 CA_FILE = "lab-ca.crt"
 
@@ -129,10 +140,11 @@ def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
     }
 
 
-def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str) -> list[RenderedFile]:
-    """Every file of the lab directory, as data."""
+def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
+                 owner: Mapping[str, str] | None = None) -> list[RenderedFile]:
+    """Every file of the lab directory, as data (``owner``: extra labels, see ``lab_owner``)."""
     files = [
-        RenderedFile("docker-compose.yml", render_compose(lab, image, lab_dir), PUBLIC),
+        RenderedFile("docker-compose.yml", render_compose(lab, image, lab_dir, owner), PUBLIC),
         RenderedFile(".env", f"COMPOSE_PROJECT_NAME={lab.project_name}\n", PUBLIC),
         RenderedFile(MANIFEST, json.dumps(manifest(lab, sec, image), indent=2) + "\n", PUBLIC),
         RenderedFile(ADMIN_TOKEN, sec.admin_token + "\n", SECRET),
@@ -166,18 +178,63 @@ def load_secrets(lab_dir: Path) -> LabSecrets | None:
 
 
 def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
+    """The lab folder's manifest.json as a mapping; None when missing, too big or damaged."""
     path = lab_dir / MANIFEST
     try:
-        return dict(json.loads(path.read_text()))
+        if path.is_symlink() or path.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_id(path: Path) -> str | None:
+    try:
+        text = path.read_text(errors="replace").strip() if not path.is_symlink() else ""
+    except OSError:
+        return None
+    return text if ID_RE.match(text) else None
+
+
+def lab_id(lab_dir: Path) -> str | None:
+    """The folder's random lab id (written at its first render), or None."""
+    return _read_id(lab_dir / LAB_ID)
+
+
+def lab_owner(lab_dir: Path) -> dict[str, str]:
+    """The ownership labels of the lab in ``lab_dir``: its id and its state folder's id.
+
+    A lab is identified on the engine by its name and these, not by a path
+    alone: a path means nothing in another mount namespace, and a copied folder
+    keeps its id.
+    """
+    out: dict[str, str] = {}
+    lid = lab_id(lab_dir)
+    if lid:
+        out[ID_LABEL] = lid
+    home = _read_id(lab_dir / LAB_HOME)
+    if home:
+        out[HOME_LABEL] = home
+    return out
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
 
 
 def write_file(path: Path, content: str, mode: int) -> None:
-    """Atomically, with ``mode`` from the start: a secret is never readable by others."""
+    """Atomically, with ``mode`` from the start: a secret is never readable by others.
+
+    The temporary file is created fresh (never through a link someone left in
+    its place), and the rename replaces a link at ``path`` instead of writing
+    where it points.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as fh:
         fh.write(content)
     os.chmod(tmp, mode)
@@ -191,51 +248,139 @@ class RenderedLab:
     secrets: LabSecrets
     image: str
     files: tuple[str, ...]
+    owner: dict[str, str] = field(default_factory=dict)  # ownership labels, see lab_owner
 
 
-def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False) -> RenderedLab:
+def is_lab_folder(path: Path) -> bool:
+    """A folder a render made: it has a manifest or the lab's state folder."""
+    return (path / MANIFEST).is_file() or (path / STATE_DIR).is_dir()
+
+
+def inside(out_dir: Path, rel: str) -> Path:
+    """``out_dir/rel``, refusing a path whose parts leave the folder or are symbolic links.
+
+    A node's folder is its container's /etc/gitlab, so a container can leave a
+    link there; following it would write or delete outside the lab folder.
+    """
+    target = out_dir
+    for part in PurePosixPath(rel).parts:
+        if part in ("/", ".", ".."):
+            raise LabError(f"{rel!r} leaves the lab folder {out_dir}; refusing to touch it")
+        target = target / part
+        if target.is_symlink():
+            raise LabError(f"{target} is a symbolic link (a node's container can make one "
+                           "there); a lab folder holds only real files and folders. Remove the "
+                           "link and render again")
+    return target
+
+
+def _old_nodes(out_dir: Path, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The previous render's nodes, every name checked before anything is removed."""
+    nodes = (previous or {}).get("nodes") or {}
+    where = out_dir / MANIFEST
+    if not isinstance(nodes, dict):
+        raise LabError(f"{where}: nodes: expected a mapping of node names; the manifest was "
+                       f"changed by hand. Remove {out_dir} (or choose another -o) and render again")
+    for name, entry in nodes.items():
+        if not isinstance(name, str) or not NODE_RE.match(name) or not isinstance(entry, dict):
+            raise LabError(f"{where}: nodes.{name}: not a node this toolkit renders (node names "
+                           "are lower-case letters, digits and -); the manifest was changed by "
+                           f"hand. Remove {out_dir} (or choose another -o) and render again")
+    return nodes
+
+
+def _remove_node(out_dir: Path, name: str) -> None:
+    """Delete the files a render wrote for a node that is gone, then its empty folders."""
+    paths = node_paths(name)
+    for rel in (*paths.managed, paths.secrets):
+        target = inside(out_dir, rel)
+        if target.is_file():
+            target.unlink()
+    for rel in (paths.trusted_certs, paths.ssl, paths.dir):
+        with contextlib.suppress(OSError):  # not empty: the node's own files stay
+            inside(out_dir, rel).rmdir()
+
+
+def check_output_dir(out_dir: Path, *, force: bool = False) -> Path:
+    """The resolved lab folder for ``out_dir``, refusing one a render must not write into."""
+    if out_dir.is_symlink():
+        raise LabError(f"{out_dir} is a symbolic link; give the folder itself "
+                       f"(-o {out_dir.resolve()}) so nothing is written where a link points")
+    resolved = out_dir.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise LabError(f"{resolved} exists and is not a directory; choose another -o")
+    if resolved.is_dir() and not force and not is_lab_folder(resolved) \
+            and any(resolved.iterdir()):
+        raise LabError(f"{resolved} is not empty and is not a lab folder; a render would "
+                       "overwrite files there. Choose an empty or new folder, or pass --force "
+                       "to write into it anyway (files of the same names are replaced)")
+    return resolved
+
+
+def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
+              force: bool = False, home: str | None = None) -> RenderedLab:
     """Render ``lab`` into ``out_dir``; keeps its secrets from a previous render.
 
     ``image`` is data (lab.engine.images.image_for): rendering never asks the engine.
+    ``out_dir`` must be new, empty or a lab folder (``force``: any folder). Only
+    files a render writes are replaced or removed, never through a symbolic
+    link. ``home`` is the id of the state folder starting the lab (None: keep
+    the folder's).
     """
-    out_dir = out_dir.resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LabError(f"{out_dir} exists and is not a directory; choose another -o")
+    out_dir = check_output_dir(out_dir, force=force)
     previous = load_manifest(out_dir)
     if previous is not None and previous.get("name") not in (None, lab.name) and not regenerate:
         raise LabError(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
                        "choose another directory or pass --regenerate to replace it")
-    sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
-    files = render_files(lab, sec, image, str(out_dir))
+    old_nodes = _old_nodes(out_dir, previous)
+    try:
+        return _write_lab(lab, out_dir, old_nodes, regenerate=regenerate, image=image, home=home)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise LabError(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
+                       f"{out_dir} writable by you (or choose another folder)") from None
 
+
+def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regenerate: bool,
+               image: str, home: str | None) -> RenderedLab:
+    for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, "nodes"):
+        inside(out_dir, rel)
+    sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
+    if lab_id(out_dir) is None:
+        write_file(out_dir / LAB_ID, new_id() + "\n", PUBLIC)
+    if home is not None:
+        write_file(out_dir / LAB_HOME, home + "\n", PUBLIC)
+    owner = lab_owner(out_dir)
+    files = render_files(lab, sec, image, str(out_dir), owner)
+    for f in files:
+        inside(out_dir, f.path)
     write_file(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
 
     # Forget what an earlier render wrote that this one does not.
     wanted = {f.path for f in files}
-    old_nodes: dict[str, Any] = (previous or {}).get("nodes", {})
     for name in set(old_nodes) - {n.name for n in lab.nodes}:
-        shutil.rmtree(out_dir / node_paths(name).dir, ignore_errors=True)
+        _remove_node(out_dir, name)
     for node in lab.nodes:
         paths = node_paths(node)
         for rel in paths.managed:
-            if rel not in wanted and (out_dir / rel).exists():
+            if rel not in wanted and inside(out_dir, rel).is_file():
                 (out_dir / rel).unlink()
-        secrets_file = out_dir / paths.secrets
-        was = old_nodes.get(node.name, {}).get("secrets_policy")
+        secrets_file = inside(out_dir, paths.secrets)
+        was = (old_nodes.get(node.name) or {}).get("secrets_policy")
         # A `none` node keeps the file it generated itself while it stays `none`.
         if node.secrets is SecretsPolicy.NONE and was != SecretsPolicy.NONE.value \
-                and secrets_file.exists():
+                and secrets_file.is_file():
             secrets_file.unlink()
     for f in files:
         write_file(out_dir / f.path, f.content, f.mode)
     for node in lab.nodes:
         paths = node_paths(node)
         for rel in (paths.dir, paths.trusted_certs, paths.ssl):
-            if (out_dir / rel).is_dir():
+            if inside(out_dir, rel).is_dir():
                 # Omnibus services (not root) read trusted-certs and ssl inside the container.
                 os.chmod(out_dir / rel, 0o755)
     return RenderedLab(lab=lab, path=out_dir, secrets=sec, image=image,
-                       files=tuple(f.path for f in files))
+                       files=tuple(f.path for f in files), owner=owner)

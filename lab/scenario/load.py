@@ -38,6 +38,7 @@ from lab.spec import (
     load_yaml,
     mapping,
     merge,
+    read_user_file,
     record_all,
     resolved_spec,
 )
@@ -290,12 +291,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
 
 def load_scenario(path: Path, *, flavor: str = "sim", version: str | None = None) -> Scenario:
     """Read, parse and resolve a scenario file, so every schema error surfaces here."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read the scenario file: {exc.strerror}", source=str(path)) \
-            from None
-    scenario = parse_scenario(text, str(path))
+    scenario = parse_scenario(read_user_file(Path(path), "scenario file"), str(path))
     resolve_labs(scenario, flavor=flavor, version=version)
     return scenario
 
@@ -423,8 +419,11 @@ def resolve_labs(scenario: Scenario, *, flavor: str = "sim",
 
 
 def group_name(lab: Lab) -> str:
-    """A stable lab name per group, so `--keep` labs are found again by the next run."""
+    """A stable lab name per group and state folder, so `--keep` labs are found again by
+    the next run, and two state folders (users, checkouts) never share a lab on one engine."""
     import hashlib
 
-    digest = hashlib.sha256(lab_key(lab).encode()).hexdigest()[:6]
+    from lab.state import labs_dir
+
+    digest = hashlib.sha256(f"{lab_key(lab)}\0{labs_dir()}".encode()).hexdigest()[:6]
     return f"sc-{lab.topology or 'custom'}-{lab.flavor.value}-{digest}"

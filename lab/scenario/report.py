@@ -172,5 +172,7 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
 
 
 def write_junit(results: Sequence[ScenarioResult], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(results))
+    """Written 0600: a report carries log lines from the lab."""
+    from lab.render.labdir import SECRET, write_file
+
+    write_file(path, junit_xml(results), SECRET)

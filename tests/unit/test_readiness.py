@@ -214,7 +214,8 @@ def offline_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(lifecycle.dk, "client", lambda: None)
     monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
-    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: [])
+    for kind in ("containers", "networks", "volumes"):
+        monkeypatch.setattr(lifecycle.dk, kind, lambda labels: [])
     monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None: None)
     teardowns: list[str] = []
 
