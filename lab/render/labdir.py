@@ -343,7 +343,11 @@ def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
 
 def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regenerate: bool,
                image: str, home: str | None) -> RenderedLab:
-    for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, "nodes"):
+    # Every path this render may write or remove, checked before the first write.
+    node_rels = [rel for n in lab.nodes for p in (node_paths(n),)
+                 for rel in (*p.managed, p.secrets, p.trusted_certs, p.ssl)]
+    for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, LAST_RUN_JSON, LAST_RUN_XML,
+                MANIFEST, ADMIN_TOKEN, ".env", "docker-compose.yml", *node_rels):
         inside(out_dir, rel)
     sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -742,6 +742,13 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
     come back in plan order.
     """
     planned = plan(scenarios, flavor=flavor, version=version, versions=versions)
+    if up is default_up and any(labs is not None for _, labs in planned):
+        # No Docker or Compose: one clear error (exit 3), not an error per scenario.
+        from lab.engine.compose import detect
+        from lab.engine.docker import client
+
+        client()
+        detect()
     groups: dict[str, list[tuple[int, Scenario, ScenarioLabs]]] = {}
     results: dict[int, ScenarioResult] = {}
     for i, (sc, labs) in enumerate(planned):

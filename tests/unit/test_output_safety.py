@@ -1,0 +1,106 @@
+"""Output folders and evidence files: what a render may write and delete, and who can read it."""
+
+from __future__ import annotations
+
+import json
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from lab.collect import Bundle, Redaction
+from lab.errors import LabError, SpecError
+from lab.render.labdir import LAB_ID, MANIFEST, lab_id, write_file, write_lab
+from lab.scenario.report import write_junit
+from lab.scenario.runner import ScenarioResult, Status
+from lab.spec import SpecRequest, resolve
+
+
+def scaled(*sets: str) -> object:
+    return resolve(SpecRequest(topology="scaled", sets=sets))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_force_writes_into_a_users_folder_and_keeps_other_files(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yml").write_text("mine\n")
+    (tmp_path / "notes.txt").write_text("mine too\n")
+    with pytest.raises(LabError, match="--force"):
+        write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    assert (tmp_path / "docker-compose.yml").read_text() == "mine\n"
+    write_lab(scaled(), tmp_path, force=True)  # type: ignore[arg-type]
+    assert "services:" in (tmp_path / "docker-compose.yml").read_text()
+    assert (tmp_path / "notes.txt").read_text() == "mine too\n"
+
+
+def test_a_removed_node_loses_only_the_files_a_render_wrote(tmp_path: Path) -> None:
+    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    node = tmp_path / "nodes" / "gitaly1"
+    # What Omnibus writes into its own /etc/gitlab while it runs.
+    (node / "ssh_host_rsa_key").write_text("the node's own\n")
+    assert (node / "gitlab.rb").is_file()
+    write_lab(resolve(SpecRequest(topology="single")), tmp_path,  # type: ignore[arg-type]
+              regenerate=True)
+    assert not (node / "gitlab.rb").exists()
+    assert not (node / "gitlab-secrets.json").exists()
+    assert (node / "ssh_host_rsa_key").read_text() == "the node's own\n"
+
+
+def test_an_empty_folder_of_a_removed_node_goes(tmp_path: Path) -> None:
+    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    write_lab(resolve(SpecRequest(topology="single")), tmp_path,  # type: ignore[arg-type]
+              regenerate=True)
+    assert not (tmp_path / "nodes" / "gitaly1").exists()
+
+
+def test_a_link_left_as_a_temporary_file_is_replaced_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / ".admin-token.tmp").symlink_to(victim)
+    write_file(lab / "admin-token", "x\n", 0o600)
+    assert victim.read_text() == "keep\n"
+    assert (lab / "admin-token").read_text() == "x\n"
+
+
+def test_lab_id_is_made_once_and_kept(tmp_path: Path) -> None:
+    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    first = lab_id(tmp_path)
+    assert first
+    assert (tmp_path / LAB_ID).is_file()
+    write_lab(scaled("tls=true"), tmp_path, regenerate=True)  # type: ignore[arg-type]
+    assert lab_id(tmp_path) == first
+    assert first in (tmp_path / "docker-compose.yml").read_text()
+    assert json.loads((tmp_path / MANIFEST).read_text())["name"] == "scaled"
+
+
+def test_force_version_lets_a_newer_release_through() -> None:
+    with pytest.raises(SpecError, match="--force-version"):
+        resolve(SpecRequest(topology="scaled", version="99.0.0"))
+    lab = resolve(SpecRequest(topology="scaled", version="99.0.0", force_version=True))
+    assert str(lab.version) == "99.0.0"
+    # A patch of the newest known minor release is not "newer".
+    assert str(resolve(SpecRequest(topology="scaled", version="19.3.9")).version) == "19.3.9"
+
+
+@pytest.mark.parametrize("path", ["/var/opt/gitlab/git-data-x", "/mnt/repos/", "/srv/git"])
+def test_ordinary_storage_paths_pass(path: str) -> None:
+    lab = resolve(SpecRequest(topology="scaled",
+                              sets=(f"nodes.gitaly1.storages=[{{name: default, path: {path}}}]",)))
+    assert lab.storages["default"].storages[0].path == path.rstrip("/")
+
+
+def test_evidence_files_are_private(tmp_path: Path) -> None:
+    results = [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0)]
+    write_junit(results, tmp_path / "junit.xml")
+    assert mode(tmp_path / "junit.xml") == 0o600
+    bundle = Bundle(Redaction(set()))
+    bundle.add_raw("x.txt", "evidence")
+    bundle.write(tmp_path / "b.tar.gz", "top")
+    assert mode(tmp_path / "b.tar.gz") == 0o600
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        assert tar.getnames() == ["top/x.txt"]

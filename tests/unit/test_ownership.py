@@ -1,0 +1,202 @@
+"""One owner per lab on a shared engine: ids as labels, refusals before anything is touched.
+
+A fake engine holds labelled resources; the real lifecycle code asks it, so these
+tests need no Docker.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import lifecycle, state
+from lab.engine.compose import V2, Compose, ComposeTool
+from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
+from lab.render.labdir import lab_owner
+from lab.scenario.load import group_name
+from lab.spec import SpecRequest, resolve
+
+
+@dataclass
+class Res:
+    kind: str
+    name: str
+    labels: dict[str, str]
+    status: str = "running"
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.attrs = {"Labels": self.labels}
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.resources: list[Res] = []
+        self.removed: list[str] = []
+        self.compose_calls: list[list[str]] = []
+
+    def add(self, name: str, labels: dict[str, str]) -> None:
+        for kind in ("container", "network", "volume"):
+            self.resources.append(Res(kind, f"{name}-{kind}", dict(labels)))
+
+    def lister(self, kind: str) -> Any:
+        def listing(labels: dict[str, str]) -> list[Res]:
+            return [r for r in self.resources if r.kind == kind and all(
+                k in r.labels and (not v or r.labels[k] == v) for k, v in labels.items())]
+        return listing
+
+    def remover(self, res: Res) -> None:
+        self.resources.remove(res)
+        self.removed.append(res.name)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    fake = FakeEngine()
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(lifecycle.dk, "client", lambda: None)
+    monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
+    for kind in ("container", "network", "volume"):
+        monkeypatch.setattr(lifecycle.dk, f"{kind}s", fake.lister(kind))
+        monkeypatch.setattr(lifecycle.dk, f"remove_{kind}", fake.remover)
+    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None: None)
+    monkeypatch.setattr(lifecycle, "check_ports", lambda lab: None)
+    monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: fake.compose_calls.append(cmd))
+    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
+    return fake
+
+
+def scaled() -> Any:
+    return resolve(SpecRequest(topology="scaled", flavor="sim"))
+
+
+def test_up_of_a_name_owned_by_another_folder_touches_nothing(engine: FakeEngine) -> None:
+    engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: "/home/bob/labs/same",
+                          ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
+    with pytest.raises(lifecycle.LabOwnedElsewhere, match="/home/bob/labs/same"):
+        lifecycle.up(scaled(), name="same")
+    assert engine.compose_calls == []
+    assert engine.removed == []
+    assert not state.lab_dir("same").exists()  # not even rendered
+
+
+def test_same_path_but_another_id_is_another_owner(engine: FakeEngine) -> None:
+    """Two containers sharing one engine may both use /root/.local/state: ids tell them apart."""
+    path = state.lab_dir("same")
+    engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: str(path),
+                          ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
+    with pytest.raises(lifecycle.LabOwnedElsewhere):
+        lifecycle.up(scaled(), name="same")
+    assert engine.removed == []
+
+
+def test_own_lab_carries_its_ids_and_down_removes_only_its_own(engine: FakeEngine) -> None:
+    running = lifecycle.up(scaled(), name="mine")
+    owner = lab_owner(running.path)
+    assert owner[ID_LABEL]
+    assert owner[HOME_LABEL] == state.home_id(create=False)
+    assert running.labels[ID_LABEL] == owner[ID_LABEL]
+    assert f"{ID_LABEL}: {owner[ID_LABEL]}" in (running.path / "docker-compose.yml").read_text()
+    engine.add("ours", running.labels)
+    # Another folder's lab of the same name, started later elsewhere.
+    engine.add("theirs", {LAB_LABEL: "mine", DIR_LABEL: "/elsewhere/mine",
+                          ID_LABEL: "0123456789abcdef"})
+    engine.compose_calls.clear()
+    lifecycle.attach("mine").down()
+    assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
+    # Compose acts on the project name alone, which would take the other lab too.
+    assert engine.compose_calls == []
+
+
+def test_gc_sweeps_only_its_own_state_folder_unless_all(engine: FakeEngine,
+                                                        tmp_path: Path) -> None:
+    home = state.home_id()
+    assert home is not None
+    gone = str(state.labs_dir() / "gone")
+    engine.add("ours", {LAB_LABEL: "gone", DIR_LABEL: gone, ID_LABEL: "1" * 16,
+                        HOME_LABEL: home})
+    # Another user's lab whose folder does not exist in *our* mount namespace.
+    engine.add("theirs", {LAB_LABEL: "x", DIR_LABEL: "/not/here/x", ID_LABEL: "2" * 16,
+                          HOME_LABEL: "3" * 16})
+    removed = lifecycle.gc()
+    assert {r.split()[1] for r in removed} == {"ours-container", "ours-network", "ours-volume"}
+    assert all(r.name.startswith("theirs") for r in engine.resources)
+    assert len(lifecycle.gc(all_folders=True)) == 3
+    assert engine.resources == []
+
+
+def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
+                                                        tmp_path: Path) -> None:
+    holder = state.StartLock("busy")
+    assert holder.acquire(wait=False)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from lab import lifecycle, state; import sys\n"
+             "try:\n    lifecycle.check_not_in_use('busy')\n"
+             "except lifecycle.LabBusy as e:\n    print(e)"],
+            capture_output=True, text=True, timeout=60, check=True)
+        assert "in use by `lab up`" in proc.stdout
+        assert f"PID {__import__('os').getpid()}" in proc.stdout
+    finally:
+        holder.release()
+    lifecycle.check_not_in_use("busy")  # free again
+
+
+def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> None:
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; from lab.state import StartLock; "
+         "assert StartLock('x').acquire(wait=False); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(lifecycle.LabBusy, match=f"in progress \\(PID {other.pid}\\)"):
+            lifecycle.up(scaled(), name="x")
+    finally:
+        other.kill()
+        other.wait()
+    assert engine.compose_calls == []
+
+
+def test_down_refuses_a_lab_a_run_holds(engine: FakeEngine) -> None:
+    lifecycle.up(scaled(), name="held")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; from lab.state import LabClaim; "
+         "assert LabClaim('held').acquire(wait=False); print('held', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(lifecycle.LabBusy, match=f"`lab run` \\(PID {proc.pid}\\)"):
+            lifecycle.check_not_in_use("held")
+    finally:
+        proc.kill()
+        proc.wait()
+    lifecycle.check_not_in_use("held")
+
+
+def test_scenario_lab_names_differ_per_state_folder(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = scaled()
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "a"))
+    a, a_again = group_name(lab), group_name(lab)
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "b"))
+    assert a == a_again != group_name(lab)
+    assert a.startswith("sc-scaled-sim-")
+
+
+def test_purge_that_cannot_delete_says_so(engine: FakeEngine,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    running = lifecycle.up(scaled(), name="stuck")
+
+    def refuse(path: Any, onerror: Any) -> None:
+        onerror(None, str(path / "nodes"), (PermissionError, PermissionError(13, "denied"), None))
+
+    monkeypatch.setattr(lifecycle.shutil, "rmtree", refuse)
+    with pytest.raises(lifecycle.Incomplete, match=r"could not be deleted: .*denied"):
+        running.down(purge=True)
