@@ -113,9 +113,13 @@ def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFi
         raise SpecError(f"larger than {MAX_BYTES // 1024} KiB; is it a gitlab.rb?",
                         source=str(path))
     try:
-        text = path.read_text(errors="replace")
+        raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot be read: {exc.strerror}", source=str(path)) from None
+    if b"\0" in raw:
+        raise SpecError("a binary file, not a gitlab.rb; is it the right file?",
+                        source=str(path))
+    text = raw.decode(errors="replace")
     main = _parse(text, str(path), ruby)
     if not omnibus_config.strip():
         return main

@@ -18,8 +18,8 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import LabError
-from lab.model import Lab, Node, SecretsPolicy
 from lab.labels import HOME_LABEL, ID_LABEL
+from lab.model import Lab, Node, SecretsPolicy
 from lab.render.compose import render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (

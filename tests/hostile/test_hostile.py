@@ -9,6 +9,7 @@ one are in test_hostile_docker.py.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,17 @@ class Case:
     expect: tuple[str, ...]  # each must appear in the output ({ws}: the workspace)
     files: dict[str, str | bytes] = field(default_factory=dict)
     setup: Callable[[Path], None] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()  # marker files ({tmp}: beside the workspace) never made
+    needs_ruby: bool = False
+
+
+def ruby_case(cid: str, statement: str, marker: str = "") -> Case:
+    """A gitlab.rb whose line 2 would act on the host if it were run; import reads it only."""
+    rb = f"external_url 'http://gitlab.example'\n{statement}\nnginx['enable'] = true\n"
+    return Case(cid, ("import", "{ws}/gitlab.rb"), 0,
+                ("not reproduced", "gitlab: line 2", "Ruby code", "never run"),
+                files={"gitlab.rb": rb}, absent=(marker,) if marker else (), needs_ruby=True)
 
 
 def _symlink_out(ws: Path) -> None:
@@ -330,6 +342,19 @@ CASES = [
     Case("import-output-is-a-link", ("import", "{ws}/gitlab.rb", "-o", "{ws}/acme.yaml"), 2,
          ("{ws}/acme.yaml exists", "--force"), files={"gitlab.rb": "external_url 'x'\n"},
          setup=lambda ws: (ws / "acme.yaml").symlink_to(ws / "gitlab.rb")),
+    Case("import-without-ruby", ("import", "{ws}/gitlab.rb"), 2,
+         ("`ruby` is not installed", "apt-get install ruby"),
+         files={"gitlab.rb": "external_url 'x'\n"}, env={"PATH": "{tmp}/empty-path"}),
+    Case("import-binary-rb", ("import", "{ws}/gitlab.rb"), 2, ("{ws}/gitlab.rb", "binary file"),
+         files={"gitlab.rb": b"\x00\x01\x02\xff"}, needs_ruby=True),
+    # --- a customer's Ruby never runs on this host (read by lab.importer) ---------------------
+    ruby_case("rb-system", "system('touch {tmp}/pwned-system')", "{tmp}/pwned-system"),
+    ruby_case("rb-backticks", "x = `touch {tmp}/pwned-ticks`", "{tmp}/pwned-ticks"),
+    ruby_case("rb-file-write", "File.write('{tmp}/pwned-write', 'x')", "{tmp}/pwned-write"),
+    ruby_case("rb-exec-in-hash", "gitlab_rails['x'] = `touch {tmp}/pwned-hash`",
+              "{tmp}/pwned-hash"),
+    ruby_case("rb-exit", "exit!"),
+    ruby_case("rb-endless-loop", "loop {}"),
 ]
 
 
@@ -360,30 +385,39 @@ def test_hostile_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "sentinel.txt").write_text("beside the lab folder\n")
+    if case.needs_ruby and shutil.which("ruby") is None:
+        pytest.skip("ruby is not installed (import reads gitlab.rb with its parser)")
     for name, content in case.files.items():
         if isinstance(content, bytes):
             (ws / name).write_bytes(content)
         else:
-            (ws / name).write_text(content)
+            (ws / name).write_text(content.replace("{tmp}", str(tmp_path)))
     if case.setup is not None:
         case.setup(ws)
     home = tmp_path / "home"
     monkeypatch.setenv("LAB_HOME", str(home))
     monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value.replace("{tmp}", str(tmp_path)))
     monkeypatch.chdir(ws)
     before = snapshot(ws, ws / "out")
     monkeypatch.setattr(sys, "argv", ["lab", *(a.replace("{ws}", str(ws)) for a in case.args)])
 
-    with pytest.raises(SystemExit) as exited:
+    code = 0
+    try:
         main()  # anything but a SystemExit (a traceback for the user) fails the test here
+    except SystemExit as exc:
+        code = int(exc.code or 0)
 
     out = capsys.readouterr()
     text = out.out + out.err
-    assert exited.value.code == case.code, text
+    assert code == case.code, text
     assert "Traceback" not in text
     for fragment in case.expect:
         assert squash(fragment.replace("{ws}", str(ws))) in squash(text), text
     assert snapshot(ws, ws / "out") == before  # nothing beside the lab folder changed
+    for marker in case.absent:
+        assert not Path(marker.replace("{tmp}", str(tmp_path))).exists()
     labs = home / "labs"
     assert not (labs.is_dir() and any(labs.glob("*/manifest.json")))  # no lab was made
 

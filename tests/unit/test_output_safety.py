@@ -6,19 +6,25 @@ import json
 import stat
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.collect import Bundle, Redaction
 from lab.errors import LabError, SpecError
-from lab.render.labdir import LAB_ID, MANIFEST, lab_id, write_file, write_lab
+from lab.model import Lab
+from lab.render.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
 from lab.scenario.report import write_junit
 from lab.scenario.runner import ScenarioResult, Status
 from lab.spec import SpecRequest, resolve
 
 
-def scaled(*sets: str) -> object:
+def scaled(*sets: str) -> Lab:
     return resolve(SpecRequest(topology="scaled", sets=sets))
+
+
+def render(lab: Lab, out: Path, **kw: Any) -> RenderedLab:
+    return write_lab(lab, out, image="img", **kw)
 
 
 def mode(path: Path) -> int:
@@ -29,20 +35,20 @@ def test_force_writes_into_a_users_folder_and_keeps_other_files(tmp_path: Path) 
     (tmp_path / "docker-compose.yml").write_text("mine\n")
     (tmp_path / "notes.txt").write_text("mine too\n")
     with pytest.raises(LabError, match="--force"):
-        write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+        render(scaled(), tmp_path)
     assert (tmp_path / "docker-compose.yml").read_text() == "mine\n"
-    write_lab(scaled(), tmp_path, force=True)  # type: ignore[arg-type]
+    render(scaled(), tmp_path, force=True)
     assert "services:" in (tmp_path / "docker-compose.yml").read_text()
     assert (tmp_path / "notes.txt").read_text() == "mine too\n"
 
 
 def test_a_removed_node_loses_only_the_files_a_render_wrote(tmp_path: Path) -> None:
-    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    render(scaled(), tmp_path)
     node = tmp_path / "nodes" / "gitaly1"
     # What Omnibus writes into its own /etc/gitlab while it runs.
     (node / "ssh_host_rsa_key").write_text("the node's own\n")
     assert (node / "gitlab.rb").is_file()
-    write_lab(resolve(SpecRequest(topology="single")), tmp_path,  # type: ignore[arg-type]
+    render(resolve(SpecRequest(topology="single")), tmp_path,
               regenerate=True)
     assert not (node / "gitlab.rb").exists()
     assert not (node / "gitlab-secrets.json").exists()
@@ -50,8 +56,8 @@ def test_a_removed_node_loses_only_the_files_a_render_wrote(tmp_path: Path) -> N
 
 
 def test_an_empty_folder_of_a_removed_node_goes(tmp_path: Path) -> None:
-    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
-    write_lab(resolve(SpecRequest(topology="single")), tmp_path,  # type: ignore[arg-type]
+    render(scaled(), tmp_path)
+    render(resolve(SpecRequest(topology="single")), tmp_path,
               regenerate=True)
     assert not (tmp_path / "nodes" / "gitaly1").exists()
 
@@ -68,11 +74,11 @@ def test_a_link_left_as_a_temporary_file_is_replaced_not_written_through(tmp_pat
 
 
 def test_lab_id_is_made_once_and_kept(tmp_path: Path) -> None:
-    write_lab(scaled(), tmp_path)  # type: ignore[arg-type]
+    render(scaled(), tmp_path)
     first = lab_id(tmp_path)
     assert first
     assert (tmp_path / LAB_ID).is_file()
-    write_lab(scaled("tls=true"), tmp_path, regenerate=True)  # type: ignore[arg-type]
+    render(scaled("tls=true"), tmp_path, regenerate=True)
     assert lab_id(tmp_path) == first
     assert first in (tmp_path / "docker-compose.yml").read_text()
     assert json.loads((tmp_path / MANIFEST).read_text())["name"] == "scaled"
