@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from lab.model import Lab
 from lab.spec import SpecRequest
+from lab.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +43,15 @@ def spec_options(func: F) -> F:
     for deco in reversed(decorators):
         func = deco(func)
     return func
+
+
+def warn_if_forced(lab: Lab) -> None:
+    """Say so when --force-version let through a release newer than the toolkit knows."""
+    if newer_than_known(lab.version):
+        err_console.print(f"[yellow]warning:[/] GitLab {lab.version} is newer than the newest "
+                          f"release this toolkit knows ({DEFAULT_VERSION}); its configs are "
+                          f"rendered with {DEFAULT_VERSION}'s keys (--force-version)",
+                          highlight=False)
 
 
 def spec_request(topology: str | None, spec_file: Path | None, gitlab_version: str | None,

@@ -26,7 +26,14 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lab import lifecycle, state
-from lab.cli.common import EXIT_FAILED, console, err_console, spec_options, spec_request
+from lab.cli.common import (
+    EXIT_FAILED,
+    console,
+    err_console,
+    spec_options,
+    spec_request,
+    warn_if_forced,
+)
 from lab.errors import LabError, LabNotFound
 from lab.lifecycle import DEFAULT_TIMEOUT, LabStatus, LabSummary, RunningLab
 from lab.render.diagram import markdown, rendered_hashes
@@ -136,6 +143,7 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
     """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name,
                                force_version=force_version))
+    warn_if_forced(lab)
     # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "

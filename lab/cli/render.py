@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lab.cli.common import console, spec_options, spec_request
+from lab.cli.common import console, spec_options, spec_request, warn_if_forced
 from lab.engine.images import image_for
 from lab.render.diagram import markdown, rendered_hashes
 from lab.render.labdir import write_lab
@@ -33,6 +33,7 @@ def render(topology: str | None, spec_file: Path | None, gitlab_version: str | N
     """
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets,
                                force_version=force_version))
+    warn_if_forced(lab)
     rendered = write_lab(lab, output, regenerate=regenerate, image=image_for(lab), force=force)
     console.print(f"Rendered lab [bold]{lab.name}[/] (GitLab {lab.version}, {lab.flavor.value}, "
                   f"{lab.dialect.name}) into {rendered.path}")

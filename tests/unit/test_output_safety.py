@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,27 @@ def test_evidence_files_are_private(tmp_path: Path) -> None:
     assert mode(tmp_path / "b.tar.gz") == 0o600
     with tarfile.open(tmp_path / "b.tar.gz") as tar:
         assert tar.getnames() == ["top/x.txt"]
+
+
+def test_a_forced_newer_version_is_rendered_with_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["lab", "render", "scaled", "--version", "99.0.0",
+                                      "--force-version", "-o", str(tmp_path / "o")])
+    main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: GitLab 99.0.0 is newer than the newest release" in err
+    assert json.loads((tmp_path / "o" / MANIFEST).read_text())["version"] == "99.0.0"
+
+
+def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.cli.scenario import save_last_run
+    from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    (tmp_path / "labs" / "sc-a" / ".lab").mkdir(parents=True)
+    save_last_run([ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, lab="sc-a")])
+    for rel in (LAST_RUN_JSON, LAST_RUN_XML):
+        assert mode(tmp_path / "labs" / "sc-a" / rel) == 0o600
