@@ -212,6 +212,12 @@ def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
         # .lab/ holds the secrets store and the spec with tokens; the manifest sits on top.
         if rel.startswith(f"{STATE_DIR}/") or rel in (ADMIN_TOKEN, MANIFEST):
             continue
+        if path.is_symlink():
+            # A node's folder is its container's /etc/gitlab: a link there may point at
+            # any file of this host.
+            bundle.add_raw(f"lab/{rel}", "[symbolic link left out: a lab folder holds only "
+                           "files the toolkit wrote]\n")
+            continue
         if path.suffix == ".key":
             bundle.add_raw(f"lab/{rel}", "[private key left out of the bundle]\n")
             continue

@@ -631,6 +631,8 @@ def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyPro
 
 
 def _read(path: Path) -> str | None:
+    if path.is_symlink():
+        return None  # a container may link its /etc/gitlab files to any host file
     try:
         return path.read_text()
     except OSError:

@@ -135,3 +135,17 @@ def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     save_last_run([ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, lab="sc-a")])
     for rel in (LAST_RUN_JSON, LAST_RUN_XML):
         assert mode(tmp_path / "labs" / "sc-a" / rel) == 0o600
+
+
+def test_a_bundle_never_follows_a_link_a_container_left(tmp_path: Path) -> None:
+    from lab.collect import _lab_files
+
+    lab_dir = tmp_path / "lab"
+    render(scaled(), lab_dir)
+    host_file = tmp_path / "host-secret"
+    host_file.write_text("the host's private file\n")
+    (lab_dir / "nodes" / "gitaly1" / "notes.txt").symlink_to(host_file)
+    bundle = Bundle(Redaction(set()))
+    _lab_files(bundle, lab_dir)
+    assert "host's private file" not in "".join(bundle.files.values())
+    assert "symbolic link left out" in bundle.files["lab/nodes/gitaly1/notes.txt"]
