@@ -1,8 +1,8 @@
 """Host-side Gitaly check: ``ServerInfo`` over tcp:// or tls:// with a v2 token.
 
-The call goes through the stubs generated from Gitaly's own .proto files
-(lab/gitalypb, shared with the sim image), so the same check works against real
-Gitaly and the sim.
+The call goes through the stubs generated from proto/gitaly-lab (lab/gitalypb,
+shared with the sim image), whose names and numbers are Gitaly's, so the same
+check works against real Gitaly and the sim.
 """
 
 from __future__ import annotations

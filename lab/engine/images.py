@@ -341,7 +341,7 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
             target = context / IMAGE_LAB_DIR / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        # ... and one set of modules generated from Gitaly's protos.
+        # ... and one set of Gitaly protocol modules (lab/gitalypb).
         shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
                         ignore=shutil.ignore_patterns("__pycache__"))
         run(["docker", "build", "--force-rm", "--label", f"{LABEL_PREFIX}=1",

@@ -1,6 +1,7 @@
 """The app side of Gitaly: channels for tcp://, tls:// and unix: addresses, v2 tokens.
 
-Calls go through the stubs generated from Gitaly's protos (gitalypb).
+Calls go through the stubs generated from proto/gitaly-lab (gitalypb), Gitaly's names
+and numbers.
 """
 
 from __future__ import annotations

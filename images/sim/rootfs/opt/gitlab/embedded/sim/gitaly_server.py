@@ -1,11 +1,12 @@
-"""The sim's Gitaly: the servicers generated from Gitaly's protos (gitalypb), real git underneath.
+"""The sim's Gitaly: servicers generated from proto/gitaly-lab (gitalypb), real git underneath.
 
 Implements ServerService/ServerInfo, RepositoryService/RepositoryExists and
 CreateRepository, and the four SmartHTTPService RPCs (PostUploadPack as Gitaly
 served it up to 15.8; later releases only serve the sidechannel variant); the
 CommitService, RefService and OperationService RPCs behind the REST API's
-repository routes are in gitaly_git_services. The other RPCs of these services
-answer UNIMPLEMENTED, from the generated base classes. Every call passes the same
+repository routes are in gitaly_git_services. Gitaly's other RPCs are not in
+our protos, so gRPC answers them UNIMPLEMENTED, as a Gitaly lacking them would.
+Every call passes the same
 auth check as Gitaly's v2 token interceptor (lab_auth.check_gitaly_auth).
 """
 
