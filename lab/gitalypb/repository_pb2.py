@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from . import shared_pb2 as shared__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10repository.proto\x12\x06gitaly\x1a\x0cshared.proto\"A\n\x17RepositoryExistsRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"A\n\x17\x43reateRepositoryRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\"\x1a\n\x18\x43reateRepositoryResponse2\xc1\x01\n\x11RepositoryService\x12U\n\x10RepositoryExists\x12\x1f.gitaly.RepositoryExistsRequest\x1a .gitaly.RepositoryExistsResponse\x12U\n\x10\x43reateRepository\x12\x1f.gitaly.CreateRepositoryRequest\x1a .gitaly.CreateRepositoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10repository.proto\x12\x06gitaly\x1a\x0cshared.proto\"A\n\x17RepositoryExistsRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"A\n\x17\x43reateRepositoryRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\"\x1a\n\x18\x43reateRepositoryResponse\"A\n\x17RemoveRepositoryRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\"\x1a\n\x18RemoveRepositoryResponse\"h\n\x1aReplicateRepositoryRequest\x12&\n\nrepository\x18\x01 \x01(\x0b\x32\x12.gitaly.Repository\x12\"\n\x06source\x18\x02 \x01(\x0b\x32\x12.gitaly.Repository\"\x1d\n\x1bReplicateRepositoryResponse2\xf8\x02\n\x11RepositoryService\x12U\n\x10RepositoryExists\x12\x1f.gitaly.RepositoryExistsRequest\x1a .gitaly.RepositoryExistsResponse\x12U\n\x10\x43reateRepository\x12\x1f.gitaly.CreateRepositoryRequest\x1a .gitaly.CreateRepositoryResponse\x12U\n\x10RemoveRepository\x12\x1f.gitaly.RemoveRepositoryRequest\x1a .gitaly.RemoveRepositoryResponse\x12^\n\x13ReplicateRepository\x12\".gitaly.ReplicateRepositoryRequest\x1a#.gitaly.ReplicateRepositoryResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'repository_pb2', globals())
@@ -29,6 +29,14 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CREATEREPOSITORYREQUEST._serialized_end=218
   _CREATEREPOSITORYRESPONSE._serialized_start=220
   _CREATEREPOSITORYRESPONSE._serialized_end=246
-  _REPOSITORYSERVICE._serialized_start=249
-  _REPOSITORYSERVICE._serialized_end=442
+  _REMOVEREPOSITORYREQUEST._serialized_start=248
+  _REMOVEREPOSITORYREQUEST._serialized_end=313
+  _REMOVEREPOSITORYRESPONSE._serialized_start=315
+  _REMOVEREPOSITORYRESPONSE._serialized_end=341
+  _REPLICATEREPOSITORYREQUEST._serialized_start=343
+  _REPLICATEREPOSITORYREQUEST._serialized_end=447
+  _REPLICATEREPOSITORYRESPONSE._serialized_start=449
+  _REPLICATEREPOSITORYRESPONSE._serialized_end=478
+  _REPOSITORYSERVICE._serialized_start=481
+  _REPOSITORYSERVICE._serialized_end=857
 # @@protoc_insertion_point(module_scope)

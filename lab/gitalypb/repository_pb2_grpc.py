@@ -24,6 +24,16 @@ class RepositoryServiceStub(object):
                 request_serializer=repository__pb2.CreateRepositoryRequest.SerializeToString,
                 response_deserializer=repository__pb2.CreateRepositoryResponse.FromString,
                 )
+        self.RemoveRepository = channel.unary_unary(
+                '/gitaly.RepositoryService/RemoveRepository',
+                request_serializer=repository__pb2.RemoveRepositoryRequest.SerializeToString,
+                response_deserializer=repository__pb2.RemoveRepositoryResponse.FromString,
+                )
+        self.ReplicateRepository = channel.unary_unary(
+                '/gitaly.RepositoryService/ReplicateRepository',
+                request_serializer=repository__pb2.ReplicateRepositoryRequest.SerializeToString,
+                response_deserializer=repository__pb2.ReplicateRepositoryResponse.FromString,
+                )
 
 
 class RepositoryServiceServicer(object):
@@ -41,6 +51,18 @@ class RepositoryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveRepository(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplicateRepository(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RepositoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -53,6 +75,16 @@ def add_RepositoryServiceServicer_to_server(servicer, server):
                     servicer.CreateRepository,
                     request_deserializer=repository__pb2.CreateRepositoryRequest.FromString,
                     response_serializer=repository__pb2.CreateRepositoryResponse.SerializeToString,
+            ),
+            'RemoveRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRepository,
+                    request_deserializer=repository__pb2.RemoveRepositoryRequest.FromString,
+                    response_serializer=repository__pb2.RemoveRepositoryResponse.SerializeToString,
+            ),
+            'ReplicateRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicateRepository,
+                    request_deserializer=repository__pb2.ReplicateRepositoryRequest.FromString,
+                    response_serializer=repository__pb2.ReplicateRepositoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,5 +127,39 @@ class RepositoryService(object):
         return grpc.experimental.unary_unary(request, target, '/gitaly.RepositoryService/CreateRepository',
             repository__pb2.CreateRepositoryRequest.SerializeToString,
             repository__pb2.CreateRepositoryResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RemoveRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/gitaly.RepositoryService/RemoveRepository',
+            repository__pb2.RemoveRepositoryRequest.SerializeToString,
+            repository__pb2.RemoveRepositoryResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ReplicateRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/gitaly.RepositoryService/ReplicateRepository',
+            repository__pb2.ReplicateRepositoryRequest.SerializeToString,
+            repository__pb2.ReplicateRepositoryResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

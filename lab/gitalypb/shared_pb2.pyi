@@ -26,6 +26,12 @@ class CommitAuthor(_message.Message):
     timezone: bytes
     def __init__(self, name: _Optional[bytes] = ..., email: _Optional[bytes] = ..., date: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[bytes] = ...) -> None: ...
 
+class ExitStatus(_message.Message):
+    __slots__ = ["value"]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: int
+    def __init__(self, value: _Optional[int] = ...) -> None: ...
+
 class GitCommit(_message.Message):
     __slots__ = ["author", "body", "body_size", "committer", "id", "parent_ids", "subject"]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]

@@ -28,6 +28,7 @@ from lab.gitalypb import (
     server_pb2_grpc,
     shared_pb2,
     smarthttp_pb2,
+    ssh_pb2,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,10 @@ GITALY_RPCS = {
     "ServerService": {"ServerInfo": ("ServerInfoRequest", "ServerInfoResponse")},
     "RepositoryService": {
         "RepositoryExists": ("RepositoryExistsRequest", "RepositoryExistsResponse"),
-        "CreateRepository": ("CreateRepositoryRequest", "CreateRepositoryResponse")},
+        "CreateRepository": ("CreateRepositoryRequest", "CreateRepositoryResponse"),
+        "RemoveRepository": ("RemoveRepositoryRequest", "RemoveRepositoryResponse"),
+        "ReplicateRepository": ("ReplicateRepositoryRequest", "ReplicateRepositoryResponse")},
+    "SSHService": {"SSHUploadPack": ("SSHUploadPackRequest", "SSHUploadPackResponse")},
     "SmartHTTPService": {
         "InfoRefsUploadPack": ("InfoRefsRequest", "InfoRefsResponse"),
         "InfoRefsReceivePack": ("InfoRefsRequest", "InfoRefsResponse"),
@@ -73,7 +77,7 @@ GITALY_RPCS = {
 
 def test_services_and_methods_are_gitalys() -> None:
     found = {}
-    for module in (server_pb2, repository_pb2, smarthttp_pb2, commit_pb2, ref_pb2,
+    for module in (server_pb2, repository_pb2, smarthttp_pb2, ssh_pb2, commit_pb2, ref_pb2,
                    operations_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             assert service.full_name == f"gitaly.{service.name}"
@@ -103,6 +107,11 @@ def test_names_and_field_numbers_are_gitalys() -> None:
         "git_protocol": 6}
     assert _numbers(smarthttp_pb2.PostUploadPackRequest) == {
         "repository": 1, "data": 2, "git_protocol": 4}
+    assert _numbers(ssh_pb2.SSHUploadPackRequest) == {
+        "repository": 1, "stdin": 2, "git_protocol": 5}
+    assert _numbers(ssh_pb2.SSHUploadPackResponse) == {
+        "stdout": 1, "stderr": 2, "exit_status": 3}
+    assert _numbers(repository_pb2.ReplicateRepositoryRequest) == {"repository": 1, "source": 2}
     assert _numbers(commit_pb2.TreeEntryResponse) == {
         "type": 1, "oid": 2, "size": 3, "mode": 4, "data": 5}
     assert _numbers(commit_pb2.FindCommitsRequest) == {
