@@ -251,10 +251,17 @@ LOG_DIR = "/var/log/gitlab"
 _TAIL_HEADER = re.compile(rf"^==> ({re.escape(LOG_DIR)}/.+) <==$", re.MULTILINE)
 
 
+# Rotated logs that logrotate compressed: decompressed, then tailed, under the same
+# "==> path <==" header `tail -v` prints, so split_tails reads both alike.
+_GZ_TAILS = ('for f; do printf "\\n==> %s <==\\n" "$f"; gzip -dc -- "$f" 2>/dev/null '
+             '| tail -n "$0"; done')
+
+
 def log_files_cmd() -> list[str]:
     """Every log file under /var/log/gitlab, tailed, in one exec (tail -v names each)."""
-    return ["find", LOG_DIR, "-type", "f", "-size", "-50M",
-            "-exec", "tail", "-v", "-n", str(FILE_TAIL), "{}", "+"]
+    script = ('find "$0" -type f -size -50M ! -name "*.gz" -exec tail -v -n "$1" {} +; '
+              'find "$0" -type f -size -50M -name "*.gz" -exec sh -c "$2" "$1" {} +')
+    return ["sh", "-c", script, LOG_DIR, str(FILE_TAIL), _GZ_TAILS]
 
 
 def split_tails(text: str) -> dict[str, str]:
@@ -267,7 +274,8 @@ def split_tails(text: str) -> dict[str, str]:
             body = text[head.end() + 1:heads[i + 1].start()].removesuffix("\n")
         else:
             body = text[head.end() + 1:]
-        out[head[1].removeprefix(f"{LOG_DIR}/")] = body
+        # A .gz log arrives decompressed: its bundle name must not claim gzip.
+        out[head[1].removeprefix(f"{LOG_DIR}/").removesuffix(".gz")] = body
     return out
 
 

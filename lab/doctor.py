@@ -625,7 +625,9 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
 
 
 def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
-    error = "" if res.returncode == 0 else omnibus.failure_line(res)
+    # The task exits 0 even when it prints FAIL: its verdict is per storage.
+    st = omnibus.gitaly_check_status(res, storages)
+    error = "" if st.ok else st.detail
     return GitalyProbe(node.name, node.gitaly_address, storages, error,
                        via="gitlab-rake gitlab:gitaly:check")
 

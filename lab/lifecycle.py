@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,7 +36,6 @@ from lab.omnibus import node as omnibus
 from lab.readiness import (
     Clock,
     Layer,
-    NullProgress,
     Progress,
     ReadyReport,
     Status,
@@ -66,9 +66,17 @@ from lab.render.labdir import (
 )
 from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
 
-DEFAULT_TIMEOUT = 300.0
+# A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
+# for the token) takes 5-15 minutes on a small machine; a sim node seconds.
+TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
+DEFAULT_TIMEOUT = TIMEOUTS[Flavor.SIM]
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
+
+
+def default_timeout(lab: Lab) -> float:
+    """How long `lab up`, a scenario change and the runner wait for ``lab`` by default."""
+    return TIMEOUTS[lab.flavor]
 
 
 class PortInUse(LabError):
@@ -222,6 +230,36 @@ def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None
         f"(an archive made with `docker save {official}`), or use --flavor sim.")
 
 
+def foreign_entries(lab_dir: Path) -> list[Path]:
+    """What under the lab's nodes/ this user does not own: written by a rootful engine.
+
+    Omnibus chowns /etc/gitlab to root unless `manage_etc` is off, and in any release
+    writes root-owned files there (ssh host keys, initial_root_password from 14.0, a
+    generated gitlab-secrets.json). Root owns everything anyway: nothing to do then.
+    """
+    nodes = lab_dir / "nodes"
+    uid = os.getuid()
+    if uid == 0 or not nodes.is_dir():
+        return []
+    out = [nodes] if nodes.lstat().st_uid != uid else []
+    for root, dirs, files in os.walk(nodes):
+        out += [Path(root, n) for n in (*dirs, *files) if Path(root, n).lstat().st_uid != uid]
+    return out
+
+
+def reclaim(lab_dir: Path, image: str, labels: dict[str, str]) -> None:
+    """Give the lab's node folders back to this user before re-rendering or removing them."""
+    foreign = foreign_entries(lab_dir)
+    if not foreign:
+        return
+    if not dk.image_present(image):
+        raise LabError(f"{foreign[0]} and {len(foreign) - 1} more under {lab_dir / 'nodes'} "
+                       f"belong to another user (root, from a container) and the lab's image "
+                       f"{image} is gone; run `sudo chown -R {os.getuid()}:{os.getgid()} "
+                       f"{lab_dir}` and try again")
+    dk.chown_tree(image, str(lab_dir / "nodes"), os.getuid(), os.getgid(), labels)
+
+
 def _http_url(app: Any) -> str | None:
     """GitLab's address on the host, from the app container; None if it publishes no HTTP."""
     port = dk.published_port(app, HTTP_PORT)
@@ -347,7 +385,7 @@ class RunningLab:
         dk.connect(self._network(), self.container(node), aliases=[node])
 
     # --- changing the lab ---
-    def apply(self, new_lab: Lab, *, timeout: float = DEFAULT_TIMEOUT,
+    def apply(self, new_lab: Lab, *, timeout: float | None = None,
               progress: Progress | None = None, wait_gitaly: bool = True,
               docker_health: bool = False) -> list[str]:
         """Re-render in place (secrets kept) and restart only the nodes that changed.
@@ -364,10 +402,13 @@ class RunningLab:
         old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
         image = image_for(new_lab)
         ensure_image(new_lab, image, progress)
+        reclaim(self.path, image, self.labels)
         rendered = write_lab(new_lab, self.path, image=image)
         _save_spec(new_lab, self.path)
-        # write_lab rendered the new files just now: read them back, don't render again.
-        new_files = {f: (self.path / f).read_text() for f in rendered.files}
+        # What the toolkit renders, not what is on disk: gitlab-secrets.json there also
+        # holds what each node's reconfigure added, which is no reason to restart it.
+        new_files = {f.path: f.content
+                     for f in render_files(new_lab, rendered.secrets, image, d, rendered.owner)}
         new_services = compose_dict(new_lab, image, d, rendered.owner)["services"]
 
         def node_files(files: dict[str, str], node: str) -> dict[str, str]:
@@ -402,9 +443,30 @@ class RunningLab:
             st = dk.state(c, reload=False)
             if st.gone:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
-                raise NotReady(node.name, f"container exited with code {st.exit_code}{oom}",
-                               dk.log_tail(c), hint=f"see nodes/{node.name}/gitlab.rb in "
-                               f"{self.path}; full log: `lab logs {node.name} --lab {self.name}`")
+                # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
+                during = " during `gitlab-ctl reconfigure`" if omnibus.exited_during_reconfigure(
+                    self._log_since_start(c)) else ""
+                raise NotReady(node.name, f"container exited{during} with code "
+                               f"{st.exit_code}{oom}", dk.log_tail(c),
+                               hint=f"see nodes/{node.name}/gitlab.rb in {self.path}; full log: "
+                               f"`lab logs {node.name} --lab {self.name}`")
+
+    def _log_since_start(self, container: Any, since: str | None = None) -> str:
+        """The container's log (with Docker's timestamps) since its latest start or ``since``."""
+        attrs = getattr(container, "attrs", None) or {}
+        started = str(attrs.get("State", {}).get("StartedAt", ""))
+        stamp = since or started
+        try:
+            after = datetime.fromisoformat(stamp).timestamp() if stamp else None
+        except ValueError:
+            after = None
+        return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
+                       timestamps=True)
+
+    def _read_log(self, node: str) -> omnibus.LogFn:
+        def read(since: str | None) -> str:
+            return self._log_since_start(self.container(node), since)
+        return read
 
     def _exec_raw(self, node: str) -> Callable[[list[str], float | None], Result]:
         def run_it(cmd: list[str], timeout: float | None) -> Result:
@@ -451,18 +513,21 @@ class RunningLab:
 
     def _gitaly_from_app(self) -> Status:
         res = self.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
-        if res.returncode == 0:
-            return Status(True, "gitlab:gitaly:check passed")
-        return Status(False, f"gitlab:gitaly:check: {omnibus.failure_line(res)}")
+        # The task exits 0 even when it prints FAIL: read its verdict per storage.
+        storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
+        return omnibus.gitaly_check_status(res, storages)
 
-    def _gitaly_checks(self) -> dict[str, Callable[[], Status]]:
+    def _gitaly_checks(self, *, via_app: bool = True) -> dict[str, Callable[[], Status]]:
+        """Gitaly serving: each external node asked with its own token from the host, and
+        (``via_app``) the app's view. Without ``via_app`` — a scenario that breaks the
+        app's side on purpose — only the nodes themselves, where the host can reach them."""
         local = containers_routable()  # else the app node is asked instead
         checks: dict[str, Callable[[], Status]] = {}
         if local:
             checks = {n.name: functools.partial(self._gitaly_host_side, n)
                       for n in self.lab.external_gitaly_nodes}
         # An all-in-one node's Gitaly listens on a socket only; ask the app about it.
-        if not local or self.lab.app.is_gitaly:
+        if via_app and (not local or self.lab.app.is_gitaly):
             checks[self.lab.app.name] = self._gitaly_from_app
         return checks
 
@@ -499,26 +564,23 @@ class RunningLab:
         except LabError:
             return ""
 
-    def _announce_retry(self, progress: Progress, node: str) -> None:
-        progress.note(f"{node}: services still down {omnibus.RECONFIGURE_GRACE:g}s after "
-                      "reconfigure finished; running `gitlab-ctl reconfigure` once more. "
-                      f"Its log ends:\n{omnibus.tail(self._log_tail(node), 10)}")
-
     def layers(self, *, wait_gitaly: bool = True, docker_health: bool = False,
                progress: Progress | None = None) -> list[Layer]:
         nodes = [n.name for n in self.lab.nodes]
         app = self.lab.app.name
-        announce = functools.partial(self._announce_retry, progress or NullProgress())
-        probes = {n: omnibus.ServicesProbe(n, self._exec_raw(n), self.clock.now,
-                                           on_retry=announce) for n in nodes}
+        probes = {n.name: omnibus.ServicesProbe(
+            n.name, self._exec_raw(n.name), self._read_log(n.name),
+            omnibus.node_services(self.lab.version, app=n.is_app, gitaly=n.is_gitaly))
+            for n in self.lab.nodes}
         out = [
             Layer("containers running", {n: functools.partial(self._running, n) for n in nodes}),
             Layer("services up", dict(probes),
                   hint="Omnibus reconfigure may still be running; raise --timeout"),
             Layer("app ready", {app: lambda: self._app_ready(wait_gitaly)}),
         ]
-        if wait_gitaly:
-            out.append(Layer("gitaly storages", self._gitaly_checks(),
+        gitaly = self._gitaly_checks(via_app=wait_gitaly)
+        if gitaly:
+            out.append(Layer("gitaly storages", gitaly,
                              hint="check the Gitaly node's log and the auth token settings"))
         if docker_health:
             out.append(Layer("healthchecks",
@@ -526,7 +588,7 @@ class RunningLab:
         out.append(Layer("admin token", {app: self._admin_token}))
         return out
 
-    def wait_ready(self, *, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+    def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
                    wait_gitaly: bool = True, docker_health: bool = False
                    ) -> ReadyReport:
         """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status.
@@ -540,7 +602,8 @@ class RunningLab:
         try:
             return wait_layers(self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
                                            progress=progress),
-                               timeout=timeout, watch=self._watch, log_tail=self._log_tail,
+                               timeout=default_timeout(self.lab) if timeout is None else timeout,
+                               watch=self._watch, log_tail=self._log_tail,
                                clock=self.clock, interval=POLL_INTERVAL, progress=progress)
         finally:
             self._round = None  # outside a wait, every call looks again
@@ -579,6 +642,10 @@ class RunningLab:
         sweep(self.labels)
         state.clear_up_marker(self.path)
         if purge:
+            # Root-owned leftovers of a boot (Omnibus writes into /etc/gitlab): give them
+            # back first; purge_folder says what still could not be deleted.
+            with contextlib.suppress(LabError):
+                reclaim(self.path, self.rendered.image, self.labels)
             purge_folder(self.path)
 
 
@@ -692,7 +759,7 @@ def attach(name: str) -> RunningLab:
                                   owner=lab_owner(path)))
 
 
-def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
        keep: bool = False, progress: Progress | None = None,
        wait_gitaly: bool = True, clock: Clock | None = None,
        prepare: Callable[[RenderedLab], None] | None = None) -> RunningLab:
@@ -726,7 +793,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         start.release()
 
 
-def _up(lab: Lab, path: Path, *, timeout: float, keep: bool, progress: Progress | None,
+def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Progress | None,
         wait_gitaly: bool, clock: Clock | None,
         prepare: Callable[[RenderedLab], None] | None) -> RunningLab:
     check_owner(lab.name, path)  # before touching anything
@@ -744,6 +811,7 @@ def _up(lab: Lab, path: Path, *, timeout: float, keep: bool, progress: Progress 
     check_ports(lab)
     image = image_for(lab)
     ensure_image(lab, image, progress)
+    reclaim(path, image, labels)  # a second `lab up` of a name booted before
     rendered = write_lab(lab, path, image=image, home=home)
     try:
         _save_spec(lab, path)

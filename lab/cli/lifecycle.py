@@ -35,7 +35,8 @@ from lab.cli.common import (
     warn_if_forced,
 )
 from lab.errors import LabError, LabNotFound
-from lab.lifecycle import DEFAULT_TIMEOUT, LabStatus, LabSummary, RunningLab
+from lab.lifecycle import TIMEOUTS, LabStatus, LabSummary, RunningLab
+from lab.model import Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec import resolve
 
@@ -134,12 +135,13 @@ def format_ready(running: RunningLab) -> str:
 @spec_options
 @click.option("--name", help="Lab name (default: the topology's); two labs need two names.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=7 * 86400),
-              default=DEFAULT_TIMEOUT, show_default=True,
-              help="Seconds to wait for the lab to become ready.")
+              default=None,
+              help="Seconds to wait for the lab to become ready [default: "
+              f"{TIMEOUTS[Flavor.SIM]:g} for sim, {TIMEOUTS[Flavor.OMNIBUS]:g} for omnibus].")
 @click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
 def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
        force_version: bool, flavor: str | None, sets: tuple[str, ...], name: str | None,
-       timeout: float, keep: bool) -> None:
+       timeout: float | None, keep: bool) -> None:
     """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name,
                                force_version=force_version))

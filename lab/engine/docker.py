@@ -157,21 +157,24 @@ def _engine_error(exc: Exception, what: Sequence[str]) -> EngineError:
 _SINCE_RE = re.compile(r"^(\d+)([smhd])$")
 
 
-def since_timestamp(since: str, now: float | None = None) -> int:
+def since_timestamp(since: str, now: float | None = None) -> int | float:
     """'10m', '2h', '30s' or a unix timestamp -> a unix timestamp for the logs API."""
     m = _SINCE_RE.match(since.strip())
     if m:
         seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
         return int((time.time() if now is None else now) - seconds)
     try:
-        return int(float(since))
+        # Fractions kept: "since this container started" must not reach into its last run.
+        value = float(since)
+        return int(value) if value.is_integer() else value
     except ValueError:
         raise EngineError(["logs", "--since", since], 2,
                           "expected a duration such as 10m, 2h, 30s or a unix timestamp") from None
 
 
-def logs(container: Any, *, tail: int | None = 200, since: str | None = None) -> str:
-    kwargs: dict[str, Any] = {"tail": "all" if tail is None else tail}
+def logs(container: Any, *, tail: int | None = 200, since: str | None = None,
+         timestamps: bool = False) -> str:
+    kwargs: dict[str, Any] = {"tail": "all" if tail is None else tail, "timestamps": timestamps}
     if since:
         kwargs["since"] = since_timestamp(since)
     try:
@@ -213,16 +216,18 @@ def _act(container: Any, what: str, **kwargs: Any) -> None:
         raise _engine_error(exc, [what, container.name]) from exc
 
 
-def stop(container: Any, timeout: int = 10) -> None:
-    _act(container, "stop", timeout=timeout)
+def stop(container: Any, timeout: int | None = None) -> None:
+    # None: the container's own stop timeout (compose's stop_grace_period).
+    _act(container, "stop", **({} if timeout is None else {"timeout": timeout}))
 
 
 def start(container: Any) -> None:
     _act(container, "start")
 
 
-def restart(container: Any, timeout: int = 10) -> None:
-    _act(container, "restart", timeout=timeout)
+def restart(container: Any, timeout: int | None = None) -> None:
+    # None: the container's own stop timeout (compose's stop_grace_period).
+    _act(container, "restart", **({} if timeout is None else {"timeout": timeout}))
 
 
 def pause(container: Any) -> None:
@@ -290,3 +295,36 @@ def memory_usage(container: Any) -> int:
     inner = mem.get("stats", {})
     cache = int(inner.get("inactive_file", inner.get("total_inactive_file", 0)))
     return max(0, usage - cache)
+
+
+def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[str, str]) -> None:
+    """Give ``host_dir`` (recursively) back to ``uid:gid`` from a throwaway root container.
+
+    A rootful engine writes bind mounts as root (Omnibus chowns /etc/gitlab and
+    leaves root-owned files in it); a non-root user can then neither re-render nor
+    delete the folder. The lab's own image has ``chown``, so nothing is pulled.
+    """
+    try:
+        client().containers.run(
+            image, ["-R", f"{uid}:{gid}", "/lab-dir"], entrypoint=["chown"], user="0",
+            volumes={host_dir: {"bind": "/lab-dir", "mode": "rw"}}, labels=dict(labels),
+            network_mode="none", remove=True, stdout=True, stderr=True)
+    except Exception as exc:  # ContainerError, ImageNotFound, APIError
+        raise _engine_error(exc, ["run", "--rm", image, "chown", "-R", f"{uid}:{gid}",
+                                  host_dir]) from exc
+
+
+_infos: dict[str, dict[str, Any]] = {}
+
+
+def info() -> dict[str, Any]:
+    """`docker info` of the engine (asked once per DOCKER_HOST: it does not change)."""
+    key = os.environ.get("DOCKER_HOST", "")
+    if key not in _infos:
+        try:
+            _infos[key] = dict(client().info())
+        except DockerUnavailable:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, ["info"]) from exc
+    return _infos[key]

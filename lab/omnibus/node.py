@@ -1,19 +1,25 @@
 """What we know about an Omnibus node (the real image and the sim alike).
 
 Command lists are pure and asserted by tests. ``ServicesProbe`` decides when a
-node's services are up from the process table and ``gitlab-ctl status`` exit
-codes — reconfigure finished and every service running — rather than guessing
-from log text, and retries a failed reconfigure once.
+node's services are up: the container's log since its start shows that
+reconfigure finished (omnibus-ctl prints ``gitlab Reconfigured!`` after a
+successful Chef/Cinc run), and ``gitlab-ctl status`` lists the node's own
+services as ``run:``. Neither alone will do: the image's wrapper starts
+runsvdir with ``sshd`` before reconfigure, so ``gitlab-ctl status`` exits 0
+with ``run: sshd`` and, for a service not set up yet, exits 0 saying nothing.
+There is no retry: the wrapper runs under ``set -e``, so a failed reconfigure
+ends the container, which the lifecycle reports with the log tail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lab.errors import NotReady
 from lab.readiness import Status
+from lab.versions import Version
 
 if TYPE_CHECKING:  # the renderer imports this module and must not reach the engine
     from lab.engine.run import Result
@@ -22,14 +28,14 @@ GITLAB_CTL = "/opt/gitlab/bin/gitlab-ctl"
 HEALTHCHECK = "/opt/gitlab/bin/gitlab-healthcheck"
 TOKEN_NAME = "gitlab-testlab"
 TOKEN_OK = "token-ok"
-# Omnibus runs its Chef (Cinc from 15.x) client for every reconfigure; while one
-# runs, services are being (re)configured. The bracketed alternation keeps the
-# pattern from matching the command line of the shell and grep doing the search.
-RECONFIGURE_PATTERN = "(cinc|chef)-client"
-RECONFIGURE_TIMEOUT = 1200.0
-# After reconfigure stopped running, services get this long to come up before
-# we call the reconfigure failed and retry it once.
-RECONFIGURE_GRACE = 90.0
+# omnibus-ctl's `reconfigure` prints "#{display_name} Reconfigured!" once the
+# Chef/Cinc run succeeded; Omnibus GitLab's display name is "gitlab".
+RECONFIGURED = "gitlab Reconfigured!"
+# Chef/Cinc names each recipe it converges; the last one says what reconfigure is doing.
+_RECIPE_RE = re.compile(r"Recipe: ([\w:-]+)")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+# Docker's timestamps=True prefix: RFC 3339 with nanoseconds, then one space.
+_STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ", re.MULTILINE)
 
 # (cmd, timeout) -> Result; returns non-zero exits instead of raising.
 ExecFn = Callable[[list[str], float | None], "Result"]
@@ -37,16 +43,6 @@ ExecFn = Callable[[list[str], float | None], "Result"]
 
 def status_cmd(service: str | None = None) -> list[str]:
     return [GITLAB_CTL, "status", *([service] if service else [])]
-
-
-def reconfigure_cmd() -> list[str]:
-    return [GITLAB_CTL, "reconfigure"]
-
-
-def reconfigure_running_cmd() -> list[str]:
-    """Exit 0 while a Chef/Cinc client (a reconfigure) runs, 1 when none does."""
-    return ["sh", "-c",
-            f"cat /proc/[0-9]*/cmdline 2>/dev/null | grep -aEq '{RECONFIGURE_PATTERN}'"]
 
 
 def healthcheck_cmd() -> list[str]:
@@ -63,11 +59,51 @@ def gitaly_check_cmd() -> list[str]:
     return ["gitlab-rake", "gitlab:gitaly:check"]
 
 
-def admin_token_ruby(token: str) -> str:
-    return ("user = User.find_by_username('root'); token = user.personal_access_tokens.create("
-            "scopes: [:api, :read_repository, :write_repository], name: 'gitlab-testlab', "
-            "expires_at: 365.days.from_now); token.set_token('" + token + "'); token.save!; "
-            f"puts '{TOKEN_OK}'")
+# SystemCheck prints "Gitaly: ... " and then, per storage, "<name> ... OK" or
+# "<name> ... FAIL: <message>", one storage a line; the task exits 0 either way.
+_GITALY_CHECK_RE = re.compile(r"^(?:Gitaly: \.\.\. )?(\S+) \.\.\. (OK|FAIL:?\s*(.*))$")
+
+
+def parse_gitaly_check(output: str) -> dict[str, str]:
+    """``gitlab-rake gitlab:gitaly:check`` output -> storage -> "" (OK) or the failure."""
+    out: dict[str, str] = {}
+    for raw in _ANSI_RE.sub("", output).splitlines():
+        m = _GITALY_CHECK_RE.match(raw.strip())
+        if m:
+            out[m.group(1)] = "" if m.group(2) == "OK" else (m.group(3) or "FAIL")
+    return out
+
+
+def gitaly_check_status(res: Result, storages: Iterable[str]) -> Status:
+    """Whether every one of ``storages`` passed the rake task (its exit code says nothing)."""
+    found = parse_gitaly_check(res.stdout)
+    wanted = list(storages)
+    failed = [f"{s}: {found[s]}" for s in wanted if found.get(s)]
+    missing = [s for s in wanted if s not in found]
+    if failed:
+        return Status(False, "gitlab:gitaly:check: " + "; ".join(failed))
+    if missing:
+        why = failure_line(res) if res.returncode != 0 or not found else "not checked"
+        return Status(False, f"gitlab:gitaly:check: no result for {', '.join(missing)} ({why})")
+    return Status(True, "gitlab:gitaly:check passed")
+
+
+def admin_token_ruby(token: str, days: int = 364) -> str:
+    """Find-or-create root's token by its value, so a second run does not insert it twice.
+
+    ``PersonalAccessToken.find_by_token`` (the digest lookup TokenAuthenticatable
+    defines for ``token``) exists from 12.x to 19.x; inserting the same token again
+    trips the unique index on ``token_digest`` (PG::UniqueViolation). A found token
+    that was revoked or has expired is brought back instead.
+    """
+    return (
+        f"t = PersonalAccessToken.find_by_token('{token}'); "
+        "if t.nil?; user = User.find_by_username('root'); "
+        "t = user.personal_access_tokens.create(scopes: [:api, :read_repository, "
+        f":write_repository], name: '{TOKEN_NAME}', expires_at: {days}.days.from_now); "
+        f"t.set_token('{token}'); t.save!; "
+        f"elsif t.revoked? || t.expired?; t.update!(revoked: false, expires_at: "
+        f"{days}.days.from_now); end; puts '{TOKEN_OK}'")
 
 
 def admin_token_cmd(token: str) -> list[str]:
@@ -84,60 +120,87 @@ def tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _first_down(status_out: str) -> str:
+def node_services(version: Version, *, app: bool, gitaly: bool) -> tuple[str, ...]:
+    """The runit services that must run before a node counts as up."""
+    out: list[str] = []
+    if gitaly:
+        out.append("gitaly")
+    if app:
+        # Puma became the default web server in 13.0; Unicorn before.
+        out.append("puma" if version.at_least("13.0.0") else "unicorn")
+    return tuple(out)
+
+
+def running_services(status_out: str) -> dict[str, str]:
+    """``gitlab-ctl status`` output -> service -> its state word (run, down, ...)."""
+    out: dict[str, str] = {}
     for line in status_out.splitlines():
-        if line.startswith(("down:", "fail:", "warning:")):
-            return line.split(";")[0].strip()
-    return status_out.strip().splitlines()[0] if status_out.strip() else "no services yet"
+        head = line.strip().split(":", 2)
+        if len(head) >= 2 and head[0] in ("run", "down", "fail", "finish", "warning"):
+            out.setdefault(head[1].strip(), head[0])
+    return out
+
+
+def reconfigure_phase(log_text: str) -> str:
+    """What the running reconfigure is at, from the last Chef recipe it names."""
+    recipes = _RECIPE_RE.findall(_ANSI_RE.sub("", log_text))
+    return recipes[-1] if recipes else ""
+
+
+def reconfigured(log_text: str) -> bool:
+    return any(_STAMP_RE.sub("", line).strip() == RECONFIGURED
+               for line in _ANSI_RE.sub("", log_text).splitlines())
+
+
+def last_stamp(log_text: str) -> str | None:
+    """The timestamp of the last line of a ``timestamps=True`` log, to read on from."""
+    stamps = _STAMP_RE.findall(log_text)
+    return stamps[-1] if stamps else None
+
+
+# (since: a timestamp from last_stamp, or None for "since the container started")
+#   -> that part of the container's log, with Docker's timestamps.
+LogFn = Callable[[str | None], str]
 
 
 @dataclass
 class ServicesProbe:
-    """One node's "services up" check, with one retry of a failed reconfigure.
+    """One node's "services up" check for one container start.
 
-    Up means: no reconfigure running, and ``gitlab-ctl status`` exits 0 listing at
-    least one running service (before the first reconfigure there are none, and
-    an empty status also exits 0).
+    Up means: its log since the start says ``gitlab Reconfigured!`` and
+    ``gitlab-ctl status`` shows each of ``services`` as ``run:``. Reads the log
+    on from where it stopped, so a long reconfigure output is read once.
     """
 
     node: str
     exec_fn: ExecFn
-    now: Callable[[], float]
-    grace: float = RECONFIGURE_GRACE
-    retried: bool = False
-    down_since: float | None = field(default=None, repr=False)
-    on_retry: Callable[[str], None] = field(default=lambda node: None, repr=False)
+    read_log: LogFn
+    services: Sequence[str]
+    done: bool = False
+    since: str | None = field(default=None, repr=False)
+    phase: str = field(default="", repr=False)
 
     def __call__(self) -> Status:
-        busy = self.exec_fn(reconfigure_running_cmd(), 30)
-        if busy.returncode == 0:
-            self.down_since = None
-            return Status(False, "reconfigure running")
+        if not self.done:
+            chunk = self.read_log(self.since)
+            self.since = last_stamp(chunk) or self.since
+            self.done = reconfigured(chunk)
+            self.phase = reconfigure_phase(chunk) or self.phase
+            if not self.done:
+                where = f" ({self.phase})" if self.phase else ""
+                return Status(False, f"reconfigure running{where}")
         st = self.exec_fn(status_cmd(), 60)
-        if st.returncode == 0 and "run:" in st.stdout:
+        states = running_services(st.stdout)
+        missing = [s for s in self.services if states.get(s) != "run"]
+        if not missing:
             return Status(True, "services up")
-        detail = _first_down(st.stdout)
-        now = self.now()
-        if self.down_since is None:
-            self.down_since = now
-        elif now - self.down_since >= self.grace:
-            self._retry_reconfigure()
-            self.down_since = self.now()
-            return Status(False, "reconfigure retried; waiting for services")
+        detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
         return Status(False, f"services not up ({detail})")
 
-    def _retry_reconfigure(self) -> None:
-        if self.retried:
-            raise NotReady(self.node, "services are still down after a retried "
-                           "`gitlab-ctl reconfigure`", "",
-                           hint=f"see `lab logs {self.node}` and the node's gitlab.rb")
-        self.retried = True
-        self.on_retry(self.node)
-        res = self.exec_fn(reconfigure_cmd(), RECONFIGURE_TIMEOUT)
-        if res.returncode != 0:
-            raise NotReady(self.node, f"`gitlab-ctl reconfigure` failed (exit {res.returncode}) "
-                           "when retried", tail(res.stdout + res.stderr),
-                           hint=f"fix nodes/{self.node}/gitlab.rb in the lab directory")
+
+def exited_during_reconfigure(log_text: str) -> bool:
+    """A container that exited before printing ``gitlab Reconfigured!``."""
+    return not reconfigured(log_text)
 
 
 def token_status(http_status: int | str) -> bool:

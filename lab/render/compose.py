@@ -25,7 +25,7 @@ from lab.labels import (
     NODE_LABEL,
     ROLE_LABEL,
 )
-from lab.model import HTTP_PORT, Lab, Node
+from lab.model import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus.node import healthcheck_cmd, status_cmd
 from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
@@ -40,6 +40,13 @@ APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
 # The image's own check marks a Gitaly-only container unhealthy before 19.1, so
 # Gitaly nodes get one that asks only about Gitaly.
 GITALY_HEALTHCHECK = ["CMD", *status_cmd("gitaly")]
+# On Omnibus `gitlab-ctl` boots Ruby (omnibus-ctl): every 5 s that is a core's worth
+# of work on a small machine during the boot. The image's own check runs every 60 s;
+# readiness does not wait for Docker's verdict on Omnibus (lifecycle), so use that.
+HEALTH_INTERVAL = {Flavor.SIM: "5s", Flavor.OMNIBUS: "60s"}
+# `docker stop` sends SIGTERM; the image's handler runs `gitlab-ctl stop`, and the
+# app's PostgreSQL needs more than Docker's default 10 s to shut down cleanly.
+STOP_GRACE = {Flavor.SIM: "10s", Flavor.OMNIBUS: "120s"}
 
 
 def omnibus_image(lab: Lab) -> str:
@@ -108,6 +115,8 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str,
         "node": node.name,
         "labels": labels(lab, lab_dir, node, owner),
         "healthcheck": APP_HEALTHCHECK if node.is_app else GITALY_HEALTHCHECK,
+        "health_interval": HEALTH_INTERVAL[lab.flavor],
+        "stop_grace": STOP_GRACE[lab.flavor],
     }, f"compose/{role}.yml")
     svc["environment"] = {VERSION_ENV: str(lab.version)}
     if node.omnibus_config:

@@ -27,6 +27,7 @@ from lab.render.secrets import (
     dump_secrets_json,
     ensure_secrets,
     fingerprint,
+    merge_written_back,
     shell_secret,
 )
 from lab.spec import NODE_RE, resolved_spec
@@ -241,6 +242,25 @@ def write_file(path: Path, content: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
+# A gitlab-secrets.json is a few KB; anything far larger is not one.
+SECRETS_MAX_BYTES = 1 << 20
+
+
+def _with_written_back(path: Path, rendered: str) -> str:
+    """``rendered`` merged with the sections a node's reconfigure wrote into ``path``."""
+    try:
+        if not path.is_file() or path.stat().st_size > SECRETS_MAX_BYTES:
+            return rendered
+        on_disk = json.loads(path.read_text())
+    except PermissionError:
+        raise LabError(f"{path} is not readable by this user (written by a container as "
+                       f"root?); run `sudo chown -R {os.getuid()}:{os.getgid()} {path.parent}` "
+                       "or re-render through `lab up`, which does that itself") from None
+    except (OSError, ValueError):
+        return rendered  # damaged or vanished: the rendered file replaces it
+    return dump_secrets_json(merge_written_back(json.loads(rendered), on_disk))
+
+
 @dataclass(frozen=True)
 class RenderedLab:
     lab: Lab
@@ -378,8 +398,12 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
         if node.secrets is SecretsPolicy.NONE and was != SecretsPolicy.NONE.value \
                 and secrets_file.is_file():
             secrets_file.unlink()
+    secrets_files = {node_paths(n).secrets for n in lab.nodes}
     for f in files:
-        write_file(out_dir / f.path, f.content, f.mode)
+        content = f.content
+        if f.path in secrets_files and not regenerate:
+            content = _with_written_back(out_dir / f.path, content)
+        write_file(out_dir / f.path, content, f.mode)
     for node in lab.nodes:
         paths = node_paths(node)
         for rel in (paths.dir, paths.trusted_certs, paths.ssl):

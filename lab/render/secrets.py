@@ -114,8 +114,43 @@ class LabSecrets:
 
 
 def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
-    # glpat- is the personal access token prefix GitLab 16+ expects.
+    # The prefix only makes the token recognisable (secret scanners, redaction): the
+    # PRIVATE-TOKEN path looks a token up by its digest, whatever string it is.
     return "glpat-" + token_hex(10)
+
+
+# Settings that must hold the same value on every node sharing one file: a Gitaly
+# node signs internal API calls with these, and the app checks with its own copy.
+MUST_AGREE = (("gitlab_shell", "secret_token"), ("gitaly", "gitlab_secret"))
+
+
+def must_agree(data: dict[str, Any]) -> dict[str, str]:
+    """``section.key`` -> value for each MUST_AGREE setting present in ``data``."""
+    out = {}
+    for section, key in MUST_AGREE:
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str):
+            out[f"{section}.{key}"] = value.strip()
+    return out
+
+
+def merge_written_back(rendered: dict[str, Any], on_disk: Any) -> dict[str, Any]:
+    """The secrets file to write: what the toolkit renders over what is on disk.
+
+    Every reconfigure rewrites gitlab-secrets.json with each section it knows,
+    generating the ones missing (gitlab_kas, registry, postgresql, mailroom,
+    ``active_record_encryption_*`` from 17.8, ...). Dropping them on a re-render
+    would make the next reconfigure generate new keys, and data encrypted with the
+    old ones could no longer be read. Rendered keys win; everything else stays.
+    """
+    if not isinstance(on_disk, dict):
+        return rendered
+    out: dict[str, Any] = dict(on_disk)
+    for section, values in rendered.items():
+        kept = on_disk.get(section)
+        out[section] = {**kept, **values} if isinstance(kept, dict) and isinstance(
+            values, dict) else values
+    return out
 
 
 def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,

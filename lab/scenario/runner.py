@@ -66,10 +66,10 @@ class LabHandle(Protocol):
 
     def reconnect(self, node: str) -> Any: ...
 
-    def apply(self, new_lab: Lab, *, timeout: float = ..., progress: Any = ...,
+    def apply(self, new_lab: Lab, *, timeout: float | None = ..., progress: Any = ...,
               wait_gitaly: bool = ..., docker_health: bool = ...) -> list[str]: ...
 
-    def wait_ready(self, *, timeout: float = ..., progress: Any = ...,
+    def wait_ready(self, *, timeout: float | None = ..., progress: Any = ...,
                    wait_gitaly: bool = ..., docker_health: bool = ...) -> Any: ...
 
     def status(self) -> Any: ...
@@ -94,7 +94,9 @@ Progress = Callable[[str], None]
 # Writes a `lab collect` bundle of a lab as it is now, named after ``stem``; returns its path.
 CollectFn = Callable[[LabHandle, str], Path]
 
-READY_TIMEOUT = 600.0
+# None: each wait uses the lab's flavour default (lifecycle.TIMEOUTS), the same as
+# `lab up`, so a scenario never gives an Omnibus boot less time than `lab up` does.
+READY_TIMEOUT: float | None = None
 LOG_TAIL = 400
 LOG_LINES_SHOWN = 25
 # Lines worth showing from a node's log when a step failed.

@@ -29,16 +29,26 @@ def test_mem_available_reads_meminfo(tmp_path: Path) -> None:
     assert mem_available(tmp_path / "missing") is None
 
 
-def test_containers_routable_only_with_a_local_engine_on_linux(
+def test_containers_routable_only_with_a_local_rootful_engine_on_linux(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    rootful = {"SecurityOptions": ["name=seccomp,profile=default", "name=cgroupns"]}
+    rootless = {"SecurityOptions": ["name=seccomp,profile=default", "name=rootless"]}
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    assert containers_routable()
-    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")  # rootless
-    assert containers_routable()
+    assert containers_routable(lambda: rootful)
+    # Rootless Docker and podman answer on a local socket, but their networks live
+    # in a user namespace the host can't route into.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    assert not containers_routable(lambda: rootless)
+    assert containers_routable(lambda: rootful)
+
+    def broken() -> dict[str, list[str]]:
+        raise OSError("no engine")
+
+    assert not containers_routable(broken)
     for remote in ("tcp://10.0.0.5:2376", "ssh://build@ci"):
         monkeypatch.setenv("DOCKER_HOST", remote)
-        assert not containers_routable()
+        assert not containers_routable(lambda: rootful)
     monkeypatch.delenv("DOCKER_HOST")
     monkeypatch.setattr(sys, "platform", "darwin")  # Docker Desktop: containers in a VM
-    assert not containers_routable()
+    assert not containers_routable(lambda: rootful)

@@ -1,4 +1,4 @@
-"""Omnibus command strings, the services-up probe with its one retry, compose fragments."""
+"""Omnibus command strings, the services-up probe, the gitaly check, compose fragments."""
 
 from __future__ import annotations
 
@@ -9,145 +9,157 @@ import pytest
 from lab import lifecycle
 from lab.engine.images import image_for
 from lab.engine.run import Result
-from lab.errors import ImageMissing, NotReady
+from lab.errors import ImageMissing
 from lab.omnibus import node as omnibus
 from lab.render.compose import compose_dict
 from lab.spec import SpecRequest, resolve
+from lab.versions import Version
 
 TOKEN = "glpat-0123456789abcdef0123"
 
 
-def test_admin_token_command_is_exactly_the_runner_call() -> None:
-    assert omnibus.admin_token_cmd(TOKEN) == [
-        "gitlab-rails", "runner",
-        "user = User.find_by_username('root'); token = user.personal_access_tokens.create("
-        "scopes: [:api, :read_repository, :write_repository], name: 'gitlab-testlab', "
-        "expires_at: 365.days.from_now); token.set_token('glpat-0123456789abcdef0123'); "
-        "token.save!; puts 'token-ok'"]
+def test_admin_token_command_finds_before_it_creates() -> None:
+    cmd = omnibus.admin_token_cmd(TOKEN)
+    assert cmd[:2] == ["gitlab-rails", "runner"]
+    ruby = cmd[2]
+    # Looked up by value first (the digest index): a second run must not insert it again.
+    assert ruby.startswith(f"t = PersonalAccessToken.find_by_token('{TOKEN}'); if t.nil?; ")
+    assert ruby.index("find_by_token") < ruby.index(".create(") < ruby.index("t.save!")
+    assert "elsif t.revoked? || t.expired?; t.update!(revoked: false" in ruby
+    assert ruby.endswith("end; puts 'token-ok'")
+    assert "364.days.from_now" in ruby  # within the 365-day maximum of 16.0+
 
 
 def test_probe_commands() -> None:
     assert omnibus.status_cmd() == ["/opt/gitlab/bin/gitlab-ctl", "status"]
     assert omnibus.status_cmd("gitaly") == ["/opt/gitlab/bin/gitlab-ctl", "status", "gitaly"]
-    assert omnibus.reconfigure_cmd() == ["/opt/gitlab/bin/gitlab-ctl", "reconfigure"]
     assert omnibus.healthcheck_cmd() == ["/opt/gitlab/bin/gitlab-healthcheck", "--fail",
                                          "--max-time", "10"]
     assert omnibus.readiness_cmd() == ["curl", "-fsS", "--max-time", "10",
                                        "http://localhost/-/readiness?all=1"]
     assert omnibus.readiness_cmd(all_checks=False)[-1] == "http://localhost/-/readiness"
     assert omnibus.gitaly_check_cmd() == ["gitlab-rake", "gitlab:gitaly:check"]
-    assert omnibus.reconfigure_running_cmd() == [
-        "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | grep -aEq '(cinc|chef)-client'"]
     assert omnibus.token_check_cmd(TOKEN)[-3:] == ["-H", f"PRIVATE-TOKEN: {TOKEN}",
                                                   "http://localhost/api/v4/user"]
-
-
-def test_reconfigure_pattern_does_not_match_its_own_command_line() -> None:
-    import re
-
-    pattern = re.compile(omnibus.RECONFIGURE_PATTERN)
-    assert pattern.search("/opt/gitlab/embedded/bin/cinc-client -z -c /opt/gitlab/embedded")
-    assert pattern.search("chef-client --local-mode")
-    assert not pattern.search(" ".join(omnibus.reconfigure_running_cmd()))
 
 
 def res(code: int, out: str = "", err: str = "") -> Result:
     return Result([], code, out, err)
 
 
+# --- gitlab:gitaly:check -----------------------------------------------------------------
+
+GITALY_CHECK_MIXED = """Checking Gitaly ...
+
+Gitaly: ... default ... OK
+storage1 ... FAIL: 14:failed to connect to all addresses
+
+Checking Gitaly ... Finished
+
+"""
+
+
+def test_gitaly_check_is_read_per_storage() -> None:
+    assert omnibus.parse_gitaly_check(GITALY_CHECK_MIXED) == {
+        "default": "", "storage1": "14:failed to connect to all addresses"}
+    colored = "Gitaly: ... \x1b[32mdefault ... OK\x1b[0m"
+    assert omnibus.parse_gitaly_check("Gitaly: ... default ... \x1b[32mOK\x1b[0m") == {
+        "default": ""}
+    assert "default" in omnibus.parse_gitaly_check(colored)
+
+
+def test_gitaly_check_exit_0_with_fail_is_a_failure() -> None:
+    # The rake task exits 0 whatever it prints.
+    st = omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "storage1"])
+    assert not st.ok
+    assert "storage1: 14:failed to connect" in st.detail
+    assert omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default"]).ok
+    missing = omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "archive"])
+    assert not missing.ok
+    assert "no result for archive" in missing.detail
+    crashed = omnibus.gitaly_check_status(res(1, "", "rake aborted!\nPG::ConnectionBad"),
+                                          ["default"])
+    assert not crashed.ok
+    assert "PG::ConnectionBad" in crashed.detail
+
+
+# --- services up -------------------------------------------------------------------------
+
+STAMP = "2026-11-29T19:37:01.123456789Z"
+
+
 class FakeNode:
-    """Scripted answers to the probe's commands; a clock the test moves."""
+    """Scripted `gitlab-ctl status` and container log, as the image shows them in turn."""
 
     def __init__(self) -> None:
-        self.t = 0.0
-        self.busy = False
-        self.status = res(1, "down: puma: 0s, normally up; run: log: (pid 1) 5s\n")
-        self.reconfigure = res(0, "Chef Infra Client finished")
+        # What the wrapper shows before reconfigure: runsvdir runs with sshd only.
+        self.status = res(0, "run: sshd: (pid 12) 3s; run: log: (pid 11) 3s\n")
+        self.log: list[str] = [f"{STAMP} Starting services...", f"{STAMP} Configuring GitLab..."]
         self.calls: list[list[str]] = []
+        self.reads: list[str | None] = []
 
     def exec(self, cmd: list[str], timeout: float | None) -> Result:
         self.calls.append(cmd)
-        if cmd == omnibus.reconfigure_running_cmd():
-            return res(0 if self.busy else 1)
         if cmd == omnibus.status_cmd():
             return self.status
-        if cmd == omnibus.reconfigure_cmd():
-            return self.reconfigure
         raise AssertionError(cmd)
 
-    def probe(self) -> omnibus.ServicesProbe:
-        return omnibus.ServicesProbe("gitlab", self.exec, lambda: self.t, grace=90)
+    def read_log(self, since: str | None) -> str:
+        self.reads.append(since)
+        text = "\n".join(self.log) + "\n"
+        self.log = []
+        return text
+
+    def probe(self, services: tuple[str, ...] = ("puma",)) -> omnibus.ServicesProbe:
+        return omnibus.ServicesProbe("gitlab", self.exec, self.read_log, services)
 
 
-def test_services_up_when_reconfigure_done_and_status_ok() -> None:
+def test_sshd_before_reconfigure_is_not_services_up() -> None:
     node = FakeNode()
     probe = node.probe()
-    node.busy = True
-    assert probe() == omnibus.Status(False, "reconfigure running")
-    node.busy = False
-    node.status = res(0, "run: puma: (pid 8) 30s\nrun: gitaly: (pid 9) 30s\n")
+    # gitlab-ctl status exits 0 with `run: sshd`: the old probe's "up".
+    st = probe()
+    assert not st.ok
+    assert st.detail == "reconfigure running"
+    assert node.calls == []  # no exec while the log says reconfigure has not finished
+
+
+def test_reconfigure_phase_is_shown_and_the_log_read_on() -> None:
+    node = FakeNode()
+    probe = node.probe()
+    probe()
+    node.log = ["2026-11-29T19:38:00.5Z Recipe: gitlab::database_migrations",
+                "2026-11-29T19:38:01.5Z   * bash[migrate gitlab-rails database] action run"]
+    assert probe().detail == "reconfigure running (gitlab::database_migrations)"
+    assert node.reads == [None, STAMP]  # from the container's start, then on from there
+    node.log = ["2026-11-29T19:40:00.5Z gitlab Reconfigured!"]
+    node.status = res(0, "run: gitaly: (pid 40) 60s; run: log: (pid 1) 80s\n"
+                         "down: puma: 1s, normally up; run: log: (pid 2) 80s\n"
+                         "run: sshd: (pid 12) 90s; run: log: (pid 11) 90s\n")
+    assert probe() == omnibus.Status(False, "services not up (puma down)")
+    node.status = res(0, "run: puma: (pid 41) 5s; run: log: (pid 2) 80s\n")
     assert probe().ok
+    assert len(node.reads) == 3  # once reconfigured, the log is not read again
 
 
-def test_empty_status_is_not_up() -> None:
+def test_own_service_must_be_listed_not_just_exit_0() -> None:
     node = FakeNode()
-    node.status = res(0, "")  # before the first reconfigure: no services, exit 0
-    assert not node.probe()().ok
+    node.log.append(f"{STAMP} gitlab Reconfigured!")
+    probe = node.probe(("gitaly",))
+    node.status = res(0, "run: sshd: (pid 12) 3s; run: log: (pid 11) 3s\n")
+    assert probe() == omnibus.Status(False, "services not up (gitaly not set up)")
 
 
-def test_failed_reconfigure_is_retried_once() -> None:
-    node = FakeNode()
-    probe = node.probe()
-    assert "services not up (down: puma: 0s" in probe().detail
-    node.t = 91
-    assert probe().detail == "reconfigure retried; waiting for services"
-    assert node.calls.count(omnibus.reconfigure_cmd()) == 1
-    node.t = 300
-    with pytest.raises(NotReady, match="still down after a retried"):
-        probe()
-    assert node.calls.count(omnibus.reconfigure_cmd()) == 1
+def test_node_services_by_role_and_release() -> None:
+    v = Version.parse
+    assert omnibus.node_services(v("19.3.0"), app=True, gitaly=True) == ("gitaly", "puma")
+    assert omnibus.node_services(v("12.10.14"), app=True, gitaly=False) == ("unicorn",)
+    assert omnibus.node_services(v("17.11.7"), app=False, gitaly=True) == ("gitaly",)
 
 
-def test_retry_is_announced_before_it_runs() -> None:
-    node = FakeNode()
-    told: list[tuple[str, int]] = []
-    probe = omnibus.ServicesProbe(
-        "gitlab", node.exec, lambda: node.t, grace=90,
-        on_retry=lambda n: told.append((n, node.calls.count(omnibus.reconfigure_cmd()))))
-    probe()
-    node.t = 60
-    probe()
-    assert told == []  # still within the grace
-    node.t = 91
-    probe()
-    assert told == [("gitlab", 0)]  # once, and before the reconfigure ran
-
-
-def test_retry_failure_shows_reconfigure_log_tail() -> None:
-    node = FakeNode()
-    node.reconfigure = res(1, "Running handlers:\nThere was an error running gitlab-ctl "
-                              "reconfigure:\nUnknown key foo['bar']\n")
-    probe = node.probe()
-    probe()
-    node.t = 100
-    with pytest.raises(NotReady) as err:
-        probe()
-    assert err.value.node == "gitlab"
-    assert "failed (exit 1) when retried" in err.value.last_status
-    assert "Unknown key foo['bar']" in err.value.log_tail
-
-
-def test_busy_reconfigure_resets_the_grace() -> None:
-    node = FakeNode()
-    probe = node.probe()
-    probe()
-    node.busy = True
-    node.t = 200
-    probe()
-    node.busy = False
-    node.t = 250
-    assert probe().detail.startswith("services not up")
-    assert omnibus.reconfigure_cmd() not in node.calls
+def test_exited_during_reconfigure_is_told_from_the_log() -> None:
+    assert omnibus.exited_during_reconfigure("Configuring GitLab...\nThere was an error\n")
+    assert not omnibus.exited_during_reconfigure(f"{STAMP} gitlab Reconfigured!\nbye\n")
 
 
 # --- compose fragments for the omnibus flavour ----------------------------------------
@@ -170,6 +182,9 @@ def test_omnibus_services(omnibus_compose: dict[str, Any]) -> None:
     assert app["depends_on"] == ["gitaly1"]
     assert app["volumes"][0] == "./nodes/gitlab:/etc/gitlab"
     assert app["labels"]["io.gitlab-testlab.lab"] == "scaled"
+    # gitlab-ctl boots Ruby: not every 5 s; and PostgreSQL gets time to stop.
+    assert app["healthcheck"]["interval"] == gitaly["healthcheck"]["interval"] == "60s"
+    assert app["stop_grace_period"] == "120s"
     assert omnibus_compose["networks"]["lab"]["labels"]["io.gitlab-testlab.dir"] == "/labs/scaled"
 
 

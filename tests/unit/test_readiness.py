@@ -14,7 +14,6 @@ from lab import lifecycle, state
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import ContainerState
 from lab.errors import EngineError, NotReady
-from lab.omnibus.node import ServicesProbe
 from lab.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
 from lab.render.compose import NODE_LABEL
 from lab.render.labdir import write_lab
@@ -115,6 +114,8 @@ class FakeContainer:
         self.labels = {NODE_LABEL: node}
         self.status = status
         self.exit_code = exit_code
+        self.attrs = {"State": {"StartedAt": "2026-11-29T19:37:01.123456789Z"}}
+        self.log = "gitlab Reconfigured!\n"
 
 
 @pytest.fixture
@@ -143,6 +144,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[FakeContainer]
     monkeypatch.setattr(lifecycle.dk, "containers", listed)
     monkeypatch.setattr(lifecycle.dk, "state", state)
     monkeypatch.setattr(lifecycle.dk, "log_tail", lambda c, lines=40: f"{c.name}: boom\n")
+    monkeypatch.setattr(lifecycle.dk, "logs", lambda c, **kw: c.log)
     return calls
 
 
@@ -158,6 +160,20 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
     assert "container exited with code 1" in err.value.last_status
     assert "glt-scaled_gitaly1_1: boom" in err.value.log_tail
     assert clock.t == 1000.0  # failed on the first look, no waiting
+
+
+def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image's wrapper runs under `set -e`: a failed reconfigure ends the container,
+    # there is nothing to retry.
+    dead = FakeContainer("gitaly1", "exited", 1)
+    dead.log = "Configuring GitLab...\nThere was an error running gitlab-ctl reconfigure\n"
+    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"), dead])
+    running = lifecycle.RunningLab(rendered, clock=FakeClock())
+    with pytest.raises(NotReady) as err:
+        running.wait_ready(timeout=600)
+    assert err.value.last_status == ("container exited during `gitlab-ctl reconfigure` "
+                                     "with code 1")
 
 
 def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
@@ -177,32 +193,25 @@ def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
     assert calls.lists == 32  # outside a wait, every call looks again
 
 
-def test_reconfigure_retry_is_shown_with_the_node_log(rendered: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"),
-                              FakeContainer("gitaly1", "running")])
-    progress = RecordingProgress()
-    probe = lifecycle.RunningLab(rendered).layers(progress=progress)[1].checks["gitaly1"]
-    assert isinstance(probe, ServicesProbe)
-    probe.on_retry("gitaly1")
-    [(kind, message)] = progress.events
-    assert kind == "note"
-    assert message.startswith("gitaly1: services still down 90s after reconfigure finished; "
-                              "running `gitlab-ctl reconfigure` once more")
-    assert message.endswith("glt-scaled_gitaly1_1: boom")
-
-
-def test_layers_of_a_lab(rendered: Any) -> None:
+def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lifecycle, "containers_routable", lambda: True)
     running = lifecycle.RunningLab(rendered)
     # The toolkit's own probes decide readiness; Docker's slow first check does not gate.
     names = [layer.name for layer in running.layers()]
     assert names == ["containers running", "services up", "app ready", "gitaly storages",
                      "admin token"]
-    assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
     # Still there for whoever asks for it.
     assert [layer.name for layer in running.layers(docker_health=True)] == [
         "containers running", "services up", "app ready", "gitaly storages", "healthchecks",
         "admin token"]
+    # A scenario that breaks the app's side on purpose still waits for each changed
+    # Gitaly node to serve, asked with the node's own token; only the app's view is left out.
+    [gitaly] = [layer for layer in running.layers(wait_gitaly=False)
+                if layer.name == "gitaly storages"]
+    assert set(gitaly.checks) == {"gitaly1"}
+    monkeypatch.setattr(lifecycle, "containers_routable", lambda: False)
+    assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
+    assert set(running.layers()[3].checks) == {"gitlab"}  # the app is asked instead
     assert set(running.layers()[1].checks) == {"gitlab", "gitaly1"}
 
 

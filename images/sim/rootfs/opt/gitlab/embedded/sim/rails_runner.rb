@@ -4,6 +4,7 @@
 require 'json'
 require 'fileutils'
 require 'date'
+require 'time'
 
 SIM_TOKENS = ENV.fetch('SIM_TOKENS_FILE', '/var/opt/gitlab/sim/tokens.json')
 
@@ -20,31 +21,72 @@ class Integer
   end
 end
 
-class PersonalAccessToken
-  attr_accessor :scopes, :name, :expires_at, :token, :user
+# GitLab keeps a unique index on personal_access_tokens.token_digest: inserting a
+# token whose value exists already fails in PostgreSQL, whatever the Ruby around it.
+module PG
+  class UniqueViolation < StandardError; end
+end
 
-  def initialize(user:, scopes: [], name: '', expires_at: nil, **_rest)
+class PersonalAccessToken
+  attr_accessor :scopes, :name, :expires_at, :token, :user, :revoked
+
+  def initialize(user:, scopes: [], name: '', expires_at: nil, revoked: false, token: nil,
+                 **_rest)
     @user = user
     @scopes = scopes.map(&:to_s)
     @name = name
     @expires_at = expires_at
+    @revoked = revoked
+    @token = token
+    @persisted = !token.nil?
+  end
+
+  def self.load_all
+    File.exist?(SIM_TOKENS) ? JSON.parse(File.read(SIM_TOKENS)) : { 'tokens' => [] }
+  end
+
+  # TokenAuthenticatable's digest lookup: the stored record whose token is ``value``.
+  def self.find_by_token(value)
+    row = load_all['tokens'].find { |t| t['token'] == value.to_s }
+    return nil unless row
+    expires = row['expires_at'] && Time.parse(row['expires_at'])
+    new(user: User.find_by_username(row['user']), scopes: row['scopes'], name: row['name'],
+        expires_at: expires, revoked: row['revoked'] || false, token: row['token'])
   end
 
   def set_token(value)
     @token = value
   end
 
+  def revoked?
+    @revoked ? true : false
+  end
+
+  def expired?
+    !@expires_at.nil? && @expires_at < Time.now
+  end
+
+  def update!(**attrs)
+    attrs.each { |k, v| public_send("#{k}=", v) }
+    save!
+  end
+
   def save!
     raise 'token is missing: call set_token first' if @token.to_s.empty?
-    data = File.exist?(SIM_TOKENS) ? JSON.parse(File.read(SIM_TOKENS)) : { 'tokens' => [] }
+    data = self.class.load_all
+    if !@persisted && data['tokens'].any? { |t| t['token'] == @token }
+      raise PG::UniqueViolation, 'ERROR:  duplicate key value violates unique constraint ' \
+                                 '"index_personal_access_tokens_on_token_digest"'
+    end
     data['tokens'].reject! { |t| t['token'] == @token }
     data['tokens'] << { 'token' => @token, 'user' => @user.username, 'name' => @name,
-                        'scopes' => @scopes,
+                        'scopes' => @scopes, 'revoked' => revoked?,
                         'expires_at' => @expires_at && @expires_at.strftime('%Y-%m-%d') }
     FileUtils.mkdir_p(File.dirname(SIM_TOKENS))
     File.write(SIM_TOKENS + '.tmp', JSON.generate(data))
     File.chmod(0o600, SIM_TOKENS + '.tmp')
     File.rename(SIM_TOKENS + '.tmp', SIM_TOKENS)
+    @persisted = true
     true
   end
   alias save save!

@@ -1,15 +1,26 @@
-"""PID 1 of a sim node (/assets/wrapper): reconfigure, then run and watch the services.
+"""PID 1 of a sim node (/assets/wrapper): as the Omnibus image's wrapper, then run and watch.
 
-Like the Omnibus wrapper it evaluates the config first and fails the container on
-a bad gitlab.rb. Signals from gitlab-ctl: SIGUSR1 = restart services from the
-current runtime config (reconfigure rewrites it first), SIGTERM = stop.
+The Omnibus wrapper (docker/assets/wrapper, init-container from 19.x; `set -e`)
+generates ssh host keys into /etc/gitlab, starts runsvdir with only `sshd`, then
+runs `gitlab-ctl reconfigure`; a failed reconfigure ends the container. The
+reconfigure (Chef) chowns /etc/gitlab to root:root 0775 unless
+`manage_storage_directories['manage_etc'] = false`, rewrites gitlab-secrets.json
+with every section it knows (generating the missing ones), stores the initial
+root password (14.0+) on first bootstrap, and omnibus-ctl prints
+`gitlab Reconfigured!` when it succeeded. The sim does each of these, for the
+release named in /RELEASE (written when the sim stands in for an Omnibus tag).
+Signals from gitlab-ctl: SIGUSR1 = restart services from the current runtime
+config (reconfigure rewrites it first), SIGTERM = stop.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets as _random
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -20,6 +31,13 @@ import simconfig
 
 HERE = Path(__file__).resolve().parent
 SERVICES = {"gitaly": "gitaly_server.py", "puma": "app_server.py"}
+# Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
+SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
+RELEASE = "/RELEASE"
+ETC = "/etc/gitlab"
+BOOTSTRAPPED = os.path.join(simconfig.STATE_DIR, "bootstrapped")
+RECONFIGURED = "gitlab Reconfigured!"
+NEWEST = (99, 0)
 STATE = os.path.join(simconfig.RUN_DIR, "services.json")
 STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
 
@@ -53,34 +71,45 @@ class Supervisor:
         os.replace(STATE + ".tmp", STATE)
 
     def start(self, name: str) -> None:
-        self.children[name] = subprocess.Popen(
-            [sys.executable, str(HERE / SERVICES[name])], stdin=subprocess.DEVNULL)
+        argv = SSHD if name == "sshd" else [sys.executable, str(HERE / SERVICES[name])]
+        self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
 
     def stop_all(self) -> None:
-        for proc in self.children.values():
+        for name, proc in self.children.items():
+            if name == "sshd":
+                continue  # not a GitLab service: gitlab-ctl restart leaves it running
+
             if proc.poll() is None:
                 proc.terminate()
         deadline = time.time() + 5
-        for proc in self.children.values():
+        for name, proc in list(self.children.items()):
+            if name == "sshd":
+                continue
             try:
                 proc.wait(max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.children.clear()
+            del self.children[name]
+
+    def stop_sshd(self) -> None:
+        proc = self.children.pop("sshd", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait()
 
     def start_all(self) -> None:
         for name in enabled(simconfig.read_runtime()):
             self.start(name)
         self.write_state()
 
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "want_stop", True))
-        signal.signal(signal.SIGINT, lambda *_: setattr(self, "want_stop", True))
+    def run_services(self) -> int:
         signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "want_restart", True))
         self.start_all()
+        # omnibus-ctl's last word once the Chef run (which enables the services) succeeded.
+        print(RECONFIGURED, flush=True)
         while not self.want_stop:
             time.sleep(0.2)
             self.reap()
@@ -97,6 +126,7 @@ class Supervisor:
                     self.write_state()
         log("stopping")
         self.stop_all()
+        self.stop_sshd()
         return 0
 
     def reap(self) -> None:
@@ -113,28 +143,185 @@ class Supervisor:
             pass
 
 
+def release() -> tuple[int, int]:
+    """The GitLab release this sim stands in for (/RELEASE), else the newest behaviour."""
+    try:
+        with open(RELEASE) as fh:
+            for line in fh:
+                key, _, value = line.strip().partition("=")
+                if key == "RELEASE_VERSION":
+                    major, minor = value.split(".")[:2]
+                    return int(major), int(minor)
+    except (OSError, ValueError):
+        pass
+    return NEWEST
+
+
+def ssh_host_keys(etc: str = ETC) -> None:
+    """Generate the host keys the wrapper keeps in /etc/gitlab (root, private keys 0600).
+
+    The sim has no ssh-keygen: openssl makes keys of the same kinds (PEM, not OpenSSH)."""
+    kinds = {"rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+             "ecdsa": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+             "ed25519": ["-algorithm", "ED25519"]}
+    for kind, opts in kinds.items():
+        key = os.path.join(etc, f"ssh_host_{kind}_key")
+        if os.path.isfile(key):
+            continue
+        print(f"Generating ssh_host_{kind}_key...", flush=True)
+        subprocess.run(["openssl", "genpkey", *opts, "-out", key], check=True,
+                       capture_output=True)
+        os.chmod(key, 0o600)
+        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
+                             capture_output=True).stdout
+        with open(key + ".pub", "wb") as fh:
+            fh.write(pub)
+
+
+def manage_etc(raw: dict[str, Any]) -> bool:
+    # The attribute was spelt manage-storage-directories before 14.x; gitlab.rb uses
+    # manage_storage_directories['manage_etc'] in every release the lab supports.
+    for key in ("manage_storage_directories", "manage-storage-directories"):
+        section = raw.get(key)
+        if isinstance(section, dict) and section.get("manage_etc") is False:
+            return False
+    return True
+
+
+def _token(n: int) -> str:
+    return _random.token_hex(n)
+
+
+def _alnum(n: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(_random.choice(alphabet) for _ in range(n))
+
+
+def _pem(kind: str) -> str:
+    # A stand-in for the key pairs Omnibus generates: random, never used by the sim.
+    body = base64.b64encode(_random.token_bytes(96)).decode()
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+def secret_sections(version: tuple[int, int]) -> dict[str, dict[str, Any]]:
+    """What reconfigure generates for a section key that gitlab-secrets.json lacks.
+
+    From omnibus-gitlab's SecretsHelper.gather_gitlab_secrets and the libraries'
+    ``parse_secrets`` (gitlab_rails, gitlab_kas, registry, postgresql, mailroom)."""
+    rails: dict[str, Any] = {
+        "secret_key_base": _token(64), "db_key_base": _token(64), "otp_key_base": _token(64),
+        "encrypted_settings_key_base": _token(64), "openid_connect_signing_key": _pem(
+            "RSA PRIVATE KEY"),
+    }
+    if version < (17, 5):
+        rails["ci_jwt_signing_key"] = _pem("RSA PRIVATE KEY")
+    if version >= (17, 8):
+        rails["active_record_encryption_primary_key"] = [_alnum(32)]
+        rails["active_record_encryption_deterministic_key"] = [_alnum(32)]
+        rails["active_record_encryption_key_derivation_salt"] = _alnum(32)
+    b64 = base64.b64encode
+    out: dict[str, dict[str, Any]] = {
+        "gitlab_workhorse": {"secret_token": b64(_random.token_bytes(32)).decode()},
+        "gitlab_shell": {"secret_token": _token(64)},
+        "gitlab_rails": rails,
+        "gitlab_kas": {"api_secret_key": b64(_token(16).encode()).decode(),
+                       "private_api_secret_key": b64(_token(16).encode()).decode(),
+                       "websocket_token_secret_key": b64(_random.token_bytes(72)).decode()},
+        "registry": {"http_secret": _token(64), "internal_certificate": _pem("CERTIFICATE"),
+                     "internal_key": _pem("RSA PRIVATE KEY")},
+        "letsencrypt": {"auto_enabled": False},
+        "postgresql": {"internal_certificate": _pem("CERTIFICATE"),
+                       "internal_key": _pem("RSA PRIVATE KEY")},
+        "mailroom": {"incoming_email_auth_token": b64(_random.token_bytes(32)).decode(),
+                     "service_desk_email_auth_token": b64(_random.token_bytes(32)).decode()},
+    }
+    return out
+
+
+def rewrite_secrets(data: dict[str, Any], version: tuple[int, int],
+                    path: str = simconfig.SECRETS_JSON) -> dict[str, Any]:
+    """Fill what is missing and write the whole file back, as every reconfigure does.
+
+    Values already there win; the file is truncated in place (owner kept) and made 0600."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, values in secret_sections(version).items():
+        have = out.setdefault(section, {})
+        if isinstance(have, dict):
+            for key, value in values.items():
+                have.setdefault(key, value)
+    if version >= (17, 5):
+        gitaly = out.setdefault("gitaly", {})
+        if isinstance(gitaly, dict):
+            gitaly.setdefault("gitlab_secret", out["gitlab_shell"].get("secret_token"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(out, fh, indent=2)
+        fh.write("\n")
+    os.chmod(path, 0o600)
+    return out
+
+
+def initial_root_password(node: dict[str, Any], version: tuple[int, int]) -> None:
+    """14.0+: on the first bootstrap of a node with Rails, root's password lands in a file."""
+    if not node.get("app") or version < (14, 0) or os.path.exists(BOOTSTRAPPED):
+        return
+    path = os.path.join(ETC, "initial_root_password")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# WARNING: written by the gitlab-testlab sim; no real account uses it.\n"
+                 f"Password: {base64.b64encode(_random.token_bytes(32)).decode()}\n")
+    with open(BOOTSTRAPPED, "w"):
+        pass
+
+
 def reconfigure() -> dict[str, Any]:
-    """Evaluate gitlab.rb + secrets and publish the runtime config (ConfigError on failure)."""
+    """Evaluate gitlab.rb + secrets, do what Chef does to /etc/gitlab, publish the runtime
+    config (ConfigError on failure)."""
     for folder in (simconfig.STATE_DIR, simconfig.LOG_DIR):
         os.makedirs(folder, exist_ok=True)
-    node = simconfig.load()
+    raw = simconfig.evaluate()
+    version = release()
+    if manage_etc(raw):
+        os.chown(ETC, 0, 0)
+        os.chmod(ETC, 0o775)
+    secrets = rewrite_secrets(simconfig.load_secrets(), version)
+    node = simconfig.effective(raw, secrets)
+    initial_root_password(node, version)
     simconfig.write_runtime(node)
     return node
 
 
 def main() -> int:
+    sup = Supervisor()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(sup, "want_stop", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(sup, "want_stop", True))
+    ssh_host_keys()
+    # "Remove all services, the reconfigure will create them" (the wrapper's rm -f
+    # /opt/gitlab/service/*): nothing from the last run counts until reconfigure did.
+    for stale in (STATE, os.path.join(simconfig.RUN_DIR, "config.json")):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)
+    with open(STOPPED, "w") as fh:
+        json.dump([], fh)
+    print("Preparing services...\nStarting services...", flush=True)
+    sup.start("sshd")
+    sup.write_state()
+    print("Configuring GitLab...", flush=True)
+    # A sim knob: how long reconfigure takes, to show the window before it is done.
+    time.sleep(float(os.environ.get("GITLAB_SIM_RECONFIGURE_SECONDS", "0") or 0))
     try:
         node = reconfigure()
     except simconfig.ConfigError as exc:
         message = ("gitlab Reconfigure failed (gitlab-testlab-sim):\n" + str(exc))
         print(message, flush=True)
         print(message, file=sys.stderr, flush=True)
-        return 1
+        sup.stop_sshd()
+        return 1  # the wrapper's `set -e`: the container ends
     roles = [s for s in ("gitaly", "app") if node.get(s)]
     log(f"gitlab-testlab-sim node up; roles: {', '.join(roles) or 'none'}")
-    with open(STOPPED, "w") as fh:
-        json.dump([], fh)
-    return Supervisor().run()
+    code = sup.run_services()
+    return code
 
 
 if __name__ == "__main__":
