@@ -7,6 +7,7 @@ so its objects are ``Any`` and get translated to small dataclasses at this edge.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -166,6 +167,8 @@ def since_timestamp(since: str, now: float | None = None) -> int | float:
     try:
         # Fractions kept: "since this container started" must not reach into its last run.
         value = float(since)
+        if not math.isfinite(value):
+            raise ValueError(since)
         return int(value) if value.is_integer() else value
     except ValueError:
         raise EngineError(["logs", "--since", since], 2,
