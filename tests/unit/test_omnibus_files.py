@@ -21,6 +21,7 @@ import pytest
 from lab import lifecycle
 from lab.collect import LOG_DIR, log_files_cmd, split_tails
 from lab.model import Flavor
+from lab.omnibus.release import DEFAULT_VERSION
 from lab.render.labdir import node_paths, write_lab
 from lab.render.secrets import merge_written_back, must_agree
 from lab.spec import SpecRequest, resolve
@@ -140,10 +141,13 @@ def test_sim_rewrites_secrets_per_release(supervisor: ModuleType, tmp_path: Path
     assert "gitaly" not in old
 
 
-def test_sim_release_comes_from_the_release_file(supervisor: ModuleType, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sim_release_comes_from_the_lab_else_the_release_file(
+        supervisor: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = tmp_path / "RELEASE"
     monkeypatch.setattr(supervisor, "RELEASE", str(release))
-    assert supervisor.release() == supervisor.NEWEST
+    monkeypatch.delenv(supervisor.simconfig.VERSION_ENV, raising=False)
+    assert str(supervisor.release()) == DEFAULT_VERSION
     release.write_text("RELEASE_PACKAGE=gitlab-testlab-sim\nRELEASE_VERSION=14.0.12-ce.0\n")
-    assert supervisor.release() == (14, 0)
+    assert str(supervisor.release()) == "14.0.12"
+    monkeypatch.setenv(supervisor.simconfig.VERSION_ENV, "17.11.7")  # what the lab renders
+    assert str(supervisor.release()) == "17.11.7"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import simconfig
+from lab.omnibus.release import Version
 
 HERE = Path(__file__).resolve().parent
 SERVICES = {"gitaly": "gitaly_server.py", "puma": "app_server.py"}
@@ -37,7 +38,6 @@ RELEASE = "/RELEASE"
 ETC = "/etc/gitlab"
 BOOTSTRAPPED = os.path.join(simconfig.STATE_DIR, "bootstrapped")
 RECONFIGURED = "gitlab Reconfigured!"
-NEWEST = (99, 0)
 STATE = os.path.join(simconfig.RUN_DIR, "services.json")
 STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
 
@@ -143,18 +143,20 @@ class Supervisor:
             pass
 
 
-def release() -> tuple[int, int]:
-    """The GitLab release this sim stands in for (/RELEASE), else the newest behaviour."""
+def release() -> Version:
+    """The GitLab release this node plays: the lab's compose file says (simconfig's
+    VERSION_ENV); a container started by hand reads /RELEASE, as the real image has it."""
+    if os.environ.get(simconfig.VERSION_ENV, "").strip():
+        return simconfig.node_version()
     try:
         with open(RELEASE) as fh:
             for line in fh:
                 key, _, value = line.strip().partition("=")
                 if key == "RELEASE_VERSION":
-                    major, minor = value.split(".")[:2]
-                    return int(major), int(minor)
+                    return Version.parse(value.split("-")[0])
     except (OSError, ValueError):
         pass
-    return NEWEST
+    return simconfig.node_version()
 
 
 def ssh_host_keys(etc: str = ETC) -> None:
@@ -281,12 +283,14 @@ def reconfigure() -> dict[str, Any]:
         os.makedirs(folder, exist_ok=True)
     raw = simconfig.evaluate()
     version = release()
+    simconfig.check_release(raw, version)  # as simconfig.load: unknown keys abort
     if manage_etc(raw):
         os.chown(ETC, 0, 0)
         os.chmod(ETC, 0o775)
-    secrets = rewrite_secrets(simconfig.load_secrets(), version)
-    node = simconfig.effective(raw, secrets)
-    initial_root_password(node, version)
+    minor = (version.major, version.minor)
+    secrets = rewrite_secrets(simconfig.load_secrets(), minor)
+    node = simconfig.effective(raw, secrets, version)
+    initial_root_password(node, minor)
     simconfig.write_runtime(node)
     return node
 
