@@ -11,6 +11,7 @@ import contextlib
 import enum
 import hashlib
 import hmac
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -62,28 +63,47 @@ def gitaly_v2_token(secret: str, now: int | None = None) -> str:
     return f"v2.{_hmac_hex(secret, ts)}.{ts}"
 
 
-def check_gitaly_auth(secret: str, authorization: str | None,
-                      now: int | None = None) -> AuthResult:
+def check_gitaly_auth(secret: str, authorization: str | None, now: int | None = None, *,
+                      transitioning: bool = False) -> AuthResult:
     """Judge an ``authorization`` metadata value the way Gitaly's auth interceptor does.
 
-    An empty ``secret`` means auth is not configured: everything passes.
+    Gitaly ``auth/token.go`` (v13.0-v16.7) behind go-grpc-middleware's ``AuthFromMD``:
+    the scheme is compared case-insensitively and split off at the first space; the
+    token splits into at most three dot-separated parts and the signature is hex
+    decoded; anything failing so far is Unauthenticated. Then only ``v2`` is known,
+    the HMAC is compared before the timestamp is parsed, and any of those failing is
+    PermissionDenied. An empty ``secret`` means auth is off; ``transitioning``
+    (``auth: { transitioning: true }``) judges but lets every call through.
     """
     if not secret:
         return _OK
-    if not authorization or not authorization.startswith("Bearer "):
+    result = _judge(secret, authorization, _now(now))
+    return _OK if transitioning else result
+
+
+def _judge(secret: str, authorization: str | None, now: int) -> AuthResult:
+    if not authorization:
         return _UNAUTHENTICATED
-    parts = authorization[len("Bearer "):].strip().split(".")
-    if len(parts) != 3 or parts[0] != "v2" or not parts[1] or not parts[2]:
+    scheme, sep, token = authorization.partition(" ")
+    if not sep or scheme.lower() != "bearer":
         return _UNAUTHENTICATED
-    mac, ts_text = parts[1], parts[2]
-    try:
-        ts = int(ts_text, 10)
-    except ValueError:
+    parts = token.split(".", 2)
+    if len(parts) != 3:
         return _UNAUTHENTICATED
-    # Compare the MAC before the clock so a wrong token never looks like a clock problem.
-    if not hmac.compare_digest(mac, _hmac_hex(secret, ts_text)):
+    version, sig, message = parts
+    # Go's hex.DecodeString: odd length or a non-hex character is an error.
+    if len(sig) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", sig):
+        return _UNAUTHENTICATED
+    signature = bytes.fromhex(sig)
+    if version != "v2":
         return _DENIED
-    if abs(_now(now) - ts) > TOKEN_SKEW_SECONDS:
+    expected = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(signature, expected):
+        return _DENIED
+    if not re.fullmatch(r"[+-]?[0-9]+", message):
+        return _DENIED  # strconv.ParseInt(message, 10, 64)
+    ts = int(message)
+    if abs(now - ts) > TOKEN_SKEW_SECONDS:
         return _DENIED
     return _OK
 

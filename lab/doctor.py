@@ -35,6 +35,7 @@ from lab.host import containers_routable, mem_available, port_in_use
 from lab.importer import read_rb
 from lab.model import Flavor, Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import eras
 from lab.omnibus import keys as omnibus_keys
 from lab.omnibus import node as omnibus
 from lab.omnibus.release import DEFAULT_VERSION, Version
@@ -660,22 +661,25 @@ def tls_facts(lab_dir: Path, lab: Lab) -> list[TlsFacts]:
     return out
 
 
-def curl_check_cmd(url: str, jwt: str) -> list[str]:
+def curl_check_cmd(url: str, headers: Mapping[str, str]) -> list[str]:
     """GET the internal check endpoint; prints only the HTTP status."""
+    args = [a for name, value in headers.items() for a in ("-H", f"{name}: {value}")]
     return ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
-            "-H", f"Gitlab-Shell-Api-Request: {jwt}", url.rstrip("/") + INTERNAL_CHECK]
+            *args, url.rstrip("/") + INTERNAL_CHECK]
 
 
 def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]) -> ApiProbe:
-    """From inside the Gitaly node, with a JWT signed by that node's own secret."""
+    """From inside the Gitaly node, signed with that node's own secret the way the lab's
+    release signs (Gitlab-Shared-Secret before 15.2, the JWT from 15.2, both until 15.5)."""
     url = internal_api_url(handle.lab, node)
     if url is None:
         return ApiProbe(node.name, None)
     secret = hook_secret(secrets, handle.lab.version)
     if not secret:
         return ApiProbe(node.name, url, error=f"{node.name} has no shell secret to sign with")
-    res = handle.exec(node.name, curl_check_cmd(url, encode_shell_jwt(secret)), check=False,
-                      timeout=30)
+    headers = eras.internal_api_headers(eras.release(str(handle.lab.version)), secret,
+                                        encode_shell_jwt)
+    res = handle.exec(node.name, curl_check_cmd(url, headers), check=False, timeout=30)
     code = res.stdout.strip()[-3:]
     status = int(code) if code.isdigit() else None
     return ApiProbe(node.name, url, status, (res.stderr.strip().splitlines() or [""])[-1])

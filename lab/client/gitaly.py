@@ -76,10 +76,17 @@ def _channel(address: str, ca_pem: bytes | None,
     return grpc.secure_channel(target, creds, options=options)
 
 
+def auth_metadata(token: str) -> list[tuple[str, str]]:
+    """The call metadata Rails sends (lib/gitlab/gitaly_client.rb ``authorization_token``):
+    a v2 token even when ``token`` is empty, so a forgotten token is answered "permission
+    denied", never "authentication required"."""
+    return [("authorization", "Bearer " + gitaly_v2_token(token))]
+
+
 def server_info(address: str, token: str, *, ca_pem: bytes | None = None,
                 server_name_override: str | None = None, timeout: float = 5) -> ServerInfo:
     """Call ``gitaly.ServerService/ServerInfo``; raise :class:`GitalyError` on failure."""
-    metadata = [("authorization", "Bearer " + gitaly_v2_token(token))] if token else []
+    metadata = auth_metadata(token)
     with _channel(address, ca_pem, server_name_override) as channel:
         stub = server_pb2_grpc.ServerServiceStub(channel)
         try:

@@ -189,6 +189,11 @@ class Git:
                     break
             return result
 
+    def ls_remote(self, path_with_namespace: str) -> GitResult:
+        """``git ls-remote``: one info/refs round trip through Workhorse to Gitaly."""
+        with tempfile.TemporaryDirectory(prefix="lab-ls-") as tmp:
+            return self._git(["ls-remote", self.url(path_with_namespace)], Path(tmp))
+
     def clone(self, path_with_namespace: str, dest: Path, *, branch: str = "main") -> GitResult:
         # The branch pushed to, not whatever HEAD the server advertises.
         return self._git(["clone", "-q", "-b", branch, self.url(path_with_namespace), str(dest)],

@@ -97,6 +97,10 @@ CollectFn = Callable[[LabHandle, str], Path]
 # None: each wait uses the lab's flavour default (lifecycle.TIMEOUTS), the same as
 # `lab up`, so a scenario never gives an Omnibus boot less time than `lab up` does.
 READY_TIMEOUT: float | None = None
+#: After a Gitaly node comes back: how long git over HTTP may take to reach it again
+#: (gRPC's reconnect backoff grows to 120 s at most), and how often to try.
+SETTLE_TIMEOUT = 150.0
+SETTLE_INTERVAL = 1.0
 LOG_TAIL = 400
 LOG_LINES_SHOWN = 25
 # Lines worth showing from a node's log when a step failed.
@@ -424,7 +428,34 @@ def _fault(run: _Run, step: Step) -> tuple[bool, str]:
     # A restored node is only useful once the lab is ready again.
     run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
                            docker_health=False)
-    return True, f"{node}: {action}; lab ready"
+    if not run.wait_gitaly:
+        return True, f"{node}: {action}; lab ready"
+    ok, text = _settle_git(run, node)
+    return ok, f"{node}: {action}; lab ready; {text}"
+
+
+def _settle_git(run: _Run, node: str) -> tuple[bool, str]:
+    """Wait until git over HTTP reaches the restored Gitaly ``node`` again.
+
+    Readiness (``/-/readiness?all=1``) proves Rails' channel to Gitaly, but Workhorse
+    keeps its own connection (and Rails before 16.x one per stub): gRPC reconnects
+    those with backoff, so a git call right after readiness can still fail with 14.
+    ``git ls-remote`` of each project on the node takes that very path.
+    """
+    lab = run.labs.target
+    aliases = [a for a, data in run.projects.items()
+               if (owner := lab.storages.get(str(data.get("repository_storage", "default"))))
+               is not None and owner.name == node]
+    if not aliases:
+        return True, "no project on it to reach"
+    t0 = time.monotonic()
+    for alias in aliases:
+        while not (res := run.client.git.ls_remote(run.project_path(alias))).ok:
+            if time.monotonic() - t0 > SETTLE_TIMEOUT:
+                return False, (f"git over HTTP still fails {SETTLE_TIMEOUT:.0f} s after "
+                               f"readiness: {res.output}")
+            time.sleep(SETTLE_INTERVAL)
+    return True, f"git over HTTP reaches it ({time.monotonic() - t0:.1f} s)"
 
 
 def _do(run: _Run, step: Step) -> tuple[bool, str]:

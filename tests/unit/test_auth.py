@@ -53,14 +53,60 @@ def test_wrong_secret_is_permission_denied() -> None:
     assert result.outcome is AuthOutcome.PERMISSION_DENIED
 
 
+MAC = hmac.new(SECRET.encode(), str(NOW).encode(), hashlib.sha256).hexdigest()
+
+
+def _signed(message: str) -> str:
+    return hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+# Gitaly auth/token.go ExtractAuthInfo + go-grpc-middleware AuthFromMD: Unauthenticated.
 @pytest.mark.parametrize("header", [
-    None, "", "v2.abc.1", "Basic abc", "Bearer ", "Bearer v1.abc.1", "Bearer v2.abc",
-    "Bearer v2..1700000000", "Bearer v2.abc.notanumber", "Bearer " + SECRET,
+    None, "", f"v2.{MAC}.{NOW}", f"Basic v2.{MAC}.{NOW}", "Bearer ", "Bearer v2.abc",
+    "Bearer " + SECRET, f"Bearer v2.{MAC}x.{NOW}", "Bearer v2.abc.1700000000",
+    f"Bearer v2.{MAC[:-2]} 0.{NOW}",
 ])
 def test_missing_or_malformed_is_unauthenticated(header: str | None) -> None:
     result = check_gitaly_auth(SECRET, header, now=NOW)
     assert result.outcome is AuthOutcome.UNAUTHENTICATED
     assert result.message == "authentication required"
+
+
+# Gitaly auth/token.go CheckToken / v2HmacInfoValid: PermissionDenied.
+@pytest.mark.parametrize("header", [
+    f"Bearer v1.{MAC}.{NOW}",                       # only v2 is known
+    f"Bearer v3.{MAC}.{NOW}",
+    f"Bearer  v2.{MAC}.{NOW}",                      # the token is " v2...": version " v2"
+    "Bearer v2..1700000000",                        # empty signature decodes; it is wrong
+    f"Bearer v2.{_signed('notanumber')}.notanumber",  # right HMAC, timestamp unparsable
+    f"Bearer v2.{_signed(f'{NOW}.x')}.{NOW}.x",     # at most three parts: message "<ts>.x"
+    f"Bearer v2.{MAC}.{NOW}.x",
+])
+def test_other_versions_and_bad_timestamps_are_permission_denied(header: str) -> None:
+    result = check_gitaly_auth(SECRET, header, now=NOW)
+    assert result.outcome is AuthOutcome.PERMISSION_DENIED
+    assert result.message == "permission denied"
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_bearer_in_any_case(scheme: str) -> None:
+    assert check_gitaly_auth(SECRET, f"{scheme} v2.{MAC}.{NOW}", now=NOW).ok
+
+
+def test_uppercase_hex_signature_accepted() -> None:
+    assert check_gitaly_auth(SECRET, f"Bearer v2.{MAC.upper()}.{NOW}", now=NOW).ok
+
+
+@pytest.mark.parametrize("header", [None, "garbage", f"Bearer v2.{_signed('1')}.1"])
+def test_transitioning_lets_every_call_through(header: str | None) -> None:
+    assert not check_gitaly_auth(SECRET, header, now=NOW).ok
+    assert check_gitaly_auth(SECRET, header, now=NOW, transitioning=True).ok
+
+
+def test_empty_app_token_is_permission_denied() -> None:
+    """Rails signs with an empty key when gitaly_token is unset: a v2 token all the same."""
+    assert check_gitaly_auth(SECRET, "Bearer " + gitaly_v2_token("", NOW),
+                             now=NOW).outcome is AuthOutcome.PERMISSION_DENIED
 
 
 def test_empty_secret_disables_auth() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import shutil
@@ -269,7 +270,25 @@ def test_internal_api_probe_signs_with_the_nodes_own_secret(tmp_path: Path) -> N
     header = next(a for a in cmd if a.startswith("Gitlab-Shell-Api-Request: "))
     claims = decode_shell_jwt(header.split(": ", 1)[1], "the-gitaly-nodes-own-secret")
     assert claims["iss"] == "gitlab-shell"
-    assert cmd == curl_check_cmd("http://gitlab", header.split(": ", 1)[1])
+    assert not any(a.startswith("Gitlab-Shared-Secret") for a in cmd)
+    assert cmd == curl_check_cmd("http://gitlab",
+                                 {"Gitlab-Shell-Api-Request": header.split(": ", 1)[1]})
+
+
+@pytest.mark.parametrize(("version", "shared", "jwt"), [
+    ("13.12.15", True, False), ("15.1.6", True, False), ("15.4.6", True, True),
+    ("15.5.0", True, True), ("15.6.0", False, True), ("19.3.0", False, True),
+])
+def test_internal_api_probe_speaks_the_labs_release(tmp_path: Path, version: str, shared: bool,
+                                                    jwt: bool) -> None:
+    """A healthy 13.12-15.4 lab must not get a false 401: its Rails checks the shared secret."""
+    lab = resolve(SpecRequest(topology="scaled", version=version))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    handle = FakeHandle(rendered, {"curl": Result([], 0, "200", "")})
+    probe_internal_api(handle, lab.node("gitaly1"), {"gitlab_shell": {"secret_token": "s3"}})
+    _, cmd = handle.calls[0]
+    assert ("Gitlab-Shared-Secret: " + base64.b64encode(b"s3").decode() in cmd) is shared
+    assert any(a.startswith("Gitlab-Shell-Api-Request: ") for a in cmd) is jwt
 
 
 def test_report_json_text_and_exit_status() -> None:

@@ -216,3 +216,15 @@ def test_prune_apt_cache_keeps_the_newest_of_each_package(tmp_path: Path) -> Non
     assert images.prune_apt_cache(tmp_path) == ["git_1%3a2.39.2-1.1_amd64.deb"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "git_1%3a2.39.5-0+deb12u1_amd64.deb", "ruby_1%3a3.1_all.deb"]
+
+
+def test_host_client_signs_even_with_an_empty_token() -> None:
+    """As Rails does: a forgotten token is "7:permission denied", not "16:authentication
+    required" (lib/gitlab/gitaly_client.rb authorization_token)."""
+    from lab.auth import AuthOutcome, check_gitaly_auth
+    from lab.client.gitaly import auth_metadata
+
+    ((key, value),) = auth_metadata("")
+    assert key == "authorization"
+    assert re.fullmatch(r"Bearer v2\.[0-9a-f]{64}\.\d+", value)
+    assert check_gitaly_auth("the-real-token", value).outcome is AuthOutcome.PERMISSION_DENIED

@@ -22,6 +22,7 @@ from lab.client.gitlab import ApiResponse, GitResult
 from lab.engine.run import Result
 from lab.errors import EngineError, LabError
 from lab.model import Lab, SecretsPolicy
+from lab.omnibus import eras
 from lab.scenario import runner
 from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
 from lab.scenario.report import format_failure, junit_xml, to_json
@@ -137,6 +138,9 @@ class FakeWorld:
         self.projects: dict[str, dict[str, Any]] = {}
         self.content: dict[str, dict[str, str]] = {}
         self.lose_projects = lose_projects
+        self.ls_remotes: list[str] = []
+        #: How many ls-remote calls fail after a restart (a channel still backing off).
+        self.settle_failures = 0
         self.api = self
         self.git = self
 
@@ -144,24 +148,30 @@ class FakeWorld:
     def gitaly(self) -> Any:
         return self.running.lab.node("gitaly1")
 
-    def _gitaly_error(self) -> str | None:
-        err = self._gitaly_state()
-        if err:
-            # As the sim's app node logs it (Rails logs the same "code:details" text).
-            self.running.log("gitlab", f"puma: gitaly error: {err}")
-        return err
-
-    def _gitaly_state(self) -> str | None:
+    def _gitaly_error(self) -> tuple[int, str] | None:
+        """The gRPC code and details the app would meet calling Gitaly now."""
         lab = self.running.lab
         if "gitaly1" in self.running.stopped:
-            return "14:failed to connect to all addresses"
+            return 14, "failed to connect to all addresses"
         if self.gitaly.gitaly_token is not None:
-            return "7:permission denied"
+            return 7, "permission denied"
         if self.gitaly.tls and not lab.app.trust_ca:
-            return "14:failed to connect to all addresses; last error: CERTIFICATE_VERIFY_FAILED"
+            return 14, "failed to connect to all addresses; last error: CERTIFICATE_VERIFY_FAILED"
         if self.gitaly.tls and "gitaly1" not in self.gitaly.san_names:
-            return "14:failed to connect; Peer name gitaly1 is not in peer certificate"
+            return 14, "failed to connect; Peer name gitaly1 is not in peer certificate"
         return None
+
+    def _log_json(self, record: dict[str, Any]) -> None:
+        self.running.log("gitlab", json.dumps(record, separators=(",", ":")))
+
+    def _workhorse_failure(self, path: str, code: int, details: str) -> GitResult:
+        # The texts real GitLab shows, from the one place the sim takes them too.
+        answer = eras.workhorse_info_refs_failed(eras.NEWEST, code, details, "GET",
+                                                 f"/{path}.git/info/refs")
+        self._log_json(answer.log)
+        return GitResult([], 128, f"remote: {answer.body.strip()}\nfatal: unable to access "
+                         f"'http://127.0.0.1:1/{path}.git/': The requested URL returned error: "
+                         f"{answer.status}")
 
     # API
     def call(self, method: str, path: str, *, data: Any = None, params: Any = None
@@ -179,7 +189,10 @@ class FakeWorld:
     def create_project_raw(self, name: str, *, storage: str | None = None) -> ApiResponse:
         err = self._gitaly_error()
         if err:
-            return ApiResponse("POST", "/api/v4/projects", 500, json.dumps({"message": err}))
+            failure = eras.project_exists_check_failed(*err)
+            for _, record in failure.logs:
+                self._log_json(record)
+            return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())
         pid = len(self.projects) + 1
         import hashlib
 
@@ -205,9 +218,9 @@ class FakeWorld:
             return GitResult([], 128, "remote: The project you were looking for could not be "
                              f"found.\nfatal: repository 'http://root:{TOKEN}@127.0.0.1:1/"
                              f"{path}.git' not found")
-        if self._gitaly_error():
-            return GitResult([], 128, "fatal: unable to access: The requested URL returned "
-                             "error: 503")
+        err = self._gitaly_error()
+        if err:
+            return self._workhorse_failure(path, *err)
         if self.gitaly.secrets is not SecretsPolicy.SHARED:
             return GitResult([], 1, "remote: GitLab: 401 Unauthorized\n ! [remote rejected] "
                              "HEAD -> main (pre-receive hook declined)")
@@ -218,12 +231,21 @@ class FakeWorld:
         return GitResult([], 0, "To http://127.0.0.1:1/x.git\n * [new branch] HEAD -> main")
 
     def clone_and_compare(self, path: str, expected: dict[str, str]) -> GitResult:
-        if self._gitaly_error():
-            return GitResult([], 128, "The requested URL returned error: 503")
+        err = self._gitaly_error()
+        if err:
+            return self._workhorse_failure(path, *err)
         ok = all(self.content.get(path, {}).get(k) == v for k, v in expected.items())
         names = ", ".join(sorted(expected)) or "no files"
         return GitResult([], 0 if ok else 1, f"cloned; content matches ({names})" if ok
                          else "differs")
+
+    def ls_remote(self, path: str) -> GitResult:
+        self.ls_remotes.append(path)
+        if self.settle_failures:
+            self.settle_failures -= 1
+            return self._workhorse_failure(path, 14, "connection refused")
+        err = self._gitaly_error()
+        return self._workhorse_failure(path, *err) if err else GitResult([], 0, "refs")
 
 
 def make(tmp_path: Path, *, lose_projects: bool = False) -> tuple[list[FakeLab], Any, Any]:
@@ -714,3 +736,58 @@ def test_images_are_made_present_once_before_labs_boot_side_by_side(
     tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
     runner._images_first([plain, tls, plain])
     assert len(made) == 1  # one sim image serves both labs: built once, before the threads
+
+
+def _restart_scenario() -> Any:
+    return parse_scenario(textwrap.dedent("""\
+        lab: {topology: scaled}
+        steps:
+          - create_project: {project: p1, storage: default}
+          - stop: gitaly1
+          - start: gitaly1
+          - push: p1
+        """), "r.yaml")
+
+
+def test_after_a_restart_git_waits_until_it_reaches_gitaly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readiness passes while Workhorse's connection still backs off: the runner waits."""
+    from lab.scenario import runner
+
+    monkeypatch.setattr(runner, "SETTLE_INTERVAL", 0.0)
+    _labs, up, connect = make(tmp_path)
+    world: list[FakeWorld] = []
+
+    def connect_and_break(running: FakeLab) -> FakeWorld:
+        w = connect(running)
+        w.settle_failures = 2
+        world.append(w)
+        return w
+
+    (result,) = run_scenarios([_restart_scenario()], up=up, connect=connect_and_break)
+    assert result.status is Status.PASSED, format_failure(result)
+    # Two failures while "backing off", then the call that got through.
+    assert len(world[0].ls_remotes) == 3
+    assert len(set(world[0].ls_remotes)) == 1
+    start = next(s for s in result.steps if "start" in s.label)
+    assert "git over HTTP reaches it" in start.output
+
+
+def test_a_gitaly_that_git_never_reaches_again_fails_the_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.scenario import runner
+
+    monkeypatch.setattr(runner, "SETTLE_INTERVAL", 0.0)
+    monkeypatch.setattr(runner, "SETTLE_TIMEOUT", 0.0)
+    _labs, up, connect = make(tmp_path)
+
+    def connect_and_break(running: FakeLab) -> FakeWorld:
+        w = connect(running)
+        w.settle_failures = 10**6
+        return w
+
+    (result,) = run_scenarios([_restart_scenario()], up=up, connect=connect_and_break)
+    assert result.status is Status.FAILED
+    assert result.evidence is not None
+    assert "git over HTTP still fails" in result.evidence.output
+    assert "The git server, Gitaly, is not available" in result.evidence.output

@@ -1,13 +1,16 @@
 """The sim's app node: health probes, a REST slice, Git smart HTTP and the internal API.
 
 Git traffic goes to the storage's Gitaly over gRPC with the v2 token, exactly the
-path Workhorse takes; the internal API checks the Gitlab-Shell-Api-Request JWT
-against this node's own gitlab_shell.secret_token.
+path Workhorse takes; the internal API checks the header of this node's release
+(Gitlab-Shared-Secret or the Gitlab-Shell-Api-Request JWT) against its own
+gitlab_shell.secret_token. What each release answers when Gitaly fails comes from
+lab_eras (lab/omnibus/eras.py), shared with the host's tests.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import ipaddress
@@ -27,6 +30,7 @@ from typing import Any, ClassVar
 import api_repository
 import gitaly_client
 from lab import auth as lab_auth
+from lab.omnibus import eras as lab_eras
 import simconfig
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
@@ -160,6 +164,7 @@ class Handler(BaseHTTPRequestHandler):
     storages: ClassVar[dict[str, gitaly_client.Storage]] = {}
     projects: ClassVar[Projects]
     tokens: ClassVar[Tokens]
+    release: ClassVar[lab_eras.Release] = lab_eras.NEWEST
 
     # -- plumbing --------------------------------------------------------------
 
@@ -194,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def json(self, status: int, data: Any) -> None:
-        self.send(status, json.dumps(data).encode(), "application/json")
+        self.send(status, lab_eras.rails_json(data).encode(), "application/json")
 
     def params(self, raw: bytes) -> dict[str, Any]:
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
@@ -236,8 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.json(404, {"message": "404 Not Found"})
         except gitaly_client.GitalyCallError as exc:
-            log(f"gitaly error: {exc}")
-            self.json(exc.http_status, {"message": str(exc)})
+            # Not rescued where it happened: Rails' generic answer to an exception.
+            log(f"500 on {method} {path}: {exc}")
+            self.json(500, {"message": "500 Internal Server Error"})
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as exc:  # a sim bug: answer like Rails would, keep serving
@@ -334,8 +340,15 @@ class Handler(BaseHTTPRequestHandler):
         if storage is None:
             self.json(400, {"message": {"repository_storage": ["is not included in the list"]}})
             return
-        # GitalyCallError from create_repository -> 500/503 in route()
-        project = self.projects.create(name, path, storage_name, storage.create_repository)
+        try:
+            project = self.projects.create(name, path, storage_name,
+                                           functools.partial(self.make_repository, storage))
+        except CreateFailed as failed:
+            answer = failed.failure
+            for name_, record in answer.logs:
+                simconfig.log_json(f"gitlab-rails/{name_}", record)
+            self.send(answer.status, answer.body_text().encode(), "application/json")
+            return
         if project is None:
             self.json(400, {"message": {"name": ["has already been taken"],
                                         "path": ["has already been taken"]}})
@@ -343,6 +356,21 @@ class Handler(BaseHTTPRequestHandler):
         log(f"project {project['path_with_namespace']} created on "
             f"{storage_name}:{project['disk_path']}")
         self.json(201, self.project_json(project))
+
+    def make_repository(self, storage: gitaly_client.Storage, disk_path: str) -> None:
+        """Project's after_create RepositoryExists check, then create_repository."""
+        try:
+            exists = storage.repository_exists(disk_path)
+        except gitaly_client.GitalyCallError as exc:
+            raise CreateFailed(lab_eras.project_exists_check_failed(
+                exc.number, exc.details, exc.debug)) from exc
+        if exists:
+            raise CreateFailed(lab_eras.project_already_on_disk())
+        try:
+            storage.create_repository(disk_path)
+        except gitaly_client.GitalyCallError as exc:
+            raise CreateFailed(lab_eras.project_create_repository_failed(
+                self.release, exc.number, exc.details, exc.debug)) from exc
 
     # -- Git smart HTTP (Workhorse's job) ----------------------------------------
 
@@ -372,28 +400,47 @@ class Handler(BaseHTTPRequestHandler):
             return
         storage = self.storages[project["repository_storage"]]
         protocol = self.headers.get("Git-Protocol", "")
-        if op == "info/refs":
-            data = storage.info_refs(service, project["disk_path"], protocol)
-            content_type = f"application/x-{service}-advertisement"
-        else:
-            pusher = {"gl_id": "user-1", "gl_repository": f"project-{project['id']}",
-                      "gl_username": "root"}
-            data = storage.post_pack(service, project["disk_path"], raw, protocol, pusher)
-            content_type = f"application/x-{service}-result"
+        try:
+            if op == "info/refs":
+                data = storage.info_refs(service, project["disk_path"], protocol)
+                content_type = f"application/x-{service}-advertisement"
+            else:
+                pusher = {"gl_id": "user-1", "gl_repository": f"project-{project['id']}",
+                          "gl_username": "root"}
+                data = storage.post_pack(service, project["disk_path"], raw, protocol, pusher)
+                content_type = f"application/x-{service}-result"
+        except gitaly_client.GitalyCallError as exc:
+            self.workhorse_failed(method, op, exc)
+            return
         self.send(200, data, content_type, {"Cache-Control": "no-cache"})
+
+    def workhorse_failed(self, method: str, op: str, exc: gitaly_client.GitalyCallError) -> None:
+        """Workhorse's answer (status, text/plain body) and its Go-style log line."""
+        if op == "info/refs":
+            answer = lab_eras.workhorse_info_refs_failed(self.release, exc.number, exc.details,
+                                                          method, self.path)
+            status, body, record = answer.status, answer.body, answer.log
+        else:
+            # handlePostRPC: the sim does not tell its eras apart (docs/fidelity.md).
+            status, body = 500, lab_eras.INTERNAL_SERVER_ERROR_TEXT + "\n"
+            record = {"error": "handlePostRPC: " + lab_eras.go_grpc_error(exc.number, exc.details),
+                      "level": "error", "method": method, "msg": "error", "uri": self.path}
+        simconfig.log_json("gitlab-workhorse/current", record, go=True)
+        self.send(status, body.encode(), "text/plain; charset=utf-8",
+                  {"X-Content-Type-Options": "nosniff"})
 
     # -- internal API (called by Gitaly's hooks) ---------------------------------
 
     def internal(self, method: str, endpoint: str) -> None:
         raw = self.body() if method == "POST" else b""
-        token = self.headers.get("Gitlab-Shell-Api-Request", "")
-        try:
-            lab_auth.decode_shell_jwt(token, self.app["shell_secret"])
-        except lab_auth.JWTError as exc:
-            log(f"internal API {endpoint}: JWT rejected ({exc})")
+        params = self.params(raw)
+        secret_param = params.get("secret_token")
+        if not lab_eras.internal_api_authorized(
+                self.release, dict(self.headers.items()), self.app["shell_secret"], _jwt_ok,
+                secret_param if isinstance(secret_param, str) else None):
+            log(f"internal API {endpoint}: {lab_eras.rails_verifies(self.release)} rejected")
             self.json(401, {"message": "401 Unauthorized"})
             return
-        params = self.params(raw)
         if method == "GET" and endpoint == "check":
             self.json(200, {"api_version": "v4", "gitlab_version": simconfig.SERVER_VERSION,
                             "gitlab_rev": "sim", "redis": True})
@@ -421,14 +468,33 @@ class Handler(BaseHTTPRequestHandler):
             self.json(404, {"message": "404 Not Found"})
 
 
+class CreateFailed(Exception):
+    """Project creation stopped with GitLab's answer for it."""
+
+    def __init__(self, failure: lab_eras.ApiFailure) -> None:
+        super().__init__(failure.body_text())
+        self.failure = failure
+
+
+def _jwt_ok(token: str, secret: str) -> bool:
+    try:
+        lab_auth.decode_shell_jwt(token, secret)
+    except lab_auth.JWTError:
+        return False
+    return True
+
+
 def main() -> int:
-    Handler.app = simconfig.read_runtime()["app"]
+    runtime = simconfig.read_runtime()
+    Handler.app = runtime["app"]
+    Handler.release = simconfig.release(runtime)
     Handler.storages = gitaly_client.storages(Handler.app)
     Handler.projects = Projects()
     Handler.tokens = Tokens()
     server = ThreadingHTTPServer(("0.0.0.0", Handler.app["port"]), Handler)
     server.daemon_threads = True
-    log(f"listening on :{Handler.app['port']} as {Handler.app['external_url']}; storages "
+    log(f"listening on :{Handler.app['port']} as {Handler.app['external_url']} (GitLab "
+        f"{runtime.get('version') or 'newest'}); storages "
         + ", ".join(f"{n}={s['address']}" for n, s in Handler.app["storages"].items()))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever()

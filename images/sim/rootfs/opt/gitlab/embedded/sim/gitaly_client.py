@@ -6,6 +6,7 @@ and numbers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,15 +30,22 @@ STREAM_TIMEOUT = 300.0
 class GitalyCallError(Exception):
     """A failed Gitaly call, printed the way Rails prints it: ``7:permission denied``."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, debug: str = "") -> None:
         self.code = code
         self.details = details
+        #: C-core's debug_error_string, which grpc-ruby appends to the message too.
+        self.debug = debug
         super().__init__(f"{code.value[0]}:{details}")
 
     @property
-    def http_status(self) -> int:
-        return 503 if self.code in (grpc.StatusCode.UNAVAILABLE,
-                                    grpc.StatusCode.DEADLINE_EXCEEDED) else 500
+    def number(self) -> int:
+        return int(self.code.value[0])
+
+
+def _call_error(exc: grpc.RpcError) -> GitalyCallError:
+    debug = getattr(exc, "debug_error_string", None)
+    return GitalyCallError(exc.code(), exc.details() or "",
+                           str(debug() or "") if callable(debug) else "")
 
 
 #: Per smart HTTP service: its InfoRefs and Post RPC names and the Post request class.
@@ -51,8 +59,13 @@ _SERVICES = {
 
 
 class Storage:
-    """One ``repositories_storages`` entry; a fresh channel per use so a restarted
-    Gitaly (new IP, no reconnect backoff) is picked up at once.
+    """One ``repositories_storages`` entry, with long-lived gRPC channels as GitLab keeps.
+
+    Rails keeps its channels (one per storage in current releases, one per stub before)
+    and Workhorse its connections (a cache per address) for the life of the process; a
+    channel that lost its Gitaly reconnects with gRPC's backoff, so a call made soon after
+    Gitaly comes back can still fail with ``14:``. The sim does the same: ``rails`` and
+    ``workhorse`` each get one channel per storage, never a fresh one per call.
 
     ``trusted_ca`` is read once, by the caller, like Omnibus which installs
     /etc/gitlab/trusted-certs on reconfigure (and the sim restarts its services then).
@@ -65,8 +78,17 @@ class Storage:
         self.token = token
         self.credentials = (grpc.ssl_channel_credentials(root_certificates=trusted_ca)
                             if address.startswith("tls://") else None)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
 
-    def channel(self) -> grpc.Channel:
+    def channel(self, client: str = "rails") -> grpc.Channel:
+        with self._lock:
+            found = self._channels.get(client)
+            if found is None:
+                found = self._channels[client] = self._new_channel()
+            return found
+
+    def _new_channel(self) -> grpc.Channel:
         scheme, _, rest = self.address.partition("://")
         if self.address.startswith("unix:"):
             return grpc.insecure_channel(self.address)
@@ -78,8 +100,7 @@ class Storage:
                               f"invalid gitaly address {self.address!r}")
 
     def metadata(self) -> list[tuple[str, str]]:
-        if not self.token:
-            return []
+        # Rails signs even with an empty token (lib/gitlab/gitaly_client.rb).
         return [("authorization", "Bearer " + lab_auth.gitaly_v2_token(self.token))]
 
     def repository(self, relative_path: str) -> Any:
@@ -87,15 +108,18 @@ class Storage:
 
     def call(self, stub_class: Callable[[grpc.Channel], Any], method: str, request: Any,
              *, stream: bool = False) -> Any:
-        """Call ``method`` on a fresh stub; a streaming call's ``data`` fields come joined."""
-        with self.channel() as channel:
-            rpc = getattr(stub_class(channel), method)
-            try:
-                response = rpc(request, metadata=self.metadata(),
-                               timeout=STREAM_TIMEOUT if stream else TIMEOUT)
-                return b"".join(r.data for r in response) if stream else response
-            except grpc.RpcError as exc:
-                raise GitalyCallError(exc.code(), exc.details() or "") from exc
+        """Call ``method``; a streaming call's ``data`` fields come joined.
+
+        Streaming calls are Workhorse's (smart HTTP), the others Rails'; each has its
+        own long-lived channel."""
+        channel = self.channel("workhorse" if stream else "rails")
+        rpc = getattr(stub_class(channel), method)
+        try:
+            response = rpc(request, metadata=self.metadata(),
+                           timeout=STREAM_TIMEOUT if stream else TIMEOUT)
+            return b"".join(r.data for r in response) if stream else response
+        except grpc.RpcError as exc:
+            raise _call_error(exc) from exc
 
     # -- the RPCs the app uses -----------------------------------------------
 

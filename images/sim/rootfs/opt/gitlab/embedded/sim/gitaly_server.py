@@ -56,6 +56,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.token: str = conf["token"]
+        self.transitioning: bool = bool(conf.get("transitioning"))
         self.storages: dict[str, str] = conf["storages"]
         for path in self.storages.values():
             os.makedirs(path, exist_ok=True)
@@ -66,7 +67,8 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     def authorize(self, context: grpc.ServicerContext, method: str) -> None:
         metadata = dict(context.invocation_metadata())
-        result = lab_auth.check_gitaly_auth(self.token, metadata.get("authorization"))
+        result = lab_auth.check_gitaly_auth(self.token, metadata.get("authorization"),
+                                            transitioning=self.transitioning)
         if not result.ok:
             log(f"{method}: {result.message} (peer {context.peer()})")
             context.abort(_CODES[result.outcome], result.message)
@@ -241,10 +243,12 @@ def serve(conf: dict[str, Any]) -> grpc.Server:
             creds = grpc.ssl_server_credentials([(k.read(), c.read())])
         server.add_secure_port(conf["tls_listen_addr"], creds)
     server.start()
+    auth = ("disabled" if not gitaly.token
+            else "transitioning" if gitaly.transitioning else "enabled")
     listeners = [f"unix:{socket_path}", conf["listen_addr"],
                  conf["tls_listen_addr"] and f"tls://{conf['tls_listen_addr']}"]
     log(f"listening on {', '.join(x for x in listeners if x)}; "
-        f"auth {'enabled' if gitaly.token else 'disabled'}; "
+        f"auth {auth}; "
         f"storages {', '.join(f'{n}={p}' for n, p in gitaly.storages.items())}")
     return server
 

@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 from lab import auth as lab_auth
+from lab.omnibus import eras as lab_eras
 import simconfig
 
 
@@ -21,18 +22,19 @@ class ApiError(Exception):
     pass
 
 
-def call(conf: dict[str, Any], endpoint: str,
+def call(conf: dict[str, Any], rel: lab_eras.Release, endpoint: str,
          body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """POST ``body`` (GET when None) to the internal API; ApiError with GitLab's message."""
+    """POST ``body`` (GET when None) to the internal API; ApiError with Gitaly's message."""
     base = conf.get("internal_api_url") or ""
     if not base:
-        raise ApiError("Internal API unreachable")
+        raise ApiError(lab_eras.INTERNAL_API_UNREACHABLE)
+    headers = {"Content-Type": "application/json", "User-Agent": "GitLab-Shell",
+               **lab_eras.internal_api_headers(rel, conf["hook_secret"],
+                                               lab_auth.encode_shell_jwt)}
     request = urllib.request.Request(
         base.rstrip("/") + "/api/v4/internal/" + endpoint,
         data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json",
-                 "Gitlab-Shell-Api-Request": lab_auth.encode_shell_jwt(conf["hook_secret"])})
+        method="GET" if body is None else "POST", headers=headers)
     context = None
     if base.startswith("https:"):
         # Omnibus trusts /etc/gitlab/trusted-certs in addition to the system CAs.
@@ -40,43 +42,50 @@ def call(conf: dict[str, Any], endpoint: str,
             cadata=simconfig.trusted_ca_pem().decode(errors="replace") or None)
     try:
         with urllib.request.urlopen(request, timeout=10, context=context) as resp:
-            data = json.loads(resp.read() or b"{}")
+            content_type = resp.headers.get("Content-Type", "")
+            raw = resp.read()
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("message") or f"{exc.code} {exc.reason}"
-        except (ValueError, AttributeError):
-            message = f"{exc.code} {exc.reason}"
-        raise ApiError(str(message)) from exc
+        # 4xx/5xx: the JSON message, or "Internal API error (<status>)" (gitlabnet.go).
+        raise ApiError(lab_eras.internal_api_error(exc.code, exc.read())) from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ApiError("Internal API unreachable") from exc
+        raise ApiError(lab_eras.INTERNAL_API_UNREACHABLE) from exc
+    if endpoint == "allowed":
+        problem = lab_eras.allowed_content_type_error(content_type)
+        if problem:
+            raise ApiError(problem)
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ApiError(f"decoding response from /{endpoint} endpoint: {exc}") from exc
     return data if isinstance(data, dict) else {}
 
 
 def main(hook: str) -> int:
     changes = sys.stdin.read()
-    conf = simconfig.read_runtime()["gitaly"]
+    runtime = simconfig.read_runtime()
+    conf, rel = runtime["gitaly"], simconfig.release(runtime)
     env = os.environ
     common = {"gl_repository": env.get("GL_REPOSITORY", ""), "changes": changes,
               "protocol": env.get("GL_PROTOCOL", "http")}
     try:
         if hook == "pre-receive":
-            allowed = call(conf, "allowed", {
+            allowed = call(conf, rel, "allowed", {
                 **common, "action": "git-receive-pack", "project": env.get("GL_REPOSITORY", ""),
                 "username": env.get("GL_USERNAME", ""), "key_id": "",
                 "user_id": env.get("GL_ID", "").removeprefix("user-"),
             })
             if not allowed.get("status"):
                 raise ApiError(str(allowed.get("message") or "API is not accessible"))
-            call(conf, "pre_receive", {"gl_repository": common["gl_repository"]})
+            call(conf, rel, "pre_receive", {"gl_repository": common["gl_repository"]})
         else:
-            result = call(conf, "post_receive", {
+            result = call(conf, rel, "post_receive", {
                 **common, "identifier": env.get("GL_ID", ""),
                 "push_options": []})
             for message in result.get("messages") or []:
                 if isinstance(message, dict) and message.get("message"):
                     print(message["message"], file=sys.stderr)
     except ApiError as exc:
-        print(f"GitLab: {exc}", file=sys.stderr)
+        print(lab_eras.hook_message(str(exc)), file=sys.stderr)
         simconfig.log("gitaly", f"{hook} hook for {common['gl_repository']}: {exc}",
                       via_pid1=True)
         return 1

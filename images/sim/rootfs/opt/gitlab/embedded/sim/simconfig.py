@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.omnibus import dialect, keys
+from lab.omnibus import dialect, eras, keys
 from lab.omnibus.release import DEFAULT_VERSION, Version
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +102,8 @@ def gitaly_settings(raw: dict[str, Any], version: Version | None = None) -> dict
         "token": f.token or "",
         "socket_path": f.socket_path,
         "storages": f.storages,
+        # Gitaly judges tokens but lets every call through (internal/gitaly/server/auth).
+        "transitioning": _transitioning(raw),
     }
 
 
@@ -160,6 +162,19 @@ def effective(raw: dict[str, Any], secrets: dict[str, Any],
 
 def _str(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _transitioning(raw: dict[str, Any]) -> bool:
+    """``gitaly['configuration'][:auth][:transitioning]`` or legacy ``auth_transitioning``."""
+    section = raw.get("gitaly") if isinstance(raw.get("gitaly"), dict) else {}
+    conf = section.get("configuration") if isinstance(section.get("configuration"), dict) else {}
+    auth = conf.get("auth") if isinstance(conf.get("auth"), dict) else {}
+    return auth.get("transitioning") is True or section.get("auth_transitioning") is True
+
+
+def release(node: dict[str, Any]) -> eras.Release:
+    """The release a runtime config (``read_runtime()``) plays, for lab/omnibus/eras.py."""
+    return eras.release(str(node.get("version") or ""))
 
 
 def fresh_secrets() -> dict[str, Any]:
@@ -255,6 +270,34 @@ def log(service: str, message: str, *, via_pid1: bool = False) -> None:
     try:
         os.makedirs(os.path.join(LOG_DIR, service), exist_ok=True)
         with open(os.path.join(LOG_DIR, service, "current"), "a") as fh:
+            fh.write(line)
+    except OSError:
+        pass
+
+
+def log_json(path: str, record: dict[str, Any], *, via_pid1: bool = False,
+             go: bool = False) -> None:
+    """One structured log line as GitLab writes it (``gitlab-rails/exceptions_json.log``,
+    ``gitlab-workhorse/current``): to /var/log/gitlab/<path> and to the container's
+    stdout, where the Omnibus image's ``gitlab-ctl tail`` shows every log file too."""
+    fields = dict(record)
+    head = {"severity": fields.pop("severity")} if "severity" in fields else {}
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+    # Ruby keeps insertion order; Go's logrus writes a map, which encoding/json sorts.
+    line = json.dumps({**head, "time": stamp, **fields}, separators=(",", ":"),
+                      sort_keys=go) + "\n"
+    try:
+        if via_pid1:
+            with open("/proc/1/fd/1", "a") as out:
+                out.write(line)
+        else:
+            os.write(1, line.encode())
+    except OSError:
+        pass
+    try:
+        target = os.path.join(LOG_DIR, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a") as fh:
             fh.write(line)
     except OSError:
         pass

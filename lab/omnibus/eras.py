@@ -1,0 +1,288 @@
+"""What GitLab, Gitaly and Workhorse answer, release by release: the texts and the eras.
+
+One place for the messages a user sees (API bodies, git's output, log lines) and
+the release at which each changed. The sim image carries this very file (standard
+library only), so the sim and the tests that check it can never
+disagree about a text. Sources are named beside each fact and in docs/fidelity.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Release = tuple[int, int, int]
+#: A container that was not told its release behaves as the newest one.
+NEWEST: Release = (999, 0, 0)
+
+_RELEASE_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def release(text: str | None) -> Release:
+    """``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``) as a comparable tuple; NEWEST when unknown."""
+    m = _RELEASE_RE.match(text or "")
+    if not m:
+        return NEWEST
+    return int(m[1]), int(m[2]), int(m[3] or 0)
+
+
+# -- Gitaly -> GitLab internal API: which header carries the shell secret ----------
+#
+# gitlab-shell v13.26.0 (client/gitlabnet.go, MR gitlab-shell!596) added the
+# Gitlab-Shell-Api-Request JWT beside Gitlab-Shared-Secret (base64 of the secret);
+# v14.13.0 dropped Gitlab-Shared-Secret. Gitaly used that client until it copied it
+# (internal/gitlab/client/gitlabnet.go, v15.4.0): Gitaly v15.0/v15.1 pinned a 2021
+# gitlab-shell (shared secret only), v15.2 pinned v14.8.0 and v15.3 v14.10.0 (both),
+# v15.6.0 removed the shared secret (gitaly!4947, "enabled by default in the previous
+# release"). Rails (lib/api/helpers.rb authenticate_by_gitlab_shell_token!) verifies
+# the JWT behind the gitlab_shell_jwt_token flag from 15.3 (off by default, gitlab!86148),
+# on by default from 15.5 (gitlab!100929), JWT only after the flag was removed.
+
+SHARED_SECRET_HEADER = "Gitlab-Shared-Secret"
+JWT_HEADER = "Gitlab-Shell-Api-Request"
+_GITALY_SENDS_JWT_FROM: Release = (15, 2, 0)
+_GITALY_DROPS_SHARED_SECRET_FROM: Release = (15, 6, 0)
+_RAILS_VERIFIES_JWT_FROM: Release = (15, 5, 0)
+
+
+def gitaly_sends(rel: Release) -> tuple[str, ...]:
+    """The header names Gitaly's hooks of release ``rel`` send to the internal API."""
+    names = []
+    if rel < _GITALY_DROPS_SHARED_SECRET_FROM:
+        names.append(SHARED_SECRET_HEADER)
+    if rel >= _GITALY_SENDS_JWT_FROM:
+        names.append(JWT_HEADER)
+    return tuple(names)
+
+
+def rails_verifies(rel: Release) -> str:
+    """The header the internal API of release ``rel`` checks (feature flag at its default)."""
+    return JWT_HEADER if rel >= _RAILS_VERIFIES_JWT_FROM else SHARED_SECRET_HEADER
+
+
+def internal_api_headers(rel: Release, secret: str,
+                         encode_jwt: Callable[[str], str]) -> dict[str, str]:
+    """The auth headers a release-``rel`` Gitaly sends; ``encode_jwt(secret)`` makes the JWT.
+
+    The JWT's encoding is the caller's (lab.auth today); only the choice is made here.
+    """
+    headers = {}
+    for name in gitaly_sends(rel):
+        if name == SHARED_SECRET_HEADER:
+            headers[name] = base64.b64encode(secret.encode()).decode()
+        else:
+            headers[name] = encode_jwt(secret)
+    return headers
+
+
+def internal_api_authorized(rel: Release, headers: Mapping[str, str], secret: str,
+                            verify_jwt: Callable[[str, str], bool],
+                            secret_param: str | None = None) -> bool:
+    """Whether the internal API of release ``rel`` lets a request with ``headers`` in.
+
+    Before the JWT, Rails takes the ``secret_token`` parameter or the base64-decoded
+    Gitlab-Shared-Secret header, chomps it and compares it with its own secret.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    if rails_verifies(rel) == JWT_HEADER:
+        token = lower.get(JWT_HEADER.lower())
+        return bool(token) and verify_jwt(token or "", secret)
+    given = secret_param
+    if given is None and SHARED_SECRET_HEADER.lower() in lower:
+        try:
+            # Ruby's Base64.decode64 is lenient: it skips what is not base64.
+            cleaned = re.sub(r"[^A-Za-z0-9+/]", "", lower[SHARED_SECRET_HEADER.lower()])
+            given = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4)).decode(errors="replace")
+        except (binascii.Error, ValueError):
+            given = ""
+    if given is None:
+        return False
+    return given.rstrip("\r\n") == secret.strip() and bool(secret.strip())
+
+
+# -- Gitaly's hooks: what a push prints when the internal API says no ----------------
+#
+# Gitaly internal/gitlab/client/gitlabnet.go parseError (gitlab-shell client/gitlabnet.go
+# before v15.4): a JSON {"message": "..."} body gives that message, anything else
+# "Internal API error (<status>)"; no connection at all "Internal API unreachable".
+# internal/gitlab/http_client.go Allowed: a 200 that is not application/json is
+# "/allowed endpoint respond with unsupported content type: <type>".
+# internal/gitaly/hook/prereceive.go NotAllowedError prints "GitLab: <message>".
+
+INTERNAL_API_UNREACHABLE = "Internal API unreachable"
+
+
+def internal_api_error(status: int, body: bytes) -> str:
+    """The message Gitaly's hook prints for a non-2xx/3xx answer from the internal API."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return f"Internal API error ({status})"
+    if not isinstance(data, dict):
+        return f"Internal API error ({status})"
+    message = data.get("message", "")
+    # Go decodes into a string field: any other JSON type is a decoding error.
+    if not isinstance(message, str):
+        return f"Internal API error ({status})"
+    return message
+
+
+def allowed_content_type_error(content_type: str) -> str | None:
+    """Why a 200 from /allowed can't be used, or None when it is JSON."""
+    mtype = content_type.split(";")[0].strip().lower()
+    if not mtype:
+        return "/allowed endpoint respond with unsupported content type: mime: no media type"
+    if mtype != "application/json":
+        return f"/allowed endpoint respond with unsupported content type: {mtype}"
+    return None
+
+
+def hook_message(message: str) -> str:
+    """What the pushing client sees after ``remote:``."""
+    return f"GitLab: {message}"
+
+
+# -- POST /api/v4/projects when Gitaly says no -----------------------------------------
+#
+# app/models/project.rb: after_create :check_repository_absence! calls RepositoryExists
+# (lib/gitlab/shell.rb repository_exists? rescues only GRPC::Internal), so a Gitaly that
+# refuses or can't be reached fails *that* call first; the error leaves Project#save,
+# Projects::CreateService#execute rescues it and adds its message to errors[:base]; the
+# API answers 400 with the errors (lib/api/projects.rb render_validation_error!). When
+# RepositoryExists works but CreateRepository fails, Project#create_repository rescues
+# it, tracks it (exceptions_json.log) and adds "Failed to create repository" ("... via
+# gitlab-shell" while Gitlab::Shell created repositories), then the service raises
+# 'Failed to create repository' and adds that too. The service logs "Unable to save
+# project. Error: <message>" (application_json.log). Sources: app/models/project.rb,
+# app/services/projects/create_service.rb, lib/gitlab/git/wraps_gitaly_errors.rb,
+# lib/gitlab/exception_log_formatter.rb.
+
+FAILED_TO_CREATE = "Failed to create repository"
+FAILED_VIA_SHELL = "Failed to create repository via gitlab-shell"
+ALREADY_ON_DISK = "There is already a repository with that name on disk"
+#: Gitlab::Shell stopped creating repositories (Nick Thomas, gitlab-org/gitlab c861a0a0);
+#: 13.0 is the first release without it as far as the sources read here show.
+_CREATE_WITHOUT_SHELL_FROM: Release = (13, 0, 0)
+#: grpc-ruby's GRPC::BadStatus message: "<code>:<details>. debug_error_string:<debug>".
+GRPC_CLASSES = {
+    1: "GRPC::Cancelled", 2: "GRPC::Unknown", 3: "GRPC::InvalidArgument",
+    4: "GRPC::DeadlineExceeded", 5: "GRPC::NotFound", 6: "GRPC::AlreadyExists",
+    7: "GRPC::PermissionDenied", 8: "GRPC::ResourceExhausted", 9: "GRPC::FailedPrecondition",
+    10: "GRPC::Aborted", 11: "GRPC::OutOfRange", 12: "GRPC::Unimplemented", 13: "GRPC::Internal",
+    14: "GRPC::Unavailable", 15: "GRPC::DataLoss", 16: "GRPC::Unauthenticated",
+}
+#: lib/gitlab/git/wraps_gitaly_errors.rb: the class Rails raises for a gRPC code.
+_WRAPPED = {5: "Gitlab::Git::Repository::NoRepository", 3: "ArgumentError",
+            4: "Gitlab::Git::CommandTimedOut"}
+
+
+def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
+    """How grpc-ruby prints a failed call: ``7:permission denied. debug_error_string:...``."""
+    text = f"{code}:{details}"
+    return f"{text}. debug_error_string:{debug}" if debug else text
+
+
+def creation_model_message(rel: Release) -> str:
+    return FAILED_TO_CREATE if rel >= _CREATE_WITHOUT_SHELL_FROM else FAILED_VIA_SHELL
+
+
+@dataclass(frozen=True)
+class ApiFailure:
+    """An API answer plus the log lines GitLab writes for it (JSON, one per line)."""
+
+    status: int
+    body: dict[str, Any]
+    logs: tuple[tuple[str, dict[str, Any]], ...]  # (log file under gitlab-rails/, record)
+
+    def body_text(self) -> str:
+        return rails_json(self.body)
+
+
+def rails_json(data: Any) -> str:
+    """JSON as Rails renders it (no spaces, non-ASCII kept)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def project_exists_check_failed(code: int, details: str, debug: str = "") -> ApiFailure:
+    """POST /projects when RepositoryExists (the after_create check) fails."""
+    message = grpc_ruby_message(code, details, debug)
+    return ApiFailure(400, {"message": {"base": [message]}}, (
+        ("application_json.log", {"severity": "ERROR",
+                                  "message": f"Unable to save project. Error: {message}"}),
+    ))
+
+
+def project_already_on_disk() -> ApiFailure:
+    return ApiFailure(400, {"message": {"base": [ALREADY_ON_DISK]}}, (
+        ("application_json.log", {"severity": "ERROR", "message":
+                                  f"Unable to save project. Error: {ALREADY_ON_DISK}"}),
+    ))
+
+
+def project_create_repository_failed(rel: Release, code: int, details: str,
+                                     debug: str = "") -> ApiFailure:
+    """POST /projects when CreateRepository fails after RepositoryExists answered."""
+    message = grpc_ruby_message(code, details, debug)
+    exception = {"severity": "ERROR",
+                 "exception.class": _WRAPPED.get(code, "Gitlab::Git::CommandError"),
+                 "exception.message": message,
+                 "exception.cause_class": GRPC_CLASSES.get(code, "GRPC::BadStatus")}
+    return ApiFailure(400, {"message": {"base": [creation_model_message(rel), FAILED_TO_CREATE]}}, (
+        ("exceptions_json.log", exception),
+        ("application_json.log", {"severity": "ERROR", "message":
+                                  f"Unable to save project. Error: {FAILED_TO_CREATE}"}),
+    ))
+
+
+# -- Workhorse: GET info/refs when the InfoRefs call fails -------------------------------
+#
+# gitlab-workhorse internal/git/info-refs.go up to v8.53.0 (GitLab 13.6) answers every
+# failure with helper.Fail500 ("Internal server error", 500) and logs
+# "handleGetInfoRefs: GetInfoRefsHandler: <grpc error>"; later Workhorse (workhorse/ in
+# gitlab-org/gitlab) answers Unavailable with 503 and the text below (test
+# TestGetInfoRefsHandler) and logs "handleGetInfoRefs: <grpc error>". The text is the
+# one Rails shows from 14.4 (gitlab!71120, "Improve Git HTTP err message given when
+# Gitaly unavailable"); the sim takes 14.4 as the Workhorse boundary too.
+# helper.LogError/printError (labkit log, JSON in Omnibus): level=error msg=error, with
+# method and uri; Go prints a status error as "rpc error: code = <Code> desc = <desc>".
+
+GITALY_UNAVAILABLE_TEXT = ("The git server, Gitaly, is not available at this time. "
+                           "Please contact your administrator.")
+INTERNAL_SERVER_ERROR_TEXT = "Internal server error"
+_WORKHORSE_503_FROM: Release = (14, 4, 0)
+#: Go's codes.Code String() names, by number.
+GO_CODE_NAMES = {
+    0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded",
+    5: "NotFound", 6: "AlreadyExists", 7: "PermissionDenied", 8: "ResourceExhausted",
+    9: "FailedPrecondition", 10: "Aborted", 11: "OutOfRange", 12: "Unimplemented",
+    13: "Internal", 14: "Unavailable", 15: "DataLoss", 16: "Unauthenticated",
+}
+
+
+def go_grpc_error(code: int, details: str) -> str:
+    """A gRPC error as grpc-go prints it."""
+    return f"rpc error: code = {GO_CODE_NAMES.get(code, f'Code({code})')} desc = {details}"
+
+
+@dataclass(frozen=True)
+class HttpFailure:
+    status: int
+    body: str  # text/plain, as Go's http.Error writes it (with the trailing newline)
+    log: dict[str, Any]  # the Workhorse log record
+
+
+def workhorse_info_refs_failed(rel: Release, code: int, details: str, method: str,
+                               uri: str) -> HttpFailure:
+    """Workhorse's answer and log record when InfoRefs fails with gRPC ``code``."""
+    newer = rel >= _WORKHORSE_503_FROM
+    prefix = "handleGetInfoRefs: " if newer else "handleGetInfoRefs: GetInfoRefsHandler: "
+    log = {"error": prefix + go_grpc_error(code, details), "level": "error",
+           "method": method, "msg": "error", "uri": uri}
+    if newer and code == 14:
+        return HttpFailure(503, GITALY_UNAVAILABLE_TEXT + "\n", log)
+    return HttpFailure(500, INTERNAL_SERVER_ERROR_TEXT + "\n", log)

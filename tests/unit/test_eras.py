@@ -1,0 +1,172 @@
+"""What each release answers (lab/omnibus/eras.py, also carried by the sim image).
+
+The expected texts here are written out by hand from the sources named in
+docs/fidelity.md, so a change to a message in eras.py has to be a change here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from lab.auth import JWTError, decode_shell_jwt, encode_shell_jwt
+from lab.omnibus import eras
+
+SECRET = "ab" * 64
+
+
+def _jwt_ok(token: str, secret: str) -> bool:
+    try:
+        decode_shell_jwt(token, secret)
+    except JWTError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("15.4.2", (15, 4, 2)), ("15.4", (15, 4, 0)), ("17.11.7-ee", (17, 11, 7)),
+    ("", eras.NEWEST), (None, eras.NEWEST), ("latest", eras.NEWEST),
+])
+def test_release(text: str | None, expected: eras.Release) -> None:
+    assert eras.release(text) == expected
+
+
+# -- internal API auth, per era ----------------------------------------------------------
+
+@pytest.mark.parametrize(("version", "sends"), [
+    ("13.12.15", ("Gitlab-Shared-Secret",)),
+    ("15.1.6", ("Gitlab-Shared-Secret",)),                              # pinned 2021 shell
+    ("15.2.0", ("Gitlab-Shared-Secret", "Gitlab-Shell-Api-Request")),   # shell v14.8.0
+    ("15.5.9", ("Gitlab-Shared-Secret", "Gitlab-Shell-Api-Request")),
+    ("15.6.0", ("Gitlab-Shell-Api-Request",)),                          # gitaly!4947
+    ("19.3.0", ("Gitlab-Shell-Api-Request",)),
+])
+def test_gitaly_sends_the_header_of_its_release(version: str, sends: tuple[str, ...]) -> None:
+    assert eras.gitaly_sends(eras.release(version)) == sends
+
+
+@pytest.mark.parametrize(("version", "checks"), [
+    ("13.12.15", "Gitlab-Shared-Secret"), ("15.4.6", "Gitlab-Shared-Secret"),
+    ("15.5.0", "Gitlab-Shell-Api-Request"), ("18.0.0", "Gitlab-Shell-Api-Request"),
+])
+def test_rails_checks_the_header_of_its_release(version: str, checks: str) -> None:
+    assert eras.rails_verifies(eras.release(version)) == checks
+
+
+@pytest.mark.parametrize("version", ["13.12.15", "15.1.0", "15.3.0", "15.5.0", "15.6.0",
+                                     "16.11.10", "19.3.0"])
+def test_a_release_talks_to_itself(version: str) -> None:
+    """Same-release Gitaly and Rails agree in every era; another secret is refused."""
+    rel = eras.release(version)
+    headers = eras.internal_api_headers(rel, SECRET, encode_shell_jwt)
+    assert eras.internal_api_authorized(rel, headers, SECRET, _jwt_ok)
+    assert not eras.internal_api_authorized(rel, headers, "cd" * 64, _jwt_ok)
+    assert not eras.internal_api_authorized(rel, {}, SECRET, _jwt_ok)
+
+
+def test_shared_secret_is_base64_of_the_secret_and_chomped() -> None:
+    headers = eras.internal_api_headers((14, 0, 0), SECRET, encode_shell_jwt)
+    assert headers == {"Gitlab-Shared-Secret": base64.b64encode(SECRET.encode()).decode()}
+    with_newline = {"gitlab-shared-secret": base64.b64encode(SECRET.encode() + b"\n").decode()}
+    assert eras.internal_api_authorized((14, 0, 0), with_newline, SECRET, _jwt_ok)
+    # The secret_token parameter (gitlab-shell's oldest way) wins over the header.
+    assert eras.internal_api_authorized((14, 0, 0), {}, SECRET, _jwt_ok, secret_param=SECRET)
+
+
+def test_a_jwt_only_gitaly_is_refused_by_a_shared_secret_rails() -> None:
+    """A 15.6+ Gitaly against a 15.4 app: the JWT alone does not open the old API."""
+    new_headers = eras.internal_api_headers((15, 6, 0), SECRET, encode_shell_jwt)
+    assert not eras.internal_api_authorized((15, 4, 0), new_headers, SECRET, _jwt_ok)
+    old_headers = eras.internal_api_headers((15, 1, 0), SECRET, encode_shell_jwt)
+    assert not eras.internal_api_authorized((15, 6, 0), old_headers, SECRET, _jwt_ok)
+
+
+# -- what a push prints when the internal API answers something else -----------------
+
+@pytest.mark.parametrize(("status", "body", "message"), [
+    (401, b'{"message":"401 Unauthorized"}', "401 Unauthorized"),
+    (404, b"<html><body>404 Not Found</body></html>", "Internal API error (404)"),
+    (502, b"Bad Gateway", "Internal API error (502)"),
+    (500, b"", "Internal API error (500)"),
+    (403, b'{"message":{"base":["x"]}}', "Internal API error (403)"),  # not a Go string
+    (403, b'["message"]', "Internal API error (403)"),
+    (401, b"{}", ""),
+])
+def test_internal_api_error_as_gitaly_prints_it(status: int, body: bytes, message: str) -> None:
+    assert eras.internal_api_error(status, body) == message
+
+
+@pytest.mark.parametrize(("content_type", "problem"), [
+    ("application/json", None), ("application/json; charset=utf-8", None),
+    ("text/html; charset=utf-8",
+     "/allowed endpoint respond with unsupported content type: text/html"),
+    ("", "/allowed endpoint respond with unsupported content type: mime: no media type"),
+])
+def test_allowed_must_be_json(content_type: str, problem: str | None) -> None:
+    assert eras.allowed_content_type_error(content_type) == problem
+
+
+def test_hook_message() -> None:
+    assert eras.hook_message("Internal API error (404)") == "GitLab: Internal API error (404)"
+
+
+# -- POST /api/v4/projects ------------------------------------------------------------------
+
+def test_repository_exists_check_failing_is_a_400_with_the_grpc_message() -> None:
+    failure = eras.project_exists_check_failed(7, "permission denied", "DEBUG")
+    assert failure.status == 400
+    assert failure.body_text() == ('{"message":{"base":["7:permission denied. '
+                                   'debug_error_string:DEBUG"]}}')
+    assert failure.logs == (("application_json.log", {
+        "severity": "ERROR",
+        "message": "Unable to save project. Error: 7:permission denied. debug_error_string:DEBUG",
+    }),)
+
+
+@pytest.mark.parametrize(("version", "first"), [
+    ("12.10.14", "Failed to create repository via gitlab-shell"),
+    ("13.12.15", "Failed to create repository"),
+    ("19.3.0", "Failed to create repository"),
+])
+def test_create_repository_failing_is_failed_to_create_repository(version: str,
+                                                                  first: str) -> None:
+    failure = eras.project_create_repository_failed(eras.release(version), 13, "boom")
+    assert failure.status == 400
+    assert json.loads(failure.body_text()) == {
+        "message": {"base": [first, "Failed to create repository"]}}
+    (exc_log, exc), (app_log, app) = failure.logs
+    assert exc_log == "exceptions_json.log"
+    assert exc == {"severity": "ERROR", "exception.class": "Gitlab::Git::CommandError",
+                   "exception.message": "13:boom", "exception.cause_class": "GRPC::Internal"}
+    assert app_log == "application_json.log"
+    assert app["message"] == "Unable to save project. Error: Failed to create repository"
+
+
+def test_already_on_disk() -> None:
+    assert json.loads(eras.project_already_on_disk().body_text()) == {
+        "message": {"base": ["There is already a repository with that name on disk"]}}
+
+
+# -- Workhorse info/refs ------------------------------------------------------------------
+
+def test_workhorse_unavailable_is_503_with_its_text_in_newer_releases() -> None:
+    answer = eras.workhorse_info_refs_failed((19, 3, 0), 14, "connection refused", "GET",
+                                             "/root/p.git/info/refs?service=git-receive-pack")
+    assert answer.status == 503
+    assert answer.body == ("The git server, Gitaly, is not available at this time. "
+                           "Please contact your administrator.\n")
+    assert answer.log == {
+        "error": "handleGetInfoRefs: rpc error: code = Unavailable desc = connection refused",
+        "level": "error", "method": "GET", "msg": "error",
+        "uri": "/root/p.git/info/refs?service=git-receive-pack"}
+
+
+def test_workhorse_other_codes_and_older_releases_are_500() -> None:
+    newer = eras.workhorse_info_refs_failed((19, 3, 0), 7, "permission denied", "GET", "/x")
+    assert (newer.status, newer.body) == (500, "Internal server error\n")
+    older = eras.workhorse_info_refs_failed((13, 12, 15), 14, "down", "GET", "/x")
+    assert (older.status, older.body) == (500, "Internal server error\n")
+    assert older.log["error"] == ("handleGetInfoRefs: GetInfoRefsHandler: rpc error: "
+                                  "code = Unavailable desc = down")
