@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from sim_helpers import require_docker
 
@@ -94,14 +95,29 @@ def test_wrong_token_is_permission_denied(tcp: GitalyContainer,
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "tls"])
-def test_missing_token_is_unauthenticated(tcp: GitalyContainer,
-                                          tls_node: GitalyContainer,
-                                          scheme: str) -> None:
+def test_empty_client_token_is_permission_denied(tcp: GitalyContainer,
+                                                 tls_node: GitalyContainer,
+                                                 scheme: str) -> None:
+    """Rails (and the host client) sign with an empty key when the token is forgotten."""
     node = tcp if scheme == "tcp" else tls_node
     with pytest.raises(GitalyError) as info:
         server_info(node.address, "", ca_pem=node.ca_pem, server_name_override="gitaly1")
-    assert info.value.code_name == "UNAUTHENTICATED"
-    assert str(info.value) == "16:authentication required"
+    assert str(info.value) == "7:permission denied"
+
+
+@pytest.mark.parametrize(("metadata", "expected"), [
+    ([], "16:authentication required"),
+    ([("authorization", "Bearer v2.xyz.1")], "16:authentication required"),   # not hex
+    ([("authorization", "bearer v3.00.1")], "7:permission denied"),           # unknown version
+])
+def test_gitaly_judges_raw_metadata(tcp: GitalyContainer, metadata: list[tuple[str, str]],
+                                    expected: str) -> None:
+    target = tcp.address.removeprefix("tcp://")
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/gitaly.ServerService/ServerInfo")
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"", metadata=metadata, timeout=10)
+    assert f"{info.value.code().value[0]}:{info.value.details()}" == expected
 
 
 def test_untrusted_ca_fails(tls_node: GitalyContainer) -> None:

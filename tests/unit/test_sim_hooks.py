@@ -1,0 +1,129 @@
+"""The sim's Gitaly hooks and app against a local HTTP server: what a push prints for
+each internal-API answer, and which auth header each release sends and accepts.
+
+The sim modules import ``lab_auth``/``lab_eras`` (their names inside the image); here
+those names point at the host's own modules, the very files the image copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import pytest
+
+from lab import auth
+from lab.omnibus import eras
+
+SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
+SECRET = "ef" * 64
+
+
+@pytest.fixture(scope="module")
+def githook() -> Iterator[ModuleType]:
+    saved = {k: sys.modules.get(k) for k in ("lab_auth", "lab_eras")}
+    sys.modules["lab_auth"], sys.modules["lab_eras"] = auth, eras
+    sys.path.insert(0, str(SIM_DIR))
+    try:
+        yield importlib.import_module("githook")
+    finally:
+        sys.path.remove(str(SIM_DIR))
+        for key, module in saved.items():
+            if module is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = module
+
+
+class Answer(BaseHTTPRequestHandler):
+    status: ClassVar[int] = 200
+    content_type: ClassVar[str] = "application/json"
+    body: ClassVar[bytes] = b"{}"
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append(dict(self.headers.items()))
+        self.send_response(self.status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def api(server: str) -> str:
+    Answer.seen = []
+    return server
+
+
+def _answer(monkeypatch: pytest.MonkeyPatch, status: int, content_type: str,
+            body: bytes) -> None:
+    monkeypatch.setattr(Answer, "status", status)
+    monkeypatch.setattr(Answer, "content_type", content_type)
+    monkeypatch.setattr(Answer, "body", body)
+
+
+@pytest.mark.parametrize(("status", "content_type", "body", "message"), [
+    (404, "text/html", b"<html>404 Not Found</html>", "Internal API error (404)"),
+    (502, "text/html", b"<html>Bad Gateway</html>", "Internal API error (502)"),
+    (401, "application/json", b'{"message":"401 Unauthorized"}', "401 Unauthorized"),
+    (200, "text/html", b"<html>proxy login</html>",
+     "/allowed endpoint respond with unsupported content type: text/html"),
+])
+def test_push_message_for_each_internal_api_answer(
+        githook: ModuleType, api: str, monkeypatch: pytest.MonkeyPatch, status: int,
+        content_type: str, body: bytes, message: str) -> None:
+    _answer(monkeypatch, status, content_type, body)
+    conf = {"internal_api_url": api, "hook_secret": SECRET}
+    with pytest.raises(githook.ApiError) as info:
+        githook.call(conf, eras.NEWEST, "allowed", {"changes": ""})
+    assert str(info.value) == message
+    assert eras.hook_message(str(info.value)) == f"GitLab: {message}"
+
+
+def test_unreachable_internal_api(githook: ModuleType) -> None:
+    conf = {"internal_api_url": "http://127.0.0.1:9", "hook_secret": SECRET}
+    with pytest.raises(githook.ApiError, match=r"^Internal API unreachable$"):
+        githook.call(conf, eras.NEWEST, "allowed", {"changes": ""})
+
+
+@pytest.mark.parametrize(("version", "shared", "jwt"), [
+    ("14.10.5", True, False), ("15.3.0", True, True), ("16.0.0", False, True),
+])
+def test_hooks_send_the_header_of_their_release(
+        githook: ModuleType, api: str, monkeypatch: pytest.MonkeyPatch, version: str,
+        shared: bool, jwt: bool) -> None:
+    _answer(monkeypatch, 200, "application/json", b'{"status":true}')
+    conf = {"internal_api_url": api, "hook_secret": SECRET}
+    githook.call(conf, eras.release(version), "allowed", {"changes": ""})
+    (headers,) = Answer.seen
+    got = {k.lower(): v for k, v in headers.items()}
+    assert (got.get("gitlab-shared-secret") == base64.b64encode(SECRET.encode()).decode()) \
+        is shared
+    assert ("gitlab-shell-api-request" in got) is jwt
+    if jwt:
+        assert auth.decode_shell_jwt(got["gitlab-shell-api-request"], SECRET)["iss"] == \
+            "gitlab-shell"
