@@ -438,7 +438,7 @@ def _settle_git(run: _Run, node: str) -> tuple[bool, str]:
     """Wait until git over HTTP reaches the restored Gitaly ``node`` again.
 
     Readiness (``/-/readiness?all=1``) proves Rails' channel to Gitaly, but Workhorse
-    keeps its own connection (and Rails before 16.x one per stub): gRPC reconnects
+    keeps its own connection (and older Rails one per stub): gRPC reconnects
     those with backoff, so a git call right after readiness can still fail with 14.
     ``git ls-remote`` of each project on the node takes that very path.
     """
