@@ -28,9 +28,15 @@ STREAM_TIMEOUT = 300.0
 #: gRPC's reconnect backoff (1 s growing to 120 s) and connect timeout (20 s), shortened:
 #: a stopped node's vanished address would otherwise hold a call for minutes. The
 #: backoff is still there, so a call right after a restart can fail as in GitLab.
+#: Keepalive pings find a connection whose peer vanished (a stopped container sends no
+#: reset) instead of leaving a call waiting on it.
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 1000),
                    ("grpc.min_reconnect_backoff_ms", 3000),
-                   ("grpc.max_reconnect_backoff_ms", 5000)]
+                   ("grpc.max_reconnect_backoff_ms", 5000),
+                   ("grpc.keepalive_time_ms", 5000),
+                   ("grpc.keepalive_timeout_ms", 3000),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   ("grpc.http2.max_pings_without_data", 0)]
 
 
 class GitalyCallError(Exception):
@@ -70,8 +76,8 @@ class Storage:
     Rails keeps its channels (one per storage in current releases, one per stub before)
     and Workhorse its connections (a cache per address) for the life of the process; a
     channel that lost its Gitaly reconnects with gRPC's backoff, so a call made soon after
-    Gitaly comes back can still fail with ``14:``. The sim does the same: ``rails`` and
-    ``workhorse`` each get one channel per storage, never a fresh one per call.
+    Gitaly comes back can still fail with ``14:``. The sim keeps one channel per storage
+    for its Rails part; its Workhorse part dials per call (see ``call``).
 
     ``trusted_ca`` is read once, by the caller, like Omnibus which installs
     /etc/gitlab/trusted-certs on reconfigure (and the sim restarts its services then).
@@ -118,14 +124,19 @@ class Storage:
 
         Streaming calls are Workhorse's (smart HTTP), the others Rails'; each has its
         own long-lived channel."""
-        channel = self.channel("workhorse" if stream else "rails")
-        rpc = getattr(stub_class(channel), method)
+        # Workhorse's part dials afresh per call: on a kept channel the first call after a
+        # `docker stop` hung until git gave up (docs/fidelity.md, not reproduced).
+        channel = self._new_channel() if stream else self.channel("rails")
         try:
+            rpc = getattr(stub_class(channel), method)
             response = rpc(request, metadata=self.metadata(),
                            timeout=STREAM_TIMEOUT if stream else TIMEOUT)
             return b"".join(r.data for r in response) if stream else response
         except grpc.RpcError as exc:
             raise _call_error(exc) from exc
+        finally:
+            if stream:
+                channel.close()
 
     # -- the RPCs the app uses -----------------------------------------------
 

@@ -224,7 +224,11 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
 def serve(conf: dict[str, Any]) -> grpc.Server:
     gitaly = Gitaly(conf)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # The app's channels ping every 5 s to notice a vanished peer; let them.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 4000),
+        ("grpc.http2.max_ping_strikes", 0)])
     server_pb2_grpc.add_ServerServiceServicer_to_server(gitaly, server)
     repository_pb2_grpc.add_RepositoryServiceServicer_to_server(gitaly, server)
     smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(gitaly, server)
