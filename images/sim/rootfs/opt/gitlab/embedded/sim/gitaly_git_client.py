@@ -45,14 +45,14 @@ def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_c
     """One RPC ("/gitaly.Service/Method") through the generated stub; server streams
     are read to the end inside the channel's lifetime."""
     service, name = method.removeprefix("/gitaly.").split("/")
-    with storage.channel() as channel:
-        call = getattr(_STUBS[service](channel), name)
-        try:
-            result = call(request, metadata=storage.metadata() + (metadata or []),
-                          timeout=timeout)
-            return list(result) if kind == "unary_stream" else result
-        except grpc.RpcError as exc:
-            raise gitaly_client.GitalyCallError(exc.code(), exc.details() or "") from exc
+    # Rails' long-lived channel for this storage (gitaly_client.Storage): never closed here.
+    call = getattr(_STUBS[service](storage.channel()), name)
+    try:
+        result = call(request, metadata=storage.metadata() + (metadata or []),
+                      timeout=timeout)
+        return list(result) if kind == "unary_stream" else result
+    except grpc.RpcError as exc:
+        raise gitaly_client.GitalyCallError(exc.code(), exc.details() or "") from exc
 
 
 @dataclass(frozen=True)
