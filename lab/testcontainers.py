@@ -35,6 +35,7 @@ from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
 from lab.engine.images import image_for
 from lab.errors import ImageMissing, LabError, NotReady
+from lab.labels import HOME_LABEL
 from lab.model import Lab
 from lab.render.compose import labels
 from lab.render.labdir import MANIFEST, node_paths, render_files, write_file
@@ -179,7 +180,9 @@ class GitalyContainer(DockerContainer):
         self._etc = self._write_config(image)
         if self.prepare is not None:
             self.prepare(self._etc)
-        mine = labels(self.lab, str(self._root), self.node)
+        # The state folder's id: plain `lab gc` (not only --all) counts the node as its own.
+        owner = {HOME_LABEL: home} if (home := state.home_id()) else {}
+        mine = labels(self.lab, str(self._root), self.node, owner)
         extra = dict(self._kwargs)
         self._kwargs = {"hostname": NODE, "shm_size": "256m", **extra,
                         "labels": {**mine, **(extra.get("labels") or {})}}
