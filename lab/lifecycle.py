@@ -639,7 +639,12 @@ class RunningLab:
         lab of another folder is never touched (Compose goes by project name alone).
         A folder ``purge`` could not delete raises ``Incomplete``.
         """
-        sweep(self.labels)
+        which = self.labels
+        if ID_LABEL in which:
+            # By name and ids, not path: a copied or moved folder keeps its id, and its
+            # resources may still name the old path.
+            which = {k: v for k, v in which.items() if k != DIR_LABEL}
+        sweep(which)
         state.clear_up_marker(self.path)
         if purge:
             # Root-owned leftovers of a boot (Omnibus writes into /etc/gitlab): give them
@@ -899,11 +904,16 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
                 groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
                             lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
     removed: list[str] = []
+    # A lab folder copied or moved (a copied state folder) keeps its id: its lab is alive
+    # although the path in its labels is gone.
+    ids_here = {lab_owner(state.lab_dir(n)).get(ID_LABEL) for n in state.lab_names()}
     for lab_name, d, lid, lhome in sorted(groups):
         path = Path(d)
         # A folder there with another id is another lab: this one's folder is gone.
         gone = not (path / MANIFEST).exists() or bool(lid and lab_owner(path).get(ID_LABEL)
                                                       not in (None, lid))
+        if gone and lid and lid in ids_here:
+            continue
         killed = not gone and state.interrupted_up(path)
         if not (gone or killed):
             continue

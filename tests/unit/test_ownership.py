@@ -130,6 +130,20 @@ def test_gc_sweeps_only_its_own_state_folder_unless_all(engine: FakeEngine,
     assert engine.resources == []
 
 
+def test_a_copied_state_folder_keeps_its_labs(engine: FakeEngine, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    running = lifecycle.up(scaled(), name="moved")
+    engine.add("old", running.labels)  # labelled with the old folder's path
+    shutil.copytree(tmp_path / "home", tmp_path / "copy", symlinks=True)
+    shutil.rmtree(tmp_path / "home")
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "copy"))
+    assert lifecycle.gc() == []  # the same lab id lives on in the copy
+    lifecycle.attach("moved").down()  # the copy still owns the lab and removes it
+    assert sorted(engine.removed) == ["old-container", "old-network", "old-volume"]
+
+
 def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
                                                         tmp_path: Path) -> None:
     holder = state.StartLock("busy")
