@@ -122,7 +122,7 @@ class Reader
     case node[0]
     when :string_literal then string(node[1])
     when :@int then Integer(node[1].delete('_'), exception: false) || raise(NotLiteral)
-    when :@float then Float(node[1].delete('_'))
+    when :@float then finite(Float(node[1].delete('_')))
     when :symbol_literal then symbol(node[1])
     when :dyna_symbol then string(node[1])
     when :var_ref then keyword(node[1])
@@ -137,6 +137,13 @@ class Reader
     end
   end
 
+  # 1e400 is Infinity, which JSON cannot carry: such a value is not a setting.
+  def finite(value)
+    raise NotLiteral unless value.finite?
+
+    value
+  end
+
   def numeric(value)
     raise NotLiteral unless value.is_a?(Numeric)
 
@@ -149,8 +156,37 @@ class Reader
     content[1..].map do |part|
       raise NotLiteral unless part[0] == :@tstring_content
 
-      part[1]
+      unescape(part[1], part[2])
     end.join
+  end
+
+  # Ripper gives a string's text as written: 'it\'s' arrives as it\'s. The character
+  # before the text says which quoting applies; escapes are undone for '...' and, for
+  # the common ones, "..."; any other backslash (heredocs, %q(), \u, \x) is not read.
+  SINGLE_ESCAPES = { '\\' => '\\', "'" => "'" }.freeze
+  DOUBLE_ESCAPES = { '\\' => '\\', '"' => '"', "'" => "'", 'n' => "\n", 't' => "\t",
+                     'r' => "\r", 's' => ' ', '#' => '#' }.freeze
+
+  def unescape(text, (line, column))
+    return text unless text.include?('\\')
+
+    escapes = { "'" => SINGLE_ESCAPES, '"' => DOUBLE_ESCAPES }[opening(line, column)]
+    raise NotLiteral unless escapes
+
+    text.gsub(/\\(.)/m) do
+      char = Regexp.last_match(1)
+      next escapes[char] if escapes.key?(char)
+      # '...' keeps any other backslash; an escape of "..." outside the table is not read.
+      raise NotLiteral unless escapes.equal?(SINGLE_ESCAPES)
+
+      "\\#{char}"
+    end
+  end
+
+  def opening(line, column)
+    return nil unless line && column && column.positive?
+
+    @lines[line - 1].to_s.byteslice(column - 1, 1)
   end
 
   def symbol(node)
@@ -195,7 +231,13 @@ end
 
 name = ARGV[0] || 'gitlab.rb'
 source = $stdin.read
-tree = Ripper.sexp(source, name, 1)
+begin
+  tree = Ripper.sexp(source, name, 1)
+rescue ArgumentError, EncodingError => e
+  # e.g. `# encoding: bogus`: Ripper refuses the file before parsing it.
+  warn "#{name}:1: #{e.message}"
+  exit 1
+end
 if tree.nil?
   # Parsing only (Ripper), for the error message: nothing is evaluated.
   parser = Ripper.new(source, name, 1)

@@ -231,6 +231,29 @@ def test_ruby_code_is_listed_with_its_line_never_run(tmp_path: Path) -> None:
     assert read.skipped == ((2, "raise 'boom'"),)
 
 
+def test_string_escapes_are_read_as_ruby_reads_them(tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("x['single'] = 'it\\'s \\\\ \\q'\n"
+                  "x['double'] = \"a\\tb\\\"c\\\\d\"\n"
+                  "x['unicode'] = \"\\u0041\"\n"
+                  "x['percent'] = %q(a\\b)\n"
+                  "x['huge'] = 1e400\n")
+    read = read_rb(rb)
+    assert read.settings == {"x": {"single": "it's \\ \\q", "double": "a\tb\"c\\d"}}
+    # What the reader cannot spell exactly is listed, never taken with its backslashes.
+    assert [line for line, _ in read.skipped] == [3, 4, 5]
+
+
+def test_unknown_encoding_is_a_spec_error_without_a_ruby_backtrace(tmp_path: Path) -> None:
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("# encoding: bogus\nexternal_url 'http://x'\n")
+    with pytest.raises(SpecError) as info:
+        read_rb(rb)
+    assert info.value.line == 1
+    assert "unknown encoding name: bogus" in str(info.value)
+    assert ".rb:" not in str(info.value).split(": ", 1)[1]  # no Ruby backtrace lines
+
+
 def test_omnibus_config_is_evaluated_first_and_ours_never_leaks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rb = tmp_path / "gitlab.rb"
