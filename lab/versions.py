@@ -7,21 +7,17 @@ from __future__ import annotations
 
 from lab.errors import SpecError
 from lab.omnibus.dialect import Dialect, dialect_for
-from lab.omnibus.release import DEFAULT_VERSION, OLDEST_SUPPORTED, REFERENCE_RELEASES, Version
+from lab.omnibus.release import (
+    DEFAULT_VERSION,
+    OLDEST_SUPPORTED,
+    REFERENCE_RELEASES,
+    Version,
+    newer_than_known,
+)
 
 REFERENCE_VERSIONS = REFERENCE_RELEASES
 __all__ = ["DEFAULT_VERSION", "OLDEST_SUPPORTED", "REFERENCE_VERSIONS", "Dialect", "Version",
-           "dialect_for", "parse_supported"]
-
-
-def newer_than_known(version: Version) -> bool:
-    """True for a minor release after the newest one the toolkit knows (patches of it pass).
-
-    Its keys are unknown here: rendering for it would guess, and a typo such as
-    99.0.0 would boot as if it were real.
-    """
-    newest = Version.parse(DEFAULT_VERSION)
-    return (version.major, version.minor) > (newest.major, newest.minor)
+           "dialect_for", "newer_than_known", "parse_supported"]
 
 
 def parse_supported(text: str, *, source: str = "", line: int | None = None,

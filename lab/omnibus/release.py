@@ -45,6 +45,16 @@ class Version:
         return self >= Version.parse(text)
 
 
+def newer_than_known(version: Version) -> bool:
+    """True for a minor release after the newest one the toolkit knows (patches of it pass).
+
+    Its keys are unknown here: rendering for it would guess, and a typo such as
+    99.0.0 would boot as if it were real.
+    """
+    newest = Version.parse(DEFAULT_VERSION)
+    return (version.major, version.minor) > (newest.major, newest.minor)
+
+
 def omnibus_image_ref(edition: str, version: str) -> str:
     """The official image of a release: gitlab/gitlab-ce:17.11.7-ce.0."""
     return f"gitlab/gitlab-{edition}:{version}-{edition}.0"

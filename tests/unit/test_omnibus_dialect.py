@@ -16,7 +16,7 @@ from lab.engine.images import IMAGE_MODULES
 from lab.errors import LabError, SpecError
 from lab.importer import import_files, node_inputs, read_rb
 from lab.omnibus import dialect, keys
-from lab.omnibus.release import Version
+from lab.omnibus.release import DEFAULT_VERSION, Version, newer_than_known
 
 V = Version.parse
 GUIDE_ERA = ROOT / "tests" / "data" / "guide-era"
@@ -60,6 +60,15 @@ def test_what_a_gitaly_node_disables(version: str, disabled: tuple[str, ...]) ->
     assert set(disabled) <= set(services)
     assert not {"unicorn", "puma", "grafana", "gitlab_monitor", "gitlab_exporter",
                 "gitlab_kas"} - set(disabled) & set(services)
+
+
+def test_newer_than_known_lets_patches_of_the_newest_release_through() -> None:
+    newest = Version.parse(DEFAULT_VERSION)
+    assert not newer_than_known(newest)
+    assert not newer_than_known(Version(newest.major, newest.minor, newest.patch + 9))
+    assert newer_than_known(Version(newest.major, newest.minor + 1, 0))
+    assert newer_than_known(Version(newest.major + 1, 0, 0))
+    assert not newer_than_known(Version.parse("11.11.8"))
 
 
 def test_unknown_keys_in_the_release_words() -> None:
