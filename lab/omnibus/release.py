@@ -16,6 +16,10 @@ DEFAULT_VERSION = REFERENCE_RELEASES[-1]
 # The Gitaly guide was written for 11.x; nothing older is modelled.
 OLDEST_SUPPORTED = "11.11.0"
 
+# Real Omnibus knows its own release; the sim node learns it from this variable,
+# which the lab's compose file sets (lab/render/compose.py).
+VERSION_ENV = "GITLAB_TESTLAB_VERSION"
+
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 

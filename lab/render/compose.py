@@ -27,13 +27,11 @@ from lab.labels import (
 )
 from lab.model import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus.node import healthcheck_cmd, status_cmd
-from lab.omnibus.release import omnibus_image_ref
+from lab.omnibus.release import VERSION_ENV, omnibus_image_ref
 from lab.resources import data_dir
 
 __all__ = ["DIR_LABEL", "HOME_LABEL", "ID_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL",
            "ROLE_LABEL", "compose_dict", "labels", "omnibus_image", "render_compose"]
-# Real Omnibus knows its own release; the sim learns it from this variable.
-VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 NETWORK = "lab"
 
 APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]

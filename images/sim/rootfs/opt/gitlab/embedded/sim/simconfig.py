@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.omnibus import dialect, eras, keys
-from lab.omnibus.release import DEFAULT_VERSION, Version
+from lab.omnibus.release import DEFAULT_VERSION, VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
 GITLAB_RB = "/etc/gitlab/gitlab.rb"
@@ -31,8 +31,6 @@ STATE_DIR = "/var/opt/gitlab/sim"
 LOG_DIR = "/var/log/gitlab"
 DEFAULT_SOCKET = dialect.DEFAULT_SOCKET
 DEFAULT_STORAGE_PATH = dialect.DEFAULT_DATA_DIR
-# Set by the lab's compose file (lab/render/compose.py VERSION_ENV).
-VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 DEFAULT_WHITELIST = ["127.0.0.0/8", "::1/128"]
 SERVER_VERSION = "gitlab-testlab-sim"
 #: Gitaly streams git data in messages of at most this many bytes.
