@@ -29,9 +29,10 @@ from typing import Any, ClassVar
 
 import api_repository
 import gitaly_client
+import simconfig
+
 from lab import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-import simconfig
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
 TOKENS = os.path.join(simconfig.STATE_DIR, "tokens.json")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from lab import auth as lab_auth
 import simconfig
 from gitalypb import (
     repository_pb2,
@@ -22,6 +21,8 @@ from gitalypb import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
+
+from lab import auth as lab_auth
 
 TIMEOUT = 10.0
 STREAM_TIMEOUT = 300.0

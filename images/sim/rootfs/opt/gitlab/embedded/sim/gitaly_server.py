@@ -26,7 +26,6 @@ from typing import Any
 import gitaly_git_services
 import gitaly_moves
 import grpc
-from lab import auth as lab_auth
 import simconfig
 from gitalypb import (
     repository_pb2,
@@ -36,6 +35,8 @@ from gitalypb import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
+
+from lab import auth as lab_auth
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
 _CODES = {

@@ -13,9 +13,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import simconfig
+
 from lab import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-import simconfig
 
 
 class ApiError(Exception):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import simconfig
+
 from lab.omnibus.release import Version
 
 HERE = Path(__file__).resolve().parent
