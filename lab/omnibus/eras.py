@@ -105,6 +105,15 @@ def internal_api_authorized(rel: Release, headers: Mapping[str, str], secret: st
     return given.rstrip("\r\n") == secret.strip() and bool(secret.strip())
 
 
+# -- The REST API's catch-all ------------------------------------------------------------
+#
+# lib/api/api.rb `rescue_from :all` -> lib/api/helpers.rb handle_api_exception: an exception
+# no one rescued answers 500 with this message (the exception's class and text go to the
+# log only, outside development).
+
+API_INTERNAL_ERROR = "500 Internal Server Error"
+
+
 # -- Gitaly's hooks: what a push prints when the internal API says no ----------------
 #
 # Gitaly internal/gitlab/client/gitlabnet.go parseError (gitlab-shell client/gitlabnet.go

@@ -269,3 +269,17 @@ def test_users(sim: Sim) -> None:
         gl.users.get(2)
     assert (missing.value.response_code, missing.value.error_message) == (
         404, "404 User Not Found")
+
+
+def test_an_unexpected_exception_answers_as_grapes_catch_all(sim: Sim,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """GitLab's rescue_from :all: the plain 500 body; the exception only in the log."""
+    def broken() -> list[Any]:
+        raise KeyError("sim-bug")
+
+    monkeypatch.setattr(sim.handler.projects, "all", broken)
+    answer = sim.get("projects")
+    assert (answer.status_code, answer.json()) == (500, {"message": "500 Internal Server Error"})
+    log = (Path(sim.mods["simconfig"].LOG_DIR) / "puma" / "current").read_text()
+    assert "KeyError: 'sim-bug'" in log

@@ -25,6 +25,8 @@ import gitaly_client
 import gitaly_git_client as git
 import simconfig
 
+from lab.omnibus import eras as lab_eras
+
 ROOT_USER = {"id": 1, "username": "root", "name": "Administrator", "state": "active",
              "locked": False, "avatar_url": None, "web_url": "", "created_at":
              "2020-01-01T00:00:00.000Z", "bio": "", "location": "", "public_email": None,
@@ -71,10 +73,10 @@ def gitaly_failure(exc: gitaly_client.GitalyCallError, *, commit_service: bool) 
     the exception reaches `rescue_from :all`, which answers 500 and logs it.
     """
     log(f"{'Gitlab::Git::CommandError' if commit_service else 'GRPC::BadStatus'} "
-        f"({exc.code.value[0]}:{exc.details}): Gitaly call failed")
+        f"({exc}): Gitaly call failed")
     if commit_service:
-        return bad_request(f"{exc.code.value[0]}:{exc.details}.")
-    return ApiError(500, {"message": "500 Internal Server Error"})
+        return bad_request(f"{exc}.")
+    return ApiError(500, {"message": lab_eras.API_INTERNAL_ERROR})
 
 
 # -- entities -----------------------------------------------------------------------
@@ -258,7 +260,7 @@ def update_project(req: Request, ref: str) -> None:
     if storage is not None and str(storage) not in handler.storages:
         # Project#change_repository_storage raises ArgumentError, which no one rescues.
         log(f"ArgumentError (unknown repository storage {storage!r}) on PUT project")
-        raise ApiError(500, {"message": "500 Internal Server Error"})
+        raise ApiError(500, {"message": lab_eras.API_INTERNAL_ERROR})
     updated = handler.projects.update(project["id"], changes) if changes else project
     if storage is not None and str(storage) != project["repository_storage"]:
         threading.Thread(target=move_storage, args=(handler, project, str(storage)),

@@ -244,12 +244,12 @@ class Handler(BaseHTTPRequestHandler):
         except gitaly_client.GitalyCallError as exc:
             # Not rescued where it happened: Rails' generic answer to an exception.
             log(f"500 on {method} {path}: {exc}")
-            self.json(500, {"message": "500 Internal Server Error"})
+            self.json(500, {"message": lab_eras.API_INTERNAL_ERROR})
         except (BrokenPipeError, ConnectionResetError):
             pass
-        except Exception as exc:  # a sim bug: answer like Rails would, keep serving
+        except Exception:  # a sim bug: answer like Rails would (the class in the log only)
             log(f"500 on {method} {path}: {traceback.format_exc()}")
-            self.json(500, {"message": f"500 Internal Server Error ({type(exc).__name__})"})
+            self.json(500, {"message": lab_eras.API_INTERNAL_ERROR})
 
     # -- health probes ---------------------------------------------------------
 
