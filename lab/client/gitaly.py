@@ -16,6 +16,7 @@ from lab.auth import gitaly_v2_token
 from lab.errors import LabError
 from lab.gitalypb import server_pb2, server_pb2_grpc
 from lab.model import Node
+from lab.omnibus.eras import grpc_ruby_message
 
 
 class GitalyError(LabError):
@@ -25,7 +26,7 @@ class GitalyError(LabError):
         self.code_name = code_name
         self.code = _CODE_NUMBERS.get(code_name, 2)
         self.details = details
-        super().__init__(f"{self.code}:{details}")
+        super().__init__(grpc_ruby_message(self.code, details))
 
 
 _CODE_NUMBERS = {code.name: int(code.value[0]) for code in grpc.StatusCode}

@@ -23,6 +23,7 @@ from gitalypb import (
 )
 
 from lab import auth as lab_auth
+from lab.omnibus import eras as lab_eras
 
 TIMEOUT = 10.0
 STREAM_TIMEOUT = 300.0
@@ -48,7 +49,7 @@ class GitalyCallError(Exception):
         self.details = details
         #: C-core's debug_error_string, which grpc-ruby appends to the message too.
         self.debug = debug
-        super().__init__(f"{code.value[0]}:{details}")
+        super().__init__(lab_eras.grpc_ruby_message(int(code.value[0]), details))
 
     @property
     def number(self) -> int:
