@@ -909,9 +909,12 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
     ids_here = {lab_owner(state.lab_dir(n)).get(ID_LABEL) for n in state.lab_names()}
     for lab_name, d, lid, lhome in sorted(groups):
         path = Path(d)
-        # A folder there with another id is another lab: this one's folder is gone.
-        gone = not (path / MANIFEST).exists() or bool(lid and lab_owner(path).get(ID_LABEL)
-                                                      not in (None, lid))
+        try:
+            # A folder there with another id is another lab: this one's folder is gone.
+            gone = not (path / MANIFEST).exists() or bool(
+                lid and lab_owner(path).get(ID_LABEL) not in (None, lid))
+        except OSError:
+            continue  # a folder we may not look into (another user's, --all): not ours to judge
         if gone and lid and lid in ids_here:
             continue
         killed = not gone and state.interrupted_up(path)

@@ -214,3 +214,21 @@ def test_purge_that_cannot_delete_says_so(engine: FakeEngine,
     monkeypatch.setattr(lifecycle.shutil, "rmtree", refuse)
     with pytest.raises(lifecycle.Incomplete, match=r"could not be deleted: .*denied"):
         running.down(purge=True)
+
+
+def test_gc_all_leaves_a_lab_whose_folder_it_cannot_read(engine: FakeEngine,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another user's lab folder under a 0700 home: stat() fails with EACCES for a
+    # non-root user. That lab may well be running: gc --all leaves it, without a traceback.
+    engine.add("theirs", {LAB_LABEL: "x", DIR_LABEL: "/home/bob/labs/x", ID_LABEL: "2" * 16,
+                          HOME_LABEL: "3" * 16})
+    real_exists = Path.exists
+
+    def exists(self: Path) -> bool:
+        if str(self).startswith("/home/bob/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    assert lifecycle.gc(all_folders=True) == []
+    assert len(engine.resources) == 3
