@@ -10,6 +10,7 @@ import click
 
 from lab import state
 from lab.cli.common import EXIT_FAILED, console, err_console
+from lab.errors import LabError
 from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
@@ -30,7 +31,7 @@ from lab.scenario.runner import (
 @click.option("--version", "gitlab_version", metavar="X.Y.Z[,X.Y.Z…]",
               help="GitLab version for scenarios that do not pin one (default: newest); "
                    "a comma list runs each such scenario once per release.")
-@click.option("--junit", type=click.Path(path_type=Path), metavar="FILE",
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Also write a JUnit XML report.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.option("--keep", is_flag=True,
@@ -79,14 +80,18 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
                                 progress=lambda text: status.update(text), on_result=show,
                                 collect=bundle_collector(evidence_dir) if collect_on_failure
                                 else None, jobs=jobs)
-    if junit:
-        write_junit(results, junit)
     save_last_run(results)
     if as_json:
         sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")
     else:
         console.print(results_table(results))
         console.print(summary(results), highlight=False)
+    if junit:
+        try:
+            write_junit(results, junit)
+        except OSError as exc:  # after the results are shown: the run is not lost
+            raise LabError(f"cannot write the JUnit report {junit}: {exc.strerror}; choose "
+                           "another --junit") from None
     if not all(r.ok for r in results):
         sys.exit(EXIT_FAILED)
 

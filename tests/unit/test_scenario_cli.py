@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from lab.cli import scenario as cli_scenario
-from lab.cli.main import cli
+from lab.cli.main import cli, exit_code
+from lab.errors import LabError
 from lab.scenario.runner import ScenarioResult, Status, StepResult
 
 GOOD = "lab: {topology: scaled}\nsteps:\n  - api: /api/v4/user\n"
@@ -103,3 +104,28 @@ def test_a_bad_version_list_exits_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--version", "15.9.8,16"])
     assert res.exit_code == 2
     assert "'16' is not a GitLab version" in res.output
+
+
+def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    ran: list[int] = []
+
+    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+        ran.append(1)
+        return [ScenarioResult(scenarios[0].name, scenarios[0].source, Status.PASSED, 1.0, ())]
+
+    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    # A folder as --junit: refused before any lab boots.
+    res = CliRunner().invoke(cli, ["run", str(tmp_path), "--junit", str(tmp_path)])
+    assert res.exit_code == 2
+    assert not ran
+    # A file under a plain file: found out only when writing; the results are still shown.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--json",
+                                   "--junit", str(blocker / "j.xml")])
+    assert isinstance(res.exception, LabError)
+    assert exit_code(res.exception) == 2
+    assert json.loads(res.stdout)["ok"] is True
+    assert f"cannot write the JUnit report {blocker / 'j.xml'}" in str(res.exception)
