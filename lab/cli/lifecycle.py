@@ -34,7 +34,7 @@ from lab.cli.common import (
     spec_request,
     warn_if_forced,
 )
-from lab.errors import LabError, LabNotFound
+from lab.errors import DockerUnavailable, LabError, LabNotFound
 from lab.lifecycle import TIMEOUTS, LabStatus, LabSummary, RunningLab
 from lab.model import Flavor
 from lab.render.diagram import markdown, rendered_hashes
@@ -241,7 +241,11 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
     tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
     # Hand the terminal to `docker exec`: interactive shells and exit codes just work.
-    os.execvp("docker", ["docker", "exec", "-i", *tty, container.id, *args])
+    try:
+        os.execvp("docker", ["docker", "exec", "-i", *tty, container.id, *args])
+    except OSError as exc:  # the Engine answers through its API, but no docker CLI here
+        raise DockerUnavailable(f"cannot run the docker command ({exc.strerror}); `lab exec` "
+                                "needs the Docker CLI on PATH") from None
 
 
 @click.command(name="list")

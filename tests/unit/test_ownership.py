@@ -232,3 +232,23 @@ def test_gc_all_leaves_a_lab_whose_folder_it_cannot_read(engine: FakeEngine,
     monkeypatch.setattr(Path, "exists", exists)
     assert lifecycle.gc(all_folders=True) == []
     assert len(engine.resources) == 3
+
+
+def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from lab.cli import lifecycle as cli_lifecycle
+    from lab.cli.main import cli, exit_code
+    from lab.errors import DockerUnavailable
+
+    class Handle:
+        def container(self, node: str) -> Any:
+            return type("C", (), {"id": "abc"})()
+
+    monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
+    assert isinstance(res.exception, DockerUnavailable), res.exception
+    assert exit_code(res.exception) == 3
+    assert "needs the Docker CLI on PATH" in str(res.exception)
