@@ -257,20 +257,7 @@ def log(service: str, message: str, *, via_pid1: bool = False) -> None:
     ``via_pid1`` is for git hooks, whose own stdout goes to the pushing client.
     """
     line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {service}: {message}\n"
-    try:
-        if via_pid1:
-            with open("/proc/1/fd/1", "a") as out:
-                out.write(line)
-        else:
-            os.write(1, line.encode())
-    except OSError:
-        pass
-    try:
-        os.makedirs(os.path.join(LOG_DIR, service), exist_ok=True)
-        with open(os.path.join(LOG_DIR, service, "current"), "a") as fh:
-            fh.write(line)
-    except OSError:
-        pass
+    _emit(line, os.path.join(service, "current"), via_pid1)
 
 
 def log_json(path: str, record: dict[str, Any], *, via_pid1: bool = False,
@@ -284,6 +271,14 @@ def log_json(path: str, record: dict[str, Any], *, via_pid1: bool = False,
     # Ruby keeps insertion order; Go's logrus writes a map, which encoding/json sorts.
     line = json.dumps({**head, "time": stamp, **fields}, separators=(",", ":"),
                       sort_keys=go) + "\n"
+    _emit(line, path, via_pid1)
+
+
+def _emit(line: str, path: str, via_pid1: bool) -> None:
+    """``line`` to the container's stdout (PID 1's, for hooks) and LOG_DIR/<path>.
+
+    Logging never fails the service: a closed stdout or a full disk loses the line.
+    """
     try:
         if via_pid1:
             with open("/proc/1/fd/1", "a") as out:
