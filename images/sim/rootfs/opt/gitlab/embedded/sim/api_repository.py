@@ -59,6 +59,16 @@ def bad_request(message: Any) -> ApiError:
     return ApiError(400, {"message": message})
 
 
+def method_not_allowed() -> ApiError:
+    return ApiError(405, {"message": "405 Method Not Allowed"})
+
+
+def hooks_passed(response: Any) -> None:
+    """The API's 400 when the hooks refused a ref-changing RPC (its ``pre_receive_error``)."""
+    if response.pre_receive_error:
+        raise bad_request(_pre_receive_message(response.pre_receive_error))
+
+
 def missing(*names: str) -> ApiError:
     # Grape's validation answer: {"error": "a is missing, b is missing"}.
     return ApiError(400, {"error": ", ".join(f"{n} is missing" for n in names)})
@@ -333,7 +343,7 @@ class Context:
         elif req.method in ("POST", "PUT", "DELETE") and not raw:
             self.write_file(req, file_path)
         else:
-            raise ApiError(405, {"message": "405 Method Not Allowed"})
+            raise method_not_allowed()
 
     def get_file(self, req: Request, file_path: str, *, raw: bool) -> None:
         ref = req.params.get("ref")
@@ -414,8 +424,7 @@ class Context:
             ACTOR, branch=branch, message=message, actions=actions,
             start_branch=start if not start_sha else "", start_sha=start_sha,
             author_name=author_name, author_email=author_email, force=force)
-        if response.pre_receive_error:
-            raise bad_request(_pre_receive_message(response.pre_receive_error))
+        hooks_passed(response)
         if response.index_error:
             raise bad_request(response.index_error)
         return str(response.branch_update.commit_id)
@@ -484,14 +493,12 @@ class Context:
                 req.json(200, self.branch_json(name, target, self.merged(
                     [(name, target), *self.default_tip()])))
             elif req.method == "DELETE":
-                response = self.repo.delete_branch(ACTOR, name)
-                if response.pre_receive_error:
-                    raise bad_request(_pre_receive_message(response.pre_receive_error))
+                hooks_passed(self.repo.delete_branch(ACTOR, name))
                 req.no_content()
             else:
-                raise ApiError(405, {"message": "405 Method Not Allowed"})
+                raise method_not_allowed()
         else:
-            raise ApiError(405, {"message": "405 Method Not Allowed"})
+            raise method_not_allowed()
 
     def default_tip(self) -> list[tuple[str, Any]]:
         branch = self.repo.find_branch(self.default_branch())
@@ -512,8 +519,7 @@ class Context:
             if exc.code.value[0] == 3:  # InvalidArgument: Gitaly refused the name
                 raise bad_request("Branch name is invalid") from exc
             raise
-        if response.pre_receive_error:
-            raise bad_request(_pre_receive_message(response.pre_receive_error))
+        hooks_passed(response)
         target = response.branch.target_commit
         req.json(201, self.branch_json(name, target, self.merged(
             [(name, target), *self.default_tip()])))
@@ -612,8 +618,7 @@ class Context:
             response = self.repo.create_tag(ACTOR, name, ref, str(req.params.get("message") or ""))
             if response.exists:
                 raise bad_request(f"Tag {name} already exists")
-            if response.pre_receive_error:
-                raise bad_request(_pre_receive_message(response.pre_receive_error))
+            hooks_passed(response)
             req.json(201, self.tag_json(response.tag))
         elif tail:
             name = urllib.parse.unquote("/".join(tail))
@@ -623,14 +628,12 @@ class Context:
             if req.method == "GET":
                 req.json(200, self.tag_json(tag))
             elif req.method == "DELETE":
-                response = self.repo.delete_tag(ACTOR, name)
-                if response.pre_receive_error:
-                    raise bad_request(_pre_receive_message(response.pre_receive_error))
+                hooks_passed(self.repo.delete_tag(ACTOR, name))
                 req.no_content()
             else:
-                raise ApiError(405, {"message": "405 Method Not Allowed"})
+                raise method_not_allowed()
         else:
-            raise ApiError(405, {"message": "405 Method Not Allowed"})
+            raise method_not_allowed()
 
 
 def _truthy(value: Any) -> bool:
