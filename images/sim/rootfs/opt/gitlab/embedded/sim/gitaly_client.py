@@ -56,7 +56,8 @@ class GitalyCallError(Exception):
         return int(self.code.value[0])
 
 
-def _call_error(exc: grpc.RpcError) -> GitalyCallError:
+def call_error(exc: grpc.RpcError) -> GitalyCallError:
+    """A failed call as Rails sees it, with its debug string (grpc-ruby keeps it)."""
     debug = getattr(exc, "debug_error_string", None)
     return GitalyCallError(exc.code(), exc.details() or "",
                            str(debug() or "") if callable(debug) else "")
@@ -135,7 +136,7 @@ class Storage:
                            timeout=STREAM_TIMEOUT if stream else TIMEOUT)
             return b"".join(r.data for r in response) if stream else response
         except grpc.RpcError as exc:
-            raise _call_error(exc) from exc
+            raise call_error(exc) from exc
         finally:
             if stream:
                 channel.close()

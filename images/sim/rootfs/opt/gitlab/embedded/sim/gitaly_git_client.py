@@ -52,7 +52,7 @@ def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_c
                       timeout=timeout)
         return list(result) if kind == "unary_stream" else result
     except grpc.RpcError as exc:
-        raise gitaly_client.GitalyCallError(exc.code(), exc.details() or "") from exc
+        raise gitaly_client.call_error(exc) from exc
 
 
 @dataclass(frozen=True)
