@@ -17,6 +17,7 @@ import yaml
 
 from lab.errors import SpecError
 from lab.model import Edition, Flavor, Lab, Node, Role, SecretsPolicy, Storage, default_storage_path
+from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
 from lab.topologies import TOPOLOGIES, topology
 from lab.versions import DEFAULT_VERSION, parse_supported
 
@@ -53,8 +54,7 @@ DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # Storage paths live inside the node's container; these hold the system and Omnibus
 # itself, so git data there would overwrite them.
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-               "/opt/gitlab", "/proc", "/root", "/run", "/sbin", "/sys", "/usr",
-               "/var/log/gitlab", "/var/opt/gitlab/gitaly")
+               "/proc", "/root", "/run", "/sbin", "/sys", "/usr", *OMNIBUS_DIRS)
 
 
 @dataclass
@@ -354,7 +354,7 @@ def check_storage_path(spath: str, path: Path_, origins: Origins) -> None:
     if any(p in (".", "..") for p in parts) or "\0" in spath or any(c.isspace() for c in spath):
         raise error_at(origins, path, f"{spath!r} may not contain '.', '..' or spaces{hint}")
     clean = "/" + "/".join(p for p in parts if p)
-    if clean.removesuffix("/repositories") in ("/", "/var", "/var/opt", "/var/opt/gitlab"):
+    if clean.removesuffix("/repositories") in ("/", "/var", *OMNIBUS_ROOTS):
         raise error_at(origins, path, f"{spath!r} is a top-level folder, not a storage{hint}")
     for d in SYSTEM_DIRS:
         if clean == d or clean.startswith(d + "/"):

@@ -18,6 +18,10 @@ from lab.omnibus.release import Version
 
 DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
 DEFAULT_DATA_DIR = "/var/opt/gitlab/git-data"
+# Folders Omnibus installs into or keeps its own state in on every node: git data
+# there would overwrite them. Their parents are no storage either.
+OMNIBUS_DIRS = ("/opt/gitlab", "/var/log/gitlab", "/var/opt/gitlab/gitaly")
+OMNIBUS_ROOTS = ("/var/opt", "/var/opt/gitlab")
 
 # A reader: the value at a key path of evaluated gitlab.rb settings, None when unset.
 Getter = Callable[..., Any]

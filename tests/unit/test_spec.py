@@ -166,3 +166,18 @@ def test_missing_file(tmp_path: Path) -> None:
         resolve(SpecRequest(file=tmp_path / "nope.yaml"))
     assert str(info.value) == f"{tmp_path / 'nope.yaml'}: cannot read the spec file: " \
         "No such file or directory"
+
+
+@pytest.mark.parametrize(("spath", "message"), [
+    ("/opt/gitlab/git-data", "inside the system directory /opt/gitlab"),
+    ("/var/log/gitlab/repos", "inside the system directory /var/log/gitlab"),
+    ("/var/opt/gitlab/gitaly", "inside the system directory /var/opt/gitlab/gitaly"),
+    ("/var/opt/gitlab/repositories", "top-level folder"),
+    ("/var/opt", "top-level folder"),
+])
+def test_storage_paths_omnibus_owns_are_refused(spath: str, message: str) -> None:
+    from lab.spec import Origins, check_storage_path
+
+    with pytest.raises(SpecError, match=message):
+        check_storage_path(spath, ("storages", "0", "path"), Origins())
+    check_storage_path("/var/opt/gitlab/gitaly-data", ("storages", "0", "path"), Origins())
