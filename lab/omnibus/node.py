@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lab.omnibus.release import Version
 from lab.readiness import Status
-from lab.versions import Version
 
 if TYPE_CHECKING:  # the renderer imports this module and must not reach the engine
     from lab.engine.run import Result
