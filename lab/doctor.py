@@ -36,7 +36,6 @@ from lab.importer import read_rb
 from lab.model import Flavor, Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
-from lab.omnibus import keys as omnibus_keys
 from lab.omnibus import node as omnibus
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.gitlab_rb import internal_api_url, node_token
@@ -490,14 +489,7 @@ def read_config(path: Path, omnibus_config: str, version: Version | None = None
         read = read_rb(path, omnibus_config=omnibus_config)
     except SpecError as exc:
         return str(exc), (), ()
-    findings: list[tuple[bool, str]] = []
-    if version is not None:
-        findings += [(u.top_level, u.message(version))
-                     for u in omnibus_keys.unknown_settings(read.settings, version)]
-        removed = omnibus_dialect.removals(read.settings, version)
-        if removed:
-            findings.append((True, f"{omnibus_dialect.REMOVED_ABORT} " + " ".join(removed)))
-        findings += [(True, c) for c in omnibus_dialect.legacy_conflicts(read.settings, version)]
+    findings = omnibus_dialect.findings(read.settings, version) if version is not None else []
     return None, tuple(findings), read.skipped
 
 

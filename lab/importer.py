@@ -31,7 +31,6 @@ import yaml
 from lab.errors import LabError, SpecError
 from lab.model import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
-from lab.omnibus import keys as omnibus_keys
 from lab.omnibus.infer import Evidence
 from lab.omnibus.release import Version
 from lab.versions import parse_supported
@@ -333,13 +332,7 @@ def _app_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
 
 def release_findings(settings: Mapping[str, Any], version: Version) -> list[str]:
     """What ``version``'s Omnibus says about these settings: unknown keys and removals."""
-    out = [u.message(version) for u in omnibus_keys.unknown_settings(settings, version)]
-    removed = omnibus_dialect.removals(settings, version)
-    if removed:
-        out.append(f"{omnibus_dialect.REMOVED_ABORT} " + " ".join(removed))
-    out += [f"{c} (reconfigure aborts)"
-            for c in omnibus_dialect.legacy_conflicts(settings, version)]
-    return out
+    return [message for _, message in omnibus_dialect.findings(settings, version)]
 
 
 # --- putting the lab together -----------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.omnibus.keys import unknown_settings
 from lab.omnibus.release import Version
 
 DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
@@ -200,6 +201,17 @@ def legacy_conflicts(settings: Mapping[str, Any], version: Version) -> list[str]
         if _dig(settings, "gitaly", legacy) is not None and _dig(conf, *new) is not None:
             out.append(f"Legacy configuration key '{legacy}' can't be set when its new key "
                        f"'{'.'.join(('configuration', *new))}' is set.")
+    return out
+
+
+def findings(settings: Mapping[str, Any], version: Version) -> list[tuple[bool, str]]:
+    """(reconfigure aborts?, message) for what ``version``'s Omnibus says about these
+    settings: unknown names and keys, removals, legacy/new Gitaly conflicts."""
+    out = [(u.top_level, u.message(version)) for u in unknown_settings(settings, version)]
+    removed = removals(settings, version)
+    if removed:
+        out.append((True, f"{REMOVED_ABORT} " + " ".join(removed)))
+    out += [(True, f"{c} (reconfigure aborts)") for c in legacy_conflicts(settings, version)]
     return out
 
 

@@ -97,6 +97,12 @@ def test_removals_and_conflicts_use_omnibus_words() -> None:
         "Legacy configuration key 'listen_addr' can't be set when its new key "
         "'configuration.listen_addr' is set."]
     assert dialect.legacy_conflicts(both, V("15.9.8")) == []
+    # One list for doctor (FAIL/WARN) and import (notes): the conflict aborts reconfigure.
+    assert dialect.findings(both, V("15.10.0")) == [
+        (True, "Legacy configuration key 'listen_addr' can't be set when its new key "
+               "'configuration.listen_addr' is set. (reconfigure aborts)")]
+    assert dialect.findings({"gitaly": {"no_such_key": 1}}, V("17.11.7")) == [
+        (False, "`gitaly['no_such_key']` is not a setting in 17.11: Omnibus ignores it")]
 
 
 def test_signing_secret_by_release_and_gitlab_rb_wins() -> None:
