@@ -33,6 +33,13 @@ TOP_LEVEL_RANGES: dict[str, tuple[str, str]] = {
     "grafana": ("0.0.0", "17.1.0"),
     "gitlab_kas": ("13.5.0", "99.0.0"),
 }
+# Keys added between two reference releases, which the older one's data cannot know:
+# "name.key" -> (first release with it, first release without it). gitaly['configuration']
+# came with 15.10 (gitaly/libraries/gitaly.rb; lab.omnibus.dialect renders it from 15.10),
+# after the 15.9.8 reference.
+KEY_RANGES: dict[str, tuple[str, str]] = {
+    "gitaly.configuration": ("15.10.0", "99.0.0"),
+}
 # gitlab-secrets.json's values may be set in gitlab.rb instead (package/libraries/
 # helpers/secrets_helper.rb reads Gitlab[section][key] first); no attribute file lists them.
 SECRET_KEYS = frozenset({
@@ -64,6 +71,9 @@ def known_top(name: str, version: Version) -> bool:
 def known_key(name: str, key: str, version: Version) -> bool:
     if not known_top(name, version):
         return False
+    span = KEY_RANGES.get(f"{name}.{key}")
+    if span is not None:
+        return Version.parse(span[0]) <= version < Version.parse(span[1])
     keys = _load(reference_for(version))
     if f"{name}.{key}" in keys:
         return True
