@@ -246,11 +246,11 @@ class LabCompose:
 
     def __init__(self, topology: str | None = "scaled", *, spec_file: Path | None = None,
                  flavor: str = "sim", version: str | None = None, sets: Sequence[str] = (),
-                 name: str | None = None, timeout: float = lifecycle.DEFAULT_TIMEOUT) -> None:
+                 name: str | None = None, timeout: float | None = None) -> None:
         self.request = SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
                                    version=version, flavor=flavor)
         self.name = name or f"tc-{uuid.uuid4().hex[:8]}"
-        self.timeout = timeout
+        self.timeout = timeout  # None: the flavour's own (lifecycle.TIMEOUTS), as `lab up`
         self._running: lifecycle.RunningLab | None = None
 
     @property

@@ -72,6 +72,25 @@ def test_lab_compose_needs_start() -> None:
         lab.get_service_port("gitlab", 80)
 
 
+def test_lab_compose_waits_as_long_as_lab_up_per_flavour(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.lifecycle import default_timeout
+    from lab.model import Lab
+
+    seen: dict[str, float | None] = {}
+
+    def fake_up(lab: Lab, *, name: str, timeout: float | None) -> object:
+        seen[name] = timeout if timeout is not None else default_timeout(lab)
+        return object()
+
+    monkeypatch.setattr(tc, "configure_ryuk", lambda: False)
+    monkeypatch.setattr(tc.lifecycle, "up", fake_up)
+    tc.LabCompose("scaled", flavor="omnibus", version="19.3.0", name="om").start()
+    tc.LabCompose("scaled", flavor="sim", name="sim").start()
+    tc.LabCompose("scaled", flavor="omnibus", version="19.3.0", name="given", timeout=5).start()
+    assert seen == {"om": 1200.0, "sim": 300.0, "given": 5}
+
+
 def test_omnibus_image_is_never_pulled(monkeypatch: pytest.MonkeyPatch) -> None:
     from lab.errors import ImageMissing
 
