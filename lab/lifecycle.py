@@ -69,7 +69,6 @@ from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
 # A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
 # for the token) takes 5-15 minutes on a small machine; a sim node seconds.
 TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
-DEFAULT_TIMEOUT = TIMEOUTS[Flavor.SIM]
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
 
