@@ -11,6 +11,7 @@ and refused if one is found.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import io
@@ -181,20 +182,26 @@ class Bundle:
         if leaks:
             raise LabError("refusing to write the bundle: secret values would leak ("
                            + "; ".join(leaks[:5]) + ")")
-        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        # 0600 from the start: a bundle is evidence from a customer's case.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
-            for path in sorted(self.files, key=lambda p: (p != "SUMMARY.md", p)):
-                data = self.files[path].encode()
-                info = tarfile.TarInfo(f"{top}/{path}")
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
-                tar.addfile(info, io.BytesIO(data))
-        tmp.replace(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)
+            # 0600 from the start: a bundle is evidence from a customer's case.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
+                for path in sorted(self.files, key=lambda p: (p != "SUMMARY.md", p)):
+                    data = self.files[path].encode()
+                    info = tarfile.TarInfo(f"{top}/{path}")
+                    info.size = len(data)
+                    info.mode = 0o644
+                    info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
+                    tar.addfile(info, io.BytesIO(data))
+            tmp.replace(out)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise LabError(f"cannot write the bundle {out}: {exc.strerror or exc}; choose "
+                           "another -o (a file in a folder you can write)") from None
 
 
 def _safe(call: Callable[[], T], what: str, notes: list[str]) -> T | None:

@@ -51,7 +51,7 @@ def doctor(name: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 def collect(name: str | None, output: Path | None) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""

@@ -149,3 +149,16 @@ def test_a_bundle_never_follows_a_link_a_container_left(tmp_path: Path) -> None:
     _lab_files(bundle, lab_dir)
     assert "host's private file" not in "".join(bundle.files.values())
     assert "symbolic link left out" in bundle.files["lab/nodes/gitaly1/notes.txt"]
+
+
+def test_a_bundle_that_cannot_be_written_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bundle = Bundle(Redaction(set()))
+    bundle.add_raw("x.txt", "evidence")
+    with pytest.raises(LabError, match=r"cannot write the bundle .*file/b\.tar\.gz.*choose"):
+        bundle.write(blocker / "b.tar.gz", "top")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(LabError, match="cannot write the bundle"):
+        bundle.write(tmp_path / "dir", "top")
+    assert not (tmp_path / ".dir.tmp").exists()  # no half bundle left beside it
