@@ -273,6 +273,8 @@ class GitalyFacts:
     storages_from: str = ""
     internal_api_url: str | None = None
     gitlab_secret: str | None = None  # gitaly['gitlab_secret'] in gitlab.rb (17.5+)
+    # auth: { transitioning: true }: Gitaly judges tokens but lets every call through.
+    transitioning: bool = False
 
 
 def _legacy_or_new(get: Getter, d: Dialect, legacy: str) -> Any:
@@ -302,6 +304,7 @@ def read_gitaly(get: Getter, d: Dialect) -> GitalyFacts:
     token = _legacy_or_new(get, d, "auth_token")
     f.token = None if token is None else str(token)
     f.socket_path = _str(_legacy_or_new(get, d, "socket_path")) or DEFAULT_SOCKET
+    f.transitioning = _legacy_or_new(get, d, "auth_transitioning") is True
     # Gitaly's own storage list wins over git_data_dirs (both dialects: Omnibus derives
     # gitaly's storages from git_data_dirs only when none are given).
     if d.gitaly_configuration:

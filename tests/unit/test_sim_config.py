@@ -279,3 +279,20 @@ def test_reconfigure_aborts_as_the_release_does(simconfig: ModuleType, tmp_path:
 def test_node_version_comes_from_the_compose_environment(simconfig: ModuleType) -> None:
     assert str(simconfig.node_version({"GITLAB_TESTLAB_VERSION": "12.10.14"})) == "12.10.14"
     assert str(simconfig.node_version({})) == simconfig.DEFAULT_VERSION
+
+
+@pytest.mark.parametrize(("gitaly", "version", "expected"), [
+    ({"configuration": {"auth": {"transitioning": True}}}, "17.11.7", True),
+    ({"auth_transitioning": True}, "15.9.8", True),
+    # Each release reads its own spelling only: 16.0 removed the legacy key, and
+    # gitaly['configuration'] means nothing before 15.10.
+    ({"auth_transitioning": True}, "16.0.0", False),
+    ({"configuration": {"auth": {"transitioning": True}}}, "15.9.8", False),
+    ({"configuration": {"auth": {"transitioning": "yes"}}}, "17.11.7", False),
+])
+def test_auth_transitioning_in_each_release_spelling(simconfig: ModuleType, gitaly: dict[str, Any],
+                                                     version: str, expected: bool) -> None:
+    from lab.omnibus.release import Version
+
+    conf = simconfig.gitaly_settings({"gitaly": gitaly}, Version.parse(version))
+    assert conf["transitioning"] is expected

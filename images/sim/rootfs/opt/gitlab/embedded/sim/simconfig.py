@@ -101,7 +101,7 @@ def gitaly_settings(raw: dict[str, Any], version: Version | None = None) -> dict
         "socket_path": f.socket_path,
         "storages": f.storages,
         # Gitaly judges tokens but lets every call through (internal/gitaly/server/auth).
-        "transitioning": _transitioning(raw),
+        "transitioning": f.transitioning,
     }
 
 
@@ -160,14 +160,6 @@ def effective(raw: dict[str, Any], secrets: dict[str, Any],
 
 def _str(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _transitioning(raw: dict[str, Any]) -> bool:
-    """``gitaly['configuration'][:auth][:transitioning]`` or legacy ``auth_transitioning``."""
-    section = raw.get("gitaly") if isinstance(raw.get("gitaly"), dict) else {}
-    conf = section.get("configuration") if isinstance(section.get("configuration"), dict) else {}
-    auth = conf.get("auth") if isinstance(conf.get("auth"), dict) else {}
-    return auth.get("transitioning") is True or section.get("auth_transitioning") is True
 
 
 def release(node: dict[str, Any]) -> eras.Release:
