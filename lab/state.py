@@ -7,6 +7,7 @@ Read at call time, never at import, so a changed environment is honoured.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -55,16 +56,24 @@ def home_id(*, create: bool = True) -> str | None:
                        "($LAB_HOME) is yours and readable") from None
     if not create:
         return None
+    # Written whole under a private name, then linked into place: a second process
+    # starting at the same moment (pytest -n 2 on a fresh folder) never reads the
+    # file empty, and the first link wins for both.
+    tmp = path.with_name(f".home-id.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:  # another process made it just now
-        return home_id(create=False)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_id() + "\n")
+        with contextlib.suppress(FileExistsError):  # another process made it just now
+            os.link(tmp, path)
     except OSError as exc:
         raise LabError(f"cannot write {path}: {exc.strerror}; make the state folder "
                        "($LAB_HOME) writable by you") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(new_id() + "\n")
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return home_id(create=False)
 
 

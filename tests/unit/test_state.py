@@ -42,3 +42,28 @@ def test_a_killed_holder_leaves_the_lab_free(tmp_path: Path,
     claim = LabClaim("sc-a")
     assert claim.acquire(wait=False)
     claim.release()
+
+
+def test_home_id_of_two_first_starts_is_one_whole_id(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from lab import state
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    final = state.labs_dir() / ".home-id"
+    real_link = os.link
+    seen: list[str] = []
+
+    def racing_link(src: str, dst: str) -> None:
+        # What a process starting at the same moment sees just before our id lands.
+        seen.append(final.read_text() if final.exists() else "")
+        final.write_text("0123456789abcdef\n")  # the other process got there first
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", racing_link)
+    assert state.home_id() == "0123456789abcdef"
+    assert seen == [""]  # no half-written file under the final name before the link
+    assert sorted(p.name for p in state.labs_dir().iterdir()) == [".home-id"]
+    monkeypatch.setattr(os, "link", real_link)
+    assert state.home_id() == "0123456789abcdef"
