@@ -25,6 +25,13 @@ if TYPE_CHECKING:  # the renderer imports this module and must not reach the eng
     from lab.engine.run import Result
 
 GITLAB_CTL = "/opt/gitlab/bin/gitlab-ctl"
+# `gitlab-ctl` boots Ruby (omnibus-ctl): a check every 5 s is a core's worth of work
+# on a small machine during the boot. The image's own health check runs every 60 s;
+# readiness does not wait for Docker's verdict on Omnibus (lifecycle), so a lab uses that.
+IMAGE_HEALTH_INTERVAL = "60s"
+# `docker stop` sends SIGTERM; the image's handler runs `gitlab-ctl stop`, and the
+# app's PostgreSQL needs more than Docker's default 10 s to shut down cleanly.
+STOP_GRACE_PERIOD = "120s"
 HEALTHCHECK = "/opt/gitlab/bin/gitlab-healthcheck"
 TOKEN_NAME = "gitlab-testlab"
 TOKEN_OK = "token-ok"

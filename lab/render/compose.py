@@ -26,7 +26,12 @@ from lab.labels import (
     ROLE_LABEL,
 )
 from lab.model import HTTP_PORT, Flavor, Lab, Node
-from lab.omnibus.node import healthcheck_cmd, status_cmd
+from lab.omnibus.node import (
+    IMAGE_HEALTH_INTERVAL,
+    STOP_GRACE_PERIOD,
+    healthcheck_cmd,
+    status_cmd,
+)
 from lab.omnibus.release import VERSION_ENV, omnibus_image_ref
 from lab.resources import data_dir
 
@@ -38,13 +43,9 @@ APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
 # The image's own check marks a Gitaly-only container unhealthy before 19.1, so
 # Gitaly nodes get one that asks only about Gitaly.
 GITALY_HEALTHCHECK = ["CMD", *status_cmd("gitaly")]
-# On Omnibus `gitlab-ctl` boots Ruby (omnibus-ctl): every 5 s that is a core's worth
-# of work on a small machine during the boot. The image's own check runs every 60 s;
-# readiness does not wait for Docker's verdict on Omnibus (lifecycle), so use that.
-HEALTH_INTERVAL = {Flavor.SIM: "5s", Flavor.OMNIBUS: "60s"}
-# `docker stop` sends SIGTERM; the image's handler runs `gitlab-ctl stop`, and the
-# app's PostgreSQL needs more than Docker's default 10 s to shut down cleanly.
-STOP_GRACE = {Flavor.SIM: "10s", Flavor.OMNIBUS: "120s"}
+# Omnibus' own pace (lab.omnibus.node); the sim checks every 5 s and stops in Docker's 10 s.
+HEALTH_INTERVAL = {Flavor.SIM: "5s", Flavor.OMNIBUS: IMAGE_HEALTH_INTERVAL}
+STOP_GRACE = {Flavor.SIM: "10s", Flavor.OMNIBUS: STOP_GRACE_PERIOD}
 
 
 def omnibus_image(lab: Lab) -> str:
