@@ -1,8 +1,8 @@
 """The sim's Gitaly hooks and app against a local HTTP server: what a push prints for
 each internal-API answer, and which auth header each release sends and accepts.
 
-The sim modules import ``lab_auth``/``lab_eras`` (their names inside the image); here
-those names point at the host's own modules, the very files the image copies.
+The sim modules import ``lab.auth`` and ``lab.omnibus.eras``: here the host's own
+modules, the very files the image copies.
 """
 
 from __future__ import annotations
@@ -28,18 +28,11 @@ SECRET = "ef" * 64
 
 @pytest.fixture(scope="module")
 def githook() -> Iterator[ModuleType]:
-    saved = {k: sys.modules.get(k) for k in ("lab_auth", "lab_eras")}
-    sys.modules["lab_auth"], sys.modules["lab_eras"] = auth, eras
     sys.path.insert(0, str(SIM_DIR))
     try:
         yield importlib.import_module("githook")
     finally:
         sys.path.remove(str(SIM_DIR))
-        for key, module in saved.items():
-            if module is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = module
 
 
 class Answer(BaseHTTPRequestHandler):

@@ -23,7 +23,6 @@ import gitlab
 import pytest
 import requests
 
-import lab.auth
 import lab.gitalypb
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
@@ -36,9 +35,9 @@ if [ -f "{deny}" ]; then echo "GitLab: $(cat "{deny}")" >&2; exit 1; fi
 
 
 def _sim_modules() -> dict[str, ModuleType]:
-    """Import the sim's modules as the image lays them out: gitalypb and lab_auth at
-    the top level (the image copies them there), the sim directory on sys.path."""
-    aliases = {"gitalypb": lab.gitalypb, "lab_auth": lab.auth}
+    """Import the sim's modules as the image lays them out: gitalypb at the top level
+    (the image copies it there), the sim directory on sys.path."""
+    aliases: dict[str, ModuleType] = {"gitalypb": lab.gitalypb}
     for info in pkgutil.iter_modules(lab.gitalypb.__path__):
         aliases[f"gitalypb.{info.name}"] = importlib.import_module(f"lab.gitalypb.{info.name}")
     saved = {name: sys.modules.get(name) for name in aliases}
