@@ -21,7 +21,7 @@ import pytest
 from lab import lifecycle
 from lab.collect import LOG_DIR, log_files_cmd, split_tails
 from lab.model import Flavor
-from lab.omnibus.release import DEFAULT_VERSION
+from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.labdir import node_paths, write_lab
 from lab.render.secrets import merge_written_back, must_agree
 from lab.spec import SpecRequest, resolve
@@ -126,7 +126,7 @@ def test_sim_manage_etc_is_read_from_gitlab_rb(supervisor: ModuleType) -> None:
 def test_sim_rewrites_secrets_per_release(supervisor: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "gitlab-secrets.json"
     mine: dict[str, Any] = {"gitlab_shell": {"secret_token": "s"}, "custom": {"x": 1}}
-    new = supervisor.rewrite_secrets(mine, (19, 3), str(path))
+    new = supervisor.rewrite_secrets(mine, Version.parse("19.3.0"), str(path))
     assert json.loads(path.read_text()) == new
     assert path.stat().st_mode & 0o777 == 0o600
     assert new["gitlab_shell"] == {"secret_token": "s"}  # what was there wins
@@ -135,7 +135,7 @@ def test_sim_rewrites_secrets_per_release(supervisor: ModuleType, tmp_path: Path
     assert len(new["gitlab_rails"]["active_record_encryption_primary_key"][0]) == 32
     assert "ci_jwt_signing_key" not in new["gitlab_rails"]
     assert {"gitlab_kas", "registry", "postgresql", "mailroom", "letsencrypt"} <= set(new)
-    old = supervisor.rewrite_secrets({}, (16, 11), str(path))
+    old = supervisor.rewrite_secrets({}, Version.parse("16.11.0"), str(path))
     assert "active_record_encryption_primary_key" not in old["gitlab_rails"]
     assert "ci_jwt_signing_key" in old["gitlab_rails"]
     assert "gitaly" not in old

@@ -29,6 +29,7 @@ from typing import Any
 
 import simconfig
 
+from lab.omnibus import dialect
 from lab.omnibus.release import Version
 
 HERE = Path(__file__).resolve().parent
@@ -206,7 +207,7 @@ def _pem(kind: str) -> str:
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
 
-def secret_sections(version: tuple[int, int]) -> dict[str, dict[str, Any]]:
+def secret_sections(version: Version) -> dict[str, dict[str, Any]]:
     """What reconfigure generates for a section key that gitlab-secrets.json lacks.
 
     From omnibus-gitlab's SecretsHelper.gather_gitlab_secrets and the libraries'
@@ -216,9 +217,9 @@ def secret_sections(version: tuple[int, int]) -> dict[str, dict[str, Any]]:
         "encrypted_settings_key_base": _token(64), "openid_connect_signing_key": _pem(
             "RSA PRIVATE KEY"),
     }
-    if version < (17, 5):
+    if not version.at_least("17.5.0"):
         rails["ci_jwt_signing_key"] = _pem("RSA PRIVATE KEY")
-    if version >= (17, 8):
+    if version.at_least("17.8.0"):
         rails["active_record_encryption_primary_key"] = [_alnum(32)]
         rails["active_record_encryption_deterministic_key"] = [_alnum(32)]
         rails["active_record_encryption_key_derivation_salt"] = _alnum(32)
@@ -241,7 +242,7 @@ def secret_sections(version: tuple[int, int]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def rewrite_secrets(data: dict[str, Any], version: tuple[int, int],
+def rewrite_secrets(data: dict[str, Any], version: Version,
                     path: str = simconfig.SECRETS_JSON) -> dict[str, Any]:
     """Fill what is missing and write the whole file back, as every reconfigure does.
 
@@ -252,7 +253,7 @@ def rewrite_secrets(data: dict[str, Any], version: tuple[int, int],
         if isinstance(have, dict):
             for key, value in values.items():
                 have.setdefault(key, value)
-    if version >= (17, 5):
+    if dialect.dialect_for(version).gitaly_secret:  # 17.5+
         gitaly = out.setdefault("gitaly", {})
         if isinstance(gitaly, dict):
             gitaly.setdefault("gitlab_secret", out["gitlab_shell"].get("secret_token"))
@@ -264,9 +265,9 @@ def rewrite_secrets(data: dict[str, Any], version: tuple[int, int],
     return out
 
 
-def initial_root_password(node: dict[str, Any], version: tuple[int, int]) -> None:
+def initial_root_password(node: dict[str, Any], version: Version) -> None:
     """14.0+: on the first bootstrap of a node with Rails, root's password lands in a file."""
-    if not node.get("app") or version < (14, 0) or os.path.exists(BOOTSTRAPPED):
+    if not node.get("app") or not version.at_least("14.0.0") or os.path.exists(BOOTSTRAPPED):
         return
     path = os.path.join(ETC, "initial_root_password")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -288,10 +289,9 @@ def reconfigure() -> dict[str, Any]:
     if manage_etc(raw):
         os.chown(ETC, 0, 0)
         os.chmod(ETC, 0o775)
-    minor = (version.major, version.minor)
-    secrets = rewrite_secrets(simconfig.load_secrets(), minor)
+    secrets = rewrite_secrets(simconfig.load_secrets(), version)
     node = simconfig.effective(raw, secrets, version)
-    initial_root_password(node, minor)
+    initial_root_password(node, version)
     simconfig.write_runtime(node)
     return node
 
