@@ -73,16 +73,18 @@ def _parse(text: str, name: str, ruby: str) -> RbFile:
                        "Ruby's own parser (it is parsed, never run); install it "
                        "(apt-get install ruby)")
     try:
-        proc = subprocess.run([ruby, "--disable-gems", str(READER), name], input=text,
-                              capture_output=True, text=True, timeout=READ_TIMEOUT,
+        # Bytes both ways: the file is UTF-8 whatever this host's locale is.
+        proc = subprocess.run([ruby, "--disable-gems", str(READER), name],
+                              input=text.encode(), capture_output=True, timeout=READ_TIMEOUT,
                               check=False)
     except subprocess.TimeoutExpired:
         raise SpecError(f"reading it took over {READ_TIMEOUT:.0f} s; is it a gitlab.rb?",
                         source=name) from None
+    stdout, stderr = (out.decode(errors="replace") for out in (proc.stdout, proc.stderr))
     if proc.returncode != 0:
-        raise _ruby_error(name, proc.stderr or proc.stdout)
+        raise _ruby_error(name, stderr or stdout)
     try:
-        data = json.loads(proc.stdout)
+        data = json.loads(stdout)
     except ValueError:
         raise SpecError("reading it gave no settings", source=name) from None
     skipped = tuple((int(row.get("line") or 0), str(row.get("text") or ""))

@@ -230,7 +230,9 @@ class Reader
 end
 
 name = ARGV[0] || 'gitlab.rb'
-source = $stdin.read
+# A Ruby source file is UTF-8 unless a magic comment says otherwise, whatever the
+# locale (LANG=C would make stdin US-ASCII and every accent a syntax error).
+source = $stdin.binmode.read.force_encoding(Encoding::UTF_8)
 begin
   tree = Ripper.sexp(source, name, 1)
 rescue ArgumentError, EncodingError => e

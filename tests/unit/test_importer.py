@@ -244,6 +244,20 @@ def test_string_escapes_are_read_as_ruby_reads_them(tmp_path: Path) -> None:
     assert [line for line, _ in read.skipped] == [3, 4, 5]
 
 
+def test_non_ascii_reads_under_a_c_locale(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI runners and containers often run with LANG=C: the file is UTF-8 all the same.
+    for name in ("LANG", "LC_ALL", "LC_CTYPE"):
+        monkeypatch.setenv(name, "C")
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("# Düsseldorf\nexternal_url 'http://gitlab.example'\n"
+                  "gitlab_rails['gitlab_email_display_name'] = 'GitLab Düsseldorf'\n",
+                  encoding="utf-8")
+    read = read_rb(rb)
+    assert read.settings["gitlab_rails"] == {"gitlab_email_display_name": "GitLab Düsseldorf"}
+    assert read.skipped == ()
+
+
 def test_unknown_encoding_is_a_spec_error_without_a_ruby_backtrace(tmp_path: Path) -> None:
     rb = tmp_path / "gitlab.rb"
     rb.write_text("# encoding: bogus\nexternal_url 'http://x'\n")
