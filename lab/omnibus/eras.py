@@ -105,6 +105,15 @@ def internal_api_authorized(rel: Release, headers: Mapping[str, str], secret: st
     return given.rstrip("\r\n") == secret.strip() and bool(secret.strip())
 
 
+# -- Omnibus: reconfigure's last word --------------------------------------------------
+#
+# omnibus-ctl's `reconfigure` prints "#{display_name} Reconfigured!" once the Chef/Cinc
+# run succeeded; Omnibus GitLab's display name is "gitlab". The toolkit waits for it
+# (lab/omnibus/node.py) and the sim prints it.
+
+RECONFIGURED = "gitlab Reconfigured!"
+
+
 # -- The REST API's catch-all ------------------------------------------------------------
 #
 # lib/api/api.rb `rescue_from :all` -> lib/api/helpers.rb handle_api_exception: an exception

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
 from lab.readiness import Status
 
@@ -35,9 +36,6 @@ STOP_GRACE_PERIOD = "120s"
 HEALTHCHECK = "/opt/gitlab/bin/gitlab-healthcheck"
 TOKEN_NAME = "gitlab-testlab"
 TOKEN_OK = "token-ok"
-# omnibus-ctl's `reconfigure` prints "#{display_name} Reconfigured!" once the
-# Chef/Cinc run succeeded; Omnibus GitLab's display name is "gitlab".
-RECONFIGURED = "gitlab Reconfigured!"
 # Chef/Cinc names each recipe it converges; the last one says what reconfigure is doing.
 _RECIPE_RE = re.compile(r"Recipe: ([\w:-]+)")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")

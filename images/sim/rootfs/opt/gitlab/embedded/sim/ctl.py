@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
             print(f"gitlab Reconfigure failed (gitlab-testlab-sim):\n{exc}")
             return 1
         code = wait_up(signal_restart())
-        print("gitlab Reconfigured!" if code == 0 else "gitlab Reconfigure: services not up")
+        print(supervisor.RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
         return code
     if command in ("restart", "start", "stop"):
         names = [service] if service else ["gitaly", "puma"]

@@ -30,6 +30,7 @@ from typing import Any
 import simconfig
 
 from lab.omnibus import dialect
+from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +40,6 @@ SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
 ETC = "/etc/gitlab"
 BOOTSTRAPPED = os.path.join(simconfig.STATE_DIR, "bootstrapped")
-RECONFIGURED = "gitlab Reconfigured!"
 STATE = os.path.join(simconfig.RUN_DIR, "services.json")
 STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
 
