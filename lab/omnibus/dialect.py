@@ -61,6 +61,12 @@ class Dialect:
     grafana: bool
     # attribute('gitlab_kas') since 13.5.
     kas: bool
+    # What reconfigure generates into gitlab-secrets.json (omnibus-gitlab SecretsHelper and
+    # gitlab_rails' parse_secrets): ci_jwt_signing_key until 17.5, the
+    # active_record_encryption_* keys from 17.8; the initial root password file from 14.0.
+    ci_jwt_signing_key: bool = False
+    active_record_encryption: bool = False
+    initial_root_password: bool = False
     # manage_storage_directories['manage_etc'] is an attribute in every supported release.
     manage_etc: bool = True
 
@@ -109,6 +115,9 @@ def dialect_for(version: Version) -> Dialect:
         exporter="gitlab_exporter" if at("12.3.0") else "gitlab_monitor",
         grafana=not at("16.0.0"),
         kas=at("13.5.0"),
+        ci_jwt_signing_key=not at("17.5.0"),
+        active_record_encryption=at("17.8.0"),
+        initial_root_password=at("14.0.0"),
     )
 
 

@@ -216,3 +216,15 @@ def test_missing_ruby_is_a_clear_error(tmp_path: Path) -> None:
     big.write_text("#" * (2 * 1024 * 1024))
     with pytest.raises(SpecError, match="larger than"):
         read_rb(big)
+
+
+@pytest.mark.parametrize(("version", "ci_jwt", "ar_encryption", "root_password"), [
+    ("13.12.15", True, False, False), ("14.0.0", True, False, True),
+    ("17.4.7", True, False, True), ("17.5.0", False, False, True),
+    ("17.7.7", False, False, True), ("17.8.0", False, True, True),
+])
+def test_what_reconfigure_generates_per_release(version: str, ci_jwt: bool,
+                                                ar_encryption: bool, root_password: bool) -> None:
+    d = dialect.dialect_for(V(version))
+    assert (d.ci_jwt_signing_key, d.active_record_encryption, d.initial_root_password) == (
+        ci_jwt, ar_encryption, root_password)

@@ -217,9 +217,10 @@ def secret_sections(version: Version) -> dict[str, dict[str, Any]]:
         "encrypted_settings_key_base": _token(64), "openid_connect_signing_key": _pem(
             "RSA PRIVATE KEY"),
     }
-    if not version.at_least("17.5.0"):
+    release_does = dialect.dialect_for(version)
+    if release_does.ci_jwt_signing_key:
         rails["ci_jwt_signing_key"] = _pem("RSA PRIVATE KEY")
-    if version.at_least("17.8.0"):
+    if release_does.active_record_encryption:
         rails["active_record_encryption_primary_key"] = [_alnum(32)]
         rails["active_record_encryption_deterministic_key"] = [_alnum(32)]
         rails["active_record_encryption_key_derivation_salt"] = _alnum(32)
@@ -253,7 +254,7 @@ def rewrite_secrets(data: dict[str, Any], version: Version,
         if isinstance(have, dict):
             for key, value in values.items():
                 have.setdefault(key, value)
-    if dialect.dialect_for(version).gitaly_secret:  # 17.5+
+    if dialect.dialect_for(version).gitaly_secret:
         gitaly = out.setdefault("gitaly", {})
         if isinstance(gitaly, dict):
             gitaly.setdefault("gitlab_secret", out["gitlab_shell"].get("secret_token"))
@@ -267,7 +268,8 @@ def rewrite_secrets(data: dict[str, Any], version: Version,
 
 def initial_root_password(node: dict[str, Any], version: Version) -> None:
     """14.0+: on the first bootstrap of a node with Rails, root's password lands in a file."""
-    if not node.get("app") or not version.at_least("14.0.0") or os.path.exists(BOOTSTRAPPED):
+    if not node.get("app") or not dialect.dialect_for(version).initial_root_password \
+            or os.path.exists(BOOTSTRAPPED):
         return
     path = os.path.join(ETC, "initial_root_password")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
