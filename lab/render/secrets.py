@@ -119,21 +119,6 @@ def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
     return "glpat-" + token_hex(10)
 
 
-# Settings that must hold the same value on every node sharing one file: a Gitaly
-# node signs internal API calls with these, and the app checks with its own copy.
-MUST_AGREE = (("gitlab_shell", "secret_token"), ("gitaly", "gitlab_secret"))
-
-
-def must_agree(data: dict[str, Any]) -> dict[str, str]:
-    """``section.key`` -> value for each MUST_AGREE setting present in ``data``."""
-    out = {}
-    for section, key in MUST_AGREE:
-        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str):
-            out[f"{section}.{key}"] = value.strip()
-    return out
-
-
 def merge_written_back(rendered: dict[str, Any], on_disk: Any) -> dict[str, Any]:
     """The secrets file to write: what the toolkit renders over what is on disk.
 

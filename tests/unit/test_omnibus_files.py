@@ -23,7 +23,7 @@ from lab.collect import LOG_DIR, log_files_cmd, split_tails
 from lab.model import Flavor
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.labdir import node_paths, write_lab
-from lab.render.secrets import merge_written_back, must_agree
+from lab.render.secrets import merge_written_back
 from lab.spec import SpecRequest, resolve
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
@@ -42,12 +42,6 @@ def test_merge_keeps_what_reconfigure_added_and_renders_over_it() -> None:
                                       "active_record_encryption_primary_key": ["k"]}
     assert merged["gitlab_kas"] == {"api_secret_key": "kas"}
     assert merge_written_back(rendered, ["not", "an", "object"]) == rendered
-
-
-def test_must_agree_names_the_shared_settings() -> None:
-    data = {"gitlab_shell": {"secret_token": "a\n"}, "gitaly": {"gitlab_secret": "b"},
-            "registry": {"http_secret": "own"}}
-    assert must_agree(data) == {"gitlab_shell.secret_token": "a", "gitaly.gitlab_secret": "b"}
 
 
 def test_rerender_merges_with_the_file_on_disk(tmp_path: Path) -> None:
