@@ -33,7 +33,7 @@ from lab.errors import LabError
 from lab.model import Flavor, Lab
 from lab.scenario.load import group_name, load_scenario, resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
-from lab.scenario.report import BUNDLE_PROPERTY, format_failure
+from lab.scenario.report import BUNDLE_PROPERTY, format_failure, release_name
 from lab.scenario.runner import (
     CollectFn,
     LabHandle,
@@ -116,6 +116,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return LabGroupScheduling(config, log)
 
 
+#: What report.release_name appends, read back from a node id by the xdist controller.
 RELEASE_ID = re.compile(r"\[(\d+\.\d+\.\d+)\]$")
 
 
@@ -318,7 +319,7 @@ class ScenarioFile(pytest.File):
         # One item per release; a scenario that pins its version (or is skipped) runs once.
         per_release = len(matrix) > 1 and not scenario.version and flavor in scenario.flavors
         for release in matrix if per_release else matrix[:1]:
-            name = f"{scenario.name}[{release}]" if per_release else scenario.name
+            name = release_name(scenario.name, str(release)) if per_release else scenario.name
             labs: ScenarioLabs | None = None
             if flavor in scenario.flavors:
                 try:

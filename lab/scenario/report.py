@@ -52,9 +52,15 @@ def is_matrix(results: Sequence[ScenarioResult]) -> bool:
     return len({r.release for r in results if r.release}) > 1
 
 
+def release_name(name: str, release: str) -> str:
+    """``push[17.11.7]``: a scenario's name in a release matrix (pytest's id style)."""
+    return f"{name}[{release}]"
+
+
 def case_name(result: ScenarioResult, matrix: bool) -> str:
-    """``push[17.11.7]`` in a release matrix (pytest's id style), else the plain name."""
-    return f"{result.name}[{result.release}]" if matrix and result.release else result.name
+    """The release name in a release matrix, else the plain name."""
+    return release_name(result.name, result.release) if matrix and result.release \
+        else result.name
 
 
 def format_failure(result: ScenarioResult) -> str:
