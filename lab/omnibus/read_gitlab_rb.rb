@@ -21,6 +21,7 @@ class Reader
     @lines = source.lines
     @settings = {}
     @skipped = []
+    @depth = 0
   end
 
   def read(tree)
@@ -66,6 +67,10 @@ class Reader
   end
 
   def base(node)
+    deeper { base_of(node) }
+  end
+
+  def base_of(node)
     case node[0]
     when :vcall, :var_ref
       raise NotLiteral unless node[1][0] == :@ident
@@ -119,6 +124,23 @@ class Reader
   end
 
   def literal(node)
+    deeper { literal_of(node) }
+  end
+
+  # No gitlab.rb nests this deep; a file that does would overflow Ruby's stack or
+  # JSON's nesting limit (100), so the statement is listed instead.
+  MAX_DEPTH = 40
+
+  def deeper
+    @depth += 1
+    raise NotLiteral if @depth > MAX_DEPTH
+
+    yield
+  ensure
+    @depth -= 1
+  end
+
+  def literal_of(node)
     case node[0]
     when :string_literal then string(node[1])
     when :@int then Integer(node[1].delete('_'), exception: false) || raise(NotLiteral)

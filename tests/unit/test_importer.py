@@ -258,6 +258,18 @@ def test_non_ascii_reads_under_a_c_locale(tmp_path: Path,
     assert read.skipped == ()
 
 
+def test_deep_nesting_is_listed_not_a_crash(tmp_path: Path) -> None:
+    # Valid Ruby deeper than Ruby's stack or JSON's 100 levels: one statement not read.
+    rb = tmp_path / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\n"
+                  + f"x['a'] = {'[' * 5000}{']' * 5000}\n"
+                  + "x" + "['a']" * 900 + " = 1\n"
+                  + f"x['b'] = {'[' * 900}{']' * 900}\n")
+    read = read_rb(rb)
+    assert read.settings == {"external_url": "http://x"}
+    assert [line for line, _ in read.skipped] == [2, 3, 4]
+
+
 def test_unknown_encoding_is_a_spec_error_without_a_ruby_backtrace(tmp_path: Path) -> None:
     rb = tmp_path / "gitlab.rb"
     rb.write_text("# encoding: bogus\nexternal_url 'http://x'\n")
