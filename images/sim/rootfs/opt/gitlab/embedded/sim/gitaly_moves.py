@@ -124,13 +124,21 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
                     stdin.close()
 
         threading.Thread(target=feed, daemon=True).start()
-        while chunk := os.read(stdout.fileno(), simconfig.CHUNK):
-            yield ssh_pb2.SSHUploadPackResponse(stdout=chunk)
-        errors = stderr.read()
-        if errors:
-            yield ssh_pb2.SSHUploadPackResponse(stderr=errors)
-        yield ssh_pb2.SSHUploadPackResponse(
-            exit_status=shared_pb2.ExitStatus(value=proc.wait()))
+        try:
+            while chunk := os.read(stdout.fileno(), simconfig.CHUNK):
+                yield ssh_pb2.SSHUploadPackResponse(stdout=chunk)
+            errors = stderr.read()
+            if errors:
+                yield ssh_pb2.SSHUploadPackResponse(stderr=errors)
+            yield ssh_pb2.SSHUploadPackResponse(
+                exit_status=shared_pb2.ExitStatus(value=proc.wait()))
+        finally:
+            # A cancelled call (the fetching side gave up) leaves no upload-pack behind.
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            stdout.close()
+            stderr.close()
 
     def add_to_server(self, server: grpc.Server) -> None:
         ssh_pb2_grpc.add_SSHServiceServicer_to_server(self, server)

@@ -48,7 +48,7 @@ def main() -> int:
                 if response.HasField("exit_status"):
                     code = response.exit_status.value
         except grpc.RpcError as exc:
-            os.write(2, f"gitaly_ssh: {exc.code().value[0]}:{exc.details()}\n".encode())
+            os.write(2, f"gitaly_ssh: {gitaly_client.call_error(exc)}\n".encode())
     return code
 
 
