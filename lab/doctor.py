@@ -474,11 +474,6 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
     )
 
 
-def evaluate_config(path: Path, omnibus_config: str = "") -> str | None:
-    """None if ``path`` reads as a gitlab.rb (with GITLAB_OMNIBUS_CONFIG first), else why."""
-    return read_config(path, omnibus_config)[0]
-
-
 def read_config(path: Path, omnibus_config: str, version: Version | None = None
                 ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
     """(error, findings against ``version``, Ruby statements not read) for one node's file.

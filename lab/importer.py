@@ -129,11 +129,6 @@ def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFi
     return RbFile(_merge(env.settings, main.settings), skipped)
 
 
-def evaluate_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> dict[str, Any]:
-    """The settings of ``read_rb`` (kept for callers that need only those)."""
-    return read_rb(path, ruby=ruby, omnibus_config=omnibus_config).settings
-
-
 _WHERE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):\s*(?P<msg>.*)$")
 
 

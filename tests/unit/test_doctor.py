@@ -25,7 +25,6 @@ from lab.doctor import (
     api_checks,
     config_checks,
     curl_check_cmd,
-    evaluate_config,
     format_text,
     gitaly_checks,
     hook_secret,
@@ -34,6 +33,7 @@ from lab.doctor import (
     memory_needed,
     probe_gitaly,
     probe_internal_api,
+    read_config,
     secrets_checks,
     tls_checks,
     tls_facts,
@@ -217,16 +217,16 @@ def test_config_error_detail_is_the_line_naming_the_error() -> None:
 
 
 @pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
-def test_evaluate_config_uses_the_importers_evaluator(tmp_path: Path) -> None:
+def test_read_config_uses_the_importers_reader(tmp_path: Path) -> None:
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://gitlab'\n")
-    assert evaluate_config(rb) is None
-    err = evaluate_config(rb, "gitaly['configuration'] = {\n")
+    assert read_config(rb, "")[0] is None
+    err = read_config(rb, "gitaly['configuration'] = {\n")[0]
     assert err is not None
     assert err.startswith("GITLAB_OMNIBUS_CONFIG:")
     assert "syntax error" in err
     rb.write_text("external_url 'http://gitlab'\ngitaly['x'] = {\n")
-    err = evaluate_config(rb)
+    err = read_config(rb, "")[0]
     assert err is not None
     assert err.startswith(f"{rb}:2: not valid Ruby: syntax error")
 

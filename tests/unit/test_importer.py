@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.errors import SpecError
-from lab.importer import check_importable, evaluate_rb, import_files, node_inputs, read_rb
+from lab.importer import check_importable, import_files, node_inputs, read_rb
 from lab.model import Lab
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.render.labdir import write_lab
@@ -40,7 +40,7 @@ def _evaluate_lab(lab: Lab, token: str, tmp: Path) -> dict[str, dict[str, Any]]:
     for node in lab.nodes:
         path = tmp / f"{node.name}.rb"
         path.write_text(render_gitlab_rb(lab, node, token))
-        out[node.name] = evaluate_rb(path)
+        out[node.name] = read_rb(path).settings
     return _tokens_to_labels(out)
 
 
@@ -285,11 +285,11 @@ def test_omnibus_config_is_evaluated_first_and_ours_never_leaks(
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://x'\ngitlab_rails['b'] = 2\n")
     monkeypatch.setenv("GITLAB_OMNIBUS_CONFIG", "gitlab_rails['leaked'] = 1")
-    assert "leaked" not in evaluate_rb(rb)["gitlab_rails"]
-    data = evaluate_rb(rb, omnibus_config="gitlab_rails['a'] = 1\ngitlab_rails['b'] = 1")
+    assert "leaked" not in read_rb(rb).settings["gitlab_rails"]
+    data = read_rb(rb, omnibus_config="gitlab_rails['a'] = 1\ngitlab_rails['b'] = 1").settings
     assert data["gitlab_rails"] == {"a": 1, "b": 2}  # the file wins, as in Omnibus
     with pytest.raises(SpecError) as info:
-        evaluate_rb(rb, omnibus_config="x = \nend")
+        read_rb(rb, omnibus_config="x = \nend")
     assert info.value.source == "GITLAB_OMNIBUS_CONFIG"
     assert info.value.line == 2
 
@@ -317,7 +317,7 @@ def test_two_files_for_one_node_is_an_error() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such file"):
-        evaluate_rb(tmp_path / "nope.rb")
+        read_rb(tmp_path / "nope.rb")
 
 
 # The releases where a key appears or goes between two reference releases.
