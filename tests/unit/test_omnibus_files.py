@@ -133,6 +133,9 @@ def test_sim_rewrites_secrets_per_release(supervisor: ModuleType, tmp_path: Path
     assert "active_record_encryption_primary_key" not in old["gitlab_rails"]
     assert "ci_jwt_signing_key" in old["gitlab_rails"]
     assert "gitaly" not in old
+    guide_era = supervisor.rewrite_secrets({}, Version.parse("12.10.14"), str(path))
+    assert "gitlab_kas" not in guide_era  # attribute('gitlab_kas') came in 13.5
+    assert "gitlab_kas" in old
 
 
 def test_sim_release_comes_from_the_lab_else_the_release_file(
