@@ -2,7 +2,7 @@
 # into a syntax tree, and only literal settings are taken from it:
 #   name['key'] = VALUE, name['a']['b'] = VALUE, and the calls roles/git_data_dirs/
 #   *external_url as `name VALUE` or `name(VALUE)`
-# where VALUE is built from strings, numbers, symbols, true/false/nil, arrays and
+# where VALUE is built from strings, numbers, symbols, true/false/nil, arrays (%w[] too) and
 # hashes. Every other statement is reported as not reproduced, with its line.
 # Nothing from the file is ever evaluated (lab import / lab doctor run this on the host).
 #
@@ -149,6 +149,8 @@ class Reader
     when :dyna_symbol then string(node[1])
     when :var_ref then keyword(node[1])
     when :array then (node[1] || []).map { |v| literal(v) }
+    # A word of %w[...] or %i[...] (a %W word with #{} is a :word node: not read).
+    when :@tstring_content then unescape(node[1], node[2])
     when :hash then hash(node[1] ? node[1][1] : [])
     when :bare_assoc_hash then hash(node[1])
     when :unary

@@ -237,11 +237,14 @@ def test_string_escapes_are_read_as_ruby_reads_them(tmp_path: Path) -> None:
                   "x['double'] = \"a\\tb\\\"c\\\\d\"\n"
                   "x['unicode'] = \"\\u0041\"\n"
                   "x['percent'] = %q(a\\b)\n"
-                  "x['huge'] = 1e400\n")
+                  "x['huge'] = 1e400\n"
+                  "x['words'] = %w[gitaly_role a]\n"
+                  "x['interpolated'] = %W[a#{1}]\n")
     read = read_rb(rb)
-    assert read.settings == {"x": {"single": "it's \\ \\q", "double": "a\tb\"c\\d"}}
+    assert read.settings == {"x": {"single": "it's \\ \\q", "double": "a\tb\"c\\d",
+                                   "words": ["gitaly_role", "a"]}}
     # What the reader cannot spell exactly is listed, never taken with its backslashes.
-    assert [line for line, _ in read.skipped] == [3, 4, 5]
+    assert [line for line, _ in read.skipped] == [3, 4, 5, 7]
 
 
 def test_non_ascii_reads_under_a_c_locale(tmp_path: Path,
