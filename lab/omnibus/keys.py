@@ -37,8 +37,10 @@ TOP_LEVEL_RANGES: dict[str, tuple[str, str]] = {
 # "name.key" -> (first release with it, first release without it). gitaly['configuration']
 # came with 15.10 (gitaly/libraries/gitaly.rb; lab.omnibus.dialect renders it from 15.10),
 # after the 15.9.8 reference.
+# gitaly['gitlab_secret'] came with 17.5 (gitaly/libraries/gitaly.rb parse_secrets).
 KEY_RANGES: dict[str, tuple[str, str]] = {
     "gitaly.configuration": ("15.10.0", "99.0.0"),
+    "gitaly.gitlab_secret": ("17.5.0", "99.0.0"),
 }
 # gitlab-secrets.json's values may be set in gitlab.rb instead (package/libraries/
 # helpers/secrets_helper.rb reads Gitlab[section][key] first); no attribute file lists them.
@@ -82,7 +84,7 @@ def known_key(name: str, key: str, version: Version) -> bool:
     if name not in _tops_with_keys(reference_for(version)) and \
             any(f"{name}.{key}" in _load(r) for r in REFERENCE_RELEASES):
         return True
-    return f"{name}.{key}" in SECRET_KEYS and (key != "gitlab_secret" or version.at_least("17.5.0"))
+    return f"{name}.{key}" in SECRET_KEYS
 
 
 @dataclass(frozen=True)

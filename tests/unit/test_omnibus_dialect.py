@@ -79,6 +79,9 @@ def test_unknown_keys_in_the_release_words() -> None:
                      "`gitaly['no_such_key']` is not a setting in 13.0: Omnibus ignores it"]
     assert keys.unknown_settings({"gitlab_monitor": {"enable": False}}, V("12.10.14")) == []
     assert keys.unknown_settings({"gitlab_shell": {"secret_token": "x"}}, V("11.11.8")) == []
+    own = {"gitaly": {"gitlab_secret": "x"}}  # 17.5 added it
+    assert [u.key for u in keys.unknown_settings(own, V("17.4.9"))] == ["gitaly['gitlab_secret']"]
+    assert keys.unknown_settings(own, V("17.5.0")) == []
 
 
 def test_removals_and_conflicts_use_omnibus_words() -> None:
