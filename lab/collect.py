@@ -84,8 +84,10 @@ class Redaction(Redactor):
     def add(self, values: Iterable[str]) -> None:
         for v in values:
             v = v.strip()
-            # A PEM or multi-line value may appear line by line in a file.
-            super().add([v, *(ln.strip() for ln in v.splitlines() if len(ln.strip()) >= 16)])
+            # A PEM or multi-line value may appear line by line in a file; its armour
+            # lines ("-----BEGIN CERTIFICATE-----") are in every PEM and stay readable.
+            lines = (ln.strip() for ln in v.splitlines())
+            super().add([v, *(ln for ln in lines if len(ln) >= 16 and not ln.startswith("-----"))])
 
     def __call__(self, text: str) -> str:
         text = super().__call__(text)

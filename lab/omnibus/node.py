@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lab.omnibus.dialect import dialect_for
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
 from lab.readiness import Status
@@ -131,8 +132,7 @@ def node_services(version: Version, *, app: bool, gitaly: bool) -> tuple[str, ..
     if gitaly:
         out.append("gitaly")
     if app:
-        # Puma became the default web server in 13.0; Unicorn before.
-        out.append("puma" if version.at_least("13.0.0") else "unicorn")
+        out.append(dialect_for(version).default_web_server)
     return tuple(out)
 
 

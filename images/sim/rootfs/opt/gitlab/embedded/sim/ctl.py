@@ -17,7 +17,8 @@ from typing import Any
 import simconfig
 import supervisor
 
-ALIASES = {"nginx": "puma", "gitlab-workhorse": "puma", "sidekiq": "puma", "rails": "puma"}
+# Services the sim folds into its one web process.
+FOLDED = ("nginx", "gitlab-workhorse", "sidekiq", "rails")
 
 
 def _addr_ok(addr: str) -> bool:
@@ -52,7 +53,7 @@ def listening(name: str, node: dict[str, Any]) -> bool:
 
 
 def status(only: str | None, *, quiet: bool = False) -> int:
-    """``only``: a service name with ALIASES already applied."""
+    """``only``: a service name, folded services already mapped to the web server."""
     def say(line: str) -> None:
         if not quiet:
             print(line)
@@ -67,7 +68,8 @@ def status(only: str | None, *, quiet: bool = False) -> int:
         node: dict[str, Any] | None = simconfig.read_runtime()
     except (OSError, ValueError):
         node = None  # reconfigure has not run yet: only sshd is linked
-    services = ["sshd", *(supervisor.enabled(node) if node else [])]
+    # omnibus-ctl lists services in name order.
+    services = sorted(["sshd", *(supervisor.enabled(node) if node else [])])
     if only:
         # omnibus-ctl loops over the services it knows: a name it does not know (yet)
         # prints nothing and exits 0.
@@ -133,7 +135,7 @@ def main(argv: list[str]) -> int:
         print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")
         return 1
     command, rest = argv[0], argv[1:]
-    service = ALIASES.get(rest[0], rest[0]) if rest else None
+    service = (supervisor.web_service() if rest[0] in FOLDED else rest[0]) if rest else None
     if command == "status":
         return status(service)
     if command == "reconfigure":
@@ -146,7 +148,7 @@ def main(argv: list[str]) -> int:
         print(supervisor.RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
         return code
     if command in ("restart", "start", "stop"):
-        names = [service] if service else ["gitaly", "puma"]
+        names = [service] if service else ["gitaly", supervisor.web_service()]
         set_stopped(names, command == "stop")
         before = signal_restart()
         if command == "stop":

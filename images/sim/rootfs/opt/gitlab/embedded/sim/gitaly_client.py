@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import simconfig
@@ -32,6 +32,9 @@ STREAM_TIMEOUT = 300.0
 #: backoff is still there, so a call right after a restart can fail as in GitLab.
 #: Keepalive pings find a connection whose peer vanished (a stopped container sends no
 #: reset) instead of leaving a call waiting on it.
+T = TypeVar("T")
+# What a call on a socket its Gitaly closed says, before gRPC noticed the close.
+STALE_CONNECTION = ("Broken pipe", "Connection reset by peer", "Socket closed")
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 1000),
                    ("grpc.min_reconnect_backoff_ms", 3000),
                    ("grpc.max_reconnect_backoff_ms", 5000),
@@ -103,6 +106,22 @@ class Storage:
                 found = self._channels[client] = self._new_channel()
             return found
 
+    def rails_call(self, fn: Callable[[grpc.Channel], T]) -> T:
+        """``fn`` on Rails' kept channel. gRPC's C core notices a connection that its
+        Gitaly closed (a restart) and dials again before the next call, so that call gets
+        the new connection's answer (e.g. a certificate error); Python's channel can first
+        fail one call on the dead socket. Such a call is made once more on a new channel."""
+        try:
+            return fn(self.channel("rails"))
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE or not any(
+                    s in (exc.details() or "") for s in STALE_CONNECTION):
+                raise
+            with self._lock:
+                # Not closed: other threads may still have calls on it.
+                self._channels.pop("rails", None)
+            return fn(self.channel("rails"))
+
     def _new_channel(self) -> grpc.Channel:
         scheme, _, rest = self.address.partition("://")
         if self.address.startswith("unix:"):
@@ -129,17 +148,24 @@ class Storage:
         own long-lived channel."""
         # Workhorse's part dials afresh per call: on a kept channel the first call after a
         # `docker stop` hung until git gave up (docs/fidelity.md, not reproduced).
-        channel = self._new_channel() if stream else self.channel("rails")
+        def unary(channel: grpc.Channel) -> Any:
+            return getattr(stub_class(channel), method)(
+                request, metadata=self.metadata(), timeout=TIMEOUT)
+
+        if not stream:
+            try:
+                return self.rails_call(unary)
+            except grpc.RpcError as exc:
+                raise call_error(exc) from exc
+        channel = self._new_channel()
         try:
-            rpc = getattr(stub_class(channel), method)
-            response = rpc(request, metadata=self.metadata(),
-                           timeout=STREAM_TIMEOUT if stream else TIMEOUT)
-            return b"".join(r.data for r in response) if stream else response
+            response = getattr(stub_class(channel), method)(
+                request, metadata=self.metadata(), timeout=STREAM_TIMEOUT)
+            return b"".join(r.data for r in response)
         except grpc.RpcError as exc:
             raise call_error(exc) from exc
         finally:
-            if stream:
-                channel.close()
+            channel.close()
 
     # -- the RPCs the app uses -----------------------------------------------
 

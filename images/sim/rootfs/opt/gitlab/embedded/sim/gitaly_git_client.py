@@ -46,11 +46,13 @@ def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_c
     are read to the end inside the channel's lifetime."""
     service, name = method.removeprefix("/gitaly.").split("/")
     # Rails' long-lived channel for this storage (gitaly_client.Storage): never closed here.
-    call = getattr(_STUBS[service](storage.channel()), name)
-    try:
-        result = call(request, metadata=storage.metadata() + (metadata or []),
-                      timeout=timeout)
+    def run(channel: grpc.Channel) -> Any:
+        result = getattr(_STUBS[service](channel), name)(
+            request, metadata=storage.metadata() + (metadata or []), timeout=timeout)
         return list(result) if kind == "unary_stream" else result
+
+    try:
+        return storage.rails_call(run)
     except grpc.RpcError as exc:
         raise gitaly_client.call_error(exc) from exc
 

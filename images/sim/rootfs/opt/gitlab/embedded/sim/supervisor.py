@@ -34,7 +34,7 @@ from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
 
 HERE = Path(__file__).resolve().parent
-SERVICES = {"gitaly": "gitaly_server.py", "puma": "app_server.py"}
+PROGRAMS = {"gitaly": "gitaly_server.py", "web": "app_server.py"}
 # Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
 SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
@@ -48,8 +48,13 @@ def log(message: str) -> None:
     simconfig.log("wrapper", message)
 
 
+def web_service() -> str:
+    """The runit name of the app's web server in this release (unicorn before 13.0)."""
+    return dialect.dialect_for(release()).default_web_server
+
+
 def enabled(node: dict[str, Any]) -> list[str]:
-    wanted = [s for s, key in (("gitaly", "gitaly"), ("puma", "app")) if node.get(key)]
+    wanted = [s for s, key in (("gitaly", "gitaly"), (web_service(), "app")) if node.get(key)]
     try:
         with open(STOPPED) as fh:
             stopped = set(json.load(fh))
@@ -73,7 +78,8 @@ class Supervisor:
         os.replace(STATE + ".tmp", STATE)
 
     def start(self, name: str) -> None:
-        argv = SSHD if name == "sshd" else [sys.executable, str(HERE / SERVICES[name])]
+        program = PROGRAMS["gitaly" if name == "gitaly" else "web"]
+        argv = SSHD if name == "sshd" else [sys.executable, str(HERE / program)]
         self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
