@@ -96,8 +96,10 @@ def assert_no_leaks(bundle: Path, lab_dir: Path) -> dict[str, str]:
     for name, text in files.items():
         for value in values:
             assert value not in text, f"{name} leaks a secret"
+            # PEM armour ("-----BEGIN CERTIFICATE-----") is in every PEM, secret or not.
             for line in value.splitlines():
-                assert len(line) < 16 or line not in text, f"{name} leaks part of a key"
+                if len(line) >= 16 and not line.startswith("-----"):
+                    assert line not in text, f"{name} leaks part of a key"
     top = next(iter(files)).split("/")[0]
     assert next(iter(files)) == f"{top}/SUMMARY.md"
     for node in ("gitlab", "gitaly1"):
