@@ -69,6 +69,8 @@ from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
 # A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
 # for the token) takes 5-15 minutes on a small machine; a sim node seconds.
 TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
+# Poll rounds a node's container may be missing from the listing before it counts as gone.
+UNLISTED_ROUNDS = 3
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
 
@@ -280,6 +282,8 @@ class RunningLab:
         # The containers listed at the start of the current readiness poll round;
         # every check of that round uses them instead of listing again.
         self._round: dict[str, Any] | None = None
+        # Poll rounds in a row that listed no container for a node (see _watch).
+        self._unlisted: dict[str, int] = {}
         redactor.add(rendered.secrets.values())
 
     def __repr__(self) -> str:
@@ -438,7 +442,13 @@ class RunningLab:
         for node in self.lab.nodes:
             c = live.get(node.name)
             if c is None:
-                raise NotReady(node.name, "its container is gone (removed from outside?)")
+                # One listing can miss a container the engine is still starting (seen once
+                # with Compose v2 right after `up -d`); missing in several rounds, it is gone.
+                misses = self._unlisted[node.name] = self._unlisted.get(node.name, 0) + 1
+                if misses >= UNLISTED_ROUNDS:
+                    raise NotReady(node.name, "its container is gone (removed from outside?)")
+                continue
+            self._unlisted.pop(node.name, None)
             st = dk.state(c, reload=False)
             if st.gone:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
@@ -606,6 +616,7 @@ class RunningLab:
                                clock=self.clock, interval=POLL_INTERVAL, progress=progress)
         finally:
             self._round = None  # outside a wait, every call looks again
+            self._unlisted.clear()
 
     # --- inspection ---
     def status(self) -> LabStatus:

@@ -162,6 +162,19 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
     assert clock.t == 1000.0  # failed on the first look, no waiting
 
 
+def test_container_missing_from_rounds_in_a_row_is_gone(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One listing may miss a starting container; missing in UNLISTED_ROUNDS rounds, it is gone.
+    calls = fake_engine(monkeypatch, [FakeContainer("gitlab", "running")])
+    clock = FakeClock()
+    running = lifecycle.RunningLab(rendered, clock=clock)
+    with pytest.raises(NotReady, match="its container is gone") as err:
+        running.wait_ready(timeout=600)
+    assert err.value.node == "gitaly1"
+    assert calls.lists == lifecycle.UNLISTED_ROUNDS
+    assert clock.t - 1000.0 == pytest.approx(lifecycle.UNLISTED_ROUNDS - 1)
+
+
 def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # The image's wrapper runs under `set -e`: a failed reconfigure ends the container,
