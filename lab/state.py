@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 from lab.errors import LabError
@@ -57,9 +58,10 @@ def home_id(*, create: bool = True) -> str | None:
     if not create:
         return None
     # Written whole under a private name, then linked into place: a second process
-    # starting at the same moment (pytest -n 2 on a fresh folder) never reads the
-    # file empty, and the first link wins for both.
-    tmp = path.with_name(f".home-id.{os.getpid()}.tmp")
+    # starting at the same moment (pytest -n 2 on a fresh folder, or labs booted side
+    # by side in threads of one process) never reads the file empty, and the first
+    # link wins for all. The private name is per process and thread.
+    tmp = path.with_name(f".home-id.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.unlink(missing_ok=True)

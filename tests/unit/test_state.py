@@ -67,3 +67,34 @@ def test_home_id_of_two_first_starts_is_one_whole_id(tmp_path: Path,
     assert sorted(p.name for p in state.labs_dir().iterdir()) == [".home-id"]
     monkeypatch.setattr(os, "link", real_link)
     assert state.home_id() == "0123456789abcdef"
+
+
+def test_home_id_made_by_threads_at_once_is_one_id(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Labs booted side by side run in threads of one process: each must get the one id.
+    import threading
+
+    from lab import state
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    start = threading.Barrier(8)
+    got: list[str | None] = []
+    errors: list[BaseException] = []
+
+    def first_use() -> None:
+        start.wait()
+        try:
+            got.append(state.home_id())
+        except BaseException as exc:  # collected: a thread's exception would be lost
+            errors.append(exc)
+
+    for _round in range(20):
+        (state.labs_dir() / ".home-id").unlink(missing_ok=True)
+        threads = [threading.Thread(target=first_use) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(set(got[-8:])) == 1
+    assert sorted(p.name for p in state.labs_dir().iterdir()) == [".home-id"]
