@@ -7,6 +7,7 @@ so its objects are ``Any`` and get translated to small dataclasses at this edge.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -307,14 +308,29 @@ def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[st
     leaves root-owned files in it); a non-root user can then neither re-render nor
     delete the folder. The lab's own image has ``chown``, so nothing is pulled.
     """
+    shown = ["run", "--rm", image, "chown", "-R", f"{uid}:{gid}", host_dir]
     try:
-        client().containers.run(
+        # Not run(remove=True): docker-py then removes the container without its
+        # anonymous volumes (the image declares three), which would be left dangling.
+        container = client().containers.create(
             image, ["-R", f"{uid}:{gid}", "/lab-dir"], entrypoint=["chown"], user="0",
             volumes={host_dir: {"bind": "/lab-dir", "mode": "rw"}}, labels=dict(labels),
-            network_mode="none", remove=True, stdout=True, stderr=True)
-    except Exception as exc:  # ContainerError, ImageNotFound, APIError
-        raise _engine_error(exc, ["run", "--rm", image, "chown", "-R", f"{uid}:{gid}",
-                                  host_dir]) from exc
+            network_mode="none")
+    except Exception as exc:  # ImageNotFound, APIError
+        raise _engine_error(exc, shown) from exc
+    try:
+        container.start()
+        code = int(container.wait().get("StatusCode", -1))
+        if code != 0:
+            out = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            raise EngineError(shown, code, redactor(out))
+    except EngineError:
+        raise
+    except Exception as exc:  # APIError
+        raise _engine_error(exc, shown) from exc
+    finally:
+        with contextlib.suppress(Exception):  # already gone: nothing is left to clean up
+            container.remove(force=True, v=True)
 
 
 _infos: dict[str, dict[str, Any]] = {}

@@ -85,3 +85,20 @@ def test_lab_compose_the_testcontainers_way(lab_home: Path, sim_image: str) -> N
         path = lab.running.path
     assert not path.exists()  # stop() removed the lab and its folder
     assert dk.containers({"io.gitlab-testlab.lab": lab.name}) == []
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_reclaiming_a_folder_leaves_no_container_or_volume(tmp_path: Path,
+                                                            sim_image: str) -> None:
+    import os
+
+    marker = {"io.gitlab-testlab.test": uuid.uuid4().hex}
+    before = {v.id for v in dk.client().volumes.list()}
+    (tmp_path / "f").write_text("x")
+    dk.chown_tree(sim_image, str(tmp_path), 4321, 4321, marker)
+    assert os.stat(tmp_path / "f").st_uid == 4321
+    assert dk.containers(marker) == []
+    # The image declares volumes: the throwaway container must take its own with it.
+    assert {v.id for v in dk.client().volumes.list()} - before == set()
