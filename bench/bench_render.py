@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.render.labdir import render_files, write_lab
 from lab.render.secrets import ensure_secrets
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import render_files, write_lab
 
 ROUNDS = 20
 

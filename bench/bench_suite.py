@@ -24,7 +24,7 @@ from pathlib import Path
 
 from table import BASELINES, Row, load_note, print_table
 
-from lab.model import Lab
+from lab.model.lab import Lab
 from lab.scenario.load import find_scenarios, load_scenario, resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.runner import (
@@ -88,8 +88,7 @@ def parallel_rows() -> list[Row]:
 def _boot_target(labs: ScenarioLabs) -> UpFn:
     """Boot the scenario's own state at once (what a fresh lab per scenario costs)."""
     def up(base: Lab) -> LabHandle:
-        from lab import lifecycle
-
+        from lab.lifecycle import handle as lifecycle
         return lifecycle.up(labs.target, name=base.name, timeout=READY_TIMEOUT,
                             wait_gitaly=wait_gitaly(labs.base, labs.target))
 

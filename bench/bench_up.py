@@ -64,7 +64,7 @@ def measure(rounds: int = 3) -> list[Row]:
             os.environ.pop("LAB_HOME", None)
         else:
             os.environ["LAB_HOME"] = old_home
-        from lab import lifecycle
+        from lab.lifecycle import handle as lifecycle
         from lab.render.compose import DIR_LABEL
 
         # Whatever a failed round left behind carries its folder's label.
@@ -76,11 +76,11 @@ def measure(rounds: int = 3) -> list[Row]:
 
 
 def run_rounds(home: Path, rounds: int) -> list[Row]:
-    from lab import lifecycle
     from lab.engine.compose import Compose, detect
     from lab.engine.images import build_images
-    from lab.render.labdir import write_lab
-    from lab.spec import SpecRequest, resolve
+    from lab.lifecycle import handle as lifecycle
+    from lab.spec.labspec import SpecRequest, resolve
+    from lab.store.labdir import write_lab
 
     image = build_images()
     tool = detect()

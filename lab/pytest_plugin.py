@@ -30,7 +30,7 @@ import pytest
 
 from lab.client.gitlab import GitLab
 from lab.errors import LabError
-from lab.model import Flavor, Lab
+from lab.model.lab import Flavor, Lab
 from lab.scenario.load import group_name, load_scenario, resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.report import BUNDLE_PROPERTY, format_failure, release_name
@@ -43,8 +43,8 @@ from lab.scenario.runner import (
     parse_versions,
     run_scenario,
 )
-from lab.spec import SpecRequest, resolve
-from lab.state import LabClaim
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.state import LabClaim
 
 MARKERS = {
     "omnibus": "needs a real gitlab/gitlab-ce or gitlab/gitlab-ee image",

@@ -30,17 +30,18 @@ from typing import Any, cast
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
-from lab import lifecycle, state
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
 from lab.engine.images import image_for
 from lab.errors import ImageMissing, LabError, NotReady
-from lab.labels import HOME_LABEL
-from lab.model import Lab
+from lab.lifecycle import handle as lifecycle
+from lab.model.lab import Lab
+from lab.model.labels import HOME_LABEL
 from lab.render.compose import labels
-from lab.render.labdir import MANIFEST, node_paths, render_files, write_file
 from lab.render.secrets import ensure_secrets
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store import state
+from lab.store.labdir import MANIFEST, node_paths, render_files, write_file
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 NODE = "gitaly1"

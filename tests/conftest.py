@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, state
-from lab.model import Lab
+from lab.lifecycle import handle as lifecycle
+from lab.model.lab import Lab
 from lab.render.compose import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
+from lab.store import state
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

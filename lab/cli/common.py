@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from lab.model import Lab
-from lab.spec import SpecRequest
-from lab.versions import DEFAULT_VERSION, newer_than_known
+from lab.model.lab import Lab
+from lab.spec.labspec import SpecRequest
+from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
 

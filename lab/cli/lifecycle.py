@@ -25,7 +25,6 @@ from rich.progress import Progress as RichProgressBar
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab import lifecycle, state
 from lab.cli.common import (
     EXIT_FAILED,
     console,
@@ -35,10 +34,12 @@ from lab.cli.common import (
     warn_if_forced,
 )
 from lab.errors import DockerUnavailable, LabError, LabNotFound
-from lab.lifecycle import TIMEOUTS, LabStatus, LabSummary, RunningLab
-from lab.model import Flavor
+from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.handle import TIMEOUTS, LabStatus, LabSummary, RunningLab
+from lab.model.lab import Flavor
 from lab.render.diagram import markdown, rendered_hashes
-from lab.spec import resolve
+from lab.spec.labspec import resolve
+from lab.store import state
 
 
 class RichProgress:

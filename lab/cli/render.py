@@ -9,8 +9,8 @@ import click
 from lab.cli.common import console, spec_options, spec_request, warn_if_forced
 from lab.engine.images import image_for
 from lab.render.diagram import markdown, rendered_hashes
-from lab.render.labdir import write_lab
-from lab.spec import resolve
+from lab.spec.labspec import resolve
+from lab.store.labdir import write_lab
 
 
 @click.command()

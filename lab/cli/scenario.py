@@ -8,10 +8,8 @@ from pathlib import Path
 
 import click
 
-from lab import state
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.errors import LabError
-from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import (
@@ -22,6 +20,8 @@ from lab.scenario.runner import (
     plan,
     run_scenarios,
 )
+from lab.store import state
+from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 
 
 @click.command("run")

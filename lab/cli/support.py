@@ -8,16 +8,17 @@ from pathlib import Path
 
 import click
 
-from lab import lifecycle, state
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.cli.lifecycle import pick_lab
-from lab.collect import collect as run_collect
-from lab.doctor import doctor as run_doctor
-from lab.doctor import format_table
 from lab.errors import LabError
-from lab.importer import check_importable, import_files, node_inputs
-from lab.lifecycle import RunningLab
-from lab.render.labdir import PUBLIC, write_file
+from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.handle import RunningLab
+from lab.spec.importer import check_importable, import_files, node_inputs
+from lab.store import state
+from lab.store.labdir import PUBLIC, write_file
+from lab.support.collect import collect as run_collect
+from lab.support.doctor import doctor as run_doctor
+from lab.support.doctor import format_table
 
 
 def _handle(name: str | None) -> RunningLab | None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from lab.auth import gitaly_v2_token
 from lab.errors import LabError
 from lab.gitalypb import server_pb2, server_pb2_grpc
-from lab.model import Node
+from lab.model.lab import Node
+from lab.omnibus.auth import gitaly_v2_token
 from lab.omnibus.eras import grpc_ruby_message
 
 

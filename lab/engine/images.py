@@ -22,8 +22,8 @@ import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
 from lab.errors import EngineError, ImageMissing, LabError
-from lab.labels import LABEL_PREFIX
-from lab.model import Flavor, Lab
+from lab.model.lab import Flavor, Lab
+from lab.model.labels import LABEL_PREFIX
 from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
 
@@ -91,7 +91,7 @@ def _lab_dir() -> Path:
 
 # The toolkit modules the sim image carries as the package `lab` (stdlib-only, checked
 # by tests): one implementation of Gitaly/JWT auth and of each release's dialect.
-IMAGE_MODULES = ("__init__.py", "auth.py", "omnibus/__init__.py", "omnibus/release.py",
+IMAGE_MODULES = ("__init__.py", "omnibus/__init__.py", "omnibus/auth.py", "omnibus/release.py",
                  "omnibus/dialect.py", "omnibus/keys.py", "omnibus/eras.py")
 IMAGE_DATA = "omnibus/data"
 # Where the image keeps them; the sim's PYTHONPATH holds this folder's parent.

@@ -69,7 +69,7 @@ def internal_api_headers(rel: Release, secret: str,
                          encode_jwt: Callable[[str], str]) -> dict[str, str]:
     """The auth headers a release-``rel`` Gitaly sends; ``encode_jwt(secret)`` makes the JWT.
 
-    The JWT's encoding is the caller's (lab.auth today); only the choice is made here.
+    The JWT's encoding is the caller's (lab.omnibus.auth today); only the choice is made here.
     """
     headers = {}
     for name in gitaly_sends(rel):

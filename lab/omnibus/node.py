@@ -1,30 +1,32 @@
 """What we know about an Omnibus node (the real image and the sim alike).
 
-Command lists are pure and asserted by tests. ``ServicesProbe`` decides when a
-node's services are up: the container's log since its start shows that
-reconfigure finished (omnibus-ctl prints ``gitlab Reconfigured!`` after a
-successful Chef/Cinc run), and ``gitlab-ctl status`` lists the node's own
-services as ``run:``. Neither alone will do: the image's wrapper starts
-runsvdir with ``sshd`` before reconfigure, so ``gitlab-ctl status`` exits 0
-with ``run: sshd`` and, for a service not set up yet, exits 0 saying nothing.
-There is no retry: the wrapper runs under ``set -e``, so a failed reconfigure
-ends the container, which the lifecycle reports with the log tail.
+Command lists and the reading of their output are pure and asserted by tests;
+lab.lifecycle.probes turns them into readiness verdicts. There is no retry: the
+image's wrapper runs under ``set -e``, so a failed reconfigure ends the
+container, which the lifecycle reports with the log tail.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from lab.omnibus.dialect import dialect_for
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
-from lab.readiness import Status
 
-if TYPE_CHECKING:  # the renderer imports this module and must not reach the engine
-    from lab.engine.run import Result
+
+class Result(Protocol):
+    """What a command in a node answered (lab.engine.run.Result is one)."""
+
+    @property
+    def returncode(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
 
 GITLAB_CTL = "/opt/gitlab/bin/gitlab-ctl"
 # `gitlab-ctl` boots Ruby (omnibus-ctl): a check every 5 s is a core's worth of work
@@ -44,7 +46,7 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ", re.MULTILINE)
 
 # (cmd, timeout) -> Result; returns non-zero exits instead of raising.
-ExecFn = Callable[[list[str], float | None], "Result"]
+ExecFn = Callable[[list[str], float | None], Result]
 
 
 def status_cmd(service: str | None = None) -> list[str]:
@@ -78,20 +80,6 @@ def parse_gitaly_check(output: str) -> dict[str, str]:
         if m:
             out[m.group(1)] = "" if m.group(2) == "OK" else (m.group(3) or "FAIL")
     return out
-
-
-def gitaly_check_status(res: Result, storages: Iterable[str]) -> Status:
-    """Whether every one of ``storages`` passed the rake task (its exit code says nothing)."""
-    found = parse_gitaly_check(res.stdout)
-    wanted = list(storages)
-    failed = [f"{s}: {found[s]}" for s in wanted if found.get(s)]
-    missing = [s for s in wanted if s not in found]
-    if failed:
-        return Status(False, "gitlab:gitaly:check: " + "; ".join(failed))
-    if missing:
-        why = failure_line(res) if res.returncode != 0 or not found else "not checked"
-        return Status(False, f"gitlab:gitaly:check: no result for {', '.join(missing)} ({why})")
-    return Status(True, "gitlab:gitaly:check passed")
 
 
 def admin_token_ruby(token: str, days: int = 364) -> str:
@@ -161,46 +149,6 @@ def last_stamp(log_text: str) -> str | None:
     """The timestamp of the last line of a ``timestamps=True`` log, to read on from."""
     stamps = _STAMP_RE.findall(log_text)
     return stamps[-1] if stamps else None
-
-
-# (since: a timestamp from last_stamp, or None for "since the container started")
-#   -> that part of the container's log, with Docker's timestamps.
-LogFn = Callable[[str | None], str]
-
-
-@dataclass
-class ServicesProbe:
-    """One node's "services up" check for one container start.
-
-    Up means: its log since the start says ``gitlab Reconfigured!`` and
-    ``gitlab-ctl status`` shows each of ``services`` as ``run:``. Reads the log
-    on from where it stopped, so a long reconfigure output is read once.
-    """
-
-    node: str
-    exec_fn: ExecFn
-    read_log: LogFn
-    services: Sequence[str]
-    done: bool = False
-    since: str | None = field(default=None, repr=False)
-    phase: str = field(default="", repr=False)
-
-    def __call__(self) -> Status:
-        if not self.done:
-            chunk = self.read_log(self.since)
-            self.since = last_stamp(chunk) or self.since
-            self.done = reconfigured(chunk)
-            self.phase = reconfigure_phase(chunk) or self.phase
-            if not self.done:
-                where = f" ({self.phase})" if self.phase else ""
-                return Status(False, f"reconfigure running{where}")
-        st = self.exec_fn(status_cmd(), 60)
-        states = running_services(st.stdout)
-        missing = [s for s in self.services if states.get(s) != "run"]
-        if not missing:
-            return Status(True, "services up")
-        detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
-        return Status(False, f"services not up ({detail})")
 
 
 def exited_during_reconfigure(log_text: str) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from lab.errors import LabError
-from lab.labels import (
+from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
+from lab.model.labels import (
     DIR_LABEL,
     HOME_LABEL,
     ID_LABEL,
@@ -25,7 +26,6 @@ from lab.labels import (
     NODE_LABEL,
     ROLE_LABEL,
 )
-from lab.model import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus.node import (
     IMAGE_HEALTH_INTERVAL,
     STOP_GRACE_PERIOD,
@@ -54,7 +54,7 @@ def omnibus_image(lab: Lab) -> str:
 
 def labels(lab: Lab, lab_dir: str, node: Node | None = None,
            owner: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``owner``: the lab's ownership labels (lab.render.labdir.lab_owner)."""
+    """``owner``: the lab's ownership labels (lab.store.labdir.lab_owner)."""
     out = {LAB_LABEL: lab.name, DIR_LABEL: lab_dir, **(owner or {})}
     if node is not None:
         out[NODE_LABEL] = node.name

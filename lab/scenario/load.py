@@ -1,7 +1,7 @@
 """Scenario YAML -> ``Scenario``; and a scenario + flavour/version -> its labs.
 
 Errors name the file, the line and the key, like lab specs (they share
-``lab.spec.load_yaml`` and ``Origins``). Overrides under ``lab.set`` and
+``lab.spec.labspec.load_yaml`` and ``Origins``). Overrides under ``lab.set`` and
 ``given.set`` are spec keys, so a bad one is reported at its line in the
 scenario file with the spec's own message.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import SpecError
-from lab.model import Lab
+from lab.model.lab import Lab
 from lab.resources import data_dir
 from lab.scenario.model import (
     Expect,
@@ -29,7 +29,7 @@ from lab.scenario.model import (
     Step,
     StepKind,
 )
-from lab.spec import (
+from lab.spec.labspec import (
     Origins,
     apply_set,
     build_lab,
@@ -42,7 +42,7 @@ from lab.spec import (
     record_all,
     resolved_spec,
 )
-from lab.topologies import TOPOLOGIES, topology
+from lab.spec.topologies import TOPOLOGIES, topology
 
 Path_ = tuple[str, ...]
 
@@ -423,7 +423,7 @@ def group_name(lab: Lab) -> str:
     the next run, and two state folders (users, checkouts) never share a lab on one engine."""
     import hashlib
 
-    from lab.state import labs_dir
+    from lab.store.state import labs_dir
 
     digest = hashlib.sha256(f"{lab_key(lab)}\0{labs_dir()}".encode()).hexdigest()[:6]
     return f"sc-{lab.topology or 'custom'}-{lab.flavor.value}-{digest}"

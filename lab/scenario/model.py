@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from lab.model import Lab
+from lab.model.lab import Lab
 
 
 class Outcome(StrEnum):

@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from lab.scenario.runner import Evidence, ScenarioResult, Status
-from lab.versions import Version
+from lab.spec.versions import Version
 
 STYLE = {Status.PASSED: "green", Status.FAILED: "red", Status.ERROR: "red",
          Status.SKIPPED: "yellow"}
@@ -179,6 +179,6 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
 
 def write_junit(results: Sequence[ScenarioResult], path: Path) -> None:
     """Written 0600: a report carries log lines from the lab."""
-    from lab.render.labdir import SECRET, write_file
+    from lab.store.labdir import SECRET, write_file
 
     write_file(path, junit_xml(results), SECRET)

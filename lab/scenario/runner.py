@@ -27,15 +27,15 @@ from typing import Any, Protocol
 from lab.client.gitlab import GitLab, project_ref
 from lab.engine.run import Redactor, Result, redactor
 from lab.errors import LabError
-from lab.model import HTTP_PORT, Lab
+from lab.model.lab import HTTP_PORT, Lab
 from lab.scenario.load import TEMPLATE_RE, lab_key, resolve_labs
 from lab.scenario.model import UNDO, Fault, Outcome, Scenario, ScenarioLabs, Step, StepKind
-from lab.state import LabClaim
-from lab.versions import Version
+from lab.spec.versions import Version
+from lab.store.state import LabClaim
 
 
 class LabHandle(Protocol):
-    """What the runner needs of a running lab (``lab.lifecycle.RunningLab``)."""
+    """What the runner needs of a running lab (``lab.lifecycle.handle.RunningLab``)."""
 
     name: str
     path: Path
@@ -82,7 +82,7 @@ ConnectFn = Callable[[LabHandle], GitLab]
 
 
 class Claim(Protocol):
-    """Exclusive use of a lab name across processes (see ``lab.state.LabClaim``)."""
+    """Exclusive use of a lab name across processes (see ``lab.store.state.LabClaim``)."""
 
     def acquire(self, *, wait: bool) -> bool: ...
 
@@ -111,7 +111,8 @@ CONFIG_KEYS = ("secrets_policy", "secrets_file_sha256", "shell_secret_sha256",
 
 
 def default_up(lab: Lab) -> LabHandle:
-    from lab import lifecycle  # imported late: the engine is only needed to boot
+    # Imported late: the engine is only needed to boot.
+    from lab.lifecycle import handle as lifecycle
 
     try:
         handle: LabHandle = lifecycle.up(lab, name=lab.name, timeout=READY_TIMEOUT)
@@ -131,7 +132,7 @@ def default_connect(running: LabHandle) -> GitLab:
 def bundle_collector(folder: Path) -> CollectFn:
     """A CollectFn writing ``folder/<stem>.tar.gz`` with `lab collect`'s bundle."""
     def collect_bundle(running: LabHandle, stem: str) -> Path:
-        from lab.collect import collect  # imported late: only needed when something failed
+        from lab.support.collect import collect  # imported late: only needed when something failed
 
         folder.mkdir(parents=True, exist_ok=True)
         return collect(running, folder / f"{stem}.tar.gz").resolve()  # type: ignore[arg-type]
@@ -562,7 +563,7 @@ def _relevant(text: str) -> str:
 def config_diff(running: LabHandle, lab: Lab) -> ConfigRows:
     """Per-node settings that must agree, as hashes from manifest.json (never values)."""
     from lab.render.gitlab_rb import internal_api_url
-    from lab.render.labdir import load_manifest
+    from lab.store.labdir import load_manifest
 
     manifest = load_manifest(running.path) or {}
     nodes = manifest.get("nodes", {})
@@ -727,8 +728,8 @@ def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
     fit in the memory available now (doctor's per-node estimates: 4+ GB for an
     Omnibus app node, so Omnibus groups mostly run one after another).
     """
-    from lab.doctor import memory_needed
-    from lab.host import mem_available
+    from lab.engine.host import mem_available
+    from lab.support.doctor import memory_needed
 
     if len(labs) <= 1:
         return 1
@@ -749,7 +750,7 @@ def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
 def _images_first(labs: Sequence[Lab]) -> None:
     """Make each image present before labs boot side by side (else each would build it)."""
     from lab.engine.images import image_for
-    from lab.lifecycle import ensure_image
+    from lab.lifecycle.handle import ensure_image
 
     done: set[str] = set()
     for lab in labs:

@@ -347,7 +347,7 @@ CASES = [
          files={"gitlab.rb": "external_url 'x'\n"}, env={"PATH": "{tmp}/empty-path"}),
     Case("import-binary-rb", ("import", "{ws}/gitlab.rb"), 2, ("{ws}/gitlab.rb", "binary file"),
          files={"gitlab.rb": b"\x00\x01\x02\xff"}, needs_ruby=True),
-    # --- a customer's Ruby never runs on this host (read by lab.importer) ---------------------
+    # --- a customer's Ruby never runs on this host (lab.omnibus.reader) -----------------
     ruby_case("rb-system", "system('touch {tmp}/pwned-system')", "{tmp}/pwned-system"),
     ruby_case("rb-backticks", "x = `touch {tmp}/pwned-ticks`", "{tmp}/pwned-ticks"),
     ruby_case("rb-file-write", "File.write('{tmp}/pwned-write', 'x')", "{tmp}/pwned-write"),

@@ -77,7 +77,7 @@ def test_one_name_two_state_folders(homes: tuple[Path, Path]) -> None:
 
     # A `lab run` (here: a process holding the lab's claim) keeps `lab down` off it.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from lab.state import LabClaim; "
+        [sys.executable, "-c", "import sys, time; from lab.store.state import LabClaim; "
          "assert LabClaim(sys.argv[1]).acquire(wait=False); print('held', flush=True); "
          "time.sleep(120)", name], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "LAB_HOME": str(a)})

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle
 from lab.engine.images import build_images
+from lab.lifecycle import handle as lifecycle
 from lab.render.compose import LAB_LABEL
 
 

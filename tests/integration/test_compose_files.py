@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle
 from lab.engine import docker as dk
-from lab.render.labdir import RenderedLab
-from lab.spec import SpecRequest, resolve
+from lab.lifecycle import handle as lifecycle
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import RenderedLab
 
 OVERRIDE = """\
 services:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_lifecycle import engine, lab_cli, sim_image  # noqa: F401  (fixtures)
 
-from lab import lifecycle
 from lab.client.gitlab import Git, GitLabClient
+from lab.lifecycle import handle as lifecycle
 
 GUIDE_ERA = Path(__file__).resolve().parent.parent / "data" / "guide-era"
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]

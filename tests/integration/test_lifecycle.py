@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle, state
 from lab.engine import docker as dk
 from lab.errors import NotReady
+from lab.lifecycle import handle as lifecycle
 from lab.render.compose import DIR_LABEL, LAB_LABEL, omnibus_image
-from lab.render.labdir import RenderedLab
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store import state
+from lab.store.labdir import RenderedLab
 
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 sim_lab = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]

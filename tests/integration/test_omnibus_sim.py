@@ -29,14 +29,15 @@ from typing import Any
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle
 from lab.engine import docker as dk
 from lab.errors import NotReady
-from lab.model import Lab, SecretsPolicy
+from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import probes
+from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import node as omnibus
 from lab.render.compose import omnibus_image
-from lab.render.labdir import node_paths, write_lab
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import node_paths, write_lab
 
 VERSION = "19.3.0"
 SIM_AS = "io.gitlab-testlab.sim-as-omnibus"
@@ -191,7 +192,7 @@ def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Pat
         def read_log(since: str | None) -> str:
             return dk.logs(c, tail=None, timestamps=True)
 
-        probe = omnibus.ServicesProbe("gitaly1", exec_fn, read_log, ("gitaly",))
+        probe = probes.ServicesProbe("gitaly1", exec_fn, read_log, ("gitaly",))
         deadline = time.monotonic() + 5
         status = exec_fn(omnibus.status_cmd(), 30)
         while "run: sshd" not in status.stdout and time.monotonic() < deadline:

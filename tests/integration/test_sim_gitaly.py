@@ -20,12 +20,13 @@ import grpc
 import pytest
 from sim_helpers import require_docker
 
-from lab import lifecycle, state
 from lab.client.gitaly import GitalyError, server_info
 from lab.engine import docker as dk
 from lab.errors import NotReady
+from lab.lifecycle import handle as lifecycle
 from lab.render import tls
 from lab.render.compose import DIR_LABEL, LAB_LABEL
+from lab.store import state
 from lab.testcontainers import GitalyContainer
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]

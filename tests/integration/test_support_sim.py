@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from conftest import skip_or_fail
 
-from lab import lifecycle
-from lab.collect import collect
-from lab.doctor import Level, doctor
 from lab.engine import docker as dk
-from lab.importer import check_importable, import_files, node_inputs
+from lab.lifecycle import handle as lifecycle
 from lab.render.secrets import secret_values
-from lab.spec import Origins, SpecRequest, build_lab, resolve
+from lab.spec.importer import check_importable, import_files, node_inputs
+from lab.spec.labspec import Origins, SpecRequest, build_lab, resolve
+from lab.support.collect import collect
+from lab.support.doctor import Level, doctor
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]

@@ -135,7 +135,7 @@ def test_fixtures_can_be_overridden(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
         @pytest.fixture
         def lab_spec(lab_flavor):
-            from lab.spec import SpecRequest, resolve
+            from lab.spec.labspec import SpecRequest, resolve
             return resolve(SpecRequest(topology="sharded", flavor=lab_flavor))
     '''))
     pytester.makepyfile(textwrap.dedent('''
@@ -202,7 +202,7 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
     pytester.makeconftest(textwrap.dedent('''
         import pytest
-        from lab.spec import SpecRequest, resolve
+        from lab.spec.labspec import SpecRequest, resolve
 
         @pytest.fixture
         def lab_spec(lab_flavor):
@@ -216,7 +216,7 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
             assert gitlab.git.push(project["path_with_namespace"], {"a": "b"}).ok
     '''))
     from lab.scenario.load import group_name
-    from lab.spec import SpecRequest, resolve
+    from lab.spec.labspec import SpecRequest, resolve
 
     name = group_name(resolve(SpecRequest(topology="scaled", version="17.11.7")))
     pytester.runpytest("-q", "-p", "no:cacheprovider").assert_outcomes(passed=1)
@@ -225,8 +225,7 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
         pytester.runpytest("-q", "--lab-keep").assert_outcomes(passed=1)
         assert _containers(name)
     finally:
-        from lab import lifecycle
-
+        from lab.lifecycle import handle as lifecycle
         if _containers(name):
             lifecycle.attach(name).down(purge=True)
 
@@ -325,7 +324,7 @@ def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
 def test_collect_on_failure_puts_the_bundle_in_report_and_junit(
         pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
-        import lab.collect
+        import lab.support.collect
 
         @pytest.fixture(autouse=True, scope="session")
         def _fake_collect():
@@ -333,7 +332,7 @@ def test_collect_on_failure_puts_the_bundle_in_report_and_junit(
                 out.write_text(f"bundle of {handle.name}")
                 return out
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(lab.collect, "collect", collect)
+                mp.setattr(lab.support.collect, "collect", collect)
                 yield
     '''))
     pytester.makefile(".yaml", **{"scenarios/api-answers": SCENARIO})

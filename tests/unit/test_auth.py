@@ -1,4 +1,4 @@
-"""Gitaly v2 tokens and the GitLab-Shell JWT (lab/auth.py, also used inside the sim image)."""
+"""Gitaly v2 tokens and the GitLab-Shell JWT (lab/omnibus/auth.py, also in the sim image)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from lab.auth import (
+from lab.omnibus.auth import (
     AuthOutcome,
     JWTError,
     check_gitaly_auth,

@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
-from lab import collect as collect_mod
-from lab.collect import (
+from lab.engine.run import Result
+from lab.errors import LabError
+from lab.render.secrets import fingerprint, secret_values
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import RenderedLab, write_lab
+from lab.support import collect as collect_mod
+from lab.support.collect import (
     MARK,
     Bundle,
     Redaction,
@@ -21,12 +26,7 @@ from lab.collect import (
     split_tails,
     versions,
 )
-from lab.doctor import Gathered, HostFacts, NodeFacts, judge
-from lab.engine.run import Result
-from lab.errors import LabError
-from lab.render.labdir import RenderedLab, write_lab
-from lab.render.secrets import fingerprint, secret_values
-from lab.spec import SpecRequest, resolve
+from lab.support.doctor import Gathered, HostFacts, NodeFacts, judge
 
 
 def test_known_values_and_token_shapes_are_redacted() -> None:

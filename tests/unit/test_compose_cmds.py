@@ -12,8 +12,8 @@ from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
 from lab.engine.docker import ContainerState, since_timestamp, state
 from lab.engine.run import Result
 from lab.errors import DockerUnavailable, EngineError
-from lab.lifecycle import PortInUse, check_ports
-from lab.spec import SpecRequest, resolve
+from lab.lifecycle.handle import PortInUse, check_ports
+from lab.spec.labspec import SpecRequest, resolve
 
 D = Path("/labs/demo")
 F = "/labs/demo/docker-compose.yml"

@@ -15,7 +15,7 @@ from lab.render.compose import (
     skeleton,
 )
 from lab.resources import data_dir
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
 
 
 def test_fill_whole_and_inline_placeholders() -> None:

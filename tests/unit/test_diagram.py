@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.collect import summary
-from lab.doctor import Report
-from lab.model import Lab
+from lab.model.lab import Lab
 from lab.render.diagram import Hashes, markdown, mermaid, mismatches, rendered_hashes
 from lab.render.secrets import LabSecrets, ensure_secrets, secret_values
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.support.collect import summary
+from lab.support.doctor import Report
 
 # Mermaid flowchart, the subset a diagram may use.
 HEADER = re.compile(r"^flowchart (LR|RL|TB|TD|BT)$")

@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
-from lab import doctor as doctor_mod
-from lab.auth import decode_shell_jwt
-from lab.doctor import (
+from lab.engine.run import Result
+from lab.omnibus.auth import decode_shell_jwt
+from lab.render.tls import make_ca, make_server_cert
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import RenderedLab, write_lab
+from lab.support import doctor as doctor_mod
+from lab.support.doctor import (
     ApiProbe,
     Gathered,
     GiB,
@@ -38,10 +42,6 @@ from lab.doctor import (
     tls_checks,
     tls_facts,
 )
-from lab.engine.run import Result
-from lab.render.labdir import RenderedLab, write_lab
-from lab.render.tls import make_ca, make_server_cert
-from lab.spec import SpecRequest, resolve
 
 COPY_HINT = ("copy /etc/gitlab/gitlab-secrets.json from the app node (gitlab) to gitaly1, "
              "then reconfigure gitaly1")

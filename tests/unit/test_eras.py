@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from lab.auth import JWTError, decode_shell_jwt, encode_shell_jwt
 from lab.omnibus import eras
+from lab.omnibus.auth import JWTError, decode_shell_jwt, encode_shell_jwt
 
 SECRET = "ab" * 64
 

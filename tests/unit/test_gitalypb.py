@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 import lab.gitalypb
-from lab.auth import check_gitaly_auth
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, server_info
 from lab.engine import images
 from lab.gitalypb import (
@@ -30,6 +29,7 @@ from lab.gitalypb import (
     smarthttp_pb2,
     ssh_pb2,
 )
+from lab.omnibus.auth import check_gitaly_auth
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto" / "gitaly-lab"

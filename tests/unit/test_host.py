@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.host import containers_routable, mem_available, port_in_use
+from lab.engine.host import containers_routable, mem_available, port_in_use
 
 
 def test_port_in_use_sees_a_listener_and_not_a_closed_port() -> None:

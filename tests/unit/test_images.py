@@ -51,7 +51,7 @@ def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert refs() == checkout
 
     # The toolkit modules the image carries are part of its tag: auth, dialects, key data.
-    for name in ("auth.py", "omnibus/dialect.py", "omnibus/data/keys-19.3.0.txt"):
+    for name in ("omnibus/auth.py", "omnibus/dialect.py", "omnibus/data/keys-19.3.0.txt"):
         carried = lab_copy / name
         before = carried.read_text()
         carried.write_text(before + "# changed\n")
@@ -221,8 +221,8 @@ def test_prune_apt_cache_keeps_the_newest_of_each_package(tmp_path: Path) -> Non
 def test_host_client_signs_even_with_an_empty_token() -> None:
     """As Rails does: a forgotten token is "7:permission denied", not "16:authentication
     required" (lib/gitlab/gitaly_client.rb authorization_token)."""
-    from lab.auth import AuthOutcome, check_gitaly_auth
     from lab.client.gitaly import auth_metadata
+    from lab.omnibus.auth import AuthOutcome, check_gitaly_auth
 
     ((key, value),) = auth_metadata("")
     assert key == "authorization"

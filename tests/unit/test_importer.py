@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from lab.errors import SpecError
-from lab.importer import check_importable, import_files, node_inputs, read_rb
-from lab.model import Lab
+from lab.model.lab import Lab
+from lab.omnibus.reader import read_rb
 from lab.render.gitlab_rb import render_gitlab_rb
-from lab.render.labdir import write_lab
-from lab.spec import Origins, SpecRequest, build_lab, resolve
+from lab.spec.importer import check_importable, import_files, node_inputs
+from lab.spec.labspec import Origins, SpecRequest, build_lab, resolve
+from lab.store.labdir import write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
 

@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle
 from lab.engine.images import image_for
 from lab.engine.run import Result
 from lab.errors import ImageMissing
+from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import probes
 from lab.omnibus import node as omnibus
 from lab.render.compose import compose_dict
-from lab.spec import SpecRequest, resolve
-from lab.versions import Version
+from lab.spec.labspec import SpecRequest, resolve
+from lab.spec.versions import Version
 
 TOKEN = "glpat-0123456789abcdef0123"
 
@@ -70,14 +71,14 @@ def test_gitaly_check_is_read_per_storage() -> None:
 
 def test_gitaly_check_exit_0_with_fail_is_a_failure() -> None:
     # The rake task exits 0 whatever it prints.
-    st = omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "storage1"])
+    st = probes.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "storage1"])
     assert not st.ok
     assert "storage1: 14:failed to connect" in st.detail
-    assert omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default"]).ok
-    missing = omnibus.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "archive"])
+    assert probes.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default"]).ok
+    missing = probes.gitaly_check_status(res(0, GITALY_CHECK_MIXED), ["default", "archive"])
     assert not missing.ok
     assert "no result for archive" in missing.detail
-    crashed = omnibus.gitaly_check_status(res(1, "", "rake aborted!\nPG::ConnectionBad"),
+    crashed = probes.gitaly_check_status(res(1, "", "rake aborted!\nPG::ConnectionBad"),
                                           ["default"])
     assert not crashed.ok
     assert "PG::ConnectionBad" in crashed.detail
@@ -110,8 +111,8 @@ class FakeNode:
         self.log = []
         return text
 
-    def probe(self, services: tuple[str, ...] = ("puma",)) -> omnibus.ServicesProbe:
-        return omnibus.ServicesProbe("gitlab", self.exec, self.read_log, services)
+    def probe(self, services: tuple[str, ...] = ("puma",)) -> probes.ServicesProbe:
+        return probes.ServicesProbe("gitlab", self.exec, self.read_log, services)
 
 
 def test_sshd_before_reconfigure_is_not_services_up() -> None:
@@ -136,7 +137,7 @@ def test_reconfigure_phase_is_shown_and_the_log_read_on() -> None:
     node.status = res(0, "run: gitaly: (pid 40) 60s; run: log: (pid 1) 80s\n"
                          "down: puma: 1s, normally up; run: log: (pid 2) 80s\n"
                          "run: sshd: (pid 12) 90s; run: log: (pid 11) 90s\n")
-    assert probe() == omnibus.Status(False, "services not up (puma down)")
+    assert probe() == probes.Status(False, "services not up (puma down)")
     node.status = res(0, "run: puma: (pid 41) 5s; run: log: (pid 2) 80s\n")
     assert probe().ok
     assert len(node.reads) == 3  # once reconfigured, the log is not read again
@@ -147,7 +148,7 @@ def test_own_service_must_be_listed_not_just_exit_0() -> None:
     node.log.append(f"{STAMP} gitlab Reconfigured!")
     probe = node.probe(("gitaly",))
     node.status = res(0, "run: sshd: (pid 12) 3s; run: log: (pid 11) 3s\n")
-    assert probe() == omnibus.Status(False, "services not up (gitaly not set up)")
+    assert probe() == probes.Status(False, "services not up (gitaly not set up)")
 
 
 def test_node_services_by_role_and_release() -> None:

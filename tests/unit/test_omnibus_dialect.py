@@ -14,9 +14,10 @@ from conftest import ROOT
 
 from lab.engine.images import IMAGE_MODULES
 from lab.errors import LabError, SpecError
-from lab.importer import import_files, node_inputs, read_rb
 from lab.omnibus import dialect, keys
+from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version, newer_than_known
+from lab.spec.importer import import_files, node_inputs
 
 V = Version.parse
 GUIDE_ERA = ROOT / "tests" / "data" / "guide-era"
@@ -42,7 +43,7 @@ def test_modules_the_sim_image_carries_import_what_the_image_has() -> None:
 
 
 def test_render_never_imports_the_engine() -> None:
-    code = ("import sys, lab.render.labdir, lab.render.compose, lab.render.gitlab_rb, "
+    code = ("import sys, lab.store.labdir, lab.render.compose, lab.render.gitlab_rb, "
             "lab.render.secrets, lab.render.tls, lab.render.diagram; "
             "print([m for m in sys.modules if m.startswith('lab.engine')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -194,7 +195,7 @@ def test_cli_import_of_a_hostile_file_is_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line", HOSTILE)
 def test_doctor_reads_hostile_files_without_running_them(tmp_path: Path, line: str) -> None:
-    from lab.doctor import NodeFacts, config_checks, read_config
+    from lab.support.doctor import NodeFacts, config_checks, read_config
 
     marker = tmp_path / "marker"
     rb = tmp_path / "gitlab.rb"

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle
-from lab.collect import LOG_DIR, log_files_cmd, split_tails
-from lab.model import Flavor
+from lab.lifecycle import handle as lifecycle
+from lab.model.lab import Flavor
 from lab.omnibus.release import DEFAULT_VERSION, Version
-from lab.render.labdir import node_paths, write_lab
 from lab.render.secrets import merge_written_back
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import node_paths, write_lab
+from lab.support.collect import LOG_DIR, log_files_cmd, split_tails
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from lab.collect import Bundle, Redaction
 from lab.errors import LabError, SpecError
-from lab.model import Lab
-from lab.render.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
+from lab.model.lab import Lab
 from lab.scenario.report import write_junit
 from lab.scenario.runner import ScenarioResult, Status
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
+from lab.support.collect import Bundle, Redaction
 
 
 def scaled(*sets: str) -> Lab:
@@ -128,7 +128,7 @@ def test_a_forced_newer_version_is_rendered_with_a_warning(
 
 def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lab.cli.scenario import save_last_run
-    from lab.render.labdir import LAST_RUN_JSON, LAST_RUN_XML
+    from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     (tmp_path / "labs" / "sc-a" / ".lab").mkdir(parents=True)
@@ -138,7 +138,7 @@ def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_bundle_never_follows_a_link_a_container_left(tmp_path: Path) -> None:
-    from lab.collect import _lab_files
+    from lab.support.collect import _lab_files
 
     lab_dir = tmp_path / "lab"
     render(scaled(), lab_dir)

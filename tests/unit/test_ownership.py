@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle, state
 from lab.engine.compose import V2, Compose, ComposeTool
+from lab.lifecycle import handle as lifecycle
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
-from lab.render.labdir import lab_owner
 from lab.scenario.load import group_name
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store import state
+from lab.store.labdir import lab_owner
 
 
 @dataclass
@@ -150,7 +151,7 @@ def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
     assert holder.acquire(wait=False)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", "from lab import lifecycle, state; import sys\n"
+            [sys.executable, "-c", "from lab.lifecycle import handle as lifecycle; import sys\n"
              "try:\n    lifecycle.check_not_in_use('busy')\n"
              "except lifecycle.LabBusy as e:\n    print(e)"],
             capture_output=True, text=True, timeout=60, check=True)
@@ -163,7 +164,7 @@ def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
 
 def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> None:
     other = subprocess.Popen(
-        [sys.executable, "-c", "import time; from lab.state import StartLock; "
+        [sys.executable, "-c", "import time; from lab.store.state import StartLock; "
          "assert StartLock('x').acquire(wait=False); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -180,7 +181,7 @@ def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> No
 def test_down_refuses_a_lab_a_run_holds(engine: FakeEngine) -> None:
     lifecycle.up(scaled(), name="held")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; from lab.state import LabClaim; "
+        [sys.executable, "-c", "import time; from lab.store.state import LabClaim; "
          "assert LabClaim('held').acquire(wait=False); print('held', flush=True); "
          "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

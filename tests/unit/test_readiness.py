@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle, state
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import ContainerState
 from lab.errors import EngineError, NotReady
-from lab.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
+from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
 from lab.render.compose import NODE_LABEL
-from lab.render.labdir import write_lab
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store import state
+from lab.store.labdir import write_lab
 
 
 class FakeClock(Clock):

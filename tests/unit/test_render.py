@@ -14,11 +14,11 @@ from conftest import GOLDEN, fixed_secrets
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lab.model import Lab
-from lab.render.labdir import LAB_ID, SECRETS_STORE, load_secrets, render_files, write_lab
+from lab.model.lab import Lab
 from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
-from lab.spec import SpecRequest, resolve
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import LAB_ID, SECRETS_STORE, load_secrets, render_files, write_lab
 
 GOLDEN_VERSIONS = ("11.11.8", "12.10.14", "15.9.8", "17.11.7", "19.3.0")
 

@@ -21,7 +21,7 @@ import pytest
 from lab.client.gitlab import ApiResponse, GitResult
 from lab.engine.run import Result
 from lab.errors import EngineError, LabError
-from lab.model import Lab, SecretsPolicy
+from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import eras
 from lab.scenario import runner
 from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
@@ -470,8 +470,7 @@ def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: P
 
 def test_default_up_waits_only_when_apply_changed_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab import lifecycle
-
+    from lab.lifecycle import handle as lifecycle
     wanted = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
     kept = {"state": resolve_labs(load_scenario(LIBRARY / "two-storages.yaml")).base}
     attached: list[FakeLab] = []
@@ -727,8 +726,7 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
 
 def test_images_are_made_present_once_before_labs_boot_side_by_side(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab import lifecycle
-
+    from lab.lifecycle import handle as lifecycle
     made: list[str] = []
     monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None:
                         made.append(image))

@@ -1,7 +1,7 @@
 """The sim's Gitaly hooks and app against a local HTTP server: what a push prints for
 each internal-API answer, and which auth header each release sends and accepts.
 
-The sim modules import ``lab.auth`` and ``lab.omnibus.eras``: here the host's own
+The sim modules import ``lab.omnibus.auth`` and ``lab.omnibus.eras``: here the host's own
 modules, the very files the image copies.
 """
 
@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from lab import auth
-from lab.omnibus import eras
+from lab.omnibus import auth, eras
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 SECRET = "ef" * 64

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lab.errors import SpecError
-from lab.model import Role, SecretsPolicy
-from lab.spec import SpecRequest, resolve
-from lab.versions import DEFAULT_VERSION, REFERENCE_VERSIONS, Version, dialect_for
+from lab.model.lab import Role, SecretsPolicy
+from lab.spec.labspec import SpecRequest, resolve
+from lab.spec.versions import DEFAULT_VERSION, REFERENCE_VERSIONS, Version, dialect_for
 
 
 def spec_file(tmp_path: Path, text: str) -> Path:
@@ -176,7 +176,7 @@ def test_missing_file(tmp_path: Path) -> None:
     ("/var/opt", "top-level folder"),
 ])
 def test_storage_paths_omnibus_owns_are_refused(spath: str, message: str) -> None:
-    from lab.spec import Origins, check_storage_path
+    from lab.spec.labspec import Origins, check_storage_path
 
     with pytest.raises(SpecError, match=message):
         check_storage_path(spath, ("storages", "0", "path"), Origins())

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.state import LabClaim
+from lab.store.state import LabClaim
 
-HOLD = ("import sys, time; from lab.state import LabClaim; "
+HOLD = ("import sys, time; from lab.store.state import LabClaim; "
         "assert LabClaim(sys.argv[1]).acquire(wait=False); print('held', flush=True); "
         "time.sleep(60)")
 
@@ -48,8 +48,7 @@ def test_home_id_of_two_first_starts_is_one_whole_id(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from lab import state
-
+    from lab.store import state
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     final = state.labs_dir() / ".home-id"
     real_link = os.link
@@ -74,8 +73,7 @@ def test_home_id_made_by_threads_at_once_is_one_id(tmp_path: Path,
     # Labs booted side by side run in threads of one process: each must get the one id.
     import threading
 
-    from lab import state
-
+    from lab.store import state
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     start = threading.Barrier(8)
     got: list[str | None] = []

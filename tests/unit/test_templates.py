@@ -21,8 +21,8 @@ from conftest import ROOT, fixed_secrets, skip_or_fail
 from lab.omnibus import keys
 from lab.omnibus.release import REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
-from lab.spec import SpecRequest, resolve
-from lab.topologies import TOPOLOGIES
+from lab.spec.labspec import SpecRequest, resolve
+from lab.spec.topologies import TOPOLOGIES
 
 SETTING = re.compile(r"^([a-z_]+)\['([a-z_]+)'\]\s*=", re.MULTILINE)
 CALL = re.compile(r"^(git_data_dirs|roles|external_url)\b", re.MULTILINE)

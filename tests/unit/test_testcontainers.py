@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from testcontainers.core.config import testcontainers_config
 
-from lab import state
 from lab import testcontainers as tc
 from lab.errors import LabError
+from lab.store import state
 
 
 @pytest.mark.parametrize(("env", "present", "usable"), [
@@ -74,8 +74,8 @@ def test_lab_compose_needs_start() -> None:
 
 def test_lab_compose_waits_as_long_as_lab_up_per_flavour(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.lifecycle import default_timeout
-    from lab.model import Lab
+    from lab.lifecycle.handle import default_timeout
+    from lab.model.lab import Lab
 
     seen: dict[str, float | None] = {}
 

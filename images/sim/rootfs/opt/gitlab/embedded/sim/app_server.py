@@ -31,7 +31,7 @@ import api_repository
 import gitaly_client
 import simconfig
 
-from lab import auth as lab_auth
+from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")

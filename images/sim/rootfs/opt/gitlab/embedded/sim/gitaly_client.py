@@ -22,7 +22,7 @@ from gitalypb import (
     smarthttp_pb2_grpc,
 )
 
-from lab import auth as lab_auth
+from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 
 TIMEOUT = 10.0

@@ -36,7 +36,7 @@ from gitalypb import (
     smarthttp_pb2_grpc,
 )
 
-from lab import auth as lab_auth
+from lab.omnibus import auth as lab_auth
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
 _CODES = {

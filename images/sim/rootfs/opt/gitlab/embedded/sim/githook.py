@@ -15,7 +15,7 @@ from typing import Any
 
 import simconfig
 
-from lab import auth as lab_auth
+from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.render.labdir import ID_RE, MANIFEST, STATE_DIR, new_id
+from lab.store.labdir import ID_RE, MANIFEST, STATE_DIR, new_id
 
 UP_MARKER = f"{STATE_DIR}/up-in-progress"
 SPEC_FILE = f"{STATE_DIR}/spec.json"

@@ -1,6 +1,6 @@
 """The validated, typed lab: frozen dataclasses with no side effects.
 
-``lab.spec`` builds these from YAML; renderers and the engine only read them.
+``lab.spec.labspec`` builds these from YAML; renderers and the engine only read them.
 """
 
 from __future__ import annotations

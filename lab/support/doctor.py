@@ -25,22 +25,23 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from rich.table import Table
 
-from lab.auth import encode_shell_jwt
 from lab.engine import docker as dk
 from lab.engine.compose import detect
+from lab.engine.host import containers_routable, mem_available, port_in_use
 from lab.engine.images import image_for, sim_image_ref
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
-from lab.host import containers_routable, mem_available, port_in_use
-from lab.importer import read_rb
-from lab.model import Flavor, Lab, Node
+from lab.lifecycle import probes
+from lab.model.lab import Flavor, Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
 from lab.omnibus import node as omnibus
+from lab.omnibus.auth import encode_shell_jwt
+from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.gitlab_rb import internal_api_url, node_token
-from lab.render.labdir import RenderedLab
 from lab.render.secrets import fingerprint
+from lab.store.labdir import RenderedLab
 
 GiB = 1024 ** 3
 # Omnibus: plan 4+ GB per app node (the guide); a Gitaly-only node runs a fraction of it.
@@ -407,7 +408,7 @@ def api_checks(app: str, probes: Sequence[ApiProbe]) -> list[Check]:
 # --- gathering ----------------------------------------------------------------------
 
 class LabHandle(Protocol):
-    """What doctor and collect need from ``lab.lifecycle.RunningLab``."""
+    """What doctor and collect need from ``lab.lifecycle.handle.RunningLab``."""
 
     name: str
     path: Path
@@ -478,7 +479,7 @@ def read_config(path: Path, omnibus_config: str, version: Version | None = None
                 ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
     """(error, findings against ``version``, Ruby statements not read) for one node's file.
 
-    The file is parsed statically (lab.importer.read_rb), never run on this host.
+    The file is parsed statically (lab.omnibus.reader.read_rb), never run on this host.
     """
     try:
         read = read_rb(path, omnibus_config=omnibus_config)
@@ -614,7 +615,7 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
 
 def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
     # The task exits 0 even when it prints FAIL: its verdict is per storage.
-    st = omnibus.gitaly_check_status(res, storages)
+    st = probes.gitaly_check_status(res, storages)
     error = "" if st.ok else st.detail
     return GitalyProbe(node.name, node.gitaly_address, storages, error,
                        via="gitlab-rake gitlab:gitaly:check")

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import re
 import secrets as _secrets
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,18 +27,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from lab.errors import LabError, SpecError
-from lab.model import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
+from lab.model.lab import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus.infer import Evidence
+from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
-from lab.versions import parse_supported
+from lab.spec.versions import parse_supported
 
-READER = Path(__file__).resolve().parent / "omnibus" / "read_gitlab_rb.rb"
 DEFAULT_NAME = "imported"
-OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
-# A gitlab.rb is a few hundred lines; anything far bigger is not one.
-MAX_BYTES = 1024 * 1024
-READ_TIMEOUT = 20.0
 
 
 # How support tickets usually spell a value someone removed before sending the file.
@@ -57,89 +51,6 @@ _ROLE_SWITCHES = ("postgresql", "redis", "nginx", "puma", "unicorn", "sidekiq", 
 _LEGACY_GITALY_KEYS = ("listen_addr", "tls_listen_addr", "auth_token", "certificate_path",
                        "key_path", "storage")
 _ADDR_RE = re.compile(r"^(tcp|tls|unix)://([^:/]+|\[[^\]]+\])(?::(\d+))?/?$")
-
-
-# --- reading gitlab.rb (statically) -----------------------------------------------
-
-@dataclass(frozen=True)
-class RbFile:
-    settings: dict[str, Any]
-    skipped: tuple[tuple[int, str], ...]  # (line, statement) not read: Ruby code
-
-
-def _parse(text: str, name: str, ruby: str) -> RbFile:
-    if shutil.which(ruby) is None:
-        raise LabError(f"`{ruby}` is not installed: import and doctor read gitlab.rb with "
-                       "Ruby's own parser (it is parsed, never run); install it "
-                       "(apt-get install ruby)")
-    try:
-        # Bytes both ways: the file is UTF-8 whatever this host's locale is.
-        proc = subprocess.run([ruby, "--disable-gems", str(READER), name],
-                              input=text.encode(), capture_output=True, timeout=READ_TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise SpecError(f"reading it took over {READ_TIMEOUT:.0f} s; is it a gitlab.rb?",
-                        source=name) from None
-    stdout, stderr = (out.decode(errors="replace") for out in (proc.stdout, proc.stderr))
-    if proc.returncode != 0:
-        raise _ruby_error(name, stderr or stdout)
-    try:
-        data = json.loads(stdout)
-    except ValueError:
-        raise SpecError("reading it gave no settings", source=name) from None
-    skipped = tuple((int(row.get("line") or 0), str(row.get("text") or ""))
-                    for row in data.get("skipped", []))
-    return RbFile(dict(data.get("settings") or {}), skipped)
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFile:
-    """The literal settings of one gitlab.rb, read without running it.
-
-    ``omnibus_config`` (GITLAB_OMNIBUS_CONFIG) is read first and the file wins, as
-    Omnibus applies them. SpecError names file and line for a file that is not Ruby.
-    """
-    if not path.is_file():
-        raise SpecError("no such file", source=str(path))
-    if path.stat().st_size > MAX_BYTES:
-        raise SpecError(f"larger than {MAX_BYTES // 1024} KiB; is it a gitlab.rb?",
-                        source=str(path))
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot be read: {exc.strerror}", source=str(path)) from None
-    if b"\0" in raw:
-        raise SpecError("a binary file, not a gitlab.rb; is it the right file?",
-                        source=str(path))
-    text = raw.decode(errors="replace")
-    main = _parse(text, str(path), ruby)
-    if not omnibus_config.strip():
-        return main
-    env = _parse(omnibus_config, OMNIBUS_CONFIG_ENV, ruby)
-    skipped = tuple((0, f"{OMNIBUS_CONFIG_ENV}: {t}") for _, t in env.skipped) + main.skipped
-    return RbFile(_merge(env.settings, main.settings), skipped)
-
-
-_WHERE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):\s*(?P<msg>.*)$")
-
-
-def _ruby_error(name: str, output: str) -> SpecError:
-    lines = output.strip().splitlines()
-    for i, ln in enumerate(lines):
-        m = _WHERE_RE.match(ln)
-        if m and m["file"] == name:
-            detail = "\n".join([m["msg"], *lines[i + 1:]]).strip()
-            return SpecError(f"not valid Ruby: {detail}", source=name, line=int(m["line"]))
-    return SpecError(f"not valid Ruby: {' '.join(lines).strip() or 'ruby failed'}", source=name)
 
 
 # --- reading settings ------------------------------------------------------------
@@ -616,7 +527,7 @@ def import_files(files: Sequence[tuple[str, Path]], *, version: str | None = Non
 
 def check_importable(result: ImportResult) -> None:
     """Raise if the spec would not load, so `lab import` never writes a broken file."""
-    from lab.spec import Origins, build_lab
+    from lab.spec.labspec import Origins, build_lab
 
     try:
         lab = build_lab(result.spec, Origins())

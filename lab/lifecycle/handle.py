@@ -1,7 +1,7 @@
 """Lab lifecycle: up, attach, wait until ready, change, inspect, tear down, sweep.
 
 This is the API the CLI, scenarios, doctor and the pytest plugin share.
-``up`` renders a lab into the per-user state folder (``lab.state``), starts it
+``up`` renders a lab into the per-user state folder (``lab.store.state``), starts it
 with Compose and waits through the readiness layers; any failure or Ctrl-C
 during ``up`` removes what it started. Every resource carries the lab's labels,
 so ``down`` and ``gc`` remove exactly those.
@@ -24,16 +24,14 @@ from typing import Any
 
 import requests
 
-from lab import state
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
+from lab.engine.host import containers_routable, port_in_use
 from lab.engine.images import image_for
 from lab.engine.run import Result, redactor, run
 from lab.errors import ImageMissing, Incomplete, LabError, LabNotFound, NotReady
-from lab.host import containers_routable, port_in_use
-from lab.model import HTTP_PORT, Flavor, Lab, Node
-from lab.omnibus import node as omnibus
-from lab.readiness import (
+from lab.lifecycle import probes
+from lab.lifecycle.readiness import (
     Clock,
     Layer,
     Progress,
@@ -41,6 +39,8 @@ from lab.readiness import (
     Status,
     wait_layers,
 )
+from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
+from lab.omnibus import node as omnibus
 from lab.render.compose import (
     DIR_LABEL,
     HOME_LABEL,
@@ -52,7 +52,9 @@ from lab.render.compose import (
 )
 from lab.render.compose import labels as lab_labels
 from lab.render.gitlab_rb import node_token
-from lab.render.labdir import (
+from lab.spec.labspec import NAME_RE, Origins, build_lab, resolved_spec
+from lab.store import state
+from lab.store.labdir import (
     ADMIN_TOKEN,
     MANIFEST,
     SECRET,
@@ -64,7 +66,6 @@ from lab.render.labdir import (
     write_file,
     write_lab,
 )
-from lab.spec import NAME_RE, Origins, build_lab, resolved_spec
 
 # A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
 # for the token) takes 5-15 minutes on a small machine; a sim node seconds.
@@ -472,7 +473,7 @@ class RunningLab:
         return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
                        timestamps=True)
 
-    def _read_log(self, node: str) -> omnibus.LogFn:
+    def _read_log(self, node: str) -> probes.LogFn:
         def read(since: str | None) -> str:
             return self._log_since_start(self.container(node), since)
         return read
@@ -524,7 +525,7 @@ class RunningLab:
         res = self.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
         # The task exits 0 even when it prints FAIL: read its verdict per storage.
         storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
-        return omnibus.gitaly_check_status(res, storages)
+        return probes.gitaly_check_status(res, storages)
 
     def _gitaly_checks(self, *, via_app: bool = True) -> dict[str, Callable[[], Status]]:
         """Gitaly serving: each external node asked with its own token from the host, and
@@ -577,13 +578,13 @@ class RunningLab:
                progress: Progress | None = None) -> list[Layer]:
         nodes = [n.name for n in self.lab.nodes]
         app = self.lab.app.name
-        probes = {n.name: omnibus.ServicesProbe(
+        services = {n.name: probes.ServicesProbe(
             n.name, self._exec_raw(n.name), self._read_log(n.name),
             omnibus.node_services(self.lab.version, app=n.is_app, gitaly=n.is_gitaly))
             for n in self.lab.nodes}
         out = [
             Layer("containers running", {n: functools.partial(self._running, n) for n in nodes}),
-            Layer("services up", dict(probes),
+            Layer("services up", dict(services),
                   hint="Omnibus reconfigure may still be running; raise --timeout"),
             Layer("app ready", {app: lambda: self._app_ready(wait_gitaly)}),
         ]

@@ -25,7 +25,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab import __version__
-from lab.doctor import (
+from lab.engine.run import REDACTED, Redactor
+from lab.errors import LabError
+from lab.model.lab import Lab
+from lab.omnibus import node as omnibus
+from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
+from lab.render.gitlab_rb import node_token
+from lab.render.secrets import LabSecrets, fingerprint, secret_values, shell_secret
+from lab.store.labdir import (
+    ADMIN_TOKEN,
+    LAST_RUN_JSON,
+    LAST_RUN_XML,
+    MANIFEST,
+    STATE_DIR,
+    load_secrets,
+)
+from lab.support.doctor import (
     Gathered,
     HostFacts,
     LabHandle,
@@ -36,21 +51,6 @@ from lab.doctor import (
     gathered_json,
     node_states,
 )
-from lab.engine.run import REDACTED, Redactor
-from lab.errors import LabError
-from lab.model import Lab
-from lab.omnibus import node as omnibus
-from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
-from lab.render.gitlab_rb import node_token
-from lab.render.labdir import (
-    ADMIN_TOKEN,
-    LAST_RUN_JSON,
-    LAST_RUN_XML,
-    MANIFEST,
-    STATE_DIR,
-    load_secrets,
-)
-from lab.render.secrets import LabSecrets, fingerprint, secret_values, shell_secret
 
 MARK = REDACTED
 T = TypeVar("T")

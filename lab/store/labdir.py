@@ -18,8 +18,8 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import LabError
-from lab.labels import HOME_LABEL, ID_LABEL
-from lab.model import Lab, Node, SecretsPolicy
+from lab.model.lab import Lab, Node, SecretsPolicy
+from lab.model.labels import HOME_LABEL, ID_LABEL
 from lab.render.compose import render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
@@ -30,7 +30,7 @@ from lab.render.secrets import (
     merge_written_back,
     shell_secret,
 )
-from lab.spec import NODE_RE, resolved_spec
+from lab.spec.labspec import NODE_RE, resolved_spec
 
 MANIFEST = "manifest.json"
 STATE_DIR = ".lab"

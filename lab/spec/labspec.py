@@ -16,10 +16,19 @@ from typing import Any, TypeVar
 import yaml
 
 from lab.errors import SpecError
-from lab.model import Edition, Flavor, Lab, Node, Role, SecretsPolicy, Storage, default_storage_path
+from lab.model.lab import (
+    Edition,
+    Flavor,
+    Lab,
+    Node,
+    Role,
+    SecretsPolicy,
+    Storage,
+    default_storage_path,
+)
 from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
-from lab.topologies import TOPOLOGIES, topology
-from lab.versions import DEFAULT_VERSION, parse_supported
+from lab.spec.topologies import TOPOLOGIES, topology
+from lab.spec.versions import DEFAULT_VERSION, parse_supported
 
 Path_ = tuple[str, ...]
 T = TypeVar("T")

@@ -1,0 +1,84 @@
+"""Readiness probes for Omnibus nodes (the real image and the sim alike).
+
+``ServicesProbe`` decides when a node's services are up: the container's log
+since its start shows that reconfigure finished (omnibus-ctl prints ``gitlab
+Reconfigured!`` after a successful Chef/Cinc run), and ``gitlab-ctl status``
+lists the node's own services as ``run:``. Neither alone will do: the image's
+wrapper starts runsvdir with ``sshd`` before reconfigure, so ``gitlab-ctl
+status`` exits 0 with ``run: sshd`` and, for a service not set up yet, exits 0
+saying nothing. What those outputs mean is lab.omnibus.node's; this module turns
+it into readiness verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lab.lifecycle.readiness import Status
+from lab.omnibus.node import (
+    ExecFn,
+    Result,
+    failure_line,
+    last_stamp,
+    parse_gitaly_check,
+    reconfigure_phase,
+    reconfigured,
+    running_services,
+    status_cmd,
+)
+
+
+def gitaly_check_status(res: Result, storages: Iterable[str]) -> Status:
+    """Whether every one of ``storages`` passed the rake task (its exit code says nothing)."""
+    found = parse_gitaly_check(res.stdout)
+    wanted = list(storages)
+    failed = [f"{s}: {found[s]}" for s in wanted if found.get(s)]
+    missing = [s for s in wanted if s not in found]
+    if failed:
+        return Status(False, "gitlab:gitaly:check: " + "; ".join(failed))
+    if missing:
+        why = failure_line(res) if res.returncode != 0 or not found else "not checked"
+        return Status(False, f"gitlab:gitaly:check: no result for {', '.join(missing)} ({why})")
+    return Status(True, "gitlab:gitaly:check passed")
+
+
+
+# (since: a timestamp from last_stamp, or None for "since the container started")
+#   -> that part of the container's log, with Docker's timestamps.
+LogFn = Callable[[str | None], str]
+
+
+@dataclass
+class ServicesProbe:
+    """One node's "services up" check for one container start.
+
+    Up means: its log since the start says ``gitlab Reconfigured!`` and
+    ``gitlab-ctl status`` shows each of ``services`` as ``run:``. Reads the log
+    on from where it stopped, so a long reconfigure output is read once.
+    """
+
+    node: str
+    exec_fn: ExecFn
+    read_log: LogFn
+    services: Sequence[str]
+    done: bool = False
+    since: str | None = field(default=None, repr=False)
+    phase: str = field(default="", repr=False)
+
+    def __call__(self) -> Status:
+        if not self.done:
+            chunk = self.read_log(self.since)
+            self.since = last_stamp(chunk) or self.since
+            self.done = reconfigured(chunk)
+            self.phase = reconfigure_phase(chunk) or self.phase
+            if not self.done:
+                where = f" ({self.phase})" if self.phase else ""
+                return Status(False, f"reconfigure running{where}")
+        st = self.exec_fn(status_cmd(), 60)
+        states = running_services(st.stdout)
+        missing = [s for s in self.services if states.get(s) != "run"]
+        if not missing:
+            return Status(True, "services up")
+        detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
+        return Status(False, f"services not up ({detail})")
