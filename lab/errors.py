@@ -1,21 +1,55 @@
-"""The toolkit's one exception tree.
+"""The toolkit's one exception tree; the class says the exit code.
 
 Everything a user can cause derives from ``LabError`` and is printed by the CLI
-as one paragraph without a traceback; anything else is a bug and keeps its
-traceback.
+as one paragraph without a traceback, exiting with the class's ``exit_code``
+(the README's "Exit codes" table); anything else is a bug and keeps its
+traceback. Raise the most specific branch:
+
+    LabError
+      BadInput (2)         usage, files, names: what the user gave is wrong
+        SpecError          a spec, scenario or gitlab.rb file, with file/line/key
+        LabNotFound (and lifecycle's LabOwnedElsewhere, LabBusy, LabAlreadyUp, PortInUse)
+      ToolMissing (5)      a host tool is not installed: ruby, Compose, mmdebstrap, docker
+      EngineUnusable (3)   Docker, Compose or an image is not usable
+        EngineError        a Docker or Compose command failed
+        DockerUnavailable, ImageMissing
+      LabFailing (4)       the lab did not become ready, or did not answer a call it must
+        NotReady           (and the client's ApiError, GitalyError)
+      Incomplete (1)       the main job was done, part of it failed (as a failed check)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
+
+# Exit codes: the README's "Exit codes" table, and each class's ``exit_code``.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 3
+EXIT_NOT_READY = 4
+EXIT_TOOL_MISSING = 5
 
 
 class LabError(Exception):
-    """A problem the user can fix; the message says what to do."""
+    """A problem the user can fix; the message says what to do.
+
+    Raise a branch below, not this class: the branch decides the exit code. A bare
+    ``LabError`` counts as bad input, the commonest case, so that code not yet moved
+    to a branch keeps the exit code it always had.
+    """
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
-class SpecError(LabError):
-    """A lab spec or scenario file is invalid."""
+class BadInput(LabError):
+    """What the user gave is wrong: an option, a file, a lab name, a port, a folder."""
+
+    exit_code = EXIT_USAGE
+
+
+class SpecError(BadInput):
+    """A lab spec, scenario or gitlab.rb file is invalid."""
 
     def __init__(self, message: str, *, source: str = "", line: int | None = None,
                  key: str = "") -> None:
@@ -31,7 +65,28 @@ class SpecError(LabError):
         super().__init__(prefix + message)
 
 
-class EngineError(LabError):
+class LabNotFound(BadInput):
+    """No lab of that name exists."""
+
+
+class ToolMissing(LabError):
+    """A program the toolkit runs on the host is not installed (ruby, a Compose tool,
+    mmdebstrap, the docker CLI); the message says how to install it."""
+
+    exit_code = EXIT_TOOL_MISSING
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class EngineUnusable(LabError):
+    """Docker, Compose or an image is not usable."""
+
+    exit_code = EXIT_ENGINE
+
+
+class EngineError(EngineUnusable):
     """A Docker or Compose command failed."""
 
     def __init__(self, cmd: Sequence[str], returncode: int, stderr: str, hint: str = "") -> None:
@@ -47,15 +102,21 @@ class EngineError(LabError):
         super().__init__(msg)
 
 
-class DockerUnavailable(LabError):
-    """The Docker Engine or the Compose tool cannot be used."""
+class DockerUnavailable(EngineUnusable):
+    """The Docker Engine cannot be reached."""
 
 
-class ImageMissing(LabError):
+class ImageMissing(EngineUnusable):
     """An image the lab needs is not present and cannot be built or pulled."""
 
 
-class NotReady(LabError):
+class LabFailing(LabError):
+    """The lab did not become ready, or did not answer a call it had to answer."""
+
+    exit_code = EXIT_NOT_READY
+
+
+class NotReady(LabFailing):
     """A lab did not become ready in time, or a node died while waiting."""
 
     def __init__(self, node: str, last_status: str, log_tail: str = "", hint: str = "") -> None:
@@ -73,6 +134,4 @@ class NotReady(LabError):
 class Incomplete(LabError):
     """The command did its main job but part of it failed (exit 1, like a failed check)."""
 
-
-class LabNotFound(LabError):
-    """No lab of that name exists."""
+    exit_code = EXIT_FAILED

@@ -9,17 +9,18 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+# The exit codes live with the exception tree; commands that exit without an
+# exception (a failed check, a failed scenario) take them from here.
+from lab.errors import EXIT_ENGINE as EXIT_ENGINE
+from lab.errors import EXIT_FAILED as EXIT_FAILED
+from lab.errors import EXIT_NOT_READY as EXIT_NOT_READY
+from lab.errors import EXIT_TOOL_MISSING as EXIT_TOOL_MISSING
+from lab.errors import EXIT_USAGE as EXIT_USAGE
 from lab.model.lab import Lab
 from lab.spec.labspec import SpecRequest
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Exit codes, as lab.cli.main documents them.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ENGINE = 3
-EXIT_NOT_READY = 4
 
 console = Console()
 err_console = Console(stderr=True)

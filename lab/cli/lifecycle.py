@@ -33,7 +33,7 @@ from lab.cli.common import (
     spec_request,
     warn_if_forced,
 )
-from lab.errors import DockerUnavailable, LabError, LabNotFound
+from lab.errors import LabError, LabNotFound, ToolMissing
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.handle import TIMEOUTS, LabStatus, LabSummary, RunningLab
 from lab.model.lab import Flavor
@@ -245,8 +245,8 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     try:
         os.execvp("docker", ["docker", "exec", "-i", *tty, container.id, *args])
     except OSError as exc:  # the Engine answers through its API, but no docker CLI here
-        raise DockerUnavailable(f"cannot run the docker command ({exc.strerror}); `lab exec` "
-                                "needs the Docker CLI on PATH") from None
+        raise ToolMissing("docker", f"cannot run the docker command ({exc.strerror}); `lab exec` "
+                          "needs the Docker CLI on PATH") from None
 
 
 @click.command(name="list")

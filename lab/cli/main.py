@@ -1,8 +1,9 @@
 """The `lab` command: registers the subcommands and translates user errors.
 
-Exit codes: 0 success; 1 a check or scenario failed; 2 bad input (usage, spec,
-scenario file); 3 Docker, Compose or an image is not usable; 4 the lab did not
-become ready.
+Exit codes (the README's table): 0 success; a user error exits with its class's
+``exit_code`` (lab.errors: 1 a check or scenario failed, 2 bad input, 3 Docker,
+Compose or an image is not usable, 4 the lab did not become ready, 5 a host tool
+is missing); click's usage errors exit 2.
 """
 
 from __future__ import annotations
@@ -13,25 +14,8 @@ import sys
 import click
 
 from lab import __version__
-from lab.cli.common import EXIT_ENGINE, EXIT_FAILED, EXIT_NOT_READY, EXIT_USAGE, err_console
-from lab.errors import (
-    DockerUnavailable,
-    EngineError,
-    ImageMissing,
-    Incomplete,
-    LabError,
-    NotReady,
-)
-
-
-def exit_code(exc: LabError) -> int:
-    if isinstance(exc, Incomplete):
-        return EXIT_FAILED
-    if isinstance(exc, NotReady):
-        return EXIT_NOT_READY
-    if isinstance(exc, DockerUnavailable | EngineError | ImageMissing):
-        return EXIT_ENGINE
-    return EXIT_USAGE
+from lab.cli.common import err_console
+from lab.errors import EXIT_USAGE, LabError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,4 +53,4 @@ def main() -> None:
     except LabError as exc:
         err_console.print("[bold red]error:[/]", end=" ")
         err_console.print(str(exc), markup=False, highlight=False)
-        sys.exit(exit_code(exc))
+        sys.exit(exc.exit_code)

@@ -10,7 +10,7 @@ import click
 
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.cli.lifecycle import pick_lab
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.handle import RunningLab
 from lab.spec.importer import check_importable, import_files, node_inputs
@@ -83,7 +83,7 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
     express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
     """
     if output is not None and (output.exists() or output.is_symlink()) and not force:
-        raise LabError(f"{output} exists; choose another -o, or pass --force to overwrite it")
+        raise BadInput(f"{output} exists; choose another -o, or pass --force to overwrite it")
     result = import_files(node_inputs(files, named), version=gitlab_version, name=name)
     check_importable(result)
     text = result.to_yaml()
@@ -93,7 +93,7 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
         try:
             write_file(output, text, PUBLIC)  # replaces a link at -o, never writes through it
         except OSError as exc:
-            raise LabError(f"cannot write {output}: {exc.strerror}; choose another -o") \
+            raise BadInput(f"cannot write {output}: {exc.strerror}; choose another -o") \
                 from None
         console.print(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
                       f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from lab.errors import LabError
+from lab.errors import BadInput, LabFailing
 from lab.gitalypb import server_pb2, server_pb2_grpc
 from lab.model.lab import Node
 from lab.omnibus.auth import gitaly_v2_token
 from lab.omnibus.eras import grpc_ruby_message
 
 
-class GitalyError(LabError):
+class GitalyError(LabFailing):
     """A failed Gitaly call, shown the way Rails shows it: ``7:permission denied``."""
 
     def __init__(self, code_name: str, details: str) -> None:
@@ -66,7 +66,7 @@ def _channel(address: str, ca_pem: bytes | None,
              server_name_override: str | None) -> grpc.Channel:
     scheme, sep, target = address.partition("://")
     if not sep or scheme not in ("tcp", "tls") or not target:
-        raise LabError(f"unsupported Gitaly address {address!r} (expected tcp://HOST:PORT "
+        raise BadInput(f"unsupported Gitaly address {address!r} (expected tcp://HOST:PORT "
                        "or tls://HOST:PORT)")
     if scheme == "tcp":
         return grpc.insecure_channel(target)

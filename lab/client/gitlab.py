@@ -21,10 +21,10 @@ from typing import Any
 import requests
 
 from lab.engine.run import Redactor, run
-from lab.errors import EngineError, LabError
+from lab.errors import EngineError, LabFailing, ToolMissing
 
 
-class ApiError(LabError):
+class ApiError(LabFailing):
     """A GitLab API call the caller needed to succeed did not."""
 
     def __init__(self, response: ApiResponse) -> None:
@@ -159,9 +159,11 @@ class Git:
                 "-c", "init.defaultBranch=main", *args]
         try:
             res = run(argv, check=False, env=self._env(), cwd=str(cwd), timeout=self.timeout)
-        except EngineError as exc:  # timeout or no git binary
+        except EngineError as exc:  # timeout
             return GitResult([self._redact(a) for a in argv], exc.returncode,
                              self._redact(exc.stderr))
+        except ToolMissing as exc:  # no git binary: as a shell says it
+            return GitResult([self._redact(a) for a in argv], 127, str(exc))
         output = (res.stdout + res.stderr).strip()
         return GitResult([self._redact(a) for a in argv], res.returncode, self._redact(output))
 

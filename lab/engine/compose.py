@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.engine.run import Result, run
-from lab.errors import DockerUnavailable, EngineError
+from lab.errors import EngineError, ToolMissing
 
 COMPOSE_FILE = "docker-compose.yml"
 # Compose's own default pair: a user's override beside the rendered file is merged in.
@@ -71,7 +71,7 @@ def candidates(executable: str = sys.executable) -> list[tuple[str, ...]]:
 def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
     try:
         res = runner([*argv, "version", "--short"], check=False, timeout=30)
-    except EngineError:  # not installed
+    except (ToolMissing, EngineError):  # not installed, or it hangs
         return None
     out = res.stdout.strip()
     # Docker without the plugin answers `docker compose` with usage text and exit 1.
@@ -102,7 +102,8 @@ def detect(runner: Runner = run, *, executable: str = sys.executable) -> Compose
             break
     if found is None:
         names = " and ".join(f"`{' '.join(c)}`" for c in tried)
-        raise DockerUnavailable(f"no Docker Compose tool found (tried {names}); {INSTALL_HINT}")
+        raise ToolMissing("docker compose",
+                          f"no Docker Compose tool found (tried {names}); {INSTALL_HINT}")
     if runner is run:
         _detected[key] = found
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
-from lab.errors import EngineError, ImageMissing, LabError
+from lab.errors import EngineError, ImageMissing, LabError, ToolMissing
 from lab.model.lab import Flavor, Lab
 from lab.model.labels import LABEL_PREFIX
 from lab.omnibus.release import omnibus_image_ref
@@ -303,8 +303,8 @@ def prune_apt_cache(cache: Path) -> list[str]:
 def build_base(progress: Progress = _quiet) -> str:
     ref = base_image_ref()
     if shutil.which("mmdebstrap") is None:
-        raise LabError("mmdebstrap is missing: `apt-get install mmdebstrap` "
-                       "(it builds the sim's Debian base image without a registry)")
+        raise ToolMissing("mmdebstrap", "mmdebstrap is missing: `apt-get install mmdebstrap` "
+                          "(it builds the sim's Debian base image without a registry)")
     packages = base_packages()
     sources = debian_sources()
     cache = apt_cache_dir()

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lab.errors import EngineError
+from lab.errors import EngineError, ToolMissing
 
 log = logging.getLogger("lab.engine")
 
@@ -65,7 +65,10 @@ def run(
             cwd=cwd, timeout=timeout, check=False,
         )
     except FileNotFoundError as exc:
-        raise EngineError(argv, 127, f"{argv[0]}: command not found", hint) from exc
+        if cwd is not None and exc.filename == cwd:
+            raise EngineError(argv, 127, f"{cwd}: no such directory", hint) from exc
+        raise ToolMissing(argv[0], f"`{argv[0]}` is not installed (command not found); "
+                          "install it, or put it on PATH") from exc
     except subprocess.TimeoutExpired as exc:
         raise EngineError(argv, -1, f"timed out after {timeout}s", hint) from exc
     out = proc.stdout.decode(errors="replace")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, SpecError
+from lab.errors import SpecError, ToolMissing
 
 READER = Path(__file__).resolve().parent / "read_gitlab_rb.rb"
 OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
@@ -35,9 +35,9 @@ class RbFile:
 
 def _parse(text: str, name: str, ruby: str) -> RbFile:
     if shutil.which(ruby) is None:
-        raise LabError(f"`{ruby}` is not installed: import and doctor read gitlab.rb with "
-                       "Ruby's own parser (it is parsed, never run); install it "
-                       "(apt-get install ruby)")
+        raise ToolMissing(ruby, f"`{ruby}` is not installed: import and doctor read gitlab.rb "
+                          "with Ruby's own parser (it is parsed, never run); install it "
+                          "(apt-get install ruby)")
     try:
         # Bytes both ways: the file is UTF-8 whatever this host's locale is.
         proc = subprocess.run([ruby, "--disable-gems", str(READER), name],

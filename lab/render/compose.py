@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
 from lab.model.labels import (
     DIR_LABEL,
@@ -81,7 +81,7 @@ def skeleton(role: str) -> dict[str, Any]:
     path = data_dir("compose") / f"{role}.yml"
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
-        raise LabError(f"{path}: expected a Compose service (a mapping)")
+        raise BadInput(f"{path}: expected a Compose service (a mapping)")
     return data
 
 
@@ -90,7 +90,7 @@ def fill(template: Any, values: Mapping[str, Any], source: str = "skeleton") -> 
     takes the value itself (a mapping, a list), elsewhere its text."""
     def value(name: str) -> Any:
         if name not in values:
-            raise LabError(f"{source}: unknown placeholder {{{name}}} (known: "
+            raise BadInput(f"{source}: unknown placeholder {{{name}}} (known: "
                            f"{', '.join(sorted(values))})")
         return values[name]
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from lab.errors import LabError, SpecError
+from lab.errors import BadInput, SpecError
 from lab.model.lab import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus.infer import Evidence
@@ -532,5 +532,5 @@ def check_importable(result: ImportResult) -> None:
     try:
         lab = build_lab(result.spec, Origins())
     except SpecError as exc:
-        raise LabError(f"the imported spec does not load: {exc}") from None
+        raise BadInput(f"the imported spec does not load: {exc}") from None
     omnibus_dialect.dialect_for(lab.version)  # any supported version has a dialect

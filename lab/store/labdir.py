@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.model.lab import Lab, Node, SecretsPolicy
 from lab.model.labels import HOME_LABEL, ID_LABEL
 from lab.render.compose import render_compose
@@ -174,7 +174,7 @@ def load_secrets(lab_dir: Path) -> LabSecrets | None:
     try:
         return LabSecrets.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError) as exc:
-        raise LabError(f"{path} is damaged ({exc}); render again with --regenerate to make "
+        raise BadInput(f"{path} is damaged ({exc}); render again with --regenerate to make "
                        "new secrets for this lab") from None
 
 
@@ -253,7 +253,7 @@ def _with_written_back(path: Path, rendered: str) -> str:
             return rendered
         on_disk = json.loads(path.read_text())
     except PermissionError:
-        raise LabError(f"{path} is not readable by this user (written by a container as "
+        raise BadInput(f"{path} is not readable by this user (written by a container as "
                        f"root?); run `sudo chown -R {os.getuid()}:{os.getgid()} {path.parent}` "
                        "or re-render through `lab up`, which does that itself") from None
     except (OSError, ValueError):
@@ -285,10 +285,10 @@ def inside(out_dir: Path, rel: str) -> Path:
     target = out_dir
     for part in PurePosixPath(rel).parts:
         if part in ("/", ".", ".."):
-            raise LabError(f"{rel!r} leaves the lab folder {out_dir}; refusing to touch it")
+            raise BadInput(f"{rel!r} leaves the lab folder {out_dir}; refusing to touch it")
         target = target / part
         if target.is_symlink():
-            raise LabError(f"{target} is a symbolic link (a node's container can make one "
+            raise BadInput(f"{target} is a symbolic link (a node's container can make one "
                            "there); a lab folder holds only real files and folders. Remove the "
                            "link and render again")
     return target
@@ -299,11 +299,11 @@ def _old_nodes(out_dir: Path, previous: Mapping[str, Any] | None) -> dict[str, A
     nodes = (previous or {}).get("nodes") or {}
     where = out_dir / MANIFEST
     if not isinstance(nodes, dict):
-        raise LabError(f"{where}: nodes: expected a mapping of node names; the manifest was "
+        raise BadInput(f"{where}: nodes: expected a mapping of node names; the manifest was "
                        f"changed by hand. Remove {out_dir} (or choose another -o) and render again")
     for name, entry in nodes.items():
         if not isinstance(name, str) or not NODE_RE.match(name) or not isinstance(entry, dict):
-            raise LabError(f"{where}: nodes.{name}: not a node this toolkit renders (node names "
+            raise BadInput(f"{where}: nodes.{name}: not a node this toolkit renders (node names "
                            "are lower-case letters, digits and -); the manifest was changed by "
                            f"hand. Remove {out_dir} (or choose another -o) and render again")
     return nodes
@@ -324,14 +324,14 @@ def _remove_node(out_dir: Path, name: str) -> None:
 def check_output_dir(out_dir: Path, *, force: bool = False) -> Path:
     """The resolved lab folder for ``out_dir``, refusing one a render must not write into."""
     if out_dir.is_symlink():
-        raise LabError(f"{out_dir} is a symbolic link; give the folder itself "
+        raise BadInput(f"{out_dir} is a symbolic link; give the folder itself "
                        f"(-o {out_dir.resolve()}) so nothing is written where a link points")
     resolved = out_dir.resolve()
     if resolved.exists() and not resolved.is_dir():
-        raise LabError(f"{resolved} exists and is not a directory; choose another -o")
+        raise BadInput(f"{resolved} exists and is not a directory; choose another -o")
     if resolved.is_dir() and not force and not is_lab_folder(resolved) \
             and any(resolved.iterdir()):
-        raise LabError(f"{resolved} is not empty and is not a lab folder; a render would "
+        raise BadInput(f"{resolved} is not empty and is not a lab folder; a render would "
                        "overwrite files there. Choose an empty or new folder, or pass --force "
                        "to write into it anyway (files of the same names are replaced)")
     return resolved
@@ -350,14 +350,14 @@ def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
     out_dir = check_output_dir(out_dir, force=force)
     previous = load_manifest(out_dir)
     if previous is not None and previous.get("name") not in (None, lab.name) and not regenerate:
-        raise LabError(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
+        raise BadInput(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
                        "choose another directory or pass --regenerate to replace it")
     old_nodes = _old_nodes(out_dir, previous)
     try:
         return _write_lab(lab, out_dir, old_nodes, regenerate=regenerate, image=image, home=home)
     except OSError as exc:
         where = exc.filename or out_dir
-        raise LabError(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
+        raise BadInput(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
                        f"{out_dir} writable by you (or choose another folder)") from None
 
 

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.store.labdir import ID_RE, MANIFEST, STATE_DIR, new_id
 
 UP_MARKER = f"{STATE_DIR}/up-in-progress"
@@ -53,7 +53,7 @@ def home_id(*, create: bool = True) -> str | None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise LabError(f"cannot read {path}: {exc.strerror}; check the state folder "
+        raise BadInput(f"cannot read {path}: {exc.strerror}; check the state folder "
                        "($LAB_HOME) is yours and readable") from None
     if not create:
         return None
@@ -71,7 +71,7 @@ def home_id(*, create: bool = True) -> str | None:
         with contextlib.suppress(FileExistsError):  # another process made it just now
             os.link(tmp, path)
     except OSError as exc:
-        raise LabError(f"cannot write {path}: {exc.strerror}; make the state folder "
+        raise BadInput(f"cannot write {path}: {exc.strerror}; make the state folder "
                        "($LAB_HOME) writable by you") from None
     finally:
         with contextlib.suppress(OSError):

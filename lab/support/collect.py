@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from lab import __version__
 from lab.engine.run import REDACTED, Redactor
-from lab.errors import LabError
+from lab.errors import BadInput, LabError
 from lab.model.lab import Lab
 from lab.omnibus import node as omnibus
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
@@ -182,7 +182,7 @@ class Bundle:
     def write(self, out: Path, top: str) -> None:
         leaks = self.leaks()
         if leaks:
-            raise LabError("refusing to write the bundle: secret values would leak ("
+            raise BadInput("refusing to write the bundle: secret values would leak ("
                            + "; ".join(leaks[:5]) + ")")
         tmp = out.with_name(f".{out.name}.tmp")
         try:
@@ -202,7 +202,7 @@ class Bundle:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise LabError(f"cannot write the bundle {out}: {exc.strerror or exc}; choose "
+            raise BadInput(f"cannot write the bundle {out}: {exc.strerror or exc}; choose "
                            "another -o (a file in a folder you can write)") from None
 
 

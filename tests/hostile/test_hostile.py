@@ -342,7 +342,7 @@ CASES = [
     Case("import-output-is-a-link", ("import", "{ws}/gitlab.rb", "-o", "{ws}/acme.yaml"), 2,
          ("{ws}/acme.yaml exists", "--force"), files={"gitlab.rb": "external_url 'x'\n"},
          setup=lambda ws: (ws / "acme.yaml").symlink_to(ws / "gitlab.rb")),
-    Case("import-without-ruby", ("import", "{ws}/gitlab.rb"), 2,
+    Case("import-without-ruby", ("import", "{ws}/gitlab.rb"), 5,
          ("`ruby` is not installed", "apt-get install ruby"),
          files={"gitlab.rb": "external_url 'x'\n"}, env={"PATH": "{tmp}/empty-path"}),
     Case("import-binary-rb", ("import", "{ws}/gitlab.rb"), 2, ("{ws}/gitlab.rb", "binary file"),

@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 LAB = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 
 
-def lab_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def lab_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "LAB_HOME": str(home), "COLUMNS": "250"})
+                          env={**os.environ, "LAB_HOME": str(home), "COLUMNS": "250", **env})
 
 
 def container_ids(name: str) -> set[str]:
@@ -119,3 +119,22 @@ def test_two_starts_of_one_name_at_once(homes: tuple[Path, Path]) -> None:
             first.kill()
             first.wait()
     assert lab_cli(a, "down", name, "--purge").returncode == 0
+
+
+def test_a_missing_tool_is_not_an_engine_failure(tmp_path: Path, sim_image: str) -> None:
+    """With Docker up and the image there, a missing Compose tool is its own exit code
+    (5), said before anything starts; Docker unreachable stays 3, bad input 2."""
+    name = f"notool-{uuid.uuid4().hex[:6]}"
+    res = lab_cli(tmp_path, "up", "single", "--name", name,
+                  LAB_COMPOSE=str(tmp_path / "no-such-compose"))
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 5, res.stderr
+    assert "no Docker Compose tool found" in text
+    assert "Traceback" not in text
+    assert container_ids(name) == set()
+    engine = lab_cli(tmp_path, "up", "single", "--name", name,
+                     DOCKER_HOST="unix:///nonexistent/docker.sock")
+    assert engine.returncode == 3, engine.stderr
+    bad = lab_cli(tmp_path, "up", "single", "--name", "Not A Name")
+    assert bad.returncode == 2, bad.stderr
+    assert container_ids(name) == set()

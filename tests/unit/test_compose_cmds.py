@@ -11,7 +11,7 @@ import pytest
 from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
 from lab.engine.docker import ContainerState, since_timestamp, state
 from lab.engine.run import Result
-from lab.errors import DockerUnavailable, EngineError
+from lab.errors import EngineError, ToolMissing
 from lab.lifecycle.handle import PortInUse, check_ports
 from lab.spec.labspec import SpecRequest, resolve
 
@@ -144,7 +144,7 @@ def test_detect_v1_first_then_v2_wins(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_detect_neither(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAB_COMPOSE", raising=False)
-    with pytest.raises(DockerUnavailable, match="no Docker Compose tool found") as err:
+    with pytest.raises(ToolMissing, match="no Docker Compose tool found") as err:
         detect(FakeRunner({}), executable="/nowhere/python3")
     hint = str(err.value)
     # Where v2 comes from on Debian, and that v1 is still fine.

@@ -185,10 +185,10 @@ def test_cli_import_of_a_hostile_file_is_bad_input(tmp_path: Path) -> None:
     assert f"{rb}:{len(HOSTILE) + 2}" in out.stderr
     assert "Traceback" not in out.stderr
     assert not marker.exists()
-    # Without ruby on the host: a clear error, same exit code, nothing run.
+    # Without ruby on the host: a clear error, the missing tool's own exit code, nothing run.
     rb.write_text("external_url 'http://x'\n")
     out = lab_cli("import", str(rb), path=str(tmp_path))
-    assert out.returncode == 2, out.stderr
+    assert out.returncode == 5, out.stderr  # the README's "a host tool is not installed"
     assert "apt-get install ruby" in out.stderr
     assert "Traceback" not in out.stderr
 

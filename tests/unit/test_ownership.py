@@ -240,8 +240,8 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
     from click.testing import CliRunner
 
     from lab.cli import lifecycle as cli_lifecycle
-    from lab.cli.main import cli, exit_code
-    from lab.errors import DockerUnavailable
+    from lab.cli.main import cli
+    from lab.errors import ToolMissing
 
     class Handle:
         def container(self, node: str) -> Any:
@@ -250,6 +250,6 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
     monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")
     res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
-    assert isinstance(res.exception, DockerUnavailable), res.exception
-    assert exit_code(res.exception) == 3
+    assert isinstance(res.exception, ToolMissing), res.exception
+    assert res.exception.exit_code == 5
     assert "needs the Docker CLI on PATH" in str(res.exception)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from lab.cli import scenario as cli_scenario
-from lab.cli.main import cli, exit_code
+from lab.cli.main import cli
 from lab.errors import LabError
 from lab.scenario.runner import ScenarioResult, Status, StepResult
 
@@ -126,6 +126,6 @@ def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
     res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--json",
                                    "--junit", str(blocker / "j.xml")])
     assert isinstance(res.exception, LabError)
-    assert exit_code(res.exception) == 2
+    assert res.exception.exit_code == 2
     assert json.loads(res.stdout)["ok"] is True
     assert f"cannot write the JUnit report {blocker / 'j.xml'}" in str(res.exception)

@@ -1,0 +1,88 @@
+"""The exception tree: the class says the exit code, and the README's table says the same."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.client.gitaly import GitalyError
+from lab.client.gitlab import ApiError, ApiResponse
+from lab.errors import (
+    BadInput,
+    DockerUnavailable,
+    EngineError,
+    EngineUnusable,
+    ImageMissing,
+    Incomplete,
+    LabError,
+    LabFailing,
+    LabNotFound,
+    NotReady,
+    SpecError,
+    ToolMissing,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BRANCHES = {BadInput: 2, EngineUnusable: 3, LabFailing: 4, ToolMissing: 5, Incomplete: 1}
+
+
+def test_each_branch_has_its_own_exit_code() -> None:
+    assert {cls.exit_code for cls in BRANCHES} == {1, 2, 3, 4, 5}
+    for cls, code in BRANCHES.items():
+        assert cls.exit_code == code, cls
+
+
+@pytest.mark.parametrize(("error", "branch"), [
+    (SpecError("bad", source="x.yaml", line=3, key="nodes"), BadInput),
+    (LabNotFound("no lab"), BadInput),
+    (ToolMissing("ruby", "`ruby` is not installed"), ToolMissing),
+    (EngineError(["docker", "ps"], 1, "boom"), EngineUnusable),
+    (DockerUnavailable("not reachable"), EngineUnusable),
+    (ImageMissing("no image"), EngineUnusable),
+    (NotReady("gitaly1", "exited"), LabFailing),
+    (ApiError(ApiResponse("GET", "/api/v4/user", 401, "401 Unauthorized")), LabFailing),
+    (GitalyError("PERMISSION_DENIED", "permission denied"), LabFailing),
+    (Incomplete("folder left"), Incomplete),
+])
+def test_each_error_sits_on_one_branch(error: LabError, branch: type[LabError]) -> None:
+    assert isinstance(error, branch)
+    assert error.exit_code == branch.exit_code
+    others = [b for b in BRANCHES if b is not branch]
+    assert not any(isinstance(error, b) for b in others), type(error)
+
+
+def test_a_missing_tool_is_neither_bad_input_nor_the_engine() -> None:
+    err = ToolMissing("mmdebstrap", "mmdebstrap is missing")
+    assert err.tool == "mmdebstrap"
+    assert not isinstance(err, BadInput | EngineUnusable)
+
+
+def test_the_readme_table_lists_every_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    codes = {int(m) for m in re.findall(r"^\| (\d) \|", table, re.MULTILINE)}
+    assert codes == {0} | {cls.exit_code for cls in BRANCHES}
+    for cls in BRANCHES:
+        assert f"`{cls.__name__}`" in table, cls
+
+
+def test_the_cli_exits_with_the_class_code(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main as cli_main
+
+    for cls, code in BRANCHES.items():
+        def boom(*_: object, _cls: type[LabError] = cls, **__: object) -> None:
+            raise (_cls("tool", "x is not installed") if _cls is ToolMissing
+                   else _cls("what went wrong"))
+        monkeypatch.setattr(cli_main.cli, "main", boom)
+        monkeypatch.setattr(sys, "argv", ["lab", "status"])
+        with pytest.raises(SystemExit) as exited:
+            cli_main.main()
+        assert exited.value.code == code, cls
+        err = capsys.readouterr().err
+        assert "error:" in err
+        assert "Traceback" not in err
+
