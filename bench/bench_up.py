@@ -64,14 +64,14 @@ def measure(rounds: int = 3) -> list[Row]:
             os.environ.pop("LAB_HOME", None)
         else:
             os.environ["LAB_HOME"] = old_home
-        from lab.lifecycle import handle as lifecycle
+        from lab.lifecycle.gc import sweep
         from lab.render.compose import DIR_LABEL
 
         # Whatever a failed round left behind carries its folder's label.
         for parent in (home / "labs", home / "raw"):
             for folder in sorted(parent.iterdir()) if parent.is_dir() else ():
                 with contextlib.suppress(Exception):
-                    lifecycle.sweep({DIR_LABEL: str(folder)})
+                    sweep({DIR_LABEL: str(folder)})
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.gc import sweep
 from lab.model.lab import Lab
 from lab.render.compose import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
@@ -51,4 +51,4 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = state.labs_dir()
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
         if folder.is_dir():
-            lifecycle.sweep({DIR_LABEL: str(folder.resolve())})
+            sweep({DIR_LABEL: str(folder.resolve())})

@@ -34,8 +34,10 @@ from lab.cli.common import (
     warn_if_forced,
 )
 from lab.errors import LabError, LabNotFound, ToolMissing
+from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
-from lab.lifecycle.handle import TIMEOUTS, LabStatus, LabSummary, RunningLab
+from lab.lifecycle.handle import TIMEOUTS, RunningLab
+from lab.lifecycle.status import LabStatus, LabSummary
 from lab.model.lab import Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
@@ -253,7 +255,7 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(as_json: bool) -> None:
     """List labs in the state folder and how many of their nodes run."""
-    labs = lifecycle.list_labs()
+    labs = lab_gc.list_labs()
     if as_json:
         click.echo(json.dumps([s.to_json() for s in labs], indent=2))
     elif not labs:
@@ -271,7 +273,7 @@ def gc(dry_run: bool, all_folders: bool) -> None:
 
     Only labs started from this state folder, unless --all.
     """
-    removed = lifecycle.gc(dry_run=dry_run, all_folders=all_folders)
+    removed = lab_gc.gc(dry_run=dry_run, all_folders=all_folders)
     verb = "would remove" if dry_run else "removed"
     for item in removed:
         console.print(f"{verb} {item}", highlight=False)

@@ -1,22 +1,19 @@
-"""Lab lifecycle: up, attach, wait until ready, change, inspect, tear down, sweep.
+"""A running lab: up, attach, the handle (exec, logs, faults, apply, readiness), down.
 
 This is the API the CLI, scenarios, doctor and the pytest plugin share.
 ``up`` renders a lab into the per-user state folder (``lab.store.state``), starts it
 with Compose and waits through the readiness layers; any failure or Ctrl-C
 during ``up`` removes what it started. Every resource carries the lab's labels,
-so ``down`` and ``gc`` remove exactly those.
+so ``down`` (and ``lab.lifecycle.gc``) remove exactly those.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,9 +25,12 @@ from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.host import containers_routable, port_in_use
 from lab.engine.images import image_for
-from lab.engine.run import Result, redactor, run
-from lab.errors import ImageMissing, Incomplete, LabError, LabNotFound, NotReady
+from lab.engine.run import Result, redactor
+from lab.errors import LabError, LabNotFound, NotReady
 from lab.lifecycle import probes
+from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
+from lab.lifecycle.gc import foreign_owners, sweep
+from lab.lifecycle.images import ensure_image
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -39,31 +39,28 @@ from lab.lifecycle.readiness import (
     Status,
     wait_layers,
 )
+from lab.lifecycle.status import LabStatus, NodeStatus
 from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus import node as omnibus
 from lab.render.compose import (
     DIR_LABEL,
     HOME_LABEL,
     ID_LABEL,
-    LAB_LABEL,
     NODE_LABEL,
     compose_dict,
-    omnibus_image,
 )
 from lab.render.compose import labels as lab_labels
 from lab.render.gitlab_rb import node_token
-from lab.spec.labspec import NAME_RE, Origins, build_lab, resolved_spec
+from lab.spec.labspec import NAME_RE
 from lab.store import state
 from lab.store.labdir import (
     ADMIN_TOKEN,
     MANIFEST,
-    SECRET,
     RenderedLab,
     lab_owner,
     load_manifest,
     load_secrets,
     render_files,
-    write_file,
     write_lab,
 )
 
@@ -97,99 +94,7 @@ class LabBusy(LabError):
     """Another process is starting or using the lab."""
 
 
-# --- status data ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NodeStatus:
-    node: str
-    roles: tuple[str, ...]
-    state: str  # running, exited, paused, ... or "missing" without a container
-    health: str
-    ports: dict[str, str]  # container port -> host address
-    storages: tuple[str, ...]
-    container: str
-
-    @property
-    def healthy(self) -> bool:
-        # "starting": Docker has not run its first check yet (its interval is 5 s,
-        # and `lab up` no longer waits for it); only "unhealthy" is a verdict.
-        return self.state == "running" and self.health != "unhealthy"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "roles": list(self.roles), "state": self.state,
-                "health": self.health, "healthy": self.healthy, "ports": self.ports,
-                "storages": list(self.storages), "container": self.container}
-
-
-@dataclass(frozen=True)
-class LabStatus:
-    name: str
-    path: Path
-    flavor: str
-    version: str
-    image: str
-    http_url: str | None
-    nodes: tuple[NodeStatus, ...]
-
-    @property
-    def healthy(self) -> bool:
-        return all(n.healthy for n in self.nodes)
-
-    @property
-    def admin_token_file(self) -> Path:
-        return self.path / ADMIN_TOKEN
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
-                "version": self.version, "image": self.image, "http_url": self.http_url,
-                "admin_token_file": str(self.admin_token_file), "healthy": self.healthy,
-                "nodes": [n.to_json() for n in self.nodes]}
-
-
-@dataclass(frozen=True)
-class LabSummary:
-    name: str
-    path: Path
-    flavor: str
-    version: str
-    topology: str
-    nodes: int
-    running: int
-    state: str  # up, partial, down, starting, interrupted, unknown
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
-                "version": self.version, "topology": self.topology, "nodes": self.nodes,
-                "running": self.running, "state": self.state}
-
-
 # --- the handle --------------------------------------------------------------------
-
-def _spec_data(lab: Lab) -> dict[str, Any]:
-    """The lab as spec data that rebuilds the same ``Lab`` (tokens included; kept 0600)."""
-    data = resolved_spec(lab)
-    if lab.gitaly_token is not None:
-        data["gitaly_token"] = lab.gitaly_token
-    for node in lab.nodes:
-        if node.gitaly_token is not None:
-            data["nodes"][node.name]["gitaly_token"] = node.gitaly_token
-    return data
-
-
-def _save_spec(lab: Lab, path: Path) -> None:
-    write_file(path / state.SPEC_FILE, json.dumps(_spec_data(lab), indent=2), SECRET)
-
-
-def _load_lab(path: Path) -> Lab:
-    spec_path = path / state.SPEC_FILE
-    try:
-        data = json.loads(spec_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise LabError(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
-                       f"`lab down {path.name} --purge` and start it again") from None
-    # Accepted when the lab was made (maybe with --force-version): don't judge it again.
-    return build_lab(data, Origins(), force_version=True)
-
 
 def check_ports(lab: Lab, taken: Callable[[int], bool] = port_in_use) -> None:
     """Fail before starting anything if a fixed host port is in use."""
@@ -207,59 +112,6 @@ def check_ports(lab: Lab, taken: Callable[[int], bool] = port_in_use) -> None:
                 raise PortInUse(
                     f"host port {port} on 127.0.0.1, published by {where}, is already in use; "
                     f"free it, or use --set nodes.{node.name}.publish.{pname}=0 for any free port")
-
-
-def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None:
-    """Make ``image`` present: build the sim image, else use local, else try a pull."""
-    if dk.image_present(image):
-        return
-    note = progress.note if progress is not None else (lambda message: None)
-    if lab.flavor is Flavor.SIM and lab.image is None:
-        from lab.engine.images import build_images
-
-        note(f"building the sim image {image} (once per checkout)")
-        build_images(progress=note)
-        return
-    note(f"pulling {image}")
-    res = run(["docker", "pull", image], check=False, timeout=3600)
-    if res.returncode == 0:
-        return
-    official = image if lab.image else omnibus_image(lab)
-    raise ImageMissing(
-        f"image {image} is not present locally and `docker pull` failed"
-        f" ({omnibus.failure_line(res)}). Get it with "
-        f"`docker pull {official}` on a connected machine, or `lab images load FILE.tar` "
-        f"(an archive made with `docker save {official}`), or use --flavor sim.")
-
-
-def foreign_entries(lab_dir: Path) -> list[Path]:
-    """What under the lab's nodes/ this user does not own: written by a rootful engine.
-
-    Omnibus chowns /etc/gitlab to root unless `manage_etc` is off, and in any release
-    writes root-owned files there (ssh host keys, initial_root_password from 14.0, a
-    generated gitlab-secrets.json). Root owns everything anyway: nothing to do then.
-    """
-    nodes = lab_dir / "nodes"
-    uid = os.getuid()
-    if uid == 0 or not nodes.is_dir():
-        return []
-    out = [nodes] if nodes.lstat().st_uid != uid else []
-    for root, dirs, files in os.walk(nodes):
-        out += [Path(root, n) for n in (*dirs, *files) if Path(root, n).lstat().st_uid != uid]
-    return out
-
-
-def reclaim(lab_dir: Path, image: str, labels: dict[str, str]) -> None:
-    """Give the lab's node folders back to this user before re-rendering or removing them."""
-    foreign = foreign_entries(lab_dir)
-    if not foreign:
-        return
-    if not dk.image_present(image):
-        raise LabError(f"{foreign[0]} and {len(foreign) - 1} more under {lab_dir / 'nodes'} "
-                       f"belong to another user (root, from a container) and the lab's image "
-                       f"{image} is gone; run `sudo chown -R {os.getuid()}:{os.getgid()} "
-                       f"{lab_dir}` and try again")
-    dk.chown_tree(image, str(lab_dir / "nodes"), os.getuid(), os.getgid(), labels)
 
 
 def _http_url(app: Any) -> str | None:
@@ -408,7 +260,7 @@ class RunningLab:
         ensure_image(new_lab, image, progress)
         reclaim(self.path, image, self.labels)
         rendered = write_lab(new_lab, self.path, image=image)
-        _save_spec(new_lab, self.path)
+        save_spec(new_lab, self.path)
         # What the toolkit renders, not what is on disk: gitlab-secrets.json there also
         # holds what each node's reconfigure added, which is no reason to restart it.
         new_files = {f.path: f.content
@@ -665,47 +517,6 @@ class RunningLab:
             purge_folder(self.path)
 
 
-def purge_folder(path: Path) -> None:
-    """Delete a lab folder (links inside are removed, never followed); say what stayed."""
-    failed: list[str] = []
-
-    def note(func: Any, where: str, exc_info: Any) -> None:
-        failed.append(f"{where}: {getattr(exc_info[1], 'strerror', None) or exc_info[1]}")
-
-    shutil.rmtree(path, onerror=note)
-    if path.exists():
-        shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3
-                                         else "")
-        raise Incomplete(f"the lab is down, but its folder {path} (with its secrets) could not "
-                         f"be deleted: {shown or 'unknown reason'}. Delete it by hand "
-                         f"(e.g. `sudo rm -rf {path}` if a container left root-owned files)")
-
-
-def _is_ours(lbl: dict[str, str], path: Path, owner: dict[str, str], home: str | None) -> bool:
-    """Whether a resource with labels ``lbl`` belongs to the lab folder ``path``."""
-    theirs_home = lbl.get(HOME_LABEL)
-    if theirs_home and home and theirs_home != home:
-        return False  # another state folder's lab, even at the same path
-    if ID_LABEL in lbl and ID_LABEL in owner:
-        return lbl[ID_LABEL] == owner[ID_LABEL]
-    # No id on one side: a lab from before ids, or our own folder deleted by hand
-    # (its leftovers carry our state folder's id and our path).
-    return lbl.get(DIR_LABEL) == str(path) and (ID_LABEL not in lbl or theirs_home == home)
-
-
-def foreign_owners(name: str, path: Path) -> list[str]:
-    """Folders of other labs called ``name`` on this engine (Compose projects are engine-wide)."""
-    owner = lab_owner(path)
-    home = state.home_id(create=False)
-    others: set[str] = set()
-    for kind in (dk.containers, dk.networks, dk.volumes):
-        for obj in kind({LAB_LABEL: name}):
-            lbl = _labels_of(obj)
-            if not _is_ours(lbl, path, owner, home):
-                others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
-    return sorted(others)
-
-
 def check_owner(name: str, path: Path) -> None:
     others = foreign_owners(name, path)
     if others:
@@ -731,26 +542,6 @@ def check_not_in_use(name: str) -> None:
                           f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
 
 
-def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
-    """Remove every container, then network, then volume carrying ``labels``."""
-    removed: list[str] = []
-    found = dk.containers(labels)
-    removed += [f"container {c.name}" for c in found]
-    if found and not dry_run:
-        # Concurrently: each removal waits for its container to die.
-        with ThreadPoolExecutor(max_workers=len(found)) as pool:
-            list(pool.map(dk.remove_container, found))
-    for n in dk.networks(labels):
-        removed.append(f"network {n.name}")
-        if not dry_run:
-            dk.remove_network(n)
-    for v in dk.volumes(labels):
-        removed.append(f"volume {v.name}")
-        if not dry_run:
-            dk.remove_volume(v)
-    return removed
-
-
 # --- module API ----------------------------------------------------------------------
 
 def _existing_names() -> str:
@@ -763,7 +554,7 @@ def attach(name: str) -> RunningLab:
     manifest = load_manifest(path)
     if manifest is None:
         raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
-    lab = _load_lab(path)
+    lab = load_lab(path)
     sec = load_secrets(path)
     if sec is None:
         raise LabError(f"lab {name!r} has no secrets in {path}; remove it with "
@@ -830,7 +621,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Pr
     reclaim(path, image, labels)  # a second `lab up` of a name booted before
     rendered = write_lab(lab, path, image=image, home=home)
     try:
-        _save_spec(lab, path)
+        save_spec(lab, path)
         state.write_up_marker(path)
     except OSError as exc:
         raise LabError(f"cannot write the lab folder {path}: {exc.strerror}; make it "
@@ -854,95 +645,3 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Pr
     state.clear_up_marker(path)
     return running
 
-
-def list_labs() -> list[LabSummary]:
-    """Every lab in the state folder with how many of its containers run."""
-    names = state.lab_names()
-    by_lab: dict[str, list[Any]] = {}
-    docker_ok = True
-    if names:
-        try:
-            for c in dk.containers({LAB_LABEL: ""}):
-                by_lab.setdefault(c.labels.get(DIR_LABEL, ""), []).append(c)
-        except LabError:
-            docker_ok = False
-    out = []
-    for name in names:
-        path = state.lab_dir(name)
-        m = load_manifest(path) or {}
-        cs = by_lab.get(str(path), [])
-        total = len(m.get("nodes", {}))
-        running_n = sum(1 for c in cs if c.status == "running")
-        if not docker_ok:
-            st = "unknown"
-        elif state.up_marker_pid(path) is not None:
-            st = "interrupted" if state.interrupted_up(path) else "starting"
-        elif running_n and running_n >= total:
-            st = "up"
-        elif cs:
-            st = "partial"
-        else:
-            st = "down"
-        out.append(LabSummary(name, path, str(m.get("flavor", "")), str(m.get("version", "")),
-                              str((m.get("spec") or {}).get("topology", "")), total, running_n,
-                              st))
-    return out
-
-
-def _mine(lbl: dict[str, str], home: str | None, root: Path) -> bool:
-    """A resource started from this state folder (older ones: by their folder's path)."""
-    if HOME_LABEL in lbl:
-        return home is not None and lbl[HOME_LABEL] == home
-    return Path(lbl.get(DIR_LABEL, "")).parent == root
-
-
-def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
-    """Remove labelled resources whose lab directory is gone or whose `up` was killed.
-
-    Only labs started from this state folder count, unless ``all_folders``: a
-    lab of another user or container may look orphaned from here while it runs.
-    Only resources that also name their lab directory count: those come from a
-    rendered lab; a resource with the lab label alone was made by hand, and
-    we cannot tell whether it is still wanted.
-    """
-    home = state.home_id(create=False)
-    root = state.labs_dir()
-    groups: set[tuple[str, str, str, str]] = set()
-    for kind in (dk.containers, dk.networks, dk.volumes):
-        for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
-            lbl = _labels_of(obj)
-            if all_folders or _mine(lbl, home, root):
-                groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
-                            lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
-    removed: list[str] = []
-    # A lab folder copied or moved (a copied state folder) keeps its id: its lab is alive
-    # although the path in its labels is gone.
-    ids_here = {lab_owner(state.lab_dir(n)).get(ID_LABEL) for n in state.lab_names()}
-    for lab_name, d, lid, lhome in sorted(groups):
-        path = Path(d)
-        try:
-            # A folder there with another id is another lab: this one's folder is gone.
-            gone = not (path / MANIFEST).exists() or bool(
-                lid and lab_owner(path).get(ID_LABEL) not in (None, lid))
-        except OSError:
-            continue  # a folder we may not look into (another user's, --all): not ours to judge
-        if gone and lid and lid in ids_here:
-            continue
-        killed = not gone and state.interrupted_up(path)
-        if not (gone or killed):
-            continue
-        why = "lab directory gone" if gone else "its `lab up` was killed"
-        which = {LAB_LABEL: lab_name, DIR_LABEL: d}
-        which |= {k: v for k, v in ((ID_LABEL, lid), (HOME_LABEL, lhome)) if v}
-        swept = sweep(which, dry_run=dry_run)
-        removed += [f"{r} (lab {lab_name}: {why})" for r in swept]
-        if killed and not dry_run:
-            state.clear_up_marker(path)
-    return removed
-
-
-def _labels_of(obj: Any) -> dict[str, str]:
-    # Containers and networks expose .labels; volumes keep them in attrs only.
-    attrs = obj.attrs or {}
-    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
-    return dict(labels)

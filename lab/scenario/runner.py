@@ -750,7 +750,7 @@ def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
 def _images_first(labs: Sequence[Lab]) -> None:
     """Make each image present before labs boot side by side (else each would build it)."""
     from lab.engine.images import image_for
-    from lab.lifecycle.handle import ensure_image
+    from lab.lifecycle.images import ensure_image
 
     done: set[str] = set()
     for lab in labs:

@@ -11,7 +11,7 @@ import pytest
 from conftest import skip_or_fail
 
 from lab.engine.images import build_images
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.gc import sweep as sweep_labels
 from lab.render.compose import LAB_LABEL
 
 
@@ -41,7 +41,7 @@ def lab_name(prefix: str) -> str:
 
 def sweep(name: str) -> None:
     """Remove every container, network and volume labelled with this lab name."""
-    lifecycle.sweep({LAB_LABEL: name})
+    sweep_labels({LAB_LABEL: name})
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -21,6 +21,7 @@ from conftest import skip_or_fail
 
 from lab.engine import docker as dk
 from lab.errors import NotReady
+from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.render.compose import DIR_LABEL, LAB_LABEL, omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
@@ -244,7 +245,7 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
         proc.wait()
     time.sleep(1)
     assert state.interrupted_up(path)
-    assert [s.state for s in lifecycle.list_labs() if s.name == name] == ["interrupted"]
+    assert [s.state for s in lab_gc.list_labs() if s.name == name] == ["interrupted"]
     dry = lab_cli("gc", "--dry-run")
     assert dry.returncode == 0
     assert name in dry.stdout
@@ -266,7 +267,7 @@ def test_gc_sweeps_labs_whose_folder_is_gone(lab_home: Path, sim_image: str) -> 
     import shutil
 
     shutil.rmtree(running.path)
-    removed = lifecycle.gc()
+    removed = lab_gc.gc()
     # Other labs on this engine may be swept too; this one's lines must be there.
     mine = [r for r in removed if r.endswith(f" (lab {running.name}: lab directory gone)")]
     assert sorted({r.split()[0] for r in mine}) == ["container", "network", "volume"]

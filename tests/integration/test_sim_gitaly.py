@@ -23,7 +23,7 @@ from sim_helpers import require_docker
 from lab.client.gitaly import GitalyError, server_info
 from lab.engine import docker as dk
 from lab.errors import NotReady
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import gc as lab_gc
 from lab.render import tls
 from lab.render.compose import DIR_LABEL, LAB_LABEL
 from lab.store import state
@@ -169,11 +169,11 @@ def test_lab_gc_sweeps_a_killed_runs_node(tmp_path: Path) -> None:
         name = ready.read_text()
         [container] = dk.containers({LAB_LABEL: name})
         folder = Path(container.labels[DIR_LABEL])
-        assert not [r for r in lifecycle.gc(dry_run=True) if name in r]  # alive: left alone
+        assert not [r for r in lab_gc.gc(dry_run=True) if name in r]  # alive: left alone
     finally:
         proc.kill()
         proc.wait()
-    swept = lifecycle.gc()
+    swept = lab_gc.gc()
     assert any(f"lab {name}: its `lab up` was killed" in r for r in swept), swept
     assert dk.containers({LAB_LABEL: name}) == []
     shutil.rmtree(folder)  # a killed process leaves its temporary lab folder behind

@@ -10,6 +10,7 @@ from lab.engine.images import image_for
 from lab.engine.run import Result
 from lab.errors import ImageMissing
 from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import images as lab_images
 from lab.lifecycle import probes
 from lab.omnibus import node as omnibus
 from lab.render.compose import compose_dict
@@ -198,9 +199,9 @@ def test_missing_omnibus_image_says_how_to_get_it(monkeypatch: pytest.MonkeyPatc
         pulls.append(list(cmd))
         return res(1, "", "Error response from daemon: Get https://mirror.invalid/v2/: "
                           "no such host")
-    monkeypatch.setattr(lifecycle, "run", no_registry)
+    monkeypatch.setattr(lab_images, "run", no_registry)
     with pytest.raises(ImageMissing) as err:
-        lifecycle.ensure_image(lab, image_for(lab))
+        lab_images.ensure_image(lab, image_for(lab))
     assert pulls == [["docker", "pull", "gitlab/gitlab-ce:19.3.0-ce.0"]]
     msg = str(err.value)
     assert "docker pull gitlab/gitlab-ce:19.3.0-ce.0" in msg

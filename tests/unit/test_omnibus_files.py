@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.folder import foreign_entries
 from lab.model.lab import Flavor
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.secrets import merge_written_back
@@ -69,11 +70,11 @@ def test_foreign_entries_are_found_below_nodes(tmp_path: Path,
     key = tmp_path / "nodes" / "gitlab" / "ssh_host_rsa_key"
     key.write_text("x")
     monkeypatch.setattr(os, "getuid", lambda: 4242)  # everything here is "someone else's"
-    found = lifecycle.foreign_entries(tmp_path)
+    found = foreign_entries(tmp_path)
     assert key in found
     assert tmp_path / "nodes" in found
     monkeypatch.setattr(os, "getuid", lambda: 0)  # root can re-render anything
-    assert lifecycle.foreign_entries(tmp_path) == []
+    assert foreign_entries(tmp_path) == []
 
 
 def test_each_flavour_has_its_own_timeout() -> None:

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
+from lab.errors import Incomplete
+from lab.lifecycle import folder
+from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.scenario.load import group_name
@@ -124,10 +127,10 @@ def test_gc_sweeps_only_its_own_state_folder_unless_all(engine: FakeEngine,
     # Another user's lab whose folder does not exist in *our* mount namespace.
     engine.add("theirs", {LAB_LABEL: "x", DIR_LABEL: "/not/here/x", ID_LABEL: "2" * 16,
                           HOME_LABEL: "3" * 16})
-    removed = lifecycle.gc()
+    removed = lab_gc.gc()
     assert {r.split()[1] for r in removed} == {"ours-container", "ours-network", "ours-volume"}
     assert all(r.name.startswith("theirs") for r in engine.resources)
-    assert len(lifecycle.gc(all_folders=True)) == 3
+    assert len(lab_gc.gc(all_folders=True)) == 3
     assert engine.resources == []
 
 
@@ -140,7 +143,7 @@ def test_a_copied_state_folder_keeps_its_labs(engine: FakeEngine, tmp_path: Path
     shutil.copytree(tmp_path / "home", tmp_path / "copy", symlinks=True)
     shutil.rmtree(tmp_path / "home")
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "copy"))
-    assert lifecycle.gc() == []  # the same lab id lives on in the copy
+    assert lab_gc.gc() == []  # the same lab id lives on in the copy
     lifecycle.attach("moved").down()  # the copy still owns the lab and removes it
     assert sorted(engine.removed) == ["old-container", "old-network", "old-volume"]
 
@@ -212,8 +215,8 @@ def test_purge_that_cannot_delete_says_so(engine: FakeEngine,
     def refuse(path: Any, onerror: Any) -> None:
         onerror(None, str(path / "nodes"), (PermissionError, PermissionError(13, "denied"), None))
 
-    monkeypatch.setattr(lifecycle.shutil, "rmtree", refuse)
-    with pytest.raises(lifecycle.Incomplete, match=r"could not be deleted: .*denied"):
+    monkeypatch.setattr(folder.shutil, "rmtree", refuse)
+    with pytest.raises(Incomplete, match=r"could not be deleted: .*denied"):
         running.down(purge=True)
 
 
@@ -231,7 +234,7 @@ def test_gc_all_leaves_a_lab_whose_folder_it_cannot_read(engine: FakeEngine,
         return real_exists(self)
 
     monkeypatch.setattr(Path, "exists", exists)
-    assert lifecycle.gc(all_folders=True) == []
+    assert lab_gc.gc(all_folders=True) == []
     assert len(engine.resources) == 3
 
 

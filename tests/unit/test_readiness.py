@@ -15,6 +15,7 @@ from lab.engine.docker import ContainerState
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
+from lab.lifecycle.status import NodeStatus
 from lab.render.compose import NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
@@ -284,5 +285,5 @@ def test_ready_lab_is_not_marked(offline_up: list[str], monkeypatch: pytest.Monk
     ("running", "starting", True),  # Docker's first check not run yet: no verdict
     ("running", "unhealthy", False), ("exited", "", False), ("paused", "healthy", False)])
 def test_node_status_healthy(state: str, health: str, healthy: bool) -> None:
-    st = lifecycle.NodeStatus("gitlab", ("app",), state, health, {}, (), "c")
+    st = NodeStatus("gitlab", ("app",), state, health, {}, (), "c")
     assert st.healthy is healthy

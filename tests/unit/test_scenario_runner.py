@@ -726,9 +726,9 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
 
 def test_images_are_made_present_once_before_labs_boot_side_by_side(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.lifecycle import handle as lifecycle
+    from lab.lifecycle import images as lab_images
     made: list[str] = []
-    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None:
+    monkeypatch.setattr(lab_images, "ensure_image", lambda lab, image, progress=None:
                         made.append(image))
     plain = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
