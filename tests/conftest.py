@@ -19,6 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Golden files rewritten in CI would make the golden tests pass whatever was rendered.
+    if os.environ.get("CI") == "true" and "UPDATE_GOLDEN" in os.environ:
+        raise pytest.UsageError(
+            "UPDATE_GOLDEN is set and CI=true: CI compares rendered labs with the committed "
+            "golden files in tests/golden and never rewrites them. Unset UPDATE_GOLDEN; to "
+            "refresh golden files, run `UPDATE_GOLDEN=1 python3 -m pytest "
+            "tests/unit/test_golden.py` on your machine and review the diff (README, "
+            "Development).")
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip locally; in CI (CI=true) a missing prerequisite is a failure, not a skip."""
     if os.environ.get("CI") == "true":
