@@ -18,7 +18,7 @@ from lab.store import state
 from lab.store.labdir import PUBLIC, write_file
 from lab.support.collect import collect as run_collect
 from lab.support.doctor import doctor as run_doctor
-from lab.support.doctor import format_table
+from lab.support.doctor.format import format_table
 
 
 def _handle(name: str | None) -> RunningLab | None:

@@ -19,19 +19,18 @@ import json
 import os
 import re
 import tarfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lab import __version__
-from lab.engine.run import REDACTED, Redactor
 from lab.errors import BadInput, LabError
 from lab.model.lab import Lab
 from lab.omnibus import node as omnibus
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import node_token
-from lab.render.secrets import LabSecrets, fingerprint, secret_values, shell_secret
+from lab.render.secrets import fingerprint, shell_secret
 from lab.store.labdir import (
     ADMIN_TOKEN,
     LAST_RUN_JSON,
@@ -40,85 +39,17 @@ from lab.store.labdir import (
     STATE_DIR,
     load_secrets,
 )
-from lab.support.doctor import (
-    Gathered,
-    HostFacts,
-    LabHandle,
-    Level,
-    Report,
-    doctor,
-    format_text,
-    gathered_json,
-    node_states,
-)
+from lab.support.doctor import doctor
+from lab.support.doctor.checks import Level, Report
+from lab.support.doctor.facts import Gathered, HostFacts
+from lab.support.doctor.format import format_text, gathered_json
+from lab.support.doctor.gather import LabHandle, node_states
+from lab.support.redaction import Redaction, lab_redaction, redacted_secrets_json
 
-MARK = REDACTED
 T = TypeVar("T")
 LOG_TAIL = 5000  # container log lines per node
 FILE_TAIL = 2000  # lines per file under /var/log/gitlab
 LAST_RESULTS = (LAST_RUN_JSON, LAST_RUN_XML)
-
-# Shapes of secrets we may not know the value of (a node that generated its own file,
-# a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
-                re.DOTALL), "-----[REDACTED PRIVATE KEY]-----"),
-    # token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON)
-    # (the key must *end* in a secret word: `secrets_policy` or `*_sha256` are not secrets)
-    (re.compile(r"""(?ix)
-        (\b[\w-]*(?:token|secret|password|passwd|key_base|private_key|signing_key)
-         ['"]?\]?\s*(?:=>|=|:)\s*)
-        (['"])(?!\[REDACTED|sha256:)([^'"\n]+)\2"""), rf"\1\2{MARK}\2"),
-    (re.compile(r"(?i)(PRIVATE-TOKEN:\s*|Bearer\s+|Gitlab-Shell-Api-Request:\s*)(\S+)"),
-     rf"\1{MARK}"),
-    (re.compile(r"\bgl[a-z]{2,4}-[A-Za-z0-9_-]{20,}"), MARK),  # glpat-, gldt-, glrt- ...
-    (re.compile(r"\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"), MARK),  # a JWT
-    (re.compile(r"\bv2\.[0-9a-f]{64}\.\d+"), MARK),  # a Gitaly v2 token
-    (re.compile(r"\b[0-9a-fA-F]{64,}\b"), MARK),  # 40-char commit ids stay readable
-)
-
-
-class Redaction(Redactor):
-    """Known values first (longest first), then the shapes of unknown ones."""
-
-    def add(self, values: Iterable[str]) -> None:
-        for v in values:
-            v = v.strip()
-            # A PEM or multi-line value may appear line by line in a file; its armour
-            # lines ("-----BEGIN CERTIFICATE-----") are in every PEM and stay readable.
-            lines = (ln.strip() for ln in v.splitlines())
-            super().add([v, *(ln for ln in lines if len(ln) >= 16 and not ln.startswith("-----"))])
-
-    def __call__(self, text: str) -> str:
-        text = super().__call__(text)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        return text
-
-    def leaks(self, text: str) -> list[str]:
-        return [fingerprint(v) for v in self.secrets if v in text]
-
-
-def lab_redaction(sec: LabSecrets | None, extra: Iterable[Mapping[str, Any]] = ()) -> Redaction:
-    """Tokens, secrets files and private keys; certificates are public and stay readable."""
-    r = Redaction()
-    if sec is not None:
-        r.add(sec.values())
-    for data in extra:
-        r.add(secret_values(data))
-    return r
-
-
-def redacted_secrets_json(data: Mapping[str, Any]) -> Any:
-    """The same structure with every value replaced by its fingerprint."""
-    def walk(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return f"{MARK} {fingerprint(str(v))}" if isinstance(v, str) else v
-    return walk(dict(data))
-
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}

@@ -195,7 +195,9 @@ def test_cli_import_of_a_hostile_file_is_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line", HOSTILE)
 def test_doctor_reads_hostile_files_without_running_them(tmp_path: Path, line: str) -> None:
-    from lab.support.doctor import NodeFacts, config_checks, read_config
+    from lab.support.doctor.checks import config_checks
+    from lab.support.doctor.facts import NodeFacts
+    from lab.support.doctor.gather import read_config
 
     marker = tmp_path / "marker"
     rb = tmp_path / "gitlab.rb"

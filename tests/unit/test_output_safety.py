@@ -17,7 +17,8 @@ from lab.scenario.report import write_junit
 from lab.scenario.runner import ScenarioResult, Status
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
-from lab.support.collect import Bundle, Redaction
+from lab.support.collect import Bundle
+from lab.support.redaction import Redaction
 
 
 def scaled(*sets: str) -> Lab:

@@ -1,0 +1,107 @@
+"""What `lab doctor` looks at: plain data about the host and a lab, no judging, no I/O.
+
+``gather`` fills these in; ``checks`` judges them. Secrets appear here only as
+fingerprints (``sha256:…``), except in ``Gathered.secrets``, which never leaves
+the support room unredacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.model.lab import Flavor, Lab
+
+GiB = 1024 ** 3
+# Omnibus: plan 4+ GB per app node (the guide); a Gitaly-only node runs a fraction of it.
+OMNIBUS_APP_BYTES = 4 * GiB
+OMNIBUS_GITALY_BYTES = 1 * GiB
+SIM_NODE_BYTES = 256 * 1024 ** 2
+OMNIBUS_IMAGE_BYTES = 4 * GiB  # a pulled gitlab-ce image, unpacked
+OMNIBUS_NODE_DISK = 2 * GiB
+SIM_NODE_DISK = 200 * 1024 ** 2
+SECRETS_PATH = "/etc/gitlab/gitlab-secrets.json"
+INTERNAL_CHECK = "/api/v4/internal/check"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    docker_version: str | None = None
+    docker_error: str = ""
+    compose: str | None = None  # "docker compose 2.24.1"
+    compose_error: str = ""
+    mem_available: int | None = None  # bytes
+    disk_free: int | None = None  # bytes, where Docker keeps images and volumes
+    disk_path: str = ""
+    mem_needed: int = 0
+    disk_needed: int = 0
+    lab_running: bool = False
+    ports_busy: tuple[tuple[str, int], ...] = ()  # (where, port)
+    ports_checked: int = 0
+    images: tuple[tuple[str, bool], ...] = ()  # (ref, present)
+    flavor: str = ""
+
+
+def memory_needed(lab: Lab) -> int:
+    if lab.flavor is Flavor.OMNIBUS:
+        return sum(OMNIBUS_APP_BYTES if n.is_app else OMNIBUS_GITALY_BYTES for n in lab.nodes)
+    return SIM_NODE_BYTES * len(lab.nodes)
+
+
+def disk_needed(lab: Lab, image_present: bool) -> int:
+    if lab.flavor is Flavor.OMNIBUS:
+        return (0 if image_present else OMNIBUS_IMAGE_BYTES) + OMNIBUS_NODE_DISK * len(lab.nodes)
+    return SIM_NODE_DISK * len(lab.nodes)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    state: str  # running, exited, ..., "missing"
+    config_error: str | None = None  # None: gitlab.rb evaluates
+    config_skipped: str = ""  # why it was not evaluated
+    secrets_present: bool | None = None  # None: not read (node not running)
+    shell_sha: str | None = None
+    hook_sha: str | None = None  # what Gitaly signs with: gitaly.gitlab_secret or the shell secret
+    secrets_error: str = ""
+    # What the lab's release says about the file: (aborts reconfigure?, message).
+    findings: tuple[tuple[bool, str], ...] = ()
+    code: tuple[tuple[int, str], ...] = ()  # Ruby statements read but not run
+
+
+@dataclass(frozen=True)
+class GitalyProbe:
+    node: str
+    address: str  # what the app dials
+    storages: tuple[str, ...]
+    error: str = ""  # "" = ServerInfo answered
+    unreadable: tuple[str, ...] = ()
+    via: str = "ServerInfo"
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    node: str
+    host: str  # the host name the app dials
+    cert_pem: str | None
+    app_ca_pems: tuple[str, ...]  # what the app trusts (its trusted-certs)
+    node_ca_pems: tuple[str, ...]  # what the Gitaly node trusts (Gitaly calls itself)
+
+
+@dataclass(frozen=True)
+class ApiProbe:
+    node: str
+    url: str | None  # None: internal_api_url not set
+    http_status: int | None = None
+    error: str = ""
+
+
+@dataclass
+class Gathered:
+    host: HostFacts
+    nodes: list[NodeFacts] = field(default_factory=list)
+    gitaly: list[GitalyProbe] = field(default_factory=list)
+    tls: list[TlsFacts] = field(default_factory=list)
+    api: list[ApiProbe] = field(default_factory=list)
+    # node -> its gitlab-secrets.json as read inside the container (for collect's hash table)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)

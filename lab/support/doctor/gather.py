@@ -1,0 +1,301 @@
+"""Gathering `lab doctor`'s facts: what Docker says, what is inside each container,
+what each Gitaly server and the internal API answer, which certificates are mounted.
+
+A secret read from a container never leaves this module except as a fingerprint
+or a short-lived JWT signed with it (and, for collect's redaction, in
+``Gathered.secrets``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from lab.engine import docker as dk
+from lab.engine.compose import detect
+from lab.engine.host import containers_routable, mem_available, port_in_use
+from lab.engine.images import image_for, sim_image_ref
+from lab.engine.run import Result
+from lab.errors import LabError, SpecError
+from lab.lifecycle import probes
+from lab.model.lab import Lab, Node
+from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import eras
+from lab.omnibus import node as omnibus
+from lab.omnibus.auth import encode_shell_jwt
+from lab.omnibus.reader import read_rb
+from lab.omnibus.release import DEFAULT_VERSION, Version
+from lab.render.gitlab_rb import internal_api_url, node_token
+from lab.render.secrets import fingerprint
+from lab.store.labdir import RenderedLab
+from lab.support.doctor.facts import (
+    INTERNAL_CHECK,
+    SECRETS_PATH,
+    ApiProbe,
+    Gathered,
+    GitalyProbe,
+    HostFacts,
+    NodeFacts,
+    TlsFacts,
+    disk_needed,
+    memory_needed,
+)
+
+
+class LabHandle(Protocol):
+    """What doctor and collect need from ``lab.lifecycle.handle.RunningLab``."""
+
+    name: str
+    path: Path
+    lab: Lab
+    rendered: RenderedLab
+
+    def exec(self, node: str, cmd: list[str], *, check: bool = True,
+             timeout: float | None = None) -> Result: ...
+
+    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str: ...
+
+    def container(self, node: str) -> Any: ...
+
+    def status(self) -> Any: ...  # LabStatus: .nodes[i].node / .state, .to_json()
+
+
+def docker_facts() -> tuple[str | None, str, str]:
+    """(engine version, error, data root)."""
+    try:
+        cl = dk.client()
+        version = str(cl.version().get("Version", "?"))
+        root = str(cl.info().get("DockerRootDir", ""))
+    except LabError as exc:
+        return None, str(exc).splitlines()[0], ""
+    return version, "", root
+
+
+def gather_host(lab: Lab | None, *, image: str | None = None,
+                lab_running: bool = False) -> HostFacts:
+    version, error, root = docker_facts()
+    try:
+        tool = detect()
+        compose, compose_error = f"{tool.name} {tool.version}", ""
+    except LabError as exc:
+        compose, compose_error = None, str(exc)
+    disk_path = root if root and Path(root).exists() else str(Path.home())
+    try:
+        disk_free: int | None = shutil.disk_usage(disk_path).free
+    except OSError:
+        disk_free = None
+    images: list[tuple[str, bool]] = []
+    mem_needed = disk_needed_ = 0
+    busy: list[tuple[str, int]] = []
+    checked = 0
+    if version is not None:
+        ref = (image or image_for(lab)) if lab is not None else sim_image_ref()
+        images.append((ref, dk.image_present(ref)))
+    if lab is not None:
+        mem_needed = memory_needed(lab)
+        disk_needed_ = disk_needed(lab, all(p for _, p in images))
+        if not lab_running:
+            for node in lab.nodes:
+                for pname, port in node.publish:
+                    if port:
+                        checked += 1
+                        if port_in_use(port):
+                            busy.append((f"{node.name} {pname}", port))
+    return HostFacts(
+        docker_version=version, docker_error=error, compose=compose,
+        compose_error=compose_error, mem_available=mem_available(), disk_free=disk_free,
+        disk_path=disk_path, mem_needed=mem_needed, disk_needed=disk_needed_,
+        lab_running=lab_running, ports_busy=tuple(busy), ports_checked=checked,
+        images=tuple(images), flavor=lab.flavor.value if lab else "",
+    )
+
+
+def read_config(path: Path, omnibus_config: str, version: Version | None = None
+                ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
+    """(error, findings against ``version``, Ruby statements not read) for one node's file.
+
+    The file is parsed statically (lab.omnibus.reader.read_rb), never run on this host.
+    """
+    try:
+        read = read_rb(path, omnibus_config=omnibus_config)
+    except SpecError as exc:
+        return str(exc), (), ()
+    findings = omnibus_dialect.findings(read.settings, version) if version is not None else []
+    return None, tuple(findings), read.skipped
+
+
+def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, str]:
+    """The node's own gitlab-secrets.json, read inside the container (None: missing)."""
+    res = handle.exec(node, ["cat", SECRETS_PATH], check=False, timeout=30)
+    if res.returncode != 0:
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        return None, lines[-1] if lines else ""
+    try:
+        data = json.loads(res.stdout)
+    except ValueError:
+        return {}, "not valid JSON"
+    return (data if isinstance(data, dict) else {}), ""
+
+
+def hook_secret(data: Mapping[str, Any], version: Version | None = None) -> str:
+    """What a Gitaly node signs internal API calls with, in its release's rule
+    (lab.omnibus.dialect.signing_secret: the shell secret before 17.5, then
+    gitaly.gitlab_secret falling back to it)."""
+    d = omnibus_dialect.dialect_for(version or Version.parse(DEFAULT_VERSION))
+    return omnibus_dialect.signing_secret(d, data, omnibus_dialect.getter({}))
+
+
+def _shell(data: Mapping[str, Any]) -> str:
+    shell = data.get("gitlab_shell")
+    return str(shell.get("secret_token", "") if isinstance(shell, dict) else "").strip()
+
+
+def _fp(value: str) -> str | None:
+    return fingerprint(value) if value else None
+
+
+def node_states(status: Any) -> dict[str, str]:
+    """node -> container state, from a ``LabStatus``."""
+    return {str(n.node): str(n.state) for n in status.nodes}
+
+
+def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
+    lab = handle.lab
+    running = any(s == "running" for s in states.values())
+    host = gather_host(lab, image=handle.rendered.image, lab_running=running)
+    g = Gathered(host=host)
+    have_ruby = shutil.which("ruby") is not None
+    for node in lab.nodes:
+        state = states.get(node.name, "missing")
+        rb = handle.path / "nodes" / node.name / "gitlab.rb"
+        err: str | None = None
+        findings: tuple[tuple[bool, str], ...] = ()
+        code: tuple[tuple[int, str], ...] = ()
+        skipped = ""
+        if not have_ruby:
+            skipped = "ruby is not installed on this host (apt-get install ruby)"
+        elif not rb.is_file():
+            err = f"{rb} is missing"
+        else:
+            err, findings, code = read_config(rb, node.omnibus_config, lab.version)
+        facts = NodeFacts(node.name, state, config_error=err, config_skipped=skipped,
+                          findings=findings, code=code)
+        if state == "running":
+            data, why = _read_secrets(handle, node.name)
+            if data is not None:
+                g.secrets[node.name] = data
+            facts = replace(facts, secrets_present=data is not None,
+                            shell_sha=_fp(_shell(data or {})),
+                            hook_sha=_fp(hook_secret(data or {}, lab.version)),
+                            secrets_error=why)
+        g.nodes.append(facts)
+    if states.get(lab.app.name) == "running":
+        g.gitaly = probe_gitaly(handle)
+    g.tls = tls_facts(handle.path, lab)
+    for node in lab.external_gitaly_nodes:
+        if states.get(node.name) == "running":
+            g.api.append(probe_internal_api(handle, node, g.secrets.get(node.name, {})))
+    return g
+
+
+def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
+    """Each external Gitaly node, called the way the app calls it: its address, its token."""
+    lab, sec = handle.lab, handle.rendered.secrets
+    app = lab.app
+    token = node_token(sec.gitaly_token, app)
+    local = containers_routable()
+    rake: Result | None = None
+    out = []
+    for node in lab.external_gitaly_nodes:
+        storages = tuple(s.name for s in node.storages)
+        if local:
+            out.append(_server_info_probe(handle, node, token, storages))
+            continue
+        if rake is None:
+            # The rake task checks every storage at once, and may take minutes: run it once.
+            rake = handle.exec(app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
+        out.append(_rake_probe(rake, node, storages))
+    return out
+
+
+def _server_info_probe(handle: LabHandle, node: Node, token: str,
+                       storages: tuple[str, ...]) -> GitalyProbe:
+    # Imported late: the gRPC stack is only needed once a lab is up.
+    from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
+
+    ip = dk.ip_address(handle.container(node.name))
+    if ip is None:
+        return GitalyProbe(node.name, node.gitaly_address, storages, "no address on the lab "
+                           "network (is the node up?)")
+    ca = handle.rendered.secrets.tls.get("ca.crt", "") if handle.lab.app.trust_ca else ""
+    try:
+        # The app dials the node name: the certificate must carry it.
+        info = node_server_info(ip, node, token, ca_pem=ca, server_name=node.name)
+    except GitalyError as exc:
+        return GitalyProbe(node.name, node.gitaly_address, storages, str(exc))
+    return GitalyProbe(node.name, node.gitaly_address, storages,
+                       unreadable=unreadable_storages(info, storages))
+
+
+def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
+    # The task exits 0 even when it prints FAIL: its verdict is per storage.
+    st = probes.gitaly_check_status(res, storages)
+    error = "" if st.ok else st.detail
+    return GitalyProbe(node.name, node.gitaly_address, storages, error,
+                       via="gitlab-rake gitlab:gitaly:check")
+
+
+def _read(path: Path) -> str | None:
+    if path.is_symlink():
+        return None  # a container may link its /etc/gitlab files to any host file
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _cas(folder: Path) -> tuple[str, ...]:
+    if not folder.is_dir():
+        return ()
+    return tuple(t for p in sorted(folder.iterdir()) if p.is_file() and (t := _read(p)))
+
+
+def tls_facts(lab_dir: Path, lab: Lab) -> list[TlsFacts]:
+    """The mounted certificate files: what each TLS Gitaly node serves and who trusts what."""
+    out = []
+    app_dir = lab_dir / "nodes" / lab.app.name
+    for node in lab.external_gitaly_nodes:
+        if not node.tls:
+            continue
+        ndir = lab_dir / "nodes" / node.name
+        out.append(TlsFacts(node.name, node.name, _read(ndir / "ssl" / f"{node.name}.crt"),
+                            _cas(app_dir / "trusted-certs"), _cas(ndir / "trusted-certs")))
+    return out
+
+
+def curl_check_cmd(url: str, headers: Mapping[str, str]) -> list[str]:
+    """GET the internal check endpoint; prints only the HTTP status."""
+    args = [a for name, value in headers.items() for a in ("-H", f"{name}: {value}")]
+    return ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+            *args, url.rstrip("/") + INTERNAL_CHECK]
+
+
+def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]) -> ApiProbe:
+    """From inside the Gitaly node, signed with that node's own secret the way the lab's
+    release signs (Gitlab-Shared-Secret before 15.2, the JWT from 15.2, both until 15.5)."""
+    url = internal_api_url(handle.lab, node)
+    if url is None:
+        return ApiProbe(node.name, None)
+    secret = hook_secret(secrets, handle.lab.version)
+    if not secret:
+        return ApiProbe(node.name, url, error=f"{node.name} has no shell secret to sign with")
+    headers = eras.internal_api_headers(eras.release(str(handle.lab.version)), secret,
+                                        encode_shell_jwt)
+    res = handle.exec(node.name, curl_check_cmd(url, headers), check=False, timeout=30)
+    code = res.stdout.strip()[-3:]
+    status = int(code) if code.isdigit() else None
+    return ApiProbe(node.name, url, status, (res.stderr.strip().splitlines() or [""])[-1])
