@@ -8,7 +8,7 @@ traceback. Raise the most specific branch:
     LabError
       BadInput (2)         usage, files, names: what the user gave is wrong
         SpecError          a spec, scenario or gitlab.rb file, with file/line/key
-        LabNotFound (and lifecycle's LabOwnedElsewhere, LabBusy, LabAlreadyUp, PortInUse)
+        LabNotFound, LabOwnedElsewhere, LabBusy, LabAlreadyUp, PortInUse
       ToolMissing (5)      a host tool is not installed: ruby, Compose, mmdebstrap, docker
       EngineUnusable (3)   Docker, Compose or an image is not usable
         EngineError        a Docker or Compose command failed
@@ -67,6 +67,22 @@ class SpecError(BadInput):
 
 class LabNotFound(BadInput):
     """No lab of that name exists."""
+
+
+class PortInUse(BadInput):
+    """A fixed host port the spec publishes is taken."""
+
+
+class LabAlreadyUp(BadInput):
+    """A lab of that name is already running."""
+
+
+class LabOwnedElsewhere(BadInput):
+    """The engine holds a lab of that name that belongs to another folder."""
+
+
+class LabBusy(BadInput):
+    """Another process is starting or using the lab."""
 
 
 class ToolMissing(LabError):

@@ -26,7 +26,15 @@ from lab.engine.compose import Compose, detect
 from lab.engine.host import containers_routable, port_in_use
 from lab.engine.images import image_for
 from lab.engine.run import Result, redactor
-from lab.errors import LabError, LabNotFound, NotReady
+from lab.errors import (
+    LabAlreadyUp,
+    LabBusy,
+    LabError,
+    LabNotFound,
+    LabOwnedElsewhere,
+    NotReady,
+    PortInUse,
+)
 from lab.lifecycle import probes
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import foreign_owners, sweep
@@ -76,22 +84,6 @@ COMPOSE_UP_TIMEOUT = 600.0
 def default_timeout(lab: Lab) -> float:
     """How long `lab up`, a scenario change and the runner wait for ``lab`` by default."""
     return TIMEOUTS[lab.flavor]
-
-
-class PortInUse(LabError):
-    """A fixed host port the spec publishes is taken."""
-
-
-class LabAlreadyUp(LabError):
-    """A lab of that name is already running."""
-
-
-class LabOwnedElsewhere(LabError):
-    """The engine holds a lab of that name that belongs to another folder."""
-
-
-class LabBusy(LabError):
-    """Another process is starting or using the lab."""
 
 
 # --- the handle --------------------------------------------------------------------

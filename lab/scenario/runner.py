@@ -112,11 +112,12 @@ CONFIG_KEYS = ("secrets_policy", "secrets_file_sha256", "shell_secret_sha256",
 
 def default_up(lab: Lab) -> LabHandle:
     # Imported late: the engine is only needed to boot.
+    from lab.errors import LabAlreadyUp
     from lab.lifecycle import handle as lifecycle
 
     try:
         handle: LabHandle = lifecycle.up(lab, name=lab.name, timeout=READY_TIMEOUT)
-    except lifecycle.LabAlreadyUp:
+    except LabAlreadyUp:
         # Kept by an earlier `--keep` run: the name encodes the lab, so reuse it.
         handle = lifecycle.attach(lab.name)
         # apply waits when it restarted something; otherwise the kept lab may still be starting.

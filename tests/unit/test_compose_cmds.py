@@ -11,8 +11,8 @@ import pytest
 from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
 from lab.engine.docker import ContainerState, since_timestamp, state
 from lab.engine.run import Result
-from lab.errors import EngineError, ToolMissing
-from lab.lifecycle.handle import PortInUse, check_ports
+from lab.errors import EngineError, PortInUse, ToolMissing
+from lab.lifecycle.handle import check_ports
 from lab.spec.labspec import SpecRequest, resolve
 
 D = Path("/labs/demo")

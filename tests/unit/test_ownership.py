@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.errors import Incomplete
+from lab.errors import Incomplete, LabBusy, LabOwnedElsewhere
 from lab.lifecycle import folder
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
@@ -82,7 +82,7 @@ def scaled() -> Any:
 def test_up_of_a_name_owned_by_another_folder_touches_nothing(engine: FakeEngine) -> None:
     engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: "/home/bob/labs/same",
                           ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
-    with pytest.raises(lifecycle.LabOwnedElsewhere, match="/home/bob/labs/same"):
+    with pytest.raises(LabOwnedElsewhere, match="/home/bob/labs/same"):
         lifecycle.up(scaled(), name="same")
     assert engine.compose_calls == []
     assert engine.removed == []
@@ -94,7 +94,7 @@ def test_same_path_but_another_id_is_another_owner(engine: FakeEngine) -> None:
     path = state.lab_dir("same")
     engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: str(path),
                           ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
-    with pytest.raises(lifecycle.LabOwnedElsewhere):
+    with pytest.raises(LabOwnedElsewhere):
         lifecycle.up(scaled(), name="same")
     assert engine.removed == []
 
@@ -155,8 +155,9 @@ def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
     try:
         proc = subprocess.run(
             [sys.executable, "-c", "from lab.lifecycle import handle as lifecycle; import sys\n"
+             "from lab.errors import LabBusy\n"
              "try:\n    lifecycle.check_not_in_use('busy')\n"
-             "except lifecycle.LabBusy as e:\n    print(e)"],
+             "except LabBusy as e:\n    print(e)"],
             capture_output=True, text=True, timeout=60, check=True)
         assert "in use by `lab up`" in proc.stdout
         assert f"PID {__import__('os').getpid()}" in proc.stdout
@@ -173,7 +174,7 @@ def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> No
     try:
         assert other.stdout is not None
         assert other.stdout.readline().strip() == "held"
-        with pytest.raises(lifecycle.LabBusy, match=f"in progress \\(PID {other.pid}\\)"):
+        with pytest.raises(LabBusy, match=f"in progress \\(PID {other.pid}\\)"):
             lifecycle.up(scaled(), name="x")
     finally:
         other.kill()
@@ -190,7 +191,7 @@ def test_down_refuses_a_lab_a_run_holds(engine: FakeEngine) -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(lifecycle.LabBusy, match=f"`lab run` \\(PID {proc.pid}\\)"):
+        with pytest.raises(LabBusy, match=f"`lab run` \\(PID {proc.pid}\\)"):
             lifecycle.check_not_in_use("held")
     finally:
         proc.kill()
