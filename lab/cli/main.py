@@ -8,8 +8,10 @@ is missing); click's usage errors exit 2.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -17,26 +19,54 @@ from lab import __version__
 from lab.cli.common import err_console
 from lab.errors import EXIT_USAGE, LabError
 
+# Each command's module is imported only when that command runs (or help lists
+# them all): `lab up` then pays for the lifecycle stack alone, not for images,
+# scenarios and support as well. Name -> "module:attribute".
+COMMANDS = {
+    "render": "lab.cli.render:render",
+    "up": "lab.cli.lifecycle:up",
+    "down": "lab.cli.lifecycle:down",
+    "status": "lab.cli.lifecycle:status",
+    "logs": "lab.cli.lifecycle:logs",
+    "exec": "lab.cli.lifecycle:exec_",
+    "list": "lab.cli.lifecycle:list_",
+    "gc": "lab.cli.lifecycle:gc",
+    "images": "lab.cli.images:images",
+    "run": "lab.cli.scenario:run",
+    "doctor": "lab.cli.support:doctor",
+    "collect": "lab.cli.support:collect",
+    "import": "lab.cli.support:import_",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are named up front and imported on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gitlab-testlab")
 @click.option("-v", "--verbose", is_flag=True, help="Log every Docker command (secrets redacted).")
 def cli(verbose: bool) -> None:
     """gitlab-testlab: GitLab test labs on Docker Compose, proven by scenarios."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-
-
-def _register() -> None:
-    from lab.cli import images, lifecycle, render, scenario, support
-
-    cli.add_command(render.render)
-    for module in (images, lifecycle, scenario, support):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

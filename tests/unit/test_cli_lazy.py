@@ -1,0 +1,57 @@
+"""The `lab` group imports a command's module only when that command runs."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+
+from lab.cli.main import COMMANDS, cli
+
+MODULES = ("lab.cli.images", "lab.cli.lifecycle", "lab.cli.render", "lab.cli.scenario",
+           "lab.cli.support")
+
+
+def test_every_command_of_every_module_is_listed() -> None:
+    listed = {(spec.partition(":")[0], name) for name, spec in COMMANDS.items()}
+    for module in MODULES:
+        mod = importlib.import_module(module)
+        commands = getattr(mod, "COMMANDS", None) or [mod.render]
+        for command in commands:
+            assert isinstance(command, click.Command)
+            assert (module, command.name) in listed, f"{module}:{command.name} not in COMMANDS"
+    for name, spec in COMMANDS.items():
+        module, _, attr = spec.partition(":")
+        assert getattr(importlib.import_module(module), attr).name == name
+
+
+def test_help_lists_every_command() -> None:
+    out = CliRunner().invoke(cli, ["--help"]).output
+    for name in COMMANDS:
+        assert f"  {name} " in out
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    code = ("import sys\nfrom lab.cli.main import cli\n"
+            "cli.main(['up', '--help'], standalone_mode=False)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('lab.cli.')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    loaded = res.stdout.strip().splitlines()[-1]
+    assert "lab.cli.lifecycle" in loaded
+    for other in ("lab.cli.scenario", "lab.cli.support", "lab.cli.images", "lab.cli.render"):
+        assert other not in loaded
+
+
+def test_shell_completion_names_lazy_commands() -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", "from lab.cli.main import cli; cli(prog_name='lab')"],
+        env={**os.environ, "_LAB_COMPLETE": "bash_complete",
+             "COMP_WORDS": "lab d", "COMP_CWORD": "1"},
+        capture_output=True, text=True, check=False)
+    assert "plain,doctor" in res.stdout
+    assert "plain,down" in res.stdout
