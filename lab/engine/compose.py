@@ -12,7 +12,11 @@ pure (tests assert the exact lists); ``Compose.run`` sends them through
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,15 +84,91 @@ def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
     return out.lstrip("v")
 
 
+# Where Docker looks for CLI plugins (`docker compose`), besides $DOCKER_CONFIG/cli-plugins.
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+CACHE_FILE = "compose-tool.json"
+
 _detected: dict[str, ComposeTool] = {}
 
 
-def detect(runner: Runner = run, *, executable: str = sys.executable) -> ComposeTool:
-    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else the first v2 found, else v1."""
+def _stat(path: str | None) -> str:
+    if not path:
+        return "-"
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return "-"
+    return f"{real}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def fingerprint(executable: str = sys.executable) -> str:
+    """What detection's answer depends on: LAB_COMPOSE, PATH and every binary it may run
+    (resolved path, mtime, size). An install, upgrade or removal changes it."""
     forced = os.environ.get("LAB_COMPOSE", "")
-    key = forced or "auto"
-    if runner is run and key in _detected:
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"),
+                                                              ".docker")
+    plugins = [os.path.join(d, "docker-compose")
+               for d in (os.path.join(config, "cli-plugins"), *PLUGIN_DIRS)]
+    binaries = [shutil.which("docker"), shutil.which("docker-compose"),
+                os.path.join(os.path.dirname(executable), "docker-compose"), *plugins]
+    if forced:
+        binaries.append(shutil.which(forced.split()[0]) if forced.split() else None)
+    parts = [f"LAB_COMPOSE={forced}", f"PATH={os.environ.get('PATH', '')}",
+             f"python={executable}", *(_stat(b) for b in binaries)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def default_cache() -> Path:
+    # Imported here: the state folder's module is not needed to build commands.
+    from lab.store.state import state_home
+
+    return state_home() / CACHE_FILE
+
+
+def _load_cached(cache: Path, key: str) -> ComposeTool | None:
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("key") != key:
+            return None
+        return ComposeTool(tuple(str(a) for a in data["argv"]), str(data["version"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # missing, unreadable or from another layout: probe again
+
+
+def _save_cached(cache: Path, key: str, tool: ComposeTool) -> None:
+    # Best effort: a read-only state folder only costs the probe next time.
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "argv": list(tool.argv),
+                                   "version": tool.version}))
+        os.replace(tmp, cache)
+
+
+def detect(runner: Runner = run, *, executable: str = sys.executable,
+           cache: Path | None = None) -> ComposeTool:
+    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else the first v2 found, else v1.
+
+    Probing runs the tools (a few hundred ms for a standalone one), so the answer is
+    kept per process and in ``cache`` (default: a file in the state folder when the
+    real runner is used), keyed by ``fingerprint``: found again only when LAB_COMPOSE,
+    PATH or a candidate binary changed.
+    """
+    forced = os.environ.get("LAB_COMPOSE", "")
+    real = runner is run
+    if cache is None and real:
+        cache = default_cache()
+    key = fingerprint(executable) if cache is not None or real else ""
+    if real and key in _detected:
         return _detected[key]
+    if cache is not None:
+        cached = _load_cached(cache, key)
+        if cached is not None:
+            if real:
+                _detected[key] = cached
+            return cached
     tried = [tuple(forced.split())] if forced else candidates(executable)
     found: ComposeTool | None = None
     for argv in tried:
@@ -104,8 +184,10 @@ def detect(runner: Runner = run, *, executable: str = sys.executable) -> Compose
         names = " and ".join(f"`{' '.join(c)}`" for c in tried)
         raise ToolMissing("docker compose",
                           f"no Docker Compose tool found (tried {names}); {INSTALL_HINT}")
-    if runner is run:
+    if real:
         _detected[key] = found
+    if cache is not None:
+        _save_cached(cache, key, found)
     return found
 
 

@@ -169,6 +169,83 @@ def test_detect_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     assert detect(runner).argv == V1
 
 
+def _tool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH of one folder holding a standalone docker-compose, and no LAB_COMPOSE."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "docker-compose"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    return tool
+
+
+def test_detect_cache_is_used_across_processes(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _tool_dir(tmp_path, monkeypatch)
+    cache = tmp_path / "state" / "compose-tool.json"
+    first = FakeRunner({V2: NO_PLUGIN, V1: ok("2.26.1\n")})
+    assert detect(first, executable="/nowhere/python3", cache=cache) == ComposeTool(V1, "2.26.1")
+    assert cache.is_file()
+    # Another process: nothing changed, so nothing is run.
+    again = FakeRunner({})
+    assert detect(again, executable="/nowhere/python3", cache=cache) == ComposeTool(V1, "2.26.1")
+    assert again.calls == []
+
+
+def test_detect_cache_is_invalidated_by_an_upgrade(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = _tool_dir(tmp_path, monkeypatch)
+    cache = tmp_path / "compose-tool.json"
+    detect(FakeRunner({V2: NO_PLUGIN, V1: ok("1.29.2\n")}), executable="/nowhere/python3",
+           cache=cache)
+    tool.write_text("#!/bin/sh\n# a newer release\n")  # size and mtime change
+    upgraded = FakeRunner({V2: NO_PLUGIN, V1: ok("2.40.3\n")})
+    assert detect(upgraded, executable="/nowhere/python3", cache=cache).version == "2.40.3"
+    assert upgraded.calls
+
+
+def test_detect_cache_is_invalidated_by_a_new_plugin(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _tool_dir(tmp_path, monkeypatch)
+    cache = tmp_path / "compose-tool.json"
+    detect(FakeRunner({V2: NO_PLUGIN, V1: ok("1.29.2\n")}), executable="/nowhere/python3",
+           cache=cache)
+    plugin = tmp_path / "docker-config" / "cli-plugins" / "docker-compose"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("plugin\n")
+    with_plugin = FakeRunner({V2: ok("2.40.3\n"), V1: ok("1.29.2\n")})
+    assert detect(with_plugin, executable="/nowhere/python3", cache=cache).argv == V2
+
+
+def test_detect_cache_is_keyed_by_path_and_lab_compose(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = _tool_dir(tmp_path, monkeypatch)
+    cache = tmp_path / "compose-tool.json"
+    detect(FakeRunner({V2: NO_PLUGIN, V1: ok("1.29.2\n")}), executable="/nowhere/python3",
+           cache=cache)
+    monkeypatch.setenv("LAB_COMPOSE", "docker compose")
+    forced = FakeRunner({V2: ok("2.29.1\n")})
+    assert detect(forced, executable="/nowhere/python3", cache=cache).argv == V2
+    monkeypatch.delenv("LAB_COMPOSE")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{tool.parent}")
+    moved = FakeRunner({V2: NO_PLUGIN, V1: ok("2.26.1\n")})
+    assert detect(moved, executable="/nowhere/python3", cache=cache).version == "2.26.1"
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[]", '{"key": 1}'])
+def test_detect_cache_unreadable_probes_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              content: str) -> None:
+    _tool_dir(tmp_path, monkeypatch)
+    cache = tmp_path / "compose-tool.json"
+    cache.write_text(content)
+    runner = FakeRunner({V2: NO_PLUGIN, V1: ok("2.26.1\n")})
+    assert detect(runner, executable="/nowhere/python3", cache=cache).version == "2.26.1"
+    assert runner.calls
+
+
 def test_detect_real_tool_here() -> None:
     tool = detect()
     assert tool.argv[-1] in ("compose", "docker-compose") or tool.argv[-1].endswith(
