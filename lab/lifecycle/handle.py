@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -622,6 +624,10 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Pr
     try:
         if prepare is not None:
             prepare(rendered)
+        # While Compose starts the containers this process only waits: load the gRPC
+        # stack the readiness probes need now, not in the middle of polling.
+        threading.Thread(target=importlib.import_module, args=("lab.client.gitaly",),
+                         daemon=True).start()
         running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:
