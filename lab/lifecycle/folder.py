@@ -11,7 +11,8 @@ from typing import Any
 from lab.engine import docker as dk
 from lab.errors import Incomplete, LabError
 from lab.model.lab import Lab
-from lab.spec.labspec import Origins, build_lab, resolved_spec
+from lab.spec.labspec import build_lab, resolved_spec
+from lab.spec.yamlfile import Origins
 from lab.store import state
 from lab.store.labdir import SECRET, write_file
 

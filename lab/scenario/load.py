@@ -1,7 +1,7 @@
 """Scenario YAML -> ``Scenario``; and a scenario + flavour/version -> its labs.
 
 Errors name the file, the line and the key, like lab specs (they share
-``lab.spec.labspec.load_yaml`` and ``Origins``). Overrides under ``lab.set`` and
+``lab.spec.yamlfile.load_yaml`` and ``Origins``). Overrides under ``lab.set`` and
 ``given.set`` are spec keys, so a bad one is reported at its line in the
 scenario file with the spec's own message.
 """
@@ -29,20 +29,18 @@ from lab.scenario.model import (
     Step,
     StepKind,
 )
-from lab.spec.labspec import (
+from lab.spec.labspec import build_lab, mapping, resolved_spec
+from lab.spec.topologies import TOPOLOGIES, topology
+from lab.spec.yamlfile import (
     Origins,
     apply_set,
-    build_lab,
     dotted_key,
     error_at,
     load_yaml,
-    mapping,
     merge,
     read_user_file,
     record_all,
-    resolved_spec,
 )
-from lab.spec.topologies import TOPOLOGIES, topology
 
 Path_ = tuple[str, ...]
 

@@ -527,7 +527,8 @@ def import_files(files: Sequence[tuple[str, Path]], *, version: str | None = Non
 
 def check_importable(result: ImportResult) -> None:
     """Raise if the spec would not load, so `lab import` never writes a broken file."""
-    from lab.spec.labspec import Origins, build_lab
+    from lab.spec.labspec import build_lab
+    from lab.spec.yamlfile import Origins
 
     try:
         lab = build_lab(result.spec, Origins())

@@ -6,14 +6,11 @@ Every value remembers where it came from (file and line, the topology, or a
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from lab.errors import SpecError
 from lab.model.lab import (
@@ -29,8 +26,18 @@ from lab.model.lab import (
 from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
 from lab.spec.topologies import TOPOLOGIES, topology
 from lab.spec.versions import DEFAULT_VERSION, parse_supported
+from lab.spec.yamlfile import (
+    Origins,
+    Path_,
+    apply_set,
+    error_at,
+    load_yaml,
+    merge,
+    parse_set,
+    read_user_file,
+    record_all,
+)
 
-Path_ = tuple[str, ...]
 T = TypeVar("T")
 
 LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
@@ -41,11 +48,6 @@ STORAGE_KEYS = ("name", "path")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly"}
 SUPPORTED_ROLES = (Role.APP, Role.GITALY)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# Files from users are capped: a spec or scenario is a few KiB, so these refuse
-# a huge file or an alias bomb (a few lines that expand into billions of nodes)
-# in well under a second instead of eating memory for minutes.
-MAX_FILE_BYTES = 128 * 1024
-MAX_YAML_NODES = 10_000
 NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 STORAGE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # An image reference as Docker's reference grammar defines it (distribution/reference,
@@ -66,226 +68,9 @@ SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/li
                "/proc", "/root", "/run", "/sbin", "/sys", "/usr", *OMNIBUS_DIRS)
 
 
-@dataclass
-class Origins:
-    """Where each value came from: (source, line) per key path."""
-
-    places: dict[Path_, tuple[str, int | None]] = field(default_factory=dict)
-
-    def record(self, path: Path_, source: str, line: int | None) -> None:
-        self.places[path] = (source, line)
-
-    def of(self, path: Path_) -> tuple[str, int | None]:
-        # Fall back to the nearest recorded parent: a key missing from a
-        # mapping is reported at the mapping.
-        for i in range(len(path), -1, -1):
-            if path[:i] in self.places:
-                return self.places[path[:i]]
-        return ("", None)
-
-    def forget_below(self, path: Path_) -> None:
-        for p in [p for p in self.places if p[: len(path)] == path and p != path]:
-            del self.places[p]
-
-
-def dotted_key(path: Path_) -> str:
-    return ".".join(path)
-
-
-def error_at(origins: Origins, path: Path_, message: str) -> SpecError:
-    """An error naming the file, line and key where the value at ``path`` came from."""
-    source, line = origins.of(path)
-    return SpecError(message, source=source, line=line, key=dotted_key(path))
-
-
-# --- YAML with positions ---------------------------------------------------
-
-class _Budget:
-    """How many more YAML nodes one file may expand into (aliases count each time)."""
-
-    def __init__(self, source: str, limit: int = MAX_YAML_NODES) -> None:
-        self.source = source
-        self.left = limit
-
-    def spend(self, node: yaml.Node) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise SpecError(f"the file expands into more than {MAX_YAML_NODES} values "
-                            "(YAML aliases repeating aliases?); write the values out, a spec "
-                            "or scenario needs far fewer", source=self.source,
-                            line=node.start_mark.line + 1)
-
-
-def expanded_size(root: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
-    """How many nodes ``root`` becomes once every alias is expanded, counted without expanding
-    (each distinct node once, memoized), stopping early past ``limit``."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = limit + 1  # a cycle (not possible with safe YAML) counts as too big
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
-        for child in children:
-            total += size(child)
-            if total > limit:
-                break
-        sizes[id(node)] = min(total, limit + 1)
-        return sizes[id(node)]
-
-    return size(root)
-
-
-def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins,
-               budget: _Budget) -> Any:
-    budget.spend(node)
-    origins.record(path, source, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError("a key must be a plain string, not a list or mapping",
-                                source=source, line=key_node.start_mark.line + 1,
-                                key=dotted_key(path))
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != \
-                "tag:yaml.org,2002:str" else key_node.value
-            key = str(key)
-            if key in out:
-                raise SpecError(f"duplicate key {key!r}", source=source,
-                                line=key_node.start_mark.line + 1, key=dotted_key((*path, key)))
-            out[key] = _construct(value_node, (*path, key), source, origins, budget)
-            origins.record((*path, key), source, key_node.start_mark.line + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, str(i)), source, origins, budget)
-                for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def read_user_file(path: Path, what: str) -> str:
-    """A spec or scenario file's text: a regular file, at most ``MAX_FILE_BYTES``, UTF-8.
-
-    Checked before any parsing, so a binary, huge or special file (a FIFO,
-    /dev/zero) is refused at once with the file named.
-    """
-    source = str(path)
-    try:
-        if path.exists() and not path.is_file():
-            kind = "a directory" if path.is_dir() else "not a regular file"
-            raise SpecError(f"cannot read the {what}: it is {kind}; give a YAML file",
-                            source=source)
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"cannot read the {what}: {exc.strerror or exc}", source=source) \
-            from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SpecError(f"the {what} is larger than {MAX_FILE_BYTES // 1024} KiB, far more than "
-                        "a spec or scenario needs; is it the right file?", source=source)
-    if b"\0" in raw:
-        raise SpecError(f"the {what} is a binary file, not YAML text; is it the right file?",
-                        source=source)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError(f"the {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
-                        source=source, line=line) from None
-
-
-def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecError(f"not valid YAML: {exc.problem or exc}", source=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"not valid YAML: {exc}", source=source) from None
-    if root is None:
-        return {}
-    if not isinstance(root, yaml.MappingNode):
-        raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",
-                        source=source, line=root.start_mark.line + 1)
-    budget = _Budget(source)
-    if expanded_size(root) > MAX_YAML_NODES:  # an alias bomb is refused before expanding
-        budget.left = 0
-        budget.spend(root)
-    data = _construct(root, (), source, origins, budget)
-    assert isinstance(data, dict)
-    return data
-
-
-def record_all(data: Any, path: Path_, source: str, line: int | None, origins: Origins) -> None:
-    """Record one origin for ``path`` and everything below it."""
-    origins.record(path, source, line)
-    if isinstance(data, dict):
-        for k, v in data.items():
-            record_all(v, (*path, str(k)), source, line, origins)
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            record_all(v, (*path, str(i)), source, line, origins)
-
-
-def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` laid on ``base``: mappings merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def _unknown_topology(name: object, origins: Origins, path: Path_) -> SpecError:
     known = ", ".join(sorted(TOPOLOGIES))
     return error_at(origins, path, f"unknown topology {name!r}; known topologies: {known}")
-
-
-def parse_set(assignment: str) -> tuple[str, Any]:
-    """``key.path=value`` from the command line -> (key, the value parsed as YAML)."""
-    if "=" not in assignment:
-        raise SpecError("expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own",
-                        source=f"--set {assignment}")
-    key, _, raw_value = assignment.partition("=")
-    try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        value = raw_value
-    return key, value
-
-
-def apply_set(data: dict[str, Any], key: str, value: Any, origins: Origins, *, source: str,
-              line: int | None = None) -> dict[str, Any]:
-    """Raw spec data with ``value`` at the dotted ``key``; it and its keys come from
-    ``source`` (and ``line``) in later errors."""
-    path = tuple(p for p in key.strip().split(".") if p)
-    if not path:
-        raise SpecError("empty key; expected KEY=VALUE, e.g. --set tls=true", source=source,
-                        line=line)
-    out = copy.deepcopy(data)
-    cursor: dict[str, Any] = out
-    for i, part in enumerate(path[:-1]):
-        nxt = cursor.get(part)
-        if nxt is None:
-            nxt = cursor[part] = {}
-            origins.record(path[: i + 1], source, line)
-        if not isinstance(nxt, dict):
-            raise SpecError(f"{dotted_key(path[: i + 1])} is not a mapping, so it has no key "
-                            f"{path[i + 1]!r}", source=source, line=line, key=key)
-        cursor = nxt
-    cursor[path[-1]] = copy.deepcopy(value)
-    origins.forget_below(path)
-    record_all(value, path, source, line, origins)
-    return out
 
 
 # --- validation --------------------------------------------------------------

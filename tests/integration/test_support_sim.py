@@ -21,7 +21,8 @@ from lab.engine import docker as dk
 from lab.lifecycle import handle as lifecycle
 from lab.render.secrets import secret_values
 from lab.spec.importer import check_importable, import_files, node_inputs
-from lab.spec.labspec import Origins, SpecRequest, build_lab, resolve
+from lab.spec.labspec import SpecRequest, build_lab, resolve
+from lab.spec.yamlfile import Origins
 from lab.support.collect import collect
 from lab.support.doctor import Level, doctor
 

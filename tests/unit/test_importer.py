@@ -13,7 +13,8 @@ from lab.model.lab import Lab
 from lab.omnibus.reader import read_rb
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.importer import check_importable, import_files, node_inputs
-from lab.spec.labspec import Origins, SpecRequest, build_lab, resolve
+from lab.spec.labspec import SpecRequest, build_lab, resolve
+from lab.spec.yamlfile import Origins
 from lab.store.labdir import write_lab
 
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")

@@ -176,7 +176,8 @@ def test_missing_file(tmp_path: Path) -> None:
     ("/var/opt", "top-level folder"),
 ])
 def test_storage_paths_omnibus_owns_are_refused(spath: str, message: str) -> None:
-    from lab.spec.labspec import Origins, check_storage_path
+    from lab.spec.labspec import check_storage_path
+    from lab.spec.yamlfile import Origins
 
     with pytest.raises(SpecError, match=message):
         check_storage_path(spath, ("storages", "0", "path"), Origins())

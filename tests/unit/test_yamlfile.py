@@ -1,0 +1,117 @@
+"""YAML files from users, read with positions: lines, caps, and where overrides came from."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.errors import SpecError
+from lab.spec.yamlfile import (
+    MAX_FILE_BYTES,
+    MAX_YAML_NODES,
+    Origins,
+    apply_set,
+    error_at,
+    expanded_size,
+    load_yaml,
+    merge,
+    parse_set,
+    read_user_file,
+)
+
+TEXT = "name: x\nnodes:\n  gitaly1:\n    storages:\n      - default\n      - storage1\n"
+
+
+def test_every_key_remembers_its_line() -> None:
+    origins = Origins()
+    data = load_yaml(TEXT, "lab.yaml", origins)
+    assert data["nodes"]["gitaly1"]["storages"] == ["default", "storage1"]
+    assert origins.of(("name",)) == ("lab.yaml", 1)
+    assert origins.of(("nodes", "gitaly1")) == ("lab.yaml", 3)
+    assert origins.of(("nodes", "gitaly1", "storages", "1")) == ("lab.yaml", 6)
+    # A key that is not there is reported at the nearest mapping that is.
+    assert origins.of(("nodes", "gitaly1", "tls")) == ("lab.yaml", 3)
+    err = error_at(origins, ("nodes", "gitaly1", "storages", "1"), "bad storage")
+    assert str(err) == "lab.yaml:6: nodes.gitaly1.storages.1: bad storage"
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("a: 1\na: 2\n", 2, "duplicate key 'a'"),
+    ("? [a, b]\n: 1\n", 1, "a key must be a plain string"),
+    ("a: [1, 2\n", 2, "not valid YAML"),
+    ("- a\n- b\n", 1, "must be a mapping"),
+])
+def test_bad_yaml_names_the_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as err:
+        load_yaml(text, "f.yaml", Origins())
+    assert err.value.source == "f.yaml"
+    assert err.value.line == line
+
+
+def test_an_alias_bomb_is_refused_before_it_expands() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    root = yaml.compose(bomb, Loader=yaml.SafeLoader)
+    assert expanded_size(root) > MAX_YAML_NODES
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=f"more than {MAX_YAML_NODES} values"):
+        load_yaml(bomb, "bomb.yaml", Origins())
+    assert time.monotonic() - started < 5
+
+
+def test_expanded_size_counts_each_alias_use() -> None:
+    root = yaml.compose("a: &a [1, 2]\nb: *a\n", Loader=yaml.SafeLoader)
+    # mapping + 2 keys + the list twice (list + 2 items each)
+    assert expanded_size(root) == 1 + 2 + 3 + 3
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x00\x01binary", "binary file"),
+    (b"a: \xff\xfe\n", "not UTF-8"),
+    (b"a: 1\n" * (MAX_FILE_BYTES // 5 + 1), "larger than 128 KiB"),
+])
+def test_read_user_file_refuses_what_is_no_yaml_text(tmp_path: Path, content: bytes,
+                                                     message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SpecError, match=message) as err:
+        read_user_file(path, "spec file")
+    assert err.value.source == str(path)
+
+
+def test_read_user_file_refuses_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="it is a directory"):
+        read_user_file(tmp_path, "scenario file")
+    assert read_user_file(_write(tmp_path / "ok.yaml", TEXT), "spec file") == TEXT
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_merge_lays_mappings_over_and_replaces_the_rest() -> None:
+    base = {"nodes": {"a": {"tls": False, "roles": ["app"]}}, "tls": False}
+    over = {"nodes": {"a": {"tls": True, "roles": ["gitaly"]}}, "name": "x"}
+    out = merge(base, over)
+    assert out == {"nodes": {"a": {"tls": True, "roles": ["gitaly"]}}, "tls": False, "name": "x"}
+    assert base["nodes"]["a"]["tls"] is False  # the base is not changed
+
+
+def test_a_set_override_records_its_own_origin() -> None:
+    origins = Origins()
+    data = load_yaml(TEXT, "lab.yaml", origins)
+    key, value = parse_set("nodes.gitaly1.storages=[only]")
+    assert (key, value) == ("nodes.gitaly1.storages", ["only"])
+    data = apply_set(data, key, value, origins, source="--set nodes.gitaly1.storages=[only]")
+    assert data["nodes"]["gitaly1"]["storages"] == ["only"]
+    assert origins.of(("nodes", "gitaly1", "storages", "0"))[0].startswith("--set")
+    assert ("nodes", "gitaly1", "storages", "1") not in origins.places  # the old list's
+    with pytest.raises(SpecError, match="is not a mapping"):
+        apply_set(data, "name.x", 1, origins, source="--set name.x=1")
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        parse_set("tls")
