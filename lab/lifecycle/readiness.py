@@ -1,4 +1,4 @@
-"""Layered waits: each layer polls one check per node until all pass.
+"""Layered waits: each layer polls one probe per node until all pass.
 
 Pure logic over injected callables and an injectable ``Clock``, so unit tests
 drive timeouts without sleeping. ``watch`` runs before every poll and raises
@@ -22,13 +22,14 @@ class Status:
     detail: str
 
 
-Check = Callable[[], Status]
+# One node's readiness probe: asked again each poll round until it says ok.
+Probe = Callable[[], Status]
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
-    checks: Mapping[str, Check]  # node -> its check
+    probes: Mapping[str, Probe]  # node -> its probe
     hint: str = ""  # said when this layer times out
 
 
@@ -96,9 +97,9 @@ class RecordingProgress:
         self.events.append(("note", message))
 
 
-def _poll(check: Check) -> Status:
+def _poll(probe: Probe) -> Status:
     try:
-        return check()
+        return probe()
     except NotReady:
         raise
     except LabError as exc:
@@ -124,12 +125,12 @@ def wait_layers(
     timings: list[LayerTiming] = []
     for layer in layers:
         started = clock.now()
-        waiting = {node: "not checked yet" for node in layer.checks}
-        progress.layer_started(layer.name, list(layer.checks))
+        waiting = {node: "not checked yet" for node in layer.probes}
+        progress.layer_started(layer.name, list(layer.probes))
         while True:
             watch()
             for node in list(waiting):
-                status = _poll(layer.checks[node])
+                status = _poll(layer.probes[node])
                 if status.ok:
                     del waiting[node]
                 else:

@@ -23,7 +23,7 @@ _ROLES_ERA = "17.6.0"
 
 
 @dataclass
-class Evidence:
+class VersionClues:
     """What the keys used say about the GitLab version (inclusive bounds)."""
 
     low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))

@@ -55,7 +55,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 TEMPLATE_RE = re.compile(r"\{([^{}]*)\}")
 
-Check = Callable[[Any], bool]
+# Whether a step argument's value is of the kind the step takes.
+Validator = Callable[[Any], bool]
 
 
 def _str(v: Any) -> bool:
@@ -86,9 +87,9 @@ def _method(v: Any) -> bool:
     return isinstance(v, str) and v.upper() in ("GET", "POST", "PUT", "DELETE")
 
 
-# kind -> argument -> (check, what it must be, required). The first argument is
+# kind -> argument -> (validator, what it must be, required). The first argument is
 # the one a scalar shorthand sets (`- push: p1`, `- stop: gitaly1`).
-ArgSpec = dict[str, tuple[Check, str, bool]]
+ArgSpec = dict[str, tuple[Validator, str, bool]]
 _NODE: ArgSpec = {"node": (_str, "a node name", True)}
 STEP_ARGS: dict[StepKind, ArgSpec] = {
     StepKind.CREATE_PROJECT: {"project": (_str, "a project alias", True),

@@ -29,7 +29,7 @@ import yaml
 from lab.errors import BadInput, SpecError
 from lab.model.lab import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
-from lab.omnibus.infer import Evidence
+from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
 from lab.spec.versions import parse_supported
@@ -43,7 +43,7 @@ REDACTED_RE = re.compile(
     r"\s*[>\])}]?\s*$", re.IGNORECASE)
 SECRET_KEY_RE = re.compile(r"(token|secret|password|passwd|key_base|private_key)", re.IGNORECASE)
 
-# Services a Gitaly-only node turns off; their `enable = false` is role evidence, not a setting.
+# Services a Gitaly-only node turns off; their `enable = false` tells the role, not a setting.
 _ROLE_SWITCHES = ("postgresql", "redis", "nginx", "puma", "unicorn", "sidekiq", "gitlab_workhorse",
                   "prometheus", "alertmanager", "gitlab_exporter", "gitlab_monitor", "gitlab_kas",
                   "node_exporter", "redis_exporter", "postgres_exporter", "pgbouncer_exporter",
@@ -154,7 +154,7 @@ def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
     if other_roles:
         notes.append(f"{node.name}: roles {other_roles} are not reproduced (the lab has app and "
                      "gitaly nodes only)")
-    # Services a Gitaly-only node turns off are role evidence, not settings of their own.
+    # Services a Gitaly-only node turns off tell the role; they are not settings of their own.
     for svc in _ROLE_SWITCHES:
         s.get(svc, "enable")
     node.app = omnibus_dialect.runs_app(s.get, d)
@@ -323,19 +323,19 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
     ``skipped``: per node, the (line, statement) pairs the reader did not take.
     """
     notes: list[str] = []
-    ev = Evidence()
+    clues = VersionClues()
     nodes = [NodeImport(n, src, Settings(data), skipped=tuple((skipped or {}).get(n, ())))
              for n, src, data in inputs]
     for node in nodes:
-        ev.add(node.name, node.settings.data)
+        clues.add(node.name, node.settings.data)
     if not any(n.settings.data.get("roles") for n in nodes) and \
             any(isinstance(n.settings.data.get("gitaly"), dict) and
                 n.settings.data["gitaly"].get("enable") is not False and
                 not n.settings.data.get("external_url") for n in nodes):
         # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
-        ev.no_roles_on_gitaly_nodes()
+        clues.no_roles_on_gitaly_nodes()
     asked = parse_supported(version, source="--version") if version is not None else None
-    release, why = ev.choose(asked, notes)
+    release, why = clues.choose(asked, notes)
     chosen = str(release)
     d = omnibus_dialect.dialect_for(release)
     for node in nodes:

@@ -223,11 +223,11 @@ def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None
     # Gitaly node to serve, asked with the node's own token; only the app's view is left out.
     [gitaly] = [layer for layer in running.layers(wait_gitaly=False)
                 if layer.name == "gitaly storages"]
-    assert set(gitaly.checks) == {"gitaly1"}
+    assert set(gitaly.probes) == {"gitaly1"}
     monkeypatch.setattr(lifecycle, "containers_routable", lambda: False)
     assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
-    assert set(running.layers()[3].checks) == {"gitlab"}  # the app is asked instead
-    assert set(running.layers()[1].checks) == {"gitlab", "gitaly1"}
+    assert set(running.layers()[3].probes) == {"gitlab"}  # the app is asked instead
+    assert set(running.layers()[1].probes) == {"gitlab", "gitaly1"}
 
 
 # --- the up-in-progress marker ------------------------------------------------------
