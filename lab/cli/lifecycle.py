@@ -5,7 +5,8 @@ running or not healthy, or ``down --purge`` could not delete the folder; 2 bad
 input (unknown lab or node, spec error, port in use, a lab of that name owned by
 another folder, a lab in use by another process); 3 Docker, Compose or an image
 is not usable; 4 the lab did not become ready (the message names the node and
-shows its last log lines); 130 interrupted. ``exec`` exits with the command's
+shows its last log lines); 5 a host tool is missing (a Compose tool; the docker
+CLI for ``exec``); 130 interrupted. ``exec`` exits with the command's
 own exit code.
 """
 

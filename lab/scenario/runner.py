@@ -778,7 +778,7 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
     """
     planned = plan(scenarios, flavor=flavor, version=version, versions=versions)
     if up is default_up and any(labs is not None for _, labs in planned):
-        # No Docker or Compose: one clear error (exit 3), not an error per scenario.
+        # No Docker (exit 3) or no Compose tool (exit 5): one clear error, not one per scenario.
         from lab.engine.compose import detect
         from lab.engine.docker import client
 
