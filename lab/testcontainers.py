@@ -32,6 +32,7 @@ from testcontainers.core.container import DockerContainer
 
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
+from lab.engine.docker import Container
 from lab.engine.images import image_for
 from lab.errors import ImageMissing, LabError, NotReady
 from lab.lifecycle import handle as lifecycle
@@ -278,19 +279,19 @@ class LabCompose:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def get_container(self, service_name: str) -> Any:
+    def get_container(self, service_name: str) -> Container:
+        """The node's container as the toolkit sees it (id, name, state, ports, address)."""
         return self.running.container(service_name)
 
     def get_service_host(self, service_name: str | None = None, port: int | None = None) -> str:
         return "127.0.0.1"  # every published lab port binds to loopback
 
     def get_service_port(self, service_name: str, port: int) -> int:
-        bound = (self.get_container(service_name).attrs["NetworkSettings"]["Ports"]
-                 or {}).get(f"{port}/tcp") or []
-        if not bound:
+        bound = self.get_container(service_name).published_port(port)
+        if bound is None:
             raise LabError(f"node {service_name!r} publishes no port {port}; add `publish:` to "
                            "it in the spec (e.g. sets=['nodes.gitaly1.publish.gitaly=0'])")
-        return int(bound[0]["HostPort"])
+        return bound
 
     def exec_in_container(self, command: list[str], service_name: str) -> tuple[str, str, int]:
         res = self.running.exec(service_name, command, check=False)

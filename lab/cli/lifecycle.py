@@ -13,7 +13,6 @@ own exit code.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,7 @@ from lab.cli.common import (
     spec_request,
     warn_if_forced,
 )
-from lab.errors import LabError, LabNotFound, ToolMissing
+from lab.errors import LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.handle import TIMEOUTS, RunningLab
@@ -229,7 +228,8 @@ def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail:
         return
     from lab.engine.docker import follow_logs
 
-    for line in follow_logs(running.container(node), tail=tail, since=since):
+    for line in follow_logs(running.container(node), tail=tail, since=since,
+                            redact=running.redactor):
         click.echo(line)
 
 
@@ -240,16 +240,12 @@ def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail:
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     """Run a command in a node: lab exec NODE -- CMD... (exits with its exit code)."""
+    from lab.engine.docker import exec_attached
+
     running = lifecycle.attach(pick_lab(lab_name))
-    container = running.container(node)
     args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
-    tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
-    # Hand the terminal to `docker exec`: interactive shells and exit codes just work.
-    try:
-        os.execvp("docker", ["docker", "exec", "-i", *tty, container.id, *args])
-    except OSError as exc:  # the Engine answers through its API, but no docker CLI here
-        raise ToolMissing("docker", f"cannot run the docker command ({exc.strerror}); `lab exec` "
-                          "needs the Docker CLI on PATH") from None
+    # The terminal goes to the command: interactive shells and exit codes just work.
+    exec_attached(running.container(node), args, tty=sys.stdin.isatty() and sys.stdout.isatty())
 
 
 @click.command(name="list")

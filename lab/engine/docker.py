@@ -1,8 +1,10 @@
-"""The Docker Engine through its Python SDK: inspect, exec, logs, labels, faults.
+"""The Docker Engine through its Python SDK: list, inspect, exec, logs, faults, images.
 
-Compose starts and removes labs (``lab.engine.compose``); everything that reads
-a running lab or injures one on purpose goes through here. The SDK is untyped,
-so its objects are ``Any`` and get translated to small dataclasses at this edge.
+Compose starts and removes labs (``lab.engine.compose``, the one subprocess);
+everything else that talks to Docker goes through here. The SDK is untyped: its
+objects stay inside this module, and callers get and give the frozen snapshots
+of ``lab.engine.models`` (or plain ids and names). Functions that show command
+lines, output or errors take the lab's ``redact`` (``lab.engine.run.Redactor``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-from lab.engine.run import Result, redactor
-from lab.errors import DockerUnavailable, EngineError
+from lab.engine.models import Container, ContainerState, Image, Network, Volume
+from lab.engine.run import Result, as_is
+from lab.errors import DockerUnavailable, EngineError, ToolMissing
+
+__all__ = ["Container", "ContainerState", "Image", "Network", "Volume"]
 
 # Long enough for `gitlab-ctl reconfigure` run through exec; a hung engine is
 # caught by the short ping first.
 API_TIMEOUT = 3600
 PING_TIMEOUT = 15
 EXEC_TIMED_OUT = 124  # coreutils `timeout`
+
+Redact = Callable[[str], str]
+ContainerRef = Container | str  # a snapshot, or a container's id or name
 
 _clients: dict[str, Any] = {}
 
@@ -52,108 +60,119 @@ def client() -> Any:
     return cl
 
 
+def check_reachable() -> None:
+    """DockerUnavailable, saying how to start Docker, unless the engine answers."""
+    client()
+
+
+def version() -> str:
+    """The engine's version (`docker version`'s Server.Version)."""
+    try:
+        return str(client().version().get("Version", "?"))
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["version"]) from exc
+
+
+def _id(ref: ContainerRef) -> str:
+    return ref.id if isinstance(ref, Container) else ref
+
+
+def _shown(ref: ContainerRef) -> str:
+    return ref.name if isinstance(ref, Container) else ref
+
+
+def _engine_error(exc: Exception, what: Sequence[str], redact: Redact = as_is) -> EngineError:
+    return EngineError(list(what), -1, redact(str(exc)))
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "status_code", None) == 404
+
+
+# -- listing and inspecting -------------------------------------------------------
+
+
 def label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
     return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
 
 
-def containers(labels: Mapping[str, str]) -> list[Any]:
+def containers(labels: Mapping[str, str]) -> list[Container]:
+    """Every container (running or not) carrying ``labels`` ("" value: any), inspected now."""
     # ignore_removed: another process may remove a container between list and inspect.
-    return list(client().containers.list(all=True, filters=label_filters(labels),
-                                         ignore_removed=True))
+    found = client().containers.list(all=True, filters=label_filters(labels),
+                                     ignore_removed=True)
+    return [Container.from_attrs(c.attrs) for c in found]
 
 
-def networks(labels: Mapping[str, str]) -> list[Any]:
-    return list(client().networks.list(filters=label_filters(labels)))
+def networks(labels: Mapping[str, str]) -> list[Network]:
+    return [Network.from_attrs(n.attrs)
+            for n in client().networks.list(filters=label_filters(labels))]
 
 
-def volumes(labels: Mapping[str, str]) -> list[Any]:
-    return list(client().volumes.list(filters=label_filters(labels)))
+def volumes(labels: Mapping[str, str]) -> list[Volume]:
+    return [Volume.from_attrs(v.attrs)
+            for v in client().volumes.list(filters=label_filters(labels))]
 
 
-@dataclass(frozen=True)
-class ContainerState:
-    status: str  # created, running, paused, restarting, exited, dead
-    exit_code: int
-    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
-    oom_killed: bool = False
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def gone(self) -> bool:
-        """The container stopped on its own and will not come back (restart: no)."""
-        return self.status in ("exited", "dead")
+def inspect(ref: ContainerRef) -> Container:
+    """The container as it is now (EngineError if it is gone)."""
+    try:
+        return Container.from_attrs(client().api.inspect_container(_id(ref)))
+    except DockerUnavailable:
+        raise
+    except Exception as exc:  # NotFound (removed meanwhile), APIError, connection errors
+        raise _engine_error(exc, ["inspect", _shown(ref)]) from exc
 
 
-def state(container: Any, *, reload: bool = True) -> ContainerState:
-    """The container's state, inspected afresh unless ``reload`` is False.
+# -- exec and logs --------------------------------------------------------------------
 
-    ``containers()`` inspects each container it returns, so a just-listed object
-    is already fresh and needs no second inspect.
+
+def exec_in(container: ContainerRef, cmd: Sequence[str], *, check: bool = True,
+            timeout: float | None = None, user: str = "", redact: Redact = as_is) -> Result:
+    """Run ``cmd`` in the container (no shell added); stdout and stderr kept apart.
+
+    The Result holds the output as the command printed it; what goes into an
+    error (the command line, its output) passes ``redact`` first.
     """
-    if reload:
-        try:
-            container.reload()
-        except Exception as exc:  # NotFound (removed meanwhile), APIError, connection errors
-            raise _engine_error(exc, ["inspect", container.name]) from exc
-    st = container.attrs.get("State", {})
-    return ContainerState(
-        status=str(st.get("Status", "")),
-        exit_code=int(st.get("ExitCode", 0) or 0),
-        health=str((st.get("Health") or {}).get("Status", "")),
-        oom_killed=bool(st.get("OOMKilled", False)),
-    )
-
-
-def published_ports(container: Any) -> dict[str, str]:
-    """'80/tcp' -> '127.0.0.1:49153' for every published port."""
-    out: dict[str, str] = {}
-    for port, binds in (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
-        for b in binds or ():
-            out[port] = f"{b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}"
-            break
-    return out
-
-
-def published_port(container: Any, port: int) -> int | None:
-    addr = published_ports(container).get(f"{port}/tcp")
-    return int(addr.rsplit(":", 1)[1]) if addr else None
-
-
-def ip_address(container: Any) -> str | None:
-    for net in (container.attrs.get("NetworkSettings", {}).get("Networks") or {}).values():
-        if net.get("IPAddress"):
-            return str(net["IPAddress"])
-    return None
-
-
-def exec_in(container: Any, cmd: Sequence[str], *, check: bool = True,
-            timeout: float | None = None, user: str = "") -> Result:
-    """Run ``cmd`` in the container (no shell added); stdout and stderr kept apart."""
     argv = [str(c) for c in cmd]
     run_argv = argv
     if timeout is not None:
         # The engine cannot time out an exec, so the container's own `timeout` does.
         run_argv = ["timeout", "-k", "5", str(max(1, int(timeout))), *argv]
-    shown = [redactor(a) for a in argv]
+    shown = ["exec", _shown(container), *(redact(a) for a in argv)]
+    api = client().api
     try:
-        code, (out, err) = container.exec_run(run_argv, demux=True, user=user)
+        exec_id = api.exec_create(_id(container), run_argv, user=user)["Id"]
+        out, err = api.exec_start(exec_id, demux=True)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+    except DockerUnavailable:
+        raise
     except Exception as exc:
-        raise _engine_error(exc, ["exec", container.name, *shown]) from exc
+        raise _engine_error(exc, shown, redact) from exc
     stdout = (out or b"").decode(errors="replace")
     stderr = (err or b"").decode(errors="replace")
     if timeout is not None and code == EXEC_TIMED_OUT:
-        raise EngineError(["exec", container.name, *shown], code,
-                          f"timed out after {timeout:g}s")
+        raise EngineError(shown, code, f"timed out after {timeout:g}s")
     if check and code != 0:
-        raise EngineError(["exec", container.name, *shown], code, redactor(stderr or stdout))
+        raise EngineError(shown, int(code if code is not None else -1), redact(stderr or stdout))
     return Result(argv, int(code if code is not None else -1), stdout, stderr)
 
 
-def _engine_error(exc: Exception, what: Sequence[str]) -> EngineError:
-    return EngineError(list(what), -1, redactor(str(exc)))
+def exec_attached(container: ContainerRef, cmd: Sequence[str], *, tty: bool) -> NoReturn:
+    """Replace this process with `docker exec -i [-t]`: the user's terminal runs ``cmd``.
+
+    The one Docker CLI call: an interactive exec needs the terminal in raw mode,
+    window resizes and signals passed on, and the command's exit code as ours,
+    which the CLI does and the SDK leaves to its caller.
+    """
+    argv = ["docker", "exec", "-i", *(["-t"] if tty else []), _id(container), *cmd]
+    try:
+        os.execvp("docker", argv)
+    except OSError as exc:  # the Engine answers through its API, but no docker CLI here
+        raise ToolMissing("docker", f"cannot run the docker command ({exc.strerror}); an "
+                          "interactive exec (`lab exec`) needs the Docker CLI on PATH") from None
 
 
 _SINCE_RE = re.compile(r"^(\d+)([smhd])$")
@@ -176,130 +195,271 @@ def since_timestamp(since: str, now: float | None = None) -> int | float:
                           "expected a duration such as 10m, 2h, 30s or a unix timestamp") from None
 
 
-def logs(container: Any, *, tail: int | None = 200, since: str | None = None,
-         timestamps: bool = False) -> str:
+def logs(container: ContainerRef, *, tail: int | None = 200, since: str | None = None,
+         timestamps: bool = False, redact: Redact = as_is) -> str:
     kwargs: dict[str, Any] = {"tail": "all" if tail is None else tail, "timestamps": timestamps}
     if since:
         kwargs["since"] = since_timestamp(since)
     try:
-        data = container.logs(stdout=True, stderr=True, **kwargs)
+        data = client().api.logs(_id(container), stdout=True, stderr=True, **kwargs)
+    except DockerUnavailable:
+        raise
     except Exception as exc:
-        raise _engine_error(exc, ["logs", container.name]) from exc
-    return redactor(bytes(data).decode(errors="replace"))
+        raise _engine_error(exc, ["logs", _shown(container)], redact) from exc
+    return redact(bytes(data).decode(errors="replace"))
 
 
-def follow_logs(container: Any, *, tail: int | None = 200,
-                since: str | None = None) -> Iterator[str]:
+def follow_logs(container: ContainerRef, *, tail: int | None = 200, since: str | None = None,
+                redact: Redact = as_is) -> Iterator[str]:
     """Log lines as they come (redacted); ends when the container stops."""
     kwargs: dict[str, Any] = {"tail": "all" if tail is None else tail}
     if since:
         kwargs["since"] = since_timestamp(since)
     buf = b""
     # Whole lines only, so a secret split across two chunks is still redacted.
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True, **kwargs):
+    for chunk in client().api.logs(_id(container), stream=True, follow=True, stdout=True,
+                                   stderr=True, **kwargs):
         buf += chunk
         *lines, buf = buf.split(b"\n")
         for line in lines:
-            yield redactor(line.decode(errors="replace"))
+            yield redact(line.decode(errors="replace"))
     if buf:
-        yield redactor(buf.decode(errors="replace"))
+        yield redact(buf.decode(errors="replace"))
 
 
-def log_tail(container: Any, lines: int = 40) -> str:
+def log_tail(container: ContainerRef, lines: int = 40, *, redact: Redact = as_is) -> str:
     """The last lines of a container's log, or why they could not be read."""
     try:
-        return logs(container, tail=lines)
+        return logs(container, tail=lines, redact=redact)
     except EngineError as exc:
         return f"(logs unavailable: {exc.stderr})"
 
 
-def _act(container: Any, what: str, **kwargs: Any) -> None:
-    try:
-        getattr(container, what)(**kwargs)
-    except Exception as exc:
-        raise _engine_error(exc, [what, container.name]) from exc
-
-
-def stop(container: Any, timeout: int | None = None) -> None:
-    # None: the container's own stop timeout (compose's stop_grace_period).
-    _act(container, "stop", **({} if timeout is None else {"timeout": timeout}))
-
-
-def start(container: Any) -> None:
-    _act(container, "start")
-
-
-def restart(container: Any, timeout: int | None = None) -> None:
-    # None: the container's own stop timeout (compose's stop_grace_period).
-    _act(container, "restart", **({} if timeout is None else {"timeout": timeout}))
-
-
-def pause(container: Any) -> None:
-    _act(container, "pause")
-
-
-def unpause(container: Any) -> None:
-    _act(container, "unpause")
-
-
-def disconnect(network: Any, container: Any) -> None:
-    try:
-        network.disconnect(container)
-    except Exception as exc:
-        raise _engine_error(exc, ["network", "disconnect", network.name, container.name]) from exc
-
-
-def connect(network: Any, container: Any, aliases: Sequence[str]) -> None:
-    # Compose gave the node an alias; without it the other nodes cannot resolve it.
-    try:
-        network.connect(container, aliases=list(aliases))
-    except Exception as exc:
-        raise _engine_error(exc, ["network", "connect", network.name, container.name]) from exc
-
-
-def remove_container(container: Any) -> None:
-    try:
-        container.remove(force=True, v=True)
-    except Exception as exc:
-        if getattr(exc, "status_code", None) != 404:
-            raise _engine_error(exc, ["rm", "--force", container.name]) from exc
-
-
-def remove_network(network: Any) -> None:
-    try:
-        network.remove()
-    except Exception as exc:
-        if getattr(exc, "status_code", None) != 404:
-            raise _engine_error(exc, ["network", "rm", network.name]) from exc
-
-
-def remove_volume(volume: Any) -> None:
-    try:
-        volume.remove(force=True)
-    except Exception as exc:
-        if getattr(exc, "status_code", None) != 404:
-            raise _engine_error(exc, ["volume", "rm", volume.name]) from exc
-
-
-def image_present(ref: str) -> bool:
-    import docker
-
-    try:
-        client().images.get(ref)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
-def memory_usage(container: Any) -> int:
+def memory_usage(container: ContainerRef) -> int:
     """Bytes of memory in use (as `docker stats` counts it, minus page cache)."""
-    stats = container.stats(stream=False)
+    try:
+        stats = client().api.stats(_id(container), stream=False)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["stats", _shown(container)]) from exc
     mem = stats.get("memory_stats", {})
     usage = int(mem.get("usage", 0))
     inner = mem.get("stats", {})
     cache = int(inner.get("inactive_file", inner.get("total_inactive_file", 0)))
     return max(0, usage - cache)
 
+
+# -- faults and removal ----------------------------------------------------------------
+
+
+def _act(what: str, shown: Sequence[str], call: Callable[[Any], object]) -> None:
+    try:
+        call(client().api)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, [what, *shown]) from exc
+
+
+def stop(container: ContainerRef, timeout: int | None = None) -> None:
+    # None: the container's own stop timeout (compose's stop_grace_period).
+    _act("stop", [_shown(container)], lambda api: api.stop(_id(container), timeout=timeout))
+
+
+def start(container: ContainerRef) -> None:
+    _act("start", [_shown(container)], lambda api: api.start(_id(container)))
+
+
+def restart(container: ContainerRef, timeout: int | None = None) -> None:
+    # None: the SDK's default (10 s), as before.
+    kwargs = {} if timeout is None else {"timeout": timeout}
+    _act("restart", [_shown(container)], lambda api: api.restart(_id(container), **kwargs))
+
+
+def pause(container: ContainerRef) -> None:
+    _act("pause", [_shown(container)], lambda api: api.pause(_id(container)))
+
+
+def unpause(container: ContainerRef) -> None:
+    _act("unpause", [_shown(container)], lambda api: api.unpause(_id(container)))
+
+
+def disconnect(network: Network, container: ContainerRef) -> None:
+    _act("network", ["disconnect", network.name, _shown(container)],
+         lambda api: api.disconnect_container_from_network(_id(container), network.id))
+
+
+def connect(network: Network, container: ContainerRef, aliases: Sequence[str]) -> None:
+    # Compose gave the node an alias; without it the other nodes cannot resolve it.
+    _act("network", ["connect", network.name, _shown(container)],
+         lambda api: api.connect_container_to_network(_id(container), network.id,
+                                                      aliases=list(aliases)))
+
+
+def remove_container(container: ContainerRef) -> None:
+    try:
+        client().api.remove_container(_id(container), force=True, v=True)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        if not _not_found(exc):
+            raise _engine_error(exc, ["rm", "--force", _shown(container)]) from exc
+
+
+def remove_network(network: Network) -> None:
+    try:
+        client().api.remove_network(network.id)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        if not _not_found(exc):
+            raise _engine_error(exc, ["network", "rm", network.name]) from exc
+
+
+def remove_volume(volume: Volume) -> None:
+    try:
+        client().api.remove_volume(volume.name, force=True)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        if not _not_found(exc):
+            raise _engine_error(exc, ["volume", "rm", volume.name]) from exc
+
+
+# -- images ---------------------------------------------------------------------------
+
+
+def image(ref: str) -> Image | None:
+    """The image ``ref`` on this engine, or None if it is not here."""
+    try:
+        return Image.from_attrs(client().api.inspect_image(ref))
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise _engine_error(exc, ["image", "inspect", ref]) from exc
+
+
+def image_present(ref: str) -> bool:
+    return image(ref) is not None
+
+
+def images(repository: str) -> list[Image]:
+    """Every image of ``repository`` (any tag) on this engine."""
+    try:
+        rows = client().api.images(name=repository)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["image", "ls", repository]) from exc
+    # The listing's rows carry all we show; no inspect per image.
+    return [Image(str(row.get("Id", "")), tuple(str(t) for t in row.get("RepoTags") or ()),
+                  {str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
+                  int(row.get("Size", 0) or 0), _rfc3339(row.get("Created")))
+            for row in rows]
+
+
+def _rfc3339(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return str(epoch or "")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def remove_image(ref: str) -> bool:
+    """Untag/remove ``ref``; False when the engine refuses (a container still uses it)."""
+    try:
+        # Without force, the engine refuses to remove an image a container uses.
+        client().api.remove_image(ref)
+    except DockerUnavailable:
+        raise
+    except Exception:  # APIError 409 (in use), 404 (gone meanwhile)
+        return False
+    return True
+
+
+def pull(ref: str) -> None:
+    """Pull ``ref`` from its registry (EngineError with the registry's answer if it fails)."""
+    try:
+        client().images.pull(ref)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:  # ImageNotFound, APIError, connection errors
+        raise _engine_error(exc, ["pull", ref]) from exc
+
+
+def import_image(tarball: Path, ref: str, changes: Sequence[str]) -> None:
+    """`docker import`: a root file system tarball as image ``ref``, with Dockerfile ``changes``."""
+    repository, _, tag = ref.rpartition(":")
+    try:
+        client().api.import_image_from_file(str(tarball), repository=repository, tag=tag,
+                                            changes=list(changes))
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["import", str(tarball), ref]) from exc
+
+
+def build_image(context: Path, ref: str, *, labels: Mapping[str, str],
+                buildargs: Mapping[str, str]) -> None:
+    """Build ``context`` (a Dockerfile folder) as ``ref`` with the classic builder.
+
+    The Engine API builds with the classic builder unless asked for BuildKit, so
+    nothing is pulled for a frontend; intermediate containers go even on failure.
+    """
+    shown = ["build", "-t", ref, str(context)]
+    log: list[str] = []
+    try:
+        for chunk in client().api.build(path=str(context), tag=ref, labels=dict(labels),
+                                        buildargs=dict(buildargs), rm=True, forcerm=True,
+                                        decode=True):
+            if "error" in chunk:
+                raise EngineError(shown, 1, "".join(log[-20:]) + str(chunk["error"]))
+            log.append(str(chunk.get("stream", "")))
+    except (DockerUnavailable, EngineError):
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, shown) from exc
+
+
+def load_images(tarball: Path) -> list[str]:
+    """`docker load`: the images in ``tarball`` (from `docker save`); the refs loaded."""
+    loaded: list[str] = []
+    try:
+        with tarball.open("rb") as data:
+            for chunk in client().api.load_image(data):
+                if "error" in chunk:
+                    raise EngineError(["load", str(tarball)], 1, str(chunk["error"]))
+                text = str(chunk.get("stream", ""))
+                for prefix in ("Loaded image:", "Loaded image ID:"):
+                    if text.startswith(prefix):
+                        loaded.append(text[len(prefix):].strip())
+    except (DockerUnavailable, EngineError):
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["load", str(tarball)]) from exc
+    return loaded
+
+
+def save_images(refs: Sequence[str], target: Path) -> None:
+    """`docker save`: ``refs`` into one tarball at ``target`` (written as it streams)."""
+    api = client().api
+    try:
+        # GET /images/get?names=... is the multi-image export; docker-py wraps only the
+        # single-image form (get_image), so its request helpers are used directly.
+        res = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True)
+        api._raise_for_status(res)
+        with target.open("wb") as out:
+            for chunk in res.iter_content(chunk_size=2 << 20):
+                out.write(chunk)
+    except DockerUnavailable:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc, ["save", "-o", str(target), *refs]) from exc
+
+
+# -- a container of our own ------------------------------------------------------------
 
 def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[str, str]) -> None:
     """Give ``host_dir`` (recursively) back to ``uid:gid`` from a throwaway root container.
@@ -323,7 +483,7 @@ def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[st
         code = int(container.wait().get("StatusCode", -1))
         if code != 0:
             out = container.logs(stdout=True, stderr=True).decode(errors="replace")
-            raise EngineError(shown, code, redactor(out))
+            raise EngineError(shown, code, out)
     except EngineError:
         raise
     except Exception as exc:  # APIError

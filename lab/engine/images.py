@@ -1,8 +1,9 @@
 """Images: build the offline sim flavour, list what is present, load tarballs.
 
 The base image is a Debian bookworm root file system from mmdebstrap, imported
-with ``docker import``; the sim image adds ``images/sim`` on top with a plain
-``docker build`` (no network, no BuildKit frontend to pull). Tags are content
+into the engine (`docker import`); the sim image adds ``images/sim`` on top with
+the engine's classic builder (no network, no BuildKit frontend to pull). Every
+engine call goes through ``lab.engine.docker``; mmdebstrap is a subprocess. Tags are content
 hashes, so a changed input means a new tag and a rebuild, never a stale image.
 """
 
@@ -14,8 +15,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import lab
@@ -244,11 +247,16 @@ def debian_sources(apt_dir: Path = Path("/etc/apt"),
 
 def check_docker() -> None:
     """DockerUnavailable, saying how to start Docker, unless the engine answers."""
-    dk.client()
+    dk.check_reachable()
 
 
 def image_exists(ref: str) -> bool:
     return dk.image_present(ref)
+
+
+def pull_image(ref: str) -> None:
+    """Pull ``ref`` from its registry; EngineError with the registry's answer if that fails."""
+    dk.pull(ref)
 
 
 def _quiet(_: str) -> None:
@@ -324,8 +332,7 @@ def build_base(progress: Progress = _quiet) -> str:
             prune_apt_cache(cache)
         progress(f"importing {ref}")
         changes = [f"LABEL {LABEL_PREFIX}=1", f"LABEL {LABEL_PREFIX}.flavor=base", *BASE_CONFIG]
-        run(["docker", "import", *(a for c in changes for a in ("--change", c)), tarball, ref],
-            timeout=BUILD_TIMEOUT)
+        dk.import_image(Path(tarball), ref, changes)
     return ref
 
 
@@ -344,10 +351,8 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
         # ... and one set of Gitaly protocol modules (lab/gitalypb).
         shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        run(["docker", "build", "--force-rm", "--label", f"{LABEL_PREFIX}=1",
-             "--label", f"{LABEL_PREFIX}.flavor=sim",
-             "--build-arg", f"BASE={base}", "-t", ref, str(context)],
-            env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=BUILD_TIMEOUT)
+        dk.build_image(context, ref, labels={LABEL_PREFIX: "1", f"{LABEL_PREFIX}.flavor": "sim"},
+                       buildargs={"BASE": base})
     return ref
 
 
@@ -381,15 +386,16 @@ def prune_stale(keep: set[str]) -> list[str]:
     """
     removed = []
     for repo in (SIM_REPO, BASE_REPO):
-        out = run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo],
-                  check=False, timeout=60).stdout
-        for ref in out.split():
-            if ref in keep or ref.endswith(":<none>"):
-                continue
-            # Without --force, Docker refuses to remove an image a container uses.
-            if run(["docker", "rmi", ref], check=False, timeout=120).returncode == 0:
+        for ref in _refs(repo):
+            # The engine refuses to remove an image a container uses.
+            if ref not in keep and dk.remove_image(ref):
                 removed.append(ref)
     return removed
+
+
+def _refs(repo: str) -> list[str]:
+    """``repo:tag`` of every tagged image of ``repo``, as `docker image ls repo` lists them."""
+    return [t for img in dk.images(repo) for t in img.tags if t.rpartition(":")[0] == repo]
 
 
 def list_images() -> list[ImageInfo]:
@@ -398,15 +404,46 @@ def list_images() -> list[ImageInfo]:
     current = {sim_image_ref(), base_image_ref()}
     kinds = {SIM_REPO: "sim", BASE_REPO: "base"} | {r: "omnibus" for r in OMNIBUS_REPOS}
     found = []
+    now = time.time()
     for repo, kind in kinds.items():
-        out = run(["docker", "image", "ls", "--format", "{{json .}}", repo], timeout=60).stdout
-        for line in out.splitlines():
-            row = json.loads(line)
-            ref = f"{row['Repository']}:{row['Tag']}"
-            found.append(ImageInfo(ref=ref, image_id=row.get("ID", ""), size=row.get("Size", ""),
-                                   created=row.get("CreatedSince", ""), kind=kind,
-                                   current=ref in current))
+        for img in dk.images(repo):
+            for ref in img.tags:
+                if ref.rpartition(":")[0] != repo:
+                    continue
+                found.append(ImageInfo(ref=ref, image_id=short_id(img.id),
+                                       size=human_size(img.size),
+                                       created=ago(img.created, now), kind=kind,
+                                       current=ref in current))
     return found
+
+
+def short_id(image_id: str) -> str:
+    """The 12 hex digits `docker image ls` shows."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def human_size(size: int) -> str:
+    """Bytes as `docker image ls` shows them (decimal units, three digits: 183MB)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{value:.3g}GB" if value < 1000 else f"{value:.0f}GB"
+
+
+def ago(created: str, now: float) -> str:
+    """'3 hours ago' for an RFC 3339 time (the engine's), or "" if it is unreadable."""
+    try:
+        then = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    seconds = max(0, int(now - then))
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            n = seconds // length
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "less than a minute ago"
 
 
 def load_image(path: str | Path) -> str:
@@ -414,17 +451,10 @@ def load_image(path: str | Path) -> str:
     if not Path(path).is_file():
         raise LabError(f"{path}: no such file (expected an image tarball from `docker save`)")
     check_docker()
-    result = run(["docker", "load", "-i", str(path)], timeout=BUILD_TIMEOUT)
-    loaded = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
-              if line.startswith(("Loaded image:", "Loaded image ID:"))]
+    loaded = dk.load_images(Path(path))
     if not loaded:
-        raise EngineError(["docker", "load", "-i", str(path)], 0, result.stdout,
-                          "docker load reported no image")
+        raise EngineError(["load", "-i", str(path)], 0, "", "the engine reported no image loaded")
     return loaded[-1]
-
-
-def save_cmd(refs: list[str], path: Path) -> list[str]:
-    return ["docker", "save", "-o", str(path), *refs]
 
 
 def save_images(refs: list[str], path: str | Path) -> list[str]:
@@ -442,7 +472,7 @@ def save_images(refs: list[str], path: str | Path) -> list[str]:
     # Written beside the target and renamed: a failed save leaves no half tarball behind.
     partial = target.with_name(f".{target.name}.partial")
     try:
-        run(save_cmd(refs, partial), timeout=BUILD_TIMEOUT)
+        dk.save_images(refs, partial)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lab.errors import EngineError, ToolMissing
@@ -16,7 +16,12 @@ REDACTED = "[REDACTED]"
 
 @dataclass
 class Redactor:
-    """Replaces known secret values with a marker in anything shown to a user."""
+    """Replaces known secret values with a marker in anything shown to a user.
+
+    One per lab (``RunningLab.redactor``, seeded with its secrets), or per client
+    with its token: never process-wide, so one lab's values neither leak into nor
+    pile up in another's.
+    """
 
     secrets: set[str] = field(default_factory=set)
 
@@ -30,11 +35,13 @@ class Redactor:
         return text
 
 
-redactor = Redactor()
+def as_is(text: str) -> str:
+    """The redaction of a caller that knows no secrets."""
+    return text
 
 
-def shell_cmd_redacted(cmd: Sequence[str]) -> str:
-    return redactor(" ".join(cmd))
+def shell_cmd_redacted(cmd: Sequence[str], redact: Callable[[str], str] = as_is) -> str:
+    return redact(" ".join(cmd))
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,11 @@ def run(
     cwd: str | None = None,
     timeout: float | None = None,
     hint: str = "",
+    redact: Callable[[str], str] = as_is,
 ) -> Result:
     """Run ``cmd`` (never through a shell); raise EngineError on failure if ``check``."""
     argv = [str(c) for c in cmd]
-    log.debug("run: %s", shell_cmd_redacted(argv))
+    log.debug("run: %s", shell_cmd_redacted(argv, redact))
     data = input.encode() if isinstance(input, str) else input
     try:
         proc = subprocess.run(
@@ -74,5 +82,5 @@ def run(
     out = proc.stdout.decode(errors="replace")
     err = proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
-        raise EngineError([redactor(a) for a in argv], proc.returncode, redactor(err or out), hint)
+        raise EngineError([redact(a) for a in argv], proc.returncode, redact(err or out), hint)
     return Result(argv, proc.returncode, out, err)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from lab.engine import docker as dk
+from lab.engine.docker import Container
 from lab.errors import LabError
 from lab.lifecycle.status import LabSummary
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
@@ -37,7 +37,7 @@ def foreign_owners(name: str, path: Path) -> list[str]:
     others: set[str] = set()
     for kind in (dk.containers, dk.networks, dk.volumes):
         for obj in kind({LAB_LABEL: name}):
-            lbl = _labels_of(obj)
+            lbl = obj.labels
             if not is_ours(lbl, path, owner, home):
                 others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
     return sorted(others)
@@ -67,7 +67,7 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
 def list_labs() -> list[LabSummary]:
     """Every lab in the state folder with how many of its containers run."""
     names = state.lab_names()
-    by_lab: dict[str, list[Any]] = {}
+    by_lab: dict[str, list[Container]] = {}
     docker_ok = True
     if names:
         try:
@@ -119,7 +119,7 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
     groups: set[tuple[str, str, str, str]] = set()
     for kind in (dk.containers, dk.networks, dk.volumes):
         for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
-            lbl = _labels_of(obj)
+            lbl = obj.labels
             if all_folders or _mine(lbl, home, root):
                 groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
                             lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
@@ -149,9 +149,3 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
             state.clear_up_marker(path)
     return removed
 
-
-def _labels_of(obj: Any) -> dict[str, str]:
-    # Containers and networks expose .labels; volumes keep them in attrs only.
-    attrs = obj.attrs or {}
-    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
-    return dict(labels)

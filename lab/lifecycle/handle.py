@@ -19,15 +19,15 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import requests
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
+from lab.engine.docker import Container, Network
 from lab.engine.host import containers_routable, port_in_use
 from lab.engine.images import image_for
-from lab.engine.run import Result, redactor
+from lab.engine.run import Redactor, Result
 from lab.errors import (
     LabAlreadyUp,
     LabBusy,
@@ -56,7 +56,6 @@ from lab.render.compose import (
     DIR_LABEL,
     HOME_LABEL,
     ID_LABEL,
-    NODE_LABEL,
     compose_dict,
 )
 from lab.render.compose import labels as lab_labels
@@ -108,9 +107,9 @@ def check_ports(lab: Lab, taken: Callable[[int], bool] = port_in_use) -> None:
                     f"free it, or use --set nodes.{node.name}.publish.{pname}=0 for any free port")
 
 
-def _http_url(app: Any) -> str | None:
+def _http_url(app: Container) -> str | None:
     """GitLab's address on the host, from the app container; None if it publishes no HTTP."""
-    port = dk.published_port(app, HTTP_PORT)
+    port = app.published_port(HTTP_PORT)
     return None if port is None else f"http://127.0.0.1:{port}"
 
 
@@ -128,10 +127,12 @@ class RunningLab:
         self._compose: Compose | None = None
         # The containers listed at the start of the current readiness poll round;
         # every check of that round uses them instead of listing again.
-        self._round: dict[str, Any] | None = None
+        self._round: dict[str, Container] | None = None
         # Poll rounds in a row that listed no container for a node (see _watch).
         self._unlisted: dict[str, int] = {}
-        redactor.add(rendered.secrets.values())
+        # Everything this handle shows (exec errors, logs) passes it; apply adds new secrets.
+        self.redactor = Redactor()
+        self.redactor.add(rendered.secrets.values())
 
     def __repr__(self) -> str:
         return f"RunningLab({self.name!r}, {str(self.path)!r})"
@@ -171,16 +172,16 @@ class RunningLab:
             names = ", ".join(n.name for n in self.lab.nodes)
             raise LabError(f"lab {self.name!r} has no node {node!r}; nodes: {names}") from None
 
-    def _containers(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def _containers(self) -> dict[str, Container]:
+        out: dict[str, Container] = {}
         for c in dk.containers(self.labels):
-            node = c.labels.get(NODE_LABEL)
+            node = c.node
             # A container being replaced by Compose may linger for a moment; prefer the live one.
             if node and (node not in out or c.status == "running"):
                 out[node] = c
         return out
 
-    def container(self, node: str) -> Any:
+    def container(self, node: str) -> Container:
         """The node's container, as listed (and inspected) just now or this poll round."""
         self._node(node)
         live = self._round if self._round is not None else self._containers()
@@ -202,10 +203,11 @@ class RunningLab:
     # --- acting on nodes ---
     def exec(self, node: str, cmd: list[str], *, check: bool = True,
              timeout: float | None = None) -> Result:
-        return dk.exec_in(self.container(node), cmd, check=check, timeout=timeout)
+        return dk.exec_in(self.container(node), cmd, check=check, timeout=timeout,
+                          redact=self.redactor)
 
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
-        return dk.logs(self.container(node), tail=tail, since=since)
+        return dk.logs(self.container(node), tail=tail, since=since, redact=self.redactor)
 
     def stop(self, node: str) -> None:
         dk.stop(self.container(node))
@@ -222,7 +224,7 @@ class RunningLab:
     def unpause(self, node: str) -> None:
         dk.unpause(self.container(node))
 
-    def _network(self) -> Any:
+    def _network(self) -> Network:
         nets = dk.networks(self.labels)
         if not nets:
             raise LabError(f"lab {self.name!r} has no network; is it up?")
@@ -269,7 +271,7 @@ class RunningLab:
                    and node_files(new_files, n) != node_files(old_files, n)]
         removed = [n for n in old_services if n not in new_services]
         self.rendered, self.lab = rendered, new_lab
-        redactor.add(rendered.secrets.values())
+        self.redactor.add(rendered.secrets.values())
         if recreate or removed:
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.
             self.compose.run(self.compose.up_cmd(recreate, no_deps=True),
@@ -296,28 +298,26 @@ class RunningLab:
                     raise NotReady(node.name, "its container is gone (removed from outside?)")
                 continue
             self._unlisted.pop(node.name, None)
-            st = dk.state(c, reload=False)
+            st = c.state
             if st.gone:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
                 # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
                 during = " during `gitlab-ctl reconfigure`" if omnibus.exited_during_reconfigure(
                     self._log_since_start(c)) else ""
                 raise NotReady(node.name, f"container exited{during} with code "
-                               f"{st.exit_code}{oom}", dk.log_tail(c),
+                               f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
                                hint=f"see nodes/{node.name}/gitlab.rb in {self.path}; full log: "
                                f"`lab logs {node.name} --lab {self.name}`")
 
-    def _log_since_start(self, container: Any, since: str | None = None) -> str:
+    def _log_since_start(self, container: Container, since: str | None = None) -> str:
         """The container's log (with Docker's timestamps) since its latest start or ``since``."""
-        attrs = getattr(container, "attrs", None) or {}
-        started = str(attrs.get("State", {}).get("StartedAt", ""))
-        stamp = since or started
+        stamp = since or container.state.started_at
         try:
             after = datetime.fromisoformat(stamp).timestamp() if stamp else None
         except ValueError:
             after = None
         return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
-                       timestamps=True)
+                       timestamps=True, redact=self.redactor)
 
     def _read_log(self, node: str) -> probes.LogFn:
         def read(since: str | None) -> str:
@@ -329,13 +329,13 @@ class RunningLab:
             return self.exec(node, cmd, check=False, timeout=timeout)
         return run_it
 
-    # container() hands out just-listed objects, so their state needs no second inspect.
+    # container() hands out snapshots listed this poll round: their state is fresh enough.
     def _running(self, node: str) -> Status:
-        st = dk.state(self.container(node), reload=False)
+        st = self.container(node).state
         return Status(st.running, st.status)
 
     def _docker_health(self, node: str) -> Status:
-        st = dk.state(self.container(node), reload=False)
+        st = self.container(node).state
         return Status(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
 
     def _app_ready(self, all_checks: bool) -> Status:
@@ -350,7 +350,7 @@ class RunningLab:
         # Imported late: the gRPC stack is only needed once a lab is up.
         from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
-        ip = dk.ip_address(self.container(node.name))
+        ip = self.container(node.name).ip
         if ip is None:
             return Status(False, "no address on the lab network yet")
         sec = self.rendered.secrets
@@ -416,7 +416,7 @@ class RunningLab:
 
     def _log_tail(self, node: str) -> str:
         try:
-            return dk.log_tail(self.container(node))
+            return dk.log_tail(self.container(node), redact=self.redactor)
         except LabError:
             return ""
 
@@ -475,9 +475,8 @@ class RunningLab:
                 nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), "missing",
                                         "", {}, tuple(s.name for s in node.storages), ""))
                 continue
-            st = dk.state(c, reload=False)  # just listed
-            nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), st.status,
-                                    st.health, dk.published_ports(c),
+            nodes.append(NodeStatus(node.name, tuple(r.value for r in node.roles), c.status,
+                                    c.state.health, dict(c.ports),
                                     tuple(s.name for s in node.storages), c.name))
         app = live.get(self.lab.app.name)
         url = None if app is None else _http_url(app)
@@ -575,7 +574,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
             raise LabError(f"invalid lab name {name!r} (lower-case letters, digits and -, "
                            "at most 40)")
         lab = replace(lab, name=name)
-    dk.client()  # Docker unreachable: say so before anything else
+    dk.check_reachable()  # Docker unreachable: say so before anything else
     detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
     path = state.lab_dir(lab.name)
     start = state.StartLock(lab.name)

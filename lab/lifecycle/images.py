@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from lab.engine import docker as dk
-from lab.engine.run import run
-from lab.errors import ImageMissing
+from lab.engine.images import build_images, pull_image
+from lab.errors import EngineError, ImageMissing
 from lab.lifecycle.readiness import Progress
 from lab.model.lab import Flavor, Lab
-from lab.omnibus import node as omnibus
 from lab.render.compose import omnibus_image
 
 
@@ -17,18 +16,17 @@ def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None
         return
     note = progress.note if progress is not None else (lambda message: None)
     if lab.flavor is Flavor.SIM and lab.image is None:
-        from lab.engine.images import build_images
-
         note(f"building the sim image {image} (once per checkout)")
         build_images(progress=note)
         return
     note(f"pulling {image}")
-    res = run(["docker", "pull", image], check=False, timeout=3600)
-    if res.returncode == 0:
-        return
-    official = image if lab.image else omnibus_image(lab)
-    raise ImageMissing(
-        f"image {image} is not present locally and `docker pull` failed"
-        f" ({omnibus.failure_line(res)}). Get it with "
-        f"`docker pull {official}` on a connected machine, or `lab images load FILE.tar` "
-        f"(an archive made with `docker save {official}`), or use --flavor sim.")
+    try:
+        pull_image(image)
+    except EngineError as exc:
+        official = image if lab.image else omnibus_image(lab)
+        why = next(iter(exc.stderr.strip().splitlines()), "no answer")
+        raise ImageMissing(
+            f"image {image} is not present locally and pulling it failed ({why}). Get it "
+            f"with `docker pull {official}` on a connected machine, or `lab images load "
+            f"FILE.tar` (an archive made with `docker save {official}`), or use --flavor sim."
+        ) from None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.client.gitlab import GitLab, project_ref
-from lab.engine.run import Redactor, Result, redactor
+from lab.engine.run import Redactor, Result
 from lab.errors import LabError
 from lab.model.lab import HTTP_PORT, Lab
 from lab.scenario.load import TEMPLATE_RE, lab_key, resolve_labs
@@ -40,6 +40,7 @@ class LabHandle(Protocol):
     name: str
     path: Path
     lab: Lab
+    redactor: Redactor  # knows the lab's secrets
 
     @property
     def http_url(self) -> str: ...
@@ -351,9 +352,8 @@ class _Run:
         self._token.add([self.running.admin_token])
 
     def redact(self, text: str) -> str:
-        # The global redactor knows only labs this process rendered; a kept lab's
-        # admin token (or a fake lab's) must not reach a report either.
-        return self._token(redactor(text))
+        # The lab's secrets, and its admin token again: a fake lab's redactor may not know it.
+        return self._token(self.running.redactor(text))
 
     def project_name(self, alias: str) -> str:
         return f"{alias}-{self.nonce}"
@@ -780,9 +780,9 @@ def run_scenarios(scenarios: Sequence[Scenario], *, flavor: str = "sim",
     if up is default_up and any(labs is not None for _, labs in planned):
         # No Docker (exit 3) or no Compose tool (exit 5): one clear error, not one per scenario.
         from lab.engine.compose import detect
-        from lab.engine.docker import client
+        from lab.engine.docker import check_reachable
 
-        client()
+        check_reachable()
         detect()
     groups: dict[str, list[tuple[int, Scenario, ScenarioLabs]]] = {}
     results: dict[int, ScenarioResult] = {}

@@ -239,11 +239,15 @@ def versions(host: HostFacts, image: str | None, notes: list[str]) -> dict[str, 
             from lab.engine import docker as dk
 
             try:
-                img = dk.client().images.get(image)
-                data["image_id"] = str(img.id)
-                data["image_labels"] = dict(img.labels or {})
-            except Exception as exc:  # the SDK raises its own untyped errors
+                img = dk.image(image)
+            except LabError as exc:
                 notes.append(f"image {image}: {exc}")
+            else:
+                if img is None:
+                    notes.append(f"image {image}: not on this engine")
+                else:
+                    data["image_id"] = img.id
+                    data["image_labels"] = dict(img.labels)
     return data
 
 

@@ -43,7 +43,7 @@ def homes(tmp_path: Path, sim_image: str) -> Iterator[tuple[Path, Path]]:
 @pytest.fixture
 def sim_image() -> str:
     try:
-        dk.client()
+        dk.check_reachable()
     except Exception as exc:
         skip_or_fail(f"no reachable Docker Engine ({exc})")
     from lab.engine.images import build_images

@@ -53,18 +53,18 @@ def resource_labels(path: Path) -> dict[str, list[dict[str, str]]]:
     """The labels of each container, network and volume labelled with lab directory ``path``."""
     labels = {DIR_LABEL: str(path)}
     return {"container": [dict(c.labels) for c in dk.containers(labels)],
-            "network": [dict(n.attrs.get("Labels") or {}) for n in dk.networks(labels)],
-            "volume": [dict(v.attrs.get("Labels") or {}) for v in dk.volumes(labels)]}
+            "network": [dict(n.labels) for n in dk.networks(labels)],
+            "volume": [dict(v.labels) for v in dk.volumes(labels)]}
 
 
 def started_at(running: lifecycle.RunningLab, node: str) -> str:
-    return str(running.container(node).attrs["State"]["StartedAt"])
+    return running.container(node).state.started_at
 
 
 @pytest.fixture
 def engine() -> None:
     try:
-        dk.client()
+        dk.check_reachable()
     except Exception as exc:
         skip_or_fail(f"no reachable Docker Engine ({exc})")
 
@@ -189,7 +189,7 @@ def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> No
         assert running.apply(changed, timeout=180) == ["gitaly1"]
         app = running.container("gitlab")
         assert app.id == app_id
-        assert app.attrs["State"]["StartedAt"] == app_started
+        assert app.state.started_at == app_started
         assert started_at(running, "gitaly1") != gitaly_started  # it really restarted
         assert "http://gitlab:80" in (running.path / "nodes/gitaly1/gitlab.rb").read_text()
         assert all(n.state == "running" for n in running.status().nodes)

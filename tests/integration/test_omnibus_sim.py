@@ -53,7 +53,7 @@ def _omnibus_lab(name: str, topology: str = "scaled") -> Lab:
 def sim_as_omnibus() -> str:
     """The sim image, tagged gitlab/gitlab-ce:<VERSION>-ce.0 and told its release (/RELEASE)."""
     try:
-        dk.client()
+        dk.check_reachable()
     except Exception as exc:
         skip_or_fail(f"no reachable Docker Engine ({exc})")
     from lab.engine.images import build_images
@@ -61,7 +61,8 @@ def sim_as_omnibus() -> str:
     sim = build_images()
     tag = omnibus_image(_omnibus_lab("x"))
     if dk.image_present(tag):
-        labels = dk.client().images.get(tag).labels or {}
+        found = dk.image(tag)
+        labels = found.labels if found is not None else {}
         if labels.get("io.gitlab-testlab.flavor") != "sim":
             skip_or_fail(f"{tag} here is not the sim (a real GitLab image?); not re-tagging it")
     with tempfile.TemporaryDirectory() as ctx:
@@ -131,7 +132,9 @@ def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: lifecycle.RunningL
 
 
 def test_stop_timeout_lets_postgresql_stop(booted: lifecycle.RunningLab) -> None:
-    assert booted.container("gitlab").attrs["Config"]["StopTimeout"] == 120
+    # The stop timeout is no part of the toolkit's snapshot: ask docker-py itself.
+    app = dk.client().api.inspect_container(booted.container("gitlab").id)
+    assert app["Config"]["StopTimeout"] == 120
 
 
 def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab) -> None:
@@ -187,10 +190,10 @@ def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Pat
                                                             "mode": "rw"}})
     try:
         def exec_fn(cmd: list[str], timeout: float | None) -> Any:
-            return dk.exec_in(c, cmd, check=False, timeout=timeout)
+            return dk.exec_in(c.id, cmd, check=False, timeout=timeout)
 
         def read_log(since: str | None) -> str:
-            return dk.logs(c, tail=None, timestamps=True)
+            return dk.logs(c.id, tail=None, timestamps=True)
 
         probe = probes.ServicesProbe("gitaly1", exec_fn, read_log, ("gitaly",))
         deadline = time.monotonic() + 5
@@ -207,6 +210,6 @@ def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Pat
         while not (st := probe()).ok and time.monotonic() < deadline:
             time.sleep(0.5)
         assert st.ok, st.detail
-        assert "gitlab Reconfigured!" in dk.logs(c, tail=None)
+        assert "gitlab Reconfigured!" in dk.logs(c.id, tail=None)
     finally:
         c.remove(force=True)

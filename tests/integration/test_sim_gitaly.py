@@ -79,8 +79,8 @@ def test_labelled_for_lab_gc(tcp: GitalyContainer) -> None:
     # The folder label names a lab folder with this process's up-marker: `lab gc`
     # leaves the node alone now and sweeps it after a killed run.
     assert state.up_marker_pid(Path(found[0].labels[DIR_LABEL])) == os.getpid()
-    ports = found[0].attrs["HostConfig"]["PortBindings"]
-    assert {b["HostIp"] for bindings in ports.values() for b in bindings} == {"127.0.0.1"}
+    assert found[0].ports
+    assert {addr.rsplit(":", 1)[0] for addr in found[0].ports.values()} == {"127.0.0.1"}
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "tls"])

@@ -29,7 +29,7 @@ MATRIX = "11.11.8,15.9.8,17.11.7,19.3.0"
 @pytest.fixture
 def sim_image(lab_home: Path) -> str:
     try:
-        dk.client()
+        dk.check_reachable()
     except Exception as exc:
         skip_or_fail(f"no reachable Docker Engine ({exc})")
     from lab.engine.images import build_images

@@ -35,7 +35,7 @@ COPY_HINT = ("copy /etc/gitlab/gitlab-secrets.json from the app node (gitlab) to
 @pytest.fixture
 def sim_image(lab_home: Path) -> str:
     try:
-        dk.client()
+        dk.check_reachable()
     except Exception as exc:
         skip_or_fail(f"no reachable Docker Engine ({exc})")
     from lab.engine.images import build_images

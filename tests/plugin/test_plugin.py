@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lab.engine.run import Redactor
 from lab.scenario.runner import LabPool
 
 
@@ -35,6 +36,7 @@ class FakeLab:
 
     def __init__(self, lab, path):
         self.lab, self.name, self.path = lab, lab.name, path
+        self.redactor = Redactor()
         path.mkdir(parents=True, exist_ok=True)
         nodes = {n.name: {"secrets_policy": n.secrets.value,
                           "shell_secret_sha256": "sha256:" + ("a" if n.is_app else "b") * 8}

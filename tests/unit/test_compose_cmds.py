@@ -1,4 +1,4 @@
-"""Compose tool detection, the exact argument lists for both tools, container state."""
+"""Compose tool detection, the exact argument lists for both tools, log --since values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
-from lab.engine.docker import ContainerState, since_timestamp, state
+from lab.engine.docker import since_timestamp
 from lab.engine.run import Result
 from lab.errors import EngineError, PortInUse, ToolMissing
 from lab.lifecycle.handle import check_ports
@@ -270,22 +270,3 @@ def test_since() -> None:
     assert since_timestamp("1700000000") == 1700000000
     with pytest.raises(EngineError, match="duration"):
         since_timestamp("yesterday")
-
-
-class GoneContainer:
-    def __init__(self) -> None:
-        self.name = "glt-demo-gitaly1-1"
-        self.attrs = {"State": {"Status": "exited", "ExitCode": 3, "OOMKilled": True}}
-
-    def reload(self) -> None:
-        import docker
-
-        raise docker.errors.NotFound("No such container: glt-demo-gitaly1-1")
-
-
-def test_state_of_a_removed_container_is_an_engine_error() -> None:
-    with pytest.raises(EngineError, match="inspect glt-demo-gitaly1-1") as err:
-        state(GoneContainer())
-    assert "No such container" in str(err.value)
-    # As listed: no second inspect, so nothing to fail.
-    assert state(GoneContainer(), reload=False) == ContainerState("exited", 3, "", True)

@@ -10,7 +10,7 @@ import pytest
 
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, decode_server_info
 from lab.engine import images
-from lab.engine.run import Result
+from lab.engine.models import Image
 from lab.errors import ImageMissing
 
 
@@ -125,41 +125,44 @@ def test_gitaly_error_prints_like_rails() -> None:
 
 
 def test_prune_stale_keeps_current_and_in_use_tags(monkeypatch: pytest.MonkeyPatch) -> None:
-    listed = {images.SIM_REPO: "gitlab-testlab/sim:new\ngitlab-testlab/sim:old\n"
-                               "gitlab-testlab/sim:used\n",
-              images.BASE_REPO: "gitlab-testlab/base:cur\ngitlab-testlab/base:<none>\n"}
+    listed = {images.SIM_REPO: [Image("sha256:1", ("gitlab-testlab/sim:new",)),
+                                Image("sha256:2", ("gitlab-testlab/sim:old",
+                                                   "other/repo:keep")),
+                                Image("sha256:3", ("gitlab-testlab/sim:used",))],
+              images.BASE_REPO: [Image("sha256:4", ("gitlab-testlab/base:cur",)),
+                                 Image("sha256:5", ("<none>:<none>",))]}
+    asked: list[str] = []
     removed: list[str] = []
 
-    def fake_run(cmd: list[str], **_: object) -> Result:
-        if cmd[:3] == ["docker", "image", "ls"]:
-            return Result(cmd, 0, listed[cmd[-1]], "")
-        assert cmd[:2] == ["docker", "rmi"]
-        assert "--force" not in cmd
-        if cmd[2].endswith(":used"):  # a container still runs on it: Docker refuses
-            return Result(cmd, 1, "", "conflict: image is being used")
-        removed.append(cmd[2])
-        return Result(cmd, 0, "", "")
+    def remove(ref: str) -> bool:
+        asked.append(ref)
+        if ref.endswith(":used"):  # a container still runs on it: the engine refuses
+            return False
+        removed.append(ref)
+        return True
 
-    monkeypatch.setattr(images, "run", fake_run)
+    monkeypatch.setattr(images.dk, "images", lambda repo: listed[repo])
+    monkeypatch.setattr(images.dk, "remove_image", remove)
     got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"})
     assert got == removed == ["gitlab-testlab/sim:old"]
+    # Another repository's tag of the same image, and untagged images, are not ours.
+    assert asked == ["gitlab-testlab/sim:old", "gitlab-testlab/sim:used"]
 
 
 def test_save_writes_through_a_partial_file(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[str]] = []
+    calls: list[tuple[list[str], Path]] = []
 
-    def fake_run(cmd: list[str], **_: object) -> None:
-        calls.append(cmd)
-        Path(cmd[3]).write_bytes(b"tar")
+    def fake_save(refs: list[str], target: Path) -> None:
+        calls.append((list(refs), target))
+        target.write_bytes(b"tar")
 
     monkeypatch.setattr(images, "check_docker", lambda: None)
     monkeypatch.setattr(images, "image_exists", lambda ref: True)
-    monkeypatch.setattr(images, "run", fake_run)
+    monkeypatch.setattr(images.dk, "save_images", fake_save)
     out = tmp_path / "sim.tar"
     assert images.save_images([], out) == [images.sim_image_ref()]
-    assert calls == [["docker", "save", "-o", str(tmp_path / ".sim.tar.partial"),
-                      images.sim_image_ref()]]
+    assert calls == [([images.sim_image_ref()], tmp_path / ".sim.tar.partial")]
     assert out.read_bytes() == b"tar"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.tar"]
 

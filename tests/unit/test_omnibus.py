@@ -8,7 +8,7 @@ import pytest
 
 from lab.engine.images import image_for
 from lab.engine.run import Result
-from lab.errors import ImageMissing
+from lab.errors import EngineError, ImageMissing
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle import images as lab_images
 from lab.lifecycle import probes
@@ -193,17 +193,18 @@ def test_omnibus_services(omnibus_compose: dict[str, Any]) -> None:
 def test_missing_omnibus_image_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="omnibus", version="19.3.0"))
     monkeypatch.setattr(lifecycle.dk, "image_present", lambda ref: False)
-    pulls: list[list[str]] = []
+    pulls: list[str] = []
 
-    def no_registry(cmd: list[str], **kw: Any) -> Result:
-        pulls.append(list(cmd))
-        return res(1, "", "Error response from daemon: Get https://mirror.invalid/v2/: "
-                          "no such host")
-    monkeypatch.setattr(lab_images, "run", no_registry)
+    def no_registry(ref: str) -> None:
+        pulls.append(ref)
+        raise EngineError(["pull", ref], -1, "500 Server Error: Get "
+                          "https://mirror.invalid/v2/: no such host")
+    monkeypatch.setattr(lab_images, "pull_image", no_registry)
     with pytest.raises(ImageMissing) as err:
         lab_images.ensure_image(lab, image_for(lab))
-    assert pulls == [["docker", "pull", "gitlab/gitlab-ce:19.3.0-ce.0"]]
+    assert pulls == ["gitlab/gitlab-ce:19.3.0-ce.0"]
     msg = str(err.value)
+    assert "no such host" in msg
     assert "docker pull gitlab/gitlab-ce:19.3.0-ce.0" in msg
     assert "lab images load FILE.tar" in msg
     assert "--flavor sim" in msg

@@ -245,11 +245,12 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
 
     from lab.cli import lifecycle as cli_lifecycle
     from lab.cli.main import cli
+    from lab.engine.docker import Container, ContainerState
     from lab.errors import ToolMissing
 
     class Handle:
-        def container(self, node: str) -> Any:
-            return type("C", (), {"id": "abc"})()
+        def container(self, node: str) -> Container:
+            return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState("running", 0, ""))
 
     monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")

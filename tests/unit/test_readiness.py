@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.engine.docker import ContainerState
+from lab.engine.docker import Container, ContainerState
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
@@ -110,14 +110,18 @@ def test_transient_errors_are_retried() -> None:
 
 # --- RunningLab.wait_ready against a fake engine ---------------------------------------
 
-class FakeContainer:
-    def __init__(self, node: str, status: str, exit_code: int = 0) -> None:
-        self.name = f"glt-scaled_{node}_1"
-        self.labels = {NODE_LABEL: node}
-        self.status = status
-        self.exit_code = exit_code
-        self.attrs = {"State": {"StartedAt": "2026-11-29T19:37:01.123456789Z"}}
-        self.log = "gitlab Reconfigured!\n"
+LOGS: dict[str, str] = {}  # container name -> its log, for the fake engine
+
+
+def fake_container(node: str, status: str, exit_code: int = 0,
+                   log: str = "gitlab Reconfigured!\n") -> Container:
+    c = Container(id=f"id-{node}", name=f"glt-scaled_{node}_1", image="sim:test",
+                  state=ContainerState(status, exit_code,
+                                       "starting" if status == "running" else "",
+                                       started_at="2026-11-29T19:37:01.123456789Z"),
+                  labels={NODE_LABEL: node})
+    LOGS[c.name] = log
+    return c
 
 
 @pytest.fixture
@@ -132,28 +136,32 @@ class EngineCalls:
     inspects: int = 0
 
 
-def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[FakeContainer]) -> EngineCalls:
+def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[Container]) -> EngineCalls:
     calls = EngineCalls()
 
-    def listed(labels: dict[str, str]) -> list[FakeContainer]:
+    def listed(labels: dict[str, str]) -> list[Container]:
         calls.lists += 1
         return containers
 
-    def state(c: FakeContainer, *, reload: bool = True) -> ContainerState:
-        calls.inspects += reload
-        return ContainerState(c.status, c.exit_code, "starting" if c.status == "running" else "")
+    def inspect(c: Container) -> Container:
+        calls.inspects += 1
+        return c
+
+    def name_of(c: Container | str) -> str:
+        return c.name if isinstance(c, Container) else c
 
     monkeypatch.setattr(lifecycle.dk, "containers", listed)
-    monkeypatch.setattr(lifecycle.dk, "state", state)
-    monkeypatch.setattr(lifecycle.dk, "log_tail", lambda c, lines=40: f"{c.name}: boom\n")
-    monkeypatch.setattr(lifecycle.dk, "logs", lambda c, **kw: c.log)
+    monkeypatch.setattr(lifecycle.dk, "inspect", inspect)
+    monkeypatch.setattr(lifecycle.dk, "log_tail",
+                        lambda c, lines=40, **kw: f"{name_of(c)}: boom\n")
+    monkeypatch.setattr(lifecycle.dk, "logs", lambda c, **kw: LOGS[name_of(c)])
     return calls
 
 
 def test_exited_container_fails_wait_at_once_with_log_tail(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"),
-                              FakeContainer("gitaly1", "exited", 1)])
+    fake_engine(monkeypatch, [fake_container("gitlab", "running"),
+                              fake_container("gitaly1", "exited", 1)])
     clock = FakeClock()
     running = lifecycle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady) as err:
@@ -167,7 +175,7 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
 def test_container_missing_from_rounds_in_a_row_is_gone(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # One listing may miss a starting container; missing in UNLISTED_ROUNDS rounds, it is gone.
-    calls = fake_engine(monkeypatch, [FakeContainer("gitlab", "running")])
+    calls = fake_engine(monkeypatch, [fake_container("gitlab", "running")])
     clock = FakeClock()
     running = lifecycle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="its container is gone") as err:
@@ -181,9 +189,9 @@ def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # The image's wrapper runs under `set -e`: a failed reconfigure ends the container,
     # there is nothing to retry.
-    dead = FakeContainer("gitaly1", "exited", 1)
-    dead.log = "Configuring GitLab...\nThere was an error running gitlab-ctl reconfigure\n"
-    fake_engine(monkeypatch, [FakeContainer("gitlab", "running"), dead])
+    dead = fake_container("gitaly1", "exited", 1, log="Configuring GitLab...\nThere was an "
+                          "error running gitlab-ctl reconfigure\n")
+    fake_engine(monkeypatch, [fake_container("gitlab", "running"), dead])
     running = lifecycle.RunningLab(rendered, clock=FakeClock())
     with pytest.raises(NotReady) as err:
         running.wait_ready(timeout=600)
@@ -193,8 +201,8 @@ def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
 
 def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = fake_engine(monkeypatch, [FakeContainer("gitlab", "created"),
-                                      FakeContainer("gitaly1", "created")])
+    calls = fake_engine(monkeypatch, [fake_container("gitlab", "created"),
+                                      fake_container("gitaly1", "created")])
     clock = FakeClock()
     running = lifecycle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="containers running: still waiting after 30s"):

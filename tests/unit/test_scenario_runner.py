@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lab.client.gitlab import ApiResponse, GitResult
-from lab.engine.run import Result
+from lab.engine.run import Redactor, Result
 from lab.errors import EngineError, LabError
 from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import eras
@@ -44,6 +44,8 @@ class FakeLab:
     repos: dict[str, str] = field(default_factory=dict)  # hashed path -> node:storage path
     fail_start: bool = False
     health_waits: list[bool] = field(default_factory=list)  # docker_health of each wait
+    # Knows no secret: the runner must add the admin token itself.
+    redactor: Redactor = field(default_factory=Redactor)
 
     def __post_init__(self) -> None:
         self.name = self.lab.name

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from lab.engine import docker as dk
 from lab.engine.compose import detect
+from lab.engine.docker import Container
 from lab.engine.host import containers_routable, mem_available, port_in_use
 from lab.engine.images import image_for, sim_image_ref
 from lab.engine.run import Result
@@ -59,7 +60,7 @@ class LabHandle(Protocol):
 
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str: ...
 
-    def container(self, node: str) -> Any: ...
+    def container(self, node: str) -> Container: ...
 
     def status(self) -> Any: ...  # LabStatus: .nodes[i].node / .state, .to_json()
 
@@ -67,9 +68,8 @@ class LabHandle(Protocol):
 def docker_facts() -> tuple[str | None, str, str]:
     """(engine version, error, data root)."""
     try:
-        cl = dk.client()
-        version = str(cl.version().get("Version", "?"))
-        root = str(cl.info().get("DockerRootDir", ""))
+        version = dk.version()
+        root = str(dk.info().get("DockerRootDir", ""))
     except LabError as exc:
         return None, str(exc).splitlines()[0], ""
     return version, "", root
@@ -227,7 +227,7 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
     # Imported late: the gRPC stack is only needed once a lab is up.
     from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
-    ip = dk.ip_address(handle.container(node.name))
+    ip = handle.container(node.name).ip
     if ip is None:
         return GitalyProbe(node.name, node.gitaly_address, storages, "no address on the lab "
                            "network (is the node up?)")
