@@ -146,6 +146,8 @@ def test_push_and_clone_round_trip(shared_lab: SimLab, tmp_path: Path) -> None:
     rake = lab.compose("exec", "-T", "gitlab", "gitlab-rake", "gitlab:gitaly:check").stdout
     assert "default ... OK" in rake
     assert "storage1 ... OK" in rake
+    shell = lab.compose("exec", "-T", "gitaly1", "gitlab-rake", "gitlab:gitlab_shell:check")
+    assert "Internal API available: OK" in shell.stdout, shell.stdout + shell.stderr
     # Probes answer only the monitoring whitelist (loopback by default).
     assert requests.get(f"{lab.url}/-/health", timeout=10).status_code == 404
 

@@ -34,6 +34,11 @@ def githook() -> Iterator[ModuleType]:
         sys.path.remove(str(SIM_DIR))
 
 
+@pytest.fixture(scope="module")
+def rake(githook: ModuleType) -> ModuleType:
+    return importlib.import_module("rake")  # on githook's path
+
+
 class Answer(BaseHTTPRequestHandler):
     status: ClassVar[int] = 200
     content_type: ClassVar[str] = "application/json"
@@ -42,7 +47,10 @@ class Answer(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).seen.append(dict(self.headers.items()))
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        type(self).seen.append({"path": self.path, **self.headers})
         self.send_response(self.status)
         self.send_header("Content-Type", self.content_type)
         self.send_header("Content-Length", str(len(self.body)))
@@ -119,3 +127,25 @@ def test_hooks_send_the_header_of_their_release(
     if jwt:
         assert auth.decode_shell_jwt(got["gitlab-shell-api-request"], SECRET)["iss"] == \
             "gitlab-shell"
+
+
+@pytest.mark.parametrize(("status", "body", "line", "code"), [
+    (200, b'{"api_version":"v4"}', "Internal API available: OK", 0),
+    (401, b'{"message":"401 Unauthorized"}', "Internal API available: FAILED - 401 Unauthorized",
+     1),
+])
+def test_gitlab_shell_check_on_a_gitaly_node(
+        rake: ModuleType, api: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], status: int, body: bytes, line: str,
+        code: int) -> None:
+    # `gitlab-rake gitlab:gitlab_shell:check` once crashed with a TypeError (the hook
+    # call lost its release argument); mypy over images/ found it.
+    _answer(monkeypatch, status, "application/json", body)
+    node = {"version": "17.11.7", "gitaly": {"internal_api_url": api, "hook_secret": SECRET}}
+    assert rake.shell_check(node) == code
+    assert line in capsys.readouterr().out.splitlines()
+    (headers,) = Answer.seen
+    got = {k.lower(): v for k, v in headers.items()}
+    assert got["path"] == "/api/v4/internal/check"
+    assert auth.decode_shell_jwt(got["gitlab-shell-api-request"], SECRET)["iss"] == \
+        "gitlab-shell"

@@ -17,6 +17,8 @@ from typing import Any
 import simconfig
 import supervisor
 
+from lab.omnibus.eras import RECONFIGURED
+
 # Services the sim folds into its one web process.
 FOLDED = ("nginx", "gitlab-workhorse", "sidekiq", "rails")
 
@@ -145,7 +147,7 @@ def main(argv: list[str]) -> int:
             print(f"gitlab Reconfigure failed (gitlab-testlab-sim):\n{exc}")
             return 1
         code = wait_up(signal_restart())
-        print(supervisor.RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
+        print(RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
         return code
     if command in ("restart", "start", "stop"):
         names = [service] if service else ["gitaly", supervisor.web_service()]

@@ -187,8 +187,9 @@ class Storage:
     def info_refs(self, service: str, relative_path: str, git_protocol: str) -> bytes:
         request = smarthttp_pb2.InfoRefsRequest(repository=self.repository(relative_path),
                                                 git_protocol=git_protocol)
-        return self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, _SERVICES[service][0],
-                         request, stream=True)
+        data: bytes = self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, _SERVICES[service][0],
+                                request, stream=True)
+        return data
 
     def post_pack(self, service: str, relative_path: str, body: bytes, git_protocol: str,
                   pusher: dict[str, str]) -> bytes:
@@ -199,8 +200,9 @@ class Storage:
                                   git_protocol=git_protocol,
                                   **(pusher if takes_pusher else {}))]
         requests += [request_class(data=part) for part in parts]
-        return self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, post, iter(requests),
-                         stream=True)
+        data: bytes = self.call(smarthttp_pb2_grpc.SmartHTTPServiceStub, post, iter(requests),
+                                stream=True)
+        return data
 
 
 def storages(app: dict[str, Any]) -> dict[str, Storage]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +33,11 @@ TIMEOUT = gitaly_client.TIMEOUT
 LONG_TIMEOUT = 55.0
 
 
-_STUBS = {"CommitService": commit_pb2_grpc.CommitServiceStub,
-          "RefService": ref_pb2_grpc.RefServiceStub,
-          "OperationService": operations_pb2_grpc.OperationServiceStub,
-          "RepositoryService": repository_pb2_grpc.RepositoryServiceStub}
+_STUBS: dict[str, Callable[[grpc.Channel], Any]] = {
+    "CommitService": commit_pb2_grpc.CommitServiceStub,
+    "RefService": ref_pb2_grpc.RefServiceStub,
+    "OperationService": operations_pb2_grpc.OperationServiceStub,
+    "RepositoryService": repository_pb2_grpc.RepositoryServiceStub}
 
 
 def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_cls: Any = None,
@@ -238,10 +239,12 @@ def remove(storage: gitaly_client.Storage, relative_path: str) -> None:
               storage_name=storage.name, relative_path=relative_path)), timeout=LONG_TIMEOUT)
 
 
-_ACTIONS = {"create": 0, "create_dir": 1, "update": 2, "move": 3, "delete": 4, "chmod": 5}
+_HEADER = operations_pb2.UserCommitFilesActionHeader
+_ACTIONS = {"create": _HEADER.CREATE, "create_dir": _HEADER.CREATE_DIR, "update": _HEADER.UPDATE,
+            "move": _HEADER.MOVE, "delete": _HEADER.DELETE, "chmod": _HEADER.CHMOD}
 
 
-def action_type(name: str) -> int | None:
+def action_type(name: str) -> operations_pb2.UserCommitFilesActionHeader.ActionType | None:
     return _ACTIONS.get(name)
 
 

@@ -31,14 +31,19 @@ from gitalypb import (
     shared_pb2,
 )
 from google.protobuf import timestamp_pb2
+from servicer_context import Context
 
 ZERO_OID = "0" * 40
 #: Gitaly streams entries and commits in batches; the size only shapes the stream.
 BATCH = 20
 #: git log fields, separated by unit separators; the message comes last.
 _LOG_FORMAT = "%H%x1f%P%x1f%an%x1f%ae%x1f%ad%x1f%cn%x1f%ce%x1f%cd%x1f%B%x1e"
-_KIND = {"blob": 0, "tree": 1, "commit": 3}  # TreeEntry.EntryType
-_TREE_ENTRY_TYPE = {"commit": 0, "blob": 1, "tree": 2, "tag": 3}  # TreeEntryResponse.ObjectType
+_KIND = {"blob": commit_pb2.TreeEntry.BLOB, "tree": commit_pb2.TreeEntry.TREE,
+         "commit": commit_pb2.TreeEntry.COMMIT}
+_TREE_ENTRY_TYPE = {"commit": commit_pb2.TreeEntryResponse.COMMIT,
+                    "blob": commit_pb2.TreeEntryResponse.BLOB,
+                    "tree": commit_pb2.TreeEntryResponse.TREE,
+                    "tag": commit_pb2.TreeEntryResponse.TAG}
 
 
 def log(message: str) -> None:
@@ -110,7 +115,7 @@ def _batches(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
         yield []
 
 
-def _check_revision(revision: bytes, context: grpc.ServicerContext) -> str:
+def _check_revision(revision: bytes, context: Context) -> str:
     text = revision.decode(errors="replace")
     if text.startswith("-"):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "revision can't start with '-'")
@@ -130,13 +135,13 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         self.gitaly = gitaly
         self.hooks_dir = hooks_dir
 
-    def open(self, method: str, repository: Any, context: grpc.ServicerContext) -> Repo:
+    def open(self, method: str, repository: Any, context: Context) -> Repo:
         self.gitaly.authorize(context, method)
         return Repo(self.gitaly.repo_path(repository, context), self.gitaly.git_env(""))
 
     # -- CommitService -----------------------------------------------------------
 
-    def TreeEntry(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def TreeEntry(self, request: Any, context: Context) -> Iterator[Any]:
         repo = self.open("TreeEntry", request.repository, context)
         revision = _check_revision(request.revision, context)
         path = request.path.decode().strip("/")
@@ -163,7 +168,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                 yield commit_pb2.TreeEntryResponse(data=chunk)
 
     @staticmethod
-    def _ls_tree(repo: Repo, revision: str, path: str, context: grpc.ServicerContext,
+    def _ls_tree(repo: Repo, revision: str, path: str, context: Context,
                  *, children: bool = False, recursive: bool = False
                  ) -> list[tuple[str, str, str, str]]:
         commit = repo.resolve(revision)
@@ -188,7 +193,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
             entries = [e for e in entries if e[3] != path]
         return entries
 
-    def GetTreeEntries(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def GetTreeEntries(self, request: Any, context: Context) -> Iterator[Any]:
         repo = self.open("GetTreeEntries", request.repository, context)
         revision = _check_revision(request.revision, context)
         commit = repo.resolve(revision)
@@ -201,21 +206,22 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
             context.abort(grpc.StatusCode.NOT_FOUND, "invalid revision or path")
         root_tree = repo.out("rev-parse", f"{commit}^{{tree}}").decode().strip()
         entries = [commit_pb2.TreeEntry(oid=oid, root_oid=root_tree, path=name.encode(),
-                                        flat_path=name.encode(), type=_KIND.get(kind, 0),
+                                        flat_path=name.encode(),
+                                        type=_KIND.get(kind, commit_pb2.TreeEntry.BLOB),
                                         mode=int(mode, 8), commit_oid=commit)
                    for mode, kind, oid, name in self._ls_tree(
                        repo, commit, path, context, children=True, recursive=request.recursive)]
         for batch in _batches(entries):
             yield commit_pb2.GetTreeEntriesResponse(entries=batch)
 
-    def FindCommit(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def FindCommit(self, request: Any, context: Context) -> Any:
         repo = self.open("FindCommit", request.repository, context)
         revision = _check_revision(request.revision, context)
         if not revision:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty revision")
         return commit_pb2.FindCommitResponse(commit=repo.commit(revision))
 
-    def FindCommits(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def FindCommits(self, request: Any, context: Context) -> Iterator[Any]:
         repo = self.open("FindCommits", request.repository, context)
         revision = _check_revision(request.revision, context)
         args: list[str] = []
@@ -241,7 +247,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         for batch in _batches(repo.commits(*args)):
             yield commit_pb2.FindCommitsResponse(commits=batch)
 
-    def CountCommits(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def CountCommits(self, request: Any, context: Context) -> Any:
         repo = self.open("CountCommits", request.repository, context)
         revision = _check_revision(request.revision, context)
         args = ["rev-list", "--count"]
@@ -260,7 +266,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
             args.append(request.path.decode())
         return commit_pb2.CountCommitsResponse(count=int(repo.out(*args).decode().strip()))
 
-    def CommitStats(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def CommitStats(self, request: Any, context: Context) -> Any:
         repo = self.open("CommitStats", request.repository, context)
         oid = repo.resolve(_check_revision(request.revision, context))
         if oid is None:
@@ -293,7 +299,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
             return {}
         return {c.id: c for c in repo.commits("--no-walk=unsorted", *wanted, "--")}
 
-    def FindAllBranches(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def FindAllBranches(self, request: Any, context: Context) -> Iterator[Any]:
         repo = self.open("FindAllBranches", request.repository, context)
         refs = self._refs(repo, "refs/heads/")
         if request.merged_only:
@@ -309,7 +315,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         for batch in _batches(branches):
             yield ref_pb2.FindAllBranchesResponse(branches=batch)
 
-    def FindBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def FindBranch(self, request: Any, context: Context) -> Any:
         repo = self.open("FindBranch", request.repository, context)
         name = request.name.decode().removeprefix("refs/heads/")
         if not name:
@@ -320,7 +326,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         return ref_pb2.FindBranchResponse(branch=shared_pb2.Branch(
             name=name.encode(), target_commit=repo.commit(oid)))
 
-    def FindAllTags(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def FindAllTags(self, request: Any, context: Context) -> Iterator[Any]:
         repo = self.open("FindAllTags", request.repository, context)
         for batch in _batches([self._tag(repo, *ref) for ref in self._refs(repo, "refs/tags/")]):
             yield ref_pb2.FindAllTagsResponse(tags=batch)
@@ -342,7 +348,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                     tag.tagger.CopyFrom(_author(tag_name, email, when))
         return tag
 
-    def FindDefaultBranchName(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def FindDefaultBranchName(self, request: Any, context: Context) -> Any:
         repo = self.open("FindDefaultBranchName", request.repository, context)
         head = repo.git("symbolic-ref", "HEAD").stdout.decode().strip()
         if head and repo.resolve(head) is not None:
@@ -373,7 +379,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                        capture_output=True, env={**repo.env, **env}, cwd=repo.path, check=False)
         return ""
 
-    def UserCreateBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def UserCreateBranch(self, request: Any, context: Context) -> Any:
         repo = self.open("UserCreateBranch", request.repository, context)
         name = request.branch_name.decode()
         if not name:
@@ -392,7 +398,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         return operations_pb2.UserCreateBranchResponse(branch=shared_pb2.Branch(
             name=name.encode(), target_commit=repo.commit(start)))
 
-    def UserDeleteBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def UserDeleteBranch(self, request: Any, context: Context) -> Any:
         repo = self.open("UserDeleteBranch", request.repository, context)
         name = request.branch_name.decode()
         old = repo.resolve(f"refs/heads/{name}")
@@ -402,7 +408,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                                  ZERO_OID, old)
         return operations_pb2.UserDeleteBranchResponse(pre_receive_error=error)
 
-    def UserCreateTag(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def UserCreateTag(self, request: Any, context: Context) -> Any:
         repo = self.open("UserCreateTag", request.repository, context)
         name = request.tag_name.decode()
         target = repo.resolve(request.target_revision.decode()) \
@@ -430,7 +436,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
         return operations_pb2.UserCreateTagResponse(
             tag=self._tag(repo, name, oid, kind, target if kind == "tag" else ""))
 
-    def UserDeleteTag(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def UserDeleteTag(self, request: Any, context: Context) -> Any:
         repo = self.open("UserDeleteTag", request.repository, context)
         name = request.tag_name.decode()
         old = repo.resolve(f"refs/tags/{name}", "object")
@@ -440,7 +446,7 @@ class GitServices(commit_pb2_grpc.CommitServiceServicer, ref_pb2_grpc.RefService
                                  ZERO_OID, old)
         return operations_pb2.UserDeleteTagResponse(pre_receive_error=error)
 
-    def UserCommitFiles(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+    def UserCommitFiles(self, requests: Iterator[Any], context: Context) -> Any:
         first = next(requests)
         header = first.header
         repo = self.open("UserCommitFiles", header.repository, context)

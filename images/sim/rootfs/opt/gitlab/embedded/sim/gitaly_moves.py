@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import simconfig
 from gitalypb import repository_pb2, shared_pb2, ssh_pb2, ssh_pb2_grpc
+from servicer_context import Context
 
 GITALY_SSH = str(Path(__file__).resolve().parent / "gitaly_ssh.py")
 
@@ -32,7 +33,7 @@ def log(message: str) -> None:
     simconfig.log("gitaly", message)
 
 
-def gitaly_servers(context: grpc.ServicerContext) -> dict[str, dict[str, str]]:
+def gitaly_servers(context: Context) -> dict[str, dict[str, str]]:
     """The ``gitaly-servers`` metadata: base64 JSON {storage: {address, token}}."""
     raw = dict(context.invocation_metadata()).get("gitaly-servers", "")
     try:
@@ -46,7 +47,7 @@ class RepositoryMoves:
     """RepositoryService RPCs mixed into gitaly_server.Gitaly (it has authorize,
     repo_path and git_env)."""
 
-    def ReplicateRepository(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def ReplicateRepository(self, request: Any, context: Context) -> Any:
         self.authorize(context, "ReplicateRepository")  # type: ignore[attr-defined]
         target = self.repo_path(request.repository, context,  # type: ignore[attr-defined]
                                 must_exist=False)
@@ -83,7 +84,7 @@ class RepositoryMoves:
             f"{request.repository.storage_name}")
         return repository_pb2.ReplicateRepositoryResponse()
 
-    def RemoveRepository(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def RemoveRepository(self, request: Any, context: Context) -> Any:
         self.authorize(context, "RemoveRepository")  # type: ignore[attr-defined]
         path = self.repo_path(request.repository, context)  # type: ignore[attr-defined]
         shutil.rmtree(path)
@@ -99,7 +100,7 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
         self.gitaly = gitaly
 
     def SSHUploadPack(self, requests: Iterator[Any],
-                      context: grpc.ServicerContext) -> Iterator[Any]:
+                      context: Context) -> Iterator[Any]:
         self.gitaly.authorize(context, "SSHUploadPack")
         first = next(requests)
         path = self.gitaly.repo_path(first.repository, context)

@@ -35,6 +35,7 @@ from gitalypb import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
+from servicer_context import Context
 
 from lab.omnibus import auth as lab_auth
 
@@ -66,7 +67,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     # -- helpers ---------------------------------------------------------------
 
-    def authorize(self, context: grpc.ServicerContext, method: str) -> None:
+    def authorize(self, context: Context, method: str) -> None:
         metadata = dict(context.invocation_metadata())
         result = lab_auth.check_gitaly_auth(self.token, metadata.get("authorization"),
                                             transitioning=self.transitioning)
@@ -74,7 +75,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
             log(f"{method}: {result.message} (peer {context.peer()})")
             context.abort(_CODES[result.outcome], result.message)
 
-    def repo_path(self, repository: Any, context: grpc.ServicerContext,
+    def repo_path(self, repository: Any, context: Context,
                   *, must_exist: bool = True) -> str:
         if not repository.storage_name:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty StorageName")
@@ -102,7 +103,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     # -- ServerService ---------------------------------------------------------
 
-    def ServerInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def ServerInfo(self, request: Any, context: Context) -> Any:
         self.authorize(context, "ServerInfo")
         statuses = []
         for name, path in self.storages.items():
@@ -137,13 +138,13 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     # -- RepositoryService -----------------------------------------------------
 
-    def RepositoryExists(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def RepositoryExists(self, request: Any, context: Context) -> Any:
         self.authorize(context, "RepositoryExists")
         path = self.repo_path(request.repository, context, must_exist=False)
         exists = os.path.isfile(os.path.join(path, "HEAD"))
         return repository_pb2.RepositoryExistsResponse(exists=exists)
 
-    def CreateRepository(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def CreateRepository(self, request: Any, context: Context) -> Any:
         self.authorize(context, "CreateRepository")
         path = self.repo_path(request.repository, context, must_exist=False)
         proc = subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main", path],
@@ -157,7 +158,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
     # -- SmartHTTPService ------------------------------------------------------
 
     def _info_refs(self, service: str, request: Any,
-                   context: grpc.ServicerContext) -> Iterator[Any]:
+                   context: Context) -> Iterator[Any]:
         self.authorize(context, f"InfoRefs {service}")
         path = self.repo_path(request.repository, context)
         proc = subprocess.run(
@@ -171,25 +172,25 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
         for chunk in simconfig.chunks(data):
             yield smarthttp_pb2.InfoRefsResponse(data=chunk)
 
-    def InfoRefsUploadPack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def InfoRefsUploadPack(self, request: Any, context: Context) -> Iterator[Any]:
         return self._info_refs("upload-pack", request, context)
 
-    def InfoRefsReceivePack(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def InfoRefsReceivePack(self, request: Any, context: Context) -> Iterator[Any]:
         return self._info_refs("receive-pack", request, context)
 
     def PostUploadPack(self, requests: Iterator[Any],
-                       context: grpc.ServicerContext) -> Iterator[Any]:
+                       context: Context) -> Iterator[Any]:
         return self._post_pack("PostUploadPack", requests, context,
                                smarthttp_pb2.PostUploadPackResponse, ["upload-pack"])
 
     def PostReceivePack(self, requests: Iterator[Any],
-                        context: grpc.ServicerContext) -> Iterator[Any]:
+                        context: Context) -> Iterator[Any]:
         # Gitaly points core.hooksPath at its own hooks, which call the internal API.
         return self._post_pack("PostReceivePack", requests, context,
                                smarthttp_pb2.PostReceivePackResponse,
                                ["-c", f"core.hooksPath={HOOKS_DIR}", "receive-pack"], push=True)
 
-    def _post_pack(self, method: str, requests: Iterator[Any], context: grpc.ServicerContext,
+    def _post_pack(self, method: str, requests: Iterator[Any], context: Context,
                    response_cls: Any, git_args: list[str], *,
                    push: bool = False) -> Iterator[Any]:
         self.authorize(context, method)

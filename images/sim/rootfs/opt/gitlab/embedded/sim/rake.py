@@ -28,12 +28,14 @@ def gitaly_check(app: dict[str, Any]) -> int:
     return 0
 
 
-def shell_check(gitaly: dict[str, Any]) -> int:
+def shell_check(node: dict[str, Any]) -> int:
+    """As GitLab's SystemCheck::GitlabShellCheck: the internal API, called as the hooks
+    call it (the header of the node's release, its own shell secret)."""
     import githook
 
     print("Checking GitLab Shell ...\n")
     try:
-        githook.call(gitaly, "check")
+        githook.call(node["gitaly"], simconfig.release(node), "check")
         print("Internal API available: OK")
         code = 0
     except githook.ApiError as exc:
@@ -49,7 +51,7 @@ def main(argv: list[str]) -> int:
     if tasks == ["gitlab:gitaly:check"] and node.get("app"):
         return gitaly_check(node["app"])
     if tasks == ["gitlab:gitlab_shell:check"] and node.get("gitaly"):
-        return shell_check(node["gitaly"])
+        return shell_check(node)
     print(f"gitlab-rake (gitlab-testlab-sim): task not available here: {' '.join(argv)}")
     return 1
 

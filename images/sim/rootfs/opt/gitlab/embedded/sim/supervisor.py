@@ -31,7 +31,7 @@ import simconfig
 
 from lab.omnibus import dialect
 from lab.omnibus.eras import RECONFIGURED
-from lab.omnibus.release import Version
+from lab.omnibus.release import VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = {"gitaly": "gitaly_server.py", "web": "app_server.py"}
@@ -154,7 +154,7 @@ class Supervisor:
 def release() -> Version:
     """The GitLab release this node plays: the lab's compose file says (simconfig's
     VERSION_ENV); a container started by hand reads /RELEASE, as the real image has it."""
-    if os.environ.get(simconfig.VERSION_ENV, "").strip():
+    if os.environ.get(VERSION_ENV, "").strip():
         return simconfig.node_version()
     try:
         with open(RELEASE) as fh:
