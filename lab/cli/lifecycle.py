@@ -154,7 +154,8 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
     err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
                       f"{lab.flavor.value}, {len(lab.nodes)} nodes)…")
     with RichProgress() as progress:
-        running = lifecycle.up(lab, timeout=timeout, keep=keep, progress=progress)
+        running = lifecycle.up(lab, timeout=timeout, keep_on_failure=keep,
+                               progress=progress)
     console.print(format_ready(running), highlight=False)
 
 

@@ -46,7 +46,7 @@ from lab.lifecycle.readiness import (
     Layer,
     Progress,
     ReadyReport,
-    Status,
+    Verdict,
     wait_layers,
 )
 from lab.lifecycle.status import LabStatus, NodeStatus
@@ -116,13 +116,13 @@ def _http_url(app: Container) -> str | None:
 class RunningLab:
     """A handle on a rendered (and maybe running) lab."""
 
-    def __init__(self, rendered: RenderedLab, *, keep: bool = True,
+    def __init__(self, rendered: RenderedLab, *, leave_up: bool = True,
                  clock: Clock | None = None) -> None:
         self.rendered = rendered
         self.lab: Lab = rendered.lab
         self.name: str = rendered.lab.name
         self.path: Path = rendered.path
-        self.keep = keep  # the context manager leaves the lab up when True
+        self.leave_up = leave_up  # what the end of a `with` block does: leave it up, or down
         self.clock = clock or Clock()
         self._compose: Compose | None = None
         # The containers listed at the start of the current readiness poll round;
@@ -142,7 +142,7 @@ class RunningLab:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if not self.keep:
+        if not self.leave_up:
             self.down()
 
     # --- addressing ---
@@ -330,29 +330,29 @@ class RunningLab:
         return run_it
 
     # container() hands out snapshots listed this poll round: their state is fresh enough.
-    def _running(self, node: str) -> Status:
+    def _running(self, node: str) -> Verdict:
         st = self.container(node).state
-        return Status(st.running, st.status)
+        return Verdict(st.running, st.status)
 
-    def _docker_health(self, node: str) -> Status:
+    def _docker_health(self, node: str) -> Verdict:
         st = self.container(node).state
-        return Status(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
+        return Verdict(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
 
-    def _app_ready(self, all_checks: bool) -> Status:
+    def _app_ready(self, all_checks: bool) -> Verdict:
         res = self.exec(self.lab.app.name, omnibus.readiness_cmd(all_checks=all_checks),
                         check=False, timeout=20)
         if res.returncode == 0:
-            return Status(True, "ready")
-        return Status(False, f"/-/readiness: {omnibus.failure_line(res)}")
+            return Verdict(True, "ready")
+        return Verdict(False, f"/-/readiness: {omnibus.failure_line(res)}")
 
-    def _gitaly_host_side(self, node: Node) -> Status:
+    def _gitaly_host_side(self, node: Node) -> Verdict:
         """ServerInfo from the host to the node's lab-network address, with its own token."""
         # Imported late: the gRPC stack is only needed once a lab is up.
         from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
         ip = self.container(node.name).ip
         if ip is None:
-            return Status(False, "no address on the lab network yet")
+            return Verdict(False, "no address on the lab network yet")
         sec = self.rendered.secrets
         try:
             # "Is Gitaly up" only: trust the lab CA and accept the node's first
@@ -361,24 +361,24 @@ class RunningLab:
                                     ca_pem=sec.tls.get("ca.crt", ""),
                                     server_name=node.san_names[0])
         except GitalyError as exc:
-            return Status(False, f"ServerInfo: {exc}")
+            return Verdict(False, f"ServerInfo: {exc}")
         missing = unreadable_storages(info, (s.name for s in node.storages))
         if missing:
-            return Status(False, f"storages not readable yet: {', '.join(missing)}")
-        return Status(True, "ServerInfo answered")
+            return Verdict(False, f"storages not readable yet: {', '.join(missing)}")
+        return Verdict(True, "ServerInfo answered")
 
-    def _gitaly_from_app(self) -> Status:
+    def _gitaly_from_app(self) -> Verdict:
         res = self.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
         # The task exits 0 even when it prints FAIL: read its verdict per storage.
         storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
         return probes.gitaly_check_status(res, storages)
 
-    def _gitaly_checks(self, *, via_app: bool = True) -> dict[str, Callable[[], Status]]:
+    def _gitaly_checks(self, *, via_app: bool = True) -> dict[str, Callable[[], Verdict]]:
         """Gitaly serving: each external node asked with its own token from the host, and
         (``via_app``) the app's view. Without ``via_app`` — a scenario that breaks the
         app's side on purpose — only the nodes themselves, where the host can reach them."""
         local = containers_routable()  # else the app node is asked instead
-        checks: dict[str, Callable[[], Status]] = {}
+        checks: dict[str, Callable[[], Verdict]] = {}
         if local:
             checks = {n.name: functools.partial(self._gitaly_host_side, n)
                       for n in self.lab.external_gitaly_nodes}
@@ -403,16 +403,16 @@ class RunningLab:
                 return False
         return omnibus.token_status(r.status_code)
 
-    def _admin_token(self) -> Status:
+    def _admin_token(self) -> Verdict:
         if self._token_works():
-            return Status(True, "admin token works")
+            return Verdict(True, "admin token works")
         res = self.exec(self.lab.app.name, omnibus.admin_token_cmd(self.admin_token),
                         check=False, timeout=600)
         if not omnibus.ran_ok(res):
-            return Status(False, f"creating the admin token: {omnibus.failure_line(res)}")
+            return Verdict(False, f"creating the admin token: {omnibus.failure_line(res)}")
         if self._token_works():
-            return Status(True, "admin token created")
-        return Status(False, "admin token created but GET /api/v4/user does not accept it yet")
+            return Verdict(True, "admin token created")
+        return Verdict(False, "admin token created but GET /api/v4/user does not accept it yet")
 
     def _log_tail(self, node: str) -> str:
         try:
@@ -560,14 +560,15 @@ def attach(name: str) -> RunningLab:
 
 
 def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
-       keep: bool = False, progress: Progress | None = None,
+       keep_on_failure: bool = False, progress: Progress | None = None,
        wait_gitaly: bool = True, clock: Clock | None = None,
        prepare: Callable[[RenderedLab], None] | None = None) -> RunningLab:
     """Render ``lab`` into the state folder, start it, and wait until it is ready.
 
     ``prepare`` may edit the rendered lab directory before anything starts (a
     hand-broken gitlab.rb, an extra file). On failure or Ctrl-C everything
-    started is removed, unless ``keep``.
+    started is removed, unless ``keep_on_failure`` (left up to be looked at).
+    The handle takes the lab down at the end of a ``with`` block.
     """
     if name is not None and name != lab.name:
         if not NAME_RE.match(name):
@@ -587,14 +588,14 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
         raise LabError(f"cannot use the state folder {state.labs_dir()}: {exc.strerror}; "
                        "make it writable by you, or set LAB_HOME") from None
     try:
-        return _up(lab, path, timeout=timeout, keep=keep, progress=progress,
+        return _up(lab, path, timeout=timeout, keep_on_failure=keep_on_failure, progress=progress,
                    wait_gitaly=wait_gitaly, clock=clock, prepare=prepare)
     finally:
         start.release()
 
 
-def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Progress | None,
-        wait_gitaly: bool, clock: Clock | None,
+def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
+        progress: Progress | None, wait_gitaly: bool, clock: Clock | None,
         prepare: Callable[[RenderedLab], None] | None) -> RunningLab:
     check_owner(lab.name, path)  # before touching anything
     home = state.home_id()
@@ -619,7 +620,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Pr
     except OSError as exc:
         raise LabError(f"cannot write the lab folder {path}: {exc.strerror}; make it "
                        "writable by you") from None
-    running = RunningLab(rendered, keep=keep, clock=clock)
+    running = RunningLab(rendered, leave_up=False, clock=clock)
     try:
         if prepare is not None:
             prepare(rendered)
@@ -630,7 +631,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep: bool, progress: Pr
         running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:
-        if keep:
+        if keep_on_failure:
             state.clear_up_marker(path)  # left up on purpose: not a killed run
         else:
             # Keep the original error. down() clears the marker only once the lab

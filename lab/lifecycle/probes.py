@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from lab.lifecycle.readiness import Status
+from lab.lifecycle.readiness import Verdict
 from lab.omnibus.node import (
     ExecFn,
     Result,
@@ -29,18 +29,18 @@ from lab.omnibus.node import (
 )
 
 
-def gitaly_check_status(res: Result, storages: Iterable[str]) -> Status:
+def gitaly_check_status(res: Result, storages: Iterable[str]) -> Verdict:
     """Whether every one of ``storages`` passed the rake task (its exit code says nothing)."""
     found = parse_gitaly_check(res.stdout)
     wanted = list(storages)
     failed = [f"{s}: {found[s]}" for s in wanted if found.get(s)]
     missing = [s for s in wanted if s not in found]
     if failed:
-        return Status(False, "gitlab:gitaly:check: " + "; ".join(failed))
+        return Verdict(False, "gitlab:gitaly:check: " + "; ".join(failed))
     if missing:
         why = failure_line(res) if res.returncode != 0 or not found else "not checked"
-        return Status(False, f"gitlab:gitaly:check: no result for {', '.join(missing)} ({why})")
-    return Status(True, "gitlab:gitaly:check passed")
+        return Verdict(False, f"gitlab:gitaly:check: no result for {', '.join(missing)} ({why})")
+    return Verdict(True, "gitlab:gitaly:check passed")
 
 
 
@@ -66,7 +66,7 @@ class ServicesProbe:
     since: str | None = field(default=None, repr=False)
     phase: str = field(default="", repr=False)
 
-    def __call__(self) -> Status:
+    def __call__(self) -> Verdict:
         if not self.done:
             chunk = self.read_log(self.since)
             self.since = last_stamp(chunk) or self.since
@@ -74,11 +74,11 @@ class ServicesProbe:
             self.phase = reconfigure_phase(chunk) or self.phase
             if not self.done:
                 where = f" ({self.phase})" if self.phase else ""
-                return Status(False, f"reconfigure running{where}")
+                return Verdict(False, f"reconfigure running{where}")
         st = self.exec_fn(status_cmd(), 60)
         states = running_services(st.stdout)
         missing = [s for s in self.services if states.get(s) != "run"]
         if not missing:
-            return Status(True, "services up")
+            return Verdict(True, "services up")
         detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
-        return Status(False, f"services not up ({detail})")
+        return Verdict(False, f"services not up ({detail})")

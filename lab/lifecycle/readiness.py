@@ -17,13 +17,15 @@ from lab.errors import LabError, NotReady
 
 
 @dataclass(frozen=True)
-class Status:
+class Verdict:
+    """One probe's answer: ready or not, and what it saw (shown while waiting)."""
+
     ok: bool
     detail: str
 
 
 # One node's readiness probe: asked again each poll round until it says ok.
-Probe = Callable[[], Status]
+Probe = Callable[[], Verdict]
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class RecordingProgress:
         self.events.append(("note", message))
 
 
-def _poll(probe: Probe) -> Status:
+def _poll(probe: Probe) -> Verdict:
     try:
         return probe()
     except NotReady:
@@ -105,7 +107,7 @@ def _poll(probe: Probe) -> Status:
     except LabError as exc:
         # Transient: exec into a container that is restarting, a refused connection...
         first = str(exc).strip().splitlines()
-        return Status(False, first[-1] if first else type(exc).__name__)
+        return Verdict(False, first[-1] if first else type(exc).__name__)
 
 
 def wait_layers(
@@ -130,11 +132,11 @@ def wait_layers(
         while True:
             watch()
             for node in list(waiting):
-                status = _poll(layer.probes[node])
-                if status.ok:
+                verdict = _poll(layer.probes[node])
+                if verdict.ok:
                     del waiting[node]
                 else:
-                    waiting[node] = status.detail
+                    waiting[node] = verdict.detail
             now = clock.now()
             if not waiting:
                 break

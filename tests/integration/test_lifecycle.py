@@ -180,7 +180,7 @@ def test_two_labs_at_once(lab_home: Path, sim_image: str) -> None:
 @pytest.mark.slow
 def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    with lifecycle.up(spec, name=unique("apply"), timeout=180, keep=False) as running:
+    with lifecycle.up(spec, name=unique("apply"), timeout=180) as running:
         app_id = running.container("gitlab").id
         app_started = started_at(running, "gitlab")
         gitaly_started = started_at(running, "gitaly1")
@@ -335,7 +335,7 @@ def test_omnibus_scaled_up_and_down(lab_home: Path, engine: None) -> None:
     image = omnibus_image(lab)
     if not dk.image_present(image):
         pytest.skip(f"needs image {image} (not present locally)")
-    with lifecycle.up(lab, name=unique("omni"), timeout=1200, keep=False) as running:
+    with lifecycle.up(lab, name=unique("omni"), timeout=1200) as running:
         # Ready by the toolkit's probes; Docker's own check may still be "starting".
         assert all(n.state == "running" for n in running.status().nodes)
         assert running.exec("gitlab", ["gitlab-rake", "gitlab:gitaly:check"]).returncode == 0

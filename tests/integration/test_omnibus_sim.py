@@ -91,7 +91,7 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def booted(sim_as_omnibus: str, lab_home: Path) -> Iterator[lifecycle.RunningLab]:
     lab = _omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}")
-    running = lifecycle.up(lab, keep=False)
+    running = lifecycle.up(lab)
     try:
         yield running
     finally:

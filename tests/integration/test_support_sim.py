@@ -46,7 +46,7 @@ def sim_image(lab_home: Path) -> str:
 def start(*sets: str, topology: str = "scaled", wait_gitaly: bool = True) -> lifecycle.RunningLab:
     lab = resolve(SpecRequest(topology=topology, sets=sets,
                               name=f"sup-{uuid.uuid4().hex[:6]}"))
-    return lifecycle.up(lab, keep=True, timeout=180, wait_gitaly=wait_gitaly)
+    return lifecycle.up(lab, keep_on_failure=True, timeout=180, wait_gitaly=wait_gitaly)
 
 
 def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +152,7 @@ def test_import_reproduces_the_layout(sim_image: str, tmp_path: Path) -> None:
     check_importable(result)
     spec = tmp_path / "spec.yaml"
     spec.write_text(result.to_yaml())
-    again = lifecycle.up(resolve(SpecRequest(file=spec)), keep=True, timeout=180)
+    again = lifecycle.up(resolve(SpecRequest(file=spec)), keep_on_failure=True, timeout=180)
     assert {n.name: (n.roles, n.storages, n.tls) for n in again.lab.nodes} == \
         {n.name: (n.roles, n.storages, n.tls) for n in running.lab.nodes}
     report, _ = doctor(again)

@@ -138,7 +138,7 @@ def test_reconfigure_phase_is_shown_and_the_log_read_on() -> None:
     node.status = res(0, "run: gitaly: (pid 40) 60s; run: log: (pid 1) 80s\n"
                          "down: puma: 1s, normally up; run: log: (pid 2) 80s\n"
                          "run: sshd: (pid 12) 90s; run: log: (pid 11) 90s\n")
-    assert probe() == probes.Status(False, "services not up (puma down)")
+    assert probe() == probes.Verdict(False, "services not up (puma down)")
     node.status = res(0, "run: puma: (pid 41) 5s; run: log: (pid 2) 80s\n")
     assert probe().ok
     assert len(node.reads) == 3  # once reconfigured, the log is not read again
@@ -149,7 +149,7 @@ def test_own_service_must_be_listed_not_just_exit_0() -> None:
     node.log.append(f"{STAMP} gitlab Reconfigured!")
     probe = node.probe(("gitaly",))
     node.status = res(0, "run: sshd: (pid 12) 3s; run: log: (pid 11) 3s\n")
-    assert probe() == probes.Status(False, "services not up (gitaly not set up)")
+    assert probe() == probes.Verdict(False, "services not up (gitaly not set up)")
 
 
 def test_node_services_by_role_and_release() -> None:

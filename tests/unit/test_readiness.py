@@ -14,7 +14,7 @@ from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import Container, ContainerState
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
-from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Status, wait_layers
+from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
 from lab.render.compose import NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
@@ -37,10 +37,10 @@ def after(clock: FakeClock, seconds: float) -> Any:
     """A check that passes ``seconds`` after its first call."""
     start: list[float] = []
 
-    def check() -> Status:
+    def check() -> Verdict:
         start.append(clock.t)
         waited = clock.t - start[0]
-        return Status(waited >= seconds, f"up in {seconds - waited:g}s")
+        return Verdict(waited >= seconds, f"up in {seconds - waited:g}s")
     return check
 
 
@@ -48,8 +48,8 @@ def test_layers_pass_in_order_with_timings() -> None:
     clock = FakeClock()
     progress = RecordingProgress()
     report = wait_layers(
-        [Layer("one", {"a": after(clock, 4)}), Layer("two", {"a": lambda: Status(True, "ok"),
-                                                             "b": lambda: Status(True, "ok")})],
+        [Layer("one", {"a": after(clock, 4)}), Layer("two", {"a": lambda: Verdict(True, "ok"),
+                                                             "b": lambda: Verdict(True, "ok")})],
         timeout=60, clock=clock, interval=2, progress=progress)
     assert [(t.name, t.seconds) for t in report.layers] == [("one", 4.0), ("two", 0.0)]
     assert report.seconds == 4.0
@@ -62,7 +62,7 @@ def test_timeout_without_sleeping() -> None:
     clock = FakeClock()
     started = time.monotonic()
     with pytest.raises(NotReady) as err:
-        wait_layers([Layer("services up", {"gitaly1": lambda: Status(False, "down: gitaly")})],
+        wait_layers([Layer("services up", {"gitaly1": lambda: Verdict(False, "down: gitaly")})],
                     timeout=300, clock=clock, interval=5,
                     log_tail=lambda node: f"last words of {node}")
     assert time.monotonic() - started < 1  # nothing really slept
@@ -89,7 +89,7 @@ def test_watch_fails_at_once() -> None:
         raise NotReady("gitaly1", "container exited with code 1", "syntax error in gitlab.rb")
 
     with pytest.raises(NotReady, match=r"syntax error in gitlab\.rb"):
-        wait_layers([Layer("services up", {"gitaly1": lambda: Status(False, "...")})],
+        wait_layers([Layer("services up", {"gitaly1": lambda: Verdict(False, "...")})],
                     timeout=600, watch=watch, clock=clock)
     assert clock.slept == []
 
@@ -98,11 +98,11 @@ def test_transient_errors_are_retried() -> None:
     clock = FakeClock()
     calls = []
 
-    def flaky() -> Status:
+    def flaky() -> Verdict:
         calls.append(1)
         if len(calls) < 3:
             raise EngineError(["exec", "x"], 1, "container is restarting")
-        return Status(True, "ok")
+        return Verdict(True, "ok")
 
     wait_layers([Layer("app ready", {"gitlab": flaky})], timeout=60, clock=clock, interval=1)
     assert len(calls) == 3
@@ -275,7 +275,7 @@ def test_failed_teardown_leaves_the_marker_for_gc(offline_up: list[str]) -> None
 def test_kept_lab_is_not_marked(offline_up: list[str]) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
     with pytest.raises(EngineError, match="no space left on device"):
-        lifecycle.up(lab, name="kept", keep=True)
+        lifecycle.up(lab, name="kept", keep_on_failure=True)
     assert offline_up == []  # left up on purpose
     assert state.up_marker_pid(state.lab_dir("kept")) is None
 
