@@ -231,3 +231,16 @@ def test_host_client_signs_even_with_an_empty_token() -> None:
     assert key == "authorization"
     assert re.fullmatch(r"Bearer v2\.[0-9a-f]{64}\.\d+", value)
     assert check_gitaly_auth("the-real-token", value).outcome is AuthOutcome.PERMISSION_DENIED
+
+
+def test_image_rows_read_as_docker_image_ls_shows_them() -> None:
+    assert images.short_id("sha256:0123456789abcdef0123") == "0123456789ab"
+    assert images.human_size(999) == "999B"
+    assert images.human_size(183_456_789) == "183MB"
+    assert images.human_size(1_234_567_890) == "1.23GB"
+    assert images.human_size(4_321_000_000_000) == "4321GB"
+    now = 1_796_000_000.0  # 2026-11-30T00:53:20Z
+    assert images.ago("2026-11-30T00:53:00.123456789Z", now) == "less than a minute ago"
+    assert images.ago("2026-11-29T23:50:00Z", now) == "1 hour ago"
+    assert images.ago("2026-11-27T00:00:00Z", now) == "3 days ago"
+    assert images.ago("not a time", now) == ""

@@ -295,3 +295,27 @@ def test_ready_lab_is_not_marked(offline_up: list[str], monkeypatch: pytest.Monk
 def test_node_status_healthy(state: str, health: str, healthy: bool) -> None:
     st = NodeStatus("gitlab", ("app",), state, health, {}, (), "c")
     assert st.healthy is healthy
+
+
+def test_each_lab_redacts_its_own_secrets_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No process-wide redactor: a second lab neither adds to nor borrows the first's values.
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    a = lifecycle.RunningLab(write_lab(lab, tmp_path / "a", image="sim:test"))
+    b = lifecycle.RunningLab(write_lab(lab, tmp_path / "b", image="sim:test"))
+    a_token, b_token = a.admin_token, b.admin_token
+    assert a_token != b_token
+    assert a.redactor(f"token {a_token}") == "token [REDACTED]"
+    assert a.redactor(f"token {b_token}") == f"token {b_token}"
+    # What the handle shows passes its redactor: an exec error, a log.
+    seen: dict[str, Any] = {}
+
+    def logs(c: Any, **kw: Any) -> str:
+        seen["redact"] = kw["redact"]
+        return str(kw["redact"](f"log {a_token}"))
+
+    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: [fake_container("gitlab",
+                                                                                   "running")])
+    monkeypatch.setattr(lifecycle.dk, "logs", logs)
+    assert a.logs("gitlab") == "log [REDACTED]"
+    assert seen["redact"] is a.redactor
