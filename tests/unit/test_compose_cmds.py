@@ -83,7 +83,7 @@ class FakeRunner:
         self.calls.append(cmd)
         res = self.answers.get(tuple(cmd[:-2]))
         if res is None:
-            raise EngineError(cmd, 127, f"{cmd[0]}: command not found")
+            raise ToolMissing(cmd[0], f"`{cmd[0]}` is not installed")  # as run() says it
         return res
 
 

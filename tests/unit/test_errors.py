@@ -94,3 +94,24 @@ def test_the_cli_exits_with_the_class_code(monkeypatch: pytest.MonkeyPatch,
         assert "error:" in err
         assert "Traceback" not in err
 
+
+
+def test_run_says_a_missing_program_is_a_missing_tool(tmp_path: Path) -> None:
+    from lab.engine.run import run
+
+    with pytest.raises(ToolMissing, match="`no-such-program-x1` is not installed") as err:
+        run(["no-such-program-x1", "--version"])
+    assert err.value.tool == "no-such-program-x1"
+    # A missing working folder is no missing tool.
+    with pytest.raises(EngineError, match="no such directory"):
+        run(["true"], cwd=str(tmp_path / "gone"))
+
+
+def test_building_images_without_mmdebstrap_is_a_missing_tool(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.engine import images
+
+    monkeypatch.setattr(images.shutil, "which", lambda name: None)
+    with pytest.raises(ToolMissing, match="apt-get install mmdebstrap") as err:
+        images.build_base()
+    assert err.value.tool == "mmdebstrap"
