@@ -43,8 +43,11 @@ def _unavailable(exc: BaseException) -> DockerUnavailable:
         "or set DOCKER_HOST to a reachable engine")
 
 
-def client() -> Any:
-    """A connected SDK client (one per DOCKER_HOST); DockerUnavailable if there is none."""
+def _client() -> Any:
+    """A connected SDK client (one per DOCKER_HOST); DockerUnavailable if there is none.
+
+    Private: docker-py objects stay in this module (``check_reachable`` asks for one).
+    """
     import docker
 
     key = os.environ.get("DOCKER_HOST", "")
@@ -62,13 +65,13 @@ def client() -> Any:
 
 def check_reachable() -> None:
     """DockerUnavailable, saying how to start Docker, unless the engine answers."""
-    client()
+    _client()
 
 
 def version() -> str:
     """The engine's version (`docker version`'s Server.Version)."""
     try:
-        return str(client().version().get("Version", "?"))
+        return str(_client().version().get("Version", "?"))
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -101,25 +104,25 @@ def label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
 def containers(labels: Mapping[str, str]) -> list[Container]:
     """Every container (running or not) carrying ``labels`` ("" value: any), inspected now."""
     # ignore_removed: another process may remove a container between list and inspect.
-    found = client().containers.list(all=True, filters=label_filters(labels),
+    found = _client().containers.list(all=True, filters=label_filters(labels),
                                      ignore_removed=True)
     return [Container.from_attrs(c.attrs) for c in found]
 
 
 def networks(labels: Mapping[str, str]) -> list[Network]:
     return [Network.from_attrs(n.attrs)
-            for n in client().networks.list(filters=label_filters(labels))]
+            for n in _client().networks.list(filters=label_filters(labels))]
 
 
 def volumes(labels: Mapping[str, str]) -> list[Volume]:
     return [Volume.from_attrs(v.attrs)
-            for v in client().volumes.list(filters=label_filters(labels))]
+            for v in _client().volumes.list(filters=label_filters(labels))]
 
 
 def inspect(ref: ContainerRef) -> Container:
     """The container as it is now (EngineError if it is gone)."""
     try:
-        return Container.from_attrs(client().api.inspect_container(_id(ref)))
+        return Container.from_attrs(_client().api.inspect_container(_id(ref)))
     except DockerUnavailable:
         raise
     except Exception as exc:  # NotFound (removed meanwhile), APIError, connection errors
@@ -142,7 +145,7 @@ def exec_in(container: ContainerRef, cmd: Sequence[str], *, check: bool = True,
         # The engine cannot time out an exec, so the container's own `timeout` does.
         run_argv = ["timeout", "-k", "5", str(max(1, int(timeout))), *argv]
     shown = ["exec", _shown(container), *(redact(a) for a in argv)]
-    api = client().api
+    api = _client().api
     try:
         exec_id = api.exec_create(_id(container), run_argv, user=user)["Id"]
         out, err = api.exec_start(exec_id, demux=True)
@@ -201,7 +204,7 @@ def logs(container: ContainerRef, *, tail: int | None = 200, since: str | None =
     if since:
         kwargs["since"] = since_timestamp(since)
     try:
-        data = client().api.logs(_id(container), stdout=True, stderr=True, **kwargs)
+        data = _client().api.logs(_id(container), stdout=True, stderr=True, **kwargs)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -217,7 +220,7 @@ def follow_logs(container: ContainerRef, *, tail: int | None = 200, since: str |
         kwargs["since"] = since_timestamp(since)
     buf = b""
     # Whole lines only, so a secret split across two chunks is still redacted.
-    for chunk in client().api.logs(_id(container), stream=True, follow=True, stdout=True,
+    for chunk in _client().api.logs(_id(container), stream=True, follow=True, stdout=True,
                                    stderr=True, **kwargs):
         buf += chunk
         *lines, buf = buf.split(b"\n")
@@ -238,7 +241,7 @@ def log_tail(container: ContainerRef, lines: int = 40, *, redact: Redact = as_is
 def memory_usage(container: ContainerRef) -> int:
     """Bytes of memory in use (as `docker stats` counts it, minus page cache)."""
     try:
-        stats = client().api.stats(_id(container), stream=False)
+        stats = _client().api.stats(_id(container), stream=False)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -255,7 +258,7 @@ def memory_usage(container: ContainerRef) -> int:
 
 def _act(what: str, shown: Sequence[str], call: Callable[[Any], object]) -> None:
     try:
-        call(client().api)
+        call(_client().api)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -299,7 +302,7 @@ def connect(network: Network, container: ContainerRef, aliases: Sequence[str]) -
 
 def remove_container(container: ContainerRef) -> None:
     try:
-        client().api.remove_container(_id(container), force=True, v=True)
+        _client().api.remove_container(_id(container), force=True, v=True)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -309,7 +312,7 @@ def remove_container(container: ContainerRef) -> None:
 
 def remove_network(network: Network) -> None:
     try:
-        client().api.remove_network(network.id)
+        _client().api.remove_network(network.id)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -319,7 +322,7 @@ def remove_network(network: Network) -> None:
 
 def remove_volume(volume: Volume) -> None:
     try:
-        client().api.remove_volume(volume.name, force=True)
+        _client().api.remove_volume(volume.name, force=True)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -333,7 +336,7 @@ def remove_volume(volume: Volume) -> None:
 def image(ref: str) -> Image | None:
     """The image ``ref`` on this engine, or None if it is not here."""
     try:
-        return Image.from_attrs(client().api.inspect_image(ref))
+        return Image.from_attrs(_client().api.inspect_image(ref))
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -349,7 +352,7 @@ def image_present(ref: str) -> bool:
 def images(repository: str) -> list[Image]:
     """Every image of ``repository`` (any tag) on this engine."""
     try:
-        rows = client().api.images(name=repository)
+        rows = _client().api.images(name=repository)
     except DockerUnavailable:
         raise
     except Exception as exc:
@@ -371,7 +374,7 @@ def remove_image(ref: str) -> bool:
     """Untag/remove ``ref``; False when the engine refuses (a container still uses it)."""
     try:
         # Without force, the engine refuses to remove an image a container uses.
-        client().api.remove_image(ref)
+        _client().api.remove_image(ref)
     except DockerUnavailable:
         raise
     except Exception:  # APIError 409 (in use), 404 (gone meanwhile)
@@ -382,7 +385,7 @@ def remove_image(ref: str) -> bool:
 def pull(ref: str) -> None:
     """Pull ``ref`` from its registry (EngineError with the registry's answer if it fails)."""
     try:
-        client().images.pull(ref)
+        _client().images.pull(ref)
     except DockerUnavailable:
         raise
     except Exception as exc:  # ImageNotFound, APIError, connection errors
@@ -393,7 +396,7 @@ def import_image(tarball: Path, ref: str, changes: Sequence[str]) -> None:
     """`docker import`: a root file system tarball as image ``ref``, with Dockerfile ``changes``."""
     repository, _, tag = ref.rpartition(":")
     try:
-        client().api.import_image_from_file(str(tarball), repository=repository, tag=tag,
+        _client().api.import_image_from_file(str(tarball), repository=repository, tag=tag,
                                             changes=list(changes))
     except DockerUnavailable:
         raise
@@ -411,7 +414,7 @@ def build_image(context: Path, ref: str, *, labels: Mapping[str, str],
     shown = ["build", "-t", ref, str(context)]
     log: list[str] = []
     try:
-        for chunk in client().api.build(path=str(context), tag=ref, labels=dict(labels),
+        for chunk in _client().api.build(path=str(context), tag=ref, labels=dict(labels),
                                         buildargs=dict(buildargs), rm=True, forcerm=True,
                                         decode=True):
             if "error" in chunk:
@@ -428,7 +431,7 @@ def load_images(tarball: Path) -> list[str]:
     loaded: list[str] = []
     try:
         with tarball.open("rb") as data:
-            for chunk in client().api.load_image(data):
+            for chunk in _client().api.load_image(data):
                 if "error" in chunk:
                     raise EngineError(["load", str(tarball)], 1, str(chunk["error"]))
                 text = str(chunk.get("stream", ""))
@@ -444,7 +447,7 @@ def load_images(tarball: Path) -> list[str]:
 
 def save_images(refs: Sequence[str], target: Path) -> None:
     """`docker save`: ``refs`` into one tarball at ``target`` (written as it streams)."""
-    api = client().api
+    api = _client().api
     try:
         # GET /images/get?names=... is the multi-image export; docker-py wraps only the
         # single-image form (get_image), so its request helpers are used directly.
@@ -472,7 +475,7 @@ def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[st
     try:
         # Not run(remove=True): docker-py then removes the container without its
         # anonymous volumes (the image declares three), which would be left dangling.
-        container = client().containers.create(
+        container = _client().containers.create(
             image, ["-R", f"{uid}:{gid}", "/lab-dir"], entrypoint=["chown"], user="0",
             volumes={host_dir: {"bind": "/lab-dir", "mode": "rw"}}, labels=dict(labels),
             network_mode="none")
@@ -501,7 +504,7 @@ def info() -> dict[str, Any]:
     key = os.environ.get("DOCKER_HOST", "")
     if key not in _infos:
         try:
-            _infos[key] = dict(client().info())
+            _infos[key] = dict(_client().info())
         except DockerUnavailable:
             raise
         except Exception as exc:

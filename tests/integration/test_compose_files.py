@@ -7,6 +7,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import docker
 import pytest
 from conftest import skip_or_fail
 
@@ -48,7 +49,7 @@ def test_up_merges_the_override_and_status_draws_the_lab(lab_home: Path, sim_ima
     with lifecycle.up(lab, name=name, timeout=180, prepare=add_override) as running:
         gitaly = running.container("gitaly1")
         # The environment is no part of the toolkit's snapshot: ask docker-py itself.
-        env = dk.client().api.inspect_container(gitaly.id)["Config"]["Env"]
+        env = docker.from_env().api.inspect_container(gitaly.id)["Config"]["Env"]
         assert "LAB_OVERRIDE_PROBE=from the override" in env
         assert gitaly.labels["org.example.owner"] == "support"
         # The rendered labels are still there: down and gc still find the container.
@@ -97,10 +98,10 @@ def test_reclaiming_a_folder_leaves_no_container_or_volume(tmp_path: Path,
     import os
 
     marker = {"io.gitlab-testlab.test": uuid.uuid4().hex}
-    before = {v.id for v in dk.client().volumes.list()}
+    before = {v.id for v in docker.from_env().volumes.list()}
     (tmp_path / "f").write_text("x")
     dk.chown_tree(sim_image, str(tmp_path), 4321, 4321, marker)
     assert os.stat(tmp_path / "f").st_uid == 4321
     assert dk.containers(marker) == []
     # The image declares volumes: the throwaway container must take its own with it.
-    assert {v.id for v in dk.client().volumes.list()} - before == set()
+    assert {v.id for v in docker.from_env().volumes.list()} - before == set()

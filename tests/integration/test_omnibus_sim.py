@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from conftest import skip_or_fail
 
@@ -133,7 +134,7 @@ def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: lifecycle.RunningL
 
 def test_stop_timeout_lets_postgresql_stop(booted: lifecycle.RunningLab) -> None:
     # The stop timeout is no part of the toolkit's snapshot: ask docker-py itself.
-    app = dk.client().api.inspect_container(booted.container("gitlab").id)
+    app = docker.from_env().api.inspect_container(booted.container("gitlab").id)
     assert app["Config"]["StopTimeout"] == 120
 
 
@@ -183,7 +184,7 @@ def test_failed_reconfigure_ends_the_container(sim_as_omnibus: str, lab_home: Pa
 def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Path) -> None:
     lab = _omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "scaled")
     rendered = write_lab(lab, tmp_path / "lab", image=sim_as_omnibus)
-    c = dk.client().containers.run(
+    c = docker.from_env().containers.run(
         sim_as_omnibus, detach=True, labels={"io.gitlab-testlab.lab": lab.name},
         environment={"GITLAB_SIM_RECONFIGURE_SECONDS": "6"},
         volumes={str(rendered.path / "nodes" / "gitaly1"): {"bind": "/etc/gitlab",

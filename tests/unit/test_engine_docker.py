@@ -111,7 +111,7 @@ class FakeClient:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     client = FakeClient()
-    monkeypatch.setattr(dk, "client", lambda: client)
+    monkeypatch.setattr(dk, "_client", lambda: client)
     return client
 
 

@@ -63,7 +63,7 @@ class FakeEngine:
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(lifecycle.dk, "client", lambda: None)
+    monkeypatch.setattr(lifecycle.dk, "check_reachable", lambda: None)
     monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
     for kind in ("container", "network", "volume"):
         monkeypatch.setattr(lifecycle.dk, f"{kind}s", fake.lister(kind))

@@ -244,7 +244,7 @@ def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None
 def offline_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """lifecycle.up with no engine: Compose `up` fails, then so does the teardown."""
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(lifecycle.dk, "client", lambda: None)
+    monkeypatch.setattr(lifecycle.dk, "check_reachable", lambda: None)
     monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
     for kind in ("containers", "networks", "volumes"):
         monkeypatch.setattr(lifecycle.dk, kind, lambda labels: [])
