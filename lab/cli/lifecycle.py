@@ -169,7 +169,7 @@ def down(name: str | None, purge: bool) -> None:
     message names its PID). Exit 1 if --purge could not delete the folder.
     """
     running = lifecycle.attach(pick_lab(name))
-    lifecycle.check_not_in_use(running.name)
+    lab_gc.check_not_in_use(running.name)
     running.down(purge=purge)
     kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"
     console.print(f"Lab [bold]{running.name}[/] is down{kept}.", highlight=False)

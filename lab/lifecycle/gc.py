@@ -1,4 +1,4 @@
-"""Finding and removing labs' Docker resources by label: sweep, gc, list, ownership.
+"""Labs' Docker resources found by label: sweep, gc, list; whose they are, who uses them.
 
 Every resource a lab makes carries its labels (name, folder, owner ids); these
 functions never touch a resource without them.
@@ -6,12 +6,13 @@ functions never touch a resource without them.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab.engine import docker as dk
 from lab.engine.docker import Container
-from lab.errors import LabError
+from lab.errors import LabBusy, LabError, LabOwnedElsewhere
 from lab.lifecycle.status import LabSummary
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import state
@@ -42,6 +43,31 @@ def foreign_owners(name: str, path: Path) -> list[str]:
                 others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
     return sorted(others)
 
+
+
+def check_owner(name: str, path: Path) -> None:
+    others = foreign_owners(name, path)
+    if others:
+        raise LabOwnedElsewhere(
+            f"a lab named {name!r} on this Docker Engine belongs to another folder: "
+            f"{', '.join(others)} (another state folder, user or container). Nothing was "
+            f"touched. Pick another --name, or stop that lab from where it was started "
+            f"(`lab down {name}` with its LAB_HOME)")
+
+
+def check_not_in_use(name: str) -> None:
+    """Refuse while another process starts the lab or a `lab run` holds it."""
+    path = state.lab_dir(name)
+    pid = state.up_marker_pid(path)
+    if pid is not None and pid != os.getpid() and state.pid_alive(pid):
+        raise LabBusy(f"lab {name!r} is being started by `lab up` (PID {pid}); wait for it to "
+                      f"finish, or stop that process, then try again")
+    for claim, what in ((state.StartLock(name), "`lab up`"), (state.LabClaim(name), "`lab run`")):
+        holder = claim.holder()
+        if holder is not None:
+            who = f"PID {holder}" if holder > 0 else "another process"
+            raise LabBusy(f"lab {name!r} is in use by {what} ({who}); wait until it ends, or "
+                          f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
 
 def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
     """Remove every container, then network, then volume carrying ``labels``."""

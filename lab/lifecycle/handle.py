@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,13 +32,12 @@ from lab.errors import (
     LabBusy,
     LabError,
     LabNotFound,
-    LabOwnedElsewhere,
     NotReady,
     PortInUse,
 )
 from lab.lifecycle import probes
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
-from lab.lifecycle.gc import foreign_owners, sweep
+from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.images import ensure_image
 from lab.lifecycle.readiness import (
     Clock,
@@ -508,31 +506,6 @@ class RunningLab:
             with contextlib.suppress(LabError):
                 reclaim(self.path, self.rendered.image, self.labels)
             purge_folder(self.path)
-
-
-def check_owner(name: str, path: Path) -> None:
-    others = foreign_owners(name, path)
-    if others:
-        raise LabOwnedElsewhere(
-            f"a lab named {name!r} on this Docker Engine belongs to another folder: "
-            f"{', '.join(others)} (another state folder, user or container). Nothing was "
-            f"touched. Pick another --name, or stop that lab from where it was started "
-            f"(`lab down {name}` with its LAB_HOME)")
-
-
-def check_not_in_use(name: str) -> None:
-    """Refuse while another process starts the lab or a `lab run` holds it."""
-    path = state.lab_dir(name)
-    pid = state.up_marker_pid(path)
-    if pid is not None and pid != os.getpid() and state.pid_alive(pid):
-        raise LabBusy(f"lab {name!r} is being started by `lab up` (PID {pid}); wait for it to "
-                      f"finish, or stop that process, then try again")
-    for claim, what in ((state.StartLock(name), "`lab up`"), (state.LabClaim(name), "`lab run`")):
-        holder = claim.holder()
-        if holder is not None:
-            who = f"PID {holder}" if holder > 0 else "another process"
-            raise LabBusy(f"lab {name!r} is in use by {what} ({who}); wait until it ends, or "
-                          f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
 
 
 # --- module API ----------------------------------------------------------------------

@@ -154,16 +154,16 @@ def test_second_start_of_a_name_says_one_is_in_progress(engine: FakeEngine,
     assert holder.acquire(wait=False)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", "from lab.lifecycle import handle as lifecycle; import sys\n"
+            [sys.executable, "-c", "from lab.lifecycle import gc as lab_gc; import sys\n"
              "from lab.errors import LabBusy\n"
-             "try:\n    lifecycle.check_not_in_use('busy')\n"
+             "try:\n    lab_gc.check_not_in_use('busy')\n"
              "except LabBusy as e:\n    print(e)"],
             capture_output=True, text=True, timeout=60, check=True)
         assert "in use by `lab up`" in proc.stdout
         assert f"PID {__import__('os').getpid()}" in proc.stdout
     finally:
         holder.release()
-    lifecycle.check_not_in_use("busy")  # free again
+    lab_gc.check_not_in_use("busy")  # free again
 
 
 def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> None:
@@ -192,11 +192,11 @@ def test_down_refuses_a_lab_a_run_holds(engine: FakeEngine) -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(LabBusy, match=f"`lab run` \\(PID {proc.pid}\\)"):
-            lifecycle.check_not_in_use("held")
+            lab_gc.check_not_in_use("held")
     finally:
         proc.kill()
         proc.wait()
-    lifecycle.check_not_in_use("held")
+    lab_gc.check_not_in_use("held")
 
 
 def test_scenario_lab_names_differ_per_state_folder(tmp_path: Path,
