@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from lab.lifecycle.gc import sweep
-from lab.model.lab import Lab
+from lab.lifecycle.handle import TIMEOUTS
+from lab.model.lab import Flavor, Lab
 from lab.render.compose import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
 from lab.store import state
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
+#: pytest-timeout's limit for a test on real Omnibus images (pyproject's is sized for the
+#: sim): one boot may use the toolkit's whole wait, and a test may boot and then restart.
+OMNIBUS_TEST_TIMEOUT = 3 * TIMEOUTS[Flavor.OMNIBUS]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,6 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
             "refresh golden files, run `UPDATE_GOLDEN=1 python3 -m pytest "
             "tests/unit/test_golden.py` on your machine and review the diff (README, "
             "Development).")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A --timeout on the command line or a test's own marker still wins.
+    if config.getoption("timeout", None) is not None:
+        return
+    everything = config.getoption("lab_flavor", "sim") == Flavor.OMNIBUS
+    for item in items:
+        if (everything or item.get_closest_marker("omnibus")) \
+                and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(OMNIBUS_TEST_TIMEOUT))
 
 
 def skip_or_fail(reason: str) -> None:
