@@ -34,7 +34,7 @@ from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
 from lab.engine.docker import Container
 from lab.engine.images import image_for
-from lab.errors import ImageMissing, LabError, NotReady
+from lab.errors import BadInput, ImageMissing, LabError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.model.lab import Lab
 from lab.model.labels import HOME_LABEL
@@ -131,7 +131,7 @@ class GitalyContainer(DockerContainer):
         container.reload()
         bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.port}/tcp")
         if not bound:
-            raise LabError(f"Gitaly's port {self.port} is not published (container "
+            raise BadInput(f"Gitaly's port {self.port} is not published (container "
                            f"{container.status})")
         scheme = "tls" if self.tls else "tcp"
         return f"{scheme}://127.0.0.1:{bound[0]['HostPort']}"
@@ -258,7 +258,7 @@ class LabCompose:
     @property
     def running(self) -> lifecycle.RunningLab:
         if self._running is None:
-            raise LabError(f"lab {self.name!r} is not started; call start() or use `with`")
+            raise BadInput(f"lab {self.name!r} is not started; call start() or use `with`")
         return self._running
 
     def start(self) -> LabCompose:
@@ -289,7 +289,7 @@ class LabCompose:
     def get_service_port(self, service_name: str, port: int) -> int:
         bound = self.get_container(service_name).published_port(port)
         if bound is None:
-            raise LabError(f"node {service_name!r} publishes no port {port}; add `publish:` to "
+            raise BadInput(f"node {service_name!r} publishes no port {port}; add `publish:` to "
                            "it in the spec (e.g. sets=['nodes.gitaly1.publish.gitaly=0'])")
         return bound
 

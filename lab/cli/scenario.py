@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lab.cli.common import EXIT_FAILED, console, err_console
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.scenario.load import find_scenarios, load_scenario
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.runner import (
@@ -90,7 +90,7 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         try:
             write_junit(results, junit)
         except OSError as exc:  # after the results are shown: the run is not lost
-            raise LabError(f"cannot write the JUnit report {junit}: {exc.strerror}; choose "
+            raise BadInput(f"cannot write the JUnit report {junit}: {exc.strerror}; choose "
                            "another --junit") from None
     if not all(r.ok for r in results):
         sys.exit(EXIT_FAILED)

@@ -24,7 +24,7 @@ from pathlib import Path
 import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
-from lab.errors import EngineError, ImageMissing, LabError, ToolMissing
+from lab.errors import BadInput, EngineError, ImageMissing, ToolMissing
 from lab.model.lab import Flavor, Lab
 from lab.model.labels import LABEL_PREFIX
 from lab.omnibus.release import omnibus_image_ref
@@ -449,7 +449,7 @@ def ago(created: str, now: float) -> str:
 def load_image(path: str | Path) -> str:
     """``docker load -i`` a tarball (air-gapped hosts); return the loaded ref."""
     if not Path(path).is_file():
-        raise LabError(f"{path}: no such file (expected an image tarball from `docker save`)")
+        raise BadInput(f"{path}: no such file (expected an image tarball from `docker save`)")
     check_docker()
     loaded = dk.load_images(Path(path))
     if not loaded:
@@ -463,7 +463,7 @@ def save_images(refs: list[str], path: str | Path) -> list[str]:
     refs = refs or [sim_image_ref()]
     target = Path(path)
     if not target.parent.is_dir():
-        raise LabError(f"{target.parent}: no such directory for the tarball")
+        raise BadInput(f"{target.parent}: no such directory for the tarball")
     check_docker()
     missing = [r for r in refs if not image_exists(r)]
     if missing:

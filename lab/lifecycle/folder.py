@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.engine import docker as dk
-from lab.errors import Incomplete, LabError
+from lab.errors import BadInput, Incomplete
 from lab.model.lab import Lab
 from lab.spec.labspec import build_lab, resolved_spec
 from lab.spec.yamlfile import Origins
@@ -37,7 +37,7 @@ def load_lab(path: Path) -> Lab:
     try:
         data = json.loads(spec_path.read_text())
     except (OSError, ValueError) as exc:
-        raise LabError(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
+        raise BadInput(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
                        f"`lab down {path.name} --purge` and start it again") from None
     # Accepted when the lab was made (maybe with --force-version): don't judge it again.
     return build_lab(data, Origins(), force_version=True)
@@ -66,7 +66,7 @@ def reclaim(lab_dir: Path, image: str, labels: dict[str, str]) -> None:
     if not foreign:
         return
     if not dk.image_present(image):
-        raise LabError(f"{foreign[0]} and {len(foreign) - 1} more under {lab_dir / 'nodes'} "
+        raise BadInput(f"{foreign[0]} and {len(foreign) - 1} more under {lab_dir / 'nodes'} "
                        f"belong to another user (root, from a container) and the lab's image "
                        f"{image} is gone; run `sudo chown -R {os.getuid()}:{os.getgid()} "
                        f"{lab_dir}` and try again")

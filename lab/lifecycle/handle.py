@@ -28,6 +28,7 @@ from lab.engine.host import containers_routable, port_in_use
 from lab.engine.images import image_for
 from lab.engine.run import Redactor, Result
 from lab.errors import (
+    BadInput,
     LabAlreadyUp,
     LabBusy,
     LabError,
@@ -168,7 +169,7 @@ class RunningLab:
             return self.lab.node(node)
         except KeyError:
             names = ", ".join(n.name for n in self.lab.nodes)
-            raise LabError(f"lab {self.name!r} has no node {node!r}; nodes: {names}") from None
+            raise BadInput(f"lab {self.name!r} has no node {node!r}; nodes: {names}") from None
 
     def _containers(self) -> dict[str, Container]:
         out: dict[str, Container] = {}
@@ -185,7 +186,7 @@ class RunningLab:
         live = self._round if self._round is not None else self._containers()
         c = live.get(node)
         if c is None:
-            raise LabError(f"node {node!r} of lab {self.name!r} has no container; is the lab up? "
+            raise BadInput(f"node {node!r} of lab {self.name!r} has no container; is the lab up? "
                            f"(`lab status {self.name}`, `lab up`)")
         return c
 
@@ -194,7 +195,7 @@ class RunningLab:
         app = self.lab.app.name
         url = _http_url(self.container(app))
         if url is None:
-            raise LabError(f"the app node {app!r} publishes no HTTP port; add "
+            raise BadInput(f"the app node {app!r} publishes no HTTP port; add "
                            f"`publish: {{http: 0}}` to it (or --set nodes.{app}.publish.http=0)")
         return url
 
@@ -225,7 +226,7 @@ class RunningLab:
     def _network(self) -> Network:
         nets = dk.networks(self.labels)
         if not nets:
-            raise LabError(f"lab {self.name!r} has no network; is it up?")
+            raise BadInput(f"lab {self.name!r} has no network; is it up?")
         return nets[0]
 
     def disconnect(self, node: str) -> None:
@@ -523,7 +524,7 @@ def attach(name: str) -> RunningLab:
     lab = load_lab(path)
     sec = load_secrets(path)
     if sec is None:
-        raise LabError(f"lab {name!r} has no secrets in {path}; remove it with "
+        raise BadInput(f"lab {name!r} has no secrets in {path}; remove it with "
                        f"`lab down {name} --purge`")
     image = str(manifest.get("image") or image_for(lab))
     # files lists what a render wrote; attaching writes nothing, and nothing
@@ -545,7 +546,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
     """
     if name is not None and name != lab.name:
         if not NAME_RE.match(name):
-            raise LabError(f"invalid lab name {name!r} (lower-case letters, digits and -, "
+            raise BadInput(f"invalid lab name {name!r} (lower-case letters, digits and -, "
                            "at most 40)")
         lab = replace(lab, name=name)
     dk.check_reachable()  # Docker unreachable: say so before anything else
@@ -558,7 +559,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
             raise LabBusy(f"a start of lab {lab.name!r} is in progress (PID {holder}); wait for "
                           "it, or pick another --name")
     except OSError as exc:
-        raise LabError(f"cannot use the state folder {state.labs_dir()}: {exc.strerror}; "
+        raise BadInput(f"cannot use the state folder {state.labs_dir()}: {exc.strerror}; "
                        "make it writable by you, or set LAB_HOME") from None
     try:
         return _up(lab, path, timeout=timeout, keep_on_failure=keep_on_failure, progress=progress,
@@ -591,7 +592,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         save_spec(lab, path)
         state.write_up_marker(path)
     except OSError as exc:
-        raise LabError(f"cannot write the lab folder {path}: {exc.strerror}; make it "
+        raise BadInput(f"cannot write the lab folder {path}: {exc.strerror}; make it "
                        "writable by you") from None
     running = RunningLab(rendered, leave_up=False, clock=clock)
     try:
