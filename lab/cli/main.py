@@ -82,5 +82,6 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except LabError as exc:
         err_console.print("[bold red]error:[/]", end=" ")
-        err_console.print(str(exc), markup=False, highlight=False)
+        # soft_wrap: a path or file:line is never split; the terminal wraps long lines itself.
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -193,6 +193,17 @@ def test_cli_import_of_a_hostile_file_is_bad_input(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_cli_error_keeps_a_long_path_and_its_line_on_one_line(tmp_path: Path) -> None:
+    # Rich wrapped errors at 80 columns, splitting "<path>:<line>" where a temp path is long.
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    rb = deep / "gitlab.rb"
+    rb.write_text("external_url 'http://x'\nfoo(\n")
+    out = lab_cli("import", str(rb))
+    assert out.returncode == 2, out.stderr
+    assert f"{rb}:2: not valid Ruby" in out.stderr
+
+
 @pytest.mark.parametrize("line", HOSTILE)
 def test_doctor_reads_hostile_files_without_running_them(tmp_path: Path, line: str) -> None:
     from lab.support.doctor.checks import config_checks
