@@ -10,21 +10,17 @@ so ``down`` (and ``lab.lifecycle.gc``) remove exactly those.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-
-import requests
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.docker import Container, Network
-from lab.engine.host import containers_routable, port_in_use
+from lab.engine.host import port_in_use
 from lab.engine.images import image_for
 from lab.engine.run import Redactor, Result
 from lab.errors import (
@@ -36,16 +32,15 @@ from lab.errors import (
     NotReady,
     PortInUse,
 )
-from lab.lifecycle import probes
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.images import ensure_image
+from lab.lifecycle.layers import log_since_start, readiness_layers
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
     Progress,
     ReadyReport,
-    Verdict,
     wait_layers,
 )
 from lab.lifecycle.status import LabStatus, NodeStatus
@@ -58,7 +53,6 @@ from lab.render.compose import (
     compose_dict,
 )
 from lab.render.compose import labels as lab_labels
-from lab.render.gitlab_rb import node_token
 from lab.spec.labspec import NAME_RE
 from lab.store import state
 from lab.store.labdir import (
@@ -302,116 +296,11 @@ class RunningLab:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
                 # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
                 during = " during `gitlab-ctl reconfigure`" if omnibus.exited_during_reconfigure(
-                    self._log_since_start(c)) else ""
+                    log_since_start(c, redact=self.redactor)) else ""
                 raise NotReady(node.name, f"container exited{during} with code "
                                f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
                                hint=f"see nodes/{node.name}/gitlab.rb in {self.path}; full log: "
                                f"`lab logs {node.name} --lab {self.name}`")
-
-    def _log_since_start(self, container: Container, since: str | None = None) -> str:
-        """The container's log (with Docker's timestamps) since its latest start or ``since``."""
-        stamp = since or container.state.started_at
-        try:
-            after = datetime.fromisoformat(stamp).timestamp() if stamp else None
-        except ValueError:
-            after = None
-        return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
-                       timestamps=True, redact=self.redactor)
-
-    def _read_log(self, node: str) -> probes.LogFn:
-        def read(since: str | None) -> str:
-            return self._log_since_start(self.container(node), since)
-        return read
-
-    def _exec_raw(self, node: str) -> Callable[[list[str], float | None], Result]:
-        def run_it(cmd: list[str], timeout: float | None) -> Result:
-            return self.exec(node, cmd, check=False, timeout=timeout)
-        return run_it
-
-    # container() hands out snapshots listed this poll round: their state is fresh enough.
-    def _running(self, node: str) -> Verdict:
-        st = self.container(node).state
-        return Verdict(st.running, st.status)
-
-    def _docker_health(self, node: str) -> Verdict:
-        st = self.container(node).state
-        return Verdict(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
-
-    def _app_ready(self, all_checks: bool) -> Verdict:
-        res = self.exec(self.lab.app.name, omnibus.readiness_cmd(all_checks=all_checks),
-                        check=False, timeout=20)
-        if res.returncode == 0:
-            return Verdict(True, "ready")
-        return Verdict(False, f"/-/readiness: {omnibus.failure_line(res)}")
-
-    def _gitaly_host_side(self, node: Node) -> Verdict:
-        """ServerInfo from the host to the node's lab-network address, with its own token."""
-        # Imported late: the gRPC stack is only needed once a lab is up.
-        from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
-
-        ip = self.container(node.name).ip
-        if ip is None:
-            return Verdict(False, "no address on the lab network yet")
-        sec = self.rendered.secrets
-        try:
-            # "Is Gitaly up" only: trust the lab CA and accept the node's first
-            # certificate name. Whether the app's view matches is doctor's question.
-            info = node_server_info(ip, node, node_token(sec.gitaly_token, node),
-                                    ca_pem=sec.tls.get("ca.crt", ""),
-                                    server_name=node.san_names[0])
-        except GitalyError as exc:
-            return Verdict(False, f"ServerInfo: {exc}")
-        missing = unreadable_storages(info, (s.name for s in node.storages))
-        if missing:
-            return Verdict(False, f"storages not readable yet: {', '.join(missing)}")
-        return Verdict(True, "ServerInfo answered")
-
-    def _gitaly_from_app(self) -> Verdict:
-        res = self.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
-        # The task exits 0 even when it prints FAIL: read its verdict per storage.
-        storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
-        return probes.gitaly_check_status(res, storages)
-
-    def _gitaly_checks(self, *, via_app: bool = True) -> dict[str, Callable[[], Verdict]]:
-        """Gitaly serving: each external node asked with its own token from the host, and
-        (``via_app``) the app's view. Without ``via_app`` — a scenario that breaks the
-        app's side on purpose — only the nodes themselves, where the host can reach them."""
-        local = containers_routable()  # else the app node is asked instead
-        checks: dict[str, Callable[[], Verdict]] = {}
-        if local:
-            checks = {n.name: functools.partial(self._gitaly_host_side, n)
-                      for n in self.lab.external_gitaly_nodes}
-        # An all-in-one node's Gitaly listens on a socket only; ask the app about it.
-        if via_app and (not local or self.lab.app.is_gitaly):
-            checks[self.lab.app.name] = self._gitaly_from_app
-        return checks
-
-    def _token_works(self) -> bool:
-        try:
-            url = self.http_url
-        except LabError:
-            res = self.exec(self.lab.app.name, omnibus.token_check_cmd(self.admin_token),
-                            check=False, timeout=20)
-            return omnibus.token_status(res.stdout)
-        with requests.Session() as s:
-            s.trust_env = False  # a lab is on loopback; a proxy would only get in the way
-            try:
-                r = s.get(f"{url}/api/v4/user", headers={"PRIVATE-TOKEN": self.admin_token},
-                          timeout=10)
-            except requests.RequestException:
-                return False
-        return omnibus.token_status(r.status_code)
-
-    def _admin_token(self) -> Verdict:
-        if self._token_works():
-            return Verdict(True, "admin token works")
-        res = self.exec(self.lab.app.name, omnibus.admin_token_cmd(self.admin_token),
-                        check=False, timeout=600)
-        if not omnibus.ran_ok(res):
-            return Verdict(False, f"creating the admin token: {omnibus.failure_line(res)}")
-        if self._token_works():
-            return Verdict(True, "admin token created")
-        return Verdict(False, "admin token created but GET /api/v4/user does not accept it yet")
 
     def _log_tail(self, node: str) -> str:
         try:
@@ -421,27 +310,8 @@ class RunningLab:
 
     def layers(self, *, wait_gitaly: bool = True, docker_health: bool = False,
                progress: Progress | None = None) -> list[Layer]:
-        nodes = [n.name for n in self.lab.nodes]
-        app = self.lab.app.name
-        services = {n.name: probes.ServicesProbe(
-            n.name, self._exec_raw(n.name), self._read_log(n.name),
-            omnibus.node_services(self.lab.version, app=n.is_app, gitaly=n.is_gitaly))
-            for n in self.lab.nodes}
-        out = [
-            Layer("containers running", {n: functools.partial(self._running, n) for n in nodes}),
-            Layer("services up", dict(services),
-                  hint="Omnibus reconfigure may still be running; raise --timeout"),
-            Layer("app ready", {app: lambda: self._app_ready(wait_gitaly)}),
-        ]
-        gitaly = self._gitaly_checks(via_app=wait_gitaly)
-        if gitaly:
-            out.append(Layer("gitaly storages", gitaly,
-                             hint="check the Gitaly node's log and the auth token settings"))
-        if docker_health:
-            out.append(Layer("healthchecks",
-                             {n: functools.partial(self._docker_health, n) for n in nodes}))
-        out.append(Layer("admin token", {app: self._admin_token}))
-        return out
+        """The readiness layers ``wait_ready`` passes (``lab.lifecycle.layers``)."""
+        return readiness_layers(self, wait_gitaly=wait_gitaly, docker_health=docker_health)
 
     def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
                    wait_gitaly: bool = True, docker_health: bool = False

@@ -14,6 +14,7 @@ from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import Container, ContainerState
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import layers
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
 from lab.render.compose import NODE_LABEL
@@ -217,7 +218,7 @@ def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
 
 
 def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle, "containers_routable", lambda: True)
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
     running = lifecycle.RunningLab(rendered)
     # The toolkit's own probes decide readiness; Docker's slow first check does not gate.
     names = [layer.name for layer in running.layers()]
@@ -232,7 +233,7 @@ def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None
     [gitaly] = [layer for layer in running.layers(wait_gitaly=False)
                 if layer.name == "gitaly storages"]
     assert set(gitaly.probes) == {"gitaly1"}
-    monkeypatch.setattr(lifecycle, "containers_routable", lambda: False)
+    monkeypatch.setattr(layers, "containers_routable", lambda: False)
     assert "gitaly storages" not in [layer.name for layer in running.layers(wait_gitaly=False)]
     assert set(running.layers()[3].probes) == {"gitlab"}  # the app is asked instead
     assert set(running.layers()[1].probes) == {"gitlab", "gitaly1"}

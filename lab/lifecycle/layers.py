@@ -1,0 +1,176 @@
+"""A running lab's readiness layers: which probe each layer asks of which node.
+
+In order: every container running; each node's services up (``probes.ServicesProbe``);
+the app's ``/-/readiness``; Gitaly serving its storages (asked from the host with
+each node's own token where the host can reach the lab network, else through the
+app); Docker's healthchecks when asked for; the admin token accepted by the API.
+``lab.lifecycle.readiness.wait_layers`` polls them; ``RunningLab.wait_ready`` runs it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import requests
+
+from lab.engine import docker as dk
+from lab.engine.docker import Container
+from lab.engine.host import containers_routable
+from lab.engine.run import Result
+from lab.errors import LabError
+from lab.lifecycle import probes
+from lab.lifecycle.readiness import Layer, Probe, Verdict
+from lab.model.lab import Node
+from lab.omnibus import node as omnibus
+from lab.render.gitlab_rb import node_token
+
+if TYPE_CHECKING:
+    from lab.lifecycle.handle import RunningLab
+
+
+def log_since_start(container: Container, since: str | None = None, *,
+                    redact: Callable[[str], str]) -> str:
+    """The container's log (with Docker's timestamps) since its latest start or ``since``."""
+    stamp = since or container.state.started_at
+    try:
+        after = datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        after = None
+    return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
+                   timestamps=True, redact=redact)
+
+
+def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
+                     docker_health: bool = False) -> list[Layer]:
+    """The layers ``lab`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
+    asks = _Probes(lab)
+    nodes = [n.name for n in lab.lab.nodes]
+    app = lab.lab.app.name
+    services = {n.name: probes.ServicesProbe(
+        n.name, asks.exec_raw(n.name), asks.read_log(n.name),
+        omnibus.node_services(lab.lab.version, app=n.is_app, gitaly=n.is_gitaly))
+        for n in lab.lab.nodes}
+    out = [
+        Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
+        Layer("services up", dict(services),
+              hint="Omnibus reconfigure may still be running; raise --timeout"),
+        Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}),
+    ]
+    gitaly = asks.gitaly(via_app=wait_gitaly)
+    if gitaly:
+        out.append(Layer("gitaly storages", gitaly,
+                         hint="check the Gitaly node's log and the auth token settings"))
+    if docker_health:
+        out.append(Layer("healthchecks",
+                         {n: functools.partial(asks.docker_health, n) for n in nodes}))
+    out.append(Layer("admin token", {app: asks.admin_token}))
+    return out
+
+
+class _Probes:
+    """Each probe, asking one running lab through its handle."""
+
+    def __init__(self, handle: RunningLab) -> None:
+        self.handle = handle
+        self.lab = handle.lab
+
+    def read_log(self, node: str) -> probes.LogFn:
+        def read(since: str | None) -> str:
+            return log_since_start(self.handle.container(node), since,
+                                   redact=self.handle.redactor)
+        return read
+
+    def exec_raw(self, node: str) -> Callable[[list[str], float | None], Result]:
+        def run_it(cmd: list[str], timeout: float | None) -> Result:
+            return self.handle.exec(node, cmd, check=False, timeout=timeout)
+        return run_it
+
+    # container() hands out snapshots listed this poll round: their state is fresh enough.
+    def running(self, node: str) -> Verdict:
+        st = self.handle.container(node).state
+        return Verdict(st.running, st.status)
+
+    def docker_health(self, node: str) -> Verdict:
+        st = self.handle.container(node).state
+        return Verdict(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
+
+    def app_ready(self, all_checks: bool) -> Verdict:
+        res = self.handle.exec(self.lab.app.name, omnibus.readiness_cmd(all_checks=all_checks),
+                               check=False, timeout=20)
+        if res.returncode == 0:
+            return Verdict(True, "ready")
+        return Verdict(False, f"/-/readiness: {omnibus.failure_line(res)}")
+
+    def gitaly_host_side(self, node: Node) -> Verdict:
+        """ServerInfo from the host to the node's lab-network address, with its own token."""
+        # Imported late: the gRPC stack is only needed once a lab is up.
+        from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
+
+        ip = self.handle.container(node.name).ip
+        if ip is None:
+            return Verdict(False, "no address on the lab network yet")
+        sec = self.handle.rendered.secrets
+        try:
+            # "Is Gitaly up" only: trust the lab CA and accept the node's first
+            # certificate name. Whether the app's view matches is doctor's question.
+            info = node_server_info(ip, node, node_token(sec.gitaly_token, node),
+                                    ca_pem=sec.tls.get("ca.crt", ""),
+                                    server_name=node.san_names[0])
+        except GitalyError as exc:
+            return Verdict(False, f"ServerInfo: {exc}")
+        missing = unreadable_storages(info, (s.name for s in node.storages))
+        if missing:
+            return Verdict(False, f"storages not readable yet: {', '.join(missing)}")
+        return Verdict(True, "ServerInfo answered")
+
+    def gitaly_from_app(self) -> Verdict:
+        res = self.handle.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False,
+                               timeout=300)
+        # The task exits 0 even when it prints FAIL: read its verdict per storage.
+        storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
+        return probes.gitaly_check_status(res, storages)
+
+    def gitaly(self, *, via_app: bool = True) -> dict[str, Probe]:
+        """Gitaly serving: each external node asked with its own token from the host, and
+        (``via_app``) the app's view. Without ``via_app`` — a scenario that breaks the
+        app's side on purpose — only the nodes themselves, where the host can reach them."""
+        local = containers_routable()  # else the app node is asked instead
+        out: dict[str, Probe] = {}
+        if local:
+            out = {n.name: functools.partial(self.gitaly_host_side, n)
+                   for n in self.lab.external_gitaly_nodes}
+        # An all-in-one node's Gitaly listens on a socket only; ask the app about it.
+        if via_app and (not local or self.lab.app.is_gitaly):
+            out[self.lab.app.name] = self.gitaly_from_app
+        return out
+
+    def token_works(self) -> bool:
+        token = self.handle.admin_token
+        try:
+            url = self.handle.http_url
+        except LabError:
+            res = self.handle.exec(self.lab.app.name, omnibus.token_check_cmd(token),
+                                   check=False, timeout=20)
+            return omnibus.token_status(res.stdout)
+        with requests.Session() as s:
+            s.trust_env = False  # a lab is on loopback; a proxy would only get in the way
+            try:
+                r = s.get(f"{url}/api/v4/user", headers={"PRIVATE-TOKEN": token}, timeout=10)
+            except requests.RequestException:
+                return False
+        return omnibus.token_status(r.status_code)
+
+    def admin_token(self) -> Verdict:
+        if self.token_works():
+            return Verdict(True, "admin token works")
+        res = self.handle.exec(self.lab.app.name,
+                               omnibus.admin_token_cmd(self.handle.admin_token),
+                               check=False, timeout=600)
+        if not omnibus.ran_ok(res):
+            return Verdict(False, f"creating the admin token: {omnibus.failure_line(res)}")
+        if self.token_works():
+            return Verdict(True, "admin token created")
+        return Verdict(False, "admin token created but GET /api/v4/user does not accept it yet")
