@@ -119,7 +119,7 @@ class RunningLab:
         self.clock = clock or Clock()
         self._compose: Compose | None = None
         # The containers listed at the start of the current readiness poll round;
-        # every check of that round uses them instead of listing again.
+        # every probe of that round uses them instead of listing again.
         self._round: dict[str, Container] | None = None
         # Poll rounds in a row that listed no container for a node (see _watch).
         self._unlisted: dict[str, int] = {}
