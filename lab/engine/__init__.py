@@ -1,1 +1,1 @@
-"""The only layer with side effects on Docker: commands, images, compose, faults."""
+"""The only room that talks to Docker: the SDK (docker.py; snapshots: models.py), Compose."""
