@@ -32,8 +32,8 @@ from testcontainers.core.container import DockerContainer
 
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
-from lab.engine.docker import Container
 from lab.engine.images import image_for
+from lab.engine.models import Container
 from lab.errors import BadInput, ImageMissing, LabError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.model.lab import Lab

@@ -18,11 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lab.engine.models import Container, ContainerState, Image, Network, Volume
+from lab.engine.models import Container, Image, Network, Volume
 from lab.engine.run import Result, as_is
 from lab.errors import DockerUnavailable, EngineError, ToolMissing
-
-__all__ = ["Container", "ContainerState", "Image", "Network", "Volume"]
 
 # Long enough for `gitlab-ctl reconfigure` run through exec; a hung engine is
 # caught by the short ping first.

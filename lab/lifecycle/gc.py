@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab.engine import docker as dk
-from lab.engine.docker import Container
+from lab.engine.models import Container
 from lab.errors import LabBusy, LabError, LabOwnedElsewhere
 from lab.lifecycle.status import LabSummary
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL

@@ -19,9 +19,9 @@ from types import TracebackType
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
-from lab.engine.docker import Container, Network
 from lab.engine.host import port_in_use
 from lab.engine.images import image_for
+from lab.engine.models import Container, Network
 from lab.engine.run import Redactor, Result
 from lab.errors import (
     BadInput,

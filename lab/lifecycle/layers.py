@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import requests
 
 from lab.engine import docker as dk
-from lab.engine.docker import Container
 from lab.engine.host import containers_routable
+from lab.engine.models import Container
 from lab.engine.run import Result
 from lab.errors import LabError
 from lab.lifecycle import probes

@@ -245,7 +245,7 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
 
     from lab.cli import lifecycle as cli_lifecycle
     from lab.cli.main import cli
-    from lab.engine.docker import Container, ContainerState
+    from lab.engine.models import Container, ContainerState
     from lab.errors import ToolMissing
 
     class Handle:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.engine.docker import Container, ContainerState
+from lab.engine.models import Container, ContainerState
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle import layers

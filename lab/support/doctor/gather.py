@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from lab.engine import docker as dk
 from lab.engine.compose import detect
-from lab.engine.docker import Container
 from lab.engine.host import containers_routable, mem_available, port_in_use
 from lab.engine.images import image_for, sim_image_ref
+from lab.engine.models import Container
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.lifecycle import probes
