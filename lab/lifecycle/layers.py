@@ -46,7 +46,7 @@ def log_since_start(container: Container, since: str | None = None, *,
 def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
                      docker_health: bool = False) -> list[Layer]:
     """The layers ``lab`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
-    asks = _Probes(lab)
+    asks = LabProbes(lab)
     nodes = [n.name for n in lab.lab.nodes]
     app = lab.lab.app.name
     services = {n.name: probes.ServicesProbe(
@@ -70,7 +70,7 @@ def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
     return out
 
 
-class _Probes:
+class LabProbes:
     """Each probe, asking one running lab through its handle."""
 
     def __init__(self, handle: RunningLab) -> None:

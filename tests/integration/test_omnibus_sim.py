@@ -33,7 +33,7 @@ from conftest import skip_or_fail
 from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import handle as lifecycle
-from lab.lifecycle import probes
+from lab.lifecycle import layers, probes
 from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import node as omnibus
 from lab.render.compose import omnibus_image
@@ -144,9 +144,9 @@ def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab
         res = booted.exec("gitlab", omnibus.gitaly_check_cmd(), check=False, timeout=120)
         assert res.returncode == 0  # as the real task: FAIL printed, exit 0
         assert "FAIL" in res.stdout
-        status = booted._gitaly_from_app()
-        assert not status.ok
-        assert "default:" in status.detail
+        verdict = layers.LabProbes(booted).gitaly_from_app()
+        assert not verdict.ok
+        assert "default:" in verdict.detail
     finally:
         booted.start("gitaly1")
         booted.wait_ready(docker_health=False)
