@@ -24,19 +24,13 @@ from pathlib import Path
 
 from table import BASELINES, Row, load_note, print_table
 
+from lab.lifecycle.contract import LabHandle
 from lab.model.lab import Lab
 from lab.scenario.load import find_scenarios, load_scenario, resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
-from lab.scenario.runner import (
-    READY_TIMEOUT,
-    LabHandle,
-    LabPool,
-    ScenarioResult,
-    UpFn,
-    run_scenario,
-    run_scenarios,
-    wait_gitaly,
-)
+from lab.scenario.pool import READY_TIMEOUT, LabPool, UpFn, wait_gitaly
+from lab.scenario.results import ScenarioResult
+from lab.scenario.runner import run_scenario, run_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "scenarios"

@@ -14,37 +14,35 @@ Fixtures (all overridable in a conftest.py):
 - ``lab`` (function): the ready lab for ``lab_spec``; shared per session and topology.
 - ``gitlab`` / ``gitlab_client`` (function): API client and git helper bound to ``lab``.
 
-Nothing here touches Docker at import or collection time.
+Scenario files are planned as `lab run` plans them (``lab.scenario.plan``): each
+file's plan items become test items, ordered lab by lab. Only files under the
+``lab_scenarios`` ini folders (default: ``scenarios`` at the rootdir) or named on
+the command line are collected. Nothing here touches Docker at import or
+collection time, and the heavy libraries (requests, yaml, rich, cryptography,
+docker, grpc) are imported only when a scenario file or a lab is used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lab.client.gitlab import GitLab
 from lab.errors import LabError
 from lab.model.lab import Flavor, Lab
-from lab.scenario.load import group_name, load_scenario, resolve_labs
-from lab.scenario.model import Scenario, ScenarioLabs
-from lab.scenario.report import BUNDLE_PROPERTY, format_failure, release_name
-from lab.scenario.runner import (
-    CollectFn,
-    LabHandle,
-    LabPool,
-    ScenarioResult,
-    bundle_collector,
-    parse_versions,
-    run_scenario,
-)
-from lab.spec.labspec import SpecRequest, resolve
-from lab.store.state import LabClaim
+from lab.scenario.releases import parse_versions
+
+if TYPE_CHECKING:
+    from lab.client.gitlab import GitLab
+    from lab.lifecycle.contract import LabHandle
+    from lab.scenario.evidence import CollectFn
+    from lab.scenario.plan import PlanItem
+    from lab.scenario.pool import LabPool
+    from lab.scenario.results import ScenarioResult
 
 MARKERS = {
     "omnibus": "needs a real gitlab/gitlab-ce or gitlab/gitlab-ee image",
@@ -53,10 +51,12 @@ MARKERS = {
     "docker": "needs a reachable Docker Engine",
 }
 DEFAULT_TOPOLOGY = "scaled"
+#: The ini option naming the folders whose YAML files are scenarios.
+SCENARIOS_INI = "lab_scenarios"
 # Omnibus nodes need 4+ GB each: keep few labs up at once (scenarios are ordered by lab).
 MAX_LABS = 2
 
-LabFactory = Callable[..., LabHandle]
+LabFactory = Callable[..., "LabHandle"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,12 +71,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-collect-on-failure", action="store_true",
                     help="When a scenario fails, write a `lab collect` bundle of its lab in "
                          "the failed state (path in the report and as JUnit property "
-                         f"{BUNDLE_PROPERTY}).")
+                         "lab_collect_bundle).")
     group.addoption("--lab-evidence-dir", metavar="DIR", default="lab-evidence",
                     help="Where --lab-collect-on-failure writes bundles (default: %(default)s).")
     group.addoption("--lab-no-skip", action="store_true",
                     help="Fail instead of skipping when Docker or an image is missing "
                          "(CI=true does this for Docker and the sim image).")
+    parser.addini(SCENARIOS_INI, type="linelist", default=["scenarios"],
+                  help="Folders (relative to the rootdir) whose *.yaml / *.yml files are "
+                       "gitlab-testlab scenarios (default: scenarios). A YAML file named on "
+                       "the command line is collected wherever it is.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,31 +97,44 @@ def releases(config: pytest.Config) -> list[str | None]:
     return parse_versions(config.getoption("--lab-version"))
 
 
+# --- the plan of each scenario file ----------------------------------------------------
+
+_plans = pytest.StashKey[dict[Path, list["PlanItem"]]]()
+
+
+def plan_file(config: pytest.Config, path: Path) -> list[PlanItem]:
+    """A scenario file's plan items for this session's flavour and release matrix.
+
+    Made once per file and process: collection and the xdist controller share it.
+    """
+    from lab.scenario.load import parse_scenario_file
+    from lab.scenario.plan import expand
+
+    plans = config.stash.setdefault(_plans, {})
+    if path not in plans:
+        plans[path] = expand(parse_scenario_file(path),
+                             flavor=str(config.getoption("--lab-flavor")),
+                             releases=releases(config))
+    return plans[path]
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` (pytest-xdist): its default ``load``, but a scenario group stays on one worker.
 
     So a lab boots once and the groups run side by side. (xdist's own ``loadgroup``
     no longer regroups items since pytest 9.2 made node ids immutable; the controller
-    sees node ids only, so the group is resolved from the scenario file again.)
+    sees node ids only, so it plans the scenario file itself.)
     """
     if config.getvalue("dist") != "load":
         return None  # the user chose a distribution mode
     from xdist.scheduler import LoadScopeScheduling
 
-    seen: dict[str, str] = {}
-
     class LabGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid not in seen:
-                seen[nodeid] = scenario_group(config, nodeid) or nodeid
-            return seen[nodeid]
+            return scenario_group(config, nodeid) or nodeid
 
     return LabGroupScheduling(config, log)
-
-
-#: What report.release_name appends, read back from a node id by the xdist controller.
-RELEASE_ID = re.compile(r"\[(\d+\.\d+\.\d+)\]$")
 
 
 def scenario_group(config: pytest.Config, nodeid: str) -> str | None:
@@ -125,16 +142,11 @@ def scenario_group(config: pytest.Config, nodeid: str) -> str | None:
     path, _, name = nodeid.partition("::")
     if not path.endswith((".yaml", ".yml")) or not name:
         return None
-    flavor = str(config.getoption("--lab-flavor"))
-    m = RELEASE_ID.search(name)
-    release = m[1] if m else releases(config)[0]
     try:
-        scenario = load_scenario(config.rootpath / path, flavor=flavor, version=release)
-        if flavor not in scenario.flavors:
-            return None
-        return resolve_labs(scenario, flavor=flavor, version=release).base.name
+        items = plan_file(config, config.rootpath / path)
     except LabError:
         return None
+    return next((item.group or None for item in items if item.name == name), None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -204,7 +216,10 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
 
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[LabPool]:
-    with LabPool(keep=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS,
+    from lab.scenario.pool import LabPool
+    from lab.store.state import LabClaim
+
+    with LabPool(leave_at_base=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS,
                  claim=LabClaim) as pool:
         yield pool
 
@@ -214,10 +229,14 @@ def lab_collect(pytestconfig: pytest.Config) -> CollectFn | None:
     """What a failed scenario's lab is bundled with (None: not at all)."""
     if not pytestconfig.getoption("--lab-collect-on-failure"):
         return None
+    from lab.scenario.evidence import bundle_collector
+
     return bundle_collector(Path(str(pytestconfig.getoption("--lab-evidence-dir"))))
 
 
 def _shared_name(lab: Lab) -> Lab:
+    from lab.scenario.pool import group_name
+
     # The same name scenarios use for the same lab, so tests and scenarios share it.
     return dataclasses.replace(lab, name=group_name(lab))
 
@@ -225,6 +244,8 @@ def _shared_name(lab: Lab) -> Lab:
 @pytest.fixture(scope="session")
 def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
                 lab_image_check: Callable[[Lab], None]) -> LabFactory:
+    from lab.spec.labspec import SpecRequest, resolve
+
     def factory(spec: str | Lab = DEFAULT_TOPOLOGY, *, sets: Sequence[str] = ()) -> LabHandle:
         if isinstance(spec, Lab):
             base, target = spec, spec
@@ -242,6 +263,8 @@ def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
 
 @pytest.fixture
 def lab_spec(lab_flavor: str, lab_version: str | None) -> Lab:
+    from lab.spec.labspec import SpecRequest, resolve
+
     return resolve(SpecRequest(topology=DEFAULT_TOPOLOGY, flavor=lab_flavor,
                                version=lab_version))
 
@@ -253,6 +276,8 @@ def lab(lab_factory: LabFactory, lab_spec: Lab) -> LabHandle:
 
 @pytest.fixture
 def gitlab(lab: LabHandle) -> GitLab:
+    from lab.client.gitlab import GitLab
+
     return GitLab.connect(lab.http_url, lab.admin_token)
 
 
@@ -270,16 +295,20 @@ class ScenarioFailed(Exception):
         super().__init__(result.message)
 
 
-def _scenario_test(scenario: Scenario, release: str | None,
-                   resolved: ScenarioLabs | None) -> Callable[..., None]:
+def _scenario_test(planned: PlanItem) -> Callable[..., None]:
     def test_scenario(lab_pool: LabPool, lab_flavor: str,
                       lab_image_check: Callable[[Lab], None],
                       lab_collect: CollectFn | None, request: pytest.FixtureRequest) -> None:
-        # Resolved once at collection, unless a conftest overrides the flavour fixture.
-        labs = resolved if resolved is not None and resolved.base.flavor.value == lab_flavor \
-            else resolve_labs(scenario, flavor=lab_flavor, version=release)
+        from lab.scenario.load import resolve_labs
+        from lab.scenario.report import BUNDLE_PROPERTY
+        from lab.scenario.runner import run_scenario
+
+        labs = planned.labs
+        if labs is None or labs.base.flavor.value != lab_flavor:
+            # A conftest overrode the flavour fixture: the plan's labs are not this run's.
+            labs = resolve_labs(planned.scenario, flavor=lab_flavor, version=planned.release)
         lab_image_check(labs.base)
-        result = run_scenario(scenario, labs, lab_pool, collect=lab_collect)
+        result = run_scenario(planned.scenario, labs, lab_pool, collect=lab_collect)
         if result.bundle:
             # A JUnit <property> of the case (not record_property: it warns under xunit2,
             # whose writer keeps the property all the same).
@@ -287,56 +316,52 @@ def _scenario_test(scenario: Scenario, release: str | None,
         if not result.ok:
             raise ScenarioFailed(result)
 
-    test_scenario.__doc__ = scenario.description
+    test_scenario.__doc__ = planned.scenario.description
     return test_scenario
 
 
 class ScenarioItem(pytest.Function):
-    """A scenario run as a test function, so it gets (overridable) fixtures."""
+    """A plan item run as a test function, so it gets (overridable) fixtures."""
 
-    scenario: Scenario
-    group: str
+    planned: PlanItem
+    group: str  # the lab it runs on ("" when skipped)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
         if isinstance(excinfo.value, ScenarioFailed):
+            from lab.scenario.report import format_failure
+
             return format_failure(excinfo.value.result)
         if isinstance(excinfo.value, LabError):
             return f"{type(excinfo.value).__name__}: {excinfo.value}"
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, 0, f"scenario {self.scenario.name}"
+        return self.path, 0, f"scenario {self.planned.scenario.name}"
 
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         flavor = str(self.config.getoption("--lab-flavor"))
-        matrix = releases(self.config)
         try:
-            scenario = load_scenario(self.path, flavor=flavor, version=matrix[0])
+            planned = plan_file(self.config, self.path)
         except LabError as exc:
             raise self.CollectError(str(exc)) from None
-        # One item per release; a scenario that pins its version (or is skipped) runs once.
-        per_release = len(matrix) > 1 and not scenario.version and flavor in scenario.flavors
-        for release in matrix if per_release else matrix[:1]:
-            name = release_name(scenario.name, str(release)) if per_release else scenario.name
-            labs: ScenarioLabs | None = None
-            if flavor in scenario.flavors:
-                try:
-                    labs = resolve_labs(scenario, flavor=flavor, version=release)
-                except LabError as exc:  # e.g. a key that release does not have
-                    raise self.CollectError(f"{exc} (GitLab {release})") from None
-            item = ScenarioItem.from_parent(self, name=name,
-                                            callobj=_scenario_test(scenario, release, labs))
-            item.scenario = scenario
-            item.group = labs.base.name if labs else ""
+        for p in planned:
+            item = ScenarioItem.from_parent(self, name=p.name, callobj=_scenario_test(p))
+            item.planned = p
+            item.group = p.group
             for marker in ("docker", "slow", flavor):
                 item.add_marker(marker)
-            if labs is None:
+            if p.labs is None:
                 item.add_marker(pytest.mark.skip(
-                    reason=f"scenario is for {', '.join(scenario.flavors)} only; "
+                    reason=f"scenario is for {', '.join(p.scenario.flavors)} only; "
                     f"this run uses --lab-flavor {flavor}"))
             yield item
+
+
+def scenario_folders(config: pytest.Config) -> list[Path]:
+    """The ``lab_scenarios`` ini folders, resolved against the rootdir."""
+    return [(config.rootpath / str(f)).resolve() for f in config.getini(SCENARIOS_INI)]
 
 
 def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:
@@ -344,11 +369,8 @@ def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:
         return False
     if parent.session.isinitpath(path):
         return True
-    try:
-        rel = path.relative_to(parent.config.rootpath)
-    except ValueError:
-        rel = path
-    return "scenarios" in rel.parts[:-1]
+    where = path.resolve()
+    return any(where.is_relative_to(folder) for folder in scenario_folders(parent.config))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -358,12 +380,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run scenarios lab by lab (each lab boots once), keeping their slots in the order."""
+    """Run scenarios in plan order (lab by lab, so each lab boots once), in their slots."""
     slots = [i for i, item in enumerate(items) if isinstance(item, ScenarioItem)]
-    scenario_items = [items[i] for i in slots]
-    first: dict[str, int] = {}
-    for n, item in enumerate(scenario_items):
-        first.setdefault(getattr(item, "group", ""), n)
-    ordered = sorted(scenario_items, key=lambda it: first[getattr(it, "group", "")])
+    scenario_items = [item for item in items if isinstance(item, ScenarioItem)]
+    if not scenario_items:
+        return
+    from lab.scenario.plan import order
+
+    by_plan = {id(item.planned): item for item in scenario_items}
+    ordered = [by_plan[id(p)] for p in order(item.planned for item in scenario_items)]
     for i, item in zip(slots, ordered, strict=True):
         items[i] = item

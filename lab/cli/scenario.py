@@ -10,16 +10,13 @@ import click
 
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.errors import BadInput
-from lab.scenario.load import find_scenarios, load_scenario
+from lab.scenario.evidence import bundle_collector
+from lab.scenario.load import find_scenarios, parse_scenario_file
+from lab.scenario.plan import plan
+from lab.scenario.releases import parse_versions
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
-from lab.scenario.runner import (
-    ScenarioResult,
-    Status,
-    bundle_collector,
-    parse_versions,
-    plan,
-    run_scenarios,
-)
+from lab.scenario.results import Outcome, ScenarioResult
+from lab.scenario.runner import run_plan
 from lab.store import state
 from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 
@@ -56,30 +53,30 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         versions = parse_versions(gitlab_version)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--version") from None
-    # Parse everything first: a typo in the last file should not cost a lab boot.
+    # Parse and plan everything first: a typo in the last file, or a key one release of
+    # the matrix does not have, should not cost a lab boot.
     files = find_scenarios(paths)
-    scenarios = [load_scenario(p, flavor=flavor, version=versions[0]) for p in files]
+    scenarios = [parse_scenario_file(p) for p in files]
     if not scenarios:
         raise click.UsageError("no scenario files (*.yaml) found in: "
                                + ", ".join(map(str, paths)))
-    # Every release of the matrix too (a key may not exist in an old one): plan resolves all.
-    plan(scenarios, flavor=flavor, versions=versions)
+    planned = plan(scenarios, flavor=flavor, versions=versions)
     out = err_console if as_json else console
 
     def show(result: ScenarioResult) -> None:
-        color = {Status.PASSED: "green", Status.SKIPPED: "yellow"}.get(result.status, "red")
+        color = {Outcome.PASSED: "green", Outcome.SKIPPED: "yellow"}.get(result.outcome, "red")
         release = f" [GitLab {result.release}]" if len(versions) > 1 and result.release else ""
-        out.print(f"[{color}]{result.status.value:>7}[/] {result.name}{release} "
+        out.print(f"[{color}]{result.outcome.value:>7}[/] {result.name}{release} "
                   f"({result.seconds:.1f}s)", highlight=False)
-        if result.status in (Status.FAILED, Status.ERROR):
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             # soft_wrap: log lines and patterns stay whole, for copying and grepping.
             out.print(format_failure(result), markup=False, highlight=False, soft_wrap=True)
 
     with out.status("starting") as status:
-        results = run_scenarios(scenarios, flavor=flavor, versions=versions, keep=keep,
-                                progress=lambda text: status.update(text), on_result=show,
-                                collect=bundle_collector(evidence_dir) if collect_on_failure
-                                else None, jobs=jobs)
+        results = run_plan(planned, flavor=flavor, leave_at_base=keep,
+                           say=lambda text: status.update(text), on_result=show,
+                           collect=bundle_collector(evidence_dir) if collect_on_failure
+                           else None, jobs=jobs)
     save_last_run(results)
     if as_json:
         sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")

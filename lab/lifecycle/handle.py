@@ -32,6 +32,7 @@ from lab.errors import (
     NotReady,
     PortInUse,
 )
+from lab.lifecycle import faults
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.images import ensure_image
@@ -202,32 +203,15 @@ class RunningLab:
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
         return dk.logs(self.container(node), tail=tail, since=since, redact=self.redactor)
 
-    def stop(self, node: str) -> None:
-        dk.stop(self.container(node))
-
-    def start(self, node: str) -> None:
-        dk.start(self.container(node))
-
-    def restart(self, node: str) -> None:
-        dk.restart(self.container(node))
-
-    def pause(self, node: str) -> None:
-        dk.pause(self.container(node))
-
-    def unpause(self, node: str) -> None:
-        dk.unpause(self.container(node))
-
     def _network(self) -> Network:
         nets = dk.networks(self.labels)
         if not nets:
             raise BadInput(f"lab {self.name!r} has no network; is it up?")
         return nets[0]
 
-    def disconnect(self, node: str) -> None:
-        dk.disconnect(self._network(), self.container(node))
-
-    def reconnect(self, node: str) -> None:
-        dk.connect(self._network(), self.container(node), aliases=[node])
+    def act(self, node: str, verb: str) -> None:
+        """Run a fault verb on ``node``: stop, pause, disconnect, their undos (see faults)."""
+        faults.verb(verb).run(faults.NodeTarget(node, self.container(node), self._network))
 
     # --- changing the lab ---
     def apply(self, new_lab: Lab, *, timeout: float | None = None,

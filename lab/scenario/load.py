@@ -11,24 +11,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from lab.errors import SpecError
 from lab.model.lab import Lab
 from lab.resources import data_dir
-from lab.scenario.model import (
-    Expect,
-    Fault,
-    LogExpect,
-    Outcome,
-    Restore,
-    Scenario,
-    ScenarioLabs,
-    Step,
-    StepKind,
-)
+from lab.scenario.model import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
+from lab.scenario.pool import group_name
+from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
 from lab.spec.labspec import build_lab, mapping, resolved_spec
 from lab.spec.topologies import TOPOLOGIES, topology
 from lab.spec.yamlfile import (
@@ -50,72 +42,8 @@ GIVEN_KEYS = ("set", "faults")
 EXPECT_KEYS = ("outcome", "output", "log")
 LOG_KEYS = ("node", "pattern")
 FLAVORS = ("omnibus", "sim")
-PORTS = ("http", "gitaly")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-TEMPLATE_RE = re.compile(r"\{([^{}]*)\}")
-
-# Whether a step argument's value is of the kind the step takes.
-Validator = Callable[[Any], bool]
-
-
-def _str(v: Any) -> bool:
-    return isinstance(v, str) and v != ""
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def _port(v: Any) -> bool:
-    return v in PORTS
-
-
-def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
-
-
-def _str_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
-
-
-def _any_map(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _method(v: Any) -> bool:
-    return isinstance(v, str) and v.upper() in ("GET", "POST", "PUT", "DELETE")
-
-
-# kind -> argument -> (validator, what it must be, required). The first argument is
-# the one a scalar shorthand sets (`- push: p1`, `- stop: gitaly1`).
-ArgSpec = dict[str, tuple[Validator, str, bool]]
-_NODE: ArgSpec = {"node": (_str, "a node name", True)}
-STEP_ARGS: dict[StepKind, ArgSpec] = {
-    StepKind.CREATE_PROJECT: {"project": (_str, "a project alias", True),
-                              "storage": (_str, "a storage name", False)},
-    StepKind.PUSH: {"project": (_str, "a project alias", True),
-                    "files": (_str_map, "a mapping of file name -> content", False),
-                    "branch": (_str, "a branch name", False)},
-    StepKind.CLONE: {"project": (_str, "a project alias", True)},
-    StepKind.API: {"path": (_str, "an API path like /api/v4/user", True),
-                   "method": (_method, "GET, POST, PUT or DELETE", False),
-                   "data": (_any_map, "a mapping (the JSON body)", False)},
-    StepKind.EXEC: {"node": (_str, "a node name", True),
-                    "cmd": (_str_list, "a list of arguments", True)},
-    StepKind.REPO_ON_STORAGE: {"project": (_str, "a project alias", True),
-                               "storage": (_str, "a storage name", True)},
-    StepKind.PORT: {"node": (_str, "a node name", True),
-                    "port": (_port, "http or gitaly", True),
-                    "published": (_bool, "true or false", False)},
-    StepKind.REACHABLE: {"node": (_str, "a node name", True),
-                         "port": (_port, "http or gitaly", True),
-                         "from": (_str, "a node name", True)},
-}
-ACTIONS = {a.value: StepKind.FAULT for a in Fault} | {a.value: StepKind.RESTORE for a in Restore}
-STEP_NAMES = tuple(k.value for k in STEP_ARGS if k not in (StepKind.FAULT, StepKind.RESTORE)) \
-    + tuple(ACTIONS)
-
 
 class _Ctx:
     """Where we are in one file, to make errors that point at it."""
@@ -130,7 +58,7 @@ class _Ctx:
         return error_at(self.origins, path, message)
 
     def regex(self, value: Any, path: Path_) -> str:
-        if not _str(value):
+        if not isinstance(value, str) or not value:
             raise self.fail(path, f"expected a regular expression, got {value!r}")
         try:
             re.compile(value)
@@ -154,12 +82,12 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
     if isinstance(value, str):
         value = {"outcome": value}
     data = mapping(value, path, ctx.origins, EXPECT_KEYS)
-    outcome_raw = data.get("outcome", "success")
-    if outcome_raw not in (o.value for o in Outcome):
-        raise ctx.fail((*path, "outcome"), f"{outcome_raw!r} is not one of: success, fail")
-    outcome = Outcome(outcome_raw)
+    expected_raw = data.get("outcome", "success")
+    if expected_raw not in (o.value for o in Expected):
+        raise ctx.fail((*path, "outcome"), f"{expected_raw!r} is not one of: success, fail")
+    expected = Expected(expected_raw)
     output = ctx.regex(data["output"], (*path, "output")) if "output" in data else None
-    if outcome is Outcome.FAIL and output is None:
+    if expected is Expected.FAIL and output is None:
         raise ctx.fail(path, "a `fail` expectation needs an `output` pattern naming the "
                        "specific error, so the step cannot fail for the wrong reason")
     log = None
@@ -168,13 +96,14 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
         for k in LOG_KEYS:
             if k not in ldata:
                 raise ctx.fail((*path, "log"), f"a log expectation needs {k!r}")
-        if not _str(ldata["node"]):
+        if not isinstance(ldata["node"], str) or not ldata["node"]:
             raise ctx.fail((*path, "log", "node"), "expected a node name")
         log = LogExpect(str(ldata["node"]), ctx.regex(ldata["pattern"], (*path, "log", "pattern")))
-    return Expect(outcome, output, log)
+    return Expect(expected, output, log)
 
 
-def _step(ctx: _Ctx, value: Any, path: Path_, *, allowed: tuple[str, ...] = STEP_NAMES) -> Step:
+def _step(ctx: _Ctx, value: Any, path: Path_, steps: Registry,
+          allowed: tuple[str, ...]) -> Step:
     if not isinstance(value, dict):
         raise ctx.fail(path, f"a step is a mapping like `push: p1`; valid steps: "
                        f"{', '.join(allowed)}")
@@ -188,51 +117,56 @@ def _step(ctx: _Ctx, value: Any, path: Path_, *, allowed: tuple[str, ...] = STEP
                        f"{', '.join(names) or 'none'}")
     name = names[0]
     apath = (*path, name)
+    kind = steps[name]
     raw = value[name]
-    if name in ACTIONS:
-        kind, spec = ACTIONS[name], _NODE
-    else:
-        kind, spec = StepKind(name), STEP_ARGS[StepKind(name)]
     if not isinstance(raw, dict):
-        raw = {next(iter(spec)): raw}
-    args = mapping(raw, apath, ctx.origins, tuple(spec))
-    for arg, (check, what, required) in spec.items():
-        if arg not in args:
-            if required:
-                raise ctx.fail(apath, f"{name} needs {arg!r} ({what})")
+        raw = {kind.args[0].name: raw}
+    args = mapping(raw, apath, ctx.origins, tuple(a.name for a in kind.args))
+    for arg in kind.args:
+        if arg.name not in args:
+            if arg.required:
+                raise ctx.fail(apath, f"{name} needs {arg.name!r} ({arg.what})")
             continue
-        if not check(args[arg]):
-            raise ctx.fail((*apath, arg), f"expected {what}, got {args[arg]!r}")
-    ordered = tuple((k, args[k]) for k in spec if k in args)
-    if kind in (StepKind.FAULT, StepKind.RESTORE):
-        ordered = (("action", name), *ordered)
-    return Step(kind, ordered, _expect(ctx, value.get("expect"), (*path, "expect")),
-                ctx.line(path))
+        if not arg.check(args[arg.name]):
+            raise ctx.fail((*apath, arg.name), f"expected {arg.what}, got {args[arg.name]!r}")
+    ordered = tuple((a.name, args[a.name]) for a in kind.args if a.name in args)
+    # What the lab must have, checked once the lab is known (``resolve_labs``).
+    lab_names = tuple((a.name, a.ref.value) for a in kind.args
+                  if a.ref in (Ref.NODE, Ref.STORAGE) and a.name in args)
+    return Step(name, ordered, _expect(ctx, value.get("expect"), (*path, "expect")),
+                ctx.line(path), lab_names)
 
 
-def _check_aliases(ctx: _Ctx, steps: tuple[Step, ...]) -> None:
+def _refs(step: Step, steps: Registry, ref: Ref) -> list[str]:
+    """The values of ``step``'s arguments that name a ``ref``."""
+    return [str(step.arg(a.name)) for a in steps[step.kind].args
+            if a.ref is ref and step.arg(a.name) is not None]
+
+
+def _check_aliases(ctx: _Ctx, scenario_steps: tuple[Step, ...], steps: Registry) -> None:
     defined: set[str] = set()
-    for i, step in enumerate(steps):
-        path = ("steps", str(i), step.kind.value)
-        used: list[str] = []
-        if step.kind is StepKind.API:
-            used = TEMPLATE_RE.findall(str(step.arg("path")))
-        elif step.kind is not StepKind.CREATE_PROJECT and step.arg("project"):
-            used = [str(step.arg("project"))]
+    for i, step in enumerate(scenario_steps):
+        path = ("steps", str(i), step.kind)
+        used = _refs(step, steps, Ref.PROJECT) + [
+            alias for text in _refs(step, steps, Ref.PROJECT_PATH)
+            for alias in TEMPLATE_RE.findall(text)]
         for alias in used:
             if alias not in defined:
                 raise ctx.fail(path, f"project {alias!r} is not created by an earlier "
                                "create_project step")
-        if step.kind is StepKind.CREATE_PROJECT:
-            alias = str(step.arg("project"))
+        for alias in _refs(step, steps, Ref.NEW_PROJECT):
             if not ALIAS_RE.match(alias):
-                raise ctx.fail((*path, "project"), f"invalid project alias {alias!r} "
+                arg = next(a.name for a in steps[step.kind].args if a.ref is Ref.NEW_PROJECT)
+                raise ctx.fail((*path, arg), f"invalid project alias {alias!r} "
                                "(lower-case letters, digits and -, at most 20)")
             defined.add(alias)
 
 
-def parse_scenario(text: str, source: str) -> Scenario:
-    """Parse one scenario file's text (no lab resolution; see ``resolve_labs``)."""
+def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenario:
+    """Parse one scenario file's text (no lab resolution; see ``resolve_labs``).
+
+    ``steps``: the step kinds the file may use (tests pass a registry of their own).
+    """
     origins = Origins()
     data = load_yaml(text, source, origins)
     ctx = _Ctx(origins)
@@ -267,14 +201,14 @@ def parse_scenario(text: str, source: str) -> Scenario:
     faults_raw = given.get("faults") or []
     if not isinstance(faults_raw, list):
         raise ctx.fail(("given", "faults"), "expected a list like [stop: gitaly1]")
-    faults = tuple(_step(ctx, f, ("given", "faults", str(i)),
-                         allowed=tuple(a.value for a in Fault))
-                   for i, f in enumerate(faults_raw))
+    faults_ = tuple(_step(ctx, f, ("given", "faults", str(i)), steps, faults(steps))
+                    for i, f in enumerate(faults_raw))
     steps_raw = data.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
         raise ctx.fail(("steps",), "a scenario needs a list of steps")
-    steps = tuple(_step(ctx, s, ("steps", str(i))) for i, s in enumerate(steps_raw))
-    _check_aliases(ctx, steps)
+    parsed = tuple(_step(ctx, s, ("steps", str(i)), steps, tuple(steps))
+                   for i, s in enumerate(steps_raw))
+    _check_aliases(ctx, parsed, steps)
     # Keep the inline spec's own origins, re-rooted, so its errors point into this file.
     spec_origins = {p[2:]: v for p, v in origins.places.items() if p[:2] == ("lab", "spec")}
     return Scenario(
@@ -282,15 +216,20 @@ def parse_scenario(text: str, source: str) -> Scenario:
         guide=str(data.get("guide", "")).strip(),
         base_sets=_sets(ctx, labd.get("set"), ("lab", "set")),
         given_sets=_sets(ctx, given.get("set"), ("given", "set")),
-        given_faults=faults, steps=steps, topology=topo,
+        given_faults=faults_, steps=parsed, topology=topo,
         spec={"data": spec or {}, "origins": spec_origins},
         version=version, flavors=tuple(flavors),
     )
 
 
+def parse_scenario_file(path: Path, *, steps: Registry = STEPS) -> Scenario:
+    """Read and parse a scenario file (its labs are resolved by ``plan.expand``)."""
+    return parse_scenario(read_user_file(Path(path), "scenario file"), str(path), steps=steps)
+
+
 def load_scenario(path: Path, *, flavor: str = "sim", version: str | None = None) -> Scenario:
     """Read, parse and resolve a scenario file, so every schema error surfaces here."""
-    scenario = parse_scenario(read_user_file(Path(path), "scenario file"), str(path))
+    scenario = parse_scenario_file(path)
     resolve_labs(scenario, flavor=flavor, version=version)
     return scenario
 
@@ -368,12 +307,6 @@ def _flat(data: Any, path: str = "") -> dict[str, str]:
     return {path: json.dumps(data)}
 
 
-def lab_key(lab: Lab) -> str:
-    """Labs with the same key can be the same running lab (its name aside)."""
-    return repr((str(lab.version), lab.edition.value, lab.flavor.value, lab.nodes,
-                 lab.gitaly_token, lab.image))
-
-
 def _check_refs(scenario: Scenario, lab: Lab) -> None:
     nodes = {n.name for n in lab.nodes}
     storages = set(lab.storages)
@@ -385,17 +318,12 @@ def _check_refs(scenario: Scenario, lab: Lab) -> None:
         return SpecError(message, source=scenario.source, line=step.line, key=dotted_key(path))
 
     for where, step in steps:
-        # The step's key in the file: the fault/restore action itself, else the step kind.
-        action = (*where, str(step.arg("action") or step.kind.value))
-        for arg in ("node", "from"):
+        for arg, what in step.names:
             value = step.arg(arg)
-            if value is not None and value not in nodes:
-                raise fail(step, (*action, arg),
-                           f"no node {value!r} in this lab; nodes: {', '.join(sorted(nodes))}")
-        storage = step.arg("storage")
-        if storage is not None and storage not in storages:
-            raise fail(step, (*action, "storage"), f"no storage {storage!r} in this lab; "
-                       f"storages: {', '.join(sorted(storages))}")
+            known = nodes if what == Ref.NODE else storages
+            if value not in known:
+                raise fail(step, (*where, step.kind, arg), f"no {what} {value!r} in this lab; "
+                           f"{what}s: {', '.join(sorted(known))}")
         log = step.expect.log
         if log is not None and log.node not in nodes:
             raise fail(step, (*where, "expect", "log", "node"),
@@ -415,14 +343,3 @@ def resolve_labs(scenario: Scenario, *, flavor: str = "sim",
     changes = tuple(f"{k}: {before.get(k, '(unset)')} -> {after.get(k, '(unset)')}"
                     for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
     return ScenarioLabs(base=base, target=target, changes=changes)
-
-
-def group_name(lab: Lab) -> str:
-    """A stable lab name per group and state folder, so `--keep` labs are found again by
-    the next run, and two state folders (users, checkouts) never share a lab on one engine."""
-    import hashlib
-
-    from lab.store.state import labs_dir
-
-    digest = hashlib.sha256(f"{lab_key(lab)}\0{labs_dir()}".encode()).hexdigest()[:6]
-    return f"sc-{lab.topology or 'custom'}-{lab.flavor.value}-{digest}"

@@ -9,41 +9,11 @@ from typing import Any
 from lab.model.lab import Lab
 
 
-class Outcome(StrEnum):
+class Expected(StrEnum):
+    """What a step is expected to do (the YAML's ``expect: {outcome: ...}``)."""
+
     SUCCESS = "success"
     FAIL = "fail"
-
-
-class Fault(StrEnum):
-    """Faults a step can inject, and the action that undoes each."""
-
-    STOP = "stop"
-    PAUSE = "pause"
-    DISCONNECT = "disconnect"
-
-
-class Restore(StrEnum):
-    START = "start"
-    UNPAUSE = "unpause"
-    RECONNECT = "reconnect"
-    RESTART = "restart"
-
-
-UNDO: dict[Fault, Restore] = {Fault.STOP: Restore.START, Fault.PAUSE: Restore.UNPAUSE,
-                              Fault.DISCONNECT: Restore.RECONNECT}
-
-
-class StepKind(StrEnum):
-    CREATE_PROJECT = "create_project"
-    PUSH = "push"
-    CLONE = "clone"
-    API = "api"
-    EXEC = "exec"
-    REPO_ON_STORAGE = "repo_on_storage"
-    PORT = "port"
-    REACHABLE = "reachable"
-    FAULT = "fault"
-    RESTORE = "restore"
 
 
 @dataclass(frozen=True)
@@ -54,12 +24,12 @@ class LogExpect:
 
 @dataclass(frozen=True)
 class Expect:
-    outcome: Outcome = Outcome.SUCCESS
+    expected: Expected = Expected.SUCCESS
     output: str | None = None  # a regex searched in the step's output
     log: LogExpect | None = None
 
     def describe(self) -> str:
-        text = self.outcome.value
+        text = self.expected.value
         if self.output:
             text += f", output matching /{self.output}/"
         if self.log:
@@ -69,11 +39,14 @@ class Expect:
 
 @dataclass(frozen=True)
 class Step:
-    kind: StepKind
-    # Arguments, already validated for the kind (see load.STEP_ARGS).
+    kind: str  # a name in the step registry (``lab.scenario.steps.STEPS``)
+    # Arguments, already validated for the kind by the registry's schema.
     args: tuple[tuple[str, Any], ...]
     expect: Expect
     line: int | None = None
+    # (argument, "node" | "storage"): arguments naming a part of the lab, checked
+    # against the lab once it is resolved.
+    names: tuple[tuple[str, str], ...] = ()
 
     def arg(self, name: str, default: Any = None) -> Any:
         return dict(self.args).get(name, default)
@@ -81,7 +54,7 @@ class Step:
     @property
     def label(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.args if k not in ("files", "data"))
-        return f"{self.kind.value}({shown})"
+        return f"{self.kind}({shown})"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from typing import Any
 
 from rich.table import Table
 
-from lab.scenario.runner import Evidence, ScenarioResult, Status
+from lab.scenario.releases import release_name
+from lab.scenario.results import Evidence, Outcome, ScenarioResult
 from lab.spec.versions import Version
 
-STYLE = {Status.PASSED: "green", Status.FAILED: "red", Status.ERROR: "red",
-         Status.SKIPPED: "yellow"}
+STYLE = {Outcome.PASSED: "green", Outcome.FAILED: "red", Outcome.ERROR: "red",
+         Outcome.SKIPPED: "yellow"}
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
@@ -52,11 +53,6 @@ def is_matrix(results: Sequence[ScenarioResult]) -> bool:
     return len({r.release for r in results if r.release}) > 1
 
 
-def release_name(name: str, release: str) -> str:
-    """``push[17.11.7]``: a scenario's name in a release matrix (pytest's id style)."""
-    return f"{name}[{release}]"
-
-
 def case_name(result: ScenarioResult, matrix: bool) -> str:
     """The release name in a release matrix, else the plain name."""
     return release_name(result.name, result.release) if matrix and result.release \
@@ -65,7 +61,7 @@ def case_name(result: ScenarioResult, matrix: bool) -> str:
 
 def format_failure(result: ScenarioResult) -> str:
     """The text a user reads when a scenario did not pass."""
-    head = f"scenario {result.name} ({result.source}) {result.status.value}"
+    head = f"scenario {result.name} ({result.source}) {result.outcome.value}"
     if result.lab:
         head += f" on lab {result.lab}"
     if result.release:
@@ -101,7 +97,7 @@ def matrix_table(results: Sequence[ScenarioResult]) -> Table:
             if cell is None:  # pinned to another release: it ran once, there
                 shown.append("(pinned)" if len(row) == 1 else "-")
                 continue
-            shown.append(f"[{STYLE[cell.status]}]{cell.status.value}[/] {cell.seconds:.1f}s")
+            shown.append(f"[{STYLE[cell.outcome]}]{cell.outcome.value}[/] {cell.seconds:.1f}s")
         table.add_row(name, *shown)
     return table
 
@@ -114,16 +110,16 @@ def results_table(results: Sequence[ScenarioResult]) -> Table:
         table.add_column(col, overflow="fold")
     for r in results:
         passed = sum(1 for s in r.steps if s.ok)
-        table.add_row(r.name, f"[{STYLE[r.status]}]{r.status.value}[/]",
+        table.add_row(r.name, f"[{STYLE[r.outcome]}]{r.outcome.value}[/]",
                       f"{passed}/{len(r.steps)}" if r.steps else "-", f"{r.seconds:.1f}s",
                       r.lab or "-", r.message.splitlines()[0] if r.message else "")
     return table
 
 
 def summary(results: Sequence[ScenarioResult]) -> str:
-    counts = {s: sum(1 for r in results if r.status is s) for s in Status}
+    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
     total = sum(r.seconds for r in results)
-    return ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) + f" in {total:.1f}s"
+    return ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" in {total:.1f}s"
 
 
 def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
@@ -138,7 +134,8 @@ def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
         "ok": all(r.ok for r in results),
         "summary": summary(results),
         "scenarios": [{
-            "name": r.name, "source": r.source, "status": r.status.value,
+            # "status": the key scripts already read, kept though the field is the outcome.
+            "name": r.name, "source": r.source, "status": r.outcome.value,
             "seconds": round(r.seconds, 3), "lab": r.lab, "flavor": r.flavor,
             "release": r.release, "bundle": r.bundle or None, "message": r.message,
             "steps": [{"step": s.label, "line": s.line, "succeeded": s.succeeded,
@@ -153,9 +150,9 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", {
         "name": suite, "tests": str(len(results)),
-        "failures": str(sum(r.status is Status.FAILED for r in results)),
-        "errors": str(sum(r.status is Status.ERROR for r in results)),
-        "skipped": str(sum(r.status is Status.SKIPPED for r in results)),
+        "failures": str(sum(r.outcome is Outcome.FAILED for r in results)),
+        "errors": str(sum(r.outcome is Outcome.ERROR for r in results)),
+        "skipped": str(sum(r.outcome is Outcome.SKIPPED for r in results)),
         "time": f"{sum(r.seconds for r in results):.3f}"})
     matrix = is_matrix(results)
     for r in results:
@@ -165,12 +162,12 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
         if r.bundle:
             props = ET.SubElement(case, "properties")
             ET.SubElement(props, "property", {"name": BUNDLE_PROPERTY, "value": r.bundle})
-        if r.status is Status.SKIPPED:
+        if r.outcome is Outcome.SKIPPED:
             ET.SubElement(case, "skipped", {"message": r.message})
-        elif r.status in (Status.FAILED, Status.ERROR):
-            tag = "failure" if r.status is Status.FAILED else "error"
+        elif r.outcome in (Outcome.FAILED, Outcome.ERROR):
+            tag = "failure" if r.outcome is Outcome.FAILED else "error"
             el = ET.SubElement(case, tag, {"message": r.message.splitlines()[0]
-                                           if r.message else r.status.value})
+                                           if r.message else r.outcome.value})
             el.text = format_failure(r)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") \

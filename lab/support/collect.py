@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from lab import __version__
 from lab.errors import BadInput, LabError
+from lab.lifecycle.contract import LabHandle
 from lab.model.lab import Lab
 from lab.omnibus import node as omnibus
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
@@ -43,7 +44,7 @@ from lab.support.doctor import doctor
 from lab.support.doctor.checks import Level, Report
 from lab.support.doctor.facts import Gathered, HostFacts
 from lab.support.doctor.format import format_text, gathered_json
-from lab.support.doctor.gather import LabHandle, node_states
+from lab.support.doctor.gather import node_states
 from lab.support.redaction import Redaction, lab_redaction, redacted_secrets_json
 
 T = TypeVar("T")

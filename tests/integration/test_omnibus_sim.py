@@ -139,7 +139,7 @@ def test_stop_timeout_lets_postgresql_stop(booted: lifecycle.RunningLab) -> None
 
 
 def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab) -> None:
-    booted.stop("gitaly1")
+    booted.act("gitaly1", "stop")
     try:
         res = booted.exec("gitlab", omnibus.gitaly_check_cmd(), check=False, timeout=120)
         assert res.returncode == 0  # as the real task: FAIL printed, exit 0
@@ -148,7 +148,7 @@ def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab
         assert not verdict.ok
         assert "default:" in verdict.detail
     finally:
-        booted.start("gitaly1")
+        booted.act("gitaly1", "start")
         booted.wait_ready(docker_health=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 
 from lab.engine.run import Redactor
-from lab.scenario.runner import LabPool
+from lab.scenario.pool import LabPool
 
 
 class FakeLab:
@@ -79,6 +80,39 @@ def test_an_explicit_path_is_collected_anywhere(pytester: pytest.Pytester) -> No
     path = pytester.makefile(".yaml", mine=SCENARIO)
     result = pytester.runpytest("--collect-only", "-q", str(path))
     result.stdout.fnmatch_lines(["mine.yaml::mine"])
+
+
+def test_only_the_configured_folders_are_scenarios(pytester: pytest.Pytester) -> None:
+    # Another project's YAML under some scenarios/ folder is not ours to run.
+    pytester.makefile(".yaml", **{"scenarios/top": SCENARIO, "docs/scenarios/other": SCENARIO,
+                                  "suite/cases/mine": SCENARIO})
+    result = pytester.runpytest("--collect-only", "-q")
+    ids = [ln for ln in result.stdout.lines if "::" in ln]
+    assert ids == ["scenarios/top.yaml::top"]
+    pytester.makeini("[pytest]\nlab_scenarios =\n    suite/cases\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    ids = [ln for ln in result.stdout.lines if "::" in ln]
+    assert ids == ["suite/cases/mine.yaml::mine"]
+
+
+def test_importing_the_plugin_leaves_heavy_libraries_out(tmp_path: Path) -> None:
+    # A fresh interpreter: this one has them all loaded already.
+    heavy = ("requests", "yaml", "rich", "cryptography", "docker", "grpc")
+    code = ("import sys, lab.pytest_plugin\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    # And the same for a whole pytest run of a project that uses no lab.
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    code = ("import sys, pytest\n"
+            "code = pytest.main(['-q', '-p', 'no:cacheprovider'])\n"
+            "print(int(code), 'lab.pytest_plugin' in sys.modules,\n"
+            f"      sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, cwd=tmp_path).stdout
+    # The plugin is loaded through its entry point, as in any project that installs it.
+    assert out.strip().splitlines()[-1] == "0 True []"
 
 
 def test_a_bad_scenario_is_a_collection_error_naming_file_line_key(
@@ -217,7 +251,7 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
             project = gitlab.api.create_project("p1")
             assert gitlab.git.push(project["path_with_namespace"], {"a": "b"}).ok
     '''))
-    from lab.scenario.load import group_name
+    from lab.scenario.pool import group_name
     from lab.spec.labspec import SpecRequest, resolve
 
     name = group_name(resolve(SpecRequest(topology="scaled", version="17.11.7")))

@@ -14,7 +14,7 @@ import pytest
 from lab.errors import LabError, SpecError
 from lab.model.lab import Lab
 from lab.scenario.report import write_junit
-from lab.scenario.runner import ScenarioResult, Status
+from lab.scenario.results import Outcome, ScenarioResult
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
 from lab.support.collect import Bundle
@@ -103,7 +103,7 @@ def test_ordinary_storage_paths_pass(path: str) -> None:
 
 
 def test_evidence_files_are_private(tmp_path: Path) -> None:
-    results = [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0)]
+    results = [ScenarioResult("a", "a.yaml", Outcome.PASSED, 1.0)]
     write_junit(results, tmp_path / "junit.xml")
     assert mode(tmp_path / "junit.xml") == 0o600
     bundle = Bundle(Redaction(set()))
@@ -133,7 +133,7 @@ def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     (tmp_path / "labs" / "sc-a" / ".lab").mkdir(parents=True)
-    save_last_run([ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, lab="sc-a")])
+    save_last_run([ScenarioResult("a", "a.yaml", Outcome.PASSED, 1.0, lab="sc-a")])
     for rel in (LAST_RUN_JSON, LAST_RUN_XML):
         assert mode(tmp_path / "labs" / "sc-a" / rel) == 0o600
 

@@ -20,7 +20,7 @@ from lab.lifecycle import folder
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
-from lab.scenario.load import group_name
+from lab.scenario.pool import group_name
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
 from lab.store.labdir import lab_owner

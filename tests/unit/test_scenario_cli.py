@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from lab.cli import scenario as cli_scenario
 from lab.cli.main import cli
 from lab.errors import LabError
-from lab.scenario.runner import ScenarioResult, Status, StepResult
+from lab.scenario.results import Outcome, ScenarioResult, StepResult
 
 GOOD = "lab: {topology: scaled}\nsteps:\n  - api: /api/v4/user\n"
 
@@ -33,13 +33,14 @@ def test_json_and_junit_and_exit_1_on_failure(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
 
-    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
         step = StepResult("api(path=/api/v4/user)", 3, False, "HTTP 503 {}", 0.1,
                           "expected success, but the step failed")
-        return [ScenarioResult(scenarios[0].name, scenarios[0].source, Status.FAILED, 1.0,
+        sc = planned[0].scenario
+        return [ScenarioResult(sc.name, sc.source, Outcome.FAILED, 1.0,
                                (step,), "expected success, but the step failed")]
 
-    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
     junit = tmp_path / "out" / "junit.xml"
     res = CliRunner().invoke(cli, ["run", str(tmp_path), "--json", "--junit", str(junit)])
     assert res.exit_code == 1
@@ -57,13 +58,13 @@ def test_results_are_left_in_each_labs_folder_for_collect(
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD)
 
-    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
         # b's lab never booted (no folder): its result has nowhere to go, and no error.
-        return [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, lab="sc-a"),
-                ScenarioResult("b", "b.yaml", Status.ERROR, 1.0, message="boot failed",
+        return [ScenarioResult("a", "a.yaml", Outcome.PASSED, 1.0, lab="sc-a"),
+                ScenarioResult("b", "b.yaml", Outcome.ERROR, 1.0, message="boot failed",
                                lab="sc-b")]
 
-    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
     res = CliRunner().invoke(cli, ["run", str(tmp_path)])
     assert res.exit_code == 1
     saved = json.loads((tmp_path / "home/labs/sc-a/.lab/last-run.json").read_text())
@@ -78,16 +79,16 @@ def test_versions_and_collect_on_failure_reach_the_runner(
     (tmp_path / "a.yaml").write_text(GOOD)
     seen: dict[str, Any] = {}
 
-    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
-        seen.update(kw)
-        return [ScenarioResult("a", "a.yaml", Status.PASSED, 1.0, release=v)
-                for v in kw["versions"]]
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
+        seen.update(kw, releases=[p.release for p in planned])
+        return [ScenarioResult("a", "a.yaml", Outcome.PASSED, 1.0, release=str(p.release))
+                for p in planned]
 
-    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
     res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--version",
                                    "15.9.8,19.3.0", "--junit", str(tmp_path / "j.xml")])
     assert res.exit_code == 0, res.output
-    assert seen["versions"] == ["15.9.8", "19.3.0"]
+    assert seen["releases"] == ["15.9.8", "19.3.0"]
     assert seen["collect"] is None
     assert seen["jobs"] is None
     assert "scenarios x GitLab release" in res.stdout
@@ -96,7 +97,7 @@ def test_versions_and_collect_on_failure_reach_the_runner(
     res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--collect-on-failure"])
     assert res.exit_code == 0, res.output
     assert callable(seen["collect"])
-    assert seen["versions"] == [None]
+    assert seen["releases"] == [None]
 
 
 def test_a_bad_version_list_exits_2(tmp_path: Path) -> None:
@@ -111,11 +112,12 @@ def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
     (tmp_path / "a.yaml").write_text(GOOD)
     ran: list[int] = []
 
-    def fake_run(scenarios: Any, **kw: Any) -> list[ScenarioResult]:
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
         ran.append(1)
-        return [ScenarioResult(scenarios[0].name, scenarios[0].source, Status.PASSED, 1.0, ())]
+        sc = planned[0].scenario
+        return [ScenarioResult(sc.name, sc.source, Outcome.PASSED, 1.0, ())]
 
-    monkeypatch.setattr(cli_scenario, "run_scenarios", fake_run)
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
     # A folder as --junit: refused before any lab boots.
     res = CliRunner().invoke(cli, ["run", str(tmp_path), "--junit", str(tmp_path)])
     assert res.exit_code == 2

@@ -10,7 +10,7 @@ import pytest
 
 from lab.errors import SpecError
 from lab.scenario.load import find_scenarios, load_scenario, parse_scenario, resolve_labs
-from lab.scenario.model import Outcome, StepKind
+from lab.scenario.model import Expected
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -37,9 +37,9 @@ def parse(text: str) -> object:
 
 def test_good_file_parses_into_steps_and_labs() -> None:
     sc = parse_scenario(GOOD, "sc.yaml")
-    assert [s.kind for s in sc.steps] == [StepKind.CREATE_PROJECT, StepKind.PUSH]
+    assert [s.kind for s in sc.steps] == ["create_project", "push"]
     assert sc.steps[1].arg("project") == "p1"
-    assert sc.steps[1].expect.outcome is Outcome.FAIL
+    assert sc.steps[1].expect.expected is Expected.FAIL
     assert sc.steps[1].line == 9
     labs = resolve_labs(sc)
     assert labs.base.node("gitaly1").secrets.value == "shared"
@@ -82,7 +82,8 @@ def test_inline_spec_and_shorthands() -> None:
     labs = resolve_labs(sc)
     assert {n.name for n in labs.base.nodes} == {"app", "g"}
     assert sc.name == "inline"
-    assert sc.given_faults[0].args == (("action", "stop"), ("node", "g"))
+    assert sc.given_faults[0].kind == "stop"
+    assert sc.given_faults[0].args == (("node", "g"),)
 
 
 BAD = [
@@ -220,17 +221,17 @@ def test_library_file_loads_on_both_flavours(path: Path) -> None:
 def test_library_negative_steps_cannot_pass_for_the_wrong_reason(path: Path) -> None:
     sc = load_scenario(path)
     for step in sc.steps:
-        if step.expect.outcome is Outcome.FAIL:
+        if step.expect.expected is Expected.FAIL:
             assert step.expect.output
             for wrong in WRONG_REASONS:
                 assert not re.search(step.expect.output, wrong, re.MULTILINE), (step.label, wrong)
             # A project-based failure must come after the project was created successfully.
-            if step.arg("project") and step.kind is not StepKind.CREATE_PROJECT:
+            if step.arg("project") and step.kind != "create_project":
                 creates = [s for s in sc.steps[: sc.steps.index(step)]
-                           if s.kind is StepKind.CREATE_PROJECT
+                           if s.kind == "create_project"
                            and s.arg("project") == step.arg("project")]
                 assert creates
-                assert creates[0].expect.outcome is Outcome.SUCCESS
+                assert creates[0].expect.expected is Expected.SUCCESS
 
 
 def test_library_covers_every_row_of_the_brief() -> None:

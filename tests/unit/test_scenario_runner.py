@@ -23,10 +23,12 @@ from lab.engine.run import Redactor, Result
 from lab.errors import EngineError, LabError
 from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import eras
-from lab.scenario import runner
+from lab.scenario import plan, pool, releases, runner, steps
 from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
+from lab.scenario.pool import LabPool
 from lab.scenario.report import format_failure, junit_xml, to_json
-from lab.scenario.runner import LabPool, Status, check_expectation, run_scenario, run_scenarios
+from lab.scenario.results import Outcome, ScenarioResult
+from lab.scenario.runner import check_expectation, run_scenario, run_scenarios
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 TOKEN = "glpat-0123456789abcdef0123"
@@ -81,33 +83,14 @@ class FakeLab:
     def log(self, node: str, line: str) -> None:
         self.logs_by_node[node] = self.logs_by_node.get(node, "") + line + "\n"
 
-    def _act(self, what: str, node: str) -> None:
-        self.calls.append((what, node))
-
-    def stop(self, node: str) -> None:
-        self._act("stop", node)
-        self.stopped.add(node)
-
-    def start(self, node: str) -> None:
-        self._act("start", node)
-        if self.fail_start:
+    def act(self, node: str, verb: str) -> None:
+        self.calls.append((verb, node))
+        if verb == "start" and self.fail_start:
             raise LabError(f"cannot start {node}")
-        self.stopped.discard(node)
-
-    def restart(self, node: str) -> None:
-        self._act("restart", node)
-
-    def pause(self, node: str) -> None:
-        self._act("pause", node)
-
-    def unpause(self, node: str) -> None:
-        self._act("unpause", node)
-
-    def disconnect(self, node: str) -> None:
-        self._act("disconnect", node)
-
-    def reconnect(self, node: str) -> None:
-        self._act("reconnect", node)
+        if verb == "stop":
+            self.stopped.add(node)
+        if verb == "start":
+            self.stopped.discard(node)
 
     def apply(self, new_lab: Lab, *, timeout: float = 0, progress: Any = None,
               wait_gitaly: bool = True, docker_health: bool = True) -> list[str]:
@@ -272,7 +255,7 @@ def make(tmp_path: Path, *, lose_projects: bool = False) -> tuple[list[FakeLab],
 def test_library_passes_against_the_fake_world(tmp_path: Path, path: Path) -> None:
     _labs, up, connect = make(tmp_path)
     (result,) = run_scenarios([load_scenario(path)], up=up, connect=connect)
-    assert result.status is Status.PASSED, format_failure(result)
+    assert result.outcome is Outcome.PASSED, format_failure(result)
 
 
 def test_negative_scenario_fails_when_the_failure_has_another_cause(tmp_path: Path) -> None:
@@ -280,7 +263,7 @@ def test_negative_scenario_fails_when_the_failure_has_another_cause(tmp_path: Pa
     _labs, up, connect = make(tmp_path, lose_projects=True)
     sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
     (result,) = run_scenarios([sc], up=up, connect=connect)
-    assert result.status is Status.FAILED
+    assert result.outcome is Outcome.FAILED
     assert result.evidence is not None
     assert result.evidence.problem.startswith("the output does not match /(?s)remote: GitLab: 401")
     assert "could not be found" in result.evidence.output
@@ -296,7 +279,7 @@ def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) ->
              "two-storages", "tls-untrusted-ca"]
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     results = run_scenarios(scenarios, up=up, connect=connect)
-    assert [r.status for r in results] == [Status.PASSED] * len(names)
+    assert [r.outcome for r in results] == [Outcome.PASSED] * len(names)
     # tls-push's group is run after the plain group, though listed in between.
     assert [r.name for r in results] == [names[i] for i in (0, 1, 3, 4, 2, 5)]
     assert len(labs) == 2  # one per base lab
@@ -315,7 +298,7 @@ def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) ->
 def test_keep_leaves_labs_up_in_their_base_state(tmp_path: Path) -> None:
     labs, up, connect = make(tmp_path)
     sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
-    run_scenarios([sc], keep=True, up=up, connect=connect)
+    run_scenarios([sc], leave_at_base=True, up=up, connect=connect)
     (lab,) = labs
     assert ("down",) not in lab.calls
     assert lab.calls[-1] == ("apply", "gitaly1", "True")
@@ -333,7 +316,7 @@ def test_faults_are_undone_even_when_a_step_fails(tmp_path: Path) -> None:
             expect: {outcome: fail, output: nope}
         """), "f.yaml")
     (result,) = run_scenarios([sc], up=up, connect=connect)
-    assert result.status is Status.FAILED
+    assert result.outcome is Outcome.FAILED
     assert result.evidence is not None
     assert result.evidence.problem == "expected the step to fail, but it succeeded"
     lab = labs[0]
@@ -348,14 +331,14 @@ def test_a_node_that_cannot_be_restored_discards_the_lab(tmp_path: Path) -> None
     labs, up, connect = make(tmp_path)
     sc = parse_scenario("lab: {topology: scaled}\ngiven:\n  faults: [{stop: gitaly1}]\n"
                         "steps: [{api: /x}]\n", "f.yaml")
-    pool = LabPool(keep=True, up=up)
+    pool = LabPool(leave_at_base=True, up=up)
     labs_ = resolve_labs(sc)
     pool.get(labs_.base)
     labs[0].fail_start = True
     result = run_scenario(sc, labs_, pool, connect=connect)
-    assert result.status is Status.FAILED
+    assert result.outcome is Outcome.FAILED
     assert "could not start gitaly1 after the scenario" in result.message
-    assert labs[0].calls[-1] == ("down",)  # even with keep: its state is unknown
+    assert labs[0].calls[-1] == ("down",)  # even with leave_at_base: its state is unknown
     assert pool.names() == []
 
 
@@ -370,7 +353,7 @@ def test_lab_that_cannot_be_mutated_is_an_error(tmp_path: Path) -> None:
     l2 = resolve_labs(sc)
     pool.get(l2.base).apply = broken_apply  # type: ignore[method-assign]
     result = run_scenario(sc, l2, pool, connect=connect)
-    assert result.status is Status.ERROR
+    assert result.outcome is Outcome.ERROR
     assert "could not put the lab into this scenario's state: node 'gitaly1'" in result.message
 
 
@@ -379,7 +362,7 @@ def test_skipped_for_another_flavour(tmp_path: Path) -> None:
     sc = parse_scenario("flavors: [omnibus]\nlab: {topology: scaled}\nsteps: [{api: /x}]\n",
                         "o.yaml")
     (result,) = run_scenarios([sc], up=up, connect=connect)
-    assert result.status is Status.SKIPPED
+    assert result.outcome is Outcome.SKIPPED
     assert labs == []
     assert "only for omnibus" in result.message
 
@@ -420,7 +403,7 @@ def test_reports(tmp_path: Path) -> None:
 def test_a_failed_apply_is_reapplied_by_the_next_get(tmp_path: Path) -> None:
     labs, up, _connect = make(tmp_path)
     l2 = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"))
-    pool = LabPool(keep=True, up=up)
+    pool = LabPool(leave_at_base=True, up=up)
     pool.get(l2.base)
     (fake,) = labs
     real_apply = fake.apply
@@ -440,7 +423,7 @@ def test_a_failed_apply_is_reapplied_by_the_next_get(tmp_path: Path) -> None:
     failures.append(LabError("not ready again"))
     with pytest.raises(LabError, match="again"):
         pool.get(l2.base, l2.target)
-    pool.release(l2.base.name)  # keep: back to base, re-applied since the state is unknown
+    pool.release(l2.base.name)  # leave_at_base: back to base, re-applied since the state is unknown
     assert fake.calls[-1] == ("apply", "", "True")
     assert ("down",) not in fake.calls
     assert len(labs) == 1
@@ -463,7 +446,7 @@ def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: P
     plain = parse_scenario("lab: {topology: scaled}\nsteps:\n  - stop: gitaly1\n"
                            "  - start: gitaly1\n", "p.yaml")
     results = run_scenarios([sc, plain], up=up, connect=connect)
-    assert [r.status for r in results] == [Status.PASSED, Status.PASSED]
+    assert [r.outcome for r in results] == [Outcome.PASSED, Outcome.PASSED]
     (lab,) = labs
     waits = [c for c in lab.calls if c[0] == "wait_ready"]
     # mutated: after `start`, after undoing stop + pause; base: after `start`.
@@ -486,10 +469,10 @@ def test_default_up_waits_only_when_apply_changed_nothing(
 
     monkeypatch.setattr(lifecycle, "up", already_up)
     monkeypatch.setattr(lifecycle, "attach", attach)
-    runner.default_up(wanted)  # the kept lab differs: apply restarts and waits by itself
+    pool.default_up(wanted)  # the kept lab differs: apply restarts and waits by itself
     assert [c[0] for c in attached[-1].calls] == ["apply"]
     kept["state"] = wanted
-    runner.default_up(wanted)  # nothing to apply: wait for the (maybe still starting) lab
+    pool.default_up(wanted)  # nothing to apply: wait for the (maybe still starting) lab
     assert [c[0] for c in attached[-1].calls] == ["apply", "wait_ready"]
 
 
@@ -517,7 +500,7 @@ def test_a_lab_in_use_elsewhere_is_waited_for_and_claims_are_released(tmp_path: 
     events: list[str] = []
     said: list[str] = []
     base = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
-    pool = LabPool(up=up, claim=lambda n: FakeClaim(n, events, busy=True), progress=said.append)
+    pool = LabPool(up=up, claim=lambda n: FakeClaim(n, events, busy=True), say=said.append)
     pool.get(base)
     # Claimed before the boot, by waiting once the quick try found it busy.
     assert events == [f"busy {base.name}", f"acquire {base.name} wait=True"]
@@ -564,11 +547,11 @@ MATRIX = ["15.9.8", "17.11.7", "19.3.0"]  # legacy dialect, 15.10+ gitaly config
 
 
 def test_parse_versions() -> None:
-    assert runner.parse_versions(None) == [None]
-    assert runner.parse_versions("17.11.7") == ["17.11.7"]
-    assert runner.parse_versions(" 15.9.8,17.11.7 ,15.9.8") == ["15.9.8", "17.11.7"]
+    assert releases.parse_versions(None) == [None]
+    assert releases.parse_versions("17.11.7") == ["17.11.7"]
+    assert releases.parse_versions(" 15.9.8,17.11.7 ,15.9.8") == ["15.9.8", "17.11.7"]
     with pytest.raises(ValueError, match=r"'17\.11' is not a GitLab version"):
-        runner.parse_versions("15.9.8,17.11")
+        releases.parse_versions("15.9.8,17.11")
 
 
 def test_a_matrix_runs_each_scenario_per_release_and_pinned_ones_once(tmp_path: Path) -> None:
@@ -577,11 +560,11 @@ def test_a_matrix_runs_each_scenario_per_release_and_pinned_ones_once(tmp_path: 
     pinned = parse_scenario("lab: {topology: scaled, version: '16.11.10'}\n"
                             "steps:\n  - api: /api/v4/user\n", "pinned.yaml")
     results = run_scenarios([free, pinned], versions=MATRIX, up=up, connect=connect)
-    assert [(r.name, r.release, r.status) for r in results] == [
-        ("gitaly-own-secrets", "15.9.8", Status.PASSED),
-        ("gitaly-own-secrets", "17.11.7", Status.PASSED),
-        ("gitaly-own-secrets", "19.3.0", Status.PASSED),
-        ("pinned", "16.11.10", Status.PASSED)]
+    assert [(r.name, r.release, r.outcome) for r in results] == [
+        ("gitaly-own-secrets", "15.9.8", Outcome.PASSED),
+        ("gitaly-own-secrets", "17.11.7", Outcome.PASSED),
+        ("gitaly-own-secrets", "19.3.0", Outcome.PASSED),
+        ("pinned", "16.11.10", Outcome.PASSED)]
     # One lab per release (each speaks its own dialect), all different.
     assert [str(fake.lab.version) for fake in labs] == [*MATRIX, "16.11.10"]
     assert len({fake.name for fake in labs}) == 4
@@ -619,8 +602,8 @@ def test_matrix_table_is_release_by_scenario(tmp_path: Path) -> None:
 
 
 def test_a_failure_names_its_release_and_bundle() -> None:
-    r = runner.ScenarioResult("s", "s.yaml", Status.FAILED, 1.0, message="boom", lab="sc-x",
-                              release="15.9.8", bundle="/tmp/b.tar.gz")
+    r = ScenarioResult("s", "s.yaml", Outcome.FAILED, 1.0, message="boom", lab="sc-x",
+                       release="15.9.8", bundle="/tmp/b.tar.gz")
     text = format_failure(r)
     assert text.splitlines()[0] == "scenario s (s.yaml) failed on lab sc-x (GitLab 15.9.8)"
     assert text.splitlines()[-1] == \
@@ -654,12 +637,12 @@ def test_a_failure_is_bundled_before_its_faults_and_changes_are_undone(tmp_path:
     [(stem, stopped, secrets)] = seen  # only the failure is bundled
     assert stem.startswith("f-17.11.7-")
     assert (stopped, secrets) == ({"gitaly1"}, "own")
-    assert failed.status is Status.FAILED
+    assert failed.outcome is Outcome.FAILED
     assert failed.bundle == str(tmp_path / f"{stem}.tar.gz")
     assert "evidence bundle of the failed lab (lab collect): " + failed.bundle in \
         format_failure(failed)
     # ...then restored: the next scenario got its lab back (started, base secrets).
-    assert passed.status is Status.PASSED, format_failure(passed)
+    assert passed.outcome is Outcome.PASSED, format_failure(passed)
     assert labs[0].stopped == set()
     assert to_json([failed])["scenarios"][0]["bundle"] == failed.bundle
 
@@ -672,14 +655,14 @@ def test_a_bundle_that_cannot_be_written_is_said_not_fatal(tmp_path: Path) -> No
 
     (result,) = run_scenarios([load_scenario(LIBRARY / "gitaly-own-secrets.yaml")], up=up,
                               connect=connect, collect=collect)
-    assert result.status is Status.FAILED
+    assert result.outcome is Outcome.FAILED
     assert result.bundle == ""
     assert result.message.endswith("(could not write the evidence bundle: No space left on "
                                    "device)")
 
 
 def test_api_file_change_tracks_files_written_through_the_api() -> None:
-    from lab.scenario.runner import api_file_change
+    from lab.scenario.steps import api_file_change
 
     path = "/api/v4/projects/{p1}/repository/files/docs%2Fa.txt"
     assert api_file_change("post", path, {"branch": "main", "content": "x\n"}) == (
@@ -696,12 +679,12 @@ def test_room_for_counts_cores_and_memory() -> None:
     sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base
     gib = 2**30
-    assert runner.room_for([sim, sim, sim], cpus=2, available=8 * gib) == 2
-    assert runner.room_for([sim, sim], cpus=1, available=8 * gib) == 1
-    assert runner.room_for([sim, sim], cpus=8, available=None) == 2
-    assert runner.room_for([omni, omni], cpus=8, available=8 * gib) == 1  # 4+ GB per app node
-    assert runner.room_for([omni, omni], cpus=8, available=64 * gib) == 2
-    assert runner.room_for([omni], cpus=8, available=0) == 1
+    assert plan.room_for([sim, sim, sim], cpus=2, available=8 * gib) == 2
+    assert plan.room_for([sim, sim], cpus=1, available=8 * gib) == 1
+    assert plan.room_for([sim, sim], cpus=8, available=None) == 2
+    assert plan.room_for([omni, omni], cpus=8, available=8 * gib) == 1  # 4+ GB per app node
+    assert plan.room_for([omni, omni], cpus=8, available=64 * gib) == 2
+    assert plan.room_for([omni], cpus=8, available=0) == 1
 
 
 def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> None:
@@ -720,7 +703,7 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
     results = run_scenarios(scenarios, up=boot, connect=connect, jobs=2,
                             on_result=lambda r: seen.append(r.name))
     assert [r.name for r in results] == [names[i] for i in (0, 2, 1, 3)]  # plan order
-    assert all(r.status is Status.PASSED for r in results)
+    assert all(r.outcome is Outcome.PASSED for r in results)
     assert sorted(seen) == sorted(names)
     assert len(labs) == 2
     assert all(fake.calls[-1] == ("down",) for fake in labs)
@@ -752,9 +735,7 @@ def _restart_scenario() -> Any:
 def test_after_a_restart_git_waits_until_it_reaches_gitaly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Readiness passes while Workhorse's connection still backs off: the runner waits."""
-    from lab.scenario import runner
-
-    monkeypatch.setattr(runner, "SETTLE_INTERVAL", 0.0)
+    monkeypatch.setattr(steps, "SETTLE_INTERVAL", 0.0)
     _labs, up, connect = make(tmp_path)
     world: list[FakeWorld] = []
 
@@ -765,7 +746,7 @@ def test_after_a_restart_git_waits_until_it_reaches_gitaly(
         return w
 
     (result,) = run_scenarios([_restart_scenario()], up=up, connect=connect_and_break)
-    assert result.status is Status.PASSED, format_failure(result)
+    assert result.outcome is Outcome.PASSED, format_failure(result)
     # Two failures while "backing off", then the call that got through.
     assert len(world[0].ls_remotes) == 3
     assert len(set(world[0].ls_remotes)) == 1
@@ -775,10 +756,8 @@ def test_after_a_restart_git_waits_until_it_reaches_gitaly(
 
 def test_a_gitaly_that_git_never_reaches_again_fails_the_restart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.scenario import runner
-
-    monkeypatch.setattr(runner, "SETTLE_INTERVAL", 0.0)
-    monkeypatch.setattr(runner, "SETTLE_TIMEOUT", 0.0)
+    monkeypatch.setattr(steps, "SETTLE_INTERVAL", 0.0)
+    monkeypatch.setattr(steps, "SETTLE_TIMEOUT", 0.0)
     _labs, up, connect = make(tmp_path)
 
     def connect_and_break(running: FakeLab) -> FakeWorld:
@@ -787,7 +766,7 @@ def test_a_gitaly_that_git_never_reaches_again_fails_the_restart(
         return w
 
     (result,) = run_scenarios([_restart_scenario()], up=up, connect=connect_and_break)
-    assert result.status is Status.FAILED
+    assert result.outcome is Outcome.FAILED
     assert result.evidence is not None
     assert "git over HTTP still fails" in result.evidence.output
     assert "The git server, Gitaly, is not available" in result.evidence.output

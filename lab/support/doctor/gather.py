@@ -13,16 +13,16 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lab.engine import docker as dk
 from lab.engine.compose import detect
 from lab.engine.host import containers_routable, mem_available, port_in_use
 from lab.engine.images import image_for, sim_image_ref
-from lab.engine.models import Container
 from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.lifecycle import probes
+from lab.lifecycle.contract import LabHandle
 from lab.model.lab import Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
@@ -32,7 +32,6 @@ from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.secrets import fingerprint
-from lab.store.labdir import RenderedLab
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
@@ -45,24 +44,6 @@ from lab.support.doctor.facts import (
     disk_needed,
     memory_needed,
 )
-
-
-class LabHandle(Protocol):
-    """What doctor and collect need from ``lab.lifecycle.handle.RunningLab``."""
-
-    name: str
-    path: Path
-    lab: Lab
-    rendered: RenderedLab
-
-    def exec(self, node: str, cmd: list[str], *, check: bool = True,
-             timeout: float | None = None) -> Result: ...
-
-    def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str: ...
-
-    def container(self, node: str) -> Container: ...
-
-    def status(self) -> Any: ...  # LabStatus: .nodes[i].node / .state, .to_json()
 
 
 def docker_facts() -> tuple[str | None, str, str]:

@@ -1,0 +1,106 @@
+"""The plan: which scenario runs on which lab for which release, in what order.
+
+The one orchestration `lab run` and the pytest plugin share: each scenario is
+expanded over the release matrix and its labs resolved once (``expand``); the
+items are then ordered lab by lab, so each lab boots once (``order``). `lab run`
+runs the plan group by group (``runner.run_plan``); the plugin makes a test
+item of each plan item.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lab.errors import SpecError
+from lab.model.lab import Lab
+from lab.scenario.load import resolve_labs
+from lab.scenario.model import Scenario, ScenarioLabs
+from lab.scenario.releases import release_name
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    scenario: Scenario
+    name: str  # the case name: the scenario's, with [release] in a release matrix
+    release: str | None  # the release asked for (None: the default)
+    labs: ScenarioLabs | None  # None: not for this flavour (skipped)
+
+    @property
+    def group(self) -> str:
+        """The lab it runs on ("" when skipped): items of one group share that lab."""
+        return self.labs.base.name if self.labs is not None else ""
+
+
+def expand(scenario: Scenario, *, flavor: str,
+           releases: Sequence[str | None] = (None,)) -> list[PlanItem]:
+    """One item per release of the matrix; one item when the scenario pins its version
+    or is not for ``flavor`` (then it has no labs: it is skipped, once).
+
+    Raises the scenario's SpecError when a release cannot build its lab (a key that
+    release does not have), before any lab boots.
+    """
+    releases = list(releases) or [None]
+    if flavor not in scenario.flavors:
+        # Resolved all the same, so a mistake in it is found in this run too.
+        resolve_labs(scenario, flavor=flavor, version=releases[0])
+        return [PlanItem(scenario, scenario.name, releases[0], None)]
+    per_release = len(releases) > 1 and not scenario.version
+    items = []
+    for r in releases if per_release else releases[:1]:
+        try:
+            labs = resolve_labs(scenario, flavor=flavor, version=r)
+        except SpecError as exc:
+            if not per_release:
+                raise
+            raise SpecError(f"{exc} (GitLab {r})") from None
+        items.append(PlanItem(scenario, release_name(scenario.name, str(r)) if per_release
+                              else scenario.name, r, labs))
+    return items
+
+
+def order(items: Iterable[PlanItem]) -> list[PlanItem]:
+    """Lab by lab, each group where its first item was; skipped items last."""
+    groups: dict[str, list[PlanItem]] = {}
+    skipped: list[PlanItem] = []
+    for item in items:
+        if item.labs is None:
+            skipped.append(item)
+        else:
+            groups.setdefault(item.group, []).append(item)
+    return [item for group in groups.values() for item in group] + skipped
+
+
+def plan(scenarios: Iterable[Scenario], *, flavor: str,
+         versions: Sequence[str | None] = (None,)) -> list[PlanItem]:
+    """Every scenario over the release matrix ``versions``, ordered lab by lab."""
+    return order(item for sc in scenarios for item in expand(sc, flavor=flavor,
+                                                              releases=versions))
+
+
+def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
+             available: int | None = None) -> int:
+    """How many of ``labs`` this machine can run at once (at least 1).
+
+    One per core (a lab's boot and restarts are CPU work), and only as many as
+    fit in the memory available now (doctor's per-node estimates: 4+ GB for an
+    Omnibus app node, so Omnibus groups mostly run one after another).
+    """
+    from lab.engine.host import mem_available
+    from lab.support.doctor import memory_needed
+
+    if len(labs) <= 1:
+        return 1
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    available = available if available is not None else mem_available()
+    room = min(len(labs), cpus)
+    if available is not None:
+        fits, used = 0, 0
+        for lab in sorted(labs, key=memory_needed):
+            used += memory_needed(lab)
+            if used > available:
+                break
+            fits += 1
+        room = min(room, fits)
+    return max(1, room)

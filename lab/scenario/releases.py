@@ -1,0 +1,28 @@
+"""The release matrix: ``--version``/``--lab-version`` lists and matrix case names.
+
+Light on purpose: the pytest plugin reads it at every pytest start.
+"""
+
+from __future__ import annotations
+
+from lab.spec.versions import Version
+
+
+def parse_versions(text: str | None) -> list[str | None]:
+    """``--version 15.9.8,17.11.7`` -> each release once, in order; None: the default.
+
+    Raises ValueError naming the bad entry.
+    """
+    if not text or not text.strip():
+        return [None]
+    out: list[str | None] = []
+    for part in text.split(","):
+        release = str(Version.parse(part))  # ValueError says what a version looks like
+        if release not in out:
+            out.append(release)
+    return out
+
+
+def release_name(name: str, release: str) -> str:
+    """``push[17.11.7]``: a scenario's name in a release matrix (pytest's id style)."""
+    return f"{name}[{release}]"
