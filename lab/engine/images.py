@@ -32,6 +32,8 @@ from lab.resources import data_dir
 
 SIM_REPO = "gitlab-testlab/sim"
 BASE_REPO = "gitlab-testlab/base"
+# The toolkit that built an image (see image_source): a build prunes only its own old tags.
+SOURCE_LABEL = f"{LABEL_PREFIX}.source"
 OMNIBUS_REPOS = ("gitlab/gitlab-ce", "gitlab/gitlab-ee")
 SUITE = "bookworm"
 #: Paths (shell globs, relative to the root) removed from the finished base file system.
@@ -331,7 +333,8 @@ def build_base(progress: Progress = _quiet) -> str:
         if cache is not None:
             prune_apt_cache(cache)
         progress(f"importing {ref}")
-        changes = [f"LABEL {LABEL_PREFIX}=1", f"LABEL {LABEL_PREFIX}.flavor=base", *BASE_CONFIG]
+        changes = [f"LABEL {LABEL_PREFIX}=1", f"LABEL {LABEL_PREFIX}.flavor=base",
+                   f"LABEL {SOURCE_LABEL}={json.dumps(image_source())}", *BASE_CONFIG]
         dk.import_image(Path(tarball), ref, changes)
     return ref
 
@@ -351,7 +354,8 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
         # ... and one set of Gitaly protocol modules (lab/gitalypb).
         shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        dk.build_image(context, ref, labels={LABEL_PREFIX: "1", f"{LABEL_PREFIX}.flavor": "sim"},
+        dk.build_image(context, ref, labels={LABEL_PREFIX: "1", f"{LABEL_PREFIX}.flavor": "sim",
+                                             SOURCE_LABEL: image_source()},
                        buildargs={"BASE": base})
     return ref
 
@@ -378,24 +382,33 @@ def build_images(*, force: bool = False, progress: Progress = _quiet) -> str:
     return ref
 
 
-def prune_stale(keep: set[str]) -> list[str]:
-    """Remove sim/base tags other than ``keep``; a tag a container still uses stays.
+def image_source() -> str:
+    """Which toolkit built an image: its package folder (a checkout's lab/ or a wheel's)."""
+    return str(_lab_dir())
+
+
+def prune_stale(keep: set[str], source: str | None = None) -> list[str]:
+    """Remove sim/base tags other than ``keep`` that this toolkit built.
 
     Every change to the image inputs makes new tags, so without this each
-    checkout would leave a few hundred MB behind.
+    checkout would leave a few hundred MB behind. Only images labelled with
+    ``source`` (this checkout or install) go: another checkout on the same
+    engine builds other tags and still uses them. A tag a container uses stays.
     """
+    source = image_source() if source is None else source
     removed = []
     for repo in (SIM_REPO, BASE_REPO):
-        for ref in _refs(repo):
+        for ref in _refs(repo, source):
             # The engine refuses to remove an image a container uses.
             if ref not in keep and dk.remove_image(ref):
                 removed.append(ref)
     return removed
 
 
-def _refs(repo: str) -> list[str]:
-    """``repo:tag`` of every tagged image of ``repo``, as `docker image ls repo` lists them."""
-    return [t for img in dk.images(repo) for t in img.tags if t.rpartition(":")[0] == repo]
+def _refs(repo: str, source: str) -> list[str]:
+    """``repo:tag`` of each tagged image of ``repo`` that ``source`` built."""
+    return [t for img in dk.images(repo) if img.labels.get(SOURCE_LABEL) == source
+            for t in img.tags if t.rpartition(":")[0] == repo]
 
 
 def list_images() -> list[ImageInfo]:

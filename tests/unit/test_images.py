@@ -124,13 +124,19 @@ def test_gitaly_error_prints_like_rails() -> None:
     assert GitalyError("UNAUTHENTICATED", "authentication required").code == 16
 
 
-def test_prune_stale_keeps_current_and_in_use_tags(monkeypatch: pytest.MonkeyPatch) -> None:
-    listed = {images.SIM_REPO: [Image("sha256:1", ("gitlab-testlab/sim:new",)),
+def test_prune_stale_keeps_current_and_in_use_tags_and_other_checkouts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = {images.SOURCE_LABEL: "/here/lab"}, {images.SOURCE_LABEL: "/there/lab"}
+    listed = {images.SIM_REPO: [Image("sha256:1", ("gitlab-testlab/sim:new",), ours),
                                 Image("sha256:2", ("gitlab-testlab/sim:old",
-                                                   "other/repo:keep")),
-                                Image("sha256:3", ("gitlab-testlab/sim:used",))],
-              images.BASE_REPO: [Image("sha256:4", ("gitlab-testlab/base:cur",)),
-                                 Image("sha256:5", ("<none>:<none>",))]}
+                                                   "other/repo:keep"), ours),
+                                Image("sha256:3", ("gitlab-testlab/sim:used",), ours),
+                                # Another checkout's current tag, and one built before labels.
+                                Image("sha256:6", ("gitlab-testlab/sim:theirs",), theirs),
+                                Image("sha256:7", ("gitlab-testlab/sim:unlabelled",))],
+              images.BASE_REPO: [Image("sha256:4", ("gitlab-testlab/base:cur",), ours),
+                                 Image("sha256:8", ("gitlab-testlab/base:theirs",), theirs),
+                                 Image("sha256:5", ("<none>:<none>",), ours)]}
     asked: list[str] = []
     removed: list[str] = []
 
@@ -143,10 +149,16 @@ def test_prune_stale_keeps_current_and_in_use_tags(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(images.dk, "images", lambda repo: listed[repo])
     monkeypatch.setattr(images.dk, "remove_image", remove)
-    got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"})
+    got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"},
+                             source="/here/lab")
     assert got == removed == ["gitlab-testlab/sim:old"]
-    # Another repository's tag of the same image, and untagged images, are not ours.
+    # Another repository's tag of the same image, untagged images and images another
+    # checkout built (or that carry no source) are not ours.
     assert asked == ["gitlab-testlab/sim:old", "gitlab-testlab/sim:used"]
+
+
+def test_images_say_which_checkout_built_them() -> None:
+    assert images.image_source() == str(Path(images.lab.__file__).resolve().parent)
 
 
 def test_save_writes_through_a_partial_file(tmp_path: Path,
