@@ -1,0 +1,49 @@
+"""The plan: the release matrix, lab-by-lab order, and how many labs fit at once."""
+
+from __future__ import annotations
+
+import pytest
+from scenario_fakes import LIBRARY
+
+from lab.scenario import plan, releases
+from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
+
+
+def test_parse_versions() -> None:
+    assert releases.parse_versions(None) == [None]
+    assert releases.parse_versions("17.11.7") == ["17.11.7"]
+    assert releases.parse_versions(" 15.9.8,17.11.7 ,15.9.8") == ["15.9.8", "17.11.7"]
+    with pytest.raises(ValueError, match=r"'17\.11' is not a GitLab version"):
+        releases.parse_versions("15.9.8,17.11")
+
+
+
+
+def test_room_for_counts_cores_and_memory() -> None:
+    sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
+    omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base
+    gib = 2**30
+    assert plan.room_for([sim, sim, sim], cpus=2, available=8 * gib) == 2
+    assert plan.room_for([sim, sim], cpus=1, available=8 * gib) == 1
+    assert plan.room_for([sim, sim], cpus=8, available=None) == 2
+    assert plan.room_for([omni, omni], cpus=8, available=8 * gib) == 1  # 4+ GB per app node
+    assert plan.room_for([omni, omni], cpus=8, available=64 * gib) == 2
+    assert plan.room_for([omni], cpus=8, available=0) == 1
+
+
+
+
+def test_plan_expands_the_matrix_and_orders_lab_by_lab() -> None:
+    tls = load_scenario(LIBRARY / "tls-push.yaml")
+    plain = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    pinned = parse_scenario("lab: {topology: scaled, version: '16.11.10'}\n"
+                            "steps: [{api: /x}]\n", "pinned.yaml")
+    omni = parse_scenario("flavors: [omnibus]\nlab: {topology: scaled}\nsteps: [{api: /x}]\n",
+                          "omni.yaml")
+    items = plan.plan([omni, plain, tls, pinned], flavor="sim", versions=["15.9.8", "19.3.0"])
+    assert [i.name for i in items] == ["gitaly-own-secrets[15.9.8]", "gitaly-own-secrets[19.3.0]",
+                                       "tls-push[15.9.8]", "tls-push[19.3.0]", "pinned", "omni"]
+    assert items[-1].labs is None  # not for this flavour: skipped, last, once
+    assert items[-1].group == ""
+    assert len({i.group for i in items[:5]}) == 5  # a lab per base state and release
+    assert str(items[4].labs.base.version) == "16.11.10"  # type: ignore[union-attr]
