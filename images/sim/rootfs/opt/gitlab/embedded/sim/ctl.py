@@ -132,6 +132,30 @@ def set_stopped(names: list[str], stopped: bool) -> None:
         json.dump(sorted(current), fh)
 
 
+def reconfigure() -> int:
+    """Re-read gitlab.rb and the secrets; restart only the services whose configuration
+    changed (as Chef's notifications do), start or stop the ones enabled or disabled."""
+    try:
+        old: dict[str, Any] | None = simconfig.read_runtime()
+    except (OSError, ValueError):
+        old = None
+    try:
+        node = supervisor.reconfigure()
+    except simconfig.ConfigError as exc:
+        print(f"gitlab Reconfigure failed (gitlab-testlab-sim):\n{exc}")
+        return 1
+    names = supervisor.restarts_for(old, node, supervisor.release())
+    was = set(supervisor.enabled(old)) if old else set()
+    code = 0
+    if names or was != set(supervisor.enabled(node)):
+        simconfig.log("wrapper", f"reconfigure restarts: {', '.join(names) or 'none'}")
+        with open(supervisor.RESTART_ONLY, "w") as fh:
+            json.dump(names, fh)
+        code = wait_up(signal_restart())
+    print(RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
+    return code
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")
@@ -141,14 +165,7 @@ def main(argv: list[str]) -> int:
     if command == "status":
         return status(service)
     if command == "reconfigure":
-        try:
-            supervisor.reconfigure()
-        except simconfig.ConfigError as exc:
-            print(f"gitlab Reconfigure failed (gitlab-testlab-sim):\n{exc}")
-            return 1
-        code = wait_up(signal_restart())
-        print(RECONFIGURED if code == 0 else "gitlab Reconfigure: services not up")
-        return code
+        return reconfigure()
     if command in ("restart", "start", "stop"):
         names = [service] if service else ["gitaly", supervisor.web_service()]
         set_stopped(names, command == "stop")

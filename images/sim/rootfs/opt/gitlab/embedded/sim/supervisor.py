@@ -42,6 +42,12 @@ ETC = "/etc/gitlab"
 BOOTSTRAPPED = os.path.join(simconfig.STATE_DIR, "bootstrapped")
 STATE = os.path.join(simconfig.RUN_DIR, "services.json")
 STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
+# Written by `gitlab-ctl reconfigure` before it signals: only these services restart.
+RESTART_ONLY = os.path.join(simconfig.RUN_DIR, "restart-only.json")
+# From 16.8 the gitlab-rails recipe notifies Gitaly when gitlab_shell_secret changes
+# (omnibus-gitlab gitlab/recipes/gitlab-rails.rb, gitlab_shell_secret_services); before,
+# a reconfigure left Gitaly running with the old secret.
+GITALY_RESTARTS_ON_SHELL_SECRET = "16.8.0"
 
 
 def log(message: str) -> None:
@@ -61,6 +67,28 @@ def enabled(node: dict[str, Any]) -> list[str]:
     except (OSError, ValueError):
         stopped = set()
     return [s for s in wanted if s not in stopped]
+
+
+def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Version) -> list[str]:
+    """The services a reconfigure restarts: those whose rendered configuration changed.
+
+    As Omnibus' cookbooks notify them: Gitaly's config.toml (listeners, TLS paths, token,
+    storages, internal API URL) HUPs gitaly, and so does its secret file (17.5+) or the
+    shell secret (16.8+); gitlab.yml, secrets.yml and gitlab_shell_secret restart the
+    web server (Puma or Unicorn, with Sidekiq and Workhorse, all folded into one here).
+    """
+    if old is None:
+        return enabled(new)
+    out: list[str] = []
+    was, now = old.get("gitaly") or {}, new.get("gitaly") or {}
+    if not version.at_least(GITALY_RESTARTS_ON_SHELL_SECRET):
+        was = {k: v for k, v in was.items() if k != "hook_secret"}
+        now = {k: v for k, v in now.items() if k != "hook_secret"}
+    if was != now:
+        out.append("gitaly")
+    if (old.get("app") or {}) != (new.get("app") or {}):
+        out.append(web_service())
+    return [s for s in out if s in enabled(new)]
 
 
 class Supervisor:
@@ -84,23 +112,25 @@ class Supervisor:
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
 
-    def stop_all(self) -> None:
-        for name, proc in self.children.items():
-            if name == "sshd":
-                continue  # not a GitLab service: gitlab-ctl restart leaves it running
-
-            if proc.poll() is None:
+    def stop(self, names: list[str]) -> None:
+        for name in names:
+            proc = self.children.get(name)
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
         deadline = time.time() + 5
-        for name, proc in list(self.children.items()):
-            if name == "sshd":
+        for name in names:
+            proc = self.children.pop(name, None)
+            if proc is None:
                 continue
             try:
                 proc.wait(max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            del self.children[name]
+
+    def stop_all(self) -> None:
+        # sshd is not a GitLab service: gitlab-ctl restart leaves it running.
+        self.stop([name for name in self.children if name != "sshd"])
 
     def stop_sshd(self) -> None:
         proc = self.children.pop("sshd", None)
@@ -111,6 +141,25 @@ class Supervisor:
     def start_all(self) -> None:
         for name in enabled(simconfig.read_runtime()):
             self.start(name)
+        self.write_state()
+
+    def restart_services(self) -> None:
+        """Bring the services in line with the runtime config: stop the ones no longer
+        enabled, start the missing ones, and restart those reconfigure named (all of
+        them when it named none: `gitlab-ctl restart`)."""
+        only: list[str] | None = None
+        try:
+            with open(RESTART_ONLY) as fh:
+                only = list(json.load(fh))
+            os.unlink(RESTART_ONLY)
+        except (OSError, ValueError):
+            only = None
+        wanted = enabled(simconfig.read_runtime())
+        running = [n for n in self.children if n != "sshd"]
+        self.stop([n for n in running if n not in wanted or only is None or n in only])
+        for name in wanted:
+            if name not in self.children:
+                self.start(name)
         self.write_state()
 
     def run_services(self) -> int:
@@ -124,8 +173,7 @@ class Supervisor:
             if self.want_restart:
                 self.want_restart = False
                 log("restarting services")
-                self.stop_all()
-                self.start_all()
+                self.restart_services()
             for name, proc in list(self.children.items()):
                 # runit-style: a service that dies is started again.
                 if proc.poll() is not None and time.time() - self.started[name] > 1:
