@@ -37,6 +37,7 @@ from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.images import ensure_image
 from lab.lifecycle.layers import log_since_start, readiness_layers
+from lab.lifecycle.plan import Action, ApplyPlan, plan_apply
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -127,6 +128,7 @@ class RunningLab:
         # Everything this handle shows (exec errors, logs) passes it; apply adds new secrets.
         self.redactor = Redactor()
         self.redactor.add(rendered.secrets.values())
+        self.last_plan: ApplyPlan | None = None  # what the latest apply did, and why
 
     def __repr__(self) -> str:
         return f"RunningLab({self.name!r}, {str(self.path)!r})"
@@ -217,9 +219,14 @@ class RunningLab:
     def apply(self, new_lab: Lab, *, timeout: float | None = None,
               progress: Progress | None = None, wait_gitaly: bool = True,
               docker_health: bool = False) -> list[str]:
-        """Re-render in place (secrets kept) and restart only the nodes that changed.
+        """Re-render in place (secrets kept) and change only the nodes that need it.
 
-        Then waits as `wait_ready` does (``wait_gitaly``, ``docker_health`` as there).
+        As an admin would: a node whose gitlab.rb or gitlab-secrets.json changed runs
+        `gitlab-ctl reconfigure` in its running container (Omnibus restarts the
+        services whose configuration changed); a changed container (image, ports,
+        environment, networks) is recreated, and files read only at start restart the
+        node (``lab.lifecycle.plan``). Then waits as `wait_ready` does
+        (``wait_gitaly``, ``docker_health`` as there). Returns the touched nodes.
         """
         if new_lab.name != self.name:
             new_lab = replace(new_lab, name=self.name)
@@ -235,32 +242,47 @@ class RunningLab:
         rendered = write_lab(new_lab, self.path, image=image)
         save_spec(new_lab, self.path)
         # What the toolkit renders, not what is on disk: gitlab-secrets.json there also
-        # holds what each node's reconfigure added, which is no reason to restart it.
+        # holds what each node's reconfigure added, which is no reason to change it.
         new_files = {f.path: f.content
                      for f in render_files(new_lab, rendered.secrets, image, d, rendered.owner)}
         new_services = compose_dict(new_lab, image, d, rendered.owner)["services"]
-
-        def node_files(files: dict[str, str], node: str) -> dict[str, str]:
-            return {p: c for p, c in files.items() if p.startswith(f"nodes/{node}/")}
-
-        recreate = [n for n in new_services if new_services[n] != old_services.get(n)]
-        restart = [n for n in new_services if n not in recreate
-                   and node_files(new_files, n) != node_files(old_files, n)]
-        removed = [n for n in old_services if n not in new_services]
+        todo = plan_apply(old_services, new_services, old_files, new_files,
+                          version=new_lab.version,
+                          gitaly_nodes={n.name for n in new_lab.nodes if n.is_gitaly},
+                          app_nodes={n.name for n in new_lab.nodes if n.is_app})
         self.rendered, self.lab = rendered, new_lab
         self.redactor.add(rendered.secrets.values())
-        if recreate or removed:
+        self.last_plan = todo
+        recreate = todo.names(Action.RECREATE)
+        if recreate or todo.names(Action.REMOVE):
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.
             self.compose.run(self.compose.up_cmd(recreate, no_deps=True),
                              timeout=COMPOSE_UP_TIMEOUT)
+        restart = todo.names(Action.RESTART)
+        for node in todo.names(Action.RECONFIGURE):
+            if not self._reconfigure(node):
+                restart.append(node)
         if restart:
-            # The files are bind-mounted; Omnibus re-reads them (reconfigure) on start.
+            # The files are bind-mounted; the image's wrapper reconfigures on start.
             self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT)
-        changed = sorted(recreate + restart)
-        if changed or removed:
+        if todo.changed or todo.names(Action.REMOVE):
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
                             docker_health=docker_health)
-        return changed
+        return todo.changed
+
+    def _reconfigure(self, node: str) -> bool:
+        """`gitlab-ctl reconfigure` in the node's running container; False: it failed there.
+
+        A failed reconfigure leaves a running node on its old configuration, where a
+        boot (the image's wrapper under `set -e`) ends the container; the caller
+        restarts such a node so that it fails as it would at boot, and readiness says why.
+        """
+        try:
+            res = self.exec(node, omnibus.reconfigure_cmd(), check=False,
+                            timeout=COMPOSE_UP_TIMEOUT)
+        except LabError:
+            return False  # not running (a fault left it stopped): a restart starts it
+        return res.returncode == 0
 
     # --- readiness ---
     def _watch(self) -> None:

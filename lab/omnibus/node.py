@@ -53,6 +53,10 @@ def status_cmd(service: str | None = None) -> list[str]:
     return [GITLAB_CTL, "status", *([service] if service else [])]
 
 
+def reconfigure_cmd() -> list[str]:
+    return [GITLAB_CTL, "reconfigure"]
+
+
 def healthcheck_cmd() -> list[str]:
     return [HEALTHCHECK, "--fail", "--max-time", "10"]
 

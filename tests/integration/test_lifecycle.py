@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.folder import reclaim
 from lab.render.compose import DIR_LABEL, LAB_LABEL, omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
@@ -184,16 +186,47 @@ def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> No
         app_id = running.container("gitlab").id
         app_started = started_at(running, "gitlab")
         gitaly_started = started_at(running, "gitaly1")
+        gitaly_pid = service_pid(running, "gitaly1", "gitaly")
         changed = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(
             "nodes.gitaly1.internal_api_url=http://gitlab:80",)))
         assert running.apply(changed, timeout=180) == ["gitaly1"]
+        assert running.last_plan is not None
+        assert running.last_plan.describe() == ["gitaly1: reconfigure (changed: gitlab.rb)"]
         app = running.container("gitlab")
         assert app.id == app_id
         assert app.state.started_at == app_started
-        assert started_at(running, "gitaly1") != gitaly_started  # it really restarted
+        # Reconfigured in place, as an admin would: the container kept running, and
+        # Omnibus' reconfigure restarted the service whose config changed.
+        assert started_at(running, "gitaly1") == gitaly_started
+        assert service_pid(running, "gitaly1", "gitaly") != gitaly_pid
         assert "http://gitlab:80" in (running.path / "nodes/gitaly1/gitlab.rb").read_text()
         assert all(n.state == "running" for n in running.status().nodes)
         assert running.apply(changed) == []  # nothing changed: nothing restarted
+
+
+def service_pid(running: lifecycle.RunningLab, node: str, service: str) -> str:
+    out = running.exec(node, ["gitlab-ctl", "status", service]).stdout
+    match = re.search(r"\(pid (\d+)\)", out)
+    assert match, out
+    return match[1]
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
+def test_failed_reconfigure_in_place_keeps_the_services_running(lab_home: Path,
+                                                                sim_image: str) -> None:
+    spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    with lifecycle.up(spec, name=unique("reconf-broken"), timeout=180, keep=False) as running:
+        pid = service_pid(running, "gitaly1", "gitaly")
+        rb = running.path / "nodes" / "gitaly1" / "gitlab.rb"
+        reclaim(running.path, running.rendered.image, running.labels)
+        rb.write_text(rb.read_text() + "\ngitaly['configuration'] = {\n")
+        res = running.exec("gitaly1", ["gitlab-ctl", "reconfigure"], check=False)
+        assert res.returncode == 1
+        assert "gitlab Reconfigure failed" in res.stdout
+        # As Omnibus: a failed Chef run changes nothing that runs.
+        assert service_pid(running, "gitaly1", "gitaly") == pid
     assert leftovers(running.path) == []
 
 
