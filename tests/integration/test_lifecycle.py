@@ -217,7 +217,7 @@ def service_pid(running: lifecycle.RunningLab, node: str, service: str) -> str:
 def test_failed_reconfigure_in_place_keeps_the_services_running(lab_home: Path,
                                                                 sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    with lifecycle.up(spec, name=unique("reconf-broken"), timeout=180, keep=False) as running:
+    with lifecycle.up(spec, name=unique("reconf-broken"), timeout=180) as running:
         pid = service_pid(running, "gitaly1", "gitaly")
         rb = running.path / "nodes" / "gitaly1" / "gitlab.rb"
         reclaim(running.path, running.rendered.image, running.labels)
