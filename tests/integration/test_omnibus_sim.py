@@ -213,4 +213,4 @@ def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Pat
         assert st.ok, st.detail
         assert "gitlab Reconfigured!" in dk.logs(c.id, tail=None)
     finally:
-        c.remove(force=True)
+        c.remove(force=True, v=True)  # v: its anonymous /var/opt/gitlab and /var/log/gitlab too
