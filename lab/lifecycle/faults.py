@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lab.engine import docker as dk
 from lab.engine.models import Container, Network
-from lab.errors import LabError
+from lab.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -60,4 +60,4 @@ def verb(name: str, verbs: dict[str, Verb] = VERBS) -> Verb:
     try:
         return verbs[name]
     except KeyError:
-        raise LabError(f"unknown fault verb {name!r}; known: {', '.join(verbs)}") from None
+        raise BadInput(f"unknown fault verb {name!r}; known: {', '.join(verbs)}") from None

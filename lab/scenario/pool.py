@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from lab.errors import LabError
+from lab.errors import Incomplete, LabError
 from lab.lifecycle.contract import LabHandle
 from lab.model.lab import Lab
 
@@ -201,4 +201,4 @@ class LabPool:
             except LabError as exc:
                 errors.append(f"{name}: {exc}")
         if errors:
-            raise LabError("could not clean up labs:\n" + "\n".join(errors))
+            raise Incomplete("could not clean up labs:\n" + "\n".join(errors))

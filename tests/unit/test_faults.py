@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from lab.engine import docker as dk
-from lab.errors import LabError
+from lab.errors import BadInput
 from lab.lifecycle import faults
 from lab.lifecycle.faults import VERBS, NodeTarget
 
@@ -35,5 +35,5 @@ def test_every_fault_is_undone_by_a_verb_that_waits_for_the_lab() -> None:
 
 
 def test_an_unknown_verb_names_the_known_ones() -> None:
-    with pytest.raises(LabError, match="unknown fault verb 'kill'; known: stop, pause"):
+    with pytest.raises(BadInput, match="unknown fault verb 'kill'; known: stop, pause"):
         faults.verb("kill")

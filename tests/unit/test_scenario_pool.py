@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from scenario_fakes import LIBRARY, FakeLab, make
 
-from lab.errors import LabError
+from lab.errors import Incomplete, LabError
 from lab.model.lab import Lab, SecretsPolicy
 from lab.scenario import pool
 from lab.scenario.load import load_scenario, resolve_labs
@@ -148,3 +148,18 @@ def test_a_pool_lets_go_of_its_labs_before_waiting_for_another(tmp_path: Path) -
     pool.close()
 
 
+
+
+def test_a_lab_that_cannot_be_cleaned_up_makes_close_incomplete(tmp_path: Path) -> None:
+    # The scenarios ran; only the clean-up failed: exit 1 as for a failed check, not bad input.
+    labs, up, _connect = make(tmp_path)
+    pool = LabPool(up=up)
+    pool.get(resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base)
+    (fake,) = labs
+
+    def down(*, purge: bool = False) -> None:
+        raise LabError("the engine refused")
+
+    fake.down = down  # type: ignore[method-assign]
+    with pytest.raises(Incomplete, match=r"could not clean up labs:\n.*the engine refused"):
+        pool.close()
