@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -224,10 +225,64 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
             git("symbolic-ref", "HEAD", branches[0])
 
 
-def serve(conf: dict[str, Any]) -> grpc.Server:
+# How long a stopping Gitaly lets calls in flight finish.
+STOP_GRACE = 2.0
+
+
+class InFlight(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Counts the calls being served, so that a stop waits for them and not for idle
+    connections (grpc's own grace also waits out a client that keeps an idle channel
+    open, which a Gitaly restart — a graceful in-place restart in Omnibus — does not)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def _add(self, n: int) -> None:
+        with self.lock:
+            self.count += n
+
+    def _unary(self, fn: Any) -> Any:
+        def call(request: Any, context: Any) -> Any:
+            self._add(1)
+            try:
+                return fn(request, context)
+            finally:
+                self._add(-1)
+        return call
+
+    def _stream(self, fn: Any) -> Any:
+        def call(request: Any, context: Any) -> Any:
+            self._add(1)
+            try:
+                yield from fn(request, context)
+            finally:
+                self._add(-1)
+        return call
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        for kind in ("unary_unary", "stream_unary"):
+            if getattr(handler, kind):
+                return handler._replace(**{kind: self._unary(getattr(handler, kind))})
+        for kind in ("unary_stream", "stream_stream"):
+            if getattr(handler, kind):
+                return handler._replace(**{kind: self._stream(getattr(handler, kind))})
+        return handler
+
+    def drain(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while self.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def serve(conf: dict[str, Any], inflight: InFlight | None = None) -> grpc.Server:
     gitaly = Gitaly(conf)
     # The app's channels ping every 5 s to notice a vanished peer; let them.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                         interceptors=[inflight] if inflight else None, options=[
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 4000),
         ("grpc.http2.max_ping_strikes", 0)])
@@ -261,12 +316,16 @@ def serve(conf: dict[str, Any]) -> grpc.Server:
 
 def main() -> int:
     conf = simconfig.read_runtime()["gitaly"]
-    server = serve(conf)
+    inflight = InFlight()
+    server = serve(conf, inflight)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    server.stop(grace=2).wait()
+    done = server.stop(grace=STOP_GRACE)  # no new calls from here on
+    inflight.drain(STOP_GRACE)
+    server.stop(grace=None)
+    done.wait(1)
     return 0
 
 
