@@ -117,7 +117,7 @@ def wait_up(before: str, timeout: float = 30) -> int:
     while time.time() < deadline:
         if status(None, quiet=True) == 0:
             return 0
-        time.sleep(0.3)
+        time.sleep(0.1)
     return status(None)
 
 
