@@ -47,7 +47,7 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
     """Run scenarios (files, or directories of *.yaml) and report each one's evidence.
 
     Scenarios sharing a topology share one lab; each scenario's `given:` changes
-    restart only the nodes they touch.
+    only the nodes it touches (`gitlab-ctl reconfigure` in place where Omnibus would).
     """
     try:
         versions = parse_versions(gitlab_version)

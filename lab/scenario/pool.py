@@ -1,9 +1,9 @@
 """The lab pool: running labs by name, each in a known state, claimed across processes.
 
 Scenarios that share a base lab share one running lab. ``get`` puts it into
-the state a scenario asks for with ``LabHandle.apply`` (only changed nodes
-restart); the next scenario applies its own target, so going from one
-mutation to the next restarts the touched nodes once instead of twice (a
+the state a scenario asks for with ``LabHandle.apply`` (only changed nodes are
+reconfigured in place or restarted); the next scenario applies its own target, so
+going from one mutation to the next changes the touched nodes once instead of twice (a
 revert is just another apply, and a lab handed to anyone is first put back
 into the state they asked for).
 """
