@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,8 @@ def measure(*, full: bool = True, fresh_too: bool = True, parallel: bool = True,
             os.environ.pop("LAB_HOME", None)
         else:
             os.environ["LAB_HOME"] = old_home
+        # The pools have downed their labs; only the folders (and the Compose cache) remain.
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _measure(full: bool, fresh_too: bool, parallel: bool, sizes: str,
