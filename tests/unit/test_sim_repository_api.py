@@ -83,7 +83,8 @@ class Sim:
         (tmp / "tokens.json").write_text(json.dumps({"tokens": [{"token": ADMIN}]}))
         handler.tokens = app.Tokens(str(tmp / "tokens.json"))
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits up to one poll interval (0.5 s by default) per test.
+        threading.Thread(target=self.http.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
 
     def use_token(self, token: str) -> None:
