@@ -157,8 +157,32 @@ def test_prune_stale_keeps_current_and_in_use_tags_and_other_checkouts(
     assert asked == ["gitlab-testlab/sim:old", "gitlab-testlab/sim:used"]
 
 
-def test_images_say_which_checkout_built_them() -> None:
-    assert images.image_source() == str(Path(images.lab.__file__).resolve().parent)
+def test_both_builds_label_their_image_with_this_checkout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the label, prune_stale would never remove this checkout's old tags.
+    import json
+
+    source = str(Path(images.lab.__file__).resolve().parent)
+    assert images.image_source() == source
+    seen: dict[str, object] = {}
+
+    def build_image(context: Path, ref: str, *, labels: dict[str, str],
+                    buildargs: dict[str, str]) -> None:
+        seen["sim"] = labels
+
+    def import_image(tarball: Path, ref: str, changes: list[str]) -> None:
+        seen["base"] = changes
+
+    monkeypatch.setattr(images.dk, "build_image", build_image)
+    monkeypatch.setattr(images.dk, "import_image", import_image)
+    monkeypatch.setattr(images.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(images, "run", lambda *a, **kw: None)  # no mmdebstrap here
+    monkeypatch.setenv("LAB_APT_CACHE", "off")
+    images.build_sim("gitlab-testlab/base:x")
+    images.build_base()
+    assert seen["sim"] == {images.LABEL_PREFIX: "1", f"{images.LABEL_PREFIX}.flavor": "sim",
+                           images.SOURCE_LABEL: source}
+    assert f"LABEL {images.SOURCE_LABEL}={json.dumps(source)}" in seen["base"]  # type: ignore[operator]
 
 
 def test_save_writes_through_a_partial_file(tmp_path: Path,
