@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from lab.omnibus import eras
 from lab.omnibus.release import Version
 
-# From 16.8 the gitlab-rails recipe also notifies Gitaly when gitlab_shell_secret
-# changes (omnibus-gitlab gitlab/recipes/gitlab-rails.rb, gitlab_shell_secret_services).
-GITALY_RESTARTS_ON_SHELL_SECRET = Version.parse("16.8.0")
+GITALY_RESTARTS_ON_SHELL_SECRET = Version.parse(eras.GITALY_RESTARTS_ON_SHELL_SECRET)
 # The files reconfigure reads and acts on (the rest of /etc/gitlab is read by services).
 RECONFIGURED_FILES = ("gitlab.rb", "gitlab-secrets.json")
 

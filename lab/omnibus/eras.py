@@ -31,6 +31,15 @@ def release(text: str | None) -> Release:
     return int(m[1]), int(m[2]), int(m[3] or 0)
 
 
+# -- reconfigure: what a changed shell secret restarts ------------------------------
+#
+# From 16.8 the gitlab-rails recipe also notifies Gitaly when gitlab_shell_secret
+# changes (omnibus-gitlab files/gitlab-cookbooks/gitlab/recipes/gitlab-rails.rb,
+# gitlab_shell_secret_services; absent at 16.7.0); before, a reconfigure left Gitaly
+# running with the old secret until it restarted.
+GITALY_RESTARTS_ON_SHELL_SECRET = "16.8.0"
+
+
 # -- Gitaly -> GitLab internal API: which header carries the shell secret ----------
 #
 # gitlab-shell v13.26.0 (client/gitlabnet.go, MR gitlab-shell!596) added the

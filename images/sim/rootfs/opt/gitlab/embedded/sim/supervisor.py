@@ -30,7 +30,7 @@ from typing import Any
 import simconfig
 
 from lab.omnibus import dialect
-from lab.omnibus.eras import RECONFIGURED
+from lab.omnibus.eras import GITALY_RESTARTS_ON_SHELL_SECRET, RECONFIGURED
 from lab.omnibus.release import VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
@@ -44,10 +44,6 @@ STATE = os.path.join(simconfig.RUN_DIR, "services.json")
 STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
 # Written by `gitlab-ctl reconfigure` before it signals: only these services restart.
 RESTART_ONLY = os.path.join(simconfig.RUN_DIR, "restart-only.json")
-# From 16.8 the gitlab-rails recipe notifies Gitaly when gitlab_shell_secret changes
-# (omnibus-gitlab gitlab/recipes/gitlab-rails.rb, gitlab_shell_secret_services); before,
-# a reconfigure left Gitaly running with the old secret.
-GITALY_RESTARTS_ON_SHELL_SECRET = "16.8.0"
 
 
 def log(message: str) -> None:
