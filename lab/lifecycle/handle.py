@@ -71,8 +71,11 @@ from lab.store.labdir import (
 # A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
 # for the token) takes 5-15 minutes on a small machine; a sim node seconds.
 TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
-# Poll rounds a node's container may be missing from the listing before it counts as gone.
-UNLISTED_ROUNDS = 3
+# How long a node's container may be missing from every poll round's listing before it
+# counts as gone (the rounds come fast at first, so this is a time, not a count).
+UNLISTED_SECONDS = 2.0
+# Readiness rounds: the first pause, growing to the longest (lab.lifecycle.readiness).
+FIRST_POLL_INTERVAL = 0.1
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
 
@@ -123,8 +126,8 @@ class RunningLab:
         # The containers listed at the start of the current readiness poll round;
         # every probe of that round uses them instead of listing again.
         self._round: dict[str, Container] | None = None
-        # Poll rounds in a row that listed no container for a node (see _watch).
-        self._unlisted: dict[str, int] = {}
+        # When the poll rounds began to list no container for a node (see _watch).
+        self._unlisted: dict[str, float] = {}
         # Everything this handle shows (exec errors, logs) passes it; apply adds new secrets.
         self.redactor = Redactor()
         self.redactor.add(rendered.secrets.values())
@@ -291,9 +294,9 @@ class RunningLab:
             c = live.get(node.name)
             if c is None:
                 # One listing can miss a container the engine is still starting (seen once
-                # with Compose v2 right after `up -d`); missing in several rounds, it is gone.
-                misses = self._unlisted[node.name] = self._unlisted.get(node.name, 0) + 1
-                if misses >= UNLISTED_ROUNDS:
+                # with Compose v2 right after `up -d`); missing for a while, it is gone.
+                since = self._unlisted.setdefault(node.name, self.clock.now())
+                if self.clock.now() - since >= UNLISTED_SECONDS:
                     raise NotReady(node.name, "its container is gone (removed from outside?)")
                 continue
             self._unlisted.pop(node.name, None)
@@ -335,7 +338,8 @@ class RunningLab:
                                            progress=progress),
                                timeout=default_timeout(self.lab) if timeout is None else timeout,
                                watch=self._watch, log_tail=self._log_tail,
-                               clock=self.clock, interval=POLL_INTERVAL, progress=progress)
+                               clock=self.clock, interval=POLL_INTERVAL,
+                               first_interval=FIRST_POLL_INTERVAL, progress=progress)
         finally:
             self._round = None  # outside a wait, every call looks again
             self._unlisted.clear()

@@ -4,12 +4,20 @@ Pure logic over injected callables and an injectable ``Clock``, so unit tests
 drive timeouts without sleeping. ``watch`` runs before every poll and raises
 ``NotReady`` when a container died, so a dead node fails the wait at once
 instead of after the timeout.
+
+A layer's probes (one per node) are asked side by side: each is an exec or a call
+that mostly waits on the engine or the node. Within a layer the pause between
+rounds starts short and grows to ``interval``: a sim node or a reconfigure is often
+ready within a fraction of a second, an Omnibus boot takes minutes, and one fixed
+pause either polls a slow boot needlessly often or adds up to a whole pause to
+every fast one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,6 +118,15 @@ def _poll(probe: Probe) -> Verdict:
         return Verdict(False, first[-1] if first else type(exc).__name__)
 
 
+def _poll_round(layer: Layer, nodes: Sequence[str], pool: ThreadPoolExecutor | None
+                ) -> dict[str, Verdict]:
+    """Each of ``nodes``' probe in ``layer`` asked once, side by side when there is a pool."""
+    if pool is None or len(nodes) < 2:
+        return {node: _poll(layer.probes[node]) for node in nodes}
+    asked = {node: pool.submit(_poll, layer.probes[node]) for node in nodes}
+    return {node: future.result() for node, future in asked.items()}
+
+
 def wait_layers(
     layers: Sequence[Layer],
     *,
@@ -118,37 +135,61 @@ def wait_layers(
     log_tail: Callable[[str], str] = lambda node: "",
     clock: Clock | None = None,
     interval: float = 2.0,
+    first_interval: float | None = None,
+    growth: float = 1.5,
     progress: Progress | None = None,
 ) -> ReadyReport:
-    """Pass every layer in order within ``timeout`` seconds overall, or raise NotReady."""
+    """Pass every layer in order within ``timeout`` seconds overall, or raise NotReady.
+
+    Within a layer the pause between rounds is ``first_interval`` (default: ``interval``),
+    then ``growth`` times the one before, at most ``interval``.
+    """
     clock = clock or Clock()
     progress = progress or NullProgress()
     deadline = clock.now() + timeout
     timings: list[LayerTiming] = []
-    for layer in layers:
-        started = clock.now()
-        waiting = {node: "not checked yet" for node in layer.probes}
-        progress.layer_started(layer.name, list(layer.probes))
-        while True:
-            watch()
-            for node in list(waiting):
-                verdict = _poll(layer.probes[node])
-                if verdict.ok:
-                    del waiting[node]
-                else:
-                    waiting[node] = verdict.detail
-            now = clock.now()
-            if not waiting:
-                break
-            progress.layer_update(layer.name, dict(waiting), now - started)
-            if now >= deadline:
-                node, last = next(iter(waiting.items()))
-                raise NotReady(node, f"{layer.name}: still waiting after {timeout:g}s "
-                               f"(last status: {last})", log_tail(node),
-                               hint=layer.hint or "raise --timeout, or see `lab logs "
-                               f"{node}` and `lab status`")
-            clock.sleep(min(interval, max(0.0, deadline - now)))
-        seconds = clock.now() - started
-        progress.layer_done(layer.name, seconds)
-        timings.append(LayerTiming(layer.name, seconds))
+    widest = max((len(layer.probes) for layer in layers), default=0)
+    pool = ThreadPoolExecutor(max_workers=widest, thread_name_prefix="probe") \
+        if widest > 1 else None
+    try:
+        for layer in layers:
+            timings.append(_wait_layer(layer, deadline, timeout, watch, log_tail, clock,
+                                       (first_interval or interval, interval, growth),
+                                       progress, pool))
+    finally:
+        if pool is not None:
+            # A probe still running after a failure ends on its own timeout; don't wait.
+            pool.shutdown(wait=False, cancel_futures=True)
     return ReadyReport(tuple(timings))
+
+
+def _wait_layer(layer: Layer, deadline: float, timeout: float, watch: Callable[[], None],
+                log_tail: Callable[[str], str], clock: Clock,
+                pauses: tuple[float, float, float], progress: Progress,
+                pool: ThreadPoolExecutor | None) -> LayerTiming:
+    pause, longest, growth = pauses
+    started = clock.now()
+    waiting = {node: "not checked yet" for node in layer.probes}
+    progress.layer_started(layer.name, list(layer.probes))
+    while True:
+        watch()
+        for node, verdict in _poll_round(layer, list(waiting), pool).items():
+            if verdict.ok:
+                del waiting[node]
+            else:
+                waiting[node] = verdict.detail
+        now = clock.now()
+        if not waiting:
+            break
+        progress.layer_update(layer.name, dict(waiting), now - started)
+        if now >= deadline:
+            node, last = next(iter(waiting.items()))
+            raise NotReady(node, f"{layer.name}: still waiting after {timeout:g}s "
+                           f"(last status: {last})", log_tail(node),
+                           hint=layer.hint or "raise --timeout, or see `lab logs "
+                           f"{node}` and `lab status`")
+        clock.sleep(min(pause, max(0.0, deadline - now)))
+        pause = min(pause * growth, longest)
+    seconds = clock.now() - started
+    progress.layer_done(layer.name, seconds)
+    return LayerTiming(layer.name, seconds)

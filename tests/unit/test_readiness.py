@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,39 @@ def test_transient_errors_are_retried() -> None:
     assert len(calls) == 3
 
 
+
+def test_pauses_start_short_and_grow_per_layer() -> None:
+    clock = FakeClock()
+    wait_layers([Layer("one", {"a": after(clock, 2)}), Layer("two", {"a": after(clock, 0.3)})],
+                timeout=60, clock=clock, interval=1, first_interval=0.1, growth=2)
+    # Layer one: 0.1, 0.2, 0.4, then at most 1 s; layer two starts short again.
+    assert clock.slept == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 0.1, 0.2])
+
+
+def test_pauses_without_first_interval_are_the_interval() -> None:
+    clock = FakeClock()
+    wait_layers([Layer("one", {"a": after(clock, 5)})], timeout=60, clock=clock, interval=2)
+    assert clock.slept == [2, 2, 2]
+
+
+def test_a_layers_probes_are_asked_side_by_side() -> None:
+    # Each probe waits for the other to be asked too: asked one after the other, the
+    # first would time out on the barrier and say so.
+    both = threading.Barrier(2, timeout=5)
+
+    def probe() -> Verdict:
+        try:
+            both.wait()
+        except threading.BrokenBarrierError:
+            return Verdict(False, "asked alone")
+        return Verdict(True, "ok")
+
+    clock = FakeClock()
+    wait_layers([Layer("services up", {"gitlab": probe, "gitaly1": probe})], timeout=1,
+                clock=clock, interval=1)
+    assert clock.slept == []
+
+
 # --- RunningLab.wait_ready against a fake engine ---------------------------------------
 
 LOGS: dict[str, str] = {}  # container name -> its log, for the fake engine
@@ -175,15 +209,17 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
 
 def test_container_missing_from_rounds_in_a_row_is_gone(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One listing may miss a starting container; missing in UNLISTED_ROUNDS rounds, it is gone.
+    # One listing may miss a starting container; missing for UNLISTED_SECONDS, it is gone.
     calls = fake_engine(monkeypatch, [fake_container("gitlab", "running")])
     clock = FakeClock()
     running = lifecycle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="its container is gone") as err:
         running.wait_ready(timeout=600)
     assert err.value.node == "gitaly1"
-    assert calls.lists == lifecycle.UNLISTED_ROUNDS
-    assert clock.t - 1000.0 == pytest.approx(lifecycle.UNLISTED_ROUNDS - 1)
+    # The first round that found it missing for that long, after several that looked again.
+    assert calls.lists == len(clock.slept) + 1 > 2
+    waited = clock.t - 1000.0
+    assert lifecycle.UNLISTED_SECONDS <= waited < lifecycle.UNLISTED_SECONDS + clock.slept[-1]
 
 
 def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
@@ -209,12 +245,13 @@ def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
     with pytest.raises(NotReady, match="containers running: still waiting after 30s"):
         running.wait_ready(timeout=30)
     assert clock.t - 1000.0 == pytest.approx(30)
-    # One listing per poll round (at 0, 1, ..., 30 s), shared by that round's
-    # checks, and no second inspect of what was just listed.
-    assert calls.lists == 31
+    # One listing per poll round, shared by that round's checks, and no second inspect
+    # of what was just listed.
+    rounds = len(clock.slept) + 1
+    assert calls.lists == rounds
     assert calls.inspects == 0
     running.container("gitlab")
-    assert calls.lists == 32  # outside a wait, every call looks again
+    assert calls.lists == rounds + 1  # outside a wait, every call looks again
 
 
 def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
