@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lab.errors import SpecError
 from lab.model.lab import Lab
+from lab.model.needs import memory_needed
 from lab.scenario.load import resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.releases import release_name
@@ -84,11 +85,10 @@ def room_for(labs: Sequence[Lab], *, cpus: int | None = None,
     """How many of ``labs`` this machine can run at once (at least 1).
 
     One per core (a lab's boot and restarts are CPU work), and only as many as
-    fit in the memory available now (doctor's per-node estimates: 4+ GB for an
+    fit in the memory available now (``lab.model.needs``, as doctor reckons: 4+ GB for an
     Omnibus app node, so Omnibus groups mostly run one after another).
     """
     from lab.engine.host import mem_available
-    from lab.support.doctor import memory_needed
 
     if len(labs) <= 1:
         return 1

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lab.model.needs import GiB, memory_needed
 from lab.render.tls import make_ca, make_server_cert
 from lab.spec.labspec import SpecRequest, resolve
 from lab.support.doctor.checks import (
@@ -23,12 +24,10 @@ from lab.support.doctor.checks import (
 from lab.support.doctor.facts import (
     ApiProbe,
     Gathered,
-    GiB,
     GitalyProbe,
     HostFacts,
     NodeFacts,
     TlsFacts,
-    memory_needed,
 )
 from lab.support.doctor.format import format_text
 from lab.support.doctor.gather import hook_secret

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from lab.errors import LabError
 from lab.lifecycle.contract import LabHandle
 from lab.support.doctor.checks import Check, Level, Report, judge
-from lab.support.doctor.facts import Gathered, HostFacts, memory_needed
+from lab.support.doctor.facts import Gathered, HostFacts
 from lab.support.doctor.format import format_table, format_text, gathered_json
 from lab.support.doctor.gather import gather_host, gather_lab, node_states
 
 __all__ = ["Check", "Gathered", "HostFacts", "LabHandle", "Level", "Report", "doctor",
-           "format_table", "format_text", "gathered_json", "memory_needed", "node_states"]
+           "format_table", "format_text", "gathered_json", "node_states"]
 
 
 def doctor(handle: LabHandle | None, *,

@@ -15,12 +15,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from lab.model.needs import GiB
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
     ApiProbe,
     Gathered,
-    GiB,
     GitalyProbe,
     HostFacts,
     NodeFacts,

@@ -24,6 +24,7 @@ from lab.errors import LabError, SpecError
 from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
 from lab.model.lab import Lab, Node
+from lab.model.needs import disk_needed, memory_needed
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
 from lab.omnibus import node as omnibus
@@ -41,8 +42,6 @@ from lab.support.doctor.facts import (
     HostFacts,
     NodeFacts,
     TlsFacts,
-    disk_needed,
-    memory_needed,
 )
 
 
