@@ -26,7 +26,6 @@ from typing import Any
 from lab.omnibus import eras
 from lab.omnibus.release import Version
 
-GITALY_RESTARTS_ON_SHELL_SECRET = Version.parse(eras.GITALY_RESTARTS_ON_SHELL_SECRET)
 # The files reconfigure reads and acts on (the rest of /etc/gitlab is read by services).
 RECONFIGURED_FILES = ("gitlab.rb", "gitlab-secrets.json")
 
@@ -101,11 +100,11 @@ def plan_node(node: str, old_service: Mapping[str, Any] | None, new_service: Map
         return NodePlan(node, Action.RESTART,
                         f"read only when services start: {', '.join(read_at_start)}")
     secrets = "gitlab-secrets.json"
-    if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
+    if runs_gitaly and not runs_app and version < eras.GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):
         return NodePlan(node, Action.RESTART,
                         f"shell secret changed; reconfigure restarts Gitaly for it from "
-                        f"{GITALY_RESTARTS_ON_SHELL_SECRET} only")
+                        f"{eras.GITALY_RESTARTS_ON_SHELL_SECRET} only")
     return NodePlan(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
 
 

@@ -16,19 +16,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-Release = tuple[int, int, int]
+from lab.omnibus.release import Version
+
 #: A container that was not told its release behaves as the newest one.
-NEWEST: Release = (999, 0, 0)
+NEWEST = Version(999, 0, 0)
 
 _RELEASE_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-def release(text: str | None) -> Release:
-    """``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``) as a comparable tuple; NEWEST when unknown."""
+def release(text: str | None) -> Version:
+    """The release a node was told it runs: ``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``);
+    NEWEST when unknown. Lenient, unlike ``Version.parse``, which judges a user's input."""
     m = _RELEASE_RE.match(text or "")
     if not m:
         return NEWEST
-    return int(m[1]), int(m[2]), int(m[3] or 0)
+    return Version(int(m[1]), int(m[2]), int(m[3] or 0))
 
 
 # -- reconfigure: what a changed shell secret restarts ------------------------------
@@ -37,7 +39,7 @@ def release(text: str | None) -> Release:
 # changes (omnibus-gitlab files/gitlab-cookbooks/gitlab/recipes/gitlab-rails.rb,
 # gitlab_shell_secret_services; absent at 16.7.0); before, a reconfigure left Gitaly
 # running with the old secret until it restarted.
-GITALY_RESTARTS_ON_SHELL_SECRET = "16.8.0"
+GITALY_RESTARTS_ON_SHELL_SECRET = Version(16, 8, 0)
 
 
 # -- Gitaly -> GitLab internal API: which header carries the shell secret ----------
@@ -54,12 +56,12 @@ GITALY_RESTARTS_ON_SHELL_SECRET = "16.8.0"
 
 SHARED_SECRET_HEADER = "Gitlab-Shared-Secret"
 JWT_HEADER = "Gitlab-Shell-Api-Request"
-_GITALY_SENDS_JWT_FROM: Release = (15, 2, 0)
-_GITALY_DROPS_SHARED_SECRET_FROM: Release = (15, 6, 0)
-_RAILS_VERIFIES_JWT_FROM: Release = (15, 5, 0)
+_GITALY_SENDS_JWT_FROM = Version(15, 2, 0)
+_GITALY_DROPS_SHARED_SECRET_FROM = Version(15, 6, 0)
+_RAILS_VERIFIES_JWT_FROM = Version(15, 5, 0)
 
 
-def gitaly_sends(rel: Release) -> tuple[str, ...]:
+def gitaly_sends(rel: Version) -> tuple[str, ...]:
     """The header names Gitaly's hooks of release ``rel`` send to the internal API."""
     names = []
     if rel < _GITALY_DROPS_SHARED_SECRET_FROM:
@@ -69,12 +71,12 @@ def gitaly_sends(rel: Release) -> tuple[str, ...]:
     return tuple(names)
 
 
-def rails_verifies(rel: Release) -> str:
+def rails_verifies(rel: Version) -> str:
     """The header the internal API of release ``rel`` checks (feature flag at its default)."""
     return JWT_HEADER if rel >= _RAILS_VERIFIES_JWT_FROM else SHARED_SECRET_HEADER
 
 
-def internal_api_headers(rel: Release, secret: str,
+def internal_api_headers(rel: Version, secret: str,
                          encode_jwt: Callable[[str], str]) -> dict[str, str]:
     """The auth headers a release-``rel`` Gitaly sends; ``encode_jwt(secret)`` makes the JWT.
 
@@ -89,7 +91,7 @@ def internal_api_headers(rel: Release, secret: str,
     return headers
 
 
-def internal_api_authorized(rel: Release, headers: Mapping[str, str], secret: str,
+def internal_api_authorized(rel: Version, headers: Mapping[str, str], secret: str,
                             verify_jwt: Callable[[str, str], bool],
                             secret_param: str | None = None) -> bool:
     """Whether the internal API of release ``rel`` lets a request with ``headers`` in.
@@ -194,7 +196,7 @@ FAILED_VIA_SHELL = "Failed to create repository via gitlab-shell"
 ALREADY_ON_DISK = "There is already a repository with that name on disk"
 #: Gitlab::Shell stopped creating repositories (Nick Thomas, gitlab-org/gitlab c861a0a0);
 #: 13.0 is the first release without it as far as the sources read here show.
-_CREATE_WITHOUT_SHELL_FROM: Release = (13, 0, 0)
+_CREATE_WITHOUT_SHELL_FROM = Version(13, 0, 0)
 #: grpc-ruby's GRPC::BadStatus message: "<code>:<details>. debug_error_string:<debug>".
 GRPC_CLASSES = {
     1: "GRPC::Cancelled", 2: "GRPC::Unknown", 3: "GRPC::InvalidArgument",
@@ -214,7 +216,7 @@ def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
     return f"{text}. debug_error_string:{debug}" if debug else text
 
 
-def creation_model_message(rel: Release) -> str:
+def creation_model_message(rel: Version) -> str:
     return FAILED_TO_CREATE if rel >= _CREATE_WITHOUT_SHELL_FROM else FAILED_VIA_SHELL
 
 
@@ -251,7 +253,7 @@ def project_already_on_disk() -> ApiFailure:
     ))
 
 
-def project_create_repository_failed(rel: Release, code: int, details: str,
+def project_create_repository_failed(rel: Version, code: int, details: str,
                                      debug: str = "") -> ApiFailure:
     """POST /projects when CreateRepository fails after RepositoryExists answered."""
     message = grpc_ruby_message(code, details, debug)
@@ -281,7 +283,7 @@ def project_create_repository_failed(rel: Release, code: int, details: str,
 GITALY_UNAVAILABLE_TEXT = ("The git server, Gitaly, is not available at this time. "
                            "Please contact your administrator.")
 INTERNAL_SERVER_ERROR_TEXT = "Internal server error"
-_WORKHORSE_503_FROM: Release = (14, 4, 0)
+_WORKHORSE_503_FROM = Version(14, 4, 0)
 #: Go's codes.Code String() names, by number.
 GO_CODE_NAMES = {
     0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded",
@@ -303,7 +305,7 @@ class HttpFailure:
     log: dict[str, Any]  # the Workhorse log record
 
 
-def workhorse_info_refs_failed(rel: Release, code: int, details: str, method: str,
+def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: str,
                                uri: str) -> HttpFailure:
     """Workhorse's answer and log record when InfoRefs fails with gRPC ``code``."""
     newer = rel >= _WORKHORSE_503_FROM

@@ -13,6 +13,7 @@ import pytest
 
 from lab.omnibus import eras
 from lab.omnibus.auth import JWTError, decode_shell_jwt, encode_shell_jwt
+from lab.omnibus.release import Version
 
 SECRET = "ab" * 64
 
@@ -26,10 +27,11 @@ def _jwt_ok(token: str, secret: str) -> bool:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("15.4.2", (15, 4, 2)), ("15.4", (15, 4, 0)), ("17.11.7-ee", (17, 11, 7)),
+    ("15.4.2", Version(15, 4, 2)), ("15.4", Version(15, 4, 0)),
+    ("17.11.7-ee", Version(17, 11, 7)),
     ("", eras.NEWEST), (None, eras.NEWEST), ("latest", eras.NEWEST),
 ])
-def test_release(text: str | None, expected: eras.Release) -> None:
+def test_release(text: str | None, expected: Version) -> None:
     assert eras.release(text) == expected
 
 
@@ -67,20 +69,20 @@ def test_a_release_talks_to_itself(version: str) -> None:
 
 
 def test_shared_secret_is_base64_of_the_secret_and_chomped() -> None:
-    headers = eras.internal_api_headers((14, 0, 0), SECRET, encode_shell_jwt)
+    headers = eras.internal_api_headers(Version(14, 0, 0), SECRET, encode_shell_jwt)
     assert headers == {"Gitlab-Shared-Secret": base64.b64encode(SECRET.encode()).decode()}
     with_newline = {"gitlab-shared-secret": base64.b64encode(SECRET.encode() + b"\n").decode()}
-    assert eras.internal_api_authorized((14, 0, 0), with_newline, SECRET, _jwt_ok)
+    assert eras.internal_api_authorized(Version(14, 0, 0), with_newline, SECRET, _jwt_ok)
     # The secret_token parameter (gitlab-shell's oldest way) wins over the header.
-    assert eras.internal_api_authorized((14, 0, 0), {}, SECRET, _jwt_ok, secret_param=SECRET)
+    assert eras.internal_api_authorized(Version(14, 0, 0), {}, SECRET, _jwt_ok, secret_param=SECRET)
 
 
 def test_a_jwt_only_gitaly_is_refused_by_a_shared_secret_rails() -> None:
     """A 15.6+ Gitaly against a 15.4 app: the JWT alone does not open the old API."""
-    new_headers = eras.internal_api_headers((15, 6, 0), SECRET, encode_shell_jwt)
-    assert not eras.internal_api_authorized((15, 4, 0), new_headers, SECRET, _jwt_ok)
-    old_headers = eras.internal_api_headers((15, 1, 0), SECRET, encode_shell_jwt)
-    assert not eras.internal_api_authorized((15, 6, 0), old_headers, SECRET, _jwt_ok)
+    new_headers = eras.internal_api_headers(Version(15, 6, 0), SECRET, encode_shell_jwt)
+    assert not eras.internal_api_authorized(Version(15, 4, 0), new_headers, SECRET, _jwt_ok)
+    old_headers = eras.internal_api_headers(Version(15, 1, 0), SECRET, encode_shell_jwt)
+    assert not eras.internal_api_authorized(Version(15, 6, 0), old_headers, SECRET, _jwt_ok)
 
 
 # -- what a push prints when the internal API answers something else -----------------
@@ -152,7 +154,7 @@ def test_already_on_disk() -> None:
 # -- Workhorse info/refs ------------------------------------------------------------------
 
 def test_workhorse_unavailable_is_503_with_its_text_in_newer_releases() -> None:
-    answer = eras.workhorse_info_refs_failed((19, 3, 0), 14, "connection refused", "GET",
+    answer = eras.workhorse_info_refs_failed(Version(19, 3, 0), 14, "connection refused", "GET",
                                              "/root/p.git/info/refs?service=git-receive-pack")
     assert answer.status == 503
     assert answer.body == ("The git server, Gitaly, is not available at this time. "
@@ -164,9 +166,9 @@ def test_workhorse_unavailable_is_503_with_its_text_in_newer_releases() -> None:
 
 
 def test_workhorse_other_codes_and_older_releases_are_500() -> None:
-    newer = eras.workhorse_info_refs_failed((19, 3, 0), 7, "permission denied", "GET", "/x")
+    newer = eras.workhorse_info_refs_failed(Version(19, 3, 0), 7, "permission denied", "GET", "/x")
     assert (newer.status, newer.body) == (500, "Internal server error\n")
-    older = eras.workhorse_info_refs_failed((13, 12, 15), 14, "down", "GET", "/x")
+    older = eras.workhorse_info_refs_failed(Version(13, 12, 15), 14, "down", "GET", "/x")
     assert (older.status, older.body) == (500, "Internal server error\n")
     assert older.log["error"] == ("handleGetInfoRefs: GetInfoRefsHandler: rpc error: "
                                   "code = Unavailable desc = down")

@@ -17,13 +17,14 @@ import simconfig
 
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
+from lab.omnibus.release import Version
 
 
 class ApiError(Exception):
     pass
 
 
-def call(conf: dict[str, Any], rel: lab_eras.Release, endpoint: str,
+def call(conf: dict[str, Any], rel: Version, endpoint: str,
          body: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST ``body`` (GET when None) to the internal API; ApiError with Gitaly's message."""
     base = conf.get("internal_api_url") or ""

@@ -162,7 +162,7 @@ def _str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def release(node: dict[str, Any]) -> eras.Release:
+def release(node: dict[str, Any]) -> Version:
     """The release a runtime config (``read_runtime()``) plays, for lab/omnibus/eras.py."""
     return eras.release(str(node.get("version") or ""))
 

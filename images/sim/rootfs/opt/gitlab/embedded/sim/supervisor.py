@@ -77,7 +77,7 @@ def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Versi
         return enabled(new)
     out: list[str] = []
     was, now = old.get("gitaly") or {}, new.get("gitaly") or {}
-    if not version.at_least(GITALY_RESTARTS_ON_SHELL_SECRET):
+    if version < GITALY_RESTARTS_ON_SHELL_SECRET:
         was = {k: v for k, v in was.items() if k != "hook_secret"}
         now = {k: v for k, v in now.items() if k != "hook_secret"}
     if was != now:
