@@ -110,7 +110,6 @@ def test_transient_errors_are_retried() -> None:
     assert len(calls) == 3
 
 
-
 def test_pauses_start_short_and_grow_per_layer() -> None:
     clock = FakeClock()
     wait_layers([Layer("one", {"a": after(clock, 2)}), Layer("two", {"a": after(clock, 0.3)})],
