@@ -16,7 +16,7 @@ from table import load_note, print_table
 def main() -> None:
     print(load_note())
     rows = bench_images.measure()
-    rows += bench_up.measure(3)
+    rows += bench_up.measure(5)
     rows += bench_suite.measure()
     print_table(rows, f"issue-15 figures ({load_note()})")
 
