@@ -16,10 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lab.omnibus.release import Version
-
-#: A container that was not told its release behaves as the newest one.
-NEWEST = Version(999, 0, 0)
+from lab.omnibus.release import NEWEST, Version
 
 _RELEASE_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
 

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.omnibus.dialect import LEGACY_GITALY_KEYS
-from lab.omnibus.release import DEFAULT_VERSION, OLDEST_SUPPORTED, Version
+from lab.omnibus.release import DEFAULT_VERSION, NEWEST, OLDEST_SUPPORTED, Version
 
 # Releases import picks from: the newest one inside the range the keys allow.
 # 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
 CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
               DEFAULT_VERSION)
-_NEWEST = Version(99, 0, 0)
 # roles(['gitaly_role']) came with 17.6: files without it look older, if the range allows.
 _ROLES_ERA = "17.6.0"
 
@@ -27,7 +26,7 @@ class VersionClues:
     """What the keys used say about the GitLab version (inclusive bounds)."""
 
     low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))
-    high: Version = _NEWEST
+    high: Version = NEWEST
     prefer_below: Version | None = None  # a soft bound: true if the range allows it
     reasons: list[str] = field(default_factory=list)
 
@@ -84,7 +83,7 @@ class VersionClues:
         if low > high:
             notes.append(f"the files mix keys of different versions ({why}); picked the oldest "
                          "version the newest keys need")
-            high = _NEWEST
+            high = NEWEST
         fits = [v for v in map(Version.parse, CANDIDATES) if low <= v <= high]
         if self.prefer_below is not None:
             fits = [v for v in fits if v < self.prefer_below] or fits

@@ -49,6 +49,11 @@ class Version:
         return self >= Version.parse(text)
 
 
+#: Newer than any release: the open top of a range of releases, and what a node that
+#: was not told its release behaves as.
+NEWEST = Version(999, 0, 0)
+
+
 def newer_than_known(version: Version) -> bool:
     """True for a minor release after the newest one the toolkit knows (patches of it pass).
 

@@ -20,6 +20,7 @@ from lab.engine.run import Redactor, Result
 from lab.errors import EngineError, LabError
 from lab.model.lab import Lab, SecretsPolicy
 from lab.omnibus import eras
+from lab.omnibus.release import NEWEST
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 TOKEN = "glpat-0123456789abcdef0123"
@@ -142,7 +143,7 @@ class FakeWorld:
 
     def _workhorse_failure(self, path: str, code: int, details: str) -> GitResult:
         # The texts real GitLab shows, from the one place the sim takes them too.
-        answer = eras.workhorse_info_refs_failed(eras.NEWEST, code, details, "GET",
+        answer = eras.workhorse_info_refs_failed(NEWEST, code, details, "GET",
                                                  f"/{path}.git/info/refs")
         self._log_json(answer.log)
         return GitResult([], 128, f"remote: {answer.body.strip()}\nfatal: unable to access "

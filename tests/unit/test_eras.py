@@ -13,7 +13,7 @@ import pytest
 
 from lab.omnibus import eras
 from lab.omnibus.auth import JWTError, decode_shell_jwt, encode_shell_jwt
-from lab.omnibus.release import Version
+from lab.omnibus.release import NEWEST, Version
 
 SECRET = "ab" * 64
 
@@ -29,7 +29,7 @@ def _jwt_ok(token: str, secret: str) -> bool:
 @pytest.mark.parametrize(("text", "expected"), [
     ("15.4.2", Version(15, 4, 2)), ("15.4", Version(15, 4, 0)),
     ("17.11.7-ee", Version(17, 11, 7)),
-    ("", eras.NEWEST), (None, eras.NEWEST), ("latest", eras.NEWEST),
+    ("", NEWEST), (None, NEWEST), ("latest", NEWEST),
 ])
 def test_release(text: str | None, expected: Version) -> None:
     assert eras.release(text) == expected

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from lab.omnibus import auth, eras
+from lab.omnibus.release import NEWEST
 
 SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 SECRET = "ef" * 64
@@ -100,7 +101,7 @@ def test_push_message_for_each_internal_api_answer(
     _answer(monkeypatch, status, content_type, body)
     conf = {"internal_api_url": api, "hook_secret": SECRET}
     with pytest.raises(githook.ApiError) as info:
-        githook.call(conf, eras.NEWEST, "allowed", {"changes": ""})
+        githook.call(conf, NEWEST, "allowed", {"changes": ""})
     assert str(info.value) == message
     assert eras.hook_message(str(info.value)) == f"GitLab: {message}"
 
@@ -108,7 +109,7 @@ def test_push_message_for_each_internal_api_answer(
 def test_unreachable_internal_api(githook: ModuleType) -> None:
     conf = {"internal_api_url": "http://127.0.0.1:9", "hook_secret": SECRET}
     with pytest.raises(githook.ApiError, match=r"^Internal API unreachable$"):
-        githook.call(conf, eras.NEWEST, "allowed", {"changes": ""})
+        githook.call(conf, NEWEST, "allowed", {"changes": ""})
 
 
 @pytest.mark.parametrize(("version", "shared", "jwt"), [

@@ -33,7 +33,7 @@ import simconfig
 
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-from lab.omnibus.release import Version
+from lab.omnibus.release import NEWEST, Version
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
 TOKENS = os.path.join(simconfig.STATE_DIR, "tokens.json")
@@ -166,7 +166,7 @@ class Handler(BaseHTTPRequestHandler):
     storages: ClassVar[dict[str, gitaly_client.Storage]] = {}
     projects: ClassVar[Projects]
     tokens: ClassVar[Tokens]
-    release: ClassVar[Version] = lab_eras.NEWEST
+    release: ClassVar[Version] = NEWEST
 
     # -- plumbing --------------------------------------------------------------
 
