@@ -68,6 +68,27 @@ class GitResult:
         return self.returncode == 0
 
 
+def repo_file_name_ok(name: str) -> bool:
+    """``name`` is a file path inside a work tree: relative, no ``.``/``..``/empty parts, not
+    in ``.git`` (a scenario's file names are data; ``.git/config`` or ``/etc/x`` would make the
+    host run or write what the scenario says)."""
+    parts = name.split("/")
+    return bool(name) and "\0" not in name and "\\" not in name and all(
+        p not in ("", ".", "..") and p.lower() != ".git" for p in parts)
+
+
+def _in_work_tree(work: Path, name: str) -> Path | None:
+    """``work/name`` when it stays in the work tree (links followed) and out of ``.git``."""
+    if not repo_file_name_ok(name):
+        return None
+    root = work.resolve()
+    target = (work / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        return None
+    rel = target.relative_to(root)
+    return None if rel.parts[0].lower() == ".git" else work / name
+
+
 def project_ref(path_with_namespace_or_id: str | int) -> str:
     """The :id segment of a project URL: an id, or the URL-encoded full path."""
     return urllib.parse.quote(str(path_with_namespace_or_id), safe="")
@@ -181,7 +202,10 @@ class Git:
             if self._git(["fetch", "-q", url, branch], work).ok:
                 self._git(["checkout", "-q", "FETCH_HEAD"], work)
             for name, content in files.items():
-                target = work / name
+                target = _in_work_tree(work, name)
+                if target is None:
+                    return GitResult(["git", "push"], 2, f"file name {name!r} is not a path "
+                                     "inside the repository (relative, no '..', not in .git)")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
             for args in (["add", "-A"], ["commit", "-q", "-m", message],
@@ -211,8 +235,8 @@ class Git:
                 return result
             problems = []
             for name, content in expected.items():
-                path = dest / name
-                if not path.is_file():
+                path = _in_work_tree(dest, name)
+                if path is None or not path.is_file():
                     problems.append(f"{name}: missing from the clone")
                 elif path.read_text() != content:
                     problems.append(f"{name}: content differs from what was pushed")

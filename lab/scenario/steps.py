@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from lab.client.gitlab import GitLab, project_ref
+from lab.client.gitlab import GitLab, project_ref, repo_file_name_ok
 from lab.engine.run import Redactor
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.faults import VERBS, Verb
@@ -128,8 +128,15 @@ def _str_list(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
 
 
-def _str_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+def _file_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and repo_file_name_ok(k)
+                                       and isinstance(x, str) for k, x in v.items())
+
+
+def _branch(v: Any) -> bool:
+    # Not an option of git (``--upload-pack=...``), and one plain ref name.
+    return _str(v) and not v.startswith("-") and not any(
+        c.isspace() or c in "~^:?*[\\" or not c.isprintable() for c in v) and ".." not in v
 
 
 def _any_map(v: Any) -> bool:
@@ -333,8 +340,10 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("create_project", (Arg("project", _str, "a project alias", True, Ref.NEW_PROJECT),
                                 Arg("storage", _str, "a storage name", ref=Ref.STORAGE)),
              _create_project),
-    StepKind("push", (PROJECT, Arg("files", _str_map, "a mapping of file name -> content"),
-                      Arg("branch", _str, "a branch name")), _push),
+    StepKind("push", (PROJECT, Arg("files", _file_map, "a mapping of file name -> content "
+                                   "(paths inside the repository: relative, no '..', "
+                                   "not in .git)"),
+                      Arg("branch", _branch, "a branch name")), _push),
     StepKind("clone", (PROJECT,), _clone),
     StepKind("api", (Arg("path", _str, "an API path like /api/v4/user", True,
                          Ref.PROJECT_PATH),

@@ -311,6 +311,14 @@ CASES = [
                            "      gitaly1:\n        roles: [gitaly]\n        storages:\n"
                            "          - {name: default, path: /etc/gitlab}\n"
                            "steps:\n  - api: /api/v4/user\n"}),
+    Case("run-push-git-config", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:4", "steps.1.push.files", "not in .git"),
+         files={"sc.yaml": "lab: {topology: scaled}\nsteps:\n  - create_project: p1\n"
+                           "  - push: {project: p1, files: {.git/config: '[core]'}}\n"}),
+    Case("run-push-outside", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:4", "steps.1.push.files", "no '..'"),
+         files={"sc.yaml": "lab: {topology: scaled}\nsteps:\n  - create_project: p1\n"
+                           "  - push: {project: p1, files: {../../x: y}}\n"}),
     Case("run-empty-dir", ("run", "{ws}/empty"), 2, ("no scenario files",),
          setup=lambda ws: (ws / "empty").mkdir()),
     Case("run-no-docker", ("run", "{ws}/sc.yaml"), 3, ("Docker",),

@@ -129,3 +129,43 @@ def test_git_failure_carries_gits_message(tmp_path: Path) -> None:
     res = Git(f"file://{tmp_path}", TOKEN).clone_and_compare("root/none", {})
     assert res.returncode != 0
     assert "does not appear to be a git repository" in res.output or "not found" in res.output
+
+
+@pytest.mark.parametrize("name", ["/ABSOLUTE", "../DOTDOT", "a/../../DOTDOT", ".git/config",
+                                  "sub/.GIT/hooks/x", "./a", "a//b", ""])
+def test_push_refuses_a_file_name_outside_the_work_tree(bare: Path, tmp_path: Path,
+                                                        name: str) -> None:
+    # A scenario's file names are data: `.git/config` with core.fsmonitor would make the
+    # host run a command at `git add`, `/x` or `../x` would write outside the scratch folder.
+    marker = tmp_path / "HOST-EXEC"
+    content = f'[core]\n\tfsmonitor = "touch {marker}; false"\n'
+    name = name.replace("ABSOLUTE", str(tmp_path / "ABSOLUTE").lstrip("/"))
+    name = name.replace("DOTDOT", "../" * 8 + str(tmp_path / "DOTDOT").lstrip("/"))
+    res = Git(f"file://{bare.parent.parent}", TOKEN).push("root/p", {name: content})
+    assert not res.ok
+    assert "not a path inside the repository" in res.output
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["srv"]
+
+
+def test_push_never_writes_through_a_link_in_the_fetched_tree(bare: Path,
+                                                              tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
+    (seed / "out").symlink_to(tmp_path)
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                                 "link"], ["push", "-q", str(bare), "HEAD:refs/heads/main"]):
+        subprocess.run(["git", *args], cwd=seed, check=True)
+    res = Git(f"file://{bare.parent.parent}", TOKEN).push("root/p", {"out/LEAK": "x"})
+    assert not res.ok
+    assert not (tmp_path / "LEAK").exists()
+
+
+def test_clone_never_reads_outside_the_clone(bare: Path, tmp_path: Path) -> None:
+    git = Git(f"file://{bare.parent.parent}", TOKEN)
+    assert git.push("root/p", {"README.md": "one\n"}).ok
+    (tmp_path / "secret").write_text("s3cret\n")
+    res = git.clone_and_compare("root/p", {"../../secret": "s3cret\n",
+                                           str(tmp_path / "secret"): "s3cret\n"})
+    assert res.returncode == 1
+    assert "content differs" not in res.output

@@ -240,3 +240,20 @@ def test_library_covers_every_row_of_the_brief() -> None:
             "internal-api-url-wrong", "internal-api-url-unset", "auth-token-mismatch",
             "two-storages", "tls-push", "tls-untrusted-ca", "tls-san-mismatch",
             "gitaly-port-not-published", "gitaly-stopped"} <= names
+
+
+@pytest.mark.parametrize("name", ["/tmp/x", "../x", "a/../../x", ".git/config",
+                                  "sub/.git/hooks/pre-commit"])
+def test_push_file_names_stay_in_the_repository(name: str) -> None:
+    text = ("lab: {topology: scaled}\nsteps:\n  - create_project: p1\n"
+            f"  - push:\n      project: p1\n      files: {{'{name}': x}}\n")
+    with pytest.raises(SpecError, match=r"steps\.1\.push\.files.*not in \.git"):
+        parse_scenario(text, "sc.yaml")
+
+
+@pytest.mark.parametrize("branch", ["--upload-pack=touch /tmp/x", "a b", "a..b"])
+def test_push_branch_is_a_plain_branch_name(branch: str) -> None:
+    text = ("lab: {topology: scaled}\nsteps:\n  - create_project: p1\n"
+            f"  - push: {{project: p1, branch: '{branch}'}}\n")
+    with pytest.raises(SpecError, match=r"steps\.1\.push\.branch.*a branch name"):
+        parse_scenario(text, "sc.yaml")
