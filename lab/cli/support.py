@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.cli.lifecycle import pick_lab
@@ -95,13 +96,14 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
         except OSError as exc:
             raise BadInput(f"cannot write {output}: {exc.strerror}; choose another -o") \
                 from None
-        console.print(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
-                      f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",
+        console.print(escape(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
+                             f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}"),
                       highlight=False)
+    # Keys and values of the customer's file: text, never Rich markup ("[/x]" would raise).
     for line in result.unmapped:
-        err_console.print(f"[yellow]not reproduced:[/] {line}", highlight=False)
+        err_console.print(f"[yellow]not reproduced:[/] {escape(line)}", highlight=False)
     for line in result.notes:
-        err_console.print(f"[dim]note:[/] {line}", highlight=False)
+        err_console.print(f"[dim]note:[/] {escape(line)}", highlight=False)
 
 
 COMMANDS = [doctor, collect, import_]

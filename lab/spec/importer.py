@@ -269,7 +269,15 @@ class ImportResult:
             head += [f"#   - {line}" for line in self.notes]
         head.append("# Start it: lab up -f THIS_FILE")
         body = yaml.safe_dump(self.spec, sort_keys=False, default_flow_style=False, width=1000)
-        return "\n".join(head) + "\n" + body
+        return "\n".join(_one_line(h) for h in head) + "\n" + body
+
+
+def _one_line(comment: str) -> str:
+    """A comment line of the spec, whatever the customer's file put in it: a line break
+    (YAML also breaks at \\x85, \\u2028, \\u2029) or other control character is written as
+    its escape, so no text of the file becomes a spec key."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in comment)
 
 
 def _node_name(path: Path, by_folder: bool = False) -> str:

@@ -355,6 +355,10 @@ CASES = [
          files={"gitlab.rb": "external_url 'x'\n"}, env={"PATH": "{tmp}/empty-path"}),
     Case("import-binary-rb", ("import", "{ws}/gitlab.rb"), 2, ("{ws}/gitlab.rb", "binary file"),
          files={"gitlab.rb": b"\x00\x01\x02\xff"}, needs_ruby=True),
+    Case("import-markup-in-a-key", ("import", "{ws}/gitlab.rb"), 0,
+         ("not reproduced", "gitlab_rails['[/bold]']", "gitlab_rails['[red]x']"),
+         files={"gitlab.rb": "external_url 'x'\ngitlab_rails['[/bold]'] = 1\n"
+                             "gitlab_rails['[red]x'] = 2\n"}, needs_ruby=True),
     # --- a customer's Ruby never runs on this host (lab.omnibus.reader) -----------------
     ruby_case("rb-system", "system('touch {tmp}/pwned-system')", "{tmp}/pwned-system"),
     ruby_case("rb-backticks", "x = `touch {tmp}/pwned-ticks`", "{tmp}/pwned-ticks"),

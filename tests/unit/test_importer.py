@@ -340,3 +340,21 @@ def test_the_lab_own_gitlab_rb_draws_no_finding_between_reference_releases(
             rb = tmp_path / f"{topology}-{node.name}.rb"
             rb.write_text(render_gitlab_rb(lab, node, "tok"))
             assert dialect.findings(read_rb(rb).settings, lab.version) == [], (topology, node.name)
+
+
+def test_the_files_text_never_leaves_a_comment_of_the_spec(tmp_path: Path) -> None:
+    # A key or value with a line break (YAML breaks at \n, \r, \x85, \u2028 and \u2029) was
+    # written into the header's comments as is: its next line became a key of the spec.
+    (tmp_path / "gitlab.rb").write_text(
+        "external_url 'http://gitlab.example'\n"
+        "gitlab_rails[\"x\\nimage: attacker.example/evil:1\\n#\"] = 1\n"
+        "gitlab_rails[\"y\\u2028flavor: omnibus\"] = 1\n"
+        "gitlab_rails[\"z\\rtls: true\"] = 1\n")
+    result = import_files(node_inputs([tmp_path / "gitlab.rb"], []))
+    check_importable(result)
+    import yaml
+
+    assert yaml.safe_load(result.to_yaml()) == result.spec
+    assert "image: attacker.example/evil:1" in result.to_yaml()  # shown, as an escape
+    assert all(line.startswith("#") for line in result.to_yaml().split("\nname:")[0]
+               .splitlines())

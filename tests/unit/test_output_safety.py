@@ -163,3 +163,15 @@ def test_a_bundle_that_cannot_be_written_is_a_user_error(tmp_path: Path) -> None
     with pytest.raises(LabError, match="cannot write the bundle"):
         bundle.write(tmp_path / "dir", "top")
     assert not (tmp_path / ".dir.tmp").exists()  # no half bundle left beside it
+
+
+def test_render_prints_an_output_path_with_brackets_as_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rich read "[/x]" in a path as a closing tag: a traceback after the render.
+    from lab.cli.main import main
+
+    out = tmp_path / "lab[/bold]"
+    monkeypatch.setattr(sys, "argv", ["lab", "render", "scaled", "-o", str(out)])
+    main()  # returns: no SystemExit, no traceback
+    assert "".join(capsys.readouterr().out.split()).count("".join(str(out).split())) == 2
