@@ -42,8 +42,8 @@ GIVEN_KEYS = ("set", "faults")
 EXPECT_KEYS = ("outcome", "output", "log")
 LOG_KEYS = ("node", "pattern")
 FLAVORS = ("omnibus", "sim")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}\Z")
 
 class _Ctx:
     """Where we are in one file, to make errors that point at it."""

@@ -47,9 +47,10 @@ NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gita
 STORAGE_KEYS = ("name", "path")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly"}
 SUPPORTED_ROLES = (Role.APP, Role.GITALY)
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-STORAGE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# \Z, not $: $ also matches before a final line break, and "gitaly1\n" is no name.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
+STORAGE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # An image reference as Docker's reference grammar defines it (distribution/reference,
 # reference.go): [domain[:port]/]path-component[/path-component]*[:tag][@digest].
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -58,10 +59,10 @@ _PATH_PART = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
 IMAGE_RE = re.compile(
     rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
     r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:"
-    r"[0-9a-fA-F]{32,})?$")
+    r"[0-9a-fA-F]{32,})?\Z")
 MAX_IMAGE_NAME = 255  # the grammar's own cap on the name part
 # A certificate name: DNS labels (RFC 1123), optionally a leading wildcard label.
-DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 # Storage paths live inside the node's container; these hold the system and Omnibus
 # itself, so git data there would overwrite them.
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",

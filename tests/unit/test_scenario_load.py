@@ -257,3 +257,11 @@ def test_push_branch_is_a_plain_branch_name(branch: str) -> None:
             f"  - push: {{project: p1, branch: '{branch}'}}\n")
     with pytest.raises(SpecError, match=r"steps\.1\.push\.branch.*a branch name"):
         parse_scenario(text, "sc.yaml")
+
+
+def test_names_with_a_trailing_line_break_are_refused() -> None:
+    with pytest.raises(SpecError, match="invalid scenario name"):
+        parse_scenario('name: "demo\\n"\n' + GOOD.replace("name: demo\n", ""), "sc.yaml")
+    with pytest.raises(SpecError, match="invalid project alias"):
+        parse_scenario(GOOD.replace("project: p1, storage", 'project: "p1\\n", storage')
+                       .replace("  - push: p1\n", "  - push: \"p1\\n\"\n"), "sc.yaml")
