@@ -397,9 +397,11 @@ def _existing_names() -> str:
 
 def attach(name: str) -> RunningLab:
     """A handle on the lab ``name`` from the state folder."""
-    path = state.lab_dir(name)
-    manifest = load_manifest(path)
-    if manifest is None:
+    # A name, never a path: `lab down ../../x --purge` (or /x) would delete a lab folder
+    # outside the state folder.
+    path = state.lab_dir(name) if NAME_RE.match(name) else None
+    manifest = None if path is None else load_manifest(path)
+    if path is None or manifest is None:
         raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
     lab = load_lab(path)
     sec = load_secrets(path)

@@ -258,3 +258,17 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
     assert isinstance(res.exception, ToolMissing), res.exception
     assert res.exception.exit_code == 5
     assert "needs the Docker CLI on PATH" in str(res.exception)
+
+
+def test_a_lab_is_named_never_given_as_a_path(engine: FakeEngine, tmp_path: Path) -> None:
+    # `lab down /x --purge` or `lab down ../../x --purge` attached a lab folder outside the
+    # state folder and deleted it.
+    from lab.errors import LabNotFound
+
+    running = lifecycle.up(scaled(), name="mine")
+    elsewhere = tmp_path / "elsewhere"
+    running.path.rename(elsewhere)
+    for name in (str(elsewhere), "../../elsewhere", "mine/../../../elsewhere"):
+        with pytest.raises(LabNotFound, match="no lab named"):
+            lifecycle.attach(name)
+    assert (elsewhere / "manifest.json").is_file()
