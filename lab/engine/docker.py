@@ -176,7 +176,7 @@ def exec_attached(container: ContainerRef, cmd: Sequence[str], *, tty: bool) -> 
                           "interactive exec (`lab exec`) needs the Docker CLI on PATH") from None
 
 
-_SINCE_RE = re.compile(r"^(\d+)([smhd])$")
+_SINCE_RE = re.compile(r"^(\d+)([smhd])\Z")
 
 
 def since_timestamp(since: str, now: float | None = None) -> int | float:

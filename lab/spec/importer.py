@@ -50,7 +50,7 @@ _ROLE_SWITCHES = ("postgresql", "redis", "nginx", "puma", "unicorn", "sidekiq", 
                   "grafana", "gitlab_pages", "registry", "mattermost", "letsencrypt")
 _LEGACY_GITALY_KEYS = ("listen_addr", "tls_listen_addr", "auth_token", "certificate_path",
                        "key_path", "storage")
-_ADDR_RE = re.compile(r"^(tcp|tls|unix)://([^:/]+|\[[^\]]+\])(?::(\d+))?/?$")
+_ADDR_RE = re.compile(r"^(tcp|tls|unix)://([^:/]+|\[[^\]]+\])(?::(\d+))?/?\Z")
 
 
 # --- reading settings ------------------------------------------------------------

@@ -42,7 +42,7 @@ LAST_RUN_XML = f"{STATE_DIR}/last-run.xml"
 # labels that say who owns the lab's containers on a shared engine.
 LAB_ID = f"{STATE_DIR}/id"
 LAB_HOME = f"{STATE_DIR}/home"
-ID_RE = re.compile(r"^[0-9a-f]{16}$")
+ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 # A manifest is a few KiB; a bigger one was not written by a render.
 MAX_MANIFEST_BYTES = 1024 * 1024
 ADMIN_TOKEN = "admin-token"
