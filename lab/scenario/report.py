@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from lab.scenario.releases import release_name
 from lab.scenario.results import Evidence, Outcome, ScenarioResult
@@ -112,7 +113,8 @@ def results_table(results: Sequence[ScenarioResult]) -> Table:
         passed = sum(1 for s in r.steps if s.ok)
         table.add_row(r.name, f"[{STYLE[r.outcome]}]{r.outcome.value}[/]",
                       f"{passed}/{len(r.steps)}" if r.steps else "-", f"{r.seconds:.1f}s",
-                      r.lab or "-", r.message.splitlines()[0] if r.message else "")
+                      # Text, not markup: the message quotes outputs and patterns ("[/a-z]").
+                      r.lab or "-", Text(r.message.splitlines()[0] if r.message else ""))
     return table
 
 

@@ -238,6 +238,18 @@ def test_matrix_table_is_release_by_scenario(tmp_path: Path) -> None:
     assert row.count("failed") == 2
 
 
+def test_results_table_shows_a_message_as_text_not_markup() -> None:
+    from rich.console import Console
+
+    from lab.scenario.report import results_table
+
+    # A failure message quotes outputs and patterns; "[/a-z]" is a closing tag to Rich.
+    r = ScenarioResult("s", "s.yaml", Outcome.FAILED, 1.0, message="no match for [/a-z]+ [red]x")
+    console = Console(width=200, record=True)
+    console.print(results_table([r]))
+    assert "no match for [/a-z]+ [red]x" in console.export_text()
+
+
 def test_a_failure_names_its_release_and_bundle() -> None:
     r = ScenarioResult("s", "s.yaml", Outcome.FAILED, 1.0, message="boom", lab="sc-x",
                        release="15.9.8", bundle="/tmp/b.tar.gz")
