@@ -238,8 +238,24 @@ def write_file(path: Path, content: str, mode: int) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as fh:
         fh.write(content)
-    os.chmod(tmp, mode)
+        os.fchmod(fh.fileno(), mode)  # the file we made, whatever is at its name by now
     os.replace(tmp, path)
+
+
+def chmod_folder(path: Path, mode: int) -> None:
+    """chmod a folder, never what a link in its place points to: a node's folder is
+    mounted into its container, which can swap a folder for a link after ``inside``
+    looked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise BadInput(f"{path} is no longer a folder ({exc.strerror}; a node's container can "
+                       "change it): a lab folder holds only real files and folders. Remove "
+                       "what is there and render again") from None
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 # A gitlab-secrets.json is a few KB; anything far larger is not one.
@@ -409,6 +425,6 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
         for rel in (paths.dir, paths.trusted_certs, paths.ssl):
             if inside(out_dir, rel).is_dir():
                 # Omnibus services (not root) read trusted-certs and ssl inside the container.
-                os.chmod(out_dir / rel, 0o755)
+                chmod_folder(out_dir / rel, 0o755)
     return RenderedLab(lab=lab, path=out_dir, secrets=sec, image=image,
                        files=tuple(f.path for f in files), owner=owner)

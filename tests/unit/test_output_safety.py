@@ -11,12 +11,20 @@ from typing import Any
 
 import pytest
 
-from lab.errors import LabError, SpecError
+from lab.errors import BadInput, LabError, SpecError
 from lab.model.lab import Lab
 from lab.scenario.report import write_junit
 from lab.scenario.results import Outcome, ScenarioResult
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store.labdir import LAB_ID, MANIFEST, RenderedLab, lab_id, write_file, write_lab
+from lab.store.labdir import (
+    LAB_ID,
+    MANIFEST,
+    RenderedLab,
+    chmod_folder,
+    lab_id,
+    write_file,
+    write_lab,
+)
 from lab.support.collect import Bundle
 from lab.support.redaction import Redaction
 
@@ -175,3 +183,19 @@ def test_render_prints_an_output_path_with_brackets_as_text(
     monkeypatch.setattr(sys, "argv", ["lab", "render", "scaled", "-o", str(out)])
     main()  # returns: no SystemExit, no traceback
     assert "".join(capsys.readouterr().out.split()).count("".join(str(out).split())) == 2
+
+
+def test_chmod_folder_never_follows_a_link(tmp_path: Path) -> None:
+    # A node's folder is mounted into its container: a link put in its place after the
+    # check must not hand the chmod to a folder outside the lab.
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    link = tmp_path / "trusted-certs"
+    link.symlink_to(outside)
+    with pytest.raises(BadInput, match="no longer a folder"):
+        chmod_folder(link, 0o755)
+    assert outside.stat().st_mode & 0o777 == 0o700
+    real = tmp_path / "ssl"
+    real.mkdir(mode=0o700)
+    chmod_folder(real, 0o755)
+    assert real.stat().st_mode & 0o777 == 0o755
