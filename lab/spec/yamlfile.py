@@ -115,9 +115,8 @@ def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins,
                 raise SpecError("a key must be a plain string, not a list or mapping",
                                 source=source, line=key_node.start_mark.line + 1,
                                 key=dotted_key(path))
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != \
-                "tag:yaml.org,2002:str" else key_node.value
-            key = str(key)
+            key = str(_scalar(key_node, path, source) if key_node.tag != "tag:yaml.org,2002:str"
+                      else key_node.value)
             if key in out:
                 raise SpecError(f"duplicate key {key!r}", source=source,
                                 line=key_node.start_mark.line + 1, key=dotted_key((*path, key)))
@@ -127,7 +126,22 @@ def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins,
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, (*path, str(i)), source, origins, budget)
                 for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node, path, source)
+
+
+def _scalar(node: yaml.Node, path: Path_, source: str) -> Any:
+    """A scalar's value as ``yaml.safe_load`` reads it; an empty one (``image:``) is None.
+
+    Built by SafeLoader's constructor itself: re-serializing the node and loading that
+    fails for an empty value, which PyYAML writes as a bare document end (``...``).
+    A tag plain YAML does not have (``!ruby/sym x``, ``!!int abc``) is an error at its line.
+    """
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        raise SpecError(f"{node.value!r} tagged {node.tag!r} is not a plain YAML value "
+                        f"({str(exc).splitlines()[0]}); remove the tag", source=source,
+                        line=node.start_mark.line + 1, key=dotted_key(path)) from None
 
 
 def read_user_file(path: Path, what: str) -> str:

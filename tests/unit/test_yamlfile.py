@@ -115,3 +115,16 @@ def test_a_set_override_records_its_own_origin() -> None:
         apply_set(data, "name.x", 1, origins, source="--set name.x=1")
     with pytest.raises(SpecError, match="expected KEY=VALUE"):
         parse_set("tls")
+
+
+def test_an_empty_value_is_null_and_an_odd_tag_an_error_at_its_line() -> None:
+    # `image:` with nothing after it is everyday YAML: None, as yaml.safe_load reads it
+    # (it used to end in a yaml.parser.ParserError traceback).
+    origins = Origins()
+    data = load_yaml("name: x\nimage:\nnodes:\n  gitaly1:\n", "lab.yaml", origins)
+    assert data == {"name": "x", "image": None, "nodes": {"gitaly1": None}}
+    assert load_yaml("? \n: 1\n", "lab.yaml", Origins()) == {"None": 1}
+    for text, key in (("tls: !foo x\n", "tls: "), ("tls: !!int abc\n", "tls: "),
+                      ("!!python/name:os.system x: 1\n", "")):
+        with pytest.raises(SpecError, match=rf"^lab\.yaml:1: {key}'.*' tagged .* remove the tag"):
+            load_yaml(text, "lab.yaml", Origins())
