@@ -184,7 +184,7 @@ def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenar
         raise ctx.fail(("flavors",), f"expected a list of flavours out of: {', '.join(FLAVORS)}")
     labd = mapping(data.get("lab"), ("lab",), ctx.origins, LAB_KEYS)
     topo = labd.get("topology")
-    if topo is not None and topo not in TOPOLOGIES:
+    if topo is not None and (not isinstance(topo, str) or topo not in TOPOLOGIES):
         raise ctx.fail(("lab", "topology"), f"unknown topology {topo!r}; known topologies: "
                        f"{', '.join(sorted(TOPOLOGIES))}")
     spec = labd.get("spec")
