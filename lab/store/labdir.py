@@ -288,8 +288,15 @@ class RenderedLab:
 
 
 def is_lab_folder(path: Path) -> bool:
-    """A folder a render made: it has a manifest or the lab's state folder."""
-    return (path / MANIFEST).is_file() or (path / STATE_DIR).is_dir()
+    """A folder a render made: the lab id a render writes first, or a render's manifest.
+
+    Not any manifest.json or .lab/: a project folder may have its own (a web app's
+    manifest.json beside its docker-compose.yml and .env, which a render would replace).
+    """
+    if lab_id(path) is not None:
+        return True
+    toolkit = (load_manifest(path) or {}).get("toolkit")
+    return isinstance(toolkit, str) and toolkit.startswith("gitlab-testlab ")
 
 
 def inside(out_dir: Path, rel: str) -> Path:

@@ -83,7 +83,8 @@ def _crafted_manifest(nodes: object) -> Callable[[Path], None]:
         (ws / "out" / ".lab").mkdir(parents=True)
         (ws / "victim").mkdir()
         (ws / "victim" / "precious").write_text("keep me\n")
-        (ws / "out" / "manifest.json").write_text(json.dumps({"name": "scaled",
+        (ws / "out" / "manifest.json").write_text(json.dumps({"toolkit": "gitlab-testlab 0",
+                                                               "name": "scaled",
                                                                "nodes": nodes}))
     return setup
 
@@ -92,7 +93,8 @@ def _link_in_node_folder(ws: Path) -> None:
     from lab.cli.main import main as _  # noqa: F401  (the package imports cleanly first)
 
     (ws / "out" / ".lab").mkdir(parents=True)
-    (ws / "out" / "manifest.json").write_text('{"name": "scaled", "nodes": {}}')
+    (ws / "out" / "manifest.json").write_text('{"toolkit": "gitlab-testlab 0", "name": "scaled", '
+                                              '"nodes": {}}')
     (ws / "out" / "nodes" / "gitaly1").mkdir(parents=True)
     (ws / "elsewhere").mkdir()
     # What a container could do to its own /etc/gitlab: point ssl/ out of the lab folder.
@@ -101,13 +103,15 @@ def _link_in_node_folder(ws: Path) -> None:
 
 def _state_dir_is_a_file(ws: Path) -> None:
     (ws / "out").mkdir()
-    (ws / "out" / "manifest.json").write_text('{"name": "scaled", "nodes": {}}')
+    (ws / "out" / "manifest.json").write_text('{"toolkit": "gitlab-testlab 0", "name": "scaled", '
+                                              '"nodes": {}}')
     (ws / "out" / ".lab").write_text("not a folder\n")
 
 
 def _other_lab(ws: Path) -> None:
     (ws / "out" / ".lab").mkdir(parents=True)
-    (ws / "out" / "manifest.json").write_text('{"name": "someone-else", "nodes": {}}')
+    (ws / "out" / "manifest.json").write_text('{"toolkit": "gitlab-testlab 0", '
+                                              '"name": "someone-else", "nodes": {}}')
 
 
 def _existing_import_output(ws: Path) -> None:

@@ -52,6 +52,27 @@ def test_force_writes_into_a_users_folder_and_keeps_other_files(tmp_path: Path) 
     assert (tmp_path / "notes.txt").read_text() == "mine too\n"
 
 
+@pytest.mark.parametrize("theirs", [{"manifest.json": '{"short_name": "My app"}\n'},
+                                    {"manifest.json": "[1, 2]\n"}, {".lab/notes": "x\n"}])
+def test_a_folder_with_its_own_manifest_or_lab_folder_is_not_a_lab(
+        tmp_path: Path, theirs: dict[str, str]) -> None:
+    """A project folder with a manifest.json (a web app's) or a .lab/ of its own, beside its
+    docker-compose.yml and .env: a render without --force must not replace them."""
+    mine = {"docker-compose.yml": "services: {web: {image: nginx}}\n", ".env": "KEY=mine\n",
+            **theirs}
+    for rel, text in mine.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    with pytest.raises(LabError, match=r"is not empty and is not a lab folder.*--force"):
+        render(scaled(), tmp_path)
+    assert {rel: (tmp_path / rel).read_text() for rel in mine} == mine
+    # A folder a render made is still one, by its id or its manifest.
+    render(scaled(), tmp_path / "lab")
+    render(scaled(), tmp_path / "lab")
+    (tmp_path / "lab" / LAB_ID).unlink()
+    render(scaled(), tmp_path / "lab")
+
+
 def test_a_removed_node_loses_only_the_files_a_render_wrote(tmp_path: Path) -> None:
     render(scaled(), tmp_path)
     node = tmp_path / "nodes" / "gitaly1"
