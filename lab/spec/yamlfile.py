@@ -185,6 +185,7 @@ def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise SpecError(f"not valid YAML: {exc}", source=source) from None
     if root is None:
+        origins.record((), source, None)  # an empty file: its errors still name it
         return {}
     if not isinstance(root, yaml.MappingNode):
         raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",

@@ -128,3 +128,10 @@ def test_an_empty_value_is_null_and_an_odd_tag_an_error_at_its_line() -> None:
                       ("!!python/name:os.system x: 1\n", "")):
         with pytest.raises(SpecError, match=rf"^lab\.yaml:1: {key}'.*' tagged .* remove the tag"):
             load_yaml(text, "lab.yaml", Origins())
+
+
+def test_an_empty_file_is_named_in_errors_about_what_it_lacks() -> None:
+    origins = Origins()
+    assert load_yaml("# nothing yet\n", "empty.yaml", origins) == {}
+    assert str(error_at(origins, ("nodes",), "a lab needs nodes")) == \
+        "empty.yaml: nodes: a lab needs nodes"
