@@ -32,7 +32,7 @@ from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
-from lab.spec.versions import parse_supported
+from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported
 
 DEFAULT_NAME = "imported"
 
@@ -342,7 +342,14 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
                 not n.settings.data.get("external_url") for n in nodes):
         # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
         clues.no_roles_on_gitaly_nodes()
-    asked = parse_supported(version, source="--version") if version is not None else None
+    asked = parse_supported(version, source="--version", force=True) \
+        if version is not None else None
+    if asked is not None and newer_than_known(asked):
+        # `lab import` has no --force-version: the spec is imported in the newest known terms.
+        raise SpecError(f"GitLab {asked} is newer than the newest release this toolkit knows "
+                        f"({DEFAULT_VERSION}); check the number, or import with --version "
+                        f"{DEFAULT_VERSION} and start the spec with `lab up -f SPEC --version "
+                        f"{asked} --force-version`", source="--version", key="version")
     release, why = clues.choose(asked, notes)
     chosen = str(release)
     d = omnibus_dialect.dialect_for(release)

@@ -204,6 +204,16 @@ def test_version_option_wins_with_a_note(tmp_path: Path) -> None:
     assert any("outside" in n for n in result.notes)
 
 
+def test_a_version_newer_than_known_names_what_import_can_do(tmp_path: Path) -> None:
+    # `lab import` has no --force-version, so the message must not send the user there.
+    (tmp_path / "gitlab.rb").write_text(NEW_APP)
+    files = node_inputs([tmp_path / "gitlab.rb"], [])
+    with pytest.raises(SpecError, match=r"^--version: version: GitLab 99\.0\.0 is newer .* "
+                       r"import with --version 19\.3\.0 and start the spec with `lab up -f SPEC "
+                       r"--version 99\.0\.0 --force-version`$"):
+        import_files(files, version="99.0.0")
+
+
 def test_app_only_makes_up_the_gitaly_node(tmp_path: Path) -> None:
     (tmp_path / "gitlab.rb").write_text(NEW_APP)
     result = import_files(node_inputs([tmp_path / "gitlab.rb"], []))
