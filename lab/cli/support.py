@@ -85,7 +85,12 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
     """
     if output is not None and (output.exists() or output.is_symlink()) and not force:
         raise BadInput(f"{output} exists; choose another -o, or pass --force to overwrite it")
-    result = import_files(node_inputs(files, named), version=gitlab_version, name=name)
+    inputs = node_inputs(files, named)
+    if output is not None and not output.is_symlink() and output.exists() \
+            and any(output.resolve() == path.resolve() for _, path in inputs):
+        raise BadInput(f"{output} is one of the gitlab.rb files being imported; --force would "
+                       "replace the customer's file with the spec. Choose another -o")
+    result = import_files(inputs, version=gitlab_version, name=name)
     check_importable(result)
     text = result.to_yaml()
     if output is None:

@@ -75,7 +75,9 @@ def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFi
     Omnibus applies them. SpecError names file and line for a file that is not Ruby.
     """
     if not path.is_file():
-        raise SpecError("no such file", source=str(path))
+        what = "no such file" if not path.exists() else \
+            "is a directory" if path.is_dir() else "is not a regular file"
+        raise SpecError(f"{what}; give the node's gitlab.rb file", source=str(path))
     if path.stat().st_size > MAX_BYTES:
         raise SpecError(f"larger than {MAX_BYTES // 1024} KiB; is it a gitlab.rb?",
                         source=str(path))
