@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -54,3 +56,19 @@ def test_rendered_services_follow_the_skeletons() -> None:
     # Every key of the skeleton is in the service, in the skeleton's order.
     for svc, role in ((gitaly, "gitaly"), (app, "app")):
         assert list(svc)[:len(skeleton(role))] == list(skeleton(role))
+
+
+def test_dollars_reach_the_container_as_written() -> None:
+    """Compose interpolates $VAR and ${VAR} in every string of the file (and reads $$ as $):
+    Ruby in omnibus_config, or a lab folder path with a $, must not be rewritten by it."""
+    from lab.render.compose import render_compose
+
+    ruby = 'gitlab_rails["x"] = "${HOME} $stdout $$"'
+    lab = resolve(SpecRequest(topology="scaled", sets=(f"nodes.gitlab.omnibus_config={ruby}",)))
+    text = render_compose(lab, "img", "/tmp/a$b")
+    data = yaml.safe_load(text)
+    env = data["services"]["gitlab"]["environment"]["GITLAB_OMNIBUS_CONFIG"]
+    assert re.sub(r"\$\$", "$", env) == ruby
+    assert not re.search(r"(?<!\$)\$(?!\$)", re.sub(r"\$\$", "", text))  # no bare $ left
+    assert compose_dict(lab, "img", "/tmp/a$b")["services"]["gitlab"]["environment"][
+        "GITLAB_OMNIBUS_CONFIG"] == ruby  # what lab compares and starts with stays as written
