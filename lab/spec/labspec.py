@@ -252,8 +252,13 @@ def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool 
         raise error_at(origins, ("name",), f"invalid lab name {name!r} "
                        "(lower-case letters, digits and -, at most 40)")
     vsource, vline = origins.of(("version",))
-    version = parse_supported(str(data.get("version") or DEFAULT_VERSION), source=vsource,
-                              line=vline, force=force_version)
+    raw_version = data.get("version")
+    if raw_version is not None and not isinstance(raw_version, str):
+        # Unquoted, YAML reads 17.10 as the number 17.1 and 0 or false as no version at all.
+        raise error_at(origins, ("version",), f"expected a GitLab version X.Y.Z, got "
+                       f"{raw_version!r}; write it in quotes, e.g. version: \"{DEFAULT_VERSION}\"")
+    version = parse_supported(DEFAULT_VERSION if raw_version is None else raw_version,
+                              source=vsource, line=vline, force=force_version)
     edition = Edition(_choice(data.get("edition", "ce"), [e.value for e in Edition],
                               ("edition",), origins))
     flavor = Flavor(_choice(data.get("flavor", "sim"), [f.value for f in Flavor],
