@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         raise click.UsageError("no scenario files (*.yaml) found in: "
                                + ", ".join(map(str, paths)))
     planned = plan(scenarios, flavor=flavor, versions=versions)
+    if junit:
+        check_report_path(junit)
     out = err_console if as_json else console
 
     def show(result: ScenarioResult) -> None:
@@ -91,6 +94,17 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
                            "another --junit") from None
     if not all(r.ok for r in results):
         sys.exit(EXIT_FAILED)
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse a --junit path that could not be written, before any lab boots: the report is
+    written at the end, and a long run should not end in "cannot write"."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # write_file makes the missing folders
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot write the JUnit report {path}: {folder} is not a folder you can "
+                       "write to; choose another --junit")
 
 
 def save_last_run(results: list[ScenarioResult]) -> None:

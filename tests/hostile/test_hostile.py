@@ -353,6 +353,10 @@ CASES = [
          setup=lambda ws: (ws / "empty").mkdir()),
     Case("run-no-docker", ("run", "{ws}/sc.yaml"), 3, ("Docker",),
          files={"sc.yaml": SCENARIO}),
+    # Checked before any lab boots, not after the run (the report is written last).
+    Case("run-junit-under-a-file", ("run", "{ws}/sc.yaml", "--junit", "{ws}/sc.yaml/out.xml"),
+         2, ("cannot write the JUnit report", "{ws}/sc.yaml is not a folder", "--junit"),
+         files={"sc.yaml": SCENARIO}),
     # --- commands on a lab: logs, exec, status, down, doctor, collect ----------------------------
     Case("logs-since-garbage", ("logs", "gitlab", "--since", "garbage"), 2,
          ("--since", "garbage", "10m")),

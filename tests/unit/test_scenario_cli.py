@@ -122,12 +122,25 @@ def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
     res = CliRunner().invoke(cli, ["run", str(tmp_path), "--junit", str(tmp_path)])
     assert res.exit_code == 2
     assert not ran
-    # A file under a plain file: found out only when writing; the results are still shown.
+    # A file under a plain file: refused before any lab boots too.
     blocker = tmp_path / "file"
     blocker.write_text("")
     res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--json",
                                    "--junit", str(blocker / "j.xml")])
     assert isinstance(res.exception, LabError)
     assert res.exception.exit_code == 2
-    assert json.loads(res.stdout)["ok"] is True
+    assert not ran
     assert f"cannot write the JUnit report {blocker / 'j.xml'}" in str(res.exception)
+
+    # A write that fails only at the end (a full disk): the results are still shown.
+    def full_disk(results: Any, path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli_scenario, "write_junit", full_disk)
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "a.yaml"), "--json",
+                                   "--junit", str(tmp_path / "j.xml")])
+    assert isinstance(res.exception, LabError)
+    assert res.exception.exit_code == 2
+    assert ran
+    assert json.loads(res.stdout)["ok"] is True
+    assert "No space left on device" in str(res.exception)
