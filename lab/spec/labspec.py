@@ -304,6 +304,15 @@ class SpecRequest:
     force_version: bool = False
 
 
+def _value_at(data: Mapping[str, Any], path: Path_) -> Any:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
 def resolve(req: SpecRequest) -> Lab:
     origins = Origins()
     data: dict[str, Any] = {}
@@ -320,6 +329,11 @@ def resolve(req: SpecRequest) -> Lab:
         base = topology(base_name)
         base_origins = Origins()
         record_all(base, (), f"topology {base_name!r}", None, base_origins)
+        for place in list(origins.places):
+            # Where the file replaces a mapping (``gitaly1: null``), what the topology had
+            # below it is gone: errors there belong to the file's line.
+            if not isinstance(_value_at(data, place), dict):
+                base_origins.forget_below(place)
         base_origins.places.update(origins.places)
         origins = base_origins
         data = merge(base, data)

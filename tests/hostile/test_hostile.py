@@ -227,6 +227,10 @@ CASES = [
     Case("storage-trailing-newline", (*R, "-f", SPEC_FILE), 2,
          ("{ws}/spec.yaml:7", "invalid storage name 'other\\n'"),
          files={"spec.yaml": SPEC.replace("[default]", '[default, "other\\n"]')}),
+    # The file replaced the topology's node: the error is the file's, not the topology's.
+    Case("node-null-over-topology", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml:3: nodes.gitaly1.roles", "every node needs roles"),
+         files={"spec.yaml": "topology: scaled\nnodes:\n  gitaly1: null\n"}),
     # Unquoted, YAML reads these as a number or a boolean; they were taken as "no version".
     Case("version-zero", (*R, "-f", SPEC_FILE), 2,
          ("{ws}/spec.yaml:1", "version: expected a GitLab version X.Y.Z, got 0", "in quotes"),
