@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,27 @@ def _safe(call: Callable[[], T], what: str, notes: list[str]) -> T | None:
         return None
 
 
+def read_no_links(root: Path, rel: str) -> str:
+    """The text of regular file ``root/rel``, opened without following a symbolic link in
+    any part of ``rel``: a container may swap a file or folder of its /etc/gitlab for a link
+    to a host file between the listing and the read."""
+    *dirs, name = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in dirs:
+            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        # O_NONBLOCK: a FIFO put there must not hang the collect.
+        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{rel}: not a regular file")
+        return fh.read().decode()
+
+
 def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
     """The rendered lab directory, redacted; private keys and the secrets store left out."""
     for path in sorted(p for p in lab_dir.rglob("*") if p.is_file()):
@@ -163,7 +185,7 @@ def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
             bundle.add_raw(f"lab/{rel}", "[private key left out of the bundle]\n")
             continue
         try:
-            text = path.read_text()
+            text = read_no_links(lab_dir, rel)
         except (OSError, UnicodeDecodeError):
             continue
         if path.name == "gitlab-secrets.json":
@@ -208,7 +230,10 @@ def log_files_cmd() -> list[str]:
 def split_tails(text: str) -> dict[str, str]:
     """``tail -v`` output of several files -> path relative to /var/log/gitlab -> lines."""
     out: dict[str, str] = {}
-    heads = list(_TAIL_HEADER.finditer(text))
+    # A header naming ".." (a log line or a file name shaped like one: the container's
+    # root writes /var/log/gitlab) would put a member outside the bundle's folder.
+    heads = [h for h in _TAIL_HEADER.finditer(text)
+             if all(p not in ("", ".", "..") for p in h[1].removeprefix(f"{LOG_DIR}/").split("/"))]
     for i, head in enumerate(heads):
         if i + 1 < len(heads):
             # tail puts one empty line before every header but the first.

@@ -20,6 +20,7 @@ from lab.support.collect import (
     collect,
     hash_table,
     log_files_cmd,
+    read_no_links,
     split_tails,
     versions,
 )
@@ -211,3 +212,66 @@ def test_versions_reuse_what_doctor_found(monkeypatch: pytest.MonkeyPatch) -> No
     assert data["image"] == "gitlab-testlab/sim:1"
     assert "image_id" not in data  # no Docker: not asked again
     assert notes == []
+
+
+def test_split_tails_drops_a_header_that_climbs_out() -> None:
+    # The container's root writes /var/log/gitlab: a file name or a line shaped like a
+    # header must not name a bundle member outside the bundle's folder.
+    text = ("==> /var/log/gitlab/gitaly/current <==\na\n"
+            "==> /var/log/gitlab/../../../../tmp/evil <==\nb\n"
+            "==> /var/log/gitlab/x//y <==\nc\n")
+    tails = split_tails(text)
+    assert list(tails) == ["gitaly/current"]
+    assert "b\n" in tails["gitaly/current"]
+
+
+def test_bundle_member_names_stay_in_its_folder(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    real = FakeLab.exec
+
+    def exec_(self: FakeLab, node: str, cmd: list[str], *, check: bool = True,
+              timeout: float | None = None) -> Result:
+        if cmd == log_files_cmd():
+            return Result(cmd, 0, "==> /var/log/gitlab/a <==\n"
+                          "==> /var/log/gitlab/../../../../../tmp/evil <==\nx\n", "")
+        return real(self, node, cmd, check=check, timeout=timeout)
+
+    monkeypatch.setattr(FakeLab, "exec", exec_)
+    _fake, files, _secrets = _fake_bundle(tmp_path, monkeypatch)
+    assert not [f for f in files if ".." in f.split("/")]
+
+
+def test_read_no_links_follows_no_link_anywhere_in_the_path(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "creds").write_text("host only")
+    lab = tmp_path / "lab"
+    (lab / "nodes" / "gitlab" / "real").mkdir(parents=True)
+    (lab / "nodes" / "gitlab" / "real" / "creds").write_text("lab file")
+    (lab / "nodes" / "gitlab" / "dir").symlink_to(host)
+    (lab / "nodes" / "gitlab" / "file").symlink_to(host / "creds")
+    assert read_no_links(lab, "nodes/gitlab/real/creds") == "lab file"
+    for rel in ("nodes/gitlab/dir/creds", "nodes/gitlab/file"):
+        with pytest.raises(OSError, match=r"symbolic links|Not a directory"):
+            read_no_links(lab, rel)
+
+
+def test_a_link_swapped_in_after_the_listing_is_not_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container can replace a file of its /etc/gitlab by a link to a host file
+    # between collect's is_symlink() check and its read: the read itself must refuse.
+    host = tmp_path / "host-secret"
+    host.write_text("HOST-ONLY-CONTENT\n")
+    orig = _fake_bundle.__globals__["write_lab"]
+
+    def planted(lab: Any, path: Path, **kw: Any) -> RenderedLab:
+        rendered = orig(lab, path, **kw)
+        (path / "nodes" / "gitaly1" / "planted.rb").symlink_to(host)
+        # The check ran while planted.rb was still a file.
+        monkeypatch.setattr(Path, "is_symlink", lambda self: False)
+        return rendered
+
+    monkeypatch.setitem(_fake_bundle.__globals__, "write_lab", planted)
+    _fake, files, _secrets = _fake_bundle(tmp_path, monkeypatch)
+    assert not [f for f, text in files.items() if "HOST-ONLY" in text]
+
