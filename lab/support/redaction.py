@@ -18,17 +18,46 @@ from lab.render.secrets import LabSecrets, fingerprint, secret_values
 
 MARK = REDACTED
 
+_WORDS = (r"(?:token|secret|password|passwd|key_base|private_key|signing_key|secret_key"
+          r"|access_key|encryption_key|secretkey)")
+# The key, its closing quote(s) (plain, JSON-escaped \" or YAML-doubled '') and the operator.
+_KEY = r"(\b[\w-]*" + _WORDS + r"""(?:\\?['"]){0,2}\]?\s*(?:=>|=|:)\s*)"""
+_FRESH = r"(?!\[REDACTED|sha256:)"
+# Each value form as (?P<open>)value(?P<close>); the value becomes the mark.
+_VALUES = (
+    r'(?P<open>\\")' + _FRESH + r'(?:[^"\\\n]|\\[^"\n])+?(?P<close>\\")',  # in a JSON string
+    r"(?P<open>'')" + _FRESH + r"[^'\n]+?(?P<close>'')",  # in a YAML single-quoted string
+    r'(?P<open>")' + _FRESH + r'(?:[^"\\\n]|\\.)+(?P<close>")',
+    r"(?P<open>')" + _FRESH + r"(?:[^'\\\n]|\\.)+(?P<close>')",
+    r"(?P<open>%[qQ]?\()" + _FRESH + r"[^)\n]*(?P<close>\))",
+    r"(?P<open>%[qQ]?\{)" + _FRESH + r"[^}\n]*(?P<close>\})",
+    r"(?P<open>%[qQ]?\[)" + _FRESH + r"[^]\n]*(?P<close>\])",
+    r"(?P<open>%[qQ]?<)" + _FRESH + r"[^>\n]*(?P<close>>)",
+    r"(?P<open>%[qQ]?(?P<q>[|!/^]))" + _FRESH + r"[^\n]*?(?P<close>(?P=q))",
+    r"(?P<open><<[~-]?(?P<hq>['\"`]?)(?P<id>\w+)(?P=hq)[^\n]*\n)" + _FRESH
+    + r"(?s:.*?)(?P<close>\n[ \t]*(?P=id)\b)",
+)
+# After a redacted literal, the literals joined to it ("a" "b", "a" + "b", "a" \ "b").
+_JOINED = re.compile(r"""((?:\\?['"])\[REDACTED\](?:\\?['"]))(\s*(?:\+|\\\n)?\s*)(\\?['"])"""
+                     + _FRESH + r"""((?:(?!\3)[^\\\n]|\\.)+?)\3""")
+
 # Shapes of secrets we may not know the value of (a node that generated its own file,
 # a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
                 re.DOTALL), "-----[REDACTED PRIVATE KEY]-----"),
-    # token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON)
-    # (the key must *end* in a secret word: `secrets_policy` or `*_sha256` are not secrets)
-    (re.compile(r"""(?ix)
-        (\b[\w-]*(?:token|secret|password|passwd|key_base|private_key|signing_key)
-         ['"]?\]?\s*(?:=>|=|:)\s*)
-        (['"])(?!\[REDACTED|sha256:)([^'"\n]+)\2"""), rf"\1\2{MARK}\2"),
+    # token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON),
+    # also as Ruby's %q(x) or a heredoc, and inside a JSON string (\\"x\\") or a YAML
+    # single-quoted one (''x''), where omnibus_config lands in manifest.json and the
+    # compose file (the key must *end* in a secret word: `secrets_policy` is no secret)
+    *((re.compile(_KEY + value, re.IGNORECASE), rf"\1\g<open>{MARK}\g<close>")
+      for value in _VALUES),
+    # unquoted YAML (an LDAP `password: x` in a heredoc, a log line)
+    (re.compile(r"""(?im)^([ \t]*[\w-]*""" + _WORDS + r"""[ \t]*:[ \t]+)
+        (?![\['"{|>&*!]|sha256:)(\S[^\n#]*)""", re.VERBOSE), rf"\1{MARK}"),
+    # scheme://user:password@host
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)(?!\[REDACTED)([^\s@/'\"]+)(@)"),
+     rf"\1{MARK}\3"),
     (re.compile(r"(?i)(PRIVATE-TOKEN:\s*|Bearer\s+|Gitlab-Shell-Api-Request:\s*)(\S+)"),
      rf"\1{MARK}"),
     (re.compile(r"\bgl[a-z]{2,4}-[A-Za-z0-9_-]{20,}"), MARK),  # glpat-, gldt-, glrt- ...
@@ -53,7 +82,11 @@ class Redaction(Redactor):
         text = super().__call__(text)
         for pattern, repl in _PATTERNS:
             text = pattern.sub(repl, text)
-        return text
+        while True:  # each pass takes one more literal of a joined string
+            joined = _JOINED.sub(rf"\1\2\3{MARK}\3", text)
+            if joined == text:
+                return text
+            text = joined
 
     def leaks(self, text: str) -> list[str]:
         return [fingerprint(v) for v in self.secrets if v in text]

@@ -275,3 +275,21 @@ def test_a_link_swapped_in_after_the_listing_is_not_read(
     _fake, files, _secrets = _fake_bundle(tmp_path, monkeypatch)
     assert not [f for f, text in files.items() if "HOST-ONLY" in text]
 
+
+def test_omnibus_config_password_stays_out_of_the_bundle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # omnibus_config is in the compose file (YAML-quoted) and manifest.json (JSON-escaped).
+    monkeypatch.setattr(collect_mod, "versions", lambda host, image, notes: {"toolkit": "t"})
+    spec = tmp_path / "acme.yaml"
+    spec.write_text("name: acme\ntopology: scaled\nnodes:\n  gitlab:\n    omnibus_config: |\n"
+                    "      gitlab_rails['db_password'] = \"dq-pass-0001\"\n"
+                    "      gitlab_rails['smtp_password'] = 'sq-pass-0002'\n")
+    lab = resolve(SpecRequest(file=spec))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    gathered = Gathered(host=HostFacts(docker_version="x", lab_running=True),
+                        nodes=[], secrets={})
+    out = collect(FakeLab(rendered, {}), tmp_path / "b.tar.gz",
+                  doctor_result=(judge(lab.name, gathered, "gitlab"), gathered))
+    files = _all_text(out)
+    assert any("GITLAB_OMNIBUS_CONFIG" in t for t in files.values())
+    assert not [f for f, t in files.items() if "pass-0001" in t or "pass-0002" in t]

@@ -52,3 +52,37 @@ def test_lab_redaction_covers_tls_keys_and_own_files(tmp_path: Path) -> None:
     assert MARK in r(key)
     own = rendered.secrets.own["gitaly1"]["gitlab_shell"]["secret_token"]
     assert own not in r(f"x {own} y")
+
+
+def test_customer_gitlab_rb_secrets_are_redacted_however_quoted() -> None:
+    # A customer's gitlab.rb pasted into omnibus_config: Ruby's other string forms, and the
+    # same text as it lands in manifest.json (JSON-escaped) and the compose file (YAML '').
+    r = Redaction()
+    lines = [
+        "gitlab_rails['db_password'] = \"it's-s01\"",
+        "gitlab_rails['db_password'] = \"a\\\"s02\"",
+        "gitlab_rails['smtp_password'] = %q(s03)",
+        "gitlab_rails['smtp_password'] = %Q{s04}",
+        "gitlab_rails['db_password'] = <<~EOS\n  s05\nEOS",
+        "gitlab_rails['db_password'] = 'first' \\\n  's06'",
+        "gitlab_rails['db_password'] = 'first' + 's07'",
+        "gitlab_kas['api_secret_key'] = 's08'",
+        "consul['encryption_key'] = 's09'",
+        "x = { 'aws_secret_access_key' => 's10' }",
+        "ldap = YAML.load <<-EOS\n  main:\n    password: s11\nEOS",
+        "\"omnibus_config\": \"gitlab_rails['db_password'] = \\\"s12\\\"\\n\"",
+        "  GITLAB_OMNIBUS_CONFIG: 'gitlab_rails[''db_password''] = ''s13''",
+        "  GITLAB_OMNIBUS_CONFIG: 'gitlab_rails[''db_password''] = \"s14\"",
+        "redis url redis://:s15@redis:6379",
+    ]
+    out = r("\n".join(lines))
+    for i in range(1, 16):
+        assert f"s{i:02d}" not in out, (f"s{i:02d}", out)
+    assert "'[REDACTED]' \\\n  '[REDACTED]'" in out
+
+
+def test_redaction_keeps_ruby_structure_readable() -> None:
+    r = Redaction()
+    text = ("gitaly['configuration'] = { storage: [{ name: 'default' }] }\n"
+            "external_url 'http://gitlab'\nsecrets: own\n")
+    assert r(text) == text
