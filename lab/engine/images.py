@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from pathlib import Path
 import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
-from lab.errors import BadInput, EngineError, ImageMissing, ToolMissing
+from lab.errors import BadInput, ImageMissing, ToolMissing
 from lab.model.lab import Flavor, Lab
 from lab.model.labels import LABEL_PREFIX
 from lab.omnibus.release import omnibus_image_ref
@@ -459,14 +460,39 @@ def ago(created: str, now: float) -> str:
     return "less than a minute ago"
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # docker load reads it; Python's tarfile (3.11) cannot
+
+
+def check_tarball(path: Path) -> None:
+    """Refuse (exit 2) a file that is no tar archive, plain or compressed: Docker's answer
+    for one ("open .../repositories: no such file", "unexpected EOF") read as an engine
+    failure (exit 3). Only the first member is read, so a big tarball costs nothing."""
+    not_tar = f"{path}: not an image tarball (expected `docker save` output, plain or compressed)"
+    try:
+        with path.open("rb") as fh:
+            if fh.read(4) == ZSTD_MAGIC:
+                return
+        with tarfile.open(path, "r:*") as tar:
+            if tar.next() is None:
+                raise BadInput(not_tar + ": the archive is empty")
+    except (tarfile.TarError, EOFError):
+        # tarfile's message lists every compression it tried: not worth showing.
+        raise BadInput(not_tar + (": the file is empty" if path.stat().st_size == 0
+                                  else "")) from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def load_image(path: str | Path) -> str:
     """``docker load -i`` a tarball (air-gapped hosts); return the loaded ref."""
     if not Path(path).is_file():
         raise BadInput(f"{path}: no such file (expected an image tarball from `docker save`)")
+    check_tarball(Path(path))
     check_docker()
     loaded = dk.load_images(Path(path))
     if not loaded:
-        raise EngineError(["load", "-i", str(path)], 0, "", "the engine reported no image loaded")
+        # Docker accepted the archive and found no image in it: the file is at fault.
+        raise BadInput(f"{path}: no image in this tarball (expected `docker save` output)")
     return loaded[-1]
 
 
