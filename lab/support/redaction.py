@@ -10,7 +10,7 @@ Certificates are public and stay readable.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lab.engine.run import REDACTED, Redactor
@@ -35,23 +35,41 @@ _VALUES = (
     r"(?P<open>%[qQ]?<)" + _FRESH + r"[^>\n]*(?P<close>>)",
     r"(?P<open>%[qQ]?(?P<q>[|!/^]))" + _FRESH + r"[^\n]*?(?P<close>(?P=q))",
     r"(?P<open><<[~-]?(?P<hq>['\"`]?)(?P<id>\w+)(?P=hq)[^\n]*\n)" + _FRESH
-    + r"(?s:.*?)(?P<close>\n[ \t]*(?P=id)\b)",
+    # Bounded: an opener with no end line must not scan the rest of a long log (n²).
+    + r"(?s:.{0,8192}?)(?P<close>\n[ \t]*(?P=id)\b)",
 )
+
+
+def _numbered(value: str, i: int) -> str:
+    """``value`` with its group names made unique (``open`` -> ``open3``), so that all the
+    forms fit in one pattern: the key is then looked for once, not once per form."""
+    return re.sub(r"\(\?P([<=])(\w+)([>)])", rf"(?P\1\g<2>{i}\3", value)
+
+
+# token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON),
+# also as Ruby's %q(x) or a heredoc, and inside a JSON string (\\"x\\") or a YAML
+# single-quoted one (''x''), where omnibus_config lands in manifest.json and the
+# compose file (the key must *end* in a secret word: `secrets_policy` is no secret).
+# The key, then the first value form that matches there.
+_KEY_VALUE = re.compile(_KEY + "(?:" + "|".join(
+    f"(?P<form{i}>{_numbered(v, i)})" for i, v in enumerate(_VALUES)) + ")", re.IGNORECASE)
+
+
+def _mark_value(m: re.Match[str]) -> str:
+    i = next(i for i in range(len(_VALUES)) if m[f"form{i}"] is not None)
+    return m[1] + m[f"open{i}"] + MARK + m[f"close{i}"]
+
+
 # After a redacted literal, the literals joined to it ("a" "b", "a" + "b", "a" \ "b").
 _JOINED = re.compile(r"""((?:\\?['"])\[REDACTED\](?:\\?['"]))(\s*(?:\+|\\\n)?\s*)(\\?['"])"""
                      + _FRESH + r"""((?:(?!\3)[^\\\n]|\\.)+?)\3""")
 
 # Shapes of secrets we may not know the value of (a node that generated its own file,
 # a customer value in GITLAB_OMNIBUS_CONFIG, a token in a log line).
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
                 re.DOTALL), "-----[REDACTED PRIVATE KEY]-----"),
-    # token = 'x', token: 'x', "secret_token": "x", 'password' => 'x' (Ruby, YAML, JSON),
-    # also as Ruby's %q(x) or a heredoc, and inside a JSON string (\\"x\\") or a YAML
-    # single-quoted one (''x''), where omnibus_config lands in manifest.json and the
-    # compose file (the key must *end* in a secret word: `secrets_policy` is no secret)
-    *((re.compile(_KEY + value, re.IGNORECASE), rf"\1\g<open>{MARK}\g<close>")
-      for value in _VALUES),
+    (_KEY_VALUE, _mark_value),
     # unquoted YAML (an LDAP `password: x` in a heredoc, a log line)
     (re.compile(r"""(?im)^([ \t]*[\w-]*""" + _WORDS + r"""[ \t]*:[ \t]+)
         (?![\['"{|>&*!]|sha256:)(\S[^\n#]*)""", re.VERBOSE), rf"\1{MARK}"),
