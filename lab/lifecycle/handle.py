@@ -459,12 +459,14 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     # id and our path name our own leftovers.
     labels = lab_labels(lab, str(path), owner={**lab_owner(path), HOME_LABEL: home or ""})
     leftovers = dk.containers(labels)
-    if leftovers:
-        if (path / MANIFEST).exists() and not state.interrupted_up(path) \
-                and any(c.status in ("running", "paused", "restarting") for c in leftovers):
-            raise LabAlreadyUp(f"lab {lab.name!r} is already up; `lab down {lab.name}` first, "
-                               "or pick another --name")
-        sweep(labels)  # the remains of a killed or failed run
+    if leftovers and (path / MANIFEST).exists() and not state.interrupted_up(path) \
+            and any(c.status in ("running", "paused", "restarting") for c in leftovers):
+        raise LabAlreadyUp(f"lab {lab.name!r} is already up; `lab down {lab.name}` first, "
+                           "or pick another --name")
+    # The remains of a killed or failed run, or of an interrupted `lab down` (its network
+    # and volumes without containers): Compose would reuse those volumes, old data and all.
+    if leftovers or dk.networks(labels) or dk.volumes(labels):
+        sweep(labels)
     check_ports(lab)
     image = image_for(lab)
     ensure_image(lab, image, progress)

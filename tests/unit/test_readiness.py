@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.engine.models import Container, ContainerState
+from lab.engine.models import Container, ContainerState, Volume
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle import layers
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
-from lab.render.compose import NODE_LABEL
+from lab.render.compose import DIR_LABEL, NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
 from lab.store.labdir import write_lab
@@ -323,6 +323,21 @@ def test_ready_lab_is_not_marked(offline_up: list[str], monkeypatch: pytest.Monk
     running = lifecycle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="fine")
     assert running.compose.tool == ComposeTool(V2, "2.29.1")
     assert state.up_marker_pid(running.path) is None
+
+
+def test_leftover_volumes_without_containers_are_swept_before_up(
+        offline_up: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # An interrupted `lab down` (Ctrl-C after the containers went) leaves the network and
+    # the volumes; the next `lab up` must not boot on the old lab's data.
+    # Listed by the lab's own labels (name, folder, ids), as `up` asks for its leftovers.
+    monkeypatch.setattr(lifecycle.dk, "volumes", lambda labels: [
+        Volume("glt-stale_gitaly1-data", dict(labels))] if DIR_LABEL in labels else [])
+    swept: list[dict[str, str]] = []
+    monkeypatch.setattr(lifecycle, "sweep", lambda labels: swept.append(labels) or [])
+    monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: None)
+    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
+    lifecycle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="stale")
+    assert len(swept) == 1
 
 
 @pytest.mark.parametrize(("state", "health", "healthy"), [
