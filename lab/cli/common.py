@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -61,3 +63,12 @@ def spec_request(topology: str | None, spec_file: Path | None, gitlab_version: s
     return SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
                        version=gitlab_version, flavor=flavor, name=name,
                        force_version=force_version)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_as_ctrl_c() -> None:
+    """From now on SIGTERM (a cancelled CI job) cleans up and exits as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _interrupt)

@@ -13,11 +13,10 @@ own exit code.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 import click
 from rich.markup import escape
@@ -29,6 +28,7 @@ from lab.cli.common import (
     EXIT_FAILED,
     console,
     err_console,
+    sigterm_as_ctrl_c,
     spec_options,
     spec_request,
     warn_if_forced,
@@ -78,10 +78,6 @@ class RichProgress:
     def note(self, message: str) -> None:
         # Notes may carry container log lines; brackets there are not markup.
         self.bar.console.print(f"[dim]{escape(message)}[/]", highlight=False)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def pick_lab(name: str | None) -> str:
@@ -150,7 +146,7 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
                                force_version=force_version))
     warn_if_forced(lab)
     # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_ctrl_c()
     err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
                       f"{lab.flavor.value}, {len(lab.nodes)} nodes)…")
     with RichProgress() as progress:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from lab.cli.common import EXIT_FAILED, console, err_console
+from lab.cli.common import EXIT_FAILED, console, err_console, sigterm_as_ctrl_c
 from lab.errors import BadInput
 from lab.scenario.evidence import bundle_collector
 from lab.scenario.load import find_scenarios, parse_scenario_file
@@ -75,6 +75,9 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
             # soft_wrap: log lines and patterns stay whole, for copying and grepping.
             out.print(format_failure(result), markup=False, highlight=False, soft_wrap=True)
 
+    # A cancelled CI job (SIGTERM) downs the labs as Ctrl-C does, instead of leaving them up
+    # where `lab gc` does not look (their folders exist, and no `lab up` was killed).
+    sigterm_as_ctrl_c()
     with out.status("starting") as status:
         results = run_plan(planned, flavor=flavor, leave_at_base=keep,
                            say=lambda text: status.update(text), on_result=show,

@@ -179,6 +179,9 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
     # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
     claim = LabClaim if up is default_up else None
     told = threading.Lock()  # say and on_result are the caller's: one call at a time
+    # Set when the main thread is interrupted (Ctrl-C, SIGTERM): each group ends its
+    # current scenario and downs its lab instead of running the rest of the plan.
+    stop = threading.Event()
 
     def tell(text: str) -> None:
         if say:
@@ -188,6 +191,8 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
     def run_group(items: list[tuple[int, PlanItem, ScenarioLabs]]) -> None:
         with LabPool(leave_at_base=leave_at_base, up=up, say=tell, claim=claim) as pool:
             for i, item, labs in items:
+                if stop.is_set():
+                    return
                 tell(f"scenario {item.scenario.name}")
                 results[i] = run_scenario(item.scenario, labs, pool, connect=connect,
                                           collect=collect, steps=steps)
@@ -205,8 +210,12 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
         if up is default_up:
             _images_first([items[0][2].base for items in todo])
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-group") as ex:
-            for future in [ex.submit(run_group, items) for items in todo]:
-                future.result()  # a bug in one group surfaces here, after the rest finished
+            try:
+                for future in [ex.submit(run_group, items) for items in todo]:
+                    future.result()  # a bug in one group surfaces here, after the rest finished
+            except KeyboardInterrupt:
+                stop.set()  # leaving the block waits for the groups to clean up
+                raise
     for i, item in enumerate(planned):
         if item.labs is None and on_result:
             on_result(results[i])

@@ -144,3 +144,26 @@ def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
     assert ran
     assert json.loads(res.stdout)["ok"] is True
     assert "No space left on device" in str(res.exception)
+
+
+def test_sigterm_during_a_run_cleans_up_as_ctrl_c_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    (tmp_path / "a.yaml").write_text(GOOD)
+    handlers: list[Any] = []
+
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        return []
+
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        res = CliRunner().invoke(cli, ["run", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert res.exit_code == 0
+    # Not the default (death, labs left up where `lab gc` does not look): Ctrl-C's path.
+    assert callable(handlers[0])
+    with pytest.raises(KeyboardInterrupt):
+        handlers[0](signal.SIGTERM, None)

@@ -407,3 +407,36 @@ def test_a_gitaly_that_git_never_reaches_again_fails_the_restart(
     assert result.evidence is not None
     assert "git over HTTP still fails" in result.evidence.output
     assert "The git server, Gitaly, is not available" in result.evidence.output
+
+
+def test_ctrl_c_stops_groups_side_by_side_after_their_current_scenario(tmp_path: Path) -> None:
+    import signal
+    import threading
+    import time
+
+    labs, up, connect = make(tmp_path)
+    both = threading.Barrier(2, timeout=10)
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def boot(lab: Lab) -> Any:
+        both.wait()
+        return up(lab)
+
+    def connect_slowly(running: Any) -> Any:
+        with lock:
+            started.append(running.name)
+            first = len(started) == 1
+        if first:  # Ctrl-C, as the terminal delivers it: to the main thread
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        time.sleep(0.5)  # both groups are in their first scenario when it comes
+        return connect(running)
+
+    names = ["shared-secrets-push-clone", "tls-push", "gitaly-own-secrets", "tls-untrusted-ca"]
+    scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
+    with pytest.raises(KeyboardInterrupt):
+        run_scenarios(scenarios, up=boot, connect=connect_slowly, jobs=2)
+    # Each group ends its current scenario and stops: not the whole run first.
+    assert len(started) == 2
+    assert len(labs) == 2
+    assert all(fake.calls[-1] == ("down",) for fake in labs)
