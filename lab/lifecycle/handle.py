@@ -76,6 +76,8 @@ TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
 UNLISTED_SECONDS = 2.0
 # Readiness rounds: the first pause, growing to the longest (lab.lifecycle.readiness).
 FIRST_POLL_INTERVAL = 0.1
+# How long the engine may take to finish a create that an interrupted Compose had sent.
+CREATE_SETTLE_SECONDS = 1.0
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
 
@@ -479,6 +481,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         raise BadInput(f"cannot write the lab folder {path}: {exc.strerror}; make it "
                        "writable by you") from None
     running = RunningLab(rendered, leave_up=False, clock=clock)
+    composing = False
     try:
         if prepare is not None:
             prepare(rendered)
@@ -486,7 +489,9 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         # stack the readiness probes need now, not in the middle of polling.
         threading.Thread(target=importlib.import_module, args=("lab.client.gitaly",),
                          daemon=True).start()
+        composing = True
         running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
+        composing = False
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:
         if keep_on_failure:
@@ -497,6 +502,12 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
             # and `lab gc` finishes the job after this process ends.
             with contextlib.suppress(LabError, OSError):
                 running.down()
+                if composing:
+                    # Compose was stopped mid-way (Ctrl-C): the engine still finishes a
+                    # create it was sent, after that sweep. Look once more, so no network
+                    # or container outlives the run where `lab gc` would not see it.
+                    running.clock.sleep(CREATE_SETTLE_SECONDS)
+                    running.down()
         raise
     state.clear_up_marker(path)
     return running

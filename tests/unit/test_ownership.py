@@ -272,3 +272,26 @@ def test_a_lab_is_named_never_given_as_a_path(engine: FakeEngine, tmp_path: Path
         with pytest.raises(LabNotFound, match="no lab named"):
             lifecycle.attach(name)
     assert (elsewhere / "manifest.json").is_file()
+
+
+def test_an_interrupted_compose_is_swept_again_after_the_engine_settles(
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C while Compose creates: the engine finishes a create it was sent after the first
+    # sweep; a second look removes it, or a network would outlive the run unseen by `lab gc`.
+    from lab.lifecycle.readiness import Clock
+
+    def interrupted(self: Compose, cmd: list[str], **kw: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Compose, "run", interrupted)
+    late: list[float] = []
+
+    def settle(seconds: float) -> None:  # the create in flight lands meanwhile
+        late.append(seconds)
+        engine.resources.append(Res("network", "glt-late_lab", lifecycle.attach("late").labels))
+
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.up(scaled(), name="late", clock=Clock(sleep=settle))
+    assert late == [lifecycle.CREATE_SETTLE_SECONDS]
+    assert [r.name for r in engine.resources] == []
+    assert "glt-late_lab" in engine.removed
