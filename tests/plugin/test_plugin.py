@@ -283,6 +283,19 @@ def test_a_release_matrix_makes_an_item_per_release(pytester: pytest.Pytester) -
     bad.stderr.fnmatch_lines(["*--lab-version: '19' is not a GitLab version*"])
 
 
+def test_a_release_the_toolkit_cannot_render_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    # Not a collection error in every scenario file (naming `lab run`'s --version and
+    # --force-version, which pytest has not), nor a SpecError traceback from lab_spec.
+    pytester.makefile(".yaml", **{"scenarios/a": SCENARIO, "scenarios/b": SCENARIO})
+    pytester.makepyfile(test_v="def test_v(lab_spec):\n    pass\n")
+    for value, problem in (("19.3.0,99.0.0", "newer than the newest release*(19.3.0)"),
+                           ("11.0.0", "older than the oldest supported release 11.11.0")):
+        result = pytester.runpytest("-q", "--lab-version", value)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: --lab-version: GitLab *{problem}*"])
+        assert "force-version" not in result.stderr.str()
+
+
 def test_a_matrix_runs_each_release_on_its_own_lab(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
         SEEN = []
