@@ -325,6 +325,9 @@ def _scenario_test(planned: PlanItem) -> Callable[..., None]:
         labs = planned.labs
         if labs is None or labs.base.flavor.value != lab_flavor:
             # A conftest overrode the flavour fixture: the plan's labs are not this run's.
+            if lab_flavor not in planned.scenario.flavors:
+                pytest.skip(f"scenario is for {', '.join(planned.scenario.flavors)} only; "
+                            f"the lab_flavor fixture gives {lab_flavor}")
             labs = resolve_labs(planned.scenario, flavor=lab_flavor, version=planned.release)
         lab_image_check(labs.base)
         result = run_scenario(planned.scenario, labs, lab_pool, collect=lab_collect)

@@ -189,6 +189,26 @@ def test_fixtures_can_be_overridden(pytester: pytest.Pytester) -> None:
     pytester.runpytest("-q").assert_outcomes(passed=2)
 
 
+def test_a_flavour_fixture_override_skips_scenarios_not_for_that_flavour(
+        pytester: pytest.Pytester) -> None:
+    # The plan skips by --lab-flavor; a conftest's lab_flavor must not run a scenario
+    # on a flavour it says it cannot be reproduced on.
+    pytester.makeconftest(FAKE_CONFTEST + textwrap.dedent('''
+        @pytest.fixture(scope="session")
+        def lab_flavor():
+            return "omnibus"
+
+        @pytest.fixture(scope="session")
+        def lab_image_check():
+            return lambda lab: None
+    '''))
+    pytester.makefile(".yaml", **{"scenarios/sim-only": "flavors: [sim]\n" + SCENARIO})
+    result = pytester.runpytest("-q", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*scenario is for sim only; the lab_flavor fixture gives "
+                                 "omnibus*"])
+
+
 def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
