@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lab.errors import LabError
+from lab.errors import LabError, SpecError
 from lab.model.lab import Flavor, Lab
 from lab.scenario.releases import parse_versions
 from lab.spec.versions import DEFAULT_VERSION, OLDEST_SUPPORTED, Version, newer_than_known
@@ -270,8 +270,17 @@ def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
             base, target = spec, spec
         else:
             req = SpecRequest(topology=spec, flavor=lab_flavor, version=lab_version)
-            base = resolve(req)
-            target = resolve(dataclasses.replace(req, sets=tuple(sets))) if sets else base
+            try:
+                base = resolve(req)
+                target = resolve(dataclasses.replace(req, sets=tuple(sets))) if sets else base
+            except SpecError as exc:
+                problem = str(exc)
+            else:
+                problem = ""
+            if problem:
+                # The test's mistake, said as such: not a traceback through lab.spec.
+                asked = f"{spec!r}, sets={list(sets)!r}" if sets else repr(spec)
+                pytest.fail(f"lab_factory({asked}): {problem}", pytrace=False)
         base = _shared_name(base)
         target = dataclasses.replace(target, name=base.name)
         lab_image_check(base)

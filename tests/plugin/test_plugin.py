@@ -209,6 +209,24 @@ def test_a_flavour_fixture_override_skips_scenarios_not_for_that_flavour(
                                  "omnibus*"])
 
 
+def test_a_bad_lab_factory_request_fails_the_test_without_a_traceback(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_CONFTEST)
+    pytester.makepyfile(textwrap.dedent('''
+        def test_topology(lab_factory):
+            lab_factory("nosuch")
+
+        def test_set(lab_factory):
+            lab_factory("scaled", sets=["nodes.gitaly9.tls=true"])
+    '''))
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*lab_factory('nosuch'): *unknown topology 'nosuch'; known topologies: *",
+        "*lab_factory('scaled', sets=?'nodes.gitaly9.tls=true'?): *every node needs roles*"])
+    assert "labspec.py" not in result.stdout.str()
+
+
 def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
