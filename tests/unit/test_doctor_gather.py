@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lab.engine.run import Result
+from lab.errors import BadInput
 from lab.omnibus.auth import decode_shell_jwt
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import RenderedLab, write_lab
@@ -128,3 +129,20 @@ def test_rake_check_runs_once_for_all_gitaly_nodes(tmp_path: Path,
     assert "14:connection refused" in probes[1].error
     assert all(p.via == "gitlab-rake gitlab:gitaly:check" for p in probes)
     assert handle.calls == [("gitlab", ["gitlab-rake", "gitlab:gitaly:check"])]
+
+
+def test_gitaly_probe_of_a_node_whose_container_was_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker rm` of a Gitaly node's container: a FAIL row, not an error that ends
+    `lab doctor` (exit 2, no JSON) and `lab collect` (no bundle)."""
+    monkeypatch.setattr(gather_mod, "containers_routable", lambda: True)
+    lab = resolve(SpecRequest(topology="scaled"))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+
+    class Removed(FakeHandle):
+        def container(self, node: str) -> Any:
+            raise BadInput(f"node {node!r} of lab {self.name!r} has no container")
+
+    probes = probe_gitaly(Removed(rendered, {}))
+    assert [p.node for p in probes] == ["gitaly1"]
+    assert "is the node up?" in probes[0].error

@@ -207,7 +207,10 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
     # Imported late: the gRPC stack is only needed once a lab is up.
     from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
-    ip = handle.container(node.name).ip
+    try:
+        ip = handle.container(node.name).ip
+    except LabError:  # its container was removed (`docker rm`): a FAIL row, not the end
+        ip = None
     if ip is None:
         return GitalyProbe(node.name, node.gitaly_address, storages, "no address on the lab "
                            "network (is the node up?)")
