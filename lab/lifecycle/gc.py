@@ -6,9 +6,11 @@ functions never touch a resource without them.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from lab.engine import docker as dk
 from lab.engine.models import Container
@@ -90,6 +92,16 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
 
 
 
+def _saved_spec(path: Path) -> dict[str, Any]:
+    """A manifest's flavor, version, spec and nodes, from the saved spec: for a lab whose
+    manifest.json was damaged or deleted by hand."""
+    try:
+        data = json.loads((path / state.SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {**data, "spec": data} if isinstance(data, dict) else {}
+
+
 def list_labs() -> list[LabSummary]:
     """Every lab in the state folder with how many of its containers run."""
     names = state.lab_names()
@@ -104,7 +116,7 @@ def list_labs() -> list[LabSummary]:
     out = []
     for name in names:
         path = state.lab_dir(name)
-        m = load_manifest(path) or {}
+        m = load_manifest(path) or _saved_spec(path)
         cs = by_lab.get(str(path), [])
         total = len(m.get("nodes", {}))
         running_n = sum(1 for c in cs if c.status == "running")

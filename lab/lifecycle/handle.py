@@ -59,7 +59,6 @@ from lab.spec.labspec import NAME_RE
 from lab.store import state
 from lab.store.labdir import (
     ADMIN_TOKEN,
-    MANIFEST,
     RenderedLab,
     lab_owner,
     load_manifest,
@@ -402,9 +401,11 @@ def attach(name: str) -> RunningLab:
     # A name, never a path: `lab down ../../x --purge` (or /x) would delete a lab folder
     # outside the state folder.
     path = state.lab_dir(name) if NAME_RE.match(name) else None
-    manifest = None if path is None else load_manifest(path)
-    if path is None or manifest is None:
+    if path is None or not state.is_lab_dir(path):
         raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
+    # A manifest.json damaged or deleted by hand: the saved spec still says what the lab
+    # is, so status, logs and `lab down` go on working (the next render writes it again).
+    manifest = load_manifest(path) or {}
     lab = load_lab(path)
     sec = load_secrets(path)
     if sec is None:
@@ -461,7 +462,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     # id and our path name our own leftovers.
     labels = lab_labels(lab, str(path), owner={**lab_owner(path), HOME_LABEL: home or ""})
     leftovers = dk.containers(labels)
-    if leftovers and (path / MANIFEST).exists() and not state.interrupted_up(path) \
+    if leftovers and state.is_lab_dir(path) and not state.interrupted_up(path) \
             and any(c.status in ("running", "paused", "restarting") for c in leftovers):
         raise LabAlreadyUp(f"lab {lab.name!r} is already up; `lab down {lab.name}` first, "
                            "or pick another --name")

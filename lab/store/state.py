@@ -79,12 +79,18 @@ def home_id(*, create: bool = True) -> str | None:
     return home_id(create=False)
 
 
+def is_lab_dir(path: Path) -> bool:
+    """A folder `lab up` rendered: its manifest.json, or (that file deleted by hand) its
+    saved spec, which is all a handle on the lab needs (lab.lifecycle.handle.attach)."""
+    return (path / MANIFEST).is_file() or (path / SPEC_FILE).is_file()
+
+
 def lab_names() -> list[str]:
     """Labs that have a directory (rendered by `lab up`), sorted."""
     root = labs_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
+    return sorted(p.name for p in root.iterdir() if is_lab_dir(p))
 
 
 def write_up_marker(path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.errors import Incomplete, LabBusy, LabOwnedElsewhere
+from lab.errors import Incomplete, LabAlreadyUp, LabBusy, LabOwnedElsewhere
 from lab.lifecycle import folder
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
@@ -295,3 +295,31 @@ def test_an_interrupted_compose_is_swept_again_after_the_engine_settles(
     assert late == [lifecycle.CREATE_SETTLE_SECONDS]
     assert [r.name for r in engine.resources] == []
     assert "glt-late_lab" in engine.removed
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate", "delete"])
+def test_a_lab_whose_manifest_was_damaged_by_hand_is_still_the_lab(
+        engine: FakeEngine, damage: str) -> None:
+    """manifest.json broken while the lab runs: `lab down` said "no lab named 'x'; labs:
+    x" while `lab up` said "already up; `lab down x` first"; with the file deleted, `lab
+    gc` removed the running lab as if its folder were gone. The saved spec says what the
+    lab is."""
+    running = lifecycle.up(scaled(), name="hurt")
+    engine.add("ours", running.labels)
+    manifest = running.path / "manifest.json"
+    if damage == "corrupt":
+        manifest.write_text('{"name": "hurt", garbage')
+    elif damage == "truncate":
+        manifest.write_text(manifest.read_text()[:300])
+    else:
+        manifest.unlink()
+    assert state.lab_names() == ["hurt"]
+    [summary] = lab_gc.list_labs()
+    assert (summary.flavor, summary.nodes, summary.running, summary.state) == \
+        ("sim", 2, 1, "partial")
+    assert lab_gc.gc() == []
+    with pytest.raises(LabAlreadyUp):
+        lifecycle.up(scaled(), name="hurt")
+    assert engine.removed == []
+    lifecycle.attach("hurt").down()
+    assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
