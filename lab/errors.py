@@ -69,6 +69,11 @@ class LabNotFound(BadInput):
     """No lab of that name exists."""
 
 
+class LabDamaged(BadInput):
+    """The lab's folder no longer says what the lab is (its .lab/ damaged or deleted by
+    hand); `lab down` still removes what carries its labels."""
+
+
 class PortInUse(BadInput):
     """A fixed host port the spec publishes is taken."""
 

@@ -33,7 +33,7 @@ from lab.cli.common import (
     spec_request,
     warn_if_forced,
 )
-from lab.errors import LabError, LabNotFound
+from lab.errors import LabDamaged, LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.handle import TIMEOUTS, RunningLab
@@ -164,7 +164,17 @@ def down(name: str | None, purge: bool) -> None:
     Refused while another process starts the lab or a `lab run` uses it (the
     message names its PID). Exit 1 if --purge could not delete the folder.
     """
-    running = lifecycle.attach(pick_lab(name))
+    lab_name = pick_lab(name)
+    try:
+        running = lifecycle.attach(lab_name)
+    except LabDamaged as exc:
+        # Its folder can't say what the lab is: still remove what carries its labels.
+        lab_gc.check_not_in_use(lab_name)
+        path = lifecycle.down_damaged(lab_name, purge=purge)
+        err_console.print(f"[yellow]warning:[/] {escape(str(exc))}", highlight=False)
+        kept = "" if purge else f" (folder kept: {path}; --purge removes it)"
+        console.print(f"Lab [bold]{lab_name}[/] is down{kept}.", highlight=False)
+        return
     lab_gc.check_not_in_use(running.name)
     running.down(purge=purge)
     kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"

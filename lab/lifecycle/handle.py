@@ -27,6 +27,7 @@ from lab.errors import (
     BadInput,
     LabAlreadyUp,
     LabBusy,
+    LabDamaged,
     LabError,
     LabNotFound,
     NotReady,
@@ -52,6 +53,7 @@ from lab.render.compose import (
     DIR_LABEL,
     HOME_LABEL,
     ID_LABEL,
+    LAB_LABEL,
     compose_dict,
 )
 from lab.render.compose import labels as lab_labels
@@ -59,6 +61,7 @@ from lab.spec.labspec import NAME_RE
 from lab.store import state
 from lab.store.labdir import (
     ADMIN_TOKEN,
+    SECRETS_STORE,
     RenderedLab,
     lab_owner,
     load_manifest,
@@ -406,16 +409,41 @@ def attach(name: str) -> RunningLab:
     # A manifest.json damaged or deleted by hand: the saved spec still says what the lab
     # is, so status, logs and `lab down` go on working (the next render writes it again).
     manifest = load_manifest(path) or {}
-    lab = load_lab(path)
-    sec = load_secrets(path)
+    try:
+        lab = load_lab(path)  # its message says: `lab down NAME --purge`, then start again
+    except BadInput as exc:
+        raise LabDamaged(str(exc)) from None
+    try:
+        sec = load_secrets(path)
+    except BadInput:
+        raise LabDamaged(f"{path / SECRETS_STORE} is damaged; remove the lab with "
+                         f"`lab down {name} --purge` and start it again") from None
     if sec is None:
-        raise BadInput(f"lab {name!r} has no secrets in {path}; remove it with "
-                       f"`lab down {name} --purge`")
+        raise LabDamaged(f"lab {name!r} has no secrets in {path}; remove it with "
+                         f"`lab down {name} --purge` and start it again")
     image = str(manifest.get("image") or image_for(lab))
     # files lists what a render wrote; attaching writes nothing, and nothing
     # after attach reads it (apply re-renders), so skip rendering every file.
     return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=(),
                                   owner=lab_owner(path)))
+
+
+def down_damaged(name: str, *, purge: bool = False) -> Path:
+    """`lab down` of a lab ``attach`` refuses as damaged (its .lab/ spec or secrets broken
+    or deleted by hand): removes what carries its name and ids, or, with its id gone
+    too, its name, folder and this state folder's id. Returns its folder."""
+    path = state.lab_dir(name)
+    owner = lab_owner(path)
+    if ID_LABEL in owner:
+        which = {LAB_LABEL: name, **owner}
+    else:
+        home = state.home_id(create=False)
+        which = {LAB_LABEL: name, DIR_LABEL: str(path), **({HOME_LABEL: home} if home else {})}
+    sweep(which)
+    state.clear_up_marker(path)
+    if purge:
+        purge_folder(path)
+    return path
 
 
 def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,

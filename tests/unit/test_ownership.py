@@ -323,3 +323,34 @@ def test_a_lab_whose_manifest_was_damaged_by_hand_is_still_the_lab(
     assert engine.removed == []
     lifecycle.attach("hurt").down()
     assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
+
+
+@pytest.mark.parametrize("damage", ["delete .lab", "corrupt secrets", "delete spec"])
+def test_down_removes_a_lab_whose_state_folder_was_damaged_by_hand(
+        engine: FakeEngine, damage: str) -> None:
+    """.lab/ deleted, or its secrets or spec damaged: every command said "remove the lab
+    with `lab down NAME --purge`", and `lab down` said the same, while `lab up` said
+    "already up; `lab down` first". Down still removes its own resources, only those."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lab.cli.main import cli
+    from lab.errors import LabDamaged
+
+    running = lifecycle.up(scaled(), name="broken")
+    engine.add("ours", running.labels)
+    engine.add("theirs", {LAB_LABEL: "broken", DIR_LABEL: "/elsewhere/broken",
+                          ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
+    if damage == "delete .lab":
+        shutil.rmtree(running.path / ".lab")
+    elif damage == "corrupt secrets":
+        (running.path / ".lab" / "secrets.json").write_text("garbage")
+    else:
+        (running.path / ".lab" / "spec.json").unlink()
+    with pytest.raises(LabDamaged, match="lab down broken --purge"):
+        lifecycle.attach("broken")
+    result = CliRunner().invoke(cli, ["down", "broken", "--purge"])
+    assert result.exit_code == 0, result.output
+    assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
+    assert not running.path.exists()
