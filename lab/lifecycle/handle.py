@@ -413,6 +413,13 @@ def attach(name: str) -> RunningLab:
         lab = load_lab(path)  # its message says: `lab down NAME --purge`, then start again
     except BadInput as exc:
         raise LabDamaged(str(exc)) from None
+    if lab.name != name:
+        # A lab folder copied (or renamed) by hand: it carries the other lab's name and id,
+        # and its `lab down` would remove that lab (down goes by name and id).
+        raise LabDamaged(f"the folder {path} holds lab {lab.name!r}, not {name!r} (copied or "
+                         f"renamed by hand?); use `lab ... {lab.name}` for that lab, and "
+                         f"`lab down {name} --purge` to delete this copy (it removes nothing "
+                         f"of lab {lab.name!r})")
     try:
         sec = load_secrets(path)
     except BadInput:

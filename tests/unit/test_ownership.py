@@ -354,3 +354,25 @@ def test_down_removes_a_lab_whose_state_folder_was_damaged_by_hand(
     assert result.exit_code == 0, result.output
     assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
     assert not running.path.exists()
+
+
+def test_a_lab_folder_copied_under_another_name_is_not_the_lab(engine: FakeEngine) -> None:
+    """`cp -a labs/st2 labs/st2copy`: `lab status st2copy` showed lab st2 with every node
+    missing, and `lab down st2copy` removed the running lab st2 (same name and id)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from lab.cli.main import cli
+    from lab.errors import LabDamaged
+
+    running = lifecycle.up(scaled(), name="orig")
+    engine.add("orig", running.labels)
+    shutil.copytree(running.path, running.path.with_name("copy"), symlinks=True)
+    with pytest.raises(LabDamaged, match="holds lab 'orig', not 'copy'"):
+        lifecycle.attach("copy")
+    result = CliRunner().invoke(cli, ["down", "copy", "--purge"])
+    assert result.exit_code == 0, result.output
+    assert engine.removed == []
+    assert not running.path.with_name("copy").exists()
+    assert running.path.exists()
