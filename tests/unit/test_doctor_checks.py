@@ -116,6 +116,16 @@ def test_missing_secrets_file_fails() -> None:
     assert bad[0].hint == COPY_HINT
 
 
+def test_secrets_file_that_is_not_json_fails_not_ok() -> None:
+    # A file cut short by hand was "OK present (shell secret none)", then a secret mismatch.
+    nodes = [NodeFacts("gitlab", "running", None, "", True, "sha256:a", "sha256:a"),
+             NodeFacts("gitaly1", "running", None, "", True, None, None, "not valid JSON")]
+    checks = [c for c in secrets_checks("gitlab", nodes) if c.scope == "gitaly1"]
+    assert [(c.name, c.level) for c in checks] == [("secrets file", Level.FAIL)]
+    assert "not valid JSON" in checks[0].detail
+    assert checks[0].hint == COPY_HINT
+
+
 def test_hook_secret_prefers_gitaly_section() -> None:
     assert hook_secret({"gitlab_shell": {"secret_token": "s\n"}}) == "s"
     assert hook_secret({"gitlab_shell": {"secret_token": "s"},

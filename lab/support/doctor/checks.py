@@ -172,6 +172,11 @@ def secrets_checks(app: str, nodes: Sequence[NodeFacts]) -> list[Check]:
                                                           if n.secrets_error else ""),
                              _copy_hint(app, n.name)))
             continue
+        if n.secrets_error:  # there, but unreadable as JSON: no secret in it counts
+            out.append(Check(n.name, "secrets file", Level.FAIL,
+                             f"{SECRETS_PATH} is present but {n.secrets_error}",
+                             _copy_hint(app, n.name)))
+            continue
         out.append(Check(n.name, "secrets file", Level.OK, f"present (shell secret "
                          f"{n.shell_sha or 'none'})"))
         if n.name == app:
