@@ -33,7 +33,7 @@ from lab.cli.common import (
     spec_request,
     warn_if_forced,
 )
-from lab.errors import LabDamaged, LabError, LabNotFound
+from lab.errors import BadInput, LabDamaged, LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle as lifecycle
 from lab.lifecycle.handle import TIMEOUTS, RunningLab
@@ -251,8 +251,18 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
 
     running = lifecycle.attach(pick_lab(lab_name))
     args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
+    container = running.container(node)
+    if container.status != "running":
+        # Docker refuses with its own words and exit 1, which would read as the command's.
+        how = {"paused": f"`docker unpause {container.name}`",
+               "created": f"`docker start {container.name}`",
+               "exited": f"`docker start {container.name}`"}.get(
+                   container.status, f"`lab down {running.name}`, then `lab up`")
+        raise BadInput(f"node {node!r} of lab {running.name!r} is {container.status}, not "
+                       f"running, so nothing can run in it; run {how} first (`lab status "
+                       f"{running.name}` shows every node)")
     # The terminal goes to the command: interactive shells and exit codes just work.
-    exec_attached(running.container(node), args, tty=sys.stdin.isatty() and sys.stdout.isatty())
+    exec_attached(container, args, tty=sys.stdin.isatty() and sys.stdout.isatty())
 
 
 @click.command(name="list")

@@ -260,6 +260,34 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
     assert "needs the Docker CLI on PATH" in str(res.exception)
 
 
+@pytest.mark.parametrize(("status", "fix"), [("paused", "docker unpause glt-x-gitaly1-1"),
+                                             ("exited", "docker start glt-x-gitaly1-1"),
+                                             ("dead", "lab down x`, then `lab up")])
+def test_exec_in_a_node_that_is_not_running_says_so_and_how(
+        monkeypatch: pytest.MonkeyPatch, status: str, fix: str) -> None:
+    # Docker's own refusal ("is not running", "is paused") exited 1, like the command would.
+    from click.testing import CliRunner
+
+    from lab.cli import lifecycle as cli_lifecycle
+    from lab.cli.main import cli
+    from lab.engine.models import Container, ContainerState
+    from lab.errors import BadInput
+
+    class Handle:
+        name = "x"
+
+        def container(self, node: str) -> Container:
+            return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState(status, 0, ""))
+
+    monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
+    monkeypatch.setenv("PATH", "/nonexistent")  # never reaches docker
+    res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
+    assert isinstance(res.exception, BadInput), res.exception
+    assert res.exception.exit_code == 2
+    assert f"node 'gitaly1' of lab 'x' is {status}, not running" in str(res.exception)
+    assert fix in str(res.exception)
+
+
 def test_a_lab_is_named_never_given_as_a_path(engine: FakeEngine, tmp_path: Path) -> None:
     # `lab down /x --purge` or `lab down ../../x --purge` attached a lab folder outside the
     # state folder and deleted it.
