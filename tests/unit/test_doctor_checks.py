@@ -18,6 +18,7 @@ from lab.support.doctor.checks import (
     gitaly_checks,
     host_checks,
     judge,
+    running_checks,
     secrets_checks,
     tls_checks,
 )
@@ -226,3 +227,15 @@ def test_report_json_text_and_exit_status() -> None:
 def test_not_running_lab_warns(running: bool) -> None:
     report = judge("x", Gathered(host=healthy_host(lab_running=running)), "gitlab")
     assert any(c.name == "running" for c in report.checks) is not running
+
+
+def test_a_node_that_is_not_running_gets_the_hint_for_its_state() -> None:
+    # "lab up (or docker start)" fitted none: lab up refuses while other nodes run (and
+    # boots a new lab without the data), and docker start does not unpause.
+    nodes = [NodeFacts("gitlab", "running", None, ""), NodeFacts("gitaly1", "paused", None, ""),
+             NodeFacts("gitaly2", "exited", None, ""), NodeFacts("gitaly3", "missing", None, "")]
+    hints = {c.scope: c.hint for c in running_checks(nodes, "st1")}
+    assert hints["gitlab"] == ""
+    assert hints["gitaly1"].startswith("unpause its container (docker unpause")
+    assert hints["gitaly2"].startswith("start its container (docker start")
+    assert hints["gitaly3"].startswith("its container is gone: `lab down st1`, then `lab up`")

@@ -145,10 +145,21 @@ def config_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
     return out
 
 
-def running_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
+def start_hint(state: str, node: str, lab: str) -> str:
+    """How to get a node that is not running back, by its state. `lab up` is no answer while
+    other nodes run (it says the lab is up), and would boot a new lab without the data."""
+    if state == "missing":
+        return (f"its container is gone: `lab down {lab}`, then `lab up` (a new lab, without "
+                "the old data)")
+    if state == "paused":
+        return f"unpause its container (docker unpause; `lab status {lab}` names it)"
+    return (f"start its container (docker start; `lab status {lab}` names it), then see "
+            f"lab logs {node}")
+
+
+def running_checks(nodes: Sequence[NodeFacts], lab: str) -> list[Check]:
     return [Check(n.name, "container", Level.OK if n.state == "running" else Level.FAIL,
-                  n.state, "" if n.state == "running" else
-                  f"start it: lab up (or docker start), then see lab logs {n.name}")
+                  n.state, "" if n.state == "running" else start_hint(n.state, n.name, lab))
             for n in nodes]
 
 
@@ -312,10 +323,13 @@ def judge(lab_name: str | None, g: Gathered, app: str | None) -> Report:
     checks = host_checks(g.host)
     if app is not None:
         if g.host.lab_running:
-            checks += running_checks(g.nodes)
+            checks += running_checks(g.nodes, lab_name or "")
         else:
             checks.append(Check("lab", "running", Level.WARN, "the lab is not running: only "
-                                "its files were checked", "lab up, then lab doctor again"))
+                                "its files were checked",
+                                "start its containers to keep their data (docker start; "
+                                f"`lab status {lab_name or ''}` names them), or `lab up` "
+                                "for a new lab; then lab doctor again"))
         checks += config_checks(g.nodes)
         checks += secrets_checks(app, g.nodes)
         checks += gitaly_checks(app, g.gitaly)
