@@ -35,7 +35,6 @@ import pytest
 from lab.errors import LabError, SpecError
 from lab.model.lab import Flavor, Lab
 from lab.scenario.releases import parse_versions
-from lab.spec.versions import DEFAULT_VERSION, OLDEST_SUPPORTED, Version, newer_than_known
 
 if TYPE_CHECKING:
     from lab.client.gitlab import GitLab
@@ -88,27 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        matrix = releases(config)
+        releases(config)
     except ValueError as exc:
         raise pytest.UsageError(f"--lab-version: {exc}") from None
-    for release in matrix:
-        if release is not None:
-            _check_supported(Version.parse(release))
-
-
-def _check_supported(version: Version) -> None:
-    """A release no lab can be rendered for is the option's mistake, said once, not per file.
-
-    (``lab.spec.versions.parse_supported`` says the same, but points at `lab`'s
-    --force-version, which pytest has not.)
-    """
-    if version < Version.parse(OLDEST_SUPPORTED):
-        raise pytest.UsageError(f"--lab-version: GitLab {version} is older than the oldest "
-                                f"supported release {OLDEST_SUPPORTED}")
-    if newer_than_known(version):
-        raise pytest.UsageError(f"--lab-version: GitLab {version} is newer than the newest "
-                                f"release this toolkit knows ({DEFAULT_VERSION}); check the "
-                                "number")
 
 
 def releases(config: pytest.Config) -> list[str | None]:

@@ -15,6 +15,13 @@ def test_parse_versions() -> None:
     assert releases.parse_versions(" 15.9.8,17.11.7 ,15.9.8") == ["15.9.8", "17.11.7"]
     with pytest.raises(ValueError, match=r"'17\.11' is not a GitLab version"):
         releases.parse_versions("15.9.8,17.11")
+    # Refused for the option (once), in words that fit `lab run` and pytest alike: neither
+    # has the --force-version that a spec's own error suggests.
+    with pytest.raises(ValueError, match=r"^GitLab 99\.0\.0 is newer than the newest release "
+                       r"this toolkit knows \(19\.3\.0\); check the number$"):
+        releases.parse_versions("19.3.0,99.0.0")
+    with pytest.raises(ValueError, match=r"older than the oldest supported release 11\.11\.0"):
+        releases.parse_versions("11.0.0")
 
 
 
