@@ -32,7 +32,7 @@ from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
-from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported
+from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported, unsupported
 
 DEFAULT_NAME = "imported"
 
@@ -346,10 +346,9 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
         if version is not None else None
     if asked is not None and newer_than_known(asked):
         # `lab import` has no --force-version: the spec is imported in the newest known terms.
-        raise SpecError(f"GitLab {asked} is newer than the newest release this toolkit knows "
-                        f"({DEFAULT_VERSION}); check the number, or import with --version "
-                        f"{DEFAULT_VERSION} and start the spec with `lab up -f SPEC --version "
-                        f"{asked} --force-version`", source="--version", key="version")
+        raise SpecError(f"{unsupported(asked)}, or import with --version {DEFAULT_VERSION} and "
+                        f"start the spec with `lab up -f SPEC --version {asked} "
+                        "--force-version`", source="--version", key="version")
     release, why = clues.choose(asked, notes)
     chosen = str(release)
     d = omnibus_dialect.dialect_for(release)
