@@ -6,19 +6,18 @@ functions never touch a resource without them.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from lab.engine import docker as dk
 from lab.engine.models import Container
-from lab.errors import LabBusy, LabError, LabOwnedElsewhere
+from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
+from lab.lifecycle.folder import load_lab
 from lab.lifecycle.status import LabSummary
 from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import state
-from lab.store.labdir import MANIFEST, lab_owner, load_manifest
+from lab.store.labdir import lab_owner, load_manifest
 
 
 def is_ours(lbl: dict[str, str], path: Path, owner: dict[str, str], home: str | None) -> bool:
@@ -91,15 +90,18 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
     return removed
 
 
-
-def _saved_spec(path: Path) -> dict[str, Any]:
-    """A manifest's flavor, version, spec and nodes, from the saved spec: for a lab whose
-    manifest.json was damaged or deleted by hand."""
+def _described(path: Path) -> tuple[str, str, str, int]:
+    """Flavour, version, topology and node count of the lab in ``path``: from its manifest,
+    or (that file damaged or deleted by hand) from its saved spec."""
+    m = load_manifest(path)
+    if m is not None:
+        return (str(m.get("flavor", "")), str(m.get("version", "")),
+                str((m.get("spec") or {}).get("topology", "")), len(m.get("nodes", {})))
     try:
-        data = json.loads((path / state.SPEC_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {**data, "spec": data} if isinstance(data, dict) else {}
+        lab = load_lab(path)
+    except BadInput:
+        return "", "", "", 0
+    return lab.flavor.value, str(lab.version), lab.topology or "", len(lab.nodes)
 
 
 def list_labs() -> list[LabSummary]:
@@ -116,9 +118,8 @@ def list_labs() -> list[LabSummary]:
     out = []
     for name in names:
         path = state.lab_dir(name)
-        m = load_manifest(path) or _saved_spec(path)
+        flavor, version, topology, total = _described(path)
         cs = by_lab.get(str(path), [])
-        total = len(m.get("nodes", {}))
         running_n = sum(1 for c in cs if c.status == "running")
         if not docker_ok:
             st = "unknown"
@@ -130,9 +131,7 @@ def list_labs() -> list[LabSummary]:
             st = "partial"
         else:
             st = "down"
-        out.append(LabSummary(name, path, str(m.get("flavor", "")), str(m.get("version", "")),
-                              str((m.get("spec") or {}).get("topology", "")), total, running_n,
-                              st))
+        out.append(LabSummary(name, path, flavor, version, topology, total, running_n, st))
     return out
 
 
@@ -169,7 +168,7 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
         path = Path(d)
         try:
             # A folder there with another id is another lab: this one's folder is gone.
-            gone = not (path / MANIFEST).exists() or bool(
+            gone = not state.is_lab_dir(path) or bool(
                 lid and lab_owner(path).get(ID_LABEL) not in (None, lid))
         except OSError:
             continue  # a folder we may not look into (another user's, --all): not ours to judge
