@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,13 +377,39 @@ def scenario_folders(config: pytest.Config) -> list[Path]:
     return [(config.rootpath / str(f)).resolve() for f in config.getini(SCENARIOS_INI)]
 
 
+def named_folders(config: pytest.Config) -> list[Path]:
+    """Folders named on the command line (`pytest my-scenarios/`; not ini testpaths)."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return []
+    here = config.invocation_params.dir
+    folders = [(here / arg.split("::", 1)[0]).resolve() for arg in config.args]
+    return [f for f in folders if f.is_dir()]
+
+
+# A scenario has top-level steps; other YAML (CI files, golden files) does not.
+_STEPS = re.compile(r"^steps\s*:", re.MULTILINE)
+
+
+def _looks_like_scenario(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return bool(_STEPS.search(f.read(1 << 20)))
+    except OSError:
+        return False
+
+
 def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:
     if path.suffix not in (".yaml", ".yml"):
         return False
     if parent.session.isinitpath(path):
         return True
     where = path.resolve()
-    return any(where.is_relative_to(folder) for folder in scenario_folders(parent.config))
+    if any(where.is_relative_to(folder) for folder in scenario_folders(parent.config)):
+        return True
+    # `pytest my-checks/`: a folder named on the command line, whatever its name; only
+    # its scenario files, so a folder with other YAML in it can still be named.
+    return any(where.is_relative_to(folder) for folder in named_folders(parent.config)) \
+        and _looks_like_scenario(path)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

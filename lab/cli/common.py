@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,21 @@ from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+# Not a terminal (a pipe, a CI log, a file): Rich would wrap and cut at 80 columns,
+# splitting paths and table cells. Lines are then as long as their text; $COLUMNS still wins.
+PIPE_WIDTH = 10_000
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """The console for stdout or stderr: a terminal's width, or unwrapped when piped."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def spec_options(func: F) -> F:

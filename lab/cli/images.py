@@ -7,9 +7,10 @@ import time
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from lab.cli.common import console as stdout_console
+from lab.cli.common import err_console
 from lab.engine import images as engine_images
 
 
@@ -33,12 +34,13 @@ def images() -> None:
 @click.option("--force", is_flag=True, help="Rebuild the base and sim images even if present.")
 def build(force: bool) -> None:
     """Build the offline sim image (Debian bookworm via mmdebstrap; no registry needed)."""
-    console = Console(stderr=True)
+    console = err_console
     started = time.monotonic()
     with console.status("checking images ...") as status:
         def progress(message: str) -> None:
             status.update(message + " ...")
-            console.log(message)
+            # A line of its own, with the time: not console.log, which adds its source path.
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
         ref = engine_images.build_images(force=force, progress=progress)
     console.print(f"[green]ready[/green] {ref} ({time.monotonic() - started:.0f}s)")
@@ -53,7 +55,7 @@ def list_(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    Console().print(format_images_table(rows))
+    stdout_console.print(format_images_table(rows))
 
 
 @images.command()
@@ -61,7 +63,7 @@ def list_(as_json: bool) -> None:
 def load(file: str) -> None:
     """Load an image tarball (`docker save` output), e.g. gitlab-ce on an air-gapped host."""
     ref = engine_images.load_image(file)
-    Console(stderr=True).print(f"[green]loaded[/green] {ref}")
+    err_console.print(f"[green]loaded[/green] {ref}")
     click.echo(ref)
 @images.command()
 @click.argument("refs", nargs=-1, metavar="[IMAGE]...")
@@ -73,7 +75,7 @@ def save(refs: tuple[str, ...], output: str) -> None:
     Without IMAGE, saves this installation's sim image.
     """
     saved = engine_images.save_images(list(refs), output)
-    Console(stderr=True).print(f"[green]saved[/green] {', '.join(saved)} to {output}")
+    err_console.print(f"[green]saved[/green] {', '.join(saved)} to {output}")
     click.echo(output)
 
 

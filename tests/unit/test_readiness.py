@@ -371,3 +371,15 @@ def test_each_lab_redacts_its_own_secrets_only(
     monkeypatch.setattr(lifecycle.dk, "logs", logs)
     assert a.logs("gitlab") == "log [REDACTED]"
     assert seen["redact"] is a.redactor
+
+
+@pytest.mark.parametrize(("flavor", "says"), [("sim", "lab logs"), ("omnibus", "reconfigure")])
+def test_services_timeout_hint_fits_the_flavour(flavor: str, says: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sim node is up within a second: "Omnibus reconfigure may still be running" misleads.
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    lab = resolve(SpecRequest(topology="scaled", flavor=flavor))
+    handle: Any = type("Handle", (), {"lab": lab})()
+    hint = {layer.name: layer.hint for layer in layers.readiness_layers(handle)}["services up"]
+    assert says in hint
+    assert ("Omnibus" in hint) == (flavor == "omnibus")

@@ -244,6 +244,21 @@ def test_library_covers_every_row_of_the_brief() -> None:
             "gitaly-port-not-published", "gitaly-stopped"} <= names
 
 
+def test_readme_scenario_table_lists_every_built_in() -> None:
+    readme = (LIBRARY.parent / "README.md").read_text()
+    table = readme.split("## Scenarios", 1)[1].split("### ", 1)[0]
+    listed: set[str] = set()
+    for row in table.splitlines():
+        if not row.startswith("| `"):
+            continue
+        previous = ""
+        for name in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            # `internal-api-url-wrong` / `-unset`: the second shares the first's stem.
+            previous = previous.rsplit("-", 1)[0] + name if name.startswith("-") else name
+            listed.add(previous)
+    assert listed == {p.stem for p in LIBRARY_FILES}
+
+
 @pytest.mark.parametrize("name", ["/tmp/x", "../x", "a/../../x", ".git/config",
                                   "sub/.git/hooks/pre-commit"])
 def test_push_file_names_stay_in_the_repository(name: str) -> None:

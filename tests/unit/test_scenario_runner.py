@@ -440,3 +440,18 @@ def test_ctrl_c_stops_groups_side_by_side_after_their_current_scenario(tmp_path:
     assert len(started) == 2
     assert len(labs) == 2
     assert all(fake.calls[-1] == ("down",) for fake in labs)
+
+
+def test_junit_classname_is_relative_and_dot_free(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.resources import data_dir
+    from lab.scenario.report import junit_classname
+
+    builtin = str(data_dir("scenarios") / "tls-push.yaml")  # site-packages/lab/_data/... in a wheel
+    mine = tmp_path / "v1.2" / "case.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert junit_classname(builtin) == "scenarios/tls-push"
+    assert junit_classname(str(mine)) == "v1_2/case"
+    assert junit_classname("/elsewhere/other.case.yaml") == "other_case"
+    r = ScenarioResult("tls-push", builtin, Outcome.PASSED, 1.0)
+    assert 'classname="scenarios/tls-push"' in junit_xml([r])

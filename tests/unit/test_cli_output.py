@@ -1,0 +1,50 @@
+"""Output for machines: piped output is neither wrapped nor cut, and carries no source paths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lab.cli import images as cli_images
+from lab.cli.main import cli
+
+LONG = "/very/long/state/folder/" + "x" * 150 + "/labs/scaled/.lab/admin-token"
+
+PRINTS = f"""
+from rich.table import Table
+from lab.cli.common import console
+console.print("  admin token:  {LONG}  (user root; header PRIVATE-TOKEN)")
+table = Table()
+table.add_column("ports")
+table.add_row("127.0.0.1:32768->80/tcp, 127.0.0.1:32769->8075/tcp, 127.0.0.1:32770->9999/tcp")
+console.print(table)
+"""
+
+
+def test_piped_output_is_not_wrapped_or_cut() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", PRINTS], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert f"  admin token:  {LONG}  (user root; header PRIVATE-TOKEN)\n" in out
+    assert "127.0.0.1:32768->80/tcp, 127.0.0.1:32769->8075/tcp, 127.0.0.1:32770->9999/tcp" \
+        in out
+    assert "…" not in out
+
+
+def test_images_build_progress_has_no_source_path(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    def build(force: bool, progress: object) -> str:
+        assert callable(progress)
+        progress("building the base image")
+        return "gitlab-testlab/sim:abc"
+
+    monkeypatch.setattr(cli_images.engine_images, "build_images", build)
+    result = CliRunner().invoke(cli, ["images", "build"])
+    assert result.exit_code == 0, result.output
+    assert "building the base image" in result.output
+    assert ".py:" not in result.output
