@@ -25,6 +25,10 @@ from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The `schema_version` of every --json output: raised when a field changes meaning or
+#: goes away (new fields may appear without it).
+JSON_SCHEMA_VERSION = 1
+
 # Not a terminal (a pipe, a CI log, a file): Rich would wrap and cut at 80 columns,
 # splitting paths and table cells. Lines are then as long as their text; $COLUMNS still wins.
 PIPE_WIDTH = 10_000

@@ -6,14 +6,25 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.table import Table
 
-from lab.cli.common import EXIT_FAILED, console, err_console, sigterm_as_ctrl_c
+from lab.cli.common import (
+    EXIT_FAILED,
+    JSON_SCHEMA_VERSION,
+    console,
+    err_console,
+    sigterm_as_ctrl_c,
+)
 from lab.errors import BadInput
+from lab.lifecycle.contract import LabHandle
+from lab.resources import data_dir
 from lab.scenario.evidence import bundle_collector
 from lab.scenario.load import find_scenarios, parse_scenario_file
-from lab.scenario.plan import plan
+from lab.scenario.model import Scenario
+from lab.scenario.plan import plan, plan_on
 from lab.scenario.releases import parse_versions
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.results import Outcome, ScenarioResult
@@ -22,10 +33,35 @@ from lab.store import state
 from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 
 
+def format_library(scenarios: list[Scenario]) -> Table:
+    table = Table(title="built-in scenarios (lab run NAME…, or --all)", title_justify="left")
+    for col in ("name", "flavours", "shows"):
+        table.add_column(col)
+    for sc in scenarios:
+        table.add_row(sc.name, ",".join(sc.flavors), " ".join(sc.description.split()))
+    return table
+
+
+def library_json(scenarios: list[Scenario]) -> dict[str, Any]:
+    return {"schema_version": JSON_SCHEMA_VERSION,
+            "scenarios": [{"name": sc.name, "flavors": list(sc.flavors),
+                           "description": " ".join(sc.description.split()),
+                           "guide": " ".join(sc.guide.split()), "source": sc.source}
+                          for sc in scenarios]}
+
+
 @click.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default="sim", show_default=True,
-              help="omnibus = real GitLab images; sim = the offline stand-in.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "run_all", is_flag=True,
+              help="Run the whole built-in scenario library (it ships with the package).")
+@click.option("--list", "list_only", is_flag=True,
+              help="List the built-in scenarios and what each shows; run nothing.")
+@click.option("--lab", "lab_name", metavar="NAME",
+              help="Run on this existing lab (`lab up`): each scenario's given: is applied to "
+                   "it and undone; scenarios made for another lab are skipped, saying why.")
+@click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default=None,
+              help="omnibus = real GitLab images; sim = the offline stand-in [default: sim; "
+                   "with --lab, the lab's].")
 @click.option("--version", "gitlab_version", metavar="X.Y.Z[,X.Y.Z…]",
               help="GitLab version for scenarios that do not pin one (default: newest); "
                    "a comma list runs each such scenario once per release.")
@@ -42,14 +78,29 @@ from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, wri
                    "failed state (before faults and changes are undone).")
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=Path("lab-evidence"),
               show_default=True, help="Where --collect-on-failure writes its bundles.")
-def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit: Path | None,
+def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str | None,
+        flavor: str | None, gitlab_version: str | None, junit: Path | None,
         as_json: bool, keep: bool, jobs: int | None, collect_on_failure: bool,
         evidence_dir: Path) -> None:
-    """Run scenarios (files, or directories of *.yaml) and report each one's evidence.
+    """Run scenarios (files, directories of *.yaml, built-in names, or --all) and report
+    each one's evidence.
 
     Scenarios sharing a topology share one lab; each scenario's `given:` changes
     only the nodes it touches (`gitlab-ctl reconfigure` in place where Omnibus would).
+    With --lab NAME they run on that lab, which stays up as it was.
     """
+    if list_only:
+        library = [parse_scenario_file(p) for p in find_scenarios([data_dir("scenarios")])]
+        if as_json:
+            click.echo(json.dumps(library_json(library), indent=2))
+        else:
+            console.print(format_library(library))
+        return
+    if run_all:
+        paths = (*paths, data_dir("scenarios"))
+    if not paths:
+        raise click.UsageError("name scenario files, folders or built-in scenarios (`lab run "
+                               "--list` lists them), or run them all with --all")
     try:
         versions = parse_versions(gitlab_version)
     except ValueError as exc:
@@ -61,7 +112,23 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
     if not scenarios:
         raise click.UsageError("no scenario files (*.yaml) found in: "
                                + ", ".join(map(str, paths)))
-    planned = plan(scenarios, flavor=flavor, versions=versions)
+    on: LabHandle | None = None
+    if lab_name:
+        if gitlab_version or keep:
+            raise click.UsageError("--lab runs on that lab's release and leaves it up: "
+                                   "--version and --keep do not apply")
+        from lab.lifecycle.handle import attach
+
+        on = attach(lab_name)
+        if flavor and flavor != on.lab.flavor.value:
+            raise click.UsageError(f"lab {lab_name} is a {on.lab.flavor.value} lab; "
+                                   f"--flavor {flavor} does not apply to it")
+        flavor = on.lab.flavor.value
+        planned = plan_on(scenarios, on.lab)
+        versions = [str(on.lab.version)]
+    else:
+        flavor = flavor or "sim"
+        planned = plan(scenarios, flavor=flavor, versions=versions)
     if junit:
         check_report_path(junit)
     out = err_console if as_json else console
@@ -82,7 +149,7 @@ def run(paths: tuple[Path, ...], flavor: str, gitlab_version: str | None, junit:
         results = run_plan(planned, flavor=flavor, leave_at_base=keep,
                            say=lambda text: status.update(text), on_result=show,
                            collect=bundle_collector(evidence_dir) if collect_on_failure
-                           else None, jobs=jobs)
+                           else None, jobs=jobs, on=on)
     save_last_run(results)
     if as_json:
         sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")

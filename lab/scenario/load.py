@@ -19,7 +19,7 @@ from lab.errors import SpecError
 from lab.model.lab import Lab
 from lab.resources import data_dir
 from lab.scenario.model import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
-from lab.scenario.pool import group_name
+from lab.scenario.pool import group_name, lab_key
 from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
 from lab.spec.labspec import build_lab, mapping, resolved_spec
 from lab.spec.topologies import TOPOLOGIES, topology
@@ -339,7 +339,26 @@ def resolve_labs(scenario: Scenario, *, flavor: str = "sim",
     name = group_name(base)
     base = dataclasses.replace(base, name=name)
     target = dataclasses.replace(target, name=name)
-    before, after = _flat(resolved_spec(base)), _flat(resolved_spec(target))
-    changes = tuple(f"{k}: {before.get(k, '(unset)')} -> {after.get(k, '(unset)')}"
-                    for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
-    return ScenarioLabs(base=base, target=target, changes=changes)
+    return ScenarioLabs(base=base, target=target, changes=spec_changes(base, target))
+
+
+def spec_changes(before_lab: Lab, after_lab: Lab) -> tuple[str, ...]:
+    """What differs between two labs' specs, key by key: "nodes.gitaly1.secrets: a -> b"."""
+    before, after = _flat(resolved_spec(before_lab)), _flat(resolved_spec(after_lab))
+    return tuple(f"{k}: {before.get(k, '(unset)')} -> {after.get(k, '(unset)')}"
+                 for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
+
+
+def on_lab(scenario: Scenario, labs: ScenarioLabs, lab: Lab) -> ScenarioLabs:
+    """The scenario's labs moved onto the existing lab ``lab`` (`lab run --lab NAME`): its
+    ``given`` is applied to that lab and undone. Refused (SpecError) when the scenario's
+    base lab is another lab (topology, ``lab.set``, version, flavour)."""
+    if lab_key(labs.base) != lab_key(lab):
+        differs = [c for c in spec_changes(lab, labs.base) if not c.startswith("name:")]
+        raise SpecError(
+            f"this scenario needs another lab than lab {lab.name!r} (GitLab {lab.version}, "
+            f"{lab.flavor.value}): {'; '.join(differs) or 'another image'} (lab's value -> "
+            "the scenario's); run it without --lab (it then boots a lab of its own), or on a "
+            "lab started like it", source=scenario.source)
+    return ScenarioLabs(base=lab, target=dataclasses.replace(labs.target, name=lab.name),
+                        changes=labs.changes)

@@ -9,6 +9,7 @@ item of each plan item.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from lab.errors import SpecError
 from lab.model.lab import Lab
 from lab.model.needs import memory_needed
-from lab.scenario.load import resolve_labs
+from lab.scenario.load import on_lab, resolve_labs
 from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.releases import release_name
 
@@ -26,7 +27,8 @@ class PlanItem:
     scenario: Scenario
     name: str  # the case name: the scenario's, with [release] in a release matrix
     release: str | None  # the release asked for (None: the default)
-    labs: ScenarioLabs | None  # None: not for this flavour (skipped)
+    labs: ScenarioLabs | None  # None: skipped (not for this flavour, or ``why_skipped``)
+    why_skipped: str = ""  # said for a skipped item; "" = not for this run's flavour
 
     @property
     def group(self) -> str:
@@ -78,6 +80,27 @@ def plan(scenarios: Iterable[Scenario], *, flavor: str,
     """Every scenario over the release matrix ``versions``, ordered lab by lab."""
     return order(item for sc in scenarios for item in expand(sc, flavor=flavor,
                                                               releases=versions))
+
+
+def plan_on(scenarios: Iterable[Scenario], lab: Lab) -> list[PlanItem]:
+    """The plan for running ``scenarios`` on the existing ``lab`` (`lab run --lab NAME`): its
+    release and flavour; each scenario's ``given`` applied to that lab and undone. A
+    scenario whose base lab is another lab is skipped, saying why; SpecError when no
+    scenario fits the lab (every reason said)."""
+    items: list[PlanItem] = []
+    refused: list[str] = []
+    for item in plan(scenarios, flavor=lab.flavor.value, versions=(str(lab.version),)):
+        if item.labs is None:
+            items.append(item)
+            continue
+        try:
+            items.append(dataclasses.replace(item, labs=on_lab(item.scenario, item.labs, lab)))
+        except SpecError as exc:
+            refused.append(str(exc))
+            items.append(dataclasses.replace(item, labs=None, why_skipped=str(exc)))
+    if refused and all(item.labs is None for item in items):
+        raise SpecError("\n".join(refused))
+    return order(items)
 
 
 def room_for(labs: Sequence[Lab], *, cpus: int | None = None,

@@ -84,13 +84,16 @@ class LabPool:
 
     ``max_labs`` bounds how many stay up at once (Omnibus nodes need 4+ GB).
     ``leave_at_base``: instead of downing a lab, put it back into its base state
-    and leave it up (`--keep`), for the next run to reuse.
+    and leave it up (`--keep`), for the next run to reuse. ``borrowed``: the labs are
+    not the pool's (`lab run --lab NAME`, ``up`` hands out a running lab): they are put
+    back into their base state and never downed, not even when their state is unknown.
     """
 
     def __init__(self, *, leave_at_base: bool = False, up: UpFn = default_up,
                  max_labs: int = 1, say: Say | None = None,
-                 claim: ClaimFn | None = None) -> None:
-        self.leave_at_base = leave_at_base
+                 claim: ClaimFn | None = None, borrowed: bool = False) -> None:
+        self.borrowed = borrowed
+        self.leave_at_base = leave_at_base or borrowed
         self._up = up
         self.max_labs = max_labs
         self._say_to = say
@@ -159,10 +162,18 @@ class LabPool:
             self._let_go(name)
 
     def discard(self, name: str) -> None:
-        """Down a lab whose state is unknown, whatever ``leave_at_base`` says."""
+        """Down a lab whose state is unknown, whatever ``leave_at_base`` says (a borrowed
+        lab is put back into its base state instead: it is someone's own lab)."""
         entry = self._labs.pop(name, None)
         try:
-            if entry is not None:
+            if entry is not None and self.borrowed:
+                try:
+                    entry[0].apply(entry[1], timeout=READY_TIMEOUT)
+                except LabError as exc:
+                    raise Incomplete(f"could not put lab {name} back into the state it had "
+                                     f"before the run: {exc}; `lab down {name}` and `lab up` "
+                                     "start it afresh") from None
+            elif entry is not None:
                 entry[0].down()
         finally:
             self._let_go(name)

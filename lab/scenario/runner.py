@@ -132,7 +132,8 @@ def _undo_faults(run: Run) -> str:
 def skipped(item: PlanItem, flavor: str) -> ScenarioResult:
     sc = item.scenario
     return ScenarioResult(sc.name, sc.source, Outcome.SKIPPED, 0.0,
-                          message=f"only for {', '.join(sc.flavors)}; this run uses {flavor}",
+                          message=item.why_skipped
+                          or f"only for {', '.join(sc.flavors)}; this run uses {flavor}",
                           flavor=flavor)
 
 
@@ -154,14 +155,22 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
              connect: ConnectFn = default_connect, say: Say | None = None,
              on_result: Callable[[ScenarioResult], None] | None = None,
              collect: ev.CollectFn | None = None, jobs: int | None = None,
-             steps: Registry = STEPS) -> list[ScenarioResult]:
+             steps: Registry = STEPS, on: LabHandle | None = None) -> list[ScenarioResult]:
     """Run a plan group by group; independent groups side by side when there is room.
+
+    ``on``: run every item on this running lab (`lab run --lab NAME`, a plan from
+    ``plan_on``): nothing boots, each scenario's changes are undone, the lab stays up.
 
     ``jobs``: how many groups (labs) at once; None: ``room_for`` the groups' labs
     (with the default ``up``; one at a time with a caller's own).
     Each group has its own pool, so a lab is only ever used by one thread; results
     come back in plan order.
     """
+    # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
+    claim = LabClaim if up is default_up else None
+    if on is not None:  # attaching to it already asked Docker and Compose
+        borrowed = on
+        up, jobs = (lambda lab: borrowed), 1
     if up is default_up and any(item.labs is not None for item in planned):
         # No Docker (exit 3) or no Compose tool (exit 5): one clear error, not one per scenario.
         from lab.engine.compose import detect
@@ -176,8 +185,6 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
             results[i] = skipped(item, flavor)
         else:
             groups.setdefault(item.group, []).append((i, item, item.labs))
-    # Claims guard real labs; a caller's own ``up`` (tests, benches) manages its labs itself.
-    claim = LabClaim if up is default_up else None
     told = threading.Lock()  # say and on_result are the caller's: one call at a time
     # Set when the main thread is interrupted (Ctrl-C, SIGTERM): each group ends its
     # current scenario and downs its lab instead of running the rest of the plan.
@@ -189,7 +196,8 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
                 say(text)
 
     def run_group(items: list[tuple[int, PlanItem, ScenarioLabs]]) -> None:
-        with LabPool(leave_at_base=leave_at_base, up=up, say=tell, claim=claim) as pool:
+        with LabPool(leave_at_base=leave_at_base, up=up, say=tell, claim=claim,
+                     borrowed=on is not None) as pool:
             for i, item, labs in items:
                 if stop.is_set():
                     return

@@ -154,6 +154,36 @@ def test_up_status_exec_logs_down(lab_home: Path, sim_image: str) -> None:
 @pytest.mark.docker
 @pytest.mark.sim
 @pytest.mark.slow
+def test_lab_run_on_the_lab_that_is_up(lab_home: Path, sim_image: str) -> None:
+    # The quick start's lab, then a built-in scenario on it: no second lab appears, the
+    # scenario's change is undone, and a scenario made for a TLS lab is refused by name.
+    name = unique("own")
+    assert lab_cli("up", "scaled", "--name", name, "--timeout", "180").returncode == 0
+    try:
+        before = lifecycle.attach(name)
+        secrets = (before.path / "nodes" / "gitaly1" / "gitlab-secrets.json").read_text()
+        run = lab_cli("run", "--lab", name, "gitaly-own-secrets", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        results = json.loads(run.stdout)
+        assert [(s["name"], s["status"], s["lab"]) for s in results["scenarios"]] == [
+            ("gitaly-own-secrets", "passed", name)]
+        assert state.lab_names() == [name]  # nothing else booted
+        after = lifecycle.attach(name)
+        assert after.lab == before.lab
+        assert (after.path / "nodes" / "gitaly1" / "gitlab-secrets.json").read_text() == secrets
+        assert all(n.healthy or n.health == "starting" for n in after.status().nodes)
+
+        tls = lab_cli("run", "--lab", name, "tls-push")
+        assert tls.returncode == 2, tls.stdout + tls.stderr
+        assert f"needs another lab than lab {name!r}" in tls.stderr
+        assert "nodes.gitaly1.tls: false -> true" in tls.stderr
+    finally:
+        lab_cli("down", name, "--purge")
+
+
+@pytest.mark.docker
+@pytest.mark.sim
+@pytest.mark.slow
 def test_two_labs_at_once(lab_home: Path, sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
     a = lifecycle.up(spec, name=unique("twin-a"), timeout=180)

@@ -167,3 +167,35 @@ def test_sigterm_during_a_run_cleans_up_as_ctrl_c_does(
     assert callable(handlers[0])
     with pytest.raises(KeyboardInterrupt):
         handlers[0](signal.SIGTERM, None)
+
+
+def test_list_shows_the_library_with_its_claims() -> None:
+    from lab.resources import data_dir
+
+    names = sorted(p.stem for p in data_dir("scenarios").glob("*.yaml"))
+    res = CliRunner().invoke(cli, ["run", "--list", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["schema_version"] == 1
+    assert [s["name"] for s in data["scenarios"]] == names
+    assert all(s["description"] and s["guide"] for s in data["scenarios"])
+    res = CliRunner().invoke(cli, ["run", "--list"])
+    assert "gitaly-own-secrets" in res.stdout and "401" in res.stdout
+
+
+def test_all_runs_the_whole_built_in_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.resources import data_dir
+
+    seen: list[str] = []
+
+    def fake_run(planned: Any, **kw: Any) -> list[ScenarioResult]:
+        seen.extend(sorted({p.scenario.name for p in planned}))
+        return []
+
+    monkeypatch.setattr(cli_scenario, "run_plan", fake_run)
+    res = CliRunner().invoke(cli, ["run", "--all"])
+    assert res.exit_code == 0, res.output
+    assert seen == sorted(p.stem for p in data_dir("scenarios").glob("*.yaml"))
+    res = CliRunner().invoke(cli, ["run"])
+    assert res.exit_code == 2
+    assert "--all" in res.output

@@ -455,3 +455,58 @@ def test_junit_classname_is_relative_and_dot_free(tmp_path: Path,
     assert junit_classname("/elsewhere/other.case.yaml") == "other_case"
     r = ScenarioResult("tls-push", builtin, Outcome.PASSED, 1.0)
     assert 'classname="scenarios/tls-push"' in junit_xml([r])
+
+
+def test_lab_run_on_an_existing_lab_changes_it_and_puts_it_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.scenario.plan import plan_on
+    from lab.spec.labspec import SpecRequest, resolve
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    mine = resolve(SpecRequest(topology="scaled", name="mine"))
+    fake = FakeLab(mine, tmp_path / "mine")
+    booted, _up, connect = make(tmp_path)
+    planned = plan_on([load_scenario(LIBRARY / "gitaly-own-secrets.yaml"),
+                       load_scenario(LIBRARY / "tls-push.yaml")], mine)
+    results = runner.run_plan(planned, connect=connect, on=fake)
+    by_name = {r.name: r for r in results}
+    assert by_name["gitaly-own-secrets"].outcome is Outcome.PASSED
+    assert by_name["gitaly-own-secrets"].lab == "mine"
+    # Made for a TLS lab: skipped, saying what differs.
+    assert by_name["tls-push"].outcome is Outcome.SKIPPED
+    assert "nodes.gitaly1.tls: false -> true" in by_name["tls-push"].message
+    assert booted == []  # nothing booted
+    applied = [c for c in fake.calls if c[0] == "apply"]
+    assert applied == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "True")]
+    assert ("down",) not in fake.calls  # the user's lab stays up, as it was
+    assert fake.lab == mine
+
+
+def test_lab_run_on_a_lab_refuses_scenarios_made_for_another() -> None:
+    from lab.scenario.plan import plan_on
+    from lab.spec.labspec import SpecRequest, resolve
+
+    old = resolve(SpecRequest(topology="scaled", name="old", version="17.11.7"))
+    with pytest.raises(LabError, match=r"tls-push.yaml: this scenario needs another lab than "
+                       r"lab 'old' .*nodes.gitaly1.tls: false -> true"):
+        plan_on([load_scenario(LIBRARY / "tls-push.yaml")], old)
+    pinned = parse_scenario("lab: {topology: scaled, version: '18.11.1'}\nsteps:\n"
+                            "  - api: /api/v4/user\n", "pinned.yaml")
+    with pytest.raises(LabError, match=r'version: "17.11.7" -> "18.11.1"'):
+        plan_on([pinned], old)
+
+
+def test_a_borrowed_lab_is_put_back_never_downed(tmp_path: Path) -> None:
+    from lab.spec.labspec import SpecRequest, resolve
+
+    mine = resolve(SpecRequest(topology="scaled", name="mine"))
+    broken = resolve(SpecRequest(topology="scaled", name="mine",
+                                 sets=("nodes.gitaly1.secrets=own",)))
+    fake = FakeLab(mine, tmp_path / "mine")
+    with LabPool(up=lambda lab: fake, borrowed=True) as pool:
+        pool.get(mine, broken)
+        pool.discard("mine")  # state unknown: a pool's own lab would be downed here
+        assert fake.lab == mine
+        pool.get(mine, broken)
+    assert fake.lab == mine
+    assert ("down",) not in fake.calls
