@@ -180,7 +180,8 @@ def test_list_shows_the_library_with_its_claims() -> None:
     assert [s["name"] for s in data["scenarios"]] == names
     assert all(s["description"] and s["guide"] for s in data["scenarios"])
     res = CliRunner().invoke(cli, ["run", "--list"])
-    assert "gitaly-own-secrets" in res.stdout and "401" in res.stdout
+    assert "gitaly-own-secrets" in res.stdout
+    assert "401" in res.stdout
 
 
 def test_all_runs_the_whole_built_in_library(monkeypatch: pytest.MonkeyPatch) -> None:
