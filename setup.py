@@ -1,4 +1,4 @@
-"""Packaging hook: ship images/, compose/ and scenarios/ inside the wheel without moving them.
+"""Packaging hook: ship images/, skeletons/ and scenarios/ inside the wheel without moving them.
 
 Each folder becomes the package data of ``lab._data.<folder>`` (found again at run
 time by ``lab.resources.data_dir``). The rest of the metadata is in pyproject.toml.
@@ -6,7 +6,7 @@ time by ``lab.resources.data_dir``). The rest of the metadata is in pyproject.to
 
 from setuptools import find_packages, setup
 
-FOLDERS = ("images", "compose", "scenarios")
+FOLDERS = ("images", "skeletons", "scenarios")
 # Data files inside the lab package itself (stubs, Ruby run in a sandbox, key lists), by
 # suffix; tests/unit/test_packaging.py fails when a file under lab/ has another one.
 LAB_DATA_SUFFIXES = ("pyi", "rb", "txt", "json", "yaml", "yml", "typed")

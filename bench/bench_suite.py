@@ -26,9 +26,9 @@ from pathlib import Path
 from table import BASELINES, Row, load_note, print_table
 
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab
+from lab.model.topology import Lab
+from lab.scenario.definition import Scenario, ScenarioLabs
 from lab.scenario.load import find_scenarios, load_scenario, resolve_labs
-from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.pool import READY_TIMEOUT, LabPool, UpFn, wait_gitaly
 from lab.scenario.results import ScenarioResult
 from lab.scenario.runner import run_scenario, run_scenarios
@@ -101,8 +101,8 @@ def parallel_rows() -> list[Row]:
 def _boot_target(labs: ScenarioLabs) -> UpFn:
     """Boot the scenario's own state at once (what a fresh lab per scenario costs)."""
     def up(base: Lab) -> LabHandle:
-        from lab.lifecycle import handle as lifecycle
-        return lifecycle.up(labs.target, name=base.name, timeout=READY_TIMEOUT,
+        from lab.lifecycle import handle
+        return handle.up(labs.target, name=base.name, timeout=READY_TIMEOUT,
                             wait_gitaly=wait_gitaly(labs.base, labs.target))
 
     return up

@@ -37,9 +37,9 @@ import sys
 from pathlib import Path
 from lab.lifecycle.folder import load_lab
 from lab.lifecycle.handle import RunningLab
-from lab.store.labdir import RenderedLab, lab_owner, load_secrets
+from lab.store.labdir import RenderedLab, lab_owner, load_lab_secrets
 path = Path(sys.argv[1])
-secrets = load_secrets(path)
+secrets = load_lab_secrets(path)
 assert secrets is not None
 RunningLab(RenderedLab(lab=load_lab(path), path=path, secrets=secrets, image=sys.argv[2],
                        files=(), owner=lab_owner(path))).wait_ready(timeout=300)
@@ -56,7 +56,7 @@ def timed(cmd: list[str], **kw: object) -> float:
 def memory(lab_dir: Path) -> dict[str, str]:
     """Memory in use per container of the lab in ``lab_dir`` (found by its labels)."""
     from lab.engine import docker as dk
-    from lab.render.compose import DIR_LABEL
+    from lab.render.compose_file import DIR_LABEL
 
     return {c.name: f"{dk.memory_usage(c) / 2**20:.0f} MiB"
             for c in dk.containers({DIR_LABEL: str(lab_dir)})}
@@ -83,7 +83,7 @@ def measure(rounds: int = 3) -> list[Row]:
         else:
             os.environ["LAB_HOME"] = old_home
         from lab.lifecycle.gc import sweep
-        from lab.render.compose import DIR_LABEL
+        from lab.render.compose_file import DIR_LABEL
 
         # Whatever a failed round left behind carries its folder's label.
         for parent in (home / "labs", home / "raw"):
@@ -96,7 +96,7 @@ def measure(rounds: int = 3) -> list[Row]:
 def run_rounds(home: Path, rounds: int) -> list[Row]:
     from lab.engine.compose import Compose, detect
     from lab.engine.images import build_images
-    from lab.lifecycle import handle as lifecycle
+    from lab.lifecycle import handle
     from lab.lifecycle.folder import save_spec
     from lab.spec.labspec import SpecRequest, resolve
     from lab.store.labdir import write_lab
@@ -120,7 +120,7 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
         t0 = time.monotonic()
         try:
             subprocess.run(compose.up_cmd(), check=True, capture_output=True, cwd=rendered.path)
-            lifecycle.RunningLab(rendered).wait_ready(timeout=300)
+            handle.RunningLab(rendered).wait_ready(timeout=300)
             raw_up.append(time.monotonic() - t0)
         finally:
             raw_down.append(timed(compose.down_cmd(), cwd=rendered.path))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lab.errors import LabError, SpecError
-from lab.model.lab import Flavor, Lab
+from lab.model.topology import Flavor, Lab
 from lab.scenario.releases import parse_versions
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Where the toolkit's data folders are: ``images/``, ``compose/`` and ``scenarios/``.
+"""Where the toolkit's data folders are: ``images/``, ``skeletons/`` and ``scenarios/``.
 
 In a checkout (or an editable install) they sit beside the ``lab`` package; a
 wheel carries them as ``lab/_data/<name>`` (``setup.py`` maps the folders there
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lab
 
-DATA_FOLDERS = ("images", "compose", "scenarios")
+DATA_FOLDERS = ("images", "skeletons", "scenarios")
 
 
 def data_dir(name: str) -> Path:

@@ -33,12 +33,12 @@ from testcontainers.core.container import DockerContainer
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
 from lab.engine import docker as dk
 from lab.engine.images import image_for
-from lab.engine.models import Container
+from lab.engine.snapshots import Container
 from lab.errors import BadInput, ImageMissing, LabError, NotReady
-from lab.lifecycle import handle as lifecycle
-from lab.model.lab import Lab
+from lab.lifecycle.handle import RunningLab, up
 from lab.model.labels import HOME_LABEL
-from lab.render.compose import labels
+from lab.model.topology import Lab
+from lab.render.compose_file import labels
 from lab.render.secrets import ensure_secrets
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
@@ -253,17 +253,17 @@ class LabCompose:
                                    version=version, flavor=flavor)
         self.name = name or f"tc-{uuid.uuid4().hex[:8]}"
         self.timeout = timeout  # None: the flavour's own (lifecycle.TIMEOUTS), as `lab up`
-        self._running: lifecycle.RunningLab | None = None
+        self._running: RunningLab | None = None
 
     @property
-    def running(self) -> lifecycle.RunningLab:
+    def running(self) -> RunningLab:
         if self._running is None:
             raise BadInput(f"lab {self.name!r} is not started; call start() or use `with`")
         return self._running
 
     def start(self) -> LabCompose:
         configure_ryuk()  # nothing here uses Ryuk; keeps mixed suites from pulling it
-        self._running = lifecycle.up(resolve(self.request), name=self.name,
+        self._running = up(resolve(self.request), name=self.name,
                                      timeout=self.timeout)
         return self
 

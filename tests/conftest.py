@@ -11,8 +11,8 @@ import pytest
 
 from lab.lifecycle.gc import sweep
 from lab.lifecycle.handle import TIMEOUTS
-from lab.model.lab import Flavor, Lab
-from lab.render.compose import DIR_LABEL
+from lab.model.topology import Flavor, Lab
+from lab.render.compose_file import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
 from lab.store import state
 

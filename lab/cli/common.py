@@ -19,7 +19,7 @@ from lab.errors import EXIT_FAILED as EXIT_FAILED
 from lab.errors import EXIT_NOT_READY as EXIT_NOT_READY
 from lab.errors import EXIT_TOOL_MISSING as EXIT_TOOL_MISSING
 from lab.errors import EXIT_USAGE as EXIT_USAGE
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.spec.labspec import SpecRequest
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 

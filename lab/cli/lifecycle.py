@@ -35,10 +35,10 @@ from lab.cli.common import (
 )
 from lab.errors import BadInput, LabDamaged, LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import handle
 from lab.lifecycle.handle import TIMEOUTS, RunningLab
 from lab.lifecycle.status import LabStatus, LabSummary
-from lab.model.lab import Flavor
+from lab.model.topology import Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
 from lab.store import state
@@ -150,7 +150,7 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
     err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
                       f"{lab.flavor.value}, {len(lab.nodes)} nodes)…")
     with RichProgress() as progress:
-        running = lifecycle.up(lab, timeout=timeout, keep_on_failure=keep,
+        running = handle.up(lab, timeout=timeout, keep_on_failure=keep,
                                progress=progress)
     console.print(format_ready(running), highlight=False)
 
@@ -166,11 +166,11 @@ def down(name: str | None, purge: bool) -> None:
     """
     lab_name = pick_lab(name)
     try:
-        running = lifecycle.attach(lab_name)
+        running = handle.attach(lab_name)
     except LabDamaged as exc:
         # Its folder can't say what the lab is: still remove what carries its labels.
         lab_gc.check_not_in_use(lab_name)
-        path = lifecycle.down_damaged(lab_name, purge=purge)
+        path = handle.down_damaged(lab_name, purge=purge)
         err_console.print(f"[yellow]warning:[/] {escape(str(exc))}", highlight=False)
         kept = "" if purge else f" (folder kept: {path}; --purge removes it)"
         console.print(f"Lab [bold]{lab_name}[/] is down{kept}.", highlight=False)
@@ -188,7 +188,7 @@ def down(name: str | None, purge: bool) -> None:
               help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
 def status(name: str | None, as_json: bool, diagram: bool) -> None:
     """Show each node's role, container state, health, ports and storages."""
-    running = lifecycle.attach(pick_lab(name))
+    running = handle.attach(pick_lab(name))
     st = running.status()
     if as_json:
         click.echo(json.dumps(st.to_json(), indent=2))
@@ -229,7 +229,7 @@ def _check_since(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Lines from the end.")
 def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail: int) -> None:
     """Print a node's container log (secrets redacted)."""
-    running = lifecycle.attach(pick_lab(lab_name))
+    running = handle.attach(pick_lab(lab_name))
     if not follow:
         click.echo(running.logs(node, tail=tail, since=since), nl=False)
         return
@@ -249,7 +249,7 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     """Run a command in a node: lab exec NODE -- CMD... (exits with its exit code)."""
     from lab.engine.docker import exec_attached
 
-    running = lifecycle.attach(pick_lab(lab_name))
+    running = handle.attach(pick_lab(lab_name))
     args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
     container = running.container(node)
     if container.status != "running":

@@ -21,9 +21,9 @@ from lab.cli.common import (
 from lab.errors import BadInput
 from lab.lifecycle.contract import LabHandle
 from lab.resources import data_dir
+from lab.scenario.definition import Scenario
 from lab.scenario.evidence import bundle_collector
 from lab.scenario.load import find_scenarios, parse_scenario_file
-from lab.scenario.model import Scenario
 from lab.scenario.plan import plan, plan_on
 from lab.scenario.releases import parse_versions
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit

@@ -12,8 +12,7 @@ from rich.markup import escape
 from lab.cli.common import EXIT_FAILED, console, err_console
 from lab.cli.lifecycle import pick_lab
 from lab.errors import BadInput
-from lab.lifecycle import handle as lifecycle
-from lab.lifecycle.handle import RunningLab
+from lab.lifecycle.handle import RunningLab, attach
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.store import state
 from lab.store.labdir import PUBLIC, write_file
@@ -26,7 +25,7 @@ def _handle(name: str | None) -> RunningLab | None:
     """The named lab, the only lab, or None when there is none (doctor checks just the host)."""
     if name is None and not state.lab_names():
         return None
-    return lifecycle.attach(pick_lab(name))
+    return attach(pick_lab(name))
 
 
 @click.command()
@@ -57,7 +56,7 @@ def doctor(name: str | None, as_json: bool) -> None:
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 def collect(name: str | None, output: Path | None) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
-    handle = lifecycle.attach(pick_lab(name))
+    handle = attach(pick_lab(name))
     out = output or Path(f"lab-{handle.name}-support.tar.gz")
     with console.status(f"collecting lab {handle.name}"):
         run_collect(handle, out)

@@ -14,7 +14,7 @@ import grpc
 
 from lab.errors import BadInput, LabFailing
 from lab.gitalypb import server_pb2, server_pb2_grpc
-from lab.model.lab import Node
+from lab.model.topology import Node
 from lab.omnibus.auth import gitaly_v2_token
 from lab.omnibus.eras import grpc_ruby_message
 

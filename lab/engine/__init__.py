@@ -1,1 +1,1 @@
-"""The only room that talks to Docker: the SDK (docker.py; snapshots: models.py), Compose."""
+"""The only room that talks to Docker: the SDK (docker.py; its snapshots: snapshots.py), Compose."""

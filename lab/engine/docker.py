@@ -3,7 +3,7 @@
 Compose starts and removes labs (``lab.engine.compose``, the one subprocess);
 everything else that talks to Docker goes through here. The SDK is untyped: its
 objects stay inside this module, and callers get and give the frozen snapshots
-of ``lab.engine.models`` (or plain ids and names). Functions that show command
+of ``lab.engine.snapshots`` (or plain ids and names). Functions that show command
 lines, output or errors take the lab's ``redact`` (``lab.engine.run.Redactor``).
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lab.engine.models import Container, Image, Network, Volume
 from lab.engine.run import Result, as_is
+from lab.engine.snapshots import Container, Image, Network, Volume
 from lab.errors import DockerUnavailable, EngineError, ToolMissing
 
 # Long enough for `gitlab-ctl reconfigure` run through exec; a hung engine is

@@ -26,8 +26,8 @@ import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
 from lab.errors import BadInput, ImageMissing, ToolMissing
-from lab.model.lab import Flavor, Lab
 from lab.model.labels import LABEL_PREFIX
+from lab.model.topology import Flavor, Lab
 from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from lab.engine.models import Container
 from lab.engine.run import Redactor, Result
-from lab.model.lab import Lab
+from lab.engine.snapshots import Container
+from lab.model.topology import Lab
 from lab.store.labdir import RenderedLab
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.engine import docker as dk
-from lab.engine.models import Container, Network
+from lab.engine.snapshots import Container, Network
 from lab.errors import BadInput
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from lab.engine import docker as dk
 from lab.errors import BadInput, Incomplete
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.spec.labspec import build_lab, resolved_spec
 from lab.spec.yamlfile import Origins
 from lab.store import state

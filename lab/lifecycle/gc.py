@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab.engine import docker as dk
-from lab.engine.models import Container
+from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
 from lab.lifecycle.folder import load_lab
 from lab.lifecycle.status import LabSummary
-from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
+from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import state
 from lab.store.labdir import lab_owner, load_manifest
 

@@ -21,8 +21,8 @@ from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.host import port_in_use
 from lab.engine.images import image_for
-from lab.engine.models import Container, Network
 from lab.engine.run import Redactor, Result
+from lab.engine.snapshots import Container, Network
 from lab.errors import (
     BadInput,
     LabAlreadyUp,
@@ -36,9 +36,9 @@ from lab.errors import (
 from lab.lifecycle import faults
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
-from lab.lifecycle.images import ensure_image
+from lab.lifecycle.lab_image import ensure_image
 from lab.lifecycle.layers import log_since_start, readiness_layers
-from lab.lifecycle.plan import Action, ApplyPlan, plan_apply
+from lab.lifecycle.node_actions import Action, ApplyPlan, plan_apply
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -47,16 +47,16 @@ from lab.lifecycle.readiness import (
     wait_layers,
 )
 from lab.lifecycle.status import LabStatus, NodeStatus
-from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
-from lab.omnibus import node as omnibus
-from lab.render.compose import (
+from lab.model.topology import HTTP_PORT, Flavor, Lab, Node
+from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd
+from lab.render.compose_file import (
     DIR_LABEL,
     HOME_LABEL,
     ID_LABEL,
     LAB_LABEL,
     compose_dict,
 )
-from lab.render.compose import labels as lab_labels
+from lab.render.compose_file import labels as lab_labels
 from lab.spec.labspec import NAME_RE
 from lab.store import state
 from lab.store.labdir import (
@@ -64,8 +64,8 @@ from lab.store.labdir import (
     SECRETS_STORE,
     RenderedLab,
     lab_owner,
+    load_lab_secrets,
     load_manifest,
-    load_secrets,
     render_files,
     write_lab,
 )
@@ -232,7 +232,7 @@ class RunningLab:
         `gitlab-ctl reconfigure` in its running container (Omnibus restarts the
         services whose configuration changed); a changed container (image, ports,
         environment, networks) is recreated, and files read only at start restart the
-        node (``lab.lifecycle.plan``). Then waits as `wait_ready` does
+        node (``lab.lifecycle.node_actions``). Then waits as `wait_ready` does
         (``wait_gitaly``, ``docker_health`` as there). Returns the touched nodes.
         """
         if new_lab.name != self.name:
@@ -285,7 +285,7 @@ class RunningLab:
         restarts such a node so that it fails as it would at boot, and readiness says why.
         """
         try:
-            res = self.exec(node, omnibus.reconfigure_cmd(), check=False,
+            res = self.exec(node, reconfigure_cmd(), check=False,
                             timeout=COMPOSE_UP_TIMEOUT)
         except LabError:
             return False  # not running (a fault left it stopped): a restart starts it
@@ -308,7 +308,7 @@ class RunningLab:
             if st.gone:
                 oom = " (killed: out of memory)" if st.oom_killed else ""
                 # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
-                during = " during `gitlab-ctl reconfigure`" if omnibus.exited_during_reconfigure(
+                during = " during `gitlab-ctl reconfigure`" if exited_during_reconfigure(
                     log_since_start(c, redact=self.redactor)) else ""
                 raise NotReady(node.name, f"container exited{during} with code "
                                f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
@@ -421,7 +421,7 @@ def attach(name: str) -> RunningLab:
                          f"`lab down {name} --purge` to delete this copy (it removes nothing "
                          f"of lab {lab.name!r})")
     try:
-        sec = load_secrets(path)
+        sec = load_lab_secrets(path)
     except BadInput:
         raise LabDamaged(f"{path / SECRETS_STORE} is damaged; remove the lab with "
                          f"`lab down {name} --purge` and start it again") from None

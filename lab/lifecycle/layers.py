@@ -18,13 +18,22 @@ import requests
 
 from lab.engine import docker as dk
 from lab.engine.host import containers_routable
-from lab.engine.models import Container
 from lab.engine.run import Result
+from lab.engine.snapshots import Container
 from lab.errors import LabError
 from lab.lifecycle import probes
 from lab.lifecycle.readiness import Layer, Probe, Verdict
-from lab.model.lab import Flavor, Node
-from lab.omnibus import node as omnibus
+from lab.model.topology import Flavor, Node
+from lab.omnibus.node import (
+    admin_token_cmd,
+    failure_line,
+    gitaly_check_cmd,
+    node_services,
+    ran_ok,
+    readiness_cmd,
+    token_check_cmd,
+    token_status,
+)
 from lab.render.gitlab_rb import node_token
 
 if TYPE_CHECKING:
@@ -51,19 +60,19 @@ def services_hint(flavor: Flavor) -> str:
     return "a sim node starts within seconds: see the node's log (`lab logs NODE`)"
 
 
-def readiness_layers(lab: RunningLab, *, wait_gitaly: bool = True,
+def readiness_layers(running: RunningLab, *, wait_gitaly: bool = True,
                      docker_health: bool = False) -> list[Layer]:
-    """The layers ``lab`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
-    asks = LabProbes(lab)
-    nodes = [n.name for n in lab.lab.nodes]
-    app = lab.lab.app.name
+    """The layers ``running`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
+    asks = LabProbes(running)
+    nodes = [n.name for n in running.lab.nodes]
+    app = running.lab.app.name
     services = {n.name: probes.ServicesProbe(
         n.name, asks.exec_raw(n.name), asks.read_log(n.name),
-        omnibus.node_services(lab.lab.version, app=n.is_app, gitaly=n.is_gitaly))
-        for n in lab.lab.nodes}
+        node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly))
+        for n in running.lab.nodes}
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
-        Layer("services up", dict(services), hint=services_hint(lab.lab.flavor)),
+        Layer("services up", dict(services), hint=services_hint(running.lab.flavor)),
         Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}),
     ]
     gitaly = asks.gitaly(via_app=wait_gitaly)
@@ -105,11 +114,11 @@ class LabProbes:
         return Verdict(st.health in ("healthy", ""), f"healthcheck {st.health or 'none'}")
 
     def app_ready(self, all_checks: bool) -> Verdict:
-        res = self.handle.exec(self.lab.app.name, omnibus.readiness_cmd(all_checks=all_checks),
+        res = self.handle.exec(self.lab.app.name, readiness_cmd(all_checks=all_checks),
                                check=False, timeout=20)
         if res.returncode == 0:
             return Verdict(True, "ready")
-        return Verdict(False, f"/-/readiness: {omnibus.failure_line(res)}")
+        return Verdict(False, f"/-/readiness: {failure_line(res)}")
 
     def gitaly_host_side(self, node: Node) -> Verdict:
         """ServerInfo from the host to the node's lab-network address, with its own token."""
@@ -134,7 +143,7 @@ class LabProbes:
         return Verdict(True, "ServerInfo answered")
 
     def gitaly_from_app(self) -> Verdict:
-        res = self.handle.exec(self.lab.app.name, omnibus.gitaly_check_cmd(), check=False,
+        res = self.handle.exec(self.lab.app.name, gitaly_check_cmd(), check=False,
                                timeout=300)
         # The task exits 0 even when it prints FAIL: read its verdict per storage.
         storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
@@ -159,25 +168,25 @@ class LabProbes:
         try:
             url = self.handle.http_url
         except LabError:
-            res = self.handle.exec(self.lab.app.name, omnibus.token_check_cmd(token),
+            res = self.handle.exec(self.lab.app.name, token_check_cmd(token),
                                    check=False, timeout=20)
-            return omnibus.token_status(res.stdout)
+            return token_status(res.stdout)
         with requests.Session() as s:
             s.trust_env = False  # a lab is on loopback; a proxy would only get in the way
             try:
                 r = s.get(f"{url}/api/v4/user", headers={"PRIVATE-TOKEN": token}, timeout=10)
             except requests.RequestException:
                 return False
-        return omnibus.token_status(r.status_code)
+        return token_status(r.status_code)
 
     def admin_token(self) -> Verdict:
         if self.token_works():
             return Verdict(True, "admin token works")
         res = self.handle.exec(self.lab.app.name,
-                               omnibus.admin_token_cmd(self.handle.admin_token),
+                               admin_token_cmd(self.handle.admin_token),
                                check=False, timeout=600)
-        if not omnibus.ran_ok(res):
-            return Verdict(False, f"creating the admin token: {omnibus.failure_line(res)}")
+        if not ran_ok(res):
+            return Verdict(False, f"creating the admin token: {failure_line(res)}")
         if self.token_works():
             return Verdict(True, "admin token created")
         return Verdict(False, "admin token created but GET /api/v4/user does not accept it yet")

@@ -6,7 +6,7 @@ many labs fit side by side).
 
 from __future__ import annotations
 
-from lab.model.lab import Flavor, Lab
+from lab.model.topology import Flavor, Lab
 
 GiB = 1024 ** 3
 # Omnibus: plan 4+ GB per app node (the guide); a Gitaly-only node runs a fraction of it.

@@ -17,7 +17,7 @@ DEFAULT_VERSION = REFERENCE_RELEASES[-1]
 OLDEST_SUPPORTED = "11.11.0"
 
 # Real Omnibus knows its own release; the sim node learns it from this variable,
-# which the lab's compose file sets (lab/render/compose.py).
+# which the lab's compose file sets (lab/render/compose_file.py).
 VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lab.model.lab import Lab, Node
+from lab.model.topology import Lab, Node
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.secrets import LabSecrets, fingerprint, shell_secret
 

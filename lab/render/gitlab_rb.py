@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lab.model.lab import Lab, Node
+from lab.model.topology import Lab, Node
 
 SSL_DIR = "/etc/gitlab/ssl"
 

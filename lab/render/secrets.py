@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab.model.lab import Lab, Node, SecretsPolicy
+from lab.model.topology import Lab, Node, SecretsPolicy
 from lab.omnibus.dialect import dialect_for
 from lab.omnibus.release import Version
 from lab.render import tls

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab
-from lab.scenario.model import Scenario, ScenarioLabs, Step
+from lab.model.topology import Lab
+from lab.scenario.definition import Scenario, ScenarioLabs, Step
 from lab.scenario.results import ConfigRows, Evidence, StepResult
 from lab.scenario.steps import Run
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import SpecError
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.resources import data_dir
-from lab.scenario.model import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
+from lab.scenario.definition import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
 from lab.scenario.pool import group_name, lab_key
 from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
 from lab.spec.labspec import build_lab, mapping, resolved_spec

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lab.errors import SpecError
-from lab.model.lab import Lab
 from lab.model.needs import memory_needed
+from lab.model.topology import Lab
+from lab.scenario.definition import Scenario, ScenarioLabs
 from lab.scenario.load import on_lab, resolve_labs
-from lab.scenario.model import Scenario, ScenarioLabs
 from lab.scenario.releases import release_name
 
 

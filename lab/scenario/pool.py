@@ -15,7 +15,7 @@ from typing import Protocol
 
 from lab.errors import Incomplete, LabError
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 
 UpFn = Callable[[Lab], LabHandle]
 #: One line of what the pool (or a run) is doing, for a spinner or a log.
@@ -57,13 +57,13 @@ def group_name(lab: Lab) -> str:
 def default_up(lab: Lab) -> LabHandle:
     # Imported late: the engine is only needed to boot.
     from lab.errors import LabAlreadyUp
-    from lab.lifecycle import handle as lifecycle
+    from lab.lifecycle.handle import attach, up
 
     try:
-        handle: LabHandle = lifecycle.up(lab, name=lab.name, timeout=READY_TIMEOUT)
+        handle: LabHandle = up(lab, name=lab.name, timeout=READY_TIMEOUT)
     except LabAlreadyUp:
         # Left up by an earlier `--keep` run: the name encodes the lab, so reuse it.
-        handle = lifecycle.attach(lab.name)
+        handle = attach(lab.name)
         # apply waits when it restarted something; otherwise the lab may still be starting.
         if not handle.apply(lab, timeout=READY_TIMEOUT):
             handle.wait_ready(timeout=READY_TIMEOUT)

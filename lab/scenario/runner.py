@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from lab.client.gitlab import GitLab
 from lab.errors import LabError
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.scenario import evidence as ev
-from lab.scenario.model import Expected, Scenario, ScenarioLabs, Step
+from lab.scenario.definition import Expected, Scenario, ScenarioLabs, Step
 from lab.scenario.plan import PlanItem, plan, room_for
 from lab.scenario.pool import READY_TIMEOUT, LabPool, Say, UpFn, default_up, wait_gitaly
 from lab.scenario.results import Evidence, Outcome, ScenarioResult, StepResult
@@ -140,7 +140,7 @@ def skipped(item: PlanItem, flavor: str) -> ScenarioResult:
 def _images_first(labs: Sequence[Lab]) -> None:
     """Make each image present before labs boot side by side (else each would build it)."""
     from lab.engine.images import image_for
-    from lab.lifecycle.images import ensure_image
+    from lab.lifecycle.lab_image import ensure_image
 
     done: set[str] = set()
     for lab in labs:

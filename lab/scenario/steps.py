@@ -23,8 +23,8 @@ from lab.client.gitlab import GitLab, project_ref, repo_file_name_ok
 from lab.engine.run import Redactor
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.faults import VERBS, Verb
-from lab.model.lab import HTTP_PORT
-from lab.scenario.model import Scenario, ScenarioLabs, Step
+from lab.model.topology import HTTP_PORT
+from lab.scenario.definition import Scenario, ScenarioLabs, Step
 from lab.scenario.pool import READY_TIMEOUT
 
 #: After a Gitaly node comes back: how long git over HTTP may take to reach it again

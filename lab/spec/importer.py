@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from lab.errors import BadInput, SpecError
-from lab.model.lab import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
+from lab.model.topology import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb

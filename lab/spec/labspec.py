@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import SpecError
-from lab.model.lab import (
+from lab.model.topology import (
     Edition,
     Flavor,
     Lab,

@@ -18,9 +18,9 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import BadInput
-from lab.model.lab import Lab, Node, SecretsPolicy
 from lab.model.labels import HOME_LABEL, ID_LABEL
-from lab.render.compose import render_compose
+from lab.model.topology import Lab, Node, SecretsPolicy
+from lab.render.compose_file import render_compose
 from lab.render.gitlab_rb import node_token, render_gitlab_rb
 from lab.render.secrets import (
     LabSecrets,
@@ -167,7 +167,7 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
     return files
 
 
-def load_secrets(lab_dir: Path) -> LabSecrets | None:
+def load_lab_secrets(lab_dir: Path) -> LabSecrets | None:
     path = lab_dir / SECRETS_STORE
     if not path.exists():
         return None
@@ -392,7 +392,7 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
     for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, LAST_RUN_JSON, LAST_RUN_XML,
                 MANIFEST, ADMIN_TOKEN, ".env", "docker-compose.yml", *node_rels):
         inside(out_dir, rel)
-    sec = ensure_secrets(lab, None if regenerate else load_secrets(out_dir))
+    sec = ensure_secrets(lab, None if regenerate else load_lab_secrets(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)

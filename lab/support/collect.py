@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 from lab import __version__
 from lab.errors import BadInput, LabError
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab
-from lab.omnibus import node as omnibus
+from lab.model.topology import Lab
+from lab.omnibus.node import status_cmd
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import node_token
 from lab.render.secrets import fingerprint, shell_secret
@@ -39,7 +39,7 @@ from lab.store.labdir import (
     LAST_RUN_XML,
     MANIFEST,
     STATE_DIR,
-    load_secrets,
+    load_lab_secrets,
 )
 from lab.support.doctor import doctor
 from lab.support.doctor.checks import Level, Report
@@ -283,7 +283,7 @@ def collect(handle: LabHandle, out: Path, *,
 
     lab = handle.lab
     lab_dir: Path = handle.path
-    sec = load_secrets(lab_dir) or handle.rendered.secrets
+    sec = load_lab_secrets(lab_dir) or handle.rendered.secrets
     notes: list[str] = []
     # Asked once: doctor, the node loop and status.json all use this answer.
     status = _safe(handle.status, "lab status", notes)
@@ -364,7 +364,7 @@ def collect(handle: LabHandle, out: Path, *,
 
 
 def _ctl_status(handle: LabHandle, node: str) -> str:
-    res = handle.exec(node, omnibus.status_cmd(), check=False, timeout=60)
+    res = handle.exec(node, status_cmd(), check=False, timeout=60)
     return f"$ gitlab-ctl status   (exit {res.returncode})\n{res.stdout}{res.stderr}"
 
 

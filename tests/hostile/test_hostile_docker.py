@@ -15,7 +15,7 @@ import pytest
 from conftest import skip_or_fail
 
 from lab.engine import docker as dk
-from lab.render.compose import LAB_LABEL
+from lab.render.compose_file import LAB_LABEL
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 

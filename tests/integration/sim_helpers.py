@@ -12,7 +12,7 @@ from conftest import skip_or_fail
 
 from lab.engine.images import build_images
 from lab.lifecycle.gc import sweep as sweep_labels
-from lab.render.compose import LAB_LABEL
+from lab.render.compose_file import LAB_LABEL
 
 
 def docker(*args: str, check: bool = True,

@@ -12,7 +12,7 @@ import pytest
 from conftest import skip_or_fail
 
 from lab.engine import docker as dk
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import handle
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import RenderedLab
 
@@ -46,7 +46,7 @@ def test_up_merges_the_override_and_status_draws_the_lab(lab_home: Path, sim_ima
 
     name = f"ovr-{uuid.uuid4().hex[:6]}"
     lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    with lifecycle.up(lab, name=name, timeout=180, prepare=add_override) as running:
+    with handle.up(lab, name=name, timeout=180, prepare=add_override) as running:
         gitaly = running.container("gitaly1")
         # The environment is no part of the toolkit's snapshot: ask docker-py itself.
         env = docker.from_env().api.inspect_container(gitaly.id)["Config"]["Env"]

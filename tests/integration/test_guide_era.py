@@ -13,7 +13,7 @@ import pytest
 from test_lifecycle import engine, lab_cli, sim_image  # noqa: F401  (fixtures)
 
 from lab.client.gitlab import Git, GitLabClient
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.handle import attach
 
 GUIDE_ERA = Path(__file__).resolve().parent.parent / "data" / "guide-era"
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
@@ -32,7 +32,7 @@ def test_guide_era_files_import_boot_and_push_to_archive(lab_home: Path, tmp_pat
     up = lab_cli("up", "-f", str(spec), "--flavor", "sim", "--name", name, "--timeout", "240")
     assert up.returncode == 0, up.stderr
     try:
-        running = lifecycle.attach(name)
+        running = attach(name)
         rb = (running.path / "nodes" / "gitaly-a" / "gitlab.rb").read_text()
         assert "gitaly['storage'] = [" in rb
         assert "unicorn['enable'] = false" in rb

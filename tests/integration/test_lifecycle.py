@@ -23,9 +23,9 @@ from conftest import skip_or_fail
 from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import handle
 from lab.lifecycle.folder import reclaim
-from lab.render.compose import DIR_LABEL, LAB_LABEL, omnibus_image
+from lab.render.compose_file import DIR_LABEL, LAB_LABEL, omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
 from lab.store.labdir import RenderedLab
@@ -59,7 +59,7 @@ def resource_labels(path: Path) -> dict[str, list[dict[str, str]]]:
             "volume": [dict(v.labels) for v in dk.volumes(labels)]}
 
 
-def started_at(running: lifecycle.RunningLab, node: str) -> str:
+def started_at(running: handle.RunningLab, node: str) -> str:
     return running.container(node).state.started_at
 
 
@@ -121,7 +121,7 @@ def test_up_status_exec_logs_down(lab_home: Path, sim_image: str) -> None:
     assert lg.returncode == 0
     assert lg.stdout.strip()
 
-    running = lifecycle.attach(name)
+    running = handle.attach(name)
     token = running.admin_token
     assert token not in lg.stdout + up.stdout + up.stderr + st.stdout  # never printed
     import requests
@@ -160,7 +160,7 @@ def test_lab_run_on_the_lab_that_is_up(lab_home: Path, sim_image: str) -> None:
     name = unique("own")
     assert lab_cli("up", "scaled", "--name", name, "--timeout", "180").returncode == 0
     try:
-        before = lifecycle.attach(name)
+        before = handle.attach(name)
         secrets = (before.path / "nodes" / "gitaly1" / "gitlab-secrets.json").read_text()
         run = lab_cli("run", "--lab", name, "gitaly-own-secrets", "--json")
         assert run.returncode == 0, run.stdout + run.stderr
@@ -168,7 +168,7 @@ def test_lab_run_on_the_lab_that_is_up(lab_home: Path, sim_image: str) -> None:
         assert [(s["name"], s["status"], s["lab"]) for s in results["scenarios"]] == [
             ("gitaly-own-secrets", "passed", name)]
         assert state.lab_names() == [name]  # nothing else booted
-        after = lifecycle.attach(name)
+        after = handle.attach(name)
         assert after.lab == before.lab
         assert (after.path / "nodes" / "gitaly1" / "gitlab-secrets.json").read_text() == secrets
         assert all(n.healthy or n.health == "starting" for n in after.status().nodes)
@@ -186,9 +186,9 @@ def test_lab_run_on_the_lab_that_is_up(lab_home: Path, sim_image: str) -> None:
 @pytest.mark.slow
 def test_two_labs_at_once(lab_home: Path, sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    a = lifecycle.up(spec, name=unique("twin-a"), timeout=180)
+    a = handle.up(spec, name=unique("twin-a"), timeout=180)
     try:
-        b = lifecycle.up(spec, name=unique("twin-b"), timeout=180)
+        b = handle.up(spec, name=unique("twin-b"), timeout=180)
         try:
             sa, sb = a.status(), b.status()
             # Ready by the toolkit's probes; Docker's health may still say "starting".
@@ -212,7 +212,7 @@ def test_two_labs_at_once(lab_home: Path, sim_image: str) -> None:
 @pytest.mark.slow
 def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    with lifecycle.up(spec, name=unique("apply"), timeout=180) as running:
+    with handle.up(spec, name=unique("apply"), timeout=180) as running:
         app_id = running.container("gitlab").id
         app_started = started_at(running, "gitlab")
         gitaly_started = started_at(running, "gitaly1")
@@ -234,7 +234,7 @@ def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> No
         assert running.apply(changed) == []  # nothing changed: nothing restarted
 
 
-def service_pid(running: lifecycle.RunningLab, node: str, service: str) -> str:
+def service_pid(running: handle.RunningLab, node: str, service: str) -> str:
     out = running.exec(node, ["gitlab-ctl", "status", service]).stdout
     match = re.search(r"\(pid (\d+)\)", out)
     assert match, out
@@ -247,7 +247,7 @@ def service_pid(running: lifecycle.RunningLab, node: str, service: str) -> str:
 def test_failed_reconfigure_in_place_keeps_the_services_running(lab_home: Path,
                                                                 sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    with lifecycle.up(spec, name=unique("reconf-broken"), timeout=180) as running:
+    with handle.up(spec, name=unique("reconf-broken"), timeout=180) as running:
         pid = service_pid(running, "gitaly1", "gitaly")
         rb = running.path / "nodes" / "gitaly1" / "gitlab.rb"
         reclaim(running.path, running.rendered.image, running.labels)
@@ -274,7 +274,7 @@ def test_broken_gitlab_rb_fails_fast_with_log_tail(lab_home: Path, sim_image: st
     name = unique("broken")
     started = time.monotonic()
     with pytest.raises(NotReady) as err:
-        lifecycle.up(spec, name=name, timeout=300, prepare=corrupt)
+        handle.up(spec, name=name, timeout=300, prepare=corrupt)
     assert time.monotonic() - started < 120  # not the 300 s timeout
     assert err.value.node == "gitaly1"
     assert "exited" in err.value.last_status
@@ -326,7 +326,7 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
 @pytest.mark.slow
 def test_gc_sweeps_labs_whose_folder_is_gone(lab_home: Path, sim_image: str) -> None:
     spec = resolve(SpecRequest(topology="single", flavor="sim"))
-    running = lifecycle.up(spec, name=unique("orphan"), timeout=180)
+    running = handle.up(spec, name=unique("orphan"), timeout=180)
     import shutil
 
     shutil.rmtree(running.path)
@@ -398,7 +398,7 @@ def test_omnibus_scaled_up_and_down(lab_home: Path, engine: None) -> None:
     image = omnibus_image(lab)
     if not dk.image_present(image):
         pytest.skip(f"needs image {image} (not present locally)")
-    with lifecycle.up(lab, name=unique("omni"), timeout=1200) as running:
+    with handle.up(lab, name=unique("omni"), timeout=1200) as running:
         # Ready by the toolkit's probes; Docker's own check may still be "starting".
         assert all(n.state == "running" for n in running.status().nodes)
         assert running.exec("gitlab", ["gitlab-rake", "gitlab:gitaly:check"]).returncode == 0

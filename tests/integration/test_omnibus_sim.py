@@ -32,11 +32,10 @@ from conftest import skip_or_fail
 
 from lab.engine import docker as dk
 from lab.errors import NotReady
-from lab.lifecycle import handle as lifecycle
-from lab.lifecycle import layers, probes
-from lab.model.lab import Lab, SecretsPolicy
-from lab.omnibus import node as omnibus
-from lab.render.compose import omnibus_image
+from lab.lifecycle import handle, layers, probes
+from lab.model.topology import Lab, SecretsPolicy
+from lab.omnibus.node import admin_token_cmd, gitaly_check_cmd, ran_ok, status_cmd
+from lab.render.compose_file import omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import node_paths, write_lab
 
@@ -90,21 +89,21 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def booted(sim_as_omnibus: str, lab_home: Path) -> Iterator[lifecycle.RunningLab]:
+def booted(sim_as_omnibus: str, lab_home: Path) -> Iterator[handle.RunningLab]:
     lab = _omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}")
-    running = lifecycle.up(lab)
+    running = handle.up(lab)
     try:
         yield running
     finally:
         running.down(purge=True)
 
 
-def _secrets(running: lifecycle.RunningLab, node: str) -> dict[str, Any]:
+def _secrets(running: handle.RunningLab, node: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((running.path / node_paths(node).secrets).read_text())
     return data
 
 
-def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: lifecycle.RunningLab) -> None:
+def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: handle.RunningLab) -> None:
     app, gitaly = booted.path / "nodes" / "gitlab", booted.path / "nodes" / "gitaly1"
     # What the image wrote into /etc/gitlab: host keys on every node, the root password
     # file on the app (14.0+), and gitlab-secrets.json with sections of its own.
@@ -132,16 +131,16 @@ def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: lifecycle.RunningL
     assert shared["gitaly"]["gitlab_secret"] == after["gitaly"]["gitlab_secret"]
 
 
-def test_stop_timeout_lets_postgresql_stop(booted: lifecycle.RunningLab) -> None:
+def test_stop_timeout_lets_postgresql_stop(booted: handle.RunningLab) -> None:
     # The stop timeout is no part of the toolkit's snapshot: ask docker-py itself.
     app = docker.from_env().api.inspect_container(booted.container("gitlab").id)
     assert app["Config"]["StopTimeout"] == 120
 
 
-def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab) -> None:
+def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: handle.RunningLab) -> None:
     booted.act("gitaly1", "stop")
     try:
-        res = booted.exec("gitlab", omnibus.gitaly_check_cmd(), check=False, timeout=120)
+        res = booted.exec("gitlab", gitaly_check_cmd(), check=False, timeout=120)
         assert res.returncode == 0  # as the real task: FAIL printed, exit 0
         assert "FAIL" in res.stdout
         verdict = layers.LabProbes(booted).gitaly_from_app()
@@ -152,17 +151,17 @@ def test_gitaly_check_fail_with_exit_0_is_not_ready(booted: lifecycle.RunningLab
         booted.wait_ready(docker_health=False)
 
 
-def test_token_creation_runs_twice(booted: lifecycle.RunningLab) -> None:
+def test_token_creation_runs_twice(booted: handle.RunningLab) -> None:
     # A failed token check followed by a second runner call must not insert the token
     # again (the digest's unique index: PG::UniqueViolation).
     for _ in range(2):
-        res = booted.exec("gitlab", omnibus.admin_token_cmd(booted.admin_token), check=False,
+        res = booted.exec("gitlab", admin_token_cmd(booted.admin_token), check=False,
                           timeout=120)
-        assert omnibus.ran_ok(res), res.stderr or res.stdout
+        assert ran_ok(res), res.stderr or res.stdout
 
 
 def test_purge_removes_a_booted_lab_folder(sim_as_omnibus: str, lab_home: Path) -> None:
-    running = lifecycle.up(_omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "single"))
+    running = handle.up(_omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "single"))
     assert (running.path / "nodes" / "gitlab" / "ssh_host_rsa_key").exists()
     running.down(purge=True)
     assert not running.path.exists()
@@ -174,7 +173,7 @@ def test_failed_reconfigure_ends_the_container(sim_as_omnibus: str, lab_home: Pa
         rb.write_text(rb.read_text() + "\ngitlab_rails['x'] = \n")
 
     with pytest.raises(NotReady) as err:
-        lifecycle.up(_omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "single"), prepare=broken,
+        handle.up(_omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "single"), prepare=broken,
                      timeout=120)
     assert err.value.last_status.startswith(
         "container exited during `gitlab-ctl reconfigure` with code 1")
@@ -198,14 +197,14 @@ def test_services_probe_waits_for_reconfigure(sim_as_omnibus: str, tmp_path: Pat
 
         probe = probes.ServicesProbe("gitaly1", exec_fn, read_log, ("gitaly",))
         deadline = time.monotonic() + 5
-        status = exec_fn(omnibus.status_cmd(), 30)
+        status = exec_fn(status_cmd(), 30)
         while "run: sshd" not in status.stdout and time.monotonic() < deadline:
-            status = exec_fn(omnibus.status_cmd(), 30)
+            status = exec_fn(status_cmd(), 30)
         # The window the old probe called "up": status exits 0 listing sshd, and
         # `status gitaly` exits 0 saying nothing.
         assert status.returncode == 0
         assert "run: sshd" in status.stdout
-        assert exec_fn(omnibus.status_cmd("gitaly"), 30).returncode == 0
+        assert exec_fn(status_cmd("gitaly"), 30).returncode == 0
         assert probe().detail == "reconfigure running"
         deadline = time.monotonic() + 60
         while not (st := probe()).ok and time.monotonic() < deadline:

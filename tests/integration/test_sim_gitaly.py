@@ -25,7 +25,7 @@ from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.render import tls
-from lab.render.compose import DIR_LABEL, LAB_LABEL
+from lab.render.compose_file import DIR_LABEL, LAB_LABEL
 from lab.store import state
 from lab.testcontainers import GitalyContainer
 

@@ -18,7 +18,7 @@ from lab.cli.main import cli
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result
 from lab.errors import DockerUnavailable
-from lab.omnibus import node as omnibus
+from lab.omnibus.node import admin_token_cmd, ran_ok
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 
@@ -54,9 +54,9 @@ class SimLab:
         wait_for(lambda: self.healthy("gitaly1") and self.healthy("gitlab"), 90, "healthy lab")
         port = self.compose("port", "gitlab", "80").stdout.strip().rsplit(":", 1)[1]
         self.url = f"http://127.0.0.1:{port}"
-        made = self.compose("exec", "-T", "gitlab", *omnibus.admin_token_cmd(self.token),
+        made = self.compose("exec", "-T", "gitlab", *admin_token_cmd(self.token),
                             check=False)
-        assert omnibus.ran_ok(made), made.stderr or made.stdout
+        assert ran_ok(made), made.stderr or made.stdout
 
     def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
         return requests.request(method, f"{self.url}/api/v4/{path}", timeout=30,

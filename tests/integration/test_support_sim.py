@@ -18,7 +18,7 @@ import pytest
 from conftest import skip_or_fail
 
 from lab.engine import docker as dk
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle.handle import RunningLab, up
 from lab.render.secrets import secret_values
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.spec.labspec import SpecRequest, build_lab, resolve
@@ -43,10 +43,10 @@ def sim_image(lab_home: Path) -> str:
     return build_images()
 
 
-def start(*sets: str, topology: str = "scaled", wait_gitaly: bool = True) -> lifecycle.RunningLab:
+def start(*sets: str, topology: str = "scaled", wait_gitaly: bool = True) -> RunningLab:
     lab = resolve(SpecRequest(topology=topology, sets=sets,
                               name=f"sup-{uuid.uuid4().hex[:6]}"))
-    return lifecycle.up(lab, keep_on_failure=True, timeout=180, wait_gitaly=wait_gitaly)
+    return up(lab, keep_on_failure=True, timeout=180, wait_gitaly=wait_gitaly)
 
 
 def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +152,7 @@ def test_import_reproduces_the_layout(sim_image: str, tmp_path: Path) -> None:
     check_importable(result)
     spec = tmp_path / "spec.yaml"
     spec.write_text(result.to_yaml())
-    again = lifecycle.up(resolve(SpecRequest(file=spec)), keep_on_failure=True, timeout=180)
+    again = up(resolve(SpecRequest(file=spec)), keep_on_failure=True, timeout=180)
     assert {n.name: (n.roles, n.storages, n.tls) for n in again.lab.nodes} == \
         {n.name: (n.roles, n.storages, n.tls) for n in running.lab.nodes}
     report, _ = doctor(again)

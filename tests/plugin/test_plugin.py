@@ -310,9 +310,9 @@ def test_labs_are_gone_after_the_session_unless_kept(pytester: pytest.Pytester,
         pytester.runpytest("-q", "--lab-keep").assert_outcomes(passed=1)
         assert _containers(name)
     finally:
-        from lab.lifecycle import handle as lifecycle
+        from lab.lifecycle import handle
         if _containers(name):
-            lifecycle.attach(name).down(purge=True)
+            handle.attach(name).down(purge=True)
 
 
 PINNED = SCENARIO.replace("lab: {topology: scaled}", "lab: {topology: scaled, version: '16.11.10'}")

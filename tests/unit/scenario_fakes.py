@@ -18,7 +18,7 @@ from typing import Any
 from lab.client.gitlab import ApiResponse, GitResult
 from lab.engine.run import Redactor, Result
 from lab.errors import EngineError, LabError
-from lab.model.lab import Lab, SecretsPolicy
+from lab.model.topology import Lab, SecretsPolicy
 from lab.omnibus import eras
 from lab.omnibus.release import NEWEST
 

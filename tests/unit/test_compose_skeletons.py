@@ -1,4 +1,4 @@
-"""compose/: the service skeletons the renderer fills in."""
+"""skeletons/: the service skeletons the renderer fills in."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lab.errors import LabError
-from lab.render.compose import (
+from lab.render.compose_file import (
     APP_HEALTHCHECK,
     GITALY_HEALTHCHECK,
     NETWORK,
@@ -30,13 +30,13 @@ def test_fill_whole_and_inline_placeholders() -> None:
 
 
 def test_unknown_placeholder_names_file() -> None:
-    with pytest.raises(LabError, match=r"compose/app.yml: unknown placeholder \{nod\}"):
-        fill({"hostname": "{nod}"}, {"node": "x"}, "compose/app.yml")
+    with pytest.raises(LabError, match=r"skeletons/app.yml: unknown placeholder \{nod\}"):
+        fill({"hostname": "{nod}"}, {"node": "x"}, "skeletons/app.yml")
 
 
 @pytest.mark.parametrize("role", ["app", "gitaly"])
 def test_skeletons_are_plain_compose(role: str) -> None:
-    data = yaml.safe_load((data_dir("compose") / f"{role}.yml").read_text())
+    data = yaml.safe_load((data_dir("skeletons") / f"{role}.yml").read_text())
     assert data == skeleton(role)
     assert list(data["networks"]) == [NETWORK]
     assert data["restart"] == "no"  # quoted: YAML 1.1 would read a bare no as false
@@ -61,7 +61,7 @@ def test_rendered_services_follow_the_skeletons() -> None:
 def test_dollars_reach_the_container_as_written() -> None:
     """Compose interpolates $VAR and ${VAR} in every string of the file (and reads $$ as $):
     Ruby in omnibus_config, or a lab folder path with a $, must not be rewritten by it."""
-    from lab.render.compose import render_compose
+    from lab.render.compose_file import render_compose
 
     ruby = 'gitlab_rails["x"] = "${HOME} $stdout $$"'
     lab = resolve(SpecRequest(topology="scaled", sets=(f"nodes.gitlab.omnibus_config={ruby}",)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.render.diagram import Hashes, markdown, mermaid, mismatches, rendered_hashes
 from lab.render.secrets import LabSecrets, ensure_secrets, secret_values
 from lab.spec.labspec import SpecRequest, resolve

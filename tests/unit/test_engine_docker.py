@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from lab.engine import docker as dk
-from lab.engine.models import Container, ContainerState, Image, Network, Volume
 from lab.engine.run import REDACTED, Redactor
+from lab.engine.snapshots import Container, ContainerState, Image, Network, Volume
 from lab.errors import EngineError
 
 SECRET = "0123456789abcdef-gitaly-token"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import GOLDEN, ROOT, fixed_secrets
 
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.render.secrets import LabSecrets
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import render_files

@@ -10,7 +10,7 @@ import pytest
 
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, decode_server_info
 from lab.engine import images
-from lab.engine.models import Image
+from lab.engine.snapshots import Image
 from lab.errors import ImageMissing
 
 

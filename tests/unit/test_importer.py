@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.errors import SpecError
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.omnibus.reader import read_rb
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.importer import check_importable, import_files, node_inputs

@@ -9,11 +9,19 @@ import pytest
 from lab.engine.images import image_for
 from lab.engine.run import Result
 from lab.errors import EngineError, ImageMissing
-from lab.lifecycle import handle as lifecycle
-from lab.lifecycle import images as lab_images
-from lab.lifecycle import probes
-from lab.omnibus import node as omnibus
-from lab.render.compose import compose_dict
+from lab.lifecycle import handle, lab_image, probes
+from lab.omnibus.node import (
+    admin_token_cmd,
+    exited_during_reconfigure,
+    gitaly_check_cmd,
+    healthcheck_cmd,
+    node_services,
+    parse_gitaly_check,
+    readiness_cmd,
+    status_cmd,
+    token_check_cmd,
+)
+from lab.render.compose_file import compose_dict
 from lab.spec.labspec import SpecRequest, resolve
 from lab.spec.versions import Version
 
@@ -21,7 +29,7 @@ TOKEN = "glpat-0123456789abcdef0123"
 
 
 def test_admin_token_command_finds_before_it_creates() -> None:
-    cmd = omnibus.admin_token_cmd(TOKEN)
+    cmd = admin_token_cmd(TOKEN)
     assert cmd[:2] == ["gitlab-rails", "runner"]
     ruby = cmd[2]
     # Looked up by value first (the digest index): a second run must not insert it again.
@@ -33,15 +41,15 @@ def test_admin_token_command_finds_before_it_creates() -> None:
 
 
 def test_probe_commands() -> None:
-    assert omnibus.status_cmd() == ["/opt/gitlab/bin/gitlab-ctl", "status"]
-    assert omnibus.status_cmd("gitaly") == ["/opt/gitlab/bin/gitlab-ctl", "status", "gitaly"]
-    assert omnibus.healthcheck_cmd() == ["/opt/gitlab/bin/gitlab-healthcheck", "--fail",
+    assert status_cmd() == ["/opt/gitlab/bin/gitlab-ctl", "status"]
+    assert status_cmd("gitaly") == ["/opt/gitlab/bin/gitlab-ctl", "status", "gitaly"]
+    assert healthcheck_cmd() == ["/opt/gitlab/bin/gitlab-healthcheck", "--fail",
                                          "--max-time", "10"]
-    assert omnibus.readiness_cmd() == ["curl", "-fsS", "--max-time", "10",
+    assert readiness_cmd() == ["curl", "-fsS", "--max-time", "10",
                                        "http://localhost/-/readiness?all=1"]
-    assert omnibus.readiness_cmd(all_checks=False)[-1] == "http://localhost/-/readiness"
-    assert omnibus.gitaly_check_cmd() == ["gitlab-rake", "gitlab:gitaly:check"]
-    assert omnibus.token_check_cmd(TOKEN)[-3:] == ["-H", f"PRIVATE-TOKEN: {TOKEN}",
+    assert readiness_cmd(all_checks=False)[-1] == "http://localhost/-/readiness"
+    assert gitaly_check_cmd() == ["gitlab-rake", "gitlab:gitaly:check"]
+    assert token_check_cmd(TOKEN)[-3:] == ["-H", f"PRIVATE-TOKEN: {TOKEN}",
                                                   "http://localhost/api/v4/user"]
 
 
@@ -62,12 +70,12 @@ Checking Gitaly ... Finished
 
 
 def test_gitaly_check_is_read_per_storage() -> None:
-    assert omnibus.parse_gitaly_check(GITALY_CHECK_MIXED) == {
+    assert parse_gitaly_check(GITALY_CHECK_MIXED) == {
         "default": "", "storage1": "14:failed to connect to all addresses"}
     colored = "Gitaly: ... \x1b[32mdefault ... OK\x1b[0m"
-    assert omnibus.parse_gitaly_check("Gitaly: ... default ... \x1b[32mOK\x1b[0m") == {
+    assert parse_gitaly_check("Gitaly: ... default ... \x1b[32mOK\x1b[0m") == {
         "default": ""}
-    assert "default" in omnibus.parse_gitaly_check(colored)
+    assert "default" in parse_gitaly_check(colored)
 
 
 def test_gitaly_check_exit_0_with_fail_is_a_failure() -> None:
@@ -102,7 +110,7 @@ class FakeNode:
 
     def exec(self, cmd: list[str], timeout: float | None) -> Result:
         self.calls.append(cmd)
-        if cmd == omnibus.status_cmd():
+        if cmd == status_cmd():
             return self.status
         raise AssertionError(cmd)
 
@@ -154,14 +162,14 @@ def test_own_service_must_be_listed_not_just_exit_0() -> None:
 
 def test_node_services_by_role_and_release() -> None:
     v = Version.parse
-    assert omnibus.node_services(v("19.3.0"), app=True, gitaly=True) == ("gitaly", "puma")
-    assert omnibus.node_services(v("12.10.14"), app=True, gitaly=False) == ("unicorn",)
-    assert omnibus.node_services(v("17.11.7"), app=False, gitaly=True) == ("gitaly",)
+    assert node_services(v("19.3.0"), app=True, gitaly=True) == ("gitaly", "puma")
+    assert node_services(v("12.10.14"), app=True, gitaly=False) == ("unicorn",)
+    assert node_services(v("17.11.7"), app=False, gitaly=True) == ("gitaly",)
 
 
 def test_exited_during_reconfigure_is_told_from_the_log() -> None:
-    assert omnibus.exited_during_reconfigure("Configuring GitLab...\nThere was an error\n")
-    assert not omnibus.exited_during_reconfigure(f"{STAMP} gitlab Reconfigured!\nbye\n")
+    assert exited_during_reconfigure("Configuring GitLab...\nThere was an error\n")
+    assert not exited_during_reconfigure(f"{STAMP} gitlab Reconfigured!\nbye\n")
 
 
 # --- compose fragments for the omnibus flavour ----------------------------------------
@@ -176,9 +184,9 @@ def test_omnibus_services(omnibus_compose: dict[str, Any]) -> None:
     app, gitaly = omnibus_compose["services"]["gitlab"], omnibus_compose["services"]["gitaly1"]
     assert app["image"] == gitaly["image"] == "gitlab/gitlab-ce:19.3.0-ce.0"
     assert app["shm_size"] == "256m"
-    assert app["healthcheck"]["test"] == ["CMD", *omnibus.healthcheck_cmd()]
+    assert app["healthcheck"]["test"] == ["CMD", *healthcheck_cmd()]
     # Gitaly-only nodes: their own check (the image's marks them unhealthy before 19.1).
-    assert gitaly["healthcheck"]["test"] == ["CMD", *omnibus.status_cmd("gitaly")]
+    assert gitaly["healthcheck"]["test"] == ["CMD", *status_cmd("gitaly")]
     assert app["ports"] == ["127.0.0.1::80"]
     assert "ports" not in gitaly  # Gitaly is reachable only inside the lab network
     assert app["depends_on"] == ["gitaly1"]
@@ -192,16 +200,16 @@ def test_omnibus_services(omnibus_compose: dict[str, Any]) -> None:
 
 def test_missing_omnibus_image_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="omnibus", version="19.3.0"))
-    monkeypatch.setattr(lifecycle.dk, "image_present", lambda ref: False)
+    monkeypatch.setattr(handle.dk, "image_present", lambda ref: False)
     pulls: list[str] = []
 
     def no_registry(ref: str) -> None:
         pulls.append(ref)
         raise EngineError(["pull", ref], -1, "500 Server Error: Get "
                           "https://mirror.invalid/v2/: no such host")
-    monkeypatch.setattr(lab_images, "pull_image", no_registry)
+    monkeypatch.setattr(lab_image, "pull_image", no_registry)
     with pytest.raises(ImageMissing) as err:
-        lab_images.ensure_image(lab, image_for(lab))
+        lab_image.ensure_image(lab, image_for(lab))
     assert pulls == ["gitlab/gitlab-ce:19.3.0-ce.0"]
     msg = str(err.value)
     assert "no such host" in msg

@@ -43,7 +43,7 @@ def test_modules_the_sim_image_carries_import_what_the_image_has() -> None:
 
 
 def test_render_never_imports_the_engine() -> None:
-    code = ("import sys, lab.store.labdir, lab.render.compose, lab.render.gitlab_rb, "
+    code = ("import sys, lab.store.labdir, lab.render.compose_file, lab.render.gitlab_rb, "
             "lab.render.secrets, lab.render.tls, lab.render.diagram; "
             "print([m for m in sys.modules if m.startswith('lab.engine')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from lab.lifecycle import handle as lifecycle
+from lab.lifecycle import handle
 from lab.lifecycle.folder import foreign_entries
-from lab.model.lab import Flavor
+from lab.model.topology import Flavor
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.secrets import merge_written_back
 from lab.spec.labspec import SpecRequest, resolve
@@ -78,9 +78,9 @@ def test_foreign_entries_are_found_below_nodes(tmp_path: Path,
 
 
 def test_each_flavour_has_its_own_timeout() -> None:
-    assert lifecycle.TIMEOUTS[Flavor.OMNIBUS] >= 1200
+    assert handle.TIMEOUTS[Flavor.OMNIBUS] >= 1200
     omni = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
-    assert lifecycle.default_timeout(omni) == lifecycle.TIMEOUTS[Flavor.OMNIBUS]
+    assert handle.default_timeout(omni) == handle.TIMEOUTS[Flavor.OMNIBUS]
     from lab.scenario import runner
 
     assert runner.READY_TIMEOUT is None  # the runner waits as long as `lab up`

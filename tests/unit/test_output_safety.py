@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lab.errors import BadInput, LabError, SpecError
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.scenario.report import write_junit
 from lab.scenario.results import Outcome, ScenarioResult
 from lab.spec.labspec import SpecRequest, resolve

@@ -16,10 +16,9 @@ import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.errors import Incomplete, LabAlreadyUp, LabBusy, LabOwnedElsewhere
-from lab.lifecycle import folder
+from lab.lifecycle import folder, handle
 from lab.lifecycle import gc as lab_gc
-from lab.lifecycle import handle as lifecycle
-from lab.render.compose import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
+from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.scenario.pool import group_name
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
@@ -63,15 +62,15 @@ class FakeEngine:
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(lifecycle.dk, "check_reachable", lambda: None)
-    monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
+    monkeypatch.setattr(handle.dk, "check_reachable", lambda: None)
+    monkeypatch.setattr(handle, "detect", lambda: ComposeTool(V2, "2.29.1"))
     for kind in ("container", "network", "volume"):
-        monkeypatch.setattr(lifecycle.dk, f"{kind}s", fake.lister(kind))
-        monkeypatch.setattr(lifecycle.dk, f"remove_{kind}", fake.remover)
-    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None: None)
-    monkeypatch.setattr(lifecycle, "check_ports", lambda lab: None)
+        monkeypatch.setattr(handle.dk, f"{kind}s", fake.lister(kind))
+        monkeypatch.setattr(handle.dk, f"remove_{kind}", fake.remover)
+    monkeypatch.setattr(handle, "ensure_image", lambda lab, image, progress=None: None)
+    monkeypatch.setattr(handle, "check_ports", lambda lab: None)
     monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: fake.compose_calls.append(cmd))
-    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
+    monkeypatch.setattr(handle.RunningLab, "wait_ready", lambda self, **kw: None)
     return fake
 
 
@@ -83,7 +82,7 @@ def test_up_of_a_name_owned_by_another_folder_touches_nothing(engine: FakeEngine
     engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: "/home/bob/labs/same",
                           ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
     with pytest.raises(LabOwnedElsewhere, match="/home/bob/labs/same"):
-        lifecycle.up(scaled(), name="same")
+        handle.up(scaled(), name="same")
     assert engine.compose_calls == []
     assert engine.removed == []
     assert not state.lab_dir("same").exists()  # not even rendered
@@ -95,12 +94,12 @@ def test_same_path_but_another_id_is_another_owner(engine: FakeEngine) -> None:
     engine.add("theirs", {LAB_LABEL: "same", DIR_LABEL: str(path),
                           ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
     with pytest.raises(LabOwnedElsewhere):
-        lifecycle.up(scaled(), name="same")
+        handle.up(scaled(), name="same")
     assert engine.removed == []
 
 
 def test_own_lab_carries_its_ids_and_down_removes_only_its_own(engine: FakeEngine) -> None:
-    running = lifecycle.up(scaled(), name="mine")
+    running = handle.up(scaled(), name="mine")
     owner = lab_owner(running.path)
     assert owner[ID_LABEL]
     assert owner[HOME_LABEL] == state.home_id(create=False)
@@ -111,7 +110,7 @@ def test_own_lab_carries_its_ids_and_down_removes_only_its_own(engine: FakeEngin
     engine.add("theirs", {LAB_LABEL: "mine", DIR_LABEL: "/elsewhere/mine",
                           ID_LABEL: "0123456789abcdef"})
     engine.compose_calls.clear()
-    lifecycle.attach("mine").down()
+    handle.attach("mine").down()
     assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
     # Compose acts on the project name alone, which would take the other lab too.
     assert engine.compose_calls == []
@@ -138,13 +137,13 @@ def test_a_copied_state_folder_keeps_its_labs(engine: FakeEngine, tmp_path: Path
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    running = lifecycle.up(scaled(), name="moved")
+    running = handle.up(scaled(), name="moved")
     engine.add("old", running.labels)  # labelled with the old folder's path
     shutil.copytree(tmp_path / "home", tmp_path / "copy", symlinks=True)
     shutil.rmtree(tmp_path / "home")
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "copy"))
     assert lab_gc.gc() == []  # the same lab id lives on in the copy
-    lifecycle.attach("moved").down()  # the copy still owns the lab and removes it
+    handle.attach("moved").down()  # the copy still owns the lab and removes it
     assert sorted(engine.removed) == ["old-container", "old-network", "old-volume"]
 
 
@@ -175,7 +174,7 @@ def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> No
         assert other.stdout is not None
         assert other.stdout.readline().strip() == "held"
         with pytest.raises(LabBusy, match=f"in progress \\(PID {other.pid}\\)"):
-            lifecycle.up(scaled(), name="x")
+            handle.up(scaled(), name="x")
     finally:
         other.kill()
         other.wait()
@@ -183,7 +182,7 @@ def test_up_refuses_while_another_start_holds_the_name(engine: FakeEngine) -> No
 
 
 def test_down_refuses_a_lab_a_run_holds(engine: FakeEngine) -> None:
-    lifecycle.up(scaled(), name="held")
+    handle.up(scaled(), name="held")
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; from lab.store.state import LabClaim; "
          "assert LabClaim('held').acquire(wait=False); print('held', flush=True); "
@@ -211,7 +210,7 @@ def test_scenario_lab_names_differ_per_state_folder(tmp_path: Path,
 
 def test_purge_that_cannot_delete_says_so(engine: FakeEngine,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    running = lifecycle.up(scaled(), name="stuck")
+    running = handle.up(scaled(), name="stuck")
 
     def refuse(path: Any, onerror: Any) -> None:
         onerror(None, str(path / "nodes"), (PermissionError, PermissionError(13, "denied"), None))
@@ -245,14 +244,14 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
 
     from lab.cli import lifecycle as cli_lifecycle
     from lab.cli.main import cli
-    from lab.engine.models import Container, ContainerState
+    from lab.engine.snapshots import Container, ContainerState
     from lab.errors import ToolMissing
 
     class Handle:
         def container(self, node: str) -> Container:
             return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState("running", 0, ""))
 
-    monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
+    monkeypatch.setattr(cli_lifecycle.handle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")
     res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
     assert isinstance(res.exception, ToolMissing), res.exception
@@ -270,7 +269,7 @@ def test_exec_in_a_node_that_is_not_running_says_so_and_how(
 
     from lab.cli import lifecycle as cli_lifecycle
     from lab.cli.main import cli
-    from lab.engine.models import Container, ContainerState
+    from lab.engine.snapshots import Container, ContainerState
     from lab.errors import BadInput
 
     class Handle:
@@ -279,7 +278,7 @@ def test_exec_in_a_node_that_is_not_running_says_so_and_how(
         def container(self, node: str) -> Container:
             return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState(status, 0, ""))
 
-    monkeypatch.setattr(cli_lifecycle.lifecycle, "attach", lambda name: Handle())
+    monkeypatch.setattr(cli_lifecycle.handle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")  # never reaches docker
     res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
     assert isinstance(res.exception, BadInput), res.exception
@@ -293,12 +292,12 @@ def test_a_lab_is_named_never_given_as_a_path(engine: FakeEngine, tmp_path: Path
     # state folder and deleted it.
     from lab.errors import LabNotFound
 
-    running = lifecycle.up(scaled(), name="mine")
+    running = handle.up(scaled(), name="mine")
     elsewhere = tmp_path / "elsewhere"
     running.path.rename(elsewhere)
     for name in (str(elsewhere), "../../elsewhere", "mine/../../../elsewhere"):
         with pytest.raises(LabNotFound, match="no lab named"):
-            lifecycle.attach(name)
+            handle.attach(name)
     assert (elsewhere / "manifest.json").is_file()
 
 
@@ -316,11 +315,11 @@ def test_an_interrupted_compose_is_swept_again_after_the_engine_settles(
 
     def settle(seconds: float) -> None:  # the create in flight lands meanwhile
         late.append(seconds)
-        engine.resources.append(Res("network", "glt-late_lab", lifecycle.attach("late").labels))
+        engine.resources.append(Res("network", "glt-late_lab", handle.attach("late").labels))
 
     with pytest.raises(KeyboardInterrupt):
-        lifecycle.up(scaled(), name="late", clock=Clock(sleep=settle))
-    assert late == [lifecycle.CREATE_SETTLE_SECONDS]
+        handle.up(scaled(), name="late", clock=Clock(sleep=settle))
+    assert late == [handle.CREATE_SETTLE_SECONDS]
     assert [r.name for r in engine.resources] == []
     assert "glt-late_lab" in engine.removed
 
@@ -332,7 +331,7 @@ def test_a_lab_whose_manifest_was_damaged_by_hand_is_still_the_lab(
     x" while `lab up` said "already up; `lab down x` first"; with the file deleted, `lab
     gc` removed the running lab as if its folder were gone. The saved spec says what the
     lab is."""
-    running = lifecycle.up(scaled(), name="hurt")
+    running = handle.up(scaled(), name="hurt")
     engine.add("ours", running.labels)
     manifest = running.path / "manifest.json"
     if damage == "corrupt":
@@ -347,9 +346,9 @@ def test_a_lab_whose_manifest_was_damaged_by_hand_is_still_the_lab(
             summary.state) == ("sim", "19.3.0", "scaled", 2, 1, "partial")
     assert lab_gc.gc() == []
     with pytest.raises(LabAlreadyUp):
-        lifecycle.up(scaled(), name="hurt")
+        handle.up(scaled(), name="hurt")
     assert engine.removed == []
-    lifecycle.attach("hurt").down()
+    handle.attach("hurt").down()
     assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
 
 
@@ -366,7 +365,7 @@ def test_down_removes_a_lab_whose_state_folder_was_damaged_by_hand(
     from lab.cli.main import cli
     from lab.errors import LabDamaged
 
-    running = lifecycle.up(scaled(), name="broken")
+    running = handle.up(scaled(), name="broken")
     engine.add("ours", running.labels)
     engine.add("theirs", {LAB_LABEL: "broken", DIR_LABEL: "/elsewhere/broken",
                           ID_LABEL: "0123456789abcdef", HOME_LABEL: "fedcba9876543210"})
@@ -377,7 +376,7 @@ def test_down_removes_a_lab_whose_state_folder_was_damaged_by_hand(
     else:
         (running.path / ".lab" / "spec.json").unlink()
     with pytest.raises(LabDamaged, match="lab down broken --purge"):
-        lifecycle.attach("broken")
+        handle.attach("broken")
     result = CliRunner().invoke(cli, ["down", "broken", "--purge"])
     assert result.exit_code == 0, result.output
     assert sorted(engine.removed) == ["ours-container", "ours-network", "ours-volume"]
@@ -394,11 +393,11 @@ def test_a_lab_folder_copied_under_another_name_is_not_the_lab(engine: FakeEngin
     from lab.cli.main import cli
     from lab.errors import LabDamaged
 
-    running = lifecycle.up(scaled(), name="orig")
+    running = handle.up(scaled(), name="orig")
     engine.add("orig", running.labels)
     shutil.copytree(running.path, running.path.with_name("copy"), symlinks=True)
     with pytest.raises(LabDamaged, match="holds lab 'orig', not 'copy'"):
-        lifecycle.attach("copy")
+        handle.attach("copy")
     result = CliRunner().invoke(cli, ["down", "copy", "--purge"])
     assert result.exit_code == 0, result.output
     assert engine.removed == []

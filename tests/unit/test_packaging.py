@@ -42,7 +42,7 @@ def test_data_inside_the_package_is_declared() -> None:
 
 def test_checkout_layout() -> None:
     assert resources.data_dir("images") == ROOT / "images"
-    assert resources.data_dir("compose") == ROOT / "compose"
+    assert resources.data_dir("skeletons") == ROOT / "skeletons"
 
 
 def test_installed_layout_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ def test_installed_layout_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(lab, "__file__", str(package / "__init__.py"))
     assert resources.data_dir("images") == package / "_data" / "images"
     # A folder the install lacks falls back to the checkout layout beside the package.
-    assert resources.data_dir("compose") == tmp_path / "site-packages" / "compose"
+    assert resources.data_dir("skeletons") == tmp_path / "site-packages" / "skeletons"
 
 
 def test_unknown_folder() -> None:

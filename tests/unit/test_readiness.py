@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
-from lab.engine.models import Container, ContainerState, Volume
+from lab.engine.snapshots import Container, ContainerState, Volume
 from lab.errors import EngineError, NotReady
-from lab.lifecycle import handle as lifecycle
-from lab.lifecycle import layers
+from lab.lifecycle import handle, layers
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
-from lab.render.compose import DIR_LABEL, NODE_LABEL
+from lab.render.compose_file import DIR_LABEL, NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
 from lab.store.labdir import write_lab
@@ -184,11 +183,11 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, containers: list[Container]) ->
     def name_of(c: Container | str) -> str:
         return c.name if isinstance(c, Container) else c
 
-    monkeypatch.setattr(lifecycle.dk, "containers", listed)
-    monkeypatch.setattr(lifecycle.dk, "inspect", inspect)
-    monkeypatch.setattr(lifecycle.dk, "log_tail",
+    monkeypatch.setattr(handle.dk, "containers", listed)
+    monkeypatch.setattr(handle.dk, "inspect", inspect)
+    monkeypatch.setattr(handle.dk, "log_tail",
                         lambda c, lines=40, **kw: f"{name_of(c)}: boom\n")
-    monkeypatch.setattr(lifecycle.dk, "logs", lambda c, **kw: LOGS[name_of(c)])
+    monkeypatch.setattr(handle.dk, "logs", lambda c, **kw: LOGS[name_of(c)])
     return calls
 
 
@@ -197,7 +196,7 @@ def test_exited_container_fails_wait_at_once_with_log_tail(
     fake_engine(monkeypatch, [fake_container("gitlab", "running"),
                               fake_container("gitaly1", "exited", 1)])
     clock = FakeClock()
-    running = lifecycle.RunningLab(rendered, clock=clock)
+    running = handle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady) as err:
         running.wait_ready(timeout=600)
     assert err.value.node == "gitaly1"
@@ -211,14 +210,14 @@ def test_container_missing_from_rounds_in_a_row_is_gone(
     # One listing may miss a starting container; missing for UNLISTED_SECONDS, it is gone.
     calls = fake_engine(monkeypatch, [fake_container("gitlab", "running")])
     clock = FakeClock()
-    running = lifecycle.RunningLab(rendered, clock=clock)
+    running = handle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="its container is gone") as err:
         running.wait_ready(timeout=600)
     assert err.value.node == "gitaly1"
     # The first round that found it missing for that long, after several that looked again.
     assert calls.lists == len(clock.slept) + 1 > 2
     waited = clock.t - 1000.0
-    assert lifecycle.UNLISTED_SECONDS <= waited < lifecycle.UNLISTED_SECONDS + clock.slept[-1]
+    assert handle.UNLISTED_SECONDS <= waited < handle.UNLISTED_SECONDS + clock.slept[-1]
 
 
 def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
@@ -228,7 +227,7 @@ def test_exit_before_reconfigured_is_reported_as_a_failed_reconfigure(
     dead = fake_container("gitaly1", "exited", 1, log="Configuring GitLab...\nThere was an "
                           "error running gitlab-ctl reconfigure\n")
     fake_engine(monkeypatch, [fake_container("gitlab", "running"), dead])
-    running = lifecycle.RunningLab(rendered, clock=FakeClock())
+    running = handle.RunningLab(rendered, clock=FakeClock())
     with pytest.raises(NotReady) as err:
         running.wait_ready(timeout=600)
     assert err.value.last_status == ("container exited during `gitlab-ctl reconfigure` "
@@ -240,7 +239,7 @@ def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
     calls = fake_engine(monkeypatch, [fake_container("gitlab", "created"),
                                       fake_container("gitaly1", "created")])
     clock = FakeClock()
-    running = lifecycle.RunningLab(rendered, clock=clock)
+    running = handle.RunningLab(rendered, clock=clock)
     with pytest.raises(NotReady, match="containers running: still waiting after 30s"):
         running.wait_ready(timeout=30)
     assert clock.t - 1000.0 == pytest.approx(30)
@@ -255,7 +254,7 @@ def test_stuck_lab_times_out_with_fake_clock(rendered: Any,
 
 def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(layers, "containers_routable", lambda: True)
-    running = lifecycle.RunningLab(rendered)
+    running = handle.RunningLab(rendered)
     # The toolkit's own probes decide readiness; Docker's slow first check does not gate.
     names = [layer.name for layer in running.layers()]
     assert names == ["containers running", "services up", "app ready", "gitaly storages",
@@ -279,31 +278,31 @@ def test_layers_of_a_lab(rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.fixture
 def offline_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """lifecycle.up with no engine: Compose `up` fails, then so does the teardown."""
+    """handle.up with no engine: Compose `up` fails, then so does the teardown."""
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(lifecycle.dk, "check_reachable", lambda: None)
-    monkeypatch.setattr(lifecycle, "detect", lambda: ComposeTool(V2, "2.29.1"))
+    monkeypatch.setattr(handle.dk, "check_reachable", lambda: None)
+    monkeypatch.setattr(handle, "detect", lambda: ComposeTool(V2, "2.29.1"))
     for kind in ("containers", "networks", "volumes"):
-        monkeypatch.setattr(lifecycle.dk, kind, lambda labels: [])
-    monkeypatch.setattr(lifecycle, "ensure_image", lambda lab, image, progress=None: None)
+        monkeypatch.setattr(handle.dk, kind, lambda labels: [])
+    monkeypatch.setattr(handle, "ensure_image", lambda lab, image, progress=None: None)
     teardowns: list[str] = []
 
     def compose_up(self: Compose, cmd: list[str], **kw: Any) -> None:
         raise EngineError(cmd, 1, "no space left on device")
 
-    def down(self: lifecycle.RunningLab, *, purge: bool = False) -> None:
+    def down(self: handle.RunningLab, *, purge: bool = False) -> None:
         teardowns.append(self.name)
         raise EngineError(["down"], 1, "the engine went away")
 
     monkeypatch.setattr(Compose, "run", compose_up)
-    monkeypatch.setattr(lifecycle.RunningLab, "down", down)
+    monkeypatch.setattr(handle.RunningLab, "down", down)
     return teardowns
 
 
 def test_failed_teardown_leaves_the_marker_for_gc(offline_up: list[str]) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
     with pytest.raises(EngineError, match="no space left on device"):  # the original error
-        lifecycle.up(lab, name="torn")
+        handle.up(lab, name="torn")
     assert offline_up == ["torn"]
     # Still marked: once this process ends, `lab gc` sees a killed `up` and sweeps it.
     assert state.up_marker_pid(state.lab_dir("torn")) == os.getpid()
@@ -312,15 +311,15 @@ def test_failed_teardown_leaves_the_marker_for_gc(offline_up: list[str]) -> None
 def test_kept_lab_is_not_marked(offline_up: list[str]) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
     with pytest.raises(EngineError, match="no space left on device"):
-        lifecycle.up(lab, name="kept", keep_on_failure=True)
+        handle.up(lab, name="kept", keep_on_failure=True)
     assert offline_up == []  # left up on purpose
     assert state.up_marker_pid(state.lab_dir("kept")) is None
 
 
 def test_ready_lab_is_not_marked(offline_up: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: None)
-    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
-    running = lifecycle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="fine")
+    monkeypatch.setattr(handle.RunningLab, "wait_ready", lambda self, **kw: None)
+    running = handle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="fine")
     assert running.compose.tool == ComposeTool(V2, "2.29.1")
     assert state.up_marker_pid(running.path) is None
 
@@ -330,13 +329,13 @@ def test_leftover_volumes_without_containers_are_swept_before_up(
     # An interrupted `lab down` (Ctrl-C after the containers went) leaves the network and
     # the volumes; the next `lab up` must not boot on the old lab's data.
     # Listed by the lab's own labels (name, folder, ids), as `up` asks for its leftovers.
-    monkeypatch.setattr(lifecycle.dk, "volumes", lambda labels: [
+    monkeypatch.setattr(handle.dk, "volumes", lambda labels: [
         Volume("glt-stale_gitaly1-data", dict(labels))] if DIR_LABEL in labels else [])
     swept: list[dict[str, str]] = []
-    monkeypatch.setattr(lifecycle, "sweep", lambda labels: swept.append(labels) or [])
+    monkeypatch.setattr(handle, "sweep", lambda labels: swept.append(labels) or [])
     monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: None)
-    monkeypatch.setattr(lifecycle.RunningLab, "wait_ready", lambda self, **kw: None)
-    lifecycle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="stale")
+    monkeypatch.setattr(handle.RunningLab, "wait_ready", lambda self, **kw: None)
+    handle.up(resolve(SpecRequest(topology="scaled", flavor="sim")), name="stale")
     assert len(swept) == 1
 
 
@@ -353,8 +352,8 @@ def test_each_lab_redacts_its_own_secrets_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No process-wide redactor: a second lab neither adds to nor borrows the first's values.
     lab = resolve(SpecRequest(topology="scaled", flavor="sim"))
-    a = lifecycle.RunningLab(write_lab(lab, tmp_path / "a", image="sim:test"))
-    b = lifecycle.RunningLab(write_lab(lab, tmp_path / "b", image="sim:test"))
+    a = handle.RunningLab(write_lab(lab, tmp_path / "a", image="sim:test"))
+    b = handle.RunningLab(write_lab(lab, tmp_path / "b", image="sim:test"))
     a_token, b_token = a.admin_token, b.admin_token
     assert a_token != b_token
     assert a.redactor(f"token {a_token}") == "token [REDACTED]"
@@ -366,9 +365,9 @@ def test_each_lab_redacts_its_own_secrets_only(
         seen["redact"] = kw["redact"]
         return str(kw["redact"](f"log {a_token}"))
 
-    monkeypatch.setattr(lifecycle.dk, "containers", lambda labels: [fake_container("gitlab",
+    monkeypatch.setattr(handle.dk, "containers", lambda labels: [fake_container("gitlab",
                                                                                    "running")])
-    monkeypatch.setattr(lifecycle.dk, "logs", logs)
+    monkeypatch.setattr(handle.dk, "logs", logs)
     assert a.logs("gitlab") == "log [REDACTED]"
     assert seen["redact"] is a.redactor
 

@@ -14,11 +14,11 @@ from conftest import fixed_secrets
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store.labdir import LAB_ID, SECRETS_STORE, load_secrets, render_files, write_lab
+from lab.store.labdir import LAB_ID, SECRETS_STORE, load_lab_secrets, render_files, write_lab
 
 
 def scaled(version: str, *sets: str, flavor: str = "omnibus") -> Lab:
@@ -161,7 +161,7 @@ def test_secrets_from_an_older_render_with_san_entries_still_load(tmp_path: Path
     data = json.loads(store.read_text())
     data["tls"]["gitaly1.san"] = "gitaly1"  # what earlier versions stored
     store.write_text(json.dumps(data))
-    loaded = load_secrets(tmp_path)
+    loaded = load_lab_secrets(tmp_path)
     assert loaded is not None
     assert "gitaly1.san" not in loaded.tls
     again = write_lab(scaled("19.3.0", "tls=true"), tmp_path, image="sim:test")

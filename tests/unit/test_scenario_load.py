@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import SpecError
+from lab.scenario.definition import Expected
 from lab.scenario.load import find_scenarios, load_scenario, parse_scenario, resolve_labs
-from lab.scenario.model import Expected
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 

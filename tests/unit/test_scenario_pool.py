@@ -10,7 +10,7 @@ import pytest
 from scenario_fakes import LIBRARY, FakeLab, make
 
 from lab.errors import Incomplete, LabError
-from lab.model.lab import Lab, SecretsPolicy
+from lab.model.topology import Lab, SecretsPolicy
 from lab.scenario import pool
 from lab.scenario.load import load_scenario, resolve_labs
 from lab.scenario.pool import LabPool
@@ -21,10 +21,10 @@ def test_keep_leaves_labs_up_in_their_base_state(tmp_path: Path) -> None:
     labs, up, connect = make(tmp_path)
     sc = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
     run_scenarios([sc], leave_at_base=True, up=up, connect=connect)
-    (lab,) = labs
-    assert ("down",) not in lab.calls
-    assert lab.calls[-1] == ("apply", "gitaly1", "True")
-    assert lab.lab.node("gitaly1").secrets is SecretsPolicy.SHARED
+    (running,) = labs
+    assert ("down",) not in running.calls
+    assert running.calls[-1] == ("apply", "gitaly1", "True")
+    assert running.lab.node("gitaly1").secrets is SecretsPolicy.SHARED
 
 
 
@@ -62,20 +62,20 @@ def test_a_failed_apply_is_reapplied_by_the_next_get(tmp_path: Path) -> None:
 
 def test_default_up_waits_only_when_apply_changed_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.lifecycle import handle as lifecycle
+    from lab.lifecycle import handle
     wanted = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
     kept = {"state": resolve_labs(load_scenario(LIBRARY / "two-storages.yaml")).base}
     attached: list[FakeLab] = []
 
     def already_up(*a: Any, **k: Any) -> Any:
-        raise lifecycle.LabAlreadyUp("kept by an earlier --keep run")
+        raise handle.LabAlreadyUp("kept by an earlier --keep run")
 
     def attach(name: str) -> FakeLab:
         attached.append(FakeLab(kept["state"], tmp_path / name))
         return attached[-1]
 
-    monkeypatch.setattr(lifecycle, "up", already_up)
-    monkeypatch.setattr(lifecycle, "attach", attach)
+    monkeypatch.setattr(handle, "up", already_up)
+    monkeypatch.setattr(handle, "attach", attach)
     pool.default_up(wanted)  # the kept lab differs: apply restarts and waits by itself
     assert [c[0] for c in attached[-1].calls] == ["apply"]
     kept["state"] = wanted

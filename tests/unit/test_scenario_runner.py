@@ -14,7 +14,7 @@ import pytest
 from scenario_fakes import LIBRARY, TOKEN, FakeLab, FakeWorld, make
 
 from lab.errors import LabError
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.scenario import runner, steps
 from lab.scenario.load import load_scenario, parse_scenario, resolve_labs
 from lab.scenario.pool import LabPool
@@ -348,9 +348,9 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
 
 def test_images_are_made_present_once_before_labs_boot_side_by_side(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.lifecycle import images as lab_images
+    from lab.lifecycle import lab_image
     made: list[str] = []
-    monkeypatch.setattr(lab_images, "ensure_image", lambda lab, image, progress=None:
+    monkeypatch.setattr(lab_image, "ensure_image", lambda lab, image, progress=None:
                         made.append(image))
     plain = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base

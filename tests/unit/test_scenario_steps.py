@@ -12,7 +12,7 @@ import pytest
 from lab.engine.run import Redactor, Result
 from lab.errors import SpecError
 from lab.lifecycle.faults import VERBS, NodeTarget, Verb
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 from lab.scenario.load import parse_scenario
 from lab.scenario.results import Outcome
 from lab.scenario.runner import run_scenarios

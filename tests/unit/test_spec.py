@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import SpecError
-from lab.model.lab import Role, SecretsPolicy
+from lab.model.topology import Role, SecretsPolicy
 from lab.spec.labspec import SpecRequest, resolve
 from lab.spec.versions import DEFAULT_VERSION, REFERENCE_VERSIONS, Version, dialect_for
 

@@ -75,7 +75,7 @@ def test_lab_compose_needs_start() -> None:
 def test_lab_compose_waits_as_long_as_lab_up_per_flavour(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from lab.lifecycle.handle import default_timeout
-    from lab.model.lab import Lab
+    from lab.model.topology import Lab
 
     seen: dict[str, float | None] = {}
 
@@ -84,7 +84,7 @@ def test_lab_compose_waits_as_long_as_lab_up_per_flavour(
         return object()
 
     monkeypatch.setattr(tc, "configure_ryuk", lambda: False)
-    monkeypatch.setattr(tc.lifecycle, "up", fake_up)
+    monkeypatch.setattr(tc, "up", fake_up)
     tc.LabCompose("scaled", flavor="omnibus", version="19.3.0", name="om").start()
     tc.LabCompose("scaled", flavor="sim", name="sim").start()
     tc.LabCompose("scaled", flavor="omnibus", version="19.3.0", name="given", timeout=5).start()

@@ -23,12 +23,12 @@ from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
-from lab.model.lab import Lab, Node
 from lab.model.needs import disk_needed, memory_needed
+from lab.model.topology import Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
-from lab.omnibus import node as omnibus
 from lab.omnibus.auth import encode_shell_jwt
+from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.gitlab_rb import internal_api_url, node_token
@@ -197,7 +197,7 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
             continue
         if rake is None:
             # The rake task checks every storage at once, and may take minutes: run it once.
-            rake = handle.exec(app.name, omnibus.gitaly_check_cmd(), check=False, timeout=300)
+            rake = handle.exec(app.name, gitaly_check_cmd(), check=False, timeout=300)
         out.append(_rake_probe(rake, node, storages))
     return out
 

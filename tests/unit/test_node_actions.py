@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lab.lifecycle.plan import Action, ApplyPlan, plan_apply
+from lab.lifecycle.node_actions import Action, ApplyPlan, plan_apply
 from lab.omnibus.release import Version
 
 V19 = Version.parse("19.3.0")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from lab.model.lab import Lab
+from lab.model.topology import Lab
 
 
 class Expected(StrEnum):

@@ -6,8 +6,8 @@ from lab.engine import docker as dk
 from lab.engine.images import build_images, pull_image
 from lab.errors import EngineError, ImageMissing
 from lab.lifecycle.readiness import Progress
-from lab.model.lab import Flavor, Lab
-from lab.render.compose import omnibus_image
+from lab.model.topology import Flavor, Lab
+from lab.render.compose_file import omnibus_image
 
 
 def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None:

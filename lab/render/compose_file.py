@@ -1,7 +1,7 @@
 """docker-compose.yml for a lab: one service per node, one network, labelled everything.
 
 The same file serves both flavours; only the image differs. Each service's shape
-comes from the role's skeleton under ``compose/`` (plain Compose YAML a user can
+comes from the role's skeleton under ``skeletons/`` (plain Compose YAML a user can
 read); this module fills in its placeholders and adds what the spec asks for.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from lab.errors import BadInput
-from lab.model.lab import HTTP_PORT, Flavor, Lab, Node
 from lab.model.labels import (
     DIR_LABEL,
     HOME_LABEL,
@@ -26,6 +25,7 @@ from lab.model.labels import (
     NODE_LABEL,
     ROLE_LABEL,
 )
+from lab.model.topology import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus.node import (
     IMAGE_HEALTH_INTERVAL,
     STOP_GRACE_PERIOD,
@@ -77,8 +77,8 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 @functools.cache
 def skeleton(role: str) -> dict[str, Any]:
-    """The service shape for ``role`` ("app" or "gitaly") from ``compose/<role>.yml``."""
-    path = data_dir("compose") / f"{role}.yml"
+    """The service shape for ``role`` ("app" or "gitaly") from ``skeletons/<role>.yml``."""
+    path = data_dir("skeletons") / f"{role}.yml"
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise BadInput(f"{path}: expected a Compose service (a mapping)")
@@ -116,7 +116,7 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str,
         "healthcheck": APP_HEALTHCHECK if node.is_app else GITALY_HEALTHCHECK,
         "health_interval": HEALTH_INTERVAL[lab.flavor],
         "stop_grace": STOP_GRACE[lab.flavor],
-    }, f"compose/{role}.yml")
+    }, f"skeletons/{role}.yml")
     svc["environment"] = {VERSION_ENV: str(lab.version)}
     if node.omnibus_config:
         # Omnibus evaluates this before /etc/gitlab/gitlab.rb, so the file wins.
