@@ -3,7 +3,9 @@
 Pure. It draws each node with its roles and storages, the address the app dials
 for each Gitaly node (scheme and port), the internal API URL each Gitaly node
 calls back, and whether the two ends of each link hold the same secret, by hash
-only: a disagreement is a red edge naming the setting, never showing a value.
+only: a disagreement is a red edge naming the setting, never showing a value. A TLS
+link that cannot work (a CA not trusted, a certificate not naming the host dialled)
+is a red edge too.
 """
 
 from __future__ import annotations
@@ -81,6 +83,19 @@ def _disagreement(table: Mapping[str, str | None], app: str, node: str) -> str |
     return f"missing on {node if not theirs else app}"
 
 
+def tls_problems(lab: Lab, node: Node) -> list[str]:
+    """Why the app's TLS connection to Gitaly ``node`` fails, from the lab's settings: a CA
+    the app (or the Gitaly node, which calls itself) does not trust, or a certificate whose
+    names do not include the host the app dials. Empty when it is not TLS, or is sound."""
+    if not node.tls:
+        return []
+    out = [f"{who.name} does not trust the lab CA (trust_ca: false)"
+           for who in dict.fromkeys((lab.app, node)) if not who.trust_ca]
+    if node.name not in node.san_names:
+        out.append(f"certificate SAN {', '.join(node.san_names)} does not name {node.name}")
+    return out
+
+
 def _settings(hashes: Hashes) -> tuple[tuple[str, Mapping[str, str | None]], ...]:
     return ((SHELL_SECRET, hashes.shell_secret), (GITALY_TOKEN, hashes.gitaly_token))
 
@@ -104,6 +119,14 @@ def mermaid(lab: Lab, hashes: Hashes) -> str:
             else:
                 edges.add(app.name, "---", node.name, f"MISMATCH {setting} {why}",
                           MISMATCH_STYLE)
+        if node.tls:
+            problems = tls_problems(lab, node)
+            if problems:
+                edges.add(app.name, "---", node.name, f"TLS FAILS: {'; '.join(problems)}",
+                          MISMATCH_STYLE)
+            else:
+                edges.add(app.name, "---", node.name,
+                          f"TLS: CA trusted, certificate names {node.name}", AGREE_STYLE)
     out = ["flowchart LR", f'    subgraph lab ["lab {text(lab.name)}: GitLab '
                            f'{lab.version} ({lab.flavor.value})"]']
     out += [_node_line(n) for n in lab.nodes]
@@ -113,9 +136,11 @@ def mermaid(lab: Lab, hashes: Hashes) -> str:
 
 def mismatches(lab: Lab, hashes: Hashes) -> list[str]:
     """The settings that disagree, as `setting: app vs node: how` (text beside the picture)."""
-    return [f"{setting}: {lab.app.name} vs {node.name}: {why}"
-            for node in lab.external_gitaly_nodes for setting, table in _settings(hashes)
-            if (why := _disagreement(table, lab.app.name, node.name)) is not None]
+    out = [f"{setting}: {lab.app.name} vs {node.name}: {why}"
+           for node in lab.external_gitaly_nodes for setting, table in _settings(hashes)
+           if (why := _disagreement(table, lab.app.name, node.name)) is not None]
+    return out + [f"TLS: {lab.app.name} -> {node.name}: {why}"
+                  for node in lab.external_gitaly_nodes for why in tls_problems(lab, node)]
 
 
 def markdown(lab: Lab, hashes: Hashes) -> str:

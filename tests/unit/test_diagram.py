@@ -197,3 +197,25 @@ def test_lab_render_diagram_prints_the_block(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     block = result.output.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert red(parse(block)) == ["MISMATCH gitlab_shell.secret_token differs"]
+
+
+@pytest.mark.parametrize(("sets", "problem"), [
+    (("nodes.gitlab.trust_ca=false",), "gitlab does not trust the lab CA (trust_ca: false)"),
+    (("nodes.gitaly1.trust_ca=false",), "gitaly1 does not trust the lab CA (trust_ca: false)"),
+    (("nodes.gitaly1.tls_san=[not-gitaly1.example]",),
+     "certificate SAN not-gitaly1.example does not name gitaly1"),
+])
+def test_tls_trust_and_san_problems_are_red_edges(sets: tuple[str, ...], problem: str) -> None:
+    lab, sec = lab_and_secrets("scaled", "nodes.gitaly1.tls=true", *sets)
+    hashes = rendered_hashes(lab, sec)
+    chart = parse(mermaid(lab, hashes))
+    assert red(chart) == [f"TLS FAILS: {problem}"]
+    assert mismatches(lab, hashes) == [f"TLS: gitlab -> gitaly1: {problem}"]
+
+
+def test_sound_tls_is_a_green_edge() -> None:
+    lab, sec = lab_and_secrets("scaled", "nodes.gitaly1.tls=true")
+    chart = parse(mermaid(lab, rendered_hashes(lab, sec)))
+    assert red(chart) == []
+    assert any(label == "TLS: CA trusted, certificate names gitaly1"
+               for _, arrow, label, _ in chart.edges if arrow == "---")
