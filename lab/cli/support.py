@@ -15,7 +15,7 @@ from lab.errors import BadInput
 from lab.lifecycle.handle import RunningLab, attach
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.store import state
-from lab.store.labdir import PUBLIC, write_file
+from lab.store.labdir import PUBLIC, check_output_file, write_file
 from lab.support.collect import collect as run_collect
 from lab.support.doctor import doctor as run_doctor
 from lab.support.doctor.format import format_table
@@ -52,12 +52,16 @@ def doctor(name: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("-o", "--output", type=click.Path(path_type=Path),
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
-def collect(name: str | None, output: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+def collect(name: str | None, output: Path | None, force: bool) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
+    if output is not None:
+        check_output_file(output, force=force)  # before anything is gathered
     handle = attach(pick_lab(name))
     out = output or Path(f"lab-{handle.name}-support.tar.gz")
+    check_output_file(out, force=force or output is None)
     with console.status(f"collecting lab {handle.name}"):
         run_collect(handle, out)
     console.print(f"Wrote {out} (see SUMMARY.md inside); secret values are redacted.",
@@ -82,8 +86,8 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
     nodes/gitaly1/gitlab.rb) or from --node NAME=FILE. Settings the spec cannot
     express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
     """
-    if output is not None and (output.exists() or output.is_symlink()) and not force:
-        raise BadInput(f"{output} exists; choose another -o, or pass --force to overwrite it")
+    if output is not None:
+        check_output_file(output, force=force)
     inputs = node_inputs(files, named)
     if output is not None and not output.is_symlink() and output.exists() \
             and any(output.resolve() == path.resolve() for _, path in inputs):

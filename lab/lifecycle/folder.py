@@ -14,7 +14,7 @@ from lab.model.topology import Lab
 from lab.spec.labspec import build_lab, resolved_spec
 from lab.spec.yamlfile import Origins
 from lab.store import state
-from lab.store.labdir import SECRET, write_file
+from lab.store.labdir import SECRET, read_no_links, write_file
 
 
 def _spec_data(lab: Lab) -> dict[str, Any]:
@@ -35,12 +35,18 @@ def save_spec(lab: Lab, path: Path) -> None:
 def load_lab(path: Path) -> Lab:
     spec_path = path / state.SPEC_FILE
     try:
-        data = json.loads(spec_path.read_text())
+        data = json.loads(read_no_links(path, state.SPEC_FILE))
+        if not isinstance(data, dict):
+            raise ValueError(f"holds {type(data).__name__}, not a lab spec")
     except (OSError, ValueError) as exc:
         raise BadInput(f"{spec_path} is missing or damaged ({exc}); remove the lab with "
                        f"`lab down {path.name} --purge` and start it again") from None
     # Accepted when the lab was made (maybe with --force-version): don't judge it again.
-    return build_lab(data, Origins(), force_version=True)
+    try:
+        return build_lab(data, Origins(), force_version=True)
+    except BadInput as exc:
+        raise BadInput(f"{spec_path} is damaged ({exc}); remove the lab with "
+                       f"`lab down {path.name} --purge` and start it again") from None
 
 
 def foreign_entries(lab_dir: Path) -> list[Path]:
@@ -75,13 +81,22 @@ def reclaim(lab_dir: Path, image: str, labels: dict[str, str]) -> None:
 
 
 def purge_folder(path: Path) -> None:
-    """Delete a lab folder (links inside are removed, never followed); say what stayed."""
+    """Delete a lab folder (links inside are removed, never followed); say what stayed.
+
+    Only a folder the toolkit made in the state folder (``state.is_own_folder``): never
+    a link, nor what it points to, nor a folder without the toolkit's marks."""
+    if not state.is_own_folder(path):
+        raise BadInput(f"{path} is not a lab folder this toolkit made in {state.labs_dir()} "
+                       "(a symbolic link, or a folder without the lab id a render writes); "
+                       "nothing was deleted. Remove it yourself if it is yours to remove")
     failed: list[str] = []
 
     def note(func: Any, where: str, exc_info: Any) -> None:
         failed.append(f"{where}: {getattr(exc_info[1], 'strerror', None) or exc_info[1]}")
 
     shutil.rmtree(path, onerror=note)
+    if not path.exists():
+        state.made_record(path.name).unlink(missing_ok=True)
     if path.exists():
         shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3
                                          else "")

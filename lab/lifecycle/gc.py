@@ -6,7 +6,6 @@ functions never touch a resource without them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,12 +56,11 @@ def check_owner(name: str, path: Path) -> None:
 
 
 def check_not_in_use(name: str) -> None:
-    """Refuse while another process starts the lab or a `lab run` holds it."""
-    path = state.lab_dir(name)
-    pid = state.up_marker_pid(path)
-    if pid is not None and pid != os.getpid() and state.pid_alive(pid):
-        raise LabBusy(f"lab {name!r} is being started by `lab up` (PID {pid}); wait for it to "
-                      f"finish, or stop that process, then try again")
+    """Refuse while another process starts the lab or a `lab run` holds it.
+
+    Asked of the locks those processes hold (the kernel drops them when a process dies),
+    not of the PID in an up-marker: a stale marker may name any process, PID 1 included
+    (a run in a container, or a PID used again since)."""
     for claim, what in ((state.StartLock(name), "`lab up`"), (state.LabClaim(name), "`lab run`")):
         holder = claim.holder()
         if holder is not None:

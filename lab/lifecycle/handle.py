@@ -404,6 +404,11 @@ def attach(name: str) -> RunningLab:
     # A name, never a path: `lab down ../../x --purge` (or /x) would delete a lab folder
     # outside the state folder.
     path = state.lab_dir(name) if NAME_RE.match(name) else None
+    if path is not None and state.is_link(name):
+        # Never followed: `lab down NAME --purge` deleted the folder it pointed to.
+        raise BadInput(f"{path} is a symbolic link, not a lab folder this toolkit made; "
+                       f"nothing was touched. Remove the link itself (`rm {path}`), never "
+                       "what it points to")
     if path is None or not state.is_lab_dir(path):
         raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
     # A manifest.json damaged or deleted by hand: the saved spec still says what the lab
@@ -469,6 +474,9 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
             raise BadInput(f"invalid lab name {name!r} (lower-case letters, digits and -, "
                            "at most 40)")
         lab = replace(lab, name=name)
+    if state.is_link(lab.name):
+        raise BadInput(f"{state.lab_dir(lab.name)} is a symbolic link, not a lab folder; "
+                       "nothing was touched. Remove the link itself, or pick another --name")
     dk.check_reachable()  # Docker unreachable: say so before anything else
     detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
     path = state.lab_dir(lab.name)
@@ -511,6 +519,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     reclaim(path, image, labels)  # a second `lab up` of a name booted before
     rendered = write_lab(lab, path, image=image, home=home)
     try:
+        state.mark_made(lab.name, rendered.owner.get(ID_LABEL, ""))
         save_spec(lab, path)
         state.write_up_marker(path)
     except OSError as exc:

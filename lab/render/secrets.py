@@ -77,6 +77,15 @@ def secret_values(data: Any) -> list[str]:
     return [data] if isinstance(data, str) else []
 
 
+def secret_leaves(data: Any) -> list[Any]:
+    """Every leaf of a secrets object that is not null or a boolean (a flag, no secret)."""
+    if isinstance(data, dict):
+        return [v for x in data.values() for v in secret_leaves(x)]
+    if isinstance(data, list):
+        return [v for x in data for v in secret_leaves(x)]
+    return [] if data is None or isinstance(data, bool) else [data]
+
+
 @dataclass
 class LabSecrets:
     """Everything secret about one lab; kept in the lab directory between renders."""
@@ -107,6 +116,23 @@ class LabSecrets:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabSecrets:
+        """The secrets a render saved; TypeError or KeyError when ``data`` is not that shape
+        (a number where a token belongs: changed by hand)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, found {type(data).__name__}")
+        for key in ("gitaly_token", "admin_token"):
+            if not isinstance(data.get(key), str):
+                raise TypeError(f"{key}: expected a string")
+        for key in ("shared", "own", "tls"):
+            if not isinstance(data.get(key, {}), dict):
+                raise TypeError(f"{key}: expected an object")
+        if not all(isinstance(v, dict) for v in data.get("own", {}).values()):
+            raise TypeError("own: expected an object per node")
+        if not all(isinstance(v, str) for v in data.get("tls", {}).values()):
+            raise TypeError("tls: expected PEM strings")
+        if any(not isinstance(v, str) for v in secret_leaves(data.get("shared"))) or any(
+                not isinstance(v, str) for v in secret_leaves(data.get("own"))):
+            raise TypeError("secret values must be strings")
         return cls(gitaly_token=data["gitaly_token"], admin_token=data["admin_token"],
                    shared=data["shared"], own=dict(data.get("own", {})),
                    # Older renders kept "<node>.san" entries; the certificate itself says.

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,6 +43,10 @@ LAST_RUN_XML = f"{STATE_DIR}/last-run.xml"
 # labels that say who owns the lab's containers on a shared engine.
 LAB_ID = f"{STATE_DIR}/id"
 LAB_HOME = f"{STATE_DIR}/home"
+# Every file a render wrote into the folder, recorded as it writes them: a later render
+# removes only those (never a file of the user's in a folder given with --force, whatever
+# a manifest.json there names).
+WRITTEN = f"{STATE_DIR}/written.json"
 ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 # A manifest is a few KiB; a bigger one was not written by a render.
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -167,24 +172,46 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
     return files
 
 
+def read_no_links(root: Path, rel: str, *, limit: int | None = None) -> str:
+    """The text of regular file ``root/rel``, opened without following a symbolic link in
+    any part of ``rel``: a container may swap a file or folder of its /etc/gitlab for a link
+    to a host file between the listing and the read."""
+    *dirs, name = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in dirs:
+            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        # O_NONBLOCK: a FIFO put there must not hang the collect.
+        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{rel}: not a regular file")
+        data = fh.read() if limit is None else fh.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise OSError(f"{rel}: larger than {limit} bytes")
+        return data.decode()
+
+
 def load_lab_secrets(lab_dir: Path) -> LabSecrets | None:
     path = lab_dir / SECRETS_STORE
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return None
     try:
-        return LabSecrets.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
+        return LabSecrets.from_json(json.loads(read_no_links(lab_dir, SECRETS_STORE,
+                                                            limit=SECRETS_MAX_BYTES)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path} is damaged ({exc}); render again with --regenerate to make "
                        "new secrets for this lab") from None
 
 
 def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
     """The lab folder's manifest.json as a mapping; None when missing, too big or damaged."""
-    path = lab_dir / MANIFEST
     try:
-        if path.is_symlink() or path.stat().st_size > MAX_MANIFEST_BYTES:
-            return None
-        data = json.loads(path.read_text())
+        data = json.loads(read_no_links(lab_dir, MANIFEST, limit=MAX_MANIFEST_BYTES))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -192,8 +219,9 @@ def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
 
 def _read_id(path: Path) -> str | None:
     try:
-        text = path.read_text(errors="replace").strip() if not path.is_symlink() else ""
-    except OSError:
+        text = read_no_links(path.parent.parent, f"{path.parent.name}/{path.name}",
+                             limit=64).strip()
+    except (OSError, ValueError):
         return None
     return text if ID_RE.match(text) else None
 
@@ -332,31 +360,71 @@ def _old_nodes(out_dir: Path, previous: Mapping[str, Any] | None) -> dict[str, A
     return nodes
 
 
-def _remove_node(out_dir: Path, name: str) -> None:
+def written_files(out_dir: Path) -> frozenset[str]:
+    """The files earlier renders wrote into ``out_dir`` (``WRITTEN``); empty for a folder
+    no render wrote."""
+    try:
+        data = json.loads(read_no_links(out_dir, WRITTEN, limit=MAX_MANIFEST_BYTES))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, list):
+        return frozenset(x for x in data if isinstance(x, str))
+    if lab_id(out_dir) is None:
+        return frozenset()
+    # A lab folder from before the record (its lab id says a render made it): what a
+    # render of the manifest's nodes writes.
+    nodes = (load_manifest(out_dir) or {}).get("nodes")
+    return frozenset(rel for name in (nodes if isinstance(nodes, dict) else {})
+                     if isinstance(name, str) and NODE_RE.match(name)
+                     for p in (node_paths(name),) for rel in (*p.managed, p.secrets))
+
+
+def _remove_node(out_dir: Path, name: str, owned: frozenset[str]) -> None:
     """Delete the files a render wrote for a node that is gone, then its empty folders."""
     paths = node_paths(name)
     for rel in (*paths.managed, paths.secrets):
         target = inside(out_dir, rel)
-        if target.is_file():
+        if rel in owned and target.is_file():
             target.unlink()
     for rel in (paths.trusted_certs, paths.ssl, paths.dir):
         with contextlib.suppress(OSError):  # not empty: the node's own files stay
             inside(out_dir, rel).rmdir()
 
 
+def check_output_file(path: Path, *, force: bool = False) -> None:
+    """The one rule for every -o that names a file (a spec, a bundle): a file already there
+    is replaced only with ``force``, a folder never, and a path that can't be looked at is
+    bad input, not a traceback."""
+    try:
+        there = path.exists() or path.is_symlink()
+        if path.is_dir() and not path.is_symlink():
+            raise BadInput(f"{path} is a folder; give a file name for -o")
+    except OSError as exc:
+        raise BadInput(f"cannot use {path} for -o: {exc.strerror or exc}; choose a path in a "
+                       "folder you can search and write") from None
+    if there and not force:
+        raise BadInput(f"{path} exists; choose another -o, or pass --force to overwrite it")
+
+
 def check_output_dir(out_dir: Path, *, force: bool = False) -> Path:
     """The resolved lab folder for ``out_dir``, refusing one a render must not write into."""
-    if out_dir.is_symlink():
-        raise BadInput(f"{out_dir} is a symbolic link; give the folder itself "
-                       f"(-o {out_dir.resolve()}) so nothing is written where a link points")
-    resolved = out_dir.resolve()
-    if resolved.exists() and not resolved.is_dir():
-        raise BadInput(f"{resolved} exists and is not a directory; choose another -o")
-    if resolved.is_dir() and not force and not is_lab_folder(resolved) \
-            and any(resolved.iterdir()):
-        raise BadInput(f"{resolved} is not empty and is not a lab folder; a render would "
-                       "overwrite files there. Choose an empty or new folder, or pass --force "
-                       "to write into it anyway (files of the same names are replaced)")
+    try:
+        if out_dir.is_symlink():
+            raise BadInput(f"{out_dir} is a symbolic link; give the folder itself "
+                           f"(-o {out_dir.resolve()}) so nothing is written where a link points")
+        resolved = out_dir.resolve()
+        if resolved.exists() and not resolved.is_dir():
+            raise BadInput(f"{resolved} exists and is not a directory; choose another -o")
+        if resolved.is_dir() and not force and not is_lab_folder(resolved) \
+                and any(resolved.iterdir()):
+            raise BadInput(f"{resolved} is not empty and is not a lab folder; a render would "
+                           "overwrite files there. Choose an empty or new folder, or pass "
+                           "--force to write into it anyway (files of the same names are "
+                           "replaced)")
+    except OSError as exc:
+        raise BadInput(f"cannot use {out_dir} as the lab folder: {exc.strerror or exc} "
+                       f"({exc.filename or out_dir}); choose a folder you can read, search and "
+                       "write (-o)") from None
     return resolved
 
 
@@ -378,6 +446,10 @@ def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
     old_nodes = _old_nodes(out_dir, previous)
     try:
         return _write_lab(lab, out_dir, old_nodes, regenerate=regenerate, image=image, home=home)
+    except PermissionError as exc:
+        where = exc.filename or out_dir
+        raise BadInput(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
+                       f"{out_dir} writable by you (or choose another folder)") from None
     except OSError as exc:
         where = exc.filename or out_dir
         raise BadInput(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
@@ -390,11 +462,15 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
     node_rels = [rel for n in lab.nodes for p in (node_paths(n),)
                  for rel in (*p.managed, p.secrets, p.trusted_certs, p.ssl)]
     for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, LAST_RUN_JSON, LAST_RUN_XML,
-                MANIFEST, ADMIN_TOKEN, ".env", "docker-compose.yml", *node_rels):
+                WRITTEN, MANIFEST, ADMIN_TOKEN, ".env", "docker-compose.yml", *node_rels):
         inside(out_dir, rel)
     sec = ensure_secrets(lab, None if regenerate else load_lab_secrets(out_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(out_dir, 0o700)
+    owned = written_files(out_dir)
+    # 0700 for a folder this render makes (or finds empty): node keys are 0644 for the
+    # container's `git` user. A folder of the user's (--force) keeps the mode they gave it.
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        chmod_folder(out_dir, 0o700)
     (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
     if lab_id(out_dir) is None:
         write_file(out_dir / LAB_ID, new_id() + "\n", PUBLIC)
@@ -406,21 +482,25 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
         inside(out_dir, f.path)
     write_file(out_dir / SECRETS_STORE, json.dumps(sec.to_json(), indent=2) + "\n", SECRET)
 
-    # Forget what an earlier render wrote that this one does not.
+    # Forget what an earlier render wrote that this one does not: only files a render
+    # recorded writing here, never one a manifest.json merely names.
     wanted = {f.path for f in files}
     for name in set(old_nodes) - {n.name for n in lab.nodes}:
-        _remove_node(out_dir, name)
+        _remove_node(out_dir, name, owned)
     for node in lab.nodes:
         paths = node_paths(node)
         for rel in paths.managed:
-            if rel not in wanted and inside(out_dir, rel).is_file():
+            if rel in owned and rel not in wanted and inside(out_dir, rel).is_file():
                 (out_dir / rel).unlink()
         secrets_file = inside(out_dir, paths.secrets)
         was = (old_nodes.get(node.name) or {}).get("secrets_policy")
         # A `none` node keeps the file it generated itself while it stays `none`.
         if node.secrets is SecretsPolicy.NONE and was != SecretsPolicy.NONE.value \
-                and secrets_file.is_file():
+                and paths.secrets in owned and secrets_file.is_file():
             secrets_file.unlink()
+    # Recorded before the files are written: a render stopped half-way still knows them.
+    kept = {rel for rel in owned if rel not in wanted and inside(out_dir, rel).is_file()}
+    write_file(out_dir / WRITTEN, json.dumps(sorted(kept | wanted), indent=1) + "\n", PUBLIC)
     secrets_files = {node_paths(n).secrets for n in lab.nodes}
     for f in files:
         content = f.content

@@ -8,13 +8,15 @@ Read at call time, never at import, so a changed environment is honoured.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
 from lab.errors import BadInput
-from lab.store.labdir import ID_RE, MANIFEST, STATE_DIR, new_id
+from lab.store.labdir import ID_RE, LAB_ID, MANIFEST, STATE_DIR, new_id
 
 UP_MARKER = f"{STATE_DIR}/up-in-progress"
 SPEC_FILE = f"{STATE_DIR}/spec.json"
@@ -35,7 +37,9 @@ def labs_dir() -> Path:
 
 
 def lab_dir(name: str) -> Path:
-    return (labs_dir() / name).resolve()
+    """Where the lab ``name`` lives: ``labs/NAME`` itself, never where a link there points
+    (a link is no lab folder: ``is_own_folder`` refuses it)."""
+    return labs_dir() / name
 
 
 def home_id(*, create: bool = True) -> str | None:
@@ -85,51 +89,145 @@ def is_lab_dir(path: Path) -> bool:
     return (path / MANIFEST).is_file() or (path / SPEC_FILE).is_file()
 
 
+def _state_error(path: Path, exc: OSError) -> BadInput:
+    return BadInput(f"cannot read the state folder {path}: {exc.strerror}; make it readable "
+                    "and searchable by you (chmod u+rwx), or set LAB_HOME to a folder of yours")
+
+
 def lab_names() -> list[str]:
-    """Labs that have a directory (rendered by `lab up`), sorted."""
+    """Labs that have a directory (rendered by `lab up`), sorted; a link is no lab."""
     root = labs_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if is_lab_dir(p))
-
-
-def write_up_marker(path: Path) -> None:
-    """Mark ``path`` as being brought up by this process; `lab gc` sweeps it if we die."""
-    marker = path / UP_MARKER
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{os.getpid()}\n")
-
-
-def clear_up_marker(path: Path) -> None:
-    (path / UP_MARKER).unlink(missing_ok=True)
-
-
-def up_marker_pid(path: Path) -> int | None:
     try:
-        return int((path / UP_MARKER).read_text().strip())
-    except (OSError, ValueError):
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir()
+                      if not p.name.startswith(".") and not p.is_symlink() and is_lab_dir(p))
+    except OSError as exc:
+        raise _state_error(root, exc) from None
+
+
+def is_link(name: str) -> bool:
+    """Whether ``labs/NAME`` is a symbolic link (never a lab folder, whatever it points to)."""
+    try:
+        return lab_dir(name).is_symlink()
+    except OSError as exc:
+        raise _state_error(labs_dir(), exc) from None
+
+
+def made_record(name: str) -> Path:
+    """Written by `lab up` when it makes ``labs/NAME``: the state folder's own mark of the
+    folders it created (outside them, so a container or a deleted .lab/ can't remove it)."""
+    return labs_dir() / f".{name}.made"
+
+
+def mark_made(name: str, lab_id: str) -> None:
+    path = made_record(name)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(lab_id + "\n")
+    os.replace(tmp, path)
+
+
+def is_own_folder(path: Path) -> bool:
+    """Whether ``path`` may be deleted as a lab folder: without following any link, a real
+    folder directly in this state folder's labs/, carrying the toolkit's own marks (the lab
+    id a render writes into .lab/, or the record `lab up` keeps beside it), never a
+    manifest.json, which anyone can write."""
+    root = labs_dir()
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or path.parent != root or path.name.startswith("."):
+        return False
+    marks = (path / LAB_ID, made_record(path.name))
+    for mark in marks:
+        with contextlib.suppress(OSError):
+            parent = mark.parent.lstat()
+            if stat.S_ISDIR(parent.st_mode) and stat.S_ISREG(mark.lstat().st_mode) \
+                    and ID_RE.match(mark.read_text(errors="replace").strip()):
+                return True
+    return False
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None (no such process)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
         return None
 
 
-def pid_alive(pid: int) -> bool:
+def _start_time(pid: int) -> str:
+    """When process ``pid`` started (clock ticks after boot), or "" where /proc can't say: with
+    the PID it names one process, never a later one that got the same number, nor PID 1 of
+    another PID namespace (a run in a container sharing the state folder)."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def write_up_marker(path: Path) -> None:
+    """Mark ``path`` as being brought up by this process (PID and start time); `lab gc`
+    sweeps it if we die. Never written through a link left in its place."""
+    marker = path / UP_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    os.replace(tmp, marker)
+
+
+def clear_up_marker(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        (path / UP_MARKER).unlink()
+
+
+def _up_marker(path: Path) -> tuple[int, str] | None:
+    marker = path / UP_MARKER
+    try:
+        if marker.is_symlink():
+            return (0, "")  # not one we wrote: nobody's
+        words = marker.read_text(errors="replace").split()
+        return (int(words[0]), words[1] if len(words) > 1 else "") if words else (0, "")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return (0, "")  # there, but damaged: stands for a process that is gone
+
+
+def up_marker_pid(path: Path) -> int | None:
+    """The PID in the up-marker (0: a marker no process of ours could have written)."""
+    found = _up_marker(path)
+    return None if found is None else found[0]
+
+
+def pid_alive(pid: int, started: str = "") -> bool:
+    """Whether ``pid`` runs (and, given ``started``, is the process that started then)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
+        pass  # exists, owned by someone else
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc to ask: trust the signal
     # A zombie (killed child not yet reaped) is dead for our purposes.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if fields[0] == "Z":
+        return False
+    return not started or len(fields) <= 19 or fields[19] == started
 
 
 def interrupted_up(path: Path) -> bool:
     """True if an `lab up` of this lab directory was killed before it finished."""
-    pid = up_marker_pid(path)
-    return pid is not None and not pid_alive(pid)
+    found = _up_marker(path)
+    return found is not None and not pid_alive(*found)
 
 
 class LabClaim:
@@ -156,8 +254,7 @@ class LabClaim:
         """Take the claim; without ``wait``, False if another process holds it."""
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -168,13 +265,31 @@ class LabClaim:
         self._fd = fd
         return True
 
+    def _open(self) -> int:
+        """The lock file, made if missing; a link in its place (not ours: nothing in the state
+        folder is made as a link) is removed, never followed."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+            self.path.unlink()  # the link itself, not what it names
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                           0o600)
+        except OSError as exc:
+            raise BadInput(f"cannot use the lock file {self.path}: {exc.strerror}; it is the "
+                           "toolkit's own file: remove whatever is there by hand (when no "
+                           "`lab` command runs), or set LAB_HOME to a folder of yours") from None
+
     def holder(self) -> int | None:
         """The PID of another process holding the claim now, else None."""
-        if self._fd is not None or not self.path.is_file():
+        if self._fd is not None or not (self.path.is_file() or self.path.is_symlink()):
             return None
         if not self.acquire(wait=False):
             try:
-                return int(self.path.read_text().strip() or 0) or -1
+                return int(self.path.read_text().strip()[:20] or 0) or -1
             except (OSError, ValueError):
                 return -1  # held, but the PID is not written yet
         self.release()

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import stat
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from lab.store.labdir import (
     MANIFEST,
     STATE_DIR,
     load_lab_secrets,
+    read_no_links,
 )
 from lab.support.doctor import doctor
 from lab.support.doctor.checks import Level, Report
@@ -147,27 +147,6 @@ def _safe(call: Callable[[], T], what: str, notes: list[str]) -> T | None:
         return None
 
 
-def read_no_links(root: Path, rel: str) -> str:
-    """The text of regular file ``root/rel``, opened without following a symbolic link in
-    any part of ``rel``: a container may swap a file or folder of its /etc/gitlab for a link
-    to a host file between the listing and the read."""
-    *dirs, name = rel.split("/")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in dirs:
-            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        # O_NONBLOCK: a FIFO put there must not hang the collect.
-        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-    finally:
-        os.close(fd)
-    with os.fdopen(file_fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise OSError(f"{rel}: not a regular file")
-        return fh.read().decode()
-
-
 def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
     """The rendered lab directory, redacted; private keys and the secrets store left out."""
     for path in sorted(p for p in lab_dir.rglob("*") if p.is_file()):
@@ -203,7 +182,8 @@ def _scenario_results(bundle: Bundle, lab_dir: Path) -> bool:
     found = False
     for rel in LAST_RESULTS:
         try:
-            bundle.add(f"scenarios/{rel}", (lab_dir / rel).read_text())
+            # Never through a link: .lab/last-run.json made a link would bring a host file.
+            bundle.add(f"scenarios/{rel}", read_no_links(lab_dir, rel))
             found = True
         except (OSError, UnicodeDecodeError):
             continue
@@ -305,9 +285,8 @@ def collect(handle: LabHandle, out: Path, *,
                                          indent=2, default=str) + "\n")
     bundle.add("versions.json", json.dumps(versions(gathered.host, handle.rendered.image, notes),
                                            indent=2) + "\n")
-    manifest = lab_dir / MANIFEST
-    if manifest.is_file():
-        bundle.add("manifest.json", manifest.read_text())
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        bundle.add("manifest.json", read_no_links(lab_dir, MANIFEST))
     _lab_files(bundle, lab_dir)
 
     # The Gitaly token each side uses: the app's client token, each Gitaly node's auth token.

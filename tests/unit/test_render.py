@@ -18,7 +18,14 @@ from lab.model.topology import Lab
 from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store.labdir import LAB_ID, SECRETS_STORE, load_lab_secrets, render_files, write_lab
+from lab.store.labdir import (
+    LAB_ID,
+    SECRETS_STORE,
+    WRITTEN,
+    load_lab_secrets,
+    render_files,
+    write_lab,
+)
 
 
 def scaled(version: str, *sets: str, flavor: str = "omnibus") -> Lab:
@@ -30,7 +37,7 @@ def test_render_writes_a_complete_directory(tmp_path: Path) -> None:
     rendered = write_lab(scaled("17.11.7"), out, image="sim:test")
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     # What render_files produced, plus the lab's kept secrets: nothing missing, nothing stray.
-    assert on_disk == {*rendered.files, SECRETS_STORE, LAB_ID}
+    assert on_disk == {*rendered.files, SECRETS_STORE, LAB_ID, WRITTEN}
     assert {"docker-compose.yml", ".env", "manifest.json", "admin-token",
             "nodes/gitlab/gitlab.rb", "nodes/gitaly1/gitlab.rb"} <= on_disk
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
