@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.omnibus.directories import DIRS_FROM_GITALY_STORAGES
 from lab.omnibus.keys import unknown_settings
 from lab.omnibus.release import Version
 
@@ -43,6 +44,9 @@ class Dialect:
     # 17.8 added gitlab_rails['repositories_storages']; 18.0 made git_data_dirs a removal.
     repositories_storages: bool
     git_data_dirs: bool
+    # Up to 17.7 reconfigure creates storage folders only from git_data_dirs; from 17.8 from
+    # Gitaly's storage list too (lab/omnibus/directories.py has the sources).
+    storage_dirs_from_gitaly: bool
     # 17.6 added roles(['gitaly_role']) (package/libraries/config/gitlab.rb: role('gitaly')).
     gitaly_role: bool
     # 17.5: gitaly['gitlab_secret'], defaulting to the shell secret (gitaly/libraries/gitaly.rb
@@ -108,6 +112,7 @@ def dialect_for(version: Version) -> Dialect:
         gitaly_storage_list=not at("13.0.0"),
         repositories_storages=at("17.8.0"),
         git_data_dirs=not at("18.0.0"),
+        storage_dirs_from_gitaly=version >= DIRS_FROM_GITALY_STORAGES,
         gitaly_role=at("17.6.0"),
         gitaly_secret=at("17.5.0"),
         web_servers=web,

@@ -312,3 +312,49 @@ def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: st
     if newer and code == 14:
         return HttpFailure(503, GITALY_UNAVAILABLE_TEXT + "\n", log)
     return HttpFailure(500, INTERNAL_SERVER_ERROR_TEXT + "\n", log)
+
+
+# -- Gitaly: a storage whose folder does not exist --------------------------------------
+#
+# Gitaly validates every storage when it starts and exits when a path is missing
+# (it creates none; Omnibus' reconfigure does, see lab.omnibus.directories). The text,
+# by Gitaly release (GitLab 11.11 ships Gitaly 1.42, 12.x 1.47-12.10, then Gitaly's
+# version is GitLab's), gitlab-org/gitaly (mirror xuxiaowei-io/gitaly):
+# - up to v12.10: internal/config/config.go validateStorages "storage paths have to exist
+#   %v" (the struct {Name Path}), logged by cmd/gitaly/main.go with logrus
+#   `log.WithError(err).WithField("config_path", ...).Fatal("load config")` (v1.42.0, v12.10.0);
+# - v13.0-v14.2: "storage %+v path must exist: %w" (os.Stat's error), main.go returns
+#   `load config: config_path %q: %w` and log.Fatal(err) (v13.0.0, v13.12.0, v14.2.0);
+# - v14.3+: "storage path %q for storage %q doesn't exist" (internal/gitaly/config/config.go),
+#   wrapped in "invalid config: " (v14.3.0-v16.7.0); logrus Fatal until v16.2, from v16.3
+#   internal/cli/gitaly/serve.go returns cli.Exit(err, 1), printed plain.
+
+GITALY_CONFIG_TOML = "/var/opt/gitlab/gitaly/config.toml"
+_GITALY_STORAGE_WRAPPED_FROM = Version(13, 0, 0)
+_GITALY_STORAGE_DOESNT_EXIST_FROM = Version(14, 3, 0)
+_GITALY_PLAIN_EXIT_FROM = Version(16, 3, 0)
+
+
+def _logrus_value(text: str) -> str:
+    """A logrus TextFormatter value: quoted when it has anything beyond plain characters."""
+    if re.fullmatch(r"[A-Za-z0-9\-._/@^+]+", text):
+        return text
+    return json.dumps(text)
+
+
+def gitaly_storage_missing(rel: Version, name: str, path: str,
+                           config_path: str = GITALY_CONFIG_TOML) -> str:
+    """The line a release-``rel`` Gitaly prints before exiting on a missing storage path."""
+    if rel < _GITALY_STORAGE_WRAPPED_FROM:
+        error = f"storage paths have to exist {{{name} {path}}}"
+        return (f"level=fatal msg=\"load config\" config_path={_logrus_value(config_path)} "
+                f"error={_logrus_value(error)}")
+    if rel < _GITALY_STORAGE_DOESNT_EXIST_FROM:
+        cause = (f"storage {{Name:{name} Path:{path}}} path must exist: "
+                 f"stat {path}: no such file or directory")
+    else:
+        cause = f"invalid config: storage path {json.dumps(path)} for storage {json.dumps(name)} doesn't exist"
+    message = f"load config: config_path {json.dumps(config_path)}: {cause}"
+    if rel >= _GITALY_PLAIN_EXIT_FROM:
+        return message
+    return f"level=fatal msg={_logrus_value(message)}"

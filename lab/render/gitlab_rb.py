@@ -70,10 +70,13 @@ def _gitaly_legacy(node: Node, token: str, storage_list: bool) -> list[str]:
                            for s in node.storages)
         out.append("]")
         return out
-    out.append("git_data_dirs({")
-    out += _hash_block(f"{rb(s.name)} => {{ 'path' => {rb(s.path)} }}," for s in node.storages)
-    out.append("})")
-    return out
+    return out + _git_data_dirs_paths(node)
+
+
+def _git_data_dirs_paths(node: Node) -> list[str]:
+    return ["git_data_dirs({",
+            *_hash_block(f"{rb(s.name)} => {{ 'path' => {rb(s.path)} }}," for s in node.storages),
+            "})"]
 
 
 def _gitaly_configuration(node: Node, token: str) -> list[str]:
@@ -113,6 +116,11 @@ def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
     out.append("")
     out += _gitaly_configuration(node, token) if d.gitaly_configuration else \
         _gitaly_legacy(node, token, d.gitaly_storage_list)
+    if (d.gitaly_configuration or d.gitaly_storage_list) and not d.storage_dirs_from_gitaly:
+        # Before 17.8 reconfigure creates storage folders only from git_data_dirs: without
+        # it Gitaly's own list names folders that never exist and Gitaly refuses to start.
+        out += ["", "# Makes reconfigure create each storage's folder (Gitaly reads the list above).",
+                *_git_data_dirs_paths(node)]
     return out
 
 

@@ -182,8 +182,12 @@ def _spec_path(repositories: str) -> tuple[str, bool]:
 def _gitaly_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
     s = node.settings
     f = omnibus_dialect.read_gitaly(s.get, d)
-    if f.storages_from == "git_data_dirs":
-        for name in f.storages:
+    peek = omnibus_dialect.getter(s.data)
+    for name, repositories in f.storages.items():
+        # git_data_dirs beside Gitaly's own list (before 17.8) only makes the folders.
+        if f.storages_from == "git_data_dirs" or \
+                str(peek("git_data_dirs", name, "path") or "").rstrip("/") == \
+                _spec_path(repositories)[0]:
             s.get("git_data_dirs", name, "path")
     node.token = f.token
     node.tls = bool(f.tls_listen_addr)

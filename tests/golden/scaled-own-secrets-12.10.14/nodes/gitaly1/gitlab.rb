@@ -27,4 +27,10 @@ gitaly['storage'] = [
   { 'name' => 'storage1', 'path' => '/var/opt/gitlab/git-data-storage1/repositories' },
 ]
 
+# Makes reconfigure create each storage's folder (Gitaly reads the list above).
+git_data_dirs({
+  'default' => { 'path' => '/var/opt/gitlab/git-data' },
+  'storage1' => { 'path' => '/var/opt/gitlab/git-data-storage1' },
+})
+
 manage_storage_directories['manage_etc'] = false

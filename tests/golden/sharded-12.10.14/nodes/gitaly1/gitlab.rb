@@ -26,4 +26,9 @@ gitaly['storage'] = [
   { 'name' => 'default', 'path' => '/var/opt/gitlab/git-data/repositories' },
 ]
 
+# Makes reconfigure create each storage's folder (Gitaly reads the list above).
+git_data_dirs({
+  'default' => { 'path' => '/var/opt/gitlab/git-data' },
+})
+
 manage_storage_directories['manage_etc'] = false

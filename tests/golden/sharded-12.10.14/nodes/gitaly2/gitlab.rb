@@ -26,4 +26,9 @@ gitaly['storage'] = [
   { 'name' => 'storage1', 'path' => '/var/opt/gitlab/git-data-storage1/repositories' },
 ]
 
+# Makes reconfigure create each storage's folder (Gitaly reads the list above).
+git_data_dirs({
+  'storage1' => { 'path' => '/var/opt/gitlab/git-data-storage1' },
+})
+
 manage_storage_directories['manage_etc'] = false
