@@ -353,7 +353,8 @@ def gitaly_storage_missing(rel: Version, name: str, path: str,
         cause = (f"storage {{Name:{name} Path:{path}}} path must exist: "
                  f"stat {path}: no such file or directory")
     else:
-        cause = f"invalid config: storage path {json.dumps(path)} for storage {json.dumps(name)} doesn't exist"
+        cause = (f"invalid config: storage path {json.dumps(path)} for storage "
+                 f"{json.dumps(name)} doesn't exist")
     message = f"load config: config_path {json.dumps(config_path)}: {cause}"
     if rel >= _GITALY_PLAIN_EXIT_FROM:
         return message

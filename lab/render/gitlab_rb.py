@@ -119,8 +119,8 @@ def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
     if (d.gitaly_configuration or d.gitaly_storage_list) and not d.storage_dirs_from_gitaly:
         # Before 17.8 reconfigure creates storage folders only from git_data_dirs: without
         # it Gitaly's own list names folders that never exist and Gitaly refuses to start.
-        out += ["", "# Makes reconfigure create each storage's folder (Gitaly reads the list above).",
-                *_git_data_dirs_paths(node)]
+        out += ["", "# Makes reconfigure create each storage's folder (Gitaly reads the list "
+                "above).", *_git_data_dirs_paths(node)]
     return out
 
 
