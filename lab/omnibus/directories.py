@@ -66,9 +66,9 @@ def created_storage_dirs(settings: Mapping[str, Any], version: Version) -> tuple
     for source in (git_data_dirs, _map(_map(settings.get("gitlab_rails"))
                                        .get("repositories_storages"))):
         for entry in source.values():
-            path = _map(entry).get("path")
-            if path:
-                dirs.append(posixpath.join(str(path), "repositories"))
+            folder = _map(entry).get("path")
+            if folder:
+                dirs.append(posixpath.join(str(folder), "repositories"))
     if not dirs:
         dirs.append(posixpath.join(DEFAULT_GIT_DATA, "repositories"))
     return tuple(dict.fromkeys(dirs))
