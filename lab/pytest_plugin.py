@@ -218,10 +218,10 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[LabPool]:
     from lab.scenario.pool import LabPool
-    from lab.store.state import LabClaim
+    from lab.store.state import LabClaim, keep_lab
 
     with LabPool(leave_at_base=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS,
-                 claim=LabClaim) as pool:
+                 claim=LabClaim, on_kept=keep_lab) as pool:
         yield pool
 
 

@@ -105,13 +105,25 @@ def format_status(st: LabStatus) -> Table:
     return table
 
 
+# Whose a lab is, as `lab list` says it (lab.store.state.FOR_*); `lab gc` removes the
+# toolkit's own labs once no process holds them.
+WHOSE = {"you": "yours", "run": "a run's", "kept": "a run's, kept", "start": "a start's"}
+
+
+def whose(s: LabSummary) -> str:
+    text = WHOSE.get(s.purpose, s.purpose)
+    if s.held_by:
+        return f"{text}: {s.held_by}"
+    return text if s.purpose in ("you", "kept") else f"{text}, ended (lab gc removes it)"
+
+
 def format_list(labs: Sequence[LabSummary]) -> Table:
     table = Table()
-    for col in ("name", "state", "running", "flavor", "version", "topology", "path"):
+    for col in ("name", "state", "running", "whose", "flavor", "version", "topology", "path"):
         table.add_column(col)
     for s in labs:
-        table.add_row(s.name, s.state, f"{s.running}/{s.nodes}", s.flavor, s.version,
-                      s.topology or "-", str(s.path))
+        table.add_row(escape(s.name), s.state, f"{s.running}/{s.nodes}", escape(whose(s)),
+                      s.flavor, s.version, s.topology or "-", escape(str(s.path)))
     return table
 
 
@@ -283,15 +295,20 @@ def list_(as_json: bool) -> None:
 @click.option("--all", "all_folders", is_flag=True,
               help="Also labs of other state folders (other users, checkouts, containers).")
 def gc(dry_run: bool, all_folders: bool) -> None:
-    """Remove leftovers of labs whose folder is gone or whose `lab up` was killed.
+    """Remove leftovers: labs a `lab run` (or pytest) or an unfinished `lab up` made for
+    itself whose process is gone (folder included), and what is left of labs whose folder
+    is gone or whose `lab up` or `lab down` was killed.
 
-    Only labs started from this state folder, unless --all.
+    Says what it kept of the toolkit's own labs and why. Only labs started from this
+    state folder, unless --all. Your own labs (`lab up`) are never removed.
     """
-    removed = lab_gc.gc(dry_run=dry_run, all_folders=all_folders)
+    report = lab_gc.collect_garbage(dry_run=dry_run, all_folders=all_folders)
     verb = "would remove" if dry_run else "removed"
-    for item in removed:
-        console.print(f"{verb} {item}", highlight=False)
-    if not removed:
+    for item in report.removed:
+        console.print(f"{verb} {escape(item)}", highlight=False)
+    for item in report.kept:
+        console.print(f"kept {escape(item)}", highlight=False)
+    if not report.removed:
         console.print("nothing to remove")
 
 

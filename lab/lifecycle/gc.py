@@ -7,12 +7,13 @@ functions never touch a resource without them.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.engine import docker as dk
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
-from lab.lifecycle.folder import load_lab
+from lab.lifecycle.folder import load_lab, purge_folder
 from lab.lifecycle.status import LabSummary
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import state
@@ -61,12 +62,13 @@ def check_not_in_use(name: str) -> None:
     Asked of the locks those processes hold (the kernel drops them when a process dies),
     not of the PID in an up-marker: a stale marker may name any process, PID 1 included
     (a run in a container, or a PID used again since)."""
-    for claim, what in ((state.StartLock(name), "`lab up`"), (state.LabClaim(name), "`lab run`")):
-        holder = claim.holder()
-        if holder is not None:
-            who = f"PID {holder}" if holder > 0 else "another process"
-            raise LabBusy(f"lab {name!r} is in use by {what} ({who}); wait until it ends, or "
-                          f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
+    held = state.held_by(name)
+    if held is not None:
+        what, holder = held
+        who = f"PID {holder}" if holder > 0 else "another process"
+        raise LabBusy(f"lab {name!r} is in use by {what} ({who}); wait until it ends, or "
+                      f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
+
 
 def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
     """Remove every container, then network, then volume carrying ``labels``."""
@@ -121,15 +123,19 @@ def list_labs() -> list[LabSummary]:
         running_n = sum(1 for c in cs if c.status == "running")
         if not docker_ok:
             st = "unknown"
-        elif state.up_marker_pid(path) is not None:
-            st = "interrupted" if state.interrupted_up(path) else "starting"
+        elif (verb := state.marker_verb(path)) is not None:
+            st = "interrupted" if state.interrupted_up(path) else \
+                "starting" if verb == "up" else "stopping"
         elif running_n and running_n >= total:
             st = "up"
         elif cs:
             st = "partial"
         else:
             st = "down"
-        out.append(LabSummary(name, path, flavor, version, topology, total, running_n, st))
+        held = state.held_by(name)
+        out.append(LabSummary(name, path, flavor, version, topology, total, running_n, st,
+                              state.made_for(name),
+                              f"{held[0]} (PID {held[1]})" if held else ""))
     return out
 
 
@@ -140,8 +146,58 @@ def _mine(lbl: dict[str, str], home: str | None, root: Path) -> bool:
     return Path(lbl.get(DIR_LABEL, "")).parent == root
 
 
+@dataclass(frozen=True)
+class GcReport:
+    removed: list[str]  # what went (or would go), each with its lab and why
+    kept: list[str]  # the toolkit's own labs left alone, each with why
+
+
+def _toolkit_labs(dry_run: bool) -> tuple[list[str], list[str], set[str]]:
+    """Labs the toolkit made for itself (a run's, a start's) whose process is gone: their
+    resources and folders. Returns what went, what was kept and why, and their folders."""
+    removed: list[str] = []
+    kept: list[str] = []
+    done: set[str] = set()
+    for name in state.lab_names():
+        purpose = state.made_for(name)
+        if purpose == state.FOR_YOU:
+            continue
+        if purpose == state.FOR_KEPT:
+            kept.append(f"lab {name}: kept on purpose by `lab run --keep` (or pytest "
+                        f"--lab-keep); `lab down {name} --purge` removes it")
+            continue
+        held = state.held_by(name)
+        if held is not None:
+            kept.append(f"lab {name}: in use by {held[0]} (PID {held[1]})")
+            continue
+        path = state.lab_dir(name)
+        why = ("its `lab run` ended without removing it" if purpose == state.FOR_RUN
+               else "its `lab up` did not finish")
+        owner = lab_owner(path)
+        home = state.home_id(create=False)
+        which = ({LAB_LABEL: name, **owner} if ID_LABEL in owner else
+                 {LAB_LABEL: name, DIR_LABEL: str(path), **({HOME_LABEL: home} if home else {})})
+        removed += [f"{r} (lab {name}: {why})" for r in sweep(which, dry_run=dry_run)]
+        done.add(str(path))
+        if not dry_run:
+            try:
+                purge_folder(path)
+            except LabError as exc:
+                kept.append(f"lab {name}: its folder could not be deleted: {exc}")
+                continue
+        removed.append(f"folder {path} (lab {name}: {why})")
+    return removed, kept, done
+
+
 def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
-    """Remove labelled resources whose lab directory is gone or whose `up` was killed.
+    """What ``collect_garbage`` removed (or would remove)."""
+    return collect_garbage(dry_run=dry_run, all_folders=all_folders).removed
+
+
+def collect_garbage(*, dry_run: bool = False, all_folders: bool = False) -> GcReport:
+    """Remove what no lab needs any more: labs the toolkit made for itself whose process is
+    gone (resources and folder, see ``_toolkit_labs``), and labelled resources whose lab
+    directory is gone or whose `lab up` or `lab down` was killed.
 
     Only labs started from this state folder count, unless ``all_folders``: a
     lab of another user or container may look orphaned from here while it runs.
@@ -158,12 +214,14 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
             if all_folders or _mine(lbl, home, root):
                 groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
                             lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
-    removed: list[str] = []
+    removed, kept, done = _toolkit_labs(dry_run)
     # A lab folder copied or moved (a copied state folder) keeps its id: its lab is alive
     # although the path in its labels is gone.
     ids_here = {lab_owner(state.lab_dir(n)).get(ID_LABEL) for n in state.lab_names()}
     for lab_name, d, lid, lhome in sorted(groups):
         path = Path(d)
+        if d in done:
+            continue
         try:
             # A folder there with another id is another lab: this one's folder is gone.
             gone = not state.is_lab_dir(path) or bool(
@@ -175,12 +233,13 @@ def gc(*, dry_run: bool = False, all_folders: bool = False) -> list[str]:
         killed = not gone and state.interrupted_up(path)
         if not (gone or killed):
             continue
-        why = "lab directory gone" if gone else "its `lab up` was killed"
+        why = "lab directory gone" if gone else \
+            f"its `lab {state.marker_verb(path) or 'up'}` was killed"
         which = {LAB_LABEL: lab_name, DIR_LABEL: d}
         which |= {k: v for k, v in ((ID_LABEL, lid), (HOME_LABEL, lhome)) if v}
         swept = sweep(which, dry_run=dry_run)
         removed += [f"{r} (lab {lab_name}: {why})" for r in swept]
         if killed and not dry_run:
             state.clear_up_marker(path)
-    return removed
+    return GcReport(removed, kept)
 

@@ -312,7 +312,9 @@ class RunningLab:
                     log_since_start(c, redact=self.redactor)) else ""
                 raise NotReady(node.name, f"container exited{during} with code "
                                f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
-                               hint=f"see nodes/{node.name}/gitlab.rb in {self.path}; full log: "
+                               hint=f"its config: nodes/{node.name}/gitlab.rb in {self.path} "
+                               "(a failed `lab up` removes a new lab's folder; `--keep` leaves "
+                               "lab and folder to look at); full log: "
                                f"`lab logs {node.name} --lab {self.name}`")
 
     def _log_tail(self, node: str) -> str:
@@ -383,6 +385,7 @@ class RunningLab:
             # By name and ids, not path: a copied or moved folder keeps its id, and its
             # resources may still name the old path.
             which = {k: v for k, v in which.items() if k != DIR_LABEL}
+        _mark_down(self.path)
         sweep(which)
         state.clear_up_marker(self.path)
         if purge:
@@ -394,6 +397,14 @@ class RunningLab:
 
 
 # --- module API ----------------------------------------------------------------------
+
+def _mark_down(path: Path) -> None:
+    """Before the first resource goes: a `lab down` killed half-way leaves this marker (and
+    what it had not removed yet) for `lab gc`, which finishes the job."""
+    if state.is_own_folder(path):  # never into a folder that is not the toolkit's
+        with contextlib.suppress(OSError):
+            state.write_up_marker(path, "down")
+
 
 def _existing_names() -> str:
     return ", ".join(state.lab_names()) or "none"
@@ -451,6 +462,7 @@ def down_damaged(name: str, *, purge: bool = False) -> Path:
     else:
         home = state.home_id(create=False)
         which = {LAB_LABEL: name, DIR_LABEL: str(path), **({HOME_LABEL: home} if home else {})}
+    _mark_down(path)
     sweep(which)
     state.clear_up_marker(path)
     if purge:
@@ -461,13 +473,17 @@ def down_damaged(name: str, *, purge: bool = False) -> Path:
 def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
        keep_on_failure: bool = False, progress: Progress | None = None,
        wait_gitaly: bool = True, clock: Clock | None = None,
-       prepare: Callable[[RenderedLab], None] | None = None) -> RunningLab:
+       prepare: Callable[[RenderedLab], None] | None = None,
+       for_run: bool = False) -> RunningLab:
     """Render ``lab`` into the state folder, start it, and wait until it is ready.
 
     ``prepare`` may edit the rendered lab directory before anything starts (a
     hand-broken gitlab.rb, an extra file). On failure or Ctrl-C everything
-    started is removed, unless ``keep_on_failure`` (left up to be looked at).
-    The handle takes the lab down at the end of a ``with`` block.
+    started is removed, a folder this start made included, unless
+    ``keep_on_failure`` (left up to be looked at, the user's from then on).
+    ``for_run``: the lab is the toolkit's own (a scenario group's, see
+    ``lab.store.state.FOR_RUN``): `lab gc` removes it, folder and all, once no
+    process holds it. The handle takes the lab down at the end of a ``with`` block.
     """
     if name is not None and name != lab.name:
         if not NAME_RE.match(name):
@@ -491,15 +507,16 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
                        "make it writable by you, or set LAB_HOME") from None
     try:
         return _up(lab, path, timeout=timeout, keep_on_failure=keep_on_failure, progress=progress,
-                   wait_gitaly=wait_gitaly, clock=clock, prepare=prepare)
+                   wait_gitaly=wait_gitaly, clock=clock, prepare=prepare, for_run=for_run)
     finally:
         start.release()
 
 
 def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         progress: Progress | None, wait_gitaly: bool, clock: Clock | None,
-        prepare: Callable[[RenderedLab], None] | None) -> RunningLab:
+        prepare: Callable[[RenderedLab], None] | None, for_run: bool) -> RunningLab:
     check_owner(lab.name, path)  # before touching anything
+    new_folder = not state.is_lab_dir(path)
     home = state.home_id()
     # Without an id yet (a new folder, or ours deleted by hand), our state folder's
     # id and our path name our own leftovers.
@@ -519,7 +536,12 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     reclaim(path, image, labels)  # a second `lab up` of a name booted before
     rendered = write_lab(lab, path, image=image, home=home)
     try:
-        state.mark_made(lab.name, rendered.owner.get(ID_LABEL, ""))
+        # Both marks before the first resource exists: whom the lab is for (a new folder
+        # is the start's own until it is ready) and that a start is under way.
+        purpose = state.FOR_RUN if for_run else state.FOR_START if new_folder else None
+        if purpose is not None or not state.made_record(lab.name).exists():
+            state.mark_made(lab.name, rendered.owner.get(ID_LABEL, ""),
+                            purpose or state.made_for(lab.name))
         save_spec(lab, path)
         state.write_up_marker(path)
     except OSError as exc:
@@ -541,10 +563,13 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     except BaseException:
         if keep_on_failure:
             state.clear_up_marker(path)  # left up on purpose: not a killed run
+            if not for_run:
+                state.set_purpose(lab.name, state.FOR_YOU)
         else:
             # Keep the original error. down() clears the marker only once the lab
             # is gone, so a teardown that fails or is interrupted here leaves it,
-            # and `lab gc` finishes the job after this process ends.
+            # and `lab gc` finishes the job after this process ends. A folder this
+            # start made goes too (the toolkit's, never the user's).
             with contextlib.suppress(LabError, OSError):
                 running.down()
                 if composing:
@@ -553,7 +578,11 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
                     # or container outlives the run where `lab gc` would not see it.
                     running.clock.sleep(CREATE_SETTLE_SECONDS)
                     running.down()
+                if new_folder:
+                    purge_folder(path)
         raise
+    if not for_run:
+        state.set_purpose(lab.name, state.FOR_YOU)
     state.clear_up_marker(path)
     return running
 

@@ -65,9 +65,15 @@ class LabSummary:
     topology: str
     nodes: int
     running: int
-    state: str  # up, partial, down, starting, interrupted, unknown
+    state: str  # up, partial, down, starting, stopping, interrupted, unknown
+    # Whom the lab is for (lab.store.state.FOR_*): "you" (the user's own), "run" (a
+    # `lab run`'s or pytest's own lab), "kept" (one left up on purpose), "start" (a
+    # `lab up` that has not finished); and the process holding it now, if any.
+    purpose: str = "you"
+    held_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
                 "version": self.version, "topology": self.topology, "nodes": self.nodes,
-                "running": self.running, "state": self.state}
+                "running": self.running, "state": self.state, "for": self.purpose,
+                "held_by": self.held_by or None}

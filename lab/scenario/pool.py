@@ -60,7 +60,8 @@ def default_up(lab: Lab) -> LabHandle:
     from lab.lifecycle.handle import attach, up
 
     try:
-        handle: LabHandle = up(lab, name=lab.name, timeout=READY_TIMEOUT)
+        # The run's own lab: `lab gc` removes it, folder and all, if the run dies with it.
+        handle: LabHandle = up(lab, name=lab.name, timeout=READY_TIMEOUT, for_run=True)
     except LabAlreadyUp:
         # Left up by an earlier `--keep` run: the name encodes the lab, so reuse it.
         handle = attach(lab.name)
@@ -87,12 +88,16 @@ class LabPool:
     and leave it up (`--keep`), for the next run to reuse. ``borrowed``: the labs are
     not the pool's (`lab run --lab NAME`, ``up`` hands out a running lab): they are put
     back into their base state and never downed, not even when their state is unknown.
+    A lab the pool downs goes with its folder (the pool made it for itself); ``on_kept``
+    is told the name of each lab left up on purpose (``lab.store.state.keep_lab``).
     """
 
     def __init__(self, *, leave_at_base: bool = False, up: UpFn = default_up,
                  max_labs: int = 1, say: Say | None = None,
-                 claim: ClaimFn | None = None, borrowed: bool = False) -> None:
+                 claim: ClaimFn | None = None, borrowed: bool = False,
+                 on_kept: Callable[[str], None] | None = None) -> None:
         self.borrowed = borrowed
+        self._on_kept = on_kept
         self.leave_at_base = leave_at_base or borrowed
         self._up = up
         self.max_labs = max_labs
@@ -154,10 +159,12 @@ class LabPool:
             if self.leave_at_base:
                 if current is None or lab_key(current) != lab_key(base):
                     running.apply(base, timeout=READY_TIMEOUT)
+                if self._on_kept is not None and not self.borrowed:
+                    self._on_kept(name)
                 self._say(f"kept lab {name} ({running.path})")
                 return
             self._say(f"removing lab {name}")
-            running.down()
+            running.down(purge=True)
         finally:
             self._let_go(name)
 
@@ -174,7 +181,7 @@ class LabPool:
                                      f"before the run: {exc}; `lab down {name}` and `lab up` "
                                      "start it afresh") from None
             elif entry is not None:
-                entry[0].down()
+                entry[0].down(purge=True)
         finally:
             self._let_go(name)
 

@@ -23,7 +23,7 @@ from lab.scenario.plan import PlanItem, plan, room_for
 from lab.scenario.pool import READY_TIMEOUT, LabPool, Say, UpFn, default_up, wait_gitaly
 from lab.scenario.results import Evidence, Outcome, ScenarioResult, StepResult
 from lab.scenario.steps import STEPS, Registry, Run
-from lab.store.state import LabClaim
+from lab.store.state import LabClaim, keep_lab
 
 ConnectFn = Callable[[LabHandle], GitLab]
 
@@ -197,7 +197,8 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
 
     def run_group(items: list[tuple[int, PlanItem, ScenarioLabs]]) -> None:
         with LabPool(leave_at_base=leave_at_base, up=up, say=tell, claim=claim,
-                     borrowed=on is not None) as pool:
+                     borrowed=on is not None,
+                     on_kept=keep_lab if claim is not None else None) as pool:
             for i, item, labs in items:
                 if stop.is_set():
                     return

@@ -116,18 +116,55 @@ def is_link(name: str) -> bool:
 
 def made_record(name: str) -> Path:
     """Written by `lab up` when it makes ``labs/NAME``: the state folder's own mark of the
-    folders it created (outside them, so a container or a deleted .lab/ can't remove it)."""
+    folders it created (outside them, so a container or a deleted .lab/ can't remove it),
+    with whom the lab is for (``FOR_*``)."""
     return labs_dir() / f".{name}.made"
 
 
-def mark_made(name: str, lab_id: str) -> None:
+# Whom a lab in the state folder is for, in its made record:
+FOR_YOU = "you"  # started by `lab up` (or kept by `lab up --keep`): the user's own
+FOR_START = "start"  # a `lab up` making a new folder, not finished yet: gone if it fails
+FOR_RUN = "run"  # made by `lab run` / pytest for itself: removed when the run ends
+FOR_KEPT = "kept"  # a run's lab left up on purpose (`lab run --keep`, `--lab-keep`)
+PURPOSES = (FOR_YOU, FOR_START, FOR_RUN, FOR_KEPT)
+
+
+def mark_made(name: str, lab_id: str, purpose: str = FOR_YOU) -> None:
+    """Record that this state folder made ``labs/NAME`` (lab id ``lab_id``) for ``purpose``."""
     path = made_record(name)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as fh:
-        fh.write(lab_id + "\n")
+        fh.write(f"{lab_id}\n{purpose}\n")
     os.replace(tmp, path)
+
+
+def _made(name: str) -> tuple[str, str] | None:
+    """The made record of ``labs/NAME``: (lab id, purpose), or None (none, or not ours)."""
+    path = made_record(name)
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        lines = path.read_text(errors="replace")[:200].split()
+    except OSError:
+        return None
+    if not lines or not ID_RE.match(lines[0]):
+        return None
+    return lines[0], lines[1] if len(lines) > 1 and lines[1] in PURPOSES else FOR_YOU
+
+
+def made_for(name: str) -> str:
+    """Whom the lab ``name`` is for (``FOR_*``); a folder without a record is the user's."""
+    found = _made(name)
+    return FOR_YOU if found is None else found[1]
+
+
+def set_purpose(name: str, purpose: str) -> None:
+    """Change whom the lab ``name`` is for (it keeps its id); nothing without a record."""
+    found = _made(name)
+    if found is not None and found[1] != purpose:
+        mark_made(name, found[0], purpose)
 
 
 def is_own_folder(path: Path) -> bool:
@@ -142,13 +179,12 @@ def is_own_folder(path: Path) -> bool:
         return False
     if not stat.S_ISDIR(st.st_mode) or path.parent != root or path.name.startswith("."):
         return False
-    marks = (path / LAB_ID, made_record(path.name))
-    for mark in marks:
-        with contextlib.suppress(OSError):
-            parent = mark.parent.lstat()
-            if stat.S_ISDIR(parent.st_mode) and stat.S_ISREG(mark.lstat().st_mode) \
-                    and ID_RE.match(mark.read_text(errors="replace").strip()):
-                return True
+    if _made(path.name) is not None:
+        return True
+    with contextlib.suppress(OSError):
+        mark = path / LAB_ID
+        if stat.S_ISDIR(mark.parent.lstat().st_mode) and stat.S_ISREG(mark.lstat().st_mode):
+            return bool(ID_RE.match(mark.read_text(errors="replace")[:100].strip()))
     return False
 
 
@@ -168,16 +204,18 @@ def _start_time(pid: int) -> str:
     return fields[19] if fields and len(fields) > 19 else ""
 
 
-def write_up_marker(path: Path) -> None:
-    """Mark ``path`` as being brought up by this process (PID and start time); `lab gc`
-    sweeps it if we die. Never written through a link left in its place."""
+def write_up_marker(path: Path, verb: str = "up") -> None:
+    """Mark ``path`` as being brought up (``verb`` "up") or taken down ("down") by this
+    process, by PID and start time, before its first resource is made or removed; cleared
+    only when the job is done. If we die in between, `lab gc` sweeps what is left. Never
+    written through a link left in its place."""
     marker = path / UP_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        fh.write(f"{os.getpid()} {_start_time(os.getpid()) or '-'} {verb}\n")
     os.replace(tmp, marker)
 
 
@@ -186,17 +224,26 @@ def clear_up_marker(path: Path) -> None:
         (path / UP_MARKER).unlink()
 
 
-def _up_marker(path: Path) -> tuple[int, str] | None:
+def _up_marker(path: Path) -> tuple[int, str, str] | None:
+    """(PID, its start time or "", verb) of the marker in ``path``; None without one."""
     marker = path / UP_MARKER
     try:
         if marker.is_symlink():
-            return (0, "")  # not one we wrote: nobody's
-        words = marker.read_text(errors="replace").split()
-        return (int(words[0]), words[1] if len(words) > 1 else "") if words else (0, "")
-    except FileNotFoundError:
+            return (0, "", "up")  # not one we wrote: nobody's
+        words = marker.read_text(errors="replace")[:200].split()
+        started = words[1] if len(words) > 1 and words[1] != "-" else ""
+        verb = words[2] if len(words) > 2 and words[2] in ("up", "down") else "up"
+        return (int(words[0]), started, verb) if words else (0, "", "up")
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError):
-        return (0, "")  # there, but damaged: stands for a process that is gone
+        return (0, "", "up")  # there, but damaged: stands for a process that is gone
+
+
+def marker_verb(path: Path) -> str | None:
+    """What the process that left the marker in ``path`` was doing: "up", "down" or None."""
+    found = _up_marker(path)
+    return None if found is None else found[2]
 
 
 def up_marker_pid(path: Path) -> int | None:
@@ -227,7 +274,7 @@ def pid_alive(pid: int, started: str = "") -> bool:
 def interrupted_up(path: Path) -> bool:
     """True if an `lab up` of this lab directory was killed before it finished."""
     found = _up_marker(path)
-    return found is not None and not pid_alive(*found)
+    return found is not None and not pid_alive(found[0], found[1])
 
 
 class LabClaim:
@@ -299,6 +346,22 @@ class LabClaim:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+def keep_lab(name: str) -> None:
+    """A run's lab left up on purpose (`lab run --keep`): `lab gc` keeps it, and says so."""
+    set_purpose(name, FOR_KEPT)
+
+
+def held_by(name: str) -> tuple[str, int] | None:
+    """Which process holds the lab ``name`` now: (what, PID; -1 when not written yet), or
+    None. Asked of the locks (the kernel drops them when a process dies), not of a PID in
+    a file."""
+    for claim, what in ((StartLock(name), "`lab up`"), (LabClaim(name), "`lab run`")):
+        holder = claim.holder()
+        if holder is not None:
+            return what, holder
+    return None
 
 
 class StartLock(LabClaim):

@@ -312,9 +312,9 @@ def test_up_marker_names_one_process_not_its_pid_number(home: Path) -> None:
     path = make_lab("marked")
     state.write_up_marker(path)
     assert not state.interrupted_up(path)  # this process, alive
-    pid, started = (path / state.UP_MARKER).read_text().split()
+    pid, started, _verb = (path / state.UP_MARKER).read_text().split()
     assert int(pid) == os.getpid()
-    (path / state.UP_MARKER).write_text(f"{pid} {int(started) + 1}\n")  # same PID, another start
+    (path / state.UP_MARKER).write_text(f"{pid} {int(started) + 1} up\n")  # same PID, not it
     assert state.interrupted_up(path)
 
 
