@@ -48,6 +48,7 @@ INLINE_HASH = re.compile(r"^\s*\{(.*)\},?\s*(?:#.*)?$")
 INLINE_KEY = re.compile(r"(?:^|,)\s*([a-z_]+):\s")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 CONFIGURATION = "gitaly['configuration'] = {"
+PRAEFECT_CONFIGURATION = "praefect['configuration'] = {"
 
 
 def nested_keys(lines: list[str]) -> set[str]:
@@ -155,10 +156,20 @@ def main(argv: list[str]) -> int:
     for release in releases:
         shown = nested_keys(block(templates[release].read_text(), CONFIGURATION, True))
         storage_entry |= {k for k in shown if k.startswith("storage.")}
+    # praefect['configuration'] came with 15.9 (its attributes list it) while the 15.9
+    # template still shows the legacy keys; Praefect's own structure (listen_addr, auth.token,
+    # database.*, virtual_storage.node.*) is what 15.9's remap_legacy_values writes, so a
+    # release that has the key takes the paths the templates from 15.10 on show.
+    praefect_shown: set[str] = set()
+    for release in releases:
+        praefect_shown |= nested_keys(block(templates[release].read_text(),
+                                            PRAEFECT_CONFIGURATION, True))
     for release in releases:
         keys = template_keys(templates[release].read_text())
         keys |= configuration_keys(templates[release].read_text(), storage_entry)
         keys |= attribute_keys(attributes[release].read_text())
+        if "praefect.configuration" in keys:
+            keys |= {f"praefect.configuration.{k}" for k in praefect_shown}
         if git_dir is not None:
             keys |= declared_names(git_dir, release)
         body = "".join(f"{k}\n" for k in sorted(keys))

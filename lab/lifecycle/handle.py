@@ -73,6 +73,11 @@ from lab.store.labdir import (
 # A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
 # for the token) takes 5-15 minutes on a small machine; a sim node seconds.
 TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
+# Until the sim image carries a Praefect stand-in (issue 26), a cluster lab renders and
+# runs on Omnibus images only.
+SIM_NO_PRAEFECT = ("the sim flavour has no Praefect yet, so a Gitaly Cluster lab can't start "
+                   "on it: `lab render cluster -o DIR` writes its files, and --flavor omnibus "
+                   "runs it on real GitLab images")
 # How long a node's container may be missing from every poll round's listing before it
 # counts as gone (the rounds come fast at first, so this is a time, not a count).
 UNLISTED_SECONDS = 2.0
@@ -493,6 +498,8 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
     if state.is_link(lab.name):
         raise BadInput(f"{state.lab_dir(lab.name)} is a symbolic link, not a lab folder; "
                        "nothing was touched. Remove the link itself, or pick another --name")
+    if lab.praefect_nodes and lab.flavor is Flavor.SIM:
+        raise BadInput(SIM_NO_PRAEFECT)
     dk.check_reachable()  # Docker unreachable: say so before anything else
     detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
     path = state.lab_dir(lab.name)

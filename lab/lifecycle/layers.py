@@ -34,7 +34,7 @@ from lab.omnibus.node import (
     token_check_cmd,
     token_status,
 )
-from lab.render.gitlab_rb import node_token
+from lab.render.gitlab_rb import token_of
 
 if TYPE_CHECKING:
     from lab.lifecycle.handle import RunningLab
@@ -68,7 +68,8 @@ def readiness_layers(running: RunningLab, *, wait_gitaly: bool = True,
     app = running.lab.app.name
     services = {n.name: probes.ServicesProbe(
         n.name, asks.exec_raw(n.name), asks.read_log(n.name),
-        node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly))
+        node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly,
+                      praefect=n.is_praefect, postgres=n.is_postgres))
         for n in running.lab.nodes}
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
@@ -132,7 +133,7 @@ class LabProbes:
         try:
             # "Is Gitaly up" only: trust the lab CA and accept the node's first
             # certificate name. Whether the app's view matches is doctor's question.
-            info = node_server_info(ip, node, node_token(sec.gitaly_token, node),
+            info = node_server_info(ip, node, token_of(self.lab, sec, node),
                                     ca_pem=sec.tls.get("ca.crt", ""),
                                     server_name=node.san_names[0])
         except GitalyError as exc:
@@ -146,8 +147,7 @@ class LabProbes:
         res = self.handle.exec(self.lab.app.name, gitaly_check_cmd(), check=False,
                                timeout=300)
         # The task exits 0 even when it prints FAIL: read its verdict per storage.
-        storages = [s.name for n in self.lab.gitaly_nodes for s in n.storages]
-        return probes.gitaly_check_status(res, storages)
+        return probes.gitaly_check_status(res, list(self.lab.storages))
 
     def gitaly(self, *, via_app: bool = True) -> dict[str, Probe]:
         """Gitaly serving: each external node asked with its own token from the host, and
@@ -157,7 +157,7 @@ class LabProbes:
         out: dict[str, Probe] = {}
         if local:
             out = {n.name: functools.partial(self.gitaly_host_side, n)
-                   for n in self.lab.external_gitaly_nodes}
+                   for n in (*self.lab.external_gitaly_nodes, *self.lab.praefect_nodes)}
         # An all-in-one node's Gitaly listens on a socket only; ask the app about it.
         if via_app and (not local or self.lab.app.is_gitaly):
             out[self.lab.app.name] = self.gitaly_from_app

@@ -8,14 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lab.omnibus import praefect
 from lab.omnibus.dialect import Dialect, dialect_for
+from lab.omnibus.praefect import PraefectDialect, praefect_dialect
 from lab.omnibus.release import Version
 
 
 class Role(StrEnum):
     APP = "app"
     GITALY = "gitaly"
-    # Room for later topologies (Gitaly Cluster); not rendered yet.
+    # Gitaly Cluster: Praefect in front of Gitaly nodes, and Praefect's own database.
     PRAEFECT = "praefect"
     POSTGRES = "postgres"
 
@@ -74,10 +76,27 @@ class Node:
     internal_api_url: str | None = None
     publish: tuple[tuple[str, int], ...] = ()  # (port name, host port; 0 = any free port)
     omnibus_config: str = ""  # GITLAB_OMNIBUS_CONFIG; the mounted gitlab.rb wins over it
+    # Praefect nodes: the Gitaly nodes behind it (each one's storage is named after the
+    # node in Praefect's config) and how many of them hold each repository (None: all).
+    backends: tuple[str, ...] = ()
+    replication_factor: int | None = None
+
+    @property
+    def replicas(self) -> int:
+        """How many Gitaly nodes hold each repository of a Praefect node's virtual storage."""
+        return self.replication_factor or len(self.backends)
 
     @property
     def is_app(self) -> bool:
         return Role.APP in self.roles
+
+    @property
+    def is_praefect(self) -> bool:
+        return Role.PRAEFECT in self.roles
+
+    @property
+    def is_postgres(self) -> bool:
+        return Role.POSTGRES in self.roles
 
     @property
     def is_gitaly(self) -> bool:
@@ -93,11 +112,14 @@ class Node:
 
     @property
     def gitaly_port(self) -> int:
+        """The port clients dial for Gitaly's gRPC here (Praefect's, on a Praefect node)."""
+        if self.is_praefect:
+            return praefect.TLS_PORT if self.tls else praefect.PORT
         return GITALY_TLS_PORT if self.tls else GITALY_PORT
 
     @property
     def gitaly_address(self) -> str:
-        """The address the app node dials for this Gitaly node."""
+        """The address the app node (or Praefect) dials for this Gitaly or Praefect node."""
         scheme = "tls" if self.tls else "tcp"
         return f"{scheme}://{self.name}:{self.gitaly_port}"
 
@@ -123,6 +145,10 @@ class Lab:
     def dialect(self) -> Dialect:
         return dialect_for(self.version)
 
+    @property
+    def praefect_dialect(self) -> PraefectDialect:
+        return praefect_dialect(self.version)
+
     def node(self, name: str) -> Node:
         for node in self.nodes:
             if node.name == name:
@@ -142,13 +168,36 @@ class Lab:
         return tuple(n for n in self.nodes if n.gitaly_only)
 
     @property
+    def praefect_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.is_praefect)
+
+    @property
+    def postgres_node(self) -> Node | None:
+        return next((n for n in self.nodes if n.is_postgres), None)
+
+    @property
+    def cluster_gitaly_nodes(self) -> tuple[Node, ...]:
+        """The Gitaly nodes behind a Praefect: their storages are Praefect's, not the app's."""
+        behind = {b for p in self.praefect_nodes for b in p.backends}
+        return tuple(n for n in self.gitaly_nodes if n.name in behind)
+
+    def praefect_of(self, node: Node) -> Node | None:
+        """The Praefect node ``node`` (a Gitaly node) stands behind, if any."""
+        return next((p for p in self.praefect_nodes if node.name in p.backends), None)
+
+    @property
     def storages(self) -> dict[str, Node]:
-        """Storage name -> the Gitaly node serving it."""
-        return {s.name: n for n in self.gitaly_nodes for s in n.storages}
+        """Storage name the app knows -> the node serving it (a Praefect node serves its
+        virtual storages; the Gitaly nodes behind it are hidden from the app)."""
+        behind = {n.name for n in self.cluster_gitaly_nodes}
+        out = {s.name: n for n in self.gitaly_nodes if n.name not in behind
+               for s in n.storages}
+        out.update({s.name: n for n in self.praefect_nodes for s in n.storages})
+        return out
 
     @property
     def any_tls(self) -> bool:
-        return any(n.tls for n in self.gitaly_nodes)
+        return any(n.tls for n in self.nodes)
 
     @property
     def project_name(self) -> str:

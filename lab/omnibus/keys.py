@@ -38,9 +38,15 @@ TOP_LEVEL_RANGES: dict[str, tuple[str, str]] = {
 # came with 15.10 (gitaly/libraries/gitaly.rb; lab.omnibus.dialect renders it from 15.10),
 # after the 15.9.8 reference.
 # gitaly['gitlab_secret'] came with 17.5 (gitaly/libraries/gitaly.rb parse_secrets).
+# Praefect (praefect/attributes/default.rb per tag): auto_migrate came with 13.0, the TLS
+# listener with 13.2, after the 12.10.14 reference that 13.3-13.11 read.
 KEY_RANGES: dict[str, tuple[str, str]] = {
     "gitaly.configuration": ("15.10.0", "99.0.0"),
     "gitaly.gitlab_secret": ("17.5.0", "99.0.0"),
+    "praefect.auto_migrate": ("13.0.0", "99.0.0"),
+    "praefect.tls_listen_addr": ("13.2.0", "16.0.0"),
+    "praefect.certificate_path": ("13.2.0", "16.0.0"),
+    "praefect.key_path": ("13.2.0", "16.0.0"),
 }
 # gitlab-secrets.json's values may be set in gitlab.rb instead (package/libraries/
 # helpers/secrets_helper.rb reads Gitlab[section][key] first); no attribute file lists them.

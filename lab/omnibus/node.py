@@ -118,11 +118,16 @@ def tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def node_services(version: Version, *, app: bool, gitaly: bool) -> tuple[str, ...]:
+def node_services(version: Version, *, app: bool, gitaly: bool, praefect: bool = False,
+                  postgres: bool = False) -> tuple[str, ...]:
     """The runit services that must run before a node counts as up."""
     out: list[str] = []
     if gitaly:
         out.append("gitaly")
+    if praefect:
+        out.append("praefect")
+    if postgres:
+        out.append("postgresql")
     if app:
         out.append(dialect_for(version).default_web_server)
     return tuple(out)

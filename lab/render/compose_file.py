@@ -30,6 +30,7 @@ from lab.omnibus.node import (
     IMAGE_HEALTH_INTERVAL,
     STOP_GRACE_PERIOD,
     healthcheck_cmd,
+    node_services,
     status_cmd,
 )
 from lab.omnibus.release import VERSION_ENV, omnibus_image_ref
@@ -106,14 +107,26 @@ def fill(template: Any, values: Mapping[str, Any], source: str = "skeleton") -> 
     return template
 
 
+def _healthcheck(lab: Lab, node: Node) -> list[str]:
+    if node.is_app:
+        return APP_HEALTHCHECK
+    if node.is_gitaly:
+        return GITALY_HEALTHCHECK
+    # A Praefect or PostgreSQL node: the same kind of check, on its one service.
+    service = node_services(lab.version, app=False, gitaly=False, praefect=node.is_praefect,
+                            postgres=node.is_postgres)[0]
+    return ["CMD", *status_cmd(service)]
+
+
 def _service(lab: Lab, node: Node, image: str, lab_dir: str,
              owner: Mapping[str, str] | None) -> dict[str, Any]:
+    # Every node but the app has the shape of a node of its own (compose/gitaly.yml).
     role = "app" if node.is_app else "gitaly"
     svc: dict[str, Any] = fill(skeleton(role), {
         "image": image,
         "node": node.name,
         "labels": labels(lab, lab_dir, node, owner),
-        "healthcheck": APP_HEALTHCHECK if node.is_app else GITALY_HEALTHCHECK,
+        "healthcheck": _healthcheck(lab, node),
         "health_interval": HEALTH_INTERVAL[lab.flavor],
         "stop_grace": STOP_GRACE[lab.flavor],
     }, f"skeletons/{role}.yml")
@@ -124,14 +137,20 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str,
     ports = _ports(node)
     if ports:
         svc["ports"] = ports
-    if node.is_app and lab.external_gitaly_nodes:
-        svc["depends_on"] = [n.name for n in lab.external_gitaly_nodes]
+    if node.is_app and _others(lab):
+        svc["depends_on"] = [n.name for n in _others(lab)]
     return svc
+
+
+def _others(lab: Lab) -> list[Node]:
+    """The nodes the app node waits for: Gitaly, then Praefect's database and Praefect."""
+    return [*lab.external_gitaly_nodes, *(n for n in lab.nodes if n.is_postgres),
+            *lab.praefect_nodes]
 
 
 def compose_dict(lab: Lab, image: str, lab_dir: str,
                  owner: Mapping[str, str] | None = None) -> dict[str, Any]:
-    ordered = list(lab.external_gitaly_nodes) + [n for n in lab.nodes if not n.gitaly_only]
+    ordered = _others(lab) + [n for n in lab.nodes if n.is_app]
     return {
         "services": {n.name: _service(lab, n, image, lab_dir, owner) for n in ordered},
         "networks": {NETWORK: {"labels": labels(lab, lab_dir, owner=owner)}},

@@ -95,6 +95,10 @@ class LabSecrets:
     shared: dict[str, Any]
     own: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> its own file
     tls: dict[str, str] = field(default_factory=dict)  # PEMs: ca.key, ca.crt, <node>.key|crt
+    # Gitaly Cluster: Praefect's internal token (Praefect -> its Gitaly nodes; the lab's
+    # gitaly_token is the external one, app -> Praefect) and its database password.
+    praefect_token: str = ""
+    praefect_db_password: str = ""
 
     def for_node(self, node: Node) -> dict[str, Any] | None:
         if node.secrets is SecretsPolicy.NONE:
@@ -105,14 +109,19 @@ class LabSecrets:
 
     def values(self) -> list[str]:
         out = [self.gitaly_token, self.admin_token, *secret_values(self.shared)]
+        out += [v for v in (self.praefect_token, self.praefect_db_password) if v]
         for data in self.own.values():
             out += secret_values(data)
         out += [v for k, v in self.tls.items() if k.endswith(".key")]
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"gitaly_token": self.gitaly_token, "admin_token": self.admin_token,
-                "shared": self.shared, "own": self.own, "tls": self.tls}
+        out = {"gitaly_token": self.gitaly_token, "admin_token": self.admin_token,
+               "shared": self.shared, "own": self.own, "tls": self.tls}
+        if self.praefect_token:
+            out.update(praefect_token=self.praefect_token,
+                       praefect_db_password=self.praefect_db_password)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabSecrets:
@@ -136,7 +145,9 @@ class LabSecrets:
         return cls(gitaly_token=data["gitaly_token"], admin_token=data["admin_token"],
                    shared=data["shared"], own=dict(data.get("own", {})),
                    # Older renders kept "<node>.san" entries; the certificate itself says.
-                   tls={k: v for k, v in data.get("tls", {}).items() if not k.endswith(".san")})
+                   tls={k: v for k, v in data.get("tls", {}).items() if not k.endswith(".san")},
+                   praefect_token=str(data.get("praefect_token", "")),
+                   praefect_db_password=str(data.get("praefect_db_password", "")))
 
 
 def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
@@ -179,6 +190,9 @@ def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,
     for node in lab.nodes:
         if node.secrets is SecretsPolicy.OWN and node.name not in existing.own:
             existing.own[node.name] = secrets_json(lab.version, token_hex, rsa_pem)
+    if lab.praefect_nodes and not existing.praefect_token:
+        existing.praefect_token = token_hex(32)
+        existing.praefect_db_password = token_hex(16)
     ensure_tls(lab, existing)
     return existing
 
@@ -189,7 +203,7 @@ def ensure_tls(lab: Lab, sec: LabSecrets) -> None:
         return
     if "ca.key" not in sec.tls:
         sec.tls["ca.key"], sec.tls["ca.crt"] = tls.make_ca(lab.name)
-    for node in lab.gitaly_nodes:
+    for node in lab.nodes:
         if not node.tls:
             continue
         crt = sec.tls.get(f"{node.name}.crt")

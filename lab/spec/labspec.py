@@ -24,6 +24,7 @@ from lab.model.topology import (
     default_storage_path,
 )
 from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
+from lab.omnibus.praefect import cluster_unsupported, praefect_dialect
 from lab.spec.topologies import TOPOLOGIES, topology
 from lab.spec.versions import DEFAULT_VERSION, parse_supported
 from lab.spec.yamlfile import (
@@ -43,10 +44,12 @@ T = TypeVar("T")
 LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
             "gitaly_token", "nodes")
 NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gitaly_token",
-             "internal_api_url", "publish", "omnibus_config")
+             "internal_api_url", "publish", "omnibus_config", "gitaly_nodes",
+             "replication_factor")
 STORAGE_KEYS = ("name", "path")
-PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly"}
-SUPPORTED_ROLES = (Role.APP, Role.GITALY)
+PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly", Role.PRAEFECT: "praefect"}
+# A node is one of: app (optionally with gitaly: all-in-one), gitaly, praefect, postgres.
+ALONE_ROLES = (Role.PRAEFECT, Role.POSTGRES)
 # \Z, not $: $ also matches before a final line break, and "gitaly1\n" is no name.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 NODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
@@ -193,21 +196,52 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
     for i, r in enumerate(role_values):
         rpath = (*path, "roles", str(i))
         role = Role(_choice(r, [x.value for x in Role], rpath, origins))
-        if role not in SUPPORTED_ROLES:
-            raise error_at(origins, rpath, f"role {role.value!r} is reserved for Gitaly Cluster "
-                           "topologies and not rendered yet; use app or gitaly")
         roles.append(role)
+    alone = [r for r in roles if r in ALONE_ROLES]
+    if alone and len(set(roles)) > 1:
+        raise error_at(origins, (*path, "roles"), f"a {alone[0].value} node has no other role "
+                       "(GitLab's docs: Praefect and its database on nodes of their own)")
     storages = _storages(data.get("storages"), (*path, "storages"), origins)
-    if Role.GITALY in roles and not storages:
-        raise error_at(origins, (*path, "storages"), "a gitaly node needs at least one storage")
-    if Role.GITALY not in roles and storages:
-        raise error_at(origins, (*path, "storages"), "only gitaly nodes have storages")
+    serves = Role.GITALY in roles or Role.PRAEFECT in roles
+    if serves and not storages:
+        what = "a praefect node needs its virtual storage, e.g. [default]" \
+            if Role.PRAEFECT in roles else "a gitaly node needs at least one storage"
+        raise error_at(origins, (*path, "storages"), what)
+    if not serves and storages:
+        raise error_at(origins, (*path, "storages"), "only gitaly and praefect nodes have "
+                       "storages")
+    if Role.PRAEFECT in roles and len(storages) != 1:
+        raise error_at(origins, (*path, "storages"), "a praefect node serves one virtual "
+                       "storage here (its name is the app's storage name)")
+    backends: tuple[str, ...] = ()
+    factor: int | None = None
+    for key in ("gitaly_nodes", "replication_factor"):
+        if key in data and Role.PRAEFECT not in roles:
+            raise error_at(origins, (*path, key), "only praefect nodes have this key")
+    if Role.PRAEFECT in roles:
+        raw = data.get("gitaly_nodes")
+        items = _typed(raw, list, "a list of gitaly node names", (*path, "gitaly_nodes"),
+                       origins) if raw is not None else []
+        if not items:
+            raise error_at(origins, (*path, "gitaly_nodes"), "a praefect node needs the "
+                           "gitaly nodes behind it, e.g. [gitaly1, gitaly2, gitaly3]")
+        backends = tuple(_typed(b, str, "a node name", (*path, "gitaly_nodes", str(i)), origins)
+                         for i, b in enumerate(items))
+        if len(set(backends)) != len(backends):
+            raise error_at(origins, (*path, "gitaly_nodes"), "a gitaly node is listed twice")
+        if data.get("replication_factor") is not None:
+            factor = _typed(data["replication_factor"], int, "a number of replicas",
+                            (*path, "replication_factor"), origins)
+            if not 1 <= factor <= len(backends):
+                raise error_at(origins, (*path, "replication_factor"),
+                               f"{factor} is not between 1 and the {len(backends)} gitaly "
+                               "nodes behind this praefect")
     secrets = SecretsPolicy(_choice(data.get("secrets", "shared"),
                                     [p.value for p in SecretsPolicy], (*path, "secrets"), origins))
     tls_value = data.get("tls")
     tls = lab_tls if tls_value is None else _typed(tls_value, bool, "true or false",
                                                    (*path, "tls"), origins)
-    tls = tls and Role.GITALY in roles
+    tls = tls and (Role.GITALY in roles or Role.PRAEFECT in roles)
     san = data.get("tls_san")
     tls_san: tuple[str, ...] = ()
     if san is not None:
@@ -241,7 +275,45 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
         publish=tuple(publish),
         omnibus_config=_typed(data.get("omnibus_config", ""), str, "Ruby text",
                               (*path, "omnibus_config"), origins),
+        backends=backends,
+        replication_factor=factor,
     )
+
+
+def _check_cluster(nodes: tuple[Node, ...], version: Any, origins: Origins) -> None:
+    """A Praefect's backends are Gitaly-only nodes of no other Praefect; its database
+    is the lab's one postgres node; the release has a cluster Omnibus can run."""
+    praefects = [n for n in nodes if n.is_praefect]
+    postgres = [n for n in nodes if n.is_postgres]
+    if not praefects:
+        if postgres:
+            raise error_at(origins, ("nodes", postgres[0].name, "roles"),
+                           "a postgres node is Praefect's database: the lab needs a praefect "
+                           "node too")
+        return
+    problem = cluster_unsupported(version)
+    if problem is not None:
+        raise error_at(origins, ("version",), problem)
+    if len(postgres) != 1:
+        raise error_at(origins, ("nodes",), "a lab with Praefect needs exactly one postgres "
+                       f"node for Praefect's database, found {len(postgres)}")
+    by_name = {n.name: n for n in nodes}
+    owner: dict[str, str] = {}
+    for p in praefects:
+        for i, b in enumerate(p.backends):
+            bpath = ("nodes", p.name, "gitaly_nodes", str(i))
+            node = by_name.get(b)
+            if node is None or not node.gitaly_only:
+                raise error_at(origins, bpath, f"{b!r} is not a gitaly node of this lab")
+            if b in owner:
+                raise error_at(origins, bpath, f"{b!r} is already behind {owner[b]}")
+            owner[b] = p.name
+        if p.replication_factor not in (None, len(p.backends)) and \
+                not praefect_dialect(version).replication_factor:
+            raise error_at(origins, ("nodes", p.name, "replication_factor"),
+                           f"GitLab {version} replicates every repository to every Gitaly "
+                           "node of a virtual storage (default_replication_factor came with "
+                           "13.9); leave it unset or use --version 13.9.0 or newer")
 
 
 def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool = False) -> Lab:
@@ -273,8 +345,12 @@ def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool 
     apps = [n for n in nodes if n.is_app]
     if len(apps) != 1:
         raise error_at(origins, ("nodes",), f"a lab needs exactly one app node, found {len(apps)}")
+    _check_cluster(nodes, version, origins)
+    behind = {b for n in nodes for b in n.backends}
     seen: dict[str, str] = {}
     for node in nodes:
+        if node.name in behind:
+            continue  # its storage names are Praefect's, not the app's
         for s in node.storages:
             if s.name in seen:
                 raise error_at(origins, ("nodes", node.name, "storages"),
@@ -359,7 +435,7 @@ def resolved_spec(lab: Lab) -> dict[str, Any]:
         if n.storages:
             entry["storages"] = [{"name": s.name, "path": s.path} for s in n.storages]
         entry["secrets"] = n.secrets.value
-        if n.is_gitaly:
+        if n.is_gitaly or n.is_praefect:
             entry["tls"] = n.tls
         if n.tls_san:
             entry["tls_san"] = list(n.tls_san)
@@ -373,6 +449,10 @@ def resolved_spec(lab: Lab) -> dict[str, Any]:
             entry["publish"] = dict(n.publish)
         if n.omnibus_config:
             entry["omnibus_config"] = n.omnibus_config
+        if n.backends:
+            entry["gitaly_nodes"] = list(n.backends)
+        if n.replication_factor is not None:
+            entry["replication_factor"] = n.replication_factor
         nodes[n.name] = entry
     out: dict[str, Any] = {"name": lab.name}
     if lab.topology:

@@ -27,6 +27,20 @@ TOPOLOGIES: dict[str, dict[str, Any]] = {
             "gitaly2": {"roles": ["gitaly"], "storages": ["storage1"]},
         },
     },
+    # Gitaly Cluster as GitLab's docs set it up: Praefect in front of three Gitaly nodes,
+    # its own PostgreSQL, one virtual storage; each Gitaly's storage named after its node.
+    "cluster": {
+        "nodes": {
+            "gitlab": _APP,
+            "praefect": {"roles": ["praefect"], "storages": ["default"],
+                         # replication_factor: each repository on every one of them.
+                         "gitaly_nodes": ["gitaly1", "gitaly2", "gitaly3"]},
+            "praefect-db": {"roles": ["postgres"]},
+            **{f"gitaly{i}": {"roles": ["gitaly"], "storages": [
+                {"name": f"gitaly{i}", "path": "/var/opt/gitlab/git-data"}]}
+               for i in (1, 2, 3)},
+        },
+    },
 }
 
 

@@ -21,8 +21,9 @@ from lab import __version__
 from lab.errors import BadInput
 from lab.model.labels import HOME_LABEL, ID_LABEL
 from lab.model.topology import Lab, Node, SecretsPolicy
+from lab.omnibus import praefect as pf
 from lab.render.compose_file import render_compose
-from lab.render.gitlab_rb import node_token, render_gitlab_rb
+from lab.render.gitlab_rb import render_gitlab_rb, token_of
 from lab.render.secrets import (
     LabSecrets,
     dump_secrets_json,
@@ -123,13 +124,22 @@ def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
             "secrets_file": node_paths(node).secrets if data else None,
             "secrets_file_sha256": fingerprint(dump_secrets_json(data)) if data else None,
             "shell_secret_sha256": fingerprint(shell_secret(data)) if data else None,
-            "gitaly_token_sha256": fingerprint(node_token(sec.gitaly_token, node)),
+            "gitaly_token_sha256": fingerprint(token_of(lab, sec, node)),
         }
         if node.is_gitaly:
             entry["storages"] = {s.name: s.repositories_path for s in node.storages}
             if node.gitaly_only:
                 entry["gitaly_address"] = node.gitaly_address
             entry["tls"] = node.tls
+        if node.is_praefect:
+            # What the three sides must agree on, as hashes: the app's token and this
+            # external one; this internal one and each Gitaly node's token; storage names.
+            entry.update(
+                gitaly_address=node.gitaly_address, tls=node.tls,
+                virtual_storages={s.name: list(node.backends) for s in node.storages},
+                replication_factor=node.replicas,
+                internal_token_sha256=fingerprint(sec.praefect_token),
+                database=f"{lab.postgres_node.name if lab.postgres_node else ''}:{pf.DB_PORT}")
         nodes[node.name] = entry
     return {
         "toolkit": f"gitlab-testlab {__version__}",
@@ -157,8 +167,8 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
     ]
     for node in lab.nodes:
         paths = node_paths(node)
-        files.append(RenderedFile(paths.gitlab_rb, render_gitlab_rb(lab, node, sec.gitaly_token),
-                                  SECRET))
+        files.append(RenderedFile(paths.gitlab_rb,
+                                  render_gitlab_rb(lab, node, sec.gitaly_token, sec), SECRET))
         data = sec.for_node(node)
         if data is not None:
             files.append(RenderedFile(paths.secrets, dump_secrets_json(data), SECRET))

@@ -30,7 +30,7 @@ from lab.lifecycle.contract import LabHandle
 from lab.model.topology import Lab
 from lab.omnibus.node import status_cmd
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
-from lab.render.gitlab_rb import node_token
+from lab.render.gitlab_rb import token_of
 from lab.render.secrets import fingerprint, shell_secret
 from lab.store.labdir import (
     ADMIN_TOKEN,
@@ -63,18 +63,23 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def hash_table(per_node: Mapping[str, Mapping[str, Any]],
-               tokens: Mapping[str, str]) -> dict[str, dict[str, str | None]]:
-    """secret key -> node -> fingerprint (None where the node has no such value)."""
+def hash_table(per_node: Mapping[str, Mapping[str, Any]], tokens: Mapping[str, str],
+               internal: Mapping[str, str] | None = None) -> dict[str, dict[str, str | None]]:
+    """secret key -> node -> fingerprint (None where the node has no such value).
+    ``internal``: Gitaly Cluster's internal token, as Praefect sends it and as each Gitaly
+    node behind it accepts it (its own row: it differs from the external one by design)."""
     flat = {node: _flatten(data) for node, data in per_node.items()}
     keys = sorted({k for f in flat.values() for k in f})
-    nodes = sorted(set(per_node) | set(tokens))
+    nodes = sorted(set(per_node) | set(tokens) | set(internal or {}))
     table: dict[str, dict[str, str | None]] = {}
     for key in keys:
         table[key] = {n: fingerprint(flat[n][key]) if key in flat.get(n, {}) else None
                       for n in nodes}
     table["gitlab.rb gitaly token"] = {n: fingerprint(tokens[n]) if n in tokens else None
                                        for n in nodes}
+    if internal:
+        table["praefect internal token"] = {n: fingerprint(internal[n]) if n in internal
+                                            else None for n in nodes}
     return table
 
 
@@ -289,20 +294,26 @@ def collect(handle: LabHandle, out: Path, *,
         bundle.add("manifest.json", read_no_links(lab_dir, MANIFEST))
     _lab_files(bundle, lab_dir)
 
-    # The Gitaly token each side uses: the app's client token, each Gitaly node's auth token.
-    tokens = {n.name: node_token(sec.gitaly_token, n) for n in lab.nodes
-              if (n.is_app and lab.external_gitaly_nodes) or n.gitaly_only}
+    # The Gitaly token each side uses: the app's client token, each Gitaly node's and each
+    # Praefect's auth token (a Gitaly node behind Praefect: the internal one).
+    behind = {n.name for n in lab.cluster_gitaly_nodes}
+    tokens = {n.name: token_of(lab, sec, n) for n in lab.nodes
+              if (n.is_app and lab.external_gitaly_nodes) or n.is_praefect
+              or (n.gitaly_only and n.name not in behind)}
+    internal = {**{p.name: sec.praefect_token for p in lab.praefect_nodes},
+                **{n: token_of(lab, sec, lab.node(n)) for n in behind}}
     rendered = {n.name: d for n in lab.nodes if (d := sec.for_node(n)) is not None}
     bundle.add_raw("secret-hashes.md",
-                   format_hash_table(hash_table(rendered, tokens), "as rendered in the lab "
-                                     "directory") + "\n" +
-                   (format_hash_table(hash_table(gathered.secrets, tokens),
+                   format_hash_table(hash_table(rendered, tokens, internal), "as rendered in "
+                                     "the lab directory") + "\n" +
+                   (format_hash_table(hash_table(gathered.secrets, tokens, internal),
                                       "as read inside each running container")
                     if gathered.secrets else "No container was running: nothing read "
                     "from inside the nodes.\n"))
     bundle.add_raw("secret-hashes.json", json.dumps(
-        {"rendered": hash_table(rendered, tokens),
-         "in_containers": hash_table(gathered.secrets, tokens) if gathered.secrets else None},
+        {"rendered": hash_table(rendered, tokens, internal),
+         "in_containers": hash_table(gathered.secrets, tokens, internal)
+         if gathered.secrets else None},
         indent=2) + "\n")
 
     logged: list[str] = []
@@ -335,7 +346,8 @@ def collect(handle: LabHandle, out: Path, *,
     # with `secrets: none` made its own file), else what the lab directory gave them.
     hashes = rendered_hashes(lab, sec)
     seen = {n: fingerprint(shell_secret(d)) for n, d in gathered.secrets.items()}
-    picture = Hashes({**hashes.shell_secret, **seen}, hashes.gitaly_token)
+    picture = Hashes({**hashes.shell_secret, **seen}, hashes.gitaly_token,
+                     hashes.internal_token)
     bundle.add_raw("SUMMARY.md", summary(lab, report, sorted(bundle.files), logged,
                                          has_results, notes, picture=picture))
     bundle.write(out, top)

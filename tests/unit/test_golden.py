@@ -58,6 +58,12 @@ CASES = (
     # The Gitaly node's file differs from the app's (gitaly section from 17.5).
     Case("scaled", "12.10.14", OWN, "own-secrets"),
     Case("scaled", "19.3.0", OWN, "own-secrets"),
+    # Gitaly Cluster in its three dialects: virtual_storages without a replication factor
+    # (13.3-13.8), with one (13.9-15.8), praefect['configuration'] (15.9+), and over TLS.
+    Case("cluster", "13.3.0"),
+    Case("cluster", "13.12.15"),
+    Case("cluster", "19.3.0"),
+    Case("cluster", "19.3.0", TLS, "tls"),
 )
 
 

@@ -90,9 +90,11 @@ BAD = [
     ("unknown top-level key", "lab: {topology: scaled}\nstep: []\n",
      r"^sc\.yaml:2: step: unknown key 'step'; valid keys here: name, description"),
     ("unknown topology", "lab: {topology: huge}\nsteps: [{push: p}]\n",
-     r"^sc\.yaml:1: lab\.topology: unknown topology 'huge'; known topologies: scaled"),
+     r"^sc\.yaml:1: lab\.topology: unknown topology 'huge'; known topologies: "
+     r"cluster, scaled"),
     ("topology given as a list", "lab: {topology: [scaled]}\nsteps: [{push: p}]\n",
-     r"^sc\.yaml:1: lab\.topology: unknown topology \['scaled'\]; known topologies: scaled"),
+     r"^sc\.yaml:1: lab\.topology: unknown topology \['scaled'\]; known topologies: "
+     r"cluster, scaled"),
     ("no lab", "steps: [{api: /api/v4/user}]\n",
      r"^sc\.yaml:1: lab: name a topology"),
     ("no steps", "lab: {topology: scaled}\n",

@@ -91,9 +91,11 @@ def test_dialect_thresholds(version: str, legacy: bool, git_data_dirs: bool, rol
 BAD_FILES = [
     ("nodes:\n  gitlab:\n    roles: [app]\n    colour: blue\n",
      "{f}:4: nodes.gitlab.colour: unknown key 'colour'; valid keys here: roles, storages, secrets, "
-     "tls, tls_san, trust_ca, gitaly_token, internal_api_url, publish, omnibus_config"),
+     "tls, tls_san, trust_ca, gitaly_token, internal_api_url, publish, omnibus_config, "
+     "gitaly_nodes, replication_factor"),
     ("topology: huge\n",
-     "{f}:1: topology: unknown topology 'huge'; known topologies: scaled, sharded, single"),
+     "{f}:1: topology: unknown topology 'huge'; known topologies: cluster, scaled, sharded, "
+     "single"),
     ("topology: scaled\ntls: yes please\n",
      "{f}:2: tls: expected true or false, got str 'yes please'"),
     ("topology: scaled\nnodes:\n  gitaly1:\n    secrets: shred\n",
@@ -110,9 +112,29 @@ BAD_FILES = [
      "{f}:4: nodes.gitaly2.storages: storage 'default' is already served by gitaly1"),
     ("topology: scaled\nnodes:\n  gitlab:\n    publish: {http: true}\n",
      "{f}:4: nodes.gitlab.publish.http: expected a port number (0 = any free port), got True"),
-    ("nodes:\n  db:\n    roles: [postgres]\n",
-     "{f}:3: nodes.db.roles.0: role 'postgres' is reserved for Gitaly Cluster topologies and "
-     "not rendered yet; use app or gitaly"),
+    ("nodes:\n  gitlab:\n    roles: [app]\n  db:\n    roles: [postgres]\n",
+     "{f}:5: nodes.db.roles: a postgres node is Praefect's database: the lab needs a praefect "
+     "node too"),
+    ("topology: cluster\nversion: 12.10.14\n",
+     "{f}:2: version: Gitaly Cluster (Praefect) labs start at GitLab 13.3.0: Omnibus has a "
+     "praefect cookbook from 12.4.0, but its defaults run a database-backed cluster with "
+     "automatic failover only from 13.3.0; use --version 13.3.0 or newer"),
+    ("topology: cluster\nversion: 12.3.0\n",
+     "{f}:2: version: Gitaly Cluster (Praefect) labs start at GitLab 13.3.0: Omnibus has no "
+     "Praefect before 12.4.0; use --version 13.3.0 or newer"),
+    ("topology: cluster\nversion: 13.8.0\nnodes:\n  praefect:\n    replication_factor: 2\n",
+     "{f}:5: nodes.praefect.replication_factor: GitLab 13.8.0 replicates every repository to "
+     "every Gitaly node of a virtual storage (default_replication_factor came with 13.9); "
+     "leave it unset or use --version 13.9.0 or newer"),
+    ("topology: cluster\nnodes:\n  praefect:\n    gitaly_nodes: [gitaly1, gitlab]\n",
+     "{f}:4: nodes.praefect.gitaly_nodes.1: 'gitlab' is not a gitaly node of this lab"),
+    ("topology: cluster\nnodes:\n  praefect-db: null\n",
+     "{f}:3: nodes.praefect-db.roles: every node needs roles, e.g. [app] or [gitaly]"),
+    ("topology: cluster\nnodes:\n  praefect:\n    roles: [praefect, gitaly]\n",
+     "{f}:4: nodes.praefect.roles: a praefect node has no other role (GitLab's docs: Praefect "
+     "and its database on nodes of their own)"),
+    ("topology: scaled\nnodes:\n  gitaly1:\n    replication_factor: 2\n",
+     "{f}:4: nodes.gitaly1.replication_factor: only praefect nodes have this key"),
     ("topology: scaled\nnodes: [gitlab]\n",
      "{f}:2: nodes: expected a mapping, got list ['gitlab']"),
     ("topology: scaled\n  name: x\n", "{f}:2: not valid YAML: mapping values are not allowed here"),
@@ -158,7 +180,7 @@ def test_unknown_topology_on_command_line() -> None:
     with pytest.raises(SpecError) as info:
         resolve(SpecRequest(topology="ha"))
     assert str(info.value) == ("command line: topology: unknown topology 'ha'; "
-                               "known topologies: scaled, sharded, single")
+                               "known topologies: cluster, scaled, sharded, single")
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from conftest import fixed_secrets
 from lab.omnibus.dialect import dialect_for, getter, read_gitaly
 from lab.omnibus.directories import created_storage_dirs, missing_storages
 from lab.omnibus.eras import gitaly_storage_missing
+from lab.omnibus.praefect import cluster_unsupported
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
@@ -25,18 +26,19 @@ from lab.spec.topologies import TOPOLOGIES
 
 ERA_RELEASES = sorted({*REFERENCE_RELEASES, "12.0.0", "15.10.0", "17.7.0", "17.8.0", "18.0.0"},
                       key=Version.parse)
-CASES = [(t, v) for t in TOPOLOGIES for v in ERA_RELEASES]
+CASES = [(t, v) for t in TOPOLOGIES for v in ERA_RELEASES
+         if not (t == "cluster" and cluster_unsupported(Version.parse(v)))]
 
 
 def gitaly_nodes(topology: str, version: str, tmp_path: Path) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
     lab = resolve(SpecRequest(topology=topology, version=version, flavor="omnibus"))
-    token = fixed_secrets(lab).gitaly_token
+    sec = fixed_secrets(lab)
     out = []
     for node in lab.nodes:
-        if node.is_app:
+        if not node.gitaly_only:
             continue
         path = tmp_path / f"{node.name}.rb"
-        path.write_text(render_gitlab_rb(lab, node, token))
+        path.write_text(render_gitlab_rb(lab, node, sec.gitaly_token, sec))
         out.append((node.name, read_rb(path).settings))
     return out
 

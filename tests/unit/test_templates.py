@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT, fixed_secrets, skip_or_fail
 
 from lab.omnibus import keys
+from lab.omnibus.praefect import cluster_unsupported
 from lab.omnibus.release import REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.labspec import SpecRequest, resolve
@@ -43,7 +44,7 @@ def generated(topology: str, version: str, tls: bool) -> dict[str, str]:
     sets = ("tls=true",) if tls else ()
     lab = resolve(SpecRequest(topology=topology, version=version, flavor="omnibus", sets=sets))
     sec = fixed_secrets(lab)
-    return {n.name: render_gitlab_rb(lab, n, sec.gitaly_token) for n in lab.nodes}
+    return {n.name: render_gitlab_rb(lab, n, sec.gitaly_token, sec) for n in lab.nodes}
 
 
 def problems(text: str, version: str) -> list[str]:
@@ -53,14 +54,17 @@ def problems(text: str, version: str) -> list[str]:
     out = [f"{name}['{key}']" for name, key in SETTING.findall(text)
            if not keys.known_key(name, key, v)]
     out += [call for call in CALL.findall(text) if not keys.known_top(call, v)]
-    if "gitaly['configuration'] = {" in text:
-        conf = script().nested_keys(script().block(text, "gitaly['configuration'] = {", False))
-        out += [f"gitaly['configuration'].{k}" for k in sorted(conf)
-                if f"gitaly.configuration.{k}" not in data]
+    for name in ("gitaly", "praefect"):
+        if f"{name}['configuration'] = {{" in text:
+            conf = script().nested_keys(script().block(text, f"{name}['configuration'] = {{",
+                                                       False))
+            out += [f"{name}['configuration'].{k}" for k in sorted(conf)
+                    if f"{name}.configuration.{k}" not in data]
     return out
 
 
-CASES = [(t, v, tls) for t in TOPOLOGIES for v in REFERENCE_RELEASES for tls in (False, True)]
+CASES = [(t, v, tls) for t in TOPOLOGIES for v in REFERENCE_RELEASES for tls in (False, True)
+         if not (t == "cluster" and cluster_unsupported(Version.parse(v)))]
 
 
 @pytest.mark.parametrize(("topology", "version", "tls"), CASES,
@@ -68,7 +72,7 @@ CASES = [(t, v, tls) for t in TOPOLOGIES for v in REFERENCE_RELEASES for tls in 
 def test_every_setting_exists_in_the_release(topology: str, version: str, tls: bool) -> None:
     for node, text in generated(topology, version, tls).items():
         assert not problems(text, version), f"{node}: not in Omnibus {version}"
-        if "roles(" in text:
+        if "roles(['gitaly_role'])" in text:
             assert Version.parse(version).at_least("17.6.0")  # role('gitaly') came in 17.6
 
 
@@ -84,6 +88,12 @@ def test_the_check_fails_on_a_key_the_release_lacks() -> None:
     wrong = ("gitaly['configuration'] = {\n  storage: [\n    { name: 'default', dir: '/x' },\n"
              "  ],\n}\n")
     assert problems(wrong, "19.3.0") == ["gitaly['configuration'].storage.dir"]
+    praefect = ("praefect['configuration'] = {\n  virtual_storage: [\n    {\n      name: 'x',\n"
+                "      node: [\n        { storage: 'a', address: 'b', tokn: 'c' },\n      ],\n"
+                "    },\n  ],\n}\n")
+    assert problems(praefect, "19.3.0") == ["praefect['configuration'].virtual_storage.node.tokn"]
+    assert problems("praefect['auth_token'] = 'x'\n", "13.12.15") == []
+    assert problems("praefect['auth_token'] = 'x'\n", "16.11.10") == ["praefect['auth_token']"]
 
 
 def test_nested_key_parser() -> None:

@@ -31,6 +31,7 @@ from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version
+from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.secrets import fingerprint
 from lab.support.doctor.facts import (
@@ -190,11 +191,17 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
     local = containers_routable()
     rake: Result | None = None
     out = []
-    for node in lab.external_gitaly_nodes:
+    # Gitaly Cluster: the app dials Praefect; Praefect dials its Gitaly nodes with its
+    # internal token, which the host can ask as Praefect would.
+    for client, node in grpc_links(lab):
         storages = tuple(s.name for s in node.storages)
         if local:
-            out.append(_server_info_probe(handle, node, token, storages))
+            out.append(_server_info_probe(
+                handle, node, sec.praefect_token if client.is_praefect else token, storages,
+                client))
             continue
+        if client.is_praefect:
+            continue  # only the app's view can be asked without a route to the lab network
         if rake is None:
             # The rake task checks every storage at once, and may take minutes: run it once.
             rake = handle.exec(app.name, gitaly_check_cmd(), check=False, timeout=300)
@@ -203,7 +210,7 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
 
 
 def _server_info_probe(handle: LabHandle, node: Node, token: str,
-                       storages: tuple[str, ...]) -> GitalyProbe:
+                       storages: tuple[str, ...], client: Node | None = None) -> GitalyProbe:
     # Imported late: the gRPC stack is only needed once a lab is up.
     from lab.client.gitaly import GitalyError, node_server_info, unreadable_storages
 
@@ -214,14 +221,16 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
     if ip is None:
         return GitalyProbe(node.name, node.gitaly_address, storages, "no address on the lab "
                            "network (is the node up?)")
-    ca = handle.rendered.secrets.tls.get("ca.crt", "") if handle.lab.app.trust_ca else ""
+    client = client or handle.lab.app
+    via = f"ServerInfo as {client.name}" if client.is_praefect else "ServerInfo"
+    ca = handle.rendered.secrets.tls.get("ca.crt", "") if client.trust_ca else ""
     try:
-        # The app dials the node name: the certificate must carry it.
+        # The client dials the node name: the certificate must carry it.
         info = node_server_info(ip, node, token, ca_pem=ca, server_name=node.name)
     except GitalyError as exc:
-        return GitalyProbe(node.name, node.gitaly_address, storages, str(exc))
+        return GitalyProbe(node.name, node.gitaly_address, storages, str(exc), via=via)
     return GitalyProbe(node.name, node.gitaly_address, storages,
-                       unreadable=unreadable_storages(info, storages))
+                       unreadable=unreadable_storages(info, storages), via=via)
 
 
 def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
