@@ -111,3 +111,30 @@ def test_sim_flavour_refuses_before_touching_docker() -> None:
     with pytest.raises(BadInput, match="no Praefect yet"):
         up(lab)
 
+
+
+def test_diagram_checks_three_sides() -> None:
+    from lab.render.diagram import mermaid, mismatches, rendered_hashes
+
+    lab, sec, _ = cluster("19.3.0")
+    assert mismatches(lab, rendered_hashes(lab, sec)) == []
+    chart = mermaid(lab, rendered_hashes(lab, sec))
+    assert '-->|"gRPC tcp://praefect:2305 (default)"| n_praefect' in chart
+    assert '-->|"gRPC tcp://gitaly2:8075 (gitaly2)"| n_gitaly2' in chart
+    lab, sec, _ = cluster("19.3.0", "nodes.gitaly2.gitaly_token=x", "nodes.gitlab.gitaly_token=y",
+                          "nodes.gitaly3.storages=[gitaly-3]")
+    assert mismatches(lab, rendered_hashes(lab, sec)) == [
+        "gitaly auth token: gitlab vs praefect: differs",
+        "gitaly auth token: praefect vs gitaly2: differs",
+        "storage name: praefect vs gitaly3: praefect says gitaly3, the node serves gitaly-3"]
+
+
+def test_collect_hash_table_has_an_internal_token_row() -> None:
+    from lab.support.collect import hash_table
+
+    table = hash_table({}, {"gitlab": "ext", "praefect": "ext"},
+                       {"praefect": "int", "gitaly1": "int", "gitaly2": "other"})
+    assert table["gitlab.rb gitaly token"]["praefect"] == table["gitlab.rb gitaly token"]["gitlab"]
+    row = table["praefect internal token"]
+    assert row["praefect"] == row["gitaly1"] != row["gitaly2"]
+    assert row["gitlab"] is None
