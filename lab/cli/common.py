@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 # The exit codes live with the exception tree; commands that exit without an
 # exception (a failed check, a failed scenario) take them from here.
@@ -35,15 +37,39 @@ PIPE_WIDTH = 10_000
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    """The console for stdout or stderr: a terminal's width, or unwrapped when piped."""
-    console = Console(stderr=stderr)
+    """The console for stdout or stderr: a terminal's width, or unwrapped when piped.
+
+    Never markup: what is printed carries paths ($LAB_HOME, -o), names, log lines and
+    messages from users and containers, and Rich would read ``[/x]`` in them as a tag
+    (an error) or ``[red]`` as a style. Styles come from ``styled``.
+    """
+    console = Console(stderr=stderr, markup=False)
     if console.is_terminal or os.environ.get("COLUMNS"):
         return console
-    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and (string, style) pairs; no string is read as markup."""
+    return Text.assemble(*parts)
 
 
 console = make_console()
 err_console = make_console(stderr=True)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds in a range; ``nan`` is refused (it compares false with both ends,
+    so a plain FloatRange takes it)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if isinstance(number, float) and math.isnan(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
 
 
 def spec_options(func: F) -> F:
@@ -69,9 +95,10 @@ def spec_options(func: F) -> F:
 def warn_if_forced(lab: Lab) -> None:
     """Say so when --force-version let through a release newer than the toolkit knows."""
     if newer_than_known(lab.version):
-        err_console.print(f"[yellow]warning:[/] GitLab {lab.version} is newer than the newest "
-                          f"release this toolkit knows ({DEFAULT_VERSION}); its configs are "
-                          f"rendered with {DEFAULT_VERSION}'s keys (--force-version)",
+        err_console.print(styled(("warning:", "yellow"),
+                                 f" GitLab {lab.version} is newer than the newest release this "
+                                 f"toolkit knows ({DEFAULT_VERSION}); its configs are rendered "
+                                 f"with {DEFAULT_VERSION}'s keys (--force-version)"),
                           highlight=False)
 
 

@@ -8,9 +8,10 @@ from dataclasses import asdict
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from lab.cli.common import console as stdout_console
-from lab.cli.common import err_console
+from lab.cli.common import err_console, styled
 from lab.engine import images as engine_images
 
 
@@ -38,12 +39,13 @@ def build(force: bool) -> None:
     started = time.monotonic()
     with console.status("checking images ...") as status:
         def progress(message: str) -> None:
-            status.update(message + " ...")
+            status.update(Text(message + " ..."))
             # A line of its own, with the time: not console.log, which adds its source path.
-            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+            console.print(styled((time.strftime("%H:%M:%S"), "dim"), f" {message}"),
+                          highlight=False)
 
         ref = engine_images.build_images(force=force, progress=progress)
-    console.print(f"[green]ready[/green] {ref} ({time.monotonic() - started:.0f}s)")
+    console.print(styled(("ready", "green"), f" {ref} ({time.monotonic() - started:.0f}s)"))
     click.echo(ref)
 
 
@@ -63,7 +65,7 @@ def list_(as_json: bool) -> None:
 def load(file: str) -> None:
     """Load an image tarball (`docker save` output), e.g. gitlab-ce on an air-gapped host."""
     ref = engine_images.load_image(file)
-    err_console.print(f"[green]loaded[/green] {ref}")
+    err_console.print(styled(("loaded", "green"), f" {ref}"))
     click.echo(ref)
 @images.command()
 @click.argument("refs", nargs=-1, metavar="[IMAGE]...")
@@ -75,7 +77,7 @@ def save(refs: tuple[str, ...], output: str) -> None:
     Without IMAGE, saves this installation's sim image.
     """
     saved = engine_images.save_images(list(refs), output)
-    err_console.print(f"[green]saved[/green] {', '.join(saved)} to {output}")
+    err_console.print(styled(("saved", "green"), f" {', '.join(saved)} to {output}"))
     click.echo(output)
 
 

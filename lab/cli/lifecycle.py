@@ -19,18 +19,20 @@ from pathlib import Path
 from types import TracebackType
 
 import click
-from rich.markup import escape
 from rich.progress import Progress as RichProgressBar
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from lab.cli.common import (
     EXIT_FAILED,
+    Seconds,
     console,
     err_console,
     sigterm_as_ctrl_c,
     spec_options,
     spec_request,
+    styled,
     warn_if_forced,
 )
 from lab.errors import BadInput, LabDamaged, LabError, LabNotFound
@@ -49,10 +51,11 @@ class RichProgress:
 
     def __init__(self) -> None:
         self.bar = RichProgressBar(
-            SpinnerColumn(finished_text="[green]✓[/]"),
-            TextColumn("{task.description:<20}"),
+            SpinnerColumn(finished_text=Text("✓", style="green")),
+            TextColumn("{task.description:<20}", markup=False),
             TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[detail]}"),
+            # What a node is waiting for may quote its log: text, not markup.
+            TextColumn("{task.fields[detail]}", markup=False, style="dim"),
             console=err_console, transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
@@ -77,7 +80,7 @@ class RichProgress:
 
     def note(self, message: str) -> None:
         # Notes may carry container log lines; brackets there are not markup.
-        self.bar.console.print(f"[dim]{escape(message)}[/]", highlight=False)
+        self.bar.console.print(Text(message, style="dim"), highlight=False)
 
 
 def pick_lab(name: str | None) -> str:
@@ -100,7 +103,7 @@ def format_status(st: LabStatus) -> Table:
     for n in st.nodes:
         colour = "green" if n.healthy else "red"
         ports = ", ".join(f"{host}->{cport}" for cport, host in n.ports.items()) or "-"
-        table.add_row(n.node, ",".join(n.roles), f"[{colour}]{n.state}[/]", n.health or "-",
+        table.add_row(n.node, ",".join(n.roles), Text(n.state, style=colour), n.health or "-",
                       ports, ",".join(n.storages) or "-")
     return table
 
@@ -127,14 +130,14 @@ def format_list(labs: Sequence[LabSummary]) -> Table:
     return table
 
 
-def format_ready(running: RunningLab) -> str:
+def format_ready(running: RunningLab) -> Text:
     try:
         url = running.http_url
     except LabError:
         url = "(no HTTP port published)"
     name = running.name
-    return (f"Lab [bold]{name}[/] is ready.\n"
-            f"  GitLab:       {url}\n"
+    return styled("Lab ", (name, "bold"), " is ready.\n"
+                  f"  GitLab:       {url}\n"
             f"  admin token:  {running.admin_token_file}  (user root; header PRIVATE-TOKEN)\n"
             f"  lab folder:   {running.path}\n"
             f"Next: lab status {name} | lab logs {running.lab.app.name} --lab {name} | "
@@ -145,7 +148,7 @@ def format_ready(running: RunningLab) -> str:
 @click.command()
 @spec_options
 @click.option("--name", help="Lab name (default: the topology's); two labs need two names.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=7 * 86400),
+@click.option("--timeout", type=Seconds(min=0, min_open=True, max=7 * 86400),
               default=None,
               help="Seconds to wait for the lab to become ready [default: "
               f"{TIMEOUTS[Flavor.SIM]:g} for sim, {TIMEOUTS[Flavor.OMNIBUS]:g} for omnibus].")
@@ -159,8 +162,8 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
     warn_if_forced(lab)
     # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
     sigterm_as_ctrl_c()
-    err_console.print(f"Starting lab [bold]{lab.name}[/] (GitLab {lab.version}, "
-                      f"{lab.flavor.value}, {len(lab.nodes)} nodes)…")
+    err_console.print(styled("Starting lab ", (lab.name, "bold"), f" (GitLab {lab.version}, "
+                             f"{lab.flavor.value}, {len(lab.nodes)} nodes)…"))
     with RichProgress() as progress:
         running = handle.up(lab, timeout=timeout, keep_on_failure=keep,
                                progress=progress)
@@ -183,14 +186,14 @@ def down(name: str | None, purge: bool) -> None:
         # Its folder can't say what the lab is: still remove what carries its labels.
         lab_gc.check_not_in_use(lab_name)
         path = handle.down_damaged(lab_name, purge=purge)
-        err_console.print(f"[yellow]warning:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(styled(("warning:", "yellow"), f" {exc}"), highlight=False)
         kept = "" if purge else f" (folder kept: {path}; --purge removes it)"
-        console.print(f"Lab [bold]{lab_name}[/] is down{kept}.", highlight=False)
+        console.print(styled("Lab ", (lab_name, "bold"), f" is down{kept}."), highlight=False)
         return
     lab_gc.check_not_in_use(running.name)
     running.down(purge=purge)
     kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"
-    console.print(f"Lab [bold]{running.name}[/] is down{kept}.", highlight=False)
+    console.print(styled("Lab ", (running.name, "bold"), f" is down{kept}."), highlight=False)
 
 
 @click.command()

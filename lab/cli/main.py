@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from lab import __version__
-from lab.cli.common import err_console
+from lab.cli.common import err_console, styled
 from lab.errors import EXIT_USAGE, LabError
 
 # Each command's module is imported only when that command runs (or help lists
@@ -81,7 +81,7 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except LabError as exc:
-        err_console.print("[bold red]error:[/]", end=" ")
+        err_console.print(styled(("error:", "bold red")), end=" ")
         # soft_wrap: a path or file:line is never split; the terminal wraps long lines itself.
         err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

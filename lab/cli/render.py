@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
-from lab.cli.common import console, spec_options, spec_request, warn_if_forced
+from lab.cli.common import console, spec_options, spec_request, styled, warn_if_forced
 from lab.engine.images import image_for
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
@@ -36,12 +35,12 @@ def render(topology: str | None, spec_file: Path | None, gitlab_version: str | N
                                force_version=force_version))
     warn_if_forced(lab)
     rendered = write_lab(lab, output, regenerate=regenerate, image=image_for(lab), force=force)
-    console.print(f"Rendered lab [bold]{lab.name}[/] (GitLab {lab.version}, {lab.flavor.value}, "
-                  f"{lab.dialect.name}) into {escape(str(rendered.path))}")
+    console.print(styled("Rendered lab ", (lab.name, "bold"),
+                         f" (GitLab {lab.version}, {lab.flavor.value}, {lab.dialect.name}) "
+                         f"into {rendered.path}"))
     for path in sorted(rendered.files):
-        console.print(f"  {escape(path)}", highlight=False)
-    console.print(escape(f"Start it by hand: cd {rendered.path} && docker compose up -d   "
-                         f"(or: lab up -f … / lab up {lab.topology or '-f SPEC'})"),
-                  highlight=False)
+        console.print(f"  {path}", highlight=False)
+    console.print(f"Start it by hand: cd {rendered.path} && docker compose up -d   "
+                  f"(or: lab up -f … / lab up {lab.topology or '-f SPEC'})", highlight=False)
     if diagram:
         click.echo(markdown(lab, rendered_hashes(lab, rendered.secrets)), nl=False)

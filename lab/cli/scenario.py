@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from lab.cli.common import (
     EXIT_FAILED,
@@ -17,6 +19,7 @@ from lab.cli.common import (
     console,
     err_console,
     sigterm_as_ctrl_c,
+    styled,
 )
 from lab.errors import BadInput
 from lab.lifecycle.contract import LabHandle
@@ -136,8 +139,8 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
     def show(result: ScenarioResult) -> None:
         color = {Outcome.PASSED: "green", Outcome.SKIPPED: "yellow"}.get(result.outcome, "red")
         release = f" [GitLab {result.release}]" if len(versions) > 1 and result.release else ""
-        out.print(f"[{color}]{result.outcome.value:>7}[/] {result.name}{release} "
-                  f"({result.seconds:.1f}s)", highlight=False)
+        out.print(styled((f"{result.outcome.value:>7}", color),
+                         f" {result.name}{release} ({result.seconds:.1f}s)"), highlight=False)
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             # soft_wrap: log lines and patterns stay whole, for copying and grepping.
             out.print(format_failure(result), markup=False, highlight=False, soft_wrap=True)
@@ -147,7 +150,7 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
     sigterm_as_ctrl_c()
     with out.status("starting") as status:
         results = run_plan(planned, flavor=flavor, leave_at_base=keep,
-                           say=lambda text: status.update(text), on_result=show,
+                           say=lambda text: status.update(Text(text)), on_result=show,
                            collect=bundle_collector(evidence_dir) if collect_on_failure
                            else None, jobs=jobs, on=on)
     save_last_run(results)
@@ -168,13 +171,26 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
 
 def check_report_path(path: Path) -> None:
     """Refuse a --junit path that could not be written, before any lab boots: the report is
-    written at the end, and a long run should not end in "cannot write"."""
+    written at the end, and a long run should not end in "cannot write".
+
+    Write permission is tried, not read from the mode bits: root may "write" to /proc by
+    the bits, and a read-only mount says yes too. A file is made and removed again in the
+    nearest folder that exists (write_file makes the missing ones below it).
+    """
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # write_file makes the missing folders
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise BadInput(f"cannot write the JUnit report {path}: {folder} is not a folder you can "
-                       "write to; choose another --junit")
+        folder = folder.parent
+    problem = "" if folder.is_dir() else "is not a folder"
+    if not problem:
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".lab-junit-check-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = f"cannot be written to ({exc.strerror})"
+    if problem:
+        raise BadInput(f"cannot write the JUnit report {path}: {folder} {problem}; choose "
+                       "another --junit")
 
 
 def save_last_run(results: list[ScenarioResult]) -> None:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
+from rich.text import Text
 
-from lab.cli.common import EXIT_FAILED, console, err_console
+from lab.cli.common import EXIT_FAILED, console, err_console, styled
 from lab.cli.lifecycle import pick_lab
 from lab.errors import BadInput
 from lab.lifecycle.handle import RunningLab, attach
@@ -45,7 +45,8 @@ def doctor(name: str | None, as_json: bool) -> None:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         console.print(format_table(report))
-        console.print("[bold red]FAIL[/]" if report.failed else "[green]all checks passed[/]")
+        console.print(styled(("FAIL", "bold red")) if report.failed
+                      else styled(("all checks passed", "green")))
     if report.failed:
         sys.exit(EXIT_FAILED)
 
@@ -62,7 +63,7 @@ def collect(name: str | None, output: Path | None, force: bool) -> None:
     handle = attach(pick_lab(name))
     out = output or Path(f"lab-{handle.name}-support.tar.gz")
     check_output_file(out, force=force or output is None)
-    with console.status(f"collecting lab {handle.name}"):
+    with console.status(Text(f"collecting lab {handle.name}")):
         run_collect(handle, out)
     console.print(f"Wrote {out} (see SUMMARY.md inside); secret values are redacted.",
                   highlight=False)
@@ -104,14 +105,14 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
         except OSError as exc:
             raise BadInput(f"cannot write {output}: {exc.strerror}; choose another -o") \
                 from None
-        console.print(escape(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
-                             f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}"),
+        console.print(f"Wrote {output}: GitLab {result.spec['version']}, nodes "
+                      f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",
                       highlight=False)
     # Keys and values of the customer's file: text, never Rich markup ("[/x]" would raise).
     for line in result.unmapped:
-        err_console.print(f"[yellow]not reproduced:[/] {escape(line)}", highlight=False)
+        err_console.print(styled(("not reproduced:", "yellow"), f" {line}"), highlight=False)
     for line in result.notes:
-        err_console.print(f"[dim]note:[/] {escape(line)}", highlight=False)
+        err_console.print(styled(("note:", "dim"), f" {line}"), highlight=False)
 
 
 COMMANDS = [doctor, collect, import_]

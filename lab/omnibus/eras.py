@@ -18,7 +18,7 @@ from typing import Any
 
 from lab.omnibus.release import NEWEST, Version
 
-_RELEASE_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
+_RELEASE_RE = re.compile(r"^\s*([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
 
 
 def release(text: str | None) -> Version:

@@ -20,7 +20,8 @@ OLDEST_SUPPORTED = "11.11.0"
 # which the lab's compose file sets (lab/render/compose_file.py).
 VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# ASCII digits only: \d also matches other scripts' digits ("١٧.١١.٧"), which int() reads.
+_VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)\Z")
 
 
 @dataclass(frozen=True, order=True)

@@ -19,6 +19,7 @@ from lab.errors import SpecError
 from lab.model.topology import Lab
 from lab.resources import data_dir
 from lab.scenario.definition import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
+from lab.scenario.patterns import PatternError, compile_pattern
 from lab.scenario.pool import group_name, lab_key
 from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
 from lab.spec.labspec import build_lab, mapping, resolved_spec
@@ -28,6 +29,7 @@ from lab.spec.yamlfile import (
     apply_set,
     dotted_key,
     error_at,
+    files_below,
     load_yaml,
     merge,
     read_user_file,
@@ -61,9 +63,12 @@ class _Ctx:
         if not isinstance(value, str) or not value:
             raise self.fail(path, f"expected a regular expression, got {value!r}")
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise self.fail(path, f"not a valid regular expression: {exc}") from None
+            compile_pattern(value)
+        except PatternError as exc:
+            # As the runner shows a pattern: /.../, as written (line breaks escaped).
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise self.fail(path, f"/{shown}/ {exc}") from None
         return str(value)
 
 
@@ -255,7 +260,8 @@ def find_scenarios(paths: Iterable[Path]) -> list[Path]:
         if builtin is not None:
             out.append(builtin)
         elif p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+            out += sorted(f for f in files_below(p, "the scenario folder")
+                          if f.suffix in (".yaml", ".yml") and f.is_file())
         elif p.exists():
             out.append(p)
         else:

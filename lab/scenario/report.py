@@ -91,14 +91,15 @@ def matrix_table(results: Sequence[ScenarioResult]) -> Table:
     for release in releases:
         table.add_column(release)
     for name, row in cells.items():
-        shown = []
+        shown: list[str | Text] = []
         for release in releases:
             # A skipped scenario was never resolved: it has no release, but applies to all.
             cell = row.get(release) or row.get("")
             if cell is None:  # pinned to another release: it ran once, there
                 shown.append("(pinned)" if len(row) == 1 else "-")
                 continue
-            shown.append(f"[{STYLE[cell.outcome]}]{cell.outcome.value}[/] {cell.seconds:.1f}s")
+            shown.append(Text.assemble((cell.outcome.value, STYLE[cell.outcome]),
+                                       f" {cell.seconds:.1f}s"))
         table.add_row(name, *shown)
     return table
 
@@ -111,7 +112,7 @@ def results_table(results: Sequence[ScenarioResult]) -> Table:
         table.add_column(col, overflow="fold")
     for r in results:
         passed = sum(1 for s in r.steps if s.ok)
-        table.add_row(r.name, f"[{STYLE[r.outcome]}]{r.outcome.value}[/]",
+        table.add_row(r.name, Text(r.outcome.value, style=STYLE[r.outcome]),
                       f"{passed}/{len(r.steps)}" if r.steps else "-", f"{r.seconds:.1f}s",
                       # Text, not markup: the message quotes outputs and patterns ("[/a-z]").
                       r.lab or "-", Text(r.message.splitlines()[0] if r.message else ""))

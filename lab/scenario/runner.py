@@ -6,7 +6,6 @@ scenario injected are undone with the verb the registry names, whatever happened
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
@@ -18,6 +17,7 @@ from lab.errors import LabError
 from lab.lifecycle.contract import LabHandle
 from lab.model.topology import Lab
 from lab.scenario import evidence as ev
+from lab.scenario import patterns
 from lab.scenario.definition import Expected, Scenario, ScenarioLabs, Step
 from lab.scenario.plan import PlanItem, plan, room_for
 from lab.scenario.pool import READY_TIMEOUT, LabPool, Say, UpFn, default_up, wait_gitaly
@@ -40,11 +40,11 @@ def check_expectation(step: Step, succeeded: bool, output: str,
         return "expected success, but the step failed"
     if exp.expected is Expected.FAIL and succeeded:
         return "expected the step to fail, but it succeeded"
-    if exp.output and not re.search(exp.output, output, re.MULTILINE):
+    if exp.output and not patterns.search(exp.output, output):
         return f"the output does not match /{exp.output}/"
     if exp.log:
         text = logs(exp.log.node)
-        if not re.search(exp.log.pattern, text, re.MULTILINE):
+        if not patterns.search(exp.log.pattern, text):
             return f"no line of {exp.log.node}'s log (since the scenario started) " \
                 f"matches /{exp.log.pattern}/"
     return None

@@ -68,8 +68,11 @@ MAX_IMAGE_NAME = 255  # the grammar's own cap on the name part
 DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 # Storage paths live inside the node's container; these hold the system and Omnibus
 # itself, so git data there would overwrite them.
+# /var/run and /var/lock are links into /run in Debian and Ubuntu (the images' bases): the
+# same folder under another name.
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-               "/proc", "/root", "/run", "/sbin", "/sys", "/usr", *OMNIBUS_DIRS)
+               "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var/lock", "/var/run",
+               *OMNIBUS_DIRS)
 
 
 def _unknown_topology(name: object, origins: Origins, path: Path_) -> SpecError:

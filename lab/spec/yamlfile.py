@@ -1,16 +1,19 @@
 """YAML files from users, read with positions: every value remembers its file and line.
 
-The lab spec and the scenario loader read their files here: capped in size and
-in values (an alias bomb is refused before it expands), never anything but plain
-data (``yaml.SafeLoader``), each key path recorded in ``Origins`` so an error can
-name the file, the line and the key (``error_at``). ``--set`` overrides and
-built-in topologies record where their values came from too.
+The lab spec and the scenario loader read their files here, and ``--set`` its values:
+capped in size, in depth (refused while parsing, before PyYAML's composer, which
+recurses once per level, runs out of stack) and in values (an alias bomb is refused
+before it expands), never anything but plain data (``yaml.SafeLoader``), each key
+path recorded in ``Origins`` so an error can name the file, the line and the key
+(``error_at``). ``--set`` overrides and built-in topologies record where their values
+came from too.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,12 @@ Path_ = tuple[str, ...]
 # in well under a second instead of eating memory for minutes.
 MAX_FILE_BYTES = 128 * 1024
 MAX_YAML_NODES = 10_000
+# The deepest spec key (nodes.gitaly1.storages.0.path, under lab.spec in a scenario) is
+# 7 levels down; 3,000 levels of [[[...]]] were a RecursionError in PyYAML's composer.
+MAX_YAML_DEPTH = 32
+# Folders of scenario files are walked this deep at most: 1,100 levels were a
+# RecursionError in pathlib's rglob.
+MAX_FOLDER_DEPTH = 32
 
 
 @dataclass
@@ -71,23 +80,85 @@ class _Budget:
     def spend(self, node: yaml.Node) -> None:
         self.left -= 1
         if self.left < 0:
-            raise SpecError(f"the file expands into more than {MAX_YAML_NODES} values "
-                            "(YAML aliases repeating aliases?); write the values out, a spec "
-                            "or scenario needs far fewer", source=self.source,
-                            line=node.start_mark.line + 1)
+            raise _too_many(self.source, node)
+
+
+def _too_many(source: str, node: yaml.Node) -> SpecError:
+    return SpecError(f"the {_what(source)} expands into more than {MAX_YAML_NODES} values "
+                     "(YAML aliases repeating aliases?); write the values out, a spec or "
+                     "scenario needs far fewer", source=source, line=_line(source, node.start_mark))
+
+
+def _too_deep(source: str, mark: yaml.Mark) -> SpecError:
+    return SpecError(f"the {_what(source)} nests more than {MAX_YAML_DEPTH} levels deep "
+                     "(lists in lists, mappings in mappings, aliases included); a spec or "
+                     "scenario needs fewer than 10", source=source, line=_line(source, mark))
+
+
+def _what(source: str) -> str:
+    return "value" if source.startswith("--set ") else "file"
+
+
+def _line(source: str, mark: yaml.Mark) -> int | None:
+    return None if source.startswith("--set ") else mark.line + 1
+
+
+class _DepthCappedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses a node nested deeper than ``MAX_YAML_DEPTH``
+    before composing it: the composer recurses once per level."""
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise _too_deep(self.source, self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """``text``'s YAML node tree, refused past ``MAX_YAML_DEPTH`` levels while parsing and
+    past ``MAX_YAML_NODES`` values or ``MAX_YAML_DEPTH`` levels once aliases are expanded
+    (measured without expanding). YAML errors propagate."""
+    loader = _DepthCappedLoader(text, source)
+    try:
+        root: yaml.Node | None = loader.get_single_node()
+    finally:
+        loader.dispose()
+    if root is not None:
+        size, depth = _expanded(root)
+        if size > MAX_YAML_NODES:  # an alias bomb is refused before expanding
+            raise _too_many(source, root)
+        if depth > MAX_YAML_DEPTH:  # aliases of deep nodes inside deep nodes
+            raise _too_deep(source, root.start_mark)
+    return root
 
 
 def expanded_size(root: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
     """How many nodes ``root`` becomes once every alias is expanded, counted without expanding
     (each distinct node once, memoized), stopping early past ``limit``."""
-    sizes: dict[int, int] = {}
+    return _expanded(root, limit)[0]
 
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
+
+def _expanded(root: yaml.Node, limit: int = MAX_YAML_NODES) -> tuple[int, int]:
+    """(nodes, levels) of ``root`` with every alias expanded, each distinct node measured
+    once: the walk meets a node first where the file defines it, so it recurses no deeper
+    than the file nests (which the loader capped)."""
+    seen: dict[int, tuple[int, int]] = {}
+
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        known = seen.get(id(node))
         if known is not None:
             return known
-        sizes[id(node)] = limit + 1  # a cycle (not possible with safe YAML) counts as too big
-        total = 1
+        # A cycle (not possible with safe YAML) counts as too big and too deep.
+        seen[id(node)] = (limit + 1, MAX_YAML_DEPTH + 1)
+        total, deepest = 1, 0
         if isinstance(node, yaml.MappingNode):
             children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
@@ -95,13 +166,15 @@ def expanded_size(root: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
         else:
             children = []
         for child in children:
-            total += size(child)
+            size, depth = measure(child)
+            total += size
+            deepest = max(deepest, depth)
             if total > limit:
                 break
-        sizes[id(node)] = min(total, limit + 1)
-        return sizes[id(node)]
+        seen[id(node)] = (min(total, limit + 1), deepest + 1)
+        return seen[id(node)]
 
-    return size(root)
+    return measure(root)
 
 
 def _construct(node: yaml.Node, path: Path_, source: str, origins: Origins,
@@ -175,9 +248,33 @@ def read_user_file(path: Path, what: str) -> str:
                         source=source, line=line) from None
 
 
+def files_below(folder: Path, what: str) -> Iterator[Path]:
+    """Every entry under ``folder`` that is not a folder itself (files, links, ...), found
+    without recursion and without entering linked folders (as ``rglob`` in 3.11); a folder
+    nested more than ``MAX_FOLDER_DEPTH`` levels down is a SpecError, an unreadable one is
+    passed over."""
+    todo = [(folder, 0)]
+    while todo:
+        here, depth = todo.pop()
+        try:
+            with os.scandir(here) as entries:
+                found = [(Path(e.path), e.is_dir(follow_symlinks=False)) for e in entries]
+        except OSError:
+            continue
+        for path, is_dir in sorted(found, reverse=True):
+            if not is_dir:
+                yield path
+            elif depth + 1 >= MAX_FOLDER_DEPTH:
+                raise SpecError(f"{what} nests folders more than {MAX_FOLDER_DEPTH} levels deep "
+                                f"(at {path.relative_to(folder).parts[0]}/...); name a folder "
+                                "nearer to the files", source=str(folder))
+            else:
+                todo.append((path, depth + 1))
+
+
 def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -190,11 +287,7 @@ def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
     if not isinstance(root, yaml.MappingNode):
         raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",
                         source=source, line=root.start_mark.line + 1)
-    budget = _Budget(source)
-    if expanded_size(root) > MAX_YAML_NODES:  # an alias bomb is refused before expanding
-        budget.left = 0
-        budget.spend(root)
-    data = _construct(root, (), source, origins, budget)
+    data = _construct(root, (), source, origins, _Budget(source))
     assert isinstance(data, dict)
     return data
 
@@ -222,16 +315,33 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_set(assignment: str) -> tuple[str, Any]:
-    """``key.path=value`` from the command line -> (key, the value parsed as YAML)."""
+    """``key.path=value`` from the command line -> (key, the value parsed as YAML).
+
+    The value has a file's limits (size, depth, values); text that is not valid YAML
+    is taken as it is.
+    """
     if "=" not in assignment:
         raise SpecError("expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own",
-                        source=f"--set {assignment}")
+                        source=f"--set {_clipped(assignment)}")
     key, _, raw_value = assignment.partition("=")
+    if not raw_value.strip():
+        return key, ""
+    source = f"--set {_clipped(assignment)}"
+    if len(raw_value.encode(errors="replace")) > MAX_FILE_BYTES:
+        raise SpecError(f"the value is larger than {MAX_FILE_BYTES // 1024} KiB; put it in "
+                        "a spec file", source=source)
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        value = raw_value
-    return key, value
+        root = _compose(raw_value, source)
+        if root is None:
+            return key, None
+        return key, yaml.constructor.SafeConstructor().construct_document(root)
+    except (yaml.YAMLError, ValueError, TypeError):
+        return key, raw_value
+
+
+def _clipped(text: str, width: int = 60) -> str:
+    """A command-line argument short enough to name in a message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def apply_set(data: dict[str, Any], key: str, value: Any, origins: Origins, *, source: str,

@@ -36,6 +36,22 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 NO_DOCKER = "unix:///nonexistent/docker.sock"
 
 
+DEEP = "[" * 3000 + "]" * 3000
+# A flow-style alias bomb for --set (one line): 9**9 values once expanded.
+FLOW_BOMB = "{a: &a [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi",
+                                                                strict=True)) + "}"
+
+
+def _deep_folder(ws: Path) -> None:
+    """40 nested folders with a scenario at the bottom (the walk stops at 32)."""
+    here = ws / "deep"
+    for _ in range(40):
+        here = here / "d"
+    here.mkdir(parents=True)
+    (here / "sc.yaml").write_text(SCENARIO)
+
+
 def spec_with(node_lines: str, top: str = "") -> str:
     """SPEC with extra lines for gitaly1 (line 8 on) and at the top (line 1 on)."""
     return top + SPEC + node_lines
@@ -271,6 +287,67 @@ CASES = [
                                "tls.x=1"), 2, ("--set tls.x=1", "tls", "expected true or false")),
     Case("set-version-future", ("render", "scaled", "-o", "{ws}/out", "--version", "99.0.0"), 2,
          ("--version", "newer than the newest", "--force-version")),
+    # --- limits before parsing: nesting, aliases, --set ----------------------------------
+    Case("spec-deep-nesting", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml:2", "nests more than 32 levels deep"),
+         files={"spec.yaml": "name: x\nnodes: " + DEEP + "\n"}),
+    Case("spec-deep-block-nesting", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml", "nests more than 32 levels deep"),
+         files={"spec.yaml": "nodes:\n" + "".join("  " * i + "- \n" for i in range(1, 40))}),
+    Case("set-deep-nesting", ("render", "scaled", "-o", "{ws}/out", "--set", "tls=" + DEEP), 2,
+         ("--set tls=[[[", "the value nests more than 32 levels deep")),
+    Case("set-alias-bomb", ("render", "scaled", "-o", "{ws}/out", "--set",
+                            "nodes.gitaly1.tls_san=" + FLOW_BOMB), 2,
+         ("--set nodes.gitaly1.tls_san=", "expands into more than 10000 values")),
+    Case("set-huge-value", ("render", "scaled", "-o", "{ws}/out", "--set",
+                            "omnibus_config=" + "x" * 140_000), 2,
+         ("--set omnibus_config=xxx", "larger than 128 KiB")),
+    Case("set-odd-tag-is-text", ("render", "scaled", "-o", "{ws}/out", "--set",
+                                 "image=!!int abc"), 2,
+         ("--set image=!!int abc", "not a Docker image reference")),
+    Case("run-deep-nesting", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:2", "nests more than 32 levels deep"),
+         files={"sc.yaml": "lab: {topology: scaled}\nsteps: " + DEEP + "\n"}),
+    Case("run-deep-folder", ("run", "{ws}/deep"), 2,
+         ("{ws}/deep", "nests folders more than 32 levels deep", "name a folder nearer"),
+         setup=_deep_folder),
+    # --- scenario patterns: RE2, no backtracking --------------------------------------------
+    Case("run-pattern-lookahead", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:4", "steps.0.expect.output", "/a(?=b)/", "invalid perl operator",
+          "RE2", "lookahead"),
+         files={"sc.yaml": SCENARIO + "    expect: {outcome: fail, output: 'a(?=b)'}\n"}),
+    Case("run-pattern-backreference", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:5", "steps.0.expect.log.pattern", "/(a)\\1/", "backreferences"),
+         files={"sc.yaml": SCENARIO + "    expect:\n      log: {node: gitlab, pattern: "
+                                      "'(a)\\1'}\n"}),
+    Case("run-pattern-too-big", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:4", "steps.0.expect.output", "too big to match quickly"),
+         files={"sc.yaml": SCENARIO + "    expect: {outcome: fail, output: "
+                                      "'(\\w+\\s?){1000}'}\n"}),
+    Case("run-pattern-too-long", ("run", "{ws}/sc.yaml"), 2,
+         ("{ws}/sc.yaml:4", "steps.0.expect.output", "1001 characters long"),
+         files={"sc.yaml": SCENARIO + "    expect: {outcome: fail, output: '"
+                                      + "a" * 1001 + "'}\n"}),
+    # --- values that looked fine ------------------------------------------------------------
+    Case("storage-path-var-run", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml:9", "storages.0.path", "system directory /var/run"),
+         files={"spec.yaml": SPEC.replace(
+             "storages: [default]",
+             "storages:\n      - name: default\n        path: /var/run/git")}),
+    Case("version-arabic-digits", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml:1", "version", "is not a GitLab version"),
+         files={"spec.yaml": 'version: "\u0661\u0667.\u0661\u0661.\u0667"\n' + SPEC}),
+    Case("up-version-arabic-digits", ("up", "scaled", "--version",
+                                      "\u0661\u0667.\u0661\u0661.\u0667"), 2,
+         ("--version", "is not a GitLab version")),
+    Case("up-timeout-nan", ("up", "scaled", "--timeout", "nan"), 2,
+         ("--timeout", "'nan' is not a number of seconds")),
+    Case("up-timeout-infinite", ("up", "scaled", "--timeout", "inf"), 2, ("--timeout", "inf")),
+    # --- text that looks like console markup ----------------------------------------------
+    Case("list-markup-in-lab-home", ("list",), 0, ("No labs in {tmp}/h[/x]/labs",),
+         env={"LAB_HOME": "{tmp}/h[/x]"}),
+    Case("render-markup-in-output-path", ("render", "scaled", "-o", "{ws}/out/[/y][red]x"), 0,
+         ("Rendered lab scaled", "{ws}/out/[/y][red]x", "cd {ws}/out/[/y][red]x &&")),
     # --- the output folder ----------------------------------------------------------------
     Case("out-users-folder", ("render", "scaled", "-o", "{ws}/out"), 2,
          ("{ws}/out", "not a lab folder", "--force"), setup=_user_folder),
@@ -361,6 +438,10 @@ CASES = [
     Case("run-junit-under-a-file", ("run", "{ws}/sc.yaml", "--junit", "{ws}/sc.yaml/out.xml"),
          2, ("cannot write the JUnit report", "{ws}/sc.yaml is not a folder", "--junit"),
          files={"sc.yaml": SCENARIO}),
+    # Root passes every access() check on /proc; writing there fails all the same.
+    Case("run-junit-in-proc", ("run", "{ws}/sc.yaml", "--junit", "/proc/x/y.xml"), 2,
+         ("cannot write the JUnit report /proc/x/y.xml", "/proc cannot be written to",
+          "--junit"), files={"sc.yaml": SCENARIO}),
     # --- commands on a lab: logs, exec, status, down, doctor, collect ----------------------------
     Case("logs-since-garbage", ("logs", "gitlab", "--since", "garbage"), 2,
          ("--since", "garbage", "10m")),
@@ -472,7 +553,8 @@ def test_hostile_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert code == case.code, text
     assert "Traceback" not in text
     for fragment in case.expect:
-        assert squash(fragment.replace("{ws}", str(ws))) in squash(text), text
+        fragment = fragment.replace("{ws}", str(ws)).replace("{tmp}", str(tmp_path))
+        assert squash(fragment) in squash(text), text
     assert snapshot(ws, ws / "out") == before  # nothing beside the lab folder changed
     for marker in case.absent:
         assert not Path(marker.replace("{tmp}", str(tmp_path))).exists()

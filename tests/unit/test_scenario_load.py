@@ -118,7 +118,7 @@ BAD = [
      r"^sc\.yaml:4: steps\.0\.expect\.outcome: 'ok' is not one of: success, fail"),
     ("bad regex",
      "lab: {topology: scaled}\nsteps:\n  - api: /x\n    expect:\n      output: '(unclosed'\n",
-     r"^sc\.yaml:5: steps\.0\.expect\.output: not a valid regular expression"),
+     r"^sc\.yaml:5: steps\.0\.expect\.output: /\(unclosed/ is not a valid regular expression"),
     ("project used before it is created", "lab: {topology: scaled}\nsteps:\n  - push: p9\n",
      r"^sc\.yaml:3: steps\.0\.push: project 'p9' is not created by an earlier create_project"),
     ("api path names an unknown project",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -11,11 +12,14 @@ import yaml
 from lab.errors import SpecError
 from lab.spec.yamlfile import (
     MAX_FILE_BYTES,
+    MAX_FOLDER_DEPTH,
+    MAX_YAML_DEPTH,
     MAX_YAML_NODES,
     Origins,
     apply_set,
     error_at,
     expanded_size,
+    files_below,
     load_yaml,
     merge,
     parse_set,
@@ -135,3 +139,82 @@ def test_an_empty_file_is_named_in_errors_about_what_it_lacks() -> None:
     assert load_yaml("# nothing yet\n", "empty.yaml", origins) == {}
     assert str(error_at(origins, ("nodes",), "a lab needs nodes")) == \
         "empty.yaml: nodes: a lab needs nodes"
+
+
+def test_deep_nesting_is_refused_while_parsing_at_its_line() -> None:
+    # 3,000 levels were a RecursionError traceback in PyYAML's composer.
+    text = "name: x\nnodes: " + "[" * 3000 + "]" * 3000 + "\n"
+    with pytest.raises(SpecError, match=f"nests more than {MAX_YAML_DEPTH} levels") as err:
+        load_yaml(text, "deep.yaml", Origins())
+    assert (err.value.source, err.value.line) == ("deep.yaml", 2)
+    block = "a:\n" + "".join("  " * i + "- \n" for i in range(1, 200))
+    with pytest.raises(SpecError, match="nests more than"):
+        load_yaml(block, "deep.yaml", Origins())
+    ok = "a: " + "[" * (MAX_YAML_DEPTH - 2) + "]" * (MAX_YAML_DEPTH - 2) + "\n"
+    assert load_yaml(ok, "ok.yaml", Origins())["a"]
+
+
+def test_aliases_of_deep_nodes_inside_deep_nodes_are_refused_before_expanding() -> None:
+    # Each anchor nests 20 levels (within the cap), each holding the one before: a few
+    # values, yet 60 levels once expanded (800 with 40 anchors: a RecursionError while
+    # building the value).
+    lines = ["a0: &a0 " + "[" * 20 + "x" + "]" * 20]
+    lines += [f"a{i}: &a{i} " + "[" * 20 + f"*a{i - 1}" + "]" * 20 for i in range(1, 3)]
+    with pytest.raises(SpecError, match="nests more than"):
+        load_yaml("\n".join(lines) + "\n", "alias.yaml", Origins())
+
+
+def test_set_values_have_the_limits_of_a_file() -> None:
+    with pytest.raises(SpecError, match="nests more than") as err:
+        parse_set("tls=" + "[" * 3000 + "]" * 3000)
+    assert err.value.source.startswith("--set tls=[[[")
+    assert len(err.value.source) < 80 and err.value.line is None  # not 6,000 brackets
+    bomb = "{a: &a [x, x, x, x, x, x, x, x, x], " + ", ".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "}"
+    with pytest.raises(SpecError, match=f"expands into more than {MAX_YAML_NODES} values"):
+        parse_set("x=" + bomb)
+    with pytest.raises(SpecError, match="larger than 128 KiB"):
+        parse_set("x=" + "a" * (MAX_FILE_BYTES + 1))
+    # What is not plain YAML stays text, as before (no traceback for a tag).
+    assert parse_set("image=!!int abc") == ("image", "!!int abc")
+    assert parse_set("x=[a, {b: 1}]") == ("x", ["a", {"b": 1}])
+
+
+def test_folder_walks_stop_at_a_depth_limit_and_never_enter_links(tmp_path: Path) -> None:
+    shallow = tmp_path / "ok" / "a" / "b"
+    shallow.mkdir(parents=True)
+    (shallow / "s.yaml").write_text("x")
+    (tmp_path / "ok" / "top.yaml").write_text("x")
+    (tmp_path / "ok" / "loop").symlink_to(tmp_path / "ok")
+    found = sorted(p.relative_to(tmp_path / "ok").as_posix()
+                   for p in files_below(tmp_path / "ok", "the folder"))
+    assert found == ["a/b/s.yaml", "loop", "top.yaml"]
+    # 1,100 levels were a RecursionError in pathlib's rglob; made without recursion here.
+    fd = os.open(tmp_path, os.O_RDONLY)
+    os.mkdir("deep", dir_fd=fd)
+    for _ in range(1100):
+        nxt = os.open("deep", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+        os.mkdir("deep", dir_fd=fd)
+    os.close(fd)
+    try:
+        with pytest.raises(SpecError, match=f"more than {MAX_FOLDER_DEPTH} levels deep") as err:
+            list(files_below(tmp_path / "deep", "the scenario folder"))
+        assert err.value.source == str(tmp_path / "deep")
+    finally:
+        remove_deep(tmp_path / "deep")  # shutil.rmtree (pytest's cleanup) recurses too
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a chain of nested "deep" folders without recursion."""
+    fds = [os.open(top, os.O_RDONLY)]
+    while "deep" in os.listdir(fds[-1]):
+        fds.append(os.open("deep", os.O_RDONLY, dir_fd=fds[-1]))
+    os.close(fds.pop())
+    while fds:
+        fd = fds.pop()
+        os.rmdir("deep", dir_fd=fd)
+        os.close(fd)
+    top.rmdir()

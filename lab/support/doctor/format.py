@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from lab.support.doctor.checks import Level, Report
 from lab.support.doctor.facts import Gathered
@@ -19,7 +20,7 @@ def format_table(report: Report) -> Any:
     for col in ("status", "where", "check", "detail", "hint"):
         table.add_column(col, overflow="fold")
     for c in report.checks:
-        table.add_row(f"[{STYLE[c.level]}]{c.level.value}[/]", c.scope, c.name, c.detail,
+        table.add_row(Text(c.level.value, style=STYLE[c.level]), c.scope, c.name, c.detail,
                       c.hint)
     return table
 
