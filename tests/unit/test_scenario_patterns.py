@@ -26,7 +26,8 @@ def test_a_catastrophic_pattern_is_answered_at_once(pattern: str) -> None:
     step = parse_scenario(scenario(f"'{pattern}'"), "sc.yaml").steps[0]
     output = "a" * 34 + "!" if "x" not in pattern else "x" * 5000
     problem = check_expectation(step, False, output, lambda node: "")
-    assert problem is not None and problem.startswith("the output does not match")
+    assert problem is not None
+    assert problem.startswith("the output does not match")
     log_step = parse_scenario("lab: {topology: scaled}\nsteps:\n  - api: /x\n    expect:\n"
                               f"      log: {{node: gitlab, pattern: '{pattern}'}}\n",
                               "sc.yaml").steps[0]

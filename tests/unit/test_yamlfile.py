@@ -168,7 +168,8 @@ def test_set_values_have_the_limits_of_a_file() -> None:
     with pytest.raises(SpecError, match="nests more than") as err:
         parse_set("tls=" + "[" * 3000 + "]" * 3000)
     assert err.value.source.startswith("--set tls=[[[")
-    assert len(err.value.source) < 80 and err.value.line is None  # not 6,000 brackets
+    assert len(err.value.source) < 80  # not 6,000 brackets
+    assert err.value.line is None
     bomb = "{a: &a [x, x, x, x, x, x, x, x, x], " + ", ".join(
         f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "}"
