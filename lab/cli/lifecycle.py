@@ -125,8 +125,8 @@ def format_list(labs: Sequence[LabSummary]) -> Table:
     for col in ("name", "state", "running", "whose", "flavor", "version", "topology", "path"):
         table.add_column(col)
     for s in labs:
-        table.add_row(escape(s.name), s.state, f"{s.running}/{s.nodes}", escape(whose(s)),
-                      s.flavor, s.version, s.topology or "-", escape(str(s.path)))
+        table.add_row(s.name, s.state, f"{s.running}/{s.nodes}", whose(s),
+                      s.flavor, s.version, s.topology or "-", str(s.path))
     return table
 
 
@@ -308,9 +308,9 @@ def gc(dry_run: bool, all_folders: bool) -> None:
     report = lab_gc.collect_garbage(dry_run=dry_run, all_folders=all_folders)
     verb = "would remove" if dry_run else "removed"
     for item in report.removed:
-        console.print(f"{verb} {escape(item)}", highlight=False)
+        console.print(f"{verb} {item}", highlight=False)
     for item in report.kept:
-        console.print(f"kept {escape(item)}", highlight=False)
+        console.print(f"kept {item}", highlight=False)
     if not report.removed:
         console.print("nothing to remove")
 
