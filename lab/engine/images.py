@@ -98,8 +98,8 @@ def _lab_dir() -> Path:
 # The toolkit modules the sim image carries as the package `lab` (stdlib-only, checked
 # by tests): one implementation of Gitaly/JWT auth and of each release's dialect.
 IMAGE_MODULES = ("__init__.py", "omnibus/__init__.py", "omnibus/auth.py", "omnibus/release.py",
-                 "omnibus/dialect.py", "omnibus/keys.py", "omnibus/eras.py",
-                 "omnibus/directories.py")
+                 "omnibus/dialect.py", "omnibus/keys.py", "omnibus/keypaths.py",
+                 "omnibus/eras.py", "omnibus/directories.py")
 IMAGE_DATA = "omnibus/data"
 # Where the image keeps them; the sim's PYTHONPATH holds this folder's parent.
 IMAGE_LAB_DIR = "rootfs/opt/gitlab/embedded/sim/lab"

@@ -14,9 +14,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.omnibus.directories import DIRS_FROM_GITALY_STORAGES
+from lab.omnibus import keypaths
 from lab.omnibus.keys import unknown_settings
-from lab.omnibus.release import Version
+from lab.omnibus.release import (
+    ACTIVE_RECORD_ENCRYPTION,
+    DIRS_FROM_GITALY_STORAGES,
+    GIT_DATA_DIRS_REMOVED,
+    GITALY_CONFIGURATION,
+    GITALY_LEGACY_REMOVED,
+    GITALY_ROLE,
+    GITALY_SECRET,
+    GITLAB_EXPORTER_NAMED,
+    GRAFANA_DISABLED,
+    INITIAL_ROOT_PASSWORD,
+    KAS_ADDED,
+    PUMA_DEFAULT,
+    REPOSITORIES_STORAGES,
+    UNICORN_DEPRECATED,
+    UNICORN_REMOVED,
+    Version,
+)
 
 DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
 DEFAULT_DATA_DIR = "/var/opt/gitlab/git-data"
@@ -31,48 +48,48 @@ Getter = Callable[..., Any]
 
 @dataclass(frozen=True)
 class Dialect:
-    """Which spelling of each setting one release understands."""
+    """Which spelling of each setting one release understands.
+
+    Where a setting lives is lab.omnibus.keypaths' table and the release each changed
+    in is lab.omnibus.release's; these flags only name what the two say for one release.
+    """
 
     version: Version
-    # 15.10 moved Gitaly's settings into gitaly['configuration'] (gitaly/libraries/gitaly.rb,
-    # remap_legacy_values); 16.0 removed the old keys (package/libraries/deprecations.rb).
+    # Gitaly's settings written under gitaly['configuration'] / the legacy keys still read.
     gitaly_configuration: bool
     legacy_gitaly: bool
-    # The guide era (11.x/12.x): the Gitaly node lists its storages in gitaly['storage'],
-    # each path ending in /repositories, as the Gitaly guide of those releases shows.
+    # The guide era: the Gitaly node lists its storages in gitaly['storage'].
     gitaly_storage_list: bool
-    # 17.8 added gitlab_rails['repositories_storages']; 18.0 made git_data_dirs a removal.
+    # The app node's storages written as gitlab_rails['repositories_storages'] /
+    # git_data_dirs still read.
     repositories_storages: bool
     git_data_dirs: bool
-    # Up to 17.7 reconfigure creates storage folders only from git_data_dirs; from 17.8 from
-    # Gitaly's storage list too (lab/omnibus/directories.py has the sources).
+    # Reconfigure creates storage folders only from git_data_dirs before
+    # DIRS_FROM_GITALY_STORAGES, from Gitaly's storage list too after (lab/omnibus/directories.py).
     storage_dirs_from_gitaly: bool
-    # 17.6 added roles(['gitaly_role']) (package/libraries/config/gitlab.rb: role('gitaly')).
+    # roles(['gitaly_role']) (GITALY_ROLE).
     gitaly_role: bool
-    # 17.5: gitaly['gitlab_secret'], defaulting to the shell secret (gitaly/libraries/gitaly.rb
-    # parse_secrets), signs Gitaly's internal API calls; before, the shell secret did.
+    # gitaly['gitlab_secret'], defaulting to the shell secret, signs Gitaly's internal API
+    # calls (GITALY_SECRET); before, the shell secret did.
     gitaly_secret: bool
-    # The web server(s) a Gitaly-only node turns off: Unicorn until 13.0 made Puma the
-    # default, both in 13.x, Puma alone once 14.0 removed Unicorn.
+    # The web server(s) a Gitaly-only node turns off: Unicorn until Puma became the default
+    # (PUMA_DEFAULT), both until Unicorn was removed (UNICORN_REMOVED), then Puma alone.
     web_servers: tuple[str, ...]
     # The server that answers for the application: the release's default web server.
     default_web_server: str
-    # gitlab_monitor was renamed gitlab_exporter in 12.3 and dropped in 13.0
-    # (package/libraries/config/gitlab.rb: attribute('gitlab_monitor') "legacy, remove in 13.0").
+    # gitlab_monitor, named gitlab_exporter from GITLAB_EXPORTER_NAMED.
     exporter: str
-    # Bundled Grafana: shown in the templates until 15.11 (disabled by default from 16.0,
-    # attribute('grafana') gone in 17.1).
+    # Bundled Grafana: shown in the templates until GRAFANA_DISABLED.
     grafana: bool
-    # attribute('gitlab_kas') since 13.5.
+    # attribute('gitlab_kas') (KAS_ADDED).
     kas: bool
     # What reconfigure generates into gitlab-secrets.json (omnibus-gitlab SecretsHelper and
-    # gitlab_rails' parse_secrets): ci_jwt_signing_key until 17.5, the
-    # active_record_encryption_* keys from 17.8; the initial root password file from 14.0.
+    # gitlab_rails' parse_secrets): ci_jwt_signing_key until GITALY_SECRET, the
+    # active_record_encryption_* keys from ACTIVE_RECORD_ENCRYPTION; the initial root
+    # password file from INITIAL_ROOT_PASSWORD.
     ci_jwt_signing_key: bool = False
     active_record_encryption: bool = False
     initial_root_password: bool = False
-    # manage_storage_directories['manage_etc'] is an attribute in every supported release.
-    manage_etc: bool = True
 
     @property
     def name(self) -> str:
@@ -98,51 +115,46 @@ class Dialect:
 
 
 def dialect_for(version: Version) -> Dialect:
-    at = version.at_least
-    if not at("13.0.0"):
+    def written_as(setting: str, *path: str) -> bool:
+        return keypaths.writes(setting, version, path)
+
+    def read_as(setting: str, *path: str) -> bool:
+        return any(k.path == path for k in keypaths.read_order(setting, version))
+
+    if version < PUMA_DEFAULT:
         web: tuple[str, ...] = ("unicorn",)
-    elif not at("14.0.0"):
+    elif version < UNICORN_REMOVED:
         web = ("unicorn", "puma")
     else:
         web = ("puma",)
     return Dialect(
         version=version,
-        gitaly_configuration=at("15.10.0"),
-        legacy_gitaly=not at("16.0.0"),
-        gitaly_storage_list=not at("13.0.0"),
-        repositories_storages=at("17.8.0"),
-        git_data_dirs=not at("18.0.0"),
+        gitaly_configuration=written_as(keypaths.GITALY_TOKEN, "gitaly", "configuration", "auth",
+                                        "token"),
+        legacy_gitaly=read_as(keypaths.GITALY_TOKEN, "gitaly", "auth_token"),
+        gitaly_storage_list=written_as(keypaths.GITALY_STORAGES, "gitaly", "storage"),
+        repositories_storages=written_as(keypaths.APP_STORAGES, "gitlab_rails",
+                                         "repositories_storages"),
+        git_data_dirs=read_as(keypaths.APP_STORAGES, "git_data_dirs"),
         storage_dirs_from_gitaly=version >= DIRS_FROM_GITALY_STORAGES,
-        gitaly_role=at("17.6.0"),
-        gitaly_secret=at("17.5.0"),
+        gitaly_role=version >= GITALY_ROLE,
+        gitaly_secret=bool(keypaths.read_order(keypaths.GITALY_SECRET_KEY, version)),
         web_servers=web,
-        default_web_server="unicorn" if not at("13.0.0") else "puma",
-        exporter="gitlab_exporter" if at("12.3.0") else "gitlab_monitor",
-        grafana=not at("16.0.0"),
-        kas=at("13.5.0"),
-        ci_jwt_signing_key=not at("17.5.0"),
-        active_record_encryption=at("17.8.0"),
-        initial_root_password=at("14.0.0"),
+        default_web_server="unicorn" if version < PUMA_DEFAULT else "puma",
+        exporter="gitlab_exporter" if version >= GITLAB_EXPORTER_NAMED else "gitlab_monitor",
+        grafana=version < GRAFANA_DISABLED,
+        kas=version >= KAS_ADDED,
+        ci_jwt_signing_key=version < GITALY_SECRET,
+        active_record_encryption=version >= ACTIVE_RECORD_ENCRYPTION,
+        initial_root_password=version >= INITIAL_ROOT_PASSWORD,
     )
 
 
 # --- the keys that changed meaning or name --------------------------------------------
 
-# Legacy gitaly[...] key -> its place under gitaly['configuration'] (15.10's remap_legacy_values).
-LEGACY_GITALY_KEYS: dict[str, tuple[str, ...]] = {
-    "socket_path": ("socket_path",),
-    "runtime_dir": ("runtime_dir",),
-    "listen_addr": ("listen_addr",),
-    "prometheus_listen_addr": ("prometheus_listen_addr",),
-    "tls_listen_addr": ("tls_listen_addr",),
-    "certificate_path": ("tls", "certificate_path"),
-    "key_path": ("tls", "key_path"),
-    "auth_token": ("auth", "token"),
-    "auth_transitioning": ("auth", "transitioning"),
-    "storage": ("storage",),
-    "logging_level": ("logging", "level"),
-    "logging_format": ("logging", "format"),
-}
+# Legacy gitaly[...] key -> its place under gitaly['configuration'] (15.10's remap_legacy_values),
+# from the key table.
+LEGACY_GITALY_KEYS: dict[str, tuple[str, ...]] = keypaths.legacy_gitaly_keys()
 # Every legacy key 16.0 lists as removed (package/libraries/deprecations.rb,
 # gitaly_legacy_configuration_deprecations), beyond the remapped ones above.
 LEGACY_GITALY_REMOVED = (
@@ -187,25 +199,28 @@ def removals(settings: Mapping[str, Any], version: Version) -> list[str]:
     (package/libraries/deprecations.rb, check_config and additional_deprecations).
     """
     out: list[str] = []
-    if version.at_least("16.0.0"):
+    if version >= GITALY_LEGACY_REMOVED:
         for key in LEGACY_GITALY_REMOVED:
             if _set(_dig(settings, "gitaly", key)):
-                out.append(f"* gitaly['{key}'] has been deprecated since 15.10 and was removed "
-                           f"in 16.0. {_GITALY_1510_NOTE}")
-    if version.at_least("14.0.0") and _dig(settings, "unicorn", "enable") is True:
-        out.append("* unicorn[enable] has been deprecated since 13.10 and was removed in 14.0.")
-    if version.at_least("18.0.0") and _set(settings.get("git_data_dirs")):
-        out.append("* git_data_dirs has been deprecated since 17.8 and was removed in 18.0. "
-                   + _GIT_DATA_DIRS_NOTE)
+                out.append(f"* gitaly['{key}'] has been deprecated since "
+                           f"{GITALY_CONFIGURATION.series} and was removed in "
+                           f"{GITALY_LEGACY_REMOVED.series}. {_GITALY_1510_NOTE}")
+    if version >= UNICORN_REMOVED and _dig(settings, "unicorn", "enable") is True:
+        out.append(f"* unicorn[enable] has been deprecated since {UNICORN_DEPRECATED.series} and "
+                   f"was removed in {UNICORN_REMOVED.series}.")
+    if version >= GIT_DATA_DIRS_REMOVED and _set(settings.get("git_data_dirs")):
+        out.append(f"* git_data_dirs has been deprecated since {REPOSITORIES_STORAGES.series} "
+                   f"and was removed in {GIT_DATA_DIRS_REMOVED.series}. " + _GIT_DATA_DIRS_NOTE)
     return out
 
 
 def legacy_conflicts(settings: Mapping[str, Any], version: Version) -> list[str]:
-    """15.10-15.11: a legacy Gitaly key and its new place both set abort reconfigure.
+    """Between GITALY_CONFIGURATION and GITALY_LEGACY_REMOVED (15.10-15.11) a legacy Gitaly
+    key and its new place both set abort reconfigure.
 
     The message is the one gitaly/libraries/gitaly.rb (remap_recursive) raises.
     """
-    if not (version.at_least("15.10.0") and not version.at_least("16.0.0")):
+    if not GITALY_CONFIGURATION <= version < GITALY_LEGACY_REMOVED:
         return []
     conf = _dig(settings, "gitaly", "configuration")
     if not isinstance(conf, Mapping):
@@ -247,15 +262,21 @@ def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _only(setting: str) -> tuple[str, ...]:
+    """The key path of a setting spelled alike in every release."""
+    (key,) = keypaths.rows(setting)
+    return key.path
+
+
 def roles(get: Getter) -> list[str]:
-    value = get("roles")
+    value = get(*_only(keypaths.ROLES))
     if isinstance(value, str):
         return [value]
     return [str(r) for r in value] if isinstance(value, list) else []
 
 
 def runs_gitaly(get: Getter) -> bool:
-    return get("gitaly", "enable") is not False
+    return get(*_only(keypaths.GITALY_ENABLED)) is not False
 
 
 def runs_app(get: Getter, d: Dialect) -> bool:
@@ -291,12 +312,18 @@ class GitalyFacts:
     transitioning: bool = False
 
 
-def _legacy_or_new(get: Getter, d: Dialect, legacy: str) -> Any:
-    new = LEGACY_GITALY_KEYS[legacy]
-    value = get("gitaly", "configuration", *new) if d.gitaly_configuration else None
-    if value is None and d.legacy_gitaly:
-        value = get("gitaly", legacy)
-    return value
+def read_key(get: Getter, d: Dialect, setting: str) -> tuple[Any, keypaths.KeyPath | None]:
+    """The value of ``setting`` as ``d``'s release reads it: the first of its spellings in
+    lab.omnibus.keypaths that is set, and that spelling (None: unset)."""
+    for key in keypaths.read_order(setting, d.version):
+        value = get(*key.path)
+        if value is not None:
+            return value, key
+    return None, None
+
+
+def _read(get: Getter, d: Dialect, setting: str) -> Any:
+    return read_key(get, d, setting)[0]
 
 
 def _storage_list(value: Any) -> dict[str, str]:
@@ -308,37 +335,46 @@ def _storage_list(value: Any) -> dict[str, str]:
     return out
 
 
+def _git_data_dirs_paths(value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, entry in _map(value).items():
+        path = _map(entry).get("path")
+        if path and not _map(entry).get("gitaly_address"):
+            # Omnibus appends /repositories to every git_data_dirs path.
+            out[str(name)] = str(path).rstrip("/") + "/repositories"
+    return out
+
+
+# How readers name where storages came from (GitalyFacts.storages_from).
+_STORAGES_FROM = {("gitaly", "configuration", "storage"): "configuration",
+                  ("gitaly", "storage"): "gitaly['storage']", ("git_data_dirs",): "git_data_dirs"}
+
+
 def read_gitaly(get: Getter, d: Dialect) -> GitalyFacts:
     """Gitaly's listeners, token and storages as this release reads them."""
     f = GitalyFacts()
-    f.listen_addr = _str(_legacy_or_new(get, d, "listen_addr"))
-    f.tls_listen_addr = _str(_legacy_or_new(get, d, "tls_listen_addr"))
-    f.certificate_path = _str(_legacy_or_new(get, d, "certificate_path"))
-    f.key_path = _str(_legacy_or_new(get, d, "key_path"))
-    token = _legacy_or_new(get, d, "auth_token")
+    f.listen_addr = _str(_read(get, d, keypaths.GITALY_LISTEN))
+    f.tls_listen_addr = _str(_read(get, d, keypaths.GITALY_TLS_LISTEN))
+    f.certificate_path = _str(_read(get, d, keypaths.GITALY_CERTIFICATE))
+    f.key_path = _str(_read(get, d, keypaths.GITALY_KEY))
+    token = _read(get, d, keypaths.GITALY_TOKEN)
     f.token = None if token is None else str(token)
-    f.socket_path = _str(_legacy_or_new(get, d, "socket_path")) or DEFAULT_SOCKET
-    f.transitioning = _legacy_or_new(get, d, "auth_transitioning") is True
+    f.socket_path = _str(_read(get, d, keypaths.GITALY_SOCKET)) or DEFAULT_SOCKET
+    f.transitioning = _read(get, d, keypaths.GITALY_TRANSITIONING) is True
     # Gitaly's own storage list wins over git_data_dirs (both dialects: Omnibus derives
     # gitaly's storages from git_data_dirs only when none are given).
-    if d.gitaly_configuration:
-        f.storages = _storage_list(get("gitaly", "configuration", "storage"))
-        f.storages_from = "configuration" if f.storages else ""
-    if not f.storages and d.legacy_gitaly:
-        f.storages = _storage_list(get("gitaly", "storage"))
-        f.storages_from = "gitaly['storage']" if f.storages else ""
-    if not f.storages and d.git_data_dirs:
-        for name, entry in _map(get("git_data_dirs")).items():
-            path = _map(entry).get("path")
-            if path and not _map(entry).get("gitaly_address"):
-                # Omnibus appends /repositories to every git_data_dirs path.
-                f.storages[str(name)] = str(path).rstrip("/") + "/repositories"
-        f.storages_from = "git_data_dirs" if f.storages else ""
+    for key in keypaths.read_order(keypaths.GITALY_STORAGES, d.version):
+        value = get(*key.path)
+        found = _git_data_dirs_paths(value) if key.path == ("git_data_dirs",) else \
+            _storage_list(value)
+        if found:
+            f.storages, f.storages_from = found, _STORAGES_FROM[key.path]
+            break
     if not f.storages:
         f.storages["default"] = DEFAULT_DATA_DIR + "/repositories"
-    url = get("gitlab_rails", "internal_api_url")
+    url = _read(get, d, keypaths.INTERNAL_API_URL)
     f.internal_api_url = None if url is None else str(url)
-    secret = get("gitaly", "gitlab_secret") if d.gitaly_secret else None
+    secret = _read(get, d, keypaths.GITALY_SECRET_KEY)
     f.gitlab_secret = None if secret is None else str(secret)
     return f
 
@@ -350,21 +386,17 @@ class AppFacts:
     # storage -> {"address": ..., "token": ...} as written (per-storage token may be absent)
     storages: dict[str, dict[str, str]] = field(default_factory=dict)
     storages_from: str = ""  # "repositories_storages" or "git_data_dirs"
+    storages_key: tuple[str, ...] = ()  # where they were read (lab.omnibus.keypaths)
 
 
 def read_app(get: Getter, d: Dialect) -> AppFacts:
     f = AppFacts()
-    url = get("external_url")
+    url = _read(get, d, keypaths.EXTERNAL_URL)
     f.external_url = None if url is None else str(url)
-    token = get("gitlab_rails", "gitaly_token")
+    token = _read(get, d, keypaths.APP_GITALY_TOKEN)
     f.token = None if token is None else str(token)
-    sources: list[tuple[str, tuple[str, ...]]] = []
-    if d.repositories_storages:
-        sources.append(("repositories_storages", ("gitlab_rails", "repositories_storages")))
-    if d.git_data_dirs:
-        sources.append(("git_data_dirs", ("git_data_dirs",)))
-    for name, path in sources:
-        entries = _map(get(*path))
+    for key in keypaths.read_order(keypaths.APP_STORAGES, d.version):
+        entries = _map(get(*key.path))
         if not entries:
             continue
         for storage, entry in entries.items():
@@ -373,7 +405,7 @@ def read_app(get: Getter, d: Dialect) -> AppFacts:
             if e.get("gitaly_token") is not None:
                 row["token"] = _str(e.get("gitaly_token"))
             f.storages[str(storage)] = row
-        f.storages_from = name
+        f.storages_from, f.storages_key = key.path[-1], key.path
         break
     return f
 
@@ -387,7 +419,7 @@ def signing_secret(d: Dialect, secrets: Mapping[str, Any], get: Getter) -> str:
     shell = shell_secret(secrets, get)
     if not d.gitaly_secret:
         return shell
-    own = get("gitaly", "gitlab_secret")
+    own = get(*_only(keypaths.GITALY_SECRET_KEY))
     if own is not None:
         return str(own).strip()
     from_file = _str(_map(secrets.get("gitaly")).get("gitlab_secret")).strip()
@@ -396,7 +428,7 @@ def signing_secret(d: Dialect, secrets: Mapping[str, Any], get: Getter) -> str:
 
 def shell_secret(secrets: Mapping[str, Any], get: Getter) -> str:
     """gitlab_shell['secret_token'] from gitlab.rb, else gitlab-secrets.json's."""
-    own = get("gitlab_shell", "secret_token")
+    own = get(*_only(keypaths.SHELL_SECRET))
     if own is not None:
         return str(own).strip()
     return _str(_map(secrets.get("gitlab_shell")).get("secret_token")).strip()

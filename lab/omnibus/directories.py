@@ -32,10 +32,8 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from lab.omnibus.release import Version
+from lab.omnibus.release import DIRS_FROM_GITALY_STORAGES, Version
 
-#: 17.8: storage directories come from Gitaly's storage list (see the module text).
-DIRS_FROM_GITALY_STORAGES = Version(17, 8, 0)
 DEFAULT_GIT_DATA = "/var/opt/gitlab/git-data"
 
 

@@ -53,6 +53,8 @@ class Version:
 #: Newer than any release: the open top of a range of releases, and what a node that
 #: was not told its release behaves as.
 NEWEST = Version(999, 0, 0)
+#: Older than any release: the open bottom of a range of releases.
+FIRST = Version(0, 0, 0)
 
 
 def newer_than_known(version: Version) -> bool:
@@ -63,6 +65,50 @@ def newer_than_known(version: Version) -> bool:
     """
     newest = Version.parse(DEFAULT_VERSION)
     return (version.major, version.minor) > (newest.major, newest.minor)
+
+
+# --- The releases at which something the toolkit models changed -----------------------
+#
+# One place for every release threshold: lab.omnibus.dialect, keypaths, keys, eras and
+# infer compare against these names, and prose elsewhere names them instead of repeating
+# the number. Each names its source (omnibus-gitlab unless said otherwise); docs/fidelity.md
+# lists them too.
+
+#: Bundled Gitaly is told its storages by the guide of 11.x/12.x as gitaly['storage'] (each
+#: path naming the repositories folder); from 13.0 the guide uses git_data_dirs.
+GUIDE_GIT_DATA_DIRS = Version(13, 0, 0)
+#: gitlab_monitor renamed gitlab_exporter (package/libraries/config/gitlab.rb attribute(...)).
+GITLAB_EXPORTER_NAMED = Version(12, 3, 0)
+#: Puma the default web server; gitlab_monitor gone (attribute('gitlab_monitor') "legacy,
+#: remove in 13.0").
+PUMA_DEFAULT = Version(13, 0, 0)
+#: attribute('gitlab_kas').
+KAS_ADDED = Version(13, 5, 0)
+#: unicorn['enable'] deprecated, then removed (deprecations.rb); the initial root password
+#: file written by reconfigure from 14.0.
+UNICORN_DEPRECATED = Version(13, 10, 0)
+UNICORN_REMOVED = Version(14, 0, 0)
+INITIAL_ROOT_PASSWORD = Version(14, 0, 0)
+#: gitaly['configuration'] (gitaly/libraries/gitaly.rb, remap_legacy_values).
+GITALY_CONFIGURATION = Version(15, 10, 0)
+#: The legacy gitaly[...] keys removed (package/libraries/deprecations.rb,
+#: gitaly_legacy_configuration_deprecations); bundled Grafana disabled by default.
+GITALY_LEGACY_REMOVED = Version(16, 0, 0)
+GRAFANA_DISABLED = Version(16, 0, 0)
+#: attribute('grafana') gone.
+GRAFANA_REMOVED = Version(17, 1, 0)
+#: gitaly['gitlab_secret'] and gitlab-secrets.json's gitaly section (gitaly/libraries/
+#: gitaly.rb parse_secrets); ci_jwt_signing_key no longer generated.
+GITALY_SECRET = Version(17, 5, 0)
+#: roles(['gitaly_role']) (package/libraries/config/gitlab.rb: role('gitaly')).
+GITALY_ROLE = Version(17, 6, 0)
+#: gitlab_rails['repositories_storages']; the active_record_encryption_* secrets; storage
+#: folders made from Gitaly's storage list, not only git_data_dirs (lab/omnibus/directories.py).
+REPOSITORIES_STORAGES = Version(17, 8, 0)
+DIRS_FROM_GITALY_STORAGES = Version(17, 8, 0)
+ACTIVE_RECORD_ENCRYPTION = Version(17, 8, 0)
+#: git_data_dirs removed: setting it aborts reconfigure (deprecations.rb).
+GIT_DATA_DIRS_REMOVED = Version(18, 0, 0)
 
 
 def omnibus_image_ref(edition: str, version: str) -> str:

@@ -1,7 +1,7 @@
 """Each node's /etc/gitlab/gitlab.rb, in the dialect of the lab's GitLab version.
 
-Which keys a release has is lab.omnibus.dialect's knowledge; this module only lays
-the lines out.
+Where each setting lives in a release is lab.omnibus.keypaths' table (which services a
+node turns off, lab.omnibus.dialect's); this module only lays the lines out.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lab.model.topology import Lab, Node
+from lab.omnibus import keypaths
 from lab.omnibus import praefect as pf
+from lab.omnibus.keypaths import KeyPath
 from lab.render.secrets import LabSecrets
 
 SSL_DIR = "/etc/gitlab/ssl"
@@ -65,50 +67,94 @@ def _hash_block(lines: Iterable[str], indent: str = "  ") -> list[str]:
     return [f"{indent}{line}" for line in lines]
 
 
-def _gitaly_legacy(node: Node, token: str, storage_list: bool) -> list[str]:
+def _key(lab: Lab, setting: str) -> KeyPath:
+    """The one spelling the lab's release writes ``setting`` in."""
+    (key,) = keypaths.written(setting, lab.version)
+    return key
+
+
+def _assign(key: KeyPath, value: str) -> str:
+    """``gitaly['listen_addr'] = '...'``: one setting at a top-level key path."""
+    return f"{key.ruby} = {value}"
+
+
+def _symbol_hash(items: list[tuple[tuple[str, ...], list[str]]], depth: int) -> list[str]:
+    """The inside of a Ruby hash with symbol keys (``listen_addr: '...',``), nesting the
+    items whose paths share a first part (``tls: { certificate_path: ..., key_path: ... }``).
+    Each item's value is its lines: the first follows the key, the rest stand below it."""
+    pad = "  " * depth
     out: list[str] = []
-    if node.tls:
-        out.append(f"gitaly['tls_listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}")
-        out.append(f"gitaly['certificate_path'] = {rb(cert_path(node))}")
-        out.append(f"gitaly['key_path'] = {rb(key_path(node))}")
-    else:
-        out.append(f"gitaly['listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}")
-    out.append(f"gitaly['auth_token'] = {rb(token)}")
-    if storage_list:
-        # The guide of 11.x/12.x: Gitaly's own list, each path naming the repositories folder.
-        out.append("gitaly['storage'] = [")
-        out += _hash_block(f"{{ 'name' => {rb(s.name)}, 'path' => {rb(s.repositories_path)} }},"
-                           for s in node.storages)
-        out.append("]")
-        return out
-    return out + _git_data_dirs_paths(node)
-
-
-def _git_data_dirs_paths(node: Node) -> list[str]:
-    return ["git_data_dirs({",
-            *_hash_block(f"{rb(s.name)} => {{ 'path' => {rb(s.path)} }}," for s in node.storages),
-            "})"]
-
-
-def _gitaly_configuration(node: Node, token: str) -> list[str]:
-    out = ["gitaly['configuration'] = {"]
-    if node.tls:
-        out += _hash_block([
-            f"tls_listen_addr: {rb(f'0.0.0.0:{node.gitaly_port}')},",
-            "tls: {",
-            f"  certificate_path: {rb(cert_path(node))},",
-            f"  key_path: {rb(key_path(node))},",
-            "},",
-        ])
-    else:
-        out += _hash_block([f"listen_addr: {rb(f'0.0.0.0:{node.gitaly_port}')},"])
-    out += _hash_block(["auth: {", f"  token: {rb(token)},", "},", "storage: ["])
-    out += _hash_block(
-        (f"{{ name: {rb(s.name)}, path: {rb(s.repositories_path)} }}," for s in node.storages),
-        "    ",
-    )
-    out += ["  ],", "}"]
+    i = 0
+    while i < len(items):
+        path, lines = items[i]
+        if len(path) == 1:
+            first, *more = lines
+            out += [f"{pad}{path[0]}: {first}", *(pad + line for line in more)]
+            i += 1
+            continue
+        group = []
+        while i < len(items) and len(items[i][0]) > 1 and items[i][0][0] == path[0]:
+            group.append((items[i][0][1:], items[i][1]))
+            i += 1
+        out += [f"{pad}{path[0]}: {{", *_symbol_hash(group, depth + 1), f"{pad}}},"]
     return out
+
+
+def _storage_lines(key: KeyPath, node: Node) -> list[str]:
+    """A Gitaly node's storages in the spelling of ``key`` (lab.omnibus.keypaths)."""
+    if key.path == ("git_data_dirs",):
+        # Omnibus appends /repositories to each path.
+        return ["git_data_dirs({",
+                *_hash_block(f"{rb(s.name)} => {{ 'path' => {rb(s.path)} }},"
+                             for s in node.storages),
+                "})"]
+    if key.path == ("gitaly", "storage"):
+        # The guide of 11.x/12.x: Gitaly's own list, each path naming the repositories folder.
+        return [f"{key.ruby} = [",
+                *_hash_block(f"{{ 'name' => {rb(s.name)}, 'path' => {rb(s.repositories_path)} }},"
+                             for s in node.storages),
+                "]"]
+    # Inside gitaly['configuration']: the value of its storage key.
+    return ["[", *(f"  {{ name: {rb(s.name)}, path: {rb(s.repositories_path)} }},"
+                   for s in node.storages), "],"]
+
+
+def _gitaly_settings(lab: Lab, node: Node, token: str) -> list[str]:
+    """Gitaly's listener, TLS files, token and storages, each where lab.omnibus.keypaths
+    says the lab's release has it: top-level keys as assignments, the keys under
+    gitaly['configuration'] gathered into that one hash."""
+    address = rb(f"0.0.0.0:{node.gitaly_port}")
+    if node.tls:
+        values = [(keypaths.GITALY_TLS_LISTEN, address),
+                  (keypaths.GITALY_CERTIFICATE, rb(cert_path(node))),
+                  (keypaths.GITALY_KEY, rb(key_path(node)))]
+    else:
+        values = [(keypaths.GITALY_LISTEN, address)]
+    values.append((keypaths.GITALY_TOKEN, rb(token)))
+    top: list[str] = []
+    nested: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = {}
+    for setting, value in values:
+        for key in keypaths.written(setting, lab.version):
+            if len(key.path) > 2:
+                nested.setdefault(key.path[:2], []).append((key.path[2:], [f"{value},"]))
+            else:
+                top.append(_assign(key, value))
+    storages = keypaths.written(keypaths.GITALY_STORAGES, lab.version)
+    for key in storages:
+        if len(key.path) > 2:
+            nested.setdefault(key.path[:2], []).append((key.path[2:], _storage_lines(key, node)))
+            continue
+        if key.path == ("git_data_dirs",) and len(storages) > 1:
+            # Beside Gitaly's own list: reconfigure of this release creates storage folders
+            # only from git_data_dirs; without it Gitaly's folders never exist and it refuses
+            # to start.
+            top += ["", "# Makes reconfigure create each storage's folder (Gitaly reads the list "
+                    "above)."]
+        top += _storage_lines(key, node)
+    out: list[str] = []
+    for (name, sub), items in nested.items():
+        out += [f"{name}['{sub}'] = {{", *_symbol_hash(items, 1), "}"]
+    return out + top
 
 
 def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
@@ -123,37 +169,27 @@ def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
     url = internal_api_url(lab, node)
     if url is not None:
         out += ["", "# Gitaly calls this on every push; without it, git push fails.",
-                f"gitlab_rails['internal_api_url'] = {rb(url)}"]
+                _assign(_key(lab, keypaths.INTERNAL_API_URL), rb(url))]
     out.append("")
-    out += _gitaly_configuration(node, token) if d.gitaly_configuration else \
-        _gitaly_legacy(node, token, d.gitaly_storage_list)
-    if (d.gitaly_configuration or d.gitaly_storage_list) and not d.storage_dirs_from_gitaly:
-        # Before 17.8 reconfigure creates storage folders only from git_data_dirs: without
-        # it Gitaly's own list names folders that never exist and Gitaly refuses to start.
-        out += ["", "# Makes reconfigure create each storage's folder (Gitaly reads the list "
-                "above).", *_git_data_dirs_paths(node)]
+    out += _gitaly_settings(lab, node, token)
     return out
 
 
 def _app_node(lab: Lab, node: Node, token: str) -> list[str]:
-    out = [f"external_url {rb(app_url(lab))}", ""]
+    out = [f"{_key(lab, keypaths.EXTERNAL_URL).ruby} {rb(app_url(lab))}", ""]
     if node.is_gitaly:
         # All-in-one: Gitaly runs here on its default socket, like a stock install.
         return out
-    out += ["# Gitaly runs on its own nodes.", "gitaly['enable'] = false",
-            f"gitlab_rails['gitaly_token'] = {rb(token)}", ""]
-    entries = [
+    out += ["# Gitaly runs on its own nodes.", _assign(_key(lab, keypaths.GITALY_ENABLED), "false"),
+            _assign(_key(lab, keypaths.APP_GITALY_TOKEN), rb(token)), ""]
+    entries = _hash_block(
         f"{rb(storage)} => {{ 'gitaly_address' => {rb(gnode.gitaly_address)} }},"
-        for storage, gnode in sorted(lab.storages.items(), key=lambda kv: kv[0] != "default")
-    ]
-    if lab.dialect.repositories_storages:
-        out.append("gitlab_rails['repositories_storages'] = {")
-        out += _hash_block(entries)
-        out.append("}")
-    else:
-        out.append("git_data_dirs({")
-        out += _hash_block(entries)
-        out.append("})")
+        for storage, gnode in sorted(lab.storages.items(), key=lambda kv: kv[0] != "default"))
+    for key in keypaths.written(keypaths.APP_STORAGES, lab.version):
+        if key.path == ("git_data_dirs",):
+            out += ["git_data_dirs({", *entries, "})"]
+        else:
+            out += [f"{key.ruby} = {{", *entries, "}"]
     return out
 
 
@@ -272,7 +308,7 @@ def render_gitlab_rb(lab: Lab, node: Node, lab_token: str,
         if sec is not None and lab.praefect_of(node) is not None:
             token = node_token(sec.praefect_token, node)
         body = _gitaly_node(lab, node, token)
-    if lab.dialect.manage_etc:
+    for key in keypaths.written(keypaths.MANAGE_ETC, lab.version):
         # The lab mounts /etc/gitlab from the host folder: Omnibus must not chown or chmod it.
-        body += ["", "manage_storage_directories['manage_etc'] = false"]
+        body += ["", _assign(key, "false")]
     return "\n".join(_header(lab, node) + body).rstrip() + "\n"

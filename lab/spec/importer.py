@@ -48,8 +48,6 @@ _ROLE_SWITCHES = ("postgresql", "redis", "nginx", "puma", "unicorn", "sidekiq", 
                   "prometheus", "alertmanager", "gitlab_exporter", "gitlab_monitor", "gitlab_kas",
                   "node_exporter", "redis_exporter", "postgres_exporter", "pgbouncer_exporter",
                   "grafana", "gitlab_pages", "registry", "mattermost", "letsencrypt")
-_LEGACY_GITALY_KEYS = ("listen_addr", "tls_listen_addr", "auth_token", "certificate_path",
-                       "key_path", "storage")
 _ADDR_RE = re.compile(r"^(tcp|tls|unix)://([^:/]+|\[[^\]]+\])(?::(\d+))?/?\Z")
 
 
@@ -224,8 +222,7 @@ def _app_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
     f = omnibus_dialect.read_app(s.get, d)
     node.external_url = f.external_url
     node.token = f.token
-    key = ("gitlab_rails", "repositories_storages") if f.storages_from == \
-        "repositories_storages" else ("git_data_dirs",)
+    key = f.storages_key
     per_storage_tokens = set()
     for name, row in f.storages.items():
         if row["address"]:
