@@ -54,6 +54,7 @@ MARKERS = {
 DEFAULT_TOPOLOGY = "scaled"
 #: The ini option naming the folders whose YAML files are scenarios.
 SCENARIOS_INI = "lab_scenarios"
+IMAGE_WARNINGS = pytest.StashKey[list[str]]()
 # Omnibus nodes need 4+ GB each: keep few labs up at once (scenarios are ordered by lab).
 MAX_LABS = 2
 
@@ -199,6 +200,7 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
                     ) -> Callable[[Lab], None]:
     """Skip when a lab's omnibus image is not here (the sim image is built on demand)."""
     from lab.engine.images import image_exists, image_for
+    from lab.lifecycle.lab_image import sim_posing
 
     seen: dict[str, bool] = {}
 
@@ -208,6 +210,10 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
         image = image_for(lab)
         if image not in seen:
             seen[image] = image_exists(image)
+            # The sim tagged as GitLab (CI does it on purpose): said in the run's summary.
+            posing = sim_posing(lab, image) if seen[image] else ""
+            if posing:
+                pytestconfig.stash.setdefault(IMAGE_WARNINGS, []).append(posing)
         if not seen[image]:
             _missing(pytestconfig, f"image {image} is not present locally: `docker pull "
                      f"{image}` or `lab images load FILE.tar`", in_ci=False)
@@ -410,6 +416,12 @@ def _is_scenario_path(path: Path, parent: pytest.Collector) -> bool:
     # its scenario files, so a folder with other YAML in it can still be named.
     return any(where.is_relative_to(folder) for folder in named_folders(parent.config)) \
         and _looks_like_scenario(path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say it when an omnibus run used the sim image under a GitLab tag."""
+    for warning in config.stash.get(IMAGE_WARNINGS, []):
+        terminalreporter.write_line(f"gitlab-testlab warning: {warning}", yellow=True, bold=True)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -34,6 +34,27 @@ def pytest_configure(config: pytest.Config) -> None:
             "Development).")
 
 
+#: Tags a test put on the sim image that name a real one (gitlab/gitlab-ce:X-ce.0).
+SIM_TAGS = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Nothing a test run leaves may pose as GitLab: `lab up --flavor omnibus` would boot
+    # it, and a later real pull would be skipped because the tag is present.
+    tags = session.config.stash.get(SIM_TAGS, [])
+    if not tags:
+        return
+    from lab.engine import docker as dk
+
+    left = [t for t in tags if dk.image_present(t)]
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: the test run left the sim image tagged as {left}; a "
+                                "fixture that tags it must remove the tag", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A --timeout on the command line or a test's own marker still wins.
     if config.getoption("timeout", None) is not None:

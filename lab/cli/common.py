@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +26,9 @@ from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The `schema_version` of every --json output: raised when a field changes meaning or
-#: goes away (new fields may appear without it).
-JSON_SCHEMA_VERSION = 1
-
-# Not a terminal (a pipe, a CI log, a file): Rich would wrap and cut at 80 columns,
-# splitting paths and table cells. Lines are then as long as their text; $COLUMNS still wins.
+# Not a terminal (a pipe, a CI log, a file): Rich would wrap and cut at 80 columns (or
+# $COLUMNS, which CI runners and test harnesses set too), splitting paths and table
+# cells. Lines are then as long as their text.
 PIPE_WIDTH = 10_000
 
 
@@ -44,7 +40,7 @@ def make_console(*, stderr: bool = False) -> Console:
     (an error) or ``[red]`` as a style. Styles come from ``styled``.
     """
     console = Console(stderr=stderr, markup=False)
-    if console.is_terminal or os.environ.get("COLUMNS"):
+    if console.is_terminal:
         return console
     return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True, markup=False)
 

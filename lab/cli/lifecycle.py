@@ -136,13 +136,15 @@ def format_ready(running: RunningLab) -> Text:
     except LabError:
         url = "(no HTTP port published)"
     name = running.name
-    return styled("Lab ", (name, "bold"), " is ready.\n"
+    warning = running.image_warning
+    said = (("warning:", "yellow"), f" {warning}\n") if warning else ()
+    return styled(*said, "Lab ", (name, "bold"), " is ready.\n"
                   f"  GitLab:       {url}\n"
-            f"  admin token:  {running.admin_token_file}  (user root; header PRIVATE-TOKEN)\n"
-            f"  lab folder:   {running.path}\n"
-            f"Next: lab status {name} | lab logs {running.lab.app.name} --lab {name} | "
-            f"lab exec {running.lab.app.name} --lab {name} -- gitlab-ctl status | "
-            f"lab down {name}")
+                  f"  admin token:  {running.admin_token_file}  (user root; header PRIVATE-TOKEN)\n"
+                  f"  lab folder:   {running.path}\n"
+                  f"Next: lab status {name} | lab logs {running.lab.app.name} --lab {name} | "
+                  f"lab exec {running.lab.app.name} --lab {name} -- gitlab-ctl status | "
+                  f"lab down {name}")
 
 
 @click.command()
@@ -209,6 +211,8 @@ def status(name: str | None, as_json: bool, diagram: bool) -> None:
         click.echo(json.dumps(st.to_json(), indent=2))
     else:
         console.print(format_status(st))
+        if st.image_warning:
+            console.print(styled(("warning:", "yellow"), f" {st.image_warning}"), highlight=False)
         if st.http_url:
             console.print(f"GitLab: {st.http_url}   admin token: {st.admin_token_file}",
                           highlight=False)

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from lab import JSON_SCHEMA_VERSION
 from lab.cli.common import (
     EXIT_FAILED,
-    JSON_SCHEMA_VERSION,
     console,
     err_console,
     sigterm_as_ctrl_c,
@@ -23,11 +24,12 @@ from lab.cli.common import (
 )
 from lab.errors import BadInput
 from lab.lifecycle.contract import LabHandle
+from lab.model.topology import Flavor
 from lab.resources import data_dir
 from lab.scenario.definition import Scenario
 from lab.scenario.evidence import bundle_collector
 from lab.scenario.load import find_scenarios, parse_scenario_file
-from lab.scenario.plan import plan, plan_on
+from lab.scenario.plan import PlanItem, plan, plan_on
 from lab.scenario.releases import parse_versions
 from lab.scenario.report import format_failure, results_table, summary, to_json, write_junit
 from lab.scenario.results import Outcome, ScenarioResult
@@ -135,6 +137,9 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
     if junit:
         check_report_path(junit)
     out = err_console if as_json else console
+    warnings = image_warnings(planned)
+    for warning in warnings:
+        err_console.print(styled(("warning:", "yellow"), f" {warning}"), highlight=False)
 
     def show(result: ScenarioResult) -> None:
         color = {Outcome.PASSED: "green", Outcome.SKIPPED: "yellow"}.get(result.outcome, "red")
@@ -153,15 +158,17 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
                            say=lambda text: status.update(Text(text)), on_result=show,
                            collect=bundle_collector(evidence_dir) if collect_on_failure
                            else None, jobs=jobs, on=on)
-    save_last_run(results)
+    save_last_run(results, warnings)
     if as_json:
-        sys.stdout.write(json.dumps(to_json(results), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(results, warnings), indent=2) + "\n")
     else:
         console.print(results_table(results))
         console.print(summary(results), highlight=False)
+        for warning in warnings:  # again under the table, where the result is read
+            console.print(styled(("warning:", "yellow"), f" {warning}"), highlight=False)
     if junit:
         try:
-            write_junit(results, junit)
+            write_junit(results, junit, warnings)
         except OSError as exc:  # after the results are shown: the run is not lost
             raise BadInput(f"cannot write the JUnit report {junit}: {exc.strerror}; choose "
                            "another --junit") from None
@@ -193,7 +200,18 @@ def check_report_path(path: Path) -> None:
                        "another --junit")
 
 
-def save_last_run(results: list[ScenarioResult]) -> None:
+def image_warnings(planned: list[PlanItem]) -> list[str]:
+    """What every report of this run says: an omnibus lab's image is the sim."""
+    from lab.engine.images import image_for
+    from lab.lifecycle.lab_image import sim_posing
+
+    bases = {item.labs.base.name: item.labs.base for item in planned if item.labs is not None}
+    found = (sim_posing(base, image_for(base)) for base in bases.values()
+             if base.flavor is Flavor.OMNIBUS)
+    return list(dict.fromkeys(w for w in found if w))
+
+
+def save_last_run(results: list[ScenarioResult], warnings: Sequence[str] = ()) -> None:
     """Leave each lab's results in its folder, where `lab collect` picks them up."""
     by_lab: dict[str, list[ScenarioResult]] = {}
     for r in results:
@@ -202,9 +220,9 @@ def save_last_run(results: list[ScenarioResult]) -> None:
     for name, mine in by_lab.items():
         folder = state.lab_dir(name)
         if (folder / STATE_DIR).is_dir():  # missing when the lab never booted
-            write_file(folder / LAST_RUN_JSON, json.dumps(to_json(mine), indent=2) + "\n",
-                       SECRET)
-            write_junit(mine, folder / LAST_RUN_XML)
+            write_file(folder / LAST_RUN_JSON,
+                       json.dumps(to_json(mine, warnings), indent=2) + "\n", SECRET)
+            write_junit(mine, folder / LAST_RUN_XML, warnings)
 
 
 COMMANDS = [run]

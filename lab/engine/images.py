@@ -26,7 +26,7 @@ import lab
 from lab.engine import docker as dk
 from lab.engine.run import run
 from lab.errors import BadInput, ImageMissing, ToolMissing
-from lab.model.labels import LABEL_PREFIX
+from lab.model.labels import FLAVOR_LABEL, LABEL_PREFIX
 from lab.model.topology import Flavor, Lab
 from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
@@ -335,7 +335,7 @@ def build_base(progress: Progress = _quiet) -> str:
         if cache is not None:
             prune_apt_cache(cache)
         progress(f"importing {ref}")
-        changes = [f"LABEL {LABEL_PREFIX}=1", f"LABEL {LABEL_PREFIX}.flavor=base",
+        changes = [f"LABEL {LABEL_PREFIX}=1", f"LABEL {FLAVOR_LABEL}=base",
                    f"LABEL {SOURCE_LABEL}={json.dumps(image_source())}", *BASE_CONFIG]
         dk.import_image(Path(tarball), ref, changes)
     return ref
@@ -356,7 +356,7 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
         # ... and one set of Gitaly protocol modules (lab/gitalypb).
         shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        dk.build_image(context, ref, labels={LABEL_PREFIX: "1", f"{LABEL_PREFIX}.flavor": "sim",
+        dk.build_image(context, ref, labels={LABEL_PREFIX: "1", FLAVOR_LABEL: "sim",
                                              SOURCE_LABEL: image_source()},
                        buildargs={"BASE": base})
     return ref

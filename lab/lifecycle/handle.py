@@ -36,7 +36,7 @@ from lab.errors import (
 from lab.lifecycle import faults
 from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
-from lab.lifecycle.lab_image import ensure_image
+from lab.lifecycle.lab_image import ensure_image, sim_posing
 from lab.lifecycle.layers import log_since_start, readiness_layers
 from lab.lifecycle.node_actions import Action, ApplyPlan, plan_apply
 from lab.lifecycle.readiness import (
@@ -371,7 +371,12 @@ class RunningLab:
         app = live.get(self.lab.app.name)
         url = None if app is None else _http_url(app)
         return LabStatus(self.name, self.path, self.lab.flavor.value, str(self.lab.version),
-                         self.rendered.image, url, tuple(nodes))
+                         self.rendered.image, url, tuple(nodes), self.image_warning)
+
+    @property
+    def image_warning(self) -> str:
+        """Said wherever this lab is reported when it is omnibus on the sim image."""
+        return sim_posing(self.lab, self.rendered.image)
 
     # --- teardown ---
     def down(self, *, purge: bool = False) -> None:
@@ -540,6 +545,9 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     check_ports(lab)
     image = image_for(lab)
     ensure_image(lab, image, progress)
+    posing = sim_posing(lab, image)
+    if posing and progress is not None:
+        progress.note(f"warning: {posing}")
     reclaim(path, image, labels)  # a second `lab up` of a name booted before
     rendered = write_lab(lab, path, image=image, home=home)
     try:

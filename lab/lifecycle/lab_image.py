@@ -6,6 +6,7 @@ from lab.engine import docker as dk
 from lab.engine.images import build_images, pull_image
 from lab.errors import EngineError, ImageMissing
 from lab.lifecycle.readiness import Progress
+from lab.model.labels import FLAVOR_LABEL
 from lab.model.topology import Flavor, Lab
 from lab.render.compose_file import omnibus_image
 
@@ -30,3 +31,21 @@ def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None
             f"with `docker pull {official}` on a connected machine, or `lab images load "
             f"FILE.tar` (an archive made with `docker save {official}`), or use --flavor sim."
         ) from None
+
+
+def sim_posing(lab: Lab, image: str) -> str:
+    """What to say when the omnibus lab ``lab`` runs ``image`` and that image is the
+    toolkit's sim (its label says so, whatever its tag): results are then the sim's, not
+    GitLab's. "" otherwise. (CI tags the sim as gitlab/gitlab-ce on purpose to exercise the
+    Omnibus code path; a user must never take it for GitLab.)"""
+    if lab.flavor is not Flavor.OMNIBUS:
+        return ""
+    try:
+        found = dk.image(image)
+    except EngineError:
+        return ""
+    if found is None or found.labels.get(FLAVOR_LABEL) != "sim":
+        return ""
+    return (f"{image} is gitlab-testlab's sim image ({FLAVOR_LABEL}=sim), not GitLab: this "
+            "omnibus lab runs the offline stand-in, and what it shows is the sim's behaviour. "
+            f"Remove the tag (`docker rmi {image}`) and pull or load the real image")

@@ -40,6 +40,8 @@ class LabStatus:
     image: str
     http_url: str | None
     nodes: tuple[NodeStatus, ...]
+    # Said when an omnibus lab runs the sim image (lab_image.sim_posing); "" otherwise.
+    image_warning: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -53,6 +55,7 @@ class LabStatus:
         return {"name": self.name, "path": str(self.path), "flavor": self.flavor,
                 "version": self.version, "image": self.image, "http_url": self.http_url,
                 "admin_token_file": str(self.admin_token_file), "healthy": self.healthy,
+                "image_warning": self.image_warning or None,
                 "nodes": [n.to_json() for n in self.nodes]}
 
 

@@ -11,3 +11,6 @@ DIR_LABEL = f"{LABEL_PREFIX}.dir"
 # folder's random id, and the id of the state folder that started it.
 ID_LABEL = f"{LABEL_PREFIX}.id"
 HOME_LABEL = f"{LABEL_PREFIX}.home"
+# On the toolkit's own images: "sim" or "base". An image carrying "sim" is never GitLab,
+# whatever its tag says (lab.lifecycle.lab_image.sim_posing).
+FLAVOR_LABEL = f"{LABEL_PREFIX}.flavor"

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from lab import JSON_SCHEMA_VERSION
 from lab.scenario.releases import release_name
 from lab.scenario.results import Evidence, Outcome, ScenarioResult
 from lab.spec.versions import Version
@@ -47,6 +48,8 @@ def format_evidence(ev: Evidence, source: str = "") -> str:
 
 
 BUNDLE_PROPERTY = "lab_collect_bundle"
+#: A testsuite property: something said about the whole run (an omnibus lab on the sim image).
+WARNING_PROPERTY = "lab_warning"
 
 
 def is_matrix(results: Sequence[ScenarioResult]) -> bool:
@@ -125,7 +128,8 @@ def summary(results: Sequence[ScenarioResult]) -> str:
     return ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) + f" in {total:.1f}s"
 
 
-def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
+def to_json(results: Sequence[ScenarioResult], warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """``warnings``: said about the whole run (an omnibus lab on the sim image)."""
     def ev(e: Evidence | None) -> Any:
         if e is None:
             return None
@@ -134,8 +138,10 @@ def to_json(results: Sequence[ScenarioResult]) -> dict[str, Any]:
                 "logs": dict(e.logs), "config": {k: dict(v) for k, v in e.config}}
 
     return {
+        "schema_version": JSON_SCHEMA_VERSION,
         "ok": all(r.ok for r in results),
         "summary": summary(results),
+        "warnings": list(warnings),
         "scenarios": [{
             # "status": the key scripts already read, kept though the field is the outcome.
             "name": r.name, "source": r.source, "status": r.outcome.value,
@@ -166,7 +172,8 @@ def junit_classname(source: str, cwd: Path | None = None) -> str:
     return name.replace(".", "_")
 
 
-def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") -> str:
+def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab",
+              warnings: Sequence[str] = ()) -> str:
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", {
         "name": suite, "tests": str(len(results)),
@@ -174,6 +181,10 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
         "errors": str(sum(r.outcome is Outcome.ERROR for r in results)),
         "skipped": str(sum(r.outcome is Outcome.SKIPPED for r in results)),
         "time": f"{sum(r.seconds for r in results):.3f}"})
+    if warnings:
+        props = ET.SubElement(ts, "properties")
+        for warning in warnings:
+            ET.SubElement(props, "property", {"name": WARNING_PROPERTY, "value": warning})
     matrix = is_matrix(results)
     for r in results:
         case = ET.SubElement(ts, "testcase", {"classname": junit_classname(r.source),
@@ -194,8 +205,9 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab") 
         + "\n"
 
 
-def write_junit(results: Sequence[ScenarioResult], path: Path) -> None:
+def write_junit(results: Sequence[ScenarioResult], path: Path,
+                warnings: Sequence[str] = ()) -> None:
     """Written 0600: a report carries log lines from the lab."""
     from lab.store.labdir import SECRET, write_file
 
-    write_file(path, junit_xml(results), SECRET)
+    write_file(path, junit_xml(results, warnings=warnings), SECRET)

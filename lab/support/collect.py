@@ -259,6 +259,8 @@ def versions(host: HostFacts, image: str | None, notes: list[str]) -> dict[str, 
                 else:
                     data["image_id"] = img.id
                     data["image_labels"] = dict(img.labels)
+    if host.image_warning:
+        data["image_warning"] = host.image_warning
     return data
 
 
@@ -349,7 +351,8 @@ def collect(handle: LabHandle, out: Path, *,
     picture = Hashes({**hashes.shell_secret, **seen}, hashes.gitaly_token,
                      hashes.internal_token)
     bundle.add_raw("SUMMARY.md", summary(lab, report, sorted(bundle.files), logged,
-                                         has_results, notes, picture=picture))
+                                         has_results, notes, picture=picture,
+                                         image_warning=gathered.host.image_warning))
     bundle.write(out, top)
     return out
 
@@ -369,10 +372,12 @@ def picture_section(lab: Lab, hashes: Hashes) -> list[str]:
 
 
 def summary(lab: Lab, report: Report, files: Sequence[str], logged: Sequence[str],
-            has_results: bool, notes: Sequence[str], *, picture: Hashes | None = None) -> str:
+            has_results: bool, notes: Sequence[str], *, picture: Hashes | None = None,
+            image_warning: str = "") -> str:
     failing = [c for c in report.checks if c.level is Level.FAIL]
     lines = [
         f"# Support bundle: lab `{lab.name}`", "",
+        *([f"**Not GitLab:** {image_warning}.", ""] if image_warning else []),
         f"GitLab {lab.version} ({lab.edition.value}), {lab.flavor.value} flavour, "
         f"{len(lab.nodes)} node(s): " + ", ".join(
             f"{n.name} ({'+'.join(r.value for r in n.roles)})" for n in lab.nodes) + ".",

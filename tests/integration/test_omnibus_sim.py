@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -26,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import conftest
 import docker
 import pytest
 from conftest import skip_or_fail
@@ -50,8 +53,10 @@ def _omnibus_lab(name: str, topology: str = "scaled") -> Lab:
 
 
 @pytest.fixture(scope="module")
-def sim_as_omnibus() -> str:
-    """The sim image, tagged gitlab/gitlab-ce:<VERSION>-ce.0 and told its release (/RELEASE)."""
+def sim_as_omnibus(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The sim image, tagged gitlab/gitlab-ce:<VERSION>-ce.0 and told its release (/RELEASE);
+    the tag is removed afterwards (tests/conftest.py fails the session if it is left:
+    `lab up --flavor omnibus` would later boot it, and a real pull would be skipped)."""
     try:
         dk.check_reachable()
     except Exception as exc:
@@ -73,7 +78,14 @@ def sim_as_omnibus() -> str:
             f"FROM {sim}\nCOPY RELEASE /RELEASE\nLABEL {SIM_AS}={VERSION}\n")
         subprocess.run(["docker", "build", "-q", "-t", tag, ctx], check=True,
                        capture_output=True, timeout=300)
-    return tag
+    pytestconfig.stash.setdefault(conftest.SIM_TAGS, []).append(tag)
+    try:
+        yield tag
+    finally:
+        found = dk.image(tag)
+        if found is not None and found.labels.get(SIM_AS) == VERSION:
+            subprocess.run(["docker", "rmi", tag], check=False, capture_output=True,
+                           timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +141,41 @@ def test_rerender_after_boot_keeps_what_omnibus_wrote(booted: handle.RunningLab)
     shared = _secrets(booted, "gitaly1")
     assert shared["gitlab_shell"]["secret_token"] == after["gitlab_shell"]["secret_token"]
     assert shared["gitaly"]["gitlab_secret"] == after["gitaly"]["gitlab_secret"]
+
+
+def test_the_sim_as_omnibus_is_said_in_every_report(booted: handle.RunningLab,
+                                                    tmp_path: Path) -> None:
+    # CI runs the sim under a GitLab tag on purpose; nothing may present it as GitLab.
+    from lab.cli.lifecycle import format_ready
+    from lab.cli.scenario import image_warnings
+    from lab.scenario.load import parse_scenario
+    from lab.scenario.plan import plan
+
+    said = "is gitlab-testlab's sim image"
+    assert said in format_ready(booted)  # lab up
+    cli = [sys.executable, "-c", "from lab.cli.main import main; main()"]
+
+    def lab(*args: str) -> str:
+        proc = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300,
+                              check=False)
+        return proc.stdout + proc.stderr
+
+    assert said in lab("status", booted.name)
+    assert json.loads(lab("status", booted.name, "--json"))["image_warning"].startswith(
+        booted.rendered.image)
+    doctor_out = lab("doctor", booted.name)
+    assert said in doctor_out, doctor_out
+    bundle = tmp_path / "b.tar.gz"
+    lab("collect", booted.name, "-o", str(bundle))
+    with tarfile.open(bundle) as tar:
+        summary = next(m for m in tar.getmembers() if m.name.endswith("SUMMARY.md"))
+        extracted = tar.extractfile(summary)
+        assert extracted is not None
+        assert "**Not GitLab:**" in extracted.read().decode()
+    sc = parse_scenario("lab: {topology: scaled}\nsteps:\n  - api: /api/v4/user\n", "x.yaml")
+    warnings = image_warnings(plan([sc], flavor="omnibus", versions=(VERSION,)))
+    assert len(warnings) == 1
+    assert said in warnings[0]
 
 
 def test_stop_timeout_lets_postgresql_stop(booted: handle.RunningLab) -> None:

@@ -510,3 +510,14 @@ def test_a_borrowed_lab_is_put_back_never_downed(tmp_path: Path) -> None:
         pool.get(mine, broken)
     assert fake.lab == mine
     assert ("down",) not in fake.calls
+
+
+def test_run_warnings_reach_json_and_junit() -> None:
+    r = ScenarioResult("tls-push", "tls-push.yaml", Outcome.PASSED, 1.0)
+    warning = "gitlab/gitlab-ce:19.3.0-ce.0 is gitlab-testlab's sim image, not GitLab"
+    data = to_json([r], [warning])
+    assert data["schema_version"] == 1
+    assert data["warnings"] == [warning]
+    assert f'<property name="lab_warning" value="{warning}" />' in junit_xml([r],
+                                                                         warnings=[warning])
+    assert "lab_warning" not in junit_xml([r])

@@ -96,7 +96,9 @@ def host_checks(f: HostFacts) -> list[Check]:
     elif f.ports_checked:
         out.append(Check("host", "ports", Level.OK, f"{f.ports_checked} fixed port(s) free"))
     for ref, present in f.images:
-        if present:
+        if present and f.image_warning:
+            out.append(Check("host", "image", Level.WARN, f.image_warning))
+        elif present:
             out.append(Check("host", "image", Level.OK, ref))
         elif ref.startswith("gitlab/"):
             out.append(Check("host", "image", Level.FAIL, f"{ref} is not present",

@@ -29,6 +29,7 @@ class HostFacts:
     ports_busy: tuple[tuple[str, int], ...] = ()  # (where, port)
     ports_checked: int = 0
     images: tuple[tuple[str, bool], ...] = ()  # (ref, present)
+    image_warning: str = ""  # an omnibus lab's image is the sim (lab_image.sim_posing)
     flavor: str = ""
 
 

@@ -23,6 +23,7 @@ from lab.engine.run import Result
 from lab.errors import LabError, SpecError
 from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
+from lab.lifecycle.lab_image import sim_posing
 from lab.model.needs import disk_needed, memory_needed
 from lab.model.topology import Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
@@ -70,12 +71,15 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
     except OSError:
         disk_free = None
     images: list[tuple[str, bool]] = []
+    posing = ""
     mem_needed = disk_needed_ = 0
     busy: list[tuple[str, int]] = []
     checked = 0
     if version is not None:
         ref = (image or image_for(lab)) if lab is not None else sim_image_ref()
         images.append((ref, dk.image_present(ref)))
+        if lab is not None and images[-1][1]:
+            posing = sim_posing(lab, ref)
     if lab is not None:
         mem_needed = memory_needed(lab)
         disk_needed_ = disk_needed(lab, all(p for _, p in images))
@@ -91,7 +95,7 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
         compose_error=compose_error, mem_available=mem_available(), disk_free=disk_free,
         disk_path=disk_path, mem_needed=mem_needed, disk_needed=disk_needed_,
         lab_running=lab_running, ports_busy=tuple(busy), ports_checked=checked,
-        images=tuple(images), flavor=lab.flavor.value if lab else "",
+        images=tuple(images), flavor=lab.flavor.value if lab else "", image_warning=posing,
     )
 
 
