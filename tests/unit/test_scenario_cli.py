@@ -133,7 +133,7 @@ def test_a_junit_path_that_cannot_be_written_exits_2_after_the_results(
     assert f"cannot write the JUnit report {blocker / 'j.xml'}" in str(res.exception)
 
     # A write that fails only at the end (a full disk): the results are still shown.
-    def full_disk(results: Any, path: Path) -> None:
+    def full_disk(results: Any, path: Path, warnings: Any = ()) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli_scenario, "write_junit", full_disk)
