@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import requests
 
@@ -22,6 +21,7 @@ from lab.engine.run import Result
 from lab.engine.snapshots import Container
 from lab.errors import LabError
 from lab.lifecycle import probes
+from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.readiness import Layer, Probe, Verdict
 from lab.model.topology import Flavor, Node
 from lab.omnibus.node import (
@@ -35,9 +35,6 @@ from lab.omnibus.node import (
     token_status,
 )
 from lab.render.gitlab_rb import token_of
-
-if TYPE_CHECKING:
-    from lab.lifecycle.handle import RunningLab
 
 
 def log_since_start(container: Container, since: str | None = None, *,
@@ -60,7 +57,7 @@ def services_hint(flavor: Flavor) -> str:
     return "a sim node starts within seconds: see the node's log (`lab logs NODE`)"
 
 
-def readiness_layers(running: RunningLab, *, wait_gitaly: bool = True,
+def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
                      docker_health: bool = False) -> list[Layer]:
     """The layers ``running`` is waited through; ``wait_gitaly``: also the app's view of Gitaly."""
     asks = LabProbes(running)
@@ -90,7 +87,7 @@ def readiness_layers(running: RunningLab, *, wait_gitaly: bool = True,
 class LabProbes:
     """Each probe, asking one running lab through its handle."""
 
-    def __init__(self, handle: RunningLab) -> None:
+    def __init__(self, handle: LabHandle) -> None:
         self.handle = handle
         self.lab = handle.lab
 
