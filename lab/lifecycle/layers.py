@@ -24,6 +24,7 @@ from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.readiness import Layer, Probe, Verdict
 from lab.model.topology import Flavor, Node
+from lab.omnibus import praefect
 from lab.omnibus.node import (
     admin_token_cmd,
     failure_line,
@@ -71,8 +72,18 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
         Layer("services up", dict(services), hint=services_hint(running.lab.flavor)),
-        Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}),
     ]
+    db = running.lab.postgres_node
+    if db is not None and running.lab.praefect_nodes:
+        # GitLab's docs: create Praefect's role and database on its PostgreSQL node, then
+        # migrate from one Praefect (the "deploy node"), whose auto_migrate is off until then.
+        out.append(Layer("praefect database", {db.name: functools.partial(
+            asks.praefect_database, db.name)}, hint=f"see `lab logs {db.name}`"))
+        first = running.lab.praefect_nodes[0].name
+        out.append(Layer("praefect migrated", {first: functools.partial(
+            asks.praefect_migrated, first)}, hint=f"see `lab logs {first}`; the database "
+            "settings of its gitlab.rb must match the postgres node"))
+    out.append(Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}))
     gitaly = asks.gitaly(via_app=wait_gitaly)
     if gitaly:
         out.append(Layer("gitaly storages", gitaly,
@@ -117,6 +128,26 @@ class LabProbes:
         if res.returncode == 0:
             return Verdict(True, "ready")
         return Verdict(False, f"/-/readiness: {failure_line(res)}")
+
+    def praefect_database(self, node: str) -> Verdict:
+        """Praefect's role and database on its PostgreSQL node: made once, then there."""
+        res = self.handle.exec(node, praefect.database_exists_cmd(), check=False, timeout=60)
+        if res.returncode == 0 and res.stdout.strip() == "1":
+            return Verdict(True, f"{praefect.DB_NAME} exists")
+        if res.returncode != 0:
+            return Verdict(False, f"PostgreSQL not answering yet: {failure_line(res)}")
+        for cmd in praefect.database_setup_cmds(self.handle.rendered.secrets.praefect_db_password):
+            made = self.handle.exec(node, cmd, check=False, timeout=60)
+            if made.returncode != 0:
+                return Verdict(False, f"creating {praefect.DB_NAME}: {failure_line(made)}")
+        return Verdict(False, f"{praefect.DB_NAME} created; checking it")
+
+    def praefect_migrated(self, node: str) -> Verdict:
+        res = self.handle.exec(node, praefect.praefect_cmd("sql-migrate"), check=False,
+                               timeout=300)
+        if res.returncode == 0:
+            return Verdict(True, "praefect sql-migrate done")
+        return Verdict(False, f"praefect sql-migrate: {failure_line(res)}")
 
     def gitaly_host_side(self, node: Node) -> Verdict:
         """ServerInfo from the host to the node's lab-network address, with its own token."""

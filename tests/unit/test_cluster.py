@@ -8,9 +8,11 @@ naming each node's storage as that node's gitaly['configuration'][:storage] does
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
-from conftest import fixed_secrets
+from conftest import fixed_secrets, skip_or_fail
 
 from lab.errors import BadInput, SpecError
 from lab.lifecycle.handle import up
@@ -138,3 +140,128 @@ def test_collect_hash_table_has_an_internal_token_row() -> None:
     row = table["praefect internal token"]
     assert row["praefect"] == row["gitaly1"] != row["gitaly2"]
     assert row["gitlab"] is None
+
+
+class FakeNodes:
+    """A running cluster lab's exec, answering like the Omnibus nodes would."""
+
+    def __init__(self, lab: Lab, sec: LabSecrets, db_there: bool = False) -> None:
+        from lab.engine.run import Result
+
+        self.Result = Result
+        self.lab = lab
+        self.rendered = type("Rendered", (), {"secrets": sec})()
+        self.db_there = db_there
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def exec(self, node: str, cmd: list[str], *, check: bool, timeout: float) -> object:
+        self.calls.append((node, cmd))
+        if cmd == pf.database_exists_cmd():
+            return self.Result(cmd, 0, "1\n" if self.db_there else "\n", "")
+        if cmd[0] == pf.GITLAB_PSQL and "CREATE DATABASE" in cmd[-1]:
+            self.db_there = True
+        return self.Result(cmd, 0, "", "")
+
+
+def test_omnibus_layers_make_the_database_then_migrate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.lifecycle import layers
+
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    lab, sec, _ = cluster("19.3.0")
+    fake = FakeNodes(lab, sec)
+    names = [layer.name for layer in layers.readiness_layers(fake)]  # type: ignore[arg-type]
+    assert names[:5] == ["containers running", "services up", "praefect database",
+                         "praefect migrated", "app ready"]
+    asks = layers.LabProbes(fake)  # type: ignore[arg-type]
+    first = asks.praefect_database("praefect-db")
+    assert not first.ok
+    assert "created" in first.detail
+    made = [cmd[-1] for node, cmd in fake.calls if node == "praefect-db" and len(cmd) > 5]
+    assert any(f"CREATE ROLE praefect WITH LOGIN PASSWORD '{sec.praefect_db_password}'" in c
+               for c in made)
+    assert any("CREATE DATABASE praefect_production WITH OWNER praefect" in c for c in made)
+    assert asks.praefect_database("praefect-db").ok
+    assert asks.praefect_migrated("praefect").ok
+    assert fake.calls[-1] == ("praefect", [pf.CHPST, "-u", "git:git", pf.BINARY, "-config",
+                                           pf.CONFIG_TOML, "sql-migrate"])
+    # The Praefect node answers ServerInfo with the external token; Gitaly nodes the internal.
+    assert set(asks.gitaly(via_app=False)) == {"gitaly1", "gitaly2", "gitaly3", "praefect"}
+
+
+def test_sql_literal_doubles_quotes() -> None:
+    assert pf.sql_literal("it's") == "'it''s'"
+
+
+@pytest.mark.parametrize("version", RELEASES)
+def test_read_praefect_reads_what_the_renderer_wrote(version: str, tmp_path: Path) -> None:
+    if shutil.which("ruby") is None:
+        skip_or_fail("ruby is not installed (apt-get install ruby)")
+    from lab.omnibus.dialect import getter
+    from lab.omnibus.reader import read_rb
+
+    _lab, sec, rb = cluster(version, "nodes.gitaly2.gitaly_token=x")
+    path = tmp_path / "praefect.rb"
+    path.write_text(rb["praefect"])
+    facts = pf.read_praefect(getter(read_rb(path).settings), Version.parse(version))
+    assert facts.enabled
+    assert facts.listen_addr == "0.0.0.0:2305"
+    assert facts.token == sec.gitaly_token
+    assert facts.database == {"host": "praefect-db", "port": "5432", "user": "praefect",
+                              "password": sec.praefect_db_password,
+                              "dbname": "praefect_production", "sslmode": "disable"}
+    assert facts.virtual_storages == {"default": [
+        pf.PraefectBackend(f"gitaly{i}", f"tcp://gitaly{i}:8075", sec.praefect_token)
+        for i in (1, 2, 3)]}
+    factor = {} if not Version.parse(version).at_least("13.9.0") else {"default": 3}
+    assert facts.replication_factor == factor
+
+
+def test_doctor_cluster_checks_name_each_side() -> None:
+    from lab.support.doctor.checks import Level, cluster_checks
+    from lab.support.doctor.facts import BackendFacts, ClusterFacts
+
+    good = BackendFacts("gitaly1", "tcp://gitaly1:8075", "sha:i", "gitaly1", "sha:i",
+                        ("gitaly1",))
+    bad_token = BackendFacts("gitaly2", "tcp://gitaly2:8075", "sha:i", "gitaly2", "sha:x",
+                             ("gitaly2",))
+    bad_name = BackendFacts("gitaly3", "tcp://gitaly3:8075", "sha:i", "gitaly3", "sha:i",
+                            ("gitaly-3",))
+    facts = ClusterFacts("praefect", "0.0.0.0:2305", "sha:e", ("default",), "sha:a",
+                         ("default",), (good, bad_token, bad_name), "praefect-db:5432",
+                         "praefect sql-ping: fail: dial tcp: connection refused", False)
+    rows = {(c.scope, c.name): c for c in cluster_checks("gitlab", [facts])}
+    assert rows[("praefect", "external token")].level is Level.FAIL
+    assert "7:permission denied" in rows[("praefect", "external token")].detail
+    assert rows[("gitaly1", "internal token")].level is Level.OK
+    assert rows[("gitaly2", "internal token")].level is Level.FAIL
+    assert rows[("gitaly2", "storage name")].level is Level.OK
+    assert rows[("gitaly3", "storage name")].level is Level.FAIL
+    assert "gitaly-3" in rows[("gitaly3", "storage name")].detail
+    assert rows[("praefect", "database")].level is Level.FAIL
+    ok = ClusterFacts("praefect", "0.0.0.0:2305", "sha:e", ("default",), "sha:e", ("default",),
+                      (good,), "praefect-db:5432", "praefect sql-ping: OK", True)
+    assert {c.level for c in cluster_checks("gitlab", [ok])} == {Level.OK}
+
+
+@pytest.mark.parametrize("version", ["13.12.15", "19.3.0"])
+def test_doctor_reads_the_three_sides_from_the_files(version: str, tmp_path: Path) -> None:
+    if shutil.which("ruby") is None:
+        skip_or_fail("ruby is not installed (apt-get install ruby)")
+    from lab.support.doctor.checks import Level, cluster_checks
+    from lab.support.doctor.gather import cluster_facts
+
+    lab, sec, rb = cluster(version, "nodes.gitaly2.gitaly_token=x",
+                           "nodes.gitaly3.storages=[gitaly-3]")
+    for name, text in rb.items():
+        (tmp_path / "nodes" / name).mkdir(parents=True)
+        (tmp_path / "nodes" / name / "gitlab.rb").write_text(text)
+    fake = FakeNodes(lab, sec)
+    fake.path = tmp_path  # type: ignore[attr-defined]
+    facts = cluster_facts(fake, lab.node("praefect"), {"praefect": "running"})  # type: ignore[arg-type]
+    assert fake.calls == [("praefect", pf.praefect_cmd("sql-ping"))]
+    assert facts.app_storages == ("default",)
+    assert facts.app_token_sha == facts.external_sha
+    assert [b.node for b in facts.backends] == ["gitaly1", "gitaly2", "gitaly3"]
+    failed = {(c.scope, c.name) for c in cluster_checks("gitlab", [facts])
+              if c.level is Level.FAIL}
+    assert failed == {("gitaly2", "internal token"), ("gitaly3", "storage name")}

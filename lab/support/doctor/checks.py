@@ -20,6 +20,7 @@ from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
     ApiProbe,
+    ClusterFacts,
     Gathered,
     GitalyProbe,
     HostFacts,
@@ -215,20 +216,89 @@ def gitaly_checks(app: str, probes: Sequence[GitalyProbe]) -> list[Check]:
     for p in probes:
         what = f"{p.address} ({', '.join(p.storages)})"
         name = "gitaly reachable"
+        whose = "Praefect's internal" if " as " in p.via else "the app's"
         if not p.error and not p.unreadable:
-            out.append(Check(p.node, name, Level.OK, f"{what}: {p.via} OK with the app's token"))
+            out.append(Check(p.node, name, Level.OK, f"{what}: {p.via} OK with {whose} token"))
         elif p.unreadable:
             out.append(Check(p.node, name, Level.FAIL,
                              f"{what}: storages not readable: {', '.join(p.unreadable)}",
                              f"check the storage paths in {p.node}'s gitlab.rb"))
         else:
             out.append(Check(p.node, name, Level.FAIL, f"{what}: {p.error}",
-                             _gitaly_hint(app, p.node, p.error)))
+                             _gitaly_hint(app, p.node, p.error, p.via)))
     return out
 
 
-def _gitaly_hint(app: str, node: str, error: str) -> str:
+def cluster_checks(app: str, clusters: Sequence[ClusterFacts]) -> list[Check]:
+    """Gitaly Cluster's three sides: the app's token = Praefect's external token; Praefect's
+    token for each Gitaly node = that node's auth token; the storage name Praefect uses =
+    one the node serves; Praefect reaches its database (`praefect sql-ping`)."""
+    out: list[Check] = []
+    for c in clusters:
+        p = c.praefect
+        if c.read_error:
+            out.append(Check(p, "cluster wiring", Level.FAIL, f"could not read: {c.read_error}",
+                             "fix the gitlab.rb named; lab doctor reads it with Ruby's parser"))
+            continue
+        if not c.app_storages:
+            out.append(Check(p, "external token", Level.FAIL,
+                             f"no storage in {app}'s gitlab.rb dials {p} ({c.address})",
+                             f"point the virtual storage ({', '.join(c.virtual_storages)}) in "
+                             f"{app}'s gitlab.rb at tcp://{p}:{c.address.rsplit(':', 1)[-1]}"))
+        elif c.app_token_sha and c.app_token_sha == c.external_sha:
+            out.append(Check(p, "external token", Level.OK,
+                             f"{app} sends what {p} accepts ({c.app_token_sha})"))
+        else:
+            out.append(Check(p, "external token", Level.FAIL,
+                             f"{app} sends {c.app_token_sha or 'no token'}, {p} accepts "
+                             f"{c.external_sha or 'none'}: every Git call answers "
+                             "7:permission denied",
+                             f"set {app}'s gitlab_rails['gitaly_token'] (or the storage's "
+                             f"gitaly_token) to {p}'s auth token (the external token)"))
+        for b in c.backends:
+            who = b.node or b.address
+            if b.node is None:
+                out.append(Check(p, "gitaly node", Level.FAIL,
+                                 f"{b.storage} at {b.address} is no Gitaly node of this lab",
+                                 f"fix the node address in {p}'s virtual storage"))
+                continue
+            if b.token_sha and b.token_sha == b.node_token_sha:
+                out.append(Check(b.node, "internal token", Level.OK,
+                                 f"{p} sends what {b.node} accepts ({b.token_sha})"))
+            else:
+                out.append(Check(b.node, "internal token", Level.FAIL,
+                                 f"{p} sends {b.token_sha or 'no token'} to {who}, which "
+                                 f"accepts {b.node_token_sha or 'none'}: {p} can't use it",
+                                 f"set {b.node}'s Gitaly auth token to {p}'s token for it "
+                                 "(the internal token), on both sides the same"))
+            if b.storage in b.node_storages:
+                out.append(Check(b.node, "storage name", Level.OK,
+                                 f"{p} and {b.node} both call it {b.storage}"))
+            else:
+                out.append(Check(b.node, "storage name", Level.FAIL,
+                                 f"{p} calls it {b.storage}, {b.node} serves "
+                                 f"{', '.join(b.node_storages) or 'nothing'}",
+                                 f"name {b.node}'s storage {b.storage} (gitaly storage name = "
+                                 f"{p}'s node storage name)"))
+        if c.sql_ping is None:
+            out.append(Check(p, "database", Level.WARN, f"{p} is not running: `praefect "
+                             f"sql-ping` not run ({c.database})", f"start {p}, then lab doctor"))
+        elif c.sql_ping_ok:
+            out.append(Check(p, "database", Level.OK, f"{c.database}: {c.sql_ping}"))
+        else:
+            out.append(Check(p, "database", Level.FAIL, f"{c.database}: {c.sql_ping}",
+                             "is the PostgreSQL node up, and do the database settings of "
+                             f"{p}'s gitlab.rb match it (host, port, user, password, dbname)?"))
+    return out
+
+
+def _gitaly_hint(app: str, node: str, error: str, via: str = "") -> str:
     low = error.lower()
+    if " as " in via:  # asked as the Praefect in front of the node would
+        app = via.split(" as ", 1)[1]
+        if "permission denied" in low or "authentication required" in low:
+            return (f"the token {app} sends {node} (its virtual storage's node token, the "
+                    f"internal token) must equal {node}'s Gitaly auth token")
     if "permission denied" in low or "authentication required" in low:
         return (f"gitlab_rails['gitaly_token'] on {app} must equal {node}'s Gitaly auth token; "
                 f"set the same token on both and reconfigure both")
@@ -335,6 +405,7 @@ def judge(lab_name: str | None, g: Gathered, app: str | None) -> Report:
         checks += config_checks(g.nodes)
         checks += secrets_checks(app, g.nodes)
         checks += gitaly_checks(app, g.gitaly)
+        checks += cluster_checks(app, g.cluster)
         checks += tls_checks(app, g.tls)
         checks += api_checks(app, g.api)
     return Report(lab_name, tuple(checks))

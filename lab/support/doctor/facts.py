@@ -75,6 +75,35 @@ class ApiProbe:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class BackendFacts:
+    """One Gitaly node as a Praefect's config names it, beside what that node says."""
+
+    storage: str  # the storage name Praefect uses for it
+    address: str
+    token_sha: str | None  # the token Praefect sends it
+    node: str | None = None  # the lab node at that address (None: none)
+    node_token_sha: str | None = None  # the token the node accepts (its gitlab.rb)
+    node_storages: tuple[str, ...] = ()  # the storage names the node serves
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """A Praefect node's wiring, from the gitlab.rb files of the three sides."""
+
+    praefect: str
+    address: str  # where it listens (what the app should dial)
+    external_sha: str | None  # the token it accepts
+    app_storages: tuple[str, ...]  # the app's storages dialling it
+    app_token_sha: str | None  # the token the app sends them
+    virtual_storages: tuple[str, ...]
+    backends: tuple[BackendFacts, ...] = ()
+    database: str = ""  # host:port from its config
+    sql_ping: str | None = None  # `praefect sql-ping`'s output (None: not run)
+    sql_ping_ok: bool = False
+    read_error: str = ""  # a file that could not be read
+
+
 @dataclass
 class Gathered:
     host: HostFacts
@@ -82,5 +111,6 @@ class Gathered:
     gitaly: list[GitalyProbe] = field(default_factory=list)
     tls: list[TlsFacts] = field(default_factory=list)
     api: list[ApiProbe] = field(default_factory=list)
+    cluster: list[ClusterFacts] = field(default_factory=list)
     # node -> its gitlab-secrets.json as read inside the container (for collect's hash table)
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -28,6 +28,7 @@ from lab.model.needs import disk_needed, memory_needed
 from lab.model.topology import Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
+from lab.omnibus import praefect as pf
 from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.reader import read_rb
@@ -39,6 +40,8 @@ from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
     ApiProbe,
+    BackendFacts,
+    ClusterFacts,
     Gathered,
     GitalyProbe,
     HostFacts,
@@ -184,7 +187,58 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
     for node in lab.external_gitaly_nodes:
         if states.get(node.name) == "running":
             g.api.append(probe_internal_api(handle, node, g.secrets.get(node.name, {})))
+    if have_ruby:
+        g.cluster = [cluster_facts(handle, p, states) for p in lab.praefect_nodes]
     return g
+
+
+def _host(address: str) -> str:
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+def _settings(handle: LabHandle, node: Node) -> dict[str, Any]:
+    return read_rb(handle.path / "nodes" / node.name / "gitlab.rb",
+                   omnibus_config=node.omnibus_config).settings
+
+
+def cluster_facts(handle: LabHandle, node: Node, states: Mapping[str, str]) -> ClusterFacts:
+    """The three sides of one Praefect, as their gitlab.rb files say, and its sql-ping."""
+    lab = handle.lab
+    d = omnibus_dialect.dialect_for(lab.version)
+    try:
+        mine = pf.read_praefect(omnibus_dialect.getter(_settings(handle, node)), lab.version)
+        app = omnibus_dialect.read_app(omnibus_dialect.getter(_settings(handle, lab.app)), d)
+        by_host = {n.name: omnibus_dialect.read_gitaly(
+            omnibus_dialect.getter(_settings(handle, n)), d) for n in lab.gitaly_nodes
+            if n.gitaly_only}
+    except (SpecError, OSError) as exc:
+        return ClusterFacts(node.name, node.gitaly_address, None, (), None, (),
+                            read_error=str(exc))
+    listens = mine.tls_listen_addr or mine.listen_addr
+    port = listens.rsplit(":", 1)[-1]
+    dialled = [s for s, row in app.storages.items()
+               if _host(row["address"]) == node.name and row["address"].endswith(f":{port}")]
+    app_token = next((app.storages[s].get("token") for s in dialled
+                      if app.storages[s].get("token") is not None), app.token)
+    backends = []
+    for vs in mine.virtual_storages.values():
+        for b in vs:
+            host = _host(b.address)
+            gitaly = by_host.get(host)
+            backends.append(BackendFacts(
+                b.storage, b.address, _fp(b.token), host if gitaly is not None else None,
+                _fp(gitaly.token or "") if gitaly is not None else None,
+                tuple(gitaly.storages) if gitaly is not None else ()))
+    ping: str | None = None
+    ok = False
+    if states.get(node.name) == "running":
+        res = handle.exec(node.name, pf.praefect_cmd("sql-ping"), check=False, timeout=60)
+        ping = (res.stdout + res.stderr).strip()
+        ok = res.returncode == 0
+    db = f"{mine.database.get('host', '')}:{mine.database.get('port', '')}"
+    return ClusterFacts(node.name, listens, _fp(mine.token or ""), tuple(dialled),
+                        _fp(app_token or ""), tuple(mine.virtual_storages), tuple(backends),
+                        db, ping, ok)
 
 
 def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
