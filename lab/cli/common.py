@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rich.text import Text
 
 # The exit codes live with the exception tree; commands that exit without an
 # exception (a failed check, a failed scenario) take them from here.
+from lab import JSON_SCHEMA_VERSION
 from lab.errors import EXIT_ENGINE as EXIT_ENGINE
 from lab.errors import EXIT_FAILED as EXIT_FAILED
 from lab.errors import EXIT_NOT_READY as EXIT_NOT_READY
@@ -113,3 +115,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def sigterm_as_ctrl_c() -> None:
     """From now on SIGTERM (a cancelled CI job) cleans up and exits as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def json_option(func: F) -> F:
+    """--json: what the command reports, as one JSON object on stdout (see ``echo_json``)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Machine-readable output (one JSON object with schema_version).")(
+                            func)
+
+
+def echo_json(data: dict[str, Any]) -> None:
+    """One JSON object on stdout, with the ``schema_version`` every --json output carries."""
+    click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **data}, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 
@@ -11,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import console as stdout_console
-from lab.cli.common import err_console, styled
+from lab.cli.common import echo_json, err_console, json_option, styled
 from lab.engine import images as engine_images
 
 
@@ -50,12 +49,12 @@ def build(force: bool) -> None:
 
 
 @images.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@json_option
 def list_(as_json: bool) -> None:
     """List the sim/base images and local gitlab/gitlab-ce|ee images."""
     rows = engine_images.list_images()
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        echo_json({"images": [asdict(r) for r in rows]})
         return
     stdout_console.print(format_images_table(rows))
 

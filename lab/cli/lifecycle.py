@@ -12,7 +12,6 @@ own exit code.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,9 @@ from lab.cli.common import (
     EXIT_FAILED,
     Seconds,
     console,
+    echo_json,
     err_console,
+    json_option,
     sigterm_as_ctrl_c,
     spec_options,
     spec_request,
@@ -155,9 +156,10 @@ def format_ready(running: RunningLab) -> Text:
               help="Seconds to wait for the lab to become ready [default: "
               f"{TIMEOUTS[Flavor.SIM]:g} for sim, {TIMEOUTS[Flavor.OMNIBUS]:g} for omnibus].")
 @click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
+@json_option
 def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
        force_version: bool, flavor: str | None, sets: tuple[str, ...], name: str | None,
-       timeout: float | None, keep: bool) -> None:
+       timeout: float | None, keep: bool, as_json: bool) -> None:
     """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name,
                                force_version=force_version))
@@ -169,13 +171,17 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
     with RichProgress() as progress:
         running = handle.up(lab, timeout=timeout, keep_on_failure=keep,
                                progress=progress)
-    console.print(format_ready(running), highlight=False)
+    if as_json:  # what `lab status --json` says of the ready lab (progress went to stderr)
+        echo_json(running.status().to_json())
+    else:
+        console.print(format_ready(running), highlight=False)
 
 
 @click.command()
 @click.argument("name", required=False)
 @click.option("--purge", is_flag=True, help="Also delete the lab's folder and secrets.")
-def down(name: str | None, purge: bool) -> None:
+@json_option
+def down(name: str | None, purge: bool, as_json: bool) -> None:
     """Stop a lab and remove its containers, network and volumes.
 
     Refused while another process starts the lab or a `lab run` uses it (the
@@ -189,18 +195,24 @@ def down(name: str | None, purge: bool) -> None:
         lab_gc.check_not_in_use(lab_name)
         path = handle.down_damaged(lab_name, purge=purge)
         err_console.print(styled(("warning:", "yellow"), f" {exc}"), highlight=False)
-        kept = "" if purge else f" (folder kept: {path}; --purge removes it)"
-        console.print(styled("Lab ", (lab_name, "bold"), f" is down{kept}."), highlight=False)
+        _said_down(lab_name, path, purge, as_json)
         return
     lab_gc.check_not_in_use(running.name)
     running.down(purge=purge)
-    kept = "" if purge else f" (folder kept: {running.path}; --purge removes it)"
-    console.print(styled("Lab ", (running.name, "bold"), f" is down{kept}."), highlight=False)
+    _said_down(running.name, running.path, purge, as_json)
+
+
+def _said_down(name: str, path: Path, purge: bool, as_json: bool) -> None:
+    if as_json:
+        echo_json({"name": name, "down": True, "path": str(path), "purged": purge})
+        return
+    kept = "" if purge else f" (folder kept: {path}; --purge removes it)"
+    console.print(styled("Lab ", (name, "bold"), f" is down{kept}."), highlight=False)
 
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option("--diagram", is_flag=True,
               help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
 def status(name: str | None, as_json: bool, diagram: bool) -> None:
@@ -208,7 +220,7 @@ def status(name: str | None, as_json: bool, diagram: bool) -> None:
     running = handle.attach(pick_lab(name))
     st = running.status()
     if as_json:
-        click.echo(json.dumps(st.to_json(), indent=2))
+        echo_json(st.to_json())
     else:
         console.print(format_status(st))
         if st.image_warning:
@@ -285,12 +297,12 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
 
 
 @click.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def list_(as_json: bool) -> None:
     """List labs in the state folder and how many of their nodes run."""
     labs = lab_gc.list_labs()
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in labs], indent=2))
+        echo_json({"labs": [s.to_json() for s in labs]})
     elif not labs:
         console.print(f"No labs in {state.labs_dir()}. Start one: lab up scaled", highlight=False)
     else:
@@ -301,7 +313,8 @@ def list_(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @click.option("--all", "all_folders", is_flag=True,
               help="Also labs of other state folders (other users, checkouts, containers).")
-def gc(dry_run: bool, all_folders: bool) -> None:
+@json_option
+def gc(dry_run: bool, all_folders: bool, as_json: bool) -> None:
     """Remove leftovers: labs a `lab run` (or pytest) or an unfinished `lab up` made for
     itself whose process is gone (folder included), and what is left of labs whose folder
     is gone or whose `lab up` or `lab down` was killed.
@@ -310,6 +323,10 @@ def gc(dry_run: bool, all_folders: bool) -> None:
     state folder, unless --all. Your own labs (`lab up`) are never removed.
     """
     report = lab_gc.collect_garbage(dry_run=dry_run, all_folders=all_folders)
+    if as_json:
+        echo_json({"dry_run": dry_run, "removed": list(report.removed),
+                   "kept": list(report.kept)})
+        return
     verb = "would remove" if dry_run else "removed"
     for item in report.removed:
         console.print(f"{verb} {item}", highlight=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 from rich.text import Text
 
-from lab.cli.common import EXIT_FAILED, console, err_console, styled
+from lab.cli.common import EXIT_FAILED, console, echo_json, err_console, json_option, styled
 from lab.cli.lifecycle import pick_lab
 from lab.errors import BadInput
 from lab.lifecycle.handle import RunningLab, attach
@@ -30,7 +29,7 @@ def _handle(name: str | None) -> RunningLab | None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def doctor(name: str | None, as_json: bool) -> None:
     """Check the host and a running lab the way the Gitaly guide wires it.
 
@@ -42,7 +41,7 @@ def doctor(name: str | None, as_json: bool) -> None:
     handle = _handle(name)
     report, _ = run_doctor(handle)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        echo_json(report.to_json())
     else:
         console.print(format_table(report))
         console.print(styled(("FAIL", "bold red")) if report.failed
@@ -56,7 +55,8 @@ def doctor(name: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
-def collect(name: str | None, output: Path | None, force: bool) -> None:
+@json_option
+def collect(name: str | None, output: Path | None, force: bool, as_json: bool) -> None:
     """Bundle a lab's evidence (logs, configs, doctor, hashes) with every secret redacted."""
     if output is not None:
         check_output_file(output, force=force)  # before anything is gathered
@@ -65,6 +65,9 @@ def collect(name: str | None, output: Path | None, force: bool) -> None:
     check_output_file(out, force=force or output is None)
     with console.status(Text(f"collecting lab {handle.name}")):
         run_collect(handle, out)
+    if as_json:
+        echo_json({"lab": handle.name, "bundle": str(out)})
+        return
     console.print(f"Wrote {out} (see SUMMARY.md inside); secret values are redacted.",
                   highlight=False)
 

@@ -130,7 +130,7 @@ def test_up_status_exec_logs_down(lab_home: Path, sim_image: str) -> None:
                      timeout=10)
     assert r.status_code == 200
 
-    listed = json.loads(lab_cli("list", "--json").stdout)
+    listed = json.loads(lab_cli("list", "--json").stdout)["labs"]
     assert [(s["name"], s["state"]) for s in listed] == [(name, "up")]
 
     # So that "nothing left after down" below means something: the lab had all

@@ -48,3 +48,25 @@ def test_images_build_progress_has_no_source_path(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     assert "building the base image" in result.output
     assert ".py:" not in result.output
+
+
+REPORTING = ["up", "down", "status", "list", "gc", "doctor", "collect", "run"]
+
+
+@pytest.mark.parametrize("name", REPORTING)
+def test_every_reporting_command_has_json(name: str) -> None:
+    import click
+
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    assert "--json" in [opt for p in command.params for opt in getattr(p, "opts", [])]
+
+
+def test_json_outputs_carry_a_schema_version(tmp_path: Path) -> None:
+    import json
+
+    env = {"LAB_HOME": str(tmp_path / "home")}
+    for args in (["list", "--json"], ["run", "--list", "--json"]):  # no Docker needed
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+        assert json.loads(result.stdout)["schema_version"] == 1, args

@@ -188,7 +188,7 @@ def test_list_says_whose_each_lab_is(engine: FakeEngine) -> None:
     assert result.exit_code == 0, result.output
     import json
 
-    assert {s["name"]: (s["for"], s["held_by"]) for s in json.loads(result.output)} == {
+    assert {s["name"]: (s["for"], s["held_by"]) for s in json.loads(result.output)["labs"]} == {
         "mine": ("you", None), "sc-theirs": ("run", None)}
     table = CliRunner().invoke(cli, ["list"], env={"COLUMNS": "250"})
     assert "yours" in table.output
