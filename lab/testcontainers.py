@@ -36,6 +36,7 @@ from lab.engine.images import image_for
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, ImageMissing, LabError, NotReady
 from lab.lifecycle.handle import RunningLab, up
+from lab.lifecycle.timeouts import WAITS
 from lab.model.labels import HOME_LABEL
 from lab.model.topology import Lab
 from lab.render.compose_file import labels
@@ -104,7 +105,7 @@ class GitalyContainer(DockerContainer):
         self.ca_pem: bytes | None = self._secrets.tls["ca.crt"].encode() if tls else None
         # The certificate names the node: clients must ask for it by that name.
         self.server_name = NODE
-        self.timeout = timeout if timeout is not None else (60.0 if flavor == "sim" else 900.0)
+        self.timeout = timeout if timeout is not None else WAITS[self.lab.flavor].gitaly_node
         self.info: ServerInfo | None = None
         # Edits the node's /etc/gitlab folder before the container starts (a broken file).
         self.prepare = prepare
@@ -252,7 +253,7 @@ class LabCompose:
         self.request = SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
                                    version=version, flavor=flavor)
         self.name = name or f"tc-{uuid.uuid4().hex[:8]}"
-        self.timeout = timeout  # None: the flavour's own (lifecycle.TIMEOUTS), as `lab up`
+        self.timeout = timeout  # None: the flavour's own (lab.lifecycle.timeouts), as `lab up`
         self._running: RunningLab | None = None
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.lifecycle.gc import sweep
-from lab.lifecycle.handle import TIMEOUTS
+from lab.lifecycle.timeouts import WAITS
 from lab.model.topology import Flavor, Lab
 from lab.render.compose_file import DIR_LABEL
 from lab.render.secrets import LabSecrets, ensure_secrets
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 #: pytest-timeout's limit for a test on real Omnibus images (pyproject's is sized for the
 #: sim): one boot may use the toolkit's whole wait, and a test may boot and then restart.
-OMNIBUS_TEST_TIMEOUT = 3 * TIMEOUTS[Flavor.OMNIBUS]
+OMNIBUS_TEST_TIMEOUT = 3 * WAITS[Flavor.OMNIBUS].lab_ready
 
 
 def pytest_configure(config: pytest.Config) -> None:

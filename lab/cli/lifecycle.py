@@ -39,8 +39,9 @@ from lab.cli.common import (
 from lab.errors import BadInput, LabDamaged, LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
-from lab.lifecycle.handle import TIMEOUTS, RunningLab
+from lab.lifecycle.handle import RunningLab
 from lab.lifecycle.status import LabStatus, LabSummary
+from lab.lifecycle.timeouts import WAITS
 from lab.model.topology import Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
@@ -154,7 +155,8 @@ def format_ready(running: RunningLab) -> Text:
 @click.option("--timeout", type=Seconds(min=0, min_open=True, max=7 * 86400),
               default=None,
               help="Seconds to wait for the lab to become ready [default: "
-              f"{TIMEOUTS[Flavor.SIM]:g} for sim, {TIMEOUTS[Flavor.OMNIBUS]:g} for omnibus].")
+              f"{WAITS[Flavor.SIM].lab_ready:g} for sim, {WAITS[Flavor.OMNIBUS].lab_ready:g} for "
+              "omnibus].")
 @click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
 @json_option
 def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,

@@ -47,6 +47,7 @@ from lab.lifecycle.readiness import (
     wait_layers,
 )
 from lab.lifecycle.status import LabStatus, NodeStatus
+from lab.lifecycle.timeouts import default_timeout
 from lab.model.topology import HTTP_PORT, Flavor, Lab, Node
 from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd
 from lab.render.compose_file import (
@@ -70,9 +71,6 @@ from lab.store.labdir import (
     write_lab,
 )
 
-# A first Omnibus boot (reconfigure, migrations, Puma, then `gitlab-rails runner`
-# for the token) takes 5-15 minutes on a small machine; a sim node seconds.
-TIMEOUTS = {Flavor.SIM: 300.0, Flavor.OMNIBUS: 1200.0}
 # Until the sim image carries a Praefect stand-in (issue 26), a cluster lab renders and
 # runs on Omnibus images only.
 SIM_NO_PRAEFECT = ("the sim flavour has no Praefect yet, so a Gitaly Cluster lab can't start "
@@ -87,11 +85,6 @@ FIRST_POLL_INTERVAL = 0.1
 CREATE_SETTLE_SECONDS = 1.0
 POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
-
-
-def default_timeout(lab: Lab) -> float:
-    """How long `lab up`, a scenario change and the runner wait for ``lab`` by default."""
-    return TIMEOUTS[lab.flavor]
 
 
 # --- the handle --------------------------------------------------------------------

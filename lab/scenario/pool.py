@@ -21,7 +21,7 @@ UpFn = Callable[[Lab], LabHandle]
 #: One line of what the pool (or a run) is doing, for a spinner or a log.
 Say = Callable[[str], None]
 
-# None: each wait uses the lab's flavour default (lifecycle.TIMEOUTS), the same as
+# None: each wait uses the lab's flavour default (lab.lifecycle.timeouts), the same as
 # `lab up`, so a scenario never gives an Omnibus boot less time than `lab up` does.
 READY_TIMEOUT: float | None = None
 

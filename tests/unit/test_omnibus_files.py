@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from lab.lifecycle import handle
 from lab.lifecycle.folder import foreign_entries
+from lab.lifecycle.timeouts import WAITS, default_timeout
 from lab.model.topology import Flavor
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.secrets import merge_written_back
@@ -78,9 +78,9 @@ def test_foreign_entries_are_found_below_nodes(tmp_path: Path,
 
 
 def test_each_flavour_has_its_own_timeout() -> None:
-    assert handle.TIMEOUTS[Flavor.OMNIBUS] >= 1200
+    assert WAITS[Flavor.OMNIBUS].lab_ready >= 1200
     omni = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
-    assert handle.default_timeout(omni) == handle.TIMEOUTS[Flavor.OMNIBUS]
+    assert default_timeout(omni) == WAITS[Flavor.OMNIBUS].lab_ready
     from lab.scenario import runner
 
     assert runner.READY_TIMEOUT is None  # the runner waits as long as `lab up`

@@ -74,7 +74,7 @@ def test_lab_compose_needs_start() -> None:
 
 def test_lab_compose_waits_as_long_as_lab_up_per_flavour(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.lifecycle.handle import default_timeout
+    from lab.lifecycle.timeouts import default_timeout
     from lab.model.topology import Lab
 
     seen: dict[str, float | None] = {}
@@ -102,3 +102,10 @@ def test_omnibus_image_is_never_pulled(monkeypatch: pytest.MonkeyPatch) -> None:
         node.start()
     assert node._container is None  # stopped before anything was created
     assert node._root is None
+
+
+def test_gitaly_container_waits_its_flavours_time_for_one_node() -> None:
+    # One Gitaly node answers sooner than a whole lab is ready (lab.lifecycle.timeouts).
+    assert tc.GitalyContainer("some/image:1").timeout == 60.0
+    assert tc.GitalyContainer("some/image:1", flavor="omnibus", version="17.11.7").timeout == 900.0
+    assert tc.GitalyContainer("some/image:1", timeout=7).timeout == 7
