@@ -112,6 +112,11 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
                       f"{', '.join(result.spec['nodes'])}. Start it: lab up -f {output}",
                       highlight=False)
     # Keys and values of the customer's file: text, never Rich markup ("[/x]" would raise).
+    for line in result.unknown:
+        # What the customer's Omnibus of that release refuses or ignores (removed settings
+        # with Omnibus' own message and the release that removed them, unknown keys).
+        err_console.print(styled((f"GitLab {result.spec['version']}:", "red"), f" {line}"),
+                          highlight=False)
     for line in result.unmapped:
         err_console.print(styled(("not reproduced:", "yellow"), f" {line}"), highlight=False)
     for line in result.notes:

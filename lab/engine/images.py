@@ -99,7 +99,7 @@ def _lab_dir() -> Path:
 # by tests): one implementation of Gitaly/JWT auth and of each release's dialect.
 IMAGE_MODULES = ("__init__.py", "omnibus/__init__.py", "omnibus/auth.py", "omnibus/release.py",
                  "omnibus/dialect.py", "omnibus/keys.py", "omnibus/keypaths.py",
-                 "omnibus/eras.py", "omnibus/directories.py")
+                 "omnibus/eras.py", "omnibus/directories.py", "omnibus/removals.py")
 IMAGE_DATA = "omnibus/data"
 # Where the image keeps them; the sim's PYTHONPATH holds this folder's parent.
 IMAGE_LAB_DIR = "rootfs/opt/gitlab/embedded/sim/lab"

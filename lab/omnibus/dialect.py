@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.omnibus import keypaths
+from lab.omnibus import removals as removals_table
 from lab.omnibus.keys import unknown_settings
 from lab.omnibus.release import (
     ACTIVE_RECORD_ENCRYPTION,
     DIRS_FROM_GITALY_STORAGES,
-    GIT_DATA_DIRS_REMOVED,
     GITALY_CONFIGURATION,
     GITALY_LEGACY_REMOVED,
     GITALY_ROLE,
@@ -29,8 +29,6 @@ from lab.omnibus.release import (
     INITIAL_ROOT_PASSWORD,
     KAS_ADDED,
     PUMA_DEFAULT,
-    REPOSITORIES_STORAGES,
-    UNICORN_DEPRECATED,
     UNICORN_REMOVED,
     Version,
 )
@@ -155,27 +153,8 @@ def dialect_for(version: Version) -> Dialect:
 # Legacy gitaly[...] key -> its place under gitaly['configuration'] (15.10's remap_legacy_values),
 # from the key table.
 LEGACY_GITALY_KEYS: dict[str, tuple[str, ...]] = keypaths.legacy_gitaly_keys()
-# Every legacy key 16.0 lists as removed (package/libraries/deprecations.rb,
-# gitaly_legacy_configuration_deprecations), beyond the remapped ones above.
-LEGACY_GITALY_REMOVED = (
-    *LEGACY_GITALY_KEYS, "graceful_restart_timeout", "logging_sentry_dsn",
-    "logging_sentry_environment", "log_directory", "prometheus_grpc_latency_buckets",
-    "git_catfile_cache_size", "git_bin_path", "use_bundled_git", "gpg_signing_key_path",
-    "gitconfig", "custom_hooks_dir", "daily_maintenance_disabled", "daily_maintenance_start_hour",
-    "daily_maintenance_start_minute", "daily_maintenance_duration", "daily_maintenance_storages",
-    "cgroups_mountpoint", "cgroups_hierarchy_root", "cgroups_memory_bytes", "cgroups_cpu_shares",
-    "cgroups_repositories_count", "cgroups_repositories_memory_bytes",
-    "cgroups_repositories_cpu_shares", "concurrency", "rate_limiting",
-    "pack_objects_cache_enabled", "pack_objects_cache_dir", "pack_objects_cache_max_age",
-)
-_GITALY_1510_NOTE = (
-    "In GitLab 15.10, Gitaly's configuration in Omnibus GitLab was changed to structurally "
-    "match Gitaly's own configuration. Please see the migration instructions at "
-    "https://docs.gitlab.com/ee/update/#15100")
-_GIT_DATA_DIRS_NOTE = ("See https://docs.gitlab.com/omnibus/settings/configuration.html"
-                       "#migrating-from-git_data_dirs for migration instructions.")
-# Omnibus' own words (package/libraries/omnibus_helper.rb, check_deprecations, 13.0+).
-REMOVED_ABORT = "Removed configurations found in gitlab.rb. Aborting reconfigure."
+# Omnibus' own words (package/libraries/omnibus_helper.rb check_deprecations).
+REMOVED_ABORT = removals_table.REMOVED_ABORT
 
 
 def _set(value: Any) -> bool:
@@ -195,23 +174,10 @@ def _dig(settings: Mapping[str, Any], *path: str) -> Any:
 def removals(settings: Mapping[str, Any], version: Version) -> list[str]:
     """Omnibus' removal messages for these settings in ``version`` (empty: none apply).
 
-    Each is a line ``* KEY has been deprecated since X and was removed in Y. NOTE``
-    (package/libraries/deprecations.rb, check_config and additional_deprecations).
+    Each is a line ``* KEY has been deprecated since X and was removed in Y. NOTE``, from
+    the table scripts/omnibus_removals.py generates from that release's deprecations.rb.
     """
-    out: list[str] = []
-    if version >= GITALY_LEGACY_REMOVED:
-        for key in LEGACY_GITALY_REMOVED:
-            if _set(_dig(settings, "gitaly", key)):
-                out.append(f"* gitaly['{key}'] has been deprecated since "
-                           f"{GITALY_CONFIGURATION.series} and was removed in "
-                           f"{GITALY_LEGACY_REMOVED.series}. {_GITALY_1510_NOTE}")
-    if version >= UNICORN_REMOVED and _dig(settings, "unicorn", "enable") is True:
-        out.append(f"* unicorn[enable] has been deprecated since {UNICORN_DEPRECATED.series} and "
-                   f"was removed in {UNICORN_REMOVED.series}.")
-    if version >= GIT_DATA_DIRS_REMOVED and _set(settings.get("git_data_dirs")):
-        out.append(f"* git_data_dirs has been deprecated since {REPOSITORIES_STORAGES.series} "
-                   f"and was removed in {GIT_DATA_DIRS_REMOVED.series}. " + _GIT_DATA_DIRS_NOTE)
-    return out
+    return removals_table.removal_messages(settings, version)
 
 
 def legacy_conflicts(settings: Mapping[str, Any], version: Version) -> list[str]:
@@ -236,10 +202,17 @@ def legacy_conflicts(settings: Mapping[str, Any], version: Version) -> list[str]
 def findings(settings: Mapping[str, Any], version: Version) -> list[tuple[bool, str]]:
     """(reconfigure aborts?, message) for what ``version``'s Omnibus says about these
     settings: unknown names and keys, removals, legacy/new Gitaly conflicts."""
-    out = [(u.top_level, u.message(version)) for u in unknown_settings(settings, version)]
-    removed = removals(settings, version)
-    if removed:
-        out.append((True, f"{REMOVED_ABORT} " + " ".join(removed)))
+    unknown = unknown_settings(settings, version)
+    # An unknown name stops reconfigure while gitlab.rb is read, before the removal check.
+    dead = {u.key.split("[")[0] for u in unknown if u.top_level}
+    removed = removals_table.found({k: v for k, v in settings.items() if k not in dead}, version)
+    # A removed key is reported as removed, not as unknown.
+    covered = {entry.setting for entry, _ in removed}
+    out = [(u.top_level, u.message(version)) for u in unknown if u.key not in covered]
+    # One finding per removed setting: Omnibus' line (it names the release that removed it),
+    # then what reconfigure of this release does about it.
+    out += [(True, f"{line.removeprefix('* ')} Reconfigure of {version.series} aborts: "
+                   f"{REMOVED_ABORT}") for _, line in removed]
     out += [(True, f"{c} (reconfigure aborts)") for c in legacy_conflicts(settings, version)]
     return out
 
