@@ -24,6 +24,12 @@ from lab.omnibus.release import (
     GITALY_SECRET,
     GUIDE_GIT_DATA_DIRS,
     NEWEST,
+    PRAEFECT_AUTO_MIGRATE,
+    PRAEFECT_CONFIGURATION,
+    PRAEFECT_COOKBOOK,
+    PRAEFECT_LEGACY_REMOVED,
+    PRAEFECT_TLS,
+    PRAEFECT_VIRTUAL_STORAGES,
     REPOSITORIES_STORAGES,
     Version,
 )
@@ -50,6 +56,16 @@ APP_GITALY_TOKEN = "app gitaly token"
 APP_STORAGES = "app storages"  # the application's storage -> Gitaly address
 ROLES = "roles"
 MANAGE_ETC = "manage /etc/gitlab"
+PRAEFECT_ENABLED = "praefect enabled"
+PRAEFECT_AUTO_MIGRATE_KEY = "praefect auto migrate"
+PRAEFECT_LISTEN = "praefect listen address"
+PRAEFECT_TLS_LISTEN = "praefect TLS listen address"
+PRAEFECT_CERTIFICATE = "praefect TLS certificate"
+PRAEFECT_KEY = "praefect TLS key"
+PRAEFECT_TOKEN = "praefect auth token"  # the external token
+PRAEFECT_VIRTUAL_STORAGES_KEY = "praefect virtual storages"
+PRAEFECT_DB = "praefect database"  # + " " + host, port, user, password, dbname, sslmode
+PRAEFECT_DB_FIELDS = ("host", "port", "user", "password", "dbname", "sslmode")
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,15 @@ def _gitaly(setting: str, legacy: str, *new: str, written: bool = True) -> tuple
                     write_until=GITALY_CONFIGURATION, written_ever=written))
 
 
+def _praefect(setting: str, legacy: str, *new: str,
+              since: Version = PRAEFECT_COOKBOOK) -> tuple[KeyPath, ...]:
+    """A Praefect setting of both dialects: praefect['configuration'][...] from 15.9, the
+    legacy praefect['<legacy>'] from ``since`` until 16.0 (written until 15.9)."""
+    return (KeyPath(setting, ("praefect", "configuration", *new), since=PRAEFECT_CONFIGURATION),
+            KeyPath(setting, ("praefect", legacy), since=since, until=PRAEFECT_LEGACY_REMOVED,
+                    write_until=PRAEFECT_CONFIGURATION))
+
+
 #: The table, newest spelling of each setting first (the order readers try them in). The
 #: legacy Gitaly rows are in the order of 15.10's remap_legacy_values.
 KEY_PATHS: tuple[KeyPath, ...] = (
@@ -127,6 +152,21 @@ KEY_PATHS: tuple[KeyPath, ...] = (
             write_until=REPOSITORIES_STORAGES),
     KeyPath(ROLES, ("roles",)),
     KeyPath(MANAGE_ETC, ("manage_storage_directories", "manage_etc")),
+    KeyPath(PRAEFECT_ENABLED, ("praefect", "enable"), since=PRAEFECT_COOKBOOK),
+    KeyPath(PRAEFECT_AUTO_MIGRATE_KEY, ("praefect", "auto_migrate"), since=PRAEFECT_AUTO_MIGRATE),
+    *_praefect(PRAEFECT_LISTEN, "listen_addr", "listen_addr"),
+    *_praefect(PRAEFECT_TLS_LISTEN, "tls_listen_addr", "tls_listen_addr", since=PRAEFECT_TLS),
+    *_praefect(PRAEFECT_CERTIFICATE, "certificate_path", "tls", "certificate_path",
+               since=PRAEFECT_TLS),
+    *_praefect(PRAEFECT_KEY, "key_path", "tls", "key_path", since=PRAEFECT_TLS),
+    *_praefect(PRAEFECT_TOKEN, "auth_token", "auth", "token"),
+    *(row for field in PRAEFECT_DB_FIELDS
+      for row in _praefect(f"{PRAEFECT_DB} {field}", f"database_{field}", "database", field,
+                           since=PRAEFECT_VIRTUAL_STORAGES)),
+    # The virtual storages: Praefect's own list of hashes from 15.9, before a hash by name
+    # (the nodes nested under 'nodes' from 13.9, lab/omnibus/praefect.py).
+    *_praefect(PRAEFECT_VIRTUAL_STORAGES_KEY, "virtual_storages", "virtual_storage",
+               since=PRAEFECT_VIRTUAL_STORAGES),
 )
 
 

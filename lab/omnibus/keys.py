@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.omnibus.release import REFERENCE_RELEASES, Version, reference_for
+from lab.omnibus.release import (
+    PRAEFECT_AUTO_MIGRATE,
+    PRAEFECT_LEGACY_REMOVED,
+    PRAEFECT_TLS,
+    REFERENCE_RELEASES,
+    Version,
+    reference_for,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 # Top-level names that exist only in part of a reference release's successors:
@@ -38,15 +45,14 @@ TOP_LEVEL_RANGES: dict[str, tuple[str, str]] = {
 # came with 15.10 (gitaly/libraries/gitaly.rb; lab.omnibus.dialect renders it from 15.10),
 # after the 15.9.8 reference.
 # gitaly['gitlab_secret'] came with 17.5 (gitaly/libraries/gitaly.rb parse_secrets).
-# Praefect (praefect/attributes/default.rb per tag): auto_migrate came with 13.0, the TLS
-# listener with 13.2, after the 12.10.14 reference that 13.3-13.11 read.
+# Praefect's auto_migrate and TLS listener (lab.omnibus.release) came after the 12.10.14
+# reference that 13.3-13.11 read.
 KEY_RANGES: dict[str, tuple[str, str]] = {
     "gitaly.configuration": ("15.10.0", "99.0.0"),
     "gitaly.gitlab_secret": ("17.5.0", "99.0.0"),
-    "praefect.auto_migrate": ("13.0.0", "99.0.0"),
-    "praefect.tls_listen_addr": ("13.2.0", "16.0.0"),
-    "praefect.certificate_path": ("13.2.0", "16.0.0"),
-    "praefect.key_path": ("13.2.0", "16.0.0"),
+    "praefect.auto_migrate": (str(PRAEFECT_AUTO_MIGRATE), "99.0.0"),
+    **{f"praefect.{key}": (str(PRAEFECT_TLS), str(PRAEFECT_LEGACY_REMOVED))
+       for key in ("tls_listen_addr", "certificate_path", "key_path")},
 }
 # gitlab-secrets.json's values may be set in gitlab.rb instead (package/libraries/
 # helpers/secrets_helper.rb reads Gitlab[section][key] first); no attribute file lists them.

@@ -25,13 +25,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.omnibus.release import Version
+from lab.omnibus import keypaths
+from lab.omnibus.release import (
+    PRAEFECT_CLUSTER,
+    PRAEFECT_CONFIGURATION,
+    PRAEFECT_COOKBOOK,
+    PRAEFECT_LEGACY_REMOVED,
+    PRAEFECT_REPLICATION_FACTOR,
+    Version,
+)
 
 # A reader of evaluated gitlab.rb settings (lab.omnibus.dialect.getter): a key path -> value.
 Getter = Any
 
-FIRST_COOKBOOK = "12.4.0"
-FIRST_CLUSTER = "13.3.0"
+FIRST_COOKBOOK = str(PRAEFECT_COOKBOOK)
+FIRST_CLUSTER = str(PRAEFECT_CLUSTER)
 PORT = 2305
 TLS_PORT = 3305
 DB_PORT = 5432
@@ -55,16 +63,16 @@ class PraefectDialect:
 
 
 def praefect_dialect(version: Version) -> PraefectDialect:
-    at = version.at_least
-    return PraefectDialect(version=version, configuration=at("15.9.0"),
-                           legacy=not at("16.0.0"), replication_factor=at("13.9.0"))
+    return PraefectDialect(version=version, configuration=version >= PRAEFECT_CONFIGURATION,
+                           legacy=version < PRAEFECT_LEGACY_REMOVED,
+                           replication_factor=version >= PRAEFECT_REPLICATION_FACTOR)
 
 
 def cluster_unsupported(version: Version) -> str | None:
     """Why a Gitaly Cluster lab can't be rendered for ``version`` (None: it can)."""
-    if version.at_least(FIRST_CLUSTER):
+    if version >= PRAEFECT_CLUSTER:
         return None
-    if version.at_least(FIRST_COOKBOOK):
+    if version >= PRAEFECT_COOKBOOK:
         why = (f"Omnibus has a praefect cookbook from {FIRST_COOKBOOK}, but its defaults run a "
                "database-backed cluster with automatic failover only from "
                f"{FIRST_CLUSTER}")
@@ -136,18 +144,13 @@ class PraefectFacts:
     database: dict[str, str] = field(default_factory=dict)  # host, port, user, password, dbname
 
 
-_LEGACY = {"listen_addr": ("listen_addr",), "tls_listen_addr": ("tls_listen_addr",),
-           "certificate_path": ("tls", "certificate_path"), "key_path": ("tls", "key_path"),
-           "auth_token": ("auth", "token")}
-_DB = ("host", "port", "user", "password", "dbname", "sslmode")
-
-
-def _dig(value: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+def _first(get: Getter, setting: str, version: Version) -> Any:
+    """The first spelling of ``setting`` that ``version`` reads and the file sets."""
+    for key in keypaths.read_order(setting, version):
+        value = get(*key.path)
+        if value is not None:
+            return value
+    return None
 
 
 def _str(value: Any) -> str:
@@ -155,32 +158,23 @@ def _str(value: Any) -> str:
 
 
 def read_praefect(get: Getter, version: Version) -> PraefectFacts:
-    """A Praefect node's settings as ``version``'s Omnibus reads them: praefect['configuration']
-    from 15.9 (a legacy key fills what it leaves unset until 16.0, as remap_legacy_values
-    does), the legacy keys before."""
+    """A Praefect node's settings as ``version``'s Omnibus reads them (lab.omnibus.keypaths:
+    praefect['configuration'] from 15.9, a legacy key filling what it leaves unset until 16.0,
+    as remap_legacy_values does)."""
     d = praefect_dialect(version)
-    conf = get("praefect", "configuration") if d.configuration else None
-    conf = conf if isinstance(conf, Mapping) else {}
-    f = PraefectFacts(enabled=get("praefect", "enable") is True)
-
-    def value(legacy: str) -> Any:
-        new = _dig(conf, *_LEGACY[legacy])
-        return new if new is not None or not d.legacy else get("praefect", legacy)
-
-    f.listen_addr = _str(value("listen_addr"))
-    f.tls_listen_addr = _str(value("tls_listen_addr"))
-    f.certificate_path = _str(value("certificate_path"))
-    f.key_path = _str(value("key_path"))
-    token = value("auth_token")
+    f = PraefectFacts(enabled=_first(get, keypaths.PRAEFECT_ENABLED, version) is True)
+    f.listen_addr = _str(_first(get, keypaths.PRAEFECT_LISTEN, version))
+    f.tls_listen_addr = _str(_first(get, keypaths.PRAEFECT_TLS_LISTEN, version))
+    f.certificate_path = _str(_first(get, keypaths.PRAEFECT_CERTIFICATE, version))
+    f.key_path = _str(_first(get, keypaths.PRAEFECT_KEY, version))
+    token = _first(get, keypaths.PRAEFECT_TOKEN, version)
     f.token = None if token is None else str(token)
-    for key in _DB:
-        v = _dig(conf, "database", key)
-        if v is None and d.legacy:
-            v = get("praefect", f"database_{key}")
-        if v is not None:
-            f.database[key] = str(v)
-    storages = conf.get("virtual_storage")
-    if isinstance(storages, list):
+    for field_ in keypaths.PRAEFECT_DB_FIELDS:
+        value = _first(get, f"{keypaths.PRAEFECT_DB} {field_}", version)
+        if value is not None:
+            f.database[field_] = str(value)
+    storages = _first(get, keypaths.PRAEFECT_VIRTUAL_STORAGES_KEY, version)
+    if isinstance(storages, list):  # praefect['configuration'][:virtual_storage]
         for vs in storages:
             if not isinstance(vs, Mapping) or not vs.get("name"):
                 continue
@@ -193,9 +187,8 @@ def read_praefect(get: Getter, version: Version) -> PraefectFacts:
                 for n in nodes if isinstance(n, Mapping)]
             if isinstance(vs.get("default_replication_factor"), int):
                 f.replication_factor[name] = vs["default_replication_factor"]
-    legacy = get("praefect", "virtual_storages") if d.legacy else None
-    if not f.virtual_storages and isinstance(legacy, Mapping):
-        for name, entry in legacy.items():
+    elif isinstance(storages, Mapping):  # praefect['virtual_storages']
+        for name, entry in storages.items():
             if not isinstance(entry, Mapping):
                 continue
             # 13.9+ nests the nodes under 'nodes' beside 'default_replication_factor'.

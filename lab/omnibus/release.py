@@ -110,6 +110,29 @@ ACTIVE_RECORD_ENCRYPTION = Version(17, 8, 0)
 #: git_data_dirs removed: setting it aborts reconfigure (deprecations.rb).
 GIT_DATA_DIRS_REMOVED = Version(18, 0, 0)
 
+# Praefect (Gitaly Cluster): files/gitlab-cookbooks/praefect/ at each tag.
+#: The first praefect cookbook (attributes/default.rb: virtual_storage_name, storage_nodes
+#: with a static primary, no database).
+PRAEFECT_COOKBOOK = Version(12, 4, 0)
+#: praefect['virtual_storages'] and praefect['database_*'] (attributes/default.rb 12.6.8).
+PRAEFECT_VIRTUAL_STORAGES = Version(12, 6, 0)
+#: praefect['auto_migrate'] (attributes/default.rb 13.0.14).
+PRAEFECT_AUTO_MIGRATE = Version(13, 0, 0)
+#: praefect['tls_listen_addr'], ['certificate_path'], ['key_path'] (attributes 13.2.10).
+PRAEFECT_TLS = Version(13, 2, 0)
+#: The first release whose defaults run the database-backed cluster with automatic
+#: failover (attributes 13.3.9: failover_enabled true, failover_election_strategy 'sql';
+#: Gitaly v13.1.0 keeps the replication queue in PostgreSQL unless memory_queue_enabled).
+PRAEFECT_CLUSTER = Version(13, 3, 0)
+#: A virtual storage's nodes under 'nodes' beside 'default_replication_factor'
+#: (templates/default/praefect-config.toml.erb 13.9.7).
+PRAEFECT_REPLICATION_FACTOR = Version(13, 9, 0)
+#: praefect['configuration'] (libraries/praefect.rb remap_legacy_values, 15.9.8).
+PRAEFECT_CONFIGURATION = Version(15, 9, 0)
+#: The legacy praefect[...] keys removed (deprecations.rb,
+#: praefect_legacy_configuration_deprecations, 16.0.0).
+PRAEFECT_LEGACY_REMOVED = Version(16, 0, 0)
+
 
 def omnibus_image_ref(edition: str, version: str) -> str:
     """The official image of a release: gitlab/gitlab-ce:17.11.7-ce.0."""

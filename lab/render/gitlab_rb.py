@@ -197,66 +197,67 @@ def _off(lab: Lab, extra: Iterable[str] = ()) -> list[str]:
     return [f"{svc}['enable'] = false" for svc in (*extra, *lab.dialect.gitaly_node_disabled())]
 
 
-def _praefect_legacy(lab: Lab, node: Node, token: str, internal: str, password: str,
-                     db: Node) -> list[str]:
-    out: list[str] = []
-    if node.tls:
-        out += [f"praefect['tls_listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}",
-                f"praefect['certificate_path'] = {rb(cert_path(node))}",
-                f"praefect['key_path'] = {rb(key_path(node))}"]
-    else:
-        out.append(f"praefect['listen_addr'] = {rb(f'0.0.0.0:{node.gitaly_port}')}")
-    out += [f"praefect['auth_token'] = {rb(token)}",
-            f"praefect['database_host'] = {rb(db.name)}",
-            f"praefect['database_port'] = {pf.DB_PORT}",
-            f"praefect['database_user'] = {rb(pf.DB_USER)}",
-            f"praefect['database_password'] = {rb(password)}",
-            f"praefect['database_dbname'] = {rb(pf.DB_NAME)}",
-            "praefect['database_sslmode'] = 'disable'",
-            "praefect['virtual_storages'] = {"]
-    nodes = [f"{rb(b.name)} => {{ 'address' => {rb(b.gitaly_address)}, "
-             f"'token' => {rb(internal)} }}," for b in _backends(lab, node)]
+def _virtual_storages(lab: Lab, key: KeyPath, node: Node, internal: str) -> list[str]:
+    """Praefect's virtual storages (each Gitaly node behind it, its storage named after the
+    node, dialled with the internal token) in the spelling of ``key``."""
+    backends = _backends(lab, node)
+    if key.path == ("praefect", "virtual_storages"):
+        nodes = [f"{rb(b.name)} => {{ 'address' => {rb(b.gitaly_address)}, "
+                 f"'token' => {rb(internal)} }}," for b in backends]
+        out = [f"{key.ruby} = {{"]
+        for vs in node.storages:
+            out.append(f"  {rb(vs.name)} => {{")
+            if lab.praefect_dialect.replication_factor:
+                out += [f"    'default_replication_factor' => {node.replicas},",
+                        "    'nodes' => {", *_hash_block(nodes, "      "), "    },"]
+            else:
+                out += _hash_block(nodes, "    ")
+            out.append("  },")
+        return [*out, "}"]
+    # Inside praefect['configuration']: the value of its virtual_storage key.
+    out = ["["]
     for vs in node.storages:
-        out.append(f"  {rb(vs.name)} => {{")
-        if lab.praefect_dialect.replication_factor:
-            out.append(f"    'default_replication_factor' => {node.replicas},")
-            out += ["    'nodes' => {", *_hash_block(nodes, "      "), "    },"]
+        out += ["  {", f"    name: {rb(vs.name)},",
+                f"    default_replication_factor: {node.replicas},", "    node: ["]
+        out += [f"      {{ storage: {rb(b.name)}, address: {rb(b.gitaly_address)}, "
+                f"token: {rb(internal)} }}," for b in backends]
+        out += ["    ],", "  },"]
+    return [*out, "],"]
+
+
+def _praefect_settings(lab: Lab, node: Node, token: str, internal: str, password: str,
+                       db: Node) -> list[str]:
+    """Praefect's listener, TLS files, external token, database and virtual storages, each
+    where lab.omnibus.keypaths says the lab's release has it."""
+    address = rb(f"0.0.0.0:{node.gitaly_port}")
+    if node.tls:
+        values = [(keypaths.PRAEFECT_TLS_LISTEN, address),
+                  (keypaths.PRAEFECT_CERTIFICATE, rb(cert_path(node))),
+                  (keypaths.PRAEFECT_KEY, rb(key_path(node)))]
+    else:
+        values = [(keypaths.PRAEFECT_LISTEN, address)]
+    values.append((keypaths.PRAEFECT_TOKEN, rb(token)))
+    database = {"host": rb(db.name), "port": str(pf.DB_PORT), "user": rb(pf.DB_USER),
+                "password": rb(password), "dbname": rb(pf.DB_NAME), "sslmode": "'disable'"}
+    values += [(f"{keypaths.PRAEFECT_DB} {k}", database[k]) for k in keypaths.PRAEFECT_DB_FIELDS]
+    top: list[str] = []
+    nested: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = {}
+    for setting, value in values:
+        for key in keypaths.written(setting, lab.version):
+            if len(key.path) > 2:
+                nested.setdefault(key.path[:2], []).append((key.path[2:], [f"{value},"]))
+            else:
+                top.append(_assign(key, value))
+    for key in keypaths.written(keypaths.PRAEFECT_VIRTUAL_STORAGES_KEY, lab.version):
+        lines = _virtual_storages(lab, key, node, internal)
+        if len(key.path) > 2:
+            nested.setdefault(key.path[:2], []).append((key.path[2:], lines))
         else:
-            out += _hash_block(nodes, "    ")
-        out.append("  },")
-    out.append("}")
-    return out
-
-
-def _praefect_configuration(lab: Lab, node: Node, token: str, internal: str, password: str,
-                            db: Node) -> list[str]:
-    out = ["praefect['configuration'] = {"]
-    if node.tls:
-        out += _hash_block([
-            f"tls_listen_addr: {rb(f'0.0.0.0:{node.gitaly_port}')},",
-            "tls: {",
-            f"  certificate_path: {rb(cert_path(node))},",
-            f"  key_path: {rb(key_path(node))},",
-            "},",
-        ])
-    else:
-        out += _hash_block([f"listen_addr: {rb(f'0.0.0.0:{node.gitaly_port}')},"])
-    out += _hash_block([
-        "auth: {", f"  token: {rb(token)},", "},",
-        "database: {", f"  host: {rb(db.name)},", f"  port: {pf.DB_PORT},",
-        f"  user: {rb(pf.DB_USER)},", f"  password: {rb(password)},",
-        f"  dbname: {rb(pf.DB_NAME)},", "  sslmode: 'disable',", "},",
-        "virtual_storage: ["])
-    for vs in node.storages:
-        out += _hash_block(["{", f"  name: {rb(vs.name)},"], "    ")
-        out += _hash_block([f"  default_replication_factor: {node.replicas},"], "    ")
-        out += _hash_block(["  node: ["], "    ")
-        out += _hash_block(
-            (f"{{ storage: {rb(b.name)}, address: {rb(b.gitaly_address)}, "
-             f"token: {rb(internal)} }}," for b in _backends(lab, node)), "        ")
-        out += _hash_block(["  ],", "},"], "    ")
-    out += ["  ],", "}"]
-    return out
+            top += lines
+    out: list[str] = []
+    for (name, sub), items in nested.items():
+        out += [f"{name}['{sub}'] = {{", *_symbol_hash(items, 1), "}"]
+    return out + top
 
 
 def _backends(lab: Lab, node: Node) -> list[Node]:
@@ -272,11 +273,10 @@ def _praefect_node(lab: Lab, node: Node, token: str, sec: LabSecrets) -> list[st
            "",
            "# Praefect's database is created after its node is up; the lab runs",
            "# `praefect sql-migrate` then, as the docs' deploy node does.",
-           "praefect['enable'] = true", "praefect['auto_migrate'] = false", ""]
-    args = (lab, node, token, sec.praefect_token, sec.praefect_db_password, db)
-    out += _praefect_configuration(*args) if lab.praefect_dialect.configuration else \
-        _praefect_legacy(*args)
-    return out
+           _assign(_key(lab, keypaths.PRAEFECT_ENABLED), "true"),
+           _assign(_key(lab, keypaths.PRAEFECT_AUTO_MIGRATE_KEY), "false"), ""]
+    return out + _praefect_settings(lab, node, token, sec.praefect_token,
+                                    sec.praefect_db_password, db)
 
 
 def _postgres_node(lab: Lab, node: Node) -> list[str]:

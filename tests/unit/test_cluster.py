@@ -265,3 +265,13 @@ def test_doctor_reads_the_three_sides_from_the_files(version: str, tmp_path: Pat
     failed = {(c.scope, c.name) for c in cluster_checks("gitlab", [facts])
               if c.level is Level.FAIL}
     assert failed == {("gitaly2", "internal token"), ("gitaly3", "storage name")}
+
+
+def test_legacy_praefect_keys_abort_reconfigure_from_16_0() -> None:
+    from lab.omnibus.dialect import removals
+
+    settings = {"praefect": {"auth_token": "x", "configuration": {"listen_addr": "a"}}}
+    assert removals(settings, Version.parse("15.11.13")) == []
+    [line] = removals(settings, Version.parse("16.11.10"))
+    assert line.startswith("* praefect['auth_token'] has been deprecated since 15.9 and was "
+                           "removed in 16.0. In GitLab 15.9, Praefect's configuration")
