@@ -53,8 +53,9 @@ def foreign_entries(lab_dir: Path) -> list[Path]:
     """What under the lab's nodes/ this user does not own: written by a rootful engine.
 
     Omnibus chowns /etc/gitlab to root unless `manage_etc` is off, and in any release
-    writes root-owned files there (ssh host keys, initial_root_password from 14.0, a
-    generated gitlab-secrets.json). Root owns everything anyway: nothing to do then.
+    writes root-owned files there (ssh host keys, initial_root_password from
+    lab.omnibus.release.INITIAL_ROOT_PASSWORD, a generated gitlab-secrets.json). Root owns
+    everything anyway: nothing to do then.
     """
     nodes = lab_dir / "nodes"
     uid = os.getuid()

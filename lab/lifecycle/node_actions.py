@@ -10,7 +10,8 @@ same where it can, and falls back to what a reconfigure cannot do:
 - files the services read only at start changed (Gitaly's TLS certificate and
   key; the trusted CAs, which reconfigure picks up only when one is *added*), or
   the shell secret changed on a Gitaly node of a release whose reconfigure does
-  not restart Gitaly for it (before 16.8): **restart** the container;
+  not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
+  **restart** the container;
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
 - nothing of the node changed: **nothing**.
 """
@@ -23,8 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lab.omnibus import eras
-from lab.omnibus.release import Version
+from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, Version
 
 # The files reconfigure reads and acts on (the rest of /etc/gitlab is read by services).
 RECONFIGURED_FILES = ("gitlab.rb", "gitlab-secrets.json")
@@ -100,11 +100,11 @@ def plan_node(node: str, old_service: Mapping[str, Any] | None, new_service: Map
         return NodePlan(node, Action.RESTART,
                         f"read only when services start: {', '.join(read_at_start)}")
     secrets = "gitlab-secrets.json"
-    if runs_gitaly and not runs_app and version < eras.GITALY_RESTARTS_ON_SHELL_SECRET \
+    if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):
         return NodePlan(node, Action.RESTART,
                         f"shell secret changed; reconfigure restarts Gitaly for it from "
-                        f"{eras.GITALY_RESTARTS_ON_SHELL_SECRET} only")
+                        f"{GITALY_RESTARTS_ON_SHELL_SECRET} only")
     return NodePlan(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
 
 

@@ -1,8 +1,9 @@
 """What GitLab, Gitaly and Workhorse answer, release by release: the texts and the eras.
 
-One place for the messages a user sees (API bodies, git's output, log lines) and
-the release at which each changed. The sim image carries this very file (standard
-library only), so the sim and the tests that check it can never
+One place for the messages a user sees (API bodies, git's output, log lines); the
+release at which each changed is a name from lab.omnibus.release (the one table of
+release boundaries), its source told here beside the text. The sim image carries this
+very file (standard library only), so the sim and the tests that check it can never
 disagree about a text. Sources are named beside each fact and in docs/fidelity.md.
 """
 
@@ -16,27 +17,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lab.omnibus.release import NEWEST, Version
+from lab.omnibus.release import (
+    CREATE_WITHOUT_SHELL,
+    GITALY_DROPS_SHARED_SECRET,
+    GITALY_PLAIN_EXIT,
+    GITALY_SENDS_JWT,
+    GITALY_STORAGE_DOESNT_EXIST,
+    GITALY_STORAGE_WRAPPED,
+    RAILS_VERIFIES_JWT,
+    WORKHORSE_503,
+    Version,
+)
 
-_RELEASE_RE = re.compile(r"^\s*([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
+# The sim's supervisor imports this boundary from here; its number is release.py's.
+from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET as GITALY_RESTARTS_ON_SHELL_SECRET
 
 
 def release(text: str | None) -> Version:
-    """The release a node was told it runs: ``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``);
-    NEWEST when unknown. Lenient, unlike ``Version.parse``, which judges a user's input."""
-    m = _RELEASE_RE.match(text or "")
-    if not m:
-        return NEWEST
-    return Version(int(m[1]), int(m[2]), int(m[3] or 0))
-
-
-# -- reconfigure: what a changed shell secret restarts ------------------------------
-#
-# From 16.8 the gitlab-rails recipe also notifies Gitaly when gitlab_shell_secret
-# changes (omnibus-gitlab files/gitlab-cookbooks/gitlab/recipes/gitlab-rails.rb,
-# gitlab_shell_secret_services; absent at 16.7.0); before, a reconfigure left Gitaly
-# running with the old secret until it restarted.
-GITALY_RESTARTS_ON_SHELL_SECRET = Version(16, 8, 0)
+    """The release a node was told it runs (``Version.told``, the one parser), under the
+    name the sim calls."""
+    return Version.told(text)
 
 
 # -- Gitaly -> GitLab internal API: which header carries the shell secret ----------
@@ -53,24 +53,21 @@ GITALY_RESTARTS_ON_SHELL_SECRET = Version(16, 8, 0)
 
 SHARED_SECRET_HEADER = "Gitlab-Shared-Secret"
 JWT_HEADER = "Gitlab-Shell-Api-Request"
-_GITALY_SENDS_JWT_FROM = Version(15, 2, 0)
-_GITALY_DROPS_SHARED_SECRET_FROM = Version(15, 6, 0)
-_RAILS_VERIFIES_JWT_FROM = Version(15, 5, 0)
 
 
 def gitaly_sends(rel: Version) -> tuple[str, ...]:
     """The header names Gitaly's hooks of release ``rel`` send to the internal API."""
     names = []
-    if rel < _GITALY_DROPS_SHARED_SECRET_FROM:
+    if rel < GITALY_DROPS_SHARED_SECRET:
         names.append(SHARED_SECRET_HEADER)
-    if rel >= _GITALY_SENDS_JWT_FROM:
+    if rel >= GITALY_SENDS_JWT:
         names.append(JWT_HEADER)
     return tuple(names)
 
 
 def rails_verifies(rel: Version) -> str:
     """The header the internal API of release ``rel`` checks (feature flag at its default)."""
-    return JWT_HEADER if rel >= _RAILS_VERIFIES_JWT_FROM else SHARED_SECRET_HEADER
+    return JWT_HEADER if rel >= RAILS_VERIFIES_JWT else SHARED_SECRET_HEADER
 
 
 def internal_api_headers(rel: Version, secret: str,
@@ -191,9 +188,7 @@ def hook_message(message: str) -> str:
 FAILED_TO_CREATE = "Failed to create repository"
 FAILED_VIA_SHELL = "Failed to create repository via gitlab-shell"
 ALREADY_ON_DISK = "There is already a repository with that name on disk"
-#: Gitlab::Shell stopped creating repositories (Nick Thomas, gitlab-org/gitlab c861a0a0);
-#: 13.0 is the first release without it as far as the sources read here show.
-_CREATE_WITHOUT_SHELL_FROM = Version(13, 0, 0)
+#: Gitlab::Shell stopped creating repositories at CREATE_WITHOUT_SHELL (lab.omnibus.release).
 #: grpc-ruby's GRPC::BadStatus message: "<code>:<details>. debug_error_string:<debug>".
 GRPC_CLASSES = {
     1: "GRPC::Cancelled", 2: "GRPC::Unknown", 3: "GRPC::InvalidArgument",
@@ -214,7 +209,7 @@ def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
 
 
 def creation_model_message(rel: Version) -> str:
-    return FAILED_TO_CREATE if rel >= _CREATE_WITHOUT_SHELL_FROM else FAILED_VIA_SHELL
+    return FAILED_TO_CREATE if rel >= CREATE_WITHOUT_SHELL else FAILED_VIA_SHELL
 
 
 @dataclass(frozen=True)
@@ -280,7 +275,6 @@ def project_create_repository_failed(rel: Version, code: int, details: str,
 GITALY_UNAVAILABLE_TEXT = ("The git server, Gitaly, is not available at this time. "
                            "Please contact your administrator.")
 INTERNAL_SERVER_ERROR_TEXT = "Internal server error"
-_WORKHORSE_503_FROM = Version(14, 4, 0)
 #: Go's codes.Code String() names, by number.
 GO_CODE_NAMES = {
     0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded",
@@ -305,7 +299,7 @@ class HttpFailure:
 def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: str,
                                uri: str) -> HttpFailure:
     """Workhorse's answer and log record when InfoRefs fails with gRPC ``code``."""
-    newer = rel >= _WORKHORSE_503_FROM
+    newer = rel >= WORKHORSE_503
     prefix = "handleGetInfoRefs: " if newer else "handleGetInfoRefs: GetInfoRefsHandler: "
     log = {"error": prefix + go_grpc_error(code, details), "level": "error",
            "method": method, "msg": "error", "uri": uri}
@@ -330,9 +324,6 @@ def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: st
 #   internal/cli/gitaly/serve.go returns cli.Exit(err, 1), printed plain.
 
 GITALY_CONFIG_TOML = "/var/opt/gitlab/gitaly/config.toml"
-_GITALY_STORAGE_WRAPPED_FROM = Version(13, 0, 0)
-_GITALY_STORAGE_DOESNT_EXIST_FROM = Version(14, 3, 0)
-_GITALY_PLAIN_EXIT_FROM = Version(16, 3, 0)
 
 
 def _logrus_value(text: str) -> str:
@@ -345,17 +336,17 @@ def _logrus_value(text: str) -> str:
 def gitaly_storage_missing(rel: Version, name: str, path: str,
                            config_path: str = GITALY_CONFIG_TOML) -> str:
     """The line a release-``rel`` Gitaly prints before exiting on a missing storage path."""
-    if rel < _GITALY_STORAGE_WRAPPED_FROM:
+    if rel < GITALY_STORAGE_WRAPPED:
         error = f"storage paths have to exist {{{name} {path}}}"
         return (f"level=fatal msg=\"load config\" config_path={_logrus_value(config_path)} "
                 f"error={_logrus_value(error)}")
-    if rel < _GITALY_STORAGE_DOESNT_EXIST_FROM:
+    if rel < GITALY_STORAGE_DOESNT_EXIST:
         cause = (f"storage {{Name:{name} Path:{path}}} path must exist: "
                  f"stat {path}: no such file or directory")
     else:
         cause = (f"invalid config: storage path {json.dumps(path)} for storage "
                  f"{json.dumps(name)} doesn't exist")
     message = f"load config: config_path {json.dumps(config_path)}: {cause}"
-    if rel >= _GITALY_PLAIN_EXIT_FROM:
+    if rel >= GITALY_PLAIN_EXIT:
         return message
     return f"level=fatal msg={_logrus_value(message)}"

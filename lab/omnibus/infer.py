@@ -11,14 +11,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.omnibus.dialect import LEGACY_GITALY_KEYS
-from lab.omnibus.release import DEFAULT_VERSION, NEWEST, OLDEST_SUPPORTED, Version
+from lab.omnibus.release import (
+    DEFAULT_VERSION,
+    GIT_DATA_DIRS_REMOVED,
+    GITALY_CONFIGURATION,
+    GITALY_ROLE,
+    GITLAB_EXPORTER_NAMED,
+    GITLAB_MONITOR_REMOVED,
+    NEWEST,
+    OLDEST_SUPPORTED,
+    REPOSITORIES_STORAGES,
+    Version,
+)
 
 # Releases import picks from: the newest one inside the range the keys allow.
 # 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
 CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
               DEFAULT_VERSION)
-# roles(['gitaly_role']) came with 17.6: files without it look older, if the range allows.
-_ROLES_ERA = "17.6.0"
+# roles(['gitaly_role']) came with GITALY_ROLE: files without it look older, if the range
+# allows.
+_ROLES_ERA = str(GITALY_ROLE)
 
 
 @dataclass
@@ -53,23 +65,26 @@ class VersionClues:
         if "gitaly_role" in roles:
             self.at_least(_ROLES_ERA, f"{node}: roles(['gitaly_role'])")
         if "gitlab_monitor" in data:
-            self.at_most("12.10.14", f"{node}: gitlab_monitor (gitlab_exporter from 12.3, "
-                         "gone in 13.0)")
+            self.at_most("12.10.14", f"{node}: gitlab_monitor (gitlab_exporter from "
+                         f"{GITLAB_EXPORTER_NAMED.series}, gone in "
+                         f"{GITLAB_MONITOR_REMOVED.series})")
         if "unicorn" in data:
             self.at_most("13.12.15", f"{node}: unicorn['enable']")
         if gitaly.get("configuration"):
-            self.at_least("15.10.0", f"{node}: gitaly['configuration']")
+            self.at_least(str(GITALY_CONFIGURATION), f"{node}: gitaly['configuration']")
         legacy = [k for k in LEGACY_GITALY_KEYS if k in gitaly]
         if "storage" in gitaly:
             self.at_most("12.10.14", f"{node}: gitaly['storage'] (the 11.x/12.x guide's list)")
         elif legacy:
             self.at_most("15.9.8", f"{node}: gitaly['{legacy[0]}'] (legacy key)")
         if rails.get("repositories_storages"):
-            self.at_least("17.8.0", f"{node}: gitlab_rails['repositories_storages']")
+            self.at_least(str(REPOSITORIES_STORAGES),
+                          f"{node}: gitlab_rails['repositories_storages']")
         if any(isinstance(e, dict) and e.get("gitaly_address") for e in dirs.values()):
             self.at_most("17.7.7", f"{node}: git_data_dirs with gitaly_address")
         elif dirs:
-            self.at_most("17.11.7", f"{node}: git_data_dirs (removed in 18.0)")
+            self.at_most("17.11.7", f"{node}: git_data_dirs (removed in "
+                         f"{GIT_DATA_DIRS_REMOVED.series})")
 
     def choose(self, asked: Version | None, notes: list[str]) -> tuple[Version, str]:
         """The release to render, and why; ``notes`` says where the keys disagree."""

@@ -22,6 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from lab.omnibus.release import (
+    FIRST,
+    GITALY_CONFIGURATION,
+    GITALY_SECRET,
+    GITLAB_EXPORTER_NAMED,
+    GITLAB_MONITOR_REMOVED,
+    GRAFANA_REMOVED,
+    KAS_ADDED,
+    NEWEST,
     PRAEFECT_AUTO_MIGRATE,
     PRAEFECT_LEGACY_REMOVED,
     PRAEFECT_TLS,
@@ -34,25 +42,25 @@ DATA = Path(__file__).resolve().parent / "data"
 # Top-level names that exist only in part of a reference release's successors:
 # name -> (first release with it, first release without it); source:
 # package/libraries/config/gitlab.rb attribute(...) in each release.
-TOP_LEVEL_RANGES: dict[str, tuple[str, str]] = {
-    "gitlab_monitor": ("0.0.0", "13.0.0"),
-    "gitlab_exporter": ("12.3.0", "99.0.0"),
-    "grafana": ("0.0.0", "17.1.0"),
-    "gitlab_kas": ("13.5.0", "99.0.0"),
+TOP_LEVEL_RANGES: dict[str, tuple[Version, Version]] = {
+    "gitlab_monitor": (FIRST, GITLAB_MONITOR_REMOVED),
+    "gitlab_exporter": (GITLAB_EXPORTER_NAMED, NEWEST),
+    "grafana": (FIRST, GRAFANA_REMOVED),
+    "gitlab_kas": (KAS_ADDED, NEWEST),
 }
 # Keys added between two reference releases, which the older one's data cannot know:
 # "name.key" -> (first release with it, first release without it). gitaly['configuration']
-# came with 15.10 (gitaly/libraries/gitaly.rb; lab.omnibus.dialect renders it from 15.10),
-# after the 15.9.8 reference.
-# gitaly['gitlab_secret'] came with 17.5 (gitaly/libraries/gitaly.rb parse_secrets).
-# Praefect's auto_migrate and TLS listener (lab.omnibus.release) came after the 12.10.14
-# reference that 13.3-13.11 read.
-KEY_RANGES: dict[str, tuple[str, str]] = {
-    "gitaly.configuration": ("15.10.0", "99.0.0"),
-    "gitaly.gitlab_secret": ("17.5.0", "99.0.0"),
-    "praefect.auto_migrate": (str(PRAEFECT_AUTO_MIGRATE), "99.0.0"),
-    **{f"praefect.{key}": (str(PRAEFECT_TLS), str(PRAEFECT_LEGACY_REMOVED))
-       for key in ("tls_listen_addr", "certificate_path", "key_path")},
+# (GITALY_CONFIGURATION) came after the 15.9.8 reference; so did gitaly['gitlab_secret']
+# (GITALY_SECRET) after 16.11.10.
+# Praefect (praefect/attributes/default.rb per tag): auto_migrate came with 13.0, the TLS
+# listener with 13.2, after the 12.10.14 reference that 13.3-13.11 read.
+KEY_RANGES: dict[str, tuple[Version, Version]] = {
+    "gitaly.configuration": (GITALY_CONFIGURATION, NEWEST),
+    "gitaly.gitlab_secret": (GITALY_SECRET, NEWEST),
+    "praefect.auto_migrate": (PRAEFECT_AUTO_MIGRATE, NEWEST),
+    "praefect.tls_listen_addr": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),
+    "praefect.certificate_path": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),
+    "praefect.key_path": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),
 }
 # gitlab-secrets.json's values may be set in gitlab.rb instead (package/libraries/
 # helpers/secrets_helper.rb reads Gitlab[section][key] first); no attribute file lists them.
@@ -78,7 +86,7 @@ def _tops_with_keys(release: str) -> frozenset[str]:
 def known_top(name: str, version: Version) -> bool:
     span = TOP_LEVEL_RANGES.get(name)
     if span is not None:
-        return Version.parse(span[0]) <= version < Version.parse(span[1])
+        return span[0] <= version < span[1]
     return name in _load(reference_for(version))
 
 
@@ -87,7 +95,7 @@ def known_key(name: str, key: str, version: Version) -> bool:
         return False
     span = KEY_RANGES.get(f"{name}.{key}")
     if span is not None:
-        return Version.parse(span[0]) <= version < Version.parse(span[1])
+        return span[0] <= version < span[1]
     keys = _load(reference_for(version))
     if f"{name}.{key}" in keys:
         return True

@@ -52,9 +52,9 @@ BINARY = "/opt/gitlab/embedded/bin/praefect"
 @dataclass(frozen=True)
 class PraefectDialect:
     version: Version
-    configuration: bool  # praefect['configuration'] (15.9+) or the legacy keys
-    legacy: bool  # legacy praefect[...] keys still read (until 16.0)
-    replication_factor: bool  # default_replication_factor (13.9+)
+    configuration: bool  # praefect['configuration'] (PRAEFECT_CONFIGURATION) or the legacy keys
+    legacy: bool  # legacy praefect[...] keys still read (until PRAEFECT_LEGACY_REMOVED)
+    replication_factor: bool  # default_replication_factor (PRAEFECT_REPLICATION_FACTOR)
 
     @property
     def name(self) -> str:

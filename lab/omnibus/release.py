@@ -1,4 +1,5 @@
-"""GitLab release numbers and the releases the project has reference data for.
+"""GitLab releases: the release type and its one parser, the releases the project has
+reference data for, and every release at which something the toolkit models changed.
 
 Standard library only: the sim image carries this module (see lab/engine/images.py).
 """
@@ -20,8 +21,9 @@ OLDEST_SUPPORTED = "11.11.0"
 # which the lab's compose file sets (lab/render/compose_file.py).
 VERSION_ENV = "GITLAB_TESTLAB_VERSION"
 
-# ASCII digits only: \d also matches other scripts' digits ("١٧.١١.٧"), which int() reads.
-_VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)\Z")
+# The one release pattern: X.Y[.Z] and what follows. ASCII digits only: \d also matches
+# other scripts' digits ("١٧.١١.٧"), which int() reads.
+_RELEASE_RE = re.compile(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(.*)\Z", re.DOTALL)
 
 
 @dataclass(frozen=True, order=True)
@@ -32,11 +34,21 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        m = _VERSION_RE.match(str(text).strip())
-        if not m:
+        """A release a user or a file names: exactly X.Y.Z, else ValueError."""
+        m = _RELEASE_RE.match(str(text).strip())
+        if not m or m[3] is None or m[4]:
             raise ValueError(
                 f"{text!r} is not a GitLab version of the form X.Y.Z (e.g. {DEFAULT_VERSION})")
         return cls(int(m[1]), int(m[2]), int(m[3]))
+
+    @classmethod
+    def told(cls, text: str | None) -> Version:
+        """The release a node was told it runs: ``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``);
+        NEWEST when unknown. Lenient, unlike ``parse``, which judges a user's input."""
+        m = _RELEASE_RE.match((text or "").lstrip())
+        if not m:
+            return NEWEST
+        return cls(int(m[1]), int(m[2]), int(m[3] or 0))
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
@@ -82,6 +94,7 @@ GITLAB_EXPORTER_NAMED = Version(12, 3, 0)
 #: Puma the default web server; gitlab_monitor gone (attribute('gitlab_monitor') "legacy,
 #: remove in 13.0").
 PUMA_DEFAULT = Version(13, 0, 0)
+GITLAB_MONITOR_REMOVED = Version(13, 0, 0)
 #: attribute('gitlab_kas').
 KAS_ADDED = Version(13, 5, 0)
 #: unicorn['enable'] deprecated, then removed (deprecations.rb); the initial root password
@@ -132,6 +145,33 @@ PRAEFECT_CONFIGURATION = Version(15, 9, 0)
 #: The legacy praefect[...] keys removed (deprecations.rb,
 #: praefect_legacy_configuration_deprecations, 16.0.0).
 PRAEFECT_LEGACY_REMOVED = Version(16, 0, 0)
+#: The image's healthcheck passes a node that serves no web (a Gitaly-only node): before,
+#: it marked one unhealthy (omnibus-gitlab files/gitlab-cookbooks/gitlab/libraries/helpers/
+#: gitlab_healthcheck_helper.rb, new at 19.1.0+ce.0: "the bash entrypoint exits 0 on other
+#: roles").
+HEALTHCHECK_ROLE_AWARE = Version(19, 1, 0)
+
+# Behaviour and texts (lab.omnibus.eras tells each source in full beside its text).
+#: Workhorse answers an unavailable Gitaly with 503 and Rails' text (gitlab!71120).
+WORKHORSE_503 = Version(14, 4, 0)
+#: Gitlab::Shell no longer creates repositories (gitlab-org/gitlab c861a0a0).
+CREATE_WITHOUT_SHELL = Version(13, 0, 0)
+#: Gitaly's hooks send the Gitlab-Shell-Api-Request JWT (gitaly v15.2 pins gitlab-shell
+#: v14.8.0), then stop sending Gitlab-Shared-Secret (gitaly!4947, v15.6.0).
+GITALY_SENDS_JWT = Version(15, 2, 0)
+GITALY_DROPS_SHARED_SECRET = Version(15, 6, 0)
+#: Rails' internal API verifies the JWT by default (gitlab!100929).
+RAILS_VERIFIES_JWT = Version(15, 5, 0)
+#: The gitlab-rails recipe notifies Gitaly when gitlab_shell_secret changes (omnibus-gitlab
+#: files/gitlab-cookbooks/gitlab/recipes/gitlab-rails.rb, gitlab_shell_secret_services;
+#: absent at 16.7.0): before, a reconfigure left Gitaly on the old secret until it restarted.
+GITALY_RESTARTS_ON_SHELL_SECRET = Version(16, 8, 0)
+#: Gitaly's refusal of a missing storage path: wrapped with os.Stat's error from v13.0,
+#: "doesn't exist" from v14.3, printed plain (cli.Exit) from v16.3 (gitaly
+#: internal/config/config.go, internal/cli/gitaly/serve.go).
+GITALY_STORAGE_WRAPPED = Version(13, 0, 0)
+GITALY_STORAGE_DOESNT_EXIST = Version(14, 3, 0)
+GITALY_PLAIN_EXIT = Version(16, 3, 0)
 
 
 def omnibus_image_ref(edition: str, version: str) -> str:

@@ -41,8 +41,9 @@ __all__ = ["DIR_LABEL", "HOME_LABEL", "ID_LABEL", "LABEL_PREFIX", "LAB_LABEL", "
 NETWORK = "lab"
 
 APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
-# The image's own check marks a Gitaly-only container unhealthy before 19.1, so
-# Gitaly nodes get one that asks only about Gitaly.
+# The image's own check marks a Gitaly-only container unhealthy before
+# lab.omnibus.release.HEALTHCHECK_ROLE_AWARE, so Gitaly nodes get one that asks only
+# about Gitaly.
 GITALY_HEALTHCHECK = ["CMD", *status_cmd("gitaly")]
 # Omnibus' own pace (lab.omnibus.node); the sim checks every 5 s and stops in Docker's 10 s.
 HEALTH_INTERVAL = {Flavor.SIM: "5s", Flavor.OMNIBUS: IMAGE_HEALTH_INTERVAL}

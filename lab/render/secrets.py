@@ -161,7 +161,8 @@ def merge_written_back(rendered: dict[str, Any], on_disk: Any) -> dict[str, Any]
 
     Every reconfigure rewrites gitlab-secrets.json with each section it knows,
     generating the ones missing (gitlab_kas, registry, postgresql, mailroom,
-    ``active_record_encryption_*`` from 17.8, ...). Dropping them on a re-render
+    ``active_record_encryption_*`` from
+    lab.omnibus.release.ACTIVE_RECORD_ENCRYPTION, ...). Dropping them on a re-render
     would make the next reconfigure generate new keys, and data encrypted with the
     old ones could no longer be read. Rendered keys win; everything else stays.
     """

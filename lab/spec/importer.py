@@ -182,7 +182,8 @@ def _gitaly_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str])
     f = omnibus_dialect.read_gitaly(s.get, d)
     peek = omnibus_dialect.getter(s.data)
     for name, repositories in f.storages.items():
-        # git_data_dirs beside Gitaly's own list (before 17.8) only makes the folders.
+        # git_data_dirs beside Gitaly's own list (before DIRS_FROM_GITALY_STORAGES) only makes
+        # the folders.
         if f.storages_from == "git_data_dirs" or \
                 str(peek("git_data_dirs", name, "path") or "").rstrip("/") == \
                 _spec_path(repositories)[0]:
@@ -341,7 +342,7 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
             any(isinstance(n.settings.data.get("gitaly"), dict) and
                 n.settings.data["gitaly"].get("enable") is not False and
                 not n.settings.data.get("external_url") for n in nodes):
-        # Without roles(['gitaly_role']) the files look older than 17.6, if that is possible.
+        # Without roles(['gitaly_role']) the files look older than GITALY_ROLE, if possible.
         clues.no_roles_on_gitaly_nodes()
     asked = parse_supported(version, source="--version", force=True) \
         if version is not None else None

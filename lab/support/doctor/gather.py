@@ -131,8 +131,8 @@ def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, 
 
 def hook_secret(data: Mapping[str, Any], version: Version | None = None) -> str:
     """What a Gitaly node signs internal API calls with, in its release's rule
-    (lab.omnibus.dialect.signing_secret: the shell secret before 17.5, then
-    gitaly.gitlab_secret falling back to it)."""
+    (lab.omnibus.dialect.signing_secret: the shell secret before
+    lab.omnibus.release.GITALY_SECRET, then gitaly.gitlab_secret falling back to it)."""
     d = omnibus_dialect.dialect_for(version or Version.parse(DEFAULT_VERSION))
     return omnibus_dialect.signing_secret(d, data, omnibus_dialect.getter({}))
 
@@ -336,14 +336,15 @@ def curl_check_cmd(url: str, headers: Mapping[str, str]) -> list[str]:
 
 def probe_internal_api(handle: LabHandle, node: Node, secrets: Mapping[str, Any]) -> ApiProbe:
     """From inside the Gitaly node, signed with that node's own secret the way the lab's
-    release signs (Gitlab-Shared-Secret before 15.2, the JWT from 15.2, both until 15.5)."""
+    release signs (lab.omnibus.eras.internal_api_headers: the headers Gitaly of that release
+    sends, by the boundaries in lab.omnibus.release)."""
     url = internal_api_url(handle.lab, node)
     if url is None:
         return ApiProbe(node.name, None)
     secret = hook_secret(secrets, handle.lab.version)
     if not secret:
         return ApiProbe(node.name, url, error=f"{node.name} has no shell secret to sign with")
-    headers = eras.internal_api_headers(eras.release(str(handle.lab.version)), secret,
+    headers = eras.internal_api_headers(handle.lab.version, secret,
                                         encode_shell_jwt)
     res = handle.exec(node.name, curl_check_cmd(url, headers), check=False, timeout=30)
     code = res.stdout.strip()[-3:]
