@@ -19,11 +19,14 @@ from typing import Any
 
 from lab.omnibus.release import (
     CREATE_WITHOUT_SHELL,
+    FIRST,
     GITALY_DROPS_SHARED_SECRET,
     GITALY_PLAIN_EXIT,
     GITALY_SENDS_JWT,
     GITALY_STORAGE_DOESNT_EXIST,
     GITALY_STORAGE_WRAPPED,
+    GO_HOOKS,
+    NEWEST,
     RAILS_VERIFIES_JWT,
     WORKHORSE_503,
     Version,
@@ -37,6 +40,94 @@ def release(text: str | None) -> Version:
     """The release a node was told it runs (``Version.told``, the one parser), under the
     name the sim calls."""
     return Version.told(text)
+
+
+# -- The table of eras: every text the sim shows that changed between releases ---------
+#
+# One row per behaviour and era: the first release that shows the text, the text (a
+# str.format template), and where it was read. ``text(behaviour, rel)`` takes the newest
+# row not newer than ``rel``; docs/fidelity.md's "Texts by release" section is made from
+# these rows by scripts/fidelity_eras.py (tests/unit/test_eras_table.py keeps them equal).
+
+
+@dataclass(frozen=True)
+class Era:
+    behaviour: str
+    since: Version
+    text: str
+    source: str
+
+
+HOOK_UNREACHABLE = "hook: internal API unreachable"
+HOOK_API_ERROR = "hook: internal API answered an error that is not a JSON message"
+GITALY_STORAGE_MISSING = "Gitaly start: a storage's folder is missing"
+WORKHORSE_UNAVAILABLE = "git over HTTP: Gitaly unavailable (Workhorse info/refs)"
+PROJECT_CREATE_FAILED = "POST /projects: CreateRepository failed (the model's message)"
+_GITALY = "gitlab-org/gitaly (mirror xuxiaowei-io/gitaly)"
+
+ERAS: tuple[Era, ...] = (
+    Era(HOOK_UNREACHABLE, FIRST,
+        "Failed to authorize your Git request: internal API unreachable",
+        f"{_GITALY} ruby/gitlab-shell/lib/gitlab_access.rb GitlabAccess#exec (rescue "
+        "GitlabNet::ApiUnreachableError, raised by lib/http_helper.rb on any connection "
+        "error), v1.42.0-v13.1.0"),
+    Era(HOOK_UNREACHABLE, GO_HOOKS, "Internal API unreachable",
+        "gitlab-shell client/gitlabnet.go DoRequest (Gitaly v13.2.0 go.mod pins it), then "
+        f"{_GITALY} internal/gitlab/client/gitlabnet.go (v15.4.0-v16.7.0)"),
+    Era(HOOK_API_ERROR, FIRST, "API is not accessible",
+        f"{_GITALY} ruby/gitlab-shell/lib/gitlab_net.rb check_access: a JSON answer of "
+        "200/300/401/404/503 gives its message, anything else API_INACCESSIBLE_MESSAGE "
+        "(v1.42.0-v13.1.0)"),
+    Era(HOOK_API_ERROR, GO_HOOKS, "Internal API error ({status})",
+        "gitlab-shell client/gitlabnet.go parseError, then "
+        f"{_GITALY} internal/gitlab/client/gitlabnet.go parseError (v15.4.0-v16.7.0)"),
+    Era(GITALY_STORAGE_MISSING, FIRST,
+        'level=fatal msg="load config" config_path={config} '
+        'error="storage paths have to exist {{{name} {path}}}"',
+        f"{_GITALY} internal/config/config.go validateStorages, cmd/gitaly/main.go "
+        "(logrus Fatal \"load config\") v1.42.0-v12.10.0 (GitLab 11.11 ships Gitaly 1.42)"),
+    Era(GITALY_STORAGE_MISSING, GITALY_STORAGE_WRAPPED,
+        'level=fatal msg="load config: config_path \\"{config}\\": storage {{Name:{name} '
+        'Path:{path}}} path must exist: stat {path}: no such file or directory"',
+        f"{_GITALY} internal/config/config.go (v13.0.0), internal/gitaly/config/config.go "
+        "(v13.12.0-v14.2.0) validateStorages; cmd/gitaly/main.go configure + log.Fatal"),
+    Era(GITALY_STORAGE_MISSING, GITALY_STORAGE_DOESNT_EXIST,
+        'level=fatal msg="load config: config_path \\"{config}\\": invalid config: storage '
+        'path \\"{path}\\" for storage \\"{name}\\" doesn\'t exist"',
+        f"{_GITALY} internal/gitaly/config/config.go validateStorages, cmd/gitaly/main.go "
+        "loadConfig (\"invalid config: %w\") v14.3.0-v15.9.0, internal/cli/gitaly/serve.go "
+        "log.Fatal v15.10.0-v16.2.0"),
+    Era(GITALY_STORAGE_MISSING, GITALY_PLAIN_EXIT,
+        'load config: config_path "{config}": invalid config: storage path "{path}" for '
+        'storage "{name}" doesn\'t exist',
+        f"{_GITALY} internal/cli/gitaly/serve.go returns cli.Exit(err, 1) (v16.3.0-v16.7.0; "
+        "later releases read as the same)"),
+    Era(WORKHORSE_UNAVAILABLE, FIRST, "500 Internal server error",
+        "gitlab-workhorse internal/git/info-refs.go helper.Fail500 (v8.45.0-v8.53.0)"),
+    Era(WORKHORSE_UNAVAILABLE, WORKHORSE_503,
+        "503 The git server, Gitaly, is not available at this time. Please contact your "
+        "administrator.",
+        "gitlab-org/gitlab workhorse/internal/git/info-refs.go (test TestGetInfoRefsHandler); "
+        "the text is Rails' from gitlab!71120 (14.4), the boundary the sim takes"),
+    Era(PROJECT_CREATE_FAILED, FIRST, "Failed to create repository via gitlab-shell",
+        "gitlabhq app/models/project.rb create_repository with Gitlab::Shell#add_repository "
+        "(12.x)"),
+    Era(PROJECT_CREATE_FAILED, CREATE_WITHOUT_SHELL, "Failed to create repository",
+        "gitlabhq app/models/project.rb create_repository once Gitlab::Shell stopped creating "
+        "repositories (gitlab-org/gitlab c861a0a0; 13.0 the first release without it)"),
+)
+
+
+def era(behaviour: str, rel: Version) -> Era:
+    """The row of ``behaviour`` that release ``rel`` shows."""
+    rows = [e for e in ERAS if e.behaviour == behaviour and e.since <= rel]
+    if not rows:
+        raise KeyError(behaviour)
+    return max(rows, key=lambda e: e.since)
+
+
+def text(behaviour: str, rel: Version, **fields: object) -> str:
+    return era(behaviour, rel).text.format(**fields)
 
 
 # -- Gitaly -> GitLab internal API: which header carries the shell secret ----------
@@ -138,26 +229,43 @@ API_INTERNAL_ERROR = "500 Internal Server Error"
 # internal/gitaly/hook/prereceive.go NotAllowedError prints "GitLab: <message>".
 
 INTERNAL_API_UNREACHABLE = "Internal API unreachable"
+#: The Ruby hooks' (before GO_HOOKS) statuses whose JSON answer is read (gitlab_net.rb).
+_RUBY_READS = (200, 300, 401, 404, 503)
 
 
-def internal_api_error(status: int, body: bytes) -> str:
+def internal_api_unreachable(rel: Version = NEWEST) -> str:
+    """What the hook of release ``rel`` says when the internal API can't be reached."""
+    return text(HOOK_UNREACHABLE, rel)
+
+
+def internal_api_error(status: int, body: bytes, rel: Version = NEWEST,
+                       content_type: str = "application/json") -> str:
     """The message Gitaly's hook prints for a non-2xx/3xx answer from the internal API."""
+    if rel < GO_HOOKS:
+        message = _json_message(body) if status in _RUBY_READS and \
+            content_type.split(";")[0].strip().lower() == "application/json" else None
+        return text(HOOK_API_ERROR, rel) if message is None else message
+    message = _json_message(body)
+    return text(HOOK_API_ERROR, rel, status=status) if message is None else message
+
+
+def _json_message(body: bytes) -> str | None:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return f"Internal API error ({status})"
+        return None
     if not isinstance(data, dict):
-        return f"Internal API error ({status})"
+        return None
     message = data.get("message", "")
     # Go decodes into a string field: any other JSON type is a decoding error.
-    if not isinstance(message, str):
-        return f"Internal API error ({status})"
-    return message
+    return message if isinstance(message, str) else None
 
 
-def allowed_content_type_error(content_type: str) -> str | None:
+def allowed_content_type_error(content_type: str, rel: Version = NEWEST) -> str | None:
     """Why a 200 from /allowed can't be used, or None when it is JSON."""
     mtype = content_type.split(";")[0].strip().lower()
+    if rel < GO_HOOKS:
+        return None if mtype == "application/json" else text(HOOK_API_ERROR, rel)
     if not mtype:
         return "/allowed endpoint respond with unsupported content type: mime: no media type"
     if mtype != "application/json":
@@ -186,10 +294,7 @@ def hook_message(message: str) -> str:
 # lib/gitlab/exception_log_formatter.rb.
 
 FAILED_TO_CREATE = "Failed to create repository"
-FAILED_VIA_SHELL = "Failed to create repository via gitlab-shell"
 ALREADY_ON_DISK = "There is already a repository with that name on disk"
-#: Gitlab::Shell stopped creating repositories at CREATE_WITHOUT_SHELL (lab.omnibus.release).
-#: grpc-ruby's GRPC::BadStatus message: "<code>:<details>. debug_error_string:<debug>".
 GRPC_CLASSES = {
     1: "GRPC::Cancelled", 2: "GRPC::Unknown", 3: "GRPC::InvalidArgument",
     4: "GRPC::DeadlineExceeded", 5: "GRPC::NotFound", 6: "GRPC::AlreadyExists",
@@ -209,7 +314,7 @@ def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
 
 
 def creation_model_message(rel: Version) -> str:
-    return FAILED_TO_CREATE if rel >= CREATE_WITHOUT_SHELL else FAILED_VIA_SHELL
+    return text(PROJECT_CREATE_FAILED, rel)
 
 
 @dataclass(frozen=True)
@@ -272,8 +377,6 @@ def project_create_repository_failed(rel: Version, code: int, details: str,
 # helper.LogError/printError (labkit log, JSON in Omnibus): level=error msg=error, with
 # method and uri; Go prints a status error as "rpc error: code = <Code> desc = <desc>".
 
-GITALY_UNAVAILABLE_TEXT = ("The git server, Gitaly, is not available at this time. "
-                           "Please contact your administrator.")
 INTERNAL_SERVER_ERROR_TEXT = "Internal server error"
 #: Go's codes.Code String() names, by number.
 GO_CODE_NAMES = {
@@ -299,54 +402,26 @@ class HttpFailure:
 def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: str,
                                uri: str) -> HttpFailure:
     """Workhorse's answer and log record when InfoRefs fails with gRPC ``code``."""
-    newer = rel >= WORKHORSE_503
+    status, _, body = era(WORKHORSE_UNAVAILABLE, rel).text.partition(" ")
+    newer = status == "503"
     prefix = "handleGetInfoRefs: " if newer else "handleGetInfoRefs: GetInfoRefsHandler: "
     log = {"error": prefix + go_grpc_error(code, details), "level": "error",
            "method": method, "msg": "error", "uri": uri}
     if newer and code == 14:
-        return HttpFailure(503, GITALY_UNAVAILABLE_TEXT + "\n", log)
+        return HttpFailure(503, body + "\n", log)
     return HttpFailure(500, INTERNAL_SERVER_ERROR_TEXT + "\n", log)
 
 
 # -- Gitaly: a storage whose folder does not exist --------------------------------------
 #
-# Gitaly validates every storage when it starts and exits when a path is missing
-# (it creates none; Omnibus' reconfigure does, see lab.omnibus.directories). The text,
-# by Gitaly release (GitLab 11.11 ships Gitaly 1.42, 12.x 1.47-12.10, then Gitaly's
-# version is GitLab's), gitlab-org/gitaly (mirror xuxiaowei-io/gitaly):
-# - up to v12.10: internal/config/config.go validateStorages "storage paths have to exist
-#   %v" (the struct {Name Path}), logged by cmd/gitaly/main.go with logrus
-#   `log.WithError(err).WithField("config_path", ...).Fatal("load config")` (v1.42.0, v12.10.0);
-# - v13.0-v14.2: "storage %+v path must exist: %w" (os.Stat's error), main.go returns
-#   `load config: config_path %q: %w` and log.Fatal(err) (v13.0.0, v13.12.0, v14.2.0);
-# - v14.3+: "storage path %q for storage %q doesn't exist" (internal/gitaly/config/config.go),
-#   wrapped in "invalid config: " (v14.3.0-v16.7.0); logrus Fatal until v16.2, from v16.3
-#   internal/cli/gitaly/serve.go returns cli.Exit(err, 1), printed plain.
+# Gitaly validates every storage when it starts and exits when a path is missing (it
+# creates none; Omnibus' reconfigure does, see lab.omnibus.directories). The texts by
+# release are the GITALY_STORAGE_MISSING rows above.
 
 GITALY_CONFIG_TOML = "/var/opt/gitlab/gitaly/config.toml"
-
-
-def _logrus_value(text: str) -> str:
-    """A logrus TextFormatter value: quoted when it has anything beyond plain characters."""
-    if re.fullmatch(r"[A-Za-z0-9\-._/@^+]+", text):
-        return text
-    return json.dumps(text)
 
 
 def gitaly_storage_missing(rel: Version, name: str, path: str,
                            config_path: str = GITALY_CONFIG_TOML) -> str:
     """The line a release-``rel`` Gitaly prints before exiting on a missing storage path."""
-    if rel < GITALY_STORAGE_WRAPPED:
-        error = f"storage paths have to exist {{{name} {path}}}"
-        return (f"level=fatal msg=\"load config\" config_path={_logrus_value(config_path)} "
-                f"error={_logrus_value(error)}")
-    if rel < GITALY_STORAGE_DOESNT_EXIST:
-        cause = (f"storage {{Name:{name} Path:{path}}} path must exist: "
-                 f"stat {path}: no such file or directory")
-    else:
-        cause = (f"invalid config: storage path {json.dumps(path)} for storage "
-                 f"{json.dumps(name)} doesn't exist")
-    message = f"load config: config_path {json.dumps(config_path)}: {cause}"
-    if rel >= GITALY_PLAIN_EXIT:
-        return message
-    return f"level=fatal msg={_logrus_value(message)}"
+    return text(GITALY_STORAGE_MISSING, rel, name=name, path=path, config=config_path)

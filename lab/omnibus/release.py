@@ -154,6 +154,10 @@ HEALTHCHECK_ROLE_AWARE = Version(19, 1, 0)
 # Behaviour and texts (lab.omnibus.eras tells each source in full beside its text).
 #: Workhorse answers an unavailable Gitaly with 503 and Rails' text (gitlab!71120).
 WORKHORSE_503 = Version(14, 4, 0)
+#: Gitaly's Go pre-receive hook on by default (gitaly internal/metadata/featureflag/
+#: feature_flags.go go_prereceive_hook OnByDefault v13.2.0; an off flag in v13.1.0); before,
+#: the Ruby hooks of gitlab-shell ran (Gitaly's ruby/gitlab-shell, v1.42.0-v13.1.0).
+GO_HOOKS = Version(13, 2, 0)
 #: Gitlab::Shell no longer creates repositories (gitlab-org/gitlab c861a0a0).
 CREATE_WITHOUT_SHELL = Version(13, 0, 0)
 #: Gitaly's hooks send the Gitlab-Shell-Api-Request JWT (gitaly v15.2 pins gitlab-shell
