@@ -38,7 +38,7 @@ from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.lab_image import ensure_image, sim_posing
 from lab.lifecycle.layers import log_since_start, readiness_layers
-from lab.lifecycle.node_actions import Action, ApplyPlan, plan_apply
+from lab.lifecycle.node_actions import Action, NodeActions, apply_actions
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -133,7 +133,7 @@ class RunningLab:
         # Everything this handle shows (exec errors, logs) passes it; apply adds new secrets.
         self.redactor = Redactor()
         self.redactor.add(rendered.secrets.values())
-        self.last_plan: ApplyPlan | None = None  # what the latest apply did, and why
+        self.last_actions: NodeActions | None = None  # what the latest apply did, and why
 
     def __repr__(self) -> str:
         return f"RunningLab({self.name!r}, {str(self.path)!r})"
@@ -251,13 +251,13 @@ class RunningLab:
         new_files = {f.path: f.content
                      for f in render_files(new_lab, rendered.secrets, image, d, rendered.owner)}
         new_services = compose_dict(new_lab, image, d, rendered.owner)["services"]
-        todo = plan_apply(old_services, new_services, old_files, new_files,
+        todo = apply_actions(old_services, new_services, old_files, new_files,
                           version=new_lab.version,
                           gitaly_nodes={n.name for n in new_lab.nodes if n.is_gitaly},
                           app_nodes={n.name for n in new_lab.nodes if n.is_app})
         self.rendered, self.lab = rendered, new_lab
         self.redactor.add(rendered.secrets.values())
-        self.last_plan = todo
+        self.last_actions = todo
         recreate = todo.names(Action.RECREATE)
         if recreate or todo.names(Action.REMOVE):
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.

@@ -1,8 +1,8 @@
-"""What applying a new lab state does to each node, and why (pure: data in, plan out).
+"""What applying a new lab state does to each node, and why (pure: data in, actions out).
 
 An admin changes files in /etc/gitlab and runs `gitlab-ctl reconfigure`; Omnibus
 then restarts only the services whose rendered configuration changed (its
-cookbooks' template `notifies`, see docs/fidelity.md). ``plan_apply`` does the
+cookbooks' template `notifies`, see docs/fidelity.md). ``apply_actions`` does the
 same where it can, and falls back to what a reconfigure cannot do:
 
 - the node's Compose service changed (image, ports, environment, networks,
@@ -39,15 +39,15 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class NodePlan:
+class NodeAction:
     node: str
     action: Action
     why: str
 
 
 @dataclass(frozen=True)
-class ApplyPlan:
-    nodes: tuple[NodePlan, ...]
+class NodeActions:
+    nodes: tuple[NodeAction, ...]
 
     def names(self, action: Action) -> list[str]:
         return [p.node for p in self.nodes if p.action == action]
@@ -83,47 +83,48 @@ def _shell_secret(secrets_json: str | None) -> str | None:
     return str(shell.get("secret_token")) if isinstance(shell, dict) else None
 
 
-def plan_node(node: str, old_service: Mapping[str, Any] | None, new_service: Mapping[str, Any],
-              old_files: Mapping[str, str], new_files: Mapping[str, str], *,
-              version: Version, runs_gitaly: bool, runs_app: bool) -> NodePlan:
-    """One node's plan; ``*_files`` are the node's files by their path in its folder."""
+def node_action(node: str, old_service: Mapping[str, Any] | None,
+                new_service: Mapping[str, Any], old_files: Mapping[str, str],
+                new_files: Mapping[str, str], *, version: Version, runs_gitaly: bool,
+                runs_app: bool) -> NodeAction:
+    """One node's action; ``*_files`` are the node's files by their path in its folder."""
     if old_service is None:
-        return NodePlan(node, Action.RECREATE, "new node")
+        return NodeAction(node, Action.RECREATE, "new node")
     keys = _service_diff(old_service, new_service)
     if keys:
-        return NodePlan(node, Action.RECREATE, f"compose service changed: {', '.join(keys)}")
+        return NodeAction(node, Action.RECREATE, f"compose service changed: {', '.join(keys)}")
     changed = sorted(p for p in {*old_files, *new_files} if old_files.get(p) != new_files.get(p))
     if not changed:
-        return NodePlan(node, Action.NOTHING, "unchanged")
+        return NodeAction(node, Action.NOTHING, "unchanged")
     read_at_start = [p for p in changed if p not in RECONFIGURED_FILES]
     if read_at_start:
-        return NodePlan(node, Action.RESTART,
+        return NodeAction(node, Action.RESTART,
                         f"read only when services start: {', '.join(read_at_start)}")
     secrets = "gitlab-secrets.json"
     if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):
-        return NodePlan(node, Action.RESTART,
+        return NodeAction(node, Action.RESTART,
                         f"shell secret changed; reconfigure restarts Gitaly for it from "
                         f"{GITALY_RESTARTS_ON_SHELL_SECRET} only")
-    return NodePlan(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
+    return NodeAction(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
 
 
-def plan_apply(old_services: Mapping[str, Mapping[str, Any]],
-               new_services: Mapping[str, Mapping[str, Any]],
-               old_files: Mapping[str, str], new_files: Mapping[str, str], *,
-               version: Version, gitaly_nodes: set[str] | frozenset[str] = frozenset(),
-               app_nodes: set[str] | frozenset[str] = frozenset()) -> ApplyPlan:
-    """The plan for every node of the new state, plus the removed ones.
+def apply_actions(old_services: Mapping[str, Mapping[str, Any]],
+                  new_services: Mapping[str, Mapping[str, Any]],
+                  old_files: Mapping[str, str], new_files: Mapping[str, str], *,
+                  version: Version, gitaly_nodes: set[str] | frozenset[str] = frozenset(),
+                  app_nodes: set[str] | frozenset[str] = frozenset()) -> NodeActions:
+    """The action for every node of the new state, plus the removed ones.
 
     ``*_services``: the Compose services by node; ``*_files``: the rendered files by
     path in the lab folder (what the toolkit renders, not what is on disk: Omnibus
     writes its own sections into gitlab-secrets.json, which is no change of ours).
     ``version``: the release of the new state.
     """
-    plans = [plan_node(n, old_services.get(n), new_services[n], _node_files(old_files, n),
-                       _node_files(new_files, n), version=version,
-                       runs_gitaly=n in gitaly_nodes, runs_app=n in app_nodes)
-             for n in new_services]
-    plans += [NodePlan(n, Action.REMOVE, "not in the new state")
-              for n in old_services if n not in new_services]
-    return ApplyPlan(tuple(plans))
+    actions = [node_action(n, old_services.get(n), new_services[n], _node_files(old_files, n),
+                           _node_files(new_files, n), version=version,
+                           runs_gitaly=n in gitaly_nodes, runs_app=n in app_nodes)
+               for n in new_services]
+    actions += [NodeAction(n, Action.REMOVE, "not in the new state")
+                for n in old_services if n not in new_services]
+    return NodeActions(tuple(actions))

@@ -220,8 +220,8 @@ def test_apply_restarts_only_changed_nodes(lab_home: Path, sim_image: str) -> No
         changed = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(
             "nodes.gitaly1.internal_api_url=http://gitlab:80",)))
         assert running.apply(changed, timeout=180) == ["gitaly1"]
-        assert running.last_plan is not None
-        assert running.last_plan.describe() == ["gitaly1: reconfigure (changed: gitlab.rb)"]
+        assert running.last_actions is not None
+        assert running.last_actions.describe() == ["gitaly1: reconfigure (changed: gitlab.rb)"]
         app = running.container("gitlab")
         assert app.id == app_id
         assert app.state.started_at == app_started

@@ -1,10 +1,10 @@
-"""The apply plan: per node nothing / reconfigure / restart / recreate, and why."""
+"""What applying a state does to each node: nothing / reconfigure / restart / recreate, and why."""
 
 from __future__ import annotations
 
 import json
 
-from lab.lifecycle.node_actions import Action, ApplyPlan, plan_apply
+from lab.lifecycle.node_actions import Action, NodeActions, apply_actions
 from lab.omnibus.release import Version
 
 V19 = Version.parse("19.3.0")
@@ -28,25 +28,25 @@ def files(gitaly_rb: str = "g", app_rb: str = "a", gitaly_shell: str = "s",
 SERVICES: dict[str, dict[str, object]] = {"gitlab": SERVICE, "gitaly1": SERVICE}
 
 
-def plan(old: dict[str, str], new: dict[str, str], *, version: Version = V19,
-         new_services: dict[str, dict[str, object]] | None = None) -> ApplyPlan:
-    return plan_apply(SERVICES, new_services or SERVICES, old, new, version=version,
+def actions_of(old: dict[str, str], new: dict[str, str], *, version: Version = V19,
+         new_services: dict[str, dict[str, object]] | None = None) -> NodeActions:
+    return apply_actions(SERVICES, new_services or SERVICES, old, new, version=version,
                       gitaly_nodes={"gitaly1"}, app_nodes={"gitlab"})
 
 
-def actions(p: ApplyPlan) -> dict[str, Action]:
+def actions(p: NodeActions) -> dict[str, Action]:
     return {n.node: n.action for n in p.nodes}
 
 
 def test_nothing_changed_is_nothing() -> None:
-    p = plan(files(), files())
+    p = actions_of(files(), files())
     assert actions(p) == {"gitlab": Action.NOTHING, "gitaly1": Action.NOTHING}
     assert p.changed == []
     assert p.describe() == []
 
 
 def test_gitlab_rb_change_is_a_reconfigure_of_that_node_only() -> None:
-    p = plan(files(), files(gitaly_rb="g2"))
+    p = actions_of(files(), files(gitaly_rb="g2"))
     assert actions(p) == {"gitlab": Action.NOTHING, "gitaly1": Action.RECONFIGURE}
     assert p.changed == ["gitaly1"]
     assert p.describe() == ["gitaly1: reconfigure (changed: gitlab.rb)"]
@@ -54,32 +54,33 @@ def test_gitlab_rb_change_is_a_reconfigure_of_that_node_only() -> None:
 
 def test_compose_change_is_a_recreate_naming_the_keys() -> None:
     moved: dict[str, object] = {**SERVICE, "ports": ["80", "9999"]}
-    p = plan(files(), files(gitaly_rb="g2"), new_services={"gitlab": SERVICE, "gitaly1": moved})
+    p = actions_of(files(), files(gitaly_rb="g2"),
+                   new_services={"gitlab": SERVICE, "gitaly1": moved})
     assert actions(p)["gitaly1"] == Action.RECREATE
     assert "ports" in p.nodes[1].why
 
 
 def test_tls_files_restart_the_node() -> None:
-    p = plan(files(), files(**{"nodes__gitaly1__ssl__gitaly1_crt": "pem"}))
+    p = actions_of(files(), files(**{"nodes__gitaly1__ssl__gitaly1_crt": "pem"}))
     assert actions(p)["gitaly1"] == Action.RESTART
     assert "ssl/gitaly1_crt" in p.nodes[1].why
-    removed_ca = plan(files(**{"nodes__gitlab__trusted__ca_crt": "pem"}), files())
+    removed_ca = actions_of(files(**{"nodes__gitlab__trusted__ca_crt": "pem"}), files())
     assert actions(removed_ca)["gitlab"] == Action.RESTART
 
 
 def test_shell_secret_on_a_gitaly_node_before_16_8_needs_a_restart() -> None:
-    assert actions(plan(files(), files(gitaly_shell="other"), version=V15))["gitaly1"] \
+    assert actions(actions_of(files(), files(gitaly_shell="other"), version=V15))["gitaly1"] \
         == Action.RESTART
-    assert actions(plan(files(), files(gitaly_shell="other"), version=Version.parse("16.8.0"))
+    assert actions(actions_of(files(), files(gitaly_shell="other"), version=Version.parse("16.8.0"))
                    )["gitaly1"] == Action.RECONFIGURE
     # Other sections of the file: reconfigure in any release.
     other = files()
     other["nodes/gitaly1/gitlab-secrets.json"] = secrets("s", registry={"x": "y"})
-    assert actions(plan(files(), other, version=V15))["gitaly1"] == Action.RECONFIGURE
+    assert actions(actions_of(files(), other, version=V15))["gitaly1"] == Action.RECONFIGURE
 
 
 def test_new_and_removed_nodes() -> None:
-    p = plan_apply({"gitlab": SERVICE, "old": SERVICE}, {"gitlab": SERVICE, "new": SERVICE},
+    p = apply_actions({"gitlab": SERVICE, "old": SERVICE}, {"gitlab": SERVICE, "new": SERVICE},
                    files(), files(), version=V19)
     assert actions(p) == {"gitlab": Action.NOTHING, "new": Action.RECREATE,
                           "old": Action.REMOVE}
