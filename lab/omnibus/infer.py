@@ -20,14 +20,19 @@ from lab.omnibus.release import (
     GITLAB_MONITOR_REMOVED,
     NEWEST,
     OLDEST_SUPPORTED,
+    PRAEFECT_CLUSTER,
+    PRAEFECT_CONFIGURATION,
+    PRAEFECT_LEGACY_REMOVED,
+    PRAEFECT_REPLICATION_FACTOR,
     REPOSITORIES_STORAGES,
     Version,
 )
 
 # Releases import picks from: the newest one inside the range the keys allow.
 # 17.7.7 stands for "git_data_dirs and roles(['gitaly_role']) both present".
-CANDIDATES = ("11.11.8", "12.10.14", "13.12.15", "15.9.8", "15.11.13", "16.11.10", "17.7.7",
-              DEFAULT_VERSION)
+# 13.8.8 stands for "Praefect's virtual storages without a replication factor" (13.3-13.8).
+CANDIDATES = ("11.11.8", "12.10.14", "13.8.8", "13.12.15", "15.9.8", "15.11.13", "16.11.10",
+              "17.7.7", DEFAULT_VERSION)
 # roles(['gitaly_role']) came with GITALY_ROLE: files without it look older, if the range
 # allows.
 _ROLES_ERA = str(GITALY_ROLE)
@@ -77,6 +82,7 @@ class VersionClues:
             self.at_most("12.10.14", f"{node}: gitaly['storage'] (the 11.x/12.x guide's list)")
         elif legacy:
             self.at_most("15.9.8", f"{node}: gitaly['{legacy[0]}'] (legacy key)")
+        self._praefect(node, section("praefect"))
         if rails.get("repositories_storages"):
             self.at_least(str(REPOSITORIES_STORAGES),
                           f"{node}: gitlab_rails['repositories_storages']")
@@ -85,6 +91,27 @@ class VersionClues:
         elif dirs:
             self.at_most("17.11.7", f"{node}: git_data_dirs (removed in "
                          f"{GIT_DATA_DIRS_REMOVED.series})")
+
+    def _praefect(self, node: str, praefect: Mapping[str, Any]) -> None:
+        if praefect.get("enable") is True:
+            self.at_least(str(PRAEFECT_CLUSTER), f"{node}: praefect['enable'] (the lab's "
+                          "Gitaly Cluster)")
+        if praefect.get("configuration"):
+            self.at_least(str(PRAEFECT_CONFIGURATION), f"{node}: praefect['configuration']")
+        legacy = [k for k in ("listen_addr", "tls_listen_addr", "auth_token", "virtual_storages",
+                              "database_host") if k in praefect]
+        if legacy:
+            last = Version(PRAEFECT_LEGACY_REMOVED.major - 1, 11, 13)  # the last 15.x reference
+            self.at_most(str(last), f"{node}: praefect['{legacy[0]}'] (legacy key)")
+        storages = praefect.get("virtual_storages")
+        if isinstance(storages, dict) and storages:
+            nested = any(isinstance(e, dict) and isinstance(e.get("nodes"), dict)
+                         for e in storages.values())
+            if nested:
+                self.at_least(str(PRAEFECT_REPLICATION_FACTOR),
+                              f"{node}: praefect['virtual_storages'] with 'nodes'")
+            else:
+                self.at_most("13.8.8", f"{node}: praefect['virtual_storages'] without 'nodes'")
 
     def choose(self, asked: Version | None, notes: list[str]) -> tuple[Version, str]:
         """The release to render, and why; ``notes`` says where the keys disagree."""

@@ -45,6 +45,7 @@ TLS_PORT = 3305
 DB_PORT = 5432
 DB_NAME = "praefect_production"
 DB_USER = "praefect"
+DEFAULT_GITALY_DATA = "/var/opt/gitlab/git-data"  # where the docs keep each node's storage
 CONFIG_TOML = "/var/opt/gitlab/praefect/config.toml"
 BINARY = "/opt/gitlab/embedded/bin/praefect"
 
@@ -188,6 +189,17 @@ def read_praefect(get: Getter, version: Version) -> PraefectFacts:
             if isinstance(vs.get("default_replication_factor"), int):
                 f.replication_factor[name] = vs["default_replication_factor"]
     elif isinstance(storages, Mapping):  # praefect['virtual_storages']
+        legacy_path = keypaths.read_order(keypaths.PRAEFECT_VIRTUAL_STORAGES_KEY, version)[-1].path
+
+        def mark(vs: str, nodes_key: str | None) -> None:
+            # A reader that records what it read (lab import) learns each node's keys were.
+            base = (*legacy_path, vs, *((nodes_key,) if nodes_key else ()))
+            by = get(*base)
+            for storage, entry in (by.items() if isinstance(by, Mapping) else ()):
+                if isinstance(entry, Mapping):
+                    for key in entry:
+                        get(*base, storage, key)
+
         for name, entry in storages.items():
             if not isinstance(entry, Mapping):
                 continue
@@ -195,10 +207,12 @@ def read_praefect(get: Getter, version: Version) -> PraefectFacts:
             by_name = entry.get("nodes") if d.replication_factor else entry
             if not isinstance(by_name, Mapping):
                 continue
+            mark(name, "nodes" if d.replication_factor else None)
             f.virtual_storages[str(name)] = [
                 PraefectBackend(str(s), _str(n.get("address")), _str(n.get("token")))
                 for s, n in by_name.items() if isinstance(n, Mapping)]
             factor = entry.get("default_replication_factor")
             if d.replication_factor and isinstance(factor, int):
                 f.replication_factor[str(name)] = factor
+                get(*legacy_path, name, "default_replication_factor")
     return f

@@ -29,6 +29,8 @@ import yaml
 from lab.errors import BadInput, SpecError
 from lab.model.topology import GITALY_PORT, GITALY_TLS_PORT, default_storage_path
 from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import keypaths
+from lab.omnibus import praefect as pf
 from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
@@ -133,6 +135,10 @@ class NodeImport:
     storages: dict[str, str] = field(default_factory=dict)  # name -> git_data_dirs-style path
     token: str | None = None  # None: not set
     app_storages: dict[str, str] = field(default_factory=dict)  # app: storage -> address
+    praefect: pf.PraefectFacts | None = None  # a Praefect node's settings
+    praefect_token: str | None = None  # behind a Praefect: the token it sends this node
+    postgres: bool = False  # Praefect's PostgreSQL node (roles(['postgres_role']))
+    backends: list[str] = field(default_factory=list)  # a Praefect's Gitaly nodes, in order
     internal_api_url: str | None = None
     external_url: str | None = None
     skipped: tuple[tuple[int, str], ...] = ()  # Ruby statements that are not settings
@@ -148,10 +154,11 @@ def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
     s = node.settings
     roles = _roles(s)
     s.get("roles")
-    other_roles = [r for r in roles if r not in ("gitaly_role", "application_role")]
+    other_roles = [r for r in roles if r not in ("gitaly_role", "application_role",
+                                                  "postgres_role")]
     if other_roles:
-        notes.append(f"{node.name}: roles {other_roles} are not reproduced (the lab has app and "
-                     "gitaly nodes only)")
+        notes.append(f"{node.name}: roles {other_roles} are not reproduced (the lab has app, "
+                     "gitaly, praefect and postgres nodes only)")
     # Services a Gitaly-only node turns off tell the role; they are not settings of their own.
     for svc in _ROLE_SWITCHES:
         s.get(svc, "enable")
@@ -163,8 +170,25 @@ def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
     if node.gitaly and not node.app:
         s.get("gitlab_rails", "auto_migrate")
         s.get("gitlab_rails", "rake_cache_clear")
+    if s.data.get("praefect") and not node.app:
+        facts = pf.read_praefect(s.get, d.version)
+        if facts.enabled:
+            node.praefect, node.gitaly, node.token = facts, False, facts.token
+            node.tls = bool(facts.tls_listen_addr)
+            s.get("gitaly", "enable")
+            s.get("gitlab_rails", "auto_migrate")
+            s.get("gitlab_rails", "rake_cache_clear")
+            s.get(*keypaths.rows(keypaths.PRAEFECT_AUTO_MIGRATE_KEY)[0].path)
+            return
+    if "postgres_role" in roles and not node.app:
+        node.postgres, node.gitaly = True, False
+        for key in ("listen_address", "trust_auth_cidr_addresses", "md5_auth_cidr_addresses",
+                    "sql_user_password", "port"):
+            s.get("postgresql", key)
+        s.get("gitlab_rails", "auto_migrate")
+        return
     if not node.app and not node.gitaly:
-        raise SpecError(f"this node runs neither the GitLab application nor Gitaly "
+        raise SpecError(f"this node runs neither the GitLab application, Gitaly nor Praefect "
                         f"({d.default_web_server}['enable'] and gitaly['enable'] are both "
                         f"false in {d.version.series})", source=node.source)
 
@@ -338,7 +362,7 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
              for n, src, data in inputs]
     for node in nodes:
         clues.add(node.name, node.settings.data)
-    if not any(n.settings.data.get("roles") for n in nodes) and \
+    if not any("gitaly_role" in _roles(n.settings) for n in nodes) and \
             any(isinstance(n.settings.data.get("gitaly"), dict) and
                 n.settings.data["gitaly"].get("enable") is not False and
                 not n.settings.data.get("external_url") for n in nodes):
@@ -356,9 +380,11 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
     d = omnibus_dialect.dialect_for(release)
     for node in nodes:
         _classify(node, d, notes)
-        _gitaly_side(node, d, notes)
+        if node.praefect is None and not node.postgres:
+            _gitaly_side(node, d, notes)
         if node.app:
             _app_side(node, d, notes)
+    _cluster(nodes, notes)
     apps = [n for n in nodes if n.app]
     if len(apps) > 1:
         raise SpecError("a lab has exactly one app node, but these files all run the "
@@ -376,12 +402,23 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
 
     spec_nodes: dict[str, Any] = {}
     tokens = _token_overrides(app, nodes, notes, token_hex)
+    tokens.update(_internal_token_overrides(nodes, notes, token_hex))
     app_url = f"http://{app.name}"
     if app.external_url and app.external_url.rstrip("/") != app_url:
         notes.append(f"{app.name}: external_url {app.external_url} becomes {app_url} in the lab")
     for node in nodes:
         entry: dict[str, Any] = {"roles": (["app"] if node.app else []) +
-                                 (["gitaly"] if node.gitaly else [])}
+                                 (["gitaly"] if node.gitaly else []) +
+                                 (["praefect"] if node.praefect else []) +
+                                 (["postgres"] if node.postgres else [])}
+        if node.praefect is not None:
+            entry["storages"] = list(node.praefect.virtual_storages)[:1]
+            entry["gitaly_nodes"] = list(node.backends)
+            factor = next(iter(node.praefect.replication_factor.values()), None)
+            if factor is not None and factor != len(node.backends):
+                entry["replication_factor"] = factor
+            if node.praefect.tls_listen_addr:
+                entry["tls"] = True
         if node.gitaly:
             entry["storages"] = [
                 {"name": s} if _same_path(p, default_storage_path(s)) else
@@ -399,7 +436,9 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
         if node.app:
             entry["publish"] = {"http": 0}
         spec_nodes[node.name] = entry
-    if not any("default" in n.storages for n in nodes if n.gitaly):
+    behind = {b for n in nodes for b in n.backends}
+    if not any("default" in n.storages for n in nodes if n.gitaly and n.name not in behind) \
+            and not any(n.praefect and "default" in n.praefect.virtual_storages for n in nodes):
         notes.append("no storage named 'default' in the files; GitLab needs one, so the lab "
                      "spec will not load until one is added")
     unmapped: list[str] = []
@@ -438,7 +477,9 @@ def _storages_from_app(app: NodeImport, nodes: list[NodeImport], notes: list[str
             if app.gitaly:
                 app.storages.setdefault(storage, default_storage_path(storage))
             continue
-        node = by_storage.get(storage)
+        node = by_storage.get(storage) or next(
+            (n for n in nodes if n.praefect is not None and storage in n.praefect.virtual_storages),
+            None)
         if node is None:
             node = next((n for n in nodes if n.name == host and n is not app), None)
             if node is None:
@@ -449,7 +490,8 @@ def _storages_from_app(app: NodeImport, nodes: list[NodeImport], notes: list[str
                 nodes.append(node)
                 notes.append(f"no file for the Gitaly server at {address}: added node "
                              f"{node.name!r} from the app's settings")
-            node.storages.setdefault(storage, default_storage_path(storage))
+            if node.praefect is None:
+                node.storages.setdefault(storage, default_storage_path(storage))
             by_storage[storage] = node
         if host != node.name:
             notes.append(f"{app.name}: storage {storage!r} is dialled at {address}; the lab "
@@ -458,10 +500,14 @@ def _storages_from_app(app: NodeImport, nodes: list[NodeImport], notes: list[str
             notes.append(f"{app.name}: storage {storage!r} uses {scheme}:// but {node.name} "
                          f"{'listens with' if node.tls else 'has no'} TLS; the lab follows "
                          f"{node.name}")
-        if port is not None and port != (GITALY_TLS_PORT if node.tls else GITALY_PORT):
+        if node.praefect is not None:
+            expected = pf.TLS_PORT if node.tls else pf.PORT
+        else:
+            expected = GITALY_TLS_PORT if node.tls else GITALY_PORT
+        if port is not None and port != expected:
             notes.append(f"{app.name}: storage {storage!r} port {port} becomes the lab's port")
     for node in nodes:
-        if node.gitaly and node is not app and app.app_storages:
+        if node.gitaly and node is not app and app.app_storages and node.praefect_token is None:
             unused = [s for s in node.storages if s not in app.app_storages]
             if unused:
                 notes.append(f"{node.name}: storages {unused} are not in the app's settings; "
@@ -486,7 +532,8 @@ def _token_overrides(app: NodeImport, nodes: Sequence[NodeImport], notes: list[s
                      "token")
     fresh: dict[str, str] = {}
     for node in nodes:
-        if node is app or not node.gitaly:
+        # Behind a Praefect a Gitaly node takes Praefect's internal token, not the app's.
+        if node is app or not (node.gitaly or node.praefect) or node.praefect_token is not None:
             continue
         value = "" if node.token is None else node.token
         if is_redacted(value) or is_redacted(app_value):
@@ -509,6 +556,91 @@ def _token_overrides(app: NodeImport, nodes: Sequence[NodeImport], notes: list[s
         out[node.name] = fresh[value]
         notes.append(f"{node.name}: Gitaly's auth token differs from the app's gitaly_token; "
                      "kept as a different (random) token")
+    return out
+
+
+def _cluster(nodes: list[NodeImport], notes: list[str]) -> None:
+    """Each Praefect's Gitaly nodes (by the host of each node address, else by the storage
+    name), named as Praefect names their storages, and its database node."""
+    praefects = [n for n in nodes if n.praefect is not None]
+    for p in praefects:
+        assert p.praefect is not None
+        facts = p.praefect
+        if len(facts.virtual_storages) > 1:
+            notes.append(f"{p.name}: virtual storages {list(facts.virtual_storages)[1:]} are not "
+                         "reproduced (the lab's Praefect serves one)")
+        for vs in list(facts.virtual_storages)[:1]:
+            for b in facts.virtual_storages[vs]:
+                parsed = _addr(b.address)
+                host = parsed[1] if parsed else ""
+                node = next((n for n in nodes if n.gitaly and not n.app and
+                             (n.name == host or (host and n.name == _node_name(
+                                 Path(host.split(".")[0] + ".rb"))))), None) or \
+                    next((n for n in nodes if n.gitaly and not n.app and b.storage in n.storages),
+                         None) or \
+                    next((n for n in nodes if n.gitaly and not n.app and
+                          n.name == _node_name(Path(b.storage + ".rb"))), None)
+                if node is None:
+                    node = NodeImport(_node_name(Path(b.storage + ".rb")), "(made up)",
+                                      Settings({}), gitaly=True,
+                                      tls=bool(parsed and parsed[0] == "tls"))
+                    node.storages[b.storage] = pf.DEFAULT_GITALY_DATA
+                    node.token = b.token
+                    nodes.append(node)
+                    notes.append(f"no file for Praefect's Gitaly node {b.storage} at "
+                                 f"{b.address}: added node {node.name!r}")
+                # The lab's Praefect names each node's storage after the node: the node takes
+                # Praefect's name for it (a valid host name), so a storage the node calls
+                # otherwise stays a mismatch, as in the customer's files.
+                wanted = _node_name(Path(b.storage + ".rb"))
+                if wanted != node.name and wanted == b.storage and \
+                        all(n.name != wanted for n in nodes):
+                    notes.append(f"{node.name}: named {wanted}, the storage name {p.name} "
+                                 "gives it (the lab names each Gitaly node's storage after it)")
+                    node.name = wanted
+                elif node.name != b.storage:
+                    notes.append(f"{p.name}: calls {node.name}'s storage {b.storage!r}; the lab "
+                                 f"names it {node.name!r}")
+                if b.storage not in node.storages:
+                    notes.append(f"{node.name}: serves {', '.join(node.storages) or 'nothing'} "
+                                 f"but {p.name} calls its storage {b.storage!r}: kept as that "
+                                 "mismatch (lab doctor: storage name)")
+                p.backends.append(node.name)
+                node.praefect_token = b.token
+        db = facts.database.get("host", "")
+        if not any(n.postgres for n in nodes):
+            made = NodeImport("praefect-db" if all(n.name != "praefect-db" for n in nodes)
+                              else "praefect-postgres", "(made up)", Settings({}),
+                              postgres=True)
+            nodes.append(made)
+            notes.append(f"no file for Praefect's PostgreSQL ({db or 'not set'}): added node "
+                         f"{made.name!r}")
+        elif db and all(n.name != db for n in nodes if n.postgres):
+            notes.append(f"{p.name}: database host {db} becomes the lab's postgres node")
+
+
+def _internal_token_overrides(nodes: Sequence[NodeImport], notes: list[str],
+                              token_hex: TokenSource) -> dict[str, str]:
+    """A Gitaly node behind Praefect whose token differs from the one Praefect sends it gets
+    a fresh random token (values are never copied)."""
+    out: dict[str, str] = {}
+    fresh: dict[str, str] = {}
+    sent = {n.praefect_token for n in nodes if n.praefect_token is not None}
+    if len(sent) > 1:
+        notes.append("Praefect sends different tokens to its Gitaly nodes; the lab's Praefect "
+                     "sends one internal token")
+    for node in nodes:
+        if node.praefect_token is None:
+            continue
+        value = "" if node.token is None else node.token
+        if value == node.praefect_token or is_redacted(value) or \
+                is_redacted(node.praefect_token):
+            continue
+        if value not in fresh:
+            fresh[value] = token_hex(32) if value else ""
+        out[node.name] = fresh[value]
+        notes.append(f"{node.name}: its Gitaly auth token differs from the token Praefect sends "
+                     "it; kept as a different (random) token")
     return out
 
 

@@ -12,6 +12,7 @@ from lab.errors import SpecError
 from lab.model.topology import Lab
 from lab.omnibus.reader import read_rb
 from lab.render.gitlab_rb import render_gitlab_rb
+from lab.render.secrets import LabSecrets, ensure_secrets
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.spec.labspec import SpecRequest, build_lab, resolve
 from lab.spec.yamlfile import Origins
@@ -20,7 +21,8 @@ from lab.store.labdir import write_lab
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
 
 TOKEN_PATHS = (("gitlab_rails", "gitaly_token"), ("gitaly", "auth_token"),
-               ("gitaly", "configuration", "auth", "token"))
+               ("gitaly", "configuration", "auth", "token"), ("praefect", "auth_token"),
+               ("praefect", "configuration", "auth", "token"))
 
 
 def _tokens_to_labels(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -37,11 +39,19 @@ def _tokens_to_labels(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return settings
 
 
-def _evaluate_lab(lab: Lab, token: str, tmp: Path) -> dict[str, dict[str, Any]]:
+def _evaluate_lab(lab: Lab, token: str, tmp: Path,
+                  cluster: LabSecrets | None = None) -> dict[str, dict[str, Any]]:
+    """``cluster``: the lab's Praefect internal token and database password (never imported:
+    random per lab), so both sides of a round trip render with the same."""
+    sec = None
+    if cluster is not None:
+        sec = ensure_secrets(lab)
+        sec.praefect_token, sec.praefect_db_password = (cluster.praefect_token,
+                                                        cluster.praefect_db_password)
     out = {}
     for node in lab.nodes:
         path = tmp / f"{node.name}.rb"
-        path.write_text(render_gitlab_rb(lab, node, token))
+        path.write_text(render_gitlab_rb(lab, node, token, sec))
         out[node.name] = read_rb(path).settings
     return _tokens_to_labels(out)
 
@@ -58,6 +68,12 @@ ROUND_TRIPS = [
     ("scaled", "19.3.0", ("nodes.gitaly1.internal_api_url=",)),
     ("sharded", "17.11.7", ("nodes.gitaly2.tls=true",)),
     ("single", "19.3.0", ()),
+    ("cluster", "13.8.8", ()),
+    ("cluster", "13.12.15", ("nodes.gitaly2.gitaly_token=not-the-internal-one",)),
+    ("cluster", "15.9.8", ()),
+    ("cluster", "16.11.10", ("nodes.gitaly3.storages=[gitaly-3]",)),
+    ("cluster", "19.3.0", ("tls=true", "nodes.praefect.replication_factor=2")),
+    ("cluster", "19.3.0", ("nodes.praefect.gitaly_token=not-the-apps",)),
 ]
 
 
@@ -75,8 +91,9 @@ def test_round_trip_renders_the_same_settings(tmp_path: Path, topology: str, ver
     assert again.dialect.gitaly_node_disabled() == lab.dialect.gitaly_node_disabled()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    before = _evaluate_lab(lab, rendered.secrets.gitaly_token, tmp_path / "a")
-    after = _evaluate_lab(again, "another-random-lab-token", tmp_path / "b")
+    cluster = rendered.secrets if lab.praefect_nodes else None
+    before = _evaluate_lab(lab, rendered.secrets.gitaly_token, tmp_path / "a", cluster)
+    after = _evaluate_lab(again, "another-random-lab-token", tmp_path / "b", cluster)
     assert after == before
     assert not result.unmapped
 
@@ -368,3 +385,92 @@ def test_the_files_text_never_leaves_a_comment_of_the_spec(tmp_path: Path) -> No
     assert "image: attacker.example/evil:1" in result.to_yaml()  # shown, as an escape
     assert all(line.startswith("#") for line in result.to_yaml().split("\nname:")[0]
                .splitlines())
+
+
+DOCS_PRAEFECT = """\
+gitaly['enable'] = false
+postgresql['enable'] = false
+redis['enable'] = false
+nginx['enable'] = false
+puma['enable'] = false
+sidekiq['enable'] = false
+gitlab_workhorse['enable'] = false
+prometheus['enable'] = false
+alertmanager['enable'] = false
+gitlab_exporter['enable'] = false
+gitlab_kas['enable'] = false
+praefect['enable'] = true
+praefect['auto_migrate'] = false
+gitlab_rails['auto_migrate'] = false
+praefect['configuration'] = {
+  listen_addr: '0.0.0.0:2305',
+  auth: { token: 'PRAEFECT_EXTERNAL_TOKEN' },
+  database: { host: '10.6.0.141', port: 5432, user: 'praefect', password: 'PW',
+              dbname: 'praefect_production' },
+  virtual_storage: [
+    { name: 'default',
+      node: [
+        { storage: 'gitaly-1', address: 'tcp://10.6.0.91:8075', token: 'PRAEFECT_INTERNAL_TOKEN' },
+        { storage: 'gitaly-2', address: 'tcp://10.6.0.92:8075', token: 'PRAEFECT_INTERNAL_TOKEN' },
+        { storage: 'gitaly-3', address: 'tcp://10.6.0.93:8075', token: 'PRAEFECT_INTERNAL_TOKEN' },
+      ] },
+  ],
+}
+"""
+DOCS_APP = """\
+external_url 'https://gitlab.example.com'
+gitaly['enable'] = false
+gitlab_rails['repositories_storages'] = {
+  "default" => { "gitaly_address" => "tcp://10.6.0.131:2305",
+                 "gitaly_token" => 'PRAEFECT_EXTERNAL_TOKEN' }
+}
+"""
+
+
+def docs_gitaly(storage: str, token: str = "PRAEFECT_INTERNAL_TOKEN") -> str:
+    return f"""\
+postgresql['enable'] = false
+redis['enable'] = false
+nginx['enable'] = false
+puma['enable'] = false
+sidekiq['enable'] = false
+gitlab_workhorse['enable'] = false
+gitlab_kas['enable'] = false
+gitlab_rails['auto_migrate'] = false
+gitlab_rails['internal_api_url'] = 'https://gitlab.example.com'
+gitaly['configuration'] = {{
+  listen_addr: '0.0.0.0:8075',
+  auth: {{ token: '{token}' }},
+  storage: [{{ name: '{storage}', path: '/var/opt/gitlab/git-data/repositories' }}],
+}}
+"""
+
+
+def test_docs_style_cluster_imports_as_the_lab_s_cluster(tmp_path: Path) -> None:
+    """GitLab's Gitaly Cluster docs (praefect/configure.md): hosts by address, storages
+    gitaly-1..3, the app's per-storage token; gitaly-3 holds another token, gitaly-2 another
+    storage name: both mismatches survive, values never copied."""
+    files = {"app.rb": DOCS_APP, "praefect.rb": DOCS_PRAEFECT,
+             "gitaly-1.rb": docs_gitaly("gitaly-1"), "gitaly-2.rb": docs_gitaly("gitaly-two"),
+             "gitaly-3.rb": docs_gitaly("gitaly-3", "SOMETHING_ELSE")}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = import_files(node_inputs(sorted(tmp_path.glob("*.rb")), []))
+    check_importable(result)
+    nodes = result.spec["nodes"]
+    assert nodes["praefect"]["roles"] == ["praefect"]
+    assert nodes["praefect"]["storages"] == ["default"]
+    assert nodes["praefect"]["gitaly_nodes"] == ["gitaly-1", "gitaly-2", "gitaly-3"]
+    assert nodes["praefect-db"] == {"roles": ["postgres"]}
+    assert "gitaly_token" not in nodes["praefect"]  # the app sends what Praefect accepts
+    assert "gitaly_token" not in nodes["gitaly-1"]
+    assert nodes["gitaly-3"]["gitaly_token"] not in ("", "SOMETHING_ELSE")
+    assert [s["name"] for s in nodes["gitaly-2"]["storages"]] == ["gitaly-two"]
+    assert any("calls its storage 'gitaly-2'" in n for n in result.notes)
+    text = result.to_yaml()
+    for secret in ("PRAEFECT_EXTERNAL_TOKEN", "PRAEFECT_INTERNAL_TOKEN", "SOMETHING_ELSE",
+                   "'PW'"):
+        assert secret not in text
+    lab = build_lab(result.spec, Origins())
+    assert lab.storages["default"].name == "praefect"
+    assert not result.unmapped, result.unmapped
