@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.engine.run import Result, run
+from lab.engine.run import Result, as_is, run
 from lab.errors import EngineError, ToolMissing
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -324,6 +324,9 @@ class Compose:
         return [*self.base(), "restart", "--timeout", str(timeout), *services]
 
     def run(self, cmd: Sequence[str], *, timeout: float | None = None, check: bool = True,
-            runner: Runner = run) -> Result:
+            redact: Callable[[str], str] = as_is, runner: Runner = run) -> Result:
+        """Run a Compose command in the lab folder; its error passes ``redact`` (Compose
+        quotes the compose file, where omnibus_config's Ruby is an environment value)."""
         return runner(cmd, cwd=str(self.directory), timeout=timeout, check=check,
-                      hint=f"(Compose project {self.project} in {self.directory})")
+                      hint=f"(Compose project {self.project} in {self.directory})",
+                      redact=redact)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from lab.engine.run import Redactor, Result
+from lab.engine.redaction import Redaction
+from lab.engine.run import Result
 from lab.engine.snapshots import Container
 from lab.model.topology import Lab
 from lab.store.labdir import RenderedLab
@@ -20,7 +21,7 @@ class LabHandle(Protocol):
     path: Path
     lab: Lab
     rendered: RenderedLab
-    redactor: Redactor  # knows the lab's secrets
+    redactor: Redaction  # knows the lab's secrets and the shapes of others
 
     @property
     def http_url(self) -> str: ...

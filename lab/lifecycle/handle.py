@@ -21,7 +21,8 @@ from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
 from lab.engine.host import port_in_use
 from lab.engine.images import image_for
-from lab.engine.run import Redactor, Result
+from lab.engine.redaction import Redaction
+from lab.engine.run import Result
 from lab.engine.snapshots import Container, Network
 from lab.errors import (
     BadInput,
@@ -130,9 +131,10 @@ class RunningLab:
         self._round: dict[str, Container] | None = None
         # When the poll rounds began to list no container for a node (see _watch).
         self._unlisted: dict[str, float] = {}
-        # Everything this handle shows (exec errors, logs) passes it; apply adds new secrets.
-        self.redactor = Redactor()
-        self.redactor.add(rendered.secrets.values())
+        # Everything this handle shows (exec errors, logs, readiness log tails) passes it:
+        # the lab's secrets and the shapes of others; apply adds new secrets.
+        self.redactor = Redaction()
+        self.redactor.learn(rendered.secrets, rendered.lab)
         self.last_actions: NodeActions | None = None  # what the latest apply did, and why
 
     def __repr__(self) -> str:
@@ -256,20 +258,21 @@ class RunningLab:
                           gitaly_nodes={n.name for n in new_lab.nodes if n.is_gitaly},
                           app_nodes={n.name for n in new_lab.nodes if n.is_app})
         self.rendered, self.lab = rendered, new_lab
-        self.redactor.add(rendered.secrets.values())
+        self.redactor.learn(rendered.secrets, new_lab)
         self.last_actions = todo
         recreate = todo.names(Action.RECREATE)
         if recreate or todo.names(Action.REMOVE):
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.
             self.compose.run(self.compose.up_cmd(recreate, no_deps=True),
-                             timeout=COMPOSE_UP_TIMEOUT)
+                             timeout=COMPOSE_UP_TIMEOUT, redact=self.redactor)
         restart = todo.names(Action.RESTART)
         for node in todo.names(Action.RECONFIGURE):
             if not self._reconfigure(node):
                 restart.append(node)
         if restart:
             # The files are bind-mounted; the image's wrapper reconfigures on start.
-            self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT)
+            self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT,
+                             redact=self.redactor)
         if todo.changed or todo.names(Action.REMOVE):
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
                             docker_health=docker_health)
@@ -565,7 +568,8 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         threading.Thread(target=importlib.import_module, args=("lab.client.gitaly",),
                          daemon=True).start()
         composing = True
-        running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT)
+        running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
+                            redact=running.redactor)
         composing = False
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:

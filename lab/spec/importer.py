@@ -34,6 +34,7 @@ from lab.omnibus import praefect as pf
 from lab.omnibus.infer import VersionClues
 from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
+from lab.omnibus.secret_keys import is_secret_key
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported, unsupported
 
 DEFAULT_NAME = "imported"
@@ -43,7 +44,6 @@ DEFAULT_NAME = "imported"
 REDACTED_RE = re.compile(
     r"^\s*[<\[({]?\s*(redacted|filtered|removed|hidden|masked|secret|token|x{3,}|\*{3,}|\.{3})"
     r"\s*[>\])}]?\s*$", re.IGNORECASE)
-SECRET_KEY_RE = re.compile(r"(token|secret|password|passwd|key_base|private_key)", re.IGNORECASE)
 
 # Services a Gitaly-only node turns off; their `enable = false` tells the role, not a setting.
 _ROLE_SWITCHES = ("postgresql", "redis", "nginx", "puma", "unicorn", "sidekiq", "gitlab_workhorse",
@@ -104,7 +104,7 @@ def is_redacted(value: Any) -> bool:
 
 def shown(path: Sequence[str], value: Any) -> str:
     """A value fit for a note: anything secret-looking is not repeated."""
-    if SECRET_KEY_RE.search(path[-1]) and not is_redacted(value):
+    if is_secret_key(path[-1]) and not is_redacted(value):
         return "<secret, not copied>"
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab import __version__
+from lab.engine.redaction import Redaction, lab_redaction, redacted_secrets_json
 from lab.errors import BadInput, LabError
 from lab.lifecycle.contract import LabHandle
 from lab.model.topology import Lab
@@ -46,7 +47,6 @@ from lab.support.doctor.checks import Level, Report
 from lab.support.doctor.facts import Gathered, HostFacts
 from lab.support.doctor.format import format_text, gathered_json
 from lab.support.doctor.gather import node_states
-from lab.support.redaction import Redaction, lab_redaction, redacted_secrets_json
 
 T = TypeVar("T")
 LOG_TAIL = 5000  # container log lines per node

@@ -138,3 +138,34 @@ def test_a_missing_tool_is_not_an_engine_failure(tmp_path: Path, sim_image: str)
     bad = lab_cli(tmp_path, "up", "single", "--name", "Not A Name")
     assert bad.returncode == 2, bad.stderr
     assert container_ids(name) == set()
+
+
+def test_a_failed_reconfigure_quoting_a_password_shows_no_password(
+        tmp_path: Path, sim_image: str) -> None:
+    """omnibus_config with a syntax error on a secret's line: the node's reconfigure
+    fails and Ruby quotes the line (without its key); `lab up` prints the log tail. The
+    password was in that output twice (exit 4)."""
+    password = "Hunter2-" + uuid.uuid4().hex[:12]
+    name = f"leak-{uuid.uuid4().hex[:6]}"
+    spec = tmp_path / "acme.yaml"
+    spec.write_text(f"name: {name}\ntopology: single\nnodes:\n  gitlab:\n    omnibus_config: |\n"
+                    f"      gitlab_rails['db_password'] = '{password}' oops(\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "sentinel").write_text("x\n")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in ws.iterdir())
+    try:
+        res = subprocess.run([*LAB, "up", "-f", str(spec), "--timeout", "120"], cwd=ws,
+                             capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "LAB_HOME": str(tmp_path / "home"),
+                                  "COLUMNS": "250"})
+        text = res.stdout + res.stderr
+        assert res.returncode == 4, text
+        assert "syntax error" in text  # the log tail is there ...
+        assert "[REDACTED]" in text
+        assert password not in text  # ... without the password
+        assert "Traceback" not in text
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in ws.iterdir()) == before
+        assert container_ids(name) == set()  # a failed start takes its lab down
+    finally:
+        lab_cli(tmp_path / "home", "down", name, "--purge")

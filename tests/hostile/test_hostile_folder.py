@@ -210,8 +210,8 @@ def test_collect_output_exists_needs_force(home: Path, tmp_path: Path,
 
 def test_collect_never_follows_a_link_in_the_lab_state_folder(home: Path,
                                                               tmp_path: Path) -> None:
+    from lab.engine.redaction import Redaction
     from lab.support.collect import Bundle, _scenario_results
-    from lab.support.redaction import Redaction
 
     path = make_lab("bundled")
     host_file = tmp_path / "host-file"
@@ -457,8 +457,8 @@ def test_nonroot_list_with_an_unreadable_labs_folder(nonroot: NonRoot) -> None:
 
 def test_bundle_of_a_lab_has_no_linked_host_file(home: Path, tmp_path: Path) -> None:
     """The whole bundle, through `collect`, of a lab whose last-run.json is a link."""
+    from lab.engine.redaction import Redaction
     from lab.support.collect import Bundle, _lab_files
-    from lab.support.redaction import Redaction
 
     path = make_lab("whole")
     host_file = tmp_path / "host-file"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lab.engine.redaction import MARK, Redaction
 from lab.engine.run import Result
 from lab.errors import LabError
 from lab.render.secrets import fingerprint, secret_values
@@ -26,7 +27,6 @@ from lab.support.collect import (
 )
 from lab.support.doctor.checks import judge
 from lab.support.doctor.facts import Gathered, HostFacts, NodeFacts
-from lab.support.redaction import MARK, Redaction
 
 
 def test_hash_table_shows_mismatch_without_values() -> None:
@@ -76,7 +76,21 @@ class FakeLab:
         return Result(cmd, 0, f"run: gitaly: (pid 1) 5s {self.leak}\n", "")
 
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
-        return f"container log of {node}: {self.leak}\n"
+        return f"container log of {node}: {self.leak}\n{self.named_hashes()}"
+
+    def named_hashes(self) -> str:
+        """Log lines with hashes that name things (a hashed repository path, an image id, a
+        SHA-256 repository's commit id), each beside a real secret of the lab (64 and 128
+        hex digits, the same shape)."""
+        sec = self.rendered.secrets
+        shell = sec.shared["gitlab_shell"]["secret_token"]
+        return (f'{{"grpc.request.repoPath":"@hashed/{REPO[:2]}/{REPO[2:4]}/{REPO}.git",'
+                f'"token":"{sec.gitaly_token}","secret":"{shell}"}}\n'
+                f"image_id: sha256:{IMAGE} {sec.gitaly_token} {shell}\n"
+                f"oldrev={COMMIT} newrev={sec.gitaly_token} {self.own_secret()}\n")
+
+    def own_secret(self) -> str:
+        return str(self.own.get("gitlab_shell", {}).get("secret_token", "d" * 64))
 
     def container(self, node: str) -> Any:
         return None
@@ -84,6 +98,12 @@ class FakeLab:
     def status(self) -> Any:
         self.status_calls += 1
         return FakeStatus([n.name for n in self.lab.nodes])
+
+
+# sha256("1"): project 1's folder under GitLab's hashed storage; an image id; a commit.
+REPO = "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"
+IMAGE = "0f4a3c2b1d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a"
+COMMIT = "d4735e3a265e16eee03f59718b9b5d03019c07d8b6c51f90da3a666eec13ab35"
 
 
 def _all_text(bundle: Path) -> dict[str, str]:
@@ -158,6 +178,20 @@ def test_bundle_from_a_fake_lab_leaks_nothing(tmp_path: Path,
     assert "left out" in files["lab/nodes/gitaly1/ssl/gitaly1.key"]
     summary = files["SUMMARY.md"]
     assert "**FAIL** gitaly1" in summary
+
+
+def test_bundle_keeps_hashes_that_name_things_and_drops_the_secrets_beside_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every 64-hex string used to go: @hashed/6b/86/[REDACTED].git, sha256:[REDACTED].
+    fake, files, secrets = _fake_bundle(tmp_path, monkeypatch)
+    log = files["nodes/gitaly1/container.log"]
+    assert f"@hashed/6b/86/{REPO}.git" in log
+    assert f"image_id: sha256:{IMAGE} " in log
+    assert f"oldrev={COMMIT} " in log
+    assert fake.rendered.secrets.gitaly_token not in log
+    assert fake.own_secret() not in log  # one the lab did not make: by its shape
+    assert log.count(MARK) >= 7
+    assert not _leaks(files, secrets)
 
 
 def test_bundle_keeps_certificates_readable(tmp_path: Path,

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.engine.redaction import Redaction
 from lab.errors import BadInput, LabError, SpecError
 from lab.model.topology import Lab
 from lab.scenario.report import write_junit
@@ -26,7 +27,6 @@ from lab.store.labdir import (
     write_lab,
 )
 from lab.support.collect import Bundle
-from lab.support.redaction import Redaction
 
 
 def scaled(*sets: str) -> Lab:

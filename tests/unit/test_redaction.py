@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import pytest
+
+import lab as lab_pkg
+from lab.engine.redaction import MARK, Redaction, lab_redaction
+from lab.omnibus.secret_keys import SECRET_WORDS
+from lab.spec.importer import shown
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import write_lab
-from lab.support.redaction import MARK, Redaction, lab_redaction
 
 
 def test_known_values_and_token_shapes_are_redacted() -> None:
@@ -86,3 +92,67 @@ def test_redaction_keeps_ruby_structure_readable() -> None:
     text = ("gitaly['configuration'] = { storage: [{ name: 'default' }] }\n"
             "external_url 'http://gitlab'\nsecrets: own\n")
     assert r(text) == text
+
+
+H = hashlib.sha256(b"1").hexdigest()  # project 1's hashed storage name
+
+
+@pytest.mark.parametrize("text", [
+    f"repo @hashed/{H[:2]}/{H[2:4]}/{H}.git",  # GitLab's hashed storage
+    f"@hashed/{H[:2]}/{H[2:4]}/{H}.wiki.git",
+    f"object pool @pools/{H[:2]}/{H[2:4]}/{H}.git",
+    f"image_id: sha256:{H}",  # an image id
+    f"gitlab/gitlab-ce:19.3.0-ce.0@sha256:{H}",  # a pinned reference
+    f'"Image": "sha256:{H}"',
+    f'{{"id":"{H}","short_id":"{H[:8]}","parent_ids":["{H}", "{H}"]}}',  # SHA-256 commits
+    f'"commit_id": "{H}", "last_commit_id": "{H}"',
+    f"oldrev={H} newrev={H}",
+    f"commit {H}\nAuthor: Administrator",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b pushed",  # SHA-1: too short to matter
+])
+def test_hashes_that_name_things_stay_readable(text: str) -> None:
+    assert Redaction()(text) == text
+
+
+@pytest.mark.parametrize("text", [
+    f"@hashed/00/00/{H}.git",  # the folders are not the hash's own digits
+    f"sha256:{H.upper()}",  # digests are lower-case
+    f"sha256:{'f' * 128}",  # and 64 digits long
+    f'{{"id":"{H}","name":"x"}}',  # an id, but not a commit's
+    f"rotated after {H}",  # a key's name without its operator is a word
+    f"xcommit {H}",
+    f"token {H}",
+])
+def test_unknown_hex_secrets_go_outside_those_places(text: str) -> None:
+    assert MARK in Redaction()(text)
+
+
+def test_real_lab_secrets_go_even_where_a_hash_would_stay(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled"))
+    sec = write_lab(lab, tmp_path / "lab", image="unused").secrets
+    r = lab_redaction(sec)
+    shell = sec.shared["gitlab_shell"]["secret_token"]
+    assert len(sec.gitaly_token) == 64  # the shapes of hashes
+    assert len(shell) == 128
+    text = (f"@hashed/{H[:2]}/{H[2:4]}/{H}.git token={sec.gitaly_token}\n"
+            f"image_id: sha256:{sec.gitaly_token}\n"
+            f"@hashed/{sec.gitaly_token[:2]}/{sec.gitaly_token[2:4]}/{sec.gitaly_token}.git\n"
+            f'"sha": "{sec.gitaly_token}", "parent_ids": ["{H}", "{shell}"]\n'
+            f"commit {sec.gitaly_token}\n")
+    out = r(text)
+    assert sec.gitaly_token not in out
+    assert shell not in out
+    assert shell[:64] not in out
+    assert f"@hashed/{H[:2]}/{H[2:4]}/{H}.git token=[REDACTED]" in out
+    assert not r.leaks(out)
+
+
+def test_one_list_of_secret_words_for_import_and_redaction() -> None:
+    # Issue 23: the words lived in lab/spec/importer.py and lab/support/redaction.py.
+    for word in SECRET_WORDS:
+        assert shown((f"my_{word}",), "v4lue-of-it") == "<secret, not copied>"
+        assert "v4lue-of-it" not in Redaction()(f"gitlab_rails['my_{word}'] = 'v4lue-of-it'")
+    lab_dir = Path(lab_pkg.__file__).parent
+    spelled = [p.relative_to(lab_dir).as_posix() for p in lab_dir.rglob("*.py")
+               if "passwd" in p.read_text()]
+    assert spelled == ["omnibus/secret_keys.py"]

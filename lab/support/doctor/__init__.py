@@ -8,11 +8,12 @@ Kept apart so the judging is testable without Docker:
   one-line hint in the words of GitLab's guide;
 - ``format``: the table, the plain text and the JSON.
 
-Secrets are compared by hash only.
+Secrets are compared by hash only, and every detail passes the lab's redactor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from lab.errors import LabError
@@ -41,4 +42,9 @@ def doctor(handle: LabHandle | None, *,
         except LabError:  # Docker cannot be asked: every node counts as missing
             states = {}
     g = gather_lab(handle, states)
-    return judge(handle.name, g, handle.lab.app.name), g
+    report = judge(handle.name, g, handle.lab.app.name)
+    # Details quote what nodes said (a command's last line, a gitlab.rb the reader refused):
+    # they pass the lab's redactor before anything shows them.
+    return Report(report.lab, tuple(
+        dataclasses.replace(c, detail=handle.redactor(c.detail), hint=handle.redactor(c.hint))
+        for c in report.checks)), g

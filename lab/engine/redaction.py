@@ -1,10 +1,14 @@
-"""Redaction for anything a support room writes: known secret values first, then
-the shapes of unknown ones (tokens, JWTs, private keys, ``secret = '…'`` lines).
+"""Redaction of everything a lab's nodes say: known secret values first, then the
+shapes of unknown ones (tokens, JWTs, private keys, ``secret = '…'`` lines).
 
-``Redaction`` extends the engine's ``Redactor`` (known values, longest first)
-with those shapes and a leak check; ``collect`` runs every text of a bundle
-through it, and anything else that shows a lab's text to a user may too.
-Certificates are public and stay readable.
+``Redaction`` extends ``Redactor`` (known values, longest first) with those shapes
+and a leak check. It is each running lab's redactor (``RunningLab.redactor``), so
+every text that quotes a node's files or logs passes it before it is shown: readiness
+log tails (a reconfigure that fails on a line of ``omnibus_config`` quotes that line),
+``lab logs``, scenario evidence, errors from commands in the lab; ``collect`` runs every
+text of a bundle through it. Certificates are public and stay readable, and so do hashes
+that name things rather than hide them: digests (``sha256:<hex>``), a repository's hashed
+path (``@hashed/6b/86/6b86b27….git``) and git object ids.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lab.engine.run import REDACTED, Redactor
+from lab.model.topology import Lab
+from lab.omnibus.secret_keys import SECRET_WORD
 from lab.render.secrets import LabSecrets, fingerprint, secret_values
 
 MARK = REDACTED
 
-_WORDS = (r"(?:token|secret|password|passwd|key_base|private_key|signing_key|secret_key"
-          r"|access_key|encryption_key|secretkey)")
+_WORDS = SECRET_WORD
 # The key, its closing quote(s) (plain, JSON-escaped \" or YAML-doubled '') and the operator.
 _KEY = r"(\b[\w-]*" + _WORDS + r"""(?:\\?['"]){0,2}\]?\s*(?:=>|=|:)\s*)"""
 _FRESH = r"(?!\[REDACTED|sha256:)"
@@ -55,9 +60,24 @@ _KEY_VALUE = re.compile(_KEY + "(?:" + "|".join(
     f"(?P<form{i}>{_numbered(v, i)})" for i, v in enumerate(_VALUES)) + ")", re.IGNORECASE)
 
 
+def _form(m: re.Match[str]) -> int:
+    return next(i for i in range(len(_VALUES)) if m[f"form{i}"] is not None)
+
+
 def _mark_value(m: re.Match[str]) -> str:
-    i = next(i for i in range(len(_VALUES)) if m[f"form{i}"] is not None)
+    i = _form(m)
     return m[1] + m[f"open{i}"] + MARK + m[f"close{i}"]
+
+
+def values_after_secret_keys(text: str) -> list[str]:
+    """The values written after secret keys in ``text`` (Ruby, YAML, JSON), as they are
+    written: a user's ``omnibus_config`` holds secrets the lab did not make, which a node
+    may print without their key (an error naming the value)."""
+    out = []
+    for m in _KEY_VALUE.finditer(text):
+        i = _form(m)
+        out.append(text[m.end(f"open{i}"):m.start(f"close{i}")])
+    return out
 
 
 # After a redacted literal, the literals joined to it ("a" "b", "a" + "b", "a" \ "b").
@@ -81,8 +101,46 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
     (re.compile(r"\bgl[a-z]{2,4}-[A-Za-z0-9_-]{20,}"), MARK),  # glpat-, gldt-, glrt- ...
     (re.compile(r"\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"), MARK),  # a JWT
     (re.compile(r"\bv2\.[0-9a-f]{64}\.\d+"), MARK),  # a Gitaly v2 token
-    (re.compile(r"\b[0-9a-fA-F]{64,}\b"), MARK),  # 40-char commit ids stay readable
+    # 64 hex digits or more is a secret's shape (tokens, secret_key_base), unless it names
+    # something (_names_a_thing); 40-hex (SHA-1) commit ids are too short to match.
+    (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{64,}(?![0-9A-Za-z])"),
+     lambda m: m[0] if _names_a_thing(m) else MARK),
 )
+
+
+# What stands right before a 64-hex hash that names a thing: a digest's algorithm (an
+# image id or reference @sha256:, a content digest), or a key holding a git object id
+# (a SHA-256 repository's commit ids are 64 hex: the API's "parent_ids", Gitaly's and the
+# hooks' revisions), as a key with its operator (JSON, YAML, key=value), or `git log`'s
+# "commit <id>" line. A word without its operator ("after <hex>") is no key.
+_DIGEST = re.compile(r"sha256:\Z")
+_OBJECT_ID_KEYS = ("commit_id", "last_commit_id", "parent_ids", "sha", "checkout_sha",
+                   "oldrev", "newrev", "revision", "before", "after", "head_commit_id",
+                   "oid", "object_id", "merge_commit_sha", "squash_commit_sha", "start_sha",
+                   "base_sha", "head_sha")
+_OBJECT_ID = re.compile(
+    r"""(?:(?:^|[\s{,"'])(?:""" + "|".join(_OBJECT_ID_KEYS) + r""")["']?\s*[:=]\s*"""
+    r"""(?:\[\s*(?:["']?[0-9a-f]{64}["']?\s*,\s*)*)?["']?|(?:^|\n)commit )\Z""")
+# A commit in GitLab's API: {"id":"<hex>","short_id":...}
+_COMMIT_JSON_ID = (re.compile(r""""id"\s*:\s*"\Z"""), re.compile(r"""",\s*"short_id"\s*:"""))
+
+
+def _names_a_thing(m: re.Match[str]) -> bool:
+    """Whether the hex of ``m`` is a hash that names something (kept) rather than a secret:
+    exactly 64 digits (SHA-256), lower-case, where a digest, a hashed repository path or a
+    git object id stands. A hashed path is checked against itself: GitLab's folders are the
+    hash's first two and next two digits (@hashed/6b/86/6b86…)."""
+    value = m[0]
+    if len(value) != 64 or value != value.lower():
+        return False
+    text, start = m.string, max(0, m.start() - 400)  # a commit's parent_ids fit
+    if _DIGEST.search(text, start, m.start()) or _OBJECT_ID.search(text, start, m.start()):
+        return True
+    if text.endswith((f"@hashed/{value[:2]}/{value[2:4]}/", f"@pools/{value[:2]}/{value[2:4]}/"),
+                     start, m.start()):
+        return True
+    return bool(_COMMIT_JSON_ID[0].search(text, start, m.start())
+                and _COMMIT_JSON_ID[1].match(text, m.end()))
 
 
 class Redaction(Redactor):
@@ -105,6 +163,14 @@ class Redaction(Redactor):
             if joined == text:
                 return text
             text = joined
+
+    def learn(self, sec: LabSecrets, lab: Lab) -> None:
+        """Know a lab's secrets: the ones it made, a node's own Gitaly token, and the values
+        after secret keys in each node's ``omnibus_config`` (a user's Ruby, which a failing
+        reconfigure quotes, maybe without its key)."""
+        self.add(sec.values())
+        for node in lab.nodes:
+            self.add([node.gitaly_token or "", *values_after_secret_keys(node.omnibus_config)])
 
     def leaks(self, text: str) -> list[str]:
         return [fingerprint(v) for v in self.secrets if v in text]
