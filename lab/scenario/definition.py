@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from lab.model.topology import Lab
+from lab.omnibus.release import Version
 
 
 class Expected(StrEnum):
@@ -17,9 +18,29 @@ class Expected(StrEnum):
 
 
 @dataclass(frozen=True)
+class ByRelease:
+    """A pattern per release range, as a scenario writes ``{"11.11-13.1": a, "13.2+": b}``:
+    (first release, first release after it or None for open, pattern), in order, covering
+    every supported release without gaps (checked when the file is loaded)."""
+
+    ranges: tuple[tuple[Version, Version | None, str], ...]
+
+    def at(self, release: Version) -> str:
+        for lo, hi, pattern in self.ranges:
+            if lo <= release and (hi is None or release < hi):
+                return pattern
+        return self.ranges[-1][2]
+
+    @property
+    def newest(self) -> str:
+        return self.ranges[-1][2]
+
+
+@dataclass(frozen=True)
 class LogExpect:
     node: str
     pattern: str
+    eras: ByRelease | None = None  # the pattern by release; ``pattern`` is the chosen one
 
 
 @dataclass(frozen=True)
@@ -27,6 +48,17 @@ class Expect:
     expected: Expected = Expected.SUCCESS
     output: str | None = None  # a regex searched in the step's output
     log: LogExpect | None = None
+    # The output pattern by release (``output`` holds the one of the release it runs on:
+    # the newest until ``at`` chose).
+    output_eras: ByRelease | None = None
+
+    def at(self, release: Version) -> Expect:
+        """This expectation with the patterns of ``release`` chosen."""
+        output = self.output_eras.at(release) if self.output_eras else self.output
+        log = self.log
+        if log is not None and log.eras is not None:
+            log = replace(log, pattern=log.eras.at(release))
+        return replace(self, output=output, log=log)
 
     def describe(self) -> str:
         text = self.expected.value
@@ -71,6 +103,13 @@ class Scenario:
     spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     version: str | None = None
     flavors: tuple[str, ...] = ("omnibus", "sim")
+
+    def at(self, release: Version) -> Scenario:
+        """The scenario as it runs on ``release``: each expectation's patterns of that release."""
+        def step_at(step: Step) -> Step:
+            return replace(step, expect=step.expect.at(release))
+        return replace(self, steps=tuple(map(step_at, self.steps)),
+                       given_faults=tuple(map(step_at, self.given_faults)))
 
 
 @dataclass(frozen=True)

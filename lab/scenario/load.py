@@ -9,6 +9,7 @@ scenario file with the spec's own message.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -17,8 +18,17 @@ from typing import Any
 
 from lab.errors import SpecError
 from lab.model.topology import Lab
+from lab.omnibus.release import OLDEST_SUPPORTED, Version
 from lab.resources import data_dir
-from lab.scenario.definition import Expect, Expected, LogExpect, Scenario, ScenarioLabs, Step
+from lab.scenario.definition import (
+    ByRelease,
+    Expect,
+    Expected,
+    LogExpect,
+    Scenario,
+    ScenarioLabs,
+    Step,
+)
 from lab.scenario.patterns import PatternError, compile_pattern
 from lab.scenario.pool import group_name, lab_key
 from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
@@ -91,7 +101,8 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
     if expected_raw not in (o.value for o in Expected):
         raise ctx.fail((*path, "outcome"), f"{expected_raw!r} is not one of: success, fail")
     expected = Expected(expected_raw)
-    output = ctx.regex(data["output"], (*path, "output")) if "output" in data else None
+    output, output_eras = _patterns(ctx, data["output"], (*path, "output")) \
+        if "output" in data else (None, None)
     if expected is Expected.FAIL and output is None:
         raise ctx.fail(path, "a `fail` expectation needs an `output` pattern naming the "
                        "specific error, so the step cannot fail for the wrong reason")
@@ -103,8 +114,47 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
                 raise ctx.fail((*path, "log"), f"a log expectation needs {k!r}")
         if not isinstance(ldata["node"], str) or not ldata["node"]:
             raise ctx.fail((*path, "log", "node"), "expected a node name")
-        log = LogExpect(str(ldata["node"]), ctx.regex(ldata["pattern"], (*path, "log", "pattern")))
-    return Expect(expected, output, log)
+        pattern, log_eras = _patterns(ctx, ldata["pattern"], (*path, "log", "pattern"))
+        log = LogExpect(str(ldata["node"]), pattern, log_eras)
+    return Expect(expected, output, log, output_eras)
+
+
+RANGE_RE = re.compile(r"^([0-9]+)\.([0-9]+)(?:(\+)|-([0-9]+)\.([0-9]+))?\Z")
+RANGE_HELP = ("a release range: \"13.2+\" (13.2 and later), \"11.11-13.1\" (both series "
+              "included) or \"13.1\" (that series)")
+
+
+def _patterns(ctx: _Ctx, value: Any, path: Path_) -> tuple[str, ByRelease | None]:
+    """A pattern, or a mapping of release ranges to patterns covering every release."""
+    if not isinstance(value, dict):
+        return ctx.regex(value, path), None
+    ranges: list[tuple[Version, Version | None, str]] = []
+    for key, pattern in value.items():
+        m = RANGE_RE.match(str(key))
+        if not m:
+            raise ctx.fail((*path, str(key)), f"{key!r} is not {RANGE_HELP}")
+        lo = Version(int(m[1]), int(m[2]), 0)
+        hi: Version | None = None
+        if not m[3]:
+            last = (int(m[4]), int(m[5])) if m[4] else (lo.major, lo.minor)
+            hi = Version(last[0], last[1] + 1, 0)
+            if hi <= lo:
+                raise ctx.fail((*path, str(key)), f"{key!r}: the range ends before it starts")
+        ranges.append((lo, hi, ctx.regex(pattern, (*path, str(key)))))
+    ranges.sort(key=lambda r: r[0])
+    oldest = Version.parse(OLDEST_SUPPORTED)
+    if not ranges or ranges[0][0] > oldest:
+        raise ctx.fail(path, f"the release ranges must start at {oldest.series} or before, so "
+                       "every release has its pattern")
+    for (_, hi, _), (lo, _, _) in itertools.pairwise(ranges):
+        if hi is None or hi != lo:
+            raise ctx.fail(path, "the release ranges must follow each other without gap or "
+                           f"overlap (one ends, the next starts at {lo.series})")
+    if ranges[-1][1] is not None:
+        raise ctx.fail(path, "the last release range must be open (\"X.Y+\"), so a newer "
+                       "release has its pattern")
+    eras = ByRelease(tuple(ranges))
+    return eras.newest, eras
 
 
 def _step(ctx: _Ctx, value: Any, path: Path_, steps: Registry,

@@ -58,7 +58,9 @@ def expand(scenario: Scenario, *, flavor: str,
             if not per_release:
                 raise
             raise SpecError(f"{exc} (GitLab {r})") from None
-        items.append(PlanItem(scenario, release_name(scenario.name, str(r)) if per_release
+        # Its expectations as written for the release its lab runs.
+        items.append(PlanItem(scenario.at(labs.target.version),
+                              release_name(scenario.name, str(r)) if per_release
                               else scenario.name, r, labs))
     return items
 

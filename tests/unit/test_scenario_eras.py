@@ -1,0 +1,98 @@
+"""Expectations keyed by release range: each release runs with its own exact text."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from lab.errors import SpecError
+from lab.omnibus import eras
+from lab.omnibus.release import Version
+from lab.resources import data_dir
+from lab.scenario.load import parse_scenario
+from lab.scenario.plan import expand
+
+V = Version.parse
+
+KEYED = textwrap.dedent("""\
+    lab: {topology: scaled}
+    steps:
+      - create_project: {project: p1}
+      - push: p1
+        expect:
+          outcome: fail
+          output:
+            "11.11-13.1": 'ruby era'
+            "13.2+": 'go era'
+          log:
+            node: gitlab
+            pattern: {"11.11-14.3": 'old log', "14.4+": 'new log'}
+    """)
+
+
+def test_each_release_gets_the_pattern_of_its_range() -> None:
+    sc = parse_scenario(KEYED, "sc.yaml")
+    push = sc.steps[1]
+    assert push.expect.output == "go era"  # the newest until a release is chosen
+    for release, output, log in [("11.11.8", "ruby era", "old log"),
+                                 ("13.1.9", "ruby era", "old log"),
+                                 ("13.2.0", "go era", "old log"),
+                                 ("14.4.0", "go era", "new log"),
+                                 ("19.3.0", "go era", "new log")]:
+        expect = sc.at(V(release)).steps[1].expect
+        assert (expect.output, expect.log.pattern if expect.log else None) == (output, log)
+
+
+def test_the_plan_runs_each_release_with_its_own_text() -> None:
+    sc = parse_scenario(KEYED, "sc.yaml")
+    items = expand(sc, flavor="sim", releases=["12.10.14", "17.11.7"])
+    assert [i.scenario.steps[1].expect.output for i in items] == ["ruby era", "go era"]
+
+
+@pytest.mark.parametrize(("ranges", "message"), [
+    ('{"12.0+": a}', "must start at 11.11 or before"),
+    ('{"11.11-12.9": a, "13.2+": b}', "without gap or overlap (one ends, the next starts at 13.2)"),
+    ('{"11.11-13.5": a, "13.2+": b}', "without gap or overlap"),
+    ('{"11.11-13.1": a}', "the last release range must be open"),
+    ('{"13.x": a}', "'13.x' is not a release range"),
+    ('{"13.2-12.0": a}', "the range ends before it starts"),
+])
+def test_bad_ranges_name_file_line_and_key(ranges: str, message: str) -> None:
+    text = ("lab: {topology: scaled}\nsteps:\n  - create_project: {project: p1}\n"
+            f"  - push: p1\n    expect:\n      outcome: fail\n      output: {ranges}\n")
+    with pytest.raises(SpecError) as err:
+        parse_scenario(text, "sc.yaml")
+    assert str(err.value).startswith("sc.yaml:")
+    assert "steps.1.expect.output" in str(err.value)
+    assert message in str(err.value)
+
+
+def test_the_library_has_no_alternation_across_eras() -> None:
+    """The texts that changed between releases appear in the library keyed by release, never
+    as (old|new) alternatives in one pattern."""
+    pairs = {}
+    for behaviour in {e.behaviour for e in eras.ERAS}:
+        rows = [e for e in eras.ERAS if e.behaviour == behaviour]
+        pairs[behaviour] = [re.sub(r"^[0-9]{3} ", "", r.text).split("{")[0][:30] for r in rows]
+    for path in sorted(data_dir("scenarios").glob("*.yaml")):
+        sc = parse_scenario(path.read_text(), str(path))
+        for step in sc.steps:
+            for pattern in filter(None, [step.expect.output,
+                                         step.expect.log.pattern if step.expect.log else None]):
+                plain = pattern.replace("\\", "")
+                for texts in pairs.values():
+                    assert sum(t in plain for t in texts if t) <= 1, (path.name, pattern)
+
+
+@pytest.mark.parametrize(("release", "text"), [
+    ("12.10.14", "Failed to authorize your Git request: internal API unreachable"),
+    ("17.11.7", "Internal API unreachable"),
+])
+def test_library_expects_the_hook_text_of_the_release(release: str, text: str) -> None:
+    path = data_dir("scenarios") / "internal-api-url-wrong.yaml"
+    sc = parse_scenario(path.read_text(), str(path)).at(V(release))
+    output = sc.steps[1].expect.output or ""
+    assert text in output.replace("\\", "")
+    assert eras.internal_api_unreachable(V(release)) == text
