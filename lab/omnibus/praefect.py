@@ -116,6 +116,11 @@ def database_setup_cmds(password: str) -> list[list[str]]:
             _psql(f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'")]
 
 
+# What `lab collect` asks a Praefect node: its database, its Gitaly nodes, repositories
+# behind or without a primary, its migrations (all in Gitaly's cmd/praefect from v13.3.0).
+STATE_SUBCOMMANDS = ("sql-ping", "dial-nodes", "dataloss", "sql-migrate-status")
+
+
 def praefect_cmd(subcommand: str, *args: str) -> list[str]:
     """``praefect -config config.toml SUBCOMMAND``, as the git user (the docs' ``sudo -u git``)."""
     return [CHPST, "-u", "git:git", BINARY, "-config", CONFIG_TOML, subcommand, *args]

@@ -29,6 +29,7 @@ from lab.engine.redaction import Redaction, lab_redaction, redacted_secrets_json
 from lab.errors import BadInput, LabError
 from lab.lifecycle.contract import LabHandle
 from lab.model.topology import Lab
+from lab.omnibus import praefect as pf
 from lab.omnibus.node import status_cmd
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import token_of
@@ -343,6 +344,13 @@ def collect(handle: LabHandle, out: Path, *,
             bundle.add(f"{base}/gitlab-secrets.in-container.json",
                        json.dumps(redacted_secrets_json(gathered.secrets[node.name]),
                                   indent=2) + "\n")
+    for node in lab.praefect_nodes:
+        if states.get(node.name) == "running":
+            for sub in pf.STATE_SUBCOMMANDS:
+                state = _safe(functools.partial(_praefect_state, handle, node.name, sub),
+                              f"{node.name} praefect {sub}", notes)
+                if state is not None:
+                    bundle.add(f"nodes/{node.name}/praefect-{sub}.txt", state)
     has_results = _scenario_results(bundle, lab_dir)
     # The picture uses what the nodes really hold where they could be read (a node
     # with `secrets: none` made its own file), else what the lab directory gave them.
@@ -355,6 +363,12 @@ def collect(handle: LabHandle, out: Path, *,
                                          image_warning=gathered.host.image_warning))
     bundle.write(out, top)
     return out
+
+
+def _praefect_state(handle: LabHandle, node: str, sub: str) -> str:
+    """One of Praefect's own reports (its database, its Gitaly nodes, what is behind)."""
+    res = handle.exec(node, pf.praefect_cmd(sub), check=False, timeout=120)
+    return f"$ praefect {sub}   (exit {res.returncode})\n{res.stdout}{res.stderr}"
 
 
 def _ctl_status(handle: LabHandle, node: str) -> str:

@@ -118,7 +118,8 @@ def _secret_values(lab_dir: Path, own: dict[str, Any]) -> list[str]:
     store = json.loads((lab_dir / ".lab" / "secrets.json").read_text())
     values = [store["gitaly_token"], store["admin_token"], *secret_values(store["shared"]),
               *secret_values(store["own"]), *secret_values(own),
-              *(v for k, v in store["tls"].items() if k.endswith(".key"))]
+              *(v for k, v in store["tls"].items() if k.endswith(".key")),
+              store.get("praefect_token", ""), store.get("praefect_db_password", "")]
     return [v for v in values if len(v) >= 8]
 
 
@@ -131,10 +132,10 @@ def _leaks(files: dict[str, str], secrets: list[str]) -> list[str]:
     return found
 
 
-def _fake_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _fake_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topology: str = "scaled"
                  ) -> tuple[FakeLab, dict[str, str], list[str]]:
     monkeypatch.setattr(collect_mod, "versions", lambda host, image, notes: {"toolkit": "t"})
-    lab = resolve(SpecRequest(topology="scaled",
+    lab = resolve(SpecRequest(topology=topology,
                               sets=("tls=true", "nodes.gitaly1.secrets=none")))
     rendered = write_lab(lab, tmp_path / "lab", image="unused")
     own = {"gitlab_shell": {"secret_token": "b" * 128},
@@ -327,3 +328,17 @@ def test_omnibus_config_password_stays_out_of_the_bundle(
     files = _all_text(out)
     assert any("GITLAB_OMNIBUS_CONFIG" in t for t in files.values())
     assert not [f for f, t in files.items() if "pass-0001" in t or "pass-0002" in t]
+
+
+def test_cluster_bundle_has_praefect_s_state_and_leaks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, files, secrets = _fake_bundle(tmp_path, monkeypatch, "cluster")
+    for sub in ("sql-ping", "dial-nodes", "dataloss", "sql-migrate-status"):
+        report = files[f"nodes/praefect/praefect-{sub}.txt"]
+        assert report.startswith(f"$ praefect {sub}   (exit 0)")
+    assert ("praefect", ["/opt/gitlab/embedded/bin/chpst", "-u", "git:git",
+                         "/opt/gitlab/embedded/bin/praefect", "-config",
+                         "/var/opt/gitlab/praefect/config.toml", "dataloss"]) in fake.execs
+    assert "nodes/praefect-db/container.log" in files
+    assert "praefect internal token" in files["secret-hashes.md"]
+    assert _leaks(files, secrets) == []
