@@ -56,6 +56,8 @@ APP_GITALY_TOKEN = "app gitaly token"
 APP_STORAGES = "app storages"  # the application's storage -> Gitaly address
 ROLES = "roles"
 MANAGE_ETC = "manage /etc/gitlab"
+AUTO_MIGRATE = "database migrations on reconfigure"
+RAKE_CACHE_CLEAR = "cache clearing on reconfigure"
 PRAEFECT_ENABLED = "praefect enabled"
 PRAEFECT_AUTO_MIGRATE_KEY = "praefect auto migrate"
 PRAEFECT_LISTEN = "praefect listen address"
@@ -152,6 +154,8 @@ KEY_PATHS: tuple[KeyPath, ...] = (
             write_until=REPOSITORIES_STORAGES),
     KeyPath(ROLES, ("roles",)),
     KeyPath(MANAGE_ETC, ("manage_storage_directories", "manage_etc")),
+    KeyPath(AUTO_MIGRATE, ("gitlab_rails", "auto_migrate")),
+    KeyPath(RAKE_CACHE_CLEAR, ("gitlab_rails", "rake_cache_clear")),
     KeyPath(PRAEFECT_ENABLED, ("praefect", "enable"), since=PRAEFECT_COOKBOOK),
     KeyPath(PRAEFECT_AUTO_MIGRATE_KEY, ("praefect", "auto_migrate"), since=PRAEFECT_AUTO_MIGRATE),
     *_praefect(PRAEFECT_LISTEN, "listen_addr", "listen_addr"),

@@ -73,6 +73,12 @@ def _key(lab: Lab, setting: str) -> KeyPath:
     return key
 
 
+def _no_database(lab: Lab) -> list[str]:
+    """A node without GitLab's database: reconfigure neither clears caches nor migrates."""
+    return [_assign(_key(lab, keypaths.RAKE_CACHE_CLEAR), "false"),
+            _assign(_key(lab, keypaths.AUTO_MIGRATE), "false")]
+
+
 def _assign(key: KeyPath, value: str) -> str:
     """``gitaly['listen_addr'] = '...'``: one setting at a top-level key path."""
     return f"{key.ruby} = {value}"
@@ -165,7 +171,7 @@ def _gitaly_node(lab: Lab, node: Node, token: str) -> list[str]:
     out.append("# A Gitaly-only node: everything else is off.")
     out += [f"{svc}['enable'] = false" for svc in d.gitaly_node_disabled()]
     out += ["", "# No database here: no migrations, no cache clearing during reconfigure.",
-            "gitlab_rails['rake_cache_clear'] = false", "gitlab_rails['auto_migrate'] = false"]
+            *_no_database(lab)]
     url = internal_api_url(lab, node)
     if url is not None:
         out += ["", "# Gitaly calls this on every push; without it, git push fails.",
@@ -269,7 +275,7 @@ def _praefect_node(lab: Lab, node: Node, token: str, sec: LabSecrets) -> list[st
     assert db is not None  # the spec requires one with a praefect node
     out = ["# A Praefect-only node: everything else is off (GitLab's Gitaly Cluster docs).",
            *_off(lab, ["gitaly"]), "",
-           "gitlab_rails['rake_cache_clear'] = false", "gitlab_rails['auto_migrate'] = false",
+           *_no_database(lab),
            "",
            "# Praefect's database is created after its node is up; the lab runs",
            "# `praefect sql-migrate` then, as the docs' deploy node does.",
@@ -288,7 +294,7 @@ def _postgres_node(lab: Lab, node: Node) -> list[str]:
             "postgresql['listen_address'] = '0.0.0.0'",
             "postgresql['trust_auth_cidr_addresses'] = %w(127.0.0.1/32)",
             "postgresql['md5_auth_cidr_addresses'] = %w(0.0.0.0/0)",
-            "gitlab_rails['auto_migrate'] = false"]
+            _assign(_key(lab, keypaths.AUTO_MIGRATE), "false")]
 
 
 def render_gitlab_rb(lab: Lab, node: Node, lab_token: str,

@@ -150,6 +150,13 @@ def _roles(s: Settings) -> list[str]:
         if isinstance(raw, list) else []
 
 
+def _mark_read(s: Settings, *settings: str) -> None:
+    """Mark these settings (every spelling in lab.omnibus.keypaths) as expressed by the lab."""
+    for setting in settings:
+        for key in keypaths.rows(setting):
+            s.get(*key.path)
+
+
 def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
     s = node.settings
     roles = _roles(s)
@@ -166,18 +173,17 @@ def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
     node.gitaly = omnibus_dialect.runs_gitaly(s.get)
     # The lab writes these on every node it renders (no database on a Gitaly node,
     # /etc/gitlab mounted from the host).
-    s.get("manage_storage_directories", "manage_etc")
+    written = [keypaths.MANAGE_ETC]
     if node.gitaly and not node.app:
-        s.get("gitlab_rails", "auto_migrate")
-        s.get("gitlab_rails", "rake_cache_clear")
+        written += [keypaths.AUTO_MIGRATE, keypaths.RAKE_CACHE_CLEAR]
+    _mark_read(s, *written)
     if s.data.get("praefect") and not node.app:
         facts = pf.read_praefect(s.get, d.version)
         if facts.enabled:
             node.praefect, node.gitaly, node.token = facts, False, facts.token
             node.tls = bool(facts.tls_listen_addr)
-            s.get("gitaly", "enable")
-            s.get("gitlab_rails", "auto_migrate")
-            s.get("gitlab_rails", "rake_cache_clear")
+            _mark_read(s, keypaths.GITALY_ENABLED, keypaths.AUTO_MIGRATE,
+                       keypaths.RAKE_CACHE_CLEAR)
             s.get(*keypaths.rows(keypaths.PRAEFECT_AUTO_MIGRATE_KEY)[0].path)
             return
     if "postgres_role" in roles and not node.app:
@@ -185,7 +191,7 @@ def _classify(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
         for key in ("listen_address", "trust_auth_cidr_addresses", "md5_auth_cidr_addresses",
                     "sql_user_password", "port"):
             s.get("postgresql", key)
-        s.get("gitlab_rails", "auto_migrate")
+        _mark_read(s, keypaths.AUTO_MIGRATE)
         return
     if not node.app and not node.gitaly:
         raise SpecError(f"this node runs neither the GitLab application, Gitaly nor Praefect "
