@@ -95,27 +95,36 @@ def _lab_dir() -> Path:
     return Path(lab.__file__).resolve().parent
 
 
-# The toolkit modules the sim image carries as the package `lab` (stdlib-only, checked
-# by tests): one implementation of Gitaly/JWT auth and of each release's dialect.
-IMAGE_MODULES = ("__init__.py", "omnibus/__init__.py", "omnibus/auth.py", "omnibus/release.py",
-                 "omnibus/dialect.py", "omnibus/keys.py", "omnibus/keypaths.py",
-                 "omnibus/eras.py", "omnibus/directories.py", "omnibus/removals.py")
-IMAGE_DATA = "omnibus/data"
-# Where the image keeps them; the sim's PYTHONPATH holds this folder's parent.
-IMAGE_LAB_DIR = "rootfs/opt/gitlab/embedded/sim/lab"
+def _labsim_dir() -> Path:
+    # Beside lab/ in a checkout and in a wheel's install alike; found by path, not imported:
+    # the toolkit never runs the sim's code.
+    return _lab_dir().parent / "labsim"
 
 
-def image_lab_files(root: Path | None = None) -> list[tuple[str, Path]]:
-    """(path under lab/, file) for everything the image carries from the toolkit."""
-    root = root or _lab_dir()
-    files = [(name, root / name) for name in IMAGE_MODULES]
-    files += [(p.relative_to(root).as_posix(), p) for p in sorted((root / IMAGE_DATA).iterdir())
-              if p.is_file()]
+#: The toolkit packages the sim image carries beside labsim, as ``lab.<name>``: what the
+#: sim may import of the toolkit. The import contracts in pyproject.toml keep labsim to
+#: these and these to the standard library and the image's packages; a test checks that
+#: both say the same.
+SIM_CARRIES = ("omnibus", "gitalypb")
+#: Where the image keeps labsim and lab/ (the image's PYTHONPATH, BASE_CONFIG).
+SIM_PYTHONPATH = "rootfs/opt/gitlab/embedded/sim"
+
+
+def sim_context(images_root: Path | None = None, lab_dir: Path | None = None,
+                labsim_dir: Path | None = None) -> list[tuple[str, Path]]:
+    """(path in the build context, file) for everything the sim image is built from:
+    images/sim (Dockerfile, scripts), the labsim package, lab/__init__.py and the toolkit
+    packages of SIM_CARRIES."""
+    images_root = images_root or images_dir()
+    lab_dir = lab_dir or _lab_dir()
+    labsim_dir = labsim_dir or _labsim_dir()
+    files = list(_tree(images_root / "sim"))
+    files += [(f"{SIM_PYTHONPATH}/labsim/{name}", path) for name, path in _tree(labsim_dir)]
+    files.append((f"{SIM_PYTHONPATH}/lab/__init__.py", lab_dir / "__init__.py"))
+    for package in SIM_CARRIES:
+        files += [(f"{SIM_PYTHONPATH}/lab/{package}/{name}", path)
+                  for name, path in _tree(lab_dir / package)]
     return files
-
-
-def _gitalypb() -> Path:
-    return Path(lab.__file__).resolve().parent / "gitalypb"
 
 
 def _hash_files(files: list[tuple[str, Path]], extra: str = "") -> str:
@@ -129,8 +138,8 @@ def _hash_files(files: list[tuple[str, Path]], extra: str = "") -> str:
 
 
 def _tree(root: Path) -> list[tuple[str, Path]]:
-    return [(p.relative_to(root).as_posix(), p) for p in root.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts]
+    return [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
 
 
 def base_packages() -> list[str]:
@@ -148,9 +157,10 @@ def _base_tag(packages: Path) -> str:
 
 
 @functools.cache
-def _sim_tag(root: Path, lab_dir: Path, gitalypb: Path) -> str:
-    files = [*_tree(root), *((f"lab/{name}", p) for name, p in image_lab_files(lab_dir)),
-             *((f"lab/gitalypb/{name}", path) for name, path in _tree(gitalypb))]
+def _sim_tag(root: Path, lab_dir: Path, labsim_dir: Path) -> str:
+    # The base's package list too: the sim is built on that base.
+    files = [("base/packages.txt", root / "base" / "packages.txt"),
+             *sim_context(root, lab_dir, labsim_dir)]
     return _hash_files(files, json.dumps([SUITE, *BASE_RECIPE, *BASE_CONFIG]))
 
 
@@ -166,9 +176,9 @@ def base_image_ref() -> str:
 
 
 def sim_image_ref() -> str:
-    """Tag of the sim image: a hash over every file under images/ and the toolkit modules
-    the image carries (IMAGE_MODULES, lab/gitalypb/). Pure."""
-    return f"{SIM_REPO}:{_sim_tag(images_dir(), _lab_dir(), _gitalypb())}"
+    """Tag of the sim image: a hash over its build context (sim_context) and the base's
+    package list and recipe. Pure."""
+    return f"{SIM_REPO}:{_sim_tag(images_dir(), _lab_dir(), _labsim_dir())}"
 
 
 def image_for(lab: Lab) -> str:
@@ -346,16 +356,9 @@ def build_sim(base: str, progress: Progress = _quiet) -> str:
     progress(f"building sim {ref}")
     with tempfile.TemporaryDirectory(prefix="lab-sim-") as tmp:
         context = Path(tmp) / "context"
-        shutil.copytree(images_dir() / "sim", context,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        # The image and the host share one implementation of auth and of the dialects.
-        for name, path in image_lab_files():
-            target = context / IMAGE_LAB_DIR / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-        # ... and one set of Gitaly protocol modules (lab/gitalypb).
-        shutil.copytree(_gitalypb(), context / "rootfs/opt/gitlab/embedded/sim/gitalypb",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        for name, path in sim_context():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, context / name)
         dk.build_image(context, ref, labels={LABEL_PREFIX: "1", FLAVOR_LABEL: "sim",
                                              SOURCE_LABEL: image_source()},
                        buildargs={"BASE": base})

@@ -1,7 +1,7 @@
 """`lab import`: a customer's gitlab.rb files (one per node) -> a lab spec.
 
 A customer's file is data: it is never run on this host. ``read_rb`` has Ruby's
-own parser (Ripper, lab/omnibus/read_gitlab_rb.rb) read it and takes only literal
+own parser (Ripper, lab/spec/read_gitlab_rb.rb) read it and takes only literal
 settings; any other statement (``system(...)``, a loop, a variable) is listed as
 not reproduced with its line, and a syntax error names file and line. The version
 is inferred from the keys used (or pinned); lab.omnibus.dialect then reads roles,
@@ -32,9 +32,9 @@ from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import keypaths
 from lab.omnibus import praefect as pf
 from lab.omnibus.infer import VersionClues
-from lab.omnibus.reader import read_rb
 from lab.omnibus.release import Version
 from lab.omnibus.secret_keys import is_secret_key
+from lab.spec.rb_reader import read_rb
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported, unsupported
 
 DEFAULT_NAME = "imported"

@@ -486,7 +486,7 @@ CASES = [
          ("not reproduced", "gitlab_rails['[/bold]']", "gitlab_rails['[red]x']"),
          files={"gitlab.rb": "external_url 'x'\ngitlab_rails['[/bold]'] = 1\n"
                              "gitlab_rails['[red]x'] = 2\n"}, needs_ruby=True),
-    # --- a customer's Ruby never runs on this host (lab.omnibus.reader) -----------------
+    # --- a customer's Ruby never runs on this host (lab.spec.rb_reader) -----------------
     ruby_case("rb-system", "system('touch {tmp}/pwned-system')", "{tmp}/pwned-system"),
     ruby_case("rb-backticks", "x = `touch {tmp}/pwned-ticks`", "{tmp}/pwned-ticks"),
     ruby_case("rb-file-write", "File.write('{tmp}/pwned-write', 'x')", "{tmp}/pwned-write"),

@@ -197,7 +197,7 @@ def test_read_praefect_reads_what_the_renderer_wrote(version: str, tmp_path: Pat
     if shutil.which("ruby") is None:
         skip_or_fail("ruby is not installed (apt-get install ruby)")
     from lab.omnibus.dialect import getter
-    from lab.omnibus.reader import read_rb
+    from lab.spec.rb_reader import read_rb
 
     _lab, sec, rb = cluster(version, "nodes.gitaly2.gitaly_token=x")
     path = tmp_path / "praefect.rb"

@@ -181,9 +181,11 @@ def test_sim_tag_follows_the_generated_modules(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     images.forget_image_refs()
     before = images.sim_image_ref()
-    copy = tmp_path / "gitalypb"
-    shutil.copytree(ROOT / "lab" / "gitalypb", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(images, "_gitalypb", lambda: copy)
+    lab_copy = tmp_path / "lab"
+    shutil.copytree(ROOT / "lab", lab_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy = lab_copy / "gitalypb"
+    monkeypatch.setattr(images, "_lab_dir", lambda: lab_copy)
+    monkeypatch.setattr(images, "_labsim_dir", lambda: ROOT / "labsim")
     images.forget_image_refs()
     assert images.sim_image_ref() == before
     (copy / "server_pb2.py").write_text((copy / "server_pb2.py").read_text() + "\n")

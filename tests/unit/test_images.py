@@ -20,13 +20,18 @@ def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert re.fullmatch(r"gitlab-testlab/base:[0-9a-f]{12}", checkout[1])
     assert "python3-grpcio" in images.base_packages()
 
-    root, lab_copy = tmp_path / "images", tmp_path / "lab"
-    shutil.copytree(images.images_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, path in images.image_lab_files():
-        (lab_copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, lab_copy / name)
+    root, lab_copy, sim_copy = tmp_path / "images", tmp_path / "lab", tmp_path / "labsim"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(images.images_dir(), root, ignore=ignore)
+    shutil.copytree(images._labsim_dir(), sim_copy, ignore=ignore)
+    # Of the toolkit, only what the image carries.
+    lab_copy.mkdir()
+    shutil.copy2(images._lab_dir() / "__init__.py", lab_copy)
+    for package in images.SIM_CARRIES:
+        shutil.copytree(images._lab_dir() / package, lab_copy / package, ignore=ignore)
     monkeypatch.setattr(images, "images_dir", lambda: root)
     monkeypatch.setattr(images, "_lab_dir", lambda: lab_copy)
+    monkeypatch.setattr(images, "_labsim_dir", lambda: sim_copy)
 
     def refs() -> tuple[str, str]:
         images.forget_image_refs()
@@ -50,15 +55,24 @@ def test_refs_are_content_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     script.chmod(mode)
     assert refs() == checkout
 
-    # The toolkit modules the image carries are part of its tag: auth, dialects, key data.
-    for name in ("omnibus/auth.py", "omnibus/dialect.py", "omnibus/data/keys-19.3.0.txt"):
-        carried = lab_copy / name
+    # The sim's code and the toolkit packages the image carries are part of its tag: auth,
+    # dialects, key data, Gitaly's protocol.
+    for carried in (sim_copy / "gitaly" / "gitaly_server.py", sim_copy / "common" / "evaluate.rb",
+                    *(lab_copy / name for name in (
+                        "omnibus/auth.py", "omnibus/dialect.py", "omnibus/data/keys-19.3.0.txt",
+                        "gitalypb/server_pb2.py"))):
+        name = str(carried)
         before = carried.read_text()
         carried.write_text(before + "# changed\n")
         changed = refs()
         assert changed[0] != sim, name
         assert changed[1] == base
         carried.write_text(before)
+    assert refs() == checkout
+
+    # The rest of the toolkit is not in the image: it leaves the tag alone.
+    (lab_copy / "engine").mkdir()
+    (lab_copy / "engine" / "docker.py").write_text("# not carried\n")
     assert refs() == checkout
 
     packages = root / "base" / "packages.txt"

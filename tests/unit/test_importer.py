@@ -10,11 +10,11 @@ import pytest
 
 from lab.errors import SpecError
 from lab.model.topology import Lab
-from lab.omnibus.reader import read_rb
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.render.secrets import LabSecrets, ensure_secrets
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.spec.labspec import SpecRequest, build_lab, resolve
+from lab.spec.rb_reader import read_rb
 from lab.spec.yamlfile import Origins
 from lab.store.labdir import write_lab
 

@@ -10,10 +10,10 @@ from lab.model.topology import Lab
 from lab.omnibus import keypaths
 from lab.omnibus.dialect import LEGACY_GITALY_KEYS, dialect_for, getter, read_app, read_gitaly
 from lab.omnibus.keys import known_key, known_top
-from lab.omnibus.reader import read_rb
 from lab.omnibus.release import FIRST, NEWEST, REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.labspec import SpecRequest, resolve
+from lab.spec.rb_reader import read_rb
 
 RELEASES = [Version.parse(r) for r in REFERENCE_RELEASES]
 # Every release a row's bounds name, and the one before it: where a table error shows.

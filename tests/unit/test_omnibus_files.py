@@ -11,7 +11,6 @@ import importlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,8 +25,6 @@ from lab.render.secrets import merge_written_back
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import node_paths, write_lab
 from lab.support.collect import LOG_DIR, log_files_cmd, split_tails
-
-SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 
 
 def test_merge_keeps_what_reconfigure_added_and_renders_over_it() -> None:
@@ -105,11 +102,7 @@ def test_rotated_gz_logs_are_read_as_text(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def supervisor() -> ModuleType:
-    sys.path.insert(0, str(SIM_DIR))
-    try:
-        return importlib.import_module("supervisor")
-    finally:
-        sys.path.remove(str(SIM_DIR))
+    return importlib.import_module("labsim.node.supervisor")
 
 
 def test_sim_manage_etc_is_read_from_gitlab_rb(supervisor: ModuleType) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from conftest import skip_or_fail
 
-SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 TOKEN = "ab" * 32
 SECRETS = {"gitlab_shell": {"secret_token": "cd" * 64 + "\n"}}
 
@@ -25,11 +23,7 @@ def require_ruby() -> None:
 
 @pytest.fixture(scope="module")
 def simconfig() -> ModuleType:
-    sys.path.insert(0, str(SIM_DIR))
-    try:
-        return importlib.import_module("simconfig")
-    finally:
-        sys.path.remove(str(SIM_DIR))
+    return importlib.import_module("labsim.common.simconfig")
 
 
 def node(simconfig: ModuleType, tmp_path: Path, text: str,

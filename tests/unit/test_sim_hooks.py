@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import base64
 import importlib
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -22,22 +20,17 @@ import pytest
 from lab.omnibus import auth, eras
 from lab.omnibus.release import NEWEST, Version
 
-SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 SECRET = "ef" * 64
 
 
 @pytest.fixture(scope="module")
-def githook() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(SIM_DIR))
-    try:
-        yield importlib.import_module("githook")
-    finally:
-        sys.path.remove(str(SIM_DIR))
+def githook() -> ModuleType:
+    return importlib.import_module("labsim.gitaly.githook")
 
 
 @pytest.fixture(scope="module")
-def rake(githook: ModuleType) -> ModuleType:
-    return importlib.import_module("rake")  # on githook's path
+def rake() -> ModuleType:
+    return importlib.import_module("labsim.node.rake")
 
 
 class Answer(BaseHTTPRequestHandler):

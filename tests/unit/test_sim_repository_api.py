@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import pkgutil
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +21,6 @@ import gitlab
 import pytest
 import requests
 
-import lab.gitalypb
-
-SIM_DIR = Path(__file__).resolve().parents[2] / "images/sim/rootfs/opt/gitlab/embedded/sim"
 TOKEN = "gitaly-token-0123456789"
 ADMIN = "admin-token-0123456789"
 HOOK = """#!/bin/sh
@@ -35,24 +30,10 @@ if [ -f "{deny}" ]; then echo "GitLab: $(cat "{deny}")" >&2; exit 1; fi
 
 
 def _sim_modules() -> dict[str, ModuleType]:
-    """Import the sim's modules as the image lays them out: gitalypb at the top level
-    (the image copies it there), the sim directory on sys.path."""
-    aliases: dict[str, ModuleType] = {"gitalypb": lab.gitalypb}
-    for info in pkgutil.iter_modules(lab.gitalypb.__path__):
-        aliases[f"gitalypb.{info.name}"] = importlib.import_module(f"lab.gitalypb.{info.name}")
-    saved = {name: sys.modules.get(name) for name in aliases}
-    sys.modules.update(aliases)
-    sys.path.insert(0, str(SIM_DIR))
-    try:
-        return {name: importlib.import_module(name)
-                for name in ("simconfig", "gitaly_client", "gitaly_server", "app_server")}
-    finally:
-        sys.path.remove(str(SIM_DIR))
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    """The sim's modules this test drives, by their short names."""
+    return {name.rpartition(".")[2]: importlib.import_module(f"labsim.{name}")
+            for name in ("common.simconfig", "gitaly.gitaly_client", "gitaly.gitaly_server",
+                         "web.app_server")}
 
 
 class Sim:
@@ -237,9 +218,8 @@ def test_gitaly_failures_answer_as_gitlab(sim: Sim) -> None:
 
 def test_repository_storage_move(sim: Sim, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # The target Gitaly runs gitaly_ssh.py (git's ext:: transport) as a subprocess.
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.setenv("PYTHONPATH", f"{SIM_DIR}:{root / 'lab'}:{root}")
+    # The target Gitaly runs labsim.gitaly.gitaly_ssh (git's ext:: transport) as a subprocess.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     project = sim.client().projects.create({"name": "mover"})
     project.files.create({"file_path": "a.txt", "branch": "main", "content": "a\n",
                           "commit_message": "a"})

@@ -18,10 +18,10 @@ from lab.omnibus.dialect import dialect_for, getter, read_gitaly
 from lab.omnibus.directories import created_storage_dirs, missing_storages
 from lab.omnibus.eras import gitaly_storage_missing
 from lab.omnibus.praefect import cluster_unsupported
-from lab.omnibus.reader import read_rb
 from lab.omnibus.release import REFERENCE_RELEASES, Version
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.labspec import SpecRequest, resolve
+from lab.spec.rb_reader import read_rb
 from lab.spec.topologies import TOPOLOGIES
 
 ERA_RELEASES = sorted({*REFERENCE_RELEASES, "12.0.0", "15.10.0", "17.7.0", "17.8.0", "18.0.0"},

@@ -31,11 +31,11 @@ from lab.omnibus import eras
 from lab.omnibus import praefect as pf
 from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
-from lab.omnibus.reader import read_rb
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, node_token
 from lab.render.secrets import fingerprint
+from lab.spec.rb_reader import read_rb
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
@@ -106,7 +106,7 @@ def read_config(path: Path, omnibus_config: str, version: Version | None = None
                 ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
     """(error, findings against ``version``, Ruby statements not read) for one node's file.
 
-    The file is parsed statically (lab.omnibus.reader.read_rb), never run on this host.
+    The file is parsed statically (lab.spec.rb_reader.read_rb), never run on this host.
     """
     try:
         read = read_rb(path, omnibus_config=omnibus_config)

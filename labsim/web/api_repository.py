@@ -21,11 +21,10 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import gitaly_client
-import gitaly_git_client as git
-import simconfig
-
 from lab.omnibus import eras as lab_eras
+from labsim.common import simconfig
+from labsim.gitaly import gitaly_client
+from labsim.gitaly import gitaly_git_client as git
 
 ROOT_USER = {"id": 1, "username": "root", "name": "Administrator", "state": "active",
              "locked": False, "avatar_url": None, "web_url": "", "created_at":

@@ -7,7 +7,7 @@ import sys
 import urllib.error
 import urllib.request
 
-import simconfig
+from labsim.common import simconfig
 
 
 def main(argv: list[str]) -> int:

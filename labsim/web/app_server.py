@@ -27,13 +27,12 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
-import api_repository
-import gitaly_client
-import simconfig
-
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 from lab.omnibus.release import NEWEST, Version
+from labsim.common import simconfig
+from labsim.gitaly import gitaly_client
+from labsim.web import api_repository
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
 TOKENS = os.path.join(simconfig.STATE_DIR, "tokens.json")

@@ -14,10 +14,9 @@ import sys
 import time
 from typing import Any
 
-import simconfig
-import supervisor
-
 from lab.omnibus.eras import RECONFIGURED
+from labsim.common import simconfig
+from labsim.node import supervisor
 
 # Services the sim folds into its one web process.
 FOLDED = ("nginx", "gitlab-workhorse", "sidekiq", "rails")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import simconfig
-from gitalypb import (
+from google.protobuf import timestamp_pb2
+
+from lab.gitalypb import (
     commit_pb2,
     commit_pb2_grpc,
     operations_pb2,
@@ -30,8 +31,8 @@ from gitalypb import (
     ref_pb2_grpc,
     shared_pb2,
 )
-from google.protobuf import timestamp_pb2
-from servicer_context import Context
+from labsim.common import simconfig
+from labsim.gitaly.servicer_context import Context
 
 ZERO_OID = "0" * 40
 #: Gitaly streams entries and commits in batches; the size only shapes the stream.

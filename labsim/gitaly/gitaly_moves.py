@@ -18,15 +18,15 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import simconfig
-from gitalypb import repository_pb2, shared_pb2, ssh_pb2, ssh_pb2_grpc
-from servicer_context import Context
 
-GITALY_SSH = str(Path(__file__).resolve().parent / "gitaly_ssh.py")
+from lab.gitalypb import repository_pb2, shared_pb2, ssh_pb2, ssh_pb2_grpc
+from labsim.common import simconfig
+from labsim.gitaly.servicer_context import Context
+
+GITALY_SSH = "labsim.gitaly.gitaly_ssh"  # run with -m: PYTHONPATH is passed on below
 
 
 def log(message: str) -> None:
@@ -61,7 +61,7 @@ class RepositoryMoves:
                "GITALY_STORAGE": source.storage_name,
                "GITALY_RELATIVE_PATH": source.relative_path,
                "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-        remote = f"ext::python3 {GITALY_SSH} %S"
+        remote = f"ext::python3 -P -m {GITALY_SSH} %S"
         if not os.path.isfile(os.path.join(target, "HEAD")):
             subprocess.run(["git", "init", "--bare", "--quiet", target], capture_output=True,
                            env=env, check=False)

@@ -13,11 +13,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import simconfig
-
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 from lab.omnibus.release import Version
+from labsim.common import simconfig
 
 
 class ApiError(Exception):

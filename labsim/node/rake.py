@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import simconfig
+from labsim.common import simconfig
 
 # Each task imports its own client: gitaly_client pulls in grpc (~0.25 s), which the
 # shell check (`gitaly check` on a Gitaly-only node) has no use for.
@@ -14,7 +14,7 @@ import simconfig
 def gitaly_check(app: dict[str, Any]) -> int:
     """As GitLab's SystemCheck::GitalyCheck: "Gitaly: ... " and then one line per storage,
     "<name> ... OK" or "<name> ... FAIL: <message>". The task exits 0 either way."""
-    import gitaly_client
+    from labsim.gitaly import gitaly_client
 
     print("Checking Gitaly ...\n")
     print("Gitaly: ... ", end="")
@@ -31,7 +31,7 @@ def gitaly_check(app: dict[str, Any]) -> int:
 def shell_check(node: dict[str, Any]) -> int:
     """As GitLab's SystemCheck::GitlabShellCheck: the internal API, called as the hooks
     call it (the header of the node's release, its own shell secret)."""
-    import githook
+    from labsim.gitaly import githook
 
     print("Checking GitLab Shell ...\n")
     try:

@@ -1,6 +1,6 @@
 """gitaly-ssh for the sim: git's ext:: transport to another Gitaly's SSHService/SSHUploadPack.
 
-Run by git as ``ext::python3 gitaly_ssh.py %S`` with the source repository in
+Run by git as ``ext::python3 -P -m labsim.gitaly.gitaly_ssh %S`` with the source repository in
 GITALY_ADDRESS, GITALY_TOKEN, GITALY_STORAGE and GITALY_RELATIVE_PATH (what
 Gitaly's own gitaly-ssh reads from its environment): git's stdin goes to the
 remote upload-pack, its stdout comes back.
@@ -13,10 +13,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import gitaly_client
 import grpc
-import simconfig
-from gitalypb import shared_pb2, ssh_pb2, ssh_pb2_grpc
+
+from lab.gitalypb import shared_pb2, ssh_pb2, ssh_pb2_grpc
+from labsim.common import simconfig
+from labsim.gitaly import gitaly_client
 
 
 def requests() -> Iterator[Any]:

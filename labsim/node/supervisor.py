@@ -24,17 +24,15 @@ import string
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-import simconfig
 
 from lab.omnibus import dialect
 from lab.omnibus.eras import GITALY_RESTARTS_ON_SHELL_SECRET, RECONFIGURED
 from lab.omnibus.release import VERSION_ENV, Version
+from labsim.common import simconfig
 
-HERE = Path(__file__).resolve().parent
-PROGRAMS = {"gitaly": "gitaly_server.py", "web": "app_server.py"}
+# Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
+PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server"}
 # Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
 SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
@@ -103,7 +101,7 @@ class Supervisor:
 
     def start(self, name: str) -> None:
         program = PROGRAMS["gitaly" if name == "gitaly" else "web"]
-        argv = SSHD if name == "sshd" else [sys.executable, str(HERE / program)]
+        argv = SSHD if name == "sshd" else [sys.executable, "-P", "-m", program]
         self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")

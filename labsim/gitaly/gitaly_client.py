@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-import simconfig
-from gitalypb import (
+
+from lab.gitalypb import (
     repository_pb2,
     repository_pb2_grpc,
     server_pb2,
@@ -21,9 +21,9 @@ from gitalypb import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
+from labsim.common import simconfig
 
 TIMEOUT = 10.0
 STREAM_TIMEOUT = 300.0

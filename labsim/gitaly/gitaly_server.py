@@ -24,11 +24,9 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import gitaly_git_services
-import gitaly_moves
 import grpc
-import simconfig
-from gitalypb import (
+
+from lab.gitalypb import (
     repository_pb2,
     repository_pb2_grpc,
     server_pb2,
@@ -36,9 +34,10 @@ from gitalypb import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-from servicer_context import Context
-
 from lab.omnibus import auth as lab_auth
+from labsim.common import simconfig
+from labsim.gitaly import gitaly_git_services, gitaly_moves
+from labsim.gitaly.servicer_context import Context
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
 _CODES = {

@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import gitaly_client
 import grpc
-import simconfig
-from gitalypb import (
+
+from lab.gitalypb import (
     commit_pb2,
     commit_pb2_grpc,
     operations_pb2,
@@ -27,6 +26,8 @@ from gitalypb import (
     repository_pb2_grpc,
     shared_pb2,
 )
+from labsim.common import simconfig
+from labsim.gitaly import gitaly_client
 
 TIMEOUT = gitaly_client.TIMEOUT
 #: Rails uses its long timeout for operations that write.
