@@ -35,14 +35,14 @@ LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 POLL_CMD = [sys.executable, "-c", """
 import sys
 from pathlib import Path
-from lab.lifecycle.folder import load_lab
 from lab.lifecycle.handle import RunningLab
-from lab.store.labdir import RenderedLab, lab_owner, load_lab_secrets
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import RenderedLab
 path = Path(sys.argv[1])
-secrets = load_lab_secrets(path)
+secrets = LabFolder(path).secrets()
 assert secrets is not None
-RunningLab(RenderedLab(lab=load_lab(path), path=path, secrets=secrets, image=sys.argv[2],
-                       files=(), owner=lab_owner(path))).wait_ready(timeout=300)
+RunningLab(RenderedLab(lab=LabFolder(path).lab(), path=path, secrets=secrets, image=sys.argv[2],
+                       files=(), owner=LabFolder(path).owner)).wait_ready(timeout=300)
 """]
 STARTUP_CMD = [sys.executable, "-c", "import lab.cli.main, lab.cli.lifecycle"]
 
@@ -97,8 +97,8 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
     from lab.engine.compose import Compose, detect
     from lab.engine.images import build_images
     from lab.lifecycle import handle
-    from lab.lifecycle.folder import save_spec
     from lab.spec.labspec import SpecRequest, resolve
+    from lab.store.lab_folder import LabFolder
     from lab.store.labdir import write_lab
 
     image = build_images()
@@ -127,7 +127,7 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
 
         spec = resolve(SpecRequest(topology="scaled", flavor="sim", name=f"cmd-{name}"))
         rendered = write_lab(spec, home / "raw" / spec.name, image=image)
-        save_spec(spec, rendered.path)
+        LabFolder(rendered.path).save_spec(spec)
         compose = Compose(tool, spec.project_name, rendered.path)
         t0 = time.monotonic()
         try:

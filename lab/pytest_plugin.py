@@ -224,7 +224,8 @@ def lab_image_check(pytestconfig: pytest.Config, docker_available: None
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config, docker_available: None) -> Iterator[LabPool]:
     from lab.scenario.pool import LabPool
-    from lab.store.state import LabClaim, keep_lab
+    from lab.store.ownership import keep_lab
+    from lab.store.state import LabClaim
 
     with LabPool(leave_at_base=bool(pytestconfig.getoption("--lab-keep")), max_labs=MAX_LABS,
                  claim=LabClaim, on_kept=keep_lab) as pool:

@@ -42,8 +42,9 @@ from lab.model.topology import Lab
 from lab.render.compose_file import labels
 from lab.render.secrets import ensure_secrets
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import state
-from lab.store.labdir import MANIFEST, node_paths, render_files, write_file
+from lab.store import ownership, state
+from lab.store.labdir import node_paths, render_files
+from lab.store.layout import MANIFEST, write_file
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 NODE = "gitaly1"
@@ -184,7 +185,7 @@ class GitalyContainer(DockerContainer):
         if self.prepare is not None:
             self.prepare(self._etc)
         # The state folder's id: plain `lab gc` (not only --all) counts the node as its own.
-        owner = {HOME_LABEL: home} if (home := state.home_id()) else {}
+        owner = {HOME_LABEL: home} if (home := ownership.home_id()) else {}
         mine = labels(self.lab, str(self._root), self.node, owner)
         extra = dict(self._kwargs)
         self._kwargs = {"hostname": NODE, "shm_size": "256m", **extra,

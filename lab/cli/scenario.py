@@ -35,7 +35,7 @@ from lab.scenario.report import format_failure, results_table, summary, to_json,
 from lab.scenario.results import Outcome, ScenarioResult
 from lab.scenario.runner import run_plan
 from lab.store import state
-from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
+from lab.store.layout import LAST_RUN_JSON, LAST_RUN_XML, SECRET, STATE_DIR, write_file
 
 
 def format_library(scenarios: list[Scenario]) -> Table:

@@ -14,7 +14,8 @@ from lab.errors import BadInput
 from lab.lifecycle.handle import RunningLab, attach
 from lab.spec.importer import check_importable, import_files, node_inputs
 from lab.store import state
-from lab.store.labdir import PUBLIC, check_output_file, write_file
+from lab.store.labdir import check_output_file
+from lab.store.layout import PUBLIC, write_file
 from lab.support.collect import collect as run_collect
 from lab.support.doctor import doctor as run_doctor
 from lab.support.doctor.format import format_table

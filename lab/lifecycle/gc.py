@@ -13,29 +13,17 @@ from pathlib import Path
 from lab.engine import docker as dk
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
-from lab.lifecycle.folder import load_lab, purge_folder
 from lab.lifecycle.status import LabSummary
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
-from lab.store import state
-from lab.store.labdir import lab_owner, load_manifest
-
-
-def is_ours(lbl: dict[str, str], path: Path, owner: dict[str, str], home: str | None) -> bool:
-    """Whether a resource with labels ``lbl`` belongs to the lab folder ``path``."""
-    theirs_home = lbl.get(HOME_LABEL)
-    if theirs_home and home and theirs_home != home:
-        return False  # another state folder's lab, even at the same path
-    if ID_LABEL in lbl and ID_LABEL in owner:
-        return lbl[ID_LABEL] == owner[ID_LABEL]
-    # No id on one side: a lab from before ids, or our own folder deleted by hand
-    # (its leftovers carry our state folder's id and our path).
-    return lbl.get(DIR_LABEL) == str(path) and (ID_LABEL not in lbl or theirs_home == home)
+from lab.store import ownership, state
+from lab.store.lab_folder import LabFolder
+from lab.store.ownership import is_ours, lab_owner, started_here
 
 
 def foreign_owners(name: str, path: Path) -> list[str]:
     """Folders of other labs called ``name`` on this engine (Compose projects are engine-wide)."""
     owner = lab_owner(path)
-    home = state.home_id(create=False)
+    home = ownership.home_id(create=False)
     others: set[str] = set()
     for kind in (dk.containers, dk.networks, dk.volumes):
         for obj in kind({LAB_LABEL: name}):
@@ -43,7 +31,6 @@ def foreign_owners(name: str, path: Path) -> list[str]:
             if not is_ours(lbl, path, owner, home):
                 others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
     return sorted(others)
-
 
 
 def check_owner(name: str, path: Path) -> None:
@@ -62,7 +49,7 @@ def check_not_in_use(name: str) -> None:
     Asked of the locks those processes hold (the kernel drops them when a process dies),
     not of the PID in an up-marker: a stale marker may name any process, PID 1 included
     (a run in a container, or a PID used again since)."""
-    held = state.held_by(name)
+    held = ownership.held_by(name)
     if held is not None:
         what, holder = held
         who = f"PID {holder}" if holder > 0 else "another process"
@@ -93,12 +80,12 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
 def _described(path: Path) -> tuple[str, str, str, int]:
     """Flavour, version, topology and node count of the lab in ``path``: from its manifest,
     or (that file damaged or deleted by hand) from its saved spec."""
-    m = load_manifest(path)
+    m = LabFolder(path).manifest()
     if m is not None:
         return (str(m.get("flavor", "")), str(m.get("version", "")),
                 str((m.get("spec") or {}).get("topology", "")), len(m.get("nodes", {})))
     try:
-        lab = load_lab(path)
+        lab = LabFolder(path).lab()
     except BadInput:
         return "", "", "", 0
     return lab.flavor.value, str(lab.version), lab.topology or "", len(lab.nodes)
@@ -132,18 +119,11 @@ def list_labs() -> list[LabSummary]:
             st = "partial"
         else:
             st = "down"
-        held = state.held_by(name)
+        held = ownership.held_by(name)
         out.append(LabSummary(name, path, flavor, version, topology, total, running_n, st,
-                              state.made_for(name),
+                              ownership.made_for(name),
                               f"{held[0]} (PID {held[1]})" if held else ""))
     return out
-
-
-def _mine(lbl: dict[str, str], home: str | None, root: Path) -> bool:
-    """A resource started from this state folder (older ones: by their folder's path)."""
-    if HOME_LABEL in lbl:
-        return home is not None and lbl[HOME_LABEL] == home
-    return Path(lbl.get(DIR_LABEL, "")).parent == root
 
 
 @dataclass(frozen=True)
@@ -159,29 +139,31 @@ def _toolkit_labs(dry_run: bool) -> tuple[list[str], list[str], set[str]]:
     kept: list[str] = []
     done: set[str] = set()
     for name in state.lab_names():
-        purpose = state.made_for(name)
-        if purpose == state.FOR_YOU:
+        purpose = ownership.made_for(name)
+        if purpose == ownership.FOR_YOU:
             continue
-        if purpose == state.FOR_KEPT:
+        if purpose == ownership.FOR_KEPT:
             kept.append(f"lab {name}: kept on purpose by `lab run --keep` (or pytest "
                         f"--lab-keep); `lab down {name} --purge` removes it")
             continue
-        held = state.held_by(name)
+        held = ownership.held_by(name)
         if held is not None:
             kept.append(f"lab {name}: in use by {held[0]} (PID {held[1]})")
             continue
         path = state.lab_dir(name)
-        why = ("its `lab run` ended without removing it" if purpose == state.FOR_RUN
+        verb = state.marker_verb(path) if state.interrupted_up(path) else None
+        why = (f"its `lab {verb}` was killed" if verb else
+               "its `lab run` ended without removing it" if purpose == ownership.FOR_RUN
                else "its `lab up` did not finish")
         owner = lab_owner(path)
-        home = state.home_id(create=False)
+        home = ownership.home_id(create=False)
         which = ({LAB_LABEL: name, **owner} if ID_LABEL in owner else
                  {LAB_LABEL: name, DIR_LABEL: str(path), **({HOME_LABEL: home} if home else {})})
         removed += [f"{r} (lab {name}: {why})" for r in sweep(which, dry_run=dry_run)]
         done.add(str(path))
         if not dry_run:
             try:
-                purge_folder(path)
+                LabFolder(path).purge()
             except LabError as exc:
                 kept.append(f"lab {name}: its folder could not be deleted: {exc}")
                 continue
@@ -205,13 +187,13 @@ def collect_garbage(*, dry_run: bool = False, all_folders: bool = False) -> GcRe
     rendered lab; a resource with the lab label alone was made by hand, and
     we cannot tell whether it is still wanted.
     """
-    home = state.home_id(create=False)
+    home = ownership.home_id(create=False)
     root = state.labs_dir()
     groups: set[tuple[str, str, str, str]] = set()
     for kind in (dk.containers, dk.networks, dk.volumes):
         for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
             lbl = obj.labels
-            if all_folders or _mine(lbl, home, root):
+            if all_folders or started_here(lbl, home, root):
                 groups.add((lbl.get(LAB_LABEL, ""), lbl.get(DIR_LABEL, ""),
                             lbl.get(ID_LABEL, ""), lbl.get(HOME_LABEL, "")))
     removed, kept, done = _toolkit_labs(dry_run)

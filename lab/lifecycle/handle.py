@@ -35,7 +35,7 @@ from lab.errors import (
     PortInUse,
 )
 from lab.lifecycle import faults
-from lab.lifecycle.folder import load_lab, purge_folder, reclaim, save_spec
+from lab.lifecycle.folder import reclaim
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.lab_image import ensure_image, sim_posing
 from lab.lifecycle.layers import log_since_start, readiness_layers
@@ -60,17 +60,10 @@ from lab.render.compose_file import (
 )
 from lab.render.compose_file import labels as lab_labels
 from lab.spec.labspec import NAME_RE
-from lab.store import state
-from lab.store.labdir import (
-    ADMIN_TOKEN,
-    SECRETS_STORE,
-    RenderedLab,
-    lab_owner,
-    load_lab_secrets,
-    load_manifest,
-    render_files,
-    write_lab,
-)
+from lab.store import ownership, state
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import RenderedLab, render_files, write_lab
+from lab.store.layout import ADMIN_TOKEN, SECRETS_STORE
 
 # Until the sim image carries a Praefect stand-in (issue 26), a cluster lab renders and
 # runs on Omnibus images only.
@@ -247,7 +240,7 @@ class RunningLab:
         ensure_image(new_lab, image, progress)
         reclaim(self.path, image, self.labels)
         rendered = write_lab(new_lab, self.path, image=image)
-        save_spec(new_lab, self.path)
+        LabFolder(self.path).save_spec(new_lab)
         # What the toolkit renders, not what is on disk: gitlab-secrets.json there also
         # holds what each node's reconfigure added, which is no reason to change it.
         new_files = {f.path: f.content
@@ -396,10 +389,10 @@ class RunningLab:
         state.clear_up_marker(self.path)
         if purge:
             # Root-owned leftovers of a boot (Omnibus writes into /etc/gitlab): give them
-            # back first; purge_folder says what still could not be deleted.
+            # back first; purge says what still could not be deleted.
             with contextlib.suppress(LabError):
                 reclaim(self.path, self.rendered.image, self.labels)
-            purge_folder(self.path)
+            LabFolder(self.path).purge()
 
 
 # --- module API ----------------------------------------------------------------------
@@ -407,7 +400,7 @@ class RunningLab:
 def _mark_down(path: Path) -> None:
     """Before the first resource goes: a `lab down` killed half-way leaves this marker (and
     what it had not removed yet) for `lab gc`, which finishes the job."""
-    if state.is_own_folder(path):  # never into a folder that is not the toolkit's
+    if ownership.is_own_folder(path):  # never into a folder that is not the toolkit's
         with contextlib.suppress(OSError):
             state.write_up_marker(path, "down")
 
@@ -430,9 +423,10 @@ def attach(name: str) -> RunningLab:
         raise LabNotFound(f"no lab named {name!r}; labs: {_existing_names()} — see `lab list`")
     # A manifest.json damaged or deleted by hand: the saved spec still says what the lab
     # is, so status, logs and `lab down` go on working (the next render writes it again).
-    manifest = load_manifest(path) or {}
+    folder = LabFolder(path)
+    manifest = folder.manifest() or {}
     try:
-        lab = load_lab(path)  # its message says: `lab down NAME --purge`, then start again
+        lab = folder.lab()  # its message says: `lab down NAME --purge`, then start again
     except BadInput as exc:
         raise LabDamaged(str(exc)) from None
     if lab.name != name:
@@ -443,7 +437,7 @@ def attach(name: str) -> RunningLab:
                          f"`lab down {name} --purge` to delete this copy (it removes nothing "
                          f"of lab {lab.name!r})")
     try:
-        sec = load_lab_secrets(path)
+        sec = folder.secrets()
     except BadInput:
         raise LabDamaged(f"{path / SECRETS_STORE} is damaged; remove the lab with "
                          f"`lab down {name} --purge` and start it again") from None
@@ -454,7 +448,7 @@ def attach(name: str) -> RunningLab:
     # files lists what a render wrote; attaching writes nothing, and nothing
     # after attach reads it (apply re-renders), so skip rendering every file.
     return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=(),
-                                  owner=lab_owner(path)))
+                                  owner=folder.owner))
 
 
 def down_damaged(name: str, *, purge: bool = False) -> Path:
@@ -462,17 +456,17 @@ def down_damaged(name: str, *, purge: bool = False) -> Path:
     or deleted by hand): removes what carries its name and ids, or, with its id gone
     too, its name, folder and this state folder's id. Returns its folder."""
     path = state.lab_dir(name)
-    owner = lab_owner(path)
+    owner = LabFolder(path).owner
     if ID_LABEL in owner:
         which = {LAB_LABEL: name, **owner}
     else:
-        home = state.home_id(create=False)
+        home = ownership.home_id(create=False)
         which = {LAB_LABEL: name, DIR_LABEL: str(path), **({HOME_LABEL: home} if home else {})}
     _mark_down(path)
     sweep(which)
     state.clear_up_marker(path)
     if purge:
-        purge_folder(path)
+        LabFolder(path).purge()
     return path
 
 
@@ -488,7 +482,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
     started is removed, a folder this start made included, unless
     ``keep_on_failure`` (left up to be looked at, the user's from then on).
     ``for_run``: the lab is the toolkit's own (a scenario group's, see
-    ``lab.store.state.FOR_RUN``): `lab gc` removes it, folder and all, once no
+    ``lab.store.ownership.FOR_RUN``): `lab gc` removes it, folder and all, once no
     process holds it. The handle takes the lab down at the end of a ``with`` block.
     """
     if name is not None and name != lab.name:
@@ -525,10 +519,10 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         prepare: Callable[[RenderedLab], None] | None, for_run: bool) -> RunningLab:
     check_owner(lab.name, path)  # before touching anything
     new_folder = not state.is_lab_dir(path)
-    home = state.home_id()
+    home = ownership.home_id()
     # Without an id yet (a new folder, or ours deleted by hand), our state folder's
     # id and our path name our own leftovers.
-    labels = lab_labels(lab, str(path), owner={**lab_owner(path), HOME_LABEL: home or ""})
+    labels = lab_labels(lab, str(path), owner={**LabFolder(path).owner, HOME_LABEL: home or ""})
     leftovers = dk.containers(labels)
     if leftovers and state.is_lab_dir(path) and not state.interrupted_up(path) \
             and any(c.status in ("running", "paused", "restarting") for c in leftovers):
@@ -549,11 +543,11 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     try:
         # Both marks before the first resource exists: whom the lab is for (a new folder
         # is the start's own until it is ready) and that a start is under way.
-        purpose = state.FOR_RUN if for_run else state.FOR_START if new_folder else None
-        if purpose is not None or not state.made_record(lab.name).exists():
-            state.mark_made(lab.name, rendered.owner.get(ID_LABEL, ""),
-                            purpose or state.made_for(lab.name))
-        save_spec(lab, path)
+        purpose = ownership.FOR_RUN if for_run else ownership.FOR_START if new_folder else None
+        if purpose is not None or not ownership.made_record(lab.name).exists():
+            ownership.mark_made(lab.name, rendered.owner.get(ID_LABEL, ""),
+                            purpose or ownership.made_for(lab.name))
+        LabFolder(path).save_spec(lab)
         state.write_up_marker(path)
     except OSError as exc:
         raise BadInput(f"cannot write the lab folder {path}: {exc.strerror}; make it "
@@ -576,7 +570,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         if keep_on_failure:
             state.clear_up_marker(path)  # left up on purpose: not a killed run
             if not for_run:
-                state.set_purpose(lab.name, state.FOR_YOU)
+                ownership.set_purpose(lab.name, ownership.FOR_YOU)
         else:
             # Keep the original error. down() clears the marker only once the lab
             # is gone, so a teardown that fails or is interrupted here leaves it,
@@ -591,10 +585,10 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
                     running.clock.sleep(CREATE_SETTLE_SECONDS)
                     running.down()
                 if new_folder:
-                    purge_folder(path)
+                    LabFolder(path).purge()
         raise
     if not for_run:
-        state.set_purpose(lab.name, state.FOR_YOU)
+        ownership.set_purpose(lab.name, ownership.FOR_YOU)
     state.clear_up_marker(path)
     return running
 

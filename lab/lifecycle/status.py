@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.store.labdir import ADMIN_TOKEN
+from lab.store.layout import ADMIN_TOKEN
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ LAB_LABEL = f"{LABEL_PREFIX}.lab"
 NODE_LABEL = f"{LABEL_PREFIX}.node"
 ROLE_LABEL = f"{LABEL_PREFIX}.role"
 DIR_LABEL = f"{LABEL_PREFIX}.dir"
-# Who owns a lab on a shared engine (see lab.store.labdir.lab_owner): the lab
+# Who owns a lab on a shared engine (see lab.store.ownership): the lab
 # folder's random id, and the id of the state folder that started it.
 ID_LABEL = f"{LABEL_PREFIX}.id"
 HOME_LABEL = f"{LABEL_PREFIX}.home"

@@ -56,7 +56,7 @@ def omnibus_image(lab: Lab) -> str:
 
 def labels(lab: Lab, lab_dir: str, node: Node | None = None,
            owner: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``owner``: the lab's ownership labels (lab.store.labdir.lab_owner)."""
+    """``owner``: the lab's ownership labels (lab.store.ownership.lab_owner)."""
     out = {LAB_LABEL: lab.name, DIR_LABEL: lab_dir, **(owner or {})}
     if node is not None:
         out[NODE_LABEL] = node.name

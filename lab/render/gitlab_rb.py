@@ -302,7 +302,8 @@ def render_gitlab_rb(lab: Lab, node: Node, lab_token: str,
     """``sec`` carries Praefect's internal token and database password (cluster labs)."""
     if sec is None and (node.is_praefect or lab.praefect_of(node) is not None):
         raise ValueError(f"node {node.name} of a Gitaly Cluster lab needs the lab's secrets")
-    token = node_token(lab_token, node)
+    # The one answer to "which token does this node hold" (token_of), given the secrets.
+    token = node_token(lab_token, node) if sec is None else token_of(lab, sec, node)
     if node.is_app:
         body = _app_node(lab, node, token)
     elif node.is_praefect:
@@ -311,8 +312,6 @@ def render_gitlab_rb(lab: Lab, node: Node, lab_token: str,
     elif node.is_postgres:
         body = _postgres_node(lab, node)
     else:
-        if sec is not None and lab.praefect_of(node) is not None:
-            token = node_token(sec.praefect_token, node)
         body = _gitaly_node(lab, node, token)
     for key in keypaths.written(keypaths.MANAGE_ETC, lab.version):
         # The lab mounts /etc/gitlab from the host folder: Omnibus must not chown or chmod it.

@@ -99,6 +99,9 @@ class LabSecrets:
     # gitaly_token is the external one, app -> Praefect) and its database password.
     praefect_token: str = ""
     praefect_db_password: str = ""
+    # The Gitaly tokens the lab's spec set itself, kept here and only here (the saved spec
+    # says a token is set, never its value): node name -> token, "" -> the lab's.
+    spec_tokens: dict[str, str] = field(default_factory=dict)
 
     def for_node(self, node: Node) -> dict[str, Any] | None:
         if node.secrets is SecretsPolicy.NONE:
@@ -110,6 +113,7 @@ class LabSecrets:
     def values(self) -> list[str]:
         out = [self.gitaly_token, self.admin_token, *secret_values(self.shared)]
         out += [v for v in (self.praefect_token, self.praefect_db_password) if v]
+        out += list(self.spec_tokens.values())
         for data in self.own.values():
             out += secret_values(data)
         out += [v for k, v in self.tls.items() if k.endswith(".key")]
@@ -121,6 +125,8 @@ class LabSecrets:
         if self.praefect_token:
             out.update(praefect_token=self.praefect_token,
                        praefect_db_password=self.praefect_db_password)
+        if self.spec_tokens:
+            out["spec_tokens"] = self.spec_tokens
         return out
 
     @classmethod
@@ -139,6 +145,9 @@ class LabSecrets:
             raise TypeError("own: expected an object per node")
         if not all(isinstance(v, str) for v in data.get("tls", {}).values()):
             raise TypeError("tls: expected PEM strings")
+        if not isinstance(data.get("spec_tokens", {}), dict) or not all(
+                isinstance(v, str) for v in data.get("spec_tokens", {}).values()):
+            raise TypeError("spec_tokens: expected token strings")
         if any(not isinstance(v, str) for v in secret_leaves(data.get("shared"))) or any(
                 not isinstance(v, str) for v in secret_leaves(data.get("own"))):
             raise TypeError("secret values must be strings")
@@ -147,7 +156,8 @@ class LabSecrets:
                    # Older renders kept "<node>.san" entries; the certificate itself says.
                    tls={k: v for k, v in data.get("tls", {}).items() if not k.endswith(".san")},
                    praefect_token=str(data.get("praefect_token", "")),
-                   praefect_db_password=str(data.get("praefect_db_password", "")))
+                   praefect_db_password=str(data.get("praefect_db_password", "")),
+                   spec_tokens=dict(data.get("spec_tokens", {})))
 
 
 def admin_token(token_hex: TokenSource = _secrets.token_hex) -> str:
@@ -188,6 +198,11 @@ def ensure_secrets(lab: Lab, existing: LabSecrets | None = None,
         )
     elif lab.gitaly_token:
         existing.gitaly_token = lab.gitaly_token
+    # The tokens the spec sets, so that the saved spec need not hold them (one copy each).
+    existing.spec_tokens = {n.name: n.gitaly_token for n in lab.nodes
+                            if n.gitaly_token is not None}
+    if lab.gitaly_token:
+        existing.spec_tokens[""] = lab.gitaly_token
     for node in lab.nodes:
         if node.secrets is SecretsPolicy.OWN and node.name not in existing.own:
             existing.own[node.name] = secrets_json(lab.version, token_hex, rsa_pem)

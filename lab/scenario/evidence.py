@@ -54,9 +54,9 @@ def _relevant(text: str) -> str:
 def config_diff(running: LabHandle, lab: Lab) -> ConfigRows:
     """Per-node settings that must agree, as hashes from manifest.json (never values)."""
     from lab.render.gitlab_rb import internal_api_url
-    from lab.store.labdir import load_manifest
+    from lab.store.lab_folder import LabFolder
 
-    manifest = load_manifest(running.path) or {}
+    manifest = LabFolder(running.path).manifest() or {}
     nodes = manifest.get("nodes", {})
     rows: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     for key in CONFIG_KEYS:

@@ -89,7 +89,7 @@ class LabPool:
     not the pool's (`lab run --lab NAME`, ``up`` hands out a running lab): they are put
     back into their base state and never downed, not even when their state is unknown.
     A lab the pool downs goes with its folder (the pool made it for itself); ``on_kept``
-    is told the name of each lab left up on purpose (``lab.store.state.keep_lab``).
+    is told the name of each lab left up on purpose (``lab.store.ownership.keep_lab``).
     """
 
     def __init__(self, *, leave_at_base: bool = False, up: UpFn = default_up,

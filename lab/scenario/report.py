@@ -208,6 +208,6 @@ def junit_xml(results: Sequence[ScenarioResult], suite: str = "gitlab-testlab",
 def write_junit(results: Sequence[ScenarioResult], path: Path,
                 warnings: Sequence[str] = ()) -> None:
     """Written 0600: a report carries log lines from the lab."""
-    from lab.store.labdir import SECRET, write_file
+    from lab.store.layout import SECRET, write_file
 
     write_file(path, junit_xml(results, warnings=warnings), SECRET)

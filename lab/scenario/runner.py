@@ -23,7 +23,8 @@ from lab.scenario.plan import PlanItem, plan, room_for
 from lab.scenario.pool import READY_TIMEOUT, LabPool, Say, UpFn, default_up, wait_gitaly
 from lab.scenario.results import Evidence, Outcome, ScenarioResult, StepResult
 from lab.scenario.steps import STEPS, Registry, Run
-from lab.store.state import LabClaim, keep_lab
+from lab.store.ownership import keep_lab
+from lab.store.state import LabClaim
 
 ConnectFn = Callable[[LabHandle], GitLab]
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,7 +16,6 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import BadInput
-from lab.model.labels import HOME_LABEL, ID_LABEL
 from lab.model.topology import Lab, Node, SecretsPolicy
 from lab.omnibus import praefect as pf
 from lab.render.compose_file import render_compose
@@ -33,29 +29,27 @@ from lab.render.secrets import (
     shell_secret,
 )
 from lab.spec.labspec import NODE_RE, resolved_spec
-
-MANIFEST = "manifest.json"
-STATE_DIR = ".lab"
-SECRETS_STORE = f"{STATE_DIR}/secrets.json"
-# Where `lab run` leaves its last results for a lab, for `lab collect` to bundle.
-LAST_RUN_JSON = f"{STATE_DIR}/last-run.json"
-LAST_RUN_XML = f"{STATE_DIR}/last-run.xml"
-# The lab folder's random id and the id of the state folder that started it: the
-# labels that say who owns the lab's containers on a shared engine.
-LAB_ID = f"{STATE_DIR}/id"
-LAB_HOME = f"{STATE_DIR}/home"
-# Every file a render wrote into the folder, recorded as it writes them: a later render
-# removes only those (never a file of the user's in a folder given with --force, whatever
-# a manifest.json there names).
-WRITTEN = f"{STATE_DIR}/written.json"
-ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
-# A manifest is a few KiB; a bigger one was not written by a render.
-MAX_MANIFEST_BYTES = 1024 * 1024
-ADMIN_TOKEN = "admin-token"
-CA_FILE = "lab-ca.crt"
-
-SECRET = 0o600
-PUBLIC = 0o644
+from lab.store.lab_folder import LabFolder
+from lab.store.layout import (
+    ADMIN_TOKEN,
+    CA_FILE,
+    LAB_HOME,
+    LAB_ID,
+    LAST_RUN_JSON,
+    LAST_RUN_XML,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    PUBLIC,
+    SECRET,
+    SECRETS_MAX_BYTES,
+    SECRETS_STORE,
+    STATE_DIR,
+    WRITTEN,
+    chmod_folder,
+    read_no_links,
+    write_file,
+)
+from lab.store.ownership import new_id
 
 
 @dataclass(frozen=True)
@@ -158,7 +152,8 @@ def manifest(lab: Lab, sec: LabSecrets, image: str) -> dict[str, Any]:
 
 def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
                  owner: Mapping[str, str] | None = None) -> list[RenderedFile]:
-    """Every file of the lab directory, as data (``owner``: extra labels, see ``lab_owner``)."""
+    """Every file of the lab directory, as data (``owner``: extra labels, see
+    ``lab.store.ownership.lab_owner``)."""
     files = [
         RenderedFile("docker-compose.yml", render_compose(lab, image, lab_dir, owner), PUBLIC),
         RenderedFile(".env", f"COMPOSE_PROJECT_NAME={lab.project_name}\n", PUBLIC),
@@ -180,124 +175,6 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
             # know; the lab directory itself (0700) keeps other host users out.
             files.append(RenderedFile(paths.key, sec.tls[f"{node.name}.key"], PUBLIC))
     return files
-
-
-def read_no_links(root: Path, rel: str, *, limit: int | None = None) -> str:
-    """The text of regular file ``root/rel``, opened without following a symbolic link in
-    any part of ``rel``: a container may swap a file or folder of its /etc/gitlab for a link
-    to a host file between the listing and the read."""
-    *dirs, name = rel.split("/")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in dirs:
-            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        # O_NONBLOCK: a FIFO put there must not hang the collect.
-        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-    finally:
-        os.close(fd)
-    with os.fdopen(file_fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise OSError(f"{rel}: not a regular file")
-        data = fh.read() if limit is None else fh.read(limit + 1)
-        if limit is not None and len(data) > limit:
-            raise OSError(f"{rel}: larger than {limit} bytes")
-        return data.decode()
-
-
-def load_lab_secrets(lab_dir: Path) -> LabSecrets | None:
-    path = lab_dir / SECRETS_STORE
-    if not (path.exists() or path.is_symlink()):
-        return None
-    try:
-        return LabSecrets.from_json(json.loads(read_no_links(lab_dir, SECRETS_STORE,
-                                                            limit=SECRETS_MAX_BYTES)))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{path} is damaged ({exc}); render again with --regenerate to make "
-                       "new secrets for this lab") from None
-
-
-def load_manifest(lab_dir: Path) -> dict[str, Any] | None:
-    """The lab folder's manifest.json as a mapping; None when missing, too big or damaged."""
-    try:
-        data = json.loads(read_no_links(lab_dir, MANIFEST, limit=MAX_MANIFEST_BYTES))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_id(path: Path) -> str | None:
-    try:
-        text = read_no_links(path.parent.parent, f"{path.parent.name}/{path.name}",
-                             limit=64).strip()
-    except (OSError, ValueError):
-        return None
-    return text if ID_RE.match(text) else None
-
-
-def lab_id(lab_dir: Path) -> str | None:
-    """The folder's random lab id (written at its first render), or None."""
-    return _read_id(lab_dir / LAB_ID)
-
-
-def lab_owner(lab_dir: Path) -> dict[str, str]:
-    """The ownership labels of the lab in ``lab_dir``: its id and its state folder's id.
-
-    A lab is identified on the engine by its name and these, not by a path
-    alone: a path means nothing in another mount namespace, and a copied folder
-    keeps its id.
-    """
-    out: dict[str, str] = {}
-    lid = lab_id(lab_dir)
-    if lid:
-        out[ID_LABEL] = lid
-    home = _read_id(lab_dir / LAB_HOME)
-    if home:
-        out[HOME_LABEL] = home
-    return out
-
-
-def new_id() -> str:
-    return secrets.token_hex(8)
-
-
-def write_file(path: Path, content: str, mode: int) -> None:
-    """Atomically, with ``mode`` from the start: a secret is never readable by others.
-
-    The temporary file is created fresh (never through a link someone left in
-    its place), and the rename replaces a link at ``path`` instead of writing
-    where it points.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content)
-        os.fchmod(fh.fileno(), mode)  # the file we made, whatever is at its name by now
-    os.replace(tmp, path)
-
-
-def chmod_folder(path: Path, mode: int) -> None:
-    """chmod a folder, never what a link in its place points to: a node's folder is
-    mounted into its container, which can swap a folder for a link after ``inside``
-    looked."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise BadInput(f"{path} is no longer a folder ({exc.strerror}; a node's container can "
-                       "change it): a lab folder holds only real files and folders. Remove "
-                       "what is there and render again") from None
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
-# A gitlab-secrets.json is a few KB; anything far larger is not one.
-SECRETS_MAX_BYTES = 1 << 20
 
 
 def _with_written_back(path: Path, rendered: str) -> str:
@@ -322,7 +199,7 @@ class RenderedLab:
     secrets: LabSecrets
     image: str
     files: tuple[str, ...]
-    owner: dict[str, str] = field(default_factory=dict)  # ownership labels, see lab_owner
+    owner: dict[str, str] = field(default_factory=dict)  # lab.store.ownership.lab_owner
 
 
 def is_lab_folder(path: Path) -> bool:
@@ -331,9 +208,10 @@ def is_lab_folder(path: Path) -> bool:
     Not any manifest.json or .lab/: a project folder may have its own (a web app's
     manifest.json beside its docker-compose.yml and .env, which a render would replace).
     """
-    if lab_id(path) is not None:
+    folder = LabFolder(path)
+    if folder.id is not None:
         return True
-    toolkit = (load_manifest(path) or {}).get("toolkit")
+    toolkit = (folder.manifest() or {}).get("toolkit")
     return isinstance(toolkit, str) and toolkit.startswith("gitlab-testlab ")
 
 
@@ -379,11 +257,11 @@ def written_files(out_dir: Path) -> frozenset[str]:
         data = None
     if isinstance(data, list):
         return frozenset(x for x in data if isinstance(x, str))
-    if lab_id(out_dir) is None:
+    if LabFolder(out_dir).id is None:
         return frozenset()
     # A lab folder from before the record (its lab id says a render made it): what a
     # render of the manifest's nodes writes.
-    nodes = (load_manifest(out_dir) or {}).get("nodes")
+    nodes = (LabFolder(out_dir).manifest() or {}).get("nodes")
     return frozenset(rel for name in (nodes if isinstance(nodes, dict) else {})
                      if isinstance(name, str) and NODE_RE.match(name)
                      for p in (node_paths(name),) for rel in (*p.managed, p.secrets))
@@ -449,7 +327,7 @@ def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
     the folder's).
     """
     out_dir = check_output_dir(out_dir, force=force)
-    previous = load_manifest(out_dir)
+    previous = LabFolder(out_dir).manifest()
     if previous is not None and previous.get("name") not in (None, lab.name) and not regenerate:
         raise BadInput(f"{out_dir} holds lab {previous.get('name')!r}, not {lab.name!r}; "
                        "choose another directory or pass --regenerate to replace it")
@@ -474,7 +352,8 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
     for rel in (STATE_DIR, SECRETS_STORE, LAB_ID, LAB_HOME, LAST_RUN_JSON, LAST_RUN_XML,
                 WRITTEN, MANIFEST, ADMIN_TOKEN, ".env", "docker-compose.yml", *node_rels):
         inside(out_dir, rel)
-    sec = ensure_secrets(lab, None if regenerate else load_lab_secrets(out_dir))
+    folder = LabFolder(out_dir)
+    sec = ensure_secrets(lab, None if regenerate else folder.secrets())
     owned = written_files(out_dir)
     # 0700 for a folder this render makes (or finds empty): node keys are 0644 for the
     # container's `git` user. A folder of the user's (--force) keeps the mode they gave it.
@@ -482,11 +361,11 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
         out_dir.mkdir(parents=True, exist_ok=True)
         chmod_folder(out_dir, 0o700)
     (out_dir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
-    if lab_id(out_dir) is None:
+    if folder.id is None:
         write_file(out_dir / LAB_ID, new_id() + "\n", PUBLIC)
     if home is not None:
         write_file(out_dir / LAB_HOME, home + "\n", PUBLIC)
-    owner = lab_owner(out_dir)
+    owner = folder.owner
     files = render_files(lab, sec, image, str(out_dir), owner)
     for f in files:
         inside(out_dir, f.path)

@@ -11,15 +11,10 @@ import contextlib
 import errno
 import fcntl
 import os
-import stat
-import threading
 from pathlib import Path
 
 from lab.errors import BadInput
-from lab.store.labdir import ID_RE, LAB_ID, MANIFEST, STATE_DIR, new_id
-
-UP_MARKER = f"{STATE_DIR}/up-in-progress"
-SPEC_FILE = f"{STATE_DIR}/spec.json"
+from lab.store.layout import MANIFEST, PUBLIC, SPEC_FILE, UP_MARKER, write_file
 
 
 def state_home() -> Path:
@@ -38,49 +33,8 @@ def labs_dir() -> Path:
 
 def lab_dir(name: str) -> Path:
     """Where the lab ``name`` lives: ``labs/NAME`` itself, never where a link there points
-    (a link is no lab folder: ``is_own_folder`` refuses it)."""
+    (a link is no lab folder: ``lab.store.ownership.is_own_folder`` refuses it)."""
     return labs_dir() / name
-
-
-def home_id(*, create: bool = True) -> str | None:
-    """This state folder's random id, carried by its labs as a label (made on first use).
-
-    `lab gc` sweeps only labs with this id, and a lab of the same name from
-    another state folder (another user, checkout or container) is never taken
-    over: a path alone can't tell them apart across mount namespaces.
-    """
-    path = labs_dir() / ".home-id"
-    try:
-        text = path.read_text().strip()
-        if ID_RE.match(text):
-            return text
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}; check the state folder "
-                       "($LAB_HOME) is yours and readable") from None
-    if not create:
-        return None
-    # Written whole under a private name, then linked into place: a second process
-    # starting at the same moment (pytest -n 2 on a fresh folder, or labs booted side
-    # by side in threads of one process) never reads the file empty, and the first
-    # link wins for all. The private name is per process and thread.
-    tmp = path.with_name(f".home-id.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new_id() + "\n")
-        with contextlib.suppress(FileExistsError):  # another process made it just now
-            os.link(tmp, path)
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror}; make the state folder "
-                       "($LAB_HOME) writable by you") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return home_id(create=False)
 
 
 def is_lab_dir(path: Path) -> bool:
@@ -114,80 +68,6 @@ def is_link(name: str) -> bool:
         raise _state_error(labs_dir(), exc) from None
 
 
-def made_record(name: str) -> Path:
-    """Written by `lab up` when it makes ``labs/NAME``: the state folder's own mark of the
-    folders it created (outside them, so a container or a deleted .lab/ can't remove it),
-    with whom the lab is for (``FOR_*``)."""
-    return labs_dir() / f".{name}.made"
-
-
-# Whom a lab in the state folder is for, in its made record:
-FOR_YOU = "you"  # started by `lab up` (or kept by `lab up --keep`): the user's own
-FOR_START = "start"  # a `lab up` making a new folder, not finished yet: gone if it fails
-FOR_RUN = "run"  # made by `lab run` / pytest for itself: removed when the run ends
-FOR_KEPT = "kept"  # a run's lab left up on purpose (`lab run --keep`, `--lab-keep`)
-PURPOSES = (FOR_YOU, FOR_START, FOR_RUN, FOR_KEPT)
-
-
-def mark_made(name: str, lab_id: str, purpose: str = FOR_YOU) -> None:
-    """Record that this state folder made ``labs/NAME`` (lab id ``lab_id``) for ``purpose``."""
-    path = made_record(name)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{lab_id}\n{purpose}\n")
-    os.replace(tmp, path)
-
-
-def _made(name: str) -> tuple[str, str] | None:
-    """The made record of ``labs/NAME``: (lab id, purpose), or None (none, or not ours)."""
-    path = made_record(name)
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return None
-        lines = path.read_text(errors="replace")[:200].split()
-    except OSError:
-        return None
-    if not lines or not ID_RE.match(lines[0]):
-        return None
-    return lines[0], lines[1] if len(lines) > 1 and lines[1] in PURPOSES else FOR_YOU
-
-
-def made_for(name: str) -> str:
-    """Whom the lab ``name`` is for (``FOR_*``); a folder without a record is the user's."""
-    found = _made(name)
-    return FOR_YOU if found is None else found[1]
-
-
-def set_purpose(name: str, purpose: str) -> None:
-    """Change whom the lab ``name`` is for (it keeps its id); nothing without a record."""
-    found = _made(name)
-    if found is not None and found[1] != purpose:
-        mark_made(name, found[0], purpose)
-
-
-def is_own_folder(path: Path) -> bool:
-    """Whether ``path`` may be deleted as a lab folder: without following any link, a real
-    folder directly in this state folder's labs/, carrying the toolkit's own marks (the lab
-    id a render writes into .lab/, or the record `lab up` keeps beside it), never a
-    manifest.json, which anyone can write."""
-    root = labs_dir()
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISDIR(st.st_mode) or path.parent != root or path.name.startswith("."):
-        return False
-    if _made(path.name) is not None:
-        return True
-    with contextlib.suppress(OSError):
-        mark = path / LAB_ID
-        if stat.S_ISDIR(mark.parent.lstat().st_mode) and stat.S_ISREG(mark.lstat().st_mode):
-            return bool(ID_RE.match(mark.read_text(errors="replace")[:100].strip()))
-    return False
-
-
 def _proc_stat(pid: int) -> list[str] | None:
     """The fields of /proc/PID/stat after the command name, or None (no such process)."""
     try:
@@ -209,14 +89,8 @@ def write_up_marker(path: Path, verb: str = "up") -> None:
     process, by PID and start time, before its first resource is made or removed; cleared
     only when the job is done. If we die in between, `lab gc` sweeps what is left. Never
     written through a link left in its place."""
-    marker = path / UP_MARKER
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()} {_start_time(os.getpid()) or '-'} {verb}\n")
-    os.replace(tmp, marker)
+    write_file(path / UP_MARKER, f"{os.getpid()} {_start_time(os.getpid()) or '-'} {verb}\n",
+               PUBLIC)
 
 
 def clear_up_marker(path: Path) -> None:
@@ -346,22 +220,6 @@ class LabClaim:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
-
-
-def keep_lab(name: str) -> None:
-    """A run's lab left up on purpose (`lab run --keep`): `lab gc` keeps it, and says so."""
-    set_purpose(name, FOR_KEPT)
-
-
-def held_by(name: str) -> tuple[str, int] | None:
-    """Which process holds the lab ``name`` now: (what, PID; -1 when not written yet), or
-    None. Asked of the locks (the kernel drops them when a process dies), not of a PID in
-    a file."""
-    for claim, what in ((StartLock(name), "`lab up`"), (LabClaim(name), "`lab run`")):
-        holder = claim.holder()
-        if holder is not None:
-            return what, holder
-    return None
 
 
 class StartLock(LabClaim):

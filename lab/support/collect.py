@@ -34,13 +34,13 @@ from lab.omnibus.node import status_cmd
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import token_of
 from lab.render.secrets import fingerprint, shell_secret
-from lab.store.labdir import (
+from lab.store.lab_folder import LabFolder
+from lab.store.layout import (
     ADMIN_TOKEN,
     LAST_RUN_JSON,
     LAST_RUN_XML,
     MANIFEST,
     STATE_DIR,
-    load_lab_secrets,
     read_no_links,
 )
 from lab.support.doctor import doctor
@@ -271,7 +271,7 @@ def collect(handle: LabHandle, out: Path, *,
 
     lab = handle.lab
     lab_dir: Path = handle.path
-    sec = load_lab_secrets(lab_dir) or handle.rendered.secrets
+    sec = LabFolder(lab_dir).secrets() or handle.rendered.secrets
     notes: list[str] = []
     # Asked once: doctor, the node loop and status.json all use this answer.
     status = _safe(handle.status, "lab status", notes)

@@ -22,10 +22,11 @@ import pytest
 
 from lab.cli.main import main
 from lab.engine.images import image_for
-from lab.lifecycle.folder import save_spec
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import state
-from lab.store.labdir import LAB_ID, LAST_RUN_JSON, load_lab_secrets, write_lab
+from lab.store import layout, ownership, state
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import write_lab
+from lab.store.layout import LAB_ID, LAST_RUN_JSON
 
 HOST_SECRET = "host-file-content-7f3a9c"
 
@@ -62,9 +63,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_lab(name: str) -> Path:
     """A lab folder in the state folder as `lab up` leaves it (nothing started)."""
     lab = resolve(SpecRequest(topology="scaled", flavor="sim", name=name))
-    rendered = write_lab(lab, state.lab_dir(name), image=image_for(lab), home=state.home_id())
-    state.mark_made(name, rendered.owner["io.gitlab-testlab.id"])
-    save_spec(lab, rendered.path)
+    rendered = write_lab(lab, state.lab_dir(name), image=image_for(lab), home=ownership.home_id())
+    ownership.mark_made(name, rendered.owner["io.gitlab-testlab.id"])
+    LabFolder(rendered.path).save_spec(lab)
     return rendered.path
 
 
@@ -144,7 +145,7 @@ def test_purge_still_removes_its_own_lab_folder(home: Path, monkeypatch: pytest.
     code, text = run_cli(monkeypatch, capsys, "down", "own", "--purge")
     assert code == 0, text
     assert not path.exists()
-    assert not state.made_record("own").exists()
+    assert not ownership.made_record("own").exists()
 
 
 def test_purge_of_its_own_folder_whose_lab_dir_was_deleted(
@@ -226,18 +227,17 @@ def test_collect_never_follows_a_link_in_the_lab_state_folder(home: Path,
 @pytest.mark.parametrize("rel", [".lab/secrets.json", ".lab/spec.json", ".lab/id",
                                  "manifest.json"])
 def test_lab_folder_reads_never_follow_a_link(home: Path, tmp_path: Path, rel: str) -> None:
-    from lab.lifecycle.folder import load_lab
-    from lab.store.labdir import lab_id, load_manifest
 
     path = make_lab("linked-files")
     host_file = tmp_path / "host.json"
     host_file.write_text(json.dumps({"gitaly_token": HOST_SECRET}))
     (path / rel).unlink()
     (path / rel).symlink_to(host_file)
-    readers: dict[str, Any] = {".lab/secrets.json": load_lab_secrets, ".lab/spec.json": load_lab,
-                               ".lab/id": lab_id, "manifest.json": load_manifest}
+    folder = LabFolder(path)
+    readers: dict[str, Any] = {".lab/secrets.json": folder.secrets, ".lab/spec.json": folder.lab,
+                               ".lab/id": lambda: folder.id, "manifest.json": folder.manifest}
     try:
-        got = readers[rel](path)
+        got = readers[rel]()
     except Exception as exc:  # a clear refusal is fine, a read is not
         got = str(exc)
     assert HOST_SECRET not in repr(got)
@@ -266,7 +266,7 @@ def test_spec_json_not_a_mapping(home: Path, content: str, monkeypatch: pytest.M
 def test_secrets_json_with_numbers(home: Path, data: object, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     path = make_lab("numbers")
-    secret = load_lab_secrets(path)
+    secret = LabFolder(path).secrets()
     assert secret is not None
     (path / ".lab" / "secrets.json").write_text(json.dumps(data))
     for args in (("status", "numbers"), ("logs", "gitlab", "--lab", "numbers")):
@@ -301,20 +301,20 @@ def test_a_stale_up_marker_naming_pid_1_is_not_a_running_start(
         home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # Left by a `lab up` that ran as PID 1 in a container sharing the state folder.
     path = make_lab("stale")
-    (path / state.UP_MARKER).write_text("1\n")
+    (path / layout.UP_MARKER).write_text("1\n")
     code, text = run_cli(monkeypatch, capsys, "down", "stale")
     assert code == 0, text
     assert "PID 1" not in text
-    assert not (path / state.UP_MARKER).exists()
+    assert not (path / layout.UP_MARKER).exists()
 
 
 def test_up_marker_names_one_process_not_its_pid_number(home: Path) -> None:
     path = make_lab("marked")
     state.write_up_marker(path)
     assert not state.interrupted_up(path)  # this process, alive
-    pid, started, _verb = (path / state.UP_MARKER).read_text().split()
+    pid, started, _verb = (path / layout.UP_MARKER).read_text().split()
     assert int(pid) == os.getpid()
-    (path / state.UP_MARKER).write_text(f"{pid} {int(started) + 1} up\n")  # same PID, not it
+    (path / layout.UP_MARKER).write_text(f"{pid} {int(started) + 1} up\n")  # same PID, not it
     assert state.interrupted_up(path)
 
 

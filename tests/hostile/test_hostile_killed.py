@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+from test_hostile_docker import sim_image
 
 from lab.engine import docker as dk
 from lab.render.compose_file import LAB_LABEL
-from lab.store import state
+from lab.store import layout, state
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
+__all__ = ["sim_image"]  # the fixture, used by name
 
 LAB = [sys.executable, "-c", "from lab.cli.main import main; main()"]
 # Boots a lab, then runs a step long enough to be killed in the middle of it.
@@ -27,17 +28,6 @@ lab: {topology: single}
 steps:
   - exec: {node: gitlab, cmd: [sleep, "120"]}
 """
-
-
-@pytest.fixture
-def sim_image() -> str:
-    try:
-        dk.check_reachable()
-    except Exception as exc:
-        skip_or_fail(f"no reachable Docker Engine ({exc})")
-    from lab.engine.images import build_images
-
-    return build_images()
 
 
 def leftovers(name: str) -> list[str]:
@@ -61,7 +51,7 @@ def test_a_sigkilled_lab_run_leaves_nothing_after_gc(lab_home: Path, sim_image: 
             names = [n for n in state.lab_names() if n.startswith("sc-")]
             # Booted: its containers run and its `lab up` has finished (marker cleared).
             if names and leftovers(names[0]) and not (
-                    state.lab_dir(names[0]) / state.UP_MARKER).exists():
+                    state.lab_dir(names[0]) / layout.UP_MARKER).exists():
                 name = names[0]
                 break
             assert proc.poll() is None, "lab run ended before it could be killed"

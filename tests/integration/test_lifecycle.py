@@ -27,7 +27,7 @@ from lab.lifecycle import handle
 from lab.lifecycle.folder import reclaim
 from lab.render.compose_file import DIR_LABEL, LAB_LABEL, omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import state
+from lab.store import layout, state
 from lab.store.labdir import RenderedLab
 
 LAB_CMD = [sys.executable, "-c", "from lab.cli.main import main; main()"]
@@ -295,7 +295,7 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             # A container, not just any resource: Compose makes the network first.
-            if (path / state.UP_MARKER).exists() and dk.containers({DIR_LABEL: str(path)}):
+            if (path / layout.UP_MARKER).exists() and dk.containers({DIR_LABEL: str(path)}):
                 break
             assert proc.poll() is None, "lab up ended before it could be killed"
             time.sleep(0.1)
@@ -319,6 +319,7 @@ def test_killed_up_then_gc_leaves_nothing(lab_home: Path, sim_image: str) -> Non
     assert f"lab {name}: its `lab up` was killed" in gc.stdout
     assert leftovers(path) == []
     assert not state.interrupted_up(path)
+    assert not path.exists()  # a new lab's folder: the start's own, gone with it
 
 
 @pytest.mark.docker

@@ -22,7 +22,7 @@ from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
 from lab.scenario.pool import LabPool
-from lab.store import state
+from lab.store import layout, ownership, state
 
 __all__ = ["engine"]  # the fixture, used by name
 
@@ -30,7 +30,7 @@ DEAD_PID = 2**22 + 7  # above pid_max's default: never a running process
 
 
 def dead_marker(path: Path, verb: str) -> None:
-    (path / state.UP_MARKER).write_text(f"{DEAD_PID} 12345 {verb}\n")
+    (path / layout.UP_MARKER).write_text(f"{DEAD_PID} 12345 {verb}\n")
 
 
 def test_a_killed_run_leaves_nothing_gc_cannot_see(engine: FakeEngine) -> None:
@@ -39,7 +39,7 @@ def test_a_killed_run_leaves_nothing_gc_cannot_see(engine: FakeEngine) -> None:
     first resource, and the run's lock (dropped by the kernel) says the run is gone."""
     running = handle.up(scaled(), name="sc-scaled-sim-abc123", for_run=True)
     engine.add("run", running.labels)
-    assert state.made_for(running.name) == state.FOR_RUN
+    assert ownership.made_for(running.name) == ownership.FOR_RUN
     [summary] = lab_gc.list_labs()
     assert (summary.purpose, summary.held_by) == ("run", "")
     dry = lab_gc.collect_garbage(dry_run=True)
@@ -77,10 +77,10 @@ def test_a_run_that_still_holds_its_lab_is_kept_and_said_why(engine: FakeEngine)
 def test_a_lab_kept_on_purpose_stays_and_gc_says_so(engine: FakeEngine) -> None:
     running = handle.up(scaled(), name="sc-kept", for_run=True)
     engine.add("kept", running.labels)
-    pool = LabPool(leave_at_base=True, up=lambda lab: running, on_kept=state.keep_lab)
+    pool = LabPool(leave_at_base=True, up=lambda lab: running, on_kept=ownership.keep_lab)
     pool.get(running.lab)
     pool.close()
-    assert state.made_for("sc-kept") == state.FOR_KEPT
+    assert ownership.made_for("sc-kept") == ownership.FOR_KEPT
     result = CliRunner().invoke(cli, ["gc"])
     assert result.exit_code == 0, result.output
     assert "kept lab sc-kept: kept on purpose by `lab run --keep`" in result.output
@@ -99,7 +99,7 @@ def test_a_pool_downs_its_own_labs_with_their_folders(engine: FakeEngine) -> Non
 def test_users_labs_are_never_garbage(engine: FakeEngine) -> None:
     running = handle.up(scaled(), name="mine")
     engine.add("mine", running.labels)
-    assert state.made_for("mine") == state.FOR_YOU
+    assert ownership.made_for("mine") == ownership.FOR_YOU
     assert lab_gc.collect_garbage() == lab_gc.GcReport([], [])
     running.down()  # down without --purge keeps the user's folder
     assert running.path.is_dir()
@@ -119,7 +119,7 @@ def test_a_failed_start_of_a_new_lab_leaves_no_folder_unless_kept(
     path = state.lab_dir("failing")
     assert path.is_dir() is keep
     if keep:
-        assert state.made_for("failing") == state.FOR_YOU  # the user's, to look at
+        assert ownership.made_for("failing") == ownership.FOR_YOU  # the user's, to look at
 
 
 def test_a_failed_start_of_an_existing_lab_keeps_its_folder(
@@ -134,19 +134,19 @@ def test_a_failed_start_of_an_existing_lab_keeps_its_folder(
     with pytest.raises(KeyboardInterrupt):
         handle.up(scaled(), name="again")
     assert running.path.is_dir()  # the user's folder (and secrets) from before
-    assert state.made_for("again") == state.FOR_YOU
+    assert ownership.made_for("again") == ownership.FOR_YOU
 
 
 def test_a_killed_start_of_a_new_lab_goes_with_its_folder(engine: FakeEngine) -> None:
     running = handle.up(scaled(), name="killed-start")
     engine.add("half", running.labels)
     # As a SIGKILL during the wait leaves it: the start's mark and its marker.
-    state.set_purpose("killed-start", state.FOR_START)
+    ownership.set_purpose("killed-start", ownership.FOR_START)
     dead_marker(running.path, "up")
     assert lab_gc.list_labs()[0].state == "interrupted"
     report = lab_gc.collect_garbage()
     assert sorted(engine.removed) == ["half-container", "half-network", "half-volume"]
-    assert any("its `lab up` did not finish" in r for r in report.removed)
+    assert any("its `lab up` was killed" in r for r in report.removed)
     assert not running.path.exists()
 
 
@@ -161,7 +161,7 @@ def test_a_killed_down_is_finished_by_gc(engine: FakeEngine) -> None:
                                                      "rest-volume"]
     assert all("its `lab down` was killed" in r for r in removed)
     assert running.path.is_dir()  # the user's folder stays
-    assert not (running.path / state.UP_MARKER).exists()
+    assert not (running.path / layout.UP_MARKER).exists()
 
 
 def test_down_marks_before_the_first_removal(engine: FakeEngine,

@@ -17,15 +17,9 @@ from lab.model.topology import Lab
 from lab.scenario.report import write_junit
 from lab.scenario.results import Outcome, ScenarioResult
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store.labdir import (
-    LAB_ID,
-    MANIFEST,
-    RenderedLab,
-    chmod_folder,
-    lab_id,
-    write_file,
-    write_lab,
-)
+from lab.store.labdir import RenderedLab, write_lab
+from lab.store.layout import LAB_ID, MANIFEST, chmod_folder, write_file
+from lab.store.ownership import lab_id
 from lab.support.collect import Bundle
 
 
@@ -158,7 +152,7 @@ def test_a_forced_newer_version_is_rendered_with_a_warning(
 
 def test_last_run_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lab.cli.scenario import save_last_run
-    from lab.store.labdir import LAST_RUN_JSON, LAST_RUN_XML
+    from lab.store.layout import LAST_RUN_JSON, LAST_RUN_XML
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     (tmp_path / "labs" / "sc-a" / ".lab").mkdir(parents=True)

@@ -16,13 +16,13 @@ import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.errors import Incomplete, LabAlreadyUp, LabBusy, LabOwnedElsewhere
-from lab.lifecycle import folder, handle
 from lab.lifecycle import gc as lab_gc
+from lab.lifecycle import handle
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.scenario.pool import group_name
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import state
-from lab.store.labdir import lab_owner
+from lab.store import lab_folder, ownership, state
+from lab.store.ownership import lab_owner
 
 
 @dataclass
@@ -102,7 +102,7 @@ def test_own_lab_carries_its_ids_and_down_removes_only_its_own(engine: FakeEngin
     running = handle.up(scaled(), name="mine")
     owner = lab_owner(running.path)
     assert owner[ID_LABEL]
-    assert owner[HOME_LABEL] == state.home_id(create=False)
+    assert owner[HOME_LABEL] == ownership.home_id(create=False)
     assert running.labels[ID_LABEL] == owner[ID_LABEL]
     assert f"{ID_LABEL}: {owner[ID_LABEL]}" in (running.path / "docker-compose.yml").read_text()
     engine.add("ours", running.labels)
@@ -118,7 +118,7 @@ def test_own_lab_carries_its_ids_and_down_removes_only_its_own(engine: FakeEngin
 
 def test_gc_sweeps_only_its_own_state_folder_unless_all(engine: FakeEngine,
                                                         tmp_path: Path) -> None:
-    home = state.home_id()
+    home = ownership.home_id()
     assert home is not None
     gone = str(state.labs_dir() / "gone")
     engine.add("ours", {LAB_LABEL: "gone", DIR_LABEL: gone, ID_LABEL: "1" * 16,
@@ -215,7 +215,7 @@ def test_purge_that_cannot_delete_says_so(engine: FakeEngine,
     def refuse(path: Any, onerror: Any) -> None:
         onerror(None, str(path / "nodes"), (PermissionError, PermissionError(13, "denied"), None))
 
-    monkeypatch.setattr(folder.shutil, "rmtree", refuse)
+    monkeypatch.setattr(lab_folder.shutil, "rmtree", refuse)
     with pytest.raises(Incomplete, match=r"could not be deleted: .*denied"):
         running.down(purge=True)
 

@@ -18,14 +18,9 @@ from lab.model.topology import Lab
 from lab.render.secrets import ensure_tls, shell_secret
 from lab.render.tls import cert_sans
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store.labdir import (
-    LAB_ID,
-    SECRETS_STORE,
-    WRITTEN,
-    load_lab_secrets,
-    render_files,
-    write_lab,
-)
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import render_files, write_lab
+from lab.store.layout import LAB_ID, SECRETS_STORE, WRITTEN
 
 
 def scaled(version: str, *sets: str, flavor: str = "omnibus") -> Lab:
@@ -168,7 +163,7 @@ def test_secrets_from_an_older_render_with_san_entries_still_load(tmp_path: Path
     data = json.loads(store.read_text())
     data["tls"]["gitaly1.san"] = "gitaly1"  # what earlier versions stored
     store.write_text(json.dumps(data))
-    loaded = load_lab_secrets(tmp_path)
+    loaded = LabFolder(tmp_path).secrets()
     assert loaded is not None
     assert "gitaly1.san" not in loaded.tls
     again = write_lab(scaled("19.3.0", "tls=true"), tmp_path, image="sim:test")

@@ -48,7 +48,7 @@ def test_home_id_of_two_first_starts_is_one_whole_id(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from lab.store import state
+    from lab.store import ownership, state
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     final = state.labs_dir() / ".home-id"
     real_link = os.link
@@ -61,11 +61,11 @@ def test_home_id_of_two_first_starts_is_one_whole_id(tmp_path: Path,
         real_link(src, dst)
 
     monkeypatch.setattr(os, "link", racing_link)
-    assert state.home_id() == "0123456789abcdef"
+    assert ownership.home_id() == "0123456789abcdef"
     assert seen == [""]  # no half-written file under the final name before the link
     assert sorted(p.name for p in state.labs_dir().iterdir()) == [".home-id"]
     monkeypatch.setattr(os, "link", real_link)
-    assert state.home_id() == "0123456789abcdef"
+    assert ownership.home_id() == "0123456789abcdef"
 
 
 def test_home_id_made_by_threads_at_once_is_one_id(tmp_path: Path,
@@ -73,7 +73,7 @@ def test_home_id_made_by_threads_at_once_is_one_id(tmp_path: Path,
     # Labs booted side by side run in threads of one process: each must get the one id.
     import threading
 
-    from lab.store import state
+    from lab.store import ownership, state
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     start = threading.Barrier(8)
     got: list[str | None] = []
@@ -82,7 +82,7 @@ def test_home_id_made_by_threads_at_once_is_one_id(tmp_path: Path,
     def first_use() -> None:
         start.wait()
         try:
-            got.append(state.home_id())
+            got.append(ownership.home_id())
         except BaseException as exc:  # collected: a thread's exception would be lost
             errors.append(exc)
 

@@ -33,7 +33,7 @@ from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.release import DEFAULT_VERSION, Version
 from lab.render.diagram import grpc_links
-from lab.render.gitlab_rb import internal_api_url, node_token
+from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import fingerprint
 from lab.spec.rb_reader import read_rb
 from lab.support.doctor.facts import (
@@ -245,7 +245,7 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
     """Each external Gitaly node, called the way the app calls it: its address, its token."""
     lab, sec = handle.lab, handle.rendered.secrets
     app = lab.app
-    token = node_token(sec.gitaly_token, app)
+    token = token_of(lab, sec, app)
     local = containers_routable()
     rake: Result | None = None
     out = []
