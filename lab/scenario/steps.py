@@ -124,6 +124,10 @@ def _port(v: Any) -> bool:
     return v in PORTS
 
 
+def _seconds(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 600
+
+
 def _str_list(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
 
@@ -250,6 +254,75 @@ def _repo_on_storage(run: Run, step: Step) -> tuple[bool, str]:
     return names == [storage], text
 
 
+#: Every bare repository under a storage folder (@hashed/… for Rails' paths, Praefect's
+#: @cluster/repositories/… replica paths from 15.0) whose refs include commit $2: its folder
+#: and its refs. Run on the node with the folder and the commit as arguments, never as text.
+_FIND_REPLICA = (
+    'find "$1" -type f -name HEAD -not -path "*/objects/*" -not -path "*/refs/*" 2>/dev/null | '
+    'while read -r head; do d="${head%/HEAD}"; '
+    'refs=$(git --git-dir="$d" for-each-ref --format="%(objectname) %(refname)" 2>/dev/null); '
+    'case "$refs" in *"$2 "*) printf "%s\\n%s\\n" "$d" "$refs";; esac; done')
+
+
+def _head_commit(run: Run, alias: str) -> str | None:
+    ref = project_ref(run.project_path(alias))
+    data = run.client.api.call("GET", f"/api/v4/projects/{ref}").data
+    branch = data.get("default_branch") if isinstance(data, dict) else None
+    got = run.client.api.call("GET", f"/api/v4/projects/{ref}/repository/branches/"
+                                     f"{urllib.parse.quote(str(branch or 'main'), safe='')}").data
+    commit = got.get("commit") if isinstance(got, dict) else None
+    return str(commit["id"]) if isinstance(commit, dict) and commit.get("id") else None
+
+
+def _replicas(run: Run, step: Step) -> tuple[bool, str]:
+    """Gitaly Cluster: the project's repository on each Gitaly node behind its Praefect, with
+    the same refs (``nodes``: which must hold it, default all; ``absent``: which must not),
+    trying for ``wait`` seconds (Praefect replicates in the background)."""
+    alias = str(step.arg("project"))
+    lab = run.labs.target
+    data = run.projects.get(alias) or {}
+    owner = lab.storages.get(str(data.get("repository_storage", "default")))
+    if owner is None or not owner.is_praefect:
+        return False, f"{run.project_path(alias)} is not on a Praefect's virtual storage"
+    absent = [str(n) for n in step.arg("absent") or []]
+    holders = [str(n) for n in step.arg("nodes") or [b for b in owner.backends
+                                                      if b not in absent]]
+    unknown = [n for n in (*holders, *absent) if n not in owner.backends]
+    if unknown:
+        return False, f"{', '.join(unknown)}: not behind {owner.name} ({', '.join(owner.backends)})"
+    deadline = time.monotonic() + float(step.arg("wait", 0))
+    while True:
+        ok, text = _replica_check(run, alias, holders, absent)
+        if ok or time.monotonic() >= deadline:
+            return ok, text
+        time.sleep(SETTLE_INTERVAL)
+
+
+def _replica_check(run: Run, alias: str, holders: list[str], absent: list[str]
+                   ) -> tuple[bool, str]:
+    commit = _head_commit(run, alias)
+    if commit is None:
+        return False, f"{run.project_path(alias)}: no commit on its default branch (pushed?)"
+    lab = run.labs.target
+    found: dict[str, tuple[str, str]] = {}  # node -> (folder, refs)
+    for name in (*holders, *absent):
+        node = lab.node(name)
+        for storage in node.storages:
+            ok, out = exec_on(run, name, ["bash", "-c", _FIND_REPLICA, "replicas",
+                                          storage.repositories_path, commit])
+            if ok and out:
+                folder, _, refs = out.partition("\n")
+                found[name] = (folder, refs.strip())
+                break
+    lines = [f"{n}: {found[n][0]}" if n in found else f"{n}: no repository with {commit[:12]}"
+             for n in (*holders, *absent)]
+    same = len({found[n][1] for n in holders if n in found}) <= 1
+    ok = all(n in found for n in holders) and not any(n in found for n in absent) and same
+    if not same:
+        lines.append("the refs differ between the nodes")
+    return ok, f"{run.project_path(alias)} at {commit[:12]}: " + "; ".join(lines)
+
+
 def _port_number(run: Run, node: str, port_name: str) -> int:
     return HTTP_PORT if port_name == "http" else run.labs.target.node(node).gitaly_port
 
@@ -352,6 +425,9 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("exec", (node_arg(), Arg("cmd", _str_list, "a list of arguments", True)), _exec),
     StepKind("repo_on_storage", (PROJECT, Arg("storage", _str, "a storage name", True,
                                               Ref.STORAGE)), _repo_on_storage),
+    StepKind("replicas", (PROJECT, Arg("nodes", _str_list, "a list of Gitaly node names"),
+                          Arg("absent", _str_list, "a list of Gitaly node names"),
+                          Arg("wait", _seconds, "a number of seconds")), _replicas),
     StepKind("port", (node_arg(), Arg("port", _port, "http or gitaly", True),
                       Arg("published", _bool, "true or false")), _published),
     StepKind("reachable", (node_arg(), Arg("port", _port, "http or gitaly", True),

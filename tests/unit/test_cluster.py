@@ -275,3 +275,62 @@ def test_legacy_praefect_keys_abort_reconfigure_from_16_0() -> None:
     [line] = removals(settings, Version.parse("16.11.10"))
     assert line.startswith("* praefect['auth_token'] has been deprecated since 15.9 and was "
                            "removed in 16.0. In GitLab 15.9, Praefect's configuration")
+
+
+class ReplicaWorld:
+    """A cluster lab's nodes answering the replicas step's search, and the API's commit."""
+
+    def __init__(self, lab: Lab, holders: dict[str, str]) -> None:
+        from types import SimpleNamespace
+
+        from lab.client.gitlab import ApiResponse
+        from lab.engine.run import Result
+
+        self.holders = holders  # node -> its refs ("" = no repository)
+        self.labs = SimpleNamespace(target=lab)
+        self.projects = {"p1": {"id": 1, "repository_storage": "default"}}
+        self.asked: list[tuple[str, list[str]]] = []
+
+        def call(method: str, path: str, **kw: object) -> ApiResponse:
+            body = ('{"commit": {"id": "abc123"}}' if "/branches/" in path
+                    else '{"default_branch": "main"}')
+            return ApiResponse(method, path, 200, body)
+
+        def exec_(node: str, cmd: list[str], **kw: object) -> Result:
+            self.asked.append((node, cmd))
+            refs = self.holders.get(node, "")
+            return Result(cmd, 0, f"/repos/@cluster/repositories/aa/bb/1\n{refs}\n" if refs
+                          else "", "")
+
+        self.client = SimpleNamespace(api=SimpleNamespace(call=call))
+        self.running = SimpleNamespace(exec=exec_)
+
+    def project_path(self, alias: str) -> str:
+        return f"root/{alias}"
+
+
+@pytest.mark.parametrize(("holders", "args", "ok"), [
+    ({"gitaly1": "abc123 refs/heads/main", "gitaly2": "abc123 refs/heads/main",
+      "gitaly3": "abc123 refs/heads/main"}, {}, True),
+    ({"gitaly1": "abc123 refs/heads/main", "gitaly3": "abc123 refs/heads/main"}, {}, False),
+    ({"gitaly1": "abc123 refs/heads/main", "gitaly2": "abc123 refs/heads/main",
+      "gitaly3": "abc123 refs/heads/main def456 refs/heads/x"}, {}, False),
+    ({"gitaly1": "abc123 refs/heads/main", "gitaly3": "abc123 refs/heads/main"},
+     {"nodes": ["gitaly1", "gitaly3"], "absent": ["gitaly2"]}, True),
+    ({"gitaly1": "abc123 refs/heads/main", "gitaly2": "abc123 refs/heads/main",
+      "gitaly3": "abc123 refs/heads/main"}, {"absent": ["gitaly2"]}, False),
+])
+def test_replicas_step(holders: dict[str, str], args: dict[str, object], ok: bool) -> None:
+    from types import SimpleNamespace
+
+    from lab.scenario.steps import STEPS
+
+    world = ReplicaWorld(cluster("19.3.0")[0], holders)
+    step = SimpleNamespace(arg=lambda name, default=None: {"project": "p1", **args}.get(
+        name, default))
+    passed, text = STEPS["replicas"].run(world, step)  # type: ignore[arg-type]
+    assert passed is ok, text
+    node, cmd = world.asked[0]
+    assert node == "gitaly1"
+    assert cmd[:2] == ["bash", "-c"]
+    assert cmd[-2:] == ["/var/opt/gitlab/git-data/repositories", "abc123"]
