@@ -24,6 +24,8 @@ from lab.client.gitaly import GitalyError, server_info
 from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
+from lab.omnibus import eras
+from lab.omnibus.release import Version
 from lab.render import tls
 from lab.render.compose_file import DIR_LABEL, LAB_LABEL
 from lab.store import state
@@ -177,3 +179,28 @@ def test_lab_gc_sweeps_a_killed_runs_node(tmp_path: Path) -> None:
     assert any(f"lab {name}: its `lab up` was killed" in r for r in swept), swept
     assert dk.containers({LAB_LABEL: name}) == []
     shutil.rmtree(folder)  # a killed process leaves its temporary lab folder behind
+
+
+@pytest.mark.parametrize("version", ["12.10.14", "16.11.10"])
+def test_gitaly_refuses_a_storage_folder_reconfigure_never_made(version: str) -> None:
+    """Before 17.8 Omnibus makes storage folders only from git_data_dirs: the render before
+    issue 25 (Gitaly's own storage list alone) leaves storage1's folder unmade, and Gitaly
+    refuses to start in its release's words; the render with git_data_dirs boots."""
+    def old_render(etc: Path) -> None:
+        text = (etc / "gitlab.rb").read_text()
+        text = re.sub(r"\n# Makes reconfigure create[^\n]*\ngit_data_dirs\(\{\n.*?\n\}\)\n", "\n",
+                      text, flags=re.DOTALL)
+        assert "git_data_dirs" not in text
+        (etc / "gitlab.rb").write_text(text)
+
+    require_docker()
+    storages = ("default", "storage1")
+    broken = GitalyContainer(version=version, storages=storages, prepare=old_render, timeout=45)
+    with pytest.raises(NotReady) as err:
+        broken.start()
+    assert eras.gitaly_storage_missing(Version.parse(version), "storage1",
+                                       "/var/opt/gitlab/git-data-storage1/repositories") \
+        in str(err.value)
+    with GitalyContainer(version=version, storages=storages) as fixed:
+        assert fixed.info is not None
+        assert {s.storage_name for s in fixed.info.storage_statuses} == set(storages)
