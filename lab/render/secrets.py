@@ -5,7 +5,6 @@ Generation takes a ``token_hex`` source so golden tests can inject fixed values.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets as _secrets
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab.model.topology import Lab, Node, SecretsPolicy
-from lab.omnibus.dialect import dialect_for
+from lab.omnibus import gitlab_secrets
 from lab.omnibus.release import Version
 from lab.render import tls
 
@@ -34,25 +33,11 @@ def _rsa_pem() -> str:
 
 def secrets_json(version: Version, token_hex: TokenSource = _secrets.token_hex,
                  rsa_pem: KeySource = _rsa_pem) -> dict[str, Any]:
-    """A gitlab-secrets.json object with the sections that ``version`` writes."""
-    shell = token_hex(64)  # 128 hex chars, as Omnibus generates it
-    data: dict[str, Any] = {
-        "gitlab_workhorse": {
-            "secret_token": base64.b64encode(bytes.fromhex(token_hex(32))).decode(),
-        },
-        "gitlab_shell": {"secret_token": shell},
-        "gitlab_rails": {
-            "secret_key_base": token_hex(64),
-            "db_key_base": token_hex(64),
-            "otp_key_base": token_hex(64),
-            "encrypted_settings_key_base": token_hex(64),
-            "openid_connect_signing_key": rsa_pem(),
-        },
-    }
-    if dialect_for(version).gitaly_secret:
-        # Defaults to the shell secret, as Omnibus does: copying the whole file keeps them equal.
-        data["gitaly"] = {"gitlab_secret": shell}
-    return data
+    """A gitlab-secrets.json object with the secrets the toolkit renders for ``version``
+    (lab.omnibus.gitlab_secrets: the rendered rows of what reconfigure writes). The one
+    key pair rendered, openid_connect_signing_key, is a real RSA key."""
+    return gitlab_secrets.fill({}, version, gitlab_secrets.Sources(
+        token_hex=token_hex, pem=lambda _kind: rsa_pem()), rendered_only=True)
 
 
 def dump_secrets_json(data: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets as _random
 import subprocess
 import time
 import urllib.parse
@@ -19,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.omnibus import dialect, eras, keys
+from lab.omnibus import dialect, eras, gitlab_secrets, keys
 from lab.omnibus.release import DEFAULT_VERSION, VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
@@ -167,26 +166,14 @@ def release(node: dict[str, Any]) -> Version:
     return eras.release(str(node.get("version") or ""))
 
 
-def fresh_secrets() -> dict[str, Any]:
-    """A new gitlab-secrets.json like the one reconfigure writes on first boot."""
-    return {
-        "gitlab_workhorse": {"secret_token": _random.token_urlsafe(32)},
-        "gitlab_shell": {"secret_token": _random.token_hex(64)},
-        "gitlab_rails": {
-            "secret_key_base": _random.token_hex(64),
-            "db_key_base": _random.token_hex(64),
-            "otp_key_base": _random.token_hex(64),
-        },
-    }
-
-
-def load_secrets(path: str = SECRETS_JSON) -> dict[str, Any]:
-    """Read gitlab-secrets.json; when absent write a fresh one (mode 0600), as Omnibus does."""
+def load_secrets(path: str = SECRETS_JSON, version: Version | None = None) -> dict[str, Any]:
+    """Read gitlab-secrets.json; when absent write (mode 0600) what the node's release
+    (``version``, else node_version()) generates on first reconfigure, as Omnibus does."""
     try:
         with open(path) as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        data = fresh_secrets()
+        data = gitlab_secrets.fill({}, version or node_version())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)

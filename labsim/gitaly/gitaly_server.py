@@ -1,8 +1,9 @@
 """The sim's Gitaly: servicers generated from proto/gitaly-lab (gitalypb), real git underneath.
 
 Implements ServerService/ServerInfo, RepositoryService/RepositoryExists and
-CreateRepository, and the four SmartHTTPService RPCs (PostUploadPack as Gitaly
-served it up to 15.8; later releases only serve the sidechannel variant); the
+CreateRepository, and the four SmartHTTPService RPCs (PostUploadPack as the
+Gitaly of our protos served it, GITALY_RELEASE in proto/generate.py; later releases
+only serve the sidechannel variant, docs/fidelity.md); the
 CommitService, RefService and OperationService RPCs behind the REST API's
 repository routes are in gitaly_git_services. Gitaly's other RPCs are not in
 our protos, so gRPC answers them UNIMPLEMENTED, as a Gitaly lacking them would.

@@ -1,13 +1,13 @@
 """PID 1 of a sim node (/assets/wrapper): as the Omnibus image's wrapper, then run and watch.
 
-The Omnibus wrapper (docker/assets/wrapper, init-container from 19.x; `set -e`)
+The Omnibus wrapper (docker/assets/wrapper, later init-container; `set -e`)
 generates ssh host keys into /etc/gitlab, starts runsvdir with only `sshd`, then
 runs `gitlab-ctl reconfigure`; a failed reconfigure ends the container. The
 reconfigure (Chef) chowns /etc/gitlab to root:root 0775 unless
 `manage_storage_directories['manage_etc'] = false`, rewrites gitlab-secrets.json
-with every section it knows (generating the missing ones), stores the initial
-root password (14.0+) on first bootstrap, and omnibus-ctl prints
-`gitlab Reconfigured!` when it succeeded. The sim does each of these, for the
+with every section it knows (generating the missing ones: lab.omnibus.gitlab_secrets),
+stores the initial root password on first bootstrap (Dialect.initial_root_password),
+and omnibus-ctl prints `gitlab Reconfigured!` when it succeeded. The sim does each of these, for the
 release named in /RELEASE (written when the sim stands in for an Omnibus tag).
 Signals from gitlab-ctl: SIGUSR1 = restart services from the current runtime
 config (reconfigure rewrites it first), SIGTERM = stop.
@@ -20,13 +20,12 @@ import json
 import os
 import secrets as _random
 import signal
-import string
 import subprocess
 import sys
 import time
 from typing import Any
 
-from lab.omnibus import dialect
+from lab.omnibus import dialect, gitlab_secrets
 from lab.omnibus.eras import GITALY_RESTARTS_ON_SHELL_SECRET, RECONFIGURED
 from lab.omnibus.release import VERSION_ENV, Version
 from labsim.common import simconfig
@@ -49,7 +48,7 @@ def log(message: str) -> None:
 
 
 def web_service() -> str:
-    """The runit name of the app's web server in this release (unicorn before 13.0)."""
+    """The runit name of the app's web server in this release (Dialect.default_web_server)."""
     return dialect.dialect_for(release()).default_web_server
 
 
@@ -67,9 +66,10 @@ def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Versi
     """The services a reconfigure restarts: those whose rendered configuration changed.
 
     As Omnibus' cookbooks notify them: Gitaly's config.toml (listeners, TLS paths, token,
-    storages, internal API URL) HUPs gitaly, and so does its secret file (17.5+) or the
-    shell secret (16.8+); gitlab.yml, secrets.yml and gitlab_shell_secret restart the
-    web server (Puma or Unicorn, with Sidekiq and Workhorse, all folded into one here).
+    storages, internal API URL) HUPs gitaly, and so does its secret file (from GITALY_SECRET)
+    or the shell secret (from GITALY_RESTARTS_ON_SHELL_SECRET; both in lab/omnibus/release.py);
+    gitlab.yml, secrets.yml and gitlab_shell_secret restart the web server (Puma or Unicorn,
+    with Sidekiq and Workhorse, all folded into one here).
     """
     if old is None:
         return enabled(new)
@@ -232,8 +232,8 @@ def ssh_host_keys(etc: str = ETC) -> None:
 
 
 def manage_etc(raw: dict[str, Any]) -> bool:
-    # The attribute was spelt manage-storage-directories before 14.x; gitlab.rb uses
-    # manage_storage_directories['manage_etc'] in every release the lab supports.
+    # Older releases spelt the attribute manage-storage-directories (docs/fidelity.md);
+    # gitlab.rb uses manage_storage_directories['manage_etc'] in every release the lab supports.
     for key in ("manage_storage_directories", "manage-storage-directories"):
         section = raw.get(key)
         if isinstance(section, dict) and section.get("manage_etc") is False:
@@ -241,74 +241,14 @@ def manage_etc(raw: dict[str, Any]) -> bool:
     return True
 
 
-def _token(n: int) -> str:
-    return _random.token_hex(n)
-
-
-def _alnum(n: int) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(_random.choice(alphabet) for _ in range(n))
-
-
-def _pem(kind: str) -> str:
-    # A stand-in for the key pairs Omnibus generates: random, never used by the sim.
-    body = base64.b64encode(_random.token_bytes(96)).decode()
-    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
-
-
-def secret_sections(version: Version) -> dict[str, dict[str, Any]]:
-    """What reconfigure generates for a section key that gitlab-secrets.json lacks.
-
-    From omnibus-gitlab's SecretsHelper.gather_gitlab_secrets and the libraries'
-    ``parse_secrets`` (gitlab_rails, gitlab_kas, registry, postgresql, mailroom)."""
-    rails: dict[str, Any] = {
-        "secret_key_base": _token(64), "db_key_base": _token(64), "otp_key_base": _token(64),
-        "encrypted_settings_key_base": _token(64), "openid_connect_signing_key": _pem(
-            "RSA PRIVATE KEY"),
-    }
-    release_does = dialect.dialect_for(version)
-    if release_does.ci_jwt_signing_key:
-        rails["ci_jwt_signing_key"] = _pem("RSA PRIVATE KEY")
-    if release_does.active_record_encryption:
-        rails["active_record_encryption_primary_key"] = [_alnum(32)]
-        rails["active_record_encryption_deterministic_key"] = [_alnum(32)]
-        rails["active_record_encryption_key_derivation_salt"] = _alnum(32)
-    b64 = base64.b64encode
-    out: dict[str, dict[str, Any]] = {
-        "gitlab_workhorse": {"secret_token": b64(_random.token_bytes(32)).decode()},
-        "gitlab_shell": {"secret_token": _token(64)},
-        "gitlab_rails": rails,
-        "gitlab_kas": {"api_secret_key": b64(_token(16).encode()).decode(),
-                       "private_api_secret_key": b64(_token(16).encode()).decode(),
-                       "websocket_token_secret_key": b64(_random.token_bytes(72)).decode()},
-        "registry": {"http_secret": _token(64), "internal_certificate": _pem("CERTIFICATE"),
-                     "internal_key": _pem("RSA PRIVATE KEY")},
-        "letsencrypt": {"auto_enabled": False},
-        "postgresql": {"internal_certificate": _pem("CERTIFICATE"),
-                       "internal_key": _pem("RSA PRIVATE KEY")},
-        "mailroom": {"incoming_email_auth_token": b64(_random.token_bytes(32)).decode(),
-                     "service_desk_email_auth_token": b64(_random.token_bytes(32)).decode()},
-    }
-    if not release_does.kas:  # no gitlab_kas attribute, so nothing parses its secrets
-        del out["gitlab_kas"]
-    return out
-
-
 def rewrite_secrets(data: dict[str, Any], version: Version,
                     path: str = simconfig.SECRETS_JSON) -> dict[str, Any]:
     """Fill what is missing and write the whole file back, as every reconfigure does.
 
-    Values already there win; the file is truncated in place (owner kept) and made 0600."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for section, values in secret_sections(version).items():
-        have = out.setdefault(section, {})
-        if isinstance(have, dict):
-            for key, value in values.items():
-                have.setdefault(key, value)
-    if dialect.dialect_for(version).gitaly_secret:
-        gitaly = out.setdefault("gitaly", {})
-        if isinstance(gitaly, dict):
-            gitaly.setdefault("gitlab_secret", out["gitlab_shell"].get("secret_token"))
+    What it writes for ``version``: lab.omnibus.gitlab_secrets (key pairs are random
+    stand-ins). Values already there win; the file is truncated in place (owner kept) and
+    made 0600."""
+    out = gitlab_secrets.fill(data, version)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(out, fh, indent=2)
@@ -318,7 +258,8 @@ def rewrite_secrets(data: dict[str, Any], version: Version,
 
 
 def initial_root_password(node: dict[str, Any], version: Version) -> None:
-    """14.0+: on the first bootstrap of a node with Rails, root's password lands in a file."""
+    """On the first bootstrap of a node with Rails, root's password lands in a file (from
+    INITIAL_ROOT_PASSWORD in lab/omnibus/release.py)."""
     if not node.get("app") or not dialect.dialect_for(version).initial_root_password \
             or os.path.exists(BOOTSTRAPPED):
         return
