@@ -2,7 +2,8 @@
 
 Fixtures (all overridable in a conftest.py):
 
-- ``lab_flavor`` / ``lab_version`` (session): from ``--lab-flavor`` / ``--lab-version``.
+- ``lab_flavor`` / ``lab_version`` / ``lab_engine`` (session): from ``--lab-flavor`` /
+  ``--lab-version`` / ``--lab-engine``.
 - ``docker_available`` (session): skips without Docker (fails with ``--lab-no-skip`` or CI=true).
 - ``lab_image_check`` (session): a callable that skips when an omnibus image is missing.
 - ``lab_collect`` (session): how a failed scenario's lab is bundled (``--lab-collect-on-failure``).
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lab.errors import LabError, SpecError
-from lab.model.topology import Flavor, Lab
+from lab.model.topology import Engine, Flavor, Lab
 from lab.scenario.releases import parse_versions
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gitlab-testlab")
     group.addoption("--lab-flavor", choices=[f.value for f in Flavor], default="sim",
                     help="omnibus = real GitLab images; sim = the offline stand-in (default).")
+    group.addoption("--lab-engine", choices=[e.value for e in Engine], default="compose",
+                    help="compose = Docker Compose (default); swarm = labs as stacks on the "
+                         "swarm of this engine's manager.")
     group.addoption("--lab-version", metavar="X.Y.Z[,X.Y.Z…]", default=None,
                     help="GitLab version for labs and scenarios that do not pin one; a comma "
                          "list runs each such scenario (and test using lab_version) per release.")
@@ -116,7 +120,8 @@ def plan_file(config: pytest.Config, path: Path) -> list[PlanItem]:
     if path not in plans:
         plans[path] = expand(parse_scenario_file(path),
                              flavor=str(config.getoption("--lab-flavor")),
-                             releases=releases(config))
+                             releases=releases(config),
+                             engine=str(config.getoption("--lab-engine")))
     return plans[path]
 
 
@@ -164,6 +169,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def lab_flavor(pytestconfig: pytest.Config) -> str:
     return str(pytestconfig.getoption("--lab-flavor"))
+
+
+@pytest.fixture(scope="session")
+def lab_engine(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--lab-engine"))
 
 
 @pytest.fixture(scope="session")
@@ -251,14 +261,15 @@ def _shared_name(lab: Lab) -> Lab:
 
 @pytest.fixture(scope="session")
 def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
-                lab_image_check: Callable[[Lab], None]) -> LabFactory:
+                lab_image_check: Callable[[Lab], None], lab_engine: str) -> LabFactory:
     from lab.spec.labspec import SpecRequest, resolve
 
     def factory(spec: str | Lab = DEFAULT_TOPOLOGY, *, sets: Sequence[str] = ()) -> LabHandle:
         if isinstance(spec, Lab):
             base, target = spec, spec
         else:
-            req = SpecRequest(topology=spec, flavor=lab_flavor, version=lab_version)
+            req = SpecRequest(topology=spec, flavor=lab_flavor, version=lab_version,
+                              engine=lab_engine)
             try:
                 base = resolve(req)
                 target = resolve(dataclasses.replace(req, sets=tuple(sets))) if sets else base
@@ -279,11 +290,11 @@ def lab_factory(lab_pool: LabPool, lab_flavor: str, lab_version: str | None,
 
 
 @pytest.fixture
-def lab_spec(lab_flavor: str, lab_version: str | None) -> Lab:
+def lab_spec(lab_flavor: str, lab_version: str | None, lab_engine: str) -> Lab:
     from lab.spec.labspec import SpecRequest, resolve
 
     return resolve(SpecRequest(topology=DEFAULT_TOPOLOGY, flavor=lab_flavor,
-                               version=lab_version))
+                               version=lab_version, engine=lab_engine))
 
 
 @pytest.fixture
@@ -313,7 +324,7 @@ class ScenarioFailed(Exception):
 
 
 def _scenario_test(planned: PlanItem) -> Callable[..., None]:
-    def test_scenario(lab_pool: LabPool, lab_flavor: str,
+    def test_scenario(lab_pool: LabPool, lab_flavor: str, lab_engine: str,
                       lab_image_check: Callable[[Lab], None],
                       lab_collect: CollectFn | None, request: pytest.FixtureRequest) -> None:
         from lab.scenario.load import resolve_labs
@@ -321,12 +332,15 @@ def _scenario_test(planned: PlanItem) -> Callable[..., None]:
         from lab.scenario.runner import run_scenario
 
         labs = planned.labs
-        if labs is None or labs.base.flavor.value != lab_flavor:
-            # A conftest overrode the flavour fixture: the plan's labs are not this run's.
+        if labs is None or labs.base.flavor.value != lab_flavor \
+                or labs.base.engine.value != lab_engine:
+            # A conftest overrode the flavour or engine fixture: the plan's labs are not
+            # this run's.
             if lab_flavor not in planned.scenario.flavors:
                 pytest.skip(f"scenario is for {', '.join(planned.scenario.flavors)} only; "
                             f"the lab_flavor fixture gives {lab_flavor}")
-            labs = resolve_labs(planned.scenario, flavor=lab_flavor, version=planned.release)
+            labs = resolve_labs(planned.scenario, flavor=lab_flavor, version=planned.release,
+                                engine=lab_engine)
         lab_image_check(labs.base)
         result = run_scenario(planned.scenario, labs, lab_pool, collect=lab_collect)
         if result.bundle:

@@ -22,7 +22,7 @@ from lab.errors import EXIT_FAILED as EXIT_FAILED
 from lab.errors import EXIT_NOT_READY as EXIT_NOT_READY
 from lab.errors import EXIT_TOOL_MISSING as EXIT_TOOL_MISSING
 from lab.errors import EXIT_USAGE as EXIT_USAGE
-from lab.model.topology import Lab
+from lab.model.topology import Engine, Lab
 from lab.spec.labspec import SpecRequest
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known
 
@@ -90,6 +90,42 @@ def spec_options(func: F) -> F:
     return func
 
 
+def engine_options(func: F) -> F:
+    """--engine and the swarm engine's options (placement, publishing, encryption)."""
+    decorators = [
+        click.option("--engine", type=click.Choice([e.value for e in Engine]), default=None,
+                     help="compose = Docker Compose on this engine (default); swarm = a stack "
+                     "on the swarm of this engine's manager."),
+        click.option("--place", "places", multiple=True, metavar="NODE=WHERE",
+                     help="swarm: run NODE on a machine: its host name, or LABEL=VALUE of a "
+                     "node label (as nodes.NODE.place)."),
+        click.option("--publish", is_flag=True,
+                     help="swarm: publish the spec's ports through Swarm, on every interface "
+                     "(default: a gateway on 127.0.0.1 only)."),
+        click.option("--encrypt", is_flag=True,
+                     help="swarm: encrypt the lab's overlay network (IPsec between machines)."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+def engine_sets(places: tuple[str, ...], publish: bool, encrypt: bool) -> tuple[str, ...]:
+    """The swarm options as the spec keys they set (``--set`` form)."""
+    out: list[str] = []
+    for place in places:
+        node, sep, where = place.partition("=")
+        if not sep or not node or not where:
+            raise click.BadParameter(f"{place!r}: expected NODE=WHERE, e.g. gitaly1=worker2 "
+                                     "or gitaly1=zone=b", param_hint="--place")
+        out.append(f"nodes.{node}.place={json.dumps(where)}")
+    if publish:
+        out.append("swarm.publish=true")
+    if encrypt:
+        out.append("swarm.encrypt=true")
+    return tuple(out)
+
+
 def warn_if_forced(lab: Lab) -> None:
     """Say so when --force-version let through a release newer than the toolkit knows."""
     if newer_than_known(lab.version):
@@ -102,10 +138,10 @@ def warn_if_forced(lab: Lab) -> None:
 
 def spec_request(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
                  flavor: str | None, sets: tuple[str, ...], name: str | None = None, *,
-                 force_version: bool = False) -> SpecRequest:
+                 force_version: bool = False, engine: str | None = None) -> SpecRequest:
     return SpecRequest(topology=topology, file=spec_file, sets=tuple(sets),
                        version=gitlab_version, flavor=flavor, name=name,
-                       force_version=force_version)
+                       force_version=force_version, engine=engine)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

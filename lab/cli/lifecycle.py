@@ -28,6 +28,8 @@ from lab.cli.common import (
     Seconds,
     console,
     echo_json,
+    engine_options,
+    engine_sets,
     err_console,
     json_option,
     sigterm_as_ctrl_c,
@@ -41,8 +43,9 @@ from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
 from lab.lifecycle.handle import RunningLab
 from lab.lifecycle.status import LabStatus, LabSummary
+from lab.lifecycle.swarm import PUBLISH_WARNING
 from lab.lifecycle.timeouts import WAITS
-from lab.model.topology import Flavor
+from lab.model.topology import Engine, Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
 from lab.store import state
@@ -151,6 +154,7 @@ def format_ready(running: RunningLab) -> Text:
 
 @click.command()
 @spec_options
+@engine_options
 @click.option("--name", help="Lab name (default: the topology's); two labs need two names.")
 @click.option("--timeout", type=Seconds(min=0, min_open=True, max=7 * 86400),
               default=None,
@@ -160,16 +164,22 @@ def format_ready(running: RunningLab) -> Text:
 @click.option("--keep", is_flag=True, help="Leave the lab running if it fails to become ready.")
 @json_option
 def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
-       force_version: bool, flavor: str | None, sets: tuple[str, ...], name: str | None,
+       force_version: bool, flavor: str | None, sets: tuple[str, ...], engine: str | None,
+       places: tuple[str, ...], publish: bool, encrypt: bool, name: str | None,
        timeout: float | None, keep: bool, as_json: bool) -> None:
     """Start a lab and wait until it is ready (URL and admin token printed at the end)."""
+    # The swarm options go first: --set after them wins, as it does over the file.
+    sets = engine_sets(places, publish, encrypt) + sets
     lab = resolve(spec_request(topology, spec_file, gitlab_version, flavor, sets, name,
-                               force_version=force_version))
+                               force_version=force_version, engine=engine))
     warn_if_forced(lab)
+    if lab.swarm.publish and any(n.publish for n in lab.nodes):
+        err_console.print(styled(("warning:", "yellow"), f" {PUBLISH_WARNING}"))
     # A CI job cancelled with SIGTERM tears the lab down like Ctrl-C does.
     sigterm_as_ctrl_c()
+    on = f", on {lab.engine.value}" if lab.engine is not Engine.COMPOSE else ""
     err_console.print(styled("Starting lab ", (lab.name, "bold"), f" (GitLab {lab.version}, "
-                             f"{lab.flavor.value}, {len(lab.nodes)} nodes)…"))
+                             f"{lab.flavor.value}, {len(lab.nodes)} nodes{on})…"))
     with RichProgress() as progress:
         running = handle.up(lab, timeout=timeout, keep_on_failure=keep,
                                progress=progress)

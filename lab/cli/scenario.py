@@ -24,7 +24,7 @@ from lab.cli.common import (
 )
 from lab.errors import BadInput
 from lab.lifecycle.contract import LabHandle
-from lab.model.topology import Flavor
+from lab.model.topology import Engine, Flavor
 from lab.resources import data_dir
 from lab.scenario.definition import Scenario
 from lab.scenario.evidence import bundle_collector
@@ -67,6 +67,9 @@ def library_json(scenarios: list[Scenario]) -> dict[str, Any]:
 @click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default=None,
               help="omnibus = real GitLab images; sim = the offline stand-in [default: sim; "
                    "with --lab, the lab's].")
+@click.option("--engine", type=click.Choice([e.value for e in Engine]), default=None,
+              help="compose = Docker Compose (default); swarm = each lab as a stack on the "
+                   "swarm of this engine's manager [with --lab, the lab's].")
 @click.option("--version", "gitlab_version", metavar="X.Y.Z[,X.Y.Z…]",
               help="GitLab version for scenarios that do not pin one (default: newest); "
                    "a comma list runs each such scenario once per release.")
@@ -84,9 +87,9 @@ def library_json(scenarios: list[Scenario]) -> dict[str, Any]:
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=Path("lab-evidence"),
               show_default=True, help="Where --collect-on-failure writes its bundles.")
 def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str | None,
-        flavor: str | None, gitlab_version: str | None, junit: Path | None,
-        as_json: bool, keep: bool, jobs: int | None, collect_on_failure: bool,
-        evidence_dir: Path) -> None:
+        flavor: str | None, engine: str | None, gitlab_version: str | None,
+        junit: Path | None, as_json: bool, keep: bool, jobs: int | None,
+        collect_on_failure: bool, evidence_dir: Path) -> None:
     """Run scenarios (files, directories of *.yaml, built-in names, or --all) and report
     each one's evidence.
 
@@ -128,12 +131,16 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
         if flavor and flavor != on.lab.flavor.value:
             raise click.UsageError(f"lab {lab_name} is a {on.lab.flavor.value} lab; "
                                    f"--flavor {flavor} does not apply to it")
+        if engine and engine != on.lab.engine.value:
+            raise click.UsageError(f"lab {lab_name} runs on {on.lab.engine.value}; "
+                                   f"--engine {engine} does not apply to it")
         flavor = on.lab.flavor.value
         planned = plan_on(scenarios, on.lab)
         versions = [str(on.lab.version)]
     else:
         flavor = flavor or "sim"
-        planned = plan(scenarios, flavor=flavor, versions=versions)
+        planned = plan(scenarios, flavor=flavor, versions=versions,
+                       engine=engine or Engine.COMPOSE.value)
     if junit:
         check_report_path(junit)
     out = err_console if as_json else console

@@ -6,13 +6,17 @@ functions never touch a resource without them.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.engine import docker as dk
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
+from lab.lifecycle import swarm_sweep
 from lab.lifecycle.status import LabSummary
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import ownership, state
@@ -25,7 +29,7 @@ def foreign_owners(name: str, path: Path) -> list[str]:
     owner = lab_owner(path)
     home = ownership.home_id(create=False)
     others: set[str] = set()
-    for kind in (dk.containers, dk.networks, dk.volumes):
+    for kind in _kinds():
         for obj in kind({LAB_LABEL: name}):
             lbl = obj.labels
             if not is_ours(lbl, path, owner, home):
@@ -57,8 +61,18 @@ def check_not_in_use(name: str) -> None:
                       f"stop it (kill {holder if holder > 0 else 'PID'}), then try again")
 
 
+def _kinds() -> tuple[Callable[[dict[str, str]], Sequence[Any]], ...]:
+    """What carries a lab's labels on this engine: a swarm manager also lists services,
+    secrets and configs (``lab.lifecycle.swarm_sweep``)."""
+    plain = (dk.containers, dk.networks, dk.volumes)
+    if swarm_sweep.managed():
+        return (*plain, *swarm_sweep.LISTERS)
+    return plain
+
+
 def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
-    """Remove every container, then network, then volume carrying ``labels``."""
+    """Remove every container, then (on a swarm manager) service, then network, then
+    volume, then secret and config carrying ``labels``."""
     removed: list[str] = []
     found = dk.containers(labels)
     removed += [f"container {c.name}" for c in found]
@@ -66,14 +80,24 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
         # Concurrently: each removal waits for its container to die.
         with ThreadPoolExecutor(max_workers=len(found)) as pool:
             list(pool.map(dk.remove_container, found))
+    # A swarm lab's tasks are gone now (none restarts: restart_policy none); its services
+    # would otherwise keep the network, volumes, secrets and configs in use.
+    swarm = swarm_sweep.managed()
+    if swarm:
+        removed += swarm_sweep.remove_services(labels, dry_run=dry_run)
     for n in dk.networks(labels):
         removed.append(f"network {n.name}")
         if not dry_run:
-            dk.remove_network(n)
+            if swarm:
+                swarm_sweep.settle(functools.partial(dk.remove_network, n))
+            else:
+                dk.remove_network(n)
     for v in dk.volumes(labels):
         removed.append(f"volume {v.name}")
         if not dry_run:
             dk.remove_volume(v)
+    if swarm:
+        removed += swarm_sweep.remove_objects(labels, dry_run=dry_run)
     return removed
 
 
@@ -190,7 +214,7 @@ def collect_garbage(*, dry_run: bool = False, all_folders: bool = False) -> GcRe
     home = ownership.home_id(create=False)
     root = state.labs_dir()
     groups: set[tuple[str, str, str, str]] = set()
-    for kind in (dk.containers, dk.networks, dk.volumes):
+    for kind in _kinds():
         for obj in kind({LAB_LABEL: "", DIR_LABEL: ""}):
             lbl = obj.labels
             if all_folders or started_here(lbl, home, root):

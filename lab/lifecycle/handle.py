@@ -49,7 +49,7 @@ from lab.lifecycle.readiness import (
 )
 from lab.lifecycle.status import LabStatus, NodeStatus
 from lab.lifecycle.timeouts import default_timeout
-from lab.model.topology import HTTP_PORT, Flavor, Lab, Node
+from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
 from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd
 from lab.render.compose_file import (
     DIR_LABEL,
@@ -131,7 +131,18 @@ class RunningLab:
         self.last_actions: NodeActions | None = None  # what the latest apply did, and why
 
     def __repr__(self) -> str:
-        return f"RunningLab({self.name!r}, {str(self.path)!r})"
+        return f"{type(self).__name__}({self.name!r}, {str(self.path)!r})"
+
+    # --- the engine (lab.lifecycle.swarm overrides these for a swarm) ---
+    @classmethod
+    def check_engine(cls) -> None:
+        """Say before anything starts what this engine lacks (here: a Compose tool)."""
+        detect()  # the result is cached for RunningLab.compose
+
+    def start(self) -> None:
+        """Start the rendered lab's nodes (the wait comes after)."""
+        self.compose.run(self.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
+                         redact=self.redactor)
 
     def __enter__(self) -> RunningLab:
         return self
@@ -298,18 +309,22 @@ class RunningLab:
                     raise NotReady(node.name, "its container is gone (removed from outside?)")
                 continue
             self._unlisted.pop(node.name, None)
-            st = c.state
-            if st.gone:
-                oom = " (killed: out of memory)" if st.oom_killed else ""
-                # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
-                during = " during `gitlab-ctl reconfigure`" if exited_during_reconfigure(
-                    log_since_start(c, redact=self.redactor)) else ""
-                raise NotReady(node.name, f"container exited{during} with code "
-                               f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
-                               hint=f"its config: nodes/{node.name}/gitlab.rb in {self.path} "
-                               "(a failed `lab up` removes a new lab's folder; `--keep` leaves "
-                               "lab and folder to look at); full log: "
-                               f"`lab logs {node.name} --lab {self.name}`")
+            self._check_alive(node, c)
+
+    def _check_alive(self, node: Node, c: Container) -> None:
+        """NotReady, with the node's log tail, when its container has ended."""
+        st = c.state
+        if st.gone:
+            oom = " (killed: out of memory)" if st.oom_killed else ""
+            # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
+            during = " during `gitlab-ctl reconfigure`" if exited_during_reconfigure(
+                log_since_start(c, redact=self.redactor)) else ""
+            raise NotReady(node.name, f"container exited{during} with code "
+                           f"{st.exit_code}{oom}", dk.log_tail(c, redact=self.redactor),
+                           hint=f"its config: nodes/{node.name}/gitlab.rb in {self.path} "
+                           "(a failed `lab up` removes a new lab's folder; `--keep` leaves "
+                           "lab and folder to look at); full log: "
+                           f"`lab logs {node.name} --lab {self.name}`")
 
     def _log_tail(self, node: str) -> str:
         try:
@@ -405,6 +420,15 @@ def _mark_down(path: Path) -> None:
             state.write_up_marker(path, "down")
 
 
+def handle_class(lab: Lab) -> type[RunningLab]:
+    """The handle for the lab's engine: Compose here, a stack on a swarm in lab.lifecycle.swarm."""
+    if lab.engine is Engine.SWARM:
+        from lab.lifecycle.swarm import SwarmLab  # subclasses RunningLab: imported here
+
+        return SwarmLab
+    return RunningLab
+
+
 def _existing_names() -> str:
     return ", ".join(state.lab_names()) or "none"
 
@@ -447,8 +471,8 @@ def attach(name: str) -> RunningLab:
     image = str(manifest.get("image") or image_for(lab))
     # files lists what a render wrote; attaching writes nothing, and nothing
     # after attach reads it (apply re-renders), so skip rendering every file.
-    return RunningLab(RenderedLab(lab=lab, path=path, secrets=sec, image=image, files=(),
-                                  owner=folder.owner))
+    return handle_class(lab)(RenderedLab(lab=lab, path=path, secrets=sec, image=image,
+                                         files=(), owner=folder.owner))
 
 
 def down_damaged(name: str, *, purge: bool = False) -> Path:
@@ -496,7 +520,7 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
     if lab.praefect_nodes and lab.flavor is Flavor.SIM:
         raise BadInput(SIM_NO_PRAEFECT)
     dk.check_reachable()  # Docker unreachable: say so before anything else
-    detect()  # likewise no Compose tool (the result is cached for RunningLab.compose)
+    handle_class(lab).check_engine()  # likewise no Compose tool, or no swarm
     path = state.lab_dir(lab.name)
     start = state.StartLock(lab.name)
     try:
@@ -552,7 +576,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     except OSError as exc:
         raise BadInput(f"cannot write the lab folder {path}: {exc.strerror}; make it "
                        "writable by you") from None
-    running = RunningLab(rendered, leave_up=False, clock=clock)
+    running = handle_class(lab)(rendered, leave_up=False, clock=clock)
     composing = False
     try:
         if prepare is not None:
@@ -562,8 +586,7 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         threading.Thread(target=importlib.import_module, args=("lab.client.gitaly",),
                          daemon=True).start()
         composing = True
-        running.compose.run(running.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
-                            redact=running.redactor)
+        running.start()
         composing = False
         running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:

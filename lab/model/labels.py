@@ -14,3 +14,7 @@ HOME_LABEL = f"{LABEL_PREFIX}.home"
 # On the toolkit's own images: "sim" or "base". An image carrying "sim" is never GitLab,
 # whatever its tag says (lab.lifecycle.lab_image.sim_posing).
 FLAVOR_LABEL = f"{LABEL_PREFIX}.flavor"
+# A lab's gateway container on a swarm (lab.lifecycle.swarm): its routes, as it was started.
+GATEWAY_LABEL = f"{LABEL_PREFIX}.gateway"
+# A Swarm secret's or config's file: its path in the node's /etc/gitlab (lab.render.stack).
+FILE_LABEL = f"{LABEL_PREFIX}.file"

@@ -27,6 +27,21 @@ class Flavor(StrEnum):
     SIM = "sim"
 
 
+class Engine(StrEnum):
+    """What runs the lab: Docker Compose on one engine, or a stack on a Docker Swarm."""
+
+    COMPOSE = "compose"
+    SWARM = "swarm"
+
+
+@dataclass(frozen=True)
+class SwarmOptions:
+    """How a lab runs on a swarm (``engine: swarm``); lab.lifecycle.swarm reads them."""
+
+    publish: bool = False  # the spec's ports through Swarm's own publishing (every interface)
+    encrypt: bool = False  # the lab's overlay network encrypted (IPsec between machines)
+
+
 class Edition(StrEnum):
     CE = "ce"
     EE = "ee"
@@ -80,6 +95,10 @@ class Node:
     # node in Praefect's config) and how many of them hold each repository (None: all).
     backends: tuple[str, ...] = ()
     replication_factor: int | None = None
+
+    # engine swarm: the machine it runs on, a swarm node's host name or "LABEL=VALUE" of
+    # a node label; None: Swarm's own scheduling.
+    place: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -140,6 +159,8 @@ class Lab:
     gitaly_token: str | None = None  # None: random per lab, kept with the lab's secrets
     image: str | None = None  # overrides the flavour's image
     topology: str = ""
+    engine: Engine = Engine.COMPOSE
+    swarm: SwarmOptions = SwarmOptions()
 
     @property
     def dialect(self) -> Dialect:

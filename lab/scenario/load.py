@@ -330,7 +330,7 @@ def _apply(data: dict[str, Any], sets: Iterable[tuple[str, Any, int | None]], so
 
 
 def _build(scenario: Scenario, flavor: str, version: str | None,
-           sets: Iterable[tuple[str, Any, int | None]]) -> Lab:
+           sets: Iterable[tuple[str, Any, int | None]], engine: str = "compose") -> Lab:
     origins = Origins()
     data: dict[str, Any] = {}
     if scenario.topology:
@@ -344,6 +344,7 @@ def _build(scenario: Scenario, flavor: str, version: str | None,
     origins.record((), scenario.source, None)
     data["name"] = "scenario"  # the runner names the lab after its group
     data["flavor"] = flavor
+    data["engine"] = engine
     chosen = scenario.version or version
     if chosen:
         data["version"] = chosen
@@ -387,10 +388,11 @@ def _check_refs(scenario: Scenario, lab: Lab) -> None:
 
 
 def resolve_labs(scenario: Scenario, *, flavor: str = "sim",
-                 version: str | None = None) -> ScenarioLabs:
-    """The group's base lab (topology + lab.set) and the target (+ given.set)."""
-    base = _build(scenario, flavor, version, scenario.base_sets)
-    target = _build(scenario, flavor, version, scenario.base_sets + scenario.given_sets)
+                 version: str | None = None, engine: str = "compose") -> ScenarioLabs:
+    """The group's base lab (topology + lab.set) and the target (+ given.set), on
+    ``engine`` (compose, or swarm: the same lab as a stack)."""
+    base = _build(scenario, flavor, version, scenario.base_sets, engine)
+    target = _build(scenario, flavor, version, scenario.base_sets + scenario.given_sets, engine)
     _check_refs(scenario, target)
     name = group_name(base)
     base = dataclasses.replace(base, name=name)

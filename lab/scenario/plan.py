@@ -37,7 +37,7 @@ class PlanItem:
 
 
 def expand(scenario: Scenario, *, flavor: str,
-           releases: Sequence[str | None] = (None,)) -> list[PlanItem]:
+           releases: Sequence[str | None] = (None,), engine: str = "compose") -> list[PlanItem]:
     """One item per release of the matrix; one item when the scenario pins its version
     or is not for ``flavor`` (then it has no labs: it is skipped, once).
 
@@ -47,13 +47,13 @@ def expand(scenario: Scenario, *, flavor: str,
     releases = list(releases) or [None]
     if flavor not in scenario.flavors:
         # Resolved all the same, so a mistake in it is found in this run too.
-        resolve_labs(scenario, flavor=flavor, version=releases[0])
+        resolve_labs(scenario, flavor=flavor, version=releases[0], engine=engine)
         return [PlanItem(scenario, scenario.name, releases[0], None)]
     per_release = len(releases) > 1 and not scenario.version
     items = []
     for r in releases if per_release else releases[:1]:
         try:
-            labs = resolve_labs(scenario, flavor=flavor, version=r)
+            labs = resolve_labs(scenario, flavor=flavor, version=r, engine=engine)
         except SpecError as exc:
             if not per_release:
                 raise
@@ -78,10 +78,10 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
 
 
 def plan(scenarios: Iterable[Scenario], *, flavor: str,
-         versions: Sequence[str | None] = (None,)) -> list[PlanItem]:
+         versions: Sequence[str | None] = (None,), engine: str = "compose") -> list[PlanItem]:
     """Every scenario over the release matrix ``versions``, ordered lab by lab."""
     return order(item for sc in scenarios for item in expand(sc, flavor=flavor,
-                                                              releases=versions))
+                                                              releases=versions, engine=engine))
 
 
 def plan_on(scenarios: Iterable[Scenario], lab: Lab) -> list[PlanItem]:
@@ -91,7 +91,8 @@ def plan_on(scenarios: Iterable[Scenario], lab: Lab) -> list[PlanItem]:
     scenario fits the lab (every reason said)."""
     items: list[PlanItem] = []
     refused: list[str] = []
-    for item in plan(scenarios, flavor=lab.flavor.value, versions=(str(lab.version),)):
+    for item in plan(scenarios, flavor=lab.flavor.value, versions=(str(lab.version),),
+                     engine=lab.engine.value):
         if item.labs is None:
             items.append(item)
             continue

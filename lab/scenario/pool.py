@@ -40,7 +40,7 @@ ClaimFn = Callable[[str], Claim]
 def lab_key(lab: Lab) -> str:
     """Labs with the same key can be the same running lab (its name aside)."""
     return repr((str(lab.version), lab.edition.value, lab.flavor.value, lab.nodes,
-                 lab.gitaly_token, lab.image))
+                 lab.gitaly_token, lab.image, lab.engine.value, lab.swarm))
 
 
 def group_name(lab: Lab) -> str:

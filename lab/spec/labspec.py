@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 from lab.errors import SpecError
 from lab.model.topology import (
     Edition,
+    Engine,
     Flavor,
     Lab,
     Node,
     Role,
     SecretsPolicy,
     Storage,
+    SwarmOptions,
     default_storage_path,
 )
 from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
@@ -42,10 +44,13 @@ from lab.spec.yamlfile import (
 T = TypeVar("T")
 
 LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
-            "gitaly_token", "nodes")
+            "gitaly_token", "engine", "swarm", "nodes")
 NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gitaly_token",
              "internal_api_url", "publish", "omnibus_config", "gitaly_nodes",
-             "replication_factor")
+             "replication_factor", "place")
+SWARM_KEYS = ("publish", "encrypt")
+# Where a swarm lab's node runs: a swarm node's host name, or LABEL=VALUE of a node label.
+PLACE_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}=)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 STORAGE_KEYS = ("name", "path")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly", Role.PRAEFECT: "praefect"}
 # A node is one of: app (optionally with gitaly: all-in-one), gitaly, praefect, postgres.
@@ -280,7 +285,34 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
                               (*path, "omnibus_config"), origins),
         backends=backends,
         replication_factor=factor,
+        place=_place(data.get("place"), (*path, "place"), origins),
     )
+
+
+def _place(value: Any, path: Path_, origins: Origins) -> str | None:
+    place = _opt_str(value, "a swarm node's host name or LABEL=VALUE", path, origins)
+    if place is not None and not PLACE_RE.match(place):
+        raise error_at(origins, path, f"{place!r} is neither a swarm node's host name nor "
+                       "LABEL=VALUE of a node label (letters, digits, '.', '-', '_'), e.g. "
+                       "worker2 or gitaly=yes")
+    return place
+
+
+def _swarm(data: Mapping[str, Any], engine: Engine, nodes: Sequence[Node],
+           origins: Origins) -> SwarmOptions:
+    raw = mapping(data.get("swarm"), ("swarm",), origins, SWARM_KEYS)
+    opts = SwarmOptions(**{k: _typed(v, bool, "true or false", ("swarm", k), origins)
+                           for k, v in raw.items()})
+    if engine is not Engine.SWARM:
+        # Nothing of these would happen on Compose: say so rather than ignore them.
+        if opts != SwarmOptions():
+            raise error_at(origins, ("swarm",), "swarm options need engine: swarm "
+                           "(lab up --engine swarm)")
+        for node in nodes:
+            if node.place is not None:
+                raise error_at(origins, ("nodes", node.name, "place"), "placing a node on a "
+                               "machine needs engine: swarm (lab up --engine swarm)")
+    return opts
 
 
 def _check_cluster(nodes: tuple[Node, ...], version: Any, origins: Origins) -> None:
@@ -366,8 +398,11 @@ def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool 
     if image is not None:
         check_image(image, ("image",), origins)
     token = _opt_str(data.get("gitaly_token"), "a token string", ("gitaly_token",), origins)
+    engine = Engine(_choice(data.get("engine", "compose"), [e.value for e in Engine],
+                            ("engine",), origins))
+    swarm = _swarm(data, engine, nodes, origins)
     return Lab(name=name, version=version, edition=edition, flavor=flavor, nodes=nodes,
-               gitaly_token=token, image=image, topology=topo)
+               gitaly_token=token, image=image, topology=topo, engine=engine, swarm=swarm)
 
 
 @dataclass(frozen=True)
@@ -381,6 +416,7 @@ class SpecRequest:
     flavor: str | None = None
     name: str | None = None
     force_version: bool = False
+    engine: str | None = None
 
 
 def _value_at(data: Mapping[str, Any], path: Path_) -> Any:
@@ -420,7 +456,8 @@ def resolve(req: SpecRequest) -> Lab:
     elif req.file is None:
         raise SpecError("name a topology (" + ", ".join(sorted(TOPOLOGIES)) +
                         ") or a spec file with -f FILE")
-    for key, value in (("version", req.version), ("flavor", req.flavor), ("name", req.name)):
+    for key, value in (("version", req.version), ("flavor", req.flavor), ("name", req.name),
+                       ("engine", req.engine)):
         if value is not None:
             data[key] = value
             origins.record((key,), f"--{key}", None)
@@ -456,6 +493,8 @@ def resolved_spec(lab: Lab) -> dict[str, Any]:
             entry["gitaly_nodes"] = list(n.backends)
         if n.replication_factor is not None:
             entry["replication_factor"] = n.replication_factor
+        if n.place is not None:
+            entry["place"] = n.place
         nodes[n.name] = entry
     out: dict[str, Any] = {"name": lab.name}
     if lab.topology:
@@ -464,5 +503,9 @@ def resolved_spec(lab: Lab) -> dict[str, Any]:
                 "flavor": lab.flavor.value})
     if lab.image:
         out["image"] = lab.image
+    if lab.engine is not Engine.COMPOSE:
+        out["engine"] = lab.engine.value
+    if lab.swarm != SwarmOptions():
+        out["swarm"] = {"publish": lab.swarm.publish, "encrypt": lab.swarm.encrypt}
     out["nodes"] = nodes
     return out

@@ -92,7 +92,7 @@ BAD_FILES = [
     ("nodes:\n  gitlab:\n    roles: [app]\n    colour: blue\n",
      "{f}:4: nodes.gitlab.colour: unknown key 'colour'; valid keys here: roles, storages, secrets, "
      "tls, tls_san, trust_ca, gitaly_token, internal_api_url, publish, omnibus_config, "
-     "gitaly_nodes, replication_factor"),
+     "gitaly_nodes, replication_factor, place"),
     ("topology: huge\n",
      "{f}:1: topology: unknown topology 'huge'; known topologies: cluster, scaled, sharded, "
      "single"),
@@ -160,7 +160,7 @@ def test_bad_spec_files(tmp_path: Path, text: str, message: str) -> None:
      "own, none"),
     (("flavour=sim",),
      "--set flavour=sim: flavour: unknown key 'flavour'; valid keys here: name, topology, version, "
-     "edition, flavor, image, tls, gitaly_token, nodes"),
+     "edition, flavor, image, tls, gitaly_token, engine, swarm, nodes"),
     (("tls",), "--set tls: expected KEY=VALUE, e.g. --set nodes.gitaly1.secrets=own"),
     (("=1",), "--set =1: empty key; expected KEY=VALUE, e.g. --set tls=true"),
     (("nodes.gitlab.roles.x=1",),

@@ -1,0 +1,188 @@
+"""The swarm engine's pure parts: the stack file, the files as secrets and configs, the spec."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import click
+import pytest
+import yaml
+from conftest import fixed_secrets
+
+from lab.cli.common import engine_sets
+from lab.errors import SpecError
+from lab.lifecycle.swarm import stack_files
+from lab.model.labels import FILE_LABEL, LAB_LABEL, NODE_LABEL
+from lab.model.topology import Engine, Lab, SwarmOptions
+from lab.render.stack import (
+    ETC,
+    INSTALL_ETC,
+    MAX_OBJECT_NAME,
+    STAGE,
+    object_name,
+    placement,
+    render_stack,
+    stack_dict,
+)
+from lab.spec.labspec import SpecRequest, resolve, resolved_spec
+from lab.store.labdir import render_files
+
+IMAGE = "gitlab-testlab/sim:test"
+CMD = ["/assets/wrapper"]
+
+
+def swarm_lab(*sets: str, topology: str = "scaled") -> Lab:
+    return resolve(SpecRequest(topology=topology, engine="swarm", sets=sets))
+
+
+def stack(lab: Lab, lab_dir: str = "/labs/x") -> dict[str, Any]:
+    files = stack_files(render_files(lab, fixed_secrets(lab), IMAGE, lab_dir))
+    return stack_dict(lab, IMAGE, lab_dir, files, CMD)
+
+
+def test_node_files_travel_as_secrets_and_configs_not_bind_mounts() -> None:
+    data = stack(swarm_lab("tls=true"))
+    gitaly = data["services"]["gitaly1"]
+    mounts = [v for v in gitaly["volumes"] if isinstance(v, str)]
+    assert not any(v.startswith(("./", "/")) for v in mounts)  # no bind mount at all
+    assert "gitaly1-config:/etc/gitlab" in mounts
+    secrets = {r["target"]: r for r in gitaly["secrets"]}
+    configs = {r["target"]: r for r in gitaly["configs"]}
+    assert set(secrets) == {f"{STAGE}/gitlab.rb", f"{STAGE}/gitlab-secrets.json",
+                            f"{STAGE}/ssl/gitaly1.key"}
+    assert set(configs) == {f"{STAGE}/trusted-certs/lab-ca.crt", f"{STAGE}/ssl/gitaly1.crt"}
+    assert secrets[f"{STAGE}/gitlab-secrets.json"]["mode"] == 0o600
+    assert secrets[f"{STAGE}/gitlab.rb"]["mode"] == 0o600
+    # The top-level objects read the lab folder's files and name their target.
+    obj = data["secrets"][secrets[f"{STAGE}/gitlab-secrets.json"]["source"]]
+    assert obj["file"] == "./nodes/gitaly1/gitlab-secrets.json"
+    assert obj["labels"][FILE_LABEL] == f"{ETC}/gitlab-secrets.json"
+    assert obj["labels"][LAB_LABEL] == "scaled"
+    assert obj["labels"][NODE_LABEL] == "gitaly1"
+
+
+def test_the_entry_point_installs_the_files_then_runs_the_image_command() -> None:
+    svc = stack(swarm_lab())["services"]["gitlab"]
+    assert svc["entrypoint"][:3] == ["/bin/sh", "-c", INSTALL_ETC]
+    assert svc["command"] == CMD
+    assert 'exec "$@"' in INSTALL_ETC
+
+
+def test_install_script_copies_changes_and_deletes_what_is_no_longer_handed_over(
+        tmp_path: Any) -> None:
+    stage, etc = tmp_path / "stage", tmp_path / "etc"
+    script = INSTALL_ETC.replace(STAGE, str(stage)).replace(f"etc={ETC}", f"etc={etc}")
+    stage.mkdir()
+    (stage / "ssl").mkdir()
+    (stage / "gitlab-secrets.json").write_text("v1")
+    (stage / "gitlab-secrets.json").chmod(0o600)
+    (stage / "ssl" / "k.key").write_text("key")
+
+    def boot() -> None:
+        subprocess.run(["sh", "-c", script, "install", "true"], check=True)
+
+    boot()
+    assert (etc / "gitlab-secrets.json").read_text() == "v1"
+    assert (etc / "gitlab-secrets.json").stat().st_mode & 0o777 == 0o600
+    assert (etc / "ssl" / "k.key").read_text() == "key"
+    # What the node wrote itself stays while the lab hands over the same file...
+    (etc / "gitlab-secrets.json").write_text("v1 + what reconfigure added")
+    boot()
+    assert (etc / "gitlab-secrets.json").read_text() == "v1 + what reconfigure added"
+    # ...a new version replaces it, and a file no longer handed over goes.
+    (stage / "gitlab-secrets.json").write_text("v2")
+    (stage / "ssl" / "k.key").unlink()
+    boot()
+    assert (etc / "gitlab-secrets.json").read_text() == "v2"
+    assert not (etc / "ssl" / "k.key").exists()
+
+
+def test_nothing_is_published_by_swarm_unless_asked() -> None:
+    assert "ports" not in stack(swarm_lab())["services"]["gitlab"]
+    published = stack(swarm_lab("swarm.publish=true", "nodes.gitlab.publish.http=8080"))
+    assert published["services"]["gitlab"]["ports"] == [
+        {"target": 80, "protocol": "tcp", "mode": "host", "published": 8080}]
+    assert "ports" not in published["services"]["gitaly1"]
+
+
+def test_network_is_an_attachable_overlay_encrypted_on_request() -> None:
+    net = stack(swarm_lab())["networks"]["lab"]
+    assert net["driver"] == "overlay"
+    assert net["attachable"] is True
+    assert "driver_opts" not in net
+    enc = stack(swarm_lab("swarm.encrypt=true"))["networks"]["lab"]
+    assert enc["driver_opts"] == {"encrypted": ""}
+
+
+def test_placement_pins_a_node_by_host_name_or_node_label() -> None:
+    assert placement("worker2") == "node.hostname==worker2"
+    assert placement("gitaly=yes") == "node.labels.gitaly==yes"
+    data = stack(swarm_lab("nodes.gitaly1.place=worker2"))
+    assert data["services"]["gitaly1"]["deploy"]["placement"] == {
+        "constraints": ["node.hostname==worker2"]}
+    assert "placement" not in data["services"]["gitlab"]["deploy"]
+
+
+def test_services_never_restart_by_themselves_and_carry_the_lab_labels() -> None:
+    data = stack(swarm_lab())
+    for name, svc in data["services"].items():
+        assert svc["deploy"]["restart_policy"] == {"condition": "none"}
+        assert svc["deploy"]["labels"][NODE_LABEL] == name
+        assert svc["labels"][LAB_LABEL] == "scaled"
+        assert "restart" not in svc
+    for vol in ("gitlab-config", "gitaly1-config", "gitaly1-data"):
+        assert data["volumes"][vol]["labels"][LAB_LABEL] == "scaled"
+
+
+def test_object_names_fit_swarm_and_change_with_the_content() -> None:
+    a = object_name("glt-" + "x" * 40, "n" * 40, "trusted-certs/lab-ca.crt", "one")
+    b = object_name("glt-" + "x" * 40, "n" * 40, "trusted-certs/lab-ca.crt", "two")
+    assert len(a) <= MAX_OBJECT_NAME
+    assert a != b
+    assert object_name("glt-s", "gitaly1", "gitlab.rb", "x").startswith("glt-s-gitaly1-gitlab.rb-")
+
+
+def test_render_stack_doubles_dollars_for_the_cli() -> None:
+    lab = swarm_lab("nodes.gitlab.omnibus_config='x = \"$HOME\"'")
+    files = stack_files(render_files(lab, fixed_secrets(lab), IMAGE, "/labs/x"))
+    text = render_stack(lab, IMAGE, "/labs/x", files, CMD)
+    env = yaml.safe_load(text)["services"]["gitlab"]["environment"]
+    assert env["GITLAB_OMNIBUS_CONFIG"] == 'x = "$$HOME"'
+    assert "docker stack deploy --resolve-image never" in text
+
+
+def test_spec_engine_and_swarm_keys_round_trip() -> None:
+    lab = swarm_lab("nodes.gitaly1.place=zone=b", "swarm.encrypt=true")
+    assert lab.engine is Engine.SWARM
+    assert lab.swarm == SwarmOptions(encrypt=True)
+    assert lab.node("gitaly1").place == "zone=b"
+    spec = resolved_spec(lab)
+    assert spec["engine"] == "swarm"
+    assert spec["nodes"]["gitaly1"]["place"] == "zone=b"
+    # A Compose lab's spec says nothing of engines (the manifests stay as they were).
+    plain = resolved_spec(resolve(SpecRequest(topology="scaled")))
+    assert "engine" not in plain
+    assert "swarm" not in plain
+
+
+@pytest.mark.parametrize(("sets", "key"), [
+    (("nodes.gitaly1.place=worker2",), "nodes.gitaly1.place"),
+    (("swarm.publish=true",), "swarm: swarm options"),
+])
+def test_swarm_settings_on_compose_are_refused_naming_the_key(sets: tuple[str, ...],
+                                                                 key: str) -> None:
+    with pytest.raises(SpecError, match=f"{key}.*need.? engine: swarm"):
+        resolve(SpecRequest(topology="scaled", sets=sets))
+
+
+def test_a_place_that_is_neither_host_nor_label_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"nodes\.gitaly1\.place.*neither"):
+        swarm_lab("nodes.gitaly1.place='a b'")
+
+
+def test_cli_swarm_options_become_spec_keys() -> None:
+    assert engine_sets(("gitaly1=zone=b",), True, True) == (
+        'nodes.gitaly1.place="zone=b"', "swarm.publish=true", "swarm.encrypt=true")
+    with pytest.raises(click.BadParameter, match="NODE=WHERE"):
+        engine_sets(("gitaly1",), False, False)
