@@ -32,16 +32,6 @@ from lab.omnibus.release import (
     Version,
 )
 
-# The sim's supervisor imports this boundary from here; its number is release.py's.
-from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET as GITALY_RESTARTS_ON_SHELL_SECRET
-
-
-def release(text: str | None) -> Version:
-    """The release a node was told it runs (``Version.told``, the one parser), under the
-    name the sim calls."""
-    return Version.told(text)
-
-
 # -- The table of eras: every text the sim shows that changed between releases ---------
 #
 # One row per behaviour and era: the first release that shows the text, the text (a

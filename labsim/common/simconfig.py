@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.omnibus import dialect, eras, gitlab_secrets, keys
+from lab.omnibus import dialect, gitlab_secrets, keys
 from lab.omnibus.release import DEFAULT_VERSION, VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
@@ -163,7 +163,7 @@ def _str(value: Any) -> str:
 
 def release(node: dict[str, Any]) -> Version:
     """The release a runtime config (``read_runtime()``) plays, for lab/omnibus/eras.py."""
-    return eras.release(str(node.get("version") or ""))
+    return Version.told(str(node.get("version") or ""))
 
 
 def load_secrets(path: str = SECRETS_JSON, version: Version | None = None) -> dict[str, Any]:

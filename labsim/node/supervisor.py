@@ -26,8 +26,8 @@ import time
 from typing import Any
 
 from lab.omnibus import dialect, gitlab_secrets
-from lab.omnibus.eras import GITALY_RESTARTS_ON_SHELL_SECRET, RECONFIGURED
-from lab.omnibus.release import VERSION_ENV, Version
+from lab.omnibus.eras import RECONFIGURED
+from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from labsim.common import simconfig
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
