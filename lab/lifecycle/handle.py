@@ -420,13 +420,16 @@ def _mark_down(path: Path) -> None:
             state.write_up_marker(path, "down")
 
 
+# The handle class of each engine. Compose's is RunningLab; another engine's handle
+# subclasses it and registers itself here when its module is imported (lab.lifecycle.swarm,
+# which lab/lifecycle/__init__.py imports), so this module never imports it back: the import
+# graph has no circle (tests/unit/test_import_graph.py).
+HANDLES: dict[Engine, type[RunningLab]] = {Engine.COMPOSE: RunningLab}
+
+
 def handle_class(lab: Lab) -> type[RunningLab]:
     """The handle for the lab's engine: Compose here, a stack on a swarm in lab.lifecycle.swarm."""
-    if lab.engine is Engine.SWARM:
-        from lab.lifecycle.swarm import SwarmLab  # subclasses RunningLab: imported here
-
-        return SwarmLab
-    return RunningLab
+    return HANDLES[lab.engine]
 
 
 def _existing_names() -> str:

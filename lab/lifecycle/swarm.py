@@ -1,6 +1,7 @@
 """A lab on Docker Swarm: the same rendered lab, deployed as a stack (``engine: swarm``).
 
-``SwarmLab`` is the ``RunningLab`` of a swarm lab (``handle.handle_class`` picks it).
+``SwarmLab`` is the ``RunningLab`` of a swarm lab (registered in ``handle.HANDLES``, where
+``handle.handle_class`` picks it).
 What differs from Compose, and why:
 
 - **Start**: ``lab.render.stack`` turns the lab's Compose services into
@@ -44,13 +45,13 @@ from lab.engine.images import image_for
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, EngineError, LabError, NotReady, ToolMissing
 from lab.lifecycle import faults
-from lab.lifecycle.handle import UNLISTED_SECONDS, RunningLab
+from lab.lifecycle.handle import HANDLES, UNLISTED_SECONDS, RunningLab
 from lab.lifecycle.lab_image import ensure_image
 from lab.lifecycle.layers import LabProbes
 from lab.lifecycle.readiness import Layer, Progress, Verdict
 from lab.lifecycle.status import LabStatus
 from lab.model.labels import GATEWAY_LABEL, NODE_LABEL
-from lab.model.topology import HTTP_PORT, Flavor, Lab, Node
+from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
 from lab.render.compose_file import NETWORK
 from lab.render.stack import STACK_FILE, StackFile, render_stack, stack_dict
 from lab.store.lab_folder import LabFolder
@@ -395,3 +396,5 @@ class SwarmLab(RunningLab):
             url = self.http_url
         return replace(st, nodes=tuple(nodes), http_url=url)
 
+
+HANDLES[Engine.SWARM] = SwarmLab
