@@ -310,6 +310,25 @@ def gitlab(lab: LabHandle) -> GitLab:
 
 
 @pytest.fixture
+def testlab(lab: LabHandle) -> LabHandle:
+    """``lab`` under a name that does not hide the ``lab`` package in a test module."""
+    return lab
+
+
+@pytest.fixture
+def python_gitlab(lab: LabHandle) -> Any:
+    """A python-gitlab ``gitlab.Gitlab`` logged in as the lab's admin (``keep_base_url``:
+    GitLab's pagination links name its external_url, ``http://gitlab`` inside the lab)."""
+    try:
+        import gitlab as python_gitlab_module
+    except ImportError:
+        pytest.fail("the python_gitlab fixture needs python-gitlab: pip install python-gitlab "
+                    "(or gitlab-testlab[test])", pytrace=False)
+    return python_gitlab_module.Gitlab(lab.http_url, private_token=lab.admin_token,
+                                       keep_base_url=True)
+
+
+@pytest.fixture
 def gitlab_client(gitlab: GitLab) -> GitLab:
     """The name the product brief uses; the same object as ``gitlab``."""
     return gitlab

@@ -31,6 +31,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from lab.client.gitaly import GitalyError, ServerInfo, server_info
+from lab.client.gitlab import GitLab
 from lab.engine import docker as dk
 from lab.engine.images import image_for
 from lab.engine.snapshots import Container
@@ -47,6 +48,7 @@ from lab.store.labdir import node_paths, render_files
 from lab.store.layout import MANIFEST, write_file
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+LOOPBACK = "127.0.0.1"  # where every published lab port binds
 NODE = "gitaly1"
 
 
@@ -123,20 +125,26 @@ class GitalyContainer(DockerContainer):
 
     @property
     def address(self) -> str:
-        """``tcp://127.0.0.1:<port>`` or ``tls://…``, for ``lab.client.gitaly`` or any client.
+        """``tcp://127.0.0.1:<port>`` or ``tls://…``, for ``lab.client.gitaly`` or any client."""
+        scheme = "tls" if self.tls else "tcp"
+        return f"{scheme}://{self.get_container_host_ip()}:{self.get_exposed_port(self.port)}"
 
-        Always loopback: the port is published on 127.0.0.1 only, as every lab port
-        (testcontainers' own guess, the bridge gateway when run inside a container,
-        would not reach it).
-        """
+    def get_container_host_ip(self) -> str:
+        """Always loopback: the port is published on 127.0.0.1 only, as every lab port.
+        (testcontainers' own answer, the bridge gateway when run inside a container or
+        the Docker host's name, would not reach it.)"""
+        return LOOPBACK
+
+    def get_exposed_port(self, port: int) -> int:
+        """The host port ``port`` is published on (on 127.0.0.1)."""
         container = self.get_wrapped_container()
         container.reload()
-        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.port}/tcp")
-        if not bound:
-            raise BadInput(f"Gitaly's port {self.port} is not published (container "
-                           f"{container.status})")
-        scheme = "tls" if self.tls else "tcp"
-        return f"{scheme}://127.0.0.1:{bound[0]['HostPort']}"
+        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+        mine = [b for b in bound or () if b.get("HostIp") in (LOOPBACK, "")]
+        if not mine:
+            raise BadInput(f"port {port} of the Gitaly node is not published on {LOOPBACK} "
+                           f"(container {container.status}; Gitaly listens on {self.port})")
+        return int(mine[0]["HostPort"])
 
     def server_info(self, timeout: float = 5) -> ServerInfo:
         return server_info(self.address, self.token, ca_pem=self.ca_pem,
@@ -193,7 +201,7 @@ class GitalyContainer(DockerContainer):
         self.with_volume_mapping(str(self._etc), "/etc/gitlab", "rw")
         # Loopback only, as every published lab port: never reachable from the network.
         # (docker-py takes a one-element tuple as "this host address, any free port").
-        cast(dict[str, Any], self.ports)[str(self.port)] = ("127.0.0.1",)
+        cast(dict[str, Any], self.ports)[str(self.port)] = (LOOPBACK,)
         try:
             super().start()
             self._wait_ready()
@@ -237,7 +245,11 @@ class GitalyContainer(DockerContainer):
 
 
 class LabCompose:
-    """A whole lab (`lab up`) with the interface of testcontainers' ``DockerCompose``.
+    """A whole lab (`lab up`) with the interface of testcontainers' ``DockerCompose``:
+    ``start``/``stop``, ``get_service_host``/``get_service_port``/
+    ``get_service_host_and_port``, ``get_container``/``get_containers``,
+    ``exec_in_container``, ``get_logs`` and ``wait_for`` (what builds, pulls, env files
+    and profiles are about does not apply: the toolkit renders the Compose file).
 
     >>> with LabCompose("scaled") as lab:                  # doctest: +SKIP
     ...     url = f"http://{lab.get_service_host('gitlab', 80)}:"
@@ -285,8 +297,24 @@ class LabCompose:
         """The node's container as the toolkit sees it (id, name, state, ports, address)."""
         return self.running.container(service_name)
 
+    def get_containers(self, include_all: bool = False) -> list[Container]:
+        """Every node's container that runs (``include_all``: also stopped or paused ones)."""
+        out = []
+        for node in self.running.lab.nodes:
+            try:
+                container = self.running.container(node.name)
+            except LabError:  # removed by hand: not there to list
+                continue
+            if include_all or container.status == "running":
+                out.append(container)
+        return out
+
     def get_service_host(self, service_name: str | None = None, port: int | None = None) -> str:
-        return "127.0.0.1"  # every published lab port binds to loopback
+        return LOOPBACK  # every published lab port binds to loopback
+
+    def get_service_host_and_port(self, service_name: str, port: int) -> tuple[str, int]:
+        return self.get_service_host(service_name, port), self.get_service_port(service_name,
+                                                                                port)
 
     def get_service_port(self, service_name: str, port: int) -> int:
         bound = self.get_container(service_name).published_port(port)
@@ -298,6 +326,40 @@ class LabCompose:
     def exec_in_container(self, command: list[str], service_name: str) -> tuple[str, str, int]:
         res = self.running.exec(service_name, command, check=False)
         return res.stdout, res.stderr, res.returncode
+
+    def get_logs(self, *services: str, tail: int = 1000) -> tuple[str, str]:
+        """(stdout, stderr) as DockerCompose gives them: each node's container log (secrets
+        redacted), every line prefixed with ``NODE | ``, as Compose does; every node when
+        ``services`` is empty. stderr is empty: the log already holds both streams."""
+        names = services or tuple(n.name for n in self.running.lab.nodes)
+        lines = [f"{name} | {line}" for name in names
+                 for line in self.running.logs(name, tail=tail).splitlines()]
+        return "".join(line + "\n" for line in lines), ""
+
+    def wait_for(self, url: str, timeout: float = 120,
+                 headers: dict[str, str] | None = None) -> LabCompose:
+        """Wait until ``url`` answers with a status below 400 (as DockerCompose.wait_for);
+        ``headers``, e.g. ``{"PRIVATE-TOKEN": lab.admin_token}`` for the API."""
+        import requests
+
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            try:
+                answer = requests.get(url, timeout=2, headers=headers)
+                if answer.status_code < 400:
+                    return self
+                last = f"HTTP {answer.status_code}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            if time.monotonic() > deadline:
+                raise NotReady(url, last, "", f"{url} did not answer within {timeout:.0f}s")
+            time.sleep(1)
+
+    @property
+    def client(self) -> GitLab:
+        """The lab's GitLab client (``.api``, ``.git``) as its admin."""
+        return self.running.client
 
     @property
     def http_url(self) -> str:

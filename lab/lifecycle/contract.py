@@ -7,13 +7,16 @@ pytest plugin take this protocol, so their tests can hand them a fake.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lab.engine.redaction import Redaction
 from lab.engine.run import Result
 from lab.engine.snapshots import Container
 from lab.model.topology import Lab
 from lab.store.labdir import RenderedLab
+
+if TYPE_CHECKING:
+    from lab.client.gitlab import GitLab
 
 
 class LabHandle(Protocol):
@@ -28,6 +31,10 @@ class LabHandle(Protocol):
 
     @property
     def admin_token(self) -> str: ...
+
+    @property
+    def client(self) -> GitLab:
+        """The lab's GitLab client (``.api``, ``.git``) as its admin."""
 
     def exec(self, node: str, cmd: list[str], *, check: bool = ...,
              timeout: float | None = ...) -> Result: ...

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
@@ -64,6 +65,9 @@ from lab.store import ownership, state
 from lab.store.lab_folder import LabFolder
 from lab.store.labdir import RenderedLab, render_files, write_lab
 from lab.store.layout import ADMIN_TOKEN, SECRETS_STORE
+
+if TYPE_CHECKING:
+    from lab.client.gitlab import GitLab
 
 # Until the sim image carries a Praefect stand-in (issue 26), a cluster lab renders and
 # runs on Omnibus images only.
@@ -171,6 +175,13 @@ class RunningLab:
     @property
     def admin_token_file(self) -> Path:
         return self.path / ADMIN_TOKEN
+
+    @property
+    def client(self) -> GitLab:
+        """A client of this lab as its admin: ``.api`` (REST) and ``.git`` (git over HTTP)."""
+        from lab.client.gitlab import GitLab  # requests, only when asked
+
+        return GitLab.connect(self.http_url, self.admin_token)
 
     def _node(self, node: str) -> Node:
         try:

@@ -12,6 +12,7 @@ import pytest
 from conftest import skip_or_fail
 
 from lab.engine import docker as dk
+from lab.errors import NotReady
 from lab.lifecycle import handle
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import RenderedLab
@@ -85,6 +86,19 @@ def test_lab_compose_the_testcontainers_way(lab_home: Path, sim_image: str) -> N
         out, _, code = lab.exec_in_container(["gitlab-ctl", "status", "gitaly"], "gitaly1")
         assert code == 0
         assert "run: gitaly" in out
+        # The rest of DockerCompose's interface a testcontainers user reaches for.
+        assert lab.get_service_host_and_port("gitaly1", 8075) == (host, port)
+        assert sorted(c.name for c in lab.get_containers()) == sorted(
+            lab.get_container(n).name for n in ("gitlab", "gitaly1"))
+        token = {"PRIVATE-TOKEN": lab.admin_token}
+        assert lab.wait_for(f"{url}/api/v4/user", headers=token) is lab
+        with pytest.raises(NotReady, match="HTTP 401"):
+            lab.wait_for(f"{url}/api/v4/user", timeout=0.1)
+        logs, _ = lab.get_logs("gitaly1")
+        assert logs
+        assert all(line.startswith("gitaly1 | ") for line in logs.splitlines())
+        assert lab.admin_token not in lab.get_logs()[0]
+        assert lab.client.api.current_user()["username"] == "root"
         path = lab.running.path
     assert not path.exists()  # stop() removed the lab and its folder
     assert dk.containers({"io.gitlab-testlab.lab": lab.name}) == []

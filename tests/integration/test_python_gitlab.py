@@ -139,3 +139,14 @@ def test_repository_storage_move(lab: Any) -> None:
         time.sleep(0.5)
     assert project.files.raw("a.txt", ref="main") == b"a\n"
     assert "ReplicateRepository default:" in lab.logs("gitaly1", tail=200)
+
+
+def test_the_fixtures_a_user_reaches_for(testlab: Any, python_gitlab: gitlab.Gitlab,
+                                         lab_factory: Any) -> None:
+    # Names that hide neither the lab package nor python-gitlab's module, and a client
+    # on every lab the factory hands out.
+    python_gitlab.auth()
+    assert python_gitlab.user is not None
+    assert python_gitlab.user.username == "root"
+    assert python_gitlab.url == testlab.http_url
+    assert lab_factory("scaled").client.api.current_user()["username"] == "root"

@@ -67,6 +67,15 @@ def test_server_info_tcp(tcp: GitalyContainer) -> None:
     assert tcp.info == info  # what the readiness wait saw
 
 
+def test_standard_testcontainers_address_works(tcp: GitalyContainer) -> None:
+    # What a testcontainers user writes: host ip and exposed port, as for any container.
+    host, port = tcp.get_container_host_ip(), tcp.get_exposed_port(8075)
+    assert host == "127.0.0.1"  # where the port is bound (not the bridge gateway)
+    info = server_info(f"tcp://{host}:{port}", tcp.token)
+    assert [s.storage_name for s in info.storage_statuses] == ["default", "storage1"]
+    assert tcp.address == f"tcp://{host}:{port}"
+
+
 def test_server_info_tls(tls_node: GitalyContainer) -> None:
     assert tls_node.address.startswith("tls://127.0.0.1:")
     assert tls_node.ca_pem is not None
