@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.text import Text
 
@@ -163,3 +164,50 @@ def json_option(func: F) -> F:
 def echo_json(data: dict[str, Any]) -> None:
     """One JSON object on stdout, with the ``schema_version`` every --json output carries."""
     click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **data}, indent=2))
+
+
+# --- shell completion (click's shell_complete): names read from files, never Docker ---
+
+def complete_lab(ctx: click.Context, param: click.Parameter,
+                 incomplete: str) -> list[CompletionItem]:
+    """The labs in the state folder (`lab down <TAB>`)."""
+    from lab.store import state
+
+    try:
+        names = state.lab_names()
+    except Exception:  # a completion never fails the shell; it offers nothing
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def complete_node(ctx: click.Context, param: click.Parameter,
+                  incomplete: str) -> list[CompletionItem]:
+    """The nodes of --lab NAME, or of the only lab (`lab logs <TAB>`), from its saved spec."""
+    from lab.store import state
+    from lab.store.lab_folder import LabFolder
+
+    try:
+        name = ctx.params.get("lab_name")
+        if not name:
+            labs = state.lab_names()
+            name = labs[0] if len(labs) == 1 else None
+        if not name:
+            return []
+        nodes = [n.name for n in LabFolder(state.lab_dir(str(name))).lab().nodes]
+    except Exception:  # no lab, a damaged one: nothing to offer
+        return []
+    return [CompletionItem(n) for n in nodes if n.startswith(incomplete)]
+
+
+def complete_scenario(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """Built-in scenario names (`lab run gitaly<TAB>`), then files and folders."""
+    from lab.scenario.load import builtin_names
+
+    try:
+        names = builtin_names()
+    except Exception:
+        names = []
+    matches = [CompletionItem(n) for n in names if n.startswith(incomplete)]
+    # Files too: the shell completes paths when asked for "file".
+    return [*matches, CompletionItem(incomplete, type="file")]

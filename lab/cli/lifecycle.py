@@ -26,6 +26,8 @@ from rich.text import Text
 from lab.cli.common import (
     EXIT_FAILED,
     Seconds,
+    complete_lab,
+    complete_node,
     console,
     echo_json,
     engine_options,
@@ -190,7 +192,7 @@ def up(topology: str | None, spec_file: Path | None, gitlab_version: str | None,
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_lab)
 @click.option("--purge", is_flag=True, help="Also delete the lab's folder and secrets.")
 @json_option
 def down(name: str | None, purge: bool, as_json: bool) -> None:
@@ -223,7 +225,7 @@ def _said_down(name: str, path: Path, purge: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_lab)
 @json_option
 @click.option("--diagram", is_flag=True,
               help="Also print the lab as a Mermaid graph (paste it into a GitLab issue).")
@@ -263,8 +265,9 @@ def _check_since(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @click.command()
-@click.argument("node")
-@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).")
+@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).",
+              shell_complete=complete_lab)
+@click.argument("node", shell_complete=complete_node)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--since", metavar="WHEN", callback=_check_since,
               help="Only newer lines: 10m, 2h, 30s or a unix time.")
@@ -285,8 +288,9 @@ def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail:
 
 # Options may follow NODE (`lab exec gitaly1 --lab x -- cmd`); after `--` all is the command.
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("node")
-@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).")
+@click.option("--lab", "lab_name", metavar="NAME", help="The lab (default: the only one).",
+              shell_complete=complete_lab)
+@click.argument("node", shell_complete=complete_node)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     """Run a command in a node: lab exec NODE -- CMD... (exits with its exit code)."""

@@ -17,6 +17,8 @@ from rich.text import Text
 from lab import JSON_SCHEMA_VERSION
 from lab.cli.common import (
     EXIT_FAILED,
+    complete_lab,
+    complete_scenario,
     console,
     err_console,
     sigterm_as_ctrl_c,
@@ -56,12 +58,13 @@ def library_json(scenarios: list[Scenario]) -> dict[str, Any]:
 
 
 @click.command("run")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path),
+                shell_complete=complete_scenario)
 @click.option("--all", "run_all", is_flag=True,
               help="Run the whole built-in scenario library (it ships with the package).")
 @click.option("--list", "list_only", is_flag=True,
               help="List the built-in scenarios and what each shows; run nothing.")
-@click.option("--lab", "lab_name", metavar="NAME",
+@click.option("--lab", "lab_name", metavar="NAME", shell_complete=complete_lab,
               help="Run on this existing lab (`lab up`): each scenario's given: is applied to "
                    "it and undone; scenarios made for another lab are skipped, saying why.")
 @click.option("--flavor", type=click.Choice(["omnibus", "sim"]), default=None,

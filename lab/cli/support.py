@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from lab.cli.common import EXIT_FAILED, console, echo_json, err_console, json_option, styled
+from lab.cli.common import (
+    EXIT_FAILED,
+    complete_lab,
+    console,
+    echo_json,
+    err_console,
+    json_option,
+    styled,
+)
 from lab.cli.lifecycle import pick_lab
 from lab.errors import BadInput
 from lab.lifecycle.handle import RunningLab, attach
@@ -29,7 +37,7 @@ def _handle(name: str | None) -> RunningLab | None:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_lab)
 @json_option
 def doctor(name: str | None, as_json: bool) -> None:
     """Check the host and a running lab the way the Gitaly guide wires it.
@@ -52,7 +60,7 @@ def doctor(name: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_lab)
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="The bundle to write (default: lab-NAME-support.tar.gz here).")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")

@@ -70,3 +70,31 @@ def test_json_outputs_carry_a_schema_version(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, args, env=env)
         assert result.exit_code == 0, (args, result.output)
         assert json.loads(result.stdout)["schema_version"] == 1, args
+
+
+def _completions(args: list[str], incomplete: str) -> list[str]:
+    from click.shell_completion import BashComplete
+
+    return [c.value for c in BashComplete(cli, {}, "lab", "_LAB_COMPLETE")
+            .get_completions(args, incomplete)]
+
+
+def test_completion_of_lab_node_and_scenario_names(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.spec.labspec import SpecRequest, resolve
+    from lab.store import state
+    from lab.store.lab_folder import LabFolder
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    for name, topology in (("case-1", "sharded"), ("case-2", "scaled")):
+        folder = LabFolder(state.lab_dir(name))
+        folder.save_spec(resolve(SpecRequest(topology=topology, name=name)))
+    assert set(state.lab_names()) == {"case-1", "case-2"}
+    assert _completions(["down"], "") == ["case-1", "case-2"]
+    assert _completions(["status"], "case-2") == ["case-2"]
+    assert _completions(["logs", "--lab", "case-1"], "gitaly") == ["gitaly1", "gitaly2"]
+    assert _completions(["exec", "--lab", "case-2"], "") == ["gitlab", "gitaly1"]
+    assert _completions(["run", "--lab"], "case") == ["case-1", "case-2"]
+    assert _completions(["run"], "gitaly-o")[0] == "gitaly-own-secrets"
+    # Two labs and no --lab: which lab's nodes is unknown, so nothing (never an error).
+    assert _completions(["logs"], "") == []
