@@ -380,11 +380,50 @@ def remove_image(ref: str) -> bool:
     return True
 
 
-def pull(ref: str) -> None:
-    """Pull ``ref`` from its registry (EngineError with the registry's answer if it fails)."""
+class PullProgress:
+    """What a pull has done so far, from the engine's progress events (one per layer step):
+    bytes downloaded of the layers' sizes and layers finished, as one short line."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, tuple[int, int]] = {}  # layer id -> (downloaded, total)
+        self.done: set[str] = set()
+        self.layers: set[str] = set()
+
+    def feed(self, event: Mapping[str, Any]) -> str:
+        layer = str(event.get("id") or "")
+        status = str(event.get("status") or "")
+        if layer and not status.startswith("Pulling from"):  # that one's id is the tag
+            self.layers.add(layer)
+            detail = event.get("progressDetail") or {}
+            if status == "Downloading" and detail.get("total"):
+                self.sizes[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+            elif status in ("Download complete", "Pull complete", "Already exists"):
+                self.done.add(layer)
+                if layer in self.sizes:
+                    self.sizes[layer] = (self.sizes[layer][1], self.sizes[layer][1])
+        return self.line()
+
+    def line(self) -> str:
+        got = sum(c for c, _ in self.sizes.values())
+        total = sum(t for _, t in self.sizes.values())
+        size = f"{got / 1e9:.2f} of {total / 1e9:.2f} GB, " if total else ""
+        return f"{size}{len(self.done)}/{len(self.layers)} layers"
+
+
+def pull(ref: str, progress: Callable[[str], None] | None = None) -> None:
+    """Pull ``ref`` from its registry (EngineError with the registry's answer if it fails);
+    ``progress`` is told what is done so far (a multi-GB Omnibus pull takes minutes)."""
+    repository, _, tag = ref.rpartition(":")
+    if not repository or "/" in tag:  # no tag: a registry port, not a tag, follows ":"
+        repository, tag = ref, "latest"
+    counted = PullProgress()
     try:
-        _client().images.pull(ref)
-    except DockerUnavailable:
+        for event in _client().api.pull(repository, tag=tag, stream=True, decode=True):
+            if event.get("error"):
+                raise EngineError(["pull", ref], -1, str(event["error"]))
+            if progress is not None:
+                progress(counted.feed(event))
+    except (DockerUnavailable, EngineError):
         raise
     except Exception as exc:  # ImageNotFound, APIError, connection errors
         raise _engine_error(exc, ["pull", ref]) from exc

@@ -268,9 +268,10 @@ def image_exists(ref: str) -> bool:
     return dk.image_present(ref)
 
 
-def pull_image(ref: str) -> None:
-    """Pull ``ref`` from its registry; EngineError with the registry's answer if that fails."""
-    dk.pull(ref)
+def pull_image(ref: str, progress: Progress | None = None) -> None:
+    """Pull ``ref`` from its registry; EngineError with the registry's answer if that fails.
+    ``progress`` hears how far it got (bytes and layers)."""
+    dk.pull(ref, progress)
 
 
 def _quiet(_: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from lab.engine import docker as dk
 from lab.engine.images import build_images, pull_image
 from lab.errors import EngineError, ImageMissing
@@ -21,8 +23,19 @@ def ensure_image(lab: Lab, image: str, progress: Progress | None = None) -> None
         build_images(progress=note)
         return
     note(f"pulling {image}")
+    started = time.monotonic()
+    layer = "pulling image"
+    if progress is not None:
+        progress.layer_started(layer, [image])
+
+    def pulled(so_far: str) -> None:
+        if progress is not None:
+            progress.layer_update(layer, {image: so_far}, time.monotonic() - started)
+
     try:
-        pull_image(image)
+        pull_image(image, pulled)
+        if progress is not None:
+            progress.layer_done(layer, time.monotonic() - started)
     except EngineError as exc:
         official = image if lab.image else omnibus_image(lab)
         why = next(iter(exc.stderr.strip().splitlines()), "no answer")

@@ -198,12 +198,61 @@ def test_omnibus_services(omnibus_compose: dict[str, Any]) -> None:
     assert omnibus_compose["networks"]["lab"]["labels"]["io.gitlab-testlab.dir"] == "/labs/scaled"
 
 
+def test_an_omnibus_pull_shows_its_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A multi-GB pull that says nothing for minutes looks hung.
+    from lab.engine import docker as dk
+    from lab.lifecycle.readiness import RecordingProgress
+
+    events = [{"status": "Pulling from gitlab/gitlab-ce", "id": "19.3.0-ce.0"},
+              {"status": "Pulling fs layer", "id": "a1"}, {"status": "Pulling fs layer",
+                                                           "id": "b2"},
+              {"status": "Downloading", "id": "a1",
+               "progressDetail": {"current": 500_000_000, "total": 1_000_000_000}},
+              {"status": "Downloading", "id": "b2",
+               "progressDetail": {"current": 1_000_000_000, "total": 3_000_000_000}},
+              {"status": "Pull complete", "id": "a1"}]
+
+    class Api:
+        def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> object:
+            assert (repository, tag) == ("gitlab/gitlab-ce", "19.3.0-ce.0")
+            return iter(events)
+
+    monkeypatch.setattr(dk, "_client", lambda: type("C", (), {"api": Api()})())
+    monkeypatch.setattr(handle.dk, "image_present", lambda ref: False)
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus", version="19.3.0"))
+    seen: list[str] = []
+
+    class Recording(RecordingProgress):
+        def layer_update(self, layer: str, waiting: Any, elapsed: float) -> None:
+            super().layer_update(layer, waiting, elapsed)
+            seen.extend(waiting.values())
+
+    progress = Recording()
+    lab_image.ensure_image(lab, image_for(lab), progress)
+    assert ("start", "pulling image") in progress.events
+    assert ("done", "pulling image") in progress.events
+    assert seen[-1] == "2.00 of 4.00 GB, 1/2 layers"
+    assert "0.50 of 1.00 GB, 0/2 layers" in seen
+
+
+def test_a_pull_error_in_the_stream_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.engine import docker as dk
+
+    class Api:
+        def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> object:
+            return iter([{"error": "manifest unknown"}])
+
+    monkeypatch.setattr(dk, "_client", lambda: type("C", (), {"api": Api()})())
+    with pytest.raises(EngineError, match="manifest unknown"):
+        dk.pull("gitlab/gitlab-ce:99.0.0-ce.0")
+
+
 def test_missing_omnibus_image_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="omnibus", version="19.3.0"))
     monkeypatch.setattr(handle.dk, "image_present", lambda ref: False)
     pulls: list[str] = []
 
-    def no_registry(ref: str) -> None:
+    def no_registry(ref: str, progress: object = None) -> None:
         pulls.append(ref)
         raise EngineError(["pull", ref], -1, "500 Server Error: Get "
                           "https://mirror.invalid/v2/: no such host")
