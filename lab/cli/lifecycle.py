@@ -50,7 +50,7 @@ from lab.lifecycle.timeouts import WAITS
 from lab.model.topology import Engine, Flavor
 from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
-from lab.store import state
+from lab.store import ownership, state
 
 
 class RichProgress:
@@ -91,7 +91,8 @@ class RichProgress:
 
 
 def pick_lab(name: str | None) -> str:
-    """NAME, or the only lab when there is exactly one."""
+    """NAME, or the only lab when there is exactly one, or else the only one of the user's
+    own (`lab up`) beside labs runs made for themselves (said on stderr)."""
     if name:
         return name
     names = state.lab_names()
@@ -99,6 +100,11 @@ def pick_lab(name: str | None) -> str:
         return names[0]
     if not names:
         raise LabNotFound("no labs; start one with `lab up scaled`")
+    yours = [n for n in names if ownership.made_for(n) == ownership.FOR_YOU]
+    if len(yours) == 1:
+        err_console.print(f"(lab {yours[0]}: your only lab; the others are runs' own)",
+                          highlight=False)
+        return yours[0]
     raise LabNotFound(f"several labs exist ({', '.join(names)}); name one")
 
 

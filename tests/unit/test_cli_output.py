@@ -98,3 +98,27 @@ def test_completion_of_lab_node_and_scenario_names(tmp_path: Path,
     assert _completions(["run"], "gitaly-o")[0] == "gitaly-own-secrets"
     # Two labs and no --lab: which lab's nodes is unknown, so nothing (never an error).
     assert _completions(["logs"], "") == []
+
+
+def test_a_lab_name_defaults_to_the_only_lab_or_your_only_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.cli.lifecycle import pick_lab
+    from lab.errors import LabNotFound
+    from lab.spec.labspec import SpecRequest, resolve
+    from lab.store import ownership, state
+    from lab.store.lab_folder import LabFolder
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    lab = resolve(SpecRequest(topology="scaled"))
+    with pytest.raises(LabNotFound, match="no labs"):
+        pick_lab(None)
+    LabFolder(state.lab_dir("mine")).save_spec(lab)
+    assert pick_lab(None) == "mine"
+    assert pick_lab("other") == "other"
+    # A run's own lab beside it (kept, or left by a killed run): still yours.
+    LabFolder(state.lab_dir("sc-scaled-sim-007f5c")).save_spec(lab)
+    ownership.mark_made("sc-scaled-sim-007f5c", "a" * 16, ownership.FOR_KEPT)
+    assert pick_lab(None) == "mine"
+    LabFolder(state.lab_dir("case-2")).save_spec(lab)
+    with pytest.raises(LabNotFound, match=r"several labs exist \(case-2, mine, sc-"):
+        pick_lab(None)
