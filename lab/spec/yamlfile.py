@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from lab.errors import SpecError
+from lab.omnibus.secret_keys import is_secret_key
 
 Path_ = tuple[str, ...]
 # Files from users are capped: a spec or scenario is a few KiB, so these refuse
@@ -326,7 +327,7 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     key, _, raw_value = assignment.partition("=")
     if not raw_value.strip():
         return key, ""
-    source = f"--set {_clipped(assignment)}"
+    source = set_source(assignment)
     if len(raw_value.encode(errors="replace")) > MAX_FILE_BYTES:
         raise SpecError(f"the value is larger than {MAX_FILE_BYTES // 1024} KiB; put it in "
                         "a spec file", source=source)
@@ -337,6 +338,15 @@ def parse_set(assignment: str) -> tuple[str, Any]:
         return key, yaml.constructor.SafeConstructor().construct_document(root)
     except (yaml.YAMLError, ValueError, TypeError):
         return key, raw_value
+
+
+def set_source(assignment: str) -> str:
+    """How messages name a ``--set KEY=VALUE``: clipped, and without the value of a key
+    that holds a secret (``--set gitaly_token=...``)."""
+    key, eq, _ = assignment.partition("=")
+    if eq and is_secret_key(key.strip().split(".")[-1]):
+        return f"--set {key}=(value not shown: a secret)"
+    return f"--set {_clipped(assignment)}"
 
 
 def _clipped(text: str, width: int = 60) -> str:

@@ -37,6 +37,8 @@ NO_DOCKER = "unix:///nonexistent/docker.sock"
 
 
 DEEP = "[" * 3000 + "]" * 3000
+# A token as the lab makes them (64 hex digits): no case may print it.
+SECRET = "5ec7e7" + "0123456789abcdef" * 3 + "c0ffee0000"
 # A flow-style alias bomb for --set (one line): 9**9 values once expanded.
 FLOW_BOMB = "{a: &a [x, x, x, x, x, x, x, x, x], " + ", ".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi",
@@ -311,6 +313,17 @@ CASES = [
     Case("run-deep-folder", ("run", "{ws}/deep"), 2,
          ("{ws}/deep", "nests folders more than 32 levels deep", "name a folder nearer"),
          setup=_deep_folder),
+    # --- secrets given with bad input are not repeated ------------------------------------
+    Case("set-secret-of-the-wrong-type", ("render", "scaled", "-o", "{ws}/out", "--set",
+                                          f"nodes.gitaly1.gitaly_token=[{SECRET}]"), 2,
+         ("--set nodes.gitaly1.gitaly_token=(value not shown: a secret)",
+          "expected a token string, got list (value not shown: a secret)")),
+    Case("set-secret-too-deep", ("render", "scaled", "-o", "{ws}/out", "--set",
+                                 f"gitaly_token={'[' * 40}{SECRET}"), 2,
+         ("--set gitaly_token=(value not shown: a secret)", "nests more than 32")),
+    Case("spec-secret-of-the-wrong-type", (*R, "-f", SPEC_FILE), 2,
+         ("{ws}/spec.yaml:1", "gitaly_token", "(value not shown: a secret)"),
+         files={"spec.yaml": f"gitaly_token: {{t: {SECRET}}}\n" + SPEC}),
     # --- scenario patterns: RE2, no backtracking --------------------------------------------
     Case("run-pattern-lookahead", ("run", "{ws}/sc.yaml"), 2,
          ("{ws}/sc.yaml:4", "steps.0.expect.output", "/a(?=b)/", "invalid perl operator",
@@ -552,6 +565,7 @@ def test_hostile_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     text = out.out + out.err
     assert code == case.code, text
     assert "Traceback" not in text
+    assert SECRET not in text
     for fragment in case.expect:
         fragment = fragment.replace("{ws}", str(ws)).replace("{tmp}", str(tmp_path))
         assert squash(fragment) in squash(text), text
