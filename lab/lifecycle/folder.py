@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lab.engine import docker as dk
 from lab.errors import BadInput
+from lab.spec.yamlfile import files_below
 
 
 def foreign_entries(lab_dir: Path) -> list[Path]:
@@ -23,8 +24,9 @@ def foreign_entries(lab_dir: Path) -> list[Path]:
     if uid == 0 or not nodes.is_dir():
         return []
     out = [nodes] if nodes.lstat().st_uid != uid else []
-    for root, dirs, files in os.walk(nodes):
-        out += [Path(root, n) for n in (*dirs, *files) if Path(root, n).lstat().st_uid != uid]
+    # Not os.walk: it recurses (3.11), and a container can nest folders 1,000 deep here.
+    out += [p for p in files_below(nodes, "nodes/", folders=True, skip_deeper=True)
+            if p.lstat().st_uid != uid]
     return out
 
 

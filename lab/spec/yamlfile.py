@@ -249,11 +249,13 @@ def read_user_file(path: Path, what: str) -> str:
                         source=source, line=line) from None
 
 
-def files_below(folder: Path, what: str) -> Iterator[Path]:
-    """Every entry under ``folder`` that is not a folder itself (files, links, ...), found
-    without recursion and without entering linked folders (as ``rglob`` in 3.11); a folder
-    nested more than ``MAX_FOLDER_DEPTH`` levels down is a SpecError, an unreadable one is
-    passed over."""
+def files_below(folder: Path, what: str, *, folders: bool = False,
+                skip_deeper: bool = False) -> Iterator[Path]:
+    """Every entry under ``folder`` that is not a folder itself (files, links, ...; with
+    ``folders`` the folders too), found without recursion and without entering linked
+    folders (as ``rglob`` in 3.11). A folder nested more than ``MAX_FOLDER_DEPTH`` levels
+    down is a SpecError, or with ``skip_deeper`` (a lab folder, where a container writes)
+    is not entered; an unreadable one is passed over."""
     todo = [(folder, 0)]
     while todo:
         here, depth = todo.pop()
@@ -263,14 +265,16 @@ def files_below(folder: Path, what: str) -> Iterator[Path]:
         except OSError:
             continue
         for path, is_dir in sorted(found, reverse=True):
-            if not is_dir:
+            if not is_dir or folders:
                 yield path
-            elif depth + 1 >= MAX_FOLDER_DEPTH:
+            if not is_dir:
+                continue
+            if depth + 1 < MAX_FOLDER_DEPTH:
+                todo.append((path, depth + 1))
+            elif not skip_deeper:
                 raise SpecError(f"{what} nests folders more than {MAX_FOLDER_DEPTH} levels deep "
                                 f"(at {path.relative_to(folder).parts[0]}/...); name a folder "
                                 "nearer to the files", source=str(folder))
-            else:
-                todo.append((path, depth + 1))
 
 
 def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from lab.omnibus.node import status_cmd
 from lab.render.diagram import Hashes, markdown, mismatches, rendered_hashes
 from lab.render.gitlab_rb import token_of
 from lab.render.secrets import fingerprint, shell_secret
+from lab.spec.yamlfile import files_below
 from lab.store.lab_folder import LabFolder
 from lab.store.layout import (
     ADMIN_TOKEN,
@@ -155,7 +156,10 @@ def _safe(call: Callable[[], T], what: str, notes: list[str]) -> T | None:
 
 def _lab_files(bundle: Bundle, lab_dir: Path) -> None:
     """The rendered lab directory, redacted; private keys and the secrets store left out."""
-    for path in sorted(p for p in lab_dir.rglob("*") if p.is_file()):
+    # Walked without recursion and at most MAX_FOLDER_DEPTH deep: a node's folder is its
+    # container's /etc/gitlab, where folders 1,000 deep were a RecursionError in rglob.
+    for path in sorted(p for p in files_below(lab_dir, "the lab folder", skip_deeper=True)
+                       if p.is_file()):
         rel = path.relative_to(lab_dir).as_posix()
         # .lab/ holds the secrets store and the spec with tokens; the manifest sits on top.
         if rel.startswith(f"{STATE_DIR}/") or rel in (ADMIN_TOKEN, MANIFEST):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,15 @@ def _leaks(files: dict[str, str], secrets: list[str]) -> list[str]:
     return found
 
 
-def _fake_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topology: str = "scaled"
+def _fake_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topology: str = "scaled",
+                 prepare: Callable[[Path], None] | None = None
                  ) -> tuple[FakeLab, dict[str, str], list[str]]:
     monkeypatch.setattr(collect_mod, "versions", lambda host, image, notes: {"toolkit": "t"})
     lab = resolve(SpecRequest(topology=topology,
                               sets=("tls=true", "nodes.gitaly1.secrets=none")))
     rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    if prepare is not None:
+        prepare(rendered.path)
     own = {"gitlab_shell": {"secret_token": "b" * 128},
            "gitlab_rails": {"secret_key_base": "c" * 40 + "generated"}}
     fake = FakeLab(rendered, own)
@@ -192,6 +196,26 @@ def test_bundle_keeps_hashes_that_name_things_and_drops_the_secrets_beside_them(
     assert fake.rendered.secrets.gitaly_token not in log
     assert fake.own_secret() not in log  # one the lab did not make: by its shape
     assert log.count(MARK) >= 7
+    assert not _leaks(files, secrets)
+
+
+def test_a_deep_folder_a_container_made_is_walked_only_so_far(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nodes/<node>/ is the container's /etc/gitlab: folders 1,000 deep there were a
+    # RecursionError in rglob (files_below walks without recursion, tested with 1,100).
+    from lab.spec.yamlfile import MAX_FOLDER_DEPTH
+
+    def nest(lab_dir: Path) -> None:
+        deep = lab_dir / "nodes" / "gitaly1"
+        for _ in range(MAX_FOLDER_DEPTH + 8):
+            deep = deep / "d"
+        deep.mkdir(parents=True)
+        (deep / "too-deep.txt").write_text("x\n")
+        (lab_dir / "nodes" / "gitaly1" / "d" / "near.txt").write_text("y\n")
+
+    _fake, files, secrets = _fake_bundle(tmp_path, monkeypatch, prepare=nest)
+    assert "lab/nodes/gitaly1/d/near.txt" in files
+    assert not [f for f in files if f.endswith("too-deep.txt")]
     assert not _leaks(files, secrets)
 
 
