@@ -7,7 +7,8 @@ and the YAML inside them (an LDAP server's ``password:``). ``lab import`` keeps 
 of such a key out of its notes (``is_secret_key``: the word anywhere in the name, erring
 on hiding); redaction (``lab.engine.redaction``) removes the value after such a key in any
 text, where the name must *end* in the word (``secrets_policy``, ``token_expiry`` and
-their values stay readable); a ``--set`` of one is not repeated in messages.
+their values stay readable; ``ends_in_secret_word``); a ``--set`` of such a key, or
+its value of the wrong type in a spec, is not repeated in messages.
 
 Standard library only, as the rest of lab.omnibus.
 """
@@ -22,8 +23,16 @@ SECRET_WORDS = ("token", "secret", "password", "passwd", "key_base", "private_ke
 SECRET_WORD = "(?:" + "|".join(re.escape(w) for w in SECRET_WORDS) + ")"
 
 _ANYWHERE = re.compile(SECRET_WORD, re.IGNORECASE)
+_AT_THE_END = re.compile(SECRET_WORD + r"\Z", re.IGNORECASE)
 
 
 def is_secret_key(name: str) -> bool:
-    """Whether a key named ``name`` (the last part of a key path) may hold a secret."""
+    """Whether a key named ``name`` (the last part of a key path) may hold a secret: a
+    secret word anywhere in it (``lab import`` errs on hiding)."""
     return bool(_ANYWHERE.search(name))
+
+
+def ends_in_secret_word(name: str) -> bool:
+    """Whether ``name`` ends in a secret word, as the keys redaction looks for do
+    (``gitaly_token``, not ``secrets``, the policy, or ``token_expiry``)."""
+    return bool(_AT_THE_END.search(name))

@@ -27,7 +27,7 @@ from lab.model.topology import (
 )
 from lab.omnibus.dialect import OMNIBUS_DIRS, OMNIBUS_ROOTS
 from lab.omnibus.praefect import cluster_unsupported, praefect_dialect
-from lab.omnibus.secret_keys import is_secret_key
+from lab.omnibus.secret_keys import ends_in_secret_word
 from lab.spec.topologies import TOPOLOGIES, topology
 from lab.spec.versions import DEFAULT_VERSION, parse_supported
 from lab.spec.yamlfile import (
@@ -100,7 +100,7 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], path: Path_,
 def _typed(value: Any, kind: type[T], what: str, path: Path_, origins: Origins) -> T:
     # bool is an int in Python; a port of `true` is a mistake, not 1.
     # A secret's value is not repeated (a --set on the command line, a CI log).
-    shown = "(value not shown: a secret)" if path and is_secret_key(path[-1]) else repr(value)
+    shown = "(value not shown: a secret)" if path and ends_in_secret_word(path[-1]) else repr(value)
     if isinstance(value, bool) and kind is not bool:
         raise error_at(origins, path, f"expected {what}, got {shown}")
     if not isinstance(value, kind):

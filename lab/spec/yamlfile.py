@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from lab.errors import SpecError
-from lab.omnibus.secret_keys import is_secret_key
+from lab.omnibus.secret_keys import ends_in_secret_word
 
 Path_ = tuple[str, ...]
 # Files from users are capped: a spec or scenario is a few KiB, so these refuse
@@ -348,7 +348,7 @@ def set_source(assignment: str) -> str:
     """How messages name a ``--set KEY=VALUE``: clipped, and without the value of a key
     that holds a secret (``--set gitaly_token=...``)."""
     key, eq, _ = assignment.partition("=")
-    if eq and is_secret_key(key.strip().split(".")[-1]):
+    if eq and ends_in_secret_word(key.strip().split(".")[-1]):
         return f"--set {key}=(value not shown: a secret)"
     return f"--set {_clipped(assignment)}"
 
