@@ -209,6 +209,14 @@ RECONFIGURED = "gitlab Reconfigured!"
 API_INTERNAL_ERROR = "500 Internal Server Error"
 
 
+def api_log_record(status: int, method: str, path: str) -> dict[str, Any]:
+    """The fields of Rails' api_json.log line for one API request that the sim fills in
+    (lib/gitlab/grape_logging/formatters/lograge_with_timestamp.rb writes every request:
+    severity, time, then status, method, path, params, ...): a refused internal API call
+    leaves a 401 here, not a message of its own."""
+    return {"severity": "INFO", "status": status, "method": method, "path": path}
+
+
 # -- Gitaly's hooks: what a push prints when the internal API says no ----------------
 #
 # Gitaly internal/gitlab/client/gitlabnet.go parseError (gitlab-shell client/gitlabnet.go

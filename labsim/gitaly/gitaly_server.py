@@ -36,6 +36,7 @@ from lab.gitalypb import (
     smarthttp_pb2_grpc,
 )
 from lab.omnibus import auth as lab_auth
+from lab.omnibus import eras as lab_eras
 from labsim.common import simconfig
 from labsim.gitaly import gitaly_git_services, gitaly_moves
 from labsim.gitaly.servicer_context import Context
@@ -51,6 +52,12 @@ def log(message: str) -> None:
     simconfig.log("gitaly", message)
 
 
+class MissingStorage(Exception):
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name, path)
+        self.name, self.path = name, path
+
+
 class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveRepository
              server_pb2_grpc.ServerServiceServicer,
              repository_pb2_grpc.RepositoryServiceServicer,
@@ -61,8 +68,11 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
         self.token: str = conf["token"]
         self.transitioning: bool = bool(conf.get("transitioning"))
         self.storages: dict[str, str] = conf["storages"]
-        for path in self.storages.values():
-            os.makedirs(path, exist_ok=True)
+        # Gitaly creates no storage folder (Omnibus' reconfigure does): a missing one stops
+        # it before it listens (validateStorages, lab.omnibus.eras GITALY_STORAGE_MISSING).
+        for name, path in self.storages.items():
+            if not os.path.isdir(path):
+                raise MissingStorage(name, path)
         git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
         self.git_version = git.stdout.strip().removeprefix("git version ")
 
@@ -315,9 +325,15 @@ def serve(conf: dict[str, Any], inflight: InFlight | None = None) -> grpc.Server
 
 
 def main() -> int:
-    conf = simconfig.read_runtime()["gitaly"]
+    runtime = simconfig.read_runtime()
+    conf = runtime["gitaly"]
     inflight = InFlight()
-    server = serve(conf, inflight)
+    try:
+        server = serve(conf, inflight)
+    except MissingStorage as exc:
+        # Gitaly's own last line, in the words of the lab's release; then it exits 1.
+        log(lab_eras.gitaly_storage_missing(simconfig.release(runtime), exc.name, exc.path))
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

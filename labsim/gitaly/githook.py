@@ -28,7 +28,7 @@ def call(conf: dict[str, Any], rel: Version, endpoint: str,
     """POST ``body`` (GET when None) to the internal API; ApiError with Gitaly's message."""
     base = conf.get("internal_api_url") or ""
     if not base:
-        raise ApiError(lab_eras.INTERNAL_API_UNREACHABLE)
+        raise ApiError(lab_eras.internal_api_unreachable(rel))
     headers = {"Content-Type": "application/json", "User-Agent": "GitLab-Shell",
                **lab_eras.internal_api_headers(rel, conf["hook_secret"],
                                                lab_auth.encode_shell_jwt)}
@@ -46,12 +46,13 @@ def call(conf: dict[str, Any], rel: Version, endpoint: str,
             content_type = resp.headers.get("Content-Type", "")
             raw = resp.read()
     except urllib.error.HTTPError as exc:
-        # 4xx/5xx: the JSON message, or "Internal API error (<status>)" (gitlabnet.go).
-        raise ApiError(lab_eras.internal_api_error(exc.code, exc.read())) from exc
+        # 4xx/5xx: the JSON message, or the release's text for anything else (eras.ERAS).
+        raise ApiError(lab_eras.internal_api_error(
+            exc.code, exc.read(), rel, exc.headers.get("Content-Type", ""))) from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ApiError(lab_eras.INTERNAL_API_UNREACHABLE) from exc
+        raise ApiError(lab_eras.internal_api_unreachable(rel)) from exc
     if endpoint == "allowed":
-        problem = lab_eras.allowed_content_type_error(content_type)
+        problem = lab_eras.allowed_content_type_error(content_type, rel)
         if problem:
             raise ApiError(problem)
     try:

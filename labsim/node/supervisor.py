@@ -1,6 +1,6 @@
 """PID 1 of a sim node (/assets/wrapper): as the Omnibus image's wrapper, then run and watch.
 
-The Omnibus wrapper (docker/assets/wrapper, later init-container; `set -e`)
+The Omnibus wrapper (docker/assets/wrapper, /assets/init-container from 17.10; `set -e`)
 generates ssh host keys into /etc/gitlab, starts runsvdir with only `sshd`, then
 runs `gitlab-ctl reconfigure`; a failed reconfigure ends the container. The
 reconfigure (Chef) chowns /etc/gitlab to root:root 0775 unless
@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from lab.omnibus import dialect, gitlab_secrets
+from lab.omnibus import dialect, directories, gitlab_secrets
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from labsim.common import simconfig
@@ -283,6 +283,10 @@ def reconfigure() -> dict[str, Any]:
     if manage_etc(raw):
         os.chown(ETC, 0, 0)
         os.chmod(ETC, 0o775)
+    # Omnibus' storage_directory resources: the folders of the release's rule
+    # (lab/omnibus/directories.py), mkdir -p, owner git; Gitaly makes none itself.
+    for folder in directories.created_storage_dirs(raw, version):
+        os.makedirs(folder, exist_ok=True)
     secrets = rewrite_secrets(simconfig.load_secrets(), version)
     node = simconfig.effective(raw, secrets, version)
     initial_root_password(node, version)

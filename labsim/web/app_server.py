@@ -439,7 +439,9 @@ class Handler(BaseHTTPRequestHandler):
         if not lab_eras.internal_api_authorized(
                 self.release, dict(self.headers.items()), self.app["shell_secret"], _jwt_ok,
                 secret_param if isinstance(secret_param, str) else None):
-            log(f"internal API {endpoint}: {lab_eras.rails_verifies(self.release)} rejected")
+            # No component prints "rejected": Rails' trace is Grape's request log line.
+            simconfig.log_json("gitlab-rails/api_json.log", lab_eras.api_log_record(
+                401, method, f"/api/v4/internal/{endpoint}"))
             self.json(401, {"message": "401 Unauthorized"})
             return
         if method == "GET" and endpoint == "check":

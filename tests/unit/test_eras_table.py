@@ -66,3 +66,8 @@ def test_ruby_hooks_read_json_only_for_the_statuses_gitlab_net_lists() -> None:
     assert eras.allowed_content_type_error("application/json", V("12.10.14")) is None
     assert eras.allowed_content_type_error("text/html", V("13.2.0")) == \
         "/allowed endpoint respond with unsupported content type: text/html"
+
+
+def test_a_refused_internal_api_call_is_a_401_request_line() -> None:
+    assert eras.api_log_record(401, "POST", "/api/v4/internal/allowed") == {
+        "severity": "INFO", "status": 401, "method": "POST", "path": "/api/v4/internal/allowed"}

@@ -51,6 +51,8 @@ class Sim:
             (hooks / name).chmod(0o755)
         mods["gitaly_server"].HOOKS_DIR = str(hooks)
         self.socket = tmp / "gitaly.sock"
+        for folder in ("s0", "s1"):  # made by Omnibus' reconfigure, never by Gitaly
+            (tmp / folder).mkdir()
         self.gitaly = mods["gitaly_server"].serve({
             "token": TOKEN, "storages": {"default": str(tmp / "s0"), "storage1": str(tmp / "s1")},
             "socket_path": str(self.socket), "listen_addr": "", "tls_listen_addr": ""})

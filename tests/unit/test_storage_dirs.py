@@ -95,3 +95,15 @@ def test_gitaly_refuses_a_missing_storage_in_its_release_words() -> None:
     assert gitaly_storage_missing(Version(16, 11, 10), "storage1", path) == (
         'load config: config_path "/var/opt/gitlab/gitaly/config.toml": invalid config: '
         f'storage path "{path}" for storage "storage1" doesn\'t exist')
+
+
+def test_the_sims_gitaly_makes_no_storage_folder(tmp_path: Path) -> None:
+    from labsim.gitaly import gitaly_server
+
+    (tmp_path / "s0").mkdir()
+    conf = {"token": "", "storages": {"default": str(tmp_path / "s0"),
+                                      "storage1": str(tmp_path / "s1")}}
+    with pytest.raises(gitaly_server.MissingStorage) as err:
+        gitaly_server.Gitaly(conf)
+    assert (err.value.name, err.value.path) == ("storage1", str(tmp_path / "s1"))
+    assert not (tmp_path / "s1").exists()
