@@ -199,7 +199,7 @@ def test_gitaly_refuses_a_storage_folder_reconfigure_never_made(version: str) ->
         text = (etc / "gitlab.rb").read_text()
         text = re.sub(r"\n# Makes reconfigure create[^\n]*\ngit_data_dirs\(\{\n.*?\n\}\)\n", "\n",
                       text, flags=re.DOTALL)
-        assert "git_data_dirs" not in text
+        assert "git_data_dirs({" not in text
         (etc / "gitlab.rb").write_text(text)
 
     require_docker()
