@@ -46,8 +46,18 @@ def expand(scenario: Scenario, *, flavor: str,
     """
     releases = list(releases) or [None]
     if flavor not in scenario.flavors:
-        # Resolved all the same, so a mistake in it is found in this run too.
-        resolve_labs(scenario, flavor=flavor, version=releases[0], engine=engine)
+        # Resolved all the same, so a mistake in it is found in this run too: on the newest
+        # release of the matrix that can build its lab (a cluster needs 13.3+, while the
+        # matrix may start at the guide's 11.11).
+        problems: list[SpecError] = []
+        for r in reversed(releases):
+            try:
+                resolve_labs(scenario, flavor=flavor, version=r, engine=engine)
+                break
+            except SpecError as exc:
+                problems.append(exc)
+        else:
+            raise problems[0]
         return [PlanItem(scenario, scenario.name, releases[0], None)]
     per_release = len(releases) > 1 and not scenario.version
     items = []

@@ -96,3 +96,19 @@ def test_library_expects_the_hook_text_of_the_release(release: str, text: str) -
     output = sc.steps[1].expect.output or ""
     assert text in output.replace("\\", "")
     assert eras.internal_api_unreachable(V(release)) == text
+
+
+def test_a_scenario_for_another_flavour_is_skipped_across_an_era_matrix() -> None:
+    """The seven-era matrix starts at 11.11, before any Gitaly Cluster: a cluster scenario
+    for omnibus only is skipped on the sim, not an error."""
+    text = textwrap.dedent("""\
+        flavors: [omnibus]
+        lab: {topology: cluster}
+        steps:
+          - api: {path: /api/v4/user}
+        """)
+    sc = parse_scenario(text, "sc.yaml")
+    [item] = expand(sc, flavor="sim", releases=["11.11.8", "19.3.0"])
+    assert item.labs is None
+    with pytest.raises(SpecError):
+        expand(sc, flavor="sim", releases=["11.11.8"])
