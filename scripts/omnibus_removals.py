@@ -80,7 +80,7 @@ def dump(table: dict[str, object]) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[1] != "--omnibus-git":
-        print(__doc__, file=sys.stderr)
+        sys.stderr.write(__doc__ or "")
         return 2
     git_dir = Path(argv[2])
     table = {"source": f"omnibus-gitlab {DEPRECATIONS} at <release>+ce.0, "
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
              "releases": {r: release_entries(git_dir, r) for r in REFERENCE_RELEASES}}
     OUT.write_text(dump(table))
     for release, entries in table["releases"].items():
-        print(f"{release}: {len(entries)} removals")
+        sys.stdout.write(f"{release}: {len(entries)} removals\n")
     return 0
 
 

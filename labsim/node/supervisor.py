@@ -1,6 +1,6 @@
 """PID 1 of a sim node (/assets/wrapper): as the Omnibus image's wrapper, then run and watch.
 
-The Omnibus wrapper (docker/assets/wrapper, later /assets/init-container, docs/fidelity.md; `set -e`)
+The Omnibus wrapper (docker/assets/wrapper, later init-container: docs/fidelity.md; `set -e`)
 generates ssh host keys into /etc/gitlab, starts runsvdir with only `sshd`, then
 runs `gitlab-ctl reconfigure`; a failed reconfigure ends the container. The
 reconfigure (Chef) chowns /etc/gitlab to root:root 0775 unless
