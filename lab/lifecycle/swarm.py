@@ -353,7 +353,7 @@ class SwarmLab(RunningLab):
         rendered = write_lab(new_lab, self.path, image=image)
         LabFolder(self.path).save_spec(new_lab)
         self.rendered, self.lab = rendered, new_lab
-        self.redactor.add(rendered.secrets.values())
+        self.redactor.learn(rendered.secrets, new_lab)  # as RunningLab.apply does
         after = self._stack()
         names = set(before["services"]) | set(after["services"])
         changed = sorted(n for n in names
