@@ -68,12 +68,8 @@ def check_reachable() -> None:
 
 def version() -> str:
     """The engine's version (`docker version`'s Server.Version)."""
-    try:
+    with engine_call("version"):
         return str(_client().version().get("Version", "?"))
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["version"]) from exc
 
 
 def _id(ref: ContainerRef) -> str:
@@ -84,12 +80,28 @@ def _shown(ref: ContainerRef) -> str:
     return ref.name if isinstance(ref, Container) else ref
 
 
-def _engine_error(exc: Exception, what: Sequence[str], redact: Redact = as_is) -> EngineError:
-    return EngineError(list(what), -1, redact(str(exc)))
-
-
 def _not_found(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
+
+
+@contextlib.contextmanager
+def engine_call(*what: str, redact: Redact = as_is, missing_ok: bool = False) -> Iterator[None]:
+    """Docker's errors as the toolkit's, in one place (as httpx's ``map_exceptions``).
+
+    Inside the block, anything the SDK raises (its APIError and NotFound, raw
+    requests or OS errors) becomes ``EngineError(what, -1, message)``, the message
+    passed through ``redact``; with ``missing_ok`` a 404 (the object is gone) ends
+    the block quietly. The toolkit's own DockerUnavailable and EngineError pass as
+    they are.
+    """
+    try:
+        yield
+    except (DockerUnavailable, EngineError):
+        raise
+    except Exception as exc:
+        if missing_ok and _not_found(exc):
+            return
+        raise EngineError(list(what), -1, redact(str(exc))) from exc
 
 
 # -- listing and inspecting -------------------------------------------------------
@@ -101,30 +113,29 @@ def label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
 
 def containers(labels: Mapping[str, str]) -> list[Container]:
     """Every container (running or not) carrying ``labels`` ("" value: any), inspected now."""
-    # ignore_removed: another process may remove a container between list and inspect.
-    found = _client().containers.list(all=True, filters=label_filters(labels),
-                                     ignore_removed=True)
-    return [Container.from_attrs(c.attrs) for c in found]
+    with engine_call("ps", "--all", "--filter", *label_filters(labels)["label"]):
+        # ignore_removed: another process may remove a container between list and inspect.
+        found = _client().containers.list(all=True, filters=label_filters(labels),
+                                         ignore_removed=True)
+        return [Container.from_attrs(c.attrs) for c in found]
 
 
 def networks(labels: Mapping[str, str]) -> list[Network]:
-    return [Network.from_attrs(n.attrs)
-            for n in _client().networks.list(filters=label_filters(labels))]
+    with engine_call("network", "ls", "--filter", *label_filters(labels)["label"]):
+        return [Network.from_attrs(n.attrs)
+                for n in _client().networks.list(filters=label_filters(labels))]
 
 
 def volumes(labels: Mapping[str, str]) -> list[Volume]:
-    return [Volume.from_attrs(v.attrs)
-            for v in _client().volumes.list(filters=label_filters(labels))]
+    with engine_call("volume", "ls", "--filter", *label_filters(labels)["label"]):
+        return [Volume.from_attrs(v.attrs)
+                for v in _client().volumes.list(filters=label_filters(labels))]
 
 
 def inspect(ref: ContainerRef) -> Container:
     """The container as it is now (EngineError if it is gone)."""
-    try:
+    with engine_call("inspect", _shown(ref)):  # NotFound too: removed meanwhile
         return Container.from_attrs(_client().api.inspect_container(_id(ref)))
-    except DockerUnavailable:
-        raise
-    except Exception as exc:  # NotFound (removed meanwhile), APIError, connection errors
-        raise _engine_error(exc, ["inspect", _shown(ref)]) from exc
 
 
 # -- exec and logs --------------------------------------------------------------------
@@ -144,14 +155,10 @@ def exec_in(container: ContainerRef, cmd: Sequence[str], *, check: bool = True,
         run_argv = ["timeout", "-k", "5", str(max(1, int(timeout))), *argv]
     shown = ["exec", _shown(container), *(redact(a) for a in argv)]
     api = _client().api
-    try:
+    with engine_call(*shown, redact=redact):
         exec_id = api.exec_create(_id(container), run_argv, user=user)["Id"]
         out, err = api.exec_start(exec_id, demux=True)
         code = api.exec_inspect(exec_id).get("ExitCode")
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, shown, redact) from exc
     stdout = (out or b"").decode(errors="replace")
     stderr = (err or b"").decode(errors="replace")
     if timeout is not None and code == EXEC_TIMED_OUT:
@@ -201,12 +208,8 @@ def logs(container: ContainerRef, *, tail: int | None = 200, since: str | None =
     kwargs: dict[str, Any] = {"tail": "all" if tail is None else tail, "timestamps": timestamps}
     if since:
         kwargs["since"] = since_timestamp(since)
-    try:
+    with engine_call("logs", _shown(container), redact=redact):
         data = _client().api.logs(_id(container), stdout=True, stderr=True, **kwargs)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["logs", _shown(container)], redact) from exc
     return redact(bytes(data).decode(errors="replace"))
 
 
@@ -218,12 +221,13 @@ def follow_logs(container: ContainerRef, *, tail: int | None = 200, since: str |
         kwargs["since"] = since_timestamp(since)
     buf = b""
     # Whole lines only, so a secret split across two chunks is still redacted.
-    for chunk in _client().api.logs(_id(container), stream=True, follow=True, stdout=True,
-                                   stderr=True, **kwargs):
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            yield redact(line.decode(errors="replace"))
+    with engine_call("logs", "--follow", _shown(container), redact=redact):
+        for chunk in _client().api.logs(_id(container), stream=True, follow=True, stdout=True,
+                                       stderr=True, **kwargs):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                yield redact(line.decode(errors="replace"))
     if buf:
         yield redact(buf.decode(errors="replace"))
 
@@ -238,12 +242,8 @@ def log_tail(container: ContainerRef, lines: int = 40, *, redact: Redact = as_is
 
 def memory_usage(container: ContainerRef) -> int:
     """Bytes of memory in use (as `docker stats` counts it, minus page cache)."""
-    try:
+    with engine_call("stats", _shown(container)):
         stats = _client().api.stats(_id(container), stream=False)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["stats", _shown(container)]) from exc
     mem = stats.get("memory_stats", {})
     usage = int(mem.get("usage", 0))
     inner = mem.get("stats", {})
@@ -255,12 +255,8 @@ def memory_usage(container: ContainerRef) -> int:
 
 
 def _act(what: str, shown: Sequence[str], call: Callable[[Any], object]) -> None:
-    try:
+    with engine_call(what, *shown):
         call(_client().api)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, [what, *shown]) from exc
 
 
 def stop(container: ContainerRef, timeout: int | None = None) -> None:
@@ -299,33 +295,18 @@ def connect(network: Network, container: ContainerRef, aliases: Sequence[str]) -
 
 
 def remove_container(container: ContainerRef) -> None:
-    try:
+    with engine_call("rm", "--force", _shown(container), missing_ok=True):
         _client().api.remove_container(_id(container), force=True, v=True)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if not _not_found(exc):
-            raise _engine_error(exc, ["rm", "--force", _shown(container)]) from exc
 
 
 def remove_network(network: Network) -> None:
-    try:
+    with engine_call("network", "rm", network.name, missing_ok=True):
         _client().api.remove_network(network.id)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if not _not_found(exc):
-            raise _engine_error(exc, ["network", "rm", network.name]) from exc
 
 
 def remove_volume(volume: Volume) -> None:
-    try:
+    with engine_call("volume", "rm", volume.name, missing_ok=True):
         _client().api.remove_volume(volume.name, force=True)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if not _not_found(exc):
-            raise _engine_error(exc, ["volume", "rm", volume.name]) from exc
 
 
 # -- images ---------------------------------------------------------------------------
@@ -333,14 +314,9 @@ def remove_volume(volume: Volume) -> None:
 
 def image(ref: str) -> Image | None:
     """The image ``ref`` on this engine, or None if it is not here."""
-    try:
+    with engine_call("image", "inspect", ref, missing_ok=True):
         return Image.from_attrs(_client().api.inspect_image(ref))
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise _engine_error(exc, ["image", "inspect", ref]) from exc
+    return None
 
 
 def image_present(ref: str) -> bool:
@@ -349,12 +325,8 @@ def image_present(ref: str) -> bool:
 
 def images(repository: str) -> list[Image]:
     """Every image of ``repository`` (any tag) on this engine."""
-    try:
+    with engine_call("image", "ls", repository):
         rows = _client().api.images(name=repository)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["image", "ls", repository]) from exc
     # The listing's rows carry all we show; no inspect per image.
     return [Image(str(row.get("Id", "")), tuple(str(t) for t in row.get("RepoTags") or ()),
                   {str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
@@ -371,11 +343,10 @@ def _rfc3339(epoch: Any) -> str:
 def remove_image(ref: str) -> bool:
     """Untag/remove ``ref``; False when the engine refuses (a container still uses it)."""
     try:
-        # Without force, the engine refuses to remove an image a container uses.
-        _client().api.remove_image(ref)
-    except DockerUnavailable:
-        raise
-    except Exception:  # APIError 409 (in use), 404 (gone meanwhile)
+        with engine_call("rmi", ref):
+            # Without force, the engine refuses to remove an image a container uses.
+            _client().api.remove_image(ref)
+    except EngineError:  # 409 (in use), 404 (gone meanwhile)
         return False
     return True
 
@@ -417,28 +388,20 @@ def pull(ref: str, progress: Callable[[str], None] | None = None) -> None:
     if not repository or "/" in tag:  # no tag: a registry port, not a tag, follows ":"
         repository, tag = ref, "latest"
     counted = PullProgress()
-    try:
+    with engine_call("pull", ref):  # ImageNotFound, APIError, connection errors
         for event in _client().api.pull(repository, tag=tag, stream=True, decode=True):
             if event.get("error"):
                 raise EngineError(["pull", ref], -1, str(event["error"]))
             if progress is not None:
                 progress(counted.feed(event))
-    except (DockerUnavailable, EngineError):
-        raise
-    except Exception as exc:  # ImageNotFound, APIError, connection errors
-        raise _engine_error(exc, ["pull", ref]) from exc
 
 
 def import_image(tarball: Path, ref: str, changes: Sequence[str]) -> None:
     """`docker import`: a root file system tarball as image ``ref``, with Dockerfile ``changes``."""
     repository, _, tag = ref.rpartition(":")
-    try:
+    with engine_call("import", str(tarball), ref):
         _client().api.import_image_from_file(str(tarball), repository=repository, tag=tag,
                                             changes=list(changes))
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["import", str(tarball), ref]) from exc
 
 
 def build_image(context: Path, ref: str, *, labels: Mapping[str, str],
@@ -450,42 +413,33 @@ def build_image(context: Path, ref: str, *, labels: Mapping[str, str],
     """
     shown = ["build", "-t", ref, str(context)]
     log: list[str] = []
-    try:
+    with engine_call(*shown):
         for chunk in _client().api.build(path=str(context), tag=ref, labels=dict(labels),
                                         buildargs=dict(buildargs), rm=True, forcerm=True,
                                         decode=True):
             if "error" in chunk:
                 raise EngineError(shown, 1, "".join(log[-20:]) + str(chunk["error"]))
             log.append(str(chunk.get("stream", "")))
-    except (DockerUnavailable, EngineError):
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, shown) from exc
 
 
 def load_images(tarball: Path) -> list[str]:
     """`docker load`: the images in ``tarball`` (from `docker save`); the refs loaded."""
     loaded: list[str] = []
-    try:
-        with tarball.open("rb") as data:
-            for chunk in _client().api.load_image(data):
-                if "error" in chunk:
-                    raise EngineError(["load", str(tarball)], 1, str(chunk["error"]))
-                text = str(chunk.get("stream", ""))
-                for prefix in ("Loaded image:", "Loaded image ID:"):
-                    if text.startswith(prefix):
-                        loaded.append(text[len(prefix):].strip())
-    except (DockerUnavailable, EngineError):
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["load", str(tarball)]) from exc
+    with engine_call("load", str(tarball)), tarball.open("rb") as data:
+        for chunk in _client().api.load_image(data):
+            if "error" in chunk:
+                raise EngineError(["load", str(tarball)], 1, str(chunk["error"]))
+            text = str(chunk.get("stream", ""))
+            for prefix in ("Loaded image:", "Loaded image ID:"):
+                if text.startswith(prefix):
+                    loaded.append(text[len(prefix):].strip())
     return loaded
 
 
 def save_images(refs: Sequence[str], target: Path) -> None:
     """`docker save`: ``refs`` into one tarball at ``target`` (written as it streams)."""
     api = _client().api
-    try:
+    with engine_call("save", "-o", str(target), *refs):
         # GET /images/get?names=... is the multi-image export; docker-py wraps only the
         # single-image form (get_image), so its request helpers are used directly.
         res = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True)
@@ -493,10 +447,6 @@ def save_images(refs: Sequence[str], target: Path) -> None:
         with target.open("wb") as out:
             for chunk in res.iter_content(chunk_size=2 << 20):
                 out.write(chunk)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, ["save", "-o", str(target), *refs]) from exc
 
 
 # -- a container of our own ------------------------------------------------------------
@@ -509,25 +459,20 @@ def chown_tree(image: str, host_dir: str, uid: int, gid: int, labels: Mapping[st
     delete the folder. The lab's own image has ``chown``, so nothing is pulled.
     """
     shown = ["run", "--rm", image, "chown", "-R", f"{uid}:{gid}", host_dir]
-    try:
+    with engine_call(*shown):  # ImageNotFound, APIError
         # Not run(remove=True): docker-py then removes the container without its
         # anonymous volumes (the image declares three), which would be left dangling.
         container = _client().containers.create(
             image, ["-R", f"{uid}:{gid}", "/lab-dir"], entrypoint=["chown"], user="0",
             volumes={host_dir: {"bind": "/lab-dir", "mode": "rw"}}, labels=dict(labels),
             network_mode="none")
-    except Exception as exc:  # ImageNotFound, APIError
-        raise _engine_error(exc, shown) from exc
     try:
-        container.start()
-        code = int(container.wait().get("StatusCode", -1))
-        if code != 0:
-            out = container.logs(stdout=True, stderr=True).decode(errors="replace")
-            raise EngineError(shown, code, out)
-    except EngineError:
-        raise
-    except Exception as exc:  # APIError
-        raise _engine_error(exc, shown) from exc
+        with engine_call(*shown):
+            container.start()
+            code = int(container.wait().get("StatusCode", -1))
+            if code != 0:
+                out = container.logs(stdout=True, stderr=True).decode(errors="replace")
+                raise EngineError(shown, code, out)
     finally:
         with contextlib.suppress(Exception):  # already gone: nothing is left to clean up
             container.remove(force=True, v=True)
@@ -540,10 +485,6 @@ def info() -> dict[str, Any]:
     """`docker info` of the engine (asked once per DOCKER_HOST: it does not change)."""
     key = os.environ.get("DOCKER_HOST", "")
     if key not in _infos:
-        try:
+        with engine_call("info"):
             _infos[key] = dict(_client().info())
-        except DockerUnavailable:
-            raise
-        except Exception as exc:
-            raise _engine_error(exc, ["info"]) from exc
     return _infos[key]

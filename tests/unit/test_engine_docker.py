@@ -10,7 +10,7 @@ import pytest
 from lab.engine import docker as dk
 from lab.engine.run import REDACTED, Redactor
 from lab.engine.snapshots import Container, ContainerState, Image, Network, Volume
-from lab.errors import EngineError
+from lab.errors import DockerUnavailable, EngineError
 
 SECRET = "0123456789abcdef-gitaly-token"
 
@@ -221,3 +221,32 @@ def test_no_docker_py_object_leaves_the_engine(fake: FakeClient, tmp_path: Path)
     assert {type(o) for o in out} == {Container, Network, Volume, Image}
     with pytest.raises(AttributeError):
         out[0].name = "other"  # type: ignore[misc]
+
+
+class _APIError(Exception):
+    status_code = 500
+
+
+class _NotFound(Exception):
+    status_code = 404
+
+
+def test_docker_errors_become_the_toolkits_in_one_place() -> None:
+    with pytest.raises(EngineError) as info, dk.engine_call(
+            "stop", "node", redact=lambda text: text.replace("tok3n", REDACTED)):
+        raise _APIError("500 Server Error: tok3n")
+    assert (info.value.cmd, info.value.returncode) == (["stop", "node"], -1)
+    assert info.value.stderr == f"500 Server Error: {REDACTED}"
+    assert isinstance(info.value.__cause__, _APIError)
+    # A 404 ends the block quietly only where the object may be gone.
+    with dk.engine_call("rm", "node", missing_ok=True):
+        raise _NotFound("no such container")
+    with pytest.raises(EngineError, match="no such container"), dk.engine_call("rm", "node"):
+        raise _NotFound("no such container")
+    # The toolkit's own errors pass as they are.
+    with pytest.raises(DockerUnavailable, match="not reachable"), dk.engine_call("ps"):
+        raise DockerUnavailable("not reachable")
+    mine = EngineError(["build"], 1, "step failed")
+    with pytest.raises(EngineError) as own, dk.engine_call("build"):
+        raise mine
+    assert own.value is mine
