@@ -197,7 +197,7 @@ def _missing(config: pytest.Config, reason: str, *, in_ci: bool = True) -> None:
 
 @pytest.fixture(scope="session")
 def docker_available(pytestconfig: pytest.Config) -> None:
-    from lab.engine.images import check_docker
+    from lab.engine.image_catalogue import check_docker
 
     try:
         check_docker()
@@ -209,7 +209,8 @@ def docker_available(pytestconfig: pytest.Config) -> None:
 def lab_image_check(pytestconfig: pytest.Config, docker_available: None
                     ) -> Callable[[Lab], None]:
     """Skip when a lab's omnibus image is not here (the sim image is built on demand)."""
-    from lab.engine.images import image_exists, image_for
+    from lab.engine.image_catalogue import image_exists
+    from lab.engine.images import image_for
     from lab.lifecycle.lab_image import sim_posing
 
     seen: dict[str, bool] = {}

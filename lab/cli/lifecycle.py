@@ -257,12 +257,10 @@ def status(name: str | None, as_json: bool, diagram: bool) -> None:
 
 def _check_since(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Refuse a bad --since before any lab is looked up (bad input: exit 2)."""
-    from lab.engine.docker import since_timestamp
-
     if value is None:
         return None
     try:
-        if since_timestamp(value) < 0:
+        if handle.since_timestamp(value) < 0:
             raise ValueError(value)
     except (LabError, ValueError, OverflowError):
         raise click.BadParameter(f"{value!r}: expected a duration such as 10m, 2h, 30s or a "
@@ -285,10 +283,7 @@ def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail:
     if not follow:
         click.echo(running.logs(node, tail=tail, since=since), nl=False)
         return
-    from lab.engine.docker import follow_logs
-
-    for line in follow_logs(running.container(node), tail=tail, since=since,
-                            redact=running.redactor):
+    for line in running.follow_logs(node, tail=tail, since=since):
         click.echo(line)
 
 
@@ -300,8 +295,6 @@ def logs(node: str, lab_name: str | None, follow: bool, since: str | None, tail:
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     """Run a command in a node: lab exec NODE -- CMD... (exits with its exit code)."""
-    from lab.engine.docker import exec_attached
-
     running = handle.attach(pick_lab(lab_name))
     args = list(cmd[1:] if cmd and cmd[0] == "--" else cmd)
     container = running.container(node)
@@ -315,7 +308,7 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
                        f"running, so nothing can run in it; run {how} first (`lab status "
                        f"{running.name}` shows every node)")
     # The terminal goes to the command: interactive shells and exit codes just work.
-    exec_attached(container, args, tty=sys.stdin.isatty() and sys.stdout.isatty())
+    running.exec_attached(node, args, tty=sys.stdin.isatty() and sys.stdout.isatty())
 
 
 @click.command(name="list")

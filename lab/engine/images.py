@@ -1,4 +1,4 @@
-"""Images: build the offline sim flavour, list what is present, load tarballs.
+"""Images: build the offline sim flavour (what is on the engine: lab.engine.image_catalogue).
 
 The base image is a Debian bookworm root file system from mmdebstrap, imported
 into the engine (`docker import`); the sim image adds ``images/sim`` on top with
@@ -14,28 +14,28 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import lab
 from lab.engine import docker as dk
+from lab.engine.image_catalogue import (
+    BASE_REPO,
+    SIM_REPO,
+    SOURCE_LABEL,
+    check_docker,
+    image_exists,
+    image_source,
+    prune_stale,
+)
 from lab.engine.run import run
-from lab.errors import BadInput, ImageMissing, ToolMissing
+from lab.errors import ToolMissing
 from lab.model.labels import FLAVOR_LABEL, LABEL_PREFIX
 from lab.model.topology import Flavor, Lab
 from lab.omnibus.release import omnibus_image_ref
 from lab.resources import data_dir
 
-SIM_REPO = "gitlab-testlab/sim"
-BASE_REPO = "gitlab-testlab/base"
-# The toolkit that built an image (see image_source): a build prunes only its own old tags.
-SOURCE_LABEL = f"{LABEL_PREFIX}.source"
-OMNIBUS_REPOS = ("gitlab/gitlab-ce", "gitlab/gitlab-ee")
 SUITE = "bookworm"
 #: Paths (shell globs, relative to the root) removed from the finished base file system.
 BASE_DROP = (
@@ -75,16 +75,6 @@ BASE_CONFIG = (
 BUILD_TIMEOUT = 1800.0
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    ref: str
-    image_id: str
-    size: str
-    created: str
-    kind: str  # "sim", "base" or "omnibus"
-    current: bool  # the tag this checkout would use (sim/base only)
 
 
 def images_dir() -> Path:
@@ -259,21 +249,6 @@ def debian_sources(apt_dir: Path = Path("/etc/apt"),
 # -- Docker -----------------------------------------------------------------------
 
 
-def check_docker() -> None:
-    """DockerUnavailable, saying how to start Docker, unless the engine answers."""
-    dk.check_reachable()
-
-
-def image_exists(ref: str) -> bool:
-    return dk.image_present(ref)
-
-
-def pull_image(ref: str, progress: Progress | None = None) -> None:
-    """Pull ``ref`` from its registry; EngineError with the registry's answer if that fails.
-    ``progress`` hears how far it got (bytes and layers)."""
-    dk.pull(ref, progress)
-
-
 def _quiet(_: str) -> None:
     return None
 
@@ -387,137 +362,3 @@ def build_images(*, force: bool = False, progress: Progress = _quiet) -> str:
         progress(f"removed the outdated {old}")
     return ref
 
-
-def image_source() -> str:
-    """Which toolkit built an image: its package folder (a checkout's lab/ or a wheel's)."""
-    return str(_lab_dir())
-
-
-def prune_stale(keep: set[str], source: str | None = None) -> list[str]:
-    """Remove sim/base tags other than ``keep`` that this toolkit built.
-
-    Every change to the image inputs makes new tags, so without this each
-    checkout would leave a few hundred MB behind. Only images labelled with
-    ``source`` (this checkout or install) go: another checkout on the same
-    engine builds other tags and still uses them. A tag a container uses stays.
-    """
-    source = image_source() if source is None else source
-    removed = []
-    for repo in (SIM_REPO, BASE_REPO):
-        for ref in _refs(repo, source):
-            # The engine refuses to remove an image a container uses.
-            if ref not in keep and dk.remove_image(ref):
-                removed.append(ref)
-    return removed
-
-
-def _refs(repo: str, source: str) -> list[str]:
-    """``repo:tag`` of each tagged image of ``repo`` that ``source`` built."""
-    return [t for img in dk.images(repo) if img.labels.get(SOURCE_LABEL) == source
-            for t in img.tags if t.rpartition(":")[0] == repo]
-
-
-def list_images() -> list[ImageInfo]:
-    """The sim and base images (any tag) and local gitlab/gitlab-ce|ee images."""
-    check_docker()
-    current = {sim_image_ref(), base_image_ref()}
-    kinds = {SIM_REPO: "sim", BASE_REPO: "base"} | {r: "omnibus" for r in OMNIBUS_REPOS}
-    found = []
-    now = time.time()
-    for repo, kind in kinds.items():
-        for img in dk.images(repo):
-            for ref in img.tags:
-                if ref.rpartition(":")[0] != repo:
-                    continue
-                found.append(ImageInfo(ref=ref, image_id=short_id(img.id),
-                                       size=human_size(img.size),
-                                       created=ago(img.created, now), kind=kind,
-                                       current=ref in current))
-    return found
-
-
-def short_id(image_id: str) -> str:
-    """The 12 hex digits `docker image ls` shows."""
-    return image_id.removeprefix("sha256:")[:12]
-
-
-def human_size(size: int) -> str:
-    """Bytes as `docker image ls` shows them (decimal units, three digits: 183MB)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{value:.3g}GB" if value < 1000 else f"{value:.0f}GB"
-
-
-def ago(created: str, now: float) -> str:
-    """'3 hours ago' for an RFC 3339 time (the engine's), or "" if it is unreadable."""
-    try:
-        then = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return ""
-    seconds = max(0, int(now - then))
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= length:
-            n = seconds // length
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "less than a minute ago"
-
-
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # docker load reads it; Python's tarfile (3.11) cannot
-
-
-def check_tarball(path: Path) -> None:
-    """Refuse (exit 2) a file that is no tar archive, plain or compressed: Docker's answer
-    for one ("open .../repositories: no such file", "unexpected EOF") read as an engine
-    failure (exit 3). Only the first member is read, so a big tarball costs nothing."""
-    not_tar = f"{path}: not an image tarball (expected `docker save` output, plain or compressed)"
-    try:
-        with path.open("rb") as fh:
-            if fh.read(4) == ZSTD_MAGIC:
-                return
-        with tarfile.open(path, "r:*") as tar:
-            if tar.next() is None:
-                raise BadInput(not_tar + ": the archive is empty")
-    except (tarfile.TarError, EOFError):
-        # tarfile's message lists every compression it tried: not worth showing.
-        raise BadInput(not_tar + (": the file is empty" if path.stat().st_size == 0
-                                  else "")) from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
-def load_image(path: str | Path) -> str:
-    """``docker load -i`` a tarball (air-gapped hosts); return the loaded ref."""
-    if not Path(path).is_file():
-        raise BadInput(f"{path}: no such file (expected an image tarball from `docker save`)")
-    check_tarball(Path(path))
-    check_docker()
-    loaded = dk.load_images(Path(path))
-    if not loaded:
-        # Docker accepted the archive and found no image in it: the file is at fault.
-        raise BadInput(f"{path}: no image in this tarball (expected `docker save` output)")
-    return loaded[-1]
-
-
-def save_images(refs: list[str], path: str | Path) -> list[str]:
-    """``docker save`` ``refs`` (default: this installation's sim image) into one tarball
-    for `lab images load` on a host without a registry; return the refs saved."""
-    refs = refs or [sim_image_ref()]
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise BadInput(f"{target.parent}: no such directory for the tarball")
-    check_docker()
-    missing = [r for r in refs if not image_exists(r)]
-    if missing:
-        raise ImageMissing(f"not on this engine: {', '.join(missing)} (`lab images list` shows "
-                           "what is; `lab images build` makes the sim image)")
-    # Written beside the target and renamed: a failed save leaves no half tarball behind.
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        dk.save_images(refs, partial)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return refs

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
@@ -226,6 +226,17 @@ class RunningLab:
 
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
         return dk.logs(self.container(node), tail=tail, since=since, redact=self.redactor)
+
+    def follow_logs(self, node: str, *, tail: int = 200,
+                    since: str | None = None) -> Iterator[str]:
+        """The node's log lines as they come (redacted); ends when its container stops."""
+        return dk.follow_logs(self.container(node), tail=tail, since=since,
+                              redact=self.redactor)
+
+    def exec_attached(self, node: str, cmd: list[str], *, tty: bool) -> NoReturn:
+        """Hand this process over to `docker exec` in ``node``: the user's terminal runs
+        ``cmd`` and its exit code is ours."""
+        dk.exec_attached(self.container(node), cmd, tty=tty)
 
     def _network(self) -> Network:
         nets = dk.networks(self.labels)
@@ -629,3 +640,8 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     state.clear_up_marker(path)
     return running
 
+
+def since_timestamp(since: str) -> int | float:
+    """The unix time a logs ``--since`` (10m, 2h, 30s or a unix time) stands for; EngineError
+    for anything else."""
+    return dk.since_timestamp(since)

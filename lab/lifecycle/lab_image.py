@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from lab.engine import docker as dk
-from lab.engine.images import build_images, pull_image
+from lab.engine.image_catalogue import pull_image
+from lab.engine.images import build_images
 from lab.errors import EngineError, ImageMissing
 from lab.lifecycle.readiness import Progress
 from lab.model.labels import FLAVOR_LABEL

@@ -243,7 +243,7 @@ def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester,
     monkeypatch.delenv("CI", raising=False)
     pytester.makeconftest(textwrap.dedent('''
         import pytest
-        import lab.engine.images as images
+        import lab.engine.image_catalogue as image_catalogue
         from lab.errors import DockerUnavailable
 
         @pytest.fixture(autouse=True, scope="session")
@@ -252,7 +252,7 @@ def test_no_docker_skips_or_fails_with_no_skip(pytester: pytest.Pytester,
                 raise DockerUnavailable("Docker is not reachable: start the Docker Engine")
             # pytester runs in this process: the outer session must get Docker back.
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(images, "check_docker", boom)
+                mp.setattr(image_catalogue, "check_docker", boom)
                 yield
     '''))
     pytester.makepyfile("def test_x(lab):\n    pass\n")

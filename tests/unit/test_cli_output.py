@@ -43,7 +43,7 @@ def test_images_build_progress_has_no_source_path(monkeypatch: pytest.MonkeyPatc
         progress("building the base image")
         return "gitlab-testlab/sim:abc"
 
-    monkeypatch.setattr(cli_images.engine_images, "build_images", build)
+    monkeypatch.setattr(cli_images, "build_images", build)
     result = CliRunner().invoke(cli, ["images", "build"])
     assert result.exit_code == 0, result.output
     assert "building the base image" in result.output

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.cli.images import ago, human_size, short_id
 from lab.client.gitaly import GitalyError, ServerInfo, StorageStatus, decode_server_info
-from lab.engine import images
+from lab.engine import image_catalogue, images
 from lab.engine.snapshots import Image
 from lab.errors import ImageMissing
 
@@ -140,15 +141,16 @@ def test_gitaly_error_prints_like_rails() -> None:
 
 def test_prune_stale_keeps_current_and_in_use_tags_and_other_checkouts(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    ours, theirs = {images.SOURCE_LABEL: "/here/lab"}, {images.SOURCE_LABEL: "/there/lab"}
-    listed = {images.SIM_REPO: [Image("sha256:1", ("gitlab-testlab/sim:new",), ours),
+    ours = {image_catalogue.SOURCE_LABEL: "/here/lab"}
+    theirs = {image_catalogue.SOURCE_LABEL: "/there/lab"}
+    listed = {image_catalogue.SIM_REPO: [Image("sha256:1", ("gitlab-testlab/sim:new",), ours),
                                 Image("sha256:2", ("gitlab-testlab/sim:old",
                                                    "other/repo:keep"), ours),
                                 Image("sha256:3", ("gitlab-testlab/sim:used",), ours),
                                 # Another checkout's current tag, and one built before labels.
                                 Image("sha256:6", ("gitlab-testlab/sim:theirs",), theirs),
                                 Image("sha256:7", ("gitlab-testlab/sim:unlabelled",))],
-              images.BASE_REPO: [Image("sha256:4", ("gitlab-testlab/base:cur",), ours),
+              image_catalogue.BASE_REPO: [Image("sha256:4", ("gitlab-testlab/base:cur",), ours),
                                  Image("sha256:8", ("gitlab-testlab/base:theirs",), theirs),
                                  Image("sha256:5", ("<none>:<none>",), ours)]}
     asked: list[str] = []
@@ -163,7 +165,7 @@ def test_prune_stale_keeps_current_and_in_use_tags_and_other_checkouts(
 
     monkeypatch.setattr(images.dk, "images", lambda repo: listed[repo])
     monkeypatch.setattr(images.dk, "remove_image", remove)
-    got = images.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"},
+    got = image_catalogue.prune_stale({"gitlab-testlab/sim:new", "gitlab-testlab/base:cur"},
                              source="/here/lab")
     assert got == removed == ["gitlab-testlab/sim:old"]
     # Another repository's tag of the same image, untagged images and images another
@@ -177,7 +179,7 @@ def test_both_builds_label_their_image_with_this_checkout(
     import json
 
     source = str(Path(images.lab.__file__).resolve().parent)
-    assert images.image_source() == source
+    assert image_catalogue.image_source() == source
     seen: dict[str, object] = {}
 
     def build_image(context: Path, ref: str, *, labels: dict[str, str],
@@ -195,8 +197,8 @@ def test_both_builds_label_their_image_with_this_checkout(
     images.build_sim("gitlab-testlab/base:x")
     images.build_base()
     assert seen["sim"] == {images.LABEL_PREFIX: "1", f"{images.LABEL_PREFIX}.flavor": "sim",
-                           images.SOURCE_LABEL: source}
-    assert f"LABEL {images.SOURCE_LABEL}={json.dumps(source)}" in seen["base"]  # type: ignore[operator]
+                           image_catalogue.SOURCE_LABEL: source}
+    assert f"LABEL {image_catalogue.SOURCE_LABEL}={json.dumps(source)}" in seen["base"]  # type: ignore[operator]
 
 
 def test_save_writes_through_a_partial_file(tmp_path: Path,
@@ -207,21 +209,22 @@ def test_save_writes_through_a_partial_file(tmp_path: Path,
         calls.append((list(refs), target))
         target.write_bytes(b"tar")
 
-    monkeypatch.setattr(images, "check_docker", lambda: None)
-    monkeypatch.setattr(images, "image_exists", lambda ref: True)
-    monkeypatch.setattr(images.dk, "save_images", fake_save)
+    monkeypatch.setattr(image_catalogue, "check_docker", lambda: None)
+    monkeypatch.setattr(image_catalogue, "image_exists", lambda ref: True)
+    monkeypatch.setattr(image_catalogue.dk, "save_images", fake_save)
     out = tmp_path / "sim.tar"
-    assert images.save_images([], out) == [images.sim_image_ref()]
-    assert calls == [([images.sim_image_ref()], tmp_path / ".sim.tar.partial")]
+    assert image_catalogue.save_images(["gitlab-testlab/sim:x"], out) == ["gitlab-testlab/sim:x"]
+    assert calls == [(["gitlab-testlab/sim:x"], tmp_path / ".sim.tar.partial")]
     assert out.read_bytes() == b"tar"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.tar"]
 
 
 def test_save_refuses_missing_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "check_docker", lambda: None)
-    monkeypatch.setattr(images, "image_exists", lambda ref: ref != "gitlab/gitlab-ce:1.2.3-ce.0")
+    monkeypatch.setattr(image_catalogue, "check_docker", lambda: None)
+    monkeypatch.setattr(image_catalogue, "image_exists",
+                        lambda ref: ref != "gitlab/gitlab-ce:1.2.3-ce.0")
     with pytest.raises(ImageMissing, match=r"gitlab/gitlab-ce:1\.2\.3-ce\.0.*lab images list"):
-        images.save_images(["gitlab/gitlab-ce:1.2.3-ce.0"], tmp_path / "x.tar")
+        image_catalogue.save_images(["gitlab/gitlab-ce:1.2.3-ce.0"], tmp_path / "x.tar")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -284,13 +287,13 @@ def test_host_client_signs_even_with_an_empty_token() -> None:
 
 
 def test_image_rows_read_as_docker_image_ls_shows_them() -> None:
-    assert images.short_id("sha256:0123456789abcdef0123") == "0123456789ab"
-    assert images.human_size(999) == "999B"
-    assert images.human_size(183_456_789) == "183MB"
-    assert images.human_size(1_234_567_890) == "1.23GB"
-    assert images.human_size(4_321_000_000_000) == "4321GB"
+    assert short_id("sha256:0123456789abcdef0123") == "0123456789ab"
+    assert human_size(999) == "999B"
+    assert human_size(183_456_789) == "183MB"
+    assert human_size(1_234_567_890) == "1.23GB"
+    assert human_size(4_321_000_000_000) == "4321GB"
     now = 1_796_000_000.0  # 2026-11-30T00:53:20Z
-    assert images.ago("2026-11-30T00:53:00.123456789Z", now) == "less than a minute ago"
-    assert images.ago("2026-11-29T23:50:00Z", now) == "1 hour ago"
-    assert images.ago("2026-11-27T00:00:00Z", now) == "3 days ago"
-    assert images.ago("not a time", now) == ""
+    assert ago("2026-11-30T00:53:00.123456789Z", now) == "less than a minute ago"
+    assert ago("2026-11-29T23:50:00Z", now) == "1 hour ago"
+    assert ago("2026-11-27T00:00:00Z", now) == "3 days ago"
+    assert ago("not a time", now) == ""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine import images
+from lab.engine import image_catalogue
 from lab.errors import BadInput
 
 
@@ -30,33 +30,34 @@ def _tar(path: Path, *, compress: bool = False) -> Path:
 def test_a_file_that_is_no_tarball_is_bad_input(tmp_path: Path, content: bytes,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[Path] = []
-    monkeypatch.setattr(images, "check_docker", lambda: None)
-    monkeypatch.setattr(images.dk, "load_images", lambda p: asked.append(p) or ["x:1"])
+    monkeypatch.setattr(image_catalogue, "check_docker", lambda: None)
+    monkeypatch.setattr(image_catalogue.dk, "load_images", lambda p: asked.append(p) or ["x:1"])
     bad = tmp_path / "bad.tar"
     bad.write_bytes(content)
     with pytest.raises(BadInput, match="not an image tarball"):
-        images.load_image(bad)
+        image_catalogue.load_image(bad)
     assert not asked
 
 
 def test_a_truncated_tarball_is_refused(tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "check_docker", lambda: None)
-    monkeypatch.setattr(images.dk, "load_images", lambda p: ["x:1"])
+    monkeypatch.setattr(image_catalogue, "check_docker", lambda: None)
+    monkeypatch.setattr(image_catalogue.dk, "load_images", lambda p: ["x:1"])
     whole = _tar(tmp_path / "whole.tar").read_bytes()
     cut = tmp_path / "cut.tar"
     cut.write_bytes(whole[:300])
     with pytest.raises(BadInput):
-        images.load_image(cut)
+        image_catalogue.load_image(cut)
 
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_tarball_goes_to_docker_and_no_image_in_it_is_bad_input(
         tmp_path: Path, compress: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "check_docker", lambda: None)
+    monkeypatch.setattr(image_catalogue, "check_docker", lambda: None)
     good = _tar(tmp_path / "t.tar", compress=compress)
-    monkeypatch.setattr(images.dk, "load_images", lambda p: ["gitlab/gitlab-ce:17.0.0-ce.0"])
-    assert images.load_image(good) == "gitlab/gitlab-ce:17.0.0-ce.0"
-    monkeypatch.setattr(images.dk, "load_images", lambda p: [])
+    monkeypatch.setattr(image_catalogue.dk, "load_images",
+                        lambda p: ["gitlab/gitlab-ce:17.0.0-ce.0"])
+    assert image_catalogue.load_image(good) == "gitlab/gitlab-ce:17.0.0-ce.0"
+    monkeypatch.setattr(image_catalogue.dk, "load_images", lambda p: [])
     with pytest.raises(BadInput, match="no image"):
-        images.load_image(good)
+        image_catalogue.load_image(good)

@@ -246,10 +246,13 @@ def test_exec_without_a_docker_cli_exits_3_not_a_traceback(
     from lab.cli.main import cli
     from lab.engine.snapshots import Container, ContainerState
     from lab.errors import ToolMissing
+    from lab.lifecycle.handle import RunningLab
 
     class Handle:
         def container(self, node: str) -> Container:
             return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState("running", 0, ""))
+
+        exec_attached = RunningLab.exec_attached
 
     monkeypatch.setattr(cli_lifecycle.handle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")
