@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.engine.docker import _client, _engine_error, _not_found, label_filters
+from lab.engine.docker import _client, engine_call, label_filters
 from lab.engine.run import Redactor, run
 from lab.engine.snapshots import Container
-from lab.errors import DockerUnavailable, EngineUnusable
+from lab.errors import EngineUnusable
 
 # Tasks that ended: the node will not come back by itself (restart_policy: none).
 ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
@@ -151,12 +151,8 @@ class SwarmObject:
 
 
 def _call(what: Sequence[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
+    with engine_call(*what):
         return fn(*args, **kwargs)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        raise _engine_error(exc, what) from exc
 
 
 def manager() -> Manager:
@@ -239,13 +235,8 @@ def force_update(service: Service) -> None:
 
 
 def remove_service(service: Service) -> None:
-    try:
+    with engine_call("service", "rm", service.name, missing_ok=True):
         _client().api.remove_service(service.id)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if not _not_found(exc):
-            raise _engine_error(exc, ["service", "rm", service.name]) from exc
 
 
 def objects(labels: Mapping[str, str]) -> list[SwarmObject]:
@@ -265,13 +256,8 @@ def objects(labels: Mapping[str, str]) -> list[SwarmObject]:
 def remove_object(obj: SwarmObject) -> None:
     api = _client().api
     remove = api.remove_secret if obj.kind == "secret" else api.remove_config
-    try:
+    with engine_call(obj.kind, "rm", obj.name, missing_ok=True):
         remove(obj.id)
-    except DockerUnavailable:
-        raise
-    except Exception as exc:
-        if not _not_found(exc):
-            raise _engine_error(exc, [obj.kind, "rm", obj.name]) from exc
 
 
 def image_command(ref: str) -> list[str]:
