@@ -137,14 +137,16 @@ class GitalyContainer(DockerContainer):
 
     def get_exposed_port(self, port: int) -> int:
         """The host port ``port`` is published on (on 127.0.0.1)."""
-        container = self.get_wrapped_container()
-        container.reload()
-        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
-        mine = [b for b in bound or () if b.get("HostIp") in (LOOPBACK, "")]
-        if not mine:
+        container = self._inspect()
+        host_ip, _, host_port = container.ports.get(f"{port}/tcp", "").rpartition(":")
+        if host_ip != LOOPBACK or not host_port:
             raise BadInput(f"port {port} of the Gitaly node is not published on {LOOPBACK} "
                            f"(container {container.status}; Gitaly listens on {self.port})")
-        return int(mine[0]["HostPort"])
+        return int(host_port)
+
+    def _inspect(self) -> Container:
+        """The container as the engine sees it now (lab.engine's snapshot, not the SDK's)."""
+        return dk.inspect(self.get_wrapped_container().id)
 
     def server_info(self, timeout: float = 5) -> ServerInfo:
         return server_info(self.address, self.token, ca_pem=self.ca_pem,
@@ -214,8 +216,7 @@ class GitalyContainer(DockerContainer):
         deadline = time.monotonic() + self.timeout
         last = "not started"
         while True:
-            container = self.get_wrapped_container()
-            container.reload()
+            container = self._inspect()
             if container.status in ("exited", "dead"):
                 raise NotReady(NODE, f"container {container.status}", self._log_tail(),
                                "the node's gitlab.rb or image is broken; see the log above")
@@ -231,8 +232,7 @@ class GitalyContainer(DockerContainer):
 
     def _log_tail(self) -> str:
         with contextlib.suppress(Exception):
-            out, err = self.get_logs()
-            return "\n".join((out + err).decode(errors="replace").splitlines()[-30:])
+            return dk.log_tail(self.get_wrapped_container().id, 30)
         return ""
 
     def stop(self, force: bool = True, delete_volume: bool = True) -> None:
