@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.errors import SpecError, ToolMissing
+from lab.engine.run import run
+from lab.errors import EngineError, SpecError, ToolMissing
 
 READER = Path(__file__).resolve().parent / "read_gitlab_rb.rb"
 OMNIBUS_CONFIG_ENV = "GITLAB_OMNIBUS_CONFIG"
@@ -39,14 +39,14 @@ def _parse(text: str, name: str, ruby: str) -> RbFile:
                           "with Ruby's own parser (it is parsed, never run); install it "
                           "(apt-get install ruby)")
     try:
-        # Bytes both ways: the file is UTF-8 whatever this host's locale is.
-        proc = subprocess.run([ruby, "--disable-gems", str(READER), name],
-                              input=text.encode(), capture_output=True, timeout=READ_TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired:
+        # Through the toolkit's one runner; bytes in: the file is UTF-8 whatever this
+        # host's locale is. With check=False it raises only when Ruby runs too long.
+        proc = run([ruby, "--disable-gems", str(READER), name], input=text.encode(),
+                   timeout=READ_TIMEOUT, check=False)
+    except EngineError:
         raise SpecError(f"reading it took over {READ_TIMEOUT:.0f} s; is it a gitlab.rb?",
                         source=name) from None
-    stdout, stderr = (out.decode(errors="replace") for out in (proc.stdout, proc.stderr))
+    stdout, stderr = proc.stdout, proc.stderr
     if proc.returncode != 0:
         raise _ruby_error(name, stderr or stdout)
     try:
