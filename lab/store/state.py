@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from lab.errors import BadInput
@@ -171,14 +172,24 @@ class LabClaim:
     def path(self) -> Path:
         return labs_dir() / f".{self.name}.{self.suffix}"
 
-    def acquire(self, *, wait: bool) -> bool:
+    # `lab list`, `lab gc` and `lab down` ask whether a lab is held by taking its lock for
+    # a moment (``holder``); a start or a run that meets such a probe tries again before it
+    # counts the lab as another's.
+    PROBE_RETRIES = 5
+    PROBE_PAUSE = 0.02
+
+    def acquire(self, *, wait: bool, retries: int | None = None) -> bool:
         """Take the claim; without ``wait``, False if another process holds it."""
         if self._fd is not None:
             return True
         fd = self._open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+        for attempt in range(self.PROBE_RETRIES if retries is None else retries):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                time.sleep(self.PROBE_PAUSE * (attempt + 1))
+        else:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
@@ -208,7 +219,7 @@ class LabClaim:
         """The PID of another process holding the claim now, else None."""
         if self._fd is not None or not (self.path.is_file() or self.path.is_symlink()):
             return None
-        if not self.acquire(wait=False):
+        if not self.acquire(wait=False, retries=1):
             try:
                 return int(self.path.read_text().strip()[:20] or 0) or -1
             except (OSError, ValueError):

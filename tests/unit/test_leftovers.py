@@ -193,3 +193,28 @@ def test_list_says_whose_each_lab_is(engine: FakeEngine) -> None:
     table = CliRunner().invoke(cli, ["list"], env={"COLUMNS": "250"})
     assert "yours" in table.output
     assert "a run's, ended (lab gc removes it)" in table.output
+
+
+def test_a_probe_of_the_lock_does_not_make_a_run_give_up_its_labs(
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lab list`/`lab gc` take a lab's lock for a moment to see whether it is held; a run
+    taking the lab at that moment tries again instead of counting it as another run's
+    (which would make its pool down the labs it holds while it waits)."""
+    import fcntl
+
+    real = fcntl.flock
+    busy = [True]
+
+    def flock_once_busy(fd: int, op: int) -> None:
+        if busy[0] and op & fcntl.LOCK_NB:
+            busy[0] = False
+            raise BlockingIOError
+        real(fd, op)
+
+    monkeypatch.setattr(state.LabClaim, "PROBE_PAUSE", 0.0)
+    monkeypatch.setattr(state.fcntl, "flock", flock_once_busy)
+    claim = state.LabClaim("probed")
+    assert claim.acquire(wait=False)
+    claim.release()
+    busy[0] = True
+    assert not state.LabClaim("probed").acquire(wait=False, retries=1)  # a probe: one look
