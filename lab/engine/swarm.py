@@ -11,7 +11,8 @@ get the frozen snapshots below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,3 +301,30 @@ def service_logs(service: Service, *, tail: int | None = 200, since: int | float
     data = _call(["service", "logs", service.name], _client().api.service_logs, service.id,
                  **kwargs)
     return b"".join(data).decode(errors="replace")
+
+
+# What `docker swarm init` adds to an engine besides the swarm: `ingress` goes with the
+# leave, `docker_gwbridge` stays unless removed.
+SWARM_NETWORKS = ("docker_gwbridge", "ingress")
+
+
+def _network_names() -> set[str]:
+    return {str(n.get("Name", "")) for n in _call(["network", "ls"], _client().api.networks)}
+
+
+@contextlib.contextmanager
+def one_machine_swarm() -> Iterator[bool]:
+    """A swarm on this engine for the block (tests, benchmarks): made only if the engine
+    is in none (advertised on 127.0.0.1: no traffic leaves the machine), then left as it
+    was found, the networks the swarm made removed. Yields whether it made one."""
+    if in_swarm():
+        yield False
+        return
+    before = _network_names()
+    run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"])
+    try:
+        yield True
+    finally:
+        run(["docker", "swarm", "leave", "--force"])
+        for name in sorted((_network_names() - before) & set(SWARM_NETWORKS)):
+            run(["docker", "network", "rm", name])

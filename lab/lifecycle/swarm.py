@@ -19,9 +19,9 @@ What differs from Compose, and why:
   log, and says where it runs for the rest. stop = scale to 0 (waited for),
   start = scale to 1, restart = a forced update (a new task), disconnect =
   detach the container from the overlay network, reconnect = a new task (Swarm
-  sets up a task's networks when it starts). A Gitaly node's new task has a new
-  address, so the app gets a new task too (its kept gRPC channels would dial the
-  old one for up to 30 s).
+  sets up a task's networks when it starts). A node's new task has a new address,
+  so the nodes that dial it (the app; a Praefect node for its Gitaly nodes) get new
+  tasks too (their kept gRPC channels would dial the old one for up to 30 s).
 - **Changes** (``apply``): the stack is deployed again; a node whose files or
   service changed gets a new task (it boots with the new files, data kept in its
   volumes); Swarm does not reconfigure inside a running container.
@@ -249,27 +249,33 @@ class SwarmLab(RunningLab):
                                "its service to 0")
             time.sleep(STOP_POLL)
 
-    def _renew_app(self, gitaly: list[str]) -> bool:
-        """After Gitaly nodes got new tasks (new addresses), a new task for the app too.
+    def _renew_dialers(self, renewed: list[str]) -> list[str]:
+        """After nodes got new tasks (new addresses), new tasks for the nodes that dial
+        them: the app (any node it talks to) and a Praefect node (its Gitaly nodes).
 
-        The app's kept gRPC channels (Rails keeps one per storage, the sim likewise)
-        would dial the old address until gRPC resolves the name again, at most every
-        30 s: on Compose a restarted container keeps its address, on Swarm a new task
-        does not. ``gitaly``: the nodes renewed; True if the app got a new task here."""
-        app = self.lab.app.name
-        if app in gitaly or not any(self.lab.node(n).is_gitaly for n in gitaly
-                                    if n in {m.name for m in self.lab.nodes}):
-            return False
-        sw.force_update(self._service(app))
-        return True
+        They keep gRPC channels (Rails one per storage, the sim likewise), which would
+        dial the old address until gRPC looks the name up again, at most every 30 s: on
+        Compose a restarted container keeps its address, on Swarm a new task does not.
+        Returns the nodes given new tasks here."""
+        names = {n.name for n in self.lab.nodes}
+        gone = [n for n in renewed if n in names]
+        dialers: set[str] = set()
+        for node in gone:
+            if node != self.lab.app.name:
+                dialers.add(self.lab.app.name)
+            dialers |= {p.name for p in self.lab.nodes if node in p.backends}
+        todo = sorted(dialers - set(renewed))
+        for node in todo:
+            sw.force_update(self._service(node))
+        return todo
 
     def _new_task(self, node: str) -> None:
         sw.force_update(self._service(node))
-        self._renew_app([node])
+        self._renew_dialers([node])
 
     def _scale_up(self, node: str) -> None:
         sw.scale(self._service(node), 1)
-        self._renew_app([node])
+        self._renew_dialers([node])
 
     def act(self, node: str, verb: str) -> None:
         v = faults.verb(verb)
@@ -361,8 +367,7 @@ class SwarmLab(RunningLab):
         self.last_plan = None
         if changed or before != after:
             self.start()
-            if self._renew_app(changed):
-                changed.append(self.lab.app.name)
+            changed += self._renew_dialers(changed)
             self._prune_objects(after)
         if changed:
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,

@@ -186,3 +186,56 @@ def test_cli_swarm_options_become_spec_keys() -> None:
         'nodes.gitaly1.place="zone=b"', "swarm.publish=true", "swarm.encrypt=true")
     with pytest.raises(click.BadParameter, match="NODE=WHERE"):
         engine_sets(("gitaly1",), False, False)
+
+
+class FakeSwarm:
+    """What SwarmLab asks of lab.engine.swarm, recorded: services by node, scale, update."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        from lab.engine.swarm import Service
+
+        self.services = {n: Service(f"id-{n}", f"glt-x_{n}", {NODE_LABEL: n}) for n in nodes}
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from lab.engine import swarm as sw
+
+        monkeypatch.setattr(sw, "services", lambda labels: list(self.services.values()))
+        monkeypatch.setattr(sw, "scale", lambda svc, n: self.calls.append(("scale", svc.name, n)))
+        monkeypatch.setattr(sw, "force_update",
+                            lambda svc: self.calls.append(("update", svc.name, None)))
+        monkeypatch.setattr(sw, "tasks", lambda svc: [])
+
+
+def swarm_handle(tmp_path: Any) -> Any:
+    from lab.lifecycle.swarm import SwarmLab
+    from lab.store.labdir import write_lab
+
+    return SwarmLab(write_lab(swarm_lab(), tmp_path / "x", image=IMAGE))
+
+
+def test_faults_map_to_swarm_and_a_gitaly_nodes_new_task_renews_the_app(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSwarm(["gitlab", "gitaly1"])
+    fake.install(monkeypatch)
+    lab = swarm_handle(tmp_path)
+    lab.act("gitaly1", "stop")
+    assert fake.calls == [("scale", "glt-x_gitaly1", 0)]
+    fake.calls.clear()
+    # Started again, Gitaly has a new address: the app's kept channels would miss it.
+    lab.act("gitaly1", "start")
+    assert fake.calls == [("scale", "glt-x_gitaly1", 1), ("update", "glt-x_gitlab", None)]
+    fake.calls.clear()
+    lab.act("gitlab", "restart")  # nobody dials the app
+    assert fake.calls == [("update", "glt-x_gitlab", None)]
+
+
+def test_swarm_engine_needs_a_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.engine import swarm as sw
+    from lab.errors import EngineUnusable
+    from lab.lifecycle.swarm import SwarmLab
+
+    monkeypatch.setattr(sw, "_call", lambda what, fn, *a, **k: {"Swarm": {
+        "LocalNodeState": "inactive"}})
+    with pytest.raises(EngineUnusable, match=r"docker swarm init --advertise-addr 127\.0\.0\.1"):
+        SwarmLab.check_engine()
