@@ -74,6 +74,13 @@ if TYPE_CHECKING:
 SIM_NO_PRAEFECT = ("the sim flavour has no Praefect yet, so a Gitaly Cluster lab can't start "
                    "on it: `lab render cluster -o DIR` writes its files, and --flavor omnibus "
                    "runs it on real GitLab images")
+# Nodes installed from source (issue 29) render (lab render) but don't run yet: the sim
+# can't start a node from config.toml / gitlab.yml, nor does the compose file run CNG's
+# Gitaly image.
+SOURCE_NOT_RUNNABLE = ("node {node} is installed from source (install: source): its "
+                       "config.toml / gitlab.yml render (`lab render -o DIR`) and `lab import` "
+                       "and `lab doctor` read them, but a source node is not yet runnable in a "
+                       "lab; leave install at omnibus to start this lab")
 # How long a node's container may be missing from every poll round's listing before it
 # counts as gone (the rounds come fast at first, so this is a time, not a count).
 UNLISTED_SECONDS = 2.0
@@ -544,6 +551,9 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
                        "nothing was touched. Remove the link itself, or pick another --name")
     if lab.praefect_nodes and lab.flavor is Flavor.SIM:
         raise BadInput(SIM_NO_PRAEFECT)
+    source = [n.name for n in lab.nodes if n.from_source]
+    if source:
+        raise BadInput(SOURCE_NOT_RUNNABLE.format(node=", ".join(source)))
     dk.check_reachable()  # Docker unreachable: say so before anything else
     handle_class(lab).check_engine()  # likewise no Compose tool, or no swarm
     path = state.lab_dir(lab.name)

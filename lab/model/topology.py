@@ -47,6 +47,14 @@ class Edition(StrEnum):
     EE = "ee"
 
 
+class Install(StrEnum):
+    """How a node is installed: the Omnibus package (gitlab.rb, reconfigure) or from source
+    (Gitaly's config.toml, GitLab's gitlab.yml; a change applies by restart)."""
+
+    OMNIBUS = "omnibus"
+    SOURCE = "source"
+
+
 class SecretsPolicy(StrEnum):
     SHARED = "shared"  # byte-identical copy of the lab's one gitlab-secrets.json
     OWN = "own"  # a freshly generated file of its own (the guide's failure case)
@@ -99,6 +107,11 @@ class Node:
     # engine swarm: the machine it runs on, a swarm node's host name or "LABEL=VALUE" of
     # a node label; None: Swarm's own scheduling.
     place: str | None = None
+    install: Install = Install.OMNIBUS
+
+    @property
+    def from_source(self) -> bool:
+        return self.install is Install.SOURCE
 
     @property
     def replicas(self) -> int:

@@ -177,6 +177,18 @@ GITALY_STORAGE_WRAPPED = Version(13, 0, 0)
 GITALY_STORAGE_DOESNT_EXIST = Version(14, 3, 0)
 GITALY_PLAIN_EXIT = Version(16, 3, 0)
 
+# A Gitaly node installed from source: its config.toml's schema (gitaly config.toml.example
+# and internal/config/config.go by tag; docs/fidelity.md, "Nodes installed from source").
+#: [gitlab-shell] gains secret_file and gitlab_url (v13.0.0); before, Gitaly read them from
+#: gitlab-shell's own config.yml in [gitlab-shell] dir (secret: dir/.gitlab_shell_secret).
+GITALY_SHELL_KEYS_IN_TOML = Version(13, 0, 0)
+#: [gitlab] url/secret_file and [hooks] custom_hooks_dir replace them (v13.1.0).
+GITALY_GITLAB_SECTION = Version(13, 1, 0)
+#: The [gitaly-ruby] sidecar's section is gone from the example (v15.11.0).
+GITALY_RUBY_REMOVED = Version(15, 11, 0)
+#: The [gitlab-shell] section is gone from the example (v16.4.0).
+GITALY_SHELL_DIR_REMOVED = Version(16, 4, 0)
+
 
 def omnibus_image_ref(edition: str, version: str) -> str:
     """The official image of a release: gitlab/gitlab-ce:17.11.7-ce.0."""

@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from lab.model.topology import Edition, Engine, Flavor, Role, SecretsPolicy
+from lab.model.topology import Edition, Engine, Flavor, Install, Role, SecretsPolicy
 from lab.scenario import load
 from lab.scenario.steps import STEPS, Registry, faults
 from lab.spec import labspec
@@ -51,6 +51,7 @@ def _spec_body() -> Schema:
     node = _object(labspec.NODE_KEYS, {
         "roles": {"anyOf": [_choice(Role), {"type": "array", "items": _choice(Role)}]},
         "secrets": _choice(SecretsPolicy),
+        "install": _choice(Install),
         "storages": {"type": "array", "items": storage},
     })
     return _object(labspec.LAB_KEYS, {

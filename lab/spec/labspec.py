@@ -17,6 +17,7 @@ from lab.model.topology import (
     Edition,
     Engine,
     Flavor,
+    Install,
     Lab,
     Node,
     Role,
@@ -49,7 +50,7 @@ LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
             "gitaly_token", "engine", "swarm", "nodes")
 NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gitaly_token",
              "internal_api_url", "publish", "omnibus_config", "gitaly_nodes",
-             "replication_factor", "place")
+             "replication_factor", "place", "install")
 SWARM_KEYS = ("publish", "encrypt")
 # Where a swarm lab's node runs: a swarm node's host name, or LABEL=VALUE of a node label.
 PLACE_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}=)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -248,6 +249,11 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
                 raise error_at(origins, (*path, "replication_factor"),
                                f"{factor} is not between 1 and the {len(backends)} gitaly "
                                "nodes behind this praefect")
+    install = Install(_choice(data.get("install", "omnibus"), [i.value for i in Install],
+                              (*path, "install"), origins))
+    if install is Install.SOURCE and any(r in ALONE_ROLES for r in roles):
+        raise error_at(origins, (*path, "install"), "only app and gitaly nodes can be "
+                       "installed from source here (Praefect and its database run on Omnibus)")
     secrets = SecretsPolicy(_choice(data.get("secrets", "shared"),
                                     [p.value for p in SecretsPolicy], (*path, "secrets"), origins))
     tls_value = data.get("tls")
@@ -290,6 +296,7 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
         backends=backends,
         replication_factor=factor,
         place=_place(data.get("place"), (*path, "place"), origins),
+        install=install,
     )
 
 
@@ -499,6 +506,8 @@ def resolved_spec(lab: Lab) -> dict[str, Any]:
             entry["replication_factor"] = n.replication_factor
         if n.place is not None:
             entry["place"] = n.place
+        if n.from_source:
+            entry["install"] = n.install.value
         nodes[n.name] = entry
     out: dict[str, Any] = {"name": lab.name}
     if lab.topology:

@@ -28,6 +28,7 @@ from lab.render.secrets import (
     merge_written_back,
     shell_secret,
 )
+from lab.render.source import source_files
 from lab.spec.labspec import NODE_RE, resolved_spec
 from lab.store.lab_folder import LabFolder
 from lab.store.layout import (
@@ -174,6 +175,9 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
             # Gitaly reads its key as the `git` user, whose id the host does not
             # know; the lab directory itself (0700) keeps other host users out.
             files.append(RenderedFile(paths.key, sec.tls[f"{node.name}.key"], PUBLIC))
+    # Nodes installed from source: config.toml / gitlab.yml and the shell secret beside
+    # the gitlab.rb they would have had on Omnibus.
+    files += [RenderedFile(path, text, SECRET) for path, text in source_files(lab, sec).items()]
     return files
 
 

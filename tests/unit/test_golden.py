@@ -47,6 +47,7 @@ class Case:
 
 TLS = ("tls=true",)
 OWN = ("nodes.gitaly1.secrets=own",)
+SOURCE = ("nodes.gitlab.install=source", "nodes.gitaly1.install=source")
 CASES = (
     *(Case("scaled", v) for v in ("11.11.8", "12.10.14", "15.9.8", "17.11.7", "19.3.0")),
     # Legacy gitaly['tls_listen_addr'] and friends; then the gitaly['configuration'] tls block.
@@ -64,6 +65,10 @@ CASES = (
     Case("cluster", "13.12.15"),
     Case("cluster", "19.3.0"),
     Case("cluster", "19.3.0", TLS, "tls"),
+    # Installed from source: Gitaly reads gitlab-shell's config.yml (before 13.0), then
+    # [gitlab-shell] gitlab_url (13.0), then [gitlab] (13.1+); [gitaly-ruby] until 15.11.
+    *(Case("scaled", v, SOURCE, "source") for v in ("12.10.14", "13.0.14", "13.12.15",
+                                                     "19.3.0")),
 )
 
 

@@ -108,7 +108,7 @@ def test_the_contracts_and_the_image_carry_the_same_packages() -> None:
     assert carried["forbidden_modules"] == sim["forbidden_modules"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     import_names = {"PyYAML": "yaml", "PyJWT": "jwt", "grpcio": "grpc", "protobuf": "google",
-                    "google-re2": "re2"}
+                    "google-re2": "re2", "tomli-w": "tomli_w"}
     in_the_image = {"jwt", "grpc", "google"}  # python3-jwt, -grpcio, -protobuf
     needed = {import_names.get(name, name.lower()) for name in (
         re.split(r"[<>=\[ ]", dep)[0] for dep in [*project["dependencies"],

@@ -92,7 +92,7 @@ BAD_FILES = [
     ("nodes:\n  gitlab:\n    roles: [app]\n    colour: blue\n",
      "{f}:4: nodes.gitlab.colour: unknown key 'colour'; valid keys here: roles, storages, secrets, "
      "tls, tls_san, trust_ca, gitaly_token, internal_api_url, publish, omnibus_config, "
-     "gitaly_nodes, replication_factor, place"),
+     "gitaly_nodes, replication_factor, place, install"),
     ("topology: huge\n",
      "{f}:1: topology: unknown topology 'huge'; known topologies: cluster, scaled, sharded, "
      "single"),
