@@ -92,6 +92,9 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
                 swarm_sweep.settle(functools.partial(dk.remove_network, n))
             else:
                 dk.remove_network(n)
+    if swarm and not dry_run:
+        # The manager removes a swarm network at once, this engine's copy a moment later.
+        swarm_sweep.settle(lambda: swarm_sweep.gone(dk.networks(labels), "network"))
     for v in dk.volumes(labels):
         removed.append(f"volume {v.name}")
         if not dry_run:

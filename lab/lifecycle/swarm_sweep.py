@@ -9,9 +9,10 @@ swarm (or a worker, which cannot list them) there are none to remove here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from lab.engine import swarm as sw
+from lab.errors import EngineError
 
 # After its services are gone, Swarm detaches their tasks from the overlay network a
 # moment later; removing the network sooner says "has active endpoints".
@@ -40,6 +41,12 @@ def remove_objects(labels: Mapping[str, str], *, dry_run: bool = False) -> list[
         for obj in found:
             sw.remove_object(obj)
     return [f"{o.kind} {o.name}" for o in found]
+
+
+def gone(still: Sequence[object], what: str) -> None:
+    """Raise while ``still`` lists something (for ``settle`` to ask again)."""
+    if still:
+        raise EngineError([what, "ls"], 1, f"{len(still)} {what}(s) still listed after removal")
 
 
 def settle(remove: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep,
