@@ -84,7 +84,8 @@ def collect(name: str | None, output: Path | None, force: bool, as_json: bool) -
 @click.command(name="import")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--node", "named", multiple=True, metavar="NAME=FILE",
-              help="A gitlab.rb with its node name (else taken from the file name).")
+              help="A gitlab.rb (or a source node's config.toml, gitlab.yml, gitlab-shell "
+                   "config.yml) with its node name (else taken from the file name).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write the spec here (default: stdout).")
 @click.option("--version", "gitlab_version", metavar="X.Y.Z",
@@ -96,7 +97,9 @@ def import_(files: tuple[Path, ...], named: tuple[str, ...], output: Path | None
     """Turn a customer's gitlab.rb files (one per node) into a lab spec.
 
     Node names come from the file names (gitaly1.rb, gitlab-gitaly1.rb,
-    nodes/gitaly1/gitlab.rb) or from --node NAME=FILE. Settings the spec cannot
+    nodes/gitaly1/gitlab.rb, gitaly1/config.toml) or from --node NAME=FILE. A
+    node installed from source gives Gitaly's config.toml (with gitlab-shell's
+    config.yml before 13.0) or GitLab's gitlab.yml, read as data. Settings the spec cannot
     express are listed, and kept as comments in the YAML. Then: lab up -f SPEC.
     """
     if output is not None:

@@ -35,6 +35,14 @@ from lab.omnibus.infer import VersionClues
 from lab.omnibus.release import Version
 from lab.omnibus.secret_keys import is_secret_key
 from lab.spec.rb_reader import read_rb
+from lab.spec.source_reader import (
+    ShellConfig,
+    SourceApp,
+    SourceGitaly,
+    read_config_toml,
+    read_gitlab_yml,
+    read_shell_config_yml,
+)
 from lab.spec.versions import DEFAULT_VERSION, newer_than_known, parse_supported, unsupported
 
 DEFAULT_NAME = "imported"
@@ -142,6 +150,7 @@ class NodeImport:
     internal_api_url: str | None = None
     external_url: str | None = None
     skipped: tuple[tuple[int, str], ...] = ()  # Ruby statements that are not settings
+    source_install: bool = False  # read from config.toml / gitlab.yml (install: source)
 
 
 def _roles(s: Settings) -> list[str]:
@@ -270,6 +279,46 @@ def _app_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) ->
                          "lab's app uses one token for every storage")
 
 
+# What a node installed from source was read from: a gitlab.yml, a config.toml, or a
+# config.toml with gitlab-shell's config.yml (Gitaly before 13.0).
+SourceFacts = SourceApp | SourceGitaly | tuple[SourceGitaly, ShellConfig]
+
+
+def _source_side(node: NodeImport, facts: SourceFacts, notes: list[str]) -> None:
+    """A node installed from source: its config.toml (+ gitlab-shell's config.yml) or its
+    gitlab.yml, read as data, give the same facts a gitlab.rb gives."""
+    node.source_install = True
+    notes.append(f"{node.name}: installed from source (install: source), which a lab does not "
+                 "run yet; set its install to omnibus to boot the lab with the same wiring")
+    if isinstance(facts, SourceApp):
+        node.app = True
+        node.app_storages = dict(facts.storages)
+        tokens = set(facts.tokens.values())
+        if len(tokens) == 1:
+            node.token = tokens.pop()
+        elif tokens:
+            notes.append(f"{node.name}: per-storage gitaly_token values are not reproduced; "
+                         "the lab's app uses one token for every storage")
+        return
+    gitaly, shell = facts if isinstance(facts, tuple) else (facts, None)
+    node.gitaly = True
+    node.token = gitaly.token
+    node.tls = bool(gitaly.tls_listen_addr)
+    for name, repositories in gitaly.storages.items():
+        path, standard = _spec_path(repositories)
+        if not standard:
+            notes.append(f"{node.name}: storage {name!r} keeps repositories in {repositories}; "
+                         f"the lab keeps them in {path}/repositories")
+        node.storages[name] = path
+    node.internal_api_url = gitaly.api_url if gitaly.api_url is not None else \
+        (shell.gitlab_url if shell is not None else None)
+    if gitaly.api_url is None and shell is None and gitaly.shell_dir:
+        notes.append(f"{node.name}: the API URL is in gitlab-shell's config.yml under "
+                     f"{gitaly.shell_dir} (Gitaly before 13.0); give that file as "
+                     f"--node {node.name}=config.yml to read it")
+    notes += [f"{node.name}: {clue}" for clue in gitaly.clues]
+
+
 def release_findings(settings: Mapping[str, Any], version: Version) -> list[str]:
     """What ``version``'s Omnibus says about these settings: unknown keys and removals."""
     return [message for _, message in omnibus_dialect.findings(settings, version)]
@@ -313,8 +362,15 @@ def _one_line(comment: str) -> str:
 
 
 def _node_name(path: Path, by_folder: bool = False) -> str:
-    """gitaly1.rb, gitlab-gitaly1.rb -> gitaly1; ``by_folder``: gitaly1/gitlab.rb -> gitaly1."""
-    stem = path.name.removesuffix(".rb")
+    """gitaly1.rb, gitlab-gitaly1.rb, gitaly1.toml -> gitaly1; ``by_folder``:
+    gitaly1/gitlab.rb -> gitaly1; gitaly1/config.toml (or config.yml) -> gitaly1 always."""
+    stem = path.name
+    for suffix in (".rb", ".toml", ".yml", ".yaml"):
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem.removesuffix(suffix)
+            break
+    if stem == "config" and path.parent.name not in ("", ".", "/"):
+        stem = path.parent.name
     for prefix in ("gitlab.", "gitlab-", "gitlab_"):
         if stem.startswith(prefix) and len(stem) > len(prefix):
             stem = stem[len(prefix):]
@@ -341,12 +397,15 @@ def node_inputs(files: Sequence[Path], named: Sequence[str]) -> list[tuple[str, 
     out += [(_node_name(p, by_folder), p) for p in files]
     seen: dict[str, Path] = {}
     for name, path in out:
-        if name in seen:
+        # A Gitaly config.toml and gitlab-shell's config.yml of the same node (before 13.0).
+        pair = {source_kind(path), source_kind(seen[name])} if name in seen else set()
+        if name in seen and pair != {"toml", "shell"}:
             raise SpecError(f"two files map to node {name!r} ({seen[name]} and {path}); name "
                             "them with --node NAME=FILE", source=str(path))
         seen[name] = path
     if not out:
-        raise SpecError("give at least one gitlab.rb file")
+        raise SpecError("give at least one gitlab.rb file (or a source node's config.toml / "
+                        "gitlab.yml)")
     return out
 
 
@@ -356,11 +415,13 @@ TokenSource = Callable[[int], str]
 def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
                     version: str | None = None, name: str = DEFAULT_NAME,
                     token_hex: TokenSource = _secrets.token_hex,
-                    skipped: Mapping[str, Sequence[tuple[int, str]]] | None = None
+                    skipped: Mapping[str, Sequence[tuple[int, str]]] | None = None,
+                    sources: Mapping[str, SourceFacts] | None = None
                     ) -> ImportResult:
     """Map read settings, one (node name, source file, settings) per node, to a spec.
 
-    ``skipped``: per node, the (line, statement) pairs the reader did not take.
+    ``skipped``: per node, the (line, statement) pairs the reader did not take;
+    ``sources``: per node installed from source, what its files say (its settings are {}).
     """
     notes: list[str] = []
     clues = VersionClues()
@@ -385,6 +446,9 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
     chosen = str(release)
     d = omnibus_dialect.dialect_for(release)
     for node in nodes:
+        if sources and node.name in sources:
+            _source_side(node, sources[node.name], notes)
+            continue
         _classify(node, d, notes)
         if node.praefect is None and not node.postgres:
             _gitaly_side(node, d, notes)
@@ -441,6 +505,8 @@ def import_settings(inputs: Sequence[tuple[str, str, Mapping[str, Any]]], *,
                 entry["internal_api_url"] = url
         if node.app:
             entry["publish"] = {"http": 0}
+        if node.source_install:
+            entry["install"] = "source"
         spec_nodes[node.name] = entry
     behind = {b for n in nodes for b in n.backends}
     if not any("default" in n.storages for n in nodes if n.gitaly and n.name not in behind) \
@@ -671,12 +737,55 @@ def _internal_api(node: NodeImport, app: NodeImport, notes: list[str]) -> str | 
     return url
 
 
+def source_kind(path: Path) -> str | None:
+    """``toml`` (Gitaly's config.toml), ``gitlab.yml``, ``shell`` (gitlab-shell's
+    config.yml) or None (a gitlab.rb), by the file's name."""
+    if path.suffix == ".toml":
+        return "toml"
+    if path.suffix in (".yml", ".yaml"):
+        return "shell" if path.stem == "config" else "gitlab.yml"
+    return None
+
+
+def read_sources(files: Sequence[tuple[str, Path]]) -> dict[str, SourceFacts]:
+    """Node -> what its source-installation files say (a config.toml with the gitlab-shell
+    config.yml of the same node, or a gitlab.yml)."""
+    toml: dict[str, SourceGitaly] = {}
+    shell: dict[str, ShellConfig] = {}
+    out: dict[str, SourceFacts] = {}
+    for node, path in files:
+        kind = source_kind(path)
+        if kind == "toml":
+            toml[node] = read_config_toml(path)
+        elif kind == "shell":
+            shell[node] = read_shell_config_yml(path)
+        elif kind == "gitlab.yml":
+            out[node] = read_gitlab_yml(path)
+    for node, cfg in shell.items():
+        if node not in toml:
+            raise SpecError(f"gitlab-shell's config.yml for node {node!r} comes with that node's "
+                            f"Gitaly config.toml (--node {node}=config.toml)", source=cfg.file)
+    for node, gitaly in toml.items():
+        out[node] = (gitaly, shell[node]) if node in shell else gitaly
+    return out
+
+
 def import_files(files: Sequence[tuple[str, Path]], *, version: str | None = None,
                  name: str = DEFAULT_NAME, ruby: str = "ruby") -> ImportResult:
-    read = [(node, path, read_rb(path, ruby=ruby)) for node, path in files]
+    sources = read_sources(files)
+    rb_files = [(node, path) for node, path in files if source_kind(path) is None]
+    read = [(node, path, read_rb(path, ruby=ruby)) for node, path in rb_files]
     inputs = [(node, str(path), rb.settings) for node, path, rb in read]
+    inputs += [(node, _source_file(facts), {}) for node, facts in sources.items()]
     return import_settings(inputs, version=version, name=name,
-                           skipped={node: rb.skipped for node, _, rb in read})
+                           skipped={node: rb.skipped for node, _, rb in read},
+                           sources=sources)
+
+
+def _source_file(facts: SourceFacts) -> str:
+    if isinstance(facts, tuple):
+        return f"{facts[0].file} + {facts[1].file}"
+    return facts.file
 
 
 def check_importable(result: ImportResult) -> None:
