@@ -40,6 +40,7 @@ from lab.lifecycle.handle import RunningLab, up
 from lab.lifecycle.timeouts import WAITS
 from lab.model.labels import HOME_LABEL
 from lab.model.topology import Lab
+from lab.omnibus.release import VERSION_ENV
 from lab.render.compose_file import labels
 from lab.render.secrets import ensure_secrets
 from lab.spec.labspec import SpecRequest, resolve
@@ -201,6 +202,9 @@ class GitalyContainer(DockerContainer):
         self._kwargs = {"hostname": NODE, "shm_size": "256m", **extra,
                         "labels": {**mine, **(extra.get("labels") or {})}}
         self.with_volume_mapping(str(self._etc), "/etc/gitlab", "rw")
+        # The release the node plays, as the lab's compose file tells every node: without it
+        # the sim plays the newest release whatever ``version`` rendered its gitlab.rb.
+        self.with_env(VERSION_ENV, str(self.lab.version))
         # Loopback only, as every published lab port: never reachable from the network.
         # (docker-py takes a one-element tuple as "this host address, any free port").
         cast(dict[str, Any], self.ports)[str(self.port)] = (LOOPBACK,)
