@@ -6,7 +6,8 @@ Kept apart so the judging is testable without Docker:
   what a Gitaly server answers);
 - ``checks``: pure functions from facts to ``Check`` rows, each failure carrying a
   one-line hint in the words of GitLab's guide;
-- ``format``: the table, the plain text and the JSON.
+- ``format``: the table, the plain text and the JSON;
+- ``wiring``: Omnibus and source nodes' files against each other (no Docker).
 
 Secrets are compared by hash only, and every detail passes the lab's redactor.
 """
@@ -22,6 +23,7 @@ from lab.support.doctor.checks import Check, Level, Report, judge
 from lab.support.doctor.facts import Gathered, HostFacts
 from lab.support.doctor.format import format_table, format_text, gathered_json
 from lab.support.doctor.gather import gather_host, gather_lab, node_states
+from lab.support.doctor.wiring import wiring_report
 
 __all__ = ["Check", "Gathered", "HostFacts", "LabHandle", "Level", "Report", "doctor",
            "format_table", "format_text", "gathered_json", "node_states"]
@@ -43,6 +45,9 @@ def doctor(handle: LabHandle | None, *,
             states = {}
     g = gather_lab(handle, states)
     report = judge(handle.name, g, handle.lab.app.name)
+    # Nodes installed from source: their config.toml / gitlab.yml against the gitlab.rb
+    # side, from the lab folder's files (empty for a lab of Omnibus nodes only).
+    report = Report(report.lab, (*report.checks, *wiring_report(handle.path, handle.lab)))
     # Details quote what nodes said (a command's last line, a gitlab.rb the reader refused):
     # they pass the lab's redactor before anything shows them.
     return Report(report.lab, tuple(

@@ -1,0 +1,162 @@
+"""What wires the app to each Gitaly node, read from the lab folder's files on both kinds
+of node (an Omnibus node's gitlab.rb and gitlab-secrets.json, a source node's config.toml,
+gitlab.yml and shell secret file) and compared by hash: tokens, the shell secret, storage
+names and the API URL, each side named by its file and key. No Docker: files only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import SpecError
+from lab.model.topology import Lab, Node
+from lab.omnibus import dialect as omnibus_dialect
+from lab.omnibus import keypaths
+from lab.render import source
+from lab.render.gitlab_rb import app_url
+from lab.render.secrets import fingerprint
+from lab.spec.rb_reader import read_rb
+from lab.spec.source_reader import Where, read_config_toml, read_gitlab_yml
+from lab.support.doctor.checks import Check, Level
+
+
+@dataclass
+class Side:
+    """One node's half of the wiring: each value with the file and key it came from."""
+
+    node: str
+    token: dict[str, tuple[str | None, Where]] = field(default_factory=dict)  # storage/"" ->
+    secret: tuple[str | None, Where] | None = None
+    storages: tuple[set[str], Where] | None = None
+    url: tuple[str | None, Where] | None = None
+    addresses: dict[str, str] = field(default_factory=dict)  # app: storage -> address
+
+
+def _inside(folder: Path, absolute: str) -> Path | None:
+    """A node's path (as the node sees it) under its folder in the lab, or None if it
+    would leave it."""
+    candidate = (folder / absolute.lstrip("/")).resolve()
+    return candidate if candidate.is_relative_to(folder.resolve()) else None
+
+
+def _secret_file(folder: Path, path: str, where: Where) -> tuple[str | None, Where]:
+    local = _inside(folder, path)
+    text = local.read_text().strip() if local is not None and local.is_file() else None
+    return text, Where(str(local or path), "(the whole file)", None) if text else where
+
+
+def _omnibus_secret(folder: Path) -> tuple[str | None, Where]:
+    path = folder / "gitlab-secrets.json"
+    where = Where(str(path), "gitlab_shell.secret_token")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, where
+    value = data.get("gitlab_shell", {}).get("secret_token") if isinstance(data, dict) else None
+    return (str(value) if value else None), where
+
+
+def _rb_where(path: Path, setting: str, lab: Lab) -> Where:
+    keys = keypaths.read_order(setting, lab.version)
+    return Where(str(path), keys[0].ruby if keys else setting)
+
+
+def read_side(lab_dir: Path, lab: Lab, node: Node) -> Side:
+    folder = lab_dir / "nodes" / node.name
+    side = Side(node.name)
+    if node.from_source and node.is_app:
+        yml_path = folder / source.GITLAB_YML.lstrip("/")
+        app = read_gitlab_yml(yml_path)
+        for name, value in app.tokens.items():
+            side.token[name] = (value, app.where[f"token:{name}"])
+        side.addresses = dict(app.storages)
+        side.secret = _secret_file(folder, app.secret_file or source.APP_SHELL_SECRET_FILE,
+                                   Where(app.file, "production.gitlab_shell.secret_file"))
+        return side
+    if node.from_source:
+        g = read_config_toml(folder / source.CONFIG_TOML.lstrip("/"))
+        side.token[""] = (g.token, g.where.get("token", Where(g.file, "auth.token")))
+        side.storages = (set(g.storages), g.where["storages"])
+        if g.api_url is not None:
+            side.url = (g.api_url, g.where["api_url"])
+        side.secret = _secret_file(folder, g.secret_file or source.SHELL_SECRET_FILE,
+                                   g.where.get("secret_file", Where(g.file, "gitlab.secret_file")))
+        return side
+    rb = folder / "gitlab.rb"
+    get = omnibus_dialect.getter(read_rb(rb, omnibus_config=node.omnibus_config).settings)
+    d = lab.dialect
+    side.secret = _omnibus_secret(folder)
+    if node.is_app:
+        a = omnibus_dialect.read_app(get, d)
+        side.token[""] = (a.token, _rb_where(rb, keypaths.APP_GITALY_TOKEN, lab))
+        for name, row in a.storages.items():
+            side.addresses[name] = row.get("address", "")
+            if "token" in row:
+                key = "".join(f"['{p}']" for p in a.storages_key[1:])
+                side.token[name] = (row["token"], Where(
+                    str(rb), f"{a.storages_key[0]}{key}['{name}']['gitaly_token']"))
+        return side
+    f = omnibus_dialect.read_gitaly(get, d)
+    side.token[""] = (f.token, _rb_where(rb, keypaths.GITALY_TOKEN, lab))
+    side.storages = (set(f.storages), _rb_where(rb, keypaths.GITALY_STORAGES, lab))
+    side.url = (f.internal_api_url, _rb_where(rb, keypaths.INTERNAL_API_URL, lab))
+    return side
+
+
+def _fp(value: str | None) -> str:
+    return "unset" if not value else fingerprint(value)
+
+
+def _host(address: str) -> str:
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+def wiring_checks(lab: Lab, app: Side, gitaly: Side) -> list[Check]:
+    """The app's side against one Gitaly node's side, by hash, naming both files and keys."""
+    out: list[Check] = []
+    served = sorted(n for n, a in app.addresses.items() if _host(a) == gitaly.node)
+    for name in served or [""]:
+        sent, sent_at = app.token.get(name) or app.token.get("", (None, Where("?", "?")))
+        held, held_at = gitaly.token.get("", (None, Where("?", "?")))
+        level = Level.OK if sent == held and sent else Level.FAIL
+        out.append(Check(gitaly.node, "gitaly token (files)", level,
+                         f"{sent_at}: {_fp(sent)} / {held_at}: {_fp(held)}",
+                         "" if level is Level.OK else "make both the same token, then "
+                         "reconfigure (Omnibus) or restart (source) both nodes"))
+    if app.secret is not None and gitaly.secret is not None:
+        (a, a_at), (g, g_at) = app.secret, gitaly.secret
+        level = Level.OK if a == g and a else Level.FAIL
+        out.append(Check(gitaly.node, "shell secret (files)", level,
+                         f"{a_at}: {_fp(a)} / {g_at}: {_fp(g)}",
+                         "" if level is Level.OK else f"copy {app.node}'s secret to "
+                         f"{gitaly.node}, then restart Gitaly"))
+    if gitaly.storages is not None:
+        names, at = gitaly.storages
+        missing = [n for n in served if n not in names]
+        out.append(Check(gitaly.node, "storage names (files)",
+                         Level.FAIL if missing else Level.OK,
+                         f"app storages on {gitaly.node}: {', '.join(served) or 'none'} / "
+                         f"{at}: {', '.join(sorted(names))}",
+                         f"add {', '.join(missing)} to {at.file}" if missing else ""))
+    if gitaly.url is not None:
+        url, at = gitaly.url
+        want = app_url(lab)
+        level = Level.OK if url and url.rstrip("/") == want else Level.WARN
+        out.append(Check(gitaly.node, "internal API URL (files)", level,
+                         f"{at}: {url or 'unset'} (the app is {want})"))
+    return out
+
+
+def wiring_report(lab_dir: Path, lab: Lab) -> list[Check]:
+    """Every Gitaly node of a lab with a source node against its app, from the files."""
+    if not any(n.from_source for n in lab.nodes):
+        return []
+    try:
+        app = read_side(lab_dir, lab, lab.app)
+        sides = [read_side(lab_dir, lab, n) for n in lab.external_gitaly_nodes
+                 if lab.praefect_of(n) is None]
+    except SpecError as exc:
+        return [Check("lab", "wiring (files)", Level.FAIL, str(exc))]
+    return [c for side in sides for c in wiring_checks(lab, app, side)]

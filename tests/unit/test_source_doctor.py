@@ -1,0 +1,79 @@
+"""lab doctor's file checks across Omnibus and source nodes (lab/support/doctor/wiring.py):
+tokens, the shell secret, storage names and the API URL by hash, each side named by its
+file and key, from a rendered lab folder (no Docker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.model.topology import Lab
+from lab.render.secrets import fingerprint
+from lab.spec.labspec import SpecRequest, resolve
+from lab.store.labdir import write_lab
+from lab.support.doctor.checks import Level
+from lab.support.doctor.wiring import wiring_report
+
+TOML = "nodes/gitaly1/home/git/gitaly/config.toml"
+
+
+def _lab(tmp: Path, version: str = "19.3.0", *sets: str) -> tuple[Lab, Path]:
+    lab = resolve(SpecRequest(topology="scaled", version=version, flavor="omnibus",
+                              sets=("nodes.gitaly1.install=source", *sets)))
+    write_lab(lab, tmp / "lab", image="unused")
+    return lab, tmp / "lab"
+
+
+def _levels(checks: list) -> dict[str, Level]:  # type: ignore[type-arg]
+    return {c.name: c.level for c in checks}
+
+
+def test_a_rendered_lab_is_wired_right(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    assert set(_levels(wiring_report(folder, lab)).values()) == {Level.OK}
+
+
+def test_token_mismatch_between_gitlab_rb_and_config_toml(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    toml = folder / TOML
+    text = toml.read_text()
+    token = text.split('token = "', 1)[1].split('"', 1)[0]
+    toml.write_text(text.replace(token, "a-different-token"))
+    rows = [c for c in wiring_report(folder, lab) if c.name == "gitaly token (files)"]
+    assert [r.level for r in rows] == [Level.FAIL, Level.FAIL]  # default, storage1
+    row = rows[0]
+    assert "nodes/gitlab/gitlab.rb gitlab_rails['gitaly_token']" in row.detail
+    assert f"{TOML}:" in row.detail
+    assert "auth.token" in row.detail
+    assert fingerprint("a-different-token") in row.detail
+    assert "a-different-token" not in row.detail
+    assert token not in row.detail
+
+
+def test_own_secrets_fail_the_shell_secret_row(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path, "19.3.0", "nodes.gitaly1.secrets=own")
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
+    assert row.level is Level.FAIL
+    assert "gitlab-secrets.json gitlab_shell.secret_token" in row.detail
+
+
+def test_a_storage_the_node_does_not_serve(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    toml = folder / TOML
+    toml.write_text(toml.read_text().replace('"storage1"', '"storage9"'))
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "storage names (files)"]
+    assert row.level is Level.FAIL
+    assert "storage1" in row.hint
+
+
+def test_a_wrong_api_url_warns_naming_the_key(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path, "13.0.14")
+    toml = folder / TOML
+    toml.write_text(toml.read_text().replace('"http://gitlab"', '"http://nowhere"'))
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "internal API URL (files)"]
+    assert row.level is Level.WARN
+    assert "gitlab-shell.gitlab_url" in row.detail
+
+
+def test_labs_without_source_nodes_are_not_read(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled", version="19.3.0", flavor="omnibus"))
+    assert wiring_report(tmp_path / "missing", lab) == []
