@@ -216,6 +216,16 @@ def _spec_path(repositories: str) -> tuple[str, bool]:
     return path, False
 
 
+def _take_storages(node: NodeImport, storages: Mapping[str, str], notes: list[str]) -> None:
+    """A Gitaly node's storages (name -> repositories folder) in the spec's terms."""
+    for name, repositories in storages.items():
+        path, standard = _spec_path(repositories)
+        if not standard:
+            notes.append(f"{node.name}: storage {name!r} keeps repositories in {repositories}; "
+                         f"the lab keeps them in {path}/repositories")
+        node.storages[name] = path
+
+
 def _gitaly_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str]) -> None:
     s = node.settings
     f = omnibus_dialect.read_gitaly(s.get, d)
@@ -244,12 +254,7 @@ def _gitaly_side(node: NodeImport, d: omnibus_dialect.Dialect, notes: list[str])
         port = _port(tls_listen or listen)
         if port is not None and port != expected:
             notes.append(f"{node.name}: listens on port {port}; the lab uses {expected}")
-    for name, repositories in f.storages.items():
-        path, standard = _spec_path(repositories)
-        if not standard:
-            notes.append(f"{node.name}: storage {name!r} keeps repositories in {repositories}; "
-                         f"the lab keeps them in {path}/repositories")
-        node.storages[name] = path
+    _take_storages(node, f.storages, notes)
     if node.gitaly and not f.storages_from:
         notes.append(f"{node.name}: no storages configured: the Omnibus default storage "
                      "'default' is assumed")
@@ -304,12 +309,7 @@ def _source_side(node: NodeImport, facts: SourceFacts, notes: list[str]) -> None
     node.gitaly = True
     node.token = gitaly.token
     node.tls = bool(gitaly.tls_listen_addr)
-    for name, repositories in gitaly.storages.items():
-        path, standard = _spec_path(repositories)
-        if not standard:
-            notes.append(f"{node.name}: storage {name!r} keeps repositories in {repositories}; "
-                         f"the lab keeps them in {path}/repositories")
-        node.storages[name] = path
+    _take_storages(node, gitaly.storages, notes)
     node.internal_api_url = gitaly.api_url if gitaly.api_url is not None else \
         (shell.gitlab_url if shell is not None else None)
     if gitaly.api_url is None and shell is None and gitaly.shell_dir:

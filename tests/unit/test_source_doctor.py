@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lab.model.topology import Lab
 from lab.render.secrets import fingerprint
 from lab.spec.labspec import SpecRequest, resolve
@@ -56,22 +58,21 @@ def test_own_secrets_fail_the_shell_secret_row(tmp_path: Path) -> None:
     assert "gitlab-secrets.json gitlab_shell.secret_token" in row.detail
 
 
-def test_a_storage_the_node_does_not_serve(tmp_path: Path) -> None:
-    lab, folder = _lab(tmp_path)
+@pytest.mark.parametrize(("version", "old", "new", "check", "level", "named"), [
+    # A storage the app sends to gitaly1 that its config.toml does not serve.
+    ("19.3.0", '"storage1"', '"storage9"', "storage names (files)", Level.FAIL, "storage1"),
+    # 13.0's spelling of the API URL, pointing elsewhere.
+    ("13.0.14", '"http://gitlab"', '"http://nowhere"', "internal API URL (files)", Level.WARN,
+     "gitlab-shell.gitlab_url"),
+])
+def test_one_config_toml_value_changed(tmp_path: Path, version: str, old: str, new: str,
+                                       check: str, level: Level, named: str) -> None:
+    lab, folder = _lab(tmp_path, version)
     toml = folder / TOML
-    toml.write_text(toml.read_text().replace('"storage1"', '"storage9"'))
-    (row,) = [c for c in wiring_report(folder, lab) if c.name == "storage names (files)"]
-    assert row.level is Level.FAIL
-    assert "storage1" in row.hint
-
-
-def test_a_wrong_api_url_warns_naming_the_key(tmp_path: Path) -> None:
-    lab, folder = _lab(tmp_path, "13.0.14")
-    toml = folder / TOML
-    toml.write_text(toml.read_text().replace('"http://gitlab"', '"http://nowhere"'))
-    (row,) = [c for c in wiring_report(folder, lab) if c.name == "internal API URL (files)"]
-    assert row.level is Level.WARN
-    assert "gitlab-shell.gitlab_url" in row.detail
+    toml.write_text(toml.read_text().replace(old, new))
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == check]
+    assert row.level is level
+    assert named in row.detail + row.hint
 
 
 def test_labs_without_source_nodes_are_not_read(tmp_path: Path) -> None:
