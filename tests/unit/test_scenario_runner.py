@@ -432,6 +432,13 @@ def test_ctrl_c_stops_groups_side_by_side_after_their_current_scenario(tmp_path:
     both = threading.Barrier(2, timeout=10)
     started: list[str] = []
     lock = threading.Lock()
+    # Set by the main thread as it takes the Ctrl-C: on a loaded machine the signal can
+    # reach the main thread later than any fixed sleep, so the groups wait for it.
+    noticed = threading.Event()
+
+    def take_ctrl_c(signum: int, frame: Any) -> None:
+        noticed.set()
+        signal.default_int_handler(signum, frame)
 
     def boot(lab: Lab) -> Any:
         both.wait()
@@ -443,13 +450,18 @@ def test_ctrl_c_stops_groups_side_by_side_after_their_current_scenario(tmp_path:
             first = len(started) == 1
         if first:  # Ctrl-C, as the terminal delivers it: to the main thread
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        assert noticed.wait(10)
         time.sleep(0.5)  # both groups are in their first scenario when it comes
         return connect(running)
 
     names = ["shared-secrets-push-clone", "tls-push", "gitaly-own-secrets", "tls-untrusted-ca"]
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
-    with pytest.raises(KeyboardInterrupt):
-        run_scenarios(scenarios, up=boot, connect=connect_slowly, jobs=2)
+    before = signal.signal(signal.SIGINT, take_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_scenarios(scenarios, up=boot, connect=connect_slowly, jobs=2)
+    finally:
+        signal.signal(signal.SIGINT, before)
     # Each group ends its current scenario and stops: not the whole run first.
     assert len(started) == 2
     assert len(labs) == 2
