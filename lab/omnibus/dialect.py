@@ -32,6 +32,7 @@ from lab.omnibus.release import (
     UNICORN_REMOVED,
     Version,
 )
+from lab.omnibus.removals import dig
 
 DEFAULT_SOCKET = "/var/opt/gitlab/gitaly/gitaly.socket"
 DEFAULT_DATA_DIR = "/var/opt/gitlab/git-data"
@@ -162,14 +163,6 @@ def _set(value: Any) -> bool:
     return value is not None and value != {}
 
 
-def _dig(settings: Mapping[str, Any], *path: str) -> Any:
-    cursor: Any = settings
-    for part in path:
-        if not isinstance(cursor, Mapping) or part not in cursor:
-            return None
-        cursor = cursor[part]
-    return cursor
-
 
 def removals(settings: Mapping[str, Any], version: Version) -> list[str]:
     """Omnibus' removal messages for these settings in ``version`` (empty: none apply).
@@ -188,12 +181,12 @@ def legacy_conflicts(settings: Mapping[str, Any], version: Version) -> list[str]
     """
     if not GITALY_CONFIGURATION <= version < GITALY_LEGACY_REMOVED:
         return []
-    conf = _dig(settings, "gitaly", "configuration")
+    conf = dig(settings, ("gitaly", "configuration"))
     if not isinstance(conf, Mapping):
         return []
     out = []
     for legacy, new in LEGACY_GITALY_KEYS.items():
-        if _dig(settings, "gitaly", legacy) is not None and _dig(conf, *new) is not None:
+        if dig(settings, ("gitaly", legacy)) is not None and dig(conf, tuple(new)) is not None:
             out.append(f"Legacy configuration key '{legacy}' can't be set when its new key "
                        f"'{'.'.join(('configuration', *new))}' is set.")
     return out
@@ -222,7 +215,7 @@ def findings(settings: Mapping[str, Any], version: Version) -> list[tuple[bool, 
 def getter(settings: Mapping[str, Any]) -> Getter:
     """A plain reader over evaluated settings; an empty hash (an auto-vivified read) is unset."""
     def get(*path: str) -> Any:
-        value = _dig(settings, *path)
+        value = dig(settings, tuple(path))
         return None if value == {} else value
     return get
 

@@ -73,7 +73,8 @@ def entries_for(version: Version) -> tuple[Removal, ...]:
     return tuple(out)
 
 
-def _dig(settings: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+def dig(settings: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a path of nested gitlab.rb settings, or None where any step is missing."""
     cursor: Any = settings
     for part in path:
         if not isinstance(cursor, Mapping) or part not in cursor:
@@ -88,7 +89,7 @@ def _present(value: Any) -> bool:
 
 
 def _messages(entry: Removal, settings: Mapping[str, Any]) -> Iterator[str]:
-    value = _dig(settings, entry.path)
+    value = dig(settings, entry.path)
     when = entry.when
     if when == "set":
         if _present(value):

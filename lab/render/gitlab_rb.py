@@ -12,6 +12,7 @@ from lab.model.topology import Lab, Node
 from lab.omnibus import keypaths
 from lab.omnibus import praefect as pf
 from lab.omnibus.keypaths import KeyPath
+from lab.omnibus.release import Version
 from lab.render.secrets import LabSecrets
 
 SSL_DIR = "/etc/gitlab/ssl"
@@ -84,6 +85,25 @@ def _assign(key: KeyPath, value: str) -> str:
     return f"{key.ruby} = {value}"
 
 
+#: Settings inside one hash (``gitaly['configuration']``), by that hash's key path: each
+#: item's path below the hash and its lines (see _symbol_hash).
+Nested = dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]]
+
+
+def _place(values: list[tuple[str, str]], version: Version) -> tuple[list[str], Nested]:
+    """Each (setting, Ruby value) at every key path the release writes it to: a top-level
+    assignment, or an item of the hash its path runs through."""
+    top: list[str] = []
+    nested: Nested = {}
+    for setting, value in values:
+        for key in keypaths.written(setting, version):
+            if len(key.path) > 2:
+                nested.setdefault(key.path[:2], []).append((key.path[2:], [f"{value},"]))
+            else:
+                top.append(_assign(key, value))
+    return top, nested
+
+
 def _symbol_hash(items: list[tuple[tuple[str, ...], list[str]]], depth: int) -> list[str]:
     """The inside of a Ruby hash with symbol keys (``listen_addr: '...',``), nesting the
     items whose paths share a first part (``tls: { certificate_path: ..., key_path: ... }``).
@@ -137,14 +157,7 @@ def _gitaly_settings(lab: Lab, node: Node, token: str) -> list[str]:
     else:
         values = [(keypaths.GITALY_LISTEN, address)]
     values.append((keypaths.GITALY_TOKEN, rb(token)))
-    top: list[str] = []
-    nested: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = {}
-    for setting, value in values:
-        for key in keypaths.written(setting, lab.version):
-            if len(key.path) > 2:
-                nested.setdefault(key.path[:2], []).append((key.path[2:], [f"{value},"]))
-            else:
-                top.append(_assign(key, value))
+    top, nested = _place(values, lab.version)
     storages = keypaths.written(keypaths.GITALY_STORAGES, lab.version)
     for key in storages:
         if len(key.path) > 2:
@@ -246,14 +259,7 @@ def _praefect_settings(lab: Lab, node: Node, token: str, internal: str, password
     database = {"host": rb(db.name), "port": str(pf.DB_PORT), "user": rb(pf.DB_USER),
                 "password": rb(password), "dbname": rb(pf.DB_NAME), "sslmode": "'disable'"}
     values += [(f"{keypaths.PRAEFECT_DB} {k}", database[k]) for k in keypaths.PRAEFECT_DB_FIELDS]
-    top: list[str] = []
-    nested: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = {}
-    for setting, value in values:
-        for key in keypaths.written(setting, lab.version):
-            if len(key.path) > 2:
-                nested.setdefault(key.path[:2], []).append((key.path[2:], [f"{value},"]))
-            else:
-                top.append(_assign(key, value))
+    top, nested = _place(values, lab.version)
     for key in keypaths.written(keypaths.PRAEFECT_VIRTUAL_STORAGES_KEY, lab.version):
         lines = _virtual_storages(lab, key, node, internal)
         if len(key.path) > 2:
