@@ -55,7 +55,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Swarm tests run last: making and leaving a swarm reprograms the engine's networking,
+    # and the session's labs (the plugin keeps them up for the scenario library) lost their
+    # DNS when the swarm tests ran between python-gitlab's tests and the scenarios.
+    items.sort(key=lambda item: item.path.name == "test_swarm.py")
     # A --timeout on the command line or a test's own marker still wins.
     if config.getoption("timeout", None) is not None:
         return
