@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Swarm tests run last: making and leaving a swarm reprograms the engine's networking,
     # and the session's labs (the plugin keeps them up for the scenario library) lost their
     # DNS when the swarm tests ran between python-gitlab's tests and the scenarios.
-    items.sort(key=lambda item: item.path.name == "test_swarm.py")
+    items.sort(key=lambda item: getattr(getattr(item, "path", None), "name", "") == "test_swarm.py")
     # A --timeout on the command line or a test's own marker still wins.
     if config.getoption("timeout", None) is not None:
         return
