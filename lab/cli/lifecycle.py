@@ -121,16 +121,19 @@ def format_status(st: LabStatus) -> Table:
     return table
 
 
-# Whose a lab is, as `lab list` says it (lab.store.state.FOR_*); `lab gc` removes the
-# toolkit's own labs once no process holds them.
-WHOSE = {"you": "yours", "run": "a run's", "kept": "a run's, kept", "start": "a start's"}
+# Whose a lab is, as `lab list` says it; `lab gc` removes the toolkit's own labs once no
+# process holds them.
+WHOSE = {ownership.FOR_YOU: "yours", ownership.FOR_RUN: "a run's",
+         ownership.FOR_KEPT: "a run's, kept", ownership.FOR_START: "a start's"}
 
 
 def whose(s: LabSummary) -> str:
     text = WHOSE.get(s.purpose, s.purpose)
     if s.held_by:
         return f"{text}: {s.held_by}"
-    return text if s.purpose in ("you", "kept") else f"{text}, ended (lab gc removes it)"
+    if s.purpose in (ownership.FOR_YOU, ownership.FOR_KEPT):
+        return text
+    return f"{text}, ended (lab gc removes it)"
 
 
 def format_list(labs: Sequence[LabSummary]) -> Table:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.store.layout import ADMIN_TOKEN
+from lab.store.ownership import FOR_YOU
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,9 @@ class LabSummary:
     nodes: int
     running: int
     state: str  # up, partial, down, starting, stopping, interrupted, unknown
-    # Whom the lab is for (lab.store.state.FOR_*): "you" (the user's own), "run" (a
-    # `lab run`'s or pytest's own lab), "kept" (one left up on purpose), "start" (a
-    # `lab up` that has not finished); and the process holding it now, if any.
-    purpose: str = "you"
+    # Whom the lab is for (lab.store.ownership.FOR_*); and the process holding it now,
+    # if any.
+    purpose: str = FOR_YOU
     held_by: str = ""
 
     def to_json(self) -> dict[str, Any]:

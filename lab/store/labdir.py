@@ -338,10 +338,6 @@ def write_lab(lab: Lab, out_dir: Path, *, image: str, regenerate: bool = False,
     old_nodes = _old_nodes(out_dir, previous)
     try:
         return _write_lab(lab, out_dir, old_nodes, regenerate=regenerate, image=image, home=home)
-    except PermissionError as exc:
-        where = exc.filename or out_dir
-        raise BadInput(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "
-                       f"{out_dir} writable by you (or choose another folder)") from None
     except OSError as exc:
         where = exc.filename or out_dir
         raise BadInput(f"cannot write the lab folder: {where}: {exc.strerror or exc}; make "

@@ -6,6 +6,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -55,3 +56,14 @@ def test_shell_completion_names_lazy_commands() -> None:
         capture_output=True, text=True, check=False)
     assert "plain,doctor" in res.stdout
     assert "plain,down" in res.stdout
+
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def test_python_dash_m_lab_is_the_lab_command() -> None:
+    # Where the console script is not on PATH (a checkout on PYTHONPATH).
+    proc = subprocess.run([sys.executable, "-m", "lab", "--version"], capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gitlab-testlab")

@@ -122,3 +122,19 @@ def test_a_lab_name_defaults_to_the_only_lab_or_your_only_own(
     LabFolder(state.lab_dir("case-2")).save_spec(lab)
     with pytest.raises(LabNotFound, match=r"several labs exist \(case-2, mine, sc-"):
         pick_lab(None)
+
+
+def test_lab_list_says_whose_each_lab_is_and_which_gc_removes() -> None:
+    from lab.cli.lifecycle import whose
+    from lab.lifecycle.status import LabSummary
+    from lab.store import ownership
+
+    def summary(purpose: str, held_by: str = "") -> LabSummary:
+        return LabSummary("x", Path("/x"), "sim", "19.3.0", "scaled", 3, 3, "up",
+                          purpose=purpose, held_by=held_by)
+
+    assert whose(summary(ownership.FOR_YOU)) == "yours"
+    assert whose(summary(ownership.FOR_KEPT)) == "a run's, kept"
+    assert whose(summary(ownership.FOR_RUN)) == "a run's, ended (lab gc removes it)"
+    assert whose(summary(ownership.FOR_RUN, "`lab run` 42")) == "a run's: `lab run` 42"
+    assert whose(summary(ownership.FOR_START)) == "a start's, ended (lab gc removes it)"
