@@ -51,13 +51,16 @@ def gone(still: Sequence[object], what: str) -> None:
 
 def settle(remove: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep,
            now: Callable[[], float] = time.monotonic) -> None:
-    """Run ``remove`` (of an overlay network) until Swarm has let go of its tasks."""
+    """Run ``remove`` (of an overlay network) until Swarm has let go of its tasks.
+
+    Only the engine's refusal is asked again; anything else (Docker gone, a bug) is
+    raised at once, not after ``SETTLE_SECONDS`` of retries."""
     deadline = now() + SETTLE_SECONDS
     while True:
         try:
             remove()
             return
-        except Exception:
+        except EngineError:
             if now() >= deadline:
                 raise
             sleep(SETTLE_STEP)

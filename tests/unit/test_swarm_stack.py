@@ -239,3 +239,40 @@ def test_swarm_engine_needs_a_manager(monkeypatch: pytest.MonkeyPatch) -> None:
         "LocalNodeState": "inactive"}})
     with pytest.raises(EngineUnusable, match=r"docker swarm init --advertise-addr 127\.0\.0\.1"):
         SwarmLab.check_engine()
+
+
+def test_network_removal_is_retried_only_while_the_engine_refuses() -> None:
+    from lab.errors import DockerUnavailable, EngineError
+    from lab.lifecycle import swarm_sweep
+
+    clock = [0.0]
+    calls: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    def busy() -> None:  # "has active endpoints" for half a second, then gone
+        calls.append(1)
+        if clock[0] < 0.5:
+            raise EngineError(["network", "rm", "x"], 1, "has active endpoints")
+
+    swarm_sweep.settle(busy, sleep=sleep, now=lambda: clock[0])
+    assert len(calls) > 1
+
+    def always_busy() -> None:
+        raise EngineError(["network", "rm", "x"], 1, "has active endpoints")
+
+    clock[0] = 0.0
+    with pytest.raises(EngineError):
+        swarm_sweep.settle(always_busy, sleep=sleep, now=lambda: clock[0])
+    assert clock[0] >= swarm_sweep.SETTLE_SECONDS
+
+    for fault in (DockerUnavailable("docker is not running"), TypeError("a bug")):
+        clock[0] = 0.0
+
+        def broken(exc: Exception = fault) -> None:
+            raise exc
+
+        with pytest.raises(type(fault)):
+            swarm_sweep.settle(broken, sleep=sleep, now=lambda: clock[0])
+        assert clock[0] == 0.0  # raised at once, not after the settle time
