@@ -96,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
         releases(config)
     except ValueError as exc:
         raise pytest.UsageError(f"--lab-version: {exc}") from None
+    config.pluginmanager.register(JUnitClassnames(config), "gitlab-testlab-junit")
 
 
 def releases(config: pytest.Config) -> list[str | None]:
@@ -457,6 +458,37 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     """Say it when an omnibus run used the sim image under a GitLab tag."""
     for warning in config.stash.get(IMAGE_WARNINGS, []):
         terminalreporter.write_line(f"gitlab-testlab warning: {warning}", yellow=True, bold=True)
+
+
+class JUnitClassnames:
+    """``--junitxml``: a scenario's classname is the one ``lab run --junit`` writes
+    (``scenarios/NAME``: relative, no dots), not pytest's dotted path
+    (``scenarios.tls-push.yaml``, which tools split into packages).
+
+    Set through junitxml's node reporter before it writes the test case: attributes
+    added there win over the ones it derives from the node id (``record_xml_attribute``
+    works so, but it runs on xdist workers, which write no XML; this runs where the
+    XML is written, the controller under xdist).
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        path, _, name = report.nodeid.partition("::")
+        if xml is None or not name or not path.endswith((".yaml", ".yml")):
+            return
+        from lab.scenario.report import junit_classname
+
+        root = self.config.rootpath
+        classname = junit_classname(str(root / path), cwd=root)
+        if xml.prefix:  # --junitprefix, as pytest puts it
+            classname = f"{xml.prefix}.{classname}"
+        xml.node_reporter(report).add_attribute("classname", classname)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -445,3 +445,25 @@ def test_collect_on_failure_puts_the_bundle_in_report_and_junit(
     # Without the option nothing is written.
     pytester.runpytest("-q", "--lab-evidence-dir", "ev2").assert_outcomes(failed=1)
     assert not (pytester.path / "ev2").exists()
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_junitxml_classname_is_the_relative_one_lab_run_writes(
+        pytester: pytest.Pytester, workers: list[str]) -> None:
+    if workers and importlib.util.find_spec("xdist") is None:
+        pytest.skip("needs pytest-xdist")
+    import xml.etree.ElementTree as ET
+
+    pytester.makeconftest(FAKE_CONFTEST)
+    pytester.makefile(".yaml", **{"scenarios/tls-push": SCENARIO,
+                                  "checks/v1.2/api-answers": SCENARIO})
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", *workers,
+                                           "scenarios", "checks", "test_plain.py",
+                                           "--junitxml", "out.xml")
+    result.assert_outcomes(failed=2, passed=1)  # the fake lab answers nothing
+    cases = {c.get("name"): c.get("classname")
+             for c in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    # As `lab run --junit` writes them: relative, no suffix, no dots.
+    assert cases == {"tls-push": "scenarios/tls-push", "api-answers": "checks/v1_2/api-answers",
+                     "test_plain": "test_plain"}
