@@ -32,7 +32,7 @@ from lab.scenario.definition import (
 from lab.scenario.patterns import PatternError, compile_pattern
 from lab.scenario.pool import group_name, lab_key
 from lab.scenario.steps import STEPS, TEMPLATE_RE, Ref, Registry, faults
-from lab.spec.labspec import build_lab, mapping, resolved_spec
+from lab.spec.labspec import Field, build_lab, mapping, resolved_spec
 from lab.spec.topologies import TOPOLOGIES, topology
 from lab.spec.yamlfile import (
     Origins,
@@ -48,11 +48,34 @@ from lab.spec.yamlfile import (
 
 Path_ = tuple[str, ...]
 
-SCENARIO_KEYS = ("name", "description", "guide", "flavors", "lab", "given", "steps")
-LAB_KEYS = ("topology", "spec", "version", "set")
-GIVEN_KEYS = ("set", "faults")
-EXPECT_KEYS = ("outcome", "output", "log")
-LOG_KEYS = ("node", "pattern")
+_TEXT = Field(str, "text")
+_PATTERN = Field((str, dict), "a regular expression, or release ranges to regular expressions")
+_SETS = Field(dict, "a mapping of spec keys to values, e.g. nodes.gitaly1.secrets: own", True)
+#: Each key's value type, checked by ``mapping`` and made into the JSON Schema.
+SCENARIO_FIELDS: dict[str, Field] = {
+    "name": Field(str, "a scenario name (lower-case letters, digits, - and _)"),
+    "description": _TEXT, "guide": _TEXT,
+    "flavors": Field(list, "a list of flavours out of: omnibus, sim"),
+    "lab": Field(dict, "a mapping", True),
+    "given": Field(dict, "a mapping", True),
+    "steps": Field(list, "a list of steps"),
+}
+LAB_FIELDS: dict[str, Field] = {
+    "topology": Field(None, nullable=True),
+    "spec": Field(dict, "an inline lab spec (a mapping with nodes: ...)", True),
+    "version": Field(None, nullable=True),  # its own message: quote it
+    "set": _SETS,
+}
+GIVEN_FIELDS: dict[str, Field] = {"set": _SETS,
+                                  "faults": Field(list, "a list like [stop: gitaly1]", True)}
+EXPECT_FIELDS: dict[str, Field] = {"outcome": Field(None), "output": _PATTERN,
+                                   "log": Field(dict, "a mapping")}
+LOG_FIELDS: dict[str, Field] = {"node": Field(str, "a node name"), "pattern": _PATTERN}
+SCENARIO_KEYS = tuple(SCENARIO_FIELDS)
+LAB_KEYS = tuple(LAB_FIELDS)
+GIVEN_KEYS = tuple(GIVEN_FIELDS)
+EXPECT_KEYS = tuple(EXPECT_FIELDS)
+LOG_KEYS = tuple(LOG_FIELDS)
 FLAVORS = ("omnibus", "sim")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}\Z")
@@ -96,7 +119,7 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
         return Expect()
     if isinstance(value, str):
         value = {"outcome": value}
-    data = mapping(value, path, ctx.origins, EXPECT_KEYS)
+    data = mapping(value, path, ctx.origins, EXPECT_FIELDS)
     expected_raw = data.get("outcome", "success")
     if expected_raw not in (o.value for o in Expected):
         raise ctx.fail((*path, "outcome"), f"{expected_raw!r} is not one of: success, fail")
@@ -108,7 +131,7 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
                        "specific error, so the step cannot fail for the wrong reason")
     log = None
     if "log" in data:
-        ldata = mapping(data["log"], (*path, "log"), ctx.origins, LOG_KEYS)
+        ldata = mapping(data["log"], (*path, "log"), ctx.origins, LOG_FIELDS)
         for k in LOG_KEYS:
             if k not in ldata:
                 raise ctx.fail((*path, "log"), f"a log expectation needs {k!r}")
@@ -176,7 +199,8 @@ def _step(ctx: _Ctx, value: Any, path: Path_, steps: Registry,
     raw = value[name]
     if not isinstance(raw, dict):
         raw = {kind.args[0].name: raw}
-    args = mapping(raw, apath, ctx.origins, tuple(a.name for a in kind.args))
+    args = mapping(raw, apath, ctx.origins,
+                   {a.name: Field(a.kind, a.what) for a in kind.args})
     for arg in kind.args:
         if arg.name not in args:
             if arg.required:
@@ -225,7 +249,7 @@ def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenar
     origins = Origins()
     data = load_yaml(text, source, origins)
     ctx = _Ctx(origins)
-    mapping(data, (), ctx.origins, SCENARIO_KEYS)
+    mapping(data, (), ctx.origins, SCENARIO_FIELDS)
     default_name = Path(source).stem
     name = data.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -237,7 +261,7 @@ def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenar
     flavors = data.get("flavors", list(FLAVORS))
     if not isinstance(flavors, list) or not flavors or any(f not in FLAVORS for f in flavors):
         raise ctx.fail(("flavors",), f"expected a list of flavours out of: {', '.join(FLAVORS)}")
-    labd = mapping(data.get("lab"), ("lab",), ctx.origins, LAB_KEYS)
+    labd = mapping(data.get("lab"), ("lab",), ctx.origins, LAB_FIELDS)
     topo = labd.get("topology")
     if topo is not None and (not isinstance(topo, str) or topo not in TOPOLOGIES):
         raise ctx.fail(("lab", "topology"), f"unknown topology {topo!r}; known topologies: "
@@ -252,7 +276,7 @@ def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenar
     if version is not None and not isinstance(version, str):
         raise ctx.fail(("lab", "version"), f"expected a version string like \"18.11.1\", "
                        f"got {version!r} (quote it)")
-    given = mapping(data.get("given"), ("given",), ctx.origins, GIVEN_KEYS)
+    given = mapping(data.get("given"), ("given",), ctx.origins, GIVEN_FIELDS)
     faults_raw = given.get("faults") or []
     if not isinstance(faults_raw, list):
         raise ctx.fail(("given", "faults"), "expected a list like [stop: gitaly1]")

@@ -56,6 +56,8 @@ class Arg:
     what: str  # what a value must be, for errors: "expected <what>, got ..."
     required: bool = False
     ref: Ref | None = None
+    # The value's type: checked by the loader before ``check``, and the JSON Schema's type.
+    kind: type | tuple[type, ...] | None = None
 
 
 @dataclass
@@ -152,10 +154,10 @@ def _method(v: Any) -> bool:
 
 
 def node_arg(name: str = "node") -> Arg:
-    return Arg(name, _str, "a node name", True, Ref.NODE)
+    return Arg(name, _str, "a node name", True, Ref.NODE, str)
 
 
-PROJECT = Arg("project", _str, "a project alias", True, Ref.PROJECT)
+PROJECT = Arg("project", _str, "a project alias", True, Ref.PROJECT, str)
 
 
 # --- what the steps do ---------------------------------------------------------------
@@ -410,27 +412,30 @@ def verb_kinds(verbs: Mapping[str, Verb] = VERBS) -> dict[str, StepKind]:
 # --- the registry -----------------------------------------------------------------
 
 KINDS: dict[str, StepKind] = {k.name: k for k in (
-    StepKind("create_project", (Arg("project", _str, "a project alias", True, Ref.NEW_PROJECT),
-                                Arg("storage", _str, "a storage name", ref=Ref.STORAGE)),
+    StepKind("create_project", (Arg("project", _str, "a project alias", True, Ref.NEW_PROJECT, str),
+                                Arg("storage", _str, "a storage name", ref=Ref.STORAGE, kind=str)),
              _create_project),
     StepKind("push", (PROJECT, Arg("files", _file_map, "a mapping of file name -> content "
                                    "(paths inside the repository: relative, no '..', "
-                                   "not in .git)"),
-                      Arg("branch", _branch, "a branch name")), _push),
+                                   "not in .git)", kind=dict),
+                      Arg("branch", _branch, "a branch name", kind=str)), _push),
     StepKind("clone", (PROJECT,), _clone),
     StepKind("api", (Arg("path", _str, "an API path like /api/v4/user", True,
-                         Ref.PROJECT_PATH),
-                     Arg("method", _method, "GET, POST, PUT or DELETE"),
-                     Arg("data", _any_map, "a mapping (the JSON body)")), _api),
-    StepKind("exec", (node_arg(), Arg("cmd", _str_list, "a list of arguments", True)), _exec),
+                         Ref.PROJECT_PATH, str),
+                     Arg("method", _method, "GET, POST, PUT or DELETE", kind=str),
+                     Arg("data", _any_map, "a mapping (the JSON body)", kind=dict)), _api),
+    StepKind("exec", (node_arg(), Arg("cmd", _str_list, "a list of arguments", True,
+                                      kind=list)), _exec),
     StepKind("repo_on_storage", (PROJECT, Arg("storage", _str, "a storage name", True,
-                                              Ref.STORAGE)), _repo_on_storage),
-    StepKind("replicas", (PROJECT, Arg("nodes", _str_list, "a list of Gitaly node names"),
-                          Arg("absent", _str_list, "a list of Gitaly node names"),
-                          Arg("wait", _seconds, "a number of seconds")), _replicas),
-    StepKind("port", (node_arg(), Arg("port", _port, "http or gitaly", True),
-                      Arg("published", _bool, "true or false")), _published),
-    StepKind("reachable", (node_arg(), Arg("port", _port, "http or gitaly", True),
+                                              Ref.STORAGE, str)), _repo_on_storage),
+    StepKind("replicas", (PROJECT,
+                          Arg("nodes", _str_list, "a list of Gitaly node names", kind=list),
+                          Arg("absent", _str_list, "a list of Gitaly node names", kind=list),
+                          Arg("wait", _seconds, "a number of seconds", kind=(int, float))),
+             _replicas),
+    StepKind("port", (node_arg(), Arg("port", _port, "http or gitaly", True, kind=str),
+                      Arg("published", _bool, "true or false", kind=bool)), _published),
+    StepKind("reachable", (node_arg(), Arg("port", _port, "http or gitaly", True, kind=str),
                            node_arg("from")), _reachable),
 )}
 

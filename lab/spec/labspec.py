@@ -46,15 +46,59 @@ from lab.spec.yamlfile import (
 
 T = TypeVar("T")
 
-LAB_KEYS = ("name", "topology", "version", "edition", "flavor", "image", "tls",
-            "gitaly_token", "engine", "swarm", "nodes")
-NODE_KEYS = ("roles", "storages", "secrets", "tls", "tls_san", "trust_ca", "gitaly_token",
-             "internal_api_url", "publish", "omnibus_config", "gitaly_nodes",
-             "replication_factor", "place", "install")
-SWARM_KEYS = ("publish", "encrypt")
+@dataclass(frozen=True)
+class Field:
+    """A key's value type: the loader checks it (``mapping``, ``check_fields``) and the
+    JSON Schema is made from it (``lab.scenario.schema``), so both say the same.
+
+    ``kind`` None: a choice or a value of several shapes, checked where it is read.
+    ``nullable``: an empty value (``tls:``) means "not set"."""
+
+    kind: type | tuple[type, ...] | None
+    what: str = ""
+    nullable: bool = False
+
+
+TRUE_FALSE = "true or false"
+LAB_FIELDS: dict[str, Field] = {
+    "name": Field(str, "a lab name"),
+    "topology": Field(None, nullable=True),
+    "version": Field(None, nullable=True),  # its own message: quote it (see build_lab)
+    "edition": Field(None),
+    "flavor": Field(None),
+    "image": Field(str, "an image reference", True),
+    "tls": Field(bool, TRUE_FALSE),
+    "gitaly_token": Field(str, "a token string", True),
+    "engine": Field(None),
+    "swarm": Field(dict, "a mapping", True),
+    "nodes": Field(dict, "a mapping", True),
+}
+NODE_FIELDS: dict[str, Field] = {
+    "roles": Field(list, "a list of roles"),
+    "storages": Field(list, "a list of storage names", True),
+    "secrets": Field(None),
+    "tls": Field(bool, TRUE_FALSE, True),
+    "tls_san": Field(list, "a list of DNS names", True),
+    "trust_ca": Field(bool, TRUE_FALSE),
+    "gitaly_token": Field(str, "a token string", True),
+    "internal_api_url": Field(str, 'a URL (or "" to leave it unset)', True),
+    "publish": Field(dict, "a mapping", True),
+    "omnibus_config": Field(str, "Ruby text"),
+    "gitaly_nodes": Field(list, "a list of gitaly node names", True),
+    "replication_factor": Field(int, "a number of replicas", True),
+    "place": Field(str, "a swarm node's host name or LABEL=VALUE", True),
+    "install": Field(None),
+}
+SWARM_FIELDS: dict[str, Field] = {"publish": Field(bool, TRUE_FALSE),
+                                  "encrypt": Field(bool, TRUE_FALSE)}
+STORAGE_FIELDS: dict[str, Field] = {"name": Field(str, "a storage name"),
+                                    "path": Field(str, "an absolute path", True)}
+LAB_KEYS = tuple(LAB_FIELDS)
+NODE_KEYS = tuple(NODE_FIELDS)
+SWARM_KEYS = tuple(SWARM_FIELDS)
+STORAGE_KEYS = tuple(STORAGE_FIELDS)
 # Where a swarm lab's node runs: a swarm node's host name, or LABEL=VALUE of a node label.
 PLACE_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}=)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
-STORAGE_KEYS = ("name", "path")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly", Role.PRAEFECT: "praefect"}
 # A node is one of: app (optionally with gitaly: all-in-one), gitaly, praefect, postgres.
 ALONE_ROLES = (Role.PRAEFECT, Role.POSTGRES)
@@ -98,15 +142,17 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], path: Path_,
                            f"unknown key {k!r}; valid keys here: {', '.join(allowed)}")
 
 
-def _typed(value: Any, kind: type[T], what: str, path: Path_, origins: Origins) -> T:
+def _typed(value: Any, kind: type[T] | tuple[type, ...], what: str, path: Path_,
+           origins: Origins) -> T:
     # bool is an int in Python; a port of `true` is a mistake, not 1.
     # A secret's value is not repeated (a --set on the command line, a CI log).
     shown = "(value not shown: a secret)" if path and ends_in_secret_word(path[-1]) else repr(value)
-    if isinstance(value, bool) and kind is not bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
         raise error_at(origins, path, f"expected {what}, got {shown}")
-    if not isinstance(value, kind):
+    if not isinstance(value, kinds):
         raise error_at(origins, path, f"expected {what}, got {type(value).__name__} {shown}")
-    return value
+    return value  # type: ignore[return-value]
 
 
 def _choice(value: Any, choices: Iterable[str], path: Path_, origins: Origins) -> str:
@@ -117,14 +163,27 @@ def _choice(value: Any, choices: Iterable[str], path: Path_, origins: Origins) -
 
 
 def mapping(value: Any, path: Path_, origins: Origins,
-            allowed: Sequence[str] | None = None) -> dict[str, Any]:
-    """``value`` as a mapping (None: empty), with only ``allowed`` keys if given."""
+            allowed: Sequence[str] | Mapping[str, Field] | None = None) -> dict[str, Any]:
+    """``value`` as a mapping (None: empty), with only ``allowed`` keys if given, and
+    each value of the type its ``Field`` says."""
     if value is None:
         return {}
     out = dict(_typed(value, dict, "a mapping", path, origins))
     if allowed is not None:
-        _check_keys(out, allowed, path, origins)
+        _check_keys(out, tuple(allowed), path, origins)
+    if isinstance(allowed, Mapping):
+        check_fields(out, allowed, path, origins)
     return out
+
+
+def check_fields(data: Mapping[str, Any], fields: Mapping[str, Field], path: Path_,
+                 origins: Origins) -> None:
+    """Each set value of the type its field says (an empty value is left to the reader:
+    "not set" for some keys, an error that says more for others)."""
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is not None and field.kind is not None and value is not None:
+            _typed(value, field.kind, field.what, (*path, key), origins)
 
 
 def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
@@ -137,7 +196,7 @@ def _storages(value: Any, path: Path_, origins: Origins) -> tuple[Storage, ...]:
         if isinstance(item, str):
             name, spath = item, None
         else:
-            item = mapping(item, ipath, origins, STORAGE_KEYS)
+            item = mapping(item, ipath, origins, STORAGE_FIELDS)
             if "name" not in item:
                 raise error_at(origins, ipath, "a storage needs a name")
             name = _typed(item["name"], str, "a storage name", (*ipath, "name"), origins)
@@ -201,7 +260,7 @@ def _node(name: str, data: Any, lab_tls: bool, path: Path_, origins: Origins) ->
     if not NODE_RE.match(name):
         raise error_at(origins, path, f"invalid node name {name!r}: it becomes a host name "
                        "(lower-case letters, digits and -, starting with a letter)")
-    data = mapping(data, path, origins, NODE_KEYS)
+    data = mapping(data, path, origins, NODE_FIELDS)
     if not data.get("roles"):
         raise error_at(origins, (*path, "roles"), "every node needs roles, e.g. [app] or [gitaly]")
     role_values = _typed(data["roles"], list, "a list of roles", (*path, "roles"), origins)
@@ -311,7 +370,7 @@ def _place(value: Any, path: Path_, origins: Origins) -> str | None:
 
 def _swarm(data: Mapping[str, Any], engine: Engine, nodes: Sequence[Node],
            origins: Origins) -> SwarmOptions:
-    raw = mapping(data.get("swarm"), ("swarm",), origins, SWARM_KEYS)
+    raw = mapping(data.get("swarm"), ("swarm",), origins, SWARM_FIELDS)
     opts = SwarmOptions(**{k: _typed(v, bool, "true or false", ("swarm", k), origins)
                            for k, v in raw.items()})
     if engine is not Engine.SWARM:
@@ -375,6 +434,7 @@ def build_lab(data: Mapping[str, Any], origins: Origins, *, force_version: bool 
         # Unquoted, YAML reads 17.10 as the number 17.1 and 0 or false as no version at all.
         raise error_at(origins, ("version",), f"expected a GitLab version X.Y.Z, got "
                        f"{raw_version!r}; write it in quotes, e.g. version: \"{DEFAULT_VERSION}\"")
+    check_fields(data, LAB_FIELDS, (), origins)
     version = parse_supported(DEFAULT_VERSION if raw_version is None else raw_version,
                               source=vsource, line=vline, force=force_version)
     edition = Edition(_choice(data.get("edition", "ce"), [e.value for e in Edition],
