@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from lab.omnibus.release import (
     GITALY_STORAGE_DOESNT_EXIST,
     GITALY_STORAGE_WRAPPED,
     GO_HOOKS,
+    HASHED_STORAGE_DEFAULT,
     NEWEST,
     RAILS_VERIFIES_JWT,
     WORKHORSE_503,
@@ -53,6 +55,12 @@ HOOK_API_ERROR = "hook: internal API answered an error that is not a JSON messag
 GITALY_STORAGE_MISSING = "Gitaly start: a storage's folder is missing"
 WORKHORSE_UNAVAILABLE = "git over HTTP: Gitaly unavailable (Workhorse info/refs)"
 PROJECT_CREATE_FAILED = "POST /projects: CreateRepository failed (the model's message)"
+STORAGE_PATH = "new project: its repository's path on the storage (Gitaly's relative_path)"
+GIT_HTTP_DENIED = "git over HTTP: missing or wrong credentials (401, text/plain)"
+GIT_HTTP_NOT_SMART = "git over HTTP: info/refs without a smart-HTTP service, signed in (403)"
+API_NAME_PATH_MISSING = "POST /projects: neither name nor path (400)"
+WORKHORSE_NOT_SMART = ("git over HTTP: info/refs for a command Rails allows that is not smart "
+                       "HTTP (git-upload-archive), Workhorse's answer")
 _GITALY = "gitlab-org/gitaly (mirror xuxiaowei-io/gitaly)"
 
 ERAS: tuple[Era, ...] = (
@@ -105,6 +113,40 @@ ERAS: tuple[Era, ...] = (
     Era(PROJECT_CREATE_FAILED, CREATE_WITHOUT_SHELL, "Failed to create repository",
         "gitlabhq app/models/project.rb create_repository once Gitlab::Shell stopped creating "
         "repositories (gitlab-org/gitlab c861a0a0; 13.0 the first release without it)"),
+    Era(STORAGE_PATH, FIRST, "{full_path}.git",
+        "gitlabhq app/models/storage/legacy_project.rb (disk_path is the project's full path) "
+        "while application_settings.hashed_storage_enabled defaulted to false "
+        "(db/migrate/20170807071105_add_hashed_storage_to_settings.rb, 10.0)"),
+    Era(STORAGE_PATH, HASHED_STORAGE_DEFAULT, "@hashed/{h1}/{h2}/{digest}.git",
+        "gitlabhq app/models/storage/hashed.rb (SHA-256 of the project id, its first two and "
+        "next two hex digits as folders); migration EnableHashedStorageByDefault "
+        "(change_column_default application_settings.hashed_storage_enabled true), "
+        "gitlab-ce!29586 with EE port gitlab-ee!14129 merged 2019-06-14 (12.0); a lab is a "
+        "new installation, so its new projects are hashed from 12.0"),
+    Era(GIT_HTTP_DENIED, FIRST, "HTTP Basic: Access denied",
+        "gitlabhq app/controllers/projects/git_http_client_controller.rb authenticate_user: "
+        "render plain \"HTTP Basic: Access denied\\n\", 401, WWW-Authenticate Basic "
+        "realm=\"GitLab\" (11.x-12.x file); the longer texts of later releases are not "
+        "modelled: their first releases are not pinned (docs/fidelity.md)"),
+    Era(GIT_HTTP_NOT_SMART, FIRST, "The command you're trying to execute is not allowed.",
+        "Workhorse asks Rails first: gitlab-workhorse internal/upstream/routes.go (info/refs "
+        "-> git.GetInfoRefsHandler = repoPreAuthorizeHandler) and internal/api/api.go pass a "
+        "non-200 answer back (v8.7.0-v8.53.0), so its own 404 \"Not Found\" for a dumb "
+        "request (internal/git/info-refs.go) is never reached; Rails: GitHttpController "
+        "before_action :access_check with git_command = params[:service], "
+        "lib/gitlab/git_access.rb check_command_existence! (command_not_allowed, checked "
+        "before the project), render_403_with_exception (plain text, 403)"),
+    Era(WORKHORSE_NOT_SMART, FIRST, "404 Not Found",
+        "gitlab-workhorse internal/git/info-refs.go handleGetInfoRefs (v8.7.0-v8.53.0), "
+        "gitlab-org/gitlab workhorse/internal/git/info-refs.go later: http.Error \"Not "
+        "Found\" 404 for any service but git-upload-pack/git-receive-pack; Rails lets "
+        "git-upload-archive through (lib/gitlab/git_access.rb DOWNLOAD_COMMANDS)"),
+    Era(API_NAME_PATH_MISSING, FIRST,
+        "name, path are missing, at least one parameter must be provided",
+        "gitlabhq lib/api/projects.rb POST /projects: optional :name, optional :path, "
+        "at_least_one_of :name, :path (12.x file and newer); Grape's at_least_one message "
+        "(lib/grape/locale/en.yml) after the attribute names, rendered by Grape's JSON error "
+        "formatter under \"error\""),
 )
 
 
@@ -309,6 +351,34 @@ def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
     """How grpc-ruby prints a failed call: ``7:permission denied. debug_error_string:...``."""
     text = f"{code}:{details}"
     return f"{text}. debug_error_string:{debug}" if debug else text
+
+
+def repository_disk_path(rel: Version, project_id: int, full_path: str) -> str:
+    """Where a release-``rel`` GitLab puts a new project's repository on its storage."""
+    digest = hashlib.sha256(str(project_id).encode()).hexdigest()
+    return text(STORAGE_PATH, rel, full_path=full_path, h1=digest[:2], h2=digest[2:4],
+                digest=digest)
+
+
+def git_http_denied(rel: Version) -> str:
+    """The 401 body git over HTTP gets for missing or wrong credentials (text/plain)."""
+    return text(GIT_HTTP_DENIED, rel) + "\n"
+
+
+def git_http_not_smart(rel: Version) -> str:
+    """The 403 body for info/refs without git-upload-pack/git-receive-pack (text/plain)."""
+    return text(GIT_HTTP_NOT_SMART, rel)
+
+
+def workhorse_not_smart(rel: Version) -> tuple[int, str]:
+    """Workhorse's status and text/plain body (Go's http.Error adds the newline)."""
+    status, _, body = text(WORKHORSE_NOT_SMART, rel).partition(" ")
+    return int(status), body + "\n"
+
+
+def name_path_missing(rel: Version) -> dict[str, str]:
+    """The 400 body of POST /projects with neither name nor path (Grape's JSON error)."""
+    return {"error": text(API_NAME_PATH_MISSING, rel)}
 
 
 def creation_model_message(rel: Version) -> str:

@@ -10,7 +10,6 @@ in ``KINDS``. The fault verbs (``stop: gitaly1``) are entries too, made from
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import urllib.parse
@@ -24,6 +23,7 @@ from lab.engine.run import Redactor
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.faults import VERBS, Verb
 from lab.model.topology import HTTP_PORT
+from lab.omnibus import eras
 from lab.scenario.definition import Scenario, ScenarioLabs, Step
 from lab.scenario.pool import READY_TIMEOUT
 
@@ -238,9 +238,9 @@ def _repo_on_storage(run: Run, step: Step) -> tuple[bool, str]:
     project_id = data.get("id")
     if project_id is None:
         return False, f"project {run.project_path(alias)} has no id; was it created?"
-    digest = hashlib.sha256(str(project_id).encode()).hexdigest()
-    disk = f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
     lab = run.labs.target
+    # Where this release puts a new project (legacy before 12.0, hashed after).
+    disk = eras.repository_disk_path(lab.version, int(project_id), run.project_path(alias))
     names: list[str] = []
     shown: list[str] = []
     for name, node in sorted(lab.storages.items()):

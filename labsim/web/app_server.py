@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
-import hashlib
 import ipaddress
 import json
 import os
@@ -80,14 +79,17 @@ class Projects:
             return None
 
     def create(self, name: str, path: str, storage_name: str,
-               make_repository: Callable[[str], None]) -> dict[str, Any] | None:
+               make_repository: Callable[[str], None],
+               rel: Version = NEWEST) -> dict[str, Any] | None:
         """The new project, or None when ``path`` is taken. ``make_repository(disk_path)``
-        runs under the lock, so the id it is named after cannot be given out twice."""
+        runs under the lock, so the id it is named after cannot be given out twice. The
+        path on the storage is release ``rel``'s layout (eras.STORAGE_PATH: legacy, then hashed).
+        ``disk_path`` stays in this store: the API's project entity has no such field."""
         with self.lock:
             if any(p["path"] == path for p in self.data["projects"].values()):
                 return None
             project_id = int(self.data["next_id"])
-            disk_path = hashed_path(project_id)
+            disk_path = lab_eras.repository_disk_path(rel, project_id, f"root/{path}")
             make_repository(disk_path)
             project = {
                 "id": project_id, "name": name, "path": path,
@@ -114,11 +116,6 @@ class Projects:
         with self.lock:
             self.data["projects"].pop(str(project_id), None)
             self._save()
-
-
-def hashed_path(project_id: int) -> str:
-    digest = hashlib.sha256(str(project_id).encode()).hexdigest()
-    return f"@hashed/{digest[:2]}/{digest[2:4]}/{digest}.git"
 
 
 class Tokens:
@@ -295,17 +292,24 @@ class Handler(BaseHTTPRequestHandler):
         return (self.headers.get("PRIVATE-TOKEN") or "").strip()
 
     def project_json(self, project: dict[str, Any]) -> dict[str, Any]:
+        """API::Entities::Project's fields the sim keeps: no ``disk_path`` (only the admin
+        endpoint GET /projects/:id/storage, API::Entities::ProjectRepositoryStorage, has it)."""
         base = self.app["external_url"]
-        return {**project,
+        shown = {k: v for k, v in project.items() if k != "disk_path"}
+        return {**shown,
                 "http_url_to_repo": f"{base}/{project['path_with_namespace']}.git",
                 "web_url": f"{base}/{project['path_with_namespace']}"}
 
     def api(self, method: str, path: str) -> None:
         raw = self.body() if method in ("POST", "PUT") else b""
-        if not self.tokens.valid(self.api_token()):
+        parts = path.strip("/").split("/")
+        token = self.api_token()
+        if not token and method == "GET" and parts[0] == "projects" and len(parts) <= 2:
+            self.anonymous_projects(parts)
+            return
+        if not self.tokens.valid(token):
             self.json(401, {"message": "401 Unauthorized"})
             return
-        parts = path.strip("/").split("/")
         if method == "GET" and parts == ["user"]:
             self.json(200, {**api_repository.ROOT_USER,
                             "web_url": f"{self.app['external_url']}/root"})
@@ -329,13 +333,25 @@ class Handler(BaseHTTPRequestHandler):
         elif not api_repository.route(self, method, parts, self.params(raw)):
             self.json(404, {"message": "404 Not Found"})
 
+    def anonymous_projects(self, parts: list[str]) -> None:
+        """API::Projects reads without a token (lib/api/projects.rb ``before {
+        authenticate_non_get! }``): the public projects, and 404 for any other one."""
+        public = [p for p in self.projects.all() if p.get("visibility") == "public"]
+        if len(parts) == 1:
+            self.json(200, [self.project_json(p) for p in public])
+            return
+        project = self.projects.find(urllib.parse.unquote(parts[1]))
+        if project is None or project.get("visibility") != "public":
+            self.json(404, {"message": "404 Project Not Found"})
+        else:
+            self.json(200, self.project_json(project))
+
     def create_project(self, params: dict[str, Any]) -> None:
         name = str(params.get("name") or params.get("path") or "")
         path = str(params.get("path") or re.sub(r"[^\w.-]+", "-", name).strip("-").lower())
         storage_name = str(params.get("repository_storage") or "default")
         if not name or not path:
-            self.json(400, {"message": "name is missing, path is missing, "
-                                       "at least one parameter must be provided"})
+            self.json(400, lab_eras.name_path_missing(self.release))
             return
         storage = self.storages.get(storage_name)
         if storage is None:
@@ -343,7 +359,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             project = self.projects.create(name, path, storage_name,
-                                           functools.partial(self.make_repository, storage))
+                                           functools.partial(self.make_repository, storage),
+                                           self.release)
         except CreateFailed as failed:
             answer = failed.failure
             for name_, record in answer.logs:
@@ -380,9 +397,6 @@ class Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         service = query.get("service", [""])[0] if op == "info/refs" else op
         raw = self.body() if method == "POST" else b""
-        if service not in ("git-upload-pack", "git-receive-pack"):
-            self.send(403, b"Unsupported service", "text/plain")
-            return
         auth = self.headers.get("Authorization", "")
         password = ""
         if auth.startswith("Basic "):
@@ -391,13 +405,24 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 password = ""
         if not self.tokens.valid(password):
-            self.send(401, b"HTTP Basic: Access denied\n", "text/plain",
+            self.send(401, lab_eras.git_http_denied(self.release).encode(), "text/plain",
                       {"WWW-Authenticate": 'Basic realm="GitLab"'})
+            return
+        if service not in ("git-upload-pack", "git-receive-pack", "git-upload-archive"):
+            # Rails' access check refuses the command before it looks at the project;
+            # Workhorse passes that answer on (lab.omnibus.eras GIT_HTTP_NOT_SMART).
+            self.send(403, lab_eras.git_http_not_smart(self.release).encode(), "text/plain")
             return
         project = self.projects.find(f"{match['ns']}/{match['path']}")
         if project is None:
             self.send(404, b"The project you were looking for could not be found.\n",
                       "text/plain")
+            return
+        if service == "git-upload-archive":
+            # Rails allowed it; Workhorse's own handler serves smart HTTP only.
+            status, body = lab_eras.workhorse_not_smart(self.release)
+            self.send(status, body.encode(), "text/plain; charset=utf-8",
+                      {"X-Content-Type-Options": "nosniff"})
             return
         storage = self.storages[project["repository_storage"]]
         protocol = self.headers.get("Git-Protocol", "")

@@ -4,6 +4,7 @@ the guide's failure case (Gitaly node with its own secrets) rejects the push wit
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ from lab.cli.main import cli
 from lab.engine.compose import Compose, detect
 from lab.engine.run import Result
 from lab.errors import DockerUnavailable
+from lab.omnibus import eras
 from lab.omnibus.node import admin_token_cmd, ran_ok
+from lab.omnibus.release import VERSION_ENV, Version
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 
@@ -122,9 +125,15 @@ def test_push_and_clone_round_trip(shared_lab: SimLab, tmp_path: Path) -> None:
     project = lab.api("GET", "projects/root%2Fp-storage1").json()
     assert project["repository_storage"] == "storage1"
     assert project["path_with_namespace"] == "root/p-storage1"
+    # The API has no disk_path: the path is the release's layout (legacy or hashed).
+    release = re.search(rf"{VERSION_ENV}: '?([0-9.]+)",
+                        (lab.dir / "docker-compose.yml").read_text())
+    assert release, "the rendered lab names no release"
+    disk = eras.repository_disk_path(Version.parse(release[1]), int(project["id"]),
+                                     project["path_with_namespace"])
     on_disk = docker("exec", f"{lab.compose('ps', '-q', 'gitaly1').stdout.strip()}", "test",
-                     "-f", f"/var/opt/gitlab/git-data-storage1/repositories/"
-                           f"{project['disk_path']}/HEAD", check=False)
+                     "-f", f"/var/opt/gitlab/git-data-storage1/repositories/{disk}/HEAD",
+                     check=False)
     assert on_disk.returncode == 0
 
     src = tmp_path / "src"

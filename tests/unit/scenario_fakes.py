@@ -35,7 +35,7 @@ class FakeLab:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)
     logs_by_node: dict[str, str] = field(default_factory=dict)
-    repos: dict[str, str] = field(default_factory=dict)  # hashed path -> node:storage path
+    repos: dict[str, str] = field(default_factory=dict)  # path on storage -> node:full path
     fail_start: bool = False
     health_waits: list[bool] = field(default_factory=list)  # docker_health of each wait
     # Knows no secret: the runner must add the admin token itself.
@@ -62,7 +62,7 @@ class FakeLab:
         if node in self.stopped:
             raise EngineError(["exec", node], 1, f"container {node} is not running")
         if cmd[:2] == ["test", "-d"]:
-            rc = 0 if self.repos.get(cmd[2].rsplit("/@hashed/", 1)[1]) == f"{node}:{cmd[2]}" else 1
+            rc = 0 if f"{node}:{cmd[2]}" in self.repos.values() else 1
             return Result(cmd, rc, "", "")
         if "bash" in cmd:
             up = cmd[-2] not in self.stopped
@@ -171,13 +171,10 @@ class FakeWorld:
                 self._log_json(record)
             return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())
         pid = len(self.projects) + 1
-        import hashlib
-
-        digest = hashlib.sha256(str(pid).encode()).hexdigest()
-        disk = f"{digest[:2]}/{digest[2:4]}/{digest}.git"
+        disk = eras.repository_disk_path(self.running.lab.version, pid, f"root/{name}")
         node = self.running.lab.storages[storage or "default"]
         spath = next(s for s in node.storages if s.name == (storage or "default"))
-        self.running.repos[disk] = f"{node.name}:{spath.repositories_path}/@hashed/{disk}"
+        self.running.repos[disk] = f"{node.name}:{spath.repositories_path}/{disk}"
         data = {"id": pid, "path_with_namespace": f"root/{name}",
                 "repository_storage": storage or "default"}
         if not self.lose_projects:

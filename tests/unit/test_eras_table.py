@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from types import ModuleType
 
@@ -71,3 +72,13 @@ def test_ruby_hooks_read_json_only_for_the_statuses_gitlab_net_lists() -> None:
 def test_a_refused_internal_api_call_is_a_401_request_line() -> None:
     assert eras.api_log_record(401, "POST", "/api/v4/internal/allowed") == {
         "severity": "INFO", "status": 401, "method": "POST", "path": "/api/v4/internal/allowed"}
+
+
+@pytest.mark.parametrize(("release", "legacy"), [
+    ("11.11.8", True), ("11.11.0", True), ("12.0.0", False), ("12.10.14", False),
+    ("19.3.0", False),
+])
+def test_new_projects_are_legacy_before_12_0_and_hashed_after(release: str, legacy: bool) -> None:
+    path = eras.repository_disk_path(V(release), 2, "root/demo")
+    digest = hashlib.sha256(b"2").hexdigest()
+    assert path == ("root/demo.git" if legacy else "@hashed/d4/73/" + digest + ".git")

@@ -1,0 +1,102 @@
+"""The sim app's answers that follow the release (lab/omnibus/eras.py ERAS), no Docker:
+where a new project's repository goes, the REST API's project entity and error bodies,
+and git over HTTP's refusals."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from test_sim_repository_api import ADMIN, Sim
+
+from lab.omnibus.release import Version
+
+V = Version.parse
+NOT_SMART = "The command you're trying to execute is not allowed."
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Sim]:
+    running = Sim(tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _create(sim: Sim, **data: str) -> requests.Response:
+    return requests.post(f"{sim.url}/api/v4/projects", json=data,
+                         headers={"PRIVATE-TOKEN": ADMIN}, timeout=10)
+
+
+@pytest.mark.parametrize(("release", "relative"), [
+    ("11.11.8", "root/demo.git"),  # legacy storage: the project's full path
+    ("12.0.0", "@hashed/6b/86/" + hashlib.sha256(b"1").hexdigest() + ".git"),
+    ("19.3.0", "@hashed/6b/86/" + hashlib.sha256(b"1").hexdigest() + ".git"),
+])
+def test_a_new_project_goes_where_its_release_puts_it(sim: Sim, tmp_path: Path, release: str,
+                                                      relative: str) -> None:
+    sim.handler.release = V(release)
+    made = _create(sim, name="demo")
+    assert made.status_code == 201, made.text
+    assert (tmp_path / "s0" / relative / "HEAD").is_file()
+    assert sorted(p.name for p in (tmp_path / "s0").iterdir()) == [relative.split("/")[0]]
+    # Git over HTTP reaches the repository at that path.
+    refs = requests.get(f"{sim.url}/root/demo.git/info/refs",
+                        params={"service": "git-upload-pack"}, auth=("root", ADMIN), timeout=10)
+    assert refs.status_code == 200, refs.text
+
+
+def test_the_project_entity_has_no_disk_path(sim: Sim) -> None:
+    made = _create(sim, name="demo").json()
+    assert "disk_path" not in made
+    assert "disk_path" not in sim.get(f"projects/{made['id']}").json()
+    assert all("disk_path" not in p for p in sim.get("projects").json())
+
+
+def test_projects_without_a_token_list_the_public_ones(sim: Sim) -> None:
+    project = _create(sim, name="demo").json()  # private, as the sim makes every project
+    anonymous = requests.get(f"{sim.url}/api/v4/projects", timeout=10)
+    assert (anonymous.status_code, anonymous.json()) == (200, [])
+    one = requests.get(f"{sim.url}/api/v4/projects/{project['id']}", timeout=10)
+    assert (one.status_code, one.json()) == (404, {"message": "404 Project Not Found"})
+    wrong = requests.get(f"{sim.url}/api/v4/projects", headers={"PRIVATE-TOKEN": "nope"},
+                         timeout=10)
+    assert (wrong.status_code, wrong.json()) == (401, {"message": "401 Unauthorized"})
+    post = requests.post(f"{sim.url}/api/v4/projects", json={"name": "x"}, timeout=10)
+    assert post.status_code == 401
+
+
+@pytest.mark.parametrize("release", ["11.11.8", "19.3.0"])
+def test_a_project_with_neither_name_nor_path_gets_grapes_error(sim: Sim, release: str) -> None:
+    sim.handler.release = V(release)
+    answer = _create(sim)
+    assert answer.status_code == 400
+    assert answer.text == \
+        '{"error":"name, path are missing, at least one parameter must be provided"}'
+
+
+def test_git_over_http_refuses_in_rails_order(sim: Sim) -> None:
+    _create(sim, name="demo")
+    url = f"{sim.url}/root/demo.git/info/refs"
+    # No credentials: the 401 comes first, whatever the service.
+    for params in ({}, {"service": "git-upload-pack"}):
+        denied = requests.get(url, params=params, timeout=10)
+        assert (denied.status_code, denied.text) == (401, "HTTP Basic: Access denied\n")
+        assert denied.headers["WWW-Authenticate"] == 'Basic realm="GitLab"'
+    # Signed in, a dumb-HTTP request: Rails' access check refuses the command.
+    dumb = requests.get(url, auth=("root", ADMIN), timeout=10)
+    assert (dumb.status_code, dumb.text) == (403, NOT_SMART)
+    odd = requests.get(url, params={"service": "git-clone"}, auth=("root", ADMIN), timeout=10)
+    assert (odd.status_code, odd.text) == (403, NOT_SMART)
+    # A command Rails knows but Workhorse does not serve over HTTP: Workhorse's 404.
+    archive = requests.get(url, params={"service": "git-upload-archive"},
+                           auth=("root", ADMIN), timeout=10)
+    assert (archive.status_code, archive.text) == (404, "Not Found\n")
+    # ... and it does so before it looks for the project.
+    missing = requests.get(f"{sim.url}/root/nothing.git/info/refs", auth=("root", ADMIN),
+                           timeout=10)
+    assert (missing.status_code, missing.text) == (403, NOT_SMART)
