@@ -106,6 +106,8 @@ def load(file: str) -> None:
     ref = image_catalogue.load_image(file)
     err_console.print(styled(("loaded", "green"), f" {ref}"))
     click.echo(ref)
+
+
 @images.command()
 @click.argument("refs", nargs=-1, metavar="[IMAGE]...")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),

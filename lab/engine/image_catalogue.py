@@ -138,13 +138,21 @@ def save_images(refs: list[str], path: str | Path) -> list[str]:
     target = Path(path)
     if not target.parent.is_dir():
         raise BadInput(f"{target.parent}: no such directory for the tarball")
+    # Written beside the target and renamed: a failed save leaves no half tarball behind.
+    partial = target.with_name(f".{target.name}.partial")
+    # Tried before Docker streams into it: a folder that can't be written is the path's
+    # fault (exit 2), not a failed `docker save` (exit 3).
+    try:
+        partial.open("wb").close()
+        partial.unlink()
+    except OSError as exc:
+        raise BadInput(f"cannot write the tarball {target}: {exc.strerror or exc}; choose "
+                       "another -o") from None
     check_docker()
     missing = [r for r in refs if not image_exists(r)]
     if missing:
         raise ImageMissing(f"not on this engine: {', '.join(missing)} (`lab images list` shows "
                            "what is; `lab images build` makes the sim image)")
-    # Written beside the target and renamed: a failed save leaves no half tarball behind.
-    partial = target.with_name(f".{target.name}.partial")
     try:
         dk.save_images(refs, partial)
         os.replace(partial, target)

@@ -61,3 +61,14 @@ def test_a_tarball_goes_to_docker_and_no_image_in_it_is_bad_input(
     monkeypatch.setattr(image_catalogue.dk, "load_images", lambda p: [])
     with pytest.raises(BadInput, match="no image"):
         image_catalogue.load_image(good)
+
+
+def test_a_tarball_path_that_cannot_be_written_is_bad_input_before_docker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc refuses new files, even to root: the path's fault (exit 2), not `docker save`'s.
+    def no_docker() -> None:
+        raise AssertionError("Docker asked before the path was checked")
+
+    monkeypatch.setattr(image_catalogue, "check_docker", no_docker)
+    with pytest.raises(BadInput, match="cannot write the tarball /proc/lab-images.tar"):
+        image_catalogue.save_images(["gitlab-testlab/sim:x"], "/proc/lab-images.tar")
