@@ -20,6 +20,7 @@ from lab.model.topology import Lab
 from lab.scenario.definition import Scenario, ScenarioLabs
 from lab.scenario.load import on_lab, resolve_labs
 from lab.scenario.releases import release_name
+from lab.spec.versions import DEFAULT_VERSION, Version
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class PlanItem:
         return self.labs.base.name if self.labs is not None else ""
 
 
+def _release_order(release: str | None) -> Version:
+    """A matrix entry's release, for sorting (None: the default, the newest)."""
+    return Version.parse(release or DEFAULT_VERSION)
+
+
 def expand(scenario: Scenario, *, flavor: str,
            releases: Sequence[str | None] = (None,), engine: str = "compose") -> list[PlanItem]:
     """One item per release of the matrix; one item when the scenario pins its version
@@ -50,7 +56,7 @@ def expand(scenario: Scenario, *, flavor: str,
         # release of the matrix that can build its lab (a cluster needs 13.3+, while the
         # matrix may start at the guide's 11.11).
         problems: list[SpecError] = []
-        for r in reversed(releases):
+        for r in sorted(releases, key=_release_order, reverse=True):
             try:
                 resolve_labs(scenario, flavor=flavor, version=r, engine=engine)
                 break
