@@ -14,12 +14,12 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from lab import JSON_SCHEMA_VERSION
 from lab.cli.common import (
     EXIT_FAILED,
     complete_lab,
     complete_scenario,
     console,
+    echo_json,
     err_console,
     sigterm_as_ctrl_c,
     styled,
@@ -50,8 +50,7 @@ def format_library(scenarios: list[Scenario]) -> Table:
 
 
 def library_json(scenarios: list[Scenario]) -> dict[str, Any]:
-    return {"schema_version": JSON_SCHEMA_VERSION,
-            "scenarios": [{"name": sc.name, "flavors": list(sc.flavors),
+    return {"scenarios": [{"name": sc.name, "flavors": list(sc.flavors),
                            "description": " ".join(sc.description.split()),
                            "guide": " ".join(sc.guide.split()), "source": sc.source}
                           for sc in scenarios]}
@@ -103,7 +102,7 @@ def run(paths: tuple[Path, ...], run_all: bool, list_only: bool, lab_name: str |
     if list_only:
         library = [parse_scenario_file(p) for p in find_scenarios([data_dir("scenarios")])]
         if as_json:
-            click.echo(json.dumps(library_json(library), indent=2))
+            echo_json(library_json(library))
         else:
             console.print(format_library(library))
         return
