@@ -70,5 +70,5 @@ def test_a_tarball_path_that_cannot_be_written_is_bad_input_before_docker(
         raise AssertionError("Docker asked before the path was checked")
 
     monkeypatch.setattr(image_catalogue, "check_docker", no_docker)
-    with pytest.raises(BadInput, match="cannot write the tarball /proc/lab-images.tar"):
+    with pytest.raises(BadInput, match="cannot write the tarball /proc/lab-images"):
         image_catalogue.save_images(["gitlab-testlab/sim:x"], "/proc/lab-images.tar")
