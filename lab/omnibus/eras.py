@@ -144,9 +144,10 @@ ERAS: tuple[Era, ...] = (
     Era(API_NAME_PATH_MISSING, FIRST,
         "name, path are missing, at least one parameter must be provided",
         "gitlabhq lib/api/projects.rb POST /projects: optional :name, optional :path, "
-        "at_least_one_of :name, :path (12.x file and newer); Grape's at_least_one message "
-        "(lib/grape/locale/en.yml) after the attribute names, rendered by Grape's JSON error "
-        "formatter under \"error\""),
+        "at_least_one_of :name, :path (12.x file and newer); ruby-grape/grape "
+        "lib/grape/validations/validators/at_least_one_of.rb (params: all keys) and "
+        "lib/grape/locale/en.yml (format \"%{attributes} %{message}\", at_least_one), "
+        "rendered by Grape's JSON error formatter under \"error\""),
 )
 
 
