@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -104,3 +104,22 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
         if folder.is_dir():
             sweep({DIR_LABEL: str(folder.resolve())})
+
+
+def refuse_swarm_beside_labs(in_swarm: Callable[[], bool],
+                             running_labs: Callable[[], Sequence[str]]) -> None:
+    """Before a test makes a swarm: refuse while labs run on the engine (skip locally,
+    fail in CI, where nothing else runs and a running lab is a leftover).
+
+    Making and leaving a swarm reprograms the engine's networking (``docker_gwbridge``,
+    iptables), and a running lab lost its DNS that way (the app could not resolve
+    ``gitaly1``). On an engine already in a swarm nothing is made or left: no refusal.
+    """
+    if in_swarm():
+        return
+    labs = running_labs()
+    if labs:
+        skip_or_fail(f"labs are running on this engine ({', '.join(labs)}): making and "
+                     "leaving a swarm reprograms the engine's networking and breaks their "
+                     "DNS; take them down (`lab down NAME`) or run the swarm tests when no "
+                     "lab is up")

@@ -3,7 +3,9 @@
 The module's fixture makes the swarm only if the engine is in none, and then leaves
 it as it found it: `docker swarm leave --force`, and the networks the swarm made
 (``docker_gwbridge``; ``ingress`` goes with the leave) removed. Run under the Docker
-lock: joining or leaving a swarm changes the engine for everyone on it.
+lock: joining or leaving a swarm changes the engine for everyone on it. It refuses to
+make one while labs are running (skip; a failure in CI), after taking down the
+session's own: leaving a swarm broke a running lab's DNS.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+from conftest import refuse_swarm_beside_labs, skip_or_fail
 
 from lab.engine import docker as dk
 from lab.engine import swarm as sw
@@ -23,7 +25,7 @@ from lab.errors import EngineUnusable, NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
 from lab.lifecycle.swarm import SwarmLab
-from lab.model.labels import DIR_LABEL, GATEWAY_LABEL
+from lab.model.labels import DIR_LABEL, GATEWAY_LABEL, LAB_LABEL
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store import state
 
@@ -31,7 +33,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def one_machine_swarm() -> Iterator[None]:
+def one_machine_swarm(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         dk.check_reachable()
     except EngineUnusable as exc:
@@ -40,10 +42,21 @@ def one_machine_swarm() -> Iterator[None]:
         skip_or_fail("the docker CLI is not installed (docker stack deploy)")
     if sw.in_swarm() and not sw.is_manager():
         pytest.skip("this engine is a swarm worker; the swarm tests need a manager")
+    if not sw.in_swarm():
+        # The session's own labs (the plugin keeps them up for later scenarios) go first:
+        # these tests run last (tests/conftest.py), so nothing needs them any more.
+        request.getfixturevalue("lab_pool").close()
+    # Then no lab may be running: leaving the swarm would break its networking.
+    refuse_swarm_beside_labs(sw.in_swarm, running_labs)
     before = network_names()
     with sw.one_machine_swarm():
         yield
     assert network_names() == before, "the swarm left networks behind"
+
+
+def running_labs() -> list[str]:
+    return sorted({c.labels.get(LAB_LABEL, c.name) for c in dk.containers({LAB_LABEL: ""})
+                   if c.status == "running"})
 
 
 def network_names() -> set[str]:
