@@ -18,6 +18,7 @@ from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
 from lab.lifecycle import swarm_sweep
 from lab.lifecycle.status import LabSummary
+from lab.model.labels import GATEWAY_LABEL
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import ownership, state
 from lab.store.lab_folder import LabFolder
@@ -126,6 +127,8 @@ def list_labs() -> list[LabSummary]:
     if names:
         try:
             for c in dk.containers({LAB_LABEL: ""}):
+                if GATEWAY_LABEL in c.labels:
+                    continue  # a swarm lab's gateway to the host: no node of the lab
                 by_lab.setdefault(c.labels.get(DIR_LABEL, ""), []).append(c)
         except LabError:
             docker_ok = False

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from test_ownership import FakeEngine, engine, scaled
+from test_ownership import FakeEngine, Res, engine, scaled
 
 from lab.cli.main import cli
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
+from lab.model.labels import GATEWAY_LABEL, NODE_LABEL
 from lab.scenario.pool import LabPool
 from lab.store import layout, ownership, state
 
@@ -218,3 +219,16 @@ def test_a_probe_of_the_lock_does_not_make_a_run_give_up_its_labs(
     claim.release()
     busy[0] = True
     assert not state.LabClaim("probed").acquire(wait=False, retries=1)  # a probe: one look
+
+
+def test_list_counts_a_swarm_labs_nodes_not_its_gateway(engine: FakeEngine) -> None:
+    """A swarm lab's gateway container (publishing the app on loopback) carries the lab's
+    labels: `lab list` counted it as a node, "3/2 running", and a lab with a node stopped
+    as up."""
+    running = handle.up(scaled(), name="sw")
+    engine.resources += [
+        Res("container", "sw-gitlab", {**running.labels, NODE_LABEL: "gitlab"}),
+        Res("container", "sw-gitaly1", {**running.labels, NODE_LABEL: "gitaly1"}, "exited"),
+        Res("container", "sw-gateway", {**running.labels, GATEWAY_LABEL: "80:gitlab:80"})]
+    [summary] = lab_gc.list_labs()
+    assert (summary.nodes, summary.running, summary.state) == (2, 1, "partial")
