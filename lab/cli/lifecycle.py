@@ -303,10 +303,7 @@ def exec_(node: str, lab_name: str | None, cmd: tuple[str, ...]) -> None:
     container = running.container(node)
     if container.status != "running":
         # Docker refuses with its own words and exit 1, which would read as the command's.
-        how = {"paused": f"`docker unpause {container.name}`",
-               "created": f"`docker start {container.name}`",
-               "exited": f"`docker start {container.name}`"}.get(
-                   container.status, f"`lab down {running.name}`, then `lab up`")
+        how = running.how_to_run(node, container)
         raise BadInput(f"node {node!r} of lab {running.name!r} is {container.status}, not "
                        f"running, so nothing can run in it; run {how} first (`lab status "
                        f"{running.name}` shows every node)")

@@ -216,6 +216,13 @@ class RunningLab:
                            f"(`lab status {self.name}`, `lab up`)")
         return c
 
+    def how_to_run(self, node: str, container: Container) -> str:
+        """What brings a node whose container is not running back, for a message."""
+        return {"paused": f"`docker unpause {container.name}`",
+                "created": f"`docker start {container.name}`",
+                "exited": f"`docker start {container.name}`"}.get(
+                    container.status, f"`lab down {self.name}`, then `lab up`")
+
     @property
     def http_url(self) -> str:
         app = self.lab.app.name

@@ -222,8 +222,24 @@ class SwarmLab(RunningLab):
         if task is not None and task.node_id and task.node_id != self.manager.node_id:
             raise BadInput(remote_hint(node, self._host_of(task)))
         state = f"its task is {task.state}" if task is not None else "it has no task"
+        svc = self._services().get(node)
+        if svc is not None and svc.replicas == 0:
+            raise BadInput(f"node {node!r} of lab {self.name!r} is stopped (its service is "
+                           f"scaled to 0); run {self._scale_up_hint(svc)} first")
         raise BadInput(f"node {node!r} of lab {self.name!r} has no container here ({state}); "
                        f"see `lab status {self.name}`")
+
+    @staticmethod
+    def _scale_up_hint(svc: sw.Service) -> str:
+        return f"`docker service scale {svc.name}=1`"
+
+    def how_to_run(self, node: str, container: Container) -> str:
+        """A paused task's container is unpaused as on Compose; an ended one is Swarm's to
+        replace: starting it by hand (`docker start`) would run a container Swarm no longer
+        manages, so its service is scaled back up (what the `start` fault does)."""
+        if container.status == "paused":
+            return super().how_to_run(node, container)
+        return self._scale_up_hint(self._service(node))
 
     def logs(self, node: str, *, tail: int = 200, since: str | None = None) -> str:
         try:

@@ -274,12 +274,15 @@ def test_exec_in_a_node_that_is_not_running_says_so_and_how(
     from lab.cli.main import cli
     from lab.engine.snapshots import Container, ContainerState
     from lab.errors import BadInput
+    from lab.lifecycle.handle import RunningLab
 
     class Handle:
         name = "x"
 
         def container(self, node: str) -> Container:
             return Container("abc", f"glt-x-{node}-1", "sim:test", ContainerState(status, 0, ""))
+
+        how_to_run = RunningLab.how_to_run
 
     monkeypatch.setattr(cli_lifecycle.handle, "attach", lambda name: Handle())
     monkeypatch.setenv("PATH", "/nonexistent")  # never reaches docker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from typing import Any
 
@@ -276,3 +277,43 @@ def test_network_removal_is_retried_only_while_the_engine_refuses() -> None:
         with pytest.raises(type(fault)):
             swarm_sweep.settle(broken, sleep=sleep, now=lambda: clock[0])
         assert clock[0] == 0.0  # raised at once, not after the settle time
+
+
+@pytest.mark.parametrize(("status", "fix"), [("exited", "docker service scale glt-x_gitaly1=1"),
+                                             ("created", "docker service scale glt-x_gitaly1=1"),
+                                             ("paused", "docker unpause glt-x-gitaly1")])
+def test_exec_in_a_stopped_swarm_node_says_to_scale_its_service(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, status: str, fix: str) -> None:
+    """`docker start` on an ended task's container runs a container Swarm no longer
+    manages; the node comes back by scaling its service (the `start` fault's way)."""
+    from click.testing import CliRunner
+
+    from lab.cli import lifecycle as cli_lifecycle
+    from lab.cli.main import cli
+    from lab.engine.snapshots import Container, ContainerState
+    from lab.errors import BadInput
+
+    FakeSwarm(["gitlab", "gitaly1"]).install(monkeypatch)
+    lab = swarm_handle(tmp_path)
+    ended = Container("abc", "glt-x-gitaly1", "sim:test", ContainerState(status, 0, ""))
+    monkeypatch.setattr(type(lab), "container", lambda self, node: ended)
+    monkeypatch.setattr(cli_lifecycle.handle, "attach", lambda name: lab)
+    res = CliRunner().invoke(cli, ["exec", "gitaly1", "--lab", "x", "--", "true"])
+    assert isinstance(res.exception, BadInput), res.exception
+    assert f"run `{fix}` first" in str(res.exception)
+    assert "docker start" not in str(res.exception)
+
+
+def test_a_swarm_node_scaled_to_zero_without_a_container_says_how_to_start_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.engine import swarm as sw
+    from lab.errors import BadInput
+
+    fake = FakeSwarm(["gitlab", "gitaly1"])
+    fake.services["gitaly1"] = dataclasses.replace(fake.services["gitaly1"], replicas=0)
+    fake.install(monkeypatch)
+    monkeypatch.setattr(sw, "current_task", lambda svc: None)
+    lab = swarm_handle(tmp_path)
+    with pytest.raises(BadInput, match=r"is stopped \(its service is scaled to 0\); run "
+                       r"`docker service scale glt-x_gitaly1=1` first"):
+        lab.container("gitaly1")
