@@ -131,6 +131,27 @@ def test_rake_check_runs_once_for_all_gitaly_nodes(tmp_path: Path,
     assert handle.calls == [("gitlab", ["gitlab-rake", "gitlab:gitaly:check"])]
 
 
+def test_a_swarm_labs_gitaly_nodes_are_probed_from_the_app_not_the_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a local engine the host dials container addresses, but a swarm lab's are on an
+    overlay network the host cannot reach: ServerInfo from the host FAILed every node of a
+    healthy lab. The app's own check answers instead."""
+    monkeypatch.setattr(gather_mod, "containers_routable", lambda: True)
+    lab = resolve(SpecRequest(topology="scaled", engine="swarm"))
+    rendered = write_lab(lab, tmp_path / "lab", image="unused")
+    out = "Checking Gitaly ...\n\nGitaly: ... default ... OK\nstorage1 ... OK\n"
+
+    class Unroutable(FakeHandle):
+        def container(self, node: str) -> Any:
+            raise AssertionError("a swarm lab's address is no use from the host")
+
+    handle = Unroutable(rendered, {"gitlab-rake": Result([], 0, out, "")})
+    probes = probe_gitaly(handle)
+    assert [(p.node, p.error, p.via) for p in probes] == [
+        ("gitaly1", "", "gitlab-rake gitlab:gitaly:check")]
+    assert handle.calls == [("gitlab", ["gitlab-rake", "gitlab:gitaly:check"])]
+
+
 def test_gitaly_probe_of_a_node_whose_container_was_removed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`docker rm` of a Gitaly node's container: a FAIL row, not an error that ends

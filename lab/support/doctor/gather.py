@@ -25,7 +25,7 @@ from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.lab_image import sim_posing
 from lab.model.needs import disk_needed, memory_needed
-from lab.model.topology import Lab, Node
+from lab.model.topology import Engine, Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import eras
 from lab.omnibus import praefect as pf
@@ -246,7 +246,9 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
     lab, sec = handle.lab, handle.rendered.secrets
     app = lab.app
     token = token_of(lab, sec, app)
-    local = containers_routable()
+    # A swarm lab's network is an overlay: its addresses are not routable from the host
+    # even on a local engine (ServerInfo from here failed every node), so the app asks.
+    local = lab.engine is not Engine.SWARM and containers_routable()
     rake: Result | None = None
     out = []
     # Gitaly Cluster: the app dials Praefect; Praefect dials its Gitaly nodes with its
