@@ -60,7 +60,8 @@ class SpecError(BadInput):
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         prefix = f"{where}: " if where else ""
-        if key:
+        # A command-line option names its key already: "--version: version: ..." was said.
+        if key and source != f"--{key}":
             prefix += f"{key}: "
         super().__init__(prefix + message)
 

@@ -115,3 +115,26 @@ def test_building_images_without_mmdebstrap_is_a_missing_tool(
     with pytest.raises(ToolMissing, match="apt-get install mmdebstrap") as err:
         images.build_base()
     assert err.value.tool == "mmdebstrap"
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--version", "abc"], "error: --version: 'abc' is not a GitLab version"),
+    (["--version", "99.0.0"], "error: --version: GitLab 99.0.0 is newer than"),
+])
+def test_a_bad_option_value_names_the_option_once(args: list[str], said: str) -> None:
+    """`lab render scaled --version abc` said "--version: version: ..."."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "lab", "render", "scaled", *args, "-o",
+                           str(root / "nonexistent-never-written")], capture_output=True,
+                          text=True, check=False, cwd=root)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(said), proc.stderr
+
+
+def test_an_option_as_source_is_not_followed_by_its_key_again() -> None:
+    assert str(SpecError("bad", source="--name", key="name")) == "--name: bad"
+    assert str(SpecError("bad", source="lab.yaml", line=3, key="name")) == "lab.yaml:3: name: bad"
+    assert str(SpecError("bad", source="command line", key="nodes.x.tls")) == \
+        "command line: nodes.x.tls: bad"

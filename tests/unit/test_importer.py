@@ -225,7 +225,7 @@ def test_a_version_newer_than_known_names_what_import_can_do(tmp_path: Path) -> 
     # `lab import` has no --force-version, so the message must not send the user there.
     (tmp_path / "gitlab.rb").write_text(NEW_APP)
     files = node_inputs([tmp_path / "gitlab.rb"], [])
-    with pytest.raises(SpecError, match=r"^--version: version: GitLab 99\.0\.0 is newer .* "
+    with pytest.raises(SpecError, match=r"^--version: GitLab 99\.0\.0 is newer .* "
                        r"import with --version 19\.3\.0 and start the spec with `lab up -f SPEC "
                        r"--version 99\.0\.0 --force-version`$"):
         import_files(files, version="99.0.0")
