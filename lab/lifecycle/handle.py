@@ -74,13 +74,32 @@ if TYPE_CHECKING:
 SIM_NO_PRAEFECT = ("the sim flavour has no Praefect yet, so a Gitaly Cluster lab can't start "
                    "on it: `lab render cluster -o DIR` writes its files, and --flavor omnibus "
                    "runs it on real GitLab images")
-# Nodes installed from source (issue 29) render (lab render) but don't run yet: the sim
-# can't start a node from config.toml / gitlab.yml, nor does the compose file run CNG's
-# Gitaly image.
-SOURCE_NOT_RUNNABLE = ("node {node} is installed from source (install: source): its "
-                       "config.toml / gitlab.yml render (`lab render -o DIR`) and `lab import` "
-                       "and `lab doctor` read them, but a source node is not yet runnable in a "
-                       "lab; leave install at omnibus to start this lab")
+# Nodes installed from source (issue 29): a Gitaly node runs on the sim; an app node
+# does not run yet, and on the omnibus flavour the CNG Gitaly service renders but is
+# unchecked here, so `lab up` leaves that to the user (README, "Nodes installed from source").
+SOURCE_APP_NOT_RUNNABLE = (
+    "node {node} is an app node installed from source (install: source): its gitlab.yml "
+    "renders (`lab render -o DIR`) and `lab import` and `lab doctor` read it, but the sim "
+    "cannot run a source app node yet; leave its install at omnibus (a source Gitaly node "
+    "runs)")
+SOURCE_OMNIBUS_NOT_RUNNABLE = (
+    "node {node} is a Gitaly node installed from source, which the omnibus flavour runs on "
+    "Cloud Native GitLab's Gitaly image; that service is rendered but not checked by this "
+    "toolkit, so `lab up` does not start it: `lab render --flavor omnibus -o DIR` writes "
+    "the lab to start by hand (README, \"Nodes installed from source\"), or use --flavor sim")
+
+
+def source_not_runnable(lab: Lab) -> str:
+    """Why ``lab`` can't start because of a node installed from source ('' when it can)."""
+    apps = [n.name for n in lab.nodes if n.from_source and n.is_app]
+    if apps:
+        return SOURCE_APP_NOT_RUNNABLE.format(node=", ".join(apps))
+    gitaly = [n.name for n in lab.nodes if n.from_source]
+    if gitaly and lab.flavor is not Flavor.SIM:
+        return SOURCE_OMNIBUS_NOT_RUNNABLE.format(node=", ".join(gitaly))
+    return ""
+
+
 # How long a node's container may be missing from every poll round's listing before it
 # counts as gone (the rounds come fast at first, so this is a time, not a count).
 UNLISTED_SECONDS = 2.0
@@ -296,7 +315,8 @@ class RunningLab:
         todo = apply_actions(old_services, new_services, old_files, new_files,
                           version=new_lab.version,
                           gitaly_nodes={n.name for n in new_lab.nodes if n.is_gitaly},
-                          app_nodes={n.name for n in new_lab.nodes if n.is_app})
+                          app_nodes={n.name for n in new_lab.nodes if n.is_app},
+                          source_nodes={n.name for n in new_lab.nodes if n.from_source})
         self.rendered, self.lab = rendered, new_lab
         self.redactor.learn(rendered.secrets, new_lab)
         self.last_actions = todo
@@ -558,9 +578,9 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
                        "nothing was touched. Remove the link itself, or pick another --name")
     if lab.praefect_nodes and lab.flavor is Flavor.SIM:
         raise BadInput(SIM_NO_PRAEFECT)
-    source = [n.name for n in lab.nodes if n.from_source]
-    if source:
-        raise BadInput(SOURCE_NOT_RUNNABLE.format(node=", ".join(source)))
+    not_runnable = source_not_runnable(lab)
+    if not_runnable:
+        raise BadInput(not_runnable)
     dk.check_reachable()  # Docker unreachable: say so before anything else
     handle_class(lab).check_engine()  # likewise no Compose tool, or no swarm
     path = state.lab_dir(lab.name)

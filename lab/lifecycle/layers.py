@@ -35,6 +35,7 @@ from lab.omnibus.node import (
     token_check_cmd,
     token_status,
 )
+from lab.omnibus.source_layout import sim_listening_cmd
 from lab.render.gitlab_rb import token_of
 
 
@@ -64,11 +65,14 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     asks = LabProbes(running)
     nodes = [n.name for n in running.lab.nodes]
     app = running.lab.app.name
-    services = {n.name: probes.ServicesProbe(
+    services: dict[str, Probe] = {n.name: probes.ServicesProbe(
         n.name, asks.exec_raw(n.name), asks.read_log(n.name),
         node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly,
                       praefect=n.is_praefect, postgres=n.is_postgres))
-        for n in running.lab.nodes}
+        for n in running.lab.nodes if not n.from_source}
+    # A source node has no reconfigure and no gitlab-ctl: up when Gitaly listens.
+    services.update({n.name: functools.partial(asks.source_gitaly_up, n)
+                     for n in running.lab.nodes if n.from_source})
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
         Layer("services up", dict(services), hint=services_hint(running.lab.flavor)),
@@ -148,6 +152,14 @@ class LabProbes:
         if res.returncode == 0:
             return Verdict(True, "praefect sql-migrate done")
         return Verdict(False, f"praefect sql-migrate: {failure_line(res)}")
+
+    def source_gitaly_up(self, node: Node) -> Verdict:
+        res = self.handle.exec(node.name, sim_listening_cmd(node.gitaly_port), check=False,
+                               timeout=30)
+        if res.returncode == 0:
+            return Verdict(True, f"Gitaly listens on {node.gitaly_port}")
+        return Verdict(False, f"Gitaly not listening on {node.gitaly_port} yet "
+                       "(installed from source: see its log)")
 
     def gitaly_host_side(self, node: Node) -> Verdict:
         """ServerInfo from the host to the node's lab-network address, with its own token."""

@@ -13,6 +13,8 @@ same where it can, and falls back to what a reconfigure cannot do:
   not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
   **restart** the container;
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
+- a node installed from source (config.toml, the secret file) has no reconfigure: any
+  change of its files **restarts** it, as the source install guide applies a change;
 - nothing of the node changed: **nothing**.
 """
 
@@ -86,7 +88,7 @@ def _shell_secret(secrets_json: str | None) -> str | None:
 def node_action(node: str, old_service: Mapping[str, Any] | None,
                 new_service: Mapping[str, Any], old_files: Mapping[str, str],
                 new_files: Mapping[str, str], *, version: Version, runs_gitaly: bool,
-                runs_app: bool) -> NodeAction:
+                runs_app: bool, from_source: bool = False) -> NodeAction:
     """One node's action; ``*_files`` are the node's files by their path in its folder."""
     if old_service is None:
         return NodeAction(node, Action.RECREATE, "new node")
@@ -96,6 +98,9 @@ def node_action(node: str, old_service: Mapping[str, Any] | None,
     changed = sorted(p for p in {*old_files, *new_files} if old_files.get(p) != new_files.get(p))
     if not changed:
         return NodeAction(node, Action.NOTHING, "unchanged")
+    if from_source:
+        return NodeAction(node, Action.RESTART,
+                          f"installed from source (no reconfigure): {', '.join(changed)}")
     read_at_start = [p for p in changed if p not in RECONFIGURED_FILES]
     if read_at_start:
         return NodeAction(node, Action.RESTART,
@@ -113,7 +118,8 @@ def apply_actions(old_services: Mapping[str, Mapping[str, Any]],
                   new_services: Mapping[str, Mapping[str, Any]],
                   old_files: Mapping[str, str], new_files: Mapping[str, str], *,
                   version: Version, gitaly_nodes: set[str] | frozenset[str] = frozenset(),
-                  app_nodes: set[str] | frozenset[str] = frozenset()) -> NodeActions:
+                  app_nodes: set[str] | frozenset[str] = frozenset(),
+                  source_nodes: set[str] | frozenset[str] = frozenset()) -> NodeActions:
     """The action for every node of the new state, plus the removed ones.
 
     ``*_services``: the Compose services by node; ``*_files``: the rendered files by
@@ -123,7 +129,8 @@ def apply_actions(old_services: Mapping[str, Mapping[str, Any]],
     """
     actions = [node_action(n, old_services.get(n), new_services[n], _node_files(old_files, n),
                            _node_files(new_files, n), version=version,
-                           runs_gitaly=n in gitaly_nodes, runs_app=n in app_nodes)
+                           runs_gitaly=n in gitaly_nodes, runs_app=n in app_nodes,
+                           from_source=n in source_nodes)
                for n in new_services]
     actions += [NodeAction(n, Action.REMOVE, "not in the new state")
                 for n in old_services if n not in new_services]

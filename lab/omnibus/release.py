@@ -199,6 +199,13 @@ def omnibus_image_ref(edition: str, version: str) -> str:
     return f"gitlab/gitlab-{edition}:{version}-{edition}.0"
 
 
+def cng_gitaly_image_ref(version: str) -> str:
+    """Cloud Native GitLab's Gitaly image of a release, without a registry host (tagged
+    vX.Y.Z in CNG's pipelines): gitlab-org/build/cng/gitaly:v17.11.7. Pulled from GitLab's
+    own container registry and tagged with this name by the user (README)."""
+    return f"gitlab-org/build/cng/gitaly:v{version}"
+
+
 def reference_for(version: Version) -> str:
     """The newest reference release not newer than ``version`` (the oldest one below it)."""
     older = [r for r in REFERENCE_RELEASES if Version.parse(r) <= version]

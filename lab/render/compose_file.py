@@ -33,7 +33,8 @@ from lab.omnibus.node import (
     node_services,
     status_cmd,
 )
-from lab.omnibus.release import VERSION_ENV, omnibus_image_ref
+from lab.omnibus.release import VERSION_ENV, cng_gitaly_image_ref, omnibus_image_ref
+from lab.omnibus.source_layout import CONFIG_TOML, GIT_HOME, INSTALL_ENV, sim_listening_cmd
 from lab.resources import data_dir
 
 __all__ = ["DIR_LABEL", "HOME_LABEL", "ID_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL",
@@ -135,12 +136,32 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str,
     if node.omnibus_config:
         # Omnibus evaluates this before /etc/gitlab/gitlab.rb, so the file wins.
         svc["environment"]["GITLAB_OMNIBUS_CONFIG"] = node.omnibus_config
+    if node.from_source and node.gitaly_only:
+        _source_gitaly(lab, node, svc)
     ports = _ports(node)
     if ports:
         svc["ports"] = ports
     if node.is_app and _others(lab):
         svc["depends_on"] = [n.name for n in _others(lab)]
     return svc
+
+
+def _source_gitaly(lab: Lab, node: Node, svc: dict[str, Any]) -> None:
+    """A Gitaly node installed from source: its home folder (config.toml, the secret file)
+    instead of /etc/gitlab, and no gitlab-ctl to ask about it.
+
+    sim: the sim image plays the source node (INSTALL_ENV) and is asked with a TCP connect.
+    omnibus: Cloud Native GitLab's Gitaly image runs its own Gitaly binary on the rendered
+    config.toml (README, "Nodes installed from source", says what is not checked here).
+    """
+    svc["volumes"] = [f"./nodes/{node.name}{GIT_HOME}:{GIT_HOME}", *svc["volumes"][1:]]
+    if lab.flavor is Flavor.SIM:
+        svc["environment"][INSTALL_ENV] = "source"
+        svc["healthcheck"]["test"] = ["CMD", *sim_listening_cmd(node.gitaly_port)]
+        return
+    svc["image"] = cng_gitaly_image_ref(str(lab.version))
+    svc["command"] = ["/usr/local/bin/gitaly", CONFIG_TOML]
+    del svc["healthcheck"]  # the image's own
 
 
 def _others(lab: Lab) -> list[Node]:

@@ -16,21 +16,21 @@ import yaml
 
 from lab.model.topology import GITALY_PORT, GITALY_TLS_PORT, Lab, Node
 from lab.omnibus import release
+from lab.omnibus.source_layout import (
+    APP_SHELL_SECRET_FILE,
+    CONFIG_TOML,
+    GIT_HOME,
+    GITALY_DIR,
+    GITLAB_DIR,
+    GITLAB_YML,
+    SHELL_CONFIG_YML,
+    SHELL_DIR,
+    SHELL_SECRET_FILE,
+    TLS_CERT,
+    TLS_KEY,
+)
 from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import LabSecrets, shell_secret
-
-# The installation-from-source layout (GitLab's doc/install/installation.md).
-GIT_HOME = "/home/git"
-GITALY_DIR = f"{GIT_HOME}/gitaly"
-SHELL_DIR = f"{GIT_HOME}/gitlab-shell"
-GITLAB_DIR = f"{GIT_HOME}/gitlab"
-CONFIG_TOML = f"{GITALY_DIR}/config.toml"
-SHELL_SECRET_FILE = f"{SHELL_DIR}/.gitlab_shell_secret"
-SHELL_CONFIG_YML = f"{SHELL_DIR}/config.yml"
-GITLAB_YML = f"{GITLAB_DIR}/config/gitlab.yml"
-APP_SHELL_SECRET_FILE = f"{GITLAB_DIR}/.gitlab_shell_secret"
-TLS_CERT = f"{GITALY_DIR}/cert.pem"
-TLS_KEY = f"{GITALY_DIR}/key.pem"
 
 
 def gitaly_config(lab: Lab, sec: LabSecrets, node: Node) -> dict[str, Any]:
@@ -115,6 +115,9 @@ def source_files(lab: Lab, sec: LabSecrets) -> dict[str, str]:
             out[f"{base}{CONFIG_TOML}"] = gitaly_config_toml(lab, sec, node)
             if secret is not None:
                 out[f"{base}{SHELL_SECRET_FILE}"] = secret
+            if node.tls:
+                out[f"{base}{TLS_CERT}"] = sec.tls[f"{node.name}.crt"]
+                out[f"{base}{TLS_KEY}"] = sec.tls[f"{node.name}.key"]
             shell = shell_config_yml(lab, node)
             if shell is not None:
                 out[f"{base}{SHELL_CONFIG_YML}"] = shell

@@ -302,11 +302,13 @@ def serve(conf: dict[str, Any], inflight: InFlight | None = None) -> grpc.Server
     # CommitService, RefService and OperationService live in their own module.
     gitaly_git_services.GitServices(gitaly, HOOKS_DIR).add_to_server(server)
     gitaly_moves.SSHService(gitaly).add_to_server(server)
+    # Omnibus always sets a socket; a source config.toml may have none.
     socket_path = conf["socket_path"]
-    os.makedirs(os.path.dirname(socket_path), exist_ok=True)
-    if os.path.exists(socket_path):
-        os.unlink(socket_path)
-    server.add_insecure_port(f"unix:{socket_path}")
+    if socket_path:
+        os.makedirs(os.path.dirname(socket_path), exist_ok=True)
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        server.add_insecure_port(f"unix:{socket_path}")
     if conf["listen_addr"]:
         server.add_insecure_port(conf["listen_addr"])
     if conf["tls_listen_addr"]:
@@ -316,7 +318,7 @@ def serve(conf: dict[str, Any], inflight: InFlight | None = None) -> grpc.Server
     server.start()
     auth = ("disabled" if not gitaly.token
             else "transitioning" if gitaly.transitioning else "enabled")
-    listeners = [f"unix:{socket_path}", conf["listen_addr"],
+    listeners = [socket_path and f"unix:{socket_path}", conf["listen_addr"],
                  conf["tls_listen_addr"] and f"tls://{conf['tls_listen_addr']}"]
     log(f"listening on {', '.join(x for x in listeners if x)}; "
         f"auth {auth}; "
@@ -328,11 +330,19 @@ def main() -> int:
     runtime = simconfig.read_runtime()
     conf = runtime["gitaly"]
     inflight = InFlight()
+    config_path = conf.get("config_path") or lab_eras.GITALY_CONFIG_TOML
     try:
         server = serve(conf, inflight)
     except MissingStorage as exc:
         # Gitaly's own last line, in the words of the lab's release; then it exits 1.
-        log(lab_eras.gitaly_storage_missing(simconfig.release(runtime), exc.name, exc.path))
+        log(lab_eras.gitaly_storage_missing(simconfig.release(runtime), exc.name, exc.path,
+                                            config_path))
+        return 1
+    if conf.get("start_error"):
+        # A source node's secret file is read after the storages are checked
+        # (labsim.common.sourceconfig); Gitaly stops there.
+        server.stop(grace=None)
+        log(conf["start_error"])
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -47,7 +47,7 @@ def _unix_ok(path: str) -> bool:
 def listening(name: str, node: dict[str, Any]) -> bool:
     if name == "gitaly":
         conf = node["gitaly"]
-        checks = [_unix_ok(conf["socket_path"])]
+        checks = [_unix_ok(conf["socket_path"])] if conf.get("socket_path") else []
         checks += [_addr_ok(conf[k]) for k in ("listen_addr", "tls_listen_addr") if conf[k]]
         return all(checks)
     return _addr_ok(f"127.0.0.1:{node['app']['port']}")
@@ -156,6 +156,11 @@ def reconfigure() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if supervisor.from_source():
+        # An installation from source has no Omnibus tools: Gitaly is restarted instead.
+        print("gitlab-ctl: not found (this node is installed from source: no gitlab-ctl, "
+              "no reconfigure; restart Gitaly to apply a change)", file=sys.stderr)
+        return 127
     if not argv:
         print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")
         return 1

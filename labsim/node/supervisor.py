@@ -28,7 +28,8 @@ from typing import Any
 from lab.omnibus import dialect, directories, gitlab_secrets
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
-from labsim.common import simconfig
+from lab.omnibus.source_layout import INSTALL_ENV
+from labsim.common import simconfig, sourceconfig
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
 PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server"}
@@ -294,10 +295,74 @@ def reconfigure() -> dict[str, Any]:
     return node
 
 
+def from_source() -> bool:
+    """This node plays an installation from source (the compose file says so)."""
+    return os.environ.get(INSTALL_ENV, "").strip() == "source"
+
+
+INSTALLED = os.path.join(simconfig.STATE_DIR, "installed-from-source")
+
+
+def install_storages(node: dict[str, Any]) -> None:
+    """The installation step that makes the storage folders (the admin's mkdir in the
+    source install guide), once: on the node's first boot only. Afterwards Gitaly's own
+    rule holds: a storage path added later must exist or Gitaly refuses to start."""
+    if os.path.exists(INSTALLED):
+        return
+    for path in (node.get("gitaly") or {}).get("storages", {}).values():
+        if path:
+            os.makedirs(path, exist_ok=True)
+    with open(INSTALLED, "w"):
+        pass
+
+
+def main_source(sup: Supervisor) -> int:
+    """A Gitaly node installed from source: no gitlab.rb, no reconfigure, no ssh keys.
+
+    Gitaly starts from config.toml and the secret file it names (labsim.common.sourceconfig);
+    a change takes effect by restarting (the container, or SIGUSR1), which reads them again.
+    """
+    os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)
+    for folder in (simconfig.STATE_DIR, simconfig.LOG_DIR):
+        os.makedirs(folder, exist_ok=True)
+    with open(STOPPED, "w") as fh:
+        json.dump([], fh)
+    try:
+        node = sourceconfig.load(release())
+    except sourceconfig.SourceConfigError as exc:
+        log(str(exc))
+        return 1
+    install_storages(node)
+    simconfig.write_runtime(node)
+    log("gitlab-testlab-sim node up; installed from source; roles: gitaly")
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(sup, "want_restart", True))
+    sup.start_all()
+    while not sup.want_stop:
+        time.sleep(0.05)
+        sup.reap()
+        if sup.want_restart:
+            sup.want_restart = False
+            log("restarting gitaly (config.toml read again)")
+            try:
+                simconfig.write_runtime(sourceconfig.load(release()))
+            except sourceconfig.SourceConfigError as exc:
+                log(str(exc))
+            sup.restart_services()
+        for name, proc in list(sup.children.items()):
+            if proc.poll() is not None and time.time() - sup.started[name] > 1:
+                log(f"{name} exited with {proc.returncode}; starting it again")
+                sup.start(name)
+                sup.write_state()
+    sup.stop_all()
+    return 0
+
+
 def main() -> int:
     sup = Supervisor()
     signal.signal(signal.SIGTERM, lambda *_: setattr(sup, "want_stop", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(sup, "want_stop", True))
+    if from_source():
+        return main_source(sup)
     ssh_host_keys()
     # "Remove all services, the reconfigure will create them" (the wrapper's rm -f
     # /opt/gitlab/service/*): nothing from the last run counts until reconfigure did.

@@ -11,7 +11,10 @@ import yaml
 from conftest import fixed_secrets
 
 from lab.errors import BadInput, SpecError
-from lab.lifecycle.handle import up
+from lab.lifecycle.handle import source_not_runnable, up
+from lab.omnibus import source_layout
+from lab.omnibus.source_layout import INSTALL_ENV
+from lab.render.compose_file import compose_dict
 from lab.render import source
 from lab.spec.labspec import SpecRequest, resolve
 
@@ -24,7 +27,7 @@ def _lab(version: str, *sets: str):  # type: ignore[no-untyped-def]
 def _toml(version: str, *sets: str) -> dict:  # type: ignore[type-arg]
     lab = _lab(version, *sets)
     files = source.source_files(lab, fixed_secrets(lab))
-    return tomllib.loads(files[f"nodes/gitaly1{source.CONFIG_TOML}"])
+    return tomllib.loads(files[f"nodes/gitaly1{source_layout.CONFIG_TOML}"])
 
 
 @pytest.mark.parametrize(("version", "sections"), [
@@ -43,44 +46,44 @@ def test_config_toml_sections_follow_gitalys_example(version: str, sections: set
 def test_api_url_and_secret_file_per_era() -> None:
     assert "gitlab_url" not in _toml("12.10.14")["gitlab-shell"]  # gitlab-shell's config.yml
     assert _toml("13.0.14")["gitlab-shell"]["gitlab_url"] == "http://gitlab"
-    assert _toml("19.3.0")["gitlab"] == {"secret_file": source.SHELL_SECRET_FILE,
+    assert _toml("19.3.0")["gitlab"] == {"secret_file": source_layout.SHELL_SECRET_FILE,
                                          "url": "http://gitlab"}
 
 
 def test_shell_config_yml_only_before_13_0() -> None:
     old = _lab("12.10.14")
     files = source.source_files(old, fixed_secrets(old))
-    assert yaml.safe_load(files[f"nodes/gitaly1{source.SHELL_CONFIG_YML}"])["gitlab_url"] == \
-        "http://gitlab"
+    shell_yml = yaml.safe_load(files[f"nodes/gitaly1{source_layout.SHELL_CONFIG_YML}"])
+    assert shell_yml["gitlab_url"] == "http://gitlab"
     new = _lab("13.0.14")
-    assert f"nodes/gitaly1{source.SHELL_CONFIG_YML}" not in source.source_files(
+    assert f"nodes/gitaly1{source_layout.SHELL_CONFIG_YML}" not in source.source_files(
         new, fixed_secrets(new))
 
 
 def test_tls_and_storages() -> None:
     cfg = _toml("19.3.0", "tls=true")
     assert cfg["tls_listen_addr"] == "0.0.0.0:9999"
-    assert cfg["tls"]["certificate_path"] == source.TLS_CERT
+    assert cfg["tls"]["certificate_path"] == source_layout.TLS_CERT
     assert [s["name"] for s in cfg["storage"]] == ["default", "storage1"]
 
 
 def test_app_gitlab_yml_token_matches_the_gitaly_nodes() -> None:
     lab = _lab("19.3.0", "nodes.gitlab.install=source", "nodes.gitaly1.gitaly_token=t0k")
     files = source.source_files(lab, fixed_secrets(lab))
-    yml = yaml.safe_load(files[f"nodes/gitlab{source.GITLAB_YML}"])["production"]
-    toml = tomllib.loads(files[f"nodes/gitaly1{source.CONFIG_TOML}"])
+    yml = yaml.safe_load(files[f"nodes/gitlab{source_layout.GITLAB_YML}"])["production"]
+    toml = tomllib.loads(files[f"nodes/gitaly1{source_layout.CONFIG_TOML}"])
     default = yml["repositories"]["storages"]["default"]
     assert default == {"gitaly_address": "tcp://gitaly1:8075", "gitaly_token": "t0k"}
     assert toml["auth"]["token"] == "t0k"
-    assert files[f"nodes/gitlab{source.APP_SHELL_SECRET_FILE}"] == \
-        files[f"nodes/gitaly1{source.SHELL_SECRET_FILE}"]
+    assert files[f"nodes/gitlab{source_layout.APP_SHELL_SECRET_FILE}"] == \
+        files[f"nodes/gitaly1{source_layout.SHELL_SECRET_FILE}"]
 
 
 def test_own_secrets_give_a_different_shell_secret() -> None:
     lab = _lab("19.3.0", "nodes.gitaly1.secrets=own", "nodes.gitlab.install=source")
     files = source.source_files(lab, fixed_secrets(lab))
-    assert files[f"nodes/gitlab{source.APP_SHELL_SECRET_FILE}"] != \
-        files[f"nodes/gitaly1{source.SHELL_SECRET_FILE}"]
+    assert files[f"nodes/gitlab{source_layout.APP_SHELL_SECRET_FILE}"] != \
+        files[f"nodes/gitaly1{source_layout.SHELL_SECRET_FILE}"]
 
 
 def test_omnibus_nodes_render_no_source_files() -> None:
@@ -93,9 +96,51 @@ def test_install_is_checked() -> None:
         _lab("19.3.0", "nodes.gitaly1.install=tarball")
 
 
+def test_lab_up_refuses_a_source_app_node_before_touching_docker() -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim",
+                              sets=("nodes.gitlab.install=source",)))
+    with pytest.raises(BadInput, match=r"gitlab is an app node installed from source.*cannot "
+                                       r"run a source app node yet"):
+        up(lab)
+
+
+def test_lab_up_leaves_the_cng_gitaly_service_to_the_user() -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus",
+                              sets=("nodes.gitaly1.install=source",)))
+    with pytest.raises(BadInput, match=r"gitaly1 is a Gitaly node installed from source.*"
+                                       r"Cloud Native GitLab's Gitaly image"):
+        up(lab)
+
+
+def test_a_source_gitaly_node_is_runnable_on_the_sim() -> None:
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim",
+                              sets=("nodes.gitaly1.install=source",)))
+    assert source_not_runnable(lab) == ""
+
+
 @pytest.mark.parametrize("flavor", ["sim", "omnibus"])
-def test_lab_up_refuses_a_source_node_before_touching_docker(flavor: str) -> None:
+def test_source_gitaly_service_mounts_its_home_not_etc_gitlab(flavor: str) -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor=flavor,
                               sets=("nodes.gitaly1.install=source",)))
-    with pytest.raises(BadInput, match=r"gitaly1 is installed from source.*not yet runnable"):
-        up(lab)
+    services = compose_dict(lab, "img", "/lab")["services"]
+    svc = services["gitaly1"]
+    assert svc["volumes"][0] == "./nodes/gitaly1/home/git:/home/git"
+    assert not any(v.endswith(":/etc/gitlab") for v in svc["volumes"])
+    assert services["gitlab"]["volumes"][0] == "./nodes/gitlab:/etc/gitlab"
+    if flavor == "sim":
+        assert svc["environment"][INSTALL_ENV] == "source"
+        assert svc["healthcheck"]["test"][:3] == ["CMD", "python3", "-c"]
+        assert "gitlab-ctl" not in " ".join(svc["healthcheck"]["test"])
+    else:
+        # CNG's image runs its own Gitaly binary on the rendered file; no registry host.
+        assert svc["image"] == "gitlab-org/build/cng/gitaly:v19.3.0"
+        assert svc["command"] == ["/usr/local/bin/gitaly", source_layout.CONFIG_TOML]
+        assert "healthcheck" not in svc
+        assert INSTALL_ENV not in svc["environment"]
+
+
+def test_tls_source_gitaly_gets_its_certificate_beside_config_toml() -> None:
+    lab = _lab("19.3.0", "nodes.gitaly1.tls=true")
+    files = source.source_files(lab, fixed_secrets(lab))
+    assert f"nodes/gitaly1{source_layout.TLS_CERT}" in files
+    assert "PRIVATE KEY" in files[f"nodes/gitaly1{source_layout.TLS_KEY}"]

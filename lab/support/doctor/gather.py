@@ -8,6 +8,7 @@ or a short-lived JWT signed with it (and, for collect's redaction, in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -32,10 +33,12 @@ from lab.omnibus import praefect as pf
 from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.release import DEFAULT_VERSION, Version
+from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
 from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import fingerprint
 from lab.spec.rb_reader import read_rb
+from lab.spec.source_reader import read_config_toml
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
@@ -129,6 +132,21 @@ def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, 
     return (data if isinstance(data, dict) else {}), ""
 
 
+def _read_source_secret(handle: LabHandle, node: Node) -> tuple[dict[str, Any] | None, str]:
+    """A source Gitaly node's secret file (the one its config.toml names; before 13.0
+    gitlab-shell's default beside it), read inside the container, in the shape of a
+    gitlab-secrets.json so that the same checks compare it (None: missing)."""
+    path = SHELL_SECRET_FILE
+    toml = handle.path / "nodes" / node.name / CONFIG_TOML.lstrip("/")
+    with contextlib.suppress(SpecError):  # the file checks say what is wrong with it
+        path = read_config_toml(toml).secret_file or path
+    res = handle.exec(node.name, ["cat", path], check=False, timeout=30)
+    if res.returncode != 0:
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        return None, lines[-1] if lines else ""
+    return {"gitlab_shell": {"secret_token": res.stdout.strip()}}, ""
+
+
 def hook_secret(data: Mapping[str, Any], version: Version | None = None) -> str:
     """What a Gitaly node signs internal API calls with, in its release's rule
     (lab.omnibus.dialect.signing_secret: the shell secret before
@@ -164,7 +182,9 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
         findings: tuple[tuple[bool, str], ...] = ()
         code: tuple[tuple[int, str], ...] = ()
         skipped = ""
-        if not have_ruby:
+        if node.from_source:
+            skipped = "installed from source: its config.toml is checked below (files)"
+        elif not have_ruby:
             skipped = "ruby is not installed on this host (apt-get install ruby)"
         elif not rb.is_file():
             err = f"{rb} is missing"
@@ -173,7 +193,8 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
         facts = NodeFacts(node.name, state, config_error=err, config_skipped=skipped,
                           findings=findings, code=code)
         if state == "running":
-            data, why = _read_secrets(handle, node.name)
+            data, why = (_read_source_secret(handle, node) if node.from_source
+                         else _read_secrets(handle, node.name))
             if data is not None:
                 g.secrets[node.name] = data
             facts = replace(facts, secrets_present=data is not None,

@@ -14,7 +14,7 @@ from lab.errors import SpecError
 from lab.model.topology import Lab, Node
 from lab.omnibus import dialect as omnibus_dialect
 from lab.omnibus import keypaths
-from lab.render import source
+from lab.omnibus import source_layout as source
 from lab.render.gitlab_rb import app_url
 from lab.render.secrets import fingerprint
 from lab.spec.rb_reader import read_rb

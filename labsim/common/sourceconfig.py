@@ -1,0 +1,135 @@
+"""What a Gitaly node installed from source runs with: its config.toml (stdlib only).
+
+A source Gitaly reads no gitlab.rb and has no reconfigure: it starts from Gitaly's own
+``config.toml`` (read here with ``tomllib``) and the GitLab-Shell secret file that names,
+and a change takes effect when Gitaly restarts. ``load`` turns those files into the same
+runtime dict the Omnibus path publishes (``simconfig.effective``), so the sim's Gitaly and
+hooks run unchanged. Where the API URL and the secret live depends on the release
+(docs/fidelity.md, "Nodes installed from source"):
+
+- before 13.0: in gitlab-shell's ``config.yml`` (``gitlab_url``, ``secret_file``; default
+  ``.gitlab_shell_secret`` beside it) in ``[gitlab-shell] dir``;
+- 13.0: ``[gitlab-shell] gitlab_url`` and ``secret_file``;
+- 13.1+: ``[gitlab] url`` and ``secret_file`` (or ``secret``); an unset ``secret_file``
+  defaults to ``.gitlab_shell_secret`` in ``[gitlab-shell] dir`` (Gitaly's
+  ``setDefaults``).
+
+From 13.1 Gitaly reads the secret file when it starts (cmd/gitaly ``NewGitlabAPI`` /
+``gitlab.NewHTTPClient``); a missing file stops it with "could not create GitLab API
+client: reading secret file: ...". Before, gitlab-shell read it in each hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from typing import Any
+
+from lab.omnibus import release as rel
+from lab.omnibus.release import Version
+from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
+
+SECRET_UNREADABLE = "could not create GitLab API client: reading secret file: "
+
+
+class SourceConfigError(Exception):
+    """config.toml could not be read; the message says where, as Gitaly's loader would."""
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _str(table: dict[str, Any], key: str) -> str:
+    value = table.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def read_shell_config(path: str, *, ruby: str = "ruby") -> dict[str, Any]:
+    """gitlab-shell's config.yml as data, parsed by Ruby's YAML as gitlab-shell does
+    (the image has Ruby, not PyYAML); {} when the file is absent."""
+    if not os.path.isfile(path):
+        return {}
+    proc = subprocess.run(
+        [ruby, "-ryaml", "-rjson", "-e",
+         "puts JSON.generate(YAML.safe_load(File.read(ARGV[0])) || {})", path],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SourceConfigError(f"{path}: {(proc.stderr or proc.stdout).strip()}")
+    data = json.loads(proc.stdout)
+    return data if isinstance(data, dict) else {}
+
+
+def api_and_secret(data: dict[str, Any], version: Version,
+                   shell_config: dict[str, Any] | None = None) -> tuple[str, str, str]:
+    """(internal API URL, secret file, inline secret) where ``version`` looks for them."""
+    shell = _table(data, "gitlab-shell")
+    shell_dir = _str(shell, "dir")
+    default_file = os.path.join(shell_dir, ".gitlab_shell_secret") if shell_dir \
+        else SHELL_SECRET_FILE
+    if version < rel.GITALY_SHELL_KEYS_IN_TOML:
+        yml = shell_config or {}
+        return (_str(yml, "gitlab_url"), _str(yml, "secret_file") or default_file, "")
+    if version < rel.GITALY_GITLAB_SECTION:
+        return (_str(shell, "gitlab_url"), _str(shell, "secret_file") or default_file, "")
+    gitlab = _table(data, "gitlab")
+    return (_str(gitlab, "url"), _str(gitlab, "secret_file") or default_file,
+            _str(gitlab, "secret"))
+
+
+def gitaly_from_toml(data: dict[str, Any], version: Version, config_path: str,
+                     shell_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime "gitaly" section from a parsed config.toml (secret file read here)."""
+    auth, tls = _table(data, "auth"), _table(data, "tls")
+    storages: dict[str, str] = {}
+    for row in data.get("storage") or []:
+        if isinstance(row, dict) and isinstance(row.get("name"), str):
+            storages[row["name"]] = _str(row, "path")
+    url, secret_file, inline = api_and_secret(data, version, shell_config)
+    secret, secret_error = inline.strip(), ""
+    if not inline:
+        try:
+            with open(secret_file) as fh:
+                secret = fh.read().strip()  # gitlabnet trims it before signing
+        except OSError as exc:
+            # Go's os.ReadFile error: "open PATH: no such file or directory".
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            secret_error = f"open {secret_file}: {why.lower()}"
+    return {
+        "listen_addr": _str(data, "listen_addr"),
+        "tls_listen_addr": _str(data, "tls_listen_addr"),
+        "certificate_path": _str(tls, "certificate_path"),
+        "key_path": _str(tls, "key_path"),
+        "token": _str(auth, "token"),
+        "transitioning": auth.get("transitioning") is True,
+        "socket_path": _str(data, "socket_path"),
+        "storages": storages,
+        "internal_api_url": url,
+        "hook_secret": secret,
+        # From 13.1 Gitaly reads the file at start and refuses to run without it.
+        "start_error": (SECRET_UNREADABLE + secret_error
+                        if secret_error and version >= rel.GITALY_GITLAB_SECTION else ""),
+        "config_path": config_path,
+    }
+
+
+def load(version: Version, config_path: str = CONFIG_TOML) -> dict[str, Any]:
+    """The runtime dict of a source Gitaly node (SourceConfigError when unreadable)."""
+    try:
+        with open(config_path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise SourceConfigError(f"load config: config_path {config_path!r}: "
+                                f"{exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceConfigError(f"load config: config_path {config_path!r}: {exc}") from exc
+    shell_config = None
+    if version < rel.GITALY_SHELL_KEYS_IN_TOML:
+        shell_dir = _str(_table(data, "gitlab-shell"), "dir")
+        shell_config = read_shell_config(os.path.join(shell_dir, "config.yml"))
+    return {"gitaly": gitaly_from_toml(data, version, config_path, shell_config),
+            "app": None, "install": "source", "version": str(version),
+            "trusted_certs": ""}

@@ -1,0 +1,61 @@
+"""A Gitaly node installed from source on the sim: `lab up scaled --set
+nodes.gitaly1.install=source` is ready, pushes go through its config.toml, a change is
+applied by restarting the node (it has no gitlab-ctl), and a token in config.toml that is
+not the app's makes a push fail with the text Workhorse answers."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import skip_or_fail
+
+from lab.engine import docker as dk
+from lab.lifecycle import handle
+from lab.omnibus.source_layout import CONFIG_TOML
+from lab.spec.labspec import SpecRequest, resolve
+
+pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
+SOURCE = "nodes.gitaly1.install=source"
+
+
+@pytest.fixture
+def sim_image() -> str:
+    try:
+        dk.check_reachable()
+    except Exception as exc:
+        skip_or_fail(f"no reachable Docker Engine ({exc})")
+    from lab.engine.images import build_images
+
+    return build_images()
+
+
+def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
+        lab_home: Path, sim_image: str) -> None:
+    spec = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(SOURCE,)))
+    with handle.up(spec, name=f"src-{uuid.uuid4().hex[:6]}", timeout=180) as running:
+        toml = running.path / "nodes" / "gitaly1" / CONFIG_TOML.lstrip("/")
+        assert "[auth]" in toml.read_text()
+        # No Omnibus on the node: nothing to reconfigure with.
+        assert running.exec("gitaly1", ["gitlab-ctl", "reconfigure"],
+                            check=False).returncode == 127
+        gl = running.client
+        gl.api.create_project("p1")
+        assert gl.git.push("root/p1", {"README.md": "hi\n"}).ok
+
+        started = running.container("gitaly1").state.started_at
+        wrong = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(
+            SOURCE, "nodes.gitaly1.gitaly_token=not-the-token-the-app-uses-0123456789")))
+        assert running.apply(wrong, wait_gitaly=False, timeout=180) == ["gitaly1"]
+        assert running.last_actions is not None
+        [action] = running.last_actions.describe()
+        assert action.startswith("gitaly1: restart (installed from source (no reconfigure): ")
+        assert CONFIG_TOML.lstrip("/") in action
+        assert running.container("gitaly1").state.started_at != started
+        assert "not-the-token-the-app-uses" in toml.read_text()
+
+        pushed = gl.git.push("root/p1", {"README.md": "again\n"})
+        assert not pushed.ok
+        # Workhorse's info/refs gets Gitaly's PermissionDenied (docs/fidelity.md).
+        assert "The requested URL returned error: 500" in pushed.output, pushed.output
