@@ -35,8 +35,10 @@ def test_13_1_and_later_read_the_gitlab_section(tmp_path: Path) -> None:
     assert conf["hook_secret"] == "the-shell-secret"  # trimmed, as gitlabnet signs
     assert conf["storages"] == {"default": "/var/opt/gitlab/git-data/repositories",
                                 "storage1": "/var/opt/gitlab/git-data-storage1/repositories"}
-    assert conf["token"] and conf["start_error"] == ""
-    assert conf["socket_path"] == "" and conf["config_path"] == "/c.toml"
+    assert conf["token"]
+    assert conf["start_error"] == ""
+    assert conf["socket_path"] == ""
+    assert conf["config_path"] == "/c.toml"
 
 
 def test_13_0_reads_the_gitlab_shell_section(tmp_path: Path) -> None:
