@@ -14,8 +14,8 @@ from lab.errors import BadInput, SpecError
 from lab.lifecycle.handle import source_not_runnable, up
 from lab.omnibus import source_layout
 from lab.omnibus.source_layout import INSTALL_ENV
-from lab.render.compose_file import compose_dict
 from lab.render import source
+from lab.render.compose_file import compose_dict
 from lab.spec.labspec import SpecRequest, resolve
 
 
