@@ -5,18 +5,19 @@ A source Gitaly reads no gitlab.rb and has no reconfigure: it starts from Gitaly
 and a change takes effect when Gitaly restarts. ``load`` turns those files into the same
 runtime dict the Omnibus path publishes (``simconfig.effective``), so the sim's Gitaly and
 hooks run unchanged. Where the API URL and the secret live depends on the release
-(docs/fidelity.md, "Nodes installed from source"):
+(boundaries in lab/omnibus/release.py; docs/fidelity.md, "Nodes installed from source"):
 
-- before 13.0: in gitlab-shell's ``config.yml`` (``gitlab_url``, ``secret_file``; default
-  ``.gitlab_shell_secret`` beside it) in ``[gitlab-shell] dir``;
-- 13.0: ``[gitlab-shell] gitlab_url`` and ``secret_file``;
-- 13.1+: ``[gitlab] url`` and ``secret_file`` (or ``secret``); an unset ``secret_file``
-  defaults to ``.gitlab_shell_secret`` in ``[gitlab-shell] dir`` (Gitaly's
-  ``setDefaults``).
+- before GITALY_SHELL_KEYS_IN_TOML: in gitlab-shell's ``config.yml`` (``gitlab_url``,
+  ``secret_file``; default ``.gitlab_shell_secret`` beside it) in ``[gitlab-shell] dir``;
+- from GITALY_SHELL_KEYS_IN_TOML: ``[gitlab-shell] gitlab_url`` and ``secret_file``;
+- from GITALY_GITLAB_SECTION: ``[gitlab] url`` and ``secret_file`` (or ``secret``); an
+  unset ``secret_file`` defaults to ``.gitlab_shell_secret`` in ``[gitlab-shell] dir``
+  (Gitaly's ``setDefaults``).
 
-From 13.1 Gitaly reads the secret file when it starts (cmd/gitaly ``NewGitlabAPI`` /
-``gitlab.NewHTTPClient``); a missing file stops it with "could not create GitLab API
-client: reading secret file: ...". Before, gitlab-shell read it in each hook.
+From GITALY_GITLAB_SECTION Gitaly reads the secret file when it starts (cmd/gitaly
+``NewGitlabAPI`` / ``gitlab.NewHTTPClient``); a missing file stops it with "could not
+create GitLab API client: reading secret file: ...". Before, gitlab-shell read it in
+each hook.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def gitaly_from_toml(data: dict[str, Any], version: Version, config_path: str,
         "storages": storages,
         "internal_api_url": url,
         "hook_secret": secret,
-        # From 13.1 Gitaly reads the file at start and refuses to run without it.
+        # From GITALY_GITLAB_SECTION Gitaly reads the file at start, or refuses to run.
         "start_error": (SECRET_UNREADABLE + secret_error
                         if secret_error and version >= rel.GITALY_GITLAB_SECTION else ""),
         "config_path": config_path,
