@@ -158,11 +158,6 @@ LEGACY_GITALY_KEYS: dict[str, tuple[str, ...]] = keypaths.legacy_gitaly_keys()
 REMOVED_ABORT = removals_table.REMOVED_ABORT
 
 
-def _set(value: Any) -> bool:
-    # Omnibus skips nil and empty hashes (an auto-vivified read) in applicable_deprecations.
-    return value is not None and value != {}
-
-
 
 def removals(settings: Mapping[str, Any], version: Version) -> list[str]:
     """Omnibus' removal messages for these settings in ``version`` (empty: none apply).

@@ -29,7 +29,6 @@ RUN_DIR = "/run/gitlab-sim"
 STATE_DIR = "/var/opt/gitlab/sim"
 LOG_DIR = "/var/log/gitlab"
 DEFAULT_SOCKET = dialect.DEFAULT_SOCKET
-DEFAULT_STORAGE_PATH = dialect.DEFAULT_DATA_DIR
 DEFAULT_WHITELIST = ["127.0.0.0/8", "::1/128"]
 SERVER_VERSION = "gitlab-testlab-sim"
 #: Gitaly streams git data in messages of at most this many bytes.
@@ -76,15 +75,6 @@ def check_release(raw: dict[str, Any], version: Version) -> None:
     conflicts = dialect.legacy_conflicts(raw, version)
     if conflicts:
         raise ConfigError(conflicts[0])
-
-
-def gitaly_enabled(raw: dict[str, Any]) -> bool:
-    return dialect.runs_gitaly(dialect.getter(raw))
-
-
-def app_enabled(raw: dict[str, Any], version: Version | None = None) -> bool:
-    d = dialect.dialect_for(version or node_version())
-    return dialect.runs_app(dialect.getter(raw), d)
 
 
 def gitaly_settings(raw: dict[str, Any], version: Version | None = None) -> dict[str, Any]:
