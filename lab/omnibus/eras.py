@@ -59,6 +59,7 @@ STORAGE_PATH = "new project: its repository's path on the storage (Gitaly's rela
 GIT_HTTP_DENIED = "git over HTTP: missing or wrong credentials (401, text/plain)"
 GIT_HTTP_NOT_SMART = "git over HTTP: info/refs without a smart-HTTP service, signed in (403)"
 API_NAME_PATH_MISSING = "POST /projects: neither name nor path (400)"
+API_VISIBILITY_INVALID = "POST /projects: visibility not private, internal or public (400)"
 WORKHORSE_NOT_SMART = ("git over HTTP: info/refs for a command Rails allows that is not smart "
                        "HTTP (git-upload-archive), Workhorse's answer")
 _GITALY = "gitlab-org/gitaly (mirror xuxiaowei-io/gitaly)"
@@ -148,6 +149,11 @@ ERAS: tuple[Era, ...] = (
         "lib/grape/validations/validators/at_least_one_of.rb (params: all keys) and "
         "lib/grape/locale/en.yml (format \"%{attributes} %{message}\", at_least_one), "
         "rendered by Grape's JSON error formatter under \"error\""),
+    Era(API_VISIBILITY_INVALID, FIRST, "visibility does not have a valid value",
+        "gitlabhq lib/api/helpers/projects_helpers.rb optional :visibility, values: "
+        "Gitlab::VisibilityLevel.string_values (12.x file and newer); Grape's values "
+        "validator message after the name (gitlabhq spec/requests/api/groups_spec.rb expects "
+        "this very error for an invalid visibility)"),
 )
 
 
@@ -377,9 +383,19 @@ def workhorse_not_smart(rel: Version) -> tuple[int, str]:
     return int(status), body + "\n"
 
 
-def name_path_missing(rel: Version) -> dict[str, str]:
-    """The 400 body of POST /projects with neither name nor path (Grape's JSON error)."""
-    return {"error": text(API_NAME_PATH_MISSING, rel)}
+VISIBILITIES = ("private", "internal", "public")  # Gitlab::VisibilityLevel.string_values
+
+
+def project_params_invalid(rel: Version, name_or_path: bool, visibility: str | None
+                           ) -> dict[str, str] | None:
+    """POST /projects' parameter check as Grape runs it: every failed validator, in the
+    order they are declared (name/path first), joined with ", " under "error"."""
+    failed = []
+    if not name_or_path:
+        failed.append(text(API_NAME_PATH_MISSING, rel))
+    if visibility is not None and visibility not in VISIBILITIES:
+        failed.append(text(API_VISIBILITY_INVALID, rel))
+    return {"error": ", ".join(failed)} if failed else None
 
 
 def creation_model_message(rel: Version) -> str:

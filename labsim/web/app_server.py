@@ -80,7 +80,7 @@ class Projects:
 
     def create(self, name: str, path: str, storage_name: str,
                make_repository: Callable[[str], None],
-               rel: Version = NEWEST) -> dict[str, Any] | None:
+               rel: Version = NEWEST, visibility: str = "private") -> dict[str, Any] | None:
         """The new project, or None when ``path`` is taken. ``make_repository(disk_path)``
         runs under the lock, so the id it is named after cannot be given out twice. The
         path on the storage is release ``rel``'s layout (eras.STORAGE_PATH: legacy, then hashed).
@@ -96,7 +96,7 @@ class Projects:
                 "path_with_namespace": f"root/{path}",
                 "namespace": {"id": 1, "name": "root", "path": "root", "kind": "user",
                               "full_path": "root"},
-                "default_branch": "main", "visibility": "private",
+                "default_branch": "main", "visibility": visibility,
                 "repository_storage": storage_name, "disk_path": disk_path,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -350,8 +350,11 @@ class Handler(BaseHTTPRequestHandler):
         name = str(params.get("name") or params.get("path") or "")
         path = str(params.get("path") or re.sub(r"[^\w.-]+", "-", name).strip("-").lower())
         storage_name = str(params.get("repository_storage") or "default")
-        if not name or not path:
-            self.json(400, lab_eras.name_path_missing(self.release))
+        visibility = params.get("visibility")
+        invalid = lab_eras.project_params_invalid(
+            self.release, bool(name and path), None if visibility is None else str(visibility))
+        if invalid:
+            self.json(400, invalid)
             return
         storage = self.storages.get(storage_name)
         if storage is None:
@@ -360,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             project = self.projects.create(name, path, storage_name,
                                            functools.partial(self.make_repository, storage),
-                                           self.release)
+                                           self.release, str(visibility or "private"))
         except CreateFailed as failed:
             answer = failed.failure
             for name_, record in answer.logs:
@@ -404,7 +407,11 @@ class Handler(BaseHTTPRequestHandler):
                 password = base64.b64decode(auth[6:]).decode().partition(":")[2]
             except ValueError:
                 password = ""
-        if not self.tokens.valid(password):
+        project = self.projects.find(f"{match['ns']}/{match['path']}")
+        # Rails' http_download_allowed?: anyone may fetch a public project.
+        anonymous_read = (service == "git-upload-pack" and project is not None
+                          and project.get("visibility") == "public")
+        if not self.tokens.valid(password) and not anonymous_read:
             self.send(401, lab_eras.git_http_denied(self.release).encode(), "text/plain",
                       {"WWW-Authenticate": 'Basic realm="GitLab"'})
             return
@@ -413,7 +420,6 @@ class Handler(BaseHTTPRequestHandler):
             # Workhorse passes that answer on (lab.omnibus.eras GIT_HTTP_NOT_SMART).
             self.send(403, lab_eras.git_http_not_smart(self.release).encode(), "text/plain")
             return
-        project = self.projects.find(f"{match['ns']}/{match['path']}")
         if project is None:
             self.send(404, b"The project you were looking for could not be found.\n",
                       "text/plain")

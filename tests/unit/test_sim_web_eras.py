@@ -79,6 +79,35 @@ def test_a_project_with_neither_name_nor_path_gets_grapes_error(sim: Sim, releas
         '{"error":"name, path are missing, at least one parameter must be provided"}'
 
 
+def test_a_public_project_is_listed_and_fetched_without_a_token(sim: Sim) -> None:
+    _create(sim, name="hidden")
+    public = _create(sim, name="open", visibility="public").json()
+    assert public["visibility"] == "public"
+    anonymous = requests.get(f"{sim.url}/api/v4/projects", timeout=10).json()
+    assert [p["path_with_namespace"] for p in anonymous] == ["root/open"]
+    assert requests.get(f"{sim.url}/api/v4/projects/{public['id']}",
+                        timeout=10).json()["id"] == public["id"]
+    # Rails' http_download_allowed?: fetching needs no credentials, pushing still does.
+    url = f"{sim.url}/root/open.git/info/refs"
+    fetch = requests.get(url, params={"service": "git-upload-pack"}, timeout=10)
+    assert fetch.status_code == 200, fetch.text
+    push = requests.get(url, params={"service": "git-receive-pack"}, timeout=10)
+    assert push.status_code == 401
+    private = requests.get(f"{sim.url}/root/hidden.git/info/refs",
+                           params={"service": "git-upload-pack"}, timeout=10)
+    assert private.status_code == 401
+
+
+def test_grape_reports_every_invalid_parameter(sim: Sim) -> None:
+    bad = _create(sim, name="x", visibility="secret")
+    assert (bad.status_code, bad.json()) == (400, {"error": "visibility does not have a "
+                                                            "valid value"})
+    both = _create(sim, visibility="secret")
+    assert both.json() == {"error": "name, path are missing, at least one parameter must be "
+                                    "provided, visibility does not have a valid value"}
+    assert sim.get("projects").json() == []
+
+
 def test_git_over_http_refuses_in_rails_order(sim: Sim) -> None:
     _create(sim, name="demo")
     url = f"{sim.url}/root/demo.git/info/refs"
