@@ -247,7 +247,8 @@ def parse_scenario(text: str, source: str, *, steps: Registry = STEPS) -> Scenar
     ``steps``: the step kinds the file may use (tests pass a registry of their own).
     """
     origins = Origins()
-    data = load_yaml(text, source, origins)
+    data = load_yaml(text, source, origins, not_a_mapping="a scenario must be a mapping of "
+                     "keys (name, lab, given, steps, ...)")
     ctx = _Ctx(origins)
     mapping(data, (), ctx.origins, SCENARIO_FIELDS)
     default_name = Path(source).stem

@@ -165,7 +165,8 @@ def read_config_toml(path: Path) -> SourceGitaly:
 def _yaml(path: Path, what: str) -> tuple[dict[str, Any], Origins, str]:
     file = str(path)
     origins = Origins()
-    return load_yaml(read_user_file(path, what), file, origins), origins, file
+    return load_yaml(read_user_file(path, what), file, origins,
+                     not_a_mapping=f"a {what} must be a mapping of keys"), origins, file
 
 
 def _ystr(data: Any, path: tuple[str, ...], origins: Origins) -> str | None:

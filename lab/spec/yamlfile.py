@@ -277,7 +277,13 @@ def files_below(folder: Path, what: str, *, folders: bool = False,
                                 "nearer to the files", source=str(folder))
 
 
-def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
+SPEC_MAPPING = "a lab spec must be a mapping of keys (name, topology, nodes, ...)"
+
+
+def load_yaml(text: str, source: str, origins: Origins, *,
+              not_a_mapping: str = SPEC_MAPPING) -> dict[str, Any]:
+    """The file's mapping; ``not_a_mapping`` says what the file should have been (each
+    caller reads its own kind of file: a spec, a scenario, a source node's config)."""
     try:
         root = _compose(text, source)
     except yaml.MarkedYAMLError as exc:
@@ -290,8 +296,7 @@ def load_yaml(text: str, source: str, origins: Origins) -> dict[str, Any]:
         origins.record((), source, None)  # an empty file: its errors still name it
         return {}
     if not isinstance(root, yaml.MappingNode):
-        raise SpecError("a lab spec must be a mapping of keys (name, topology, nodes, ...)",
-                        source=source, line=root.start_mark.line + 1)
+        raise SpecError(not_a_mapping, source=source, line=root.start_mark.line + 1)
     data = _construct(root, (), source, origins, _Budget(source))
     assert isinstance(data, dict)
     return data

@@ -219,3 +219,19 @@ def remove_deep(top: Path) -> None:
         os.rmdir("deep", dir_fd=fd)
         os.close(fd)
     top.rmdir()
+
+
+def test_a_file_that_is_no_mapping_is_named_for_what_it_should_be(tmp_path: Path) -> None:
+    from lab.scenario.load import parse_scenario
+    from lab.spec.labspec import SpecRequest, resolve
+    from lab.spec.source_reader import read_gitlab_yml
+
+    with pytest.raises(SpecError, match="a scenario must be a mapping"):
+        parse_scenario("- a\n", "sc.yaml")
+    (tmp_path / "gitlab.yml").write_text("- a\n")
+    with pytest.raises(SpecError, match="a gitlab\\.yml must be a mapping"):
+        read_gitlab_yml(tmp_path / "gitlab.yml")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("- a\n")
+    with pytest.raises(SpecError, match="a lab spec must be a mapping"):
+        resolve(SpecRequest(file=spec))
