@@ -62,6 +62,8 @@ def compile_pattern(text: str) -> Pattern:
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
             exc.args[0], bytes) else str(exc)
+        # RE2 quotes the pattern it compiled, with the (?m) added above: show the user's.
+        reason = reason.replace(f": (?m){text}", f": {text}", 1)
         raise PatternError(f"is not a valid regular expression here: {reason} (patterns run "
                            f"on RE2, which has no {RE2_LACKS})") from None
     size = compiled._regexp.ProgramSize()

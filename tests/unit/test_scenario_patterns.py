@@ -70,3 +70,11 @@ def test_compile_pattern_says_why_without_file_context() -> None:
     with pytest.raises(PatternError, match="no backreferences"):
         compile_pattern(r"(a)\1")
     assert compile_pattern("ok").text == "ok"
+
+
+def test_the_refusal_quotes_the_pattern_as_written() -> None:
+    # RE2 quotes what it compiled; the (?m) the toolkit adds is not the user's.
+    with pytest.raises(PatternError) as err:
+        compile_pattern("(unclosed")
+    assert "missing ): (unclosed" in str(err.value)
+    assert "(?m)" not in str(err.value)
