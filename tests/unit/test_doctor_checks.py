@@ -229,6 +229,24 @@ def test_not_running_lab_warns(running: bool) -> None:
     assert any(c.name == "running" for c in report.checks) is not running
 
 
+def test_a_stopped_swarm_node_gets_the_swarm_way_back() -> None:
+    """`docker start` of an ended task's container runs it outside Swarm; the node comes
+    back by scaling its service, as `lab exec` says too."""
+    nodes = [NodeFacts("gitaly1", "paused", None, ""), NodeFacts("gitaly2", "exited", None, ""),
+             NodeFacts("gitaly3", "missing", None, "")]
+    hints = {c.scope: c.hint for c in running_checks(nodes, "sw", "glt-sw")}
+    assert hints["gitaly1"].startswith("unpause its container (docker unpause")
+    assert hints["gitaly2"].startswith("scale its service back up (docker service scale "
+                                       "glt-sw_gitaly2=1)")
+    assert hints["gitaly3"].startswith("scale its service back up (docker service scale "
+                                       "glt-sw_gitaly3=1)")
+    down = judge("sw", Gathered(host=HostFacts(lab_running=False, swarm_stack="glt-sw")),
+                 "gitlab")
+    (hint,) = [c.hint for c in down.checks if c.name == "running"]
+    assert hint.startswith("scale its services back up (docker service scale glt-sw_NODE=1)")
+    assert "docker start" not in hint
+
+
 def test_a_node_that_is_not_running_gets_the_hint_for_its_state() -> None:
     # "lab up (or docker start)" fitted none: lab up refuses while other nodes run (and
     # boots a new lab without the data), and docker start does not unpause.

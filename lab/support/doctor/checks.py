@@ -148,9 +148,14 @@ def config_checks(nodes: Sequence[NodeFacts]) -> list[Check]:
     return out
 
 
-def start_hint(state: str, node: str, lab: str) -> str:
+def start_hint(state: str, node: str, lab: str, stack: str = "") -> str:
     """How to get a node that is not running back, by its state. `lab up` is no answer while
-    other nodes run (it says the lab is up), and would boot a new lab without the data."""
+    other nodes run (it says the lab is up), and would boot a new lab without the data.
+    On a swarm (``stack``) an ended task's container is not started by hand (it would run
+    outside Swarm): its service is scaled back up, as the `start` fault does."""
+    if stack and state != "paused":
+        return (f"scale its service back up (docker service scale {stack}_{node}=1), then "
+                f"see lab logs {node}")
     if state == "missing":
         return (f"its container is gone: `lab down {lab}`, then `lab up` (a new lab, without "
                 "the old data)")
@@ -160,9 +165,10 @@ def start_hint(state: str, node: str, lab: str) -> str:
             f"lab logs {node}")
 
 
-def running_checks(nodes: Sequence[NodeFacts], lab: str) -> list[Check]:
+def running_checks(nodes: Sequence[NodeFacts], lab: str, stack: str = "") -> list[Check]:
     return [Check(n.name, "container", Level.OK if n.state == "running" else Level.FAIL,
-                  n.state, "" if n.state == "running" else start_hint(n.state, n.name, lab))
+                  n.state,
+                  "" if n.state == "running" else start_hint(n.state, n.name, lab, stack))
             for n in nodes]
 
 
@@ -395,13 +401,15 @@ def judge(lab_name: str | None, g: Gathered, app: str | None) -> Report:
     checks = host_checks(g.host)
     if app is not None:
         if g.host.lab_running:
-            checks += running_checks(g.nodes, lab_name or "")
+            checks += running_checks(g.nodes, lab_name or "", g.host.swarm_stack)
         else:
+            start = (f"scale its services back up (docker service scale "
+                     f"{g.host.swarm_stack}_NODE=1)" if g.host.swarm_stack else
+                     "start its containers to keep their data (docker start; "
+                     f"`lab status {lab_name or ''}` names them)")
             checks.append(Check("lab", "running", Level.WARN, "the lab is not running: only "
                                 "its files were checked",
-                                "start its containers to keep their data (docker start; "
-                                f"`lab status {lab_name or ''}` names them), or `lab up` "
-                                "for a new lab; then lab doctor again"))
+                                f"{start}, or `lab up` for a new lab; then lab doctor again"))
         checks += config_checks(g.nodes)
         checks += secrets_checks(app, g.nodes)
         checks += gitaly_checks(app, g.gitaly)

@@ -31,6 +31,7 @@ class HostFacts:
     images: tuple[tuple[str, bool], ...] = ()  # (ref, present)
     image_warning: str = ""  # an omnibus lab's image is the sim (lab_image.sim_posing)
     flavor: str = ""
+    swarm_stack: str = ""  # the lab's stack when it runs on a swarm (its services: STACK_NODE)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
         disk_path=disk_path, mem_needed=mem_needed, disk_needed=disk_needed_,
         lab_running=lab_running, ports_busy=tuple(busy), ports_checked=checked,
         images=tuple(images), flavor=lab.flavor.value if lab else "", image_warning=posing,
+        swarm_stack=lab.project_name if lab is not None and lab.engine is Engine.SWARM else "",
     )
 
 
