@@ -15,6 +15,8 @@ from lab.engine import docker as dk
 from lab.lifecycle import handle
 from lab.omnibus.source_layout import CONFIG_TOML
 from lab.spec.labspec import SpecRequest, resolve
+from lab.support.doctor import doctor
+from lab.support.doctor.checks import Level
 
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 SOURCE = "nodes.gitaly1.install=source"
@@ -40,6 +42,11 @@ def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
         # No Omnibus on the node: nothing to reconfigure with.
         assert running.exec("gitaly1", ["gitlab-ctl", "reconfigure"],
                             check=False).returncode == 127
+        # doctor on the live lab: the node's own secret file signs the internal API probe.
+        report, _ = doctor(running)
+        assert not report.failed, [c for c in report.checks if c.level is Level.FAIL]
+        assert any(c.scope == "gitaly1" and c.name == "internal API" and c.level is Level.OK
+                   for c in report.checks)
         gl = running.client
         gl.api.create_project("p1")
         assert gl.git.push("root/p1", {"README.md": "hi\n"}).ok
@@ -54,6 +61,14 @@ def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
         assert CONFIG_TOML.lstrip("/") in action
         assert running.container("gitaly1").state.started_at != started
         assert "not-the-token-the-app-uses" in toml.read_text()
+
+        # doctor names both sides of the mismatch: gitlab.rb and config.toml with its key.
+        mismatch = [c for c in doctor(running)[0].checks
+                    if c.level is Level.FAIL and c.name == "gitaly token (files)"]
+        assert mismatch, "doctor did not see the token mismatch"
+        assert "gitlab.rb" in mismatch[0].detail
+        assert "config.toml" in mismatch[0].detail
+        assert "auth.token" in mismatch[0].detail
 
         pushed = gl.git.push("root/p1", {"README.md": "again\n"})
         assert not pushed.ok
