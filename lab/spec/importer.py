@@ -293,8 +293,13 @@ def _source_side(node: NodeImport, facts: SourceFacts, notes: list[str]) -> None
     """A node installed from source: its config.toml (+ gitlab-shell's config.yml) or its
     gitlab.yml, read as data, give the same facts a gitlab.rb gives."""
     node.source_install = True
-    notes.append(f"{node.name}: installed from source (install: source), which a lab does not "
-                 "run yet; set its install to omnibus to boot the lab with the same wiring")
+    if isinstance(facts, SourceApp):
+        notes.append(f"{node.name}: installed from source (install: source); a lab does not run "
+                     "a source app node yet: set its install to omnibus to boot the lab with "
+                     "the same wiring")
+    else:
+        notes.append(f"{node.name}: installed from source (install: source); the sim flavour "
+                     "runs it from its config.toml (`lab up -f SPEC`)")
     if isinstance(facts, SourceApp):
         node.app = True
         node.app_storages = dict(facts.storages)
