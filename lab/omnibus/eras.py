@@ -122,8 +122,9 @@ ERAS: tuple[Era, ...] = (
         "gitlabhq app/models/storage/hashed.rb (SHA-256 of the project id, its first two and "
         "next two hex digits as folders); migration EnableHashedStorageByDefault "
         "(change_column_default application_settings.hashed_storage_enabled true), "
-        "gitlab-ce!29586 with EE port gitlab-ee!14129 merged 2019-06-14 (12.0); a lab is a "
-        "new installation, so its new projects are hashed from 12.0"),
+        "gitlab-ce!29586 with EE port gitlab-ee!14129; doc/administration/"
+        "repository_storage_types.md version history: the default for new installations "
+        "in 12.0 (for all new and renamed projects in 13.0); a lab is a new installation"),
     Era(GIT_HTTP_DENIED, FIRST, "HTTP Basic: Access denied",
         "gitlabhq app/controllers/projects/git_http_client_controller.rb authenticate_user: "
         "render plain \"HTTP Basic: Access denied\\n\", 401, WWW-Authenticate Basic "

@@ -177,8 +177,8 @@ GITALY_STORAGE_WRAPPED = Version(13, 0, 0)
 GITALY_STORAGE_DOESNT_EXIST = Version(14, 3, 0)
 GITALY_PLAIN_EXIT = Version(16, 3, 0)
 #: Hashed storage is the default for a new installation's projects (application_settings.
-#: hashed_storage_enabled defaults to true: gitlab-ce!29586, EE port gitlab-ee!14129 merged
-#: 2019-06-14 for 12.0); a lab is always a new installation. Before: legacy paths.
+#: hashed_storage_enabled defaults to true: gitlab-ce!29586, EE port gitlab-ee!14129; the
+#: docs' repository_storage_types.md history says 12.0); a lab is always a new installation.
 HASHED_STORAGE_DEFAULT = Version(12, 0, 0)
 
 # A Gitaly node installed from source: its config.toml's schema (gitaly config.toml.example
