@@ -19,6 +19,7 @@ from lab.model.needs import memory_needed
 from lab.model.topology import Lab
 from lab.scenario.definition import Scenario, ScenarioLabs
 from lab.scenario.load import on_lab, resolve_labs
+from lab.scenario.pool import lab_key
 from lab.scenario.releases import release_name
 from lab.spec.versions import DEFAULT_VERSION, Version
 
@@ -82,7 +83,11 @@ def expand(scenario: Scenario, *, flavor: str,
 
 
 def order(items: Iterable[PlanItem]) -> list[PlanItem]:
-    """Lab by lab, each group where its first item was; skipped items last."""
+    """Lab by lab, each group where its first item was; skipped items last.
+
+    Within a group, the items that run on the base state come first, then those that
+    need the same changes one after another (``by_state``), so the lab changes once per
+    distinct state rather than back and forth."""
     groups: dict[str, list[PlanItem]] = {}
     skipped: list[PlanItem] = []
     for item in items:
@@ -90,7 +95,26 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
             skipped.append(item)
         else:
             groups.setdefault(item.group, []).append(item)
-    return [item for group in groups.values() for item in group] + skipped
+    return [item for group in groups.values() for item in by_state(group)] + skipped
+
+
+def by_state(group: Sequence[PlanItem]) -> list[PlanItem]:
+    """One group's items, base state first, then each other state's items together, states
+    in the order they first appear (a stable sort: items of one state keep their order).
+
+    Every change of state costs an apply (reconfigure, restart, readiness); in file order a
+    library alternating base and changed scenarios reverts to the base before each base one.
+    """
+    def state(item: PlanItem) -> tuple[str, bool]:
+        assert item.labs is not None  # a group holds planned items only
+        key = lab_key(item.labs.target)  # the key LabPool tells states apart by
+        return key, key == lab_key(item.labs.base)
+
+    rank: dict[str, int] = {}
+    for item in group:
+        key, at_base = state(item)
+        rank.setdefault(key, -1 if at_base else len(rank))
+    return sorted(group, key=lambda item: rank[state(item)[0]])
 
 
 def plan(scenarios: Iterable[Scenario], *, flavor: str,

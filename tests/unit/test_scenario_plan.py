@@ -27,6 +27,27 @@ def test_parse_versions() -> None:
 
 
 
+def test_a_group_runs_its_base_state_first_then_each_state_once() -> None:
+    """Each change of state is an apply (reconfigure, restart, readiness): in file order the
+    library went base, changed, base, changed, ...; planned, each state is reached once."""
+    def sc(name: str, given: str = "") -> object:
+        return parse_scenario(f"name: {name}\nlab: {{topology: scaled}}\n{given}"
+                              "steps: [{api: /x}]\n", f"{name}.yaml")
+
+    own = "given: {set: {nodes.gitaly1.secrets: own}}\n"
+    none = "given: {set: {nodes.gitaly1.secrets: none}}\n"
+    tls = parse_scenario("name: tls\nlab: {topology: scaled, set: {nodes.gitaly1.tls: true}}\n"
+                         "steps: [{api: /x}]\n", "tls.yaml")
+    scenarios = [sc("own-1", own), sc("base-1"), tls, sc("none-1", none), sc("own-2", own),
+                 sc("base-2"), sc("none-2", none)]
+    items = plan.plan(scenarios, flavor="sim")  # type: ignore[arg-type]
+    assert [i.name for i in items] == ["base-1", "base-2", "own-1", "own-2", "none-1", "none-2",
+                                       "tls"]
+    states = [i.labs.target for i in items]  # type: ignore[union-attr]
+    changes = sum(a != b for a, b in zip(states, states[1:]))
+    assert changes == 3  # base -> own -> none, then the other group (tls)
+
+
 def test_room_for_counts_cores_and_memory() -> None:
     sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base

@@ -66,19 +66,19 @@ def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) ->
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     results = run_scenarios(scenarios, up=up, connect=connect)
     assert [r.outcome for r in results] == [Outcome.PASSED] * len(names)
-    # tls-push's group is run after the plain group, though listed in between.
-    assert [r.name for r in results] == [names[i] for i in (0, 1, 3, 4, 2, 5)]
+    # tls-push's group is run after the plain group, though listed in between; in a group
+    # the base state's scenarios (two-storages) run before the changed ones.
+    assert [r.name for r in results] == [names[i] for i in (0, 4, 1, 3, 2, 5)]
     assert len(labs) == 2  # one per base lab
     plain, tls = labs
     applies = [c for c in plain.calls if c[0] == "apply"]
-    # own secrets, then straight to none (one restart), then back to base for two-storages;
-    # mutated states do not wait for the app's Gitaly check, the base does.
-    assert applies == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "False"),
-                       ("apply", "gitaly1", "True")]
+    # own secrets, then straight to none (one restart), never back to base in between;
+    # mutated states do not wait for the app's Gitaly check.
+    assert applies == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "False")]
     assert plain.calls[-1] == ("down",)
     assert [c for c in tls.calls if c[0] == "apply"] == [("apply", "gitlab", "False")]
     # Scenario changes wait until the nodes serve, not for Docker's slow first health check.
-    assert plain.health_waits == [False, False, False]
+    assert plain.health_waits == [False, False]
 
 
 def test_faults_are_undone_even_when_a_step_fails(tmp_path: Path) -> None:
@@ -162,14 +162,15 @@ def test_reports(tmp_path: Path) -> None:
                             up=up, connect=connect)
     data = to_json(results)
     assert data["ok"] is False
-    assert [s["status"] for s in data["scenarios"]] == ["failed", "passed"]
-    assert data["scenarios"][0]["evidence"]["config"]["secrets_policy"] == {
+    # The base state's scenario first (lab.scenario.plan.by_state).
+    assert [s["status"] for s in data["scenarios"]] == ["passed", "failed"]
+    assert data["scenarios"][1]["evidence"]["config"]["secrets_policy"] == {
         "gitaly1": "own", "gitlab": "shared"}
     xml = junit_xml(results)
     assert '<testsuite name="gitlab-testlab" tests="2" failures="1"' in xml
     assert "the output does not match" in xml
     # The fake echoed the token in the push output and in the app's log; both are evidence.
-    ev = data["scenarios"][0]["evidence"]
+    ev = data["scenarios"][1]["evidence"]
     assert "http://root:[REDACTED]@127.0.0.1:1/" in ev["output"]
     assert "PRIVATE-TOKEN [REDACTED]" in ev["logs"]["gitlab"]
     assert TOKEN not in xml
@@ -196,8 +197,9 @@ def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: P
     assert [r.outcome for r in results] == [Outcome.PASSED, Outcome.PASSED]
     (lab,) = labs
     waits = [c for c in lab.calls if c[0] == "wait_ready"]
-    # mutated: after `start`, after undoing stop + pause; base: after `start`.
-    assert waits == [("wait_ready", "False"), ("wait_ready", "False"), ("wait_ready", "True")]
+    # base (run first, lab.scenario.plan.by_state): after `start`; mutated: after `start`,
+    # after undoing stop + pause.
+    assert waits == [("wait_ready", "True"), ("wait_ready", "False"), ("wait_ready", "False")]
 
 
 # --- release matrix -------------------------------------------------------------
@@ -294,7 +296,8 @@ def test_a_failure_is_bundled_before_its_faults_and_changes_are_undone(tmp_path:
           - api: /api/v4/user
             expect: {outcome: fail, output: nope}
         """), "f.yaml")
-    ok = load_scenario(LIBRARY / "shared-secrets-push-clone.yaml")
+    # Another changed state, so it runs after the failure (base-state scenarios run first).
+    ok = load_scenario(LIBRARY / "gitaly-no-secrets.yaml")
     (failed, passed) = run_scenarios([sc, ok], up=up, connect=connect, collect=collect,
                                      versions=["17.11.7"])
     [(stem, stopped, secrets)] = seen  # only the failure is bundled
@@ -304,9 +307,10 @@ def test_a_failure_is_bundled_before_its_faults_and_changes_are_undone(tmp_path:
     assert failed.bundle == str(tmp_path / f"{stem}.tar.gz")
     assert "evidence bundle of the failed lab (lab collect): " + failed.bundle in \
         format_failure(failed)
-    # ...then restored: the next scenario got its lab back (started, base secrets).
+    # ...then restored: the next scenario got its lab back (started, its own secrets).
     assert passed.outcome is Outcome.PASSED, format_failure(passed)
     assert labs[0].stopped == set()
+    assert labs[0].lab.node("gitaly1").secrets.value == "none"
     assert to_json([failed])["scenarios"][0]["bundle"] == failed.bundle
 
 
