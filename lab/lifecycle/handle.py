@@ -104,10 +104,14 @@ def source_not_runnable(lab: Lab) -> str:
 # counts as gone (the rounds come fast at first, so this is a time, not a count).
 UNLISTED_SECONDS = 2.0
 # Readiness rounds: the first pause, growing to the longest (lab.lifecycle.readiness).
+# A sim node serves 1-2 s after its start, and a layer passes at most one pause after the
+# node got there: a longest pause of 1 s added ~0.5 s to a sim boot. A round before
+# reconfigure ends reads only the new part of each node's log (no exec), so polling
+# Omnibus' minutes twice a second costs little.
 FIRST_POLL_INTERVAL = 0.1
+POLL_INTERVAL = 0.5
 # How long the engine may take to finish a create that an interrupted Compose had sent.
 CREATE_SETTLE_SECONDS = 1.0
-POLL_INTERVAL = 1.0
 COMPOSE_UP_TIMEOUT = 600.0
 
 
