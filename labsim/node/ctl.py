@@ -108,15 +108,20 @@ def signal_restart() -> str:
     return before
 
 
+# Between looks at the services: a look reads two small files and connects to each listener,
+# and a restarted sim service listens within a few tenths of a second.
+WAIT_UP_POLL = 0.02
+
+
 def wait_up(before: str, timeout: float = 30) -> int:
     deadline = time.time() + timeout
     # The old processes still listen until PID 1 replaced them: wait for new pids first.
     while _state_text() == before and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(WAIT_UP_POLL)
     while time.time() < deadline:
         if status(None, quiet=True) == 0:
             return 0
-        time.sleep(0.1)
+        time.sleep(WAIT_UP_POLL)
     return status(None)
 
 

@@ -22,6 +22,7 @@ import secrets as _random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -92,6 +93,12 @@ class Supervisor:
         self.started: dict[str, float] = {}
         self.want_restart = False
         self.want_stop = False
+        # Set by the signal handlers, so the loop acts on a signal at once, not at its tick.
+        self.wake = threading.Event()
+
+    def ask(self, what: str) -> None:
+        setattr(self, what, True)
+        self.wake.set()
 
     def write_state(self) -> None:
         state = {name: {"pid": proc.pid, "started": self.started[name]}
@@ -158,13 +165,14 @@ class Supervisor:
         self.write_state()
 
     def run_services(self) -> int:
-        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "want_restart", True))
+        signal.signal(signal.SIGUSR1, lambda *_: self.ask("want_restart"))
         self.start_all()
         # omnibus-ctl's last word once the Chef run (which enables the services) succeeded.
         print(RECONFIGURED, flush=True)
         while not self.want_stop:
-            # Short: a restart asked for by gitlab-ctl (SIGUSR1) waits for this tick.
-            time.sleep(0.05)
+            # A restart asked for by gitlab-ctl (SIGUSR1) wakes the loop at once.
+            self.wake.wait(0.05)
+            self.wake.clear()
             self.reap()
             if self.want_restart:
                 self.want_restart = False
@@ -335,10 +343,11 @@ def main_source(sup: Supervisor) -> int:
     install_storages(node)
     simconfig.write_runtime(node)
     log("gitlab-testlab-sim node up; installed from source; roles: gitaly")
-    signal.signal(signal.SIGUSR1, lambda *_: setattr(sup, "want_restart", True))
+    signal.signal(signal.SIGUSR1, lambda *_: sup.ask("want_restart"))
     sup.start_all()
     while not sup.want_stop:
-        time.sleep(0.05)
+        sup.wake.wait(0.05)
+        sup.wake.clear()
         sup.reap()
         if sup.want_restart:
             sup.want_restart = False
@@ -359,8 +368,8 @@ def main_source(sup: Supervisor) -> int:
 
 def main() -> int:
     sup = Supervisor()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(sup, "want_stop", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(sup, "want_stop", True))
+    signal.signal(signal.SIGTERM, lambda *_: sup.ask("want_stop"))
+    signal.signal(signal.SIGINT, lambda *_: sup.ask("want_stop"))
     if from_source():
         return main_source(sup)
     ssh_host_keys()
