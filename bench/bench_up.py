@@ -156,14 +156,18 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
     for name, usage in sorted(mem.items()):
         print(f"memory {name}: {usage}")
     up_ratio = med(lab_up) / med(raw_up)
+    cmd_ratio = med(lab_up) / med(cmd_up)
     down_ratio = med(lab_down) / med(raw_down)
     return [
         Row("`lab up scaled` (sim) to ready", f"{med(lab_up):.2f} s median",
             BASELINES["up"], "<= 4 s", med(lab_up) <= 4.0),
-        Row("`lab up` / (`compose up -d` + same polling)", f"{up_ratio:.2f}",
-            BASELINES["up_ratio"], "<= 1.05", up_ratio <= 1.05),
-        Row("  for information: `lab up` / (`compose up -d` + the polling as a command)",
-            f"{med(lab_up) / med(cmd_up):.2f}", "-", "-"),
+        # Issue 25: the baseline as a command of its own, as someone without `lab up` runs
+        # it (its interpreter's start and imports included, as `lab up`'s are).
+        Row("`lab up` / (`compose up -d` + the same polling as its own command)",
+            f"{med(lab_up):.2f} s / {med(cmd_up):.2f} s = {cmd_ratio:.2f}",
+            BASELINES["up_cmd_ratio"], "<= 1.05", cmd_ratio <= 1.05),
+        Row("  for information: `lab up` / (`compose up -d` + the same polling in this "
+            "already-started interpreter)", f"{up_ratio:.2f}", BASELINES["up_ratio"], "-"),
         # A command pays its interpreter's start and imports before it can do anything;
         # the baseline polls in an interpreter that paid them before the clock started.
         Row("  for information: (baseline + interpreter start and imports) / baseline, "

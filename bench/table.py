@@ -22,6 +22,7 @@ class Row:
 BASELINES = {
     "up": "7.74 s",
     "up_ratio": "1.12",
+    "up_cmd_ratio": "1.11 (issue 25)",
     "down_ratio": "1.94 s / 1.11 s = 1.75",
     "library_reuse": "42.5 s",
     "fresh_over_reuse": "114.8 / 42.5 = 2.7x",

@@ -1,0 +1,128 @@
+"""Issue-25 speed figures, each beside its baseline, from one run (prints numbers; not a test).
+
+1. per scenario outside its own steps with lab reuse (the built-in library on the sim,
+   as `lab run scenarios/` runs it): with each group's boot shared out over its
+   scenarios (the baseline's definition), and on a lab already up (applying the
+   scenario's changes and undoing its faults only);
+2. the whole library at one release per era, as CI runs it:
+   `CI=true python3 -m pytest -q -p no:cacheprovider -n 2 scenarios --lab-version ...`;
+3. `lab up scaled --flavor sim` against Compose's `up -d` plus the same readiness polling
+   run as a command of its own (its own interpreter, as someone without `lab up` would run
+   it): bench_up's rounds.
+
+Runs under private LAB_HOMEs. Run it alone on the machine: the load average is printed.
+Usage: python3 bench/bench_eras.py [--rounds 3] [--skip-library] [--skip-eras] [--skip-up]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from table import Row, load_note, print_table
+
+ROOT = Path(__file__).resolve().parent.parent
+ERAS = "11.11.8,12.10.14,13.12.15,15.9.8,16.11.10,17.11.7,19.3.0"
+
+# Measured before the issue-25 speed work (the issue's text and the stop-22 note).
+BASELINES = {
+    "outside": "0.96 s",
+    "eras": "121 s (CI, alone); 224 s (loaded)",
+}
+
+
+def library_rows() -> list[Row]:
+    import bench_suite
+
+    from lab.engine.images import build_images
+    from lab.scenario.load import find_scenarios, load_scenario
+
+    build_images()
+    library = [load_scenario(p) for p in find_scenarios([bench_suite.LIBRARY])]
+    print(f"library with reuse ({load_note()})")
+    seconds, results = bench_suite.reused(library)
+    ran = [r for r in results if r.steps]
+    booted: set[str] = set()
+    first, later = [], []  # outside the steps: the scenario that booted its lab; the rest
+    for r in ran:  # results come in plan order: a group's first scenario booted its lab
+        outside = r.seconds - sum(s.seconds for s in r.steps)
+        (later if r.lab in booted else first).append(outside)
+        booted.add(r.lab)
+    shared = (sum(first) + sum(later)) / max(1, len(ran))
+    up_already = sum(later) / max(1, len(later))
+    for r in results:
+        print(f"  {r.name:<32} {r.seconds:6.2f}s  steps "
+              f"{sum(s.seconds for s in r.steps):6.2f}s  {r.outcome.value}")
+    print(f"  {len(ran)} scenarios on {len(booted)} labs in {seconds:.1f}s; boots "
+          f"{', '.join(f'{b:.2f}s' for b in first)}; {bench_suite._check(results)}")
+    return [
+        Row("per scenario outside its steps, reuse, boots shared out",
+            f"{shared:.2f} s", BASELINES["outside"], "<= 0.3 s", shared <= 0.3),
+        Row("  per scenario outside its steps on a lab already up (applying, undoing)",
+            f"{up_already:.2f} s over {len(later)}", "-", "<= 0.3 s", up_already <= 0.3),
+        Row("  for information: the library with reuse (wall)", f"{seconds:.1f} s", "17.2 s",
+            "-"),
+    ]
+
+
+def eras_row() -> list[Row]:
+    home = Path(tempfile.mkdtemp(prefix="lab-bench-eras-")).resolve()
+    env = {**os.environ, "CI": "true", "LAB_HOME": str(home)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+           "scenarios", "--lab-version", ERAS]
+    print(f"seven eras: {' '.join(cmd[1:])} ({load_note()})")
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                             check=False)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    seconds = time.monotonic() - t0
+    lines = res.stdout.strip().splitlines()
+    summary = lines[-1] if lines else res.stderr.strip()[-300:]
+    print(f"  {seconds:.1f}s: {summary} ({load_note()} after)")
+    return [Row(f"library at seven releases, pytest -n 2 ({summary})", f"{seconds:.1f} s",
+                BASELINES["eras"], "<= 150 s", seconds <= 150 and res.returncode == 0)]
+
+
+def up_rows(rounds: int) -> list[Row]:
+    import bench_up
+
+    return bench_up.measure(rounds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of lab up (bench_up)")
+    ap.add_argument("--skip-library", action="store_true")
+    ap.add_argument("--skip-eras", action="store_true")
+    ap.add_argument("--skip-up", action="store_true")
+    args = ap.parse_args()
+    rows: list[Row] = []
+    old_home = os.environ.get("LAB_HOME")
+    home = Path(tempfile.mkdtemp(prefix="lab-bench-lib-")).resolve()
+    os.environ["LAB_HOME"] = str(home)
+    try:
+        if not args.skip_library:
+            rows += library_rows()
+    finally:
+        if old_home is None:
+            os.environ.pop("LAB_HOME", None)
+        else:
+            os.environ["LAB_HOME"] = old_home
+        shutil.rmtree(home, ignore_errors=True)
+    if not args.skip_eras:
+        rows += eras_row()
+    if not args.skip_up:
+        rows += up_rows(args.rounds)
+    print_table(rows, f"issue-25 figures ({load_note()})")
+
+
+if __name__ == "__main__":
+    main()
