@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from scenario_fakes import LIBRARY
 
@@ -44,7 +46,7 @@ def test_a_group_runs_its_base_state_first_then_each_state_once() -> None:
     assert [i.name for i in items] == ["base-1", "base-2", "own-1", "own-2", "none-1", "none-2",
                                        "tls"]
     states = [i.labs.target for i in items]  # type: ignore[union-attr]
-    changes = sum(a != b for a, b in zip(states, states[1:]))
+    changes = sum(a != b for a, b in itertools.pairwise(states))
     assert changes == 3  # base -> own -> none, then the other group (tls)
 
 
