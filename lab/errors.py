@@ -66,6 +66,12 @@ class SpecError(BadInput):
         super().__init__(prefix + message)
 
 
+class ReleaseTooOld(SpecError):
+    """The lab's topology does not exist in the release asked for (a Gitaly Cluster before
+    13.3): a scenario library run at that release skips such a scenario, naming why,
+    instead of failing the whole run."""
+
+
 class LabNotFound(BadInput):
     """No lab of that name exists."""
 

@@ -409,7 +409,8 @@ class ScenarioFile(pytest.File):
                 item.add_marker(marker)
             if p.labs is None:
                 item.add_marker(pytest.mark.skip(
-                    reason=f"scenario is for {', '.join(p.scenario.flavors)} only; "
+                    reason=p.why_skipped
+                    or f"scenario is for {', '.join(p.scenario.flavors)} only; "
                     f"this run uses --lab-flavor {flavor}"))
             yield item
 

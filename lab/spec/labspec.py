@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab.errors import SpecError
+from lab.errors import ReleaseTooOld, SpecError
 from lab.model.topology import (
     Edition,
     Engine,
@@ -398,7 +398,8 @@ def _check_cluster(nodes: tuple[Node, ...], version: Any, origins: Origins) -> N
         return
     problem = cluster_unsupported(version)
     if problem is not None:
-        raise error_at(origins, ("version",), problem)
+        found = error_at(origins, ("version",), problem)
+        raise ReleaseTooOld(problem, source=found.source, line=found.line, key=found.key)
     if len(postgres) != 1:
         raise error_at(origins, ("nodes",), "a lab with Praefect needs exactly one postgres "
                        f"node for Praefect's database, found {len(postgres)}")
