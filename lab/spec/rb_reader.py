@@ -85,11 +85,18 @@ def read_rb(path: Path, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFi
         raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot be read: {exc.strerror}", source=str(path)) from None
+    return parse_rb(raw, str(path), ruby=ruby, omnibus_config=omnibus_config)
+
+
+def parse_rb(raw: bytes, name: str, *, ruby: str = "ruby", omnibus_config: str = "") -> RbFile:
+    """``read_rb`` of a file's bytes, for a caller that reads the file its own way (a lab
+    folder's, never through a link: lab.store.lab_folder); ``name`` names it in errors."""
+    if len(raw) > MAX_BYTES:
+        raise SpecError(f"larger than {MAX_BYTES // 1024} KiB; is it a gitlab.rb?", source=name)
     if b"\0" in raw:
-        raise SpecError("a binary file, not a gitlab.rb; is it the right file?",
-                        source=str(path))
+        raise SpecError("a binary file, not a gitlab.rb; is it the right file?", source=name)
     text = raw.decode(errors="replace")
-    main = _parse(text, str(path), ruby)
+    main = _parse(text, name, ruby)
     if not omnibus_config.strip():
         return main
     env = _parse(omnibus_config, OMNIBUS_CONFIG_ENV, ruby)

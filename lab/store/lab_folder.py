@@ -15,10 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab.errors import BadInput, Incomplete
+from lab.errors import BadInput, Incomplete, SpecError
 from lab.model.topology import Lab
 from lab.render.secrets import LabSecrets
 from lab.spec.labspec import build_lab, resolved_spec
+from lab.spec.rb_reader import MAX_BYTES as RB_MAX_BYTES
+from lab.spec.rb_reader import RbFile, parse_rb
 from lab.spec.yamlfile import Origins
 from lab.store import ownership, state
 from lab.store.layout import (
@@ -28,6 +30,7 @@ from lab.store.layout import (
     SECRETS_MAX_BYTES,
     SECRETS_STORE,
     SPEC_FILE,
+    read_bytes_no_links,
     read_no_links,
     write_file,
 )
@@ -78,6 +81,18 @@ class LabFolder:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{path} is damaged ({exc}); render again with --regenerate to "
                            "make new secrets for this lab") from None
+
+    def gitlab_rb(self, rel: str, omnibus_config: str = "") -> RbFile:
+        """The gitlab.rb at ``rel`` (a node's: ``node_paths(node).gitlab_rb``), parsed
+        statically and read without following a link: a node's folder is its container's
+        /etc/gitlab, which may swap the file for a link to a host file."""
+        try:
+            raw = read_bytes_no_links(self.path, rel, limit=RB_MAX_BYTES)
+        except OSError as exc:
+            raise SpecError(f"cannot be read ({exc.strerror or exc}): the toolkit reads a lab "
+                            "folder's files only as real files in it, never through a link",
+                            source=str(self.file(rel))) from None
+        return parse_rb(raw, str(self.file(rel)), omnibus_config=omnibus_config)
 
     def save_spec(self, lab: Lab) -> None:
         """The lab as spec data that rebuilds the same ``Lab`` with ``lab`` (its tokens are

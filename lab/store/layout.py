@@ -59,6 +59,11 @@ def read_no_links(root: Path, rel: str, *, limit: int | None = None) -> str:
     """The text of regular file ``root/rel``, opened without following a symbolic link in
     any part of ``rel``: a container may swap a file or folder of its /etc/gitlab for a link
     to a host file between the listing and the read."""
+    return read_bytes_no_links(root, rel, limit=limit).decode()
+
+
+def read_bytes_no_links(root: Path, rel: str, *, limit: int | None = None) -> bytes:
+    """``read_no_links``, as bytes."""
     *dirs, name = rel.split("/")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -76,7 +81,7 @@ def read_no_links(root: Path, rel: str, *, limit: int | None = None) -> str:
         data = fh.read() if limit is None else fh.read(limit + 1)
         if limit is not None and len(data) > limit:
             raise OSError(f"{rel}: larger than {limit} bytes")
-        return data.decode()
+        return data
 
 
 def write_file(path: Path, content: str, mode: int) -> None:

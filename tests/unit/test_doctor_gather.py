@@ -40,15 +40,37 @@ def test_tls_facts_from_a_lab_directory(tmp_path: Path) -> None:
 def test_read_config_uses_the_importers_reader(tmp_path: Path) -> None:
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://gitlab'\n")
-    assert read_config(rb, "")[0] is None
-    err = read_config(rb, "gitaly['configuration'] = {\n")[0]
+    assert read_config(tmp_path, "gitlab.rb", "")[0] is None
+    err = read_config(tmp_path, "gitlab.rb", "gitaly['configuration'] = {\n")[0]
     assert err is not None
     assert err.startswith("GITLAB_OMNIBUS_CONFIG:")
     assert "syntax error" in err
     rb.write_text("external_url 'http://gitlab'\ngitaly['x'] = {\n")
-    err = read_config(rb, "")[0]
+    err = read_config(tmp_path, "gitlab.rb", "")[0]
     assert err is not None
     assert err.startswith(f"{rb}:2: not valid Ruby: syntax error")
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_a_gitlab_rb_a_container_made_a_link_is_not_followed(tmp_path: Path,
+                                                             linked: str) -> None:
+    # A node's folder is its container's /etc/gitlab: a link there may name any host file,
+    # whose lines a syntax error would quote. Read as a refusal, never through the link.
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "gitlab.rb").write_text("root:$6$not-for-doctor-eyes:19000:0:99999:7:::\n")
+    lab_dir = tmp_path / "lab"
+    node = lab_dir / "nodes" / "gitaly1"
+    if linked == "file":
+        node.mkdir(parents=True)
+        (node / "gitlab.rb").symlink_to(host / "gitlab.rb")
+    else:
+        node.parent.mkdir(parents=True)
+        node.symlink_to(host)
+    err, _, _ = read_config(lab_dir, "nodes/gitaly1/gitlab.rb", "")
+    assert err is not None
+    assert "never through a link" in err
+    assert "not-for-doctor-eyes" not in err
 
 
 class FakeHandle:

@@ -78,3 +78,15 @@ def test_one_config_toml_value_changed(tmp_path: Path, version: str, old: str, n
 def test_labs_without_source_nodes_are_not_read(tmp_path: Path) -> None:
     lab = resolve(SpecRequest(topology="scaled", version="19.3.0", flavor="omnibus"))
     assert wiring_report(tmp_path / "missing", lab) == []
+
+
+def test_a_secrets_file_a_container_made_a_link_is_not_followed(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    secrets = folder / "nodes" / "gitlab" / "gitlab-secrets.json"
+    copy = tmp_path / "elsewhere.json"
+    copy.write_text(secrets.read_text())
+    secrets.unlink()
+    secrets.symlink_to(copy)  # the same content, but through a link: not read
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
+    assert row.level is Level.FAIL
+    assert "gitlab-secrets.json gitlab_shell.secret_token: unset" in row.detail

@@ -37,8 +37,9 @@ from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
 from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import fingerprint
-from lab.spec.rb_reader import read_rb
 from lab.spec.source_reader import read_config_toml
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import node_paths
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
@@ -106,14 +107,16 @@ def gather_host(lab: Lab | None, *, image: str | None = None,
     )
 
 
-def read_config(path: Path, omnibus_config: str, version: Version | None = None
+def read_config(root: Path, rel: str, omnibus_config: str, version: Version | None = None
                 ) -> tuple[str | None, tuple[tuple[bool, str], ...], tuple[tuple[int, str], ...]]:
-    """(error, findings against ``version``, Ruby statements not read) for one node's file.
+    """(error, findings against ``version``, Ruby statements not read) for the gitlab.rb at
+    ``rel`` in the lab folder ``root``.
 
-    The file is parsed statically (lab.spec.rb_reader.read_rb), never run on this host.
+    The file is parsed statically (lab.spec.rb_reader), never run on this host, and read
+    without following a link (``LabFolder.gitlab_rb``).
     """
     try:
-        read = read_rb(path, omnibus_config=omnibus_config)
+        read = LabFolder(root).gitlab_rb(rel, omnibus_config)
     except SpecError as exc:
         return str(exc), (), ()
     findings = omnibus_dialect.findings(read.settings, version) if version is not None else []
@@ -178,7 +181,7 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
     have_ruby = shutil.which("ruby") is not None
     for node in lab.nodes:
         state = states.get(node.name, "missing")
-        rb = handle.path / "nodes" / node.name / "gitlab.rb"
+        rb = handle.path / node_paths(node).gitlab_rb
         err: str | None = None
         findings: tuple[tuple[bool, str], ...] = ()
         code: tuple[tuple[int, str], ...] = ()
@@ -190,7 +193,8 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
         elif not rb.is_file():
             err = f"{rb} is missing"
         else:
-            err, findings, code = read_config(rb, node.omnibus_config, lab.version)
+            err, findings, code = read_config(handle.path, node_paths(node).gitlab_rb,
+                                              node.omnibus_config, lab.version)
         facts = NodeFacts(node.name, state, config_error=err, config_skipped=skipped,
                           findings=findings, code=code)
         if state == "running":
@@ -219,8 +223,8 @@ def _host(address: str) -> str:
 
 
 def _settings(handle: LabHandle, node: Node) -> dict[str, Any]:
-    return read_rb(handle.path / "nodes" / node.name / "gitlab.rb",
-                   omnibus_config=node.omnibus_config).settings
+    return LabFolder(handle.path).gitlab_rb(node_paths(node).gitlab_rb,
+                                            node.omnibus_config).settings
 
 
 def cluster_facts(handle: LabHandle, node: Node, states: Mapping[str, str]) -> ClusterFacts:

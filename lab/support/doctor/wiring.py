@@ -17,8 +17,10 @@ from lab.omnibus import keypaths
 from lab.omnibus import source_layout as source
 from lab.render.gitlab_rb import app_url
 from lab.render.secrets import fingerprint
-from lab.spec.rb_reader import read_rb
 from lab.spec.source_reader import Where, read_config_toml, read_gitlab_yml
+from lab.store.lab_folder import LabFolder
+from lab.store.labdir import node_paths
+from lab.store.layout import SECRETS_MAX_BYTES, read_no_links
 from lab.support.doctor.checks import Check, Level
 
 
@@ -47,11 +49,11 @@ def _secret_file(folder: Path, path: str, where: Where) -> tuple[str | None, Whe
     return text, Where(str(local or path), "(the whole file)", None) if text else where
 
 
-def _omnibus_secret(folder: Path) -> tuple[str | None, Where]:
-    path = folder / "gitlab-secrets.json"
-    where = Where(str(path), "gitlab_shell.secret_token")
-    try:
-        data = json.loads(path.read_text())
+def _omnibus_secret(lab_dir: Path, node: Node) -> tuple[str | None, Where]:
+    rel = node_paths(node).secrets
+    where = Where(str(lab_dir / rel), "gitlab_shell.secret_token")
+    try:  # never through a link: the node's container may have left one there
+        data = json.loads(read_no_links(lab_dir, rel, limit=SECRETS_MAX_BYTES))
     except (OSError, ValueError):
         return None, where
     value = data.get("gitlab_shell", {}).get("secret_token") if isinstance(data, dict) else None
@@ -84,10 +86,11 @@ def read_side(lab_dir: Path, lab: Lab, node: Node) -> Side:
         side.secret = _secret_file(folder, g.secret_file or source.SHELL_SECRET_FILE,
                                    g.where.get("secret_file", Where(g.file, "gitlab.secret_file")))
         return side
-    rb = folder / "gitlab.rb"
-    get = omnibus_dialect.getter(read_rb(rb, omnibus_config=node.omnibus_config).settings)
+    rb = lab_dir / node_paths(node).gitlab_rb
+    get = omnibus_dialect.getter(LabFolder(lab_dir).gitlab_rb(
+        node_paths(node).gitlab_rb, node.omnibus_config).settings)
     d = lab.dialect
-    side.secret = _omnibus_secret(folder)
+    side.secret = _omnibus_secret(lab_dir, node)
     if node.is_app:
         a = omnibus_dialect.read_app(get, d)
         side.token[""] = (a.token, _rb_where(rb, keypaths.APP_GITALY_TOKEN, lab))
