@@ -13,14 +13,12 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import BadInput, Incomplete, SpecError
 from lab.model.topology import Lab
 from lab.render.secrets import LabSecrets
 from lab.spec.labspec import build_lab, resolved_spec
-from lab.spec.rb_reader import MAX_BYTES as RB_MAX_BYTES
-from lab.spec.rb_reader import RbFile, parse_rb
 from lab.spec.yamlfile import Origins
 from lab.store import ownership, state
 from lab.store.layout import (
@@ -34,6 +32,9 @@ from lab.store.layout import (
     read_no_links,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from lab.spec.rb_reader import RbFile
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class LabFolder:
         """The gitlab.rb at ``rel`` (a node's: ``node_paths(node).gitlab_rb``), parsed
         statically and read without following a link: a node's folder is its container's
         /etc/gitlab, which may swap the file for a link to a host file."""
+        # Imported here: the reader runs Ruby through lab.engine.run, which rendering (this
+        # module's other users) never loads.
+        from lab.spec.rb_reader import MAX_BYTES as RB_MAX_BYTES
+        from lab.spec.rb_reader import parse_rb
+
         try:
             raw = read_bytes_no_links(self.path, rel, limit=RB_MAX_BYTES)
         except OSError as exc:

@@ -222,7 +222,7 @@ def test_doctor_reads_hostile_files_without_running_them(tmp_path: Path, line: s
     rb = tmp_path / "gitlab.rb"
     rb.write_text("external_url 'http://x'\ngitlab_monitor['enable'] = false\n"
                   + line.format(m=marker) + "\n")
-    err, findings, code = read_config(rb, "", V("13.0.14"))
+    err, findings, code = read_config(tmp_path, "gitlab.rb", "", V("13.0.14"))
     assert err is None
     assert findings == ((True, "`gitlab_monitor['enable']` is not a setting in 13.0: "
                          "reconfigure aborts"),)
