@@ -181,12 +181,13 @@ def render_files(lab: Lab, sec: LabSecrets, image: str, lab_dir: str,
     return files
 
 
-def _with_written_back(path: Path, rendered: str) -> str:
-    """``rendered`` merged with the sections a node's reconfigure wrote into ``path``."""
+def _with_written_back(out_dir: Path, rel: str, rendered: str) -> str:
+    """``rendered`` merged with the sections a node's reconfigure wrote into ``rel``, read
+    without following a link (the node's container writes there, and every section of
+    the file read is copied into the one written back)."""
+    path = out_dir / rel
     try:
-        if not path.is_file() or path.stat().st_size > SECRETS_MAX_BYTES:
-            return rendered
-        on_disk = json.loads(path.read_text())
+        on_disk = json.loads(read_no_links(out_dir, rel, limit=SECRETS_MAX_BYTES))
     except PermissionError:
         raise BadInput(f"{path} is not readable by this user (written by a container as "
                        f"root?); run `sudo chown -R {os.getuid()}:{os.getgid()} {path.parent}` "
@@ -394,7 +395,7 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
     for f in files:
         content = f.content
         if f.path in secrets_files and not regenerate:
-            content = _with_written_back(out_dir / f.path, content)
+            content = _with_written_back(out_dir, f.path, content)
         write_file(out_dir / f.path, content, f.mode)
     for node in lab.nodes:
         paths = node_paths(node)

@@ -47,3 +47,23 @@ def test_a_lab_without_spec_tokens_reads_back_without_them(tmp_path: Path) -> No
     assert back == lab
     assert back.gitaly_token is None
     assert all(n.gitaly_token is None for n in back.nodes)
+
+
+def test_the_written_back_secrets_are_never_read_through_a_link(tmp_path: Path) -> None:
+    # Every section of the node's file is copied into the one rendered over it: read
+    # through a link a container swapped in (after the render checked the folder), a host
+    # file's JSON would land in the node's /etc/gitlab.
+    from lab.store.labdir import _with_written_back
+
+    host = tmp_path / "host.json"
+    host.write_text('{"auths": {"registry": {"auth": "host-credential"}}}')
+    node = tmp_path / "lab" / "nodes" / "gitaly1"
+    node.mkdir(parents=True)
+    (node / "gitlab-secrets.json").symlink_to(host)
+    rendered = '{"gitlab_shell": {"secret_token": "x"}}'
+    out = _with_written_back(tmp_path / "lab", "nodes/gitaly1/gitlab-secrets.json", rendered)
+    assert "host-credential" not in out
+    (node / "gitlab-secrets.json").unlink()
+    (node / "gitlab-secrets.json").write_text(host.read_text())  # a real file: merged
+    out = _with_written_back(tmp_path / "lab", "nodes/gitaly1/gitlab-secrets.json", rendered)
+    assert "host-credential" in out and '"secret_token": "x"' in out
