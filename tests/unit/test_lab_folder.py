@@ -66,4 +66,5 @@ def test_the_written_back_secrets_are_never_read_through_a_link(tmp_path: Path) 
     (node / "gitlab-secrets.json").unlink()
     (node / "gitlab-secrets.json").write_text(host.read_text())  # a real file: merged
     out = _with_written_back(tmp_path / "lab", "nodes/gitaly1/gitlab-secrets.json", rendered)
-    assert "host-credential" in out and '"secret_token": "x"' in out
+    assert "host-credential" in out
+    assert '"secret_token": "x"' in out
