@@ -7,6 +7,8 @@ python3-jwt in the image); the v2 token is one HMAC and needs no library.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import enum
 import hashlib
@@ -64,7 +66,7 @@ def gitaly_v2_token(secret: str, now: int | None = None) -> str:
 
 
 def check_gitaly_auth(secret: str, authorization: str | None, now: int | None = None, *,
-                      transitioning: bool = False) -> AuthResult:
+                      transitioning: bool = False, v1: bool = False) -> AuthResult:
     """Judge an ``authorization`` metadata value the way Gitaly's auth interceptor does.
 
     Gitaly ``auth/token.go`` (v13.0-v16.7) behind go-grpc-middleware's ``AuthFromMD``:
@@ -74,14 +76,17 @@ def check_gitaly_auth(secret: str, authorization: str | None, now: int | None = 
     the HMAC is compared before the timestamp is parsed, and any of those failing is
     PermissionDenied. An empty ``secret`` means auth is off; ``transitioning``
     (``auth: { transitioning: true }``) judges but lets every call through.
+
+    ``v1`` is Gitaly before v12.10.0 (lab.omnibus.eras GITALY_V1_TOKEN): a token of fewer
+    than three parts is a v1 token, base64 of the secret; so is a ``v1.<hex>.<b64>`` one.
     """
     if not secret:
         return _OK
-    result = _judge(secret, authorization, _now(now))
+    result = _judge(secret, authorization, _now(now), v1)
     return _OK if transitioning else result
 
 
-def _judge(secret: str, authorization: str | None, now: int) -> AuthResult:
+def _judge(secret: str, authorization: str | None, now: int, v1: bool = False) -> AuthResult:
     if not authorization:
         return _UNAUTHENTICATED
     scheme, sep, token = authorization.partition(" ")
@@ -89,12 +94,15 @@ def _judge(secret: str, authorization: str | None, now: int) -> AuthResult:
         return _UNAUTHENTICATED
     parts = token.split(".", 2)
     if len(parts) != 3:
-        return _UNAUTHENTICATED
+        # Gitaly 1.x: a v1 token (ExtractAuthInfo gives it the whole token as message).
+        return _judge_v1(secret, token) if v1 else _UNAUTHENTICATED
     version, sig, message = parts
     # Go's hex.DecodeString: odd length or a non-hex character is an error.
     if len(sig) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", sig):
         return _UNAUTHENTICATED
     signature = bytes.fromhex(sig)
+    if version == "v1" and v1:
+        return _judge_v1(secret, message)
     if version != "v2":
         return _DENIED
     expected = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
@@ -106,6 +114,21 @@ def _judge(secret: str, authorization: str | None, now: int) -> AuthResult:
     if abs(now - ts) > TOKEN_SKEW_SECONDS:
         return _DENIED
     return _OK
+
+
+def _judge_v1(secret: str, message: str) -> AuthResult:
+    """Gitaly 1.x CheckToken's v1 case: base64.StdEncoding (padding required; Go skips
+    CR and LF) of the secret, compared in constant time."""
+    try:
+        decoded = base64.b64decode(message.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return _UNAUTHENTICATED
+    return _OK if hmac.compare_digest(decoded, secret.encode()) else _DENIED
+
+
+def gitaly_v1_token(secret: str) -> str:
+    """The bearer token a Gitaly 1.x client could send instead of v2: the secret, base64."""
+    return base64.b64encode(secret.encode()).decode()
 
 
 class JWTError(Exception):

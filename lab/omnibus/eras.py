@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +23,16 @@ from lab.omnibus.release import (
     CREATE_WITHOUT_SHELL,
     FIRST,
     GITALY_DROPS_SHARED_SECRET,
+    GITALY_DROPS_V1_TOKENS,
     GITALY_PLAIN_EXIT,
     GITALY_SENDS_JWT,
     GITALY_STORAGE_DOESNT_EXIST,
     GITALY_STORAGE_WRAPPED,
     GO_HOOKS,
+    GRPC_REASON_IN_MESSAGE,
     HASHED_STORAGE_DEFAULT,
     NEWEST,
+    PUMA_DEFAULT,
     RAILS_VERIFIES_JWT,
     WORKHORSE_503,
     Version,
@@ -62,7 +66,23 @@ API_NAME_PATH_MISSING = "POST /projects: neither name nor path (400)"
 API_VISIBILITY_INVALID = "POST /projects: visibility not private, internal or public (400)"
 WORKHORSE_NOT_SMART = ("git over HTTP: info/refs for a command Rails allows that is not smart "
                        "HTTP (git-upload-archive), Workhorse's answer")
+GITALY_V1_TOKEN = "Gitaly auth: a v1 token (Bearer <base64 of the shared secret>)"
+GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message after 14:)"
+GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
+GRPC_TLS_UNTRUSTED_LOG = ("Rails' gRPC: the C core's stderr line when Gitaly's certificate "
+                          "is not trusted")
 _GITALY = "gitlab-org/gitaly (mirror xuxiaowei-io/gitaly)"
+#: The text of the GITALY_V1_TOKEN row of a release that still takes v1 tokens.
+V1_ACCEPTED = "accepted beside v2 (decodes to the secret: OK, else 7:permission denied)"
+#: The first era's rows pass the sim's own C core text through (Debian's python3-grpcio
+#: 1.51.1 in the sim image): the grpc gem of those releases was not read here.
+_LIVE = "the sim's own C core text, passed through (grpc 1.51.1): "
+_GRPC_OLD = ("gitlabhq Gemfile: grpc ~> 1.30.2 at 13.3 (gitaly 13.3.0-rc1), ~> 1.42.0 at 15.1, "
+             "15.5 and 15.9 (Gitaly's lock-step ruby/Gemfile.lock: 1.19.0 at v1.42.0, 1.27.0 at "
+             "v12.10.0, 1.42.0 up to v15.11.13); C core's form as grpc 1.28.1 and 1.40 print it "
+             "(grpc/grpc#23340, #27396)")
+_GRPC_NEW = ("gitlabhq Gemfile: grpc ~> 1.60.0 at 16.10 (gitaly 16.10.0-rc1), = 1.63.0 later "
+             "(gitlab-org/gitlab#473169); the first 16.x on it is not pinned")
 
 ERAS: tuple[Era, ...] = (
     Era(HOOK_UNREACHABLE, FIRST,
@@ -155,6 +175,38 @@ ERAS: tuple[Era, ...] = (
         "Gitlab::VisibilityLevel.string_values (12.x file and newer); Grape's values "
         "validator message after the name (gitlabhq spec/requests/api/groups_spec.rb expects "
         "this very error for an invalid visibility)"),
+    Era(GITALY_V1_TOKEN, FIRST, V1_ACCEPTED,
+        f"{_GITALY} auth/token.go CheckToken (case \"v1\": base64.StdEncoding of the token, "
+        "constant-time compare) v1.42.0-v12.9.0"),
+    Era(GITALY_V1_TOKEN, GITALY_DROPS_V1_TOKENS, "authentication required",
+        f"{_GITALY} auth/token.go v12.10.0 (54465275b \"Drop support for Gitaly v1 "
+        "authentication\"): ExtractAuthInfo refuses fewer than three parts, CheckToken "
+        "answers errUnauthenticated"),
+    Era(GRPC_CONNECT_FAILED, FIRST, "failed to connect to all addresses", _GRPC_OLD),
+    Era(GRPC_CONNECT_FAILED, GRPC_REASON_IN_MESSAGE,
+        "failed to connect to all addresses; last error: {reason}", _LIVE + _GRPC_NEW),
+    Era(GRPC_CONNECT_DEBUG, FIRST,
+        '{{"created":"@{created}","description":"Failed to pick subchannel","file":'
+        '"src/core/ext/filters/client_channel/client_channel.cc","file_line":3981,'
+        '"referenced_errors":[{{"created":"@{created}","description":"failed to connect to '
+        'all addresses","file":"src/core/ext/filters/client_channel/lb_policy/pick_first/'
+        'pick_first.cc","file_line":394,"grpc_status":14}}]}}',
+        _GRPC_OLD + "; file_line as 1.28.1 prints it (1.30.2's and 1.42.0's not pinned)"),
+    Era(GRPC_CONNECT_DEBUG, GRPC_REASON_IN_MESSAGE,
+        'UNKNOWN:failed to connect to all addresses; last error: {reason} '
+        '{{grpc_status:14, created_time:"{time}"}}', _LIVE + _GRPC_NEW),
+    Era(GRPC_TLS_UNTRUSTED_LOG, FIRST,
+        "E{date} {time} {pid} ssl_transport_security.cc:1379] Handshake failed with fatal "
+        "error SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:"
+        "CERTIFICATE_VERIFY_FAILED.",
+        "grpc src/core/tsi/ssl_transport_security.cc gpr_log at ERROR, to puma's stderr (as "
+        "grpc 1.29.1 prints it, robem/grpc_test README; the gem's BoringSSL names the reason "
+        "1000007d CERTIFICATE_VERIFY_FAILED); " + _GRPC_OLD),
+    Era(GRPC_TLS_UNTRUSTED_LOG, GRPC_REASON_IN_MESSAGE,
+        "E{date} {time} {pid} ssl_transport_security.cc:1501] Handshake failed with fatal "
+        "error SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed.",
+        _LIVE + "OpenSSL's reason text, where the gem's BoringSSL says 1000007d "
+        "CERTIFICATE_VERIFY_FAILED (not modelled); " + _GRPC_NEW),
 )
 
 
@@ -353,6 +405,53 @@ GRPC_CLASSES = {
 #: lib/gitlab/git/wraps_gitaly_errors.rb: the class Rails raises for a gRPC code.
 _WRAPPED = {5: "Gitlab::Git::Repository::NoRepository", 3: "ArgumentError",
             4: "Gitlab::Git::CommandTimedOut"}
+
+
+def gitaly_accepts_v1_tokens(rel: Version) -> bool:
+    """Whether a release-``rel`` Gitaly still takes a v1 token (the GITALY_V1_TOKEN rows)."""
+    return era(GITALY_V1_TOKEN, rel).text == V1_ACCEPTED
+
+
+CONNECT_FAILED = "failed to connect to all addresses"
+
+
+@dataclass(frozen=True)
+class GrpcFailure:
+    """A failed call as the grpc gem of a release shows it: the details after ``<code>:``,
+    the debug_error_string, and a line the gem's C core writes to Rails' stderr (or None)."""
+
+    details: str
+    debug: str
+    stderr: str | None = None
+
+
+def grpc_call_failure(rel: Version, code: int, details: str, debug: str,
+                      now: float | None = None) -> GrpcFailure:
+    """What Rails of release ``rel`` shows for a call the sim's own C core failed with
+    ``code``, ``details`` and ``debug`` (its 1.51.1 texts, see the GRPC_* rows).
+
+    Only a failed connection differs by release: before GRPC_REASON_IN_MESSAGE the gem
+    says "failed to connect to all addresses" with a JSON debug string and no reason;
+    an untrusted certificate shows only in the C core's stderr line."""
+    newer = era(GRPC_CONNECT_FAILED, rel).since >= GRPC_REASON_IN_MESSAGE
+    if newer or code != 14 or not details.startswith(CONNECT_FAILED):
+        return GrpcFailure(details, debug)
+    moment = time.time() if now is None else now
+    reason = details.partition("; last error: ")[2].lower()
+    stderr = None
+    if "certificate verify failed" in reason or "certificate_verify_failed" in reason:
+        clock = time.gmtime(moment)
+        nanos = round(moment % 1 * 1e9) % 1_000_000_000
+        stderr = text(GRPC_TLS_UNTRUSTED_LOG, rel, date=time.strftime("%m%d", clock),
+                      time=time.strftime("%H:%M:%S", clock) + f".{nanos:09d}",
+                      pid=f"{1:7d}")
+    return GrpcFailure(text(GRPC_CONNECT_FAILED, rel),
+                       text(GRPC_CONNECT_DEBUG, rel, created=f"{moment:.9f}"), stderr)
+
+
+def rails_stderr_log(rel: Version) -> str:
+    """Where Rails' web server's stderr goes under /var/log/gitlab (Omnibus runit services)."""
+    return "puma/puma_stderr.log" if rel >= PUMA_DEFAULT else "unicorn/unicorn_stderr.log"
 
 
 def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:

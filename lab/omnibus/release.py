@@ -181,6 +181,18 @@ GITALY_PLAIN_EXIT = Version(16, 3, 0)
 #: docs' repository_storage_types.md history says 12.0); a lab is always a new installation.
 HASHED_STORAGE_DEFAULT = Version(12, 0, 0)
 
+#: Gitaly stops accepting v1 tokens (the shared secret, base64): gitaly auth/token.go
+#: CheckToken knows "v1" up to v12.9.x; v12.10.0 drops it (commit 54465275b, "Drop support
+#: for Gitaly v1 authentication"), so a token of fewer than three dot-separated parts is
+#: "authentication required".
+GITALY_DROPS_V1_TOKENS = Version(12, 10, 0)
+#: Rails' grpc gem names the reason of a failed connection in the call's message
+#: ("failed to connect to all addresses; last error: ...") and prints debug_error_string
+#: in absl's form. gitlabhq Gemfile pins grpc ~> 1.42.0 at 15.1-15.9 (Gitaly's lock-step
+#: ruby/Gemfile 1.42.0 up to v15.11.13) and ~> 1.60.0 at 16.10; the first 16.x release on
+#: the newer gem is not pinned here (docs/fidelity.md), 16.0 is the sim's choice.
+GRPC_REASON_IN_MESSAGE = Version(16, 0, 0)
+
 # A Gitaly node installed from source: its config.toml's schema (gitaly config.toml.example
 # and internal/config/config.go by tag; docs/fidelity.md, "Nodes installed from source").
 #: [gitlab-shell] gains secret_file and gitlab_url (v13.0.0); before, Gitaly read them from

@@ -142,9 +142,9 @@ def _expect(ctx: _Ctx, value: Any, path: Path_) -> Expect:
     return Expect(expected, output, log, output_eras)
 
 
-RANGE_RE = re.compile(r"^([0-9]+)\.([0-9]+)(?:(\+)|-([0-9]+)\.([0-9]+))?\Z")
+RANGE_RE = re.compile(r"^([0-9]+)\.([0-9]+)(?:(\+)|-([0-9]+)\.([0-9]+|x))?\Z")
 RANGE_HELP = ("a release range: \"13.2+\" (13.2 and later), \"11.11-13.1\" (both series "
-              "included) or \"13.1\" (that series)")
+              "included), \"11.11-15.x\" (to the last 15.x) or \"13.1\" (that series)")
 
 
 def _patterns(ctx: _Ctx, value: Any, path: Path_) -> tuple[str, ByRelease | None]:
@@ -159,8 +159,11 @@ def _patterns(ctx: _Ctx, value: Any, path: Path_) -> tuple[str, ByRelease | None
         lo = Version(int(m[1]), int(m[2]), 0)
         hi: Version | None = None
         if not m[3]:
-            last = (int(m[4]), int(m[5])) if m[4] else (lo.major, lo.minor)
-            hi = Version(last[0], last[1] + 1, 0)
+            if m[5] == "x":  # to the end of that major release: the next starts at N+1.0
+                hi = Version(int(m[4]) + 1, 0, 0)
+            else:
+                last = (int(m[4]), int(m[5])) if m[4] else (lo.major, lo.minor)
+                hi = Version(last[0], last[1] + 1, 0)
             if hi <= lo:
                 raise ctx.fail((*path, str(key)), f"{key!r}: the range ends before it starts")
         ranges.append((lo, hi, ctx.regex(pattern, (*path, str(key)))))

@@ -243,6 +243,12 @@ def log_json(path: str, record: dict[str, Any], *, via_pid1: bool = False,
     _emit(line, path, via_pid1)
 
 
+def log_line(path: str, line: str) -> None:
+    """A line exactly as a program writes it (no time or service prefix), e.g. the grpc C
+    core's stderr, to /var/log/gitlab/<path> and the container's stdout."""
+    _emit(line.rstrip("\n") + "\n", path, False)
+
+
 def _emit(line: str, path: str, via_pid1: bool) -> None:
     """``line`` to the container's stdout (PID 1's, for hooks) and LOG_DIR/<path>.
 

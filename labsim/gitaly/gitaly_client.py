@@ -23,6 +23,7 @@ from lab.gitalypb import (
 )
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
+from lab.omnibus.release import NEWEST, Version
 from labsim.common import simconfig
 
 TIMEOUT = 10.0
@@ -59,11 +60,16 @@ class GitalyCallError(Exception):
         return int(self.code.value[0])
 
 
-def call_error(exc: grpc.RpcError) -> GitalyCallError:
-    """A failed call as Rails sees it, with its debug string (grpc-ruby keeps it)."""
+def call_error(exc: grpc.RpcError, release: Version = NEWEST) -> GitalyCallError:
+    """A failed call as Rails of ``release`` sees it, with its debug string (grpc-ruby keeps
+    it): the grpc gem of older releases words a failed connection otherwise than the sim's
+    C core, and writes a line of its own to Rails' stderr (lab.omnibus.eras GRPC_* rows)."""
     debug = getattr(exc, "debug_error_string", None)
-    return GitalyCallError(exc.code(), exc.details() or "",
-                           str(debug() or "") if callable(debug) else "")
+    shown = lab_eras.grpc_call_failure(release, int(exc.code().value[0]), exc.details() or "",
+                                       str(debug() or "") if callable(debug) else "")
+    if shown.stderr:
+        simconfig.log_line(lab_eras.rails_stderr_log(release), shown.stderr)
+    return GitalyCallError(exc.code(), shown.details, shown.debug)
 
 
 #: Per smart HTTP service: its InfoRefs and Post RPC names and the Post request class.
@@ -90,8 +96,9 @@ class Storage:
     """
 
     def __init__(self, name: str, address: str, token: str,
-                 trusted_ca: bytes | None = None) -> None:
+                 trusted_ca: bytes | None = None, release: Version = NEWEST) -> None:
         self.name = name
+        self.release = release
         self.address = address
         self.token = token
         self.credentials = (grpc.ssl_channel_credentials(root_certificates=trusted_ca)
@@ -156,7 +163,7 @@ class Storage:
             try:
                 return self.rails_call(unary)
             except grpc.RpcError as exc:
-                raise call_error(exc) from exc
+                raise call_error(exc, self.release) from exc
         channel = self._new_channel()
         try:
             response = getattr(stub_class(channel), method)(
@@ -205,10 +212,11 @@ class Storage:
         return data
 
 
-def storages(app: dict[str, Any]) -> dict[str, Storage]:
-    """The app's storages, with the CAs it trusts read now (once for all of them)."""
+def storages(app: dict[str, Any], release: Version = NEWEST) -> dict[str, Storage]:
+    """The app's storages, with the CAs it trusts read now (once for all of them), as
+    Rails of ``release`` calls them."""
     entries = app["storages"]
     tls = any(e["address"].startswith("tls://") for e in entries.values())
     trusted_ca = simconfig.trusted_ca_pem() if tls else None
-    return {name: Storage(name, entry["address"], entry["token"], trusted_ca)
+    return {name: Storage(name, entry["address"], entry["token"], trusted_ca, release)
             for name, entry in entries.items()}

@@ -8,7 +8,8 @@ CommitService, RefService and OperationService RPCs behind the REST API's
 repository routes are in gitaly_git_services. Gitaly's other RPCs are not in
 our protos, so gRPC answers them UNIMPLEMENTED, as a Gitaly lacking them would.
 Every call passes the same
-auth check as Gitaly's v2 token interceptor (lab_auth.check_gitaly_auth).
+auth check as Gitaly's token interceptor of the lab's release (lab_auth.check_gitaly_auth;
+v1 tokens too before 12.10, lab.omnibus.eras GITALY_V1_TOKEN).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lab.gitalypb import (
 )
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
+from lab.omnibus.release import NEWEST, Version
 from labsim.common import simconfig
 from labsim.gitaly import gitaly_git_services, gitaly_moves
 from labsim.gitaly.servicer_context import Context
@@ -64,8 +66,9 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
              smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     """One object serves the three services; RPC methods carry Gitaly's names."""
 
-    def __init__(self, conf: dict[str, Any]) -> None:
+    def __init__(self, conf: dict[str, Any], release: Version = NEWEST) -> None:
         self.token: str = conf["token"]
+        self.takes_v1 = lab_eras.gitaly_accepts_v1_tokens(release)
         self.transitioning: bool = bool(conf.get("transitioning"))
         self.storages: dict[str, str] = conf["storages"]
         # Gitaly creates no storage folder (Omnibus' reconfigure does): a missing one stops
@@ -81,7 +84,8 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
     def authorize(self, context: Context, method: str) -> None:
         metadata = dict(context.invocation_metadata())
         result = lab_auth.check_gitaly_auth(self.token, metadata.get("authorization"),
-                                            transitioning=self.transitioning)
+                                            transitioning=self.transitioning,
+                                            v1=self.takes_v1)
         if not result.ok:
             log(f"{method}: {result.message} (peer {context.peer()})")
             context.abort(_CODES[result.outcome], result.message)
@@ -288,8 +292,9 @@ class InFlight(grpc.ServerInterceptor):  # type: ignore[misc]
             time.sleep(0.05)
 
 
-def serve(conf: dict[str, Any], inflight: InFlight | None = None) -> grpc.Server:
-    gitaly = Gitaly(conf)
+def serve(conf: dict[str, Any], inflight: InFlight | None = None,
+          release: Version = NEWEST) -> grpc.Server:
+    gitaly = Gitaly(conf, release)
     # The app's channels ping every 5 s to notice a vanished peer; let them.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          interceptors=[inflight] if inflight else None, options=[
@@ -332,7 +337,7 @@ def main() -> int:
     inflight = InFlight()
     config_path = conf.get("config_path") or lab_eras.GITALY_CONFIG_TOML
     try:
-        server = serve(conf, inflight)
+        server = serve(conf, inflight, simconfig.release(runtime))
     except MissingStorage as exc:
         # Gitaly's own last line, in the words of the lab's release; then it exits 1.
         log(lab_eras.gitaly_storage_missing(simconfig.release(runtime), exc.name, exc.path,

@@ -522,7 +522,7 @@ def main() -> int:
     runtime = simconfig.read_runtime()
     Handler.app = runtime["app"]
     Handler.release = simconfig.release(runtime)
-    Handler.storages = gitaly_client.storages(Handler.app)
+    Handler.storages = gitaly_client.storages(Handler.app, Handler.release)
     Handler.projects = Projects()
     Handler.tokens = Tokens()
     server = ThreadingHTTPServer(("0.0.0.0", Handler.app["port"]), Handler)
