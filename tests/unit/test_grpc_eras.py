@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ def app_log(rel: Version, details: str) -> str:
     shown = eras.grpc_call_failure(rel, 14, details, live_debug(details), now=NOW + 0.25)
     lines = [shown.stderr] if shown.stderr else []
     failure = eras.project_exists_check_failed(14, shown.details, shown.debug)
-    lines += [f'{{"severity":"ERROR","message":"{r["message"]}"}}' for _, r in failure.logs]
+    # As simconfig.log_json writes them: JSON, so the debug string's quotes are escaped.
+    lines += [json.dumps(record, separators=(",", ":")) for _, record in failure.logs]
     return "\n".join(lines)
 
 
