@@ -25,6 +25,7 @@ from lab.engine import docker as dk
 from lab.errors import NotReady
 from lab.lifecycle import gc as lab_gc
 from lab.omnibus import eras
+from lab.omnibus.auth import gitaly_v1_token
 from lab.omnibus.release import Version
 from lab.render import tls
 from lab.render.compose_file import DIR_LABEL, LAB_LABEL
@@ -213,3 +214,21 @@ def test_gitaly_refuses_a_storage_folder_reconfigure_never_made(version: str) ->
     with GitalyContainer(version=version, storages=storages) as fixed:
         assert fixed.info is not None
         assert {s.storage_name for s in fixed.info.storage_statuses} == set(storages)
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("12.9.10", "0:"), ("12.10.14", "16:authentication required")])
+def test_a_v1_token_is_taken_until_gitaly_12_10(version: str, expected: str) -> None:
+    """Gitaly 1.x/12.9 still takes ``Bearer <base64 of the secret>``; 12.10 dropped it
+    (lab.omnibus.eras GITALY_V1_TOKEN)."""
+    require_docker()
+    with GitalyContainer(version=version) as node, \
+            grpc.insecure_channel(node.address.removeprefix("tcp://")) as channel:
+        call = channel.unary_unary("/gitaly.ServerService/ServerInfo")
+        metadata = [("authorization", "Bearer " + gitaly_v1_token(node.token))]
+        try:
+            call(b"", metadata=metadata, timeout=10)
+            got = "0:"
+        except grpc.RpcError as exc:
+            got = f"{exc.code().value[0]}:{exc.details()}"
+    assert got == expected
