@@ -9,7 +9,7 @@ repository routes are in gitaly_git_services. Gitaly's other RPCs are not in
 our protos, so gRPC answers them UNIMPLEMENTED, as a Gitaly lacking them would.
 Every call passes the same
 auth check as Gitaly's token interceptor of the lab's release (lab_auth.check_gitaly_auth;
-v1 tokens too before 12.10, lab.omnibus.eras GITALY_V1_TOKEN).
+v1 tokens too on the releases whose Gitaly took them, lab.omnibus.eras GITALY_V1_TOKEN).
 """
 
 from __future__ import annotations
