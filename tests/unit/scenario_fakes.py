@@ -133,9 +133,13 @@ class FakeWorld:
         if self.gitaly.gitaly_token is not None:
             return 7, "permission denied"
         if self.gitaly.tls and not lab.app.trust_ca:
-            return 14, "failed to connect to all addresses; last error: CERTIFICATE_VERIFY_FAILED"
+            # The sim's own C core's words (Debian's grpcio 1.51.1), as the newest era shows them.
+            return 14, ("failed to connect to all addresses; last error: UNKNOWN: ipv4:"
+                        "172.18.0.3:9999: Ssl handshake failed: SSL_ERROR_SSL: error:0A000086:"
+                        "SSL routines::certificate verify failed")
         if self.gitaly.tls and "gitaly1" not in self.gitaly.san_names:
-            return 14, "failed to connect; Peer name gitaly1 is not in peer certificate"
+            return 14, ("failed to connect to all addresses; last error: UNKNOWN: ipv4:"
+                        "172.18.0.3:9999: Peer name gitaly1 is not in peer certificate")
         return None
 
     def _log_json(self, record: dict[str, Any]) -> None:
