@@ -22,8 +22,10 @@ from typing import Any
 from lab.omnibus.release import (
     CREATE_WITHOUT_SHELL,
     FIRST,
+    GITALY_API_CLIENT_OPTS,
     GITALY_DROPS_SHARED_SECRET,
     GITALY_DROPS_V1_TOKENS,
+    GITALY_GITLAB_SECTION,
     GITALY_PLAIN_EXIT,
     GITALY_SENDS_JWT,
     GITALY_STORAGE_DOESNT_EXIST,
@@ -57,6 +59,8 @@ class Era:
 HOOK_UNREACHABLE = "hook: internal API unreachable"
 HOOK_API_ERROR = "hook: internal API answered an error that is not a JSON message"
 GITALY_STORAGE_MISSING = "Gitaly start: a storage's folder is missing"
+GITALY_API_URL_BAD = "Gitaly start: its GitLab API URL is unset or not http(s)/http+unix"
+GITALY_API_SECRET_UNREADABLE = "Gitaly start: its GitLab API secret file can't be read"
 WORKHORSE_UNAVAILABLE = "git over HTTP: Gitaly unavailable (Workhorse info/refs)"
 PROJECT_CREATE_FAILED = "POST /projects: CreateRepository failed (the model's message)"
 STORAGE_PATH = "new project: its repository's path on the storage (Gitaly's relative_path)"
@@ -121,6 +125,30 @@ ERAS: tuple[Era, ...] = (
         'storage "{name}" doesn\'t exist',
         f"{_GITALY} internal/cli/gitaly/serve.go returns cli.Exit(err, 1) (v16.3.0-v16.7.0; "
         "later releases read as the same)"),
+    # The message only: its log framing (logrus fatal, later a returned error) is not
+    # reproduced. Before GITALY_GITLAB_SECTION neither stops Gitaly (an empty text):
+    # gitlab-shell's Ruby hooks read the URL and the secret on each push.
+    Era(GITALY_API_URL_BAD, FIRST, "",
+        f"{_GITALY} cmd/gitaly/main.go builds no GitLab API client (v1.42.0-v13.0.0)"),
+    Era(GITALY_API_SECRET_UNREADABLE, FIRST, "",
+        f"{_GITALY} cmd/gitaly/main.go builds no GitLab API client (v1.42.0-v13.0.0)"),
+    Era(GITALY_API_URL_BAD, GITALY_GITLAB_SECTION,
+        "could not create GitLab API client: {url} is not a valid url",
+        f"{_GITALY} internal/service/hook/access.go NewGitlabAPI (gitlab-shell client."
+        "NewHTTPClient returns nil for another prefix), cmd/gitaly/main.go log.Fatalf "
+        "(v13.1.0-v13.5.0)"),
+    Era(GITALY_API_URL_BAD, GITALY_API_CLIENT_OPTS,
+        "could not create GitLab API client: building new HTTP client for GitLab API: "
+        "unknown GitLab URL prefix",
+        f"{_GITALY} internal/gitaly/hook/access.go (v13.6.0-v13.9.0), internal/gitlab/"
+        "http_client.go NewHTTPClient (v13.12.0-v16.7.0) wrapping gitlab-shell client/"
+        "httpclient.go NewHTTPClientWithOpts (go.mod pins 3f9890ef73dc, 50da611814d2, v14.10.0; "
+        "then internal/gitlab/client/httpclient.go from v15.4.0)"),
+    Era(GITALY_API_SECRET_UNREADABLE, GITALY_GITLAB_SECTION,
+        "could not create GitLab API client: reading secret file: {error}",
+        f"{_GITALY} internal/service/hook/access.go (v13.1.0), internal/gitlab/http_client.go "
+        "(v13.12.0-v16.7.0) os.ReadFile; cmd/gitaly/main.go, internal/cli/gitaly/serve.go "
+        "v16.7.0 (\"could not create GitLab API client: %w\")"),
     Era(WORKHORSE_UNAVAILABLE, FIRST, "500 Internal server error",
         "gitlab-workhorse internal/git/info-refs.go helper.Fail500 (v8.45.0-v8.53.0)"),
     Era(WORKHORSE_UNAVAILABLE, WORKHORSE_503,
@@ -604,6 +632,18 @@ def workhorse_info_refs_failed(rel: Version, code: int, details: str, method: st
 # release are the GITALY_STORAGE_MISSING rows above.
 
 GITALY_CONFIG_TOML = "/var/opt/gitlab/gitaly/config.toml"
+
+
+def gitaly_api_client_error(rel: Version, url: str, secret_error: str) -> str:
+    """Why a release-``rel`` Gitaly (a source node: its config.toml) stops at start over its
+    GitLab API client, or '' (before GITALY_GITLAB_SECTION nothing is checked at start:
+    those rows' text is empty).
+    ``secret_error``: Go's error reading the secret file ('' when it was read)."""
+    if not url.startswith(("http://", "https://", "http+unix://")):
+        return text(GITALY_API_URL_BAD, rel, url=url)
+    if secret_error:
+        return text(GITALY_API_SECRET_UNREADABLE, rel, error=secret_error)
+    return ""
 
 
 def gitaly_storage_missing(rel: Version, name: str, path: str,

@@ -198,8 +198,14 @@ GRPC_REASON_IN_MESSAGE = Version(16, 0, 0)
 #: [gitlab-shell] gains secret_file and gitlab_url (v13.0.0); before, Gitaly read them from
 #: gitlab-shell's own config.yml in [gitlab-shell] dir (secret: dir/.gitlab_shell_secret).
 GITALY_SHELL_KEYS_IN_TOML = Version(13, 0, 0)
-#: [gitlab] url/secret_file and [hooks] custom_hooks_dir replace them (v13.1.0).
+#: [gitlab] url/secret_file and [hooks] custom_hooks_dir replace them (v13.1.0); from then
+#: Gitaly builds its GitLab API client when it starts (cmd/gitaly/main.go NewGitlabAPI), so a
+#: bad URL or an unreadable secret file stops it there.
 GITALY_GITLAB_SECTION = Version(13, 1, 0)
+#: Gitaly builds that client with gitlab-shell's NewHTTPClientWithOpts (an error for a URL
+#: that is not http(s):// or http+unix://) instead of NewHTTPClient (nil): v13.6.0
+#: internal/gitaly/hook/access.go (v13.5.0 still NewHTTPClient).
+GITALY_API_CLIENT_OPTS = Version(13, 6, 0)
 #: The [gitaly-ruby] sidecar's section is gone from the example (v15.11.0).
 GITALY_RUBY_REMOVED = Version(15, 11, 0)
 #: The [gitlab-shell] section is gone from the example (v16.4.0).

@@ -14,10 +14,10 @@ hooks run unchanged. Where the API URL and the secret live depends on the releas
   unset ``secret_file`` defaults to ``.gitlab_shell_secret`` in ``[gitlab-shell] dir``
   (Gitaly's ``setDefaults``).
 
-From GITALY_GITLAB_SECTION Gitaly reads the secret file when it starts (cmd/gitaly
-``NewGitlabAPI`` / ``gitlab.NewHTTPClient``); a missing file stops it with "could not
-create GitLab API client: reading secret file: ...". Before, gitlab-shell read it in
-each hook.
+From GITALY_GITLAB_SECTION Gitaly builds its GitLab API client when it starts: a URL
+that is not http(s):// or http+unix:// (an unset one included) or an unreadable secret
+file stops it, in the words of lab.omnibus.eras.gitaly_api_client_error. Before,
+gitlab-shell's Ruby hooks read both on each push.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import subprocess
 import tomllib
 from typing import Any
 
+from lab.omnibus import eras
 from lab.omnibus import release as rel
 from lab.omnibus.release import Version
 from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
-
-SECRET_UNREADABLE = "could not create GitLab API client: reading secret file: "
 
 
 class SourceConfigError(Exception):
@@ -110,9 +109,8 @@ def gitaly_from_toml(data: dict[str, Any], version: Version, config_path: str,
         "storages": storages,
         "internal_api_url": url,
         "hook_secret": secret,
-        # From GITALY_GITLAB_SECTION Gitaly reads the file at start, or refuses to run.
-        "start_error": (SECRET_UNREADABLE + secret_error
-                        if secret_error and version >= rel.GITALY_GITLAB_SECTION else ""),
+        # From GITALY_GITLAB_SECTION Gitaly builds its API client at start, or stops.
+        "start_error": eras.gitaly_api_client_error(version, url, secret_error),
         "config_path": config_path,
     }
 

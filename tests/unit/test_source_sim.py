@@ -71,6 +71,27 @@ def test_a_missing_secret_file_stops_gitaly_from_13_1(version: str, stops: bool,
     assert conf["start_error"] == expected
 
 
+@pytest.mark.parametrize(("version", "expected"), [
+    ("13.0.14", ""),
+    ("13.5.0", "could not create GitLab API client:  is not a valid url"),
+    ("13.6.0", "could not create GitLab API client: building new HTTP client for GitLab "
+               "API: unknown GitLab URL prefix"),
+    ("19.3.0", "could not create GitLab API client: building new HTTP client for GitLab "
+               "API: unknown GitLab URL prefix"),
+])
+def test_an_unset_api_url_stops_gitaly_from_13_1(version: str, expected: str,
+                                                  tmp_path: Path) -> None:
+    data, secret = _rendered(version, tmp_path)
+    for table in ("gitlab", "gitlab-shell"):
+        if table in data:
+            data[table].pop("url", None)  # type: ignore[attr-defined]
+            data[table].pop("gitlab_url", None)  # type: ignore[attr-defined]
+            data[table]["secret_file"] = str(secret)  # type: ignore[index]
+    conf = sourceconfig.gitaly_from_toml(data, Version.parse(version), "/c.toml")
+    assert conf["internal_api_url"] == ""
+    assert conf["start_error"] == expected
+
+
 def test_unreadable_config_toml_is_a_load_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "config.toml"
     bad.write_text("listen_addr = \n")
