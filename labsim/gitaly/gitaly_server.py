@@ -292,9 +292,15 @@ class InFlight(grpc.ServerInterceptor):  # type: ignore[misc]
             time.sleep(0.05)
 
 
+class StartError(Exception):
+    """Gitaly stops after loading its config (a source node's API client: sourceconfig)."""
+
+
 def serve(conf: dict[str, Any], inflight: InFlight | None = None,
           release: Version = NEWEST) -> grpc.Server:
-    gitaly = Gitaly(conf, release)
+    gitaly = Gitaly(conf, release)  # the storages first, as Gitaly's config load checks them
+    if conf.get("start_error"):
+        raise StartError(conf["start_error"])
     # The app's channels ping every 5 s to notice a vanished peer; let them.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          interceptors=[inflight] if inflight else None, options=[
@@ -343,11 +349,8 @@ def main() -> int:
         log(lab_eras.gitaly_storage_missing(simconfig.release(runtime), exc.name, exc.path,
                                             config_path))
         return 1
-    if conf.get("start_error"):
-        # A source node's secret file is read after the storages are checked
-        # (labsim.common.sourceconfig); Gitaly stops there.
-        server.stop(grace=None)
-        log(conf["start_error"])
+    except StartError as exc:
+        log(str(exc))
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
