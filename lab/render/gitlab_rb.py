@@ -305,9 +305,13 @@ def _postgres_node(lab: Lab, node: Node) -> list[str]:
 
 def render_gitlab_rb(lab: Lab, node: Node, lab_token: str,
                      sec: LabSecrets | None = None) -> str:
-    """``sec`` carries Praefect's internal token and database password (cluster labs)."""
+    """``sec`` carries Praefect's internal token and database password (cluster labs);
+    given, its Gitaly token must be ``lab_token`` (one lab, one token)."""
     if sec is None and (node.is_praefect or lab.praefect_of(node) is not None):
         raise ValueError(f"node {node.name} of a Gitaly Cluster lab needs the lab's secrets")
+    if sec is not None and sec.gitaly_token != lab_token:
+        raise ValueError("lab_token differs from the secrets' Gitaly token: the node would "
+                         "render with the secrets' one")
     # The one answer to "which token does this node hold" (token_of), given the secrets.
     token = node_token(lab_token, node) if sec is None else token_of(lab, sec, node)
     if node.is_app:

@@ -334,3 +334,12 @@ def test_replicas_step(holders: dict[str, str], args: dict[str, object], ok: boo
     assert node == "gitaly1"
     assert cmd[:2] == ["bash", "-c"]
     assert cmd[-2:] == ["/var/opt/gitlab/git-data/repositories", "abc123"]
+
+
+def test_a_lab_token_the_secrets_do_not_hold_is_refused_not_ignored() -> None:
+    # With the secrets, every node's token comes from them (token_of): a different
+    # lab_token would silently not be rendered.
+    lab, sec, _ = cluster()
+    with pytest.raises(ValueError, match="lab_token differs"):
+        render_gitlab_rb(lab, lab.app, "another-token", sec)
+    assert sec.gitaly_token in render_gitlab_rb(lab, lab.app, sec.gitaly_token, sec)

@@ -48,6 +48,7 @@ def _evaluate_lab(lab: Lab, token: str, tmp: Path,
         sec = ensure_secrets(lab)
         sec.praefect_token, sec.praefect_db_password = (cluster.praefect_token,
                                                         cluster.praefect_db_password)
+        sec.gitaly_token = token
     out = {}
     for node in lab.nodes:
         path = tmp / f"{node.name}.rb"
