@@ -49,8 +49,9 @@ def measure(cold_cache: bool = False) -> list[Row]:
     return [
         Row("cold `lab images build`" + (" (empty apt cache)" if not warm else ""),
             f"{seconds:.1f} s", BASELINES["cold_build"], "<= 40 s", seconds <= 40),
-        Row("sim image size", f"{size:.0f} MB", BASELINES["image_size"], "<= 200 MB",
-            size <= 200),
+        # 200 MB until the sim carried Praefect's PostgreSQL (issue 26: under 250 MB).
+        Row("sim image size", f"{size:.0f} MB", BASELINES["image_size"], "<= 250 MB",
+            size <= 250),
     ]
 
 

@@ -8,7 +8,9 @@ For the `scaled` topology, N rounds of:
 3. for information: the same, with the polling run as its own command (a new
    interpreter, as someone without `lab up` would run it), and the interpreter's
    start plus the imports `lab up` needs, timed alone;
-4. `lab down`, and per-node memory (as `docker stats` counts it) while up.
+4. `lab down`, and per-node memory (as `docker stats` counts it) while up;
+5. `lab up cluster --flavor sim` (Gitaly Cluster: app, Praefect, its PostgreSQL, three
+   Gitaly nodes) to ready, beside `scaled` in the same round (target: within 2x).
 
 Runs under a temporary LAB_HOME so it never touches your labs, and removes it,
 and anything still labelled with a folder in it, at the end.
@@ -107,6 +109,7 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
           f"{load_note()}; {rounds} rounds")
 
     lab_up, raw_up, lab_down, raw_down, cmd_up, startup = [], [], [], [], [], []
+    cluster_up: list[float] = []
     mem: dict[str, str] = {}
     for i in range(rounds):
         name = f"bench-{os.getpid()}-{i}"
@@ -139,9 +142,14 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
             subprocess.run(compose.down_cmd(), check=True, capture_output=True,
                            cwd=rendered.path)
         startup.append(timed(STARTUP_CMD))
+        cluster_up.append(timed([*LAB_CMD, "up", "cluster", "--flavor", "sim", "--name",
+                                 f"c-{name}"]))
+        subprocess.run([*LAB_CMD, "down", f"c-{name}", "--purge"], check=True,
+                       capture_output=True)
         print(f"  round {i + 1}: lab up {lab_up[-1]:.2f}s, compose up + polling "
               f"{raw_up[-1]:.2f}s (as a command {cmd_up[-1]:.2f}s), lab down "
-              f"{lab_down[-1]:.2f}s, compose down {raw_down[-1]:.2f}s")
+              f"{lab_down[-1]:.2f}s, compose down {raw_down[-1]:.2f}s; "
+              f"lab up cluster {cluster_up[-1]:.2f}s")
 
     med = statistics.median
     print(f"lab up (CLI) to ready:            median {med(lab_up):.2f}s")
@@ -157,10 +165,16 @@ def run_rounds(home: Path, rounds: int) -> list[Row]:
         print(f"memory {name}: {usage}")
     up_ratio = med(lab_up) / med(raw_up)
     cmd_ratio = med(lab_up) / med(cmd_up)
+    cluster_ratio = med(cluster_up) / med(lab_up)
+    print(f"lab up cluster (CLI) to ready:    median {med(cluster_up):.2f}s "
+          f"({cluster_ratio:.2f}x scaled)")
     down_ratio = med(lab_down) / med(raw_down)
     return [
         Row("`lab up scaled` (sim) to ready", f"{med(lab_up):.2f} s median",
             BASELINES["up"], "<= 4 s", med(lab_up) <= 4.0),
+        Row("`lab up cluster` (sim) to ready / `lab up scaled`",
+            f"{med(cluster_up):.2f} s / {med(lab_up):.2f} s = {cluster_ratio:.2f}",
+            BASELINES.get("cluster_ratio", "-"), "<= 2", cluster_ratio <= 2.0),
         # Issue 25: the baseline as a command of its own, as someone without `lab up` runs
         # it (its interpreter's start and imports included, as `lab up`'s are).
         Row("`lab up` / (`compose up -d` + the same polling as its own command)",

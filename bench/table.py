@@ -28,6 +28,7 @@ BASELINES = {
     "fresh_over_reuse": "114.8 / 42.5 = 2.7x",
     "cold_build": "48 s",
     "image_size": "275 MB",
+    "cluster_ratio": "-",
 }
 
 

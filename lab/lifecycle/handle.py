@@ -69,11 +69,6 @@ from lab.store.layout import ADMIN_TOKEN, SECRETS_STORE
 if TYPE_CHECKING:
     from lab.client.gitlab import GitLab
 
-# Until the sim image carries a Praefect stand-in (issue 26), a cluster lab renders and
-# runs on Omnibus images only.
-SIM_NO_PRAEFECT = ("the sim flavour has no Praefect yet, so a Gitaly Cluster lab can't start "
-                   "on it: `lab render cluster -o DIR` writes its files, and --flavor omnibus "
-                   "runs it on real GitLab images")
 # Nodes installed from source (issue 29): a Gitaly node runs on the sim; an app node
 # does not run yet, and on the omnibus flavour the CNG Gitaly service renders but is
 # unchecked here, so `lab up` leaves that to the user (README, "Nodes installed from source").
@@ -580,8 +575,6 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
     if state.is_link(lab.name):
         raise BadInput(f"{state.lab_dir(lab.name)} is a symbolic link, not a lab folder; "
                        "nothing was touched. Remove the link itself, or pick another --name")
-    if lab.praefect_nodes and lab.flavor is Flavor.SIM:
-        raise BadInput(SIM_NO_PRAEFECT)
     not_runnable = source_not_runnable(lab)
     if not_runnable:
         raise BadInput(not_runnable)

@@ -145,6 +145,12 @@ PRAEFECT_CONFIGURATION = Version(15, 9, 0)
 #: The legacy praefect[...] keys removed (deprecations.rb,
 #: praefect_legacy_configuration_deprecations, 16.0.0).
 PRAEFECT_LEGACY_REMOVED = Version(16, 0, 0)
+#: Praefect answers RepositoryExists from its database (Gitaly internal/praefect/
+#: repository_exists.go, v14.6.0): with the database down, "repository exists: <error>".
+PRAEFECT_EXISTS_FROM_DB = Version(14, 6, 0)
+#: New repositories get @cluster/repositories/... replica paths (Gitaly internal/praefect/
+#: praefectutil/replica_path.go, v15.0.0).
+PRAEFECT_REPLICA_PATHS = Version(15, 0, 0)
 #: The image's healthcheck passes a node that serves no web (a Gitaly-only node): before,
 #: it marked one unhealthy (omnibus-gitlab files/gitlab-cookbooks/gitlab/libraries/helpers/
 #: gitlab_healthcheck_helper.rb, new at 19.1.0+ce.0: "the bash entrypoint exits 0 on other

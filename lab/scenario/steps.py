@@ -392,6 +392,11 @@ def _verb_step(verb: Verb) -> StepFn:
                 del run.faults[key]
         if not verb.ready_after:
             return True, f"{node}: {verb.name}"
+        down = sorted({n for (n, _), undo in run.faults.items() if n != node and undo == "start"})
+        if down:
+            # Another node this scenario stopped is still down: the lab can't be ready
+            # before a later step starts it (which then waits).
+            return True, f"{node}: {verb.name}; {', '.join(down)} still down"
         # A restored node is only useful once the lab is ready again.
         run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
                                docker_health=False)

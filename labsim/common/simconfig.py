@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.omnibus import dialect, gitlab_secrets, keys
+from lab.omnibus import praefect as omnibus_praefect
 from lab.omnibus.release import DEFAULT_VERSION, VERSION_ENV, Version
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +78,15 @@ def check_release(raw: dict[str, Any], version: Version) -> None:
         raise ConfigError(conflicts[0])
 
 
+def runs_gitaly(get: Any) -> bool:
+    """Gitaly runs unless disabled; with roles set, only under a role that has it (Omnibus'
+    roles: any role turns off the default services it does not name), or when enabled."""
+    rs = set(dialect.roles(get))
+    if rs and not rs & {"gitaly_role", "application_role"} and get("gitaly", "enable") is not True:
+        return False
+    return dialect.runs_gitaly(get)
+
+
 def gitaly_settings(raw: dict[str, Any], version: Version | None = None) -> dict[str, Any]:
     """Gitaly's listeners, token and storages in this release's dialect."""
     d = dialect.dialect_for(version or node_version())
@@ -132,7 +142,7 @@ def effective(raw: dict[str, Any], secrets: dict[str, Any],
     node: dict[str, Any] = {"gitaly": None, "app": None, "trusted_certs": TRUSTED_CERTS,
                             "version": str(version)}
     has_app = dialect.runs_app(get, d)
-    if dialect.runs_gitaly(get):
+    if runs_gitaly(get):
         gitaly = gitaly_settings(raw, version)
         internal = _str(get("gitlab_rails", "internal_api_url"))
         if not internal and has_app:
@@ -144,7 +154,33 @@ def effective(raw: dict[str, Any], secrets: dict[str, Any],
         app = app_settings(raw, version)
         app["shell_secret"] = dialect.shell_secret(secrets, get)
         node["app"] = app
+    node["praefect"] = praefect_settings(raw, version)
+    node["postgresql"] = postgresql_settings(raw)
     return node
+
+
+def praefect_settings(raw: dict[str, Any], version: Version) -> dict[str, Any] | None:
+    """A Praefect node's listeners, external token, virtual storages and database
+    (lab.omnibus.praefect, both dialects); None when Praefect is off."""
+    f = omnibus_praefect.read_praefect(dialect.getter(raw), version)
+    if not f.enabled:
+        return None
+    return {"listen_addr": f.listen_addr, "tls_listen_addr": f.tls_listen_addr,
+            "certificate_path": f.certificate_path, "key_path": f.key_path,
+            "token": f.token or "", "database": dict(f.database),
+            "replication_factor": dict(f.replication_factor),
+            "virtual_storages": {vs: [{"storage": b.storage, "address": b.address,
+                                       "token": b.token} for b in nodes]
+                                 for vs, nodes in f.virtual_storages.items()}}
+
+
+def postgresql_settings(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A database node's PostgreSQL (``roles(['postgres_role'])``); None elsewhere."""
+    get = dialect.getter(raw)
+    if "postgres_role" not in dialect.roles(get) or get("postgresql", "enable") is False:
+        return None
+    return {key: get("postgresql", key) for key in
+            ("listen_address", "port", "trust_auth_cidr_addresses", "md5_auth_cidr_addresses")}
 
 
 def _str(value: Any) -> str:

@@ -40,7 +40,7 @@ from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 from lab.omnibus.release import NEWEST, Version
 from labsim.common import simconfig
-from labsim.gitaly import gitaly_git_services, gitaly_moves
+from labsim.gitaly import gitaly_git_services, gitaly_moves, health
 from labsim.gitaly.servicer_context import Context
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
@@ -313,6 +313,7 @@ def serve(conf: dict[str, Any], inflight: InFlight | None = None,
     # CommitService, RefService and OperationService live in their own module.
     gitaly_git_services.GitServices(gitaly, HOOKS_DIR).add_to_server(server)
     gitaly_moves.SSHService(gitaly).add_to_server(server)
+    server.add_generic_rpc_handlers([health.Health(gitaly)])
     # Omnibus always sets a socket; a source config.toml may have none.
     socket_path = conf["socket_path"]
     if socket_path:

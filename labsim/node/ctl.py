@@ -50,6 +50,11 @@ def listening(name: str, node: dict[str, Any]) -> bool:
         checks = [_unix_ok(conf["socket_path"])] if conf.get("socket_path") else []
         checks += [_addr_ok(conf[k]) for k in ("listen_addr", "tls_listen_addr") if conf[k]]
         return all(checks)
+    if name == "praefect":
+        conf = node["praefect"]
+        return all(_addr_ok(conf[k]) for k in ("listen_addr", "tls_listen_addr") if conf[k])
+    if name == "postgresql":
+        return _addr_ok(f"127.0.0.1:{node['postgresql'].get('port') or 5432}")
     return _addr_ok(f"127.0.0.1:{node['app']['port']}")
 
 

@@ -31,9 +31,11 @@ from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from lab.omnibus.source_layout import INSTALL_ENV
 from labsim.common import simconfig, sourceconfig
+from labsim.praefect import pure as praefect_pure
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
-PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server"}
+PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server",
+            "praefect": "labsim.praefect.server", "postgresql": "labsim.praefect.postgres"}
 # Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
 SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
@@ -55,7 +57,9 @@ def web_service() -> str:
 
 
 def enabled(node: dict[str, Any]) -> list[str]:
-    wanted = [s for s, key in (("gitaly", "gitaly"), (web_service(), "app")) if node.get(key)]
+    wanted = [s for s, key in (("postgresql", "postgresql"), ("gitaly", "gitaly"),
+                                ("praefect", "praefect"), (web_service(), "app"))
+              if node.get(key)]
     try:
         with open(STOPPED) as fh:
             stopped = set(json.load(fh))
@@ -84,6 +88,9 @@ def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Versi
         out.append("gitaly")
     if (old.get("app") or {}) != (new.get("app") or {}):
         out.append(web_service())
+    for name in ("praefect", "postgresql"):
+        if (old.get(name) or {}) != (new.get(name) or {}):
+            out.append(name)
     return [s for s in out if s in enabled(new)]
 
 
@@ -108,7 +115,7 @@ class Supervisor:
         os.replace(STATE + ".tmp", STATE)
 
     def start(self, name: str) -> None:
-        program = PROGRAMS["gitaly" if name == "gitaly" else "web"]
+        program = PROGRAMS.get(name, PROGRAMS["web"])
         argv = SSHD if name == "sshd" else [sys.executable, "-P", "-m", program]
         self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
@@ -299,6 +306,8 @@ def reconfigure() -> dict[str, Any]:
     secrets = rewrite_secrets(simconfig.load_secrets(), version)
     node = simconfig.effective(raw, secrets, version)
     initial_root_password(node, version)
+    if node.get("praefect"):
+        praefect_pure.write_config(node["praefect"])
     simconfig.write_runtime(node)
     return node
 
@@ -395,7 +404,7 @@ def main() -> int:
         print(message, file=sys.stderr, flush=True)
         sup.stop_sshd()
         return 1  # the wrapper's `set -e`: the container ends
-    roles = [s for s in ("gitaly", "app") if node.get(s)]
+    roles = [s for s in ("gitaly", "app", "praefect", "postgresql") if node.get(s)]
     log(f"gitlab-testlab-sim node up; roles: {', '.join(roles) or 'none'}")
     code = sup.run_services()
     return code

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import fixed_secrets, skip_or_fail
 
-from lab.errors import BadInput, SpecError
-from lab.lifecycle.handle import up
+from lab.errors import SpecError
 from lab.model.topology import Lab
 from lab.omnibus import praefect as pf
 from lab.omnibus.release import Version
@@ -106,12 +105,6 @@ def test_older_release_is_a_usage_error_naming_the_first() -> None:
     assert pf.cluster_unsupported(Version.parse("13.3.0")) is None
     # SpecError is a usage error: exit code 2.
     assert SpecError("x").exit_code == 2
-
-
-def test_sim_flavour_refuses_before_touching_docker() -> None:
-    lab = resolve(SpecRequest(topology="cluster", flavor="sim"))
-    with pytest.raises(BadInput, match="no Praefect yet"):
-        up(lab)
 
 
 

@@ -30,7 +30,7 @@ def test_what_the_sim_image_carries_imports_what_the_image_has() -> None:
     debian = {line.split("#")[0].strip().removeprefix("python3-")
               for line in (ROOT / "images" / "base" / "packages.txt").read_text().splitlines()
               if line.strip().startswith("python3-")}
-    import_names = {"grpcio": "grpc", "protobuf": "google", "jwt": "jwt"}
+    import_names = {"grpcio": "grpc", "protobuf": "google", "jwt": "jwt", "psycopg2": "psycopg2"}
     assert debian == set(import_names)
     allowed = set(sys.stdlib_module_names) | {"labsim"} | set(import_names.values())
     carried = {f"lab.{name}" for name in SIM_CARRIES}
