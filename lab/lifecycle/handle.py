@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +39,7 @@ from lab.lifecycle import faults
 from lab.lifecycle.folder import reclaim
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.lab_image import ensure_image, sim_posing
-from lab.lifecycle.layers import log_since_start, readiness_layers
+from lab.lifecycle.layers import SERVICES_UP, log_since_start, readiness_layers
 from lab.lifecycle.node_actions import Action, NodeActions, apply_actions
 from lab.lifecycle.readiness import (
     Clock,
@@ -333,8 +333,11 @@ class RunningLab:
             self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT,
                              redact=self.redactor)
         if todo.changed or todo.names(Action.REMOVE):
+            # The untouched nodes were up and nothing of theirs changed: only the touched
+            # ones are asked whether their services run (an exec each), the lab-wide layers
+            # (app ready, Gitaly storages, admin token) as always.
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
-                            docker_health=docker_health)
+                            docker_health=docker_health, services_of=todo.changed)
         return todo.changed
 
     def _reconfigure(self, node: str) -> bool:
@@ -393,9 +396,10 @@ class RunningLab:
         return readiness_layers(self, wait_gitaly=wait_gitaly, docker_health=docker_health)
 
     def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
-                   wait_gitaly: bool = True, docker_health: bool = False
-                   ) -> ReadyReport:
-        """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status.
+                   wait_gitaly: bool = True, docker_health: bool = False,
+                   services_of: Collection[str] | None = None) -> ReadyReport:
+        """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status;
+        ``services_of``: the "services up" layer asks these nodes only (default: all).
 
         The toolkit's own probes decide readiness. Docker runs a container's first
         health check only after its interval (5 s), when the layers before it have
@@ -403,9 +407,14 @@ class RunningLab:
         who run the lab by hand, but waiting for it would add those seconds to every
         `lab up` and every change.
         """
+        layers = self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
+                             progress=progress)
+        if services_of is not None:
+            layers = [replace(layer, probes={n: p for n, p in layer.probes.items()
+                                             if n in services_of})
+                      if layer.name == SERVICES_UP else layer for layer in layers]
         try:
-            return wait_layers(self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
-                                           progress=progress),
+            return wait_layers(layers,
                                timeout=default_timeout(self.lab) if timeout is None else timeout,
                                watch=self._watch, log_tail=self._log_tail,
                                clock=self.clock, interval=POLL_INTERVAL,

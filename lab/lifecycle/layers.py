@@ -38,6 +38,9 @@ from lab.omnibus.node import (
 from lab.omnibus.source_layout import sim_listening_cmd
 from lab.render.gitlab_rb import token_of
 
+#: The layer that asks each node whether its own services run (an exec per node and round).
+SERVICES_UP = "services up"
+
 
 def log_since_start(container: Container, since: str | None = None, *,
                     redact: Callable[[str], str]) -> str:
@@ -75,7 +78,7 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
                      for n in running.lab.nodes if n.from_source})
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
-        Layer("services up", dict(services), hint=services_hint(running.lab.flavor)),
+        Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)),
     ]
     db = running.lab.postgres_node
     if db is not None and running.lab.praefect_nodes:

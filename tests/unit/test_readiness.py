@@ -409,3 +409,20 @@ def test_services_timeout_hint_fits_the_flavour(flavor: str, says: str,
     hint = {layer.name: layer.hint for layer in layers.readiness_layers(handle)}["services up"]
     assert says in hint
     assert ("Omnibus" in hint) == (flavor == "omnibus")
+
+
+def test_after_a_change_only_the_touched_nodes_are_asked_for_their_services(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # apply passes the nodes it touched: an untouched node was up and nothing of it changed,
+    # so it costs no exec; the lab-wide layers stay as they are.
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    seen: list[list[Any]] = []
+    monkeypatch.setattr(handle, "wait_layers", lambda ls, **kw: seen.append(list(ls)))
+    running = handle.RunningLab(rendered)
+    running.wait_ready(services_of=["gitaly1"])
+    running.wait_ready()
+    narrowed, full = ({layer.name: set(layer.probes) for layer in ls} for ls in seen)
+    assert narrowed["services up"] == {"gitaly1"}
+    assert full["services up"] == {"gitlab", "gitaly1"}
+    assert {k: v for k, v in narrowed.items() if k != "services up"} == \
+        {k: v for k, v in full.items() if k != "services up"}
