@@ -89,6 +89,10 @@ def _in_work_tree(work: Path, name: str) -> Path | None:
     return None if rel.parts[0].lower() == ".git" else work / name
 
 
+#: The admin's application settings (lib/api/settings.rb).
+SETTINGS = "/api/v4/application/settings"
+
+
 def project_ref(path_with_namespace_or_id: str | int) -> str:
     """The :id segment of a project URL: an id, or the URL-encoded full path."""
     return urllib.parse.quote(str(path_with_namespace_or_id), safe="")
@@ -128,14 +132,34 @@ class GitLabClient:
     def current_user(self) -> dict[str, Any]:
         return dict(self._checked(self.call("GET", "/api/v4/user")))
 
-    def create_project_raw(self, name: str, *, storage: str | None = None) -> ApiResponse:
+    def create_project_raw(self, name: str, *, storage: str | None = None,
+                           by_setting: bool = False) -> ApiResponse:
+        """POST /projects. ``by_setting``: the release's projects API ignores
+        ``repository_storage`` (CE before 12.9), so do what an admin does there: set the
+        admin setting ``repository_storages`` to ``storage`` alone, create the project,
+        put the setting back. A failed settings call is the answer returned."""
         data: dict[str, Any] = {"name": name, "path": name}
-        if storage:
-            data["repository_storage"] = storage
-        return self.call("POST", "/api/v4/projects", data=data)
+        if not storage:
+            return self.call("POST", "/api/v4/projects", data=data)
+        if not by_setting:
+            return self.call("POST", "/api/v4/projects", data={**data,
+                                                              "repository_storage": storage})
+        before = self.call("GET", SETTINGS)
+        if not before.ok:
+            return before
+        pinned = self.call("PUT", SETTINGS, data={"repository_storages": [storage]})
+        if not pinned.ok:
+            return pinned
+        try:
+            return self.call("POST", "/api/v4/projects", data=data)
+        finally:
+            kept = before.data.get("repository_storages") if isinstance(before.data, dict) else None
+            self.call("PUT", SETTINGS, data={"repository_storages": kept or ["default"]})
 
-    def create_project(self, name: str, *, storage: str | None = None) -> dict[str, Any]:
-        return dict(self._checked(self.create_project_raw(name, storage=storage)))
+    def create_project(self, name: str, *, storage: str | None = None,
+                       by_setting: bool = False) -> dict[str, Any]:
+        return dict(self._checked(self.create_project_raw(name, storage=storage,
+                                                          by_setting=by_setting)))
 
     def get_project(self, ref: str | int) -> dict[str, Any]:
         return dict(self._checked(self.call("GET", f"/api/v4/projects/{project_ref(ref)}")))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.omnibus.release import (
+    CE_API_REPOSITORY_STORAGE,
     CREATE_WITHOUT_SHELL,
     FIRST,
     GITALY_API_CLIENT_OPTS,
@@ -75,6 +76,8 @@ GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message af
 GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
 GRPC_TLS_UNTRUSTED_LOG = ("Rails' gRPC: the C core's stderr line when Gitaly's certificate "
                           "is not trusted")
+API_REPOSITORY_STORAGE = ("POST /projects, PUT /projects/:id: the repository_storage parameter "
+                          "in CE (what the sim does with it)")
 _GITALY = "gitlab-org/gitaly (mirror xuxiaowei-io/gitaly)"
 #: The text of the GITALY_V1_TOKEN row of a release that still takes v1 tokens.
 V1_ACCEPTED = "accepted beside v2 (decodes to the secret: OK, else 7:permission denied)"
@@ -235,6 +238,20 @@ ERAS: tuple[Era, ...] = (
         "error SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed.",
         _LIVE + "OpenSSL's reason text, where the gem's BoringSSL says 1000007d "
         "CERTIFICATE_VERIFY_FAILED (not modelled); " + _GRPC_NEW),
+    Era(API_REPOSITORY_STORAGE, FIRST,
+        "ignored: the project goes to a storage picked from the admin setting "
+        "repository_storages",
+        "gitlabhq lib/api/helpers/projects_helpers.rb (CE, 11.x-12.8) does not declare it; "
+        "only EE's ee/lib/ee/api/helpers/projects_helpers.rb optional_project_params_ee "
+        "does, and lib/api/projects.rb passes declared_params(include_missing: false), so "
+        "Grape drops it; app/models/concerns/has_repository.rb pick_repository_storage -> "
+        "ApplicationSetting#pick_repository_storage (repository_storages.sample; default "
+        "['default']); the setting is PUT /application/settings repository_storages "
+        "(lib/api/settings.rb, admins only)"),
+    Era(API_REPOSITORY_STORAGE, CE_API_REPOSITORY_STORAGE, "honoured (admins only)",
+        "gitlab-org/gitlab!18721 \"Backport API support to move between repository "
+        "storages/shards\" (replacing gitlab-foss!31934), CHANGELOG.md 12.9.0 (2020-03-22) "
+        "\"Added\": CE's lib/api/helpers/projects_helpers.rb declares repository_storage"),
 )
 
 
@@ -248,6 +265,12 @@ def era(behaviour: str, rel: Version) -> Era:
 
 def text(behaviour: str, rel: Version, **fields: object) -> str:
     return era(behaviour, rel).text.format(**fields)
+
+
+def api_takes_repository_storage(rel: Version) -> bool:
+    """Whether CE release ``rel``'s projects API honours ``repository_storage``; before,
+    a new project's storage is only steered by the setting ``repository_storages``."""
+    return era(API_REPOSITORY_STORAGE, rel).since >= CE_API_REPOSITORY_STORAGE
 
 
 # -- Gitaly -> GitLab internal API: which header carries the shell secret ----------

@@ -186,6 +186,10 @@ GITALY_PLAIN_EXIT = Version(16, 3, 0)
 #: hashed_storage_enabled defaults to true: gitlab-ce!29586, EE port gitlab-ee!14129; the
 #: docs' repository_storage_types.md history says 12.0); a lab is always a new installation.
 HASHED_STORAGE_DEFAULT = Version(12, 0, 0)
+#: CE's projects API takes ``repository_storage`` (POST /projects, PUT /projects/:id): before,
+#: only EE declared it (ee/lib/ee/api/helpers/projects_helpers.rb optional_project_params_ee)
+#: and Grape dropped it on CE; gitlab-org/gitlab!18721, CHANGELOG.md 12.9.0 "Added".
+CE_API_REPOSITORY_STORAGE = Version(12, 9, 0)
 
 #: Gitaly stops accepting v1 tokens (the shared secret, base64): gitaly auth/token.go
 #: CheckToken knows "v1" up to v12.9.x; v12.10.0 drops it (commit 54465275b, "Drop support

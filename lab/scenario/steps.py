@@ -169,7 +169,10 @@ def exec_on(run: Run, node: str, cmd: list[str], timeout: float = 60) -> tuple[b
 
 def _create_project(run: Run, step: Step) -> tuple[bool, str]:
     alias = str(step.arg("project"))
-    resp = run.client.api.create_project_raw(run.project_name(alias), storage=step.arg("storage"))
+    # CE before 12.9 ignores repository_storage on the API: place it through the setting.
+    by_setting = not eras.api_takes_repository_storage(run.labs.target.version)
+    resp = run.client.api.create_project_raw(run.project_name(alias), storage=step.arg("storage"),
+                                             by_setting=by_setting)
     if resp.ok and isinstance(resp.data, dict):
         run.projects[alias] = resp.data
     return resp.ok, resp.output

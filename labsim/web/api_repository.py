@@ -221,6 +221,8 @@ def route(handler: Any, method: str, parts: list[str], params: dict[str, Any]) -
     try:
         if parts[0] == "users" and method == "GET":
             users(req, parts[1:])
+        elif parts == ["application", "settings"] and method in ("GET", "PUT"):
+            application_settings(req)
         elif parts[0] == "projects" and len(parts) == 2 and method == "PUT":
             update_project(req, urllib.parse.unquote(parts[1]))
         elif parts[0] == "projects" and len(parts) >= 4 and parts[2] == "repository":
@@ -250,6 +252,32 @@ def users(req: Request, rest: list[str]) -> None:
         raise not_found("User")
 
 
+def application_settings(req: Request) -> None:
+    """GET/PUT /application/settings (lib/api/settings.rb, ``authenticated_as_admin!``;
+    every token the sim knows is root's, an admin) for the one setting the sim keeps:
+    ``repository_storages``, the storages new projects are placed on. The answer is the
+    entity's ``id`` and that field."""
+    store = req.handler.projects
+    if req.method == "PUT":
+        names = req.params.get("repository_storages", req.params.get("repository_storages[]"))
+        if names is None:
+            raise ApiError(400, {"error": "repository_storages is missing, at least one "
+                                          "parameter must be provided"})
+        if isinstance(names, str) and "repository_storages[]" in req.params:
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ApiError(400, {"error": "repository_storages is invalid"})
+        # ApplicationSetting: validates presence, check_repository_storages (known names).
+        unknown = [n for n in names if n not in req.handler.storages]
+        if not names:
+            raise ApiError(400, {"message": {"repository_storages": ["can't be blank"]}})
+        if unknown:
+            raise ApiError(400, {"message": {"repository_storages": [
+                "can't include: " + ", ".join(unknown)]}})
+        store.set_repository_storages(names)
+    req.json(200, {"id": 1, "repository_storages": store.repository_storages()})
+
+
 def update_project(req: Request, ref: str) -> None:
     """PUT /projects/:id for the attributes the sim keeps. ``repository_storage`` (an
     admin's attribute; root is the admin) schedules a storage move: the answer is the
@@ -262,7 +290,9 @@ def update_project(req: Request, ref: str) -> None:
     for key in ("name", "description", "default_branch"):
         if key in req.params:
             changes[key] = str(req.params[key])
-    storage = req.params.get("repository_storage")
+    # CE before 12.9 drops the parameter (eras.API_REPOSITORY_STORAGE).
+    storage = (req.params.get("repository_storage")
+               if lab_eras.api_takes_repository_storage(handler.release) else None)
     if not changes and storage is None:
         raise ApiError(400, {"error": "name, default_branch, description, repository_storage"
                                       " are missing, at least one parameter must be provided"})

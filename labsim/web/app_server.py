@@ -15,6 +15,7 @@ import gzip
 import ipaddress
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -115,6 +116,18 @@ class Projects:
     def delete(self, project_id: int) -> None:
         with self.lock:
             self.data["projects"].pop(str(project_id), None)
+            self._save()
+
+    def repository_storages(self) -> list[str]:
+        """The admin setting new projects are placed by (application_settings.
+        repository_storages, ['default'] in a new installation), kept beside the projects
+        as GitLab keeps both in its database."""
+        with self.lock:
+            return list(self.data.get("settings", {}).get("repository_storages", ["default"]))
+
+    def set_repository_storages(self, names: list[str]) -> None:
+        with self.lock:
+            self.data.setdefault("settings", {})["repository_storages"] = list(names)
             self._save()
 
 
@@ -349,7 +362,11 @@ class Handler(BaseHTTPRequestHandler):
     def create_project(self, params: dict[str, Any]) -> None:
         name = str(params.get("name") or params.get("path") or "")
         path = str(params.get("path") or re.sub(r"[^\w.-]+", "-", name).strip("-").lower())
-        storage_name = str(params.get("repository_storage") or "default")
+        # CE before 12.9 drops the parameter (eras.API_REPOSITORY_STORAGE): the setting
+        # picks, at random among its storages (ApplicationSetting#pick_repository_storage).
+        wanted = (params.get("repository_storage")
+                  if lab_eras.api_takes_repository_storage(self.release) else None)
+        storage_name = str(wanted or random.choice(self.projects.repository_storages()))
         visibility = params.get("visibility")
         invalid = lab_eras.project_params_invalid(
             self.release, bool(name and path), None if visibility is None else str(visibility))

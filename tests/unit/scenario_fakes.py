@@ -167,13 +167,16 @@ class FakeWorld:
                 {"file_path": name, "branch": data["branch"]}))
         return ApiResponse(method, path, 200, self.content[project][name])
 
-    def create_project_raw(self, name: str, *, storage: str | None = None) -> ApiResponse:
+    def create_project_raw(self, name: str, *, storage: str | None = None,
+                           by_setting: bool = False) -> ApiResponse:
         err = self._gitaly_error()
         if err:
             failure = eras.project_exists_check_failed(*err)
             for _, record in failure.logs:
                 self._log_json(record)
             return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())
+        if not (by_setting or eras.api_takes_repository_storage(self.running.lab.version)):
+            storage = None  # CE drops the parameter; the setting (default) places it
         pid = len(self.projects) + 1
         disk = eras.repository_disk_path(self.running.lab.version, pid, f"root/{name}")
         node = self.running.lab.storages[storage or "default"]

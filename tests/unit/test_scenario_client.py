@@ -169,3 +169,41 @@ def test_clone_never_reads_outside_the_clone(bare: Path, tmp_path: Path) -> None
                                            str(tmp_path / "secret"): "s3cret\n"})
     assert res.returncode == 1
     assert "content differs" not in res.output
+
+
+class ScriptedSession:
+    """Answers each request in turn from a list of (status, body)."""
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        self.requests.append((method, url.rpartition("/api/v4")[2], kw.get("json")))
+        status, text = self.answers.pop(0)
+        return type("R", (), {"status_code": status, "text": text})()
+
+
+def test_create_project_by_setting_pins_the_storage_then_puts_the_setting_back() -> None:
+    session = ScriptedSession((200, '{"repository_storages": ["default", "storage2"]}'),
+                              (200, '{"repository_storages": ["storage1"]}'),
+                              (201, '{"id": 3, "repository_storage": "storage1"}'),
+                              (200, '{"repository_storages": ["default", "storage2"]}'))
+    client = GitLabClient("http://x", TOKEN, session=session)  # type: ignore[arg-type]
+    resp = client.create_project_raw("p", storage="storage1", by_setting=True)
+    assert resp.status == 201
+    assert session.requests == [
+        ("GET", "/application/settings", None),
+        ("PUT", "/application/settings", {"repository_storages": ["storage1"]}),
+        ("POST", "/projects", {"name": "p", "path": "p"}),
+        ("PUT", "/application/settings", {"repository_storages": ["default", "storage2"]})]
+
+
+def test_create_project_by_setting_stops_when_the_setting_is_refused() -> None:
+    session = ScriptedSession((200, '{"repository_storages": ["default"]}'),
+                              (403, '{"message": "403 Forbidden"}'))
+    client = GitLabClient("http://x", TOKEN, session=session)  # type: ignore[arg-type]
+    resp = client.create_project_raw("p", storage="storage1", by_setting=True)
+    assert resp.output == 'HTTP 403 {"message": "403 Forbidden"}'
+    assert [m for m, _, _ in session.requests] == ["GET", "PUT"]
+

@@ -554,3 +554,13 @@ def test_run_warnings_reach_json_and_junit() -> None:
     assert f'<property name="lab_warning" value="{warning}" />' in junit_xml([r],
                                                                          warnings=[warning])
     assert "lab_warning" not in junit_xml([r])
+
+
+@pytest.mark.parametrize("version", ["11.11.8", "12.8.10", "12.10.14", "19.3.0"])
+def test_a_project_lands_on_its_storage_on_every_release(tmp_path: Path, version: str) -> None:
+    """CE before 12.9 drops repository_storage (the fake world does too): the step places
+    the project through the admin setting there, and passes either side of the boundary."""
+    _labs, up, connect = make(tmp_path)
+    sc = load_scenario(LIBRARY / "two-storages.yaml")
+    (result,) = run_scenarios([sc], versions=[version], up=up, connect=connect)
+    assert result.outcome is Outcome.PASSED, format_failure(result)

@@ -129,3 +129,38 @@ def test_git_over_http_refuses_in_rails_order(sim: Sim) -> None:
     missing = requests.get(f"{sim.url}/root/nothing.git/info/refs", auth=("root", ADMIN),
                            timeout=10)
     assert (missing.status_code, missing.text) == (403, NOT_SMART)
+
+
+def _settings(sim: Sim, method: str, **data: object) -> requests.Response:
+    return requests.request(method, f"{sim.url}/api/v4/application/settings", json=data or None,
+                            headers={"PRIVATE-TOKEN": ADMIN}, timeout=10)
+
+
+@pytest.mark.parametrize(("release", "honoured"), [("11.11.8", False), ("12.8.10", False),
+                                                   ("12.9.0", True), ("19.3.0", True)])
+def test_ce_ignores_repository_storage_before_12_9(sim: Sim, release: str,
+                                                   honoured: bool) -> None:
+    sim.handler.release = V(release)
+    made = _create(sim, name="p1", repository_storage="storage1")
+    assert made.status_code == 201
+    assert made.json()["repository_storage"] == ("storage1" if honoured else "default")
+    moved = requests.put(f"{sim.url}/api/v4/projects/{made.json()['id']}",
+                         json={"repository_storage": "storage1"},
+                         headers={"PRIVATE-TOKEN": ADMIN}, timeout=10)
+    # An update with nothing Grape declares is refused, as with no parameter at all.
+    assert moved.status_code == (200 if honoured else 400)
+
+
+def test_the_setting_repository_storages_places_new_projects(sim: Sim) -> None:
+    sim.handler.release = V("11.11.8")
+    assert _settings(sim, "GET").json() == {"id": 1, "repository_storages": ["default"]}
+    assert _settings(sim, "PUT", repository_storages=["storage1"]).json()[
+        "repository_storages"] == ["storage1"]
+    assert _create(sim, name="p1").json()["repository_storage"] == "storage1"
+    refused = _settings(sim, "PUT", repository_storages=["storage1", "nfs9"])
+    assert (refused.status_code, refused.json()) == (
+        400, {"message": {"repository_storages": ["can't include: nfs9"]}})
+    assert _settings(sim, "PUT", repository_storages=[]).status_code == 400
+    assert _settings(sim, "GET").json()["repository_storages"] == ["storage1"]
+    anonymous = requests.get(f"{sim.url}/api/v4/application/settings", timeout=10)
+    assert anonymous.status_code == 401
