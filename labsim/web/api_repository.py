@@ -290,7 +290,8 @@ def update_project(req: Request, ref: str) -> None:
     for key in ("name", "description", "default_branch"):
         if key in req.params:
             changes[key] = str(req.params[key])
-    # CE before 12.9 drops the parameter (eras.API_REPOSITORY_STORAGE).
+    # CE before release.CE_API_REPOSITORY_STORAGE drops the parameter
+    # (eras.API_REPOSITORY_STORAGE).
     storage = (req.params.get("repository_storage")
                if lab_eras.api_takes_repository_storage(handler.release) else None)
     if not changes and storage is None:

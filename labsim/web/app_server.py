@@ -362,7 +362,8 @@ class Handler(BaseHTTPRequestHandler):
     def create_project(self, params: dict[str, Any]) -> None:
         name = str(params.get("name") or params.get("path") or "")
         path = str(params.get("path") or re.sub(r"[^\w.-]+", "-", name).strip("-").lower())
-        # CE before 12.9 drops the parameter (eras.API_REPOSITORY_STORAGE): the setting
+        # CE before release.CE_API_REPOSITORY_STORAGE drops the parameter
+        # (eras.API_REPOSITORY_STORAGE): the setting
         # picks, at random among its storages (ApplicationSetting#pick_repository_storage).
         wanted = (params.get("repository_storage")
                   if lab_eras.api_takes_repository_storage(self.release) else None)
