@@ -74,6 +74,7 @@ WORKHORSE_NOT_SMART = ("git over HTTP: info/refs for a command Rails allows that
 GITALY_V1_TOKEN = "Gitaly auth: a v1 token (Bearer <base64 of the shared secret>)"
 GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message after 14:)"
 GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
+GRPC_PEER_DEBUG = "Rails' gRPC call: Gitaly answered an error (debug_error_string)"
 GRPC_TLS_UNTRUSTED_LOG = ("Rails' gRPC: the C core's stderr line when Gitaly's certificate "
                           "is not trusted")
 API_REPOSITORY_STORAGE = ("POST /projects, PUT /projects/:id: the repository_storage parameter "
@@ -226,6 +227,16 @@ ERAS: tuple[Era, ...] = (
     Era(GRPC_CONNECT_DEBUG, GRPC_REASON_IN_MESSAGE,
         'UNKNOWN:failed to connect to all addresses; last error: {reason} '
         '{{grpc_status:14, created_time:"{time}"}}', _LIVE + _GRPC_NEW),
+    Era(GRPC_PEER_DEBUG, FIRST,
+        '{{"created":"@{created}","description":"Error received from peer {peer}","file":'
+        '"src/core/lib/surface/call.cc","file_line":1055,"grpc_message":{message},'
+        '"grpc_status":{code}}}',
+        "grpc src/core/lib/surface/call.cc recv_trailing_filter (\"Error received from peer "
+        "%s\", grpc/grpc#18440, 2019-03) in grpc_error's JSON, as C core prints it at "
+        "file_line 1055 (p4lang/tutorials#324, 2019-12); " + _GRPC_OLD),
+    Era(GRPC_PEER_DEBUG, GRPC_REASON_IN_MESSAGE,
+        'UNKNOWN:Error received from peer {peer} {{grpc_message:"{message}", '
+        'grpc_status:{code}, created_time:"{time}"}}', _LIVE + _GRPC_NEW),
     Era(GRPC_TLS_UNTRUSTED_LOG, FIRST,
         "E{date} {time} {pid} ssl_transport_security.cc:1379] Handshake failed with fatal "
         "error SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:"
@@ -481,13 +492,18 @@ def grpc_call_failure(rel: Version, code: int, details: str, debug: str,
     """What Rails of release ``rel`` shows for a call the sim's own C core failed with
     ``code``, ``details`` and ``debug`` (its 1.51.1 texts, see the GRPC_* rows).
 
-    Only a failed connection differs by release: before GRPC_REASON_IN_MESSAGE the gem
-    says "failed to connect to all addresses" with a JSON debug string and no reason;
-    an untrusted certificate shows only in the C core's stderr line."""
+    Before GRPC_REASON_IN_MESSAGE the debug string is grpc_error's JSON (an answer from
+    Gitaly keeps its details), and a failed connection says only "failed to connect to all
+    addresses", with no reason; an untrusted certificate shows only in the C core's stderr
+    line."""
     newer = era(GRPC_CONNECT_FAILED, rel).since >= GRPC_REASON_IN_MESSAGE
+    moment = time.time() if now is None else now
+    peer = re.search(r"Error received from peer (\S+)", debug)
+    if not newer and peer:
+        return GrpcFailure(details, text(GRPC_PEER_DEBUG, rel, created=f"{moment:.9f}",
+                                         peer=peer[1], message=json.dumps(details), code=code))
     if newer or code != 14 or not details.startswith(CONNECT_FAILED):
         return GrpcFailure(details, debug)
-    moment = time.time() if now is None else now
     reason = details.partition("; last error: ")[2].lower()
     stderr = None
     if "certificate verify failed" in reason or "certificate_verify_failed" in reason:

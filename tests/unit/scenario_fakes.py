@@ -171,7 +171,15 @@ class FakeWorld:
                            by_setting: bool = False) -> ApiResponse:
         err = self._gitaly_error()
         if err:
-            failure = eras.project_exists_check_failed(*err)
+            code, details = err
+            # The sim's own C core's debug string, shown as the lab's release shows it.
+            debug = (f'UNKNOWN:{details} {{grpc_status:14, created_time:"2026"}}' if code == 14
+                     else f'UNKNOWN:Error received from peer ipv4:172.18.0.3:8075 {{grpc_message:'
+                          f'"{details}", grpc_status:{code}, created_time:"2026"}}')
+            shown = eras.grpc_call_failure(self.running.lab.version, code, details, debug)
+            if shown.stderr:
+                self.running.log("gitlab", shown.stderr)
+            failure = eras.project_exists_check_failed(code, shown.details, shown.debug)
             for _, record in failure.logs:
                 self._log_json(record)
             return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())

@@ -74,9 +74,34 @@ def test_from_16_0_the_sims_own_texts_pass_through(release: str) -> None:
     assert (shown.details, shown.debug, shown.stderr) == (UNTRUSTED, live_debug(UNTRUSTED), None)
 
 
-def test_other_codes_pass_through_on_every_release() -> None:
-    shown = eras.grpc_call_failure(V("12.10.14"), 7, "permission denied", "d")
-    assert (shown.details, shown.debug, shown.stderr) == ("permission denied", "d", None)
+PEER = ('UNKNOWN:Error received from peer ipv4:172.18.0.3:8075 {grpc_message:"permission '
+        'denied", grpc_status:7, created_time:"2026-12-04T18:40:03+00:00"}')
+
+
+def test_an_answer_from_gitaly_keeps_its_details_and_gets_the_releases_debug_form() -> None:
+    old = eras.grpc_call_failure(V("12.10.14"), 7, "permission denied", PEER, now=NOW + 0.25)
+    assert (old.details, old.stderr) == ("permission denied", None)
+    assert old.debug == (
+        '{"created":"@1700000000.250000000","description":"Error received from peer '
+        'ipv4:172.18.0.3:8075","file":"src/core/lib/surface/call.cc","file_line":1055,'
+        '"grpc_message":"permission denied","grpc_status":7}')
+    new = eras.grpc_call_failure(V("16.0.0"), 7, "permission denied", PEER)
+    assert (new.details, new.debug) == ("permission denied", PEER)
+    # A debug string with no peer in it (none at all, say) passes unchanged.
+    assert eras.grpc_call_failure(V("12.10.14"), 7, "permission denied", "").debug == ""
+
+
+@pytest.mark.parametrize("release", ["12.10.14", "15.9.8", "19.3.0"])
+def test_auth_token_mismatch_holds_each_release_to_its_debug_form(release: str) -> None:
+    def log(rel: Version) -> str:
+        shown = eras.grpc_call_failure(rel, 7, "permission denied", PEER, now=NOW)
+        failure = eras.project_exists_check_failed(7, shown.details, shown.debug)
+        return "\n".join(json.dumps(r, separators=(",", ":")) for _, r in failure.logs)
+
+    pattern = log_pattern("auth-token-mismatch.yaml", V(release))
+    other = V("19.3.0") if V(release) < V("16.0.0") else V("15.9.8")
+    assert patterns.search(pattern, log(V(release)))
+    assert not patterns.search(pattern, log(other))
 
 
 def test_rails_stderr_is_unicorns_before_puma() -> None:
