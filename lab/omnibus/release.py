@@ -145,6 +145,11 @@ PRAEFECT_CONFIGURATION = Version(15, 9, 0)
 #: The legacy praefect[...] keys removed (deprecations.rb,
 #: praefect_legacy_configuration_deprecations, 16.0.0).
 PRAEFECT_LEGACY_REMOVED = Version(16, 0, 0)
+#: Praefect routes per repository by default (Gitaly v14.0.0 internal/praefect/config/
+#: config.go: ElectionStrategyPerRepository). Before, Omnibus' 'sql' strategy routes with
+#: the node manager: one primary per virtual storage, and a repository the database does
+#: not know goes to it (v13.3.0 internal/praefect/nodes/manager.go GetSyncedNode).
+PRAEFECT_PER_REPOSITORY = Version(14, 0, 0)
 #: Praefect answers RepositoryExists from its database (Gitaly internal/praefect/
 #: repository_exists.go, v14.6.0): with the database down, "repository exists: <error>".
 PRAEFECT_EXISTS_FROM_DB = Version(14, 6, 0)

@@ -52,7 +52,12 @@ from lab.gitalypb import (  # noqa: F401
     ssh_pb2,
 )
 from lab.omnibus import auth as lab_auth
-from lab.omnibus.release import PRAEFECT_EXISTS_FROM_DB, PRAEFECT_REPLICA_PATHS, Version
+from lab.omnibus.release import (
+    PRAEFECT_EXISTS_FROM_DB,
+    PRAEFECT_PER_REPOSITORY,
+    PRAEFECT_REPLICA_PATHS,
+    Version,
+)
 from labsim.common import simconfig
 from labsim.praefect import pure
 from labsim.praefect.store import Store
@@ -78,6 +83,7 @@ REPLICATE_INTERVAL = 0.5
 #: RepositoryExists from the database; @cluster replica paths (lab/omnibus/release.py).
 EXISTS_FROM_DB = PRAEFECT_EXISTS_FROM_DB
 CLUSTER_PATHS = PRAEFECT_REPLICA_PATHS
+PER_REPOSITORY = PRAEFECT_PER_REPOSITORY
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500),
                    ("grpc.min_reconnect_backoff_ms", 500),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
@@ -158,6 +164,7 @@ class Praefect:
             for vs, nodes in conf["virtual_storages"].items()}
         self.store = Store(conf.get("database") or {})
         self.db_lock = threading.Lock()
+        self.shard_primaries: dict[str, str] = {}
         self.name = f"{socket.gethostname()}:{conf.get('listen_addr', '')}"
 
     # -- helpers ----------------------------------------------------------------
@@ -169,6 +176,18 @@ class Praefect:
     def healthy(self, vs: str) -> list[str]:
         now = time.time()
         return [s for s, n in self.nodes[vs].items() if n.healthy(now)]
+
+    def shard_primary(self, vs: str, failed: str) -> str:
+        """Before PRAEFECT_PER_REPOSITORY: the virtual storage's one primary, kept while it
+        is healthy, else the first healthy node in configuration order. None healthy: the
+        ``failed`` call's error (v13.12.0 coordinator.go, router_node_manager.go)."""
+        healthy = self.healthy(vs)
+        if self.shard_primaries.get(vs) not in healthy:
+            if not healthy:
+                raise CallFailed(grpc.StatusCode.UNKNOWN, f"{failed}: primary is not healthy")
+            self.shard_primaries[vs] = healthy[0]
+            log(f"elected {healthy[0]} primary of virtual storage {vs}")
+        return self.shard_primaries[vs]
 
     def elect(self, vs: str, rel: str, primary: str | None) -> str:
         """The per-repository elector: keep a healthy, up-to-date primary, else pick one."""
@@ -237,11 +256,17 @@ class Praefect:
                 if not healthy:
                     raise CallFailed(grpc.StatusCode.UNKNOWN,
                                      "route repository creation: no healthy nodes")
-                primary = random.choice(sorted(healthy))
+                primary = (random.choice(sorted(healthy)) if self.version >= PER_REPOSITORY
+                           else self.shard_primary(vs, "route repository creation: get shard"))
                 rid = self.db(self.store.reserve_id)
                 path = pure.replica_path(rid) if self.version >= CLUSTER_PATHS else rel
                 created = (rid, primary)
                 targets = [primary]
+            elif found is None and self.version < PER_REPOSITORY and name not in MUTATORS:
+                # The node manager sends an accessor for a repository it has no record of
+                # to the primary (RepositoryExists before a project's repository is made).
+                path, targets = rel, [self.shard_primary(
+                    vs, "accessor call: route repository accessor: get synced node")]
             elif found is None:
                 raise CallFailed(grpc.StatusCode.NOT_FOUND, "repository not found")
             else:

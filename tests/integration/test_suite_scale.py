@@ -65,11 +65,25 @@ def test_collect_on_failure_bundles_the_failed_state_then_restores(
           - create_project: p1
           - push: p1
         """))
-    after = ROOT / "scenarios" / "shared-secrets-push-clone.yaml"
+    # The run puts a lab's base-state scenarios first (plan.by_state): this one changes an
+    # inert key, so it runs after the broken one, on the same lab, with gitaly1's shared
+    # secrets back.
+    after = tmp_path / "after.yaml"
+    after.write_text(textwrap.dedent("""\
+        description: pushes with shared secrets after the failed scenario's own secrets
+        lab: {topology: scaled}
+        given:
+          set: {nodes.gitlab.omnibus_config: "# after the failed scenario"}
+        steps:
+          - create_project: p2
+          - push: p2
+          - clone: p2
+        """))
     res = lab_run(str(broken), str(after), "--collect-on-failure", "--json", "--junit",
                   "junit.xml", cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     first, second = json.loads(res.stdout)["scenarios"]
+    assert (first["name"], second["name"]) == ("wrong-claim", "after")
     assert first["status"] == "failed"
     bundle = Path(first["bundle"])
     assert bundle.parent == tmp_path / "lab-evidence"
