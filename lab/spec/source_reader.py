@@ -17,6 +17,11 @@ from typing import Any
 from lab.errors import SpecError
 from lab.spec.yamlfile import Origins, error_at, load_yaml, read_user_file
 
+# What each file is called in errors.
+CONFIG_TOML_WHAT = "Gitaly config.toml"
+GITLAB_YML_WHAT = "gitlab.yml"
+SHELL_CONFIG_WHAT = "gitlab-shell config.yml"
+
 # tomllib says where it stopped: "... (at line 3, column 7)".
 _TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -103,8 +108,12 @@ def _table(data: dict[str, Any], name: str, file: str, text: str) -> dict[str, A
 
 
 def read_config_toml(path: Path) -> SourceGitaly:
-    file = str(path)
-    text = read_user_file(path, "Gitaly config.toml")
+    """A config.toml the user named (lab import); a lab folder's: LabFolder.node_text."""
+    return parse_config_toml(read_user_file(path, CONFIG_TOML_WHAT), str(path))
+
+
+def parse_config_toml(text: str, file: str) -> SourceGitaly:
+    """``text`` of the config.toml ``file`` (named in errors)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -162,10 +171,9 @@ def read_config_toml(path: Path) -> SourceGitaly:
         where=where, clues=tuple(clues))
 
 
-def _yaml(path: Path, what: str) -> tuple[dict[str, Any], Origins, str]:
-    file = str(path)
+def _yaml(text: str, file: str, what: str) -> tuple[dict[str, Any], Origins, str]:
     origins = Origins()
-    return load_yaml(read_user_file(path, what), file, origins,
+    return load_yaml(text, file, origins,
                      not_a_mapping=f"a {what} must be a mapping of keys"), origins, file
 
 
@@ -187,8 +195,13 @@ def _ywhere(origins: Origins, path: tuple[str, ...]) -> Where:
     return Where(source, ".".join(path), line)
 
 
-def read_gitlab_yml(path: Path, environment: str = "production") -> SourceApp:
-    data, origins, file = _yaml(path, "gitlab.yml")
+def read_gitlab_yml(path: Path) -> SourceApp:
+    """A gitlab.yml the user named (lab import); a lab folder's: LabFolder.node_text."""
+    return parse_gitlab_yml(read_user_file(path, GITLAB_YML_WHAT), str(path))
+
+
+def parse_gitlab_yml(text: str, file: str, environment: str = "production") -> SourceApp:
+    data, origins, file = _yaml(text, file, GITLAB_YML_WHAT)
     env = data.get(environment)
     if not isinstance(env, dict):
         raise error_at(origins, (environment,), f"no {environment!r} section: is this GitLab's "
@@ -225,7 +238,12 @@ def _ystr_map(repositories: Any, key: tuple[str, ...], origins: Origins) -> dict
 
 
 def read_shell_config_yml(path: Path) -> ShellConfig:
-    data, origins, file = _yaml(path, "gitlab-shell config.yml")
+    """A config.yml the user named (lab import)."""
+    return parse_shell_config_yml(read_user_file(path, SHELL_CONFIG_WHAT), str(path))
+
+
+def parse_shell_config_yml(text: str, file: str) -> ShellConfig:
+    data, origins, file = _yaml(text, file, SHELL_CONFIG_WHAT)
     where: dict[str, Where] = {}
     url = _ystr(data, ("gitlab_url",), origins)
     secret = _ystr(data, ("secret_file",), origins)

@@ -235,6 +235,12 @@ def read_user_file(path: Path, what: str) -> str:
     except OSError as exc:
         raise SpecError(f"cannot read the {what}: {exc.strerror or exc}", source=source) \
             from None
+    return user_text(raw, what, source)
+
+
+def user_text(raw: bytes, what: str, source: str) -> str:
+    """``raw`` (at most ``MAX_FILE_BYTES`` + 1 bytes read from the file ``source``) as
+    text, or a SpecError naming the file: too big, binary or not UTF-8."""
     if len(raw) > MAX_FILE_BYTES:
         raise SpecError(f"the {what} is larger than {MAX_FILE_BYTES // 1024} KiB, far more than "
                         "a spec or scenario needs; is it the right file?", source=source)

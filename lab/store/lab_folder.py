@@ -9,6 +9,7 @@ set, never their values.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from lab.errors import BadInput, Incomplete, SpecError
 from lab.model.topology import Lab
 from lab.render.secrets import LabSecrets
 from lab.spec.labspec import build_lab, resolved_spec
-from lab.spec.yamlfile import Origins
+from lab.spec.yamlfile import MAX_FILE_BYTES, Origins, user_text
 from lab.store import ownership, state
 from lab.store.layout import (
     MANIFEST,
@@ -95,10 +96,37 @@ class LabFolder:
         try:
             raw = read_bytes_no_links(self.path, rel, limit=RB_MAX_BYTES)
         except OSError as exc:
-            raise SpecError(f"cannot be read ({exc.strerror or exc}): the toolkit reads a lab "
-                            "folder's files only as real files in it, never through a link",
-                            source=str(self.file(rel))) from None
+            raise self.unreadable(rel, exc) from None
         return parse_rb(raw, str(self.file(rel)), omnibus_config=omnibus_config)
+
+    def node_text(self, rel: str, what: str) -> str:
+        """The text of a node's file at ``rel`` that is not a gitlab.rb (a source node's
+        config.toml, gitlab.yml, shell secret), read without following a link: a node's
+        folder is mounted into its container, which may swap a file or folder there for a
+        link to a host file. Refused as gitlab_rb refuses; ``what`` names it in errors.
+        A missing file raises FileNotFoundError, for the callers to whom absence is a fact."""
+        try:
+            raw = read_bytes_no_links(self.path, rel, limit=MAX_FILE_BYTES)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self.unreadable(rel, exc) from None
+        return user_text(raw, what, str(self.file(rel)))
+
+    def unreadable(self, rel: str, exc: OSError) -> SpecError:
+        """The one-paragraph refusal of a node's file ``rel`` that ``read_no_links`` could
+        not read: which file, why, what to do."""
+        # O_NOFOLLOW: a link as the file is ELOOP, a link as a folder on the way ENOTDIR.
+        link = {errno.ELOOP: "it is a symbolic link",
+                errno.ENOTDIR: "a folder on its path is a symbolic link, or not a folder"}
+        if exc.errno in link:
+            return SpecError(f"cannot be read ({link[exc.errno]}): the toolkit reads a lab "
+                             "folder's files only as real files in it, never through a link (a "
+                             "node's container can leave one there). Put the real file in its "
+                             "place, or remove the link and render the lab again",
+                             source=str(self.file(rel)))
+        return SpecError(f"cannot be read ({exc.strerror or exc}); put the file back, or "
+                         "render the lab again to write it", source=str(self.file(rel)))
 
     def save_spec(self, lab: Lab) -> None:
         """The lab as spec data that rebuilds the same ``Lab`` with ``lab`` (its tokens are

@@ -36,6 +36,30 @@ def test_tls_facts_from_a_lab_directory(tmp_path: Path) -> None:
     assert any("not signed by a CA that gitlab trusts" in c.detail for c in checks)
 
 
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_certificates_a_container_made_links_are_not_read(tmp_path: Path, linked: str) -> None:
+    # A node's ssl/ and trusted-certs/ are its container's: a link there (to the file or a
+    # folder on its path) may name any host file, which doctor must not read.
+    lab = resolve(SpecRequest(topology="scaled", sets=("tls=true",)))
+    folder = tmp_path / "lab"
+    write_lab(lab, folder, image="unused")
+    host = tmp_path / "host"
+    host.mkdir()
+    for rel in ("nodes/gitaly1/ssl/gitaly1.crt", "nodes/gitlab/trusted-certs/lab-ca.crt"):
+        inside = folder / rel
+        (host / inside.name).write_text("host file")
+        if linked == "file":
+            inside.unlink()
+            inside.symlink_to(host / inside.name)
+        else:
+            shutil.rmtree(inside.parent)
+            inside.parent.symlink_to(host)
+    (facts,) = tls_facts(folder, lab)
+    assert facts.cert_pem is None
+    assert facts.app_ca_pems == ()
+    assert facts.node_ca_pems  # the untouched folder is still read
+
+
 @pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby")
 def test_read_config_uses_the_importers_reader(tmp_path: Path) -> None:
     rb = tmp_path / "gitlab.rb"

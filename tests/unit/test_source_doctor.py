@@ -4,6 +4,7 @@ file and key, from a rendered lab folder (no Docker)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,70 @@ def test_a_secrets_file_a_container_made_a_link_is_not_followed(tmp_path: Path) 
     (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
     assert row.level is Level.FAIL
     assert "gitlab-secrets.json gitlab_shell.secret_token: unset" in row.detail
+
+
+HOST_TOKEN = "host-token-not-for-doctor-eyes"
+HOST_TOML = f'[auth]\ntoken = "{HOST_TOKEN}"\n[[storage]]\nname = "default"\npath = "/x"\n'
+HOST_SECRET = "host-secret-not-for-doctor-eyes"
+HOST_YML = ("production:\n  repositories:\n    storages:\n      default:\n"
+            f"        gitaly_address: tcp://gitaly1:8075\n        gitaly_token: {HOST_TOKEN}\n")
+APP_YML = "nodes/gitlab/home/git/gitlab/config/gitlab.yml"
+SECRET = "nodes/gitaly1/home/git/gitlab-shell/.gitlab_shell_secret"
+APP_SECRET = "nodes/gitlab/home/git/gitlab/.gitlab_shell_secret"
+
+
+@pytest.mark.parametrize(("rel", "content", "linked"), [
+    (TOML, HOST_TOML, "file"),
+    (TOML, HOST_TOML, "folder"),
+    (APP_YML, HOST_YML, "file"),
+    (SECRET, HOST_SECRET, "file"),
+    (SECRET, HOST_SECRET, "folder"),
+    (APP_SECRET, HOST_SECRET, "file"),
+], ids=["config.toml", "gitaly folder", "gitlab.yml", "shell secret", "gitlab-shell folder",
+        "app shell secret"])
+def test_a_source_node_file_a_container_made_a_link_is_refused(
+        tmp_path: Path, rel: str, content: str, linked: str) -> None:
+    # A source node's home/git is mounted into its container, which can swap a file (or a
+    # folder on the way to it) for a link to any host file: doctor refuses it, naming the
+    # file and what to do, and nothing of the host file reaches its output.
+    lab, folder = _lab(tmp_path, "19.3.0", "nodes.gitlab.install=source")
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    (host / "sub" / Path(rel).name).write_text(content)
+    inside = folder / rel
+    if linked == "file":
+        inside.unlink()
+        inside.symlink_to(host / "sub" / inside.name)
+    else:
+        shutil.rmtree(inside.parent)
+        inside.parent.symlink_to(host / "sub")
+    checks = wiring_report(folder, lab)
+    (row,) = checks  # the one refusal: the lab's wiring can't be judged from its files
+    assert row.level is Level.FAIL
+    assert row.name == "wiring (files)"
+    assert row.detail.startswith(f"{folder / rel}: cannot be read (")
+    assert "never through a link" in row.detail
+    assert "Put the real file in its place" in row.detail
+    shown = " ".join(f"{c.detail} {c.hint}" for c in checks)
+    for secret in (HOST_TOKEN, HOST_SECRET):
+        assert secret not in shown
+        assert fingerprint(secret) not in shown
+
+
+def test_a_missing_shell_secret_file_is_unset(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    (folder / SECRET).unlink()
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
+    assert row.level is Level.FAIL
+    assert "gitlab.secret_file: unset" in row.detail
+
+
+def test_a_secret_file_named_outside_the_node_is_not_read(tmp_path: Path) -> None:
+    lab, folder = _lab(tmp_path)
+    toml = folder / TOML
+    (tmp_path / "outside").write_text(HOST_SECRET)
+    toml.write_text(toml.read_text().replace(
+        '/home/git/gitlab-shell/.gitlab_shell_secret', "/../../../outside"))
+    (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
+    assert row.level is Level.FAIL
+    assert fingerprint(HOST_SECRET) not in row.detail

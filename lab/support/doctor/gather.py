@@ -33,13 +33,13 @@ from lab.omnibus import praefect as pf
 from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.release import DEFAULT_VERSION, Version
-from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
+from lab.omnibus.source_layout import SHELL_SECRET_FILE
 from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import fingerprint
-from lab.spec.source_reader import read_config_toml
 from lab.store.lab_folder import LabFolder
 from lab.store.labdir import node_paths
+from lab.store.layout import read_no_links
 from lab.support.doctor.facts import (
     INTERNAL_CHECK,
     SECRETS_PATH,
@@ -52,6 +52,10 @@ from lab.support.doctor.facts import (
     NodeFacts,
     TlsFacts,
 )
+from lab.support.doctor.wiring import read_source_toml
+
+# A certificate is a few KB; a CA bundle some hundred.
+CERT_MAX_BYTES = 1 << 20
 
 
 def docker_facts() -> tuple[str | None, str, str]:
@@ -141,9 +145,8 @@ def _read_source_secret(handle: LabHandle, node: Node) -> tuple[dict[str, Any] |
     gitlab-shell's default beside it), read inside the container, in the shape of a
     gitlab-secrets.json so that the same checks compare it (None: missing)."""
     path = SHELL_SECRET_FILE
-    toml = handle.path / "nodes" / node.name / CONFIG_TOML.lstrip("/")
     with contextlib.suppress(SpecError):  # the file checks say what is wrong with it
-        path = read_config_toml(toml).secret_file or path
+        path = read_source_toml(handle.path, node).secret_file or path
     res = handle.exec(node.name, ["cat", path], check=False, timeout=30)
     if res.returncode != 0:
         lines = (res.stderr or res.stdout).strip().splitlines()
@@ -327,31 +330,34 @@ def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyPro
                        via="gitlab-rake gitlab:gitaly:check")
 
 
-def _read(path: Path) -> str | None:
-    if path.is_symlink():
-        return None  # a container may link its /etc/gitlab files to any host file
+def _read(lab_dir: Path, rel: str) -> str | None:
+    # Never through a link, anywhere on the path: a container may link its /etc/gitlab
+    # files or folders to any host file.
     try:
-        return path.read_text()
-    except OSError:
+        return read_no_links(lab_dir, rel, limit=CERT_MAX_BYTES)
+    except (OSError, ValueError):
         return None
 
 
-def _cas(folder: Path) -> tuple[str, ...]:
-    if not folder.is_dir():
+def _cas(lab_dir: Path, rel: str) -> tuple[str, ...]:
+    folder = lab_dir / rel
+    if not folder.is_dir() or folder.is_symlink():
         return ()
-    return tuple(t for p in sorted(folder.iterdir()) if p.is_file() and (t := _read(p)))
+    return tuple(t for p in sorted(folder.iterdir())
+                 if (t := _read(lab_dir, f"{rel}/{p.name}")))
 
 
 def tls_facts(lab_dir: Path, lab: Lab) -> list[TlsFacts]:
     """The mounted certificate files: what each TLS Gitaly node serves and who trusts what."""
     out = []
-    app_dir = lab_dir / "nodes" / lab.app.name
+    app_dir = f"nodes/{lab.app.name}"
     for node in lab.external_gitaly_nodes:
         if not node.tls:
             continue
-        ndir = lab_dir / "nodes" / node.name
-        out.append(TlsFacts(node.name, node.name, _read(ndir / "ssl" / f"{node.name}.crt"),
-                            _cas(app_dir / "trusted-certs"), _cas(ndir / "trusted-certs")))
+        ndir = f"nodes/{node.name}"
+        out.append(TlsFacts(node.name, node.name, _read(lab_dir, f"{ndir}/ssl/{node.name}.crt"),
+                            _cas(lab_dir, f"{app_dir}/trusted-certs"),
+                            _cas(lab_dir, f"{ndir}/trusted-certs")))
     return out
 
 

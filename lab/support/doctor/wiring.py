@@ -7,6 +7,7 @@ names and the API URL, each side named by its file and key. No Docker: files onl
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from lab.omnibus import keypaths
 from lab.omnibus import source_layout as source
 from lab.render.gitlab_rb import app_url
 from lab.render.secrets import fingerprint
-from lab.spec.source_reader import Where, read_config_toml, read_gitlab_yml
+from lab.spec.source_reader import (
+    CONFIG_TOML_WHAT,
+    GITLAB_YML_WHAT,
+    SourceGitaly,
+    Where,
+    parse_config_toml,
+    parse_gitlab_yml,
+)
 from lab.store.lab_folder import LabFolder
 from lab.store.labdir import node_paths
 from lab.store.layout import SECRETS_MAX_BYTES, read_no_links
@@ -36,17 +44,27 @@ class Side:
     addresses: dict[str, str] = field(default_factory=dict)  # app: storage -> address
 
 
-def _inside(folder: Path, absolute: str) -> Path | None:
-    """A node's path (as the node sees it) under its folder in the lab, or None if it
-    would leave it."""
-    candidate = (folder / absolute.lstrip("/")).resolve()
-    return candidate if candidate.is_relative_to(folder.resolve()) else None
+def _in_node(node: str, absolute: str) -> str | None:
+    """The lab folder's path of a node's file (as the node sees it, its folder standing
+    for its root), or None if it would leave the node's folder. Lexical: the read that
+    follows refuses a link anywhere on the path, so no link can take it elsewhere."""
+    rel = posixpath.normpath(absolute.lstrip("/") or ".")
+    if rel == "." or rel.startswith("../") or rel == "..":
+        return None
+    return f"nodes/{node}/{rel}"
 
 
-def _secret_file(folder: Path, path: str, where: Where) -> tuple[str | None, Where]:
-    local = _inside(folder, path)
-    text = local.read_text().strip() if local is not None and local.is_file() else None
-    return text, Where(str(local or path), "(the whole file)", None) if text else where
+def _secret_file(lab_dir: Path, node: str, path: str, where: Where) -> tuple[str | None, Where]:
+    """The shell secret in the file a node's config names; None when it is not there or
+    empty (the check row says unset). Read once: its absence is the read's answer."""
+    rel = _in_node(node, path)
+    if rel is None:
+        return None, where
+    try:
+        text = LabFolder(lab_dir).node_text(rel, "shell secret file").strip()
+    except FileNotFoundError:
+        return None, where
+    return (text, Where(str(lab_dir / rel), "(the whole file)", None)) if text else (None, where)
 
 
 def _omnibus_secret(lab_dir: Path, node: Node) -> tuple[str | None, Where]:
@@ -60,30 +78,44 @@ def _omnibus_secret(lab_dir: Path, node: Node) -> tuple[str | None, Where]:
     return (str(value) if value else None), where
 
 
+def _node_file(lab_dir: Path, node: Node, absolute: str, what: str) -> tuple[str, str]:
+    """(text, file name) of a source node's config file, read without following a link
+    (LabFolder.node_text); missing, it is a SpecError as any unreadable one."""
+    rel = f"nodes/{node.name}/{absolute.lstrip('/')}"
+    try:
+        return LabFolder(lab_dir).node_text(rel, what), str(lab_dir / rel)
+    except FileNotFoundError as exc:
+        raise LabFolder(lab_dir).unreadable(rel, exc) from None
+
+
+def read_source_toml(lab_dir: Path, node: Node) -> SourceGitaly:
+    """A source Gitaly node's config.toml in the lab folder, never through a link."""
+    return parse_config_toml(*_node_file(lab_dir, node, source.CONFIG_TOML, CONFIG_TOML_WHAT))
+
+
 def _rb_where(path: Path, setting: str, lab: Lab) -> Where:
     keys = keypaths.read_order(setting, lab.version)
     return Where(str(path), keys[0].ruby if keys else setting)
 
 
 def read_side(lab_dir: Path, lab: Lab, node: Node) -> Side:
-    folder = lab_dir / "nodes" / node.name
     side = Side(node.name)
     if node.from_source and node.is_app:
-        yml_path = folder / source.GITLAB_YML.lstrip("/")
-        app = read_gitlab_yml(yml_path)
+        app = parse_gitlab_yml(*_node_file(lab_dir, node, source.GITLAB_YML, GITLAB_YML_WHAT))
         for name, value in app.tokens.items():
             side.token[name] = (value, app.where[f"token:{name}"])
         side.addresses = dict(app.storages)
-        side.secret = _secret_file(folder, app.secret_file or source.APP_SHELL_SECRET_FILE,
+        side.secret = _secret_file(lab_dir, node.name,
+                                   app.secret_file or source.APP_SHELL_SECRET_FILE,
                                    Where(app.file, "production.gitlab_shell.secret_file"))
         return side
     if node.from_source:
-        g = read_config_toml(folder / source.CONFIG_TOML.lstrip("/"))
+        g = read_source_toml(lab_dir, node)
         side.token[""] = (g.token, g.where.get("token", Where(g.file, "auth.token")))
         side.storages = (set(g.storages), g.where["storages"])
         if g.api_url is not None:
             side.url = (g.api_url, g.where["api_url"])
-        side.secret = _secret_file(folder, g.secret_file or source.SHELL_SECRET_FILE,
+        side.secret = _secret_file(lab_dir, node.name, g.secret_file or source.SHELL_SECRET_FILE,
                                    g.where.get("secret_file", Where(g.file, "gitlab.secret_file")))
         return side
     rb = lab_dir / node_paths(node).gitlab_rb
