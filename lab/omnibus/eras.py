@@ -390,7 +390,6 @@ def api_log_record(status: int, method: str, path: str) -> dict[str, Any]:
 # "/allowed endpoint respond with unsupported content type: <type>".
 # internal/gitaly/hook/prereceive.go NotAllowedError prints "GitLab: <message>".
 
-INTERNAL_API_UNREACHABLE = "Internal API unreachable"
 #: The Ruby hooks' (before GO_HOOKS) statuses whose JSON answer is read (gitlab_net.rb).
 _RUBY_READS = (200, 300, 401, 404, 503)
 

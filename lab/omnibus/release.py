@@ -97,9 +97,8 @@ PUMA_DEFAULT = Version(13, 0, 0)
 GITLAB_MONITOR_REMOVED = Version(13, 0, 0)
 #: attribute('gitlab_kas').
 KAS_ADDED = Version(13, 5, 0)
-#: unicorn['enable'] deprecated, then removed (deprecations.rb); the initial root password
-#: file written by reconfigure from 14.0.
-UNICORN_DEPRECATED = Version(13, 10, 0)
+#: unicorn['enable'] removed (deprecations.rb; its deprecation before that changes nothing
+#: the lab models); the initial root password file written by reconfigure from 14.0.
 UNICORN_REMOVED = Version(14, 0, 0)
 INITIAL_ROOT_PASSWORD = Version(14, 0, 0)
 #: gitaly['configuration'] (gitaly/libraries/gitaly.rb, remap_legacy_values).

@@ -71,10 +71,6 @@ GIVEN_FIELDS: dict[str, Field] = {"set": _SETS,
 EXPECT_FIELDS: dict[str, Field] = {"outcome": Field(None), "output": _PATTERN,
                                    "log": Field(dict, "a mapping")}
 LOG_FIELDS: dict[str, Field] = {"node": Field(str, "a node name"), "pattern": _PATTERN}
-SCENARIO_KEYS = tuple(SCENARIO_FIELDS)
-LAB_KEYS = tuple(LAB_FIELDS)
-GIVEN_KEYS = tuple(GIVEN_FIELDS)
-EXPECT_KEYS = tuple(EXPECT_FIELDS)
 LOG_KEYS = tuple(LOG_FIELDS)
 FLAVORS = ("omnibus", "sim")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")

@@ -94,9 +94,6 @@ SWARM_FIELDS: dict[str, Field] = {"publish": Field(bool, TRUE_FALSE),
 STORAGE_FIELDS: dict[str, Field] = {"name": Field(str, "a storage name"),
                                     "path": Field(str, "an absolute path", True)}
 LAB_KEYS = tuple(LAB_FIELDS)
-NODE_KEYS = tuple(NODE_FIELDS)
-SWARM_KEYS = tuple(SWARM_FIELDS)
-STORAGE_KEYS = tuple(STORAGE_FIELDS)
 # Where a swarm lab's node runs: a swarm node's host name, or LABEL=VALUE of a node label.
 PLACE_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}=)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 PORT_NAMES = {Role.APP: "http", Role.GITALY: "gitaly", Role.PRAEFECT: "praefect"}
