@@ -75,6 +75,8 @@ GITALY_V1_TOKEN = "Gitaly auth: a v1 token (Bearer <base64 of the shared secret>
 GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message after 14:)"
 GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
 GRPC_PEER_DEBUG = "Rails' gRPC call: Gitaly answered an error (debug_error_string)"
+GRPC_RUBY_MESSAGE = ("Rails' gRPC call: the GRPC::BadStatus message (API 400 body, "
+                     "\"Unable to save project\" log line)")
 GRPC_TLS_UNTRUSTED_LOG = ("Rails' gRPC: the C core's stderr line when Gitaly's certificate "
                           "is not trusted")
 API_REPOSITORY_STORAGE = ("POST /projects, PUT /projects/:id: the repository_storage parameter "
@@ -87,10 +89,15 @@ V1_ACCEPTED = "accepted beside v2 (decodes to the secret: OK, else 7:permission 
 _LIVE = "the sim's own C core text, passed through (grpc 1.51.1): "
 _GRPC_OLD = ("gitlabhq Gemfile: grpc ~> 1.30.2 at 13.3 (gitaly 13.3.0-rc1), ~> 1.42.0 at 15.1, "
              "15.5 and 15.9 (Gitaly's lock-step ruby/Gemfile.lock: 1.19.0 at v1.42.0, 1.27.0 at "
-             "v12.10.0, 1.42.0 up to v15.11.13); C core's form as grpc 1.28.1 and 1.40 print it "
-             "(grpc/grpc#23340, #27396)")
-_GRPC_NEW = ("gitlabhq Gemfile: grpc ~> 1.60.0 at 16.10 (gitaly 16.10.0-rc1), = 1.63.0 later "
-             "(gitlab-org/gitlab#473169); the first 16.x on it is not pinned")
+             "v12.10.0, 1.42.0 up to v15.11.13), still ~> 1.42.0 in 16.0 (the parent of "
+             "gitlab-org/gitlab 7ad293af, which 16.0.0 predates); C core's form as grpc 1.28.1 "
+             "and 1.40 print it (grpc/grpc#23340, #27396)")
+_GRPC_NEW = ("gitlab-org/gitlab!121899 \"Update grpc to v1.55.0\" (commit 7ad293af: Gemfile "
+             "~> 1.42.0 -> ~> 1.55.0; grpc/grpc#29869 \"Enable GRPC_ERROR_IS_ABSEIL_STATUS\" "
+             "gave debug_error_string this form), first in 16.1 (after 16.0.0: it pins "
+             "google-protobuf >= 3.23.1; omnibus-gitlab 5a7c6080a \"Support grpc gems after "
+             "v1.48.0\" is first in 16.1.0+ce.0); ~> 1.60.0 at 16.10 (gitaly 16.10.0-rc1), "
+             "= 1.63.0 later (gitlab-org/gitlab#473169)")
 
 ERAS: tuple[Era, ...] = (
     Era(HOOK_UNREACHABLE, FIRST,
@@ -237,6 +244,17 @@ ERAS: tuple[Era, ...] = (
     Era(GRPC_PEER_DEBUG, GRPC_REASON_IN_MESSAGE,
         'UNKNOWN:Error received from peer {peer} {{grpc_message:"{message}", '
         'grpc_status:{code}, created_time:"{time}"}}', _LIVE + _GRPC_NEW),
+    Era(GRPC_RUBY_MESSAGE, FIRST, "{code}:{details}. debug_error_string:{debug}",
+        "grpc src/ruby/lib/grpc/errors.rb BadStatus#initialize appends \". debug_error_string:\" "
+        "and C core's string (grpc/grpc#22876, grpc 1.30); the JSON string's own braces only, "
+        "as grpc-ruby 1.35 prints it (newrelic/newrelic-ruby-agent#569: \"2:StandardError: "
+        "raised by test server. debug_error_string:{\\\"created\\\":...}\"); " + _GRPC_OLD),
+    Era(GRPC_RUBY_MESSAGE, GRPC_REASON_IN_MESSAGE,
+        "{code}:{details}. debug_error_string:{{{debug}}}",
+        "grpc src/ruby/lib/grpc/errors.rb BadStatus#initialize: exception_message += \". "
+        "debug_error_string:{#{debug_error_string}}\" (the braces came with grpc/grpc#29869: "
+        "gitlab-org/gitlab 7ad293af \"added braces around the debug_error_string\"); "
+        + _GRPC_NEW),
     Era(GRPC_TLS_UNTRUSTED_LOG, FIRST,
         "E{date} {time} {pid} ssl_transport_security.cc:1379] Handshake failed with fatal "
         "error SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:"
@@ -520,10 +538,13 @@ def rails_stderr_log(rel: Version) -> str:
     return "puma/puma_stderr.log" if rel >= PUMA_DEFAULT else "unicorn/unicorn_stderr.log"
 
 
-def grpc_ruby_message(code: int, details: str, debug: str = "") -> str:
-    """How grpc-ruby prints a failed call: ``7:permission denied. debug_error_string:...``."""
-    text = f"{code}:{details}"
-    return f"{text}. debug_error_string:{debug}" if debug else text
+def grpc_ruby_message(code: int, details: str, debug: str = "", rel: Version = NEWEST) -> str:
+    """How the grpc gem of release ``rel`` prints a failed call (the GRPC_RUBY_MESSAGE rows):
+    ``7:permission denied. debug_error_string:...``; without a debug string (the host's own
+    client has none) only ``<code>:<details>``."""
+    if not debug:
+        return f"{code}:{details}"
+    return text(GRPC_RUBY_MESSAGE, rel, code=code, details=details, debug=debug)
 
 
 def repository_disk_path(rel: Version, project_id: int, full_path: str) -> str:
@@ -585,9 +606,10 @@ def rails_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def project_exists_check_failed(code: int, details: str, debug: str = "") -> ApiFailure:
-    """POST /projects when RepositoryExists (the after_create check) fails."""
-    message = grpc_ruby_message(code, details, debug)
+def project_exists_check_failed(code: int, details: str, debug: str = "",
+                                rel: Version = NEWEST) -> ApiFailure:
+    """POST /projects on release ``rel`` when RepositoryExists (the after_create check) fails."""
+    message = grpc_ruby_message(code, details, debug, rel)
     return ApiFailure(400, {"message": {"base": [message]}}, (
         ("application_json.log", {"severity": "ERROR",
                                   "message": f"Unable to save project. Error: {message}"}),
@@ -604,7 +626,7 @@ def project_already_on_disk() -> ApiFailure:
 def project_create_repository_failed(rel: Version, code: int, details: str,
                                      debug: str = "") -> ApiFailure:
     """POST /projects when CreateRepository fails after RepositoryExists answered."""
-    message = grpc_ruby_message(code, details, debug)
+    message = grpc_ruby_message(code, details, debug, rel)
     exception = {"severity": "ERROR",
                  "exception.class": _WRAPPED.get(code, "Gitlab::Git::CommandError"),
                  "exception.message": message,

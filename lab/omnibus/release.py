@@ -202,10 +202,14 @@ CE_API_REPOSITORY_STORAGE = Version(12, 9, 0)
 GITALY_DROPS_V1_TOKENS = Version(12, 10, 0)
 #: Rails' grpc gem names the reason of a failed connection in the call's message
 #: ("failed to connect to all addresses; last error: ...") and prints debug_error_string
-#: in absl's form. gitlabhq Gemfile pins grpc ~> 1.42.0 at 15.1-15.9 (Gitaly's lock-step
-#: ruby/Gemfile 1.42.0 up to v15.11.13) and ~> 1.60.0 at 16.10; the first 16.x release on
-#: the newer gem is not pinned here (docs/fidelity.md), 16.0 is the sim's choice.
-GRPC_REASON_IN_MESSAGE = Version(16, 0, 0)
+#: in absl's form: GitLab's first grpc after 1.42 is 1.55 (gitlab-org/gitlab!121899,
+#: commit 7ad293af "Update grpc to v1.55.0": Gemfile ~> 1.42.0 -> ~> 1.55.0; its message
+#: names grpc/grpc#29869, "Enable GRPC_ERROR_IS_ABSEIL_STATUS", as what changed the debug
+#: string). It came after 16.0.0 was cut: it pins google-protobuf >= 3.23.1, and the
+#: Omnibus work to build grpc >= 1.48 (omnibus-gitlab!6908, 5a7c6080a/51c941111, merged
+#: 2023-05-25) is first in 16.1.0+ce.0, while 16.0.0+ce.0's VERSION is of 2023-05-18. The
+#: MR's own milestone was not read: 16.1 is the first release it can be in.
+GRPC_REASON_IN_MESSAGE = Version(16, 1, 0)
 
 # A Gitaly node installed from source: its config.toml's schema (gitaly config.toml.example
 # and internal/config/config.go by tag; docs/fidelity.md, "Nodes installed from source").

@@ -402,7 +402,7 @@ class Handler(BaseHTTPRequestHandler):
             exists = storage.repository_exists(disk_path)
         except gitaly_client.GitalyCallError as exc:
             raise CreateFailed(lab_eras.project_exists_check_failed(
-                exc.number, exc.details, exc.debug)) from exc
+                exc.number, exc.details, exc.debug, self.release)) from exc
         if exists:
             raise CreateFailed(lab_eras.project_already_on_disk())
         try:

@@ -179,7 +179,8 @@ class FakeWorld:
             shown = eras.grpc_call_failure(self.running.lab.version, code, details, debug)
             if shown.stderr:
                 self.running.log("gitlab", shown.stderr)
-            failure = eras.project_exists_check_failed(code, shown.details, shown.debug)
+            failure = eras.project_exists_check_failed(code, shown.details, shown.debug,
+                                                       self.running.lab.version)
             for _, record in failure.logs:
                 self._log_json(record)
             return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())

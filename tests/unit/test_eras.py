@@ -122,14 +122,18 @@ def test_hook_message() -> None:
 
 # -- POST /api/v4/projects ------------------------------------------------------------------
 
-def test_repository_exists_check_failing_is_a_400_with_the_grpc_message() -> None:
-    failure = eras.project_exists_check_failed(7, "permission denied", "DEBUG")
+@pytest.mark.parametrize(("version", "debug"), [("15.9.8", "DEBUG"), ("19.3.0", "{DEBUG}")])
+def test_repository_exists_check_failing_is_a_400_with_the_grpc_message(version: str,
+                                                                        debug: str) -> None:
+    failure = eras.project_exists_check_failed(7, "permission denied", "DEBUG",
+                                               Version.told(version))
     assert failure.status == 400
     assert failure.body_text() == ('{"message":{"base":["7:permission denied. '
-                                   'debug_error_string:DEBUG"]}}')
+                                   f'debug_error_string:{debug}"]}}}}')
     assert failure.logs == (("application_json.log", {
         "severity": "ERROR",
-        "message": "Unable to save project. Error: 7:permission denied. debug_error_string:DEBUG",
+        "message": "Unable to save project. Error: 7:permission denied. "
+                   f"debug_error_string:{debug}",
     }),)
 
 

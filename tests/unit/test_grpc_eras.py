@@ -39,7 +39,7 @@ def app_log(rel: Version, details: str) -> str:
     """The lines the sim's app writes for a project whose RepositoryExists check failed."""
     shown = eras.grpc_call_failure(rel, 14, details, live_debug(details), now=NOW + 0.25)
     lines = [shown.stderr] if shown.stderr else []
-    failure = eras.project_exists_check_failed(14, shown.details, shown.debug)
+    failure = eras.project_exists_check_failed(14, shown.details, shown.debug, rel)
     # As simconfig.log_json writes them: JSON, so the debug string's quotes are escaped.
     lines += [json.dumps(record, separators=(",", ":")) for _, record in failure.logs]
     return "\n".join(lines)
@@ -52,8 +52,10 @@ def log_pattern(name: str, rel: Version) -> str:
     return step.expect.log.pattern
 
 
-def test_before_16_0_the_gem_says_only_failed_to_connect_with_a_json_debug_string() -> None:
-    shown = eras.grpc_call_failure(V("15.9.8"), 14, UNTRUSTED, live_debug(UNTRUSTED),
+@pytest.mark.parametrize("release", ["15.9.8", "16.0.8"])
+def test_before_16_1_the_gem_says_only_failed_to_connect_with_a_json_debug_string(
+        release: str) -> None:
+    shown = eras.grpc_call_failure(V(release), 14, UNTRUSTED, live_debug(UNTRUSTED),
                                    now=NOW + 0.25)
     assert shown.details == "failed to connect to all addresses"
     assert shown.debug.startswith('{"created":"@1700000000.250000000","description":'
@@ -68,8 +70,8 @@ def test_before_16_0_the_gem_says_only_failed_to_connect_with_a_json_debug_strin
     assert eras.grpc_call_failure(V("12.10.14"), 14, SAN, live_debug(SAN)).stderr is None
 
 
-@pytest.mark.parametrize("release", ["16.0.0", "19.3.0"])
-def test_from_16_0_the_sims_own_texts_pass_through(release: str) -> None:
+@pytest.mark.parametrize("release", ["16.1.0", "19.3.0"])
+def test_from_16_1_the_sims_own_texts_pass_through(release: str) -> None:
     shown = eras.grpc_call_failure(V(release), 14, UNTRUSTED, live_debug(UNTRUSTED))
     assert (shown.details, shown.debug, shown.stderr) == (UNTRUSTED, live_debug(UNTRUSTED), None)
 
@@ -85,21 +87,32 @@ def test_an_answer_from_gitaly_keeps_its_details_and_gets_the_releases_debug_for
         '{"created":"@1700000000.250000000","description":"Error received from peer '
         'ipv4:172.18.0.3:8075","file":"src/core/lib/surface/call.cc","file_line":1055,'
         '"grpc_message":"permission denied","grpc_status":7}')
-    new = eras.grpc_call_failure(V("16.0.0"), 7, "permission denied", PEER)
+    new = eras.grpc_call_failure(V("16.1.0"), 7, "permission denied", PEER)
     assert (new.details, new.debug) == ("permission denied", PEER)
     # A debug string with no peer in it (none at all, say) passes unchanged.
     assert eras.grpc_call_failure(V("12.10.14"), 7, "permission denied", "").debug == ""
 
 
-@pytest.mark.parametrize("release", ["12.10.14", "15.9.8", "19.3.0"])
+def test_the_gem_appends_the_debug_string_in_braces_from_16_1() -> None:
+    """grpc-ruby's BadStatus message: the JSON string as it is before 16.1 (its own braces),
+    absl's form wrapped in braces from 16.1 (errors.rb, grpc/grpc#29869)."""
+    assert eras.grpc_ruby_message(7, "permission denied", '{"a":1}', V("16.0.8")) == \
+        '7:permission denied. debug_error_string:{"a":1}'
+    assert eras.grpc_ruby_message(7, "permission denied", "UNKNOWN:x {y}", V("16.1.0")) == \
+        "7:permission denied. debug_error_string:{UNKNOWN:x {y}}"
+    # The host's own client has no debug string: only code and details, on every release.
+    assert eras.grpc_ruby_message(7, "permission denied") == "7:permission denied"
+
+
+@pytest.mark.parametrize("release", ["12.10.14", "15.9.8", "16.0.8", "16.1.0", "19.3.0"])
 def test_auth_token_mismatch_holds_each_release_to_its_debug_form(release: str) -> None:
     def log(rel: Version) -> str:
         shown = eras.grpc_call_failure(rel, 7, "permission denied", PEER, now=NOW)
-        failure = eras.project_exists_check_failed(7, shown.details, shown.debug)
+        failure = eras.project_exists_check_failed(7, shown.details, shown.debug, rel)
         return "\n".join(json.dumps(r, separators=(",", ":")) for _, r in failure.logs)
 
     pattern = log_pattern("auth-token-mismatch.yaml", V(release))
-    other = V("19.3.0") if V(release) < V("16.0.0") else V("15.9.8")
+    other = V("19.3.0") if V(release) < V("16.1.0") else V("16.0.8")
     assert patterns.search(pattern, log(V(release)))
     assert not patterns.search(pattern, log(other))
 
@@ -112,8 +125,8 @@ def test_rails_stderr_is_unicorns_before_puma() -> None:
 @pytest.mark.parametrize(("scenario", "details"), [("tls-untrusted-ca.yaml", UNTRUSTED),
                                                    ("tls-san-mismatch.yaml", SAN)])
 def test_tls_scenarios_hold_each_release_to_its_own_text(scenario: str, details: str) -> None:
-    old, new = V("15.9.8"), V("19.3.0")
-    for rel in (V("12.10.14"), old):
+    old, new = V("16.0.8"), V("16.1.0")
+    for rel in (V("12.10.14"), V("15.9.8"), old):
         assert patterns.search(log_pattern(scenario, rel), app_log(rel, details))
         assert not patterns.search(log_pattern(scenario, rel), app_log(new, details))
     assert patterns.search(log_pattern(scenario, new), app_log(new, details))
