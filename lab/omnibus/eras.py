@@ -32,6 +32,7 @@ from lab.omnibus.release import (
     GITALY_STORAGE_DOESNT_EXIST,
     GITALY_STORAGE_WRAPPED,
     GO_HOOKS,
+    GRPC_DEBUG_IN_MESSAGE,
     GRPC_REASON_IN_MESSAGE,
     HASHED_STORAGE_DEFAULT,
     NEWEST,
@@ -244,7 +245,12 @@ ERAS: tuple[Era, ...] = (
     Era(GRPC_PEER_DEBUG, GRPC_REASON_IN_MESSAGE,
         'UNKNOWN:Error received from peer {peer} {{grpc_message:"{message}", '
         'grpc_status:{code}, created_time:"{time}"}}', _LIVE + _GRPC_NEW),
-    Era(GRPC_RUBY_MESSAGE, FIRST, "{code}:{details}. debug_error_string:{debug}",
+    Era(GRPC_RUBY_MESSAGE, FIRST, "{code}:{details}",
+        "grpc src/ruby/lib/grpc/errors.rb BadStatus#initialize before grpc/grpc#22876 (grpc "
+        "1.30): super(\"#{code}:#{details}\"), no debug string; gitlab-foss#58703 (11.8.1 "
+        "production.log: \"Unable to save project. Error: 4:Deadline Exceeded\"); Gitaly's "
+        "lock-step ruby/Gemfile.lock: grpc 1.24.0 at v13.1.0 and v13.2.0"),
+    Era(GRPC_RUBY_MESSAGE, GRPC_DEBUG_IN_MESSAGE, "{code}:{details}. debug_error_string:{debug}",
         "grpc src/ruby/lib/grpc/errors.rb BadStatus#initialize appends \". debug_error_string:\" "
         "and C core's string (grpc/grpc#22876, grpc 1.30); the JSON string's own braces only, "
         "as grpc-ruby 1.35 prints it (newrelic/newrelic-ruby-agent#569: \"2:StandardError: "

@@ -200,6 +200,13 @@ CE_API_REPOSITORY_STORAGE = Version(12, 9, 0)
 #: for Gitaly v1 authentication"), so a token of fewer than three dot-separated parts is
 #: "authentication required".
 GITALY_DROPS_V1_TOKENS = Version(12, 10, 0)
+#: grpc-ruby appends C core's debug_error_string to a failed call's message (GRPC::BadStatus,
+#: src/ruby/lib/grpc/errors.rb; grpc/grpc#22876, grpc 1.30): before, the message is only
+#: "<code>:<details>" (gitlab-foss#58703, 11.8.1: "Unable to save project. Error: 4:Deadline
+#: Exceeded"). GitLab's first grpc >= 1.30: the gitlabhq Gemfile of 13.3 pins ~> 1.30.2 (with
+#: gitaly 13.3.0-rc1); Gitaly's lock-step ruby/Gemfile.lock has 1.24.0 at v13.1.0 and v13.2.0
+#: and 1.30.2 from v13.3.0 (724abcc47, 2020-08-04). Rails' own 13.2 Gemfile was not read.
+GRPC_DEBUG_IN_MESSAGE = Version(13, 3, 0)
 #: Rails' grpc gem names the reason of a failed connection in the call's message
 #: ("failed to connect to all addresses; last error: ...") and prints debug_error_string
 #: in absl's form: GitLab's first grpc after 1.42 is 1.55 (gitlab-org/gitlab!121899,

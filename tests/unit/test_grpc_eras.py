@@ -81,7 +81,7 @@ PEER = ('UNKNOWN:Error received from peer ipv4:172.18.0.3:8075 {grpc_message:"pe
 
 
 def test_an_answer_from_gitaly_keeps_its_details_and_gets_the_releases_debug_form() -> None:
-    old = eras.grpc_call_failure(V("12.10.14"), 7, "permission denied", PEER, now=NOW + 0.25)
+    old = eras.grpc_call_failure(V("13.12.15"), 7, "permission denied", PEER, now=NOW + 0.25)
     assert (old.details, old.stderr) == ("permission denied", None)
     assert old.debug == (
         '{"created":"@1700000000.250000000","description":"Error received from peer '
@@ -94,8 +94,14 @@ def test_an_answer_from_gitaly_keeps_its_details_and_gets_the_releases_debug_for
 
 
 def test_the_gem_appends_the_debug_string_in_braces_from_16_1() -> None:
-    """grpc-ruby's BadStatus message: the JSON string as it is before 16.1 (its own braces),
-    absl's form wrapped in braces from 16.1 (errors.rb, grpc/grpc#29869)."""
+    """grpc-ruby's BadStatus message: none before 13.3 (grpc < 1.30), the JSON string as it
+    is from 13.3 (its own braces), absl's form wrapped in braces from 16.1 (errors.rb,
+    grpc/grpc#22876 and #29869)."""
+    for release in ("11.11.8", "12.10.14", "13.2.10"):
+        assert eras.grpc_ruby_message(7, "permission denied", '{"a":1}', V(release)) == \
+            "7:permission denied"
+    assert eras.grpc_ruby_message(7, "permission denied", '{"a":1}', V("13.3.0")) == \
+        '7:permission denied. debug_error_string:{"a":1}'
     assert eras.grpc_ruby_message(7, "permission denied", '{"a":1}', V("16.0.8")) == \
         '7:permission denied. debug_error_string:{"a":1}'
     assert eras.grpc_ruby_message(7, "permission denied", "UNKNOWN:x {y}", V("16.1.0")) == \
@@ -104,7 +110,8 @@ def test_the_gem_appends_the_debug_string_in_braces_from_16_1() -> None:
     assert eras.grpc_ruby_message(7, "permission denied") == "7:permission denied"
 
 
-@pytest.mark.parametrize("release", ["12.10.14", "15.9.8", "16.0.8", "16.1.0", "19.3.0"])
+@pytest.mark.parametrize("release", ["11.11.8", "12.10.14", "13.3.0", "15.9.8", "16.0.8",
+                                     "16.1.0", "19.3.0"])
 def test_auth_token_mismatch_holds_each_release_to_its_debug_form(release: str) -> None:
     def log(rel: Version) -> str:
         shown = eras.grpc_call_failure(rel, 7, "permission denied", PEER, now=NOW)
@@ -112,7 +119,10 @@ def test_auth_token_mismatch_holds_each_release_to_its_debug_form(release: str) 
         return "\n".join(json.dumps(r, separators=(",", ":")) for _, r in failure.logs)
 
     pattern = log_pattern("auth-token-mismatch.yaml", V(release))
-    other = V("19.3.0") if V(release) < V("16.1.0") else V("16.0.8")
+    # The neighbouring era's form must not pass for this release's.
+    other = {V("11.11.8"): V("13.3.0"), V("12.10.14"): V("13.3.0"), V("13.3.0"): V("13.2.10"),
+             V("16.0.8"): V("16.1.0")}.get(V(release), V("19.3.0") if V(release) < V("16.1.0")
+                                           else V("16.0.8"))
     assert patterns.search(pattern, log(V(release)))
     assert not patterns.search(pattern, log(other))
 
@@ -126,9 +136,12 @@ def test_rails_stderr_is_unicorns_before_puma() -> None:
                                                    ("tls-san-mismatch.yaml", SAN)])
 def test_tls_scenarios_hold_each_release_to_its_own_text(scenario: str, details: str) -> None:
     old, new = V("16.0.8"), V("16.1.0")
-    for rel in (V("12.10.14"), V("15.9.8"), old):
+    for rel in (V("11.11.8"), V("12.10.14"), V("13.3.0"), V("15.9.8"), old):
         assert patterns.search(log_pattern(scenario, rel), app_log(rel, details))
         assert not patterns.search(log_pattern(scenario, rel), app_log(new, details))
+        # Before 13.3 the message ends at the details; from 13.3 the debug string follows.
+        neighbour = V("13.2.10") if rel >= V("13.3.0") else V("13.3.0")
+        assert not patterns.search(log_pattern(scenario, rel), app_log(neighbour, details))
     assert patterns.search(log_pattern(scenario, new), app_log(new, details))
     assert not patterns.search(log_pattern(scenario, new), app_log(old, details))
 
