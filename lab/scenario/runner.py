@@ -7,6 +7,7 @@ scenario injected are undone with the verb the registry names, whatever happened
 from __future__ import annotations
 
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -221,7 +222,16 @@ def run_plan(planned: Sequence[PlanItem], *, flavor: str = "sim",
             _images_first([items[0][2].base for items in todo])
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-group") as ex:
             try:
-                for future in [ex.submit(run_group, items) for items in todo]:
+                # Held while the groups are handed over: a Ctrl-C inside submit (Thread.start
+                # waits for the new thread) would leave a running group's thread unknown to
+                # the executor, which then would not wait for it to down its lab. Threads
+                # started meanwhile inherit the mask; Python runs handlers in the main thread.
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+                try:
+                    futures = [ex.submit(run_group, items) for items in todo]
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                for future in futures:
                     future.result()  # a bug in one group surfaces here, after the rest finished
             except KeyboardInterrupt:
                 stop.set()  # leaving the block waits for the groups to clean up
