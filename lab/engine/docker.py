@@ -44,7 +44,8 @@ def _unavailable(exc: BaseException) -> DockerUnavailable:
 def _client() -> Any:
     """A connected SDK client (one per DOCKER_HOST); DockerUnavailable if there is none.
 
-    Private: docker-py objects stay in this module (``check_reachable`` asks for one).
+    Private: docker-py objects stay in lab.engine (``check_reachable`` asks for one; the
+    engine's other modules use ``sdk_client``).
     """
     import docker
 
@@ -59,6 +60,13 @@ def _client() -> Any:
     cl.api.timeout = API_TIMEOUT
     _clients[key] = cl
     return cl
+
+
+def sdk_client() -> Any:
+    """The connected SDK client, for the engine's other modules that speak the Engine API
+    (lab.engine.swarm); its objects stay inside lab.engine, callers outside get snapshots.
+    Looked up at each call, so a test's stand-in for ``_client`` serves them too."""
+    return _client()
 
 
 def check_reachable() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.engine.docker import _client, engine_call, label_filters
+from lab.engine.docker import engine_call, label_filters, sdk_client
 from lab.engine.run import Redactor, run
 from lab.engine.snapshots import Container
 from lab.errors import EngineUnusable
@@ -158,7 +158,7 @@ def _call(what: Sequence[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def manager() -> Manager:
     """This engine as a swarm manager; EngineUnusable, saying how to make one, if it is not."""
-    info = _call(["info"], _client().info)
+    info = _call(["info"], sdk_client().info)
     swarm = info.get("Swarm") or {}
     state = str(swarm.get("LocalNodeState", "inactive"))
     if state != "active":
@@ -176,18 +176,18 @@ def manager() -> Manager:
 
 def in_swarm() -> bool:
     """Whether this engine takes part in a swarm (any role)."""
-    info = _call(["info"], _client().info)
+    info = _call(["info"], sdk_client().info)
     return str((info.get("Swarm") or {}).get("LocalNodeState", "inactive")) == "active"
 
 
 def is_manager() -> bool:
-    info = _call(["info"], _client().info)
+    info = _call(["info"], sdk_client().info)
     swarm = info.get("Swarm") or {}
     return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
 
 
 def nodes() -> list[SwarmNode]:
-    return [SwarmNode.from_attrs(n) for n in _call(["node", "ls"], _client().api.nodes)]
+    return [SwarmNode.from_attrs(n) for n in _call(["node", "ls"], sdk_client().api.nodes)]
 
 
 def deploy(lab_dir: Path, stack_file: str, stack: str, redact: Redactor) -> None:
@@ -202,13 +202,13 @@ def deploy(lab_dir: Path, stack_file: str, stack: str, redact: Redactor) -> None
 
 
 def services(labels: Mapping[str, str]) -> list[Service]:
-    found = _call(["service", "ls"], _client().api.services, filters=label_filters(labels))
+    found = _call(["service", "ls"], sdk_client().api.services, filters=label_filters(labels))
     return [Service.from_attrs(s) for s in found]
 
 
 def tasks(service: Service) -> list[Task]:
     """The service's tasks, newest first (Swarm keeps a few ended ones)."""
-    found = _call(["service", "ps", service.name], _client().api.tasks,
+    found = _call(["service", "ps", service.name], sdk_client().api.tasks,
                   filters={"service": service.id})
     return sorted((Task.from_attrs(t) for t in found), key=lambda t: t.created, reverse=True)
 
@@ -222,7 +222,7 @@ def current_task(service: Service) -> Task | None:
 def scale(service: Service, replicas: int) -> None:
     """Set the service's replicas (0 stops its node, 1 starts it with a new task)."""
     def update() -> None:
-        svc = _client().services.get(service.id)
+        svc = sdk_client().services.get(service.id)
         svc.scale(replicas)
     _call(["service", "scale", f"{service.name}={replicas}"], update)
 
@@ -230,19 +230,19 @@ def scale(service: Service, replicas: int) -> None:
 def force_update(service: Service) -> None:
     """`docker service update --force`: a new task from the same spec (a restart)."""
     def update() -> None:
-        svc = _client().services.get(service.id)
+        svc = sdk_client().services.get(service.id)
         svc.force_update()
     _call(["service", "update", "--force", service.name], update)
 
 
 def remove_service(service: Service) -> None:
     with engine_call("service", "rm", service.name, missing_ok=True):
-        _client().api.remove_service(service.id)
+        sdk_client().api.remove_service(service.id)
 
 
 def objects(labels: Mapping[str, str]) -> list[SwarmObject]:
     """The secrets and configs carrying ``labels``."""
-    api = _client().api
+    api = sdk_client().api
     out = [SwarmObject("secret", str(s.get("ID", "")), str((s.get("Spec") or {}).get("Name", "")),
                        {str(k): str(v) for k, v in ((s.get("Spec") or {}).get("Labels")
                                                     or {}).items()})
@@ -255,7 +255,7 @@ def objects(labels: Mapping[str, str]) -> list[SwarmObject]:
 
 
 def remove_object(obj: SwarmObject) -> None:
-    api = _client().api
+    api = sdk_client().api
     remove = api.remove_secret if obj.kind == "secret" else api.remove_config
     with engine_call(obj.kind, "rm", obj.name, missing_ok=True):
         remove(obj.id)
@@ -263,7 +263,7 @@ def remove_object(obj: SwarmObject) -> None:
 
 def image_command(ref: str) -> list[str]:
     """What the image runs by itself: its entry point, then its command."""
-    attrs = _call(["image", "inspect", ref], _client().api.inspect_image, ref)
+    attrs = _call(["image", "inspect", ref], sdk_client().api.inspect_image, ref)
     config = attrs.get("Config") or {}
     return [str(c) for c in (config.get("Entrypoint") or []) + (config.get("Cmd") or [])]
 
@@ -282,13 +282,13 @@ def run_gateway(image: str, name: str, network: str, routes: Sequence[str],
         for route, port in zip(routes, host_ports, strict=True)}
 
     def start() -> Any:
-        return _client().containers.run(
+        return sdk_client().containers.run(
             image, ["-c", GATEWAY_PY, *routes], entrypoint=["python3"], name=name,
             detach=True, labels=dict(labels), network=network, ports=ports,
             restart_policy={"Name": "no"})
     shown = ["run", "-d", "--name", name, "--network", network, image, "python3", "-c", "..."]
     c = _call(shown, start)
-    return Container.from_attrs(_call(["inspect", name], _client().api.inspect_container, c.id))
+    return Container.from_attrs(_call(["inspect", name], sdk_client().api.inspect_container, c.id))
 
 
 def service_logs(service: Service, *, tail: int | None = 200, since: int | float | None = None,
@@ -298,7 +298,7 @@ def service_logs(service: Service, *, tail: int | None = 200, since: int | float
                               "tail": "all" if tail is None else tail}
     if since is not None:
         kwargs["since"] = since
-    data = _call(["service", "logs", service.name], _client().api.service_logs, service.id,
+    data = _call(["service", "logs", service.name], sdk_client().api.service_logs, service.id,
                  **kwargs)
     return b"".join(data).decode(errors="replace")
 
@@ -309,7 +309,7 @@ SWARM_NETWORKS = ("docker_gwbridge", "ingress")
 
 
 def _network_names() -> set[str]:
-    return {str(n.get("Name", "")) for n in _call(["network", "ls"], _client().api.networks)}
+    return {str(n.get("Name", "")) for n in _call(["network", "ls"], sdk_client().api.networks)}
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import yaml
 
 from lab.model.labels import FILE_LABEL
 from lab.model.topology import HTTP_PORT, Lab, Node
-from lab.render.compose_file import NETWORK, _literal, compose_dict, labels
+from lab.render.compose_file import NETWORK, compose_dict, dollars_escaped, labels
 
 STACK_FILE = "docker-stack.yml"
 # Where a task finds its node's files (Swarm mounts secrets and configs read-only)...
@@ -184,6 +184,6 @@ def render_stack(lab: Lab, image: str, lab_dir: str, files: Sequence[StackFile],
         f"# By hand, on a swarm manager, in this folder: docker stack deploy "
         f"--resolve-image never -c {STACK_FILE} {lab.project_name}\n"
     )
-    return header + yaml.safe_dump(_literal(stack_dict(lab, image, lab_dir, files, command,
+    return header + yaml.safe_dump(dollars_escaped(stack_dict(lab, image, lab_dir, files, command,
                                                               owner)),
                                    sort_keys=False, default_flow_style=False, width=1000)

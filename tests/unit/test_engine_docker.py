@@ -250,3 +250,17 @@ def test_docker_errors_become_the_toolkits_in_one_place() -> None:
     with pytest.raises(EngineError) as own, dk.engine_call("build"):
         raise mine
     assert own.value is mine
+
+
+def test_swarm_asks_the_engine_through_the_docker_modules_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # lab.engine.swarm reaches the SDK client through dk.sdk_client, looked up at each
+    # call: the client dk holds (here a stand-in) is the one swarm asks, never a copy of
+    # a private name taken at import.
+    from lab.engine import swarm
+
+    info = {"Name": "manager-host",
+            "Swarm": {"LocalNodeState": "active", "ControlAvailable": True, "NodeID": "n1"}}
+    monkeypatch.setattr(dk, "_client", lambda: type("C", (), {"info": lambda self: info})())
+    assert swarm.manager() == swarm.Manager("n1", "manager-host")
+    assert swarm.in_swarm()
