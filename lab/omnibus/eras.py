@@ -35,9 +35,9 @@ from lab.omnibus.release import (
     GRPC_DEBUG_IN_MESSAGE,
     GRPC_REASON_IN_MESSAGE,
     HASHED_STORAGE_DEFAULT,
-    NEWEST,
     PUMA_DEFAULT,
     RAILS_VERIFIES_JWT,
+    UNBOUNDED,
     WORKHORSE_503,
     Version,
 )
@@ -418,12 +418,12 @@ def api_log_record(status: int, method: str, path: str) -> dict[str, Any]:
 _RUBY_READS = (200, 300, 401, 404, 503)
 
 
-def internal_api_unreachable(rel: Version = NEWEST) -> str:
+def internal_api_unreachable(rel: Version = UNBOUNDED) -> str:
     """What the hook of release ``rel`` says when the internal API can't be reached."""
     return text(HOOK_UNREACHABLE, rel)
 
 
-def internal_api_error(status: int, body: bytes, rel: Version = NEWEST,
+def internal_api_error(status: int, body: bytes, rel: Version = UNBOUNDED,
                        content_type: str = "application/json") -> str:
     """The message Gitaly's hook prints for a non-2xx/3xx answer from the internal API."""
     if rel < GO_HOOKS:
@@ -446,7 +446,7 @@ def _json_message(body: bytes) -> str | None:
     return message if isinstance(message, str) else None
 
 
-def allowed_content_type_error(content_type: str, rel: Version = NEWEST) -> str | None:
+def allowed_content_type_error(content_type: str, rel: Version = UNBOUNDED) -> str | None:
     """Why a 200 from /allowed can't be used, or None when it is JSON."""
     mtype = content_type.split(";")[0].strip().lower()
     if rel < GO_HOOKS:
@@ -544,7 +544,7 @@ def rails_stderr_log(rel: Version) -> str:
     return "puma/puma_stderr.log" if rel >= PUMA_DEFAULT else "unicorn/unicorn_stderr.log"
 
 
-def grpc_ruby_message(code: int, details: str, debug: str = "", rel: Version = NEWEST) -> str:
+def grpc_ruby_message(code: int, details: str, debug: str = "", rel: Version = UNBOUNDED) -> str:
     """How the grpc gem of release ``rel`` prints a failed call (the GRPC_RUBY_MESSAGE rows):
     ``7:permission denied. debug_error_string:...``; without a debug string (the host's own
     client has none) only ``<code>:<details>``."""
@@ -613,7 +613,7 @@ def rails_json(data: Any) -> str:
 
 
 def project_exists_check_failed(code: int, details: str, debug: str = "",
-                                rel: Version = NEWEST) -> ApiFailure:
+                                rel: Version = UNBOUNDED) -> ApiFailure:
     """POST /projects on release ``rel`` when RepositoryExists (the after_create check) fails."""
     message = grpc_ruby_message(code, details, debug, rel)
     return ApiFailure(400, {"message": {"base": [message]}}, (

@@ -18,13 +18,13 @@ from lab.omnibus.release import (
     GITALY_ROLE,
     GITLAB_EXPORTER_NAMED,
     GITLAB_MONITOR_REMOVED,
-    NEWEST,
     OLDEST_SUPPORTED,
     PRAEFECT_CLUSTER,
     PRAEFECT_CONFIGURATION,
     PRAEFECT_LEGACY_REMOVED,
     PRAEFECT_REPLICATION_FACTOR,
     REPOSITORIES_STORAGES,
+    UNBOUNDED,
     Version,
 )
 
@@ -43,7 +43,7 @@ class VersionClues:
     """What the keys used say about the GitLab version (inclusive bounds)."""
 
     low: Version = field(default_factory=lambda: Version.parse(OLDEST_SUPPORTED))
-    high: Version = NEWEST
+    high: Version = UNBOUNDED
     prefer_below: Version | None = None  # a soft bound: true if the range allows it
     reasons: list[str] = field(default_factory=list)
 
@@ -125,7 +125,7 @@ class VersionClues:
         if low > high:
             notes.append(f"the files mix keys of different versions ({why}); picked the oldest "
                          "version the newest keys need")
-            high = NEWEST
+            high = UNBOUNDED
         fits = [v for v in map(Version.parse, CANDIDATES) if low <= v <= high]
         if self.prefer_below is not None:
             fits = [v for v in fits if v < self.prefer_below] or fits

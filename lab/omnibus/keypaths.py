@@ -23,7 +23,6 @@ from lab.omnibus.release import (
     GITALY_LEGACY_REMOVED,
     GITALY_SECRET,
     GUIDE_GIT_DATA_DIRS,
-    NEWEST,
     PRAEFECT_AUTO_MIGRATE,
     PRAEFECT_CONFIGURATION,
     PRAEFECT_COOKBOOK,
@@ -31,6 +30,7 @@ from lab.omnibus.release import (
     PRAEFECT_TLS,
     PRAEFECT_VIRTUAL_STORAGES,
     REPOSITORIES_STORAGES,
+    UNBOUNDED,
     Version,
 )
 
@@ -77,7 +77,7 @@ class KeyPath:
     setting: str
     path: tuple[str, ...]
     since: Version = FIRST  # the first release whose Omnibus reads it
-    until: Version = NEWEST  # the first release that no longer does (NEWEST: none yet)
+    until: Version = UNBOUNDED  # the first release that no longer does (UNBOUNDED: none yet)
     # The releases the toolkit writes it for ([write_since, write_until)); None: as read.
     write_since: Version | None = None
     write_until: Version | None = None

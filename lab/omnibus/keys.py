@@ -29,11 +29,11 @@ from lab.omnibus.release import (
     GITLAB_MONITOR_REMOVED,
     GRAFANA_REMOVED,
     KAS_ADDED,
-    NEWEST,
     PRAEFECT_AUTO_MIGRATE,
     PRAEFECT_LEGACY_REMOVED,
     PRAEFECT_TLS,
     REFERENCE_RELEASES,
+    UNBOUNDED,
     Version,
     reference_for,
 )
@@ -44,9 +44,9 @@ DATA = Path(__file__).resolve().parent / "data"
 # package/libraries/config/gitlab.rb attribute(...) in each release.
 TOP_LEVEL_RANGES: dict[str, tuple[Version, Version]] = {
     "gitlab_monitor": (FIRST, GITLAB_MONITOR_REMOVED),
-    "gitlab_exporter": (GITLAB_EXPORTER_NAMED, NEWEST),
+    "gitlab_exporter": (GITLAB_EXPORTER_NAMED, UNBOUNDED),
     "grafana": (FIRST, GRAFANA_REMOVED),
-    "gitlab_kas": (KAS_ADDED, NEWEST),
+    "gitlab_kas": (KAS_ADDED, UNBOUNDED),
 }
 # Keys added between two reference releases, which the older one's data cannot know:
 # "name.key" -> (first release with it, first release without it). gitaly['configuration']
@@ -55,9 +55,9 @@ TOP_LEVEL_RANGES: dict[str, tuple[Version, Version]] = {
 # Praefect (praefect/attributes/default.rb per tag): auto_migrate came with 13.0, the TLS
 # listener with 13.2, after the 12.10.14 reference that 13.3-13.11 read.
 KEY_RANGES: dict[str, tuple[Version, Version]] = {
-    "gitaly.configuration": (GITALY_CONFIGURATION, NEWEST),
-    "gitaly.gitlab_secret": (GITALY_SECRET, NEWEST),
-    "praefect.auto_migrate": (PRAEFECT_AUTO_MIGRATE, NEWEST),
+    "gitaly.configuration": (GITALY_CONFIGURATION, UNBOUNDED),
+    "gitaly.gitlab_secret": (GITALY_SECRET, UNBOUNDED),
+    "praefect.auto_migrate": (PRAEFECT_AUTO_MIGRATE, UNBOUNDED),
     "praefect.tls_listen_addr": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),
     "praefect.certificate_path": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),
     "praefect.key_path": (PRAEFECT_TLS, PRAEFECT_LEGACY_REMOVED),

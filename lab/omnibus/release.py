@@ -44,10 +44,11 @@ class Version:
     @classmethod
     def told(cls, text: str | None) -> Version:
         """The release a node was told it runs: ``"15.4.2"`` (or ``"15.4"``, ``"15.4.2-ee"``);
-        NEWEST when unknown. Lenient, unlike ``parse``, which judges a user's input."""
+        UNBOUNDED (the newest behaviour) when unknown. Lenient, unlike ``parse``, which
+        judges a user's input."""
         m = _RELEASE_RE.match((text or "").lstrip())
         if not m:
-            return NEWEST
+            return UNBOUNDED
         return cls(int(m[1]), int(m[2]), int(m[3] or 0))
 
     def __str__(self) -> str:
@@ -62,9 +63,11 @@ class Version:
         return self >= Version.parse(text)
 
 
-#: Newer than any release: the open top of a range of releases, and what a node that
-#: was not told its release behaves as.
-NEWEST = Version(999, 0, 0)
+#: A sentinel, not a release: newer than any. It is the open top of a range of releases
+#: (a key removed "in UNBOUNDED" is not removed yet) and the release a node that was not
+#: told its own behaves as (the newest behaviour the toolkit models). Never rendered or
+#: shown as a version: the newest real release is DEFAULT_VERSION.
+UNBOUNDED = Version(999, 0, 0)
 #: Older than any release: the open bottom of a range of releases.
 FIRST = Version(0, 0, 0)
 

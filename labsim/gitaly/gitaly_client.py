@@ -23,7 +23,7 @@ from lab.gitalypb import (
 )
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-from lab.omnibus.release import NEWEST, Version
+from lab.omnibus.release import UNBOUNDED, Version
 from labsim.common import simconfig
 
 TIMEOUT = 10.0
@@ -60,7 +60,7 @@ class GitalyCallError(Exception):
         return int(self.code.value[0])
 
 
-def call_error(exc: grpc.RpcError, release: Version = NEWEST) -> GitalyCallError:
+def call_error(exc: grpc.RpcError, release: Version = UNBOUNDED) -> GitalyCallError:
     """A failed call as Rails of ``release`` sees it, with its debug string (grpc-ruby keeps
     it): the grpc gem of older releases words a failed connection otherwise than the sim's
     C core, and writes a line of its own to Rails' stderr (lab.omnibus.eras GRPC_* rows)."""
@@ -96,7 +96,7 @@ class Storage:
     """
 
     def __init__(self, name: str, address: str, token: str,
-                 trusted_ca: bytes | None = None, release: Version = NEWEST) -> None:
+                 trusted_ca: bytes | None = None, release: Version = UNBOUNDED) -> None:
         self.name = name
         self.release = release
         self.address = address
@@ -212,7 +212,7 @@ class Storage:
         return data
 
 
-def storages(app: dict[str, Any], release: Version = NEWEST) -> dict[str, Storage]:
+def storages(app: dict[str, Any], release: Version = UNBOUNDED) -> dict[str, Storage]:
     """The app's storages, with the CAs it trusts read now (once for all of them), as
     Rails of ``release`` calls them."""
     entries = app["storages"]

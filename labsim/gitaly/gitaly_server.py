@@ -38,7 +38,7 @@ from lab.gitalypb import (
 )
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-from lab.omnibus.release import NEWEST, Version
+from lab.omnibus.release import UNBOUNDED, Version
 from labsim.common import simconfig
 from labsim.gitaly import gitaly_git_services, gitaly_moves, health
 from labsim.gitaly.servicer_context import Context
@@ -66,7 +66,7 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
              smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     """One object serves the three services; RPC methods carry Gitaly's names."""
 
-    def __init__(self, conf: dict[str, Any], release: Version = NEWEST) -> None:
+    def __init__(self, conf: dict[str, Any], release: Version = UNBOUNDED) -> None:
         self.token: str = conf["token"]
         self.takes_v1 = lab_eras.gitaly_accepts_v1_tokens(release)
         self.transitioning: bool = bool(conf.get("transitioning"))
@@ -297,7 +297,7 @@ class StartError(Exception):
 
 
 def serve(conf: dict[str, Any], inflight: InFlight | None = None,
-          release: Version = NEWEST) -> grpc.Server:
+          release: Version = UNBOUNDED) -> grpc.Server:
     gitaly = Gitaly(conf, release)  # the storages first, as Gitaly's config load checks them
     if conf.get("start_error"):
         raise StartError(conf["start_error"])

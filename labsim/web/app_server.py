@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
-from lab.omnibus.release import NEWEST, Version
+from lab.omnibus.release import UNBOUNDED, Version
 from labsim.common import simconfig
 from labsim.gitaly import gitaly_client
 from labsim.web import api_repository
@@ -81,7 +81,7 @@ class Projects:
 
     def create(self, name: str, path: str, storage_name: str,
                make_repository: Callable[[str], None],
-               rel: Version = NEWEST, visibility: str = "private") -> dict[str, Any] | None:
+               rel: Version = UNBOUNDED, visibility: str = "private") -> dict[str, Any] | None:
         """The new project, or None when ``path`` is taken. ``make_repository(disk_path)``
         runs under the lock, so the id it is named after cannot be given out twice. The
         path on the storage is release ``rel``'s layout (eras.STORAGE_PATH: legacy, then hashed).
@@ -175,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
     storages: ClassVar[dict[str, gitaly_client.Storage]] = {}
     projects: ClassVar[Projects]
     tokens: ClassVar[Tokens]
-    release: ClassVar[Version] = NEWEST
+    release: ClassVar[Version] = UNBOUNDED
 
     # -- plumbing --------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from lab.engine.run import Redactor, Result
 from lab.errors import EngineError, LabError
 from lab.model.topology import Lab, SecretsPolicy
 from lab.omnibus import eras
-from lab.omnibus.release import NEWEST
+from lab.omnibus.release import UNBOUNDED
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 TOKEN = "glpat-0123456789abcdef0123"
@@ -147,7 +147,7 @@ class FakeWorld:
 
     def _workhorse_failure(self, path: str, code: int, details: str) -> GitResult:
         # The texts real GitLab shows, from the one place the sim takes them too.
-        answer = eras.workhorse_info_refs_failed(NEWEST, code, details, "GET",
+        answer = eras.workhorse_info_refs_failed(UNBOUNDED, code, details, "GET",
                                                  f"/{path}.git/info/refs")
         self._log_json(answer.log)
         return GitResult([], 128, f"remote: {answer.body.strip()}\nfatal: unable to access "

@@ -10,7 +10,7 @@ from lab.model.topology import Lab
 from lab.omnibus import keypaths
 from lab.omnibus.dialect import LEGACY_GITALY_KEYS, dialect_for, getter, read_app, read_gitaly
 from lab.omnibus.keys import known_key, known_top
-from lab.omnibus.release import FIRST, NEWEST, REFERENCE_RELEASES, Version
+from lab.omnibus.release import FIRST, REFERENCE_RELEASES, UNBOUNDED, Version
 from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.labspec import SpecRequest, resolve
 from lab.spec.rb_reader import read_rb
@@ -19,7 +19,7 @@ RELEASES = [Version.parse(r) for r in REFERENCE_RELEASES]
 # Every release a row's bounds name, and the one before it: where a table error shows.
 BOUNDS = sorted({b for k in keypaths.KEY_PATHS for b in (k.since, k.until, k.write_since,
                                                            k.write_until)
-                 if b is not None and b not in (FIRST, NEWEST)})
+                 if b is not None and b not in (FIRST, UNBOUNDED)})
 EDGES = sorted({*RELEASES, *BOUNDS, *(Version(b.major, b.minor - 1, 0) for b in BOUNDS
                                       if b.minor > 0)})
 # Settings the renderer writes in exactly one spelling in every release.

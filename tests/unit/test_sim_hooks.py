@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pytest
 
 from lab.omnibus import auth, eras
-from lab.omnibus.release import NEWEST, Version
+from lab.omnibus.release import UNBOUNDED, Version
 
 SECRET = "ef" * 64
 
@@ -94,7 +94,7 @@ def test_push_message_for_each_internal_api_answer(
     _answer(monkeypatch, status, content_type, body)
     conf = {"internal_api_url": api, "hook_secret": SECRET}
     with pytest.raises(githook.ApiError) as info:
-        githook.call(conf, NEWEST, "allowed", {"changes": ""})
+        githook.call(conf, UNBOUNDED, "allowed", {"changes": ""})
     assert str(info.value) == message
     assert eras.hook_message(str(info.value)) == f"GitLab: {message}"
 
@@ -102,7 +102,7 @@ def test_push_message_for_each_internal_api_answer(
 def test_unreachable_internal_api(githook: ModuleType) -> None:
     conf = {"internal_api_url": "http://127.0.0.1:9", "hook_secret": SECRET}
     with pytest.raises(githook.ApiError, match=r"^Internal API unreachable$"):
-        githook.call(conf, NEWEST, "allowed", {"changes": ""})
+        githook.call(conf, UNBOUNDED, "allowed", {"changes": ""})
 
 
 @pytest.mark.parametrize(("version", "shared", "jwt"), [
