@@ -21,6 +21,7 @@ from typing import Any
 
 from lab.omnibus.release import (
     CE_API_REPOSITORY_STORAGE,
+    CREATE_LOGS_TO_APP_LOGGER,
     CREATE_WITHOUT_SHELL,
     FIRST,
     GITALY_API_CLIENT_OPTS,
@@ -38,6 +39,7 @@ from lab.omnibus.release import (
     PUMA_DEFAULT,
     RAILS_VERIFIES_JWT,
     UNBOUNDED,
+    UNSTRUCTURED_LOGS_OFF,
     WORKHORSE_503,
     Version,
 )
@@ -76,6 +78,8 @@ GITALY_V1_TOKEN = "Gitaly auth: a v1 token (Bearer <base64 of the shared secret>
 GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message after 14:)"
 GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
 GRPC_PEER_DEBUG = "Rails' gRPC call: Gitaly answered an error (debug_error_string)"
+PROJECT_CREATE_LOG = ("POST /projects failed: where Rails logs \"Unable to save project. "
+                      "Error: ...\" (under /var/log/gitlab/gitlab-rails)")
 GRPC_RUBY_MESSAGE = ("Rails' gRPC call: the GRPC::BadStatus message (API 400 body, "
                      "\"Unable to save project\" log line)")
 GRPC_TLS_UNTRUSTED_LOG = ("Rails' gRPC: the C core's stderr line when Gitaly's certificate "
@@ -174,6 +178,21 @@ ERAS: tuple[Era, ...] = (
     Era(PROJECT_CREATE_FAILED, CREATE_WITHOUT_SHELL, "Failed to create repository",
         "gitlabhq app/models/project.rb create_repository once Gitlab::Shell stopped creating "
         "repositories (gitlab-org/gitlab c861a0a0; 13.0 the first release without it)"),
+    Era(PROJECT_CREATE_LOG, FIRST, "production.log",
+        "gitlabhq app/services/projects/create_service.rb #fail: Rails.logger.error(log_message) "
+        "(11.x file; 12.x adds \"# rubocop:disable Gitlab/RailsLogger\"), one plain line as "
+        "gitlab-foss#58703 shows it (11.8.1, production.log: \"Unable to save project. Error: "
+        "4:Deadline Exceeded\") and gitlab-org/gitlab#235125 (13.0.6)"),
+    Era(PROJECT_CREATE_LOG, CREATE_LOGS_TO_APP_LOGGER, "application.log, application_json.log",
+        "gitlabhq app/services/projects/create_service.rb #fail: Gitlab::AppLogger.error "
+        "(13.x file with Service.create_from_active_default_integrations(..., with_templates: "
+        "true); its first release not pinned, 13.1 the earliest); lib/gitlab/app_logger.rb "
+        "MultiDestinationLogger over AppTextLogger (\"#{timestamp.to_s(:long)}: #{msg}\") "
+        "and AppJsonLogger (gitlab!22379, 12.7; UNSTRUCTURED_RAILS_LOG 'true' by default)"),
+    Era(PROJECT_CREATE_LOG, UNSTRUCTURED_LOGS_OFF, "application_json.log",
+        "gitlab!111046 \"UNSTRUCTURED_RAILS_LOG disabled by default\", gitlab!112910 removes it "
+        "(lib/gitlab/app_logger.rb: loggers [Gitlab::AppJsonLogger]); gitlab-org/gitlab#409310: "
+        "\"Unstructured logs got disabled by default in 15.10 and removed in 15.11\""),
     Era(STORAGE_PATH, FIRST, "{full_path}.git",
         "gitlabhq app/models/storage/legacy_project.rb (disk_path is the project's full path) "
         "while application_settings.hashed_storage_enabled defaulted to false "
@@ -474,7 +493,8 @@ def hook_message(message: str) -> str:
 # it, tracks it (exceptions_json.log) and adds "Failed to create repository" ("... via
 # gitlab-shell" while Gitlab::Shell created repositories), then the service raises
 # 'Failed to create repository' and adds that too. The service logs "Unable to save
-# project. Error: <message>" (application_json.log). Sources: app/models/project.rb,
+# project. Error: <message>" (the PROJECT_CREATE_LOG rows: production.log, application.log
+# and application_json.log by release). Sources: app/models/project.rb,
 # app/services/projects/create_service.rb, lib/gitlab/git/wraps_gitaly_errors.rb,
 # lib/gitlab/exception_log_formatter.rb.
 
@@ -597,11 +617,13 @@ def creation_model_message(rel: Version) -> str:
 
 @dataclass(frozen=True)
 class ApiFailure:
-    """An API answer plus the log lines GitLab writes for it (JSON, one per line)."""
+    """An API answer plus the log lines GitLab writes for it: JSON records, and plain text
+    lines (production.log, application.log), each under gitlab-rails/."""
 
     status: int
     body: dict[str, Any]
     logs: tuple[tuple[str, dict[str, Any]], ...]  # (log file under gitlab-rails/, record)
+    lines: tuple[tuple[str, str], ...] = ()  # (log file under gitlab-rails/, line)
 
     def body_text(self) -> str:
         return rails_json(self.body)
@@ -612,21 +634,32 @@ def rails_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def unable_to_save(rel: Version, error: str, now: float | None = None
+                   ) -> tuple[tuple[tuple[str, dict[str, Any]], ...], tuple[tuple[str, str], ...]]:
+    """The create service's "Unable to save project" line on release ``rel`` (the
+    PROJECT_CREATE_LOG rows): JSON records and plain lines, each with its file. Rails' own
+    logger writes the bare message; AppTextLogger puts Time#to_s(:long) before it."""
+    message = f"Unable to save project. Error: {error}"
+    files = text(PROJECT_CREATE_LOG, rel).split(", ")
+    records = tuple((f, {"severity": "ERROR", "message": message})
+                    for f in files if f.endswith("_json.log"))
+    clock = time.gmtime(time.time() if now is None else now)
+    lines = tuple((f, message if f == "production.log"
+                   else f"{time.strftime('%B %d, %Y %H:%M', clock)}: {message}")
+                  for f in files if not f.endswith("_json.log"))
+    return records, lines
+
+
 def project_exists_check_failed(code: int, details: str, debug: str = "",
                                 rel: Version = UNBOUNDED) -> ApiFailure:
     """POST /projects on release ``rel`` when RepositoryExists (the after_create check) fails."""
     message = grpc_ruby_message(code, details, debug, rel)
-    return ApiFailure(400, {"message": {"base": [message]}}, (
-        ("application_json.log", {"severity": "ERROR",
-                                  "message": f"Unable to save project. Error: {message}"}),
-    ))
+    return ApiFailure(400, {"message": {"base": [message]}}, *unable_to_save(rel, message))
 
 
-def project_already_on_disk() -> ApiFailure:
-    return ApiFailure(400, {"message": {"base": [ALREADY_ON_DISK]}}, (
-        ("application_json.log", {"severity": "ERROR", "message":
-                                  f"Unable to save project. Error: {ALREADY_ON_DISK}"}),
-    ))
+def project_already_on_disk(rel: Version = UNBOUNDED) -> ApiFailure:
+    return ApiFailure(400, {"message": {"base": [ALREADY_ON_DISK]}},
+                      *unable_to_save(rel, ALREADY_ON_DISK))
 
 
 def project_create_repository_failed(rel: Version, code: int, details: str,
@@ -637,11 +670,9 @@ def project_create_repository_failed(rel: Version, code: int, details: str,
                  "exception.class": _WRAPPED.get(code, "Gitlab::Git::CommandError"),
                  "exception.message": message,
                  "exception.cause_class": GRPC_CLASSES.get(code, "GRPC::BadStatus")}
-    return ApiFailure(400, {"message": {"base": [creation_model_message(rel), FAILED_TO_CREATE]}}, (
-        ("exceptions_json.log", exception),
-        ("application_json.log", {"severity": "ERROR", "message":
-                                  f"Unable to save project. Error: {FAILED_TO_CREATE}"}),
-    ))
+    records, lines = unable_to_save(rel, FAILED_TO_CREATE)
+    return ApiFailure(400, {"message": {"base": [creation_model_message(rel), FAILED_TO_CREATE]}},
+                      (("exceptions_json.log", exception), *records), lines)
 
 
 # -- Workhorse: GET info/refs when the InfoRefs call fails -------------------------------

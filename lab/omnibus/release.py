@@ -198,6 +198,18 @@ HASHED_STORAGE_DEFAULT = Version(12, 0, 0)
 #: and Grape dropped it on CE; gitlab-org/gitlab!18721, CHANGELOG.md 12.9.0 "Added".
 CE_API_REPOSITORY_STORAGE = Version(12, 9, 0)
 
+#: Projects::CreateService#fail logs "Unable to save project. Error: ..." with
+#: Gitlab::AppLogger (application.log, and application_json.log since 12.7: gitlab!22379
+#: MultiDestinationLogger) instead of Rails.logger (production.log: the 11.x and 12.x files,
+#: "# rubocop:disable Gitlab/RailsLogger"). 13.0.6 still writes production.log (gitlab-org/
+#: gitlab#235125); the first release with AppLogger is not pinned: the sim takes 13.1, the
+#: earliest it can be (the file of 13.3+, with_templates: true, already has AppLogger).
+CREATE_LOGS_TO_APP_LOGGER = Version(13, 1, 0)
+#: Gitlab::AppLogger drops application.log: UNSTRUCTURED_RAILS_LOG off by default
+#: (gitlab!111046), removed in 15.11 (gitlab!112910; lib/gitlab/app_logger.rb loggers
+#: [Gitlab::AppJsonLogger]); gitlab-org/gitlab#409310: "disabled by default in 15.10".
+UNSTRUCTURED_LOGS_OFF = Version(15, 10, 0)
+
 #: Gitaly stops accepting v1 tokens (the shared secret, base64): gitaly auth/token.go
 #: CheckToken knows "v1" up to v12.9.x; v12.10.0 drops it (commit 54465275b, "Drop support
 #: for Gitaly v1 authentication"), so a token of fewer than three dot-separated parts is

@@ -386,6 +386,8 @@ class Handler(BaseHTTPRequestHandler):
             answer = failed.failure
             for name_, record in answer.logs:
                 simconfig.log_json(f"gitlab-rails/{name_}", record)
+            for name_, line in answer.lines:
+                simconfig.log_line(f"gitlab-rails/{name_}", line)
             self.send(answer.status, answer.body_text().encode(), "application/json")
             return
         if project is None:
@@ -404,7 +406,7 @@ class Handler(BaseHTTPRequestHandler):
             raise CreateFailed(lab_eras.project_exists_check_failed(
                 exc.number, exc.details, exc.debug, self.release)) from exc
         if exists:
-            raise CreateFailed(lab_eras.project_already_on_disk())
+            raise CreateFailed(lab_eras.project_already_on_disk(self.release))
         try:
             storage.create_repository(disk_path)
         except gitaly_client.GitalyCallError as exc:

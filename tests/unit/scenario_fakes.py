@@ -183,6 +183,8 @@ class FakeWorld:
                                                        self.running.lab.version)
             for _, record in failure.logs:
                 self._log_json(record)
+            for _, line in failure.lines:
+                self.running.log("gitlab", line)
             return ApiResponse("POST", "/api/v4/projects", failure.status, failure.body_text())
         if not (by_setting or eras.api_takes_repository_storage(self.running.lab.version)):
             storage = None  # CE drops the parameter; the setting (default) places it

@@ -148,12 +148,44 @@ def test_create_repository_failing_is_failed_to_create_repository(version: str,
     assert failure.status == 400
     assert json.loads(failure.body_text()) == {
         "message": {"base": [first, "Failed to create repository"]}}
-    (exc_log, exc), (app_log, app) = failure.logs
+    (exc_log, exc), *app = failure.logs
     assert exc_log == "exceptions_json.log"
     assert exc == {"severity": "ERROR", "exception.class": "Gitlab::Git::CommandError",
                    "exception.message": "13:boom", "exception.cause_class": "GRPC::Internal"}
-    assert app_log == "application_json.log"
-    assert app["message"] == "Unable to save project. Error: Failed to create repository"
+    said = "Unable to save project. Error: Failed to create repository"
+    # The create service's line: production.log before 13.1, application_json.log later.
+    assert [(f, r["message"]) for f, r in app] == \
+        ([] if version == "12.10.14" else [("application_json.log", said)])
+    plain = dict(failure.lines)
+    if version == "12.10.14":
+        assert plain == {"production.log": said}
+    elif version == "13.12.15":
+        assert plain["application.log"].endswith(": " + said)
+    else:
+        assert plain == {}
+
+
+@pytest.mark.parametrize(("version", "files"), [
+    ("11.11.8", {"production.log"}),
+    ("13.0.14", {"production.log"}),
+    ("13.1.0", {"application.log", "application_json.log"}),
+    ("15.9.8", {"application.log", "application_json.log"}),
+    ("15.10.0", {"application_json.log"}),
+    ("19.3.0", {"application_json.log"}),
+])
+def test_unable_to_save_goes_to_the_releases_log_files(version: str, files: set[str]) -> None:
+    failure = eras.project_exists_check_failed(7, "permission denied", "", Version.told(version))
+    written = {f for f, _ in failure.logs} | {f for f, _ in failure.lines}
+    assert written == files
+    for f, line in failure.lines:
+        if f == "production.log":  # Rails.logger: the bare message
+            assert line == "Unable to save project. Error: 7:permission denied"
+    # AppTextLogger: Time#to_s(:long), then the message.
+    records, lines = eras.unable_to_save(Version.told("13.12.15"), "x", now=1_700_000_000)
+    assert lines == (("application.log", "November 14, 2023 22:13: Unable to save project. "
+                      "Error: x"),)
+    assert records == (("application_json.log", {"severity": "ERROR",
+                                                  "message": "Unable to save project. Error: x"}),)
 
 
 def test_already_on_disk() -> None:

@@ -42,6 +42,7 @@ def app_log(rel: Version, details: str) -> str:
     failure = eras.project_exists_check_failed(14, shown.details, shown.debug, rel)
     # As simconfig.log_json writes them: JSON, so the debug string's quotes are escaped.
     lines += [json.dumps(record, separators=(",", ":")) for _, record in failure.logs]
+    lines += [line for _, line in failure.lines]
     return "\n".join(lines)
 
 
@@ -116,7 +117,8 @@ def test_auth_token_mismatch_holds_each_release_to_its_debug_form(release: str) 
     def log(rel: Version) -> str:
         shown = eras.grpc_call_failure(rel, 7, "permission denied", PEER, now=NOW)
         failure = eras.project_exists_check_failed(7, shown.details, shown.debug, rel)
-        return "\n".join(json.dumps(r, separators=(",", ":")) for _, r in failure.logs)
+        return "\n".join([json.dumps(r, separators=(",", ":")) for _, r in failure.logs]
+                         + [line for _, line in failure.lines])
 
     pattern = log_pattern("auth-token-mismatch.yaml", V(release))
     # The neighbouring era's form must not pass for this release's.
