@@ -78,6 +78,7 @@ GITALY_V1_TOKEN = "Gitaly auth: a v1 token (Bearer <base64 of the shared secret>
 GRPC_CONNECT_FAILED = "Rails' gRPC call: no connection to Gitaly (the message after 14:)"
 GRPC_CONNECT_DEBUG = "Rails' gRPC call: no connection to Gitaly (debug_error_string)"
 GRPC_PEER_DEBUG = "Rails' gRPC call: Gitaly answered an error (debug_error_string)"
+PROJECT_DEFAULT_BRANCH = ("the project entity's default_branch (POST /projects, GET /projects/:id)")
 PROJECT_CREATE_LOG = ("POST /projects failed: where Rails logs \"Unable to save project. "
                       "Error: ...\" (under /var/log/gitlab/gitlab-rails)")
 GRPC_RUBY_MESSAGE = ("Rails' gRPC call: the GRPC::BadStatus message (API 400 body, "
@@ -193,6 +194,20 @@ ERAS: tuple[Era, ...] = (
         "gitlab!111046 \"UNSTRUCTURED_RAILS_LOG disabled by default\", gitlab!112910 removes it "
         "(lib/gitlab/app_logger.rb: loggers [Gitlab::AppJsonLogger]); gitlab-org/gitlab#409310: "
         "\"Unstructured logs got disabled by default in 15.10 and removed in 15.11\""),
+    Era(PROJECT_DEFAULT_BRANCH, FIRST,
+        "null while the repository has no branch, then the root ref (Gitaly's "
+        "FindDefaultBranchName: the only branch, HEAD's, main, master, the first)",
+        f"{_GITALY} FindDefaultBranchName: internal/service/ref/refs.go DefaultBranchName "
+        "(v13.1.0, \"Return empty ref name if there are no branches\"), internal/git/"
+        "localrepo/refs.go GetDefaultBranch (v15.9.0: 0 branches \"\"; v16.7.0: HEAD, main, "
+        "master, first branch, else \"\"); gitlabhq lib/gitlab/git.rb branch_name (nil for "
+        "anything but refs/heads/...); Project#default_branch \"repository.root_ref if "
+        "repository.exists?\" (app/models/project.rb, 11.x-12.x), then app/models/concerns/"
+        "has_repository.rb \"root_ref || default_branch_from_preferences\" (the instance's "
+        "default_branch_name, a text column added without a default: db/migrate "
+        "AddDefaultBranchNameToApplicationSettings, 13.2; a new installation has none). The "
+        "master/main change of 14.0 names the branch a new repository's HEAD points to, not "
+        "this field"),
     Era(STORAGE_PATH, FIRST, "{full_path}.git",
         "gitlabhq app/models/storage/legacy_project.rb (disk_path is the project's full path) "
         "while application_settings.hashed_storage_enabled defaulted to false "
@@ -609,6 +624,13 @@ def project_params_invalid(rel: Version, name_or_path: bool, visibility: str | N
     if visibility is not None and visibility not in VISIBILITIES:
         failed.append(text(API_VISIBILITY_INVALID, rel))
     return {"error": ", ".join(failed)} if failed else None
+
+
+def project_default_branch(root_ref: str) -> str | None:
+    """The project entity's default_branch (the PROJECT_DEFAULT_BRANCH row, every release):
+    ``root_ref`` is Gitaly's FindDefaultBranchName answer without refs/heads/, "" for a
+    repository with no branch yet."""
+    return root_ref or None
 
 
 def creation_model_message(rel: Version) -> str:

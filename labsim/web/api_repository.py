@@ -359,7 +359,9 @@ class Context:
         self.path_params = {"id": str(project["id"])}
 
     def default_branch(self) -> str:
-        return str(self.project.get("default_branch") or "main")
+        """The project's default branch; "main" stands in while the repository has no
+        branch, where the refs it names don't exist either way."""
+        return self.req.handler.root_ref(self.project) or "main"
 
     # -- files --------------------------------------------------------------------
 
@@ -681,13 +683,13 @@ def _pre_receive_message(raw: str) -> str:
     return "\n".join(lines) or raw.strip()
 
 
-def allowed_change_error(changes: str, default_branch: str) -> str | None:
+def allowed_change_error(changes: str, default_branch: str | None) -> str | None:
     """Gitlab::Checks::BranchCheck's refusal of a change the internal API is asked to
     allow, or None. Only the check the sim's API can trigger is kept: deleting the
     default branch."""
     for line in changes.splitlines():
         fields = line.split()
-        if len(fields) == 3 and fields[1] == "0" * 40 \
+        if default_branch and len(fields) == 3 and fields[1] == "0" * 40 \
                 and fields[2] == f"refs/heads/{default_branch}":
             return "The default branch of a project cannot be deleted."
     return None

@@ -31,7 +31,7 @@ from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 from lab.omnibus.release import UNBOUNDED, Version
 from labsim.common import simconfig
-from labsim.gitaly import gitaly_client
+from labsim.gitaly import gitaly_client, gitaly_git_client
 from labsim.web import api_repository
 
 STORE = os.path.join(simconfig.STATE_DIR, "projects.json")
@@ -97,7 +97,9 @@ class Projects:
                 "path_with_namespace": f"root/{path}",
                 "namespace": {"id": 1, "name": "root", "path": "root", "kind": "user",
                               "full_path": "root"},
-                "default_branch": "main", "visibility": visibility,
+                # None until Rails' root ref names a branch (root_ref, eras
+                # PROJECT_DEFAULT_BRANCH); then kept, as Rails caches root_ref.
+                "default_branch": None, "visibility": visibility,
                 "repository_storage": storage_name, "disk_path": disk_path,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -304,12 +306,33 @@ class Handler(BaseHTTPRequestHandler):
             return auth[7:].strip()
         return (self.headers.get("PRIVATE-TOKEN") or "").strip()
 
+    def root_ref(self, project: dict[str, Any]) -> str | None:
+        """Project#default_branch: the one set (PUT, or found before), else what Gitaly's
+        FindDefaultBranchName names now (None for a repository with no branch yet, or a
+        Gitaly the app can't ask; lab.omnibus.eras PROJECT_DEFAULT_BRANCH)."""
+        known = project.get("default_branch")
+        if known:
+            return str(known)
+        storage = self.storages.get(str(project.get("repository_storage")))
+        if storage is None:
+            return None
+        repo = gitaly_git_client.Repository(storage, project["disk_path"],
+                                            f"project-{project['id']}",
+                                            project["path_with_namespace"])
+        try:
+            found = lab_eras.project_default_branch(repo.default_branch())
+        except gitaly_client.GitalyCallError:
+            return None
+        if found:
+            self.projects.update(project["id"], {"default_branch": found})
+        return found
+
     def project_json(self, project: dict[str, Any]) -> dict[str, Any]:
         """API::Entities::Project's fields the sim keeps: no ``disk_path`` (only the admin
         endpoint GET /projects/:id/storage, API::Entities::ProjectRepositoryStorage, has it)."""
         base = self.app["external_url"]
         shown = {k: v for k, v in project.items() if k != "disk_path"}
-        return {**shown,
+        return {**shown, "default_branch": self.root_ref(project),
                 "http_url_to_repo": f"{base}/{project['path_with_namespace']}.git",
                 "web_url": f"{base}/{project['path_with_namespace']}"}
 
@@ -506,7 +529,7 @@ class Handler(BaseHTTPRequestHandler):
                                 "The project you were looking for could not be found."})
                 return
             refused = api_repository.allowed_change_error(str(params.get("changes", "")),
-                                                          str(project.get("default_branch")))
+                                                          self.root_ref(project))
             if refused:
                 self.json(403, {"status": False, "message": refused})
                 return

@@ -164,3 +164,22 @@ def test_the_setting_repository_storages_places_new_projects(sim: Sim) -> None:
     assert _settings(sim, "GET").json()["repository_storages"] == ["storage1"]
     anonymous = requests.get(f"{sim.url}/api/v4/application/settings", timeout=10)
     assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("release", ["12.10.14", "13.12.15", "19.3.0"])
+def test_a_new_project_has_no_default_branch_until_its_first_branch(sim: Sim,
+                                                                    release: str) -> None:
+    """Gitaly's FindDefaultBranchName names no branch in an empty repository and Rails reads
+    that as nil on every release (lab/omnibus/eras.py PROJECT_DEFAULT_BRANCH); the first
+    branch is then the root ref, whatever its name."""
+    sim.handler.release = V(release)
+    made = _create(sim, name="demo").json()
+    assert made["default_branch"] is None
+    assert sim.get(f"projects/{made['id']}").json()["default_branch"] is None
+    put = requests.post(f"{sim.url}/api/v4/projects/{made['id']}/repository/files/a.txt",
+                        json={"branch": "trunk", "content": "x", "commit_message": "a"},
+                        headers={"PRIVATE-TOKEN": ADMIN}, timeout=10)
+    assert put.status_code == 201, put.text
+    assert sim.get(f"projects/{made['id']}").json()["default_branch"] == "trunk"
+    listed = sim.get("projects").json()
+    assert [p["default_branch"] for p in listed] == ["trunk"]
