@@ -222,8 +222,10 @@ ERAS: tuple[Era, ...] = (
     Era(GIT_HTTP_DENIED, FIRST, "HTTP Basic: Access denied",
         "gitlabhq app/controllers/projects/git_http_client_controller.rb authenticate_user: "
         "render plain \"HTTP Basic: Access denied\\n\", 401, WWW-Authenticate Basic "
-        "realm=\"GitLab\" (11.x-12.x file); the longer texts of later releases are not "
-        "modelled: their first releases are not pinned (docs/fidelity.md)"),
+        "realm=\"GitLab\" (11.x-12.x file), the same in app/controllers/repositories/"
+        "git_http_client_controller.rb of 13.x and 14.0 (forks mehulagg/gitlab, "
+        "nickbrandt/GitLab); the two longer texts of later releases are not modelled: their "
+        "first releases are not pinned (docs/fidelity.md, \"What the sim does not reproduce\")"),
     Era(GIT_HTTP_NOT_SMART, FIRST, "The command you're trying to execute is not allowed.",
         "Workhorse asks Rails first: gitlab-workhorse internal/upstream/routes.go (info/refs "
         "-> git.GetInfoRefsHandler = repoPreAuthorizeHandler) and internal/api/api.go pass a "
