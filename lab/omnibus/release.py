@@ -250,6 +250,12 @@ GITALY_API_CLIENT_OPTS = Version(13, 6, 0)
 GITALY_RUBY_REMOVED = Version(15, 11, 0)
 #: The [gitlab-shell] section is gone from the example (v16.4.0).
 GITALY_SHELL_DIR_REMOVED = Version(16, 4, 0)
+#: A source app node's gitlab.yml: each repositories.storages entry carries a `path` until
+#: Omnibus stops writing one there (17.8.0+ce.0 files/gitlab-cookbooks/gitaly/libraries/
+#: gitaly.rb: "The path shouldn't be set in git_data_dirs or repository_storages, since
+#: Rails shouldn't care about it"; 17.7.0 still merges 'path' into every entry). Before,
+#: Rails' StorageSettings raised "Storage is invalid because it has no `path` key".
+GITLAB_YML_STORAGE_PATH_DROPPED = Version(17, 8, 0)
 
 
 def omnibus_image_ref(edition: str, version: str) -> str:

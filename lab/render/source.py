@@ -9,12 +9,13 @@ gitlab-shell's own ``config.yml`` in ``[gitlab-shell] dir``. A source app node r
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import tomli_w
 import yaml
 
-from lab.model.topology import GITALY_PORT, GITALY_TLS_PORT, Lab, Node
+from lab.model.topology import GITALY_PORT, GITALY_TLS_PORT, HTTP_PORT, Lab, Node
 from lab.omnibus import release
 from lab.omnibus.source_layout import (
     APP_SHELL_SECRET_FILE,
@@ -29,7 +30,7 @@ from lab.omnibus.source_layout import (
     TLS_CERT,
     TLS_KEY,
 )
-from lab.render.gitlab_rb import internal_api_url, token_of
+from lab.render.gitlab_rb import app_url, internal_api_url, token_of
 from lab.render.secrets import LabSecrets, shell_secret
 
 
@@ -81,19 +82,37 @@ def shell_config_yml(lab: Lab, node: Node) -> str | None:
 
 
 def gitlab_yml(lab: Lab, sec: LabSecrets) -> str:
-    """The part of a source app node's gitlab.yml that wires it to Gitaly."""
+    """The part of a source app node's gitlab.yml that wires it to Gitaly.
+
+    As Omnibus' gitlab.yml.erb writes it from gitlab.rb (omnibus-gitlab templates/default/
+    gitlab.yml.erb, 11.11-18.11): ``gitlab`` host/port/https (the URL the app names itself
+    by), ``repositories.storages`` (gitaly_address, and a ``path`` before
+    GITLAB_YML_STORAGE_PATH_DROPPED, which Rails' StorageSettings requires there), and
+    ``gitlab_shell.secret_file`` (Rails' default: Rails.root/.gitlab_shell_secret). The
+    token the app sends is the app's own (gitlab_rails['gitaly_token'] on Omnibus), written
+    per storage as ``gitaly_token``: Rails' GitalyClient.token takes it before the global
+    ``gitaly.token``.
+    """
+    app = lab.app
+    token = token_of(lab, sec, app)
+    paths = {s.name: s.repositories_path for n in lab.gitaly_nodes for s in n.storages}
     storages: dict[str, Any] = {}
-    for name, node in sorted(lab.storages.items()):
+    for name, node in sorted(lab.storages.items(), key=lambda kv: kv[0] != "default"):
+        entry: dict[str, Any] = {}
+        if lab.version < release.GITLAB_YML_STORAGE_PATH_DROPPED:
+            entry["path"] = paths.get(name, f"{GIT_HOME}/repositories/")
         if node.is_app:
-            address = f"unix:{GITLAB_DIR}/tmp/sockets/private/gitaly.socket"
+            entry["gitaly_address"] = f"unix:{GITLAB_DIR}/tmp/sockets/private/gitaly.socket"
         else:
-            address = node.gitaly_address
-        entry: dict[str, Any] = {"gitaly_address": address}
-        if not node.is_app:
-            entry["gitaly_token"] = token_of(lab, sec, node)
+            entry["gitaly_address"] = node.gitaly_address
+            entry["gitaly_token"] = token
         storages[name] = entry
-    data = {"production": {"repositories": {"storages": storages},
-                           "gitlab_shell": {"secret_file": APP_SHELL_SECRET_FILE}}}
+    url = urllib.parse.urlsplit(app_url(lab))
+    data = {"production": {
+        "gitlab": {"host": url.hostname, "port": url.port or HTTP_PORT,
+                   "https": url.scheme == "https"},
+        "repositories": {"storages": storages},
+        "gitlab_shell": {"secret_file": APP_SHELL_SECRET_FILE}}}
     return yaml.safe_dump(data, sort_keys=False)
 
 

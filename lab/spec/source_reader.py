@@ -64,6 +64,17 @@ class SourceApp:
     tokens: dict[str, str]  # name -> gitaly_token (where set)
     secret_file: str | None
     where: dict[str, Where] = field(default_factory=dict)
+    token: str | None = None  # the global gitaly.token
+
+    def token_for(self, storage: str) -> str | None:
+        """The token the app sends to ``storage``: Rails' GitalyClient.token, the storage's
+        gitaly_token ``.presence || Gitlab.config.gitaly['token']`` (every release)."""
+        return self.tokens.get(storage) or self.token
+
+    def token_where(self, storage: str) -> Where | None:
+        if self.tokens.get(storage):
+            return self.where.get(f"token:{storage}")
+        return self.where.get("token")
 
 
 @dataclass(frozen=True)
@@ -224,8 +235,12 @@ def parse_gitlab_yml(text: str, file: str, environment: str = "production") -> S
     secret_file = _ystr(data, secret_path, origins)
     if secret_file is not None:
         where["secret_file"] = _ywhere(origins, secret_path)
+    token_path = (environment, "gitaly", "token")
+    token = _ystr(data, token_path, origins) if isinstance(env.get("gitaly"), dict) else None
+    if token is not None:
+        where["token"] = _ywhere(origins, token_path)
     return SourceApp(file=file, storages=storages, tokens=tokens, secret_file=secret_file,
-                     where=where)
+                     where=where, token=token)
 
 
 def _ystr_map(repositories: Any, key: tuple[str, ...], origins: Origins) -> dict[str, Any]:

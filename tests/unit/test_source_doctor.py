@@ -158,3 +158,39 @@ def test_a_secret_file_named_outside_the_node_is_not_read(tmp_path: Path) -> Non
     (row,) = [c for c in wiring_report(folder, lab) if c.name == "shell secret (files)"]
     assert row.level is Level.FAIL
     assert fingerprint(HOST_SECRET) not in row.detail
+
+
+YML = "nodes/gitlab/home/git/gitlab/config/gitlab.yml"
+
+
+def test_token_mismatch_between_gitlab_yml_and_an_omnibus_gitalys_gitlab_rb(
+        tmp_path: Path) -> None:
+    # The Gitaly node's own token: the source app keeps sending the lab's (gitlab.yml).
+    lab = resolve(SpecRequest(topology="scaled", version="19.3.0", flavor="sim", sets=(
+        "nodes.gitlab.install=source", "nodes.gitaly1.gitaly_token=held-by-gitaly-only")))
+    write_lab(lab, tmp_path / "lab", image="unused")
+    rows = [c for c in wiring_report(tmp_path / "lab", lab) if c.name == "gitaly token (files)"]
+    assert [r.level for r in rows] == [Level.FAIL, Level.FAIL]
+    assert f"{YML}:" in rows[0].detail
+    assert "production.repositories.storages.default.gitaly_token" in rows[0].detail
+    assert "nodes/gitaly1/gitlab.rb gitaly['configuration'][:auth][:token]" in rows[0].detail
+    assert fingerprint("held-by-gitaly-only") in rows[0].detail
+
+
+def test_gitlab_yml_global_gitaly_token_is_the_fallback_doctor_names(tmp_path: Path) -> None:
+    lab = resolve(SpecRequest(topology="scaled", version="19.3.0", flavor="sim", sets=(
+        "nodes.gitlab.install=source", "nodes.gitaly1.install=source")))
+    folder = tmp_path / "lab"
+    write_lab(lab, folder, image="unused")
+    assert set(_levels(wiring_report(folder, lab)).values()) == {Level.OK}
+    yml = folder / YML
+    text = yml.read_text()
+    token = text.split("gitaly_token: ", 1)[1].split("\n", 1)[0]
+    # Rails: a storage without gitaly_token sends gitaly.token (GitalyClient.token).
+    yml.write_text(text.replace(f"gitaly_token: {token}", "gitaly_token: ''")
+                   .replace("production:\n", "production:\n  gitaly:\n    token: other\n", 1))
+    rows = [c for c in wiring_report(folder, lab) if c.name == "gitaly token (files)"]
+    assert [r.level for r in rows] == [Level.FAIL, Level.FAIL]
+    assert "production.gitaly.token" in rows[0].detail
+    assert fingerprint("other") in rows[0].detail
+    assert "auth.token" in rows[0].detail

@@ -16,6 +16,7 @@ from lab.omnibus import source_layout
 from lab.omnibus.source_layout import INSTALL_ENV
 from lab.render import source
 from lab.render.compose_file import compose_dict
+from lab.render.gitlab_rb import render_gitlab_rb
 from lab.spec.labspec import SpecRequest, resolve
 
 
@@ -67,16 +68,45 @@ def test_tls_and_storages() -> None:
     assert [s["name"] for s in cfg["storage"]] == ["default", "storage1"]
 
 
-def test_app_gitlab_yml_token_matches_the_gitaly_nodes() -> None:
-    lab = _lab("19.3.0", "nodes.gitlab.install=source", "nodes.gitaly1.gitaly_token=t0k")
-    files = source.source_files(lab, fixed_secrets(lab))
+def test_app_gitlab_yml_sends_the_apps_own_token_as_its_gitlab_rb_does() -> None:
+    # A token set on the Gitaly node is that node's only: the app keeps sending its own
+    # (gitlab_rails['gitaly_token'] on Omnibus, gitaly_token in gitlab.yml), which is the
+    # token mismatch the auth-token-mismatch scenarios make.
+    lab = _lab("19.3.0", "nodes.gitlab.install=source", "nodes.gitaly1.install=source",
+               "nodes.gitaly1.gitaly_token=t0k")
+    sec = fixed_secrets(lab)
+    files = source.source_files(lab, sec)
     yml = yaml.safe_load(files[f"nodes/gitlab{source_layout.GITLAB_YML}"])["production"]
     toml = tomllib.loads(files[f"nodes/gitaly1{source_layout.CONFIG_TOML}"])
     default = yml["repositories"]["storages"]["default"]
-    assert default == {"gitaly_address": "tcp://gitaly1:8075", "gitaly_token": "t0k"}
+    assert default == {"gitaly_address": "tcp://gitaly1:8075", "gitaly_token": sec.gitaly_token}
     assert toml["auth"]["token"] == "t0k"
+    # The same lab with an Omnibus app: its gitlab.rb sends the same token.
+    assert f"gitlab_rails['gitaly_token'] = '{sec.gitaly_token}'" in render_gitlab_rb(
+        lab, lab.app, sec.gitaly_token, sec)
     assert files[f"nodes/gitlab{source_layout.APP_SHELL_SECRET_FILE}"] == \
         files[f"nodes/gitaly1{source_layout.SHELL_SECRET_FILE}"]
+
+    both = _lab("19.3.0", "nodes.gitlab.install=source", "nodes.gitlab.gitaly_token=t0k")
+    yml = yaml.safe_load(source.source_files(both, fixed_secrets(both))[
+        f"nodes/gitlab{source_layout.GITLAB_YML}"])["production"]
+    assert {s["gitaly_token"] for s in yml["repositories"]["storages"].values()} == {"t0k"}
+
+
+@pytest.mark.parametrize(("version", "with_path"), [
+    ("12.10.14", True), ("17.7.0", True), ("17.8.0", False), ("19.3.0", False)])
+def test_gitlab_yml_storages_carry_a_path_until_omnibus_drops_it(version: str,
+                                                                 with_path: bool) -> None:
+    lab = _lab(version, "nodes.gitlab.install=source")
+    yml = yaml.safe_load(source.gitlab_yml(lab, fixed_secrets(lab)))["production"]
+    storages = yml["repositories"]["storages"]
+    assert list(storages) == ["default", "storage1"]
+    if with_path:
+        assert storages["default"]["path"] == "/var/opt/gitlab/git-data/repositories"
+    else:
+        assert all("path" not in s for s in storages.values())
+    assert yml["gitlab"] == {"host": "gitlab", "port": 80, "https": False}
+    assert yml["gitlab_shell"] == {"secret_file": source_layout.APP_SHELL_SECRET_FILE}
 
 
 def test_own_secrets_give_a_different_shell_secret() -> None:

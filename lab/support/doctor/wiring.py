@@ -102,8 +102,11 @@ def read_side(lab_dir: Path, lab: Lab, node: Node) -> Side:
     side = Side(node.name)
     if node.from_source and node.is_app:
         app = parse_gitlab_yml(*_node_file(lab_dir, node, source.GITLAB_YML, GITLAB_YML_WHAT))
+        if app.token is not None:  # the global gitaly.token, for storages without one
+            side.token[""] = (app.token, app.where["token"])
         for name, value in app.tokens.items():
-            side.token[name] = (value, app.where[f"token:{name}"])
+            if value:  # Rails: an empty gitaly_token falls back to gitaly.token (.presence)
+                side.token[name] = (value, app.where[f"token:{name}"])
         side.addresses = dict(app.storages)
         side.secret = _secret_file(lab_dir, node.name,
                                    app.secret_file or source.APP_SHELL_SECRET_FILE,
