@@ -69,14 +69,19 @@ from lab.store.layout import ADMIN_TOKEN, SECRETS_STORE
 if TYPE_CHECKING:
     from lab.client.gitlab import GitLab
 
-# Nodes installed from source (issue 29): a Gitaly node runs on the sim; an app node
-# does not run yet, and on the omnibus flavour the CNG Gitaly service renders but is
-# unchecked here, so `lab up` leaves that to the user (README, "Nodes installed from source").
+# Nodes installed from source (issue 29): on the sim an app node runs from its gitlab.yml
+# and a Gitaly node from its config.toml. No official image runs a source app node, and
+# on the omnibus flavour the CNG Gitaly service renders but is unchecked here, so `lab up`
+# leaves those to the user (README, "Nodes installed from source").
 SOURCE_APP_NOT_RUNNABLE = (
-    "node {node} is an app node installed from source (install: source): its gitlab.yml "
-    "renders (`lab render -o DIR`) and `lab import` and `lab doctor` read it, but the sim "
-    "cannot run a source app node yet; leave its install at omnibus (a source Gitaly node "
-    "runs)")
+    "node {node} is an app node installed from source (install: source): the sim flavour "
+    "runs it (--flavor sim), but no official image runs a source app node, so the omnibus "
+    "flavour does not: its gitlab.yml renders (`lab render -o DIR`) and `lab import` and "
+    "`lab doctor` read it; set its install to omnibus to run the same wiring here")
+SOURCE_ALL_IN_ONE_NOT_RUNNABLE = (
+    "node {node} is an app node installed from source that also serves Gitaly storages: "
+    "the sim runs a source app node beside Gitaly nodes only (give its storages to a "
+    "Gitaly node, or leave its install at omnibus)")
 SOURCE_OMNIBUS_NOT_RUNNABLE = (
     "node {node} is a Gitaly node installed from source, which the omnibus flavour runs on "
     "Cloud Native GitLab's Gitaly image; that service is rendered but not checked by this "
@@ -86,10 +91,13 @@ SOURCE_OMNIBUS_NOT_RUNNABLE = (
 
 def source_not_runnable(lab: Lab) -> str:
     """Why ``lab`` can't start because of a node installed from source ('' when it can)."""
-    apps = [n.name for n in lab.nodes if n.from_source and n.is_app]
-    if apps:
-        return SOURCE_APP_NOT_RUNNABLE.format(node=", ".join(apps))
-    gitaly = [n.name for n in lab.nodes if n.from_source]
+    apps = [n for n in lab.nodes if n.from_source and n.is_app]
+    if apps and lab.flavor is not Flavor.SIM:
+        return SOURCE_APP_NOT_RUNNABLE.format(node=", ".join(n.name for n in apps))
+    both = [n.name for n in apps if n.is_gitaly]
+    if both:
+        return SOURCE_ALL_IN_ONE_NOT_RUNNABLE.format(node=", ".join(both))
+    gitaly = [n.name for n in lab.nodes if n.from_source and not n.is_app]
     if gitaly and lab.flavor is not Flavor.SIM:
         return SOURCE_OMNIBUS_NOT_RUNNABLE.format(node=", ".join(gitaly))
     return ""

@@ -23,7 +23,7 @@ from lab.errors import LabError
 from lab.lifecycle import probes
 from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.readiness import Layer, Probe, Verdict
-from lab.model.topology import Flavor, Node
+from lab.model.topology import HTTP_PORT, Flavor, Node
 from lab.omnibus import praefect
 from lab.omnibus.node import (
     admin_token_cmd,
@@ -73,8 +73,9 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
         node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly,
                       praefect=n.is_praefect, postgres=n.is_postgres))
         for n in running.lab.nodes if not n.from_source}
-    # A source node has no reconfigure and no gitlab-ctl: up when Gitaly listens.
-    services.update({n.name: functools.partial(asks.source_gitaly_up, n)
+    # A source node has no reconfigure and no gitlab-ctl: up when Gitaly (or, on an app
+    # node, the web server) listens.
+    services.update({n.name: functools.partial(asks.source_node_up, n)
                      for n in running.lab.nodes if n.from_source})
     out = [
         Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
@@ -156,12 +157,13 @@ class LabProbes:
             return Verdict(True, "praefect sql-migrate done")
         return Verdict(False, f"praefect sql-migrate: {failure_line(res)}")
 
-    def source_gitaly_up(self, node: Node) -> Verdict:
-        res = self.handle.exec(node.name, sim_listening_cmd(node.gitaly_port), check=False,
-                               timeout=30)
+    def source_node_up(self, node: Node) -> Verdict:
+        what, port = ("the web server", HTTP_PORT) if node.is_app else ("Gitaly",
+                                                                         node.gitaly_port)
+        res = self.handle.exec(node.name, sim_listening_cmd(port), check=False, timeout=30)
         if res.returncode == 0:
-            return Verdict(True, f"Gitaly listens on {node.gitaly_port}")
-        return Verdict(False, f"Gitaly not listening on {node.gitaly_port} yet "
+            return Verdict(True, f"{what} listens on {port}")
+        return Verdict(False, f"{what} not listening on {port} yet "
                        "(installed from source: see its log)")
 
     def gitaly_host_side(self, node: Node) -> Verdict:
@@ -187,7 +189,8 @@ class LabProbes:
         return Verdict(True, "ServerInfo answered")
 
     def gitaly_from_app(self) -> Verdict:
-        res = self.handle.exec(self.lab.app.name, gitaly_check_cmd(), check=False,
+        res = self.handle.exec(self.lab.app.name,
+                               gitaly_check_cmd(source=self.lab.app.from_source), check=False,
                                timeout=300)
         # The task exits 0 even when it prints FAIL: read its verdict per storage.
         return probes.gitaly_check_status(res, list(self.lab.storages))
@@ -226,7 +229,8 @@ class LabProbes:
         if self.token_works():
             return Verdict(True, "admin token works")
         res = self.handle.exec(self.lab.app.name,
-                               admin_token_cmd(self.handle.admin_token),
+                               admin_token_cmd(self.handle.admin_token,
+                                               source=self.lab.app.from_source),
                                check=False, timeout=600)
         if not ran_ok(res):
             return Verdict(False, f"creating the admin token: {failure_line(res)}")

@@ -15,6 +15,7 @@ from typing import Protocol
 from lab.omnibus.dialect import dialect_for
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import Version
+from lab.omnibus.source_layout import rails_runner_cmd, rake_cmd
 
 
 class Result(Protocol):
@@ -67,8 +68,10 @@ def readiness_cmd(*, all_checks: bool = True) -> list[str]:
     return ["curl", "-fsS", "--max-time", "10", url]
 
 
-def gitaly_check_cmd() -> list[str]:
-    return ["gitlab-rake", "gitlab:gitaly:check"]
+def gitaly_check_cmd(*, source: bool = False) -> list[str]:
+    """``source``: the app node is installed from source (no gitlab-rake there)."""
+    task = "gitlab:gitaly:check"
+    return rake_cmd(task) if source else ["gitlab-rake", task]
 
 
 # SystemCheck prints "Gitaly: ... " and then, per storage, "<name> ... OK" or
@@ -104,8 +107,10 @@ def admin_token_ruby(token: str, days: int = 364) -> str:
         f"{days}.days.from_now); end; puts '{TOKEN_OK}'")
 
 
-def admin_token_cmd(token: str) -> list[str]:
-    return ["gitlab-rails", "runner", admin_token_ruby(token)]
+def admin_token_cmd(token: str, *, source: bool = False) -> list[str]:
+    """``source``: the app node is installed from source (no gitlab-rails there)."""
+    ruby = admin_token_ruby(token)
+    return rails_runner_cmd(ruby) if source else ["gitlab-rails", "runner", ruby]
 
 
 def token_check_cmd(token: str) -> list[str]:

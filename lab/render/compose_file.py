@@ -34,7 +34,14 @@ from lab.omnibus.node import (
     status_cmd,
 )
 from lab.omnibus.release import VERSION_ENV, cng_gitaly_image_ref, omnibus_image_ref
-from lab.omnibus.source_layout import CONFIG_TOML, GIT_HOME, INSTALL_ENV, sim_listening_cmd
+from lab.omnibus.source_layout import (
+    CONFIG_TOML,
+    GIT_HOME,
+    INSTALL_ENV,
+    SYSTEM_CA_DIR,
+    sim_listening_cmd,
+    source_health_cmd,
+)
 from lab.resources import data_dir
 
 __all__ = ["DIR_LABEL", "HOME_LABEL", "ID_LABEL", "LABEL_PREFIX", "LAB_LABEL", "NODE_LABEL",
@@ -139,6 +146,8 @@ def _service(lab: Lab, node: Node, image: str, lab_dir: str,
         svc["environment"]["GITLAB_OMNIBUS_CONFIG"] = node.omnibus_config
     if node.from_source and node.gitaly_only:
         _source_gitaly(lab, node, svc)
+    if node.from_source and node.is_app and lab.flavor is Flavor.SIM:
+        _source_app(node, svc, trust=lab.any_tls and node.trust_ca)
     ports = _ports(node)
     if ports:
         svc["ports"] = ports
@@ -163,6 +172,19 @@ def _source_gitaly(lab: Lab, node: Node, svc: dict[str, Any]) -> None:
     svc["image"] = cng_gitaly_image_ref(str(lab.version))
     svc["command"] = ["/usr/local/bin/gitaly", CONFIG_TOML]
     del svc["healthcheck"]  # the image's own
+
+
+def _source_app(node: Node, svc: dict[str, Any], *, trust: bool) -> None:
+    """An app node installed from source, on the sim (no official image runs one): its
+    home folder (gitlab.yml, .gitlab_shell_secret) instead of /etc/gitlab, and no
+    gitlab-healthcheck (an Omnibus script): the health check asks the web server's
+    /-/health from inside, as the monitoring whitelist allows."""
+    svc["volumes"] = [f"./nodes/{node.name}{GIT_HOME}:{GIT_HOME}", *svc["volumes"][1:]]
+    if trust:
+        # The lab CA where the guide copies a Gitaly certificate for update-ca-certificates.
+        svc["volumes"].append(f"./nodes/{node.name}/trusted-certs:{SYSTEM_CA_DIR}:ro")
+    svc["environment"][INSTALL_ENV] = "source"
+    svc["healthcheck"]["test"] = ["CMD", *source_health_cmd()]
 
 
 def _others(lab: Lab) -> list[Node]:

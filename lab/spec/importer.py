@@ -294,16 +294,18 @@ def _source_side(node: NodeImport, facts: SourceFacts, notes: list[str]) -> None
     gitlab.yml, read as data, give the same facts a gitlab.rb gives."""
     node.source_install = True
     if isinstance(facts, SourceApp):
-        notes.append(f"{node.name}: installed from source (install: source); a lab does not run "
-                     "a source app node yet: set its install to omnibus to boot the lab with "
-                     "the same wiring")
+        notes.append(f"{node.name}: installed from source (install: source); the sim flavour "
+                     "runs it from its gitlab.yml and .gitlab_shell_secret (`lab up -f SPEC`); "
+                     "the omnibus flavour does not run a source app node: set its install to "
+                     "omnibus there to boot the lab with the same wiring")
     else:
         notes.append(f"{node.name}: installed from source (install: source); the sim flavour "
                      "runs it from its config.toml (`lab up -f SPEC`)")
     if isinstance(facts, SourceApp):
         node.app = True
         node.app_storages = dict(facts.storages)
-        tokens = set(facts.tokens.values())
+        # Per storage as Rails picks it: the storage's gitaly_token, else gitaly.token.
+        tokens = {t for t in map(facts.token_for, facts.storages or facts.tokens) if t}
         if len(tokens) == 1:
             node.token = tokens.pop()
         elif tokens:

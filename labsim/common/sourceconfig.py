@@ -1,4 +1,5 @@
-"""What a Gitaly node installed from source runs with: its config.toml (stdlib only).
+"""What a node installed from source runs with: Gitaly's config.toml, the app's gitlab.yml
+(stdlib only, plus the image's Ruby for YAML).
 
 A source Gitaly reads no gitlab.rb and has no reconfigure: it starts from Gitaly's own
 ``config.toml`` (read here with ``tomllib``) and the GitLab-Shell secret file that names,
@@ -31,7 +32,14 @@ from typing import Any
 from lab.omnibus import eras
 from lab.omnibus import release as rel
 from lab.omnibus.release import Version
-from lab.omnibus.source_layout import CONFIG_TOML, SHELL_SECRET_FILE
+from lab.omnibus.source_layout import (
+    CONFIG_TOML,
+    GITLAB_DIR,
+    GITLAB_YML,
+    SHELL_SECRET_FILE,
+    SOURCE_HTTP_PORT,
+    SYSTEM_CA_DIR,
+)
 
 
 class SourceConfigError(Exception):
@@ -48,14 +56,17 @@ def _str(table: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def read_shell_config(path: str, *, ruby: str = "ruby") -> dict[str, Any]:
-    """gitlab-shell's config.yml as data, parsed by Ruby's YAML as gitlab-shell does
-    (the image has Ruby, not PyYAML); {} when the file is absent."""
+def read_shell_config(path: str, *, ruby: str = "ruby", aliases: bool = False) -> dict[str, Any]:
+    """gitlab-shell's config.yml (or the app's gitlab.yml, whose ``production: &base``
+    needs ``aliases``) as data, parsed by Ruby's YAML as gitlab-shell and Rails do (the
+    image has Ruby, not PyYAML); {} when the file is absent. Never ERB: a user's file is
+    data here, where Rails would evaluate it."""
     if not os.path.isfile(path):
         return {}
+    opts = ", aliases: true" if aliases else ""
     proc = subprocess.run(
         [ruby, "-ryaml", "-rjson", "-e",
-         "puts JSON.generate(YAML.safe_load(File.read(ARGV[0])) || {})", path],
+         f"puts JSON.generate(YAML.safe_load(File.read(ARGV[0]){opts}) || {{}})", path],
         capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SourceConfigError(f"{path}: {(proc.stderr or proc.stdout).strip()}")
@@ -132,3 +143,71 @@ def load(version: Version, config_path: str = CONFIG_TOML) -> dict[str, Any]:
     return {"gitaly": gitaly_from_toml(data, version, config_path, shell_config),
             "app": None, "install": "source", "version": str(version),
             "trusted_certs": ""}
+
+
+DEFAULT_WHITELIST = ["127.0.0.0/8", "::1/128"]
+
+
+def app_shell_secret(secret_file: str) -> str:
+    """The app's shell secret as Rails reads it (Gitlab::Shell.secret_token: the file,
+    chomped). A missing or empty file is made as Rails' gitlab_shell_secret_token
+    initializer does (Gitlab::Shell.ensure_secret_token!: SecureRandom.hex(16))."""
+    try:
+        with open(secret_file) as fh:
+            secret = fh.read()
+    except OSError:
+        secret = ""
+    if not secret:
+        secret = os.urandom(16).hex()
+        with open(secret_file, "w") as fh:
+            fh.write(secret)
+    return secret.rstrip("\n")
+
+
+def app_from_yml(data: dict[str, Any], environment: str = "production") -> dict[str, Any]:
+    """The runtime "app" section from a parsed gitlab.yml (the shell secret read here).
+
+    Rails (config/initializers/1_settings.rb, lib/gitlab/gitaly_client.rb): the URL from
+    gitlab.host/port/https; each storage's gitaly_address, and its token
+    ``gitaly_token.presence || gitaly.token``; gitlab_shell.secret_file, relative to
+    Rails.root, default Rails.root/.gitlab_shell_secret; monitoring.ip_whitelist.
+    """
+    env = _table(data, environment)
+    gitlab, gitaly = _table(env, "gitlab"), _table(env, "gitaly")
+    storages: dict[str, dict[str, str]] = {}
+    raw = _table(_table(env, "repositories"), "storages")
+    for name, entry in raw.items():
+        row = entry if isinstance(entry, dict) else {}
+        storages[str(name)] = {"address": _str(row, "gitaly_address"),
+                               "token": _str(row, "gitaly_token") or _str(gitaly, "token")}
+    https = gitlab.get("https") is True
+    host = _str(gitlab, "host") or "localhost"
+    port = gitlab.get("port")
+    default_port = 443 if https else 80
+    url = f"{'https' if https else 'http'}://{host}"
+    if isinstance(port, int) and port != default_port:
+        url += f":{port}"
+    shell = _table(env, "gitlab_shell")
+    secret_file = _str(shell, "secret_file") or ".gitlab_shell_secret"
+    whitelist = _table(env, "monitoring").get("ip_whitelist")
+    return {
+        "external_url": url,
+        "port": SOURCE_HTTP_PORT,
+        "storages": storages,
+        "monitoring_whitelist": whitelist if isinstance(whitelist, list) else DEFAULT_WHITELIST,
+        "shell_secret": app_shell_secret(os.path.join(GITLAB_DIR, secret_file)),
+        # Gitaly's certificate, trusted through the system store (the guide's way).
+        "trusted_certs": SYSTEM_CA_DIR,
+        "config_path": GITLAB_YML,
+    }
+
+
+def load_app(version: Version, yml_path: str = GITLAB_YML) -> dict[str, Any]:
+    """The runtime dict of a source app node (SourceConfigError when unreadable)."""
+    if not os.path.isfile(yml_path):
+        # Ruby's File.read, as Rails' settings loader meets it.
+        raise SourceConfigError(f"No such file or directory @ rb_sysopen - {yml_path} "
+                                "(Errno::ENOENT)")
+    data = read_shell_config(yml_path, aliases=True)
+    return {"gitaly": None, "app": app_from_yml(data), "install": "source",
+            "version": str(version), "trusted_certs": SYSTEM_CA_DIR}

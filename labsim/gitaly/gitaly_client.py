@@ -217,6 +217,9 @@ def storages(app: dict[str, Any], release: Version = UNBOUNDED) -> dict[str, Sto
     Rails of ``release`` calls them."""
     entries = app["storages"]
     tls = any(e["address"].startswith("tls://") for e in entries.values())
-    trusted_ca = simconfig.trusted_ca_pem() if tls else None
+    # An Omnibus app trusts /etc/gitlab/trusted-certs; a source one the system's store,
+    # where its runtime config points (labsim.common.sourceconfig.app_from_yml).
+    folder = app.get("trusted_certs") or simconfig.TRUSTED_CERTS
+    trusted_ca = simconfig.trusted_ca_pem(folder) if tls else None
     return {name: Storage(name, entry["address"], entry["token"], trusted_ca, release)
             for name, entry in entries.items()}

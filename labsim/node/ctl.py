@@ -167,9 +167,9 @@ def reconfigure() -> int:
 
 def main(argv: list[str]) -> int:
     if supervisor.from_source():
-        # An installation from source has no Omnibus tools: Gitaly is restarted instead.
+        # An installation from source has no Omnibus tools: it is restarted instead.
         print("gitlab-ctl: not found (this node is installed from source: no gitlab-ctl, "
-              "no reconfigure; restart Gitaly to apply a change)", file=sys.stderr)
+              "no reconfigure; restart it to apply a change)", file=sys.stderr)
         return 127
     if not argv:
         print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")

@@ -46,7 +46,9 @@ def shell_check(node: dict[str, Any]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    tasks = [a for a in argv if not a.startswith("-")]
+    # Rake reads NAME=value arguments as environment settings, not tasks (the source
+    # install guide's `rake gitlab:gitaly:check RAILS_ENV=production`).
+    tasks = [a for a in argv if not a.startswith("-") and "=" not in a]
     node = simconfig.read_runtime()
     if tasks == ["gitlab:gitaly:check"] and node.get("app"):
         return gitaly_check(node["app"])

@@ -29,7 +29,7 @@ from typing import Any
 from lab.omnibus import dialect, directories, gitlab_secrets
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
-from lab.omnibus.source_layout import INSTALL_ENV
+from lab.omnibus.source_layout import GITLAB_YML, INSTALL_ENV
 from labsim.common import simconfig, sourceconfig
 from labsim.praefect import pure as praefect_pure
 
@@ -333,10 +333,24 @@ def install_storages(node: dict[str, Any]) -> None:
         pass
 
 
-def main_source(sup: Supervisor) -> int:
-    """A Gitaly node installed from source: no gitlab.rb, no reconfigure, no ssh keys.
+def source_role() -> str:
+    """What this source node runs: the app when its Rails root has a gitlab.yml, Gitaly
+    otherwise (the files the compose file mounts at /home/git say which was installed)."""
+    return "app" if os.path.isfile(GITLAB_YML) else "gitaly"
 
-    Gitaly starts from config.toml and the secret file it names (labsim.common.sourceconfig);
+
+def load_source(version: Version) -> dict[str, Any]:
+    """The node's runtime config from its own files (SourceConfigError when unreadable)."""
+    if source_role() == "app":
+        return sourceconfig.load_app(version)
+    return sourceconfig.load(version)
+
+
+def main_source(sup: Supervisor) -> int:
+    """A node installed from source: no gitlab.rb, no reconfigure, no ssh keys.
+
+    Gitaly starts from config.toml and the secret file it names, the app (web server and
+    internal API) from gitlab.yml and its .gitlab_shell_secret (labsim.common.sourceconfig);
     a change takes effect by restarting (the container, or SIGUSR1), which reads them again.
     """
     os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)
@@ -344,14 +358,15 @@ def main_source(sup: Supervisor) -> int:
         os.makedirs(folder, exist_ok=True)
     with open(STOPPED, "w") as fh:
         json.dump([], fh)
+    role = source_role()
     try:
-        node = sourceconfig.load(release())
+        node = load_source(release())
     except sourceconfig.SourceConfigError as exc:
         log(str(exc))
         return 1
     install_storages(node)
     simconfig.write_runtime(node)
-    log("gitlab-testlab-sim node up; installed from source; roles: gitaly")
+    log(f"gitlab-testlab-sim node up; installed from source; roles: {role}")
     signal.signal(signal.SIGUSR1, lambda *_: sup.ask("want_restart"))
     sup.start_all()
     while not sup.want_stop:
@@ -360,9 +375,10 @@ def main_source(sup: Supervisor) -> int:
         sup.reap()
         if sup.want_restart:
             sup.want_restart = False
-            log("restarting gitaly (config.toml read again)")
+            what = "gitlab.yml" if role == "app" else "config.toml"
+            log(f"restarting {role} ({what} read again)")
             try:
-                simconfig.write_runtime(sourceconfig.load(release()))
+                simconfig.write_runtime(load_source(release()))
             except sourceconfig.SourceConfigError as exc:
                 log(str(exc))
             sup.restart_services()

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lab.errors import SpecError
+from lab.lifecycle.handle import source_not_runnable
 from lab.spec.importer import check_importable, import_files, node_inputs
+from lab.spec.labspec import SpecRequest, resolve
 
 # The guide's own era: an Omnibus app node whose Gitaly lives elsewhere (11.11).
 GUIDE_APP = """\
@@ -113,3 +115,28 @@ def test_a_huge_config_toml_is_refused_before_parsing(tmp_path: Path) -> None:
     (tmp_path / "g.toml").write_text("# x\n" * 100_000)
     with pytest.raises(SpecError, match="larger than"):
         import_files(node_inputs([], [f"gitaly1={tmp_path / 'g.toml'}"]))
+
+
+def test_a_customers_gitlab_yml_and_config_toml_boot_as_one_sim_lab(tmp_path: Path) -> None:
+    # The global gitaly.token is what Rails sends for a storage without its own token.
+    files = _write(tmp_path)
+    (tmp_path / "gitlab.yml").write_text(
+        "production: &base\n  gitaly:\n    token: the-customer-token\n"
+        "  repositories:\n    storages:\n      default:\n"
+        "        path: /home/git/repositories/\n"
+        "        gitaly_address: tcp://gitaly1:8075\n"
+        "  gitlab_shell:\n    secret_file: /home/git/gitlab/.gitlab_shell_secret\n")
+    result = import_files(node_inputs([tmp_path / "gitlab.yml", files[1]], []),
+                          version="13.12.15")
+    check_importable(result)
+    assert result.spec["nodes"]["gitlab"]["install"] == "source"
+    assert "gitaly_token" not in result.spec["nodes"]["gitaly1"]  # the same token
+    assert any("gitlab: installed from source" in n and "the sim flavour runs it" in n
+               for n in result.notes)
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(result.to_yaml())
+    lab = resolve(SpecRequest(file=spec, flavor="sim"))
+    assert lab.app.from_source
+    assert source_not_runnable(lab) == ""
+    assert "no official image" in source_not_runnable(
+        resolve(SpecRequest(file=spec, flavor="omnibus")))

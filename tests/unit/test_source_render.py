@@ -13,6 +13,7 @@ from conftest import fixed_secrets
 from lab.errors import BadInput, SpecError
 from lab.lifecycle.handle import source_not_runnable, up
 from lab.omnibus import source_layout
+from lab.omnibus.node import admin_token_cmd, gitaly_check_cmd
 from lab.omnibus.source_layout import INSTALL_ENV
 from lab.render import source
 from lab.render.compose_file import compose_dict
@@ -126,12 +127,35 @@ def test_install_is_checked() -> None:
         _lab("19.3.0", "nodes.gitaly1.install=tarball")
 
 
-def test_lab_up_refuses_a_source_app_node_before_touching_docker() -> None:
+def test_lab_up_refuses_a_source_app_node_on_omnibus_before_touching_docker() -> None:
+    # No official image runs a source app node: the omnibus flavour keeps refusing it.
+    lab = resolve(SpecRequest(topology="scaled", flavor="omnibus",
+                              sets=("nodes.gitlab.install=source",)))
+    with pytest.raises(BadInput, match=r"gitlab is an app node installed from source.*"
+                                       r"no official image runs a source app node"):
+        up(lab)
+
+
+def test_a_source_app_node_is_runnable_on_the_sim_beside_gitaly_nodes_only() -> None:
+    for sets in (("nodes.gitlab.install=source",),
+                 ("nodes.gitlab.install=source", "nodes.gitaly1.install=source")):
+        lab = resolve(SpecRequest(topology="scaled", flavor="sim", sets=sets))
+        assert source_not_runnable(lab) == ""
+    # An all-in-one source node would need its own config.toml too: still refused.
+    aio = resolve(SpecRequest(topology="single", flavor="sim",
+                              sets=("nodes.gitlab.install=source",)))
+    assert "also serves Gitaly storages" in source_not_runnable(aio)
+
+
+def test_a_source_app_node_on_the_sim_mounts_its_home_and_asks_health() -> None:
     lab = resolve(SpecRequest(topology="scaled", flavor="sim",
                               sets=("nodes.gitlab.install=source",)))
-    with pytest.raises(BadInput, match=r"gitlab is an app node installed from source.*cannot "
-                                       r"run a source app node yet"):
-        up(lab)
+    svc = compose_dict(lab, "img", "/x")["services"]["gitlab"]
+    assert svc["volumes"][0] == "./nodes/gitlab/home/git:/home/git"
+    assert not any(v.endswith(":/etc/gitlab") for v in svc["volumes"])
+    assert svc["environment"][INSTALL_ENV] == "source"
+    assert svc["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "--max-time", "10",
+                                          "http://localhost/-/health"]
 
 
 def test_lab_up_leaves_the_cng_gitaly_service_to_the_user() -> None:
@@ -174,3 +198,16 @@ def test_tls_source_gitaly_gets_its_certificate_beside_config_toml() -> None:
     files = source.source_files(lab, fixed_secrets(lab))
     assert f"nodes/gitaly1{source_layout.TLS_CERT}" in files
     assert "PRIVATE KEY" in files[f"nodes/gitaly1{source_layout.TLS_KEY}"]
+
+
+def test_a_source_app_nodes_tasks_run_the_install_guides_way() -> None:
+    # No gitlab-rake / gitlab-rails on a source node: bundle exec in the Rails root.
+    assert gitaly_check_cmd() == ["gitlab-rake", "gitlab:gitaly:check"]
+    assert gitaly_check_cmd(source=True) == [
+        "env", "-C", "/home/git/gitlab", "bundle", "exec", "rake", "gitlab:gitaly:check",
+        "RAILS_ENV=production"]
+    cmd = admin_token_cmd("tok", source=True)
+    assert cmd[:9] == ["env", "-C", "/home/git/gitlab", "bundle", "exec", "rails", "runner",
+                       "-e", "production"]
+    assert "find_by_token('tok')" in cmd[9]
+    assert admin_token_cmd("tok")[:2] == ["gitlab-rails", "runner"]

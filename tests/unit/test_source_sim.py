@@ -1,16 +1,21 @@
-"""The sim's source Gitaly (labsim.common.sourceconfig): config.toml and the secret file
-it names, read where each release looks for them; and `lab` restarts such a node for any
-change (no reconfigure)."""
+"""The sim's source nodes (labsim.common.sourceconfig): Gitaly's config.toml and the secret
+file it names, read where each release looks for them, the app's gitlab.yml and its
+.gitlab_shell_secret as Rails reads them; and `lab` restarts such a node for any change
+(no reconfigure)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import fixed_secrets
 
 from lab.lifecycle.node_actions import Action, node_action
+from lab.omnibus import source_layout
 from lab.omnibus.release import Version
 from lab.render import source
 from lab.spec.labspec import SpecRequest, resolve
@@ -110,3 +115,80 @@ def test_a_source_node_restarts_for_any_change() -> None:
                        version=Version(19, 3, 0), runs_gitaly=True, runs_app=False,
                        from_source=True)
     assert same.action is Action.NOTHING
+
+
+# -- the app node installed from source: gitlab.yml and its .gitlab_shell_secret ---------
+
+def _app_yml(version: str, *sets: str) -> dict[str, object]:
+    lab = resolve(SpecRequest(topology="scaled", version=version,
+                              sets=("nodes.gitlab.install=source", *sets)))
+    data: dict[str, object] = yaml.safe_load(source.gitlab_yml(lab, fixed_secrets(lab)))
+    return data
+
+
+def test_source_app_reads_storages_tokens_url_and_secret_from_gitlab_yml(
+        tmp_path: Path) -> None:
+    data = _app_yml("19.3.0")
+    secret = tmp_path / ".gitlab_shell_secret"
+    secret.write_text("app-secret\n")
+    data["production"]["gitlab_shell"]["secret_file"] = str(secret)  # type: ignore[index]
+    app = sourceconfig.app_from_yml(data)
+    token = data["production"]["repositories"]["storages"]["default"]["gitaly_token"]  # type: ignore[index]
+    assert app["storages"] == {"default": {"address": "tcp://gitaly1:8075", "token": token},
+                               "storage1": {"address": "tcp://gitaly1:8075", "token": token}}
+    assert app["external_url"] == "http://gitlab"
+    assert app["port"] == 80
+    assert app["shell_secret"] == "app-secret"  # chomped, as Gitlab::Shell.secret_token
+    assert app["monitoring_whitelist"] == ["127.0.0.0/8", "::1/128"]
+    assert app["trusted_certs"] == source_layout.SYSTEM_CA_DIR
+
+
+def test_source_app_token_falls_back_to_the_global_gitaly_token(tmp_path: Path) -> None:
+    # Rails' GitalyClient.token: the storage's gitaly_token.presence || gitaly.token.
+    data = {"production": {
+        "gitaly": {"token": "global"},
+        "gitlab": {"host": "git.example", "port": 8080, "https": False},
+        "repositories": {"storages": {"default": {"gitaly_address": "tcp://g:8075"},
+                                      "s1": {"gitaly_address": "tcp://g:8075",
+                                             "gitaly_token": ""},
+                                      "s2": {"gitaly_address": "tcp://g:8075",
+                                             "gitaly_token": "own"}}},
+        "gitlab_shell": {"secret_file": str(tmp_path / "s")}}}
+    (tmp_path / "s").write_text("x")
+    app = sourceconfig.app_from_yml(data)
+    assert {n: s["token"] for n, s in app["storages"].items()} == {
+        "default": "global", "s1": "global", "s2": "own"}
+    assert app["external_url"] == "http://git.example:8080"
+
+
+def test_source_app_makes_a_missing_shell_secret_as_rails_does(tmp_path: Path) -> None:
+    data = _app_yml("13.12.15")
+    secret = tmp_path / ".gitlab_shell_secret"
+    data["production"]["gitlab_shell"]["secret_file"] = str(secret)  # type: ignore[index]
+    app = sourceconfig.app_from_yml(data)
+    # Gitlab::Shell.ensure_secret_token!: SecureRandom.hex(16) written to the file.
+    assert len(app["shell_secret"]) == 32
+    assert secret.read_text() == app["shell_secret"]
+    assert sourceconfig.app_from_yml(data)["shell_secret"] == app["shell_secret"]
+
+
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby (the image has it)")
+def test_gitlab_yml_is_read_with_rubys_yaml_and_its_anchors(tmp_path: Path) -> None:
+    yml = tmp_path / "gitlab.yml"
+    yml.write_text("production: &base\n  gitaly:\n    token: t\n"
+                   "development:\n  <<: *base\n")
+    data = sourceconfig.read_shell_config(str(yml), aliases=True)
+    assert data["development"] == {"gitaly": {"token": "t"}}
+    with pytest.raises(sourceconfig.SourceConfigError, match=re.escape(
+            "No such file or directory @ rb_sysopen - /nowhere/gitlab.yml")):
+        sourceconfig.load_app(Version(19, 3, 0), "/nowhere/gitlab.yml")
+
+
+def test_a_change_to_a_source_app_node_restarts_it() -> None:
+    service = {"image": "x"}
+    act = node_action("gitlab", service, service, {"home/git/gitlab/config/gitlab.yml": "a"},
+                      {"home/git/gitlab/config/gitlab.yml": "b"}, version=Version(19, 3, 0),
+                      runs_gitaly=False, runs_app=True, from_source=True)
+    assert act.action is Action.RESTART
+    assert act.why == ("installed from source (no reconfigure): "
+                       "home/git/gitlab/config/gitlab.yml")

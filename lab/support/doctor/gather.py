@@ -33,7 +33,7 @@ from lab.omnibus import praefect as pf
 from lab.omnibus.auth import encode_shell_jwt
 from lab.omnibus.node import gitaly_check_cmd
 from lab.omnibus.release import DEFAULT_VERSION, Version
-from lab.omnibus.source_layout import SHELL_SECRET_FILE
+from lab.omnibus.source_layout import APP_SHELL_SECRET_FILE, SHELL_SECRET_FILE
 from lab.render.diagram import grpc_links
 from lab.render.gitlab_rb import internal_api_url, token_of
 from lab.render.secrets import fingerprint
@@ -52,7 +52,7 @@ from lab.support.doctor.facts import (
     NodeFacts,
     TlsFacts,
 )
-from lab.support.doctor.wiring import read_source_toml
+from lab.support.doctor.wiring import read_source_toml, read_source_yml
 
 # A certificate is a few KB; a CA bundle some hundred.
 CERT_MAX_BYTES = 1 << 20
@@ -141,12 +141,19 @@ def _read_secrets(handle: LabHandle, node: str) -> tuple[dict[str, Any] | None, 
 
 
 def _read_source_secret(handle: LabHandle, node: Node) -> tuple[dict[str, Any] | None, str]:
-    """A source Gitaly node's secret file (the one its config.toml names; before 13.0
-    gitlab-shell's default beside it), read inside the container, in the shape of a
-    gitlab-secrets.json so that the same checks compare it (None: missing)."""
-    path = SHELL_SECRET_FILE
-    with contextlib.suppress(SpecError):  # the file checks say what is wrong with it
-        path = read_source_toml(handle.path, node).secret_file or path
+    """A source node's secret file, read inside the container, in the shape of a
+    gitlab-secrets.json so that the same checks compare it (None: missing): a Gitaly
+    node's is the one its config.toml names (before 13.0 gitlab-shell's default beside
+    it), an app node's the one gitlab.yml's gitlab_shell.secret_file names (Rails'
+    default: Rails.root/.gitlab_shell_secret)."""
+    if node.is_app:
+        path = APP_SHELL_SECRET_FILE
+        with contextlib.suppress(SpecError):  # the file checks say what is wrong with it
+            path = read_source_yml(handle.path, node).secret_file or path
+    else:
+        path = SHELL_SECRET_FILE
+        with contextlib.suppress(SpecError):
+            path = read_source_toml(handle.path, node).secret_file or path
     res = handle.exec(node.name, ["cat", path], check=False, timeout=30)
     if res.returncode != 0:
         lines = (res.stderr or res.stdout).strip().splitlines()
@@ -190,7 +197,8 @@ def gather_lab(handle: LabHandle, states: Mapping[str, str]) -> Gathered:
         code: tuple[tuple[int, str], ...] = ()
         skipped = ""
         if node.from_source:
-            skipped = "installed from source: its config.toml is checked below (files)"
+            what = "gitlab.yml" if node.is_app else "config.toml"
+            skipped = f"installed from source: its {what} is checked below (files)"
         elif not have_ruby:
             skipped = "ruby is not installed on this host (apt-get install ruby)"
         elif not rb.is_file():
@@ -293,8 +301,9 @@ def probe_gitaly(handle: LabHandle) -> list[GitalyProbe]:
             continue  # only the app's view can be asked without a route to the lab network
         if rake is None:
             # The rake task checks every storage at once, and may take minutes: run it once.
-            rake = handle.exec(app.name, gitaly_check_cmd(), check=False, timeout=300)
-        out.append(_rake_probe(rake, node, storages))
+            rake = handle.exec(app.name, gitaly_check_cmd(source=app.from_source),
+                               check=False, timeout=300)
+        out.append(_rake_probe(rake, node, storages, source=app.from_source))
     return out
 
 
@@ -322,12 +331,14 @@ def _server_info_probe(handle: LabHandle, node: Node, token: str,
                        unreadable=unreadable_storages(info, storages), via=via)
 
 
-def _rake_probe(res: Result, node: Node, storages: tuple[str, ...]) -> GitalyProbe:
+def _rake_probe(res: Result, node: Node, storages: tuple[str, ...], *,
+                source: bool = False) -> GitalyProbe:
     # The task exits 0 even when it prints FAIL: its verdict is per storage.
     st = probes.gitaly_check_status(res, storages)
     error = "" if st.ok else st.detail
     return GitalyProbe(node.name, node.gitaly_address, storages, error,
-                       via="gitlab-rake gitlab:gitaly:check")
+                       via=("bundle exec rake gitlab:gitaly:check" if source
+                            else "gitlab-rake gitlab:gitaly:check"))
 
 
 def _read(lab_dir: Path, rel: str) -> str | None:

@@ -21,6 +21,7 @@ from lab.render.secrets import fingerprint
 from lab.spec.source_reader import (
     CONFIG_TOML_WHAT,
     GITLAB_YML_WHAT,
+    SourceApp,
     SourceGitaly,
     Where,
     parse_config_toml,
@@ -93,6 +94,11 @@ def read_source_toml(lab_dir: Path, node: Node) -> SourceGitaly:
     return parse_config_toml(*_node_file(lab_dir, node, source.CONFIG_TOML, CONFIG_TOML_WHAT))
 
 
+def read_source_yml(lab_dir: Path, node: Node) -> SourceApp:
+    """A source app node's gitlab.yml in the lab folder, never through a link."""
+    return parse_gitlab_yml(*_node_file(lab_dir, node, source.GITLAB_YML, GITLAB_YML_WHAT))
+
+
 def _rb_where(path: Path, setting: str, lab: Lab) -> Where:
     keys = keypaths.read_order(setting, lab.version)
     return Where(str(path), keys[0].ruby if keys else setting)
@@ -101,7 +107,7 @@ def _rb_where(path: Path, setting: str, lab: Lab) -> Where:
 def read_side(lab_dir: Path, lab: Lab, node: Node) -> Side:
     side = Side(node.name)
     if node.from_source and node.is_app:
-        app = parse_gitlab_yml(*_node_file(lab_dir, node, source.GITLAB_YML, GITLAB_YML_WHAT))
+        app = read_source_yml(lab_dir, node)
         if app.token is not None:  # the global gitaly.token, for storages without one
             side.token[""] = (app.token, app.where["token"])
         for name, value in app.tokens.items():
