@@ -158,6 +158,42 @@ PRAEFECT_EXISTS_FROM_DB = Version(14, 6, 0)
 #: New repositories get @cluster/repositories/... replica paths (Gitaly internal/praefect/
 #: praefectutil/replica_path.go, v15.0.0).
 PRAEFECT_REPLICA_PATHS = Version(15, 0, 0)
+# Praefect's subcommands (Gitaly cmd/praefect/subcmd*.go, from v15.11.0 internal/cli/
+# praefect/). A release without one answers `praefect: unknown subcommand: "<name>"`, exit 1
+# (subcmd.go subCommand, v12.10.0..v16.0.0).
+#: `praefect accept-dataloss` (subcmd_accept_dataloss.go, new at v13.3.0; not in v13.2.x).
+PRAEFECT_ACCEPT_DATALOSS = Version(13, 3, 0)
+#: accept-dataloss sets the storage's generation to the repository's next one and schedules
+#: no replication itself (the reconciler does): service/info/server.go SetAuthoritativeStorage
+#: calls RepositoryStore.SetAuthoritativeReplica from v14.2.0; before, IncrementGeneration
+#: plus an "update" replication job per other storage.
+PRAEFECT_AUTHORITATIVE_REPLICA = Version(14, 2, 0)
+#: `praefect check` with the checks "praefect migrations" and "gitaly node connectivity &
+#: disk access" (subcmd_check.go, internal/praefect/checks.go, new at v14.5.0; not in
+#: v14.4.x); the node pings go to log.Default (stderr, date and time first).
+PRAEFECT_CHECK = Version(14, 5, 0)
+#: check's -q flag, "Checking <name> - <description> [<severity>]" headings, the pings on
+#: stdout, and the "database read/write" check (v14.6.0).
+PRAEFECT_CHECK_VERBOSE = Version(14, 6, 0)
+#: The "unavailable repositories" check, a warning (checks.go NewUnavailableReposCheck,
+#: registered in subcmd.go from v14.7.0).
+PRAEFECT_CHECK_UNAVAILABLE = Version(14, 7, 0)
+#: The "clock synchronization" check, fatal (checks.go NewClockSyncCheck, v14.8.0).
+PRAEFECT_CHECK_CLOCK = Version(14, 8, 0)
+#: The clock check's NTP error ends " (NTP_HOST was not set)" when it was not
+#: (internal/praefect/service/checks.go, v15.5.0).
+PRAEFECT_CHECK_NTP_HINT = Version(15, 5, 0)
+#: `praefect list-storages` (subcmd_list_storages.go, new at v15.1.0; not in v15.0.x).
+PRAEFECT_LIST_STORAGES = Version(15, 1, 0)
+#: Praefect's CLI on urfave/cli (internal/cli/praefect/main.go, cmd/praefect/main.go
+#: `log.Fatal(err)`, v16.0.0): a failing subcommand's error gets log's date and time, but
+#: for errors wrapped in cli.Exit (printed as they are). Before, subCommand printed the
+#: error alone.
+PRAEFECT_CLI_TOOLKIT = Version(16, 0, 0)
+#: accept-dataloss on a repository Praefect does not know: "repository does not exist on
+#: virtual storage" (the names as error metadata, service/info/server.go v16.1.0); before,
+#: `repository "<path>" does not exist on virtual storage "<vs>"`.
+PRAEFECT_NOT_FOUND_METADATA = Version(16, 1, 0)
 #: The image's healthcheck passes a node that serves no web (a Gitaly-only node): before,
 #: it marked one unhealthy (omnibus-gitlab files/gitlab-cookbooks/gitlab/libraries/helpers/
 #: gitlab_healthcheck_helper.rb, new at 19.1.0+ce.0: "the bash entrypoint exits 0 on other

@@ -1,16 +1,21 @@
 """`praefect -config FILE SUBCOMMAND`: the subcommands support engineers and the lab run.
 
 Texts as Gitaly's Praefect prints them (v16.7.0 internal/cli/praefect/subcmd_*.go and
-internal/praefect/nodes/ping.go; docs/fidelity.md "Gitaly Cluster"): a failing command
-ends as cmd/praefect/main.go does, ``log.Fatal(err)`` (date, time, the error; exit 1).
-The settings come from the node's runtime config (what reconfigure read from gitlab.rb);
-the -config file must exist, as Praefect reads it first.
+internal/praefect/nodes/ping.go; per release where they changed, labsim/praefect/texts.py;
+docs/fidelity.md "Gitaly Cluster"): a failing command prints its error on stderr and exits 1,
+from PRAEFECT_CLI_TOOLKIT through ``log.Fatal(err)`` (date and time first). A release
+without a subcommand answers Praefect's "unknown subcommand". The settings come from the
+node's runtime config (what reconfigure read from gitlab.rb); the -config file must exist,
+as Praefect reads it first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +26,10 @@ import psycopg2
 
 from lab.gitalypb import server_pb2
 from lab.omnibus import auth as lab_auth
+from lab.omnibus.release import PRAEFECT_AUTHORITATIVE_REPLICA, PRAEFECT_CHECK_VERBOSE, Version
 from labsim.common import simconfig
 from labsim.praefect import store as db
+from labsim.praefect import texts
 from labsim.praefect.pure import go_code
 
 PROG = "praefect"
@@ -30,7 +37,14 @@ DIAL_TIMEOUT = 10.0  # subcmd.go defaultDialTimeout
 
 
 class Fatal(Exception):
-    pass
+    """The subcommand failed with this error (exit 1); ``exit_coder``: the command wrapped
+    it in urfave/cli's cli.Exit, printed without log's date and time."""
+
+    def __init__(self, message: str, *, exit_coder: bool = False) -> None:
+        super().__init__(message)
+        self.exit_coder = exit_coder
+
+
 
 
 def go_rpc_error(exc: grpc.RpcError) -> str:
@@ -199,7 +213,7 @@ def dataloss(conf: dict[str, Any], out: Callable[[str], None], *, partially: boo
             g = gens[(vs, rel)]
             latest = max(g.values(), default=0)
             ok = set(healthy.get(vs, set()))
-            unavailable = not (primary in ok and g.get(primary or "") == latest)
+            unavailable = is_unavailable(g, primary, ok)
             outdated = any(g.get(s, -1) < latest for s in assigned)
             if not unavailable and not (partially and outdated):
                 continue
@@ -222,9 +236,270 @@ def dataloss(conf: dict[str, Any], out: Callable[[str], None], *, partially: boo
                 else "  All repositories are available!")
 
 
+def is_unavailable(generations: dict[str, int], primary: str | None, healthy: set[str]) -> bool:
+    """No healthy primary holding the latest generation (Praefect's valid_primaries)."""
+    latest = max(generations.values(), default=0)
+    return not (primary in healthy and generations.get(primary or "") == latest)
+
+
+# -- check ---------------------------------------------------------------------------------
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(conf: dict[str, Any], version: Version, args: list[str],
+          write: Callable[[str], None]) -> None:
+    """`praefect check [-q]`: each of the release's checks, its heading, "Passed" or
+    "Failed (<severity>) error: …", then the summary; "checks failed" if a fatal one did."""
+    flags = texts.parse_flags(args, bools=("q",) if texts.has_quiet_flag(version) else ())
+    quiet = "q" in flags
+    failed: list[texts.Check] = []
+    for c in texts.checks_for(version):
+        write(texts.check_heading(c, quiet=quiet, version=version))
+
+        def say(line: str) -> None:
+            if not quiet:
+                write(line + "\n")
+        try:
+            CHECK_RUNS[c.name](conf, version, say)
+            error = None
+        except CheckFailed as exc:
+            error = str(exc)
+            failed.append(c)
+        write(texts.check_outcome(c, error))
+    write(texts.check_summary(failed))
+    if any(c.severity == texts.FATAL for c in failed):
+        raise Fatal("checks failed")
+
+
+def db_text(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def check_migrations(conf: dict[str, Any], version: Version, say: Callable[[str], None]) -> None:
+    try:
+        done = _store(conf).applied()
+    except psycopg2.Error as exc:
+        raise CheckFailed(db_text(exc)) from None
+    missing = [mid for mid, _ in db.MIGRATIONS if mid not in done]
+    if missing:
+        raise CheckFailed(f"{len(missing)} migrations have not been run")
+
+
+def check_nodes(conf: dict[str, Any], version: Version, say: Callable[[str], None]) -> None:
+    if version < PRAEFECT_CHECK_VERBOSE:
+        # log.Default(): stderr, the date and time before each line.
+        def say_log(line: str) -> None:
+            print(f"{time.strftime('%Y/%m/%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
+        say = say_log
+    try:
+        dial_nodes(conf, say)
+    except Fatal as exc:
+        raise CheckFailed(str(exc)) from None
+
+
+def check_read_write(conf: dict[str, Any], version: Version,
+                     say: Callable[[str], None]) -> None:
+    """SELECT from hello_world, INSERT a row, roll back (NewPostgresReadWriteCheck)."""
+    try:
+        conn = psycopg2.connect(**_store(conf).dsn())
+    except psycopg2.Error as exc:
+        raise CheckFailed(f"error opening database connection: {db_text(exc)}") from None
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SELECT id FROM hello_world")
+                cur.fetchone()
+            except psycopg2.Error as exc:
+                raise CheckFailed(f"error reading from table: {db_text(exc)}") from None
+            say("successfully read from database")
+            try:
+                cur.execute("INSERT INTO hello_world (id) VALUES(1)")
+            except psycopg2.Error as exc:
+                raise CheckFailed(f"error writing to table: {db_text(exc)}") from None
+            if cur.rowcount != 1:
+                raise CheckFailed("failed to insert row")
+            say("successfully wrote to database")
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def check_unavailable(conf: dict[str, Any], version: Version,
+                      say: Callable[[str], None]) -> None:
+    store = _store(conf)
+    try:
+        healthy = store.healthy(10.0)
+        counts: dict[str, int] = {}
+        for vs, rel, primary in store.all_repositories():
+            if vs in conf["virtual_storages"] and is_unavailable(
+                    store.generations(vs, rel), primary, set(healthy.get(vs, set()))):
+                counts[vs] = counts.get(vs, 0) + 1
+    except psycopg2.Error as exc:
+        raise CheckFailed(db_text(exc)) from None
+    for line in texts.unavailable_lines(counts):
+        say(line)
+    if counts:
+        raise CheckFailed("repositories unavailable")
+
+
+def check_clock(conf: dict[str, Any], version: Version, say: Callable[[str], None]) -> None:
+    """Praefect's own clock against NTP_HOST (default pool.ntp.org), then each node's
+    ClockSynced: the first failure is the check's error (an errgroup in Praefect)."""
+    try:
+        drift_ms = texts.drift_threshold_ms(os.environ)
+    except ValueError as exc:
+        raise CheckFailed(str(exc)) from None
+    ntp_host = os.environ.get("NTP_HOST", "")
+    say(texts.clock_message(ntp_host, drift_ms, correlation_id()))
+    try:
+        offset = ntp_offset(ntp_host or texts.DEFAULT_NTP_HOST, timeout=5.0)
+    except OSError as exc:
+        raise CheckFailed(texts.ntp_failure(version, ntp_host, str(exc))) from None
+    if abs(offset) * 1000 > drift_ms:
+        raise CheckFailed("praefect: clock is not synced")
+    # ClockSyncedRequest{ntp_host = 1, drift_threshold_millis = 2}
+    host = ntp_host.encode()
+    request = b"\x0a" + _varint(len(host)) + host + b"\x10" + _varint(drift_ms)
+    for nodes in conf["virtual_storages"].values():
+        for n in nodes:
+            scheme, _, rest = n["address"].partition("://")
+            target = rest if scheme in ("tcp", "tls") else n["address"]
+            channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials(
+                simconfig.trusted_ca_pem())) if scheme == "tls" else grpc.insecure_channel(target))
+            meta = [("authorization", "Bearer " + lab_auth.gitaly_v2_token(n["token"]))]
+            try:
+                resp = channel.unary_unary("/gitaly.ServerService/ClockSynced")(
+                    request, metadata=meta, timeout=5)
+            except grpc.RpcError as exc:
+                raise CheckFailed(f"gitaly node at {n['address']}: {go_rpc_error(exc)}") from None
+            if resp != b"\x08\x01":  # ClockSyncedResponse{synced: true}
+                raise CheckFailed(f"gitaly node at {n['address']}: clock is not synced")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def correlation_id() -> str:
+    """labkit's correlation.SafeRandomID: a ULID (26 Crockford base32 characters)."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = (int(time.time() * 1000) << 80) | random.getrandbits(80)
+    return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def ntp_offset(host: str, *, timeout: float) -> float:
+    """One SNTP query (what beevik/ntp's Query sends): the clock's offset in seconds.
+    OSError texts follow Go's net errors for the usual offline cases."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, 123, type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror:
+        raise OSError(f"lookup {host}{resolver_suffix()}: no such host") from None
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        t1 = time.time()
+        sock.sendto(b"\x23" + b"\0" * 47, address)  # LI 0, version 4, mode 3 (client)
+        try:
+            data, _ = sock.recvfrom(48)
+        except TimeoutError:
+            here = ":".join(map(str, sock.getsockname()[:2]))
+            there = ":".join(map(str, address[:2]))
+            raise OSError(f"read udp {here}->{there}: i/o timeout") from None
+        t4 = time.time()
+    if len(data) < 48:
+        raise OSError("invalid response")
+    ntp_epoch = 2208988800
+
+    def stamp(at: int) -> float:
+        secs, frac = struct.unpack("!II", data[at:at + 8])
+        return float(secs - ntp_epoch + frac / 2**32)
+    return ((stamp(32) - t1) + (stamp(40) - t4)) / 2
+
+
+def resolver_suffix() -> str:
+    """Go's pure resolver names the server it asked: " on 127.0.0.11:53"."""
+    try:
+        with open("/etc/resolv.conf") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    return f" on {parts[1]}:53"
+    except OSError:
+        pass
+    return ""
+
+
+CHECK_RUNS: dict[str, Callable[[dict[str, Any], Version, Callable[[str], None]], None]] = {
+    "praefect migrations": check_migrations,
+    "gitaly node connectivity & disk access": check_nodes,
+    "database read/write": check_read_write,
+    "unavailable repositories": check_unavailable,
+    "clock synchronization": check_clock,
+}
+
+
+# -- list-storages and accept-dataloss ---------------------------------------------------------
+
+def list_storages(conf: dict[str, Any], version: Version, args: list[str],
+                  write: Callable[[str], None]) -> None:
+    flags = texts.parse_flags(args, strings=("virtual-storage",))
+    if flags.get("positional"):
+        raise Fatal(texts.positional_args("list-storages"), exit_coder=True)
+    write(texts.list_storages(conf["virtual_storages"], flags.get("virtual-storage", "")))
+
+
+def accept_dataloss(conf: dict[str, Any], version: Version, args: list[str],
+                    write: Callable[[str], None]) -> None:
+    """SetAuthoritativeStorage as Praefect's info service runs it, on the database: before
+    PRAEFECT_AUTHORITATIVE_REPLICA the storage's generation goes to the latest + 1 and each
+    other storage gets an "update" replication job from it; from it only the generation
+    (Praefect's reconciler, which the sim lacks, schedules the replication)."""
+    flags = texts.parse_flags(args, strings=texts.ACCEPT_FLAGS)
+    if flags.get("positional"):
+        raise Fatal(texts.positional_args("accept-dataloss"))
+    missing = texts.missing_flags(version, flags)
+    if missing:
+        raise Fatal(missing)
+    vs, rel, storage = (flags[f] for f in texts.ACCEPT_FLAGS)
+    storages = [n["storage"] for n in conf["virtual_storages"].get(vs, [])]
+    if not storages:
+        raise Fatal(texts.set_authoritative_error(
+            f"unknown virtual storage: {texts.go_quote(vs)}"), exit_coder=True)
+    if storage not in storages:
+        raise Fatal(texts.set_authoritative_error(
+            f"unknown authoritative storage: {texts.go_quote(storage)}"), exit_coder=True)
+    store = _store(conf)
+    try:
+        found = store.repository(vs, rel)
+        if found is None:
+            raise Fatal(texts.set_authoritative_error(
+                texts.repository_missing(version, vs, rel)), exit_coder=True)
+        generation = store.bump(vs, rel, storage)
+        if version < PRAEFECT_AUTHORITATIVE_REPLICA:
+            for target in storages:
+                if target != storage:
+                    store.enqueue({"change": "update", "virtual_storage": vs,
+                                   "relative_path": rel, "replica_path": found[1],
+                                   "source_node_storage": storage,
+                                   "target_node_storage": target, "generation": generation})
+    except psycopg2.Error as exc:
+        raise Fatal("set authoritative storage: rpc error: code = Internal desc = "
+                    f"{db_text(exc)}", exit_coder=True) from None
+
+
 COMMANDS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], None]] = {
     "sql-ping": sql_ping, "sql-migrate": sql_migrate, "sql-migrate-status": sql_migrate_status,
     "dial-nodes": dial_nodes, "dataloss": dataloss,
+}
+#: Subcommands that take their own flags and know the release.
+FLAGGED: dict[str, Callable[[dict[str, Any], Version, list[str], Callable[[str], None]], None]] = {
+    "check": check, "list-storages": list_storages, "accept-dataloss": accept_dataloss,
 }
 
 
@@ -234,36 +509,51 @@ def main(argv: list[str]) -> int:
     rest: list[str] = []
     while args:
         arg = args.pop(0)
-        if arg in ("-config", "--config") and args:
+        if not rest and arg in ("-config", "--config") and args:
             config = args.pop(0)
-        elif arg.startswith(("-config=", "--config=")):
+        elif not rest and arg.startswith(("-config=", "--config=")):
             config = arg.split("=", 1)[1]
         else:
             rest.append(arg)
     if not config:
         print('Required flag "config" not set', file=sys.stderr)
         return 2
-    if not rest or rest[0] not in COMMANDS:
-        what = rest[0] if rest else ""
-        print(f"praefect (gitlab-testlab-sim): the sim has {', '.join(COMMANDS)}"
+    what = rest[0] if rest else ""
+    if what not in COMMANDS and what not in FLAGGED:
+        print(f"praefect (gitlab-testlab-sim): the sim has {', '.join([*COMMANDS, *FLAGGED])}"
               + (f"; not {what!r}" if what else ""), file=sys.stderr)
         return 1
 
     def out(line: str) -> None:
         print(line, flush=True)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    runtime = simconfig.read_runtime()
+    version = simconfig.release(runtime)
     try:
         if not os.path.isfile(config):
             raise Fatal(f"open {config}: no such file or directory")
-        conf = simconfig.read_runtime().get("praefect")
+        conf = runtime.get("praefect")
         if not conf:
             raise Fatal(f"open {config}: no such file or directory")
-        if rest[0] == "dataloss":
+        if not texts.has_subcommand(what, version):
+            print(texts.unknown_subcommand(what), file=sys.stderr, flush=True)
+            return 1
+        if what in FLAGGED:
+            FLAGGED[what](conf, version, rest[1:], write)
+        elif what == "dataloss":
             dataloss(conf, out, partially="--partially-unavailable" in rest[1:]
                      or "-partially-unavailable" in rest[1:])
         else:
-            COMMANDS[rest[0]](conf, out)
+            COMMANDS[what](conf, out)
+    except texts.Usage as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 2
     except Fatal as exc:
-        print(f"{time.strftime('%Y/%m/%d %H:%M:%S')} {exc}", file=sys.stderr, flush=True)
+        print(texts.failure(version, str(exc), exit_coder=exc.exit_coder), file=sys.stderr,
+              flush=True)
         return 1
     return 0
 

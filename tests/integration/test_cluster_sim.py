@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sim_helpers import docker, lab_name
@@ -52,6 +53,7 @@ def test_cluster_is_ready_and_its_scenarios_pass_on_one_lab(
         # Every repository made above is on every node, up to date: nothing to report.
         loss = running.exec("praefect", praefect.praefect_cmd("dataloss"), check=False)
         assert loss.stdout == "Virtual storage: default\n  All repositories are available!\n"
+        _check_list_storages_and_accept_dataloss(running)
     finally:
         lab_cli("down", name)
 
@@ -66,3 +68,65 @@ def test_database_stopped_and_the_legacy_dialect(lab_home: Path,
                      str(LIBRARY / "cluster-push-clone.yaml"))
     results = json.loads(legacy.stdout)["scenarios"]
     assert [r["status"] for r in results] == ["passed"], legacy.stdout[-4000:]
+
+
+def _check_list_storages_and_accept_dataloss(running: Any) -> None:
+    """check, list-storages and accept-dataloss on the default release's live cluster."""
+    def run(*args: str) -> Any:
+        return running.exec("praefect", praefect.praefect_cmd(*args), check=False, timeout=120)
+
+    listed = run("list-storages")
+    assert (listed.returncode, listed.stdout) == (0, (
+        "VIRTUAL_STORAGE\tNODE   \tADDRESS            \n"
+        "default        \tgitaly1\ttcp://gitaly1:8075\t\n"
+        "default        \tgitaly2\ttcp://gitaly2:8075\t\n"
+        "default        \tgitaly3\ttcp://gitaly3:8075\t\n")), listed.stderr
+    assert run("list-storages", "-virtual-storage", "nope").stdout == \
+        "No virtual storages named nope.\n"
+
+    quiet = run("check", "-q")
+    lines = quiet.stdout.splitlines()
+    assert lines[:4] == ["Checking praefect migrations...Passed",
+                         "Checking gitaly node connectivity & disk access...Passed",
+                         "Checking database read/write...Passed",
+                         "Checking unavailable repositories...Passed"], quiet.stdout
+    # The sim's Gitaly has no ClockSynced and the lab no NTP server: the clock check fails,
+    # and it is fatal (docs/fidelity.md).
+    assert lines[4].startswith("Checking clock synchronization...Failed (fatal) error: ")
+    assert lines[5:] == ["", "1 check(s) failed, at least one was fatal."]
+    assert (quiet.returncode, quiet.stderr.split(" ", 2)[-1]) == (1, "checks failed\n")
+    verbose = run("check")
+    assert ("Checking database read/write - checks if praefect can write/read to and from "
+            "the database [fatal]\nsuccessfully read from database\n"
+            "successfully wrote to database\nPassed\n") in verbose.stdout
+    assert verbose.stdout.count("SUCCESS: node configuration is consistent!") == 3
+
+    unknown = run("accept-dataloss", "-virtual-storage", "nope", "-repository", "x",
+                  "-authoritative-storage", "gitaly1")
+    assert (unknown.returncode, unknown.stderr) == (1, (
+        "set authoritative storage: rpc error: code = InvalidArgument desc = "
+        'unknown virtual storage: "nope"\n'))
+    missing = run("accept-dataloss", "-virtual-storage", "default")
+    assert missing.returncode == 1
+    assert missing.stderr.endswith(
+        'Required flags "repository, authoritative-storage" not set\n'), missing.stderr
+    path = running.exec("praefect", ["python3", "-P", "-c", (
+        "from labsim.common import simconfig; from labsim.praefect.store import Store; "
+        "c = simconfig.read_runtime()['praefect']; "
+        "print(Store(c['database']).all_repositories()[0][1])")]).stdout.strip()
+    before = _generations(running, path)
+    accepted = run("accept-dataloss", "-virtual-storage", "default", "-repository", path,
+                   "-authoritative-storage", "gitaly2")
+    assert (accepted.returncode, accepted.stdout, accepted.stderr) == (0, "", "")
+    after = _generations(running, path)
+    # The storage's generation goes to the repository's next one (SetAuthoritativeReplica).
+    assert after["gitaly2"] == max(before.values()) + 1, (before, after)
+
+
+def _generations(running: Any, path: str) -> dict[str, int]:
+    out = running.exec("praefect", ["python3", "-P", "-c", (
+        "import json, sys; from labsim.common import simconfig; "
+        "from labsim.praefect.store import Store; "
+        "c = simconfig.read_runtime()['praefect']; "
+        "print(json.dumps(Store(c['database']).generations('default', sys.argv[1])))"), path])
+    return dict(json.loads(out.stdout))

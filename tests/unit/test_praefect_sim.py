@@ -122,3 +122,134 @@ def _recording_verbs() -> dict[str, Any]:
     from lab.lifecycle.faults import VERBS, Verb
     return {name: Verb(v.name, lambda target: None, undo=v.undo, ready_after=v.ready_after)
             for name, v in VERBS.items()}
+
+
+# -- check, list-storages, accept-dataloss: texts and release rules (labsim/praefect/texts.py)
+
+@pytest.fixture
+def texts() -> ModuleType:
+    return importlib.import_module("labsim.praefect.texts")
+
+
+def _v(text: str) -> Any:
+    from lab.omnibus.release import Version
+    return Version.parse(text)
+
+
+@pytest.mark.parametrize(("name", "last_without", "first_with"), [
+    ("accept-dataloss", "13.2.10", "13.3.0"), ("check", "14.4.5", "14.5.0"),
+    ("list-storages", "15.0.5", "15.1.0")])
+def test_each_subcommand_answers_from_the_release_that_has_it(
+        texts: ModuleType, name: str, last_without: str, first_with: str) -> None:
+    assert not texts.has_subcommand(name, _v(last_without))
+    assert texts.has_subcommand(name, _v(first_with))
+    assert texts.has_subcommand("sql-ping", _v("13.0.0"))
+    assert texts.unknown_subcommand(name) == f'praefect: unknown subcommand: "{name}"'
+
+
+def test_checks_grow_release_by_release(texts: ModuleType) -> None:
+    names = {v: [c.name for c in texts.checks_for(_v(v))]
+             for v in ("14.5.0", "14.6.0", "14.7.0", "14.8.0", "16.11.10")}
+    assert names["14.5.0"] == ["praefect migrations", "gitaly node connectivity & disk access"]
+    assert names["14.6.0"][2:] == ["database read/write"]
+    assert names["14.7.0"][3:] == ["unavailable repositories"]
+    assert names["14.8.0"][4:] == names["16.11.10"][4:] == ["clock synchronization"]
+
+
+def test_check_headings_short_before_14_6_and_with_q(texts: ModuleType) -> None:
+    mig = texts.checks_for(_v("16.11.10"))[0]
+    short = "Checking praefect migrations..."
+    assert texts.check_heading(mig, quiet=False, version=_v("14.5.0")) == short
+    assert not texts.has_quiet_flag(_v("14.5.0"))
+    assert texts.check_heading(mig, quiet=True, version=_v("16.11.10")) == short
+    assert texts.check_heading(mig, quiet=False, version=_v("14.6.0")) == (
+        "Checking praefect migrations - confirms whether or not all praefect migrations "
+        "have run [fatal]\n")
+    assert texts.check_outcome(mig, None) == "Passed\n"
+    assert texts.check_outcome(mig, "2 migrations have not been run") == \
+        "Failed (fatal) error: 2 migrations have not been run\n"
+
+
+def test_check_summary_counts_and_says_if_one_was_fatal(texts: ModuleType) -> None:
+    checks = {c.name: c for c in texts.checks_for(_v("16.11.10"))}
+    warn, fatal = checks["unavailable repositories"], checks["clock synchronization"]
+    assert texts.check_summary([]) == "\nAll checks passed.\n"
+    assert texts.check_summary([warn]) == "\n1 check(s) failed, but none are fatal.\n"
+    assert texts.check_summary([warn, fatal]) == \
+        "\n2 check(s) failed, at least one was fatal.\n"
+    assert texts.unavailable_lines({}) == ["All repositories are available."]
+    assert texts.unavailable_lines({"b": 2, "a": 1}) == [
+        'virtual-storage "a" has 1 repository that is unavailable.',
+        'virtual-storage "b" has 2 repositories that are unavailable.']
+
+
+def test_clock_check_texts(texts: ModuleType) -> None:
+    assert texts.drift_threshold_ms({}) == 60000
+    assert texts.drift_threshold_ms({"DRIFT_THRESHOLD": "1m30s"}) == 90000
+    assert texts.drift_threshold_ms({"DRIFT_THRESHOLD": "0"}) == 0
+    with pytest.raises(ValueError, match="expected to be an duration"):
+        texts.drift_threshold_ms({"DRIFT_THRESHOLD": "5 seconds"})
+    with pytest.raises(ValueError, match="0 or at least 1ms"):
+        texts.drift_threshold_ms({"DRIFT_THRESHOLD": "10ns"})
+    assert texts.clock_message("", 60000, "01H") == (
+        "checking with NTP service at  and allowed clock drift 60000 ms [correlation_id: 01H]")
+    err = "lookup pool.ntp.org on 127.0.0.11:53: no such host"
+    assert texts.ntp_failure(_v("15.4.0"), "", err) == \
+        f"praefect: query ntp host pool.ntp.org: {err}"
+    assert texts.ntp_failure(_v("15.5.0"), "", err).endswith(" (NTP_HOST was not set)")
+    assert texts.ntp_failure(_v("15.5.0"), "ntp.lan", "x") == "praefect: query ntp host ntp.lan: x"
+
+
+def test_list_storages_is_tablewriters_tab_padded_table(texts: ModuleType) -> None:
+    vss = {"default": [{"storage": "gitaly1", "address": "tcp://gitaly1:8075"},
+                       {"storage": "gitaly-two", "address": "tls://gitaly2:9999"}],
+           "other": [{"storage": "g", "address": "tcp://g:1"}]}
+    assert texts.list_storages(vss) == (
+        "VIRTUAL_STORAGE\tNODE      \tADDRESS            \n"
+        "default        \tgitaly1   \ttcp://gitaly1:8075\t\n"
+        "default        \tgitaly-two\ttls://gitaly2:9999\t\n"
+        "other          \tg         \ttcp://g:1         \t\n")
+    assert texts.list_storages(vss, "other") == (
+        "VIRTUAL_STORAGE\tNODE\tADDRESS   \nother          \tg   \ttcp://g:1\t\n")
+    assert texts.list_storages(vss, "nope") == "No virtual storages named nope.\n"
+
+
+def test_accept_dataloss_errors_per_release(texts: ModuleType) -> None:
+    old, new = _v("15.11.13"), _v("16.11.10")
+    assert texts.missing_flags(old, {"virtual-storage": "default"}) == \
+        '"repository" is a required parameter'
+    assert texts.missing_flags(new, {"virtual-storage": "default"}) == \
+        'Required flags "repository, authoritative-storage" not set'
+    assert texts.missing_flags(new, {"virtual-storage": "d", "repository": "r"}) == \
+        'Required flag "authoritative-storage" not set'
+    assert texts.missing_flags(new, dict.fromkeys(texts.ACCEPT_FLAGS, "x")) is None
+    assert texts.repository_missing(_v("16.0.0"), "default", "@hashed/a.git") == \
+        'repository "@hashed/a.git" does not exist on virtual storage "default"'
+    assert texts.repository_missing(_v("16.1.0"), "default", "x") == \
+        "repository does not exist on virtual storage"
+    assert texts.set_authoritative_error('unknown virtual storage: "x"') == (
+        "set authoritative storage: rpc error: code = InvalidArgument desc = "
+        'unknown virtual storage: "x"')
+
+
+def test_errors_get_logs_date_only_from_the_cli_toolkit(texts: ModuleType) -> None:
+    import time
+    now = time.strptime("2026-12-05 08:00:00", "%Y-%m-%d %H:%M:%S")
+    assert texts.failure(_v("15.11.13"), "checks failed", now=now) == "checks failed"
+    assert texts.failure(_v("16.0.0"), "checks failed", now=now) == \
+        "2026/12/05 08:00:00 checks failed"
+    assert texts.failure(_v("16.0.0"), "set authoritative storage: x", exit_coder=True,
+                         now=now) == "set authoritative storage: x"
+
+
+def test_flags_parse_as_gos_flag_package(texts: ModuleType) -> None:
+    strings = ("virtual-storage", "repository")
+    assert texts.parse_flags(["-virtual-storage", "default", "--repository=a b"],
+                             strings=strings) == {"virtual-storage": "default",
+                                                  "repository": "a b"}
+    assert texts.parse_flags(["-q"], bools=("q",)) == {"q": "true"}
+    assert texts.parse_flags(["-q", "extra"], bools=("q",))["positional"] == "extra"
+    with pytest.raises(texts.Usage, match="flag provided but not defined: -q"):
+        texts.parse_flags(["-q"])
+    with pytest.raises(texts.Usage, match="flag needs an argument: -repository"):
+        texts.parse_flags(["-repository"], strings=strings)
