@@ -152,9 +152,13 @@ PRAEFECT_LEGACY_REMOVED = Version(16, 0, 0)
 #: the node manager: one primary per virtual storage, and a repository the database does
 #: not know goes to it (v13.3.0 internal/praefect/nodes/manager.go GetSyncedNode).
 PRAEFECT_PER_REPOSITORY = Version(14, 0, 0)
-#: Praefect answers RepositoryExists from its database (Gitaly internal/praefect/
-#: repository_exists.go, v14.6.0): with the database down, "repository exists: <error>".
-PRAEFECT_EXISTS_FROM_DB = Version(14, 6, 0)
+#: Praefect answers RepositoryExists from its database, "repository exists: <error>" with
+#: the database down (Gitaly internal/praefect/repository_exists.go, new at v13.9.0, gitaly
+#: !3075 "intercept RepositoryExists calls in Praefect": "GitLab calls RepositoryExists
+#: prior to creating a repository"); server.go installs it only under the per_repository
+#: election strategy (v13.9.0..v16.7.0), so in Omnibus' default setup from
+#: PRAEFECT_PER_REPOSITORY.
+PRAEFECT_EXISTS_FROM_DB = PRAEFECT_PER_REPOSITORY
 #: New repositories get @cluster/repositories/... replica paths (Gitaly internal/praefect/
 #: praefectutil/replica_path.go, v15.0.0).
 PRAEFECT_REPLICA_PATHS = Version(15, 0, 0)
