@@ -253,7 +253,7 @@ def check(conf: dict[str, Any], version: Version, args: list[str],
     """`praefect check [-q]`: each of the release's checks, its heading, "Passed" or
     "Failed (<severity>) error: …", then the summary; "checks failed" if a fatal one did."""
     flags = texts.parse_flags(args, bools=("q",) if texts.has_quiet_flag(version) else ())
-    quiet = "q" in flags
+    quiet = flags.get("q", "false") in ("1", "t", "T", "true", "TRUE", "True")  # ParseBool
     failed: list[texts.Check] = []
     for c in texts.checks_for(version):
         write(texts.check_heading(c, quiet=quiet, version=version))
