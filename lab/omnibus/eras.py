@@ -187,7 +187,8 @@ ERAS: tuple[Era, ...] = (
     Era(PROJECT_CREATE_LOG, CREATE_LOGS_TO_APP_LOGGER, "application.log, application_json.log",
         "gitlabhq app/services/projects/create_service.rb #fail: Gitlab::AppLogger.error "
         "(13.x file with Service.create_from_active_default_integrations(..., with_templates: "
-        "true); its first release not pinned, 13.1 the earliest); lib/gitlab/app_logger.rb "
+        "true, group-level integrations); its first release not pinned: after 13.0.6, by that "
+        "13.x file; the sim takes 13.1); lib/gitlab/app_logger.rb "
         "MultiDestinationLogger over AppTextLogger (\"#{timestamp.to_s(:long)}: #{msg}\") "
         "and AppJsonLogger (gitlab!22379, 12.7; UNSTRUCTURED_RAILS_LOG 'true' by default)"),
     Era(PROJECT_CREATE_LOG, UNSTRUCTURED_LOGS_OFF, "application_json.log",

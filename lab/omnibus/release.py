@@ -243,7 +243,8 @@ CE_API_REPOSITORY_STORAGE = Version(12, 9, 0)
 #: MultiDestinationLogger) instead of Rails.logger (production.log: the 11.x and 12.x files,
 #: "# rubocop:disable Gitlab/RailsLogger"). 13.0.6 still writes production.log (gitlab-org/
 #: gitlab#235125); the first release with AppLogger is not pinned: the sim takes 13.1, the
-#: earliest it can be (the file of 13.3+, with_templates: true, already has AppLogger).
+#: earliest it can be; a later 13.x file (Service.create_from_active_default_integrations
+#: with with_templates: true, group-level integrations) already has AppLogger.
 CREATE_LOGS_TO_APP_LOGGER = Version(13, 1, 0)
 #: Gitlab::AppLogger drops application.log: UNSTRUCTURED_RAILS_LOG off by default
 #: (gitlab!111046), removed in 15.11 (gitlab!112910; lib/gitlab/app_logger.rb loggers
