@@ -56,7 +56,8 @@ def _call(storage: gitaly_client.Storage, method: str, request: Any, _response_c
     try:
         return storage.rails_call(run)
     except grpc.RpcError as exc:
-        raise gitaly_client.call_error(exc) from exc
+        # Rails' own call: its grpc gem's texts for the lab's release (eras GRPC_* rows).
+        raise gitaly_client.call_error(exc, storage.release) from exc
 
 
 @dataclass(frozen=True)

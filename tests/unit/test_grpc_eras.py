@@ -176,6 +176,36 @@ def test_the_sims_rails_shows_its_releases_form(monkeypatch: pytest.MonkeyPatch)
     assert len(written) == 1
 
 
+def test_the_sims_repository_api_calls_show_the_releases_form(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The REST API's own Gitaly calls (files, branches, ...) go through the release's grpc
+    gem too, not only project creation."""
+    from labsim.common import simconfig
+    from labsim.gitaly import gitaly_client, gitaly_git_client
+
+    monkeypatch.setattr(simconfig, "log_line", lambda path, line: None)
+
+    class _Storage:
+        name = "default"
+
+        def __init__(self, release: Version) -> None:
+            self.release = release
+
+        def metadata(self) -> list[tuple[str, str]]:
+            return []
+
+        def rails_call(self, run: Any) -> Any:
+            raise _RpcError
+
+    for release, details in (("12.10.14", "failed to connect to all addresses"),
+                             ("19.3.0", UNTRUSTED)):
+        repo = gitaly_git_client.Repository(_Storage(V(release)), "x.git",  # type: ignore[arg-type]
+                                            "project-1", "root/x")
+        with pytest.raises(gitaly_client.GitalyCallError) as caught:
+            repo.default_branch()
+        assert caught.value.details == details
+
+
 # -- v1 tokens -------------------------------------------------------------------------
 
 def test_gitaly_takes_v1_tokens_until_12_10() -> None:
