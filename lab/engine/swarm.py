@@ -12,7 +12,7 @@ get the frozen snapshots below.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,9 +213,14 @@ def tasks(service: Service) -> list[Task]:
     return sorted((Task.from_attrs(t) for t in found), key=lambda t: t.created, reverse=True)
 
 
-def current_task(service: Service) -> Task | None:
-    """The task Swarm wants running (else the newest), or None while it has none."""
-    found = tasks(service)
+def current_task(service: Service, stale: Collection[str] = ()) -> Task | None:
+    """The task Swarm wants running (else the newest), or None while it has none.
+
+    ``stale``: ids of the tasks the service had when a new one was asked for (a scale-up,
+    a forced update). Swarm lists the new task a moment after it answers, and until then
+    an ended old one (kept in the task history) would pass for the node's.
+    """
+    found = [t for t in tasks(service) if t.id not in stale]
     return next((t for t in found if t.desired == "running"), found[0] if found else None)
 
 

@@ -91,6 +91,8 @@ class SwarmLab(RunningLab):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tasks: dict[str, sw.Task] = {}
+        # node -> its service's task ids when a new task was asked for, until one shows
+        self._stale: dict[str, frozenset[str]] = {}
         self._manager: sw.Manager | None = None
 
     # --- the engine ---
@@ -199,9 +201,10 @@ class SwarmLab(RunningLab):
         out: dict[str, Container] = {}
         tasks: dict[str, sw.Task] = {}
         for node, svc in self._services().items():
-            task = sw.current_task(svc)
+            task = sw.current_task(svc, self._stale.get(node, ()))
             if task is None:
                 continue
+            self._stale.pop(node, None)
             tasks[node] = task
             if task.container_id and task.node_id == self.manager.node_id:
                 with contextlib.suppress(EngineError):  # removed meanwhile
@@ -282,15 +285,21 @@ class SwarmLab(RunningLab):
             dialers |= {p.name for p in self.lab.nodes if node in p.backends}
         todo = sorted(dialers - set(renewed))
         for node in todo:
-            sw.force_update(self._service(node))
+            sw.force_update(self._renewing(node))
         return todo
 
+    def _renewing(self, node: str) -> sw.Service:
+        """The node's service, its tasks so far noted as not the one to wait for."""
+        svc = self._service(node)
+        self._stale[node] = frozenset(t.id for t in sw.tasks(svc))
+        return svc
+
     def _new_task(self, node: str) -> None:
-        sw.force_update(self._service(node))
+        sw.force_update(self._renewing(node))
         self._renew_dialers([node])
 
     def _scale_up(self, node: str) -> None:
-        sw.scale(self._service(node), 1)
+        sw.scale(self._renewing(node), 1)
         self._renew_dialers([node])
 
     def act(self, node: str, verb: str) -> None:
@@ -313,6 +322,8 @@ class SwarmLab(RunningLab):
         live = self._round = self._containers()
         for node in self.lab.nodes:
             task = self._tasks.get(node.name)
+            if task is None and node.name in self._stale:
+                continue  # a new task was asked for: Swarm lists it in a moment
             if task is None:
                 since = self._unlisted.setdefault(node.name, self.clock.now())
                 if self.clock.now() - since >= UNLISTED_SECONDS:
@@ -382,6 +393,10 @@ class SwarmLab(RunningLab):
                          if before["services"].get(n) != after["services"].get(n))
         self.last_plan = None
         if changed or before != after:
+            for node in changed:
+                if node in before["services"] and node in after["services"]:
+                    with contextlib.suppress(BadInput):  # no service: nothing to renew
+                        self._renewing(node)
             self.start()
             changed += self._renew_dialers(changed)
             self._prune_objects(after)

@@ -312,8 +312,54 @@ def test_a_swarm_node_scaled_to_zero_without_a_container_says_how_to_start_it(
     fake = FakeSwarm(["gitlab", "gitaly1"])
     fake.services["gitaly1"] = dataclasses.replace(fake.services["gitaly1"], replicas=0)
     fake.install(monkeypatch)
-    monkeypatch.setattr(sw, "current_task", lambda svc: None)
+    monkeypatch.setattr(sw, "current_task", lambda svc, stale=(): None)
     lab = swarm_handle(tmp_path)
     with pytest.raises(BadInput, match=r"is stopped \(its service is scaled to 0\); run "
                        r"`docker service scale glt-x_gitaly1=1` first"):
         lab.container("gitaly1")
+
+
+def ended_task(task_id: str) -> Any:
+    from lab.engine.swarm import Task
+
+    return Task(task_id, "manager", "shutdown", "complete", "", f"c-{task_id}",
+                "2026-01-01T00:00:00Z", 0)
+
+
+def test_a_started_nodes_old_ended_task_is_never_taken_for_its_new_one(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Swarm lists a scale-up's new task a moment after it answers, and keeps ended tasks
+    in its history: until the new one shows, readiness waits instead of reporting the old
+    container's exit (CI: 'node gitaly2 is not ready: container exited with code 0')."""
+    from lab.engine import swarm as sw
+    from lab.errors import NotReady
+    from lab.lifecycle.handle import UNLISTED_SECONDS
+    from lab.lifecycle.readiness import Clock
+
+    fake = FakeSwarm(["gitlab", "gitaly1"])
+    fake.install(monkeypatch)
+    listed = {"id-gitaly1": [ended_task("old")], "id-gitlab": []}
+    monkeypatch.setattr(sw, "tasks", lambda svc: listed[svc.id])
+    monkeypatch.setattr(sw, "manager", lambda: sw.Manager("manager", "host"))
+    now = [0.0]
+    lab = swarm_handle(tmp_path)
+    lab.clock = Clock(now=lambda: now[0], sleep=lambda s: None)
+    assert sw.current_task(fake.services["gitaly1"]) == ended_task("old")
+    assert sw.current_task(fake.services["gitaly1"], {"old"}) is None
+
+    lab.act("gitaly1", "start")
+    monkeypatch.setattr(lab, "_check_alive", lambda node, c: None)
+    for t in (0.0, UNLISTED_SECONDS * 10):
+        now[0] = t
+        # gitaly1 waits for its new task; the app, renewed too (it dials gitaly1), as well
+        lab._watch()
+    assert lab._tasks == {}
+
+    # A service with no task that nobody asked for is gone: reported once it stays so.
+    del lab._stale["gitlab"]
+    now[0] = 100.0
+    lab._unlisted.clear()
+    lab._watch()
+    now[0] += UNLISTED_SECONDS
+    with pytest.raises(NotReady, match=r"node 'gitlab' .*its service has no task"):
+        lab._watch()
