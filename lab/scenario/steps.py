@@ -235,6 +235,14 @@ def _exec(run: Run, step: Step) -> tuple[bool, str]:
     return exec_on(run, str(step.arg("node")), [str(c) for c in step.arg("cmd")])
 
 
+def _wait(run: Run, step: Step) -> tuple[bool, str]:
+    """Let time pass in the lab: what a component does on its own clock (Praefect counts a
+    Gitaly node unhealthy 10 s after its health checks fail) is there afterwards."""
+    seconds = float(step.arg("seconds"))
+    time.sleep(seconds)
+    return True, f"waited {seconds:g} s"
+
+
 def _repo_on_storage(run: Run, step: Step) -> tuple[bool, str]:
     alias, storage = str(step.arg("project")), str(step.arg("storage"))
     data = run.projects.get(alias) or run.client.api.get_project(run.project_path(alias))
@@ -434,6 +442,8 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
                      Arg("data", _any_map, "a mapping (the JSON body)", kind=dict)), _api),
     StepKind("exec", (node_arg(), Arg("cmd", _str_list, "a list of arguments", True,
                                       kind=list)), _exec),
+    StepKind("wait", (Arg("seconds", _seconds, "a number of seconds from 0 to 600", True,
+                          kind=(int, float)),), _wait),
     StepKind("repo_on_storage", (PROJECT, Arg("storage", _str, "a storage name", True,
                                               Ref.STORAGE, str)), _repo_on_storage),
     StepKind("replicas", (PROJECT,

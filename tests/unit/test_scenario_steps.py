@@ -144,3 +144,20 @@ def test_given_faults_take_only_verbs_that_have_an_undo() -> None:
                        r"valid steps: stop, pause, disconnect"):
         parse_scenario("lab: {topology: scaled}\ngiven:\n  faults: [restart: gitaly1]\n"
                        "steps: [{api: /x}]\n", "f.yaml")
+
+
+def test_wait_lets_the_given_seconds_pass_and_takes_only_0_to_600(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.scenario import steps as steps_module
+
+    slept: list[float] = []
+    monkeypatch.setattr(steps_module.time, "sleep", slept.append)
+    text = "lab: {topology: scaled}\nsteps:\n  - wait: 11\n  - wait: {seconds: 0.5}\n"
+    result, _ = _run(tmp_path, text, STEPS)
+    assert result.outcome is Outcome.PASSED, result.message
+    assert slept == [11.0, 0.5]
+    assert [s.output for s in result.steps] == ["waited 11 s", "waited 0.5 s"]
+    for bad in ("601", "-1", "true", "soon"):
+        with pytest.raises(SpecError, match=r"toy\.yaml:3: steps\.0\.wait\.seconds: expected "
+                           r"a number of seconds from 0 to 600"):
+            parse_scenario(f"lab: {{topology: scaled}}\nsteps:\n  - wait: {bad}\n", "toy.yaml")
