@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 # Each runs on the default release's lab; cluster-database-stopped pins its own release.
 ON_ONE_LAB = ["cluster-push-clone", "cluster-gitaly-stopped", "cluster-external-token-mismatch",
               "cluster-storage-name-mismatch",
-              "cluster-gitaly-own-secrets", "cluster-internal-token-mismatch"]
+              "cluster-gitaly-own-secrets"]
 
 
 def test_sim_image_with_the_database_stays_under_250_mb(sim_image: str) -> None:  # noqa: F811
