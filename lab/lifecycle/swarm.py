@@ -61,6 +61,9 @@ from lab.store.layout import PUBLIC, SECRET, write_file
 # How long a stopped node's task may take to end (Omnibus' stop grace is 120 s).
 STOP_WAIT = 180.0
 STOP_POLL = 0.2
+# How long a scaled-up service may stay without a new task before it is updated by force
+# (a new task arrives within a tenth of a second when Swarm takes the scale-up at once).
+NEW_TASK_WAIT = 5.0
 PUBLISH_WARNING = ("Swarm publishes a port on every interface of the machine running the "
                    "task (not only 127.0.0.1): the lab is reachable from the network")
 
@@ -299,8 +302,23 @@ class SwarmLab(RunningLab):
         self._renew_dialers([node])
 
     def _scale_up(self, node: str) -> None:
-        sw.scale(self._renewing(node), 1)
+        svc = self._renewing(node)
+        sw.scale(svc, 1)
+        if not self._new_task_listed(node, svc):
+            # Seen in CI: a service scaled 0 -> 1 got no task for minutes. With restart
+            # condition none Swarm may count its slot's ended task as the replica
+            # (moby/moby#35080); a forced update gives the slot a new task.
+            sw.force_update(svc)
         self._renew_dialers([node])
+
+    def _new_task_listed(self, node: str, svc: sw.Service) -> bool:
+        stale = self._stale.get(node, frozenset())
+        deadline = self.clock.now() + NEW_TASK_WAIT
+        while sw.current_task(svc, stale) is None:
+            if self.clock.now() >= deadline:
+                return False
+            self.clock.sleep(STOP_POLL)
+        return True
 
     def act(self, node: str, verb: str) -> None:
         v = faults.verb(verb)

@@ -217,6 +217,8 @@ def swarm_handle(tmp_path: Any) -> Any:
 
 def test_faults_map_to_swarm_and_a_gitaly_nodes_new_task_renews_the_app(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.engine import swarm as sw
+
     fake = FakeSwarm(["gitlab", "gitaly1"])
     fake.install(monkeypatch)
     lab = swarm_handle(tmp_path)
@@ -224,6 +226,8 @@ def test_faults_map_to_swarm_and_a_gitaly_nodes_new_task_renews_the_app(
     assert fake.calls == [("scale", "glt-x_gitaly1", 0)]
     fake.calls.clear()
     # Started again, Gitaly has a new address: the app's kept channels would miss it.
+    # Swarm lists the new task once it took the scale-up.
+    monkeypatch.setattr(sw, "tasks", lambda svc: [running_task("new")] if fake.calls else [])
     lab.act("gitaly1", "start")
     assert fake.calls == [("scale", "glt-x_gitaly1", 1), ("update", "glt-x_gitlab", None)]
     fake.calls.clear()
@@ -319,6 +323,32 @@ def test_a_swarm_node_scaled_to_zero_without_a_container_says_how_to_start_it(
         lab.container("gitaly1")
 
 
+def running_task(task_id: str) -> Any:
+    from lab.engine.swarm import Task
+
+    return Task(task_id, "manager", "running", "running", "", "", "2026-01-01T00:00:01Z")
+
+
+def test_a_scaled_up_service_that_gets_no_task_is_updated_by_force(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI: gitaly2 scaled 0 -> 1 had no task for 300 s (Swarm counting the slot's ended task
+    as its replica, moby/moby#35080). After a few seconds without one, a forced update."""
+    from lab.engine import swarm as sw
+    from lab.lifecycle.readiness import Clock
+    from lab.lifecycle.swarm import NEW_TASK_WAIT
+
+    fake = FakeSwarm(["gitlab", "gitaly1"])
+    fake.install(monkeypatch)
+    monkeypatch.setattr(sw, "tasks", lambda svc: [ended_task("old")])
+    now = [0.0]
+    lab = swarm_handle(tmp_path)
+    lab.clock = Clock(now=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    lab.act("gitaly1", "start")
+    assert fake.calls == [("scale", "glt-x_gitaly1", 1), ("update", "glt-x_gitaly1", None),
+                          ("update", "glt-x_gitlab", None)]
+    assert now[0] >= NEW_TASK_WAIT
+
+
 def ended_task(task_id: str) -> Any:
     from lab.engine.swarm import Task
 
@@ -343,7 +373,7 @@ def test_a_started_nodes_old_ended_task_is_never_taken_for_its_new_one(
     monkeypatch.setattr(sw, "manager", lambda: sw.Manager("manager", "host"))
     now = [0.0]
     lab = swarm_handle(tmp_path)
-    lab.clock = Clock(now=lambda: now[0], sleep=lambda s: None)
+    lab.clock = Clock(now=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     assert sw.current_task(fake.services["gitaly1"]) == ended_task("old")
     assert sw.current_task(fake.services["gitaly1"], {"old"}) is None
 
