@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import skip_or_fail
+import sim_helpers
 
 from lab.engine import docker as dk
 from lab.errors import NotReady
@@ -27,15 +27,7 @@ services:
 """
 
 
-@pytest.fixture
-def sim_image() -> str:
-    try:
-        dk.check_reachable()
-    except Exception as exc:
-        skip_or_fail(f"no reachable Docker Engine ({exc})")
-    from lab.engine.images import build_images
-
-    return build_images()
+sim_image = pytest.fixture(sim_helpers.sim_image)
 
 
 @pytest.mark.docker

@@ -11,9 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+import sim_helpers
 
-from lab.engine import docker as dk
 from lab.lifecycle import handle
 from lab.omnibus.node import gitaly_check_cmd, parse_gitaly_check
 from lab.omnibus.source_layout import GITLAB_YML
@@ -26,15 +25,7 @@ SOURCE = ("nodes.gitlab.install=source", "nodes.gitaly1.install=source")
 WRONG = "nodes.gitlab.gitaly_token=not-the-token-gitaly-holds-0123456789"
 
 
-@pytest.fixture
-def sim_image() -> str:
-    try:
-        dk.check_reachable()
-    except Exception as exc:
-        skip_or_fail(f"no reachable Docker Engine ({exc})")
-    from lab.engine.images import build_images
-
-    return build_images()
+sim_image = pytest.fixture(sim_helpers.sim_image)
 
 
 def test_source_app_lab_is_ready_pushes_and_a_token_mismatch_fails(

@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+import sim_helpers
 
-from lab.engine import docker as dk
 from lab.lifecycle import handle
 from lab.omnibus.source_layout import CONFIG_TOML
 from lab.spec.labspec import SpecRequest, resolve
@@ -22,15 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
 SOURCE = "nodes.gitaly1.install=source"
 
 
-@pytest.fixture
-def sim_image() -> str:
-    try:
-        dk.check_reachable()
-    except Exception as exc:
-        skip_or_fail(f"no reachable Docker Engine ({exc})")
-    from lab.engine.images import build_images
-
-    return build_images()
+sim_image = pytest.fixture(sim_helpers.sim_image)
 
 
 def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
