@@ -411,6 +411,8 @@ class SwarmLab(RunningLab):
                          if before["services"].get(n) != after["services"].get(n))
         self.last_plan = None
         if changed or before != after:
+            # A changed entry changes the service's task spec or its endpoint, and either
+            # gives it a new task (swarmkit orchestrator IsTaskDirty).
             for node in changed:
                 if node in before["services"] and node in after["services"]:
                     with contextlib.suppress(BadInput):  # no service: nothing to renew
