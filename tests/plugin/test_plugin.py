@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,17 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def this_checkout_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interpreters these tests start import ``lab`` from this checkout. The plugin's entry
+    point comes from whatever install of the package the machine has, which may be
+    another checkout (or a deleted one): that would be the code under test otherwise."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
 
 SCENARIO = """\
 description: the API answers
