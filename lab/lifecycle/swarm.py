@@ -60,7 +60,8 @@ from lab.store.layout import PUBLIC, SECRET, write_file
 
 # How long a stopped node's task may take to end (Omnibus' stop grace is 120 s).
 STOP_WAIT = 180.0
-STOP_POLL = 0.2
+# Between looks at a service's tasks (waiting for one to end, or for a new one).
+TASK_POLL = 0.2
 # How long a scaled-up service may stay without a new task before it is updated by force
 # (a new task arrives within a tenth of a second when Swarm takes the scale-up at once).
 NEW_TASK_WAIT = 5.0
@@ -269,7 +270,7 @@ class SwarmLab(RunningLab):
             if time.monotonic() >= deadline:
                 raise NotReady(node, f"its task did not end within {STOP_WAIT:g}s of scaling "
                                "its service to 0")
-            time.sleep(STOP_POLL)
+            time.sleep(TASK_POLL)
 
     def _renew_dialers(self, renewed: list[str]) -> list[str]:
         """After nodes got new tasks (new addresses), new tasks for the nodes that dial
@@ -312,12 +313,14 @@ class SwarmLab(RunningLab):
         self._renew_dialers([node])
 
     def _new_task_listed(self, node: str, svc: sw.Service) -> bool:
+        """Whether Swarm lists a task the node's service did not have when it was renewed,
+        within NEW_TASK_WAIT."""
         stale = self._stale.get(node, frozenset())
         deadline = self.clock.now() + NEW_TASK_WAIT
         while sw.current_task(svc, stale) is None:
             if self.clock.now() >= deadline:
                 return False
-            self.clock.sleep(STOP_POLL)
+            self.clock.sleep(TASK_POLL)
         return True
 
     def act(self, node: str, verb: str) -> None:
