@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import threading
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -39,8 +40,8 @@ from lab.lifecycle import faults
 from lab.lifecycle.folder import reclaim
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.lab_image import ensure_image, sim_posing
-from lab.lifecycle.layers import SERVICES_UP, log_since_start, readiness_layers
-from lab.lifecycle.node_actions import Action, NodeActions, apply_actions
+from lab.lifecycle.layers import SERVICES_UP, SETUP_LAYERS, log_since_start, readiness_layers
+from lab.lifecycle.node_actions import Action, NodeAction, NodeActions, apply_actions
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -51,7 +52,7 @@ from lab.lifecycle.readiness import (
 from lab.lifecycle.status import LabStatus, NodeStatus
 from lab.lifecycle.timeouts import default_timeout
 from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
-from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd
+from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd, restart_cmd
 from lab.render.compose_file import (
     DIR_LABEL,
     HOME_LABEL,
@@ -332,10 +333,9 @@ class RunningLab:
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.
             self.compose.run(self.compose.up_cmd(recreate, no_deps=True),
                              timeout=COMPOSE_UP_TIMEOUT, redact=self.redactor)
-        restart = todo.names(Action.RESTART)
-        for node in todo.names(Action.RECONFIGURE):
-            if not self._reconfigure(node):
-                restart.append(node)
+        in_place = [a for a in todo.nodes if a.action in (Action.RECONFIGURE, Action.RESTART)]
+        done = self._in_place_all(in_place)
+        restart = [a.node for a in in_place if a.node not in done]
         if restart:
             # The files are bind-mounted; the image's wrapper reconfigures on start.
             self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT,
@@ -344,9 +344,43 @@ class RunningLab:
             # The untouched nodes were up and nothing of theirs changed: only the touched
             # ones are asked whether their services run (an exec each), the lab-wide layers
             # (app ready, Gitaly storages, admin token) as always.
+            # A node changed in place has had its services (re)started by gitlab-ctl, which
+            # exits 0 only after Chef's run or runit's restart; the lab-wide layers still
+            # prove they serve. The database layers run again only if their node was touched.
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
-                            docker_health=docker_health, services_of=todo.changed)
+                            docker_health=docker_health,
+                            services_of=[n for n in todo.changed if n not in done],
+                            setup_of=todo.changed)
         return todo.changed
+
+    def _in_place_all(self, actions: list[NodeAction]) -> set[str]:
+        """Each node's change in its running container, side by side (each waits on its own
+        node, as an admin with a terminal per node would); the nodes where it succeeded."""
+        if len(actions) < 2:
+            return {a.node for a in actions if self._in_place(a)}
+        with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="apply") as ex:
+            done = dict(zip(actions, ex.map(self._in_place, actions), strict=True))
+        return {a.node for a, ok in done.items() if ok}
+
+    def _in_place(self, action: NodeAction) -> bool:
+        """A reconfigure, or a restart of the node's services (after a reconfigure when its
+        gitlab.rb or secrets changed too); False: do it by restarting the container.
+
+        A node installed from source has no gitlab-ctl: its container is restarted.
+        """
+        if action.action is Action.RESTART and self._node(action.node).from_source:
+            return False
+        reconfigure = action.action is Action.RECONFIGURE or action.reconfigure_first
+        if reconfigure and not self._reconfigure(action.node):
+            return False
+        if action.action is Action.RECONFIGURE:
+            return True
+        try:
+            res = self.exec(action.node, restart_cmd(), check=False,
+                            timeout=COMPOSE_UP_TIMEOUT)
+        except LabError:
+            return False  # not running: the container restart starts it
+        return res.returncode == 0
 
     def _reconfigure(self, node: str) -> bool:
         """`gitlab-ctl reconfigure` in the node's running container; False: it failed there.
@@ -405,9 +439,12 @@ class RunningLab:
 
     def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
                    wait_gitaly: bool = True, docker_health: bool = False,
-                   services_of: Collection[str] | None = None) -> ReadyReport:
+                   services_of: Collection[str] | None = None,
+                   setup_of: Collection[str] | None = None) -> ReadyReport:
         """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status;
-        ``services_of``: the "services up" layer asks these nodes only (default: all).
+        ``services_of``: the "services up" layer asks these nodes only (default: all);
+        ``setup_of``: the one-time setup layers (``layers.SETUP_LAYERS``) run only when one
+        of their nodes is among these (default: always).
 
         The toolkit's own probes decide readiness. Docker runs a container's first
         health check only after its interval (5 s), when the layers before it have
@@ -421,6 +458,9 @@ class RunningLab:
             layers = [replace(layer, probes={n: p for n, p in layer.probes.items()
                                              if n in services_of})
                       if layer.name == SERVICES_UP else layer for layer in layers]
+        setup = {n for layer in layers if layer.name in SETUP_LAYERS for n in layer.probes}
+        if setup_of is not None and not setup & set(setup_of):
+            layers = [layer for layer in layers if layer.name not in SETUP_LAYERS]
         try:
             return wait_layers(layers,
                                timeout=default_timeout(self.lab) if timeout is None else timeout,

@@ -40,6 +40,11 @@ from lab.render.gitlab_rb import token_of
 
 #: The layer that asks each node whether its own services run (an exec per node and round).
 SERVICES_UP = "services up"
+PRAEFECT_DATABASE = "praefect database"
+PRAEFECT_MIGRATED = "praefect migrated"
+#: Layers that set something up once (Praefect's role, database and schema, which live in
+#: the database node's volume): after a change they matter only if one of their nodes changed.
+SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED)
 
 
 def log_since_start(container: Container, since: str | None = None, *,
@@ -85,10 +90,10 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     if db is not None and running.lab.praefect_nodes:
         # GitLab's docs: create Praefect's role and database on its PostgreSQL node, then
         # migrate from one Praefect (the "deploy node"), whose auto_migrate is off until then.
-        out.append(Layer("praefect database", {db.name: functools.partial(
+        out.append(Layer(PRAEFECT_DATABASE, {db.name: functools.partial(
             asks.praefect_database, db.name)}, hint=f"see `lab logs {db.name}`"))
         first = running.lab.praefect_nodes[0].name
-        out.append(Layer("praefect migrated", {first: functools.partial(
+        out.append(Layer(PRAEFECT_MIGRATED, {first: functools.partial(
             asks.praefect_migrated, first)}, hint=f"see `lab logs {first}`; the database "
             "settings of its gitlab.rb must match the postgres node"))
     out.append(Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}))

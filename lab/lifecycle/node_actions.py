@@ -11,10 +11,13 @@ same where it can, and falls back to what a reconfigure cannot do:
   key; the trusted CAs, which reconfigure picks up only when one is *added*), or
   the shell secret changed on a Gitaly node of a release whose reconfigure does
   not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
-  **restart** the container;
+  **restart** its services, as GitLab's TLS docs apply a new certificate: `gitlab-ctl
+  restart` in the running container, after `gitlab-ctl reconfigure` when gitlab.rb or
+  the secrets changed too (``NodeAction.reconfigure_first``);
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
-- a node installed from source (config.toml, the secret file) has no reconfigure: any
-  change of its files **restarts** it, as the source install guide applies a change;
+- a node installed from source (config.toml, the secret file) has no reconfigure and no
+  gitlab-ctl: any change of its files **restarts** its container, which starts its
+  services again on the new files, as the source install guide applies a change;
 - nothing of the node changed: **nothing**.
 """
 
@@ -45,6 +48,8 @@ class NodeAction:
     node: str
     action: Action
     why: str
+    #: A restart whose node's gitlab.rb or gitlab-secrets.json changed as well.
+    reconfigure_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,15 +107,17 @@ def node_action(node: str, old_service: Mapping[str, Any] | None,
         return NodeAction(node, Action.RESTART,
                           f"installed from source (no reconfigure): {', '.join(changed)}")
     read_at_start = [p for p in changed if p not in RECONFIGURED_FILES]
+    reconfigured = len(read_at_start) < len(changed)
     if read_at_start:
         return NodeAction(node, Action.RESTART,
-                        f"read only when services start: {', '.join(read_at_start)}")
+                          f"read only when services start: {', '.join(read_at_start)}",
+                          reconfigure_first=reconfigured)
     secrets = "gitlab-secrets.json"
     if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):
         return NodeAction(node, Action.RESTART,
-                        f"shell secret changed; reconfigure restarts Gitaly for it from "
-                        f"{GITALY_RESTARTS_ON_SHELL_SECRET} only")
+                          f"shell secret changed; reconfigure restarts Gitaly for it from "
+                          f"{GITALY_RESTARTS_ON_SHELL_SECRET} only", reconfigure_first=True)
     return NodeAction(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
 
 

@@ -58,6 +58,10 @@ def reconfigure_cmd() -> list[str]:
     return [GITLAB_CTL, "reconfigure"]
 
 
+def restart_cmd() -> list[str]:
+    return [GITLAB_CTL, "restart"]
+
+
 def healthcheck_cmd() -> list[str]:
     return [HEALTHCHECK, "--fail", "--max-time", "10"]
 

@@ -15,6 +15,7 @@ from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.snapshots import Container, ContainerState, Volume
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle, layers
+from lab.lifecycle.node_actions import Action, NodeAction
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
 from lab.render.compose_file import DIR_LABEL, NODE_LABEL
@@ -426,3 +427,61 @@ def test_after_a_change_only_the_touched_nodes_are_asked_for_their_services(
     assert full["services up"] == {"gitlab", "gitaly1"}
     assert {k: v for k, v in narrowed.items() if k != "services up"} == \
         {k: v for k, v in full.items() if k != "services up"}
+
+
+def test_after_a_change_the_database_setup_layers_run_only_if_their_node_was_touched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Praefect's role, database and schema live in the database node's volume: a change of
+    # the app or a Gitaly node leaves them as they were, and asking again costs three execs.
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    lab = resolve(SpecRequest(topology="cluster", flavor="sim"))
+    seen: list[list[str]] = []
+    monkeypatch.setattr(handle, "wait_layers",
+                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    running = handle.RunningLab(write_lab(lab, tmp_path / "cluster", image="sim:test"))
+    running.wait_ready(services_of=["gitaly1"], setup_of=["gitaly1", "gitlab"])
+    running.wait_ready(services_of=[], setup_of=["praefect-db"])
+    running.wait_ready()
+    untouched, db_touched, full = seen
+    assert set(layers.SETUP_LAYERS) <= set(full)
+    assert not set(layers.SETUP_LAYERS) & set(untouched)
+    assert db_touched == full
+    assert [n for n in full if n not in layers.SETUP_LAYERS] == untouched
+
+
+def test_apply_reconfigures_nodes_side_by_side_and_says_where_it_failed(
+        rendered: Any) -> None:
+    # Two nodes' reconfigures at once: a barrier of two breaks (after its timeout) if they
+    # ran one after the other.
+    running = handle.RunningLab(rendered)
+    both = threading.Barrier(2, timeout=5)
+
+    def reconfigure(node: str) -> bool:
+        both.wait()
+        return node == "gitaly1"
+
+    running._reconfigure = reconfigure  # type: ignore[method-assign]
+    asked = [NodeAction(n, Action.RECONFIGURE, "changed: gitlab.rb")
+             for n in ("gitlab", "gitaly1")]
+    assert running._in_place_all(asked) == {"gitaly1"}
+
+
+@pytest.mark.parametrize(("first", "calls"), [(False, ["restart"]),
+                                              (True, ["reconfigure", "restart"])])
+def test_a_restart_restarts_the_services_in_place(rendered: Any, first: bool,
+                                                  calls: list[str]) -> None:
+    # As GitLab's TLS docs apply a new certificate: gitlab-ctl restart, after a reconfigure
+    # when gitlab.rb changed too; the container goes on (a restarted Omnibus container
+    # runs its whole reconfigure again).
+    running = handle.RunningLab(rendered)
+    seen: list[str] = []
+
+    def exec_(node: str, cmd: list[str], **kw: Any) -> Any:
+        seen.append(cmd[1])
+        return type("R", (), {"returncode": 0})()
+
+    running.exec = exec_  # type: ignore[method-assign]
+    act = NodeAction("gitaly1", Action.RESTART, "read only when services start: tls/x",
+                     reconfigure_first=first)
+    assert running._in_place(act)
+    assert seen == calls
