@@ -16,11 +16,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import Progress as RichProgressBar
-from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from lab.cli.common import (
@@ -43,32 +41,56 @@ from lab.cli.common import (
 from lab.errors import BadInput, LabDamaged, LabError, LabNotFound
 from lab.lifecycle import gc as lab_gc
 from lab.lifecycle import handle
-from lab.lifecycle.handle import RunningLab
-from lab.lifecycle.status import LabStatus, LabSummary
 from lab.lifecycle.swarm import PUBLISH_WARNING
 from lab.lifecycle.timeouts import WAITS
 from lab.model.topology import Engine, Flavor
-from lab.render.diagram import markdown, rendered_hashes
 from lab.spec.labspec import resolve
 from lab.store import ownership, state
 
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgressBar
+    from rich.progress import TaskID
+    from rich.table import Table
+
+    from lab.lifecycle.handle import RunningLab
+    from lab.lifecycle.status import LabStatus, LabSummary
+
+# `lab up` runs every import above before Compose starts; what it needs only later (Rich's
+# progress bar, once the first readiness layer starts) or what other commands need (tables,
+# the Mermaid diagram) is imported where it is used.
+
 
 class RichProgress:
-    """Shows each readiness layer with a spinner, what it waits for, and its time."""
+    """Shows each readiness layer with a spinner, what it waits for, and its time.
+
+    The bar (and rich.progress) starts at the first thing to show, usually the first
+    readiness layer, once Compose has started the containers: before that it shows
+    nothing, and importing it would only delay Compose. A bar that never started is
+    started and stopped at the end, which prints what an empty bar prints (a newline).
+    """
 
     def __init__(self) -> None:
-        self.bar = RichProgressBar(
-            SpinnerColumn(finished_text=Text("✓", style="green")),
-            TextColumn("{task.description:<20}", markup=False),
-            TimeElapsedColumn(),
-            # What a node is waiting for may quote its log: text, not markup.
-            TextColumn("{task.fields[detail]}", markup=False, style="dim"),
-            console=err_console, transient=False,
-        )
+        self._bar: RichProgressBar | None = None
         self.tasks: dict[str, TaskID] = {}
 
+    @property
+    def bar(self) -> RichProgressBar:
+        if self._bar is None:
+            from rich.progress import Progress as RichProgressBar
+            from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = RichProgressBar(
+                SpinnerColumn(finished_text=Text("✓", style="green")),
+                TextColumn("{task.description:<20}", markup=False),
+                TimeElapsedColumn(),
+                # What a node is waiting for may quote its log: text, not markup.
+                TextColumn("{task.fields[detail]}", markup=False, style="dim"),
+                console=err_console, transient=False,
+            )
+            self._bar.start()
+        return self._bar
+
     def __enter__(self) -> RichProgress:
-        self.bar.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -109,6 +131,8 @@ def pick_lab(name: str | None) -> str:
 
 
 def format_status(st: LabStatus) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"lab {st.name} — GitLab {st.version} ({st.flavor}) — {st.image}",
                   title_justify="left")
     for col in ("node", "role", "state", "health", "ports", "storages"):
@@ -137,6 +161,8 @@ def whose(s: LabSummary) -> str:
 
 
 def format_list(labs: Sequence[LabSummary]) -> Table:
+    from rich.table import Table
+
     table = Table()
     for col in ("name", "state", "running", "whose", "flavor", "version", "topology", "path"):
         table.add_column(col)
@@ -252,6 +278,8 @@ def status(name: str | None, as_json: bool, diagram: bool) -> None:
             console.print(f"GitLab: {st.http_url}   admin token: {st.admin_token_file}",
                           highlight=False)
         if diagram:
+            from lab.render.diagram import markdown, rendered_hashes
+
             click.echo(markdown(running.lab,
                                 rendered_hashes(running.lab, running.rendered.secrets)), nl=False)
     if not st.healthy:

@@ -119,6 +119,12 @@ def label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
     return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
 
 
+def carries(have: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether an object labelled ``have`` passes ``label_filters(labels)``, as the engine
+    decides it: every key present, with its value unless that is "" (any value)."""
+    return all(k in have and (not v or have[k] == v) for k, v in labels.items())
+
+
 def containers(labels: Mapping[str, str]) -> list[Container]:
     """Every container (running or not) carrying ``labels`` ("" value: any), inspected now."""
     with engine_call("ps", "--all", "--filter", *label_filters(labels)["label"]):

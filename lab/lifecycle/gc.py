@@ -11,41 +11,57 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.engine import docker as dk
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, LabBusy, LabError, LabOwnedElsewhere
 from lab.lifecycle import swarm_sweep
-from lab.lifecycle.status import LabSummary
 from lab.model.labels import GATEWAY_LABEL
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, ID_LABEL, LAB_LABEL
 from lab.store import ownership, state
 from lab.store.lab_folder import LabFolder
 from lab.store.ownership import is_ours, lab_owner, started_here
 
+if TYPE_CHECKING:
+    # Imported in list_labs: `lab up` loads this module before Compose starts.
+    from lab.lifecycle.status import LabSummary
 
-def foreign_owners(name: str, path: Path) -> list[str]:
-    """Folders of other labs called ``name`` on this engine (Compose projects are engine-wide)."""
+
+def named(name: str) -> list[Sequence[Any]]:
+    """Everything on this engine carrying the lab name ``name``, one list per kind in
+    ``_kinds``' order: containers, networks, volumes (then a swarm manager's services,
+    secrets and configs)."""
+    return [kind({LAB_LABEL: name}) for kind in _kinds()]
+
+
+def foreign_owners(name: str, path: Path,
+                   found: Sequence[Sequence[Any]] | None = None) -> list[str]:
+    """Folders of other labs called ``name`` on this engine (Compose projects are engine-wide).
+    ``found``: what ``named(name)`` listed, if that was asked already."""
     owner = lab_owner(path)
     home = ownership.home_id(create=False)
     others: set[str] = set()
-    for kind in _kinds():
-        for obj in kind({LAB_LABEL: name}):
+    for objs in named(name) if found is None else found:
+        for obj in objs:
             lbl = obj.labels
             if not is_ours(lbl, path, owner, home):
                 others.add(lbl.get(DIR_LABEL) or "(a folder it does not name)")
     return sorted(others)
 
 
-def check_owner(name: str, path: Path) -> None:
-    others = foreign_owners(name, path)
+def check_owner(name: str, path: Path) -> list[Sequence[Any]]:
+    """LabOwnedElsewhere if a lab called ``name`` belongs to another folder; else what
+    carries that name (``named``), for the caller to look through instead of asking again."""
+    found = named(name)
+    others = foreign_owners(name, path, found)
     if others:
         raise LabOwnedElsewhere(
             f"a lab named {name!r} on this Docker Engine belongs to another folder: "
             f"{', '.join(others)} (another state folder, user or container). Nothing was "
             f"touched. Pick another --name, or stop that lab from where it was started "
             f"(`lab down {name}` with its LAB_HOME)")
+    return found
 
 
 def check_not_in_use(name: str) -> None:
@@ -121,6 +137,8 @@ def _described(path: Path) -> tuple[str, str, str, int]:
 
 def list_labs() -> list[LabSummary]:
     """Every lab in the state folder with how many of its containers run."""
+    from lab.lifecycle.status import LabSummary
+
     names = state.lab_names()
     by_lab: dict[str, list[Container]] = {}
     docker_ok = True

@@ -36,12 +36,9 @@ from lab.errors import (
     NotReady,
     PortInUse,
 )
-from lab.lifecycle import faults
 from lab.lifecycle.folder import reclaim
 from lab.lifecycle.gc import check_owner, sweep
 from lab.lifecycle.lab_image import ensure_image, sim_posing
-from lab.lifecycle.layers import SERVICES_UP, SETUP_LAYERS, log_since_start, readiness_layers
-from lab.lifecycle.node_actions import Action, NodeAction, NodeActions, apply_actions
 from lab.lifecycle.readiness import (
     Clock,
     Layer,
@@ -49,7 +46,6 @@ from lab.lifecycle.readiness import (
     ReadyReport,
     wait_layers,
 )
-from lab.lifecycle.status import LabStatus, NodeStatus
 from lab.lifecycle.timeouts import default_timeout
 from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
 from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd, restart_cmd
@@ -69,6 +65,16 @@ from lab.store.layout import ADMIN_TOKEN, SECRETS_STORE
 
 if TYPE_CHECKING:
     from lab.client.gitlab import GitLab
+    from lab.lifecycle.node_actions import NodeAction, NodeActions
+    from lab.lifecycle.status import LabStatus
+
+# What `lab up` needs only once its containers are starting (the readiness layers and their
+# probes, the gRPC stack of Gitaly's) or for other commands (faults, apply, status) is
+# imported where it is used, not above: every module imported here is loaded, compiled
+# and run before Compose starts, and those milliseconds are added to every `lab up`.
+# ``_up`` loads the readiness modules in a thread while Compose runs, when this process
+# only waits.
+WHILE_COMPOSING = ("lab.lifecycle.layers", "lab.lifecycle.status", "lab.client.gitaly")
 
 # Nodes installed from source (issue 29): on the sim an app node runs from its gitlab.yml
 # and a Gitaly node from its config.toml. No official image runs a source app node, and
@@ -287,6 +293,8 @@ class RunningLab:
 
     def act(self, node: str, verb: str) -> None:
         """Run a fault verb on ``node``: stop, pause, disconnect, their undos (see faults)."""
+        from lab.lifecycle import faults
+
         faults.verb(verb).run(faults.NodeTarget(node, self.container(node), self._network))
 
     # --- changing the lab ---
@@ -302,6 +310,8 @@ class RunningLab:
         node (``lab.lifecycle.node_actions``). Then waits as `wait_ready` does
         (``wait_gitaly``, ``docker_health`` as there). Returns the touched nodes.
         """
+        from lab.lifecycle.node_actions import Action, apply_actions
+
         if new_lab.name != self.name:
             new_lab = replace(new_lab, name=self.name)
         d = str(self.path)
@@ -368,6 +378,8 @@ class RunningLab:
 
         A node installed from source has no gitlab-ctl: its container is restarted.
         """
+        from lab.lifecycle.node_actions import Action
+
         if action.action is Action.RESTART and self._node(action.node).from_source:
             return False
         reconfigure = action.action is Action.RECONFIGURE or action.reconfigure_first
@@ -415,6 +427,8 @@ class RunningLab:
         """NotReady, with the node's log tail, when its container has ended."""
         st = c.state
         if st.gone:
+            from lab.lifecycle.layers import log_since_start
+
             oom = " (killed: out of memory)" if st.oom_killed else ""
             # The image's wrapper runs under `set -e`: a failed reconfigure ends it.
             during = " during `gitlab-ctl reconfigure`" if exited_during_reconfigure(
@@ -435,6 +449,8 @@ class RunningLab:
     def layers(self, *, wait_gitaly: bool = True, docker_health: bool = False,
                progress: Progress | None = None) -> list[Layer]:
         """The readiness layers ``wait_ready`` passes (``lab.lifecycle.layers``)."""
+        from lab.lifecycle.layers import readiness_layers
+
         return readiness_layers(self, wait_gitaly=wait_gitaly, docker_health=docker_health)
 
     def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
@@ -452,6 +468,8 @@ class RunningLab:
         who run the lab by hand, but waiting for it would add those seconds to every
         `lab up` and every change.
         """
+        from lab.lifecycle.layers import SERVICES_UP, SETUP_LAYERS
+
         layers = self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
                              progress=progress)
         if services_of is not None:
@@ -473,6 +491,8 @@ class RunningLab:
 
     # --- inspection ---
     def status(self) -> LabStatus:
+        from lab.lifecycle.status import LabStatus, NodeStatus
+
         live = self._containers()
         nodes = []
         for node in self.lab.nodes:
@@ -657,20 +677,23 @@ def up(lab: Lab, *, name: str | None = None, timeout: float | None = None,
 def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         progress: Progress | None, wait_gitaly: bool, clock: Clock | None,
         prepare: Callable[[RenderedLab], None] | None, for_run: bool) -> RunningLab:
-    check_owner(lab.name, path)  # before touching anything
+    named = check_owner(lab.name, path)  # before touching anything
     new_folder = not state.is_lab_dir(path)
     home = ownership.home_id()
     # Without an id yet (a new folder, or ours deleted by hand), our state folder's
     # id and our path name our own leftovers.
     labels = lab_labels(lab, str(path), owner={**LabFolder(path).owner, HOME_LABEL: home or ""})
-    leftovers = dk.containers(labels)
+    # Ours among what check_owner just listed by the lab's name (``labels`` holds that name
+    # too): the engine is not asked the same question again, as Docker filters by label.
+    leftovers, networks, volumes = ([o for o in objs if dk.carries(o.labels, labels)]
+                                    for objs in named[:3])
     if leftovers and state.is_lab_dir(path) and not state.interrupted_up(path) \
             and any(c.status in ("running", "paused", "restarting") for c in leftovers):
         raise LabAlreadyUp(f"lab {lab.name!r} is already up; `lab down {lab.name}` first, "
                            "or pick another --name")
     # The remains of a killed or failed run, or of an interrupted `lab down` (its network
     # and volumes without containers): Compose would reuse those volumes, old data and all.
-    if leftovers or dk.networks(labels) or dk.volumes(labels):
+    if leftovers or networks or volumes:
         sweep(labels)
     check_ports(lab)
     image = image_for(lab)
@@ -697,10 +720,9 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
     try:
         if prepare is not None:
             prepare(rendered)
-        # While Compose starts the containers this process only waits: load the gRPC
-        # stack the readiness probes need now, not in the middle of polling.
-        threading.Thread(target=importlib.import_module, args=("lab.client.gitaly",),
-                         daemon=True).start()
+        # While Compose starts the containers this process only waits: load the readiness
+        # layers and the gRPC stack their probes need now, not in the middle of polling.
+        threading.Thread(target=_import_all, args=(WHILE_COMPOSING,), daemon=True).start()
         composing = True
         running.start()
         composing = False
@@ -730,6 +752,11 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         ownership.set_purpose(lab.name, ownership.FOR_YOU)
     state.clear_up_marker(path)
     return running
+
+
+def _import_all(modules: Collection[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 def since_timestamp(since: str) -> int | float:

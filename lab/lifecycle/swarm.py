@@ -37,26 +37,30 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.engine import docker as dk
 from lab.engine import swarm as sw
 from lab.engine.images import image_for
 from lab.engine.snapshots import Container
 from lab.errors import BadInput, EngineError, LabError, NotReady, ToolMissing
-from lab.lifecycle import faults
 from lab.lifecycle.handle import HANDLES, UNLISTED_SECONDS, RunningLab
 from lab.lifecycle.lab_image import ensure_image
-from lab.lifecycle.layers import LabProbes
 from lab.lifecycle.readiness import Layer, Progress, Verdict
-from lab.lifecycle.status import LabStatus
 from lab.model.labels import GATEWAY_LABEL, NODE_LABEL
 from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
 from lab.render.compose_file import NETWORK
-from lab.render.stack import STACK_FILE, StackFile, render_stack, stack_dict
 from lab.store.lab_folder import LabFolder
 from lab.store.labdir import RenderedFile, node_paths, render_files, write_lab
 from lab.store.layout import PUBLIC, SECRET, write_file
+
+if TYPE_CHECKING:
+    from lab.lifecycle.status import LabStatus
+    from lab.render.stack import StackFile
+
+# lab.lifecycle imports this module with the package (it registers SwarmLab), so every
+# command, `lab up` on Compose too, loads it: what only a swarm lab uses (its stack file,
+# the readiness probes, faults, status) is imported where it is used (see lab.lifecycle.handle).
 
 # How long a stopped node's task may take to end (Omnibus' stop grace is 120 s).
 STOP_WAIT = 180.0
@@ -79,6 +83,8 @@ def stack_files(files: Iterable[RenderedFile]) -> list[StackFile]:
     """Each node's /etc/gitlab files of a render: a secret when it holds a secret value
     (mode 0600: gitlab.rb with its token, gitlab-secrets.json; and the TLS key), else a
     config (certificates)."""
+    from lab.render.stack import StackFile
+
     out: list[StackFile] = []
     for f in files:
         parts = f.path.split("/", 2)
@@ -123,11 +129,15 @@ class SwarmLab(RunningLab):
                                         str(self.path), self.rendered.owner))
 
     def _stack(self) -> dict[str, Any]:
+        from lab.render.stack import stack_dict
+
         image = self.rendered.image
         return stack_dict(self.lab, image, str(self.path), self._files(self.lab),
                           sw.image_command(image), self.rendered.owner)
 
     def start(self) -> None:
+        from lab.render.stack import STACK_FILE, render_stack
+
         image = self.rendered.image
         text = render_stack(self.lab, image, str(self.path), self._files(self.lab),
                             sw.image_command(image), self.rendered.owner)
@@ -324,6 +334,8 @@ class SwarmLab(RunningLab):
         return True
 
     def act(self, node: str, verb: str) -> None:
+        from lab.lifecycle import faults
+
         v = faults.verb(verb)
         own: dict[str, Callable[[str], None]] = {
             "stop": self._scale_down,
@@ -373,6 +385,8 @@ class SwarmLab(RunningLab):
                progress: Progress | None = None) -> list[Layer]:
         """As on Compose, but the first layer asks Swarm for each node's task, and Gitaly
         is asked from the app (the host cannot route to the overlay network)."""
+        from lab.lifecycle.layers import LabProbes
+
         out: list[Layer] = []
         for layer in super().layers(wait_gitaly=False, docker_health=docker_health):
             if layer.name == "containers running":

@@ -67,3 +67,31 @@ def test_python_dash_m_lab_is_the_lab_command() -> None:
                           text=True, check=False, env={**os.environ, "PYTHONPATH": ROOT})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("gitlab-testlab")
+
+
+# What `lab up` must not load before Compose starts: the readiness probes and the gRPC
+# stack (loaded in a thread while Compose runs), Rich's progress bar and tables, and what
+# only other commands use. Every module here once added its import time to `lab up`.
+NOT_BEFORE_COMPOSE = ("grpc", "google.protobuf", "lab.client.gitaly", "lab.lifecycle.layers",
+                      "lab.lifecycle.probes", "lab.lifecycle.status", "lab.lifecycle.faults",
+                      "lab.lifecycle.node_actions", "lab.render.diagram", "lab.render.stack",
+                      "lab.support.collect", "lab.cli.support", "rich.progress", "rich.table")
+
+
+def test_up_imports_only_what_it_needs_before_compose() -> None:
+    code = ("import sys\nimport lab.cli.main, lab.cli.lifecycle\n"
+            f"print([m for m in {NOT_BEFORE_COMPOSE!r} if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_failed_up_prints_what_an_empty_progress_bar_prints() -> None:
+    # The bar starts at the first readiness layer; one that never started still ends with
+    # the newline an empty bar's stop prints, as when the bar started before Compose.
+    code = ("import sys\nfrom lab.cli.lifecycle import RichProgress\n"
+            "with RichProgress():\n    pass\n"
+            "print('rich.progress' in sys.modules, file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert res.stderr == "\nTrue\n"

@@ -264,3 +264,13 @@ def test_swarm_asks_the_engine_through_the_docker_modules_client(
     monkeypatch.setattr(dk, "_client", lambda: type("C", (), {"info": lambda self: info})())
     assert swarm.manager() == swarm.Manager("n1", "manager-host")
     assert swarm.in_swarm()
+
+
+def test_carries_is_the_engines_label_filter() -> None:
+    # `lab up` looks for its leftovers among what it listed by the lab's name.
+    have = {"a": "1", "b": "2"}
+    assert dk.carries(have, {"a": "1"})
+    assert dk.carries(have, {"a": "", "b": "2"})  # "": any value, as label_filters says
+    assert not dk.carries(have, {"a": "2"})
+    assert not dk.carries(have, {"c": ""})
+    assert dk.label_filters({"a": "", "b": "2"}) == {"label": ["a", "b=2"]}

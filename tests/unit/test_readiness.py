@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from lab.engine.compose import V2, Compose, ComposeTool
+from lab.engine.docker import carries
 from lab.engine.snapshots import Container, ContainerState, Volume
 from lab.errors import EngineError, NotReady
 from lab.lifecycle import handle, layers
 from lab.lifecycle.node_actions import Action, NodeAction
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
 from lab.lifecycle.status import NodeStatus
-from lab.render.compose_file import DIR_LABEL, NODE_LABEL
+from lab.render.compose_file import DIR_LABEL, HOME_LABEL, LAB_LABEL, NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import state
+from lab.store import ownership, state
 from lab.store.labdir import write_lab
 
 
@@ -354,9 +355,14 @@ def test_leftover_volumes_without_containers_are_swept_before_up(
         offline_up: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     # An interrupted `lab down` (Ctrl-C after the containers went) leaves the network and
     # the volumes; the next `lab up` must not boot on the old lab's data.
-    # Listed by the lab's own labels (name, folder, ids), as `up` asks for its leftovers.
+    # Labelled with the lab's name, folder and state folder's id (the lab before it); listed
+    # as the engine filters: to any query whose labels it carries (up asks by name, then
+    # looks for its own labels among what it got).
+    stale = Volume("glt-stale_gitaly1-data", {LAB_LABEL: "stale",
+                                              DIR_LABEL: str(state.lab_dir("stale")),
+                                              HOME_LABEL: ownership.home_id() or ""})
     monkeypatch.setattr(handle.dk, "volumes", lambda labels: [
-        Volume("glt-stale_gitaly1-data", dict(labels))] if DIR_LABEL in labels else [])
+        stale] if carries(stale.labels, labels) else [])
     swept: list[dict[str, str]] = []
     monkeypatch.setattr(handle, "sweep", lambda labels: swept.append(labels) or [])
     monkeypatch.setattr(Compose, "run", lambda self, cmd, **kw: None)
