@@ -11,9 +11,10 @@ same where it can, and falls back to what a reconfigure cannot do:
   key; the trusted CAs, which reconfigure picks up only when one is *added*), or
   the shell secret changed on a Gitaly node of a release whose reconfigure does
   not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
-  **restart** its services, as GitLab's TLS docs apply a new certificate: `gitlab-ctl
-  restart` in the running container, after `gitlab-ctl reconfigure` when gitlab.rb or
-  the secrets changed too (``NodeAction.reconfigure_first``);
+  **restart** its services: `gitlab-ctl restart` in the running container, after
+  `gitlab-ctl reconfigure` when gitlab.rb or the secrets changed too
+  (``NodeAction.reconfigure_first``); a restarted Omnibus container would run its
+  whole reconfigure again;
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
 - a node installed from source (config.toml, the secret file) has no reconfigure and no
   gitlab-ctl: any change of its files **restarts** its container, which starts its

@@ -476,7 +476,7 @@ def test_apply_reconfigures_nodes_side_by_side_and_says_where_it_failed(
                                               (True, ["reconfigure", "restart"])])
 def test_a_restart_restarts_the_services_in_place(rendered: Any, first: bool,
                                                   calls: list[str]) -> None:
-    # As GitLab's TLS docs apply a new certificate: gitlab-ctl restart, after a reconfigure
+    # The services read TLS files at start: gitlab-ctl restart, after a reconfigure
     # when gitlab.rb changed too; the container goes on (a restarted Omnibus container
     # runs its whole reconfigure again).
     running = handle.RunningLab(rendered)
