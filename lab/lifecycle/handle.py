@@ -373,8 +373,9 @@ class RunningLab:
         return {a.node for a, ok in done.items() if ok}
 
     def _in_place(self, action: NodeAction) -> bool:
-        """A reconfigure, or a restart of the node's services (after a reconfigure when its
-        gitlab.rb or secrets changed too); False: do it by restarting the container.
+        """A reconfigure, or a reconfigure and a restart of the node's services (reconfigure
+        links a new trusted CA and applies gitlab.rb; the restart makes the services read
+        the files they read only at start); False: do it by restarting the container.
 
         A node installed from source has no gitlab-ctl: its container is restarted.
         """
@@ -382,8 +383,7 @@ class RunningLab:
 
         if action.action is Action.RESTART and self._node(action.node).from_source:
             return False
-        reconfigure = action.action is Action.RECONFIGURE or action.reconfigure_first
-        if reconfigure and not self._reconfigure(action.node):
+        if not self._reconfigure(action.node):
             return False
         if action.action is Action.RECONFIGURE:
             return True

@@ -11,10 +11,9 @@ same where it can, and falls back to what a reconfigure cannot do:
   key; the trusted CAs, which reconfigure picks up only when one is *added*), or
   the shell secret changed on a Gitaly node of a release whose reconfigure does
   not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
-  **restart** its services: `gitlab-ctl restart` in the running container, after
-  `gitlab-ctl reconfigure` when gitlab.rb or the secrets changed too
-  (``NodeAction.reconfigure_first``); a restarted Omnibus container would run its
-  whole reconfigure again;
+  **restart** its services: `gitlab-ctl reconfigure` (which links a trusted CA and
+  applies gitlab.rb), then `gitlab-ctl restart`, in the running container; a restarted
+  Omnibus container would run its whole reconfigure at boot, to the same end;
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
 - a node installed from source (config.toml, the secret file) has no reconfigure and no
   gitlab-ctl: any change of its files **restarts** its container, which starts its
@@ -49,8 +48,6 @@ class NodeAction:
     node: str
     action: Action
     why: str
-    #: A restart whose node's gitlab.rb or gitlab-secrets.json changed as well.
-    reconfigure_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,17 +105,15 @@ def node_action(node: str, old_service: Mapping[str, Any] | None,
         return NodeAction(node, Action.RESTART,
                           f"installed from source (no reconfigure): {', '.join(changed)}")
     read_at_start = [p for p in changed if p not in RECONFIGURED_FILES]
-    reconfigured = len(read_at_start) < len(changed)
     if read_at_start:
         return NodeAction(node, Action.RESTART,
-                          f"read only when services start: {', '.join(read_at_start)}",
-                          reconfigure_first=reconfigured)
+                          f"read only when services start: {', '.join(read_at_start)}")
     secrets = "gitlab-secrets.json"
     if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):
         return NodeAction(node, Action.RESTART,
                           f"shell secret changed; reconfigure restarts Gitaly for it from "
-                          f"{GITALY_RESTARTS_ON_SHELL_SECRET} only", reconfigure_first=True)
+                          f"{GITALY_RESTARTS_ON_SHELL_SECRET} only")
     return NodeAction(node, Action.RECONFIGURE, f"changed: {', '.join(changed)}")
 
 
