@@ -351,12 +351,11 @@ class RunningLab:
             self.compose.run(self.compose.restart_cmd(restart), timeout=COMPOSE_UP_TIMEOUT,
                              redact=self.redactor)
         if todo.changed or todo.names(Action.REMOVE):
-            # The untouched nodes were up and nothing of theirs changed: only the touched
-            # ones are asked whether their services run (an exec each), the lab-wide layers
-            # (app ready, Gitaly storages, admin token) as always.
-            # A node changed in place has had its services (re)started by gitlab-ctl, which
-            # exits 0 only after Chef's run or runit's restart; the lab-wide layers still
-            # prove they serve. The database layers run again only if their node was touched.
+            # Only the nodes whose container was recreated or restarted are asked whether
+            # their services run: the untouched ones were up and nothing of theirs changed,
+            # and gitlab-ctl exits 0 only after Chef's run or runit's restart. The lab-wide
+            # layers (app ready, Gitaly storages, admin token) prove the lab serves, as
+            # always; the database layers run again only if one of their nodes was touched.
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
                             docker_health=docker_health,
                             services_of=[n for n in todo.changed if n not in done],
@@ -366,11 +365,11 @@ class RunningLab:
     def _in_place_all(self, actions: list[NodeAction]) -> set[str]:
         """Each node's change in its running container, side by side (each waits on its own
         node, as an admin with a terminal per node would); the nodes where it succeeded."""
-        if len(actions) < 2:
-            return {a.node for a in actions if self._in_place(a)}
+        if not actions:
+            return set()
         with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="apply") as ex:
-            done = dict(zip(actions, ex.map(self._in_place, actions), strict=True))
-        return {a.node for a, ok in done.items() if ok}
+            return {a.node for a, ok in zip(actions, ex.map(self._in_place, actions),
+                                            strict=True) if ok}
 
     def _in_place(self, action: NodeAction) -> bool:
         """A reconfigure, or a reconfigure and a restart of the node's services (reconfigure

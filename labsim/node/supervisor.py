@@ -57,6 +57,11 @@ def log(message: str) -> None:
     simconfig.log("wrapper", message)
 
 
+def program_of(service: str) -> str:
+    """The module that runs ``service`` (the web server's runit name varies by release)."""
+    return PROGRAMS.get(service, PROGRAMS["web"])
+
+
 def web_service() -> str:
     """The runit name of the app's web server in this release (Dialect.default_web_server)."""
     return dialect.dialect_for(release()).default_web_server
@@ -125,12 +130,11 @@ class Supervisor:
         os.replace(STATE + ".tmp", STATE)
 
     def start(self, name: str) -> None:
-        program = PROGRAMS.get(name, PROGRAMS["web"])
         spare = self.spares.pop(name, None)
         if spare is not None and self._wake_spare(spare):
             self.children[name] = spare
         else:
-            argv = SSHD if name == "sshd" else [sys.executable, "-P", "-m", program]
+            argv = SSHD if name == "sshd" else [sys.executable, "-P", "-m", program_of(name)]
             self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
@@ -154,9 +158,8 @@ class Supervisor:
                 continue
             del self.spare_due[name]
             if name in self.children and name not in self.spares:
-                program = PROGRAMS.get(name, PROGRAMS["web"])
                 self.spares[name] = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "labsim.node.spare", program],
+                    [sys.executable, "-P", "-m", "labsim.node.spare", program_of(name)],
                     stdin=subprocess.PIPE)
 
     def drop_spares(self, keep: Collection[str] = ()) -> None:
