@@ -21,12 +21,13 @@ from typing import Any
 from lab.omnibus import dialect, gitlab_secrets, keys
 from lab.omnibus import praefect as omnibus_praefect
 from lab.omnibus.release import DEFAULT_VERSION, VERSION_ENV, Version
+from labsim.common import runstate
 
 HERE = Path(__file__).resolve().parent
 GITLAB_RB = "/etc/gitlab/gitlab.rb"
 SECRETS_JSON = "/etc/gitlab/gitlab-secrets.json"
 TRUSTED_CERTS = "/etc/gitlab/trusted-certs"
-RUN_DIR = "/run/gitlab-sim"
+RUN_DIR = runstate.RUN_DIR
 STATE_DIR = "/var/opt/gitlab/sim"
 LOG_DIR = "/var/log/gitlab"
 DEFAULT_SOCKET = dialect.DEFAULT_SOCKET
@@ -227,13 +228,10 @@ def write_runtime(node: dict[str, Any]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(node, fh, indent=2)
-    os.replace(tmp, os.path.join(RUN_DIR, "config.json"))
+    os.replace(tmp, runstate.RUNTIME)
 
 
-def read_runtime() -> dict[str, Any]:
-    with open(os.path.join(RUN_DIR, "config.json")) as fh:
-        data: dict[str, Any] = json.load(fh)
-    return data
+read_runtime = runstate.read_runtime
 
 
 def trusted_ca_pem(directory: str = TRUSTED_CERTS, *, with_system: bool = True) -> bytes:

@@ -14,9 +14,12 @@ import sys
 import time
 from typing import Any
 
-from lab.omnibus.eras import RECONFIGURED
-from labsim.common import simconfig
-from labsim.node import supervisor
+from lab.omnibus.source_layout import INSTALL_ENV
+from labsim.common import runstate
+
+# `status` runs as a healthcheck every few seconds and in every readiness round: it reads
+# labsim.common.runstate only. The other commands import the supervisor (and with it the
+# release tables) when they run.
 
 # Services the sim folds into its one web process.
 FOLDED = ("nginx", "gitlab-workhorse", "sidekiq", "rails")
@@ -65,17 +68,17 @@ def status(only: str | None, *, quiet: bool = False) -> int:
             print(line)
 
     try:
-        with open(supervisor.STATE) as fh:
+        with open(runstate.STATE) as fh:
             state = json.load(fh)
     except (OSError, ValueError):
         # Before the wrapper started runsvdir there is no service at all.
         return 0
     try:
-        node: dict[str, Any] | None = simconfig.read_runtime()
+        node: dict[str, Any] | None = runstate.read_runtime()
     except (OSError, ValueError):
         node = None  # reconfigure has not run yet: only sshd is linked
     # omnibus-ctl lists services in name order.
-    services = sorted(["sshd", *(supervisor.enabled(node) if node else [])])
+    services = sorted(["sshd", *(runstate.enabled(node, web_service(node)) if node else [])])
     if only:
         # omnibus-ctl loops over the services it knows: a name it does not know (yet)
         # prints nothing and exits 0.
@@ -98,9 +101,25 @@ def status(only: str | None, *, quiet: bool = False) -> int:
     return code
 
 
+def web_service(node: dict[str, Any] | None) -> str:
+    """The web server's runit name, as reconfigure recorded it in the runtime config."""
+    if node and node.get(runstate.WEB_SERVICE):
+        return str(node[runstate.WEB_SERVICE])
+    from labsim.node import supervisor  # no runtime config yet: the release's own
+
+    return supervisor.web_service()
+
+
+def _web_of_runtime() -> str:
+    try:
+        return web_service(runstate.read_runtime())
+    except (OSError, ValueError):
+        return web_service(None)
+
+
 def _state_text() -> str:
     try:
-        with open(supervisor.STATE) as fh:
+        with open(runstate.STATE) as fh:
             return fh.read()
     except OSError:
         return ""
@@ -131,19 +150,19 @@ def wait_up(before: str, timeout: float = 30) -> int:
 
 
 def set_stopped(names: list[str], stopped: bool) -> None:
-    try:
-        with open(supervisor.STOPPED) as fh:
-            current = set(json.load(fh))
-    except (OSError, ValueError):
-        current = set()
+    current = runstate.stopped()
     current = current | set(names) if stopped else current - set(names)
-    with open(supervisor.STOPPED, "w") as fh:
+    with open(runstate.STOPPED, "w") as fh:
         json.dump(sorted(current), fh)
 
 
 def reconfigure() -> int:
     """Re-read gitlab.rb and the secrets; restart only the services whose configuration
     changed (as Chef's notifications do), start or stop the ones enabled or disabled."""
+    from lab.omnibus.eras import RECONFIGURED
+    from labsim.common import simconfig
+    from labsim.node import supervisor
+
     try:
         old: dict[str, Any] | None = simconfig.read_runtime()
     except (OSError, ValueError):
@@ -166,7 +185,7 @@ def reconfigure() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if supervisor.from_source():
+    if os.environ.get(INSTALL_ENV, "").strip() == "source":  # as supervisor.from_source()
         # An installation from source has no Omnibus tools: it is restarted instead.
         print("gitlab-ctl: not found (this node is installed from source: no gitlab-ctl, "
               "no reconfigure; restart it to apply a change)", file=sys.stderr)
@@ -175,13 +194,13 @@ def main(argv: list[str]) -> int:
         print("usage: gitlab-ctl status|restart|reconfigure|stop|start|tail [SERVICE]")
         return 1
     command, rest = argv[0], argv[1:]
-    service = (supervisor.web_service() if rest[0] in FOLDED else rest[0]) if rest else None
+    service = (_web_of_runtime() if rest[0] in FOLDED else rest[0]) if rest else None
     if command == "status":
         return status(service)
     if command == "reconfigure":
         return reconfigure()
     if command in ("restart", "start", "stop"):
-        names = [service] if service else ["gitaly", supervisor.web_service()]
+        names = [service] if service else ["gitaly", _web_of_runtime()]
         set_stopped(names, command == "stop")
         before = signal_restart()
         if command == "stop":
@@ -191,6 +210,8 @@ def main(argv: list[str]) -> int:
             return 0
         return wait_up(before)
     if command == "tail":
+        from labsim.common import simconfig
+
         folder = simconfig.LOG_DIR
         names = [service] if service else sorted(os.listdir(folder))
         files = [os.path.join(folder, n, "current") for n in names]

@@ -32,7 +32,7 @@ from lab.omnibus import dialect, directories, gitlab_secrets
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from lab.omnibus.source_layout import GITLAB_YML, INSTALL_ENV
-from labsim.common import simconfig, sourceconfig
+from labsim.common import runstate, simconfig, sourceconfig
 from labsim.praefect import pure as praefect_pure
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
@@ -43,8 +43,8 @@ SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
 ETC = "/etc/gitlab"
 BOOTSTRAPPED = os.path.join(simconfig.STATE_DIR, "bootstrapped")
-STATE = os.path.join(simconfig.RUN_DIR, "services.json")
-STOPPED = os.path.join(simconfig.RUN_DIR, "stopped.json")
+STATE = runstate.STATE
+STOPPED = runstate.STOPPED
 # Written by `gitlab-ctl reconfigure` before it signals: only these services restart.
 RESTART_ONLY = os.path.join(simconfig.RUN_DIR, "restart-only.json")
 # After a service restarted, its spare (labsim.node.spare) starts this much later, so the
@@ -68,15 +68,7 @@ def web_service() -> str:
 
 
 def enabled(node: dict[str, Any]) -> list[str]:
-    wanted = [s for s, key in (("postgresql", "postgresql"), ("gitaly", "gitaly"),
-                                ("praefect", "praefect"), (web_service(), "app"))
-              if node.get(key)]
-    try:
-        with open(STOPPED) as fh:
-            stopped = set(json.load(fh))
-    except (OSError, ValueError):
-        stopped = set()
-    return [s for s in wanted if s not in stopped]
+    return runstate.enabled(node, web_service())
 
 
 def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Version) -> list[str]:
@@ -280,23 +272,43 @@ def release() -> Version:
     return simconfig.node_version()
 
 
-def ssh_host_keys(etc: str = ETC) -> None:
-    """Generate the host keys the wrapper keeps in /etc/gitlab (root, private keys 0600).
+#: Sets of host keys made when the image was built (images/sim/Dockerfile), one folder each.
+SSH_KEY_POOL = "/opt/gitlab/embedded/sim-ssh-host-keys"
+SSH_KEY_KINDS = {"rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+                 "ecdsa": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                 "ed25519": ["-algorithm", "ED25519"]}
 
-    The sim has no ssh-keygen: openssl makes keys of the same kinds (PEM, not OpenSSH)."""
-    kinds = {"rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-             "ecdsa": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-             "ed25519": ["-algorithm", "ED25519"]}
-    for kind, opts in kinds.items():
+
+def ssh_host_keys(etc: str = ETC, pool: str = SSH_KEY_POOL) -> None:
+    """The host keys the wrapper makes in /etc/gitlab on first start (root, private 0600).
+
+    The sim's sshd serves nothing, so what matters is that the files appear as the
+    wrapper's would. Each comes from a set made at image build, one set picked at
+    random: an RSA key made here cost 0.2-0.35 s of CPU per node, at the first start of
+    every node while the lab's other nodes boot on the same cores. Without the sets,
+    openssl makes them (PEM, not OpenSSH: the sim has no ssh-keygen)."""
+    sets = sorted(os.listdir(pool)) if os.path.isdir(pool) else []
+    chosen = os.path.join(pool, _random.choice(sets)) if sets else None
+    for kind, opts in SSH_KEY_KINDS.items():
         key = os.path.join(etc, f"ssh_host_{kind}_key")
         if os.path.isfile(key):
             continue
         print(f"Generating ssh_host_{kind}_key...", flush=True)
-        subprocess.run(["openssl", "genpkey", *opts, "-out", key], check=True,
-                       capture_output=True)
+        made = os.path.join(chosen, os.path.basename(key)) if chosen else ""
+        if made and os.path.isfile(made) and os.path.isfile(made + ".pub"):
+            with open(made, "rb") as src:
+                private = src.read()
+            with open(made + ".pub", "rb") as src:
+                pub = src.read()
+        else:
+            private = subprocess.run(["openssl", "genpkey", *opts], check=True,
+                                     capture_output=True).stdout
+            pub = subprocess.run(["openssl", "pkey", "-pubout"], input=private, check=True,
+                                 capture_output=True).stdout
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private)
         os.chmod(key, 0o600)
-        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
-                             capture_output=True).stdout
         with open(key + ".pub", "wb") as fh:
             fh.write(pub)
 
@@ -362,6 +374,7 @@ def reconfigure() -> dict[str, Any]:
     initial_root_password(node, version)
     if node.get("praefect"):
         praefect_pure.write_config(node["praefect"])
+    node[runstate.WEB_SERVICE] = web_service()
     simconfig.write_runtime(node)
     return node
 
@@ -455,7 +468,7 @@ def main() -> int:
     ssh_host_keys()
     # "Remove all services, the reconfigure will create them" (the wrapper's rm -f
     # /opt/gitlab/service/*): nothing from the last run counts until reconfigure did.
-    for stale in (STATE, os.path.join(simconfig.RUN_DIR, "config.json")):
+    for stale in (STATE, runstate.RUNTIME):
         if os.path.exists(stale):
             os.unlink(stale)
     os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)

@@ -27,7 +27,7 @@ DATA = os.path.join(HOME, "data")
 SUPERUSER = "gitlab-psql"
 OS_USER = "postgres"  # Debian's package makes this account
 #: The same initdb, made when the image was built (images/sim/Dockerfile).
-TEMPLATE = "/opt/gitlab/embedded/postgresql-initdb.tgz"
+TEMPLATE = "/opt/gitlab/embedded/postgresql-initdb.tar.zst"
 
 
 def log(message: str) -> None:
@@ -54,7 +54,8 @@ def main() -> int:
         os.chown(path, user.pw_uid, user.pw_gid)
     os.chmod(DATA, 0o700)
     if not os.path.exists(os.path.join(DATA, "PG_VERSION")) and os.path.isfile(TEMPLATE):
-        subprocess.run(["tar", "-xzf", TEMPLATE, "--same-owner", "-C", HOME], check=False)
+        subprocess.run(["tar", "--zstd", "-xf", TEMPLATE, "--same-owner", "-C", HOME],
+                       check=False)
         log("initialized the database cluster")
     if not os.path.exists(os.path.join(DATA, "PG_VERSION")):
         made = subprocess.run([os.path.join(bindir(), "initdb"), "-D", DATA, "-U", SUPERUSER,

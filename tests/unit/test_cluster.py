@@ -15,6 +15,7 @@ import pytest
 from conftest import fixed_secrets, skip_or_fail
 
 from lab.errors import SpecError
+from lab.lifecycle.readiness import Verdict
 from lab.model.topology import Lab
 from lab.omnibus import praefect as pf
 from lab.omnibus.release import Version
@@ -167,8 +168,10 @@ def test_omnibus_layers_make_the_database_then_migrate(monkeypatch: pytest.Monke
                          "praefect migrated", "app ready"]
     asks = layers.LabProbes(fake)  # type: ignore[arg-type]
     first = asks.praefect_database("praefect-db")
-    assert not first.ok
-    assert "created" in first.detail
+    assert first == Verdict(True, "praefect_production created")
+    asked = [cmd for node, cmd in fake.calls if node == "praefect-db"]
+    assert asked[0] == pf.database_exists_cmd()  # asked once; made; not asked again
+    assert asked.count(pf.database_exists_cmd()) == 1
     made = [cmd[-1] for node, cmd in fake.calls if node == "praefect-db" and len(cmd) > 5]
     assert any(f"CREATE ROLE praefect WITH LOGIN PASSWORD '{sec.praefect_db_password}'" in c
                for c in made)
