@@ -19,18 +19,22 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import psycopg2
 
-from lab.gitalypb import server_pb2
 from lab.omnibus import auth as lab_auth
 from lab.omnibus.release import PRAEFECT_AUTHORITATIVE_REPLICA, PRAEFECT_CHECK_VERBOSE, Version
 from labsim.common import simconfig
 from labsim.praefect import store as db
 from labsim.praefect import texts
 from labsim.praefect.pure import go_code
+
+if TYPE_CHECKING:
+    import grpc
+
+# gRPC (and Gitaly's messages) are imported by the subcommands that dial a node: the lab
+# runs `sql-migrate` while a cluster lab boots, and the import cost it most of its CPU.
 
 PROG = "praefect"
 DIAL_TIMEOUT = 10.0  # subcmd.go defaultDialTimeout
@@ -127,6 +131,10 @@ def dial_nodes(conf: dict[str, Any], out: Callable[[str], None]) -> None:
 
 
 def ping(address: str, entry: dict[str, Any], out: Callable[[str], None]) -> bool:
+    import grpc
+
+    from lab.gitalypb import server_pb2
+
     def say(msg: str) -> None:
         out(f"[{address}]: {msg}")
     scheme, _, rest = address.partition("://")
@@ -347,6 +355,8 @@ def check_unavailable(conf: dict[str, Any], version: Version,
 def check_clock(conf: dict[str, Any], version: Version, say: Callable[[str], None]) -> None:
     """Praefect's own clock against NTP_HOST (default pool.ntp.org), then each node's
     ClockSynced: the first failure is the check's error (an errgroup in Praefect)."""
+    import grpc
+
     try:
         drift_ms = texts.drift_threshold_ms(os.environ)
     except ValueError as exc:

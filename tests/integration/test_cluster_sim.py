@@ -116,6 +116,12 @@ def _check_list_storages_and_accept_dataloss(running: Any) -> None:
     assert missing.returncode == 1
     assert missing.stderr.endswith(
         'Required flags "repository, authoritative-storage" not set\n'), missing.stderr
+    # sql-migrate runs while a cluster lab boots: the subcommands that only use the
+    # database load no gRPC.
+    loaded = running.exec("praefect", ["python3", "-P", "-c", (
+        "import sys, labsim.praefect.cli; "
+        "print([m for m in ('grpc', 'lab.gitalypb.server_pb2') if m in sys.modules])")])
+    assert loaded.stdout.strip() == "[]"
     path = running.exec("praefect", ["python3", "-P", "-c", (
         "from labsim.common import simconfig; from labsim.praefect.store import Store; "
         "c = simconfig.read_runtime()['praefect']; "
