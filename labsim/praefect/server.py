@@ -52,6 +52,7 @@ from lab.gitalypb import (  # noqa: F401
     ssh_pb2,
 )
 from lab.omnibus import auth as lab_auth
+from lab.omnibus import praefect as praefect_facts
 from lab.omnibus.release import (
     PRAEFECT_EXISTS_FROM_DB,
     PRAEFECT_PER_REPOSITORY,
@@ -76,9 +77,9 @@ MUTATORS = frozenset({
     "UserMergeToRef", "PostReceivePack", "SSHReceivePack",
 })
 #: How long a node may go without a successful health check before it counts as
-#: unhealthy (Praefect's failover timeout; sql_elector.go failoverTimeout = 10 s).
-FAILOVER_TIMEOUT = 10.0
-HEALTH_INTERVAL = 1.0  # serve.go: healthManager.Run(ctx, NewTimerTicker(time.Second))
+#: unhealthy, and how often each node is checked (lab.omnibus.praefect, with the sources).
+FAILOVER_TIMEOUT = praefect_facts.FAILOVER_TIMEOUT
+HEALTH_INTERVAL = praefect_facts.HEALTH_CHECK_INTERVAL
 REPLICATE_INTERVAL = 0.5
 #: RepositoryExists from the database; @cluster replica paths (lab/omnibus/release.py).
 EXISTS_FROM_DB = PRAEFECT_EXISTS_FROM_DB
