@@ -90,9 +90,9 @@ GITLAB_PSQL = "/opt/gitlab/bin/gitlab-psql"
 CHPST = "/opt/gitlab/embedded/bin/chpst"  # runs Praefect's commands as git, as `sudo -u git`
 
 
-def _psql(sql: str) -> list[str]:
+def _psql(sql: str, database: str = "template1") -> list[str]:
     # template1 exists on every PostgreSQL server (the docs' post-configuration uses it).
-    return [GITLAB_PSQL, "-d", "template1", "-v", "ON_ERROR_STOP=1", "-tAc", sql]
+    return [GITLAB_PSQL, "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql]
 
 
 def sql_literal(value: str) -> str:
@@ -114,6 +114,68 @@ def database_setup_cmds(password: str) -> list[list[str]]:
             f"{sql_literal(password)}; END IF; END$$")
     return [_psql(role),
             _psql(f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'")]
+
+
+# --- Praefect's health checks of its Gitaly nodes -----------------------------------------
+# Gitaly internal/praefect/nodes: sql_elector.go (13.x: a health check of every node each
+# second, defaultFailoverTimeoutSeconds = 10) and, from 14.0, health_manager.go (the same
+# checks, healthinessTimeout = failoverTimeout, run on a 1 s ticker: cmd/praefect/main.go
+# `hm.Run(ctx, helper.NewTimerTicker(time.Second))`, internal/cli/praefect/serve.go in
+# 16.x). Each check writes the node's row of ``node_status`` (praefect_name, shard_name =
+# the virtual storage, node_name = the Gitaly node's storage name, last_contact_attempt_at,
+# and last_seen_active_at, set only when the check succeeded). A node is healthy iff
+# last_seen_active_at >= NOW() - FAILOVER_TIMEOUT (with several Praefects, for a quorum of
+# them; the lab has one). Praefect takes the healthy set from that query on each tick, so
+# it acts on a node's unhealthiness within one HEALTH_CHECK_INTERVAL after FAILOVER_TIMEOUT.
+
+#: Seconds between two health checks of every Gitaly node.
+HEALTH_CHECK_INTERVAL = 1.0
+#: Seconds after a node's last successful health check that it counts as unhealthy.
+FAILOVER_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """What ``node_status`` says of a Gitaly node's health checks (``node_health_cmd``)."""
+
+    seen_ago: float | None  # seconds since the last successful check; None: never
+    attempt_ago: float | None  # seconds since the last attempted check; None: never
+    recorded: bool = True  # False: no row at all (Praefect has not checked it yet)
+
+    @property
+    def acted_on(self) -> bool:
+        """Past the failover timeout by at least one health-check tick (or never seen):
+        Praefect's healthy set, taken on each tick, leaves the node out, so what it routes
+        next avoids it."""
+        return self.seen_ago is None or self.seen_ago > FAILOVER_TIMEOUT + HEALTH_CHECK_INTERVAL
+
+
+def node_health_cmd(node: str, virtual_storage: str) -> list[str]:
+    """``gitlab-psql`` on the database node: the seconds since ``node``'s last successful
+    health check in ``virtual_storage`` and since the last attempted one, by the database's
+    clock (NOW()), as ``seen|attempt`` (empty: never; no line: no row). The latest over
+    Praefect names: the lab has one Praefect, and a renamed one leaves older rows behind.
+    The names go in as SQL literals only."""
+    sql = ("SELECT EXTRACT(EPOCH FROM NOW() - MAX(last_seen_active_at)), "
+           "EXTRACT(EPOCH FROM NOW() - MAX(last_contact_attempt_at)) "
+           f"FROM node_status WHERE node_name = {sql_literal(node)} "
+           f"AND shard_name = {sql_literal(virtual_storage)} HAVING COUNT(*) > 0")
+    return _psql(sql, DB_NAME)
+
+
+def parse_node_health(output: str) -> NodeHealth:
+    """``node_health_cmd``'s output; ValueError when it has another shape."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not lines:
+        return NodeHealth(None, None, recorded=False)
+    parts = lines[0].split("|")
+    if len(lines) != 1 or len(parts) != 2:
+        raise ValueError(f"unexpected psql output {output.strip()[:200]!r}")
+    try:
+        seen, attempt = (float(x) if x else None for x in parts)
+    except ValueError:
+        raise ValueError(f"unexpected psql output {output.strip()[:200]!r}") from None
+    return NodeHealth(seen, attempt)
 
 
 # What `lab collect` asks a Praefect node: its database, its Gitaly nodes, repositories

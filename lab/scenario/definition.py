@@ -76,7 +76,8 @@ class Step:
     args: tuple[tuple[str, Any], ...]
     expect: Expect
     line: int | None = None
-    # (argument, "node" | "storage"): arguments naming a part of the lab, checked
+    # (argument, what it names: a ``lab.scenario.steps.Ref`` value, "node", "storage" or
+    # "Gitaly node behind a Praefect"): arguments naming a part of the lab, checked
     # against the lab once it is resolved.
     names: tuple[tuple[str, str], ...] = ()
 

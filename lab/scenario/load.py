@@ -75,6 +75,8 @@ LOG_KEYS = tuple(LOG_FIELDS)
 FLAVORS = ("omnibus", "sim")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}\Z")
+#: Arguments naming a part of the lab, checked once the lab is known (``_check_refs``).
+LAB_REFS = (Ref.NODE, Ref.STORAGE, Ref.CLUSTER_GITALY)
 
 class _Ctx:
     """Where we are in one file, to make errors that point at it."""
@@ -210,7 +212,7 @@ def _step(ctx: _Ctx, value: Any, path: Path_, steps: Registry,
     ordered = tuple((a.name, args[a.name]) for a in kind.args if a.name in args)
     # What the lab must have, checked once the lab is known (``resolve_labs``).
     lab_names = tuple((a.name, a.ref.value) for a in kind.args
-                  if a.ref in (Ref.NODE, Ref.STORAGE) and a.name in args)
+                  if a.ref in LAB_REFS and a.name in args)
     return Step(name, ordered, _expect(ctx, value.get("expect"), (*path, "expect")),
                 ctx.line(path), lab_names)
 
@@ -390,7 +392,8 @@ def _flat(data: Any, path: str = "") -> dict[str, str]:
 
 def _check_refs(scenario: Scenario, lab: Lab) -> None:
     nodes = {n.name for n in lab.nodes}
-    storages = set(lab.storages)
+    known = {Ref.NODE.value: nodes, Ref.STORAGE.value: set(lab.storages),
+             Ref.CLUSTER_GITALY.value: {n.name for n in lab.cluster_gitaly_nodes}}
     steps: list[tuple[Path_, Step]] = [(("given", "faults", str(i)), s)
                                        for i, s in enumerate(scenario.given_faults)]
     steps += [(("steps", str(i)), s) for i, s in enumerate(scenario.steps)]
@@ -401,10 +404,16 @@ def _check_refs(scenario: Scenario, lab: Lab) -> None:
     for where, step in steps:
         for arg, what in step.names:
             value = step.arg(arg)
-            known = nodes if what == Ref.NODE else storages
-            if value not in known:
-                raise fail(step, (*where, step.kind, arg), f"no {what} {value!r} in this lab; "
-                           f"{what}s: {', '.join(sorted(known))}")
+            if value in known[what]:
+                continue
+            listed = ", ".join(sorted(known[what]))
+            if what == Ref.CLUSTER_GITALY:
+                raise fail(step, (*where, step.kind, arg),
+                           f"{value!r} is not a Gitaly node behind a Praefect" + (
+                               f" in this lab; those are: {listed}" if listed else
+                               ": this lab has no Praefect (topology: cluster has one)"))
+            raise fail(step, (*where, step.kind, arg), f"no {what} {value!r} in this lab; "
+                       f"{what}s: {listed}")
         log = step.expect.log
         if log is not None and log.node not in nodes:
             raise fail(step, (*where, "expect", "log", "node"),

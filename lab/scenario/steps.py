@@ -24,6 +24,13 @@ from lab.lifecycle.contract import LabHandle
 from lab.lifecycle.faults import VERBS, Verb
 from lab.model.topology import HTTP_PORT
 from lab.omnibus import eras
+from lab.omnibus.praefect import (
+    FAILOVER_TIMEOUT,
+    HEALTH_CHECK_INTERVAL,
+    NodeHealth,
+    node_health_cmd,
+    parse_node_health,
+)
 from lab.scenario.definition import Scenario, ScenarioLabs, Step
 from lab.scenario.pool import READY_TIMEOUT
 
@@ -31,6 +38,9 @@ from lab.scenario.pool import READY_TIMEOUT
 #: (gRPC's reconnect backoff grows to 120 s at most), and how often to try.
 SETTLE_TIMEOUT = 150.0
 SETTLE_INTERVAL = 1.0
+#: The ``unhealthy`` step: how long it waits by default, and how often it reads node_status.
+UNHEALTHY_WAIT = 30.0
+HEALTH_POLL_INTERVAL = 0.5
 PORTS = ("http", "gitaly")
 #: ``{p1}`` in an ``api`` step's path: the project alias p1's encoded path.
 TEMPLATE_RE = re.compile(r"\{([^{}]*)\}")
@@ -43,6 +53,7 @@ class Ref(StrEnum):
     """What an argument's value names, so ``load`` can check it before a lab boots."""
 
     NODE = "node"  # a node of the scenario's lab
+    CLUSTER_GITALY = "Gitaly node behind a Praefect"  # a Gitaly node of a Praefect's storage
     STORAGE = "storage"  # a storage of the scenario's lab
     PROJECT = "project"  # a project alias an earlier step created
     NEW_PROJECT = "new project"  # a project alias this step creates
@@ -336,6 +347,55 @@ def _replica_check(run: Run, alias: str, holders: list[str], absent: list[str]
     return ok, f"{run.project_path(alias)} at {commit[:12]}: " + "; ".join(lines)
 
 
+def _unhealthy(run: Run, step: Step) -> tuple[bool, str]:
+    """Gitaly Cluster: wait until the Praefect in front of Gitaly node ``node`` counts it
+    unhealthy, as Praefect decides it: its health checks' record in its database
+    (``node_status`` on the lab's PostgreSQL node) shows no successful check for longer
+    than the failover timeout and one health-check tick, so Praefect acts on it (routes
+    nothing to it). Reads it every HEALTH_POLL_INTERVAL for ``wait`` seconds."""
+    name = str(step.arg("node"))
+    lab = run.labs.target
+    owner = next((p for p in lab.praefect_nodes if name in p.backends), None)
+    db = lab.postgres_node
+    if owner is None or db is None or not owner.storages:
+        return False, f"{name} is not a Gitaly node behind a Praefect of this lab"
+    cmd = node_health_cmd(name, owner.storages[0].name)
+    wait = float(step.arg("wait", UNHEALTHY_WAIT))
+    deadline = time.monotonic() + wait
+    while True:
+        began = time.monotonic()
+        ok, out = exec_on(run, db.name, cmd, timeout=30)
+        health: NodeHealth | None = None
+        if not ok:
+            text = f"{name}: reading node_status on {db.name} failed: {out or 'no output'}"
+        else:
+            try:
+                health = parse_node_health(out)
+            except ValueError as exc:
+                text = f"{name}: reading node_status on {db.name}: {exc}"
+            else:
+                text = health_text(name, health)
+        if health is not None and health.acted_on:
+            return True, text
+        if time.monotonic() >= deadline:
+            return False, f"{text}; still so after waiting {wait:g} s"
+        time.sleep(max(0.0, min(began + HEALTH_POLL_INTERVAL, deadline) - time.monotonic()))
+
+
+def health_text(node: str, health: NodeHealth) -> str:
+    """``gitaly2: Praefect's last successful health check 11.4 s ago, last attempt 0.3 s
+    ago (node_status); unhealthy after 10 s (...)``: the evidence, as the database has it."""
+    if not health.recorded:
+        said = f"{node}: no health check by Praefect recorded (node_status)"
+    else:
+        seen = "never" if health.seen_ago is None else f"{health.seen_ago:.1f} s ago"
+        attempt = "" if health.attempt_ago is None else \
+            f", last attempt {health.attempt_ago:.1f} s ago"
+        said = f"{node}: Praefect's last successful health check {seen}{attempt} (node_status)"
+    return (f"{said}; unhealthy after {FAILOVER_TIMEOUT:g} s (Praefect acts on it at its "
+            f"next {HEALTH_CHECK_INTERVAL:g} s health check)")
+
+
 def _port_number(run: Run, node: str, port_name: str) -> int:
     return HTTP_PORT if port_name == "http" else run.labs.target.node(node).gitaly_port
 
@@ -451,6 +511,10 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
                           Arg("absent", _str_list, "a list of Gitaly node names", kind=list),
                           Arg("wait", _seconds, "a number of seconds", kind=(int, float))),
              _replicas),
+    StepKind("unhealthy", (Arg("node", _str, "a Gitaly node behind a Praefect", True,
+                               Ref.CLUSTER_GITALY, str),
+                           Arg("wait", _seconds, "a number of seconds from 0 to 600",
+                               kind=(int, float))), _unhealthy),
     StepKind("port", (node_arg(), Arg("port", _port, "http or gitaly", True, kind=str),
                       Arg("published", _bool, "true or false", kind=bool)), _published),
     StepKind("reachable", (node_arg(), Arg("port", _port, "http or gitaly", True, kind=str),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 
 from lab.omnibus import auth as lab_auth
+from lab.omnibus.praefect import FAILOVER_TIMEOUT
 from lab.omnibus.release import PRAEFECT_AUTHORITATIVE_REPLICA, PRAEFECT_CHECK_VERBOSE, Version
 from labsim.common import simconfig
 from labsim.praefect import store as db
@@ -206,7 +207,7 @@ def dataloss(conf: dict[str, Any], out: Callable[[str], None], *, partially: boo
     them; healthy = a health check seen within the failover timeout (node_status)."""
     store = _store(conf)
     try:
-        healthy = store.healthy(10.0)
+        healthy = store.healthy(FAILOVER_TIMEOUT)
         repos = store.all_repositories()
         gens = {(vs, rel): store.generations(vs, rel) for vs, rel, _ in repos}
     except psycopg2.Error as exc:
@@ -338,7 +339,7 @@ def check_unavailable(conf: dict[str, Any], version: Version,
                       say: Callable[[str], None]) -> None:
     store = _store(conf)
     try:
-        healthy = store.healthy(10.0)
+        healthy = store.healthy(FAILOVER_TIMEOUT)
         counts: dict[str, int] = {}
         for vs, rel, primary in store.all_repositories():
             if vs in conf["virtual_storages"] and is_unavailable(

@@ -52,6 +52,7 @@ from lab.gitalypb import (  # noqa: F401
     ssh_pb2,
 )
 from lab.omnibus import auth as lab_auth
+from lab.omnibus import praefect as praefect_facts
 from lab.omnibus.release import (
     PRAEFECT_EXISTS_FROM_DB,
     PRAEFECT_PER_REPOSITORY,
@@ -76,9 +77,9 @@ MUTATORS = frozenset({
     "UserMergeToRef", "PostReceivePack", "SSHReceivePack",
 })
 #: How long a node may go without a successful health check before it counts as
-#: unhealthy (Praefect's failover timeout; sql_elector.go failoverTimeout = 10 s).
-FAILOVER_TIMEOUT = 10.0
-HEALTH_INTERVAL = 1.0  # serve.go: healthManager.Run(ctx, NewTimerTicker(time.Second))
+#: unhealthy, and how often each node is checked (lab.omnibus.praefect, with the sources).
+FAILOVER_TIMEOUT = praefect_facts.FAILOVER_TIMEOUT
+HEALTH_INTERVAL = praefect_facts.HEALTH_CHECK_INTERVAL
 REPLICATE_INTERVAL = 0.5
 #: RepositoryExists from the database; @cluster replica paths (lab/omnibus/release.py).
 EXISTS_FROM_DB = PRAEFECT_EXISTS_FROM_DB
@@ -125,11 +126,21 @@ def repository_field(cls: Any) -> str | None:
     return None
 
 
+def resolve(host: str, port: str) -> str | None:
+    """The address ``host`` has now, or None when the name does not resolve."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    return str(found[0][4][0]) if found else None
+
+
 class Node:
     def __init__(self, vs: str, storage: str, address: str, token: str) -> None:
         self.vs, self.storage, self.address, self.token = vs, storage, address, token
         self.last_ok = 0.0
         self._channel: grpc.Channel | None = None
+        self._ip: str | None = None  # the address self._channel dials (None: the name)
         self._lock = threading.Lock()
 
     def target(self) -> str:
@@ -137,15 +148,41 @@ class Node:
         return rest if scheme in ("tcp", "tls") else self.address
 
     def channel(self) -> grpc.Channel:
+        """A channel to the address the node's name has now.
+
+        Praefect dials a Gitaly node with Gitaly's client (client/dial.go: ``grpc.Dial`` of
+        ``host:port``, grpc-go's passthrough resolver), so each new connection looks the
+        name up again. gRPC's C core, under Python, keeps a name's addresses and looks again
+        at most every 30 s. Docker gives a restarted container whatever address is free:
+        stopping and starting gitaly2 and gitaly3 can swap theirs, and a cached address then
+        reaches the other node, whose health check passes with the same internal token (the
+        sim once counted gitaly2 healthy 11 s after its token changed). So the name is
+        looked up on each use, and a channel dials the address found (or the name while it
+        has none, which fails as a lookup does). A replaced channel is not closed: calls on
+        it run to their end.
+        """
+        host, _, port = self.target().rpartition(":")
+        ip = resolve(host, port) if host else None
         with self._lock:
-            if self._channel is None:
-                if self.address.startswith("tls://"):
-                    creds = grpc.ssl_channel_credentials(simconfig.trusted_ca_pem())
-                    self._channel = grpc.secure_channel(self.target(), creds,
-                                                        options=CHANNEL_OPTIONS)
-                else:
-                    self._channel = grpc.insecure_channel(self.target(), options=CHANNEL_OPTIONS)
+            if self._channel is None or ip != self._ip:
+                self._ip = ip
+                self._channel = self._dial(host, port, ip)
             return self._channel
+
+    def _dial(self, host: str, port: str, ip: str | None) -> grpc.Channel:
+        options: list[tuple[str, Any]]
+        if ip is None:
+            target, options = self.target(), list(CHANNEL_OPTIONS)
+        else:
+            target = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            # The name stays the authority and, with TLS, what the certificate must name.
+            options = [*CHANNEL_OPTIONS, ("grpc.default_authority", self.target())]
+        if self.address.startswith("tls://"):
+            if ip is not None:
+                options.append(("grpc.ssl_target_name_override", host))
+            creds = grpc.ssl_channel_credentials(simconfig.trusted_ca_pem())
+            return grpc.secure_channel(target, creds, options=options)
+        return grpc.insecure_channel(target, options=options)
 
     def auth(self) -> tuple[str, str]:
         return ("authorization", "Bearer " + lab_auth.gitaly_v2_token(self.token))

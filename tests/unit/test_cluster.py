@@ -339,3 +339,146 @@ def test_a_lab_token_the_secrets_do_not_hold_is_refused_not_ignored() -> None:
     with pytest.raises(ValueError, match="lab_token differs"):
         render_gitlab_rb(lab, lab.app, "another-token", sec)
     assert sec.gitaly_token in render_gitlab_rb(lab, lab.app, sec.gitaly_token, sec)
+
+
+# --- the unhealthy step: Praefect's node_status, read until the node is unhealthy ---------
+
+def test_node_health_sql_names_the_node_and_storage_as_literals_only() -> None:
+    cmd = pf.node_health_cmd("gitaly2", "default")
+    assert cmd[:-1] == ["/opt/gitlab/bin/gitlab-psql", "-d", "praefect_production",
+                        "-v", "ON_ERROR_STOP=1", "-tAc"]
+    assert cmd[-1] == (
+        "SELECT EXTRACT(EPOCH FROM NOW() - MAX(last_seen_active_at)), "
+        "EXTRACT(EPOCH FROM NOW() - MAX(last_contact_attempt_at)) FROM node_status "
+        "WHERE node_name = 'gitaly2' AND shard_name = 'default' HAVING COUNT(*) > 0")
+    # A quote in a name stays inside its literal.
+    sql = pf.node_health_cmd("x'; DROP TABLE node_status; --", "a'b")[-1]
+    assert "node_name = 'x''; DROP TABLE node_status; --' AND shard_name = 'a''b' " in sql
+
+
+def test_node_health_output() -> None:
+    assert pf.parse_node_health("11.432187|0.301\n") == pf.NodeHealth(11.432187, 0.301)
+    assert pf.parse_node_health("|2.5\n") == pf.NodeHealth(None, 2.5)
+    assert pf.parse_node_health("") == pf.NodeHealth(None, None, recorded=False)
+    # Past the failover timeout and one health-check tick, or never seen.
+    assert pf.NodeHealth(None, 2.5).acted_on
+    assert pf.NodeHealth(None, None, recorded=False).acted_on
+    assert pf.NodeHealth(11.01, 0.1).acted_on
+    assert not pf.NodeHealth(11.0, 0.1).acted_on
+    assert not pf.NodeHealth(0.2, 0.2).acted_on
+    for bad in ("ERROR\n", "1.0|2.0|3.0\n", "1.0|2.0\n3.0|4.0\n", "soon|1.0\n"):
+        with pytest.raises(ValueError, match="unexpected psql output"):
+            pf.parse_node_health(bad)
+
+
+class HealthWorld:
+    """A cluster lab whose database node answers node_status on a fake clock: ``seen_at``
+    is when gitaly2's last successful health check was (None: never; "norow": no row;
+    "always": it keeps passing them). Each read takes EXEC_TAKES of the clock."""
+
+    EXEC_TAKES = 0.2
+
+    def __init__(self, seen_at: float | str | None, *, rc: int = 0, stderr: str = "") -> None:
+        from types import SimpleNamespace
+
+        from lab.engine.run import Result
+
+        self.now = 0.0
+        self.seen_at, self.rc, self.stderr = seen_at, rc, stderr
+        self.labs = SimpleNamespace(target=cluster("19.3.0")[0])
+        self.asked: list[tuple[str, list[str], float]] = []
+        self.slept: list[float] = []
+
+        def exec_(node: str, cmd: list[str], **kw: object) -> Result:
+            self.asked.append((node, cmd, self.now))
+            read_at = self.now
+            self.now += self.EXEC_TAKES
+            if self.rc or self.seen_at == "norow":
+                return Result(cmd, self.rc, "", self.stderr)
+            attempt = read_at - int(read_at)  # a check every whole second
+            if self.seen_at is None:
+                seen = ""
+            elif self.seen_at == "always":
+                seen = f"{attempt:.3f}"
+            else:
+                seen = f"{read_at - float(self.seen_at):.3f}"
+            return Result(cmd, 0, f"{seen}|{attempt:.3f}\n", "")
+
+        self.running = SimpleNamespace(exec=exec_)
+        self.time = SimpleNamespace(monotonic=lambda: self.now, sleep=self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def times(self) -> list[float]:
+        return [round(t, 3) for _, _, t in self.asked]
+
+
+def _unhealthy(world: HealthWorld, monkeypatch: pytest.MonkeyPatch,
+               **args: object) -> tuple[bool, str]:
+    from types import SimpleNamespace
+
+    from lab.scenario import steps as steps_module
+
+    monkeypatch.setattr(steps_module, "time", world.time)
+    step = SimpleNamespace(arg=lambda name, default=None: {"node": "gitaly2", **args}.get(
+        name, default))
+    return steps_module.STEPS["unhealthy"].run(world, step)  # type: ignore[arg-type]
+
+
+TAIL = "; unhealthy after 10 s (Praefect acts on it at its next 1 s health check)"
+
+
+def test_unhealthy_reads_node_status_every_half_second_until_praefect_acts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    world = HealthWorld(seen_at=0.0)
+    ok, text = _unhealthy(world, monkeypatch)
+    assert ok, text
+    # Read at 0, 0.5, ... 11.0 s (not yet: 11 s is the failover timeout and one tick), 11.5.
+    assert world.times() == [i / 2 for i in range(24)]
+    assert all(node == "praefect-db" for node, _, _ in world.asked)
+    assert all(cmd == pf.node_health_cmd("gitaly2", "default") for _, cmd, _ in world.asked)
+    # Every read starts half a second after the one before: the sleep is what is left.
+    assert world.slept == pytest.approx([0.3] * 23)
+    assert text == ("gitaly2: Praefect's last successful health check 11.5 s ago, last "
+                    "attempt 0.5 s ago (node_status)" + TAIL)
+
+
+@pytest.mark.parametrize(("seen_at", "said"), [
+    (None, "gitaly2: Praefect's last successful health check never, last attempt 0.0 s ago "
+           "(node_status)" + TAIL),
+    ("norow", "gitaly2: no health check by Praefect recorded (node_status)" + TAIL),
+    (-30.0, "gitaly2: Praefect's last successful health check 30.0 s ago, last attempt "
+            "0.0 s ago (node_status)" + TAIL),
+])
+def test_unhealthy_at_once_when_never_or_long_ago_seen(
+        monkeypatch: pytest.MonkeyPatch, seen_at: float | str | None, said: str) -> None:
+    world = HealthWorld(seen_at=seen_at)
+    ok, text = _unhealthy(world, monkeypatch)
+    assert ok, text
+    assert text == said
+    assert world.times() == [0.0]
+    assert world.slept == []
+
+
+def test_unhealthy_fails_with_the_evidence_when_the_wait_runs_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    world = HealthWorld(seen_at="always")  # its health checks keep passing
+    ok, text = _unhealthy(world, monkeypatch, wait=3)
+    assert not ok
+    assert text == ("gitaly2: Praefect's last successful health check 0.0 s ago, last "
+                    "attempt 0.0 s ago (node_status)" + TAIL + "; still so after waiting 3 s")
+    # Read at 0, 0.5, ... 3.0 s, never slept past the deadline.
+    assert world.times() == [i / 2 for i in range(7)]
+    assert world.now == pytest.approx(3.2)
+
+
+def test_unhealthy_fails_when_the_database_cannot_be_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    world = HealthWorld(seen_at=0.0, rc=2, stderr="psql: error: connection to server failed")
+    ok, text = _unhealthy(world, monkeypatch, wait=1)
+    assert not ok
+    assert text == ("gitaly2: reading node_status on praefect-db failed: psql: error: "
+                    "connection to server failed; still so after waiting 1 s")
+    assert world.times() == [0.0, 0.5, 1.0]

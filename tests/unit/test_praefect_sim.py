@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import textwrap
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -253,3 +254,64 @@ def test_flags_parse_as_gos_flag_package(texts: ModuleType) -> None:
         texts.parse_flags(["-q"])
     with pytest.raises(texts.Usage, match="flag needs an argument: -repository"):
         texts.parse_flags(["-repository"], strings=strings)
+
+
+@pytest.fixture
+def praefect_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """labsim.praefect.server imported with a stand-in for the image's psycopg2 (it only
+    names psycopg2.Error until it talks to a database), and forgotten afterwards."""
+    import sys
+    import types
+
+    import labsim.praefect
+
+    fake = types.ModuleType("psycopg2")
+    fake.Error = Exception  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "psycopg2", fake)
+    names = ("store", "server")
+    for name in names:
+        monkeypatch.delitem(sys.modules, f"labsim.praefect.{name}", raising=False)
+        monkeypatch.delattr(labsim.praefect, name, raising=False)
+    yield importlib.import_module("labsim.praefect.server")
+    for name in names:
+        sys.modules.pop(f"labsim.praefect.{name}", None)
+        if hasattr(labsim.praefect, name):
+            delattr(labsim.praefect, name)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_praefect_dials_the_address_a_node_name_has_now(
+        praefect_server: ModuleType, monkeypatch: pytest.MonkeyPatch, tls: bool) -> None:
+    """Gitaly's client dials host:port anew for each connection (grpc-go passthrough): a node
+    that came back at another node's old address is never reached at its own old one."""
+    answers = iter(["172.31.0.5", "172.31.0.5", "172.31.0.6", None, "172.31.0.5"])
+    monkeypatch.setattr(praefect_server, "resolve", lambda host, port: next(answers))
+    dialled: list[tuple[str, dict[str, Any]]] = []
+
+    def insecure(target: str, options: list[tuple[str, Any]]) -> object:
+        dialled.append((target, dict(options)))
+        return object()
+
+    def secure(target: str, creds: object, options: list[tuple[str, Any]]) -> object:
+        return insecure(target, options)
+
+    monkeypatch.setattr(praefect_server.grpc, "insecure_channel", insecure)
+    monkeypatch.setattr(praefect_server.grpc, "secure_channel", secure)
+    monkeypatch.setattr(praefect_server.grpc, "ssl_channel_credentials", lambda pem: None)
+    monkeypatch.setattr(praefect_server.simconfig, "trusted_ca_pem", lambda: b"")
+    scheme = "tls" if tls else "tcp"
+    node = praefect_server.Node("default", "gitaly2", f"{scheme}://gitaly2:8075", "t")
+    first = node.channel()
+    assert node.channel() is first  # the same address: the same channel
+    third = node.channel()  # the name moved: a channel to where it is now
+    assert third is not first
+    node.channel()  # no address (the container is stopped): the name, which fails to resolve
+    node.channel()
+    assert [t for t, _ in dialled] == ["172.31.0.5:8075", "172.31.0.6:8075", "gitaly2:8075",
+                                       "172.31.0.5:8075"]
+    for target, options in dialled:
+        if target.startswith("172."):
+            assert options["grpc.default_authority"] == "gitaly2:8075"
+            assert options.get("grpc.ssl_target_name_override") == ("gitaly2" if tls else None)
+        else:
+            assert "grpc.default_authority" not in options

@@ -160,6 +160,26 @@ BAD = [
      "lab: {topology: scaled}\nsteps:\n  - create_project: {project: p1, storage: s9}\n",
      r"^sc\.yaml:3: steps\.0\.create_project\.storage: no storage 's9' in this lab; "
      r"storages: default, storage1"),
+    ("unhealthy on a node that is no Gitaly node of a Praefect",
+     "lab: {topology: cluster}\nsteps:\n  - unhealthy: praefect-db\n",
+     r"^sc\.yaml:3: steps\.0\.unhealthy\.node: 'praefect-db' is not a Gitaly node behind a "
+     r"Praefect in this lab; those are: gitaly1, gitaly2, gitaly3$"),
+    ("unhealthy on an unknown node",
+     "lab: {topology: cluster}\nsteps:\n  - unhealthy: {node: gitaly9, wait: 5}\n",
+     r"^sc\.yaml:3: steps\.0\.unhealthy\.node: 'gitaly9' is not a Gitaly node behind a "
+     r"Praefect in this lab"),
+    ("unhealthy in a lab without Praefect",
+     "lab: {topology: scaled}\nsteps:\n  - unhealthy: gitaly1\n",
+     r"^sc\.yaml:3: steps\.0\.unhealthy\.node: 'gitaly1' is not a Gitaly node behind a "
+     r"Praefect: this lab has no Praefect \(topology: cluster has one\)$"),
+    ("unhealthy waiting too long",
+     "lab: {topology: cluster}\nsteps:\n  - unhealthy: {node: gitaly2, wait: 601}\n",
+     r"^sc\.yaml:3: steps\.0\.unhealthy\.wait: expected a number of seconds from 0 to 600, "
+     r"got 601$"),
+    ("unhealthy without a node",
+     "lab: {topology: cluster}\nsteps:\n  - unhealthy: {wait: 5}\n",
+     r"^sc\.yaml:3: steps\.0\.unhealthy: unhealthy needs 'node' \(a Gitaly node behind a "
+     r"Praefect\)$"),
     ("log evidence on an unknown node",
      "lab: {topology: scaled}\nsteps:\n  - api: /x\n    expect:\n"
      "      log: {node: nope, pattern: x}\n",
