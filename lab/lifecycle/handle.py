@@ -391,7 +391,8 @@ class RunningLab:
     def _in_place(self, action: NodeAction) -> bool:
         """A reconfigure, or a reconfigure and a restart of the node's services (reconfigure
         links a new trusted CA and applies gitlab.rb; the restart makes the services read
-        the files they read only at start); False: do it by restarting the container.
+        the files they read only at start; no reconfigure when nothing it reads changed);
+        False: do it by restarting the container.
 
         A node installed from source has no gitlab-ctl: its container is restarted.
         """
@@ -399,7 +400,7 @@ class RunningLab:
 
         if action.action is Action.RESTART and self._node(action.node).from_source:
             return False
-        if not self._reconfigure(action.node):
+        if action.reconfigure and not self._reconfigure(action.node):
             return False
         if action.action is Action.RECONFIGURE:
             return True

@@ -486,6 +486,11 @@ def test_a_restart_reconfigures_then_restarts_the_services_in_place(rendered: An
     assert running._in_place(NodeAction("gitaly1", Action.RESTART,
                                         "read only when services start: ssl/gitaly1.crt"))
     assert seen == ["reconfigure", "restart"]
+    # Only Gitaly's certificate and key changed: reconfigure would change nothing.
+    seen.clear()
+    assert running._in_place(NodeAction("gitaly1", Action.RESTART, "read only when services "
+                                        "start: ssl/gitaly1.crt", reconfigure=False))
+    assert seen == ["restart"]
 
 
 def test_after_a_change_the_apps_own_layers_run_only_if_the_app_node_was_touched(
