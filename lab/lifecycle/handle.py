@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
@@ -163,8 +163,8 @@ class RunningLab:
         self.leave_up = leave_up  # what the end of a `with` block does: leave it up, or down
         self.clock = clock or Clock()
         self._compose: Compose | None = None
-        # The containers listed at the start of the current readiness poll round;
-        # every probe of that round uses them instead of listing again.
+        # The containers listed at the start of the current readiness poll round (or of
+        # apply's changes in place); every probe (exec) of it uses them instead of listing again.
         self._round: dict[str, Container] | None = None
         # When the poll rounds began to list no container for a node (see _watch).
         self._unlisted: dict[str, float] = {}
@@ -173,6 +173,9 @@ class RunningLab:
         self.redactor = Redaction()
         self.redactor.learn(rendered.secrets, rendered.lab)
         self.last_actions: NodeActions | None = None  # what the latest apply did, and why
+        # The files (by path) and Compose services the latest apply rendered, for the
+        # RenderedLab it made: the next apply compares with them instead of rendering again.
+        self._rendered_state: tuple[RenderedLab, dict[str, str], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {str(self.path)!r})"
@@ -315,11 +318,15 @@ class RunningLab:
         if new_lab.name != self.name:
             new_lab = replace(new_lab, name=self.name)
         d = str(self.path)
-        old_image = self.rendered.image
-        old_owner = self.rendered.owner
-        old_files = {f.path: f.content for f in render_files(self.lab, self.rendered.secrets,
-                                                             old_image, d, old_owner)}
-        old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
+        known = self._rendered_state
+        if known is not None and known[0] is self.rendered:
+            # What the previous apply rendered for this very state: the same files again.
+            _, old_files, old_services = known
+        else:
+            old_image, old_owner = self.rendered.image, self.rendered.owner
+            old_files = {f.path: f.content for f in render_files(
+                self.lab, self.rendered.secrets, old_image, d, old_owner)}
+            old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
         image = image_for(new_lab)
         ensure_image(new_lab, image, progress)
         reclaim(self.path, image, self.labels)
@@ -336,6 +343,7 @@ class RunningLab:
                           app_nodes={n.name for n in new_lab.nodes if n.is_app},
                           source_nodes={n.name for n in new_lab.nodes if n.from_source})
         self.rendered, self.lab = rendered, new_lab
+        self._rendered_state = (rendered, new_files, new_services)
         self.redactor.learn(rendered.secrets, new_lab)
         self.last_actions = todo
         recreate = todo.names(Action.RECREATE)
@@ -354,12 +362,14 @@ class RunningLab:
             # Only the nodes whose container was recreated or restarted are asked whether
             # their services run: the untouched ones were up and nothing of theirs changed,
             # and gitlab-ctl exits 0 only after Chef's run or runit's restart. The lab-wide
-            # layers (app ready, Gitaly storages, admin token) prove the lab serves, as
-            # always; the database layers run again only if one of their nodes was touched.
+            # layers (containers running, Gitaly storages) prove the lab serves, as always;
+            # the database layers run again only if one of their nodes was touched, and the
+            # app's own (app ready, admin token) only if the app node was (wait_ready says
+            # why; "app ready" is asked whenever it includes the app's view of Gitaly).
             self.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly,
                             docker_health=docker_health,
                             services_of=[n for n in todo.changed if n not in done],
-                            setup_of=todo.changed)
+                            setup_of=todo.changed, app_of=todo.changed)
         return todo.changed
 
     def _in_place_all(self, actions: list[NodeAction]) -> set[str]:
@@ -367,14 +377,22 @@ class RunningLab:
         node, as an admin with a terminal per node would); the nodes where it succeeded."""
         if not actions:
             return set()
-        with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="apply") as ex:
-            return {a.node for a, ok in zip(actions, ex.map(self._in_place, actions),
-                                            strict=True) if ok}
+        # One listing for every exec of this phase (each looked again: a listing and an
+        # inspect per node, per exec): a change in place keeps each container, and an exec
+        # into one that is not running fails as it did (then the caller restarts it).
+        self._round = self._containers()
+        try:
+            with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="apply") as ex:
+                return {a.node for a, ok in zip(actions, ex.map(self._in_place, actions),
+                                                strict=True) if ok}
+        finally:
+            self._round = None
 
     def _in_place(self, action: NodeAction) -> bool:
         """A reconfigure, or a reconfigure and a restart of the node's services (reconfigure
         links a new trusted CA and applies gitlab.rb; the restart makes the services read
-        the files they read only at start); False: do it by restarting the container.
+        the files they read only at start; no reconfigure when nothing it reads changed);
+        False: do it by restarting the container.
 
         A node installed from source has no gitlab-ctl: its container is restarted.
         """
@@ -382,7 +400,7 @@ class RunningLab:
 
         if action.action is Action.RESTART and self._node(action.node).from_source:
             return False
-        if not self._reconfigure(action.node):
+        if action.reconfigure and not self._reconfigure(action.node):
             return False
         if action.action is Action.RECONFIGURE:
             return True
@@ -455,11 +473,15 @@ class RunningLab:
     def wait_ready(self, *, timeout: float | None = None, progress: Progress | None = None,
                    wait_gitaly: bool = True, docker_health: bool = False,
                    services_of: Collection[str] | None = None,
-                   setup_of: Collection[str] | None = None) -> ReadyReport:
+                   setup_of: Collection[str] | None = None,
+                   app_of: Collection[str] | None = None) -> ReadyReport:
         """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status;
         ``services_of``: the "services up" layer asks these nodes only (default: all);
         ``setup_of``: the one-time setup layers (``layers.SETUP_LAYERS``) run only when one
-        of their nodes is among these (default: always).
+        of their nodes is among these (default: always); ``app_of``: the layers that ask
+        the app about itself (``layers.APP_LAYERS``) run only when the app node is among
+        these (default: always), except that "app ready" always runs with ``wait_gitaly``,
+        where it also asks the app's view of Gitaly. A layer left with no probe is skipped.
 
         The toolkit's own probes decide readiness. Docker runs a container's first
         health check only after its interval (5 s), when the layers before it have
@@ -467,7 +489,7 @@ class RunningLab:
         who run the lab by hand, but waiting for it would add those seconds to every
         `lab up` and every change.
         """
-        from lab.lifecycle.layers import SERVICES_UP, SETUP_LAYERS
+        from lab.lifecycle.layers import ADMIN_TOKEN, APP_READY, SERVICES_UP, SETUP_LAYERS
 
         layers = self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
                              progress=progress)
@@ -478,6 +500,18 @@ class RunningLab:
         setup = {n for layer in layers if layer.name in SETUP_LAYERS for n in layer.probes}
         if setup_of is not None and not setup & set(setup_of):
             layers = [layer for layer in layers if layer.name not in SETUP_LAYERS]
+        if app_of is not None and self.lab.app.name not in app_of:
+            # The app's container, files and services are as they were when it last passed
+            # these, so they would pass again: `/-/readiness` without ?all=1 is the app's
+            # answer about itself (no other node's), and the token lives in the app's own
+            # database. With wait_gitaly, "app ready" also asks the app's view of Gitaly,
+            # which a changed Gitaly node changes (Rails' channel reconnects after a
+            # restart, docs/fidelity.md): then it is asked.
+            skip = {ADMIN_TOKEN} if wait_gitaly else {ADMIN_TOKEN, APP_READY}
+            layers = [layer for layer in layers if layer.name not in skip]
+        # "services up" of an apply whose nodes all changed in place asks nobody: its round
+        # would only list the containers, which the next layer does anyway.
+        layers = [layer for layer in layers if layer.probes]
         try:
             return wait_layers(layers,
                                timeout=default_timeout(self.lab) if timeout is None else timeout,

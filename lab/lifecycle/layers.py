@@ -45,6 +45,11 @@ PRAEFECT_MIGRATED = "praefect migrated"
 #: Layers that set something up once (Praefect's role, database and schema, which live in
 #: the database node's volume): after a change they matter only if one of their nodes changed.
 SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED)
+APP_READY = "app ready"
+ADMIN_TOKEN = "admin token"
+#: Layers that ask the app node about itself: its `/-/readiness` (with ``?all=1`` also its
+#: view of Gitaly) and the admin token its API accepts (kept in its own database).
+APP_LAYERS = (APP_READY, ADMIN_TOKEN)
 
 
 def log_since_start(container: Container, since: str | None = None, *,
@@ -96,7 +101,7 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
         out.append(Layer(PRAEFECT_MIGRATED, {first: functools.partial(
             asks.praefect_migrated, first)}, hint=f"see `lab logs {first}`; the database "
             "settings of its gitlab.rb must match the postgres node"))
-    out.append(Layer("app ready", {app: lambda: asks.app_ready(wait_gitaly)}))
+    out.append(Layer(APP_READY, {app: lambda: asks.app_ready(wait_gitaly)}))
     gitaly = asks.gitaly(via_app=wait_gitaly)
     if gitaly:
         out.append(Layer("gitaly storages", gitaly,
@@ -104,7 +109,7 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     if docker_health:
         out.append(Layer("healthchecks",
                          {n: functools.partial(asks.docker_health, n) for n in nodes}))
-    out.append(Layer("admin token", {app: asks.admin_token}))
+    out.append(Layer(ADMIN_TOKEN, {app: asks.admin_token}))
     return out
 
 

@@ -13,7 +13,9 @@ same where it can, and falls back to what a reconfigure cannot do:
   not restart Gitaly for it (before lab.omnibus.release.GITALY_RESTARTS_ON_SHELL_SECRET):
   **restart** its services: `gitlab-ctl reconfigure` (which links a trusted CA and
   applies gitlab.rb), then `gitlab-ctl restart`, in the running container; a restarted
-  Omnibus container would run its whole reconfigure at boot, to the same end;
+  Omnibus container would run its whole reconfigure at boot, to the same end. When
+  nothing reconfigure reads changed (only Gitaly's certificate and key), the reconfigure
+  would change nothing (a whole Chef run on Omnibus): the restart alone;
 - only gitlab.rb or gitlab-secrets.json changed: **reconfigure** in place;
 - a node installed from source (config.toml, the secret file) has no reconfigure and no
   gitlab-ctl: any change of its files **restarts** its container, which starts its
@@ -33,6 +35,9 @@ from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, Version
 
 # The files reconfigure reads and acts on (the rest of /etc/gitlab is read by services).
 RECONFIGURED_FILES = ("gitlab.rb", "gitlab-secrets.json")
+# Reconfigure links the CAs found here into the trusted store (add_trusted_certs.rb); the
+# services read that store when they start.
+TRUSTED_CERTS = "trusted-certs/"
 
 
 class Action(StrEnum):
@@ -48,6 +53,9 @@ class NodeAction:
     node: str
     action: Action
     why: str
+    #: A RESTART in place runs `gitlab-ctl reconfigure` first (False: nothing it reads
+    #: changed, so it would change nothing).
+    reconfigure: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,11 @@ def node_action(node: str, old_service: Mapping[str, Any] | None,
                           f"installed from source (no reconfigure): {', '.join(changed)}")
     read_at_start = [p for p in changed if p not in RECONFIGURED_FILES]
     if read_at_start:
+        reconfigure = any(p in RECONFIGURED_FILES or p.startswith(TRUSTED_CERTS)
+                          for p in changed)
         return NodeAction(node, Action.RESTART,
-                          f"read only when services start: {', '.join(read_at_start)}")
+                          f"read only when services start: {', '.join(read_at_start)}",
+                          reconfigure)
     secrets = "gitlab-secrets.json"
     if runs_gitaly and not runs_app and version < GITALY_RESTARTS_ON_SHELL_SECRET \
             and _shell_secret(old_files.get(secrets)) != _shell_secret(new_files.get(secrets)):

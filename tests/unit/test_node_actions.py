@@ -68,6 +68,24 @@ def test_tls_files_restart_the_node() -> None:
     assert actions(removed_ca)["gitlab"] == Action.RESTART
 
 
+def test_a_restart_reconfigures_first_only_when_reconfigure_reads_a_changed_file() -> None:
+    # A new certificate and key: reconfigure would change nothing (on Omnibus, a whole Chef
+    # run), the restart alone makes Gitaly read them.
+    cert = actions_of(files(), files(**{"nodes__gitaly1__ssl__gitaly1.crt": "pem"}))
+    assert [(a.action, a.reconfigure) for a in cert.nodes if a.node == "gitaly1"] == \
+        [(Action.RESTART, False)]
+    # A trusted CA is linked into the store by reconfigure; gitlab.rb is applied by it.
+    ca = actions_of(files(**{"nodes__gitlab__trusted-certs__ca.crt": "pem"}), files())
+    assert [(a.action, a.reconfigure) for a in ca.nodes if a.node == "gitlab"] == \
+        [(Action.RESTART, True)]
+    both = actions_of(files(), files(gitaly_rb="g2", **{"nodes__gitaly1__ssl__gitaly1.crt": "p"}))
+    assert [(a.action, a.reconfigure) for a in both.nodes if a.node == "gitaly1"] == \
+        [(Action.RESTART, True)]
+    shell = actions_of(files(), files(gitaly_shell="other"), version=V15)
+    assert [(a.action, a.reconfigure) for a in shell.nodes if a.node == "gitaly1"] == \
+        [(Action.RESTART, True)]
+
+
 def test_shell_secret_on_a_gitaly_node_before_16_8_needs_a_restart() -> None:
     assert actions(actions_of(files(), files(gitaly_shell="other"), version=V15))["gitaly1"] \
         == Action.RESTART

@@ -446,7 +446,7 @@ def test_after_a_change_the_database_setup_layers_run_only_if_their_node_was_tou
                         lambda ls, **kw: seen.append([layer.name for layer in ls]))
     running = handle.RunningLab(write_lab(lab, tmp_path / "cluster", image="sim:test"))
     running.wait_ready(services_of=["gitaly1"], setup_of=["gitaly1", "gitlab"])
-    running.wait_ready(services_of=[], setup_of=["praefect-db"])
+    running.wait_ready(services_of=["praefect-db"], setup_of=["praefect-db"])
     running.wait_ready()
     untouched, db_touched, full = seen
     assert set(layers.SETUP_LAYERS) <= set(full)
@@ -486,3 +486,146 @@ def test_a_restart_reconfigures_then_restarts_the_services_in_place(rendered: An
     assert running._in_place(NodeAction("gitaly1", Action.RESTART,
                                         "read only when services start: ssl/gitaly1.crt"))
     assert seen == ["reconfigure", "restart"]
+    # Only Gitaly's certificate and key changed: reconfigure would change nothing.
+    seen.clear()
+    assert running._in_place(NodeAction("gitaly1", Action.RESTART, "read only when services "
+                                        "start: ssl/gitaly1.crt", reconfigure=False))
+    assert seen == ["restart"]
+
+
+def test_after_a_change_the_apps_own_layers_run_only_if_the_app_node_was_touched(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The app's `/-/readiness` (without ?all=1) and its admin token answer for the app node
+    # alone: a change of a Gitaly node leaves them as they were. With wait_gitaly the
+    # readiness also asks the app's view of Gitaly, which that change does change.
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(handle, "wait_layers",
+                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    running = handle.RunningLab(rendered)
+    running.wait_ready(wait_gitaly=False, app_of=["gitaly1"])
+    running.wait_ready(wait_gitaly=True, app_of=["gitaly1"])
+    running.wait_ready(wait_gitaly=False, app_of=["gitaly1", "gitlab"])
+    running.wait_ready(wait_gitaly=False)
+    gitaly_only, back_at_base, app_too, full = seen
+    assert gitaly_only == ["containers running", "services up", "gitaly storages"]
+    assert back_at_base == ["containers running", "services up", "app ready",
+                            "gitaly storages"]
+    assert app_too == full == ["containers running", "services up", "app ready",
+                               "gitaly storages", "admin token"]
+
+
+def test_a_layer_left_with_nobody_to_ask_is_skipped(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every node changed in place (gitlab-ctl said its services run): "services up" asks
+    # nobody, and its round would only list the containers once more.
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(handle, "wait_layers",
+                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    handle.RunningLab(rendered).wait_ready(services_of=[])
+    assert seen == [["containers running", "app ready", "gitaly storages", "admin token"]]
+
+
+def fake_exec(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """dk.exec_in answering 0; returns (container name, gitlab-ctl verb or command) asked."""
+    from lab.engine.run import Result
+
+    asked: list[tuple[str, str]] = []
+
+    def exec_in(c: Container, cmd: list[str], **kw: Any) -> Result:
+        asked.append((c.name, cmd[1] if cmd[0].endswith("gitlab-ctl") else cmd[0]))
+        return Result(list(cmd), 0, "", "")
+
+    monkeypatch.setattr(handle.dk, "exec_in", exec_in)
+    return asked
+
+
+def test_changes_in_place_list_the_containers_once(
+        rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each exec looked the containers up again (a listing and an inspect per container):
+    # four for two restarts in place. A change in place keeps each container.
+    calls = fake_engine(monkeypatch, [fake_container("gitlab", "running"),
+                                      fake_container("gitaly1", "running")])
+    asked = fake_exec(monkeypatch)
+    running = handle.RunningLab(rendered)
+    done = running._in_place_all([NodeAction(n, Action.RESTART, "read only when services "
+                                             "start: trusted-certs/ca.crt")
+                                  for n in ("gitlab", "gitaly1")])
+    assert done == {"gitlab", "gitaly1"}
+    assert sorted(asked) == [("glt-scaled_gitaly1_1", "reconfigure"),
+                             ("glt-scaled_gitaly1_1", "restart"),
+                             ("glt-scaled_gitlab_1", "reconfigure"),
+                             ("glt-scaled_gitlab_1", "restart")]
+    assert calls.lists == 1
+    running.container("gitlab")
+    assert calls.lists == 2  # after it, every call looks again
+
+
+@pytest.fixture
+def applying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A RunningLab of a scenario's base lab whose apply runs against fakes: the names of
+    the layers each wait got, and what was run in which container."""
+    from lab.scenario.load import load_scenario, resolve_labs
+
+    library = Path(__file__).resolve().parents[2] / "scenarios"
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    monkeypatch.setattr(handle, "image_for", lambda lab: "sim:test")
+    monkeypatch.setattr(handle, "ensure_image", lambda lab, image, progress=None: None)
+    monkeypatch.setattr(handle, "reclaim", lambda *a: None)
+    waits: list[list[str]] = []
+    monkeypatch.setattr(handle, "wait_layers",
+                        lambda ls, **kw: waits.append([layer.name for layer in ls]))
+
+    def start(name: str) -> Any:
+        labs = resolve_labs(load_scenario(library / f"{name}.yaml"))
+        fake_engine(monkeypatch, [fake_container(n.name, "running") for n in labs.base.nodes])
+        running = handle.RunningLab(write_lab(labs.base, tmp_path / name, image="sim:test"))
+        return running, labs, waits, fake_exec(monkeypatch)
+
+    return start
+
+
+def test_apply_of_a_gitaly_change_waits_for_what_that_change_can_have_changed(
+        applying: Any) -> None:
+    running, labs, waits, asked = applying("auth-token-mismatch")
+    assert running.apply(labs.target, wait_gitaly=False) == ["gitaly1"]
+    assert asked == [("glt-scaled_gitaly1_1", "reconfigure")]
+    # gitlab-ctl said gitaly1's services run; the app was not touched.
+    assert waits == [["containers running", "gitaly storages"]]
+    # Back to the base state, the app's view of Gitaly is asked again (Rails reconnects).
+    assert running.apply(labs.base, wait_gitaly=True) == ["gitaly1"]
+    assert waits[-1] == ["containers running", "app ready", "gitaly storages"]
+
+
+def test_apply_of_an_app_change_waits_for_the_apps_own_layers(applying: Any) -> None:
+    running, labs, waits, asked = applying("tls-untrusted-ca")
+    assert running.apply(labs.target, wait_gitaly=False) == ["gitlab"]
+    assert asked == [("glt-scaled_gitlab_1", "reconfigure"), ("glt-scaled_gitlab_1", "restart")]
+    assert waits == [["containers running", "app ready", "gitaly storages", "admin token"]]
+
+
+def test_apply_renders_the_state_it_leaves_once(applying: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The state an apply leaves is the next apply's old state: what it rendered is kept,
+    # not rendered again. A handle that did not render its state itself renders it.
+    running, labs, _, asked = applying("auth-token-mismatch")
+    renders: list[str] = []
+    real = handle.render_files
+
+    def render_files(lab: Any, *a: Any, **kw: Any) -> Any:
+        renders.append(lab.node("gitaly1").gitaly_token or "")
+        return real(lab, *a, **kw)
+
+    monkeypatch.setattr(handle, "render_files", render_files)
+    running.apply(labs.target, wait_gitaly=False)
+    assert len(renders) == 2  # the state it was in (attach or up left nothing), the new one
+    running.apply(labs.base)
+    running.apply(labs.target, wait_gitaly=False)
+    assert len(renders) == 4  # one per apply from then on
+    # And what was kept is the state left: each apply changed gitaly1 back and forth.
+    assert asked == [("glt-scaled_gitaly1_1", "reconfigure")] * 3
+    running.rendered = write_lab(labs.base, running.path, image="sim:test")
+    running.lab = labs.base
+    running.apply(labs.target, wait_gitaly=False)
+    assert len(renders) == 6  # a RenderedLab it did not make: its state is rendered again
