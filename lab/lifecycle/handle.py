@@ -489,7 +489,7 @@ class RunningLab:
         who run the lab by hand, but waiting for it would add those seconds to every
         `lab up` and every change.
         """
-        from lab.lifecycle.layers import ADMIN_TOKEN, APP_READY, SERVICES_UP, SETUP_LAYERS
+        from lab.lifecycle.layers import APP_LAYERS, APP_READY, SERVICES_UP, SETUP_LAYERS
 
         layers = self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
                              progress=progress)
@@ -507,7 +507,7 @@ class RunningLab:
             # database. With wait_gitaly, "app ready" also asks the app's view of Gitaly,
             # which a changed Gitaly node changes (Rails' channel reconnects after a
             # restart, docs/fidelity.md): then it is asked.
-            skip = {ADMIN_TOKEN} if wait_gitaly else {ADMIN_TOKEN, APP_READY}
+            skip = set(APP_LAYERS) - ({APP_READY} if wait_gitaly else set())
             layers = [layer for layer in layers if layer.name not in skip]
         # "services up" of an apply whose nodes all changed in place asks nobody: its round
         # would only list the containers, which the next layer does anyway.

@@ -435,15 +435,21 @@ def test_after_a_change_only_the_touched_nodes_are_asked_for_their_services(
         {k: v for k, v in full.items() if k != "services up"}
 
 
+def record_layers(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Each wait's layer names, in order, instead of waiting (the host reaches the lab)."""
+    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(handle, "wait_layers",
+                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    return seen
+
+
 def test_after_a_change_the_database_setup_layers_run_only_if_their_node_was_touched(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Praefect's role, database and schema live in the database node's volume: a change of
     # the app or a Gitaly node leaves them as they were, and asking again costs three execs.
-    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    seen = record_layers(monkeypatch)
     lab = resolve(SpecRequest(topology="cluster", flavor="sim"))
-    seen: list[list[str]] = []
-    monkeypatch.setattr(handle, "wait_layers",
-                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
     running = handle.RunningLab(write_lab(lab, tmp_path / "cluster", image="sim:test"))
     running.wait_ready(services_of=["gitaly1"], setup_of=["gitaly1", "gitlab"])
     running.wait_ready(services_of=["praefect-db"], setup_of=["praefect-db"])
@@ -498,10 +504,7 @@ def test_after_a_change_the_apps_own_layers_run_only_if_the_app_node_was_touched
     # The app's `/-/readiness` (without ?all=1) and its admin token answer for the app node
     # alone: a change of a Gitaly node leaves them as they were. With wait_gitaly the
     # readiness also asks the app's view of Gitaly, which that change does change.
-    monkeypatch.setattr(layers, "containers_routable", lambda: True)
-    seen: list[list[str]] = []
-    monkeypatch.setattr(handle, "wait_layers",
-                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    seen = record_layers(monkeypatch)
     running = handle.RunningLab(rendered)
     running.wait_ready(wait_gitaly=False, app_of=["gitaly1"])
     running.wait_ready(wait_gitaly=True, app_of=["gitaly1"])
@@ -519,10 +522,7 @@ def test_a_layer_left_with_nobody_to_ask_is_skipped(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every node changed in place (gitlab-ctl said its services run): "services up" asks
     # nobody, and its round would only list the containers once more.
-    monkeypatch.setattr(layers, "containers_routable", lambda: True)
-    seen: list[list[str]] = []
-    monkeypatch.setattr(handle, "wait_layers",
-                        lambda ls, **kw: seen.append([layer.name for layer in ls]))
+    seen = record_layers(monkeypatch)
     handle.RunningLab(rendered).wait_ready(services_of=[])
     assert seen == [["containers running", "app ready", "gitaly storages", "admin token"]]
 
@@ -569,13 +569,10 @@ def applying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from lab.scenario.load import load_scenario, resolve_labs
 
     library = Path(__file__).resolve().parents[2] / "scenarios"
-    monkeypatch.setattr(layers, "containers_routable", lambda: True)
+    waits = record_layers(monkeypatch)
     monkeypatch.setattr(handle, "image_for", lambda lab: "sim:test")
     monkeypatch.setattr(handle, "ensure_image", lambda lab, image, progress=None: None)
     monkeypatch.setattr(handle, "reclaim", lambda *a: None)
-    waits: list[list[str]] = []
-    monkeypatch.setattr(handle, "wait_layers",
-                        lambda ls, **kw: waits.append([layer.name for layer in ls]))
 
     def start(name: str) -> Any:
         labs = resolve_labs(load_scenario(library / f"{name}.yaml"))
