@@ -102,6 +102,10 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
     swarm = swarm_sweep.managed()
     if swarm:
         removed += swarm_sweep.remove_services(labels, dry_run=dry_run)
+    if swarm and not dry_run:
+        # A task Swarm was still starting or stopping when the containers were listed (a
+        # node scaled down or up just before) outlives that listing and holds its volumes.
+        swarm_sweep.settle(functools.partial(_remove_left_tasks, labels, removed))
     for n in dk.networks(labels):
         removed.append(f"network {n.name}")
         if not dry_run:
@@ -115,10 +119,22 @@ def sweep(labels: dict[str, str], *, dry_run: bool = False) -> list[str]:
     for v in dk.volumes(labels):
         removed.append(f"volume {v.name}")
         if not dry_run:
-            dk.remove_volume(v)
+            if swarm:
+                swarm_sweep.settle(functools.partial(dk.remove_volume, v))
+            else:
+                dk.remove_volume(v)
     if swarm:
         removed += swarm_sweep.remove_objects(labels, dry_run=dry_run)
     return removed
+
+
+def _remove_left_tasks(labels: dict[str, str], removed: list[str]) -> None:
+    """Remove the containers still carrying ``labels``; raise while any is listed."""
+    for c in dk.containers(labels):
+        if f"container {c.name}" not in removed:
+            removed.append(f"container {c.name}")
+        dk.remove_container(c)
+    swarm_sweep.gone(dk.containers(labels), "container")
 
 
 def _described(path: Path) -> tuple[str, str, str, int]:

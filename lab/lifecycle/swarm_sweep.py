@@ -51,7 +51,7 @@ def gone(still: Sequence[object], what: str) -> None:
 
 def settle(remove: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep,
            now: Callable[[], float] = time.monotonic) -> None:
-    """Run ``remove`` (of an overlay network) until Swarm has let go of its tasks.
+    """Run ``remove`` (of an overlay network, a volume, a task) until Swarm has let go.
 
     Only the engine's refusal is asked again; anything else (Docker gone, a bug) is
     raised at once, not after ``SETTLE_SECONDS`` of retries."""

@@ -283,6 +283,53 @@ def test_network_removal_is_retried_only_while_the_engine_refuses() -> None:
         assert clock[0] == 0.0  # raised at once, not after the settle time
 
 
+def test_a_swarm_sweep_removes_volumes_only_once_late_task_containers_are_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI, swarm stage: a task Swarm was still stopping after a node's scale-down was not
+    in the first container listing, and `volume rm` met "volume is in use"."""
+    from types import SimpleNamespace
+
+    from lab.errors import EngineError
+    from lab.lifecycle import gc, swarm_sweep
+
+    labels = {LAB_LABEL: "x"}
+    live: dict[str, list[str]] = {"container": ["gitaly2.1"], "network": [],
+                                  "volume": ["x_gitaly2-config"]}
+    late = ["gitaly2.2"]  # listed only from the second look on
+    order: list[str] = []
+
+    def lister(kind: str) -> Any:
+        def listing(_labels: dict[str, str]) -> list[Any]:
+            return [SimpleNamespace(name=n, labels=labels) for n in live[kind]]
+        return listing
+
+    def remove_container(c: Any) -> None:
+        live["container"].remove(c.name)
+        order.append(f"rm {c.name}")
+        live["container"] += late
+        late.clear()
+
+    def remove_volume(v: Any) -> None:
+        if live["container"]:
+            raise EngineError(["volume", "rm", v.name], 1, "volume is in use")
+        live["volume"].remove(v.name)
+        order.append(f"rm {v.name}")
+
+    for kind in live:
+        monkeypatch.setattr(gc.dk, f"{kind}s", lister(kind))
+    monkeypatch.setattr(gc.dk, "remove_container", remove_container)
+    monkeypatch.setattr(gc.dk, "remove_volume", remove_volume)
+    monkeypatch.setattr(swarm_sweep, "managed", lambda: True)
+    monkeypatch.setattr(swarm_sweep, "remove_services", lambda labels, dry_run: [])
+    monkeypatch.setattr(swarm_sweep, "remove_objects", lambda labels, dry_run: [])
+    monkeypatch.setattr(swarm_sweep.time, "sleep", lambda s: None)
+
+    removed = gc.sweep(labels)
+    assert order == ["rm gitaly2.1", "rm gitaly2.2", "rm x_gitaly2-config"]
+    assert "container gitaly2.2" in removed
+    assert live == {"container": [], "network": [], "volume": []}
+
+
 @pytest.mark.parametrize(("status", "fix"), [("exited", "docker service scale glt-x_gitaly1=1"),
                                              ("created", "docker service scale glt-x_gitaly1=1"),
                                              ("paused", "docker unpause glt-x-gitaly1")])
