@@ -187,7 +187,16 @@ class RunningLab:
         detect()  # the result is cached for RunningLab.compose
 
     def start(self) -> None:
-        """Start the rendered lab's nodes (the wait comes after)."""
+        """Start the rendered lab's nodes (the wait comes after), a database node first.
+
+        The engine starts a lab's containers one after another (a quarter second each
+        here), in no set order; a Gitaly Cluster lab's way to ready is longest through its
+        database node (PostgreSQL, then Praefect's database and schema), which started
+        last of six as often as not."""
+        first = [n.name for n in self.lab.nodes if n.is_postgres]
+        if first:
+            self.compose.run(self.compose.up_cmd(first, no_deps=True),
+                             timeout=COMPOSE_UP_TIMEOUT, redact=self.redactor)
         self.compose.run(self.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
                          redact=self.redactor)
 
@@ -489,14 +498,12 @@ class RunningLab:
         who run the lab by hand, but waiting for it would add those seconds to every
         `lab up` and every change.
         """
-        from lab.lifecycle.layers import APP_LAYERS, APP_READY, SERVICES_UP, SETUP_LAYERS
+        from lab.lifecycle.layers import APP_LAYERS, APP_READY, SETUP_LAYERS, services_asked_of
 
         layers = self.layers(wait_gitaly=wait_gitaly, docker_health=docker_health,
                              progress=progress)
         if services_of is not None:
-            layers = [replace(layer, probes={n: p for n, p in layer.probes.items()
-                                             if n in services_of})
-                      if layer.name == SERVICES_UP else layer for layer in layers]
+            layers = [services_asked_of(layer, services_of) for layer in layers]
         setup = {n for layer in layers if layer.name in SETUP_LAYERS for n in layer.probes}
         if setup_of is not None and not setup & set(setup_of):
             layers = [layer for layer in layers if layer.name not in SETUP_LAYERS]

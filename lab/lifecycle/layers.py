@@ -1,16 +1,19 @@
 """A running lab's readiness layers: which probe each layer asks of which node.
 
-In order: every container running; each node's services up (``probes.ServicesProbe``);
-the app's ``/-/readiness``; Gitaly serving its storages (asked from the host with
-each node's own token where the host can reach the lab network, else through the
-app); Docker's healthchecks when asked for; the admin token accepted by the API.
-``lab.lifecycle.readiness.wait_layers`` polls them; ``RunningLab.wait_ready`` runs it.
+In order: every container running; Praefect's database, made as soon as its node is up,
+and its schema, migrated as soon as the first Praefect is up; each node's services up
+(``probes.ServicesProbe``); the app's ``/-/readiness``; Gitaly serving its storages
+(asked from the host with each node's own token where the host can reach the lab
+network, else through the app); Docker's healthchecks when asked for; the admin token
+accepted by the API. ``lab.lifecycle.readiness.wait_layers`` polls them;
+``RunningLab.wait_ready`` runs it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import requests
@@ -87,20 +90,21 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     # node, the web server) listens.
     services.update({n.name: functools.partial(asks.source_node_up, n)
                      for n in running.lab.nodes if n.from_source})
-    out = [
-        Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes}),
-        Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)),
-    ]
+    out = [Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes})]
     db = running.lab.postgres_node
     if db is not None and running.lab.praefect_nodes:
         # GitLab's docs: create Praefect's role and database on its PostgreSQL node, then
         # migrate from one Praefect (the "deploy node"), whose auto_migrate is off until then.
-        out.append(Layer(PRAEFECT_DATABASE, {db.name: functools.partial(
-            asks.praefect_database, db.name)}, hint=f"see `lab logs {db.name}`"))
+        # Each as soon as its own node is up, while the other nodes still boot.
+        out.append(Layer(PRAEFECT_DATABASE, {db.name: After(
+            services[db.name], functools.partial(asks.praefect_database, db.name))},
+            hint=f"see `lab logs {db.name}`"))
         first = running.lab.praefect_nodes[0].name
-        out.append(Layer(PRAEFECT_MIGRATED, {first: functools.partial(
-            asks.praefect_migrated, first)}, hint=f"see `lab logs {first}`; the database "
-            "settings of its gitlab.rb must match the postgres node"))
+        out.append(Layer(PRAEFECT_MIGRATED, {first: After(
+            services[first], functools.partial(asks.praefect_migrated, first))},
+            hint=f"see `lab logs {first}`; the database settings of its gitlab.rb must "
+            "match the postgres node"))
+    out.append(Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)))
     out.append(Layer(APP_READY, {app: lambda: asks.app_ready(wait_gitaly)}))
     gitaly = asks.gitaly(via_app=wait_gitaly)
     if gitaly:
@@ -111,6 +115,33 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
                          {n: functools.partial(asks.docker_health, n) for n in nodes}))
     out.append(Layer(ADMIN_TOKEN, {app: asks.admin_token}))
     return out
+
+
+@dataclass
+class After:
+    """``then``, asked once ``first`` has passed (``first`` is not asked again after that)."""
+
+    first: Probe
+    then: Probe
+    passed: bool = False
+
+    def __call__(self) -> Verdict:
+        if not self.passed:
+            seen = self.first()
+            if not seen.ok:
+                return seen
+            self.passed = True
+        return self.then()
+
+
+def services_asked_of(layer: Layer, nodes: Collection[str]) -> Layer:
+    """``layer`` asking only ``nodes`` whether their services are up: "services up" keeps
+    only their probes, and a probe that asks after a node's services (``After``) goes
+    straight to its own question for any other node."""
+    if layer.name == SERVICES_UP:
+        return replace(layer, probes={n: p for n, p in layer.probes.items() if n in nodes})
+    return replace(layer, probes={n: p.then if isinstance(p, After) and n not in nodes else p
+                                  for n, p in layer.probes.items()})
 
 
 class LabProbes:
@@ -154,10 +185,10 @@ class LabProbes:
             return Verdict(True, f"{praefect.DB_NAME} exists")
         if res.returncode != 0:
             return Verdict(False, f"PostgreSQL not answering yet: {failure_line(res)}")
-        for cmd in praefect.database_setup_cmds(self.handle.rendered.secrets.praefect_db_password):
-            made = self.handle.exec(node, cmd, check=False, timeout=60)
-            if made.returncode != 0:
-                return Verdict(False, f"creating {praefect.DB_NAME}: {failure_line(made)}")
+        made = self.handle.exec(node, praefect.database_setup_cmd(
+            self.handle.rendered.secrets.praefect_db_password), check=False, timeout=60)
+        if made.returncode != 0:
+            return Verdict(False, f"creating {praefect.DB_NAME}: {failure_line(made)}")
         # psql stops at the first error (ON_ERROR_STOP): exit 0 means CREATE DATABASE
         # committed, so the database is there without asking again a round later.
         return Verdict(True, f"{praefect.DB_NAME} created")

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 #: Gitaly accepts a v2 token whose timestamp is within this many seconds of its clock.
 TOKEN_SKEW_SECONDS = 30
 JWT_ISSUER = "gitlab-shell"
@@ -135,15 +133,19 @@ class JWTError(Exception):
     """A Gitlab-Shell-Api-Request JWT is malformed, forged, expired or not ours."""
 
 
-#: PyJWT's own errors, in the words the internal API logs (first match wins).
-_JWT_ERRORS: tuple[tuple[type[Exception], str], ...] = (
-    (jwt.InvalidAlgorithmError, "unsupported algorithm"),
-    (jwt.InvalidSignatureError, "signature verification failed"),
-    (jwt.ExpiredSignatureError, "token expired"),
-    (jwt.InvalidIssuerError, "invalid issuer"),
-    (jwt.MissingRequiredClaimError, "invalid issuer"),  # the only claim we require is iss
-    (jwt.DecodeError, "malformed token"),
-)
+def _jwt_reason(exc: Exception) -> str:
+    """A PyJWT error in the words the internal API logs (first match wins)."""
+    import jwt
+
+    reasons: tuple[tuple[type[Exception], str], ...] = (
+        (jwt.InvalidAlgorithmError, "unsupported algorithm"),
+        (jwt.InvalidSignatureError, "signature verification failed"),
+        (jwt.ExpiredSignatureError, "token expired"),
+        (jwt.InvalidIssuerError, "invalid issuer"),
+        (jwt.MissingRequiredClaimError, "invalid issuer"),  # the only claim we require is iss
+        (jwt.DecodeError, "malformed token"),
+    )
+    return next((text for kind, text in reasons if isinstance(exc, kind)), str(exc))
 
 
 @contextlib.contextmanager
@@ -152,6 +154,8 @@ def _any_key_length() -> Iterator[None]:
 
     GitLab signs and checks with whatever its secret file holds, short or not; so does the lab.
     """
+    import jwt
+
     category = getattr(jwt, "InsecureKeyLengthWarning", None)
     if category is None:  # Debian's 2.6 in the sim: nothing to silence, no shared state touched
         yield
@@ -166,6 +170,8 @@ def encode_shell_jwt(secret: str, now: int | None = None, ttl: int = JWT_TTL_SEC
 
     GitLab strips the secret file's trailing newline/whitespace before use.
     """
+    import jwt
+
     iat = _now(now)
     claims = {"iss": JWT_ISSUER, "iat": iat, "exp": iat + ttl}
     with _any_key_length():
@@ -180,6 +186,10 @@ def decode_shell_jwt(token: str, secret: str, now: int | None = None) -> dict[st
     expiry as of that moment: PyJWT reads the real clock, so the difference
     becomes its leeway (0 in real use).
     """
+    # Imported here: PyJWT brings urllib.request, http.client and ssl, which cost every
+    # sim node with a Python service tens of milliseconds of its boot for nothing.
+    import jwt
+
     leeway = 0.0 if now is None else time.time() - now
     try:
         with _any_key_length():
@@ -187,6 +197,5 @@ def decode_shell_jwt(token: str, secret: str, now: int | None = None) -> dict[st
                 token.strip(), secret.strip(), algorithms=["HS256"], issuer=JWT_ISSUER,
                 leeway=leeway, options={"require": ["iss"], "verify_iat": False})
     except jwt.InvalidTokenError as exc:
-        reason = next((text for kind, text in _JWT_ERRORS if isinstance(exc, kind)), str(exc))
-        raise JWTError(reason) from exc
+        raise JWTError(_jwt_reason(exc)) from exc
     return claims

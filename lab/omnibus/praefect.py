@@ -90,9 +90,11 @@ GITLAB_PSQL = "/opt/gitlab/bin/gitlab-psql"
 CHPST = "/opt/gitlab/embedded/bin/chpst"  # runs Praefect's commands as git, as `sudo -u git`
 
 
-def _psql(sql: str, database: str = "template1") -> list[str]:
+def _psql(*sql: str, database: str = "template1") -> list[str]:
     # template1 exists on every PostgreSQL server (the docs' post-configuration uses it).
-    return [GITLAB_PSQL, "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql]
+    # Each -c runs on its own (not in one transaction); ON_ERROR_STOP ends at a failed one.
+    return [GITLAB_PSQL, "-d", database, "-v", "ON_ERROR_STOP=1", "-tA",
+            *(arg for statement in sql for arg in ("-c", statement))]
 
 
 def sql_literal(value: str) -> str:
@@ -104,16 +106,15 @@ def database_exists_cmd() -> list[str]:
     return _psql(f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(DB_NAME)}")
 
 
-def database_setup_cmds(password: str) -> list[list[str]]:
+def database_setup_cmd(password: str) -> list[str]:
     """The docs' "Praefect PostgreSQL post-configuration", safe to run again: the role
-    (with its password) and the database owned by it. CREATE DATABASE can't run in a
-    transaction block, hence two commands."""
+    (with its password), then the database owned by it, in one psql (CREATE DATABASE
+    can't run in a transaction block, hence two statements)."""
     role = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
             f"{sql_literal(DB_USER)}) THEN CREATE ROLE {DB_USER} WITH LOGIN PASSWORD "
             f"{sql_literal(password)}; ELSE ALTER ROLE {DB_USER} WITH LOGIN PASSWORD "
             f"{sql_literal(password)}; END IF; END$$")
-    return [_psql(role),
-            _psql(f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'")]
+    return _psql(role, f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'")
 
 
 # --- Praefect's health checks of its Gitaly nodes -----------------------------------------
@@ -160,7 +161,7 @@ def node_health_cmd(node: str, virtual_storage: str) -> list[str]:
            "EXTRACT(EPOCH FROM NOW() - MAX(last_contact_attempt_at)) "
            f"FROM node_status WHERE node_name = {sql_literal(node)} "
            f"AND shard_name = {sql_literal(virtual_storage)} HAVING COUNT(*) > 0")
-    return _psql(sql, DB_NAME)
+    return _psql(sql, database=DB_NAME)
 
 
 def parse_node_health(output: str) -> NodeHealth:

@@ -164,24 +164,55 @@ def test_omnibus_layers_make_the_database_then_migrate(monkeypatch: pytest.Monke
     lab, sec, _ = cluster("19.3.0")
     fake = FakeNodes(lab, sec)
     names = [layer.name for layer in layers.readiness_layers(fake)]  # type: ignore[arg-type]
-    assert names[:5] == ["containers running", "services up", "praefect database",
-                         "praefect migrated", "app ready"]
+    assert names[:5] == ["containers running", "praefect database", "praefect migrated",
+                         "services up", "app ready"]
     asks = layers.LabProbes(fake)  # type: ignore[arg-type]
     first = asks.praefect_database("praefect-db")
     assert first == Verdict(True, "praefect_production created")
     asked = [cmd for node, cmd in fake.calls if node == "praefect-db"]
-    assert asked[0] == pf.database_exists_cmd()  # asked once; made; not asked again
-    assert asked.count(pf.database_exists_cmd()) == 1
-    made = [cmd[-1] for node, cmd in fake.calls if node == "praefect-db" and len(cmd) > 5]
-    assert any(f"CREATE ROLE praefect WITH LOGIN PASSWORD '{sec.praefect_db_password}'" in c
-               for c in made)
-    assert any("CREATE DATABASE praefect_production WITH OWNER praefect" in c for c in made)
+    # Asked once; made with one psql (role, then database); not asked again.
+    assert asked == [pf.database_exists_cmd(), pf.database_setup_cmd(sec.praefect_db_password)]
+    made = asked[1]
+    assert made[made.index("-c") + 1].count(
+        f"CREATE ROLE praefect WITH LOGIN PASSWORD '{sec.praefect_db_password}'") == 1
+    assert made[-2:] == ["-c", "CREATE DATABASE praefect_production WITH OWNER praefect "
+                               "ENCODING 'UTF8'"]
     assert asks.praefect_database("praefect-db").ok
     assert asks.praefect_migrated("praefect").ok
     assert fake.calls[-1] == ("praefect", [pf.CHPST, "-u", "git:git", pf.BINARY, "-config",
                                            pf.CONFIG_TOML, "sql-migrate"])
     # The Praefect node answers ServerInfo with the external token; Gitaly nodes the internal.
     assert set(asks.gitaly(via_app=False)) == {"gitaly1", "gitaly2", "gitaly3", "praefect"}
+
+
+def test_praefect_setup_waits_for_its_node_and_only_for_it() -> None:
+    """The database is made once its node is up, before the other nodes' "services up";
+    an apply that asks no node's services goes straight to the database question."""
+    from lab.lifecycle import layers
+    from lab.lifecycle.readiness import Layer, Probe
+
+    asked: list[str] = []
+
+    def answers(name: str, *verdicts: bool) -> Probe:
+        left = list(verdicts)
+
+        def probe() -> Verdict:
+            asked.append(name)
+            return Verdict(left.pop(0) if len(left) > 1 else left[0], name)
+        return probe
+
+    made = layers.After(answers("db up", False, True), answers("database", True))
+    assert made() == Verdict(False, "db up")  # the database is not asked before its node
+    assert made() == Verdict(True, "database")
+    assert made() == Verdict(True, "database")
+    assert asked == ["db up", "db up", "database", "database"]  # its node: not asked again
+
+    setup = Layer(layers.PRAEFECT_DATABASE, {"praefect-db": made, "other": made.then})
+    services = Layer(layers.SERVICES_UP, {"praefect-db": made.first, "gitaly1": made.first})
+    kept = layers.services_asked_of(setup, {"gitaly1"})
+    assert kept.probes == {"praefect-db": made.then, "other": made.then}
+    assert layers.services_asked_of(setup, {"praefect-db"}).probes["praefect-db"] is made
+    assert list(layers.services_asked_of(services, {"gitaly1"}).probes) == ["gitaly1"]
 
 
 def test_sql_literal_doubles_quotes() -> None:
@@ -346,7 +377,7 @@ def test_a_lab_token_the_secrets_do_not_hold_is_refused_not_ignored() -> None:
 def test_node_health_sql_names_the_node_and_storage_as_literals_only() -> None:
     cmd = pf.node_health_cmd("gitaly2", "default")
     assert cmd[:-1] == ["/opt/gitlab/bin/gitlab-psql", "-d", "praefect_production",
-                        "-v", "ON_ERROR_STOP=1", "-tAc"]
+                        "-v", "ON_ERROR_STOP=1", "-tA", "-c"]
     assert cmd[-1] == (
         "SELECT EXTRACT(EPOCH FROM NOW() - MAX(last_seen_active_at)), "
         "EXTRACT(EPOCH FROM NOW() - MAX(last_contact_attempt_at)) FROM node_status "

@@ -409,3 +409,17 @@ def test_a_lab_folder_copied_under_another_name_is_not_the_lab(engine: FakeEngin
     assert engine.removed == []
     assert not running.path.with_name("copy").exists()
     assert running.path.exists()
+
+
+@pytest.mark.parametrize(("topology", "first"), [("cluster", ["praefect-db"]), ("scaled", [])])
+def test_a_database_node_is_started_before_the_rest(engine: FakeEngine, topology: str,
+                                                    first: list[str]) -> None:
+    """The engine starts a lab's containers one by one in no set order; a Gitaly Cluster
+    lab's database node, at the head of its longest way to ready, started last as often
+    as not."""
+    handle.up(resolve(SpecRequest(topology=topology, flavor="sim")), name="order")
+    ups = [cmd[cmd.index("up"):] for cmd in engine.compose_calls if "up" in cmd]
+    if first:
+        assert ups[0][-len(first) - 1:] == ["--no-deps", *first]
+    assert ups[-1][-1] == "--remove-orphans"  # then every node
+    assert len(ups) == (2 if first else 1)
