@@ -2,11 +2,11 @@
 
 In order: every container running; Praefect's database, made as soon as its node is up,
 and its schema, migrated as soon as the first Praefect is up; each node's services up
-(``probes.ServicesProbe``); the app's ``/-/readiness``; Gitaly serving its storages
-(asked from the host with each node's own token where the host can reach the lab
-network, else through the app); Docker's healthchecks when asked for; the admin token
-accepted by the API. ``lab.lifecycle.readiness.wait_layers`` polls them;
-``RunningLab.wait_ready`` runs it.
+(``probes.ServicesProbe``); Praefect counting a Gitaly node of each virtual storage
+healthy; the app's ``/-/readiness``; Gitaly serving its storages (asked from the host
+with each node's own token where the host can reach the lab network, else through the
+app); Docker's healthchecks when asked for; the admin token accepted by the API.
+``lab.lifecycle.readiness.wait_layers`` polls them; ``RunningLab.wait_ready`` runs it.
 """
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ from lab.render.gitlab_rb import token_of
 SERVICES_UP = "services up"
 PRAEFECT_DATABASE = "praefect database"
 PRAEFECT_MIGRATED = "praefect migrated"
-#: Layers that set something up once (Praefect's role, database and schema, which live in
-#: the database node's volume): after a change they matter only if one of their nodes changed.
-SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED)
+PRAEFECT_ROUTES = "praefect routes"
+#: Layers of Praefect and its database (its role, database and schema, which live in the
+#: database node's volume, and its health checks' view of its Gitaly nodes): after a change
+#: they matter only if one of their nodes changed.
+SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED, PRAEFECT_ROUTES)
 APP_READY = "app ready"
 ADMIN_TOKEN = "admin token"
 #: Layers that ask the app node about itself: its `/-/readiness` (with ``?all=1`` also its
@@ -105,6 +107,14 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
             hint=f"see `lab logs {first}`; the database settings of its gitlab.rb must "
             "match the postgres node"))
     out.append(Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)))
+    if db is not None and running.lab.praefect_nodes:
+        # A Praefect whose health checks have found no Gitaly node healthy yet routes
+        # nothing, and a lab's first request would meet its error.
+        storages = [s.name for p in running.lab.praefect_nodes for s in p.storages]
+        out.append(Layer(PRAEFECT_ROUTES, {db.name: functools.partial(
+            asks.praefect_routes, db.name, storages)}, hint="Praefect counts no Gitaly node "
+            f"healthy: see `lab logs {running.lab.praefect_nodes[0].name}` and `praefect "
+            "dial-nodes` there"))
     out.append(Layer(APP_READY, {app: lambda: asks.app_ready(wait_gitaly)}))
     gitaly = asks.gitaly(via_app=wait_gitaly)
     if gitaly:
@@ -199,6 +209,17 @@ class LabProbes:
         if res.returncode == 0:
             return Verdict(True, "praefect sql-migrate done")
         return Verdict(False, f"praefect sql-migrate: {failure_line(res)}")
+
+    def praefect_routes(self, node: str, storages: list[str]) -> Verdict:
+        """Praefect's health checks (``node_status`` on its database node ``node``) count
+        a Gitaly node of each virtual storage healthy."""
+        res = self.handle.exec(node, praefect.routing_cmd(storages), check=False, timeout=60)
+        if res.returncode != 0:
+            return Verdict(False, f"reading node_status: {failure_line(res)}")
+        none = praefect.unroutable(res.stdout, storages)
+        if none:
+            return Verdict(False, f"no Gitaly node of {', '.join(none)} healthy yet")
+        return Verdict(True, "a healthy Gitaly node in each virtual storage")
 
     def source_node_up(self, node: Node) -> Verdict:
         what, port = ("the web server", HTTP_PORT) if node.is_app else ("Gitaly",

@@ -21,7 +21,7 @@ Standard library only, like the rest of lab/omnibus.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,28 @@ def node_health_cmd(node: str, virtual_storage: str) -> list[str]:
            f"FROM node_status WHERE node_name = {sql_literal(node)} "
            f"AND shard_name = {sql_literal(virtual_storage)} HAVING COUNT(*) > 0")
     return _psql(sql, database=DB_NAME)
+
+
+def routing_cmd(virtual_storages: Iterable[str]) -> list[str]:
+    """``gitlab-psql`` on the database node: per virtual storage, how many of its Gitaly
+    nodes Praefect's health checks found healthy within the failover timeout, as
+    ``name|count`` lines (a virtual storage with none has no line). With none, Praefect
+    routes nothing (13.x answers "primary is not healthy")."""
+    names = ", ".join(sql_literal(v) for v in sorted(set(virtual_storages)))
+    sql = ("SELECT shard_name, COUNT(DISTINCT node_name) FROM node_status "
+           f"WHERE shard_name IN ({names}) AND last_seen_active_at >= "
+           f"NOW() - make_interval(secs => {FAILOVER_TIMEOUT:g}) GROUP BY shard_name")
+    return _psql(sql, database=DB_NAME)
+
+
+def unroutable(output: str, virtual_storages: Iterable[str]) -> list[str]:
+    """The virtual storages ``routing_cmd``'s output shows with no healthy Gitaly node."""
+    counts: dict[str, int] = {}
+    for line in output.splitlines():
+        name, _, count = line.strip().rpartition("|")
+        if name and count.isdigit():
+            counts[name] = int(count)
+    return sorted(v for v in set(virtual_storages) if counts.get(v, 0) < 1)
 
 
 def parse_node_health(output: str) -> NodeHealth:

@@ -164,8 +164,8 @@ def test_omnibus_layers_make_the_database_then_migrate(monkeypatch: pytest.Monke
     lab, sec, _ = cluster("19.3.0")
     fake = FakeNodes(lab, sec)
     names = [layer.name for layer in layers.readiness_layers(fake)]  # type: ignore[arg-type]
-    assert names[:5] == ["containers running", "praefect database", "praefect migrated",
-                         "services up", "app ready"]
+    assert names[:6] == ["containers running", "praefect database", "praefect migrated",
+                         "services up", "praefect routes", "app ready"]
     asks = layers.LabProbes(fake)  # type: ignore[arg-type]
     first = asks.praefect_database("praefect-db")
     assert first == Verdict(True, "praefect_production created")
@@ -385,6 +385,20 @@ def test_node_health_sql_names_the_node_and_storage_as_literals_only() -> None:
     # A quote in a name stays inside its literal.
     sql = pf.node_health_cmd("x'; DROP TABLE node_status; --", "a'b")[-1]
     assert "node_name = 'x''; DROP TABLE node_status; --' AND shard_name = 'a''b' " in sql
+
+
+def test_praefect_routes_once_each_virtual_storage_has_a_healthy_node() -> None:
+    """CI, seven eras: at 13.12 a project created right after `lab up` met Praefect's
+    "primary is not healthy": its health checks had found no Gitaly node up yet."""
+    cmd = pf.routing_cmd(["default", "it's"])
+    assert cmd[:-1] == ["/opt/gitlab/bin/gitlab-psql", "-d", "praefect_production",
+                        "-v", "ON_ERROR_STOP=1", "-tA", "-c"]
+    assert "shard_name IN ('default', 'it''s')" in cmd[-1]
+    assert "last_seen_active_at >= NOW() - make_interval(secs => 10)" in cmd[-1]
+    assert pf.unroutable("", ["default"]) == ["default"]
+    assert pf.unroutable("default|0\n", ["default"]) == ["default"]
+    assert pf.unroutable("default|1\n", ["default", "b"]) == ["b"]
+    assert pf.unroutable("default|3\nb|1\n", ["default", "b"]) == []
 
 
 def test_node_health_output() -> None:
