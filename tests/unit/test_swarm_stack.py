@@ -322,7 +322,7 @@ def test_a_swarm_sweep_removes_volumes_only_once_late_task_containers_are_gone(
     monkeypatch.setattr(swarm_sweep, "managed", lambda: True)
     monkeypatch.setattr(swarm_sweep, "remove_services", lambda labels, dry_run: [])
     monkeypatch.setattr(swarm_sweep, "remove_objects", lambda labels, dry_run: [])
-    monkeypatch.setattr(swarm_sweep.time, "sleep", lambda s: None)
+    monkeypatch.setattr(swarm_sweep, "SETTLE_STEP", 0.0)  # settle bound time.sleep at def
 
     removed = gc.sweep(labels)
     assert order == ["rm gitaly2.1", "rm gitaly2.2", "rm x_gitaly2-config"]
