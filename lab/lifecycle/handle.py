@@ -10,6 +10,7 @@ so ``down`` (and ``lab.lifecycle.gc``) remove exactly those.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -176,6 +177,8 @@ class RunningLab:
         # The files (by path) and Compose services the latest apply rendered, for the
         # RenderedLab it made: the next apply compares with them instead of rendering again.
         self._rendered_state: tuple[RenderedLab, dict[str, str], dict[str, Any]] | None = None
+        # The layers start() has passed already: the wait after it skips them once.
+        self._made: set[str] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {str(self.path)!r})"
@@ -186,19 +189,45 @@ class RunningLab:
         """Say before anything starts what this engine lacks (here: a Compose tool)."""
         detect()  # the result is cached for RunningLab.compose
 
-    def start(self) -> None:
-        """Start the rendered lab's nodes (the wait comes after), a database node first.
+    def start(self, *, timeout: float | None = None, progress: Progress | None = None) -> None:
+        """Start the rendered lab's nodes (the wait for the rest comes after).
 
-        The engine starts a lab's containers one after another (a quarter second each
-        here), in no set order; a Gitaly Cluster lab's way to ready is longest through its
-        database node (PostgreSQL, then Praefect's database and schema), which started
-        last of six as often as not."""
-        first = [n.name for n in self.lab.nodes if n.is_postgres]
-        if first:
-            self.compose.run(self.compose.up_cmd(first, no_deps=True),
-                             timeout=COMPOSE_UP_TIMEOUT, redact=self.redactor)
-        self.compose.run(self.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
-                         redact=self.redactor)
+        A Gitaly Cluster lab starts in the order GitLab's docs set one up: its PostgreSQL
+        node, Praefect's role and database there once it is up, then Praefect and its
+        schema (``layers.praefect_setup_layers``, waited for here within ``timeout``):
+        Praefect pings its database as it starts and exits when it is not there (Gitaly
+        ``initDatabase``). Then the Gitaly nodes and the app, while Praefect's first health
+        check is a tick (1 s) away: a sim Gitaly node listens within half a second. One
+        group at a time: the engine starts containers one after another anyway, and an exec
+        meanwhile waits its turn (tried: a Compose run beside the database wait slowed
+        both)."""
+        db = [n.name for n in self.lab.nodes if n.is_postgres]
+        setup: list[Layer] = []
+        if db:
+            from lab.lifecycle.layers import praefect_setup_layers
+
+            setup = praefect_setup_layers(self)
+        if not setup:
+            self.compose.run(self.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
+                             redact=self.redactor)
+            return
+        praefects = [n.name for n in self.lab.praefect_nodes]
+        gitaly = [n.name for n in self.lab.nodes
+                  if n.is_gitaly and not n.is_app and n.name not in (*db, *praefects)]
+        rest = [n.name for n in self.lab.nodes if n.name not in (*db, *praefects, *gitaly)]
+        began = self.clock.now()
+        whole = default_timeout(self.lab) if timeout is None else timeout
+        database, migrated = setup
+        started: list[str] = []
+        for group, then in ((db, database), (praefects, migrated), (gitaly, None), (rest, None)):
+            if group:
+                self.compose.run(self.compose.up_cmd(group, no_deps=True),
+                                 timeout=COMPOSE_UP_TIMEOUT, redact=self.redactor)
+                started += group
+            if then is not None:
+                self._wait([then], timeout=max(1.0, whole - (self.clock.now() - began)),
+                           progress=progress, watching=started)
+                self._made.add(then.name)
 
     def __enter__(self) -> RunningLab:
         return self
@@ -435,9 +464,11 @@ class RunningLab:
         return res.returncode == 0
 
     # --- readiness ---
-    def _watch(self) -> None:
+    def _watch(self, watching: Collection[str] | None = None) -> None:
         live = self._round = self._containers()
         for node in self.lab.nodes:
+            if watching is not None and node.name not in watching:
+                continue
             c = live.get(node.name)
             if c is None:
                 # One listing can miss a container the engine is still starting (seen once
@@ -518,13 +549,20 @@ class RunningLab:
             layers = [layer for layer in layers if layer.name not in skip]
         # "services up" of an apply whose nodes all changed in place asks nobody: its round
         # would only list the containers, which the next layer does anyway.
-        layers = [layer for layer in layers if layer.probes]
+        layers = [layer for layer in layers if layer.probes and layer.name not in self._made]
+        self._made = set()
+        return self._wait(layers, timeout=timeout, progress=progress)
+
+    def _wait(self, layers: list[Layer], *, timeout: float | None, progress: Progress | None,
+              watching: Collection[str] | None = None) -> ReadyReport:
+        """``wait_layers`` on this lab; ``watching``: only these nodes must not be gone."""
         try:
             return wait_layers(layers,
                                timeout=default_timeout(self.lab) if timeout is None else timeout,
-                               watch=self._watch, log_tail=self._log_tail,
-                               clock=self.clock, interval=POLL_INTERVAL,
-                               first_interval=FIRST_POLL_INTERVAL, progress=progress)
+                               watch=functools.partial(self._watch, watching),
+                               log_tail=self._log_tail, clock=self.clock,
+                               interval=POLL_INTERVAL, first_interval=FIRST_POLL_INTERVAL,
+                               progress=progress)
         finally:
             self._round = None  # outside a wait, every call looks again
             self._unlisted.clear()
@@ -764,9 +802,12 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         # layers and the gRPC stack their probes need now, not in the middle of polling.
         threading.Thread(target=_import_all, args=(WHILE_COMPOSING,), daemon=True).start()
         composing = True
-        running.start()
+        began = running.clock.now()
+        whole = default_timeout(lab) if timeout is None else timeout
+        running.start(timeout=whole, progress=progress)
         composing = False
-        running.wait_ready(timeout=timeout, progress=progress, wait_gitaly=wait_gitaly)
+        running.wait_ready(timeout=max(1.0, whole - (running.clock.now() - began)),
+                           progress=progress, wait_gitaly=wait_gitaly)
     except BaseException:
         if keep_on_failure:
             state.clear_up_marker(path)  # left up on purpose: not a killed run

@@ -12,7 +12,7 @@ app); Docker's healthchecks when asked for; the admin token accepted by the API.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -83,29 +83,10 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     asks = LabProbes(running)
     nodes = [n.name for n in running.lab.nodes]
     app = running.lab.app.name
-    services: dict[str, Probe] = {n.name: probes.ServicesProbe(
-        n.name, asks.exec_raw(n.name), asks.read_log(n.name),
-        node_services(running.lab.version, app=n.is_app, gitaly=n.is_gitaly,
-                      praefect=n.is_praefect, postgres=n.is_postgres))
-        for n in running.lab.nodes if not n.from_source}
-    # A source node has no reconfigure and no gitlab-ctl: up when Gitaly (or, on an app
-    # node, the web server) listens.
-    services.update({n.name: functools.partial(asks.source_node_up, n)
-                     for n in running.lab.nodes if n.from_source})
+    services = {n.name: _services_probe(asks, n) for n in running.lab.nodes}
     out = [Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes})]
     db = running.lab.postgres_node
-    if db is not None and running.lab.praefect_nodes:
-        # GitLab's docs: create Praefect's role and database on its PostgreSQL node, then
-        # migrate from one Praefect (the "deploy node"), whose auto_migrate is off until then.
-        # Each as soon as its own node is up, while the other nodes still boot.
-        out.append(Layer(PRAEFECT_DATABASE, {db.name: After(
-            services[db.name], functools.partial(asks.praefect_database, db.name))},
-            hint=f"see `lab logs {db.name}`"))
-        first = running.lab.praefect_nodes[0].name
-        out.append(Layer(PRAEFECT_MIGRATED, {first: After(
-            services[first], functools.partial(asks.praefect_migrated, first))},
-            hint=f"see `lab logs {first}`; the database settings of its gitlab.rb must "
-            "match the postgres node"))
+    out += praefect_setup_layers(running, services)
     out.append(Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)))
     if db is not None and running.lab.praefect_nodes:
         # A Praefect whose health checks have found no Gitaly node healthy yet routes
@@ -125,6 +106,48 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
                          {n: functools.partial(asks.docker_health, n) for n in nodes}))
     out.append(Layer(ADMIN_TOKEN, {app: asks.admin_token}))
     return out
+
+
+def praefect_setup_layers(running: LabHandle, services: Mapping[str, Probe] | None = None
+                          ) -> list[Layer]:
+    """Praefect's database and its schema (none for a lab without Praefect and PostgreSQL).
+
+    GitLab's docs: create Praefect's role and database on its PostgreSQL node once that
+    node is up, then migrate from one Praefect (the "deploy node", whose auto_migrate is off
+    until then). Praefect pings its database as it starts and exits when that fails, and
+    from PRAEFECT_PER_REPOSITORY serves only once its first health checks are written to
+    the schema. ``services``: the "services up" probes to share, so a node that passed one
+    is not asked again."""
+    db = running.lab.postgres_node
+    if db is None or not running.lab.praefect_nodes:
+        return []
+    asks = LabProbes(running)
+    deploy = running.lab.praefect_nodes[0]
+    given = services or {}
+    # `sql-migrate` reads only the config reconfigure wrote: Praefect need not run yet.
+    configured = _services_probe(asks, deploy) if deploy.from_source else probes.ServicesProbe(
+        deploy.name, asks.exec_raw(deploy.name), asks.read_log(deploy.name), ())
+    return [
+        Layer(PRAEFECT_DATABASE, {db.name: After(
+            given.get(db.name) or _services_probe(asks, db),
+            functools.partial(asks.praefect_database, db.name))},
+            hint=f"see `lab logs {db.name}`"),
+        Layer(PRAEFECT_MIGRATED, {deploy.name: After(
+            configured, functools.partial(asks.praefect_migrated, deploy.name))},
+            hint=f"see `lab logs {deploy.name}`; the database settings of its gitlab.rb must "
+            "match the postgres node"),
+    ]
+
+
+def _services_probe(asks: LabProbes, node: Node) -> Probe:
+    if node.from_source:
+        # A source node has no reconfigure and no gitlab-ctl: up when Gitaly (or, on an
+        # app node, the web server) listens.
+        return functools.partial(asks.source_node_up, node)
+    return probes.ServicesProbe(node.name, asks.exec_raw(node.name), asks.read_log(node.name),
+                                node_services(asks.lab.version, app=node.is_app,
+                                              gitaly=node.is_gitaly, praefect=node.is_praefect,
+                                              postgres=node.is_postgres))
 
 
 @dataclass

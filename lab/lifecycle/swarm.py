@@ -35,7 +35,7 @@ import contextlib
 import functools
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +135,10 @@ class SwarmLab(RunningLab):
         return stack_dict(self.lab, image, str(self.path), self._files(self.lab),
                           sw.image_command(image), self.rendered.owner)
 
-    def start(self) -> None:
+    def start(self, *, timeout: float | None = None, progress: Progress | None = None) -> None:
+        """Deploy the lab as a stack: every node at once (Swarm has no start order; a
+        Praefect started before its database exists is started again by its node's
+        supervisor until it is there, as runit would)."""
         from lab.render.stack import STACK_FILE, render_stack
 
         image = self.rendered.image
@@ -351,9 +354,11 @@ class SwarmLab(RunningLab):
         super().act(node, v.name)  # pause, disconnect and unpause: the task's container
 
     # --- readiness ---
-    def _watch(self) -> None:
+    def _watch(self, watching: Collection[str] | None = None) -> None:
         live = self._round = self._containers()
         for node in self.lab.nodes:
+            if watching is not None and node.name not in watching:
+                continue
             task = self._tasks.get(node.name)
             if task is None and node.name in self._stale:
                 continue  # a new task was asked for: Swarm lists it in a moment
@@ -384,11 +389,16 @@ class SwarmLab(RunningLab):
     def layers(self, *, wait_gitaly: bool = True, docker_health: bool = False,
                progress: Progress | None = None) -> list[Layer]:
         """As on Compose, but the first layer asks Swarm for each node's task, and Gitaly
-        is asked from the app (the host cannot route to the overlay network)."""
-        from lab.lifecycle.layers import LabProbes
+        is asked from the app (the host cannot route to the overlay network). Praefect's
+        database and schema come first: Swarm counts a task with a healthcheck running only
+        once it passed one, and Praefect serves (and passes) only once they are there."""
+        from lab.lifecycle.layers import PRAEFECT_DATABASE, PRAEFECT_MIGRATED, LabProbes
 
         out: list[Layer] = []
-        for layer in super().layers(wait_gitaly=False, docker_health=docker_health):
+        given = super().layers(wait_gitaly=False, docker_health=docker_health)
+        first = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED)
+        for layer in [*(x for x in given if x.name in first),
+                      *(x for x in given if x.name not in first)]:
             if layer.name == "containers running":
                 out.append(Layer("tasks running", {
                     n.name: functools.partial(self._task_running, n.name)

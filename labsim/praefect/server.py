@@ -14,8 +14,11 @@ As Gitaly's Praefect (v16.7.0 internal/praefect, docs/fidelity.md "Gitaly Cluste
   replicator runs them (ReplicateRepository on the target, the source named in the
   ``gitaly-servers`` metadata), retrying while the target is down, so a node that
   returns catches up;
+- it pings its database first and exits when that fails (the supervisor starts it again
+  a second later, as runit); from PRAEFECT_PER_REPOSITORY it serves only once its health
+  manager has written a round of checks, the first one a tick (1 s) after the start;
 - the health manager checks every node each second (grpc.health.v1 with the internal
-  token); a node unanswered for the failover timeout (10 s) is unhealthy, and the
+  token), all at once; a node unanswered for the failover timeout (10 s) is unhealthy, and the
   per-repository elector picks a new primary among healthy nodes with the latest
   generation when the repository is next used;
 - ServerInfo and RepositoryExists (from PRAEFECT_EXISTS_FROM_DB, from the database) are answered by
@@ -25,7 +28,6 @@ As Gitaly's Praefect (v16.7.0 internal/praefect, docs/fidelity.md "Gitaly Cluste
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
 import signal
@@ -389,23 +391,47 @@ class Praefect:
 
     # -- background work --------------------------------------------------------
 
-    def check_health(self) -> None:
-        for vs, nodes in self.nodes.items():
-            for node in nodes.values():
-                ok = True
-                try:
-                    node.channel().unary_unary(HEALTH_CHECK)(b"", metadata=[node.auth()],
-                                                             timeout=1)
-                except grpc.RpcError:
-                    ok = False
-                was = node.healthy()
-                if ok:
-                    node.last_ok = time.time()
-                if was != node.healthy():
-                    log(f"node {node.storage} of {vs} is now "
-                        f"{'healthy' if node.healthy() else 'unhealthy'}")
-                with contextlib.suppress(psycopg2.Error):
-                    self.db(self.store.record_health, self.name, vs, node.storage, ok)
+    def check_health(self) -> bool:
+        """One round of the health manager: every node asked at once, then each node's
+        ``node_status`` row written; whether every row was written."""
+        nodes = [node for vs_nodes in self.nodes.values() for node in vs_nodes.values()]
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            answers = list(pool.map(self.answers_health_check, nodes))
+        recorded = True
+        for node, ok in zip(nodes, answers, strict=True):
+            was = node.healthy()
+            if ok:
+                node.last_ok = time.time()
+            if was != node.healthy():
+                log(f"node {node.storage} of {node.vs} is now "
+                    f"{'healthy' if node.healthy() else 'unhealthy'}")
+            try:
+                self.db(self.store.record_health, self.name, node.vs, node.storage, ok)
+            except psycopg2.Error as exc:
+                if recorded:
+                    log(f"checking health failed: update checks: {db_error(exc)}")
+                recorded = False
+        return recorded
+
+    @staticmethod
+    def answers_health_check(node: Node) -> bool:
+        try:
+            node.channel().unary_unary(HEALTH_CHECK)(b"", metadata=[node.auth()], timeout=1)
+        except grpc.RpcError:
+            return False
+        return True
+
+    def first_health_update(self, stop: threading.Event) -> bool:
+        """From PER_REPOSITORY Praefect serves only once its health manager has written a
+        round of checks; the first round comes one tick after the start, and a round whose
+        write fails (no schema yet) is not one. False when stopped first."""
+        while not stop.wait(HEALTH_INTERVAL):
+            try:
+                if self.check_health():
+                    return True
+            except Exception as exc:
+                log(f"check_health: {exc}")
+        return False
 
     def replicate(self) -> None:
         try:
@@ -445,7 +471,10 @@ class Praefect:
             except psycopg2.Error as exc:
                 log(f"replication job {job_id}: {db_error(exc)}")
 
-    def loop(self, every: float, fn: Any, stop: threading.Event) -> None:
+    def loop(self, every: float, fn: Any, stop: threading.Event, *,
+             wait_first: bool = False) -> None:
+        if wait_first:
+            stop.wait(every)
         while not stop.is_set():
             try:
                 fn()
@@ -475,8 +504,8 @@ class Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
         return grpc.stream_stream_rpc_method_handler(call)
 
 
-def serve(conf: dict[str, Any], version: Version) -> tuple[grpc.Server, Praefect]:
-    praefect = Praefect(conf, version)
+def serve(praefect: Praefect) -> grpc.Server:
+    conf = praefect.conf
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=[
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 4000),
@@ -493,18 +522,43 @@ def serve(conf: dict[str, Any], version: Version) -> tuple[grpc.Server, Praefect
                  conf.get("tls_listen_addr") and f"tls://{conf['tls_listen_addr']}"]
     log(f"listening on {', '.join(x for x in listeners if x)}; virtual storages "
         + "; ".join(f"{vs}: {', '.join(n)}" for vs, n in praefect.nodes.items()))
-    return server, praefect
+    return server
+
+
+def open_database(praefect: Praefect) -> str | None:
+    """Praefect's first step with a database: connect and ping it; the error, if any,
+    after which Praefect exits (initDatabase, glsql.OpenDB's "send ping")."""
+    where = praefect.store.dsn()
+    log(f"establishing database connection to {where['host']}:{where['port']} ...")
+    try:
+        praefect.db(praefect.store.ping)
+    except psycopg2.Error as exc:
+        return f"send ping: {db_error(exc)}"
+    log("database connection established")
+    return None
 
 
 def main() -> int:
     runtime = simconfig.read_runtime()
-    server, praefect = serve(runtime["praefect"], simconfig.release(runtime))
+    praefect = Praefect(runtime["praefect"], simconfig.release(runtime))
+    failed = open_database(praefect)
+    if failed is not None:
+        # The supervisor starts it again a second later, as runit does.
+        log(f"SQL connection open failed: {failed}")
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    for every, fn in ((HEALTH_INTERVAL, praefect.check_health),
-                      (REPLICATE_INTERVAL, praefect.replicate)):
-        threading.Thread(target=praefect.loop, args=(every, fn, stop), daemon=True).start()
+    # Before PER_REPOSITORY the node manager checks the nodes at once and Praefect serves
+    # meanwhile; from it, Praefect serves after its health manager's first written round.
+    per_repository = praefect.version >= PER_REPOSITORY
+    if per_repository and not praefect.first_health_update(stop):
+        return 0
+    server = serve(praefect)
+    for every, fn, wait_first in ((HEALTH_INTERVAL, praefect.check_health, per_repository),
+                                  (REPLICATE_INTERVAL, praefect.replicate, False)):
+        threading.Thread(target=praefect.loop, args=(every, fn, stop),
+                         kwargs={"wait_first": wait_first}, daemon=True).start()
     stop.wait()
     server.stop(grace=2).wait(3)
     return 0

@@ -182,6 +182,10 @@ class Store:
                 cur.execute("UPDATE replication_queue SET state = %s, updated_at = now() "
                             "WHERE id = %s", (state, job_id))
 
+    def ping(self) -> None:
+        with self.tx() as cur:
+            cur.execute("SELECT 1")
+
     # -- health ----------------------------------------------------------------
 
     def record_health(self, praefect: str, vs: str, node: str, ok: bool) -> None:

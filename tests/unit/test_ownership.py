@@ -37,6 +37,10 @@ class Res:
         self.attrs = {"Labels": self.labels}
 
 
+# The real wait, before the fixture replaces it.
+WAIT_READY = handle.RunningLab.wait_ready
+
+
 class FakeEngine:
     def __init__(self) -> None:
         self.resources: list[Res] = []
@@ -411,15 +415,45 @@ def test_a_lab_folder_copied_under_another_name_is_not_the_lab(engine: FakeEngin
     assert running.path.exists()
 
 
-@pytest.mark.parametrize(("topology", "first"), [("cluster", ["praefect-db"]), ("scaled", [])])
-def test_a_database_node_is_started_before_the_rest(engine: FakeEngine, topology: str,
-                                                    first: list[str]) -> None:
-    """The engine starts a lab's containers one by one in no set order; a Gitaly Cluster
-    lab's database node, at the head of its longest way to ready, started last as often
-    as not."""
+@pytest.mark.parametrize(("topology", "order"), [
+    ("cluster", [["praefect-db"], "praefect database", ["praefect"], "praefect migrated",
+                 ["gitaly1", "gitaly2", "gitaly3"], ["gitlab"]]),
+    ("scaled", [[]])])
+def test_a_cluster_lab_starts_in_the_order_gitlab_documents(
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, topology: str,
+        order: list[Any]) -> None:
+    """PostgreSQL, Praefect's database there, Praefect and its schema (Praefect pings its
+    database as it starts and exits when it is not there), then the Gitaly nodes and the
+    app; one group at a time, each waited for where the next needs it."""
+    def waited(self: handle.RunningLab, layers: list[Any], **kw: Any) -> None:
+        engine.compose_calls.append(["wait", *(layer.name for layer in layers)])
+
+    monkeypatch.setattr(handle.RunningLab, "_wait", waited)
     handle.up(resolve(SpecRequest(topology=topology, flavor="sim")), name="order")
-    ups = [cmd[cmd.index("up"):] for cmd in engine.compose_calls if "up" in cmd]
-    if first:
-        assert ups[0][-len(first) - 1:] == ["--no-deps", *first]
-    assert ups[-1][-1] == "--remove-orphans"  # then every node
-    assert len(ups) == (2 if first else 1)
+    seen: list[Any] = []
+    for cmd in engine.compose_calls:
+        if cmd[0] == "wait":
+            seen.append(" ".join(cmd[1:]))
+        elif "up" in cmd:
+            rest = cmd[cmd.index("--remove-orphans") + 1:]
+            seen.append(rest[1:] if rest[:1] == ["--no-deps"] else rest)
+    assert seen == order
+
+
+def test_the_wait_after_a_start_skips_the_layers_the_start_passed(
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+
+    def waited(self: handle.RunningLab, layers: list[Any], **kw: Any) -> None:
+        asked.append([layer.name for layer in layers])
+
+    monkeypatch.setattr(handle.RunningLab, "_wait", waited)
+    running = handle.up(resolve(SpecRequest(topology="cluster", flavor="sim")), name="skip")
+    assert asked == [["praefect database"], ["praefect migrated"]]
+    for _ in range(2):
+        WAIT_READY(running)
+    assert "praefect database" not in asked[2]
+    assert "praefect migrated" not in asked[2]
+    assert asked[2][0] == "containers running"
+    # Only the wait right after the start: a later one (after a change) asks them again.
+    assert asked[3][:3] == ["containers running", "praefect database", "praefect migrated"]

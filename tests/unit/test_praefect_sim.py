@@ -9,7 +9,7 @@ import textwrap
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import grpc
@@ -315,3 +315,95 @@ def test_praefect_dials_the_address_a_node_name_has_now(
             assert options.get("grpc.ssl_target_name_override") == ("gitaly2" if tls else None)
         else:
             assert "grpc.default_authority" not in options
+
+
+class Stop:
+    """A stop event that is never set, whose waits return at once and are recorded."""
+
+    def __init__(self, events: list[str], *, set_after: int = 100) -> None:
+        self.events, self.left = events, set_after
+
+    def wait(self, seconds: float | None = None) -> bool:
+        self.events.append(f"tick {seconds:g}" if seconds is not None else "wait")
+        self.left -= 1
+        return self.left < 0
+
+    def is_set(self) -> bool:
+        return self.left < 0
+
+
+def praefect_of(praefect_server: ModuleType, release: str) -> Any:
+    from lab.omnibus.release import Version
+
+    conf = {"listen_addr": "0.0.0.0:2305", "token": "x", "database": {"host": "praefect-db"},
+            "virtual_storages": {"default": [
+                {"storage": "gitaly1", "address": "tcp://gitaly1:8075", "token": "t"}]}}
+    return praefect_server.Praefect(conf, Version.parse(release))
+
+
+def test_praefect_serves_after_its_first_written_health_round(
+        praefect_server: ModuleType) -> None:
+    """From 14.0 (per_repository) Praefect waits for its health manager's first update, which
+    comes a tick (1 s) after the start and counts only once node_status could be written
+    (Gitaly serve.go `<-healthManager.Updated()`, health_manager.go `Run`)."""
+    events: list[str] = []
+    praefect = praefect_of(praefect_server, "19.3.0")
+    written = iter([False, False, True])
+
+    def check() -> bool:
+        events.append("check")
+        return next(written)
+
+    praefect.check_health = check
+    assert praefect.first_health_update(Stop(events)) is True
+    assert events == ["tick 1", "check"] * 3
+    assert praefect.first_health_update(Stop([], set_after=0)) is False  # stopped first
+
+
+@pytest.mark.parametrize(("release", "waits"), [("19.3.0", True), ("13.12.15", False)])
+def test_praefect_listens_after_its_database_and_first_update(
+        praefect_server: ModuleType, monkeypatch: pytest.MonkeyPatch, release: str,
+        waits: bool) -> None:
+    """Praefect pings its database first and exits 1 when that fails (initDatabase's
+    "send ping"); from 14.0 it serves after the first health update, before 14.0 at once
+    (the node manager checks the nodes meanwhile)."""
+    praefect = praefect_of(praefect_server, release)
+    events: list[str] = []
+    monkeypatch.setattr(praefect_server, "Praefect", lambda conf, version: praefect)
+    monkeypatch.setattr(praefect_server.simconfig, "read_runtime", lambda: {"praefect": {}})
+    monkeypatch.setattr(praefect_server.simconfig, "release", lambda runtime: praefect.version)
+    monkeypatch.setattr(praefect_server, "log", events.append)
+    monkeypatch.setattr(praefect_server.signal, "signal", lambda *a: None)
+
+    def refused() -> None:
+        raise praefect_server.psycopg2.Error("connection to server failed: Connection refused")
+
+    praefect.store.ping = refused
+    assert praefect_server.main() == 1
+    assert events[-1] == "SQL connection open failed: send ping: connection to server " \
+        "failed: Connection refused"
+
+    praefect.store.ping = lambda: None
+    def first_update(stop: object) -> bool:
+        events.append("first update")
+        return True
+
+    def serve(p: object) -> Any:
+        events.append("serve")
+        return Server()
+
+    monkeypatch.setattr(praefect, "first_health_update", first_update)
+
+    class Server:
+        def stop(self, grace: float) -> Any:
+            return SimpleNamespace(wait=lambda seconds: None)
+
+    monkeypatch.setattr(praefect_server, "serve", serve)
+    # The background loops are not started; the stop event is set at once.
+    monkeypatch.setattr(praefect_server, "threading", SimpleNamespace(
+        Event=lambda: Stop([], set_after=0),
+        Thread=lambda **kw: SimpleNamespace(start=lambda: None)))
+    events.clear()
+    assert praefect_server.main() == 0
+    assert [e for e in events if e in ("first update", "serve")] == (
+        ["first update", "serve"] if waits else ["serve"])

@@ -440,3 +440,19 @@ def test_a_started_nodes_old_ended_task_is_never_taken_for_its_new_one(
     now[0] += UNLISTED_SECONDS
     with pytest.raises(NotReady, match=r"node 'gitlab' .*its service has no task"):
         lab._watch()
+
+
+def test_a_swarm_cluster_makes_praefects_database_before_it_waits_for_tasks(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Swarm counts a task with a healthcheck running only once it passed one, and Praefect
+    passes only once it serves, after its database and schema are there: waiting for the
+    tasks first would wait for ever."""
+    from lab.engine import host
+    from lab.lifecycle.swarm import SwarmLab
+    from lab.store.labdir import write_lab
+
+    monkeypatch.setattr(host, "containers_routable", lambda: False)
+    lab = SwarmLab(write_lab(swarm_lab(topology="cluster"), tmp_path / "x", image=IMAGE))
+    names = [layer.name for layer in lab.layers()]
+    assert names[:3] == ["praefect database", "praefect migrated", "tasks running"]
+    assert len(names) == len(set(names))
