@@ -415,21 +415,25 @@ def test_a_lab_folder_copied_under_another_name_is_not_the_lab(engine: FakeEngin
     assert running.path.exists()
 
 
-@pytest.mark.parametrize(("topology", "order"), [
-    ("cluster", [["praefect-db"], "praefect database", ["praefect"], "praefect migrated",
-                 ["gitaly1", "gitaly2", "gitaly3"], ["gitlab"]]),
-    ("scaled", [[]])])
+@pytest.mark.parametrize(("topology", "flavor", "order"), [
+    ("cluster", "omnibus", [["praefect-db"], ["gitlab", "gitaly1", "gitaly2", "gitaly3"],
+                            "praefect database", ["praefect"], "praefect migrated"]),
+    ("cluster", "sim", [["praefect-db"], ["gitaly1", "gitaly2", "gitaly3"],
+                        "praefect database", ["praefect"], "praefect migrated", ["gitlab"]]),
+    ("scaled", "sim", [[]])])
 def test_a_cluster_lab_starts_in_the_order_gitlab_documents(
-        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, topology: str,
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, topology: str, flavor: str,
         order: list[Any]) -> None:
     """PostgreSQL, Praefect's database there, Praefect and its schema (Praefect pings its
-    database as it starts and exits when it is not there), then the Gitaly nodes and the
-    app; one group at a time, each waited for where the next needs it."""
+    database as it starts and exits when it is not there); the Gitaly nodes, which need
+    neither, right after the database node, and so does an Omnibus app (minutes to boot;
+    a sim app comes last); one group at a time, each waited for where the next needs it."""
     def waited(self: handle.RunningLab, layers: list[Any], **kw: Any) -> None:
         engine.compose_calls.append(["wait", *(layer.name for layer in layers)])
 
     monkeypatch.setattr(handle.RunningLab, "_wait", waited)
-    handle.up(resolve(SpecRequest(topology=topology, flavor="sim")), name="order")
+    lab = resolve(SpecRequest(topology=topology, flavor=flavor, version="19.3.0"))
+    handle.up(lab, name="order")
     seen: list[Any] = []
     for cmd in engine.compose_calls:
         if cmd[0] == "wait":
