@@ -116,24 +116,30 @@ def praefect_setup_layers(running: LabHandle, services: Mapping[str, Probe] | No
     node is up, then migrate from one Praefect (the "deploy node", whose auto_migrate is off
     until then). Praefect pings its database as it starts and exits when that fails, and
     from PRAEFECT_PER_REPOSITORY serves only once its first health checks are written to
-    the schema. ``services``: the "services up" probes to share, so a node that passed one
-    is not asked again."""
+    the schema. ``services``: the "services up" probes to share with a node installed from
+    source (which has no reconfigure to wait for)."""
     db = running.lab.postgres_node
     if db is None or not running.lab.praefect_nodes:
         return []
     asks = LabProbes(running)
     deploy = running.lab.praefect_nodes[0]
     given = services or {}
-    # `sql-migrate` reads only the config reconfigure wrote: Praefect need not run yet.
-    configured = _services_probe(asks, deploy) if deploy.from_source else probes.ServicesProbe(
-        deploy.name, asks.exec_raw(deploy.name), asks.read_log(deploy.name), ())
+
+    def configured(node: Node) -> Probe:
+        # Each step needs only what reconfigure wrote: `sql-migrate` reads Praefect's
+        # config (Praefect need not run yet), and psql, failing until PostgreSQL answers,
+        # is its own "services up" (one exec a round instead of two).
+        if node.from_source:
+            return given.get(node.name) or _services_probe(asks, node)
+        return probes.ServicesProbe(node.name, asks.exec_raw(node.name),
+                                    asks.read_log(node.name), ())
+
     return [
         Layer(PRAEFECT_DATABASE, {db.name: After(
-            given.get(db.name) or _services_probe(asks, db),
-            functools.partial(asks.praefect_database, db.name))},
+            configured(db), functools.partial(asks.praefect_database, db.name))},
             hint=f"see `lab logs {db.name}`"),
         Layer(PRAEFECT_MIGRATED, {deploy.name: After(
-            configured, functools.partial(asks.praefect_migrated, deploy.name))},
+            configured(deploy), functools.partial(asks.praefect_migrated, deploy.name))},
             hint=f"see `lab logs {deploy.name}`; the database settings of its gitlab.rb must "
             "match the postgres node"),
     ]

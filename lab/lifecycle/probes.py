@@ -66,8 +66,8 @@ class ServicesProbe:
     done: bool = False
     since: str | None = field(default=None, repr=False)
     phase: str = field(default="", repr=False)
-    # Up once is up for this wait: a layer before "services up" (Praefect's database)
-    # asks its node first, and "services up" need not ask that node again.
+    # Up once is up for this wait: a probe that a layer before "services up" shares with
+    # it (``After``) is not asked again there.
     up: bool = field(default=False, repr=False)
 
     def __call__(self) -> Verdict:
