@@ -49,7 +49,8 @@ def library_rows() -> list[Row]:
     seconds, results = bench_suite.reused(library)
     ran = [r for r in results if r.steps]
     booted: set[str] = set()
-    first, later = [], []  # outside the steps: the scenario that booted its lab; the rest
+    first: list[float] = []  # outside the steps: the scenario that booted its lab
+    later: list[float] = []  # and the rest
     for r in ran:  # results come in plan order: a group's first scenario booted its lab
         outside = r.seconds - sum(s.seconds for s in r.steps)
         (later if r.lab in booted else first).append(outside)
@@ -59,6 +60,10 @@ def library_rows() -> list[Row]:
     for r in results:
         print(f"  {r.name:<32} {r.seconds:6.2f}s  steps "
               f"{sum(s.seconds for s in r.steps):6.2f}s  {r.outcome.value}")
+        if not r.ok:  # a rare failure is worth its reason: the run is not repeated
+            missed = next((s for s in r.steps if not s.ok), None)
+            print("    " + (f"step {missed.label} (line {missed.line}): {missed.problem}\n"
+                           f"    output: {missed.output[-600:]}" if missed else r.message))
     print(f"  {len(ran)} scenarios on {len(booted)} labs in {seconds:.1f}s; boots "
           f"{', '.join(f'{b:.2f}s' for b in first)}; {bench_suite._check(results)}")
     return [
