@@ -177,8 +177,6 @@ class RunningLab:
         # The files (by path) and Compose services the latest apply rendered, for the
         # RenderedLab it made: the next apply compares with them instead of rendering again.
         self._rendered_state: tuple[RenderedLab, dict[str, str], dict[str, Any]] | None = None
-        # The layers start() has passed already: the wait after it skips them once.
-        self._made: set[str] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {str(self.path)!r})"
@@ -189,8 +187,10 @@ class RunningLab:
         """Say before anything starts what this engine lacks (here: a Compose tool)."""
         detect()  # the result is cached for RunningLab.compose
 
-    def start(self, *, timeout: float | None = None, progress: Progress | None = None) -> None:
-        """Start the rendered lab's nodes (the wait for the rest comes after).
+    def start(self, *, timeout: float | None = None,
+              progress: Progress | None = None) -> list[str]:
+        """Start the rendered lab's nodes; the readiness layers it waited for on the way
+        (the wait for the rest comes after, ``wait_ready(passed=...)``).
 
         A Gitaly Cluster lab starts in the order GitLab's docs set one up: its PostgreSQL
         node, Praefect's role and database there once it is up, then Praefect and its
@@ -212,7 +212,7 @@ class RunningLab:
         if not setup:
             self.compose.run(self.compose.up_cmd(), timeout=COMPOSE_UP_TIMEOUT,
                              redact=self.redactor)
-            return
+            return []
         praefects = [n.name for n in self.lab.praefect_nodes]
         others = [n.name for n in self.lab.nodes if n.name not in (*db, *praefects)]
         last = [self.lab.app.name] if self.lab.flavor is Flavor.SIM else []
@@ -220,6 +220,7 @@ class RunningLab:
         whole = default_timeout(self.lab) if timeout is None else timeout
         database, migrated = setup
         started: list[str] = []
+        passed: list[str] = []
         for group, then in ((db, None), ([n for n in others if n not in last], database),
                             (praefects, migrated), (last, None)):
             if group:
@@ -229,7 +230,8 @@ class RunningLab:
             if then is not None:
                 self._wait([then], timeout=max(1.0, whole - (self.clock.now() - began)),
                            progress=progress, watching=started)
-                self._made.add(then.name)
+                passed.append(then.name)
+        return passed
 
     def __enter__(self) -> RunningLab:
         return self
@@ -516,14 +518,16 @@ class RunningLab:
                    wait_gitaly: bool = True, docker_health: bool = False,
                    services_of: Collection[str] | None = None,
                    setup_of: Collection[str] | None = None,
-                   app_of: Collection[str] | None = None) -> ReadyReport:
+                   app_of: Collection[str] | None = None,
+                   passed: Collection[str] = ()) -> ReadyReport:
         """Wait layer by layer; ``docker_health=True`` also waits for Docker's health status;
         ``services_of``: the "services up" layer asks these nodes only (default: all);
         ``setup_of``: the one-time setup layers (``layers.SETUP_LAYERS``) run only when one
         of their nodes is among these (default: always); ``app_of``: the layers that ask
         the app about itself (``layers.APP_LAYERS``) run only when the app node is among
         these (default: always), except that "app ready" always runs with ``wait_gitaly``,
-        where it also asks the app's view of Gitaly. A layer left with no probe is skipped.
+        where it also asks the app's view of Gitaly; ``passed``: layers ``start`` already
+        waited for (not asked again). A layer left with no probe is skipped.
 
         The toolkit's own probes decide readiness. Docker runs a container's first
         health check only after its interval (5 s), when the layers before it have
@@ -551,8 +555,7 @@ class RunningLab:
             layers = [layer for layer in layers if layer.name not in skip]
         # "services up" of an apply whose nodes all changed in place asks nobody: its round
         # would only list the containers, which the next layer does anyway.
-        layers = [layer for layer in layers if layer.probes and layer.name not in self._made]
-        self._made = set()
+        layers = [layer for layer in layers if layer.probes and layer.name not in passed]
         return self._wait(layers, timeout=timeout, progress=progress)
 
     def _wait(self, layers: list[Layer], *, timeout: float | None, progress: Progress | None,
@@ -806,10 +809,10 @@ def _up(lab: Lab, path: Path, *, timeout: float | None, keep_on_failure: bool,
         composing = True
         began = running.clock.now()
         whole = default_timeout(lab) if timeout is None else timeout
-        running.start(timeout=whole, progress=progress)
+        passed = running.start(timeout=whole, progress=progress)
         composing = False
         running.wait_ready(timeout=max(1.0, whole - (running.clock.now() - began)),
-                           progress=progress, wait_gitaly=wait_gitaly)
+                           progress=progress, wait_gitaly=wait_gitaly, passed=passed)
     except BaseException:
         if keep_on_failure:
             state.clear_up_marker(path)  # left up on purpose: not a killed run

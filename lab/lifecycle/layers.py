@@ -12,7 +12,7 @@ app); Docker's healthchecks when asked for; the admin token accepted by the API.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -86,7 +86,7 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     services = {n.name: _services_probe(asks, n) for n in running.lab.nodes}
     out = [Layer("containers running", {n: functools.partial(asks.running, n) for n in nodes})]
     db = running.lab.postgres_node
-    out += praefect_setup_layers(running, services)
+    out += praefect_setup_layers(running)
     out.append(Layer(SERVICES_UP, dict(services), hint=services_hint(running.lab.flavor)))
     if db is not None and running.lab.praefect_nodes:
         # A Praefect whose health checks have found no Gitaly node healthy yet routes
@@ -108,29 +108,25 @@ def readiness_layers(running: LabHandle, *, wait_gitaly: bool = True,
     return out
 
 
-def praefect_setup_layers(running: LabHandle, services: Mapping[str, Probe] | None = None
-                          ) -> list[Layer]:
+def praefect_setup_layers(running: LabHandle) -> list[Layer]:
     """Praefect's database and its schema (none for a lab without Praefect and PostgreSQL).
 
     GitLab's docs: create Praefect's role and database on its PostgreSQL node once that
     node is up, then migrate from one Praefect (the "deploy node", whose auto_migrate is off
     until then). Praefect pings its database as it starts and exits when that fails, and
     from PRAEFECT_PER_REPOSITORY serves only once its first health checks are written to
-    the schema. ``services``: the "services up" probes to share with a node installed from
-    source (which has no reconfigure to wait for)."""
+    the schema."""
     db = running.lab.postgres_node
     if db is None or not running.lab.praefect_nodes:
         return []
     asks = LabProbes(running)
     deploy = running.lab.praefect_nodes[0]
-    given = services or {}
 
     def configured(node: Node) -> Probe:
-        # Each step needs only what reconfigure wrote: `sql-migrate` reads Praefect's
-        # config (Praefect need not run yet), and psql, failing until PostgreSQL answers,
-        # is its own "services up" (one exec a round instead of two).
-        if node.from_source:
-            return given.get(node.name) or _services_probe(asks, node)
+        # Each step needs only what reconfigure wrote (both nodes run Omnibus: the spec
+        # refuses them from source): `sql-migrate` reads Praefect's config (Praefect need
+        # not run yet), and psql, failing until PostgreSQL answers, is its own "services
+        # up" (one exec a round instead of two).
         return probes.ServicesProbe(node.name, asks.exec_raw(node.name),
                                     asks.read_log(node.name), ())
 

@@ -66,13 +66,8 @@ class ServicesProbe:
     done: bool = False
     since: str | None = field(default=None, repr=False)
     phase: str = field(default="", repr=False)
-    # Up once is up for this wait: a probe that a layer before "services up" shares with
-    # it (``After``) is not asked again there.
-    up: bool = field(default=False, repr=False)
 
     def __call__(self) -> Verdict:
-        if self.up:
-            return Verdict(True, "services up")
         if not self.done:
             chunk = self.read_log(self.since)
             self.since = last_stamp(chunk) or self.since
@@ -82,13 +77,11 @@ class ServicesProbe:
                 where = f" ({self.phase})" if self.phase else ""
                 return Verdict(False, f"reconfigure running{where}")
         if not self.services:
-            self.up = True
             return Verdict(True, "reconfigured")
         st = self.exec_fn(status_cmd(), 60)
         states = running_services(st.stdout)
         missing = [s for s in self.services if states.get(s) != "run"]
         if not missing:
-            self.up = True
             return Verdict(True, "services up")
         detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
         return Verdict(False, f"services not up ({detail})")

@@ -135,10 +135,11 @@ class SwarmLab(RunningLab):
         return stack_dict(self.lab, image, str(self.path), self._files(self.lab),
                           sw.image_command(image), self.rendered.owner)
 
-    def start(self, *, timeout: float | None = None, progress: Progress | None = None) -> None:
+    def start(self, *, timeout: float | None = None,
+              progress: Progress | None = None) -> list[str]:
         """Deploy the lab as a stack: every node at once (Swarm has no start order; a
         Praefect started before its database exists is started again by its node's
-        supervisor until it is there, as runit would)."""
+        supervisor until it is there, as runit would), so no layer was waited for."""
         from lab.render.stack import STACK_FILE, render_stack
 
         image = self.rendered.image
@@ -147,6 +148,7 @@ class SwarmLab(RunningLab):
         write_file(self.path / STACK_FILE, text, PUBLIC)
         sw.deploy(self.path, STACK_FILE, self.lab.project_name, self.redactor)
         self._gateway()
+        return []
 
     # --- the gateway: the spec's ports on 127.0.0.1 ---
     def _routes(self) -> list[tuple[Node, str, int, int]]:

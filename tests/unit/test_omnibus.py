@@ -150,9 +150,17 @@ def test_reconfigure_phase_is_shown_and_the_log_read_on() -> None:
     node.status = res(0, "run: puma: (pid 41) 5s; run: log: (pid 2) 80s\n")
     assert probe().ok
     assert len(node.reads) == 3  # once reconfigured, the log is not read again
-    asked = len(node.calls)
-    assert probe().ok  # asked again in the same wait (Praefect's database layer, then
-    assert len(node.calls) == asked  # "services up"): up once is up, nothing is asked
+
+
+def test_with_no_services_reconfigured_is_up_without_an_exec() -> None:
+    """Praefect's setup layers wait only for reconfigure on their node: what they run
+    next (psql, sql-migrate) is their own check of the service."""
+    node = FakeNode()
+    probe = node.probe(services=())
+    assert probe() == probes.Verdict(False, "reconfigure running")
+    node.log = [f"{STAMP} gitlab Reconfigured!"]
+    assert probe() == probes.Verdict(True, "reconfigured")
+    assert node.calls == []
 
 
 def test_own_service_must_be_listed_not_just_exit_0() -> None:
