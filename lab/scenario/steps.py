@@ -38,9 +38,12 @@ from lab.scenario.pool import READY_TIMEOUT
 #: (gRPC's reconnect backoff grows to 120 s at most), and how often to try.
 SETTLE_TIMEOUT = 150.0
 SETTLE_INTERVAL = 1.0
-#: The ``unhealthy`` step: how long it waits by default, and how often it reads node_status.
+#: The ``unhealthy`` step: how long it waits by default, the shortest time between two
+#: reads of node_status, and how far past the moment Praefect acts on the node it reads
+#: again (a read's clock is the database's, taken while the read runs).
 UNHEALTHY_WAIT = 30.0
 HEALTH_POLL_INTERVAL = 0.5
+HEALTH_READ_MARGIN = 0.1
 PORTS = ("http", "gitaly")
 #: ``{p1}`` in an ``api`` step's path: the project alias p1's encoded path.
 TEMPLATE_RE = re.compile(r"\{([^{}]*)\}")
@@ -352,7 +355,10 @@ def _unhealthy(run: Run, step: Step) -> tuple[bool, str]:
     unhealthy, as Praefect decides it: its health checks' record in its database
     (``node_status`` on the lab's PostgreSQL node) shows no successful check for longer
     than the failover timeout and one health-check tick, so Praefect acts on it (routes
-    nothing to it). Reads it every HEALTH_POLL_INTERVAL for ``wait`` seconds."""
+    nothing to it). Reads it for ``wait`` seconds: when a read shows the node's last
+    successful check, the next read is when that check will be old enough (each read is a
+    `docker exec`, the costliest thing a scenario's wait does); otherwise every
+    HEALTH_POLL_INTERVAL."""
     name = str(step.arg("node"))
     lab = run.labs.target
     owner = next((p for p in lab.praefect_nodes if name in p.backends), None)
@@ -379,7 +385,12 @@ def _unhealthy(run: Run, step: Step) -> tuple[bool, str]:
             return True, text
         if time.monotonic() >= deadline:
             return False, f"{text}; still so after waiting {wait:g} s"
-        time.sleep(max(0.0, min(began + HEALTH_POLL_INTERVAL, deadline) - time.monotonic()))
+        pause = HEALTH_POLL_INTERVAL
+        if health is not None and health.seen_ago is not None:
+            # Unchanged, the check is old enough then; a newer one, read then, says so.
+            pause = max(pause, FAILOVER_TIMEOUT + HEALTH_CHECK_INTERVAL - health.seen_ago
+                        + HEALTH_READ_MARGIN)
+        time.sleep(max(0.0, min(began + pause, deadline) - time.monotonic()))
 
 
 def health_text(node: str, health: NodeHealth) -> str:
