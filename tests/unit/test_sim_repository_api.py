@@ -265,3 +265,37 @@ def test_an_unexpected_exception_answers_as_grapes_catch_all(sim: Sim,
     assert (answer.status_code, answer.json()) == (500, {"message": "500 Internal Server Error"})
     log = (Path(sim.mods["simconfig"].LOG_DIR) / "puma" / "current").read_text()
     assert "KeyError: 'sim-bug'" in log
+
+
+def test_the_web_server_sees_its_sigterm_within_a_fiftieth_of_a_second(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A reconfigure that restarts the web server waits for the old one to end, and
+    socketserver's loop notices a shutdown only between two polls (0.5 s by default: a
+    quarter of a second per restart on average, measured in `lab run`'s applies)."""
+    app = _sim_modules()["app_server"]
+    polls: list[float] = []
+    handlers: dict[int, Any] = {}
+
+    class Server:
+        daemon_threads = False
+
+        def __init__(self, address: tuple[str, int], handler: type) -> None:
+            self.address = address
+
+        def serve_forever(self, poll_interval: float = 0.5) -> None:
+            polls.append(poll_interval)
+
+    monkeypatch.setattr(app, "ThreadingHTTPServer", Server)
+    monkeypatch.setattr(app.signal, "signal", lambda sig, fn: handlers.__setitem__(sig, fn))
+    monkeypatch.setattr(app.simconfig, "read_runtime", lambda: {
+        "version": "17.11.7", "app": {"port": 8080, "external_url": "http://gitlab",
+                                      "storages": {}}})
+    projects, tokens = app.Projects, app.Tokens
+    monkeypatch.setattr(app, "Projects", lambda: projects(str(tmp_path / "projects.json")))
+    monkeypatch.setattr(app, "Tokens", lambda: tokens(str(tmp_path / "tokens.json")))
+    # main() sets its request handler's class attributes: on a subclass, not for good.
+    monkeypatch.setattr(app, "Handler", type("Handler", (app.Handler,), {}))
+    assert app.main() == 0
+    assert len(polls) == 1
+    assert polls[0] <= 0.02
+    assert set(handlers) == {15}  # SIGTERM: the shutdown the loop sees
