@@ -107,9 +107,9 @@ def cpu_ticks() -> tuple[int, int]:
     try:
         # user nice system idle iowait irq softirq steal; guest time is inside user already
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-    except (OSError, ValueError):
+        idle = fields[3] + fields[4]  # idle and iowait
+    except (OSError, ValueError, IndexError):
         return 0, 0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
     return sum(fields) - idle, sum(fields)
 
 

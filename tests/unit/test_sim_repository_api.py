@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -298,4 +299,4 @@ def test_the_web_server_sees_its_sigterm_within_a_fiftieth_of_a_second(
     assert app.main() == 0
     assert len(polls) == 1
     assert polls[0] <= 0.02
-    assert set(handlers) == {15}  # SIGTERM: the shutdown the loop sees
+    assert set(handlers) == {signal.SIGTERM}  # the shutdown the loop sees
