@@ -50,6 +50,7 @@ from lab.lifecycle.readiness import (
 from lab.lifecycle.timeouts import default_timeout
 from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
 from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd, restart_cmd
+from lab.omnibus.source_layout import service_restart_cmd
 from lab.render.compose_file import (
     DIR_LABEL,
     HOME_LABEL,
@@ -403,7 +404,8 @@ class RunningLab:
         if todo.changed or todo.names(Action.REMOVE):
             # Only the nodes whose container was recreated or restarted are asked whether
             # their services run: the untouched ones were up and nothing of theirs changed,
-            # and gitlab-ctl exits 0 only after Chef's run or runit's restart. The lab-wide
+            # gitlab-ctl exits 0 only after Chef's run or runit's restart, and a source
+            # node's init script only once its services listen again. The lab-wide
             # layers (containers running, Gitaly storages) prove the lab serves, as always;
             # the database layers run again only if one of their nodes was touched, and the
             # app's own (app ready, admin token) only if the app node was (wait_ready says
@@ -436,22 +438,19 @@ class RunningLab:
         the files they read only at start; no reconfigure when nothing it reads changed);
         False: do it by restarting the container.
 
-        A node installed from source has no gitlab-ctl: its container is restarted.
+        A node installed from source has no gitlab-ctl: its services restart through the
+        install guide's init script, which reads its files again; where that fails (files
+        its services cannot start on), the container restart shows why at boot.
         """
         from lab.lifecycle.node_actions import Action
 
         if action.action is Action.RESTART and self._node(action.node).from_source:
-            return False
+            return self._ran(action.node, service_restart_cmd())
         if action.reconfigure and not self._reconfigure(action.node):
             return False
         if action.action is Action.RECONFIGURE:
             return True
-        try:
-            res = self.exec(action.node, restart_cmd(), check=False,
-                            timeout=COMPOSE_UP_TIMEOUT)
-        except LabError:
-            return False  # not running: the container restart starts it
-        return res.returncode == 0
+        return self._ran(action.node, restart_cmd())
 
     def _reconfigure(self, node: str) -> bool:
         """`gitlab-ctl reconfigure` in the node's running container; False: it failed there.
@@ -460,11 +459,15 @@ class RunningLab:
         boot (the image's wrapper under `set -e`) ends the container; the caller
         restarts such a node so that it fails as it would at boot, and readiness says why.
         """
+        return self._ran(node, reconfigure_cmd())
+
+    def _ran(self, node: str, cmd: list[str]) -> bool:
+        """``cmd`` succeeded in the node's running container (False: it failed, or the
+        container is not running, where a fault left it stopped: a restart starts it)."""
         try:
-            res = self.exec(node, reconfigure_cmd(), check=False,
-                            timeout=COMPOSE_UP_TIMEOUT)
+            res = self.exec(node, cmd, check=False, timeout=COMPOSE_UP_TIMEOUT)
         except LabError:
-            return False  # not running (a fault left it stopped): a restart starts it
+            return False
         return res.returncode == 0
 
     # --- readiness ---

@@ -35,6 +35,12 @@ def sim_listening_cmd(port: int) -> list[str]:
             f"import socket; socket.create_connection(('127.0.0.1', {port}), 5)"]
 
 
+def service_restart_cmd() -> list[str]:
+    """How an admin applies a change on a node installed from source: the install guide's
+    init script (doc/administration/restart_gitlab.md, installations from source)."""
+    return ["service", "gitlab", "restart"]
+
+
 def source_health_cmd() -> list[str]:
     """A source app node's health: GitLab's /-/health from inside (the monitoring
     whitelist is loopback by default); a source install has no gitlab-healthcheck."""

@@ -18,6 +18,8 @@ RUN_DIR = "/run/gitlab-sim"
 STATE = os.path.join(RUN_DIR, "services.json")
 #: The services `gitlab-ctl stop` stopped, which stay down until `gitlab-ctl start`.
 STOPPED = os.path.join(RUN_DIR, "stopped.json")
+#: Why the last `service gitlab restart` of a source node left its services stopped.
+RESTART_FAILED = os.path.join(RUN_DIR, "restart-failed.txt")
 #: The node's runtime config: gitlab.rb and the secrets as the sim's services read them.
 RUNTIME = os.path.join(RUN_DIR, "config.json")
 #: The runtime config's key for the runit name of the release's web server
@@ -29,6 +31,15 @@ def read_runtime() -> dict[str, Any]:
     with open(RUNTIME) as fh:
         data: dict[str, Any] = json.load(fh)
     return data
+
+
+def state_text() -> str:
+    """The services file as it is now ('' before PID 1 wrote one): a restart shows in it."""
+    try:
+        with open(STATE) as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def stopped() -> set[str]:

@@ -117,17 +117,9 @@ def _web_of_runtime() -> str:
         return web_service(None)
 
 
-def _state_text() -> str:
-    try:
-        with open(runstate.STATE) as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
 def signal_restart() -> str:
     """Ask PID 1 to restart the services; return the service state before it did."""
-    before = _state_text()
+    before = runstate.state_text()
     os.kill(1, signal.SIGUSR1)
     return before
 
@@ -140,7 +132,7 @@ WAIT_UP_POLL = 0.02
 def wait_up(before: str, timeout: float = 30) -> int:
     deadline = time.time() + timeout
     # The old processes still listen until PID 1 replaced them: wait for new pids first.
-    while _state_text() == before and time.time() < deadline:
+    while runstate.state_text() == before and time.time() < deadline:
         time.sleep(WAIT_UP_POLL)
     while time.time() < deadline:
         if status(None, quiet=True) == 0:

@@ -413,12 +413,32 @@ def load_source(version: Version) -> dict[str, Any]:
     return sourceconfig.load(version)
 
 
+def restart_source(sup: Supervisor) -> None:
+    """`service gitlab restart` on a source node (labsim.node.service signals it): its
+    services stop and start again from their files. Files they cannot read leave them
+    stopped, as a service started on them exits at once, with the reason in the node's
+    log and in runstate.RESTART_FAILED for the script that asked."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(runstate.RESTART_FAILED)
+    try:
+        simconfig.write_runtime(load_source(release()))
+    except sourceconfig.SourceConfigError as exc:
+        log(str(exc))
+        sup.stop_all()
+        with open(runstate.RESTART_FAILED, "w") as fh:
+            fh.write(f"{exc}\n")
+        sup.write_state()
+        return
+    sup.restart_services()
+
+
 def main_source(sup: Supervisor) -> int:
     """A node installed from source: no gitlab.rb, no reconfigure, no ssh keys.
 
     Gitaly starts from config.toml and the secret file it names, the app (web server and
     internal API) from gitlab.yml and its .gitlab_shell_secret (labsim.common.sourceconfig);
-    a change takes effect by restarting (the container, or SIGUSR1), which reads them again.
+    a change takes effect by restarting the container, or its services (SIGUSR1, from
+    `service gitlab restart`: labsim.node.service), which reads them again.
     """
     os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)
     for folder in (simconfig.STATE_DIR, simconfig.LOG_DIR):
@@ -444,11 +464,7 @@ def main_source(sup: Supervisor) -> int:
             sup.want_restart = False
             what = "gitlab.yml" if role == "app" else "config.toml"
             log(f"restarting {role} ({what} read again)")
-            try:
-                simconfig.write_runtime(load_source(release()))
-            except sourceconfig.SourceConfigError as exc:
-                log(str(exc))
-            sup.restart_services()
+            restart_source(sup)
         sup.make_spares()
         for name, proc in list(sup.children.items()):
             if proc.poll() is not None and time.time() - sup.started[name] > 1:

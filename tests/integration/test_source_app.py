@@ -1,7 +1,7 @@
 """An app node installed from source on the sim: `lab up scaled --set
 nodes.gitlab.install=source` (here beside a source Gitaly node) is ready, pushes and clones
 go through its gitlab.yml, GitLab's tasks run the source install's way (`bundle exec` in
-/home/git/gitlab, no gitlab-rails), a change is applied by restarting the node, and a
+/home/git/gitlab, no gitlab-rails), a change is applied by restarting its services, and a
 gitlab.yml gitaly_token that is not the Gitaly node's makes the push fail as on Omnibus,
 with doctor naming gitlab.yml's key and config.toml's."""
 
@@ -58,7 +58,9 @@ def test_source_app_lab_is_ready_pushes_and_a_token_mismatch_fails(
         [action] = running.last_actions.describe()
         assert action.startswith("gitlab: restart (installed from source (no reconfigure): ")
         assert GITLAB_YML.lstrip("/") in action
-        assert running.container("gitlab").state.started_at != started
+        # Its services restarted in the running container (`service gitlab restart`).
+        assert running.container("gitlab").state.started_at == started
+        assert "restarting app (gitlab.yml read again)" in running.logs("gitlab")
         assert "not-the-token-gitaly-holds" in yml.read_text()
 
         # doctor names both sides: gitlab.yml's storage key and config.toml's auth.token.

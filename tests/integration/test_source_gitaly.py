@@ -1,7 +1,8 @@
 """A Gitaly node installed from source on the sim: `lab up scaled --set
 nodes.gitaly1.install=source` is ready, pushes go through its config.toml, a change is
-applied by restarting the node (it has no gitlab-ctl), and a token in config.toml that is
-not the app's makes a push fail with the text Workhorse answers."""
+applied by restarting its services (it has no gitlab-ctl: `service gitlab restart`), a
+config.toml Gitaly cannot read leaves them stopped with the reason, and a token in
+config.toml that is not the app's makes a push fail with the text Workhorse answers."""
 
 from __future__ import annotations
 
@@ -50,7 +51,10 @@ def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
         [action] = running.last_actions.describe()
         assert action.startswith("gitaly1: restart (installed from source (no reconfigure): ")
         assert CONFIG_TOML.lstrip("/") in action
-        assert running.container("gitaly1").state.started_at != started
+        # Its services restarted in the running container (`service gitlab restart`),
+        # which read config.toml again.
+        assert running.container("gitaly1").state.started_at == started
+        assert "restarting gitaly (config.toml read again)" in running.logs("gitaly1")
         assert "not-the-token-the-app-uses" in toml.read_text()
 
         # doctor names both sides of the mismatch: gitlab.rb and config.toml with its key.
@@ -65,3 +69,19 @@ def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
         assert not pushed.ok
         # Workhorse's info/refs gets Gitaly's PermissionDenied (docs/fidelity.md).
         assert "The requested URL returned error: 500" in pushed.output, pushed.output
+
+        # A config.toml Gitaly cannot read: the restart leaves its services stopped and
+        # says why; readable again, the next restart brings them back.
+        good = toml.read_text()
+        toml.write_text("listen_addr = \n")
+        failed = running.exec("gitaly1", ["service", "gitlab", "restart"], check=False)
+        assert failed.returncode == 1
+        assert failed.stderr.startswith("GitLab did not start: load config: config_path"), \
+            failed.stderr
+        assert running.exec("gitaly1", ["service", "gitlab", "status"],
+                            check=False).returncode == 3
+        toml.write_text(good)
+        assert running.exec("gitaly1", ["service", "gitlab", "restart"]).returncode == 0
+        # Not on an Omnibus node.
+        assert running.exec("gitlab", ["service", "gitlab", "restart"],
+                            check=False).stderr == "gitlab: unrecognized service\n"

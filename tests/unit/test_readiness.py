@@ -14,7 +14,7 @@ import pytest
 from lab.engine.compose import V2, Compose, ComposeTool
 from lab.engine.docker import carries
 from lab.engine.snapshots import Container, ContainerState, Volume
-from lab.errors import EngineError, NotReady
+from lab.errors import EngineError, LabError, NotReady
 from lab.lifecycle import handle, layers
 from lab.lifecycle.node_actions import Action, NodeAction
 from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wait_layers
@@ -497,6 +497,34 @@ def test_a_restart_reconfigures_then_restarts_the_services_in_place(rendered: An
     assert running._in_place(NodeAction("gitaly1", Action.RESTART, "read only when services "
                                         "start: ssl/gitaly1.crt", reconfigure=False))
     assert seen == ["restart"]
+
+
+def test_a_source_node_restarts_its_services_with_the_init_script(tmp_path: Path) -> None:
+    # No gitlab-ctl there: the install guide's `service gitlab restart`, in the running
+    # container; where it fails (files its services cannot start on), False: the caller
+    # restarts the container, whose boot then says why.
+    lab = resolve(SpecRequest(topology="scaled", flavor="sim",
+                              sets=("nodes.gitaly1.install=source",)))
+    running = handle.RunningLab(write_lab(lab, tmp_path / "src", image="sim:test"))
+    seen: list[list[str]] = []
+    codes = [0, 1]
+
+    def exec_(node: str, cmd: list[str], **kw: Any) -> Any:
+        seen.append([node, *cmd])
+        return type("R", (), {"returncode": codes.pop(0)})()
+
+    running.exec = exec_  # type: ignore[method-assign]
+    restart = NodeAction("gitaly1", Action.RESTART,
+                         "installed from source (no reconfigure): home/git/gitaly/config.toml")
+    assert running._in_place(restart)
+    assert not running._in_place(restart)
+    assert seen == [["gitaly1", "service", "gitlab", "restart"]] * 2
+
+    def not_running(node: str, cmd: list[str], **kw: Any) -> Any:
+        raise LabError("container not running")
+
+    running.exec = not_running  # type: ignore[method-assign]
+    assert not running._in_place(restart)
 
 
 def test_after_a_change_the_apps_own_layers_run_only_if_the_app_node_was_touched(
