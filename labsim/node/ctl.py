@@ -177,6 +177,19 @@ def reconfigure() -> int:
 
 
 def main(argv: list[str]) -> int:
+    """The command as the image runs it: a reconfigure goes to PID 1's fork
+    (labsim.node.ctl_server), which has its modules loaded; the rest runs here."""
+    if argv[:1] == ["reconfigure"] and os.getpid() != 1:
+        from labsim.node import ctl_server
+
+        code = ctl_server.ask(runstate.CTL_SOCKET, argv)
+        if code is not None:
+            return code
+    return run(argv)
+
+
+def run(argv: list[str]) -> int:
+    """The command, in this process."""
     if os.environ.get(INSTALL_ENV, "").strip() == "source":  # as supervisor.from_source()
         # An installation from source has no Omnibus tools: it is restarted instead.
         print("gitlab-ctl: not found (this node is installed from source: no gitlab-ctl, "

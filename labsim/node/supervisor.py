@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
 import json
 import os
 import secrets as _random
+import select
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Collection
 from typing import Any
@@ -33,11 +35,14 @@ from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from lab.omnibus.source_layout import GITLAB_YML, INSTALL_ENV
 from labsim.common import runstate, simconfig, sourceconfig
+from labsim.node import ctl_server
 from labsim.praefect import pure as praefect_pure
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
 PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server",
             "praefect": "labsim.praefect.server", "postgresql": "labsim.praefect.postgres"}
+# gitlab-ctl's module: its reconfigure runs in a fork of PID 1 (labsim.node.ctl_server).
+CTL_PROGRAM = "labsim.node.ctl"
 # Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
 SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
 RELEASE = "/RELEASE"
@@ -55,6 +60,13 @@ SPARE_AFTER = 0.3
 
 def log(message: str) -> None:
     simconfig.log("wrapper", message)
+
+
+def run_ctl(argv: list[str]) -> int:
+    """gitlab-ctl's command in the fork made for it; named, as every program PID 1 runs
+    (gitlab-ctl's reconfigure imports this module)."""
+    code: int = importlib.import_module(CTL_PROGRAM).run(argv)
+    return code
 
 
 def program_of(service: str) -> str:
@@ -107,12 +119,40 @@ class Supervisor:
         self.spare_due: dict[str, float] = {}
         self.want_restart = False
         self.want_stop = False
-        # Set by the signal handlers, so the loop acts on a signal at once, not at its tick.
-        self.wake = threading.Event()
+        # Written to by the signal handlers, so the loop acts on a signal at once, not at
+        # its tick (a pipe, so that one select also watches the gitlab-ctl listener).
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        # Where `gitlab-ctl reconfigure` hands its run to a fork of this process.
+        self.ctl_listener: socket.socket | None = None
 
     def ask(self, what: str) -> None:
         setattr(self, what, True)
-        self.wake.set()
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            os.write(self._wake_w, b"\0")
+
+    def wait(self, timeout: float) -> None:
+        """Until a signal or ``timeout``; serves gitlab-ctl requests meanwhile."""
+        watched: list[Any] = [self._wake_r]
+        if self.ctl_listener is not None:
+            watched.append(self.ctl_listener)
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout)
+        except InterruptedError:
+            return
+        if self._wake_r in ready:
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 4096)
+        if self.ctl_listener is not None and self.ctl_listener in ready:
+            ctl_server.serve_one(self.ctl_listener, run_ctl)
+
+    def listen_ctl(self) -> None:
+        """From now on gitlab-ctl's reconfigure runs in a fork of this process."""
+        try:
+            self.ctl_listener = ctl_server.listen(runstate.CTL_SOCKET)
+        except OSError as exc:  # gitlab-ctl then runs in its own process, as before
+            log(f"gitlab-ctl listener: {exc}")
 
     def write_state(self) -> None:
         state = {name: {"pid": proc.pid, "started": self.started[name]}
@@ -221,10 +261,10 @@ class Supervisor:
         self.start_all()
         # omnibus-ctl's last word once the Chef run (which enables the services) succeeded.
         print(RECONFIGURED, flush=True)
+        self.listen_ctl()
         while not self.want_stop:
             # A restart asked for by gitlab-ctl (SIGUSR1) wakes the loop at once.
-            self.wake.wait(0.05)
-            self.wake.clear()
+            self.wait(0.05)
             self.reap()
             if self.want_restart:
                 self.want_restart = False
@@ -457,8 +497,7 @@ def main_source(sup: Supervisor) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: sup.ask("want_restart"))
     sup.start_all()
     while not sup.want_stop:
-        sup.wake.wait(0.05)
-        sup.wake.clear()
+        sup.wait(0.05)
         sup.reap()
         if sup.want_restart:
             sup.want_restart = False
