@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from lab.engine import docker as dk
 from lab.engine.compose import Compose, detect
@@ -175,9 +175,6 @@ class RunningLab:
         self.redactor = Redaction()
         self.redactor.learn(rendered.secrets, rendered.lab)
         self.last_actions: NodeActions | None = None  # what the latest apply did, and why
-        # The files (by path) and Compose services the latest apply rendered, for the
-        # RenderedLab it made: the next apply compares with them instead of rendering again.
-        self._rendered_state: tuple[RenderedLab, dict[str, str], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {str(self.path)!r})"
@@ -361,15 +358,12 @@ class RunningLab:
         if new_lab.name != self.name:
             new_lab = replace(new_lab, name=self.name)
         d = str(self.path)
-        known = self._rendered_state
-        if known is not None and known[0] is self.rendered:
-            # What the previous apply rendered for this very state: the same files again.
-            _, old_files, old_services = known
-        else:
-            old_image, old_owner = self.rendered.image, self.rendered.owner
-            old_files = {f.path: f.content for f in render_files(
-                self.lab, self.rendered.secrets, old_image, d, old_owner)}
-            old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
+        # The state the lab is in, as rendered (render_files only for a handle that did not
+        # render it itself: lab.store.labdir.RenderedLab.contents).
+        old_image, old_owner = self.rendered.image, self.rendered.owner
+        old_files = self.rendered.contents or {f.path: f.content for f in render_files(
+            self.lab, self.rendered.secrets, old_image, d, old_owner)}
+        old_services = compose_dict(self.lab, old_image, d, old_owner)["services"]
         image = image_for(new_lab)
         ensure_image(new_lab, image, progress)
         reclaim(self.path, image, self.labels)
@@ -377,8 +371,7 @@ class RunningLab:
         LabFolder(self.path).save_spec(new_lab)
         # What the toolkit renders, not what is on disk: gitlab-secrets.json there also
         # holds what each node's reconfigure added, which is no reason to change it.
-        new_files = {f.path: f.content
-                     for f in render_files(new_lab, rendered.secrets, image, d, rendered.owner)}
+        new_files = dict(rendered.contents)
         new_services = compose_dict(new_lab, image, d, rendered.owner)["services"]
         todo = apply_actions(old_services, new_services, old_files, new_files,
                           version=new_lab.version,
@@ -386,7 +379,6 @@ class RunningLab:
                           app_nodes={n.name for n in new_lab.nodes if n.is_app},
                           source_nodes={n.name for n in new_lab.nodes if n.from_source})
         self.rendered, self.lab = rendered, new_lab
-        self._rendered_state = (rendered, new_files, new_services)
         self.redactor.learn(rendered.secrets, new_lab)
         self.last_actions = todo
         recreate = todo.names(Action.RECREATE)

@@ -205,6 +205,9 @@ class RenderedLab:
     image: str
     files: tuple[str, ...]
     owner: dict[str, str] = field(default_factory=dict)  # lab.store.ownership.lab_owner
+    #: Each file as rendered, by path (a node's gitlab-secrets.json before what its
+    #: reconfigure wrote back is merged in); empty for a lab attached without a render.
+    contents: dict[str, str] = field(default_factory=dict)
 
 
 def is_lab_folder(path: Path) -> bool:
@@ -404,4 +407,5 @@ def _write_lab(lab: Lab, out_dir: Path, old_nodes: Mapping[str, Any], *, regener
                 # Omnibus services (not root) read trusted-certs and ssl inside the container.
                 chmod_folder(out_dir / rel, 0o755)
     return RenderedLab(lab=lab, path=out_dir, secrets=sec, image=image,
-                       files=tuple(f.path for f in files), owner=owner)
+                       files=tuple(f.path for f in files), owner=owner,
+                       contents={f.path: f.content for f in files})

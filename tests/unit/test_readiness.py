@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from lab.lifecycle.readiness import Clock, Layer, RecordingProgress, Verdict, wa
 from lab.lifecycle.status import NodeStatus
 from lab.render.compose_file import DIR_LABEL, HOME_LABEL, LAB_LABEL, NODE_LABEL
 from lab.spec.labspec import SpecRequest, resolve
-from lab.store import ownership, state
+from lab.store import labdir, ownership, state
 from lab.store.labdir import write_lab
 
 
@@ -630,27 +630,29 @@ def test_apply_of_an_app_change_waits_for_the_apps_own_layers(applying: Any) -> 
     assert waits == [["containers running", "app ready", "gitaly storages", "admin token"]]
 
 
-def test_apply_renders_the_state_it_leaves_once(applying: Any,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # The state an apply leaves is the next apply's old state: what it rendered is kept,
-    # not rendered again. A handle that did not render its state itself renders it.
+def test_apply_renders_each_state_once(applying: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The state an apply leaves is the next apply's old state: its files are those its
+    # render wrote (RenderedLab.contents), not rendered again. Only a handle whose state
+    # came without them (an attached lab) renders its state to compare.
     running, labs, _, asked = applying("auth-token-mismatch")
     renders: list[str] = []
-    real = handle.render_files
+    real_handle, real_folder = handle.render_files, labdir.render_files
 
-    def render_files(lab: Any, *a: Any, **kw: Any) -> Any:
-        renders.append(lab.node("gitaly1").gitaly_token or "")
-        return real(lab, *a, **kw)
+    def counted(real: Any) -> Any:
+        def render_files(lab: Any, *a: Any, **kw: Any) -> Any:
+            renders.append(lab.node("gitaly1").gitaly_token or "")
+            return real(lab, *a, **kw)
+        return render_files
 
-    monkeypatch.setattr(handle, "render_files", render_files)
+    monkeypatch.setattr(handle, "render_files", counted(real_handle))
+    monkeypatch.setattr(labdir, "render_files", counted(real_folder))
     running.apply(labs.target, wait_gitaly=False)
-    assert len(renders) == 2  # the state it was in (attach or up left nothing), the new one
     running.apply(labs.base)
     running.apply(labs.target, wait_gitaly=False)
-    assert len(renders) == 4  # one per apply from then on
+    assert len(renders) == 3  # one per apply: the state it writes
     # And what was kept is the state left: each apply changed gitaly1 back and forth.
     assert asked == [("glt-scaled_gitaly1_1", "reconfigure")] * 3
-    running.rendered = write_lab(labs.base, running.path, image="sim:test")
-    running.lab = labs.base
-    running.apply(labs.target, wait_gitaly=False)
-    assert len(renders) == 6  # a RenderedLab it did not make: its state is rendered again
+    running.rendered = replace(running.rendered, contents={})
+    running.apply(labs.base)
+    assert len(renders) == 5  # the state it was in, then the new one
+    assert asked[-1] == ("glt-scaled_gitaly1_1", "reconfigure")
