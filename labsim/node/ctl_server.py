@@ -62,7 +62,7 @@ def serve_one(listener: socket.socket, run: Command) -> int:
             data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, STREAMS)
             request = _request(data, fds)
         except (OSError, ValueError):
-            return 0  # the client sees the connection end without a code
+            return 0  # not taken: the client runs the command itself
         conn.sendall(TAKEN)
         pid = os.fork()
         if pid == 0:
@@ -111,8 +111,12 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int],
         with contextlib.suppress(OSError, TypeError):
             os.chdir(request.get("cwd") or "/")
         code = run(list(request["argv"]))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as Python exits: None is 0, a text is printed and 1
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
     except BaseException:  # as an uncaught exception in its own process: printed, exit 1
         traceback.print_exc()
         code = 1

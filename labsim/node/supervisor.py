@@ -137,10 +137,7 @@ class Supervisor:
         watched: list[Any] = [self._wake_r]
         if self.ctl_listener is not None:
             watched.append(self.ctl_listener)
-        try:
-            ready, _, _ = select.select(watched, [], [], timeout)
-        except InterruptedError:
-            return
+        ready, _, _ = select.select(watched, [], [], timeout)
         if self._wake_r in ready:
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)

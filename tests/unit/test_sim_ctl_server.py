@@ -78,6 +78,8 @@ def test_the_command_runs_in_a_fork_on_the_callers_streams(
 
 @pytest.mark.parametrize(("ending", "code", "printed"), [
     (SystemExit(5), 5, ""),
+    (SystemExit(), 0, ""),
+    (SystemExit("usage: gitlab-ctl"), 1, "usage: gitlab-ctl"),
     (RuntimeError("boom"), 1, "RuntimeError: boom"),
 ])
 def test_an_exit_or_an_uncaught_exception_is_the_exit_code(
