@@ -209,16 +209,26 @@ def test_folder_walks_stop_at_a_depth_limit_and_never_enter_links(tmp_path: Path
 
 
 def remove_deep(top: Path) -> None:
-    """Remove a chain of nested "deep" folders without recursion."""
-    fds = [os.open(top, os.O_RDONLY)]
-    while "deep" in os.listdir(fds[-1]):
-        fds.append(os.open("deep", os.O_RDONLY, dir_fd=fds[-1]))
-    os.close(fds.pop())
-    while fds:
-        fd = fds.pop()
-        os.rmdir("deep", dir_fd=fd)
-        os.close(fd)
-    top.rmdir()
+    """Remove a chain of nested "deep" folders from the top down, without recursion and
+    with at most two folders open: each round moves the next level up beside ``top``,
+    removes the emptied one and renames the moved one (holding an fd per level needed
+    1,100 of them, past the 1,024 many machines allow a process)."""
+    parent = os.open(top.parent, os.O_RDONLY)
+    try:
+        while True:
+            level = os.open(top.name, os.O_RDONLY, dir_fd=parent)
+            try:
+                below = "deep" in os.listdir(level)
+                if below:
+                    os.rename("deep", "deep-below", src_dir_fd=level, dst_dir_fd=parent)
+            finally:
+                os.close(level)
+            os.rmdir(top.name, dir_fd=parent)
+            if not below:
+                return
+            os.rename("deep-below", top.name, src_dir_fd=parent, dst_dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
 def test_a_file_that_is_no_mapping_is_named_for_what_it_should_be(tmp_path: Path) -> None:
