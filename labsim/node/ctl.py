@@ -61,6 +61,17 @@ def listening(name: str, node: dict[str, Any]) -> bool:
     return _addr_ok(f"127.0.0.1:{node['app']['port']}")
 
 
+def alive(entry: dict[str, Any] | None) -> bool:
+    """The process of a services-file entry (``{"pid", "started"}``) still runs."""
+    if not entry:
+        return False
+    try:
+        os.kill(entry["pid"], 0)
+    except OSError:
+        return False
+    return True
+
+
 def status(only: str | None, *, quiet: bool = False) -> int:
     """``only``: a service name, folded services already mapped to the web server."""
     def say(line: str) -> None:
@@ -86,14 +97,7 @@ def status(only: str | None, *, quiet: bool = False) -> int:
     code = 0
     for name in services:
         entry = state.get(name)
-        alive = False
-        if entry:
-            try:
-                os.kill(entry["pid"], 0)
-                alive = True
-            except OSError:
-                alive = False
-        if alive and (name == "sshd" or (node is not None and listening(name, node))):
+        if alive(entry) and (name == "sshd" or (node is not None and listening(name, node))):
             say(f"run: {name}: (pid {entry['pid']}) {int(time.time() - entry['started'])}s")
         else:
             say(f"down: {name}: 0s, normally up")

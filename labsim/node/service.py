@@ -46,14 +46,7 @@ def up() -> bool:
         return False
     if not state:
         return False
-    for name, entry in state.items():
-        try:
-            os.kill(entry["pid"], 0)
-        except OSError:
-            return False
-        if not ctl.listening(name, node):
-            return False
-    return True
+    return all(ctl.alive(entry) and ctl.listening(name, node) for name, entry in state.items())
 
 
 def restart(timeout: float = RESTART_TIMEOUT) -> int:

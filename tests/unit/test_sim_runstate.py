@@ -10,10 +10,10 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sim_run_state
 
 from labsim.common import runstate
 from labsim.node import ctl, healthcheck
@@ -21,20 +21,8 @@ from labsim.node import ctl, healthcheck
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, file in (("STATE", "services.json"), ("STOPPED", "stopped.json"),
-                       ("RUNTIME", "config.json")):
-        monkeypatch.setattr(runstate, name, str(tmp_path / file))
-    return tmp_path
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
+run_dir = pytest.fixture(sim_run_state.run_dir)
+listener = pytest.fixture(sim_run_state.listener)
 
 
 def _write(path: Path, data: object) -> None:

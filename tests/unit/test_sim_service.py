@@ -8,31 +8,23 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sim_run_state
 
 from lab.omnibus.release import Version
 from labsim.common import runstate, simconfig, sourceconfig
 from labsim.node import ctl, service, supervisor
 
+listener = pytest.fixture(sim_run_state.listener)
+
 
 @pytest.fixture
 def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, file in (("STATE", "services.json"), ("STOPPED", "stopped.json"),
-                       ("RUNTIME", "config.json"), ("RESTART_FAILED", "restart-failed.txt")):
-        monkeypatch.setattr(runstate, name, str(tmp_path / file))
     monkeypatch.setattr(ctl, "WAIT_UP_POLL", 0.005)
-    return tmp_path
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
+    return sim_run_state.run_dir(tmp_path, monkeypatch)
 
 
 def _gitaly_node(port: int) -> dict[str, object]:
