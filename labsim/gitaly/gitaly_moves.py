@@ -22,8 +22,9 @@ from typing import Any
 
 import grpc
 
-from lab.gitalypb import repository_pb2, shared_pb2, ssh_pb2, ssh_pb2_grpc
+from lab.gitalypb import ref_pb2, ref_pb2_grpc, repository_pb2, shared_pb2, ssh_pb2, ssh_pb2_grpc
 from labsim.common import simconfig
+from labsim.gitaly import gitaly_client
 from labsim.gitaly.servicer_context import Context
 
 GITALY_SSH = "labsim.gitaly.gitaly_ssh"  # run with -m: PYTHONPATH is passed on below
@@ -41,6 +42,20 @@ def gitaly_servers(context: Context) -> dict[str, dict[str, str]]:
     except ValueError:
         data = {}
     return data if isinstance(data, dict) else {}
+
+
+def remote_default_branch(server: dict[str, str], source: Any) -> str:
+    """RefService/FindDefaultBranchName on the source Gitaly named in ``gitaly-servers``,
+    with its token: the ref name ("" when the source has no branch)."""
+    address = server.get("address", "")
+    trusted = simconfig.trusted_ca_pem() if address.startswith("tls://") else None
+    storage = gitaly_client.Storage(source.storage_name, address, server.get("token", ""),
+                                    trusted)
+    with storage.channel() as channel:
+        response = ref_pb2_grpc.RefServiceStub(channel).FindDefaultBranchName(
+            ref_pb2.FindDefaultBranchNameRequest(repository=source),
+            metadata=storage.metadata(), timeout=gitaly_client.TIMEOUT)
+    return str(response.name.decode())
 
 
 class RepositoryMoves:
@@ -74,12 +89,19 @@ class RepositoryMoves:
             context.abort(grpc.StatusCode.INTERNAL,
                           f"replicate repository: fetch internal remote: "
                           f"{fetch.stderr.decode(errors='replace').strip()}")
-        heads = subprocess.run([*git, "ls-remote", "--symref", remote, "HEAD"],
-                               capture_output=True, env=env, check=False).stdout.decode()
-        for line in heads.splitlines():
-            if line.startswith("ref: ") and line.endswith("\tHEAD"):
-                subprocess.run([*git, "symbolic-ref", "HEAD", line[5:].split("\t")[0]],
-                               capture_output=True, env=env, check=False)
+        # Then the source's default branch over RefService, as FetchInternalRemote does
+        # (getRemoteDefaultBranch), set locally where it differs.
+        try:
+            remote_head = remote_default_branch(server, source)
+        except grpc.RpcError as exc:
+            context.abort(grpc.StatusCode.INTERNAL,
+                          "replicate repository: FetchInternalRemote: remote default branch: "
+                          f"getRemoteDefaultBranch: {gitaly_client.call_error(exc)}")
+        local = subprocess.run([*git, "symbolic-ref", "--quiet", "HEAD"], capture_output=True,
+                               env=env, check=False).stdout.decode().strip()
+        if remote_head and remote_head != local:
+            subprocess.run([*git, "symbolic-ref", "HEAD", remote_head], capture_output=True,
+                           env=env, check=False)
         log(f"ReplicateRepository {source.storage_name}:{source.relative_path} -> "
             f"{request.repository.storage_name}")
         return repository_pb2.ReplicateRepositoryResponse()
