@@ -91,11 +91,15 @@ def expand(scenario: Scenario, *, flavor: str,
 
 
 def order(items: Iterable[PlanItem]) -> list[PlanItem]:
-    """Lab by lab, each group where its first item was; skipped items last.
+    """Lab by lab, the labs with the most nodes first, then each group where its first item
+    was; skipped items last.
 
-    Within a group, the items that run on the base state come first, then those that
-    need the same changes one after another (``by_state``), so the lab changes once per
-    distinct state rather than back and forth."""
+    Bigger labs first: their boots take longest and their scenarios wait on more nodes (a
+    cluster's on Praefect's 10 s failover timeout), so where groups run side by side (`lab
+    run`, pytest-xdist) the longest start first and the short ones fill in after, rather
+    than a long one starting last. Within a group, the items that run on the base state
+    come first, then those that need the same changes one after another (``by_state``), so
+    the lab changes once per distinct state rather than back and forth."""
     groups: dict[str, list[PlanItem]] = {}
     skipped: list[PlanItem] = []
     for item in items:
@@ -103,26 +107,35 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
             skipped.append(item)
         else:
             groups.setdefault(item.group, []).append(item)
-    return [item for group in groups.values() for item in by_state(group)] + skipped
+
+    def nodes(group: list[PlanItem]) -> int:
+        return max(len(i.labs.base.nodes) for i in group if i.labs is not None)
+
+    ranked = sorted(groups.values(), key=lambda group: -nodes(group))
+    return [item for group in ranked for item in by_state(group)] + skipped
 
 
 def by_state(group: Sequence[PlanItem]) -> list[PlanItem]:
-    """One group's items, base state first, then each other state's items together, states
-    in the order they first appear (a stable sort: items of one state keep their order).
+    """One group's items base lab by base lab (a group is a lab family, ``family_key``), in
+    the order each base first appears; within a base, its own state first, then each other
+    state's items together, states in the order they first appear (a stable sort: items of
+    one state keep their order).
 
     Every change of state costs an apply (reconfigure, restart, readiness); in file order a
     library alternating base and changed scenarios reverts to the base before each base one.
     """
-    def state(item: PlanItem) -> tuple[str, bool]:
+    def keys(item: PlanItem) -> tuple[str, str]:
         assert item.labs is not None  # a group holds planned items only
-        key = lab_key(item.labs.target)  # the key LabPool tells states apart by
-        return key, key == lab_key(item.labs.base)
+        # The keys LabPool tells states apart by.
+        return lab_key(item.labs.base), lab_key(item.labs.target)
 
-    rank: dict[str, int] = {}
+    bases: dict[str, int] = {}
+    states: dict[str, int] = {}
     for item in group:
-        key, at_base = state(item)
-        rank.setdefault(key, -1 if at_base else len(rank))
-    return sorted(group, key=lambda item: rank[state(item)[0]])
+        base, target = keys(item)
+        bases.setdefault(base, len(bases))
+        states.setdefault(target, -1 if target == base else len(states))
+    return sorted(group, key=lambda item: (bases[keys(item)[0]], states[keys(item)[1]]))
 
 
 def plan(scenarios: Iterable[Scenario], *, flavor: str,

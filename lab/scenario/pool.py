@@ -38,19 +38,32 @@ ClaimFn = Callable[[str], Claim]
 
 
 def lab_key(lab: Lab) -> str:
-    """Labs with the same key can be the same running lab (its name aside)."""
+    """Labs with the same key are the same state of a running lab (its name aside)."""
     return repr((str(lab.version), lab.edition.value, lab.flavor.value, lab.nodes,
                  lab.gitaly_token, lab.image, lab.engine.value, lab.swarm))
 
 
+def family_key(lab: Lab) -> str:
+    """Labs with the same family key share one running lab: the pool turns it from one into
+    the other with ``apply`` (its nodes, their settings, tokens: reconfigured, restarted or
+    recreated, as an admin changes a deployment), which costs a node or two where a boot
+    costs every container. A lab of another topology, release, edition, flavour, image or
+    engine boots; so does one of no named topology (a spec of its own)."""
+    if not lab.topology:
+        return lab_key(lab)
+    return repr((lab.topology, str(lab.version), lab.edition.value, lab.flavor.value,
+                 lab.image, lab.engine.value, lab.swarm))
+
+
 def group_name(lab: Lab) -> str:
-    """A stable lab name per group and state folder, so `--keep` labs are found again by
-    the next run, and two state folders (users, checkouts) never share a lab on one engine."""
+    """A stable lab name per group (a lab family) and state folder, so `--keep` labs are
+    found again by the next run, and two state folders (users, checkouts) never share a lab
+    on one engine."""
     import hashlib
 
     from lab.store.state import labs_dir
 
-    digest = hashlib.sha256(f"{lab_key(lab)}\0{labs_dir()}".encode()).hexdigest()[:6]
+    digest = hashlib.sha256(f"{family_key(lab)}\0{labs_dir()}".encode()).hexdigest()[:6]
     return f"sc-{lab.topology or 'custom'}-{lab.flavor.value}-{digest}"
 
 
@@ -119,11 +132,14 @@ class LabPool:
             self._say_to(text)
 
     def get(self, base: Lab, target: Lab | None = None) -> LabHandle:
-        """A running lab for ``base``, put into the state ``target`` (default: ``base``)."""
+        """A running lab for ``base``, put into the state ``target`` (default: ``base``): the
+        lab of its family (``family_key``) that runs already, or a new one booted as
+        ``base``. A lab keeps the base it booted as (``release`` with ``leave_at_base``
+        puts it back there)."""
         target = target or base
         entry = self._labs.get(base.name)
-        if entry is not None and lab_key(entry[1]) != lab_key(base):
-            self.release(base.name)  # same name, different lab: not reusable
+        if entry is not None and family_key(entry[1]) != family_key(base):
+            self.release(base.name)  # same name, another family: not reusable
             entry = None
         if entry is None:
             while len(self._labs) >= self.max_labs:

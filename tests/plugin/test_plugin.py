@@ -397,28 +397,33 @@ def test_the_controller_finds_each_items_lab_from_its_node_id(
     pytester.makepyfile(test_z="def test_z():\n    pass\n")
     result = pytester.runpytest("--collect-only", "-q", "-s", "--lab-version", "15.9.8,19.3.0")
     lines = [ln.split() for ln in result.stdout.lines if ln.startswith("group ")]
+    # The TLS lab is the plain one with TLS applied (one lab family): its scenario runs on
+    # the plain lab of its release, after the plain scenarios.
     assert [ln[:3] for ln in lines] == [
         ["group", "a-plain[15.9.8]", "True"], ["group", "c-plain[15.9.8]", "True"],
+        ["group", "b-tls[15.9.8]", "True"],
         ["group", "a-plain[19.3.0]", "True"], ["group", "c-plain[19.3.0]", "True"],
-        ["group", "b-tls[15.9.8]", "True"], ["group", "b-tls[19.3.0]", "True"],
+        ["group", "b-tls[19.3.0]", "True"],
         ["group", "test_z", "True"]]
     assert lines[6][3] == "None"  # not a scenario: xdist spreads it like any test
-    assert len({ln[3] for ln in lines[:6]}) == 4  # two labs per release
+    assert len({ln[3] for ln in lines[:3]}) == len({ln[3] for ln in lines[3:6]}) == 1
+    assert len({ln[3] for ln in lines[:6]}) == 2  # one lab per release
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
 def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    tls = SCENARIO.replace("lab: {topology: scaled}",
-                           "lab:\n  topology: scaled\n  set: {nodes.gitaly1.tls: true}")
+    # Another release: another lab (one of another family, not a state of the first).
+    pinned = SCENARIO.replace("lab: {topology: scaled}",
+                              "lab:\n  topology: scaled\n  version: '16.11.10'")
     pytester.makeconftest(FAKE_CONFTEST.replace(
         "    def __init__(self, lab, path):\n",
         "    def __init__(self, lab, path):\n"
         "        import os\n"
         "        with open(os.environ['BOOTS'], 'a') as f:\n"
         "            f.write(f\"{lab.name} {os.environ.get('PYTEST_XDIST_WORKER')}\\n\")\n"))
-    pytester.makefile(".yaml", **{f"scenarios/{n}": (tls if "tls" in n else SCENARIO)
-                                  for n in ("a-plain", "b-tls", "c-plain", "d-tls")})
+    pytester.makefile(".yaml", **{f"scenarios/{n}": (pinned if "pinned" in n else SCENARIO)
+                                  for n in ("a-plain", "b-pinned", "c-plain", "d-pinned")})
     boots = pytester.path / "boots.txt"
     monkeypatch.setenv("BOOTS", str(boots))
     result = pytester.runpytest_subprocess("-q", "-n", "2", "-p", "no:cacheprovider")
@@ -429,6 +434,27 @@ def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
     assert len(labs) == 2  # each lab booted once
     assert len(set(labs)) == 2
     assert workers == {"gw0", "gw1"}  # one lab per worker, side by side
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
+def test_workers_take_the_biggest_lab_first(pytester: pytest.Pytester,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """xdist's own order would start the group with the most items (three scaled
+    scenarios); plan order starts the cluster, the longest to run."""
+    cluster = SCENARIO.replace("lab: {topology: scaled}", "lab: {topology: cluster}")
+    pytester.makeconftest(FAKE_CONFTEST.replace(
+        "    def __init__(self, lab, path):\n",
+        "    def __init__(self, lab, path):\n"
+        "        import os\n"
+        "        with open(os.environ['BOOTS'], 'a') as f:\n"
+        "            f.write(f\"{lab.topology}\\n\")\n"))
+    pytester.makefile(".yaml", **{f"scenarios/{n}": (cluster if "cluster" in n else SCENARIO)
+                                  for n in ("a-plain", "b-plain", "c-plain", "d-cluster")})
+    boots = pytester.path / "boots.txt"
+    monkeypatch.setenv("BOOTS", str(boots))
+    result = pytester.runpytest_subprocess("-q", "-n", "1", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    assert boots.read_text().split() == ["cluster", "scaled"]
 
 
 def test_collect_on_failure_puts_the_bundle_in_report_and_junit(

@@ -48,14 +48,21 @@ def test_good_file_parses_into_steps_and_labs() -> None:
     assert labs.changes == ('nodes.gitaly1.secrets: "shared" -> "own"',)
 
 
-def test_scenarios_on_the_same_base_share_a_lab_name() -> None:
+def test_scenarios_of_one_lab_family_share_a_lab_name() -> None:
     other = GOOD.replace("secrets: own", "internal_api_url: ''")
     a = resolve_labs(parse_scenario(GOOD, "a.yaml"))
     b = resolve_labs(parse_scenario(other, "b.yaml"))
     assert a.base.name == b.base.name
+    # Another base lab of the same topology and release: the same lab, changed into it.
     tls = resolve_labs(parse_scenario(GOOD.replace("  topology: scaled\n", "  topology: scaled\n"
                                                    "  set: {nodes.gitaly1.tls: true}\n"), "c.yaml"))
-    assert tls.base.name != a.base.name
+    assert tls.base.name == a.base.name
+    assert tls.base != a.base
+    # Another release: a lab of its own.
+    pinned = resolve_labs(parse_scenario(GOOD.replace("  topology: scaled\n",
+                                                      "  topology: scaled\n"
+                                                      "  version: '15.9.8'\n"), "d.yaml"))
+    assert pinned.base.name != a.base.name
 
 
 def test_version_from_the_run_unless_the_scenario_pins_one() -> None:

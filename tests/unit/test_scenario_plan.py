@@ -47,7 +47,9 @@ def test_a_group_runs_its_base_state_first_then_each_state_once() -> None:
                                        "tls"]
     states = [i.labs.target for i in items]  # type: ignore[union-attr]
     changes = sum(a != b for a, b in itertools.pairwise(states))
-    assert changes == 3  # base -> own -> none, then the other group (tls)
+    # base -> own -> none, then the TLS lab: the same lab (one family), TLS applied.
+    assert changes == 3
+    assert len({i.group for i in items}) == 1
 
 
 def test_room_for_counts_cores_and_memory() -> None:
@@ -72,11 +74,15 @@ def test_plan_expands_the_matrix_and_orders_lab_by_lab() -> None:
     omni = parse_scenario("flavors: [omnibus]\nlab: {topology: scaled}\nsteps: [{api: /x}]\n",
                           "omni.yaml")
     items = plan.plan([omni, plain, tls, pinned], flavor="sim", versions=["15.9.8", "19.3.0"])
-    assert [i.name for i in items] == ["gitaly-own-secrets[15.9.8]", "gitaly-own-secrets[19.3.0]",
-                                       "tls-push[15.9.8]", "tls-push[19.3.0]", "pinned", "omni"]
+    # The TLS lab is the plain one with TLS applied (one lab family per topology and
+    # release): each release's plain and TLS scenarios share a lab.
+    assert [i.name for i in items] == ["gitaly-own-secrets[15.9.8]", "tls-push[15.9.8]",
+                                       "gitaly-own-secrets[19.3.0]", "tls-push[19.3.0]",
+                                       "pinned", "omni"]
     assert items[-1].labs is None  # not for this flavour: skipped, last, once
     assert items[-1].group == ""
-    assert len({i.group for i in items[:5]}) == 5  # a lab per base state and release
+    assert items[0].group == items[1].group != items[2].group == items[3].group
+    assert len({i.group for i in items[:5]}) == 3  # a lab per topology and release
     assert str(items[4].labs.base.version) == "16.11.10"  # type: ignore[union-attr]
 
 
@@ -88,3 +94,13 @@ def test_a_scenario_for_another_flavour_is_checked_on_the_newest_release_first()
     for versions in (["19.3.0", "11.11.8"], ["11.11.8", "19.3.0"]):
         with pytest.raises(SpecError, match="nosuch"):
             plan.plan([omni], flavor="sim", versions=versions)
+
+
+def test_the_biggest_labs_run_first() -> None:
+    """Groups side by side (`lab run`, xdist) start with the longest: a cluster's six nodes
+    before the scaled lab's two, though its file comes later."""
+    plain = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    cluster = load_scenario(LIBRARY / "cluster-push-clone.yaml")
+    tls = load_scenario(LIBRARY / "tls-push.yaml")
+    items = plan.plan([plain, cluster, tls], flavor="sim")
+    assert [i.name for i in items] == ["cluster-push-clone", "gitaly-own-secrets", "tls-push"]

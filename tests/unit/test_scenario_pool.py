@@ -134,17 +134,17 @@ def test_a_pool_lets_go_of_its_labs_before_waiting_for_another(tmp_path: Path) -
     labs, up, _connect = make(tmp_path)
     events: list[str] = []
     plain = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
-    tls = resolve_labs(load_scenario(LIBRARY / "tls-push.yaml")).base
+    cluster = resolve_labs(load_scenario(LIBRARY / "cluster-push-clone.yaml")).base
     pool = LabPool(up=up, max_labs=2,
-                   claim=lambda n: FakeClaim(n, events, busy=n == tls.name))
+                   claim=lambda n: FakeClaim(n, events, busy=n == cluster.name))
     pool.get(plain)
-    pool.get(tls)
-    # Holding the plain lab while waiting for the TLS one could deadlock with a
-    # worker that holds the TLS lab and waits for the plain one.
-    assert events == [f"acquire {plain.name} wait=False", f"busy {tls.name}",
-                      f"release {plain.name}", f"acquire {tls.name} wait=True"]
+    pool.get(cluster)
+    # Holding the plain lab while waiting for the cluster could deadlock with a
+    # worker that holds the cluster and waits for the plain lab.
+    assert events == [f"acquire {plain.name} wait=False", f"busy {cluster.name}",
+                      f"release {plain.name}", f"acquire {cluster.name} wait=True"]
     assert labs[0].calls[-1] == ("down",)
-    assert pool.names() == [tls.name]
+    assert pool.names() == [cluster.name]
     pool.close()
 
 

@@ -69,19 +69,20 @@ def test_scenarios_share_a_lab_and_only_mutations_are_applied(tmp_path: Path) ->
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     results = run_scenarios(scenarios, up=up, connect=connect)
     assert [r.outcome for r in results] == [Outcome.PASSED] * len(names)
-    # tls-push's group is run after the plain group, though listed in between; in a group
-    # the base state's scenarios (two-storages) run before the changed ones.
+    # tls-push's lab is the plain one with TLS applied (one lab family): it runs after the
+    # plain scenarios, though listed in between; the base state's scenarios (two-storages)
+    # run before the changed ones.
     assert [r.name for r in results] == [names[i] for i in (0, 4, 1, 3, 2, 5)]
-    assert len(labs) == 2  # one per base lab
-    plain, tls = labs
-    applies = [c for c in plain.calls if c[0] == "apply"]
+    (lab,) = labs  # one lab for the family
+    applies = [c for c in lab.calls if c[0] == "apply"]
     # own secrets, then straight to none (one restart), never back to base in between;
-    # mutated states do not wait for the app's Gitaly check.
-    assert applies == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "False")]
-    assert plain.calls[-1] == ("down",)
-    assert [c for c in tls.calls if c[0] == "apply"] == [("apply", "gitlab", "False")]
+    # mutated states do not wait for the app's Gitaly check; TLS, the base state of
+    # tls-push, does; then the untrusted CA on the app.
+    assert applies == [("apply", "gitaly1", "False"), ("apply", "gitaly1", "False"),
+                       ("apply", "gitaly1", "True"), ("apply", "gitlab", "False")]
+    assert lab.calls[-1] == ("down",)
     # Scenario changes wait until the nodes serve, not for Docker's slow first health check.
-    assert plain.health_waits == [False, False]
+    assert lab.health_waits == [False] * 4
 
 
 def test_faults_are_undone_even_when_a_step_fails(tmp_path: Path) -> None:
@@ -355,14 +356,16 @@ def test_groups_run_side_by_side_and_results_keep_plan_order(tmp_path: Path) -> 
         both.wait()
         return up(lab)
 
-    names = ["shared-secrets-push-clone", "tls-push", "gitaly-own-secrets", "tls-untrusted-ca"]
+    # Two releases: a lab each.
+    names = ["shared-secrets-push-clone", "gitaly-own-secrets"]
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     seen: list[str] = []
-    results = run_scenarios(scenarios, up=boot, connect=connect, jobs=2,
-                            on_result=lambda r: seen.append(r.name))
-    assert [r.name for r in results] == [names[i] for i in (0, 2, 1, 3)]  # plan order
+    results = run_scenarios(scenarios, versions=["16.11.10", "19.3.0"], up=boot,
+                            connect=connect, jobs=2, on_result=lambda r: seen.append(r.name))
+    assert [r.name for r in results] == names * 2  # plan order: release by release
+    assert len({results[0].lab, results[2].lab}) == 2
     assert all(r.outcome is Outcome.PASSED for r in results)
-    assert sorted(seen) == sorted(names)
+    assert sorted(seen) == sorted(names * 2)
     assert len(labs) == 2
     assert all(fake.calls[-1] == ("down",) for fake in labs)
 
@@ -461,12 +464,13 @@ def test_ctrl_c_stops_groups_side_by_side_after_their_current_scenario(tmp_path:
         time.sleep(0.5)  # both groups are in their first scenario when it comes
         return connect(running)
 
-    names = ["shared-secrets-push-clone", "tls-push", "gitaly-own-secrets", "tls-untrusted-ca"]
+    names = ["shared-secrets-push-clone", "gitaly-own-secrets"]
     scenarios = [load_scenario(LIBRARY / f"{n}.yaml") for n in names]
     before = signal.signal(signal.SIGINT, take_ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_scenarios(scenarios, up=boot, connect=connect_slowly, jobs=2)
+            run_scenarios(scenarios, versions=["16.11.10", "19.3.0"], up=boot,
+                          connect=connect_slowly, jobs=2)
     finally:
         signal.signal(signal.SIGINT, before)
     # Each group ends its current scenario and stops: not the whole run first.
