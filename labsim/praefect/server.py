@@ -28,6 +28,7 @@ As Gitaly's Praefect (v16.7.0 internal/praefect, docs/fidelity.md "Gitaly Cluste
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import signal
@@ -450,6 +451,8 @@ class Praefect:
             if node is None or source is None or not node.healthy() or not source.healthy():
                 continue
             seen.add(key)
+            # Three attempts per job (the queue's default), each taken as it is dequeued.
+            attempts_left = self.db(self.store.take, job_id)
             servers = base64.b64encode(json.dumps({source.storage: {
                 "address": source.address, "token": source.token}}).encode()).decode()
             request = repository_pb2.ReplicateRepositoryRequest(
@@ -462,7 +465,11 @@ class Praefect:
                     request.SerializeToString(),
                     metadata=[node.auth(), ("gitaly-servers", servers)], timeout=60)
             except grpc.RpcError as exc:
-                log(f"replication job {job_id} to {target}: {exc.details()}")
+                state = "dead" if attempts_left <= 0 else "failed"
+                log(f"replication job {job_id} to {target}: {exc.details()} "
+                    f"(new state: {state})")
+                with contextlib.suppress(psycopg2.Error):
+                    self.db(self.store.finish, job_id, state)
                 continue
             try:
                 self.db(self.store.set_generation, vs, job["relative_path"], target,

@@ -169,14 +169,26 @@ class Store:
             cur.execute("INSERT INTO replication_queue (job) VALUES (%s)", (json.dumps(job),))
 
     def ready_jobs(self) -> list[tuple[int, dict[str, Any]]]:
+        """The jobs a replicator may take: new ones and failed ones with attempts left (a
+        job out of attempts is dead, and gone)."""
         with self.tx() as cur:
-            cur.execute("SELECT id, job FROM replication_queue WHERE state = 'ready' "
-                        "ORDER BY id")
+            cur.execute("SELECT id, job FROM replication_queue "
+                        "WHERE state IN ('ready', 'failed') ORDER BY id")
             return [(int(i), dict(j)) for i, j in cur.fetchall()]
 
-    def finish(self, job_id: int, state: str) -> None:
+    def take(self, job_id: int) -> int:
+        """Dequeue a job: in progress, one attempt fewer; the attempts it has left."""
         with self.tx() as cur:
-            if state == "completed":
+            cur.execute("UPDATE replication_queue SET attempt = attempt - 1, "
+                        "state = 'in_progress', updated_at = now() WHERE id = %s "
+                        "RETURNING attempt", (job_id,))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+    def finish(self, job_id: int, state: str) -> None:
+        """Acknowledge a job: a completed or dead one is deleted, a failed one kept."""
+        with self.tx() as cur:
+            if state in ("completed", "dead"):
                 cur.execute("DELETE FROM replication_queue WHERE id = %s", (job_id,))
             else:
                 cur.execute("UPDATE replication_queue SET state = %s, updated_at = now() "

@@ -407,3 +407,57 @@ def test_praefect_listens_after_its_database_and_first_update(
     assert praefect_server.main() == 0
     assert [e for e in events if e in ("first update", "serve")] == (
         ["first update", "serve"] if waits else ["serve"])
+
+
+def test_a_replication_job_gets_three_attempts_then_dies(
+        praefect_server: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each dequeue takes an attempt (the queue's default is 3); a failed job with attempts
+    left is failed and taken again, one with none is dead and deleted (Gitaly
+    datastore/queue.go Dequeue and Acknowledge, replicator.go ``JobStateDead``)."""
+    conf = {"listen_addr": "0.0.0.0:2305", "token": "x", "database": {"host": "praefect-db"},
+            "virtual_storages": {"default": [
+                {"storage": s, "address": f"tcp://{s}:8075", "token": "t"}
+                for s in ("gitaly1", "gitaly2")]}}
+    from lab.omnibus.release import Version
+
+    praefect = praefect_server.Praefect(conf, Version.parse("19.3.0"))
+    job = {"virtual_storage": "default", "relative_path": "@hashed/a.git",
+           "replica_path": "@cluster/a.git", "target_node_storage": "gitaly2",
+           "source_node_storage": "gitaly1", "generation": 1}
+    queue = {7: {"state": "ready", "attempt": 3}}
+    calls: list[str] = []
+
+    class Store:
+        def ready_jobs(self) -> list[tuple[int, dict[str, Any]]]:
+            return [(i, job) for i, q in queue.items() if q["state"] in ("ready", "failed")]
+
+        def take(self, job_id: int) -> int:
+            queue[job_id].update(state="in_progress", attempt=queue[job_id]["attempt"] - 1)
+            return int(queue[job_id]["attempt"])
+
+        def finish(self, job_id: int, state: str) -> None:
+            if state in ("completed", "dead"):
+                del queue[job_id]
+            else:
+                queue[job_id]["state"] = state
+
+    class Refused(praefect_server.grpc.RpcError):  # type: ignore[misc]
+        def details(self) -> str:
+            return "storage not found"
+
+    def call(*args: Any, **kwargs: Any) -> None:
+        calls.append("ReplicateRepository")
+        raise Refused()
+
+    praefect.store = Store()
+    for node in praefect.nodes["default"].values():
+        monkeypatch.setattr(node, "healthy", lambda now=None: True)
+        monkeypatch.setattr(node, "channel", lambda: SimpleNamespace(
+            unary_unary=lambda method: call))
+    monkeypatch.setattr(praefect_server, "log", lambda text: None)
+    praefect.replicate()
+    assert queue == {7: {"state": "failed", "attempt": 2}}
+    for _ in range(4):
+        praefect.replicate()
+    assert queue == {}
+    assert calls == ["ReplicateRepository"] * 3
