@@ -34,8 +34,16 @@ def default_connect(running: LabHandle) -> GitLab:
     return GitLab.connect(running.http_url, running.admin_token)
 
 
+#: A line a node printed reaches Docker's log a moment later (the container's stream goes
+#: through its shim to the daemon): a log expectation not met at once is read again for
+#: this long. A step's answer can come before its log line: seen on a loaded machine,
+#: where the app's "Unable to save project" line came after its 400.
+LOG_SETTLE = 3.0
+LOG_SETTLE_INTERVAL = 0.25
+
+
 def check_expectation(step: Step, succeeded: bool, output: str,
-                      logs: Callable[[str], str]) -> str | None:
+                      logs: Callable[[str], str], *, settle: float = LOG_SETTLE) -> str | None:
     """Why the step's expectation is not met, or None."""
     exp = step.expect
     if exp.expected is Expected.SUCCESS and not succeeded:
@@ -45,10 +53,12 @@ def check_expectation(step: Step, succeeded: bool, output: str,
     if exp.output and not patterns.search(exp.output, output):
         return f"the output does not match /{exp.output}/"
     if exp.log:
-        text = logs(exp.log.node)
-        if not patterns.search(exp.log.pattern, text):
-            return f"no line of {exp.log.node}'s log (since the scenario started) " \
-                f"matches /{exp.log.pattern}/"
+        deadline = time.monotonic() + settle
+        while not patterns.search(exp.log.pattern, logs(exp.log.node)):
+            if time.monotonic() >= deadline:
+                return f"no line of {exp.log.node}'s log (since the scenario started) " \
+                    f"matches /{exp.log.pattern}/"
+            time.sleep(LOG_SETTLE_INTERVAL)
     return None
 
 

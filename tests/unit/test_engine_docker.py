@@ -274,3 +274,27 @@ def test_carries_is_the_engines_label_filter() -> None:
     assert not dk.carries(have, {"a": "2"})
     assert not dk.carries(have, {"c": ""})
     assert dk.label_filters({"a": "", "b": "2"}) == {"label": ["a", "b=2"]}
+
+
+@pytest.mark.parametrize(("host", "trusts_env"), [("unix:///var/run/docker.sock", False),
+                                                  ("tcp://127.0.0.1:2375", True)])
+def test_a_local_socket_skips_requests_environment_lookups(
+        monkeypatch: pytest.MonkeyPatch, host: str, trusts_env: bool) -> None:
+    """requests reads the proxy variables for each call unless told not to: nothing of
+    them applies to the engine's unix socket; a TCP engine may sit behind a proxy."""
+    import docker
+
+    monkeypatch.setenv("DOCKER_HOST", host)
+    monkeypatch.setattr(dk, "_clients", {})
+    made: list[Any] = []
+
+    def from_env(**kw: Any) -> Any:
+        client = docker.DockerClient(base_url=host, version="1.41", **kw)  # asks nothing
+        client.ping = lambda: True  # type: ignore[method-assign]
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(docker, "from_env", from_env)
+    client = dk._client()
+    assert client is made[0]
+    assert client.api.trust_env is trusts_env

@@ -152,11 +152,31 @@ def test_log_expectation_reads_only_the_named_node() -> None:
                         "      log: {node: gitaly1, pattern: 'JWT rejected'}\n", "l.yaml")
     step = sc.steps[0]
     logs = {"gitlab": "internal API allowed: JWT rejected", "gitaly1": "hook ran"}
-    problem = check_expectation(step, True, "", logs.__getitem__)
+    problem = check_expectation(step, True, "", logs.__getitem__, settle=0)
     assert problem == ("no line of gitaly1's log (since the scenario started) matches "
                        "/JWT rejected/")
     logs["gitaly1"] = "x\ninternal API: JWT rejected\n"
-    assert check_expectation(step, True, "", logs.__getitem__) is None
+    assert check_expectation(step, True, "", logs.__getitem__, settle=0) is None
+
+
+def test_a_log_line_that_comes_after_the_answer_is_waited_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's log has a line a moment after the node printed it: read again, briefly."""
+    monkeypatch.setattr(runner, "LOG_SETTLE_INTERVAL", 0.0)
+    sc = parse_scenario("lab: {topology: scaled}\nsteps:\n  - api: /x\n    expect:\n"
+                        "      log: {node: gitlab, pattern: 'Unable to save'}\n", "l.yaml")
+    reads = iter(["", "", "Unable to save project. Error: 14:"])
+    assert check_expectation(sc.steps[0], True, "", lambda node: next(reads)) is None
+    never: list[str] = []
+
+    def nothing(node: str) -> str:
+        never.append(node)
+        return ""
+
+    problem = check_expectation(sc.steps[0], True, "", nothing, settle=0.05)
+    assert problem is not None
+    assert problem.startswith("no line of gitlab's log")
+    assert len(never) > 1  # read again before giving up
 
 
 def test_reports(tmp_path: Path) -> None:
