@@ -132,12 +132,24 @@ def carries(have: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 
 
 def containers(labels: Mapping[str, str]) -> list[Container]:
-    """Every container (running or not) carrying ``labels`` ("" value: any), inspected now."""
+    """Every container (running or not) carrying ``labels`` ("" value: any), as listed now;
+    one not running also inspected (its exit code, OOM flag and start time, which a
+    listing lacks). docker-py's own list inspects every container: one call per container
+    per listing, where a lab's readiness and changes list its containers hundreds of times."""
     with engine_call("ps", "--all", "--filter", *label_filters(labels)["label"]):
-        # ignore_removed: another process may remove a container between list and inspect.
-        found = _client().containers.list(all=True, filters=label_filters(labels),
-                                         ignore_removed=True)
-        return [Container.from_attrs(c.attrs) for c in found]
+        api = _client().api
+        out: list[Container] = []
+        for row in api.containers(all=True, filters=label_filters(labels)):
+            c = Container.from_listing(row)
+            if not c.state.running:
+                try:
+                    c = Container.from_attrs(api.inspect_container(c.id))
+                except Exception as exc:
+                    if _not_found(exc):  # removed since it was listed
+                        continue
+                    raise
+            out.append(c)
+        return out
 
 
 def networks(labels: Mapping[str, str]) -> list[Network]:

@@ -1,13 +1,16 @@
 """What the engine hands upward: frozen snapshots of containers, networks, volumes, images.
 
 Pure: each ``from_attrs`` reads the Engine API's inspect data (docker-py's
-``.attrs``), so the rooms above never see a docker-py object and tests build
-these from plain dicts. A snapshot does not change; ask the engine again
-(``lab.engine.docker.inspect``) for a fresh one.
+``.attrs``), ``Container.from_listing`` a container listing's row (no inspect: no exit
+code, OOM flag or start time, which only a stopped container's snapshot needs), so the
+rooms above never see a docker-py object and tests build these from plain dicts. A
+snapshot does not change; ask the engine again (``lab.engine.docker.inspect``) for a
+fresh one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +24,7 @@ class ContainerState:
     exit_code: int
     health: str  # healthy, unhealthy, starting, or "" without a healthcheck
     oom_killed: bool = False
-    started_at: str = ""  # RFC 3339 from the engine, "" if it never started
+    started_at: str = ""  # RFC 3339 from the engine, "" if it never started (or not asked)
 
     @property
     def running(self) -> bool:
@@ -42,6 +45,10 @@ class ContainerState:
             oom_killed=bool(st.get("OOMKilled", False)),
             started_at=str(st.get("StartedAt", "") or ""),
         )
+
+
+# The health in a listing's status text: "(healthy)", "(unhealthy)", "(health: starting)".
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
 def _labels(value: Any) -> dict[str, str]:
@@ -78,6 +85,32 @@ class Container:
         """The host port ``port``/tcp is published on, or None."""
         addr = self.ports.get(f"{port}/tcp")
         return int(addr.rsplit(":", 1)[1]) if addr else None
+
+    @classmethod
+    def from_listing(cls, row: Mapping[str, Any]) -> Container:
+        """A row of the Engine API's container list (`docker ps`): all but the exit code,
+        OOM flag and start time (ask ``lab.engine.docker.inspect`` for those); health from
+        its status text ("Up 2 minutes (healthy)")."""
+        ports: dict[str, str] = {}
+        # IPv4 bindings first, as inspect lists them.
+        for p in sorted(row.get("Ports") or (), key=lambda p: ":" in str(p.get("IP") or "")):
+            if p.get("PublicPort"):
+                ports.setdefault(f"{p.get('PrivatePort')}/{p.get('Type') or 'tcp'}",
+                                 f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}")
+        health = _HEALTH.search(str(row.get("Status") or ""))
+        names = row.get("Names") or [""]
+        net = row.get("NetworkSettings") or {}
+        return cls(
+            id=str(row.get("Id", "")),
+            name=str(names[0]).lstrip("/"),
+            image=str(row.get("Image", "")),
+            state=ContainerState(status=str(row.get("State", "")), exit_code=0,
+                                 health=health[1].removeprefix("health: ") if health else ""),
+            labels=_labels(row.get("Labels")),
+            ports=ports,
+            networks={str(name): str((n or {}).get("IPAddress") or "")
+                      for name, n in (net.get("Networks") or {}).items()},
+        )
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Container:

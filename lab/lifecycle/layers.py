@@ -61,6 +61,8 @@ def log_since_start(container: Container, since: str | None = None, *,
                     redact: Callable[[str], str]) -> str:
     """The container's log (with Docker's timestamps) since its latest start or ``since``."""
     stamp = since or container.state.started_at
+    if not stamp and container.state.running:
+        stamp = dk.inspect(container).state.started_at  # a listing has no start time
     try:
         after = datetime.fromisoformat(stamp).timestamp() if stamp else None
     except ValueError:

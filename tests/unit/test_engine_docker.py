@@ -36,15 +36,35 @@ class NotFound(Exception):
     status_code = 404
 
 
+#: A listing's rows (the Engine API's container list): one running, one exited.
+LISTED: list[dict[str, Any]] = [
+    {"Id": "beef", "Names": ["/glt-demo-gitlab-1"], "Image": "gitlab-testlab/sim:abc",
+     "State": "running", "Status": "Up 2 minutes (health: starting)",
+     "Labels": {"io.gitlab-testlab.lab": "demo", "io.gitlab-testlab.node": "gitlab"},
+     "Ports": [{"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+               {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+               {"PrivatePort": 22, "Type": "tcp"}],
+     "NetworkSettings": {"Networks": {"glt-demo_lab": {"IPAddress": "172.20.0.2"}}}},
+    {"Id": "c0ffee", "Names": ["/glt-demo-gitaly1-1"], "Image": "gitlab-testlab/sim:abc",
+     "State": "exited", "Status": "Exited (3) 5 seconds ago",
+     "Labels": {"io.gitlab-testlab.lab": "demo", "io.gitlab-testlab.node": "gitaly1"}},
+]
+
+
 class FakeApi:
     """The slice of docker-py's low-level APIClient the engine uses, recording each call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.listed = LISTED
         self.exit_code = 0
         self.output: tuple[bytes | None, bytes | None] = (b"out\n", b"")
         self.gone: set[str] = set()
         self.log = b""
+
+    def containers(self, all: bool = False, filters: Any = None) -> list[dict[str, Any]]:
+        self.calls.append(("containers", all, filters))
+        return self.listed
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
         self.calls.append(("inspect", ref))
@@ -102,7 +122,6 @@ class FakeListing:
 class FakeClient:
     def __init__(self) -> None:
         self.api = FakeApi()
-        self.containers = FakeListing([INSPECTED])
         self.networks = FakeListing([{"Id": "n1", "Name": "glt-demo_lab",
                                       "Labels": {"io.gitlab-testlab.lab": "demo"}}])
         self.volumes = FakeListing([{"Name": "glt-demo_data", "Labels": None}])
@@ -142,12 +161,32 @@ def test_snapshots_of_sparse_inspect_data() -> None:
     assert (img.tags, img.labels, img.size) == ((), {}, 0)
 
 
+def test_container_snapshot_from_a_listing_row() -> None:
+    c = Container.from_listing(LISTED[0])
+    assert (c.id, c.name, c.image, c.node) == ("beef", "glt-demo-gitlab-1",
+                                               "gitlab-testlab/sim:abc", "gitlab")
+    # No exit code, OOM flag or start time in a listing; health from the status text.
+    assert c.state == ContainerState("running", 0, "starting")
+    # The IPv4 binding, as inspect lists it first; an unpublished port is left out.
+    assert c.ports == {"80/tcp": "0.0.0.0:8080"}
+    assert c.ip == "172.20.0.2"
+    for status, health in [("Up 1 second (healthy)", "healthy"), ("Up 3 hours", ""),
+                           ("Up 5 seconds (unhealthy)", "unhealthy")]:
+        assert Container.from_listing({**LISTED[0], "Status": status}).state.health == health
+
+
 def test_listing_returns_snapshots_filtered_by_label(fake: FakeClient) -> None:
-    [c] = dk.containers({"io.gitlab-testlab.lab": "demo", "io.gitlab-testlab.dir": ""})
-    assert isinstance(c, Container)
-    assert c.node == "gitaly1"
-    assert fake.containers.filters == [{"label": ["io.gitlab-testlab.lab=demo",
-                                                  "io.gitlab-testlab.dir"]}]
+    running, stopped = dk.containers({"io.gitlab-testlab.lab": "demo",
+                                      "io.gitlab-testlab.dir": ""})
+    assert isinstance(running, Container)
+    assert (running.node, stopped.node) == ("gitlab", "gitaly1")
+    assert fake.api.calls[0] == ("containers", True, {"label": [
+        "io.gitlab-testlab.lab=demo", "io.gitlab-testlab.dir"]})
+    # Only the container that is not running is inspected: its exit code and OOM flag.
+    assert fake.api.calls[1:] == [("inspect", "c0ffee")]
+    assert (stopped.state.exit_code, stopped.state.oom_killed) == (3, True)
+    fake.api.gone.add("c0ffee")  # removed between the listing and the inspect
+    assert [c.node for c in dk.containers({})] == ["gitlab"]
     assert dk.networks({}) == [Network("n1", "glt-demo_lab", {"io.gitlab-testlab.lab": "demo"})]
     assert dk.volumes({}) == [Volume("glt-demo_data", {})]
 

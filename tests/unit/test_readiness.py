@@ -656,3 +656,28 @@ def test_apply_renders_each_state_once(applying: Any, monkeypatch: pytest.Monkey
     running.apply(labs.base)
     assert len(renders) == 5  # the state it was in, then the new one
     assert asked[-1] == ("glt-scaled_gitaly1_1", "reconfigure")
+
+
+def test_a_listed_containers_log_is_read_since_its_start_as_inspect_tells(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing has no start time: the log since the start asks inspect for it (a running
+    container only); a given ``since`` or a known start time asks nothing."""
+    asked: list[str] = []
+    read: list[str | None] = []
+    started = "2026-12-07T01:00:00+00:00"
+
+    def inspect(c: Container) -> Container:
+        asked.append(c.name)
+        return replace(c, state=replace(c.state, started_at=started))
+
+    monkeypatch.setattr(layers.dk, "inspect", inspect)
+    monkeypatch.setattr(layers.dk, "logs", lambda c, **kw: read.append(kw["since"]) or "")
+    listed = Container("c1", "glt-x-gitaly1-1", "img", ContainerState("running", 0, ""))
+    layers.log_since_start(listed, redact=str)
+    assert asked == ["glt-x-gitaly1-1"]
+    assert read == ["1796605200.000000"]  # the start inspect gave
+    layers.log_since_start(listed, "2026-12-07T01:00:05+00:00", redact=str)
+    exited = Container("c2", "glt-x-gitaly1-1", "img", ContainerState("exited", 1, ""))
+    layers.log_since_start(exited, redact=str)  # never started: the whole log
+    assert asked == ["glt-x-gitaly1-1"]
+    assert read[1:] == ["1796605205.000000", None]
