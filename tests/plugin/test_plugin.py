@@ -410,30 +410,38 @@ def test_the_controller_finds_each_items_lab_from_its_node_id(
     assert len({ln[3] for ln in lines[:6]}) == 2  # one lab per release
 
 
+def _boots(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+           scenarios: dict[str, str], workers: int) -> list[list[str]]:
+    """Run ``scenarios`` (file stem -> text) on fake labs under ``-n workers``; each boot
+    as [lab name, topology, xdist worker], in the order they happened."""
+    pytester.makeconftest(FAKE_CONFTEST.replace(
+        "    def __init__(self, lab, path):\n",
+        "    def __init__(self, lab, path):\n"
+        "        import os\n"
+        "        with open(os.environ['BOOTS'], 'a') as f:\n"
+        "            f.write(f\"{lab.name} {lab.topology} "
+        "{os.environ.get('PYTEST_XDIST_WORKER')}\\n\")\n"))
+    pytester.makefile(".yaml", **{f"scenarios/{n}": text for n, text in scenarios.items()})
+    boots = pytester.path / "boots.txt"
+    monkeypatch.setenv("BOOTS", str(boots))
+    result = pytester.runpytest_subprocess("-q", "-n", str(workers), "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=len(scenarios))
+    return [line.split() for line in boots.read_text().splitlines()]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
 def test_workers_split_labs_and_never_boot_one_twice(pytester: pytest.Pytester,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # Another release: another lab (one of another family, not a state of the first).
     pinned = SCENARIO.replace("lab: {topology: scaled}",
                               "lab:\n  topology: scaled\n  version: '16.11.10'")
-    pytester.makeconftest(FAKE_CONFTEST.replace(
-        "    def __init__(self, lab, path):\n",
-        "    def __init__(self, lab, path):\n"
-        "        import os\n"
-        "        with open(os.environ['BOOTS'], 'a') as f:\n"
-        "            f.write(f\"{lab.name} {os.environ.get('PYTEST_XDIST_WORKER')}\\n\")\n"))
-    pytester.makefile(".yaml", **{f"scenarios/{n}": (pinned if "pinned" in n else SCENARIO)
-                                  for n in ("a-plain", "b-pinned", "c-plain", "d-pinned")})
-    boots = pytester.path / "boots.txt"
-    monkeypatch.setenv("BOOTS", str(boots))
-    result = pytester.runpytest_subprocess("-q", "-n", "2", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=4)
-    lines = boots.read_text().split("\n")[:-1]
-    labs = [ln.split()[0] for ln in lines]
-    workers = {ln.split()[1] for ln in lines}
+    boots = _boots(pytester, monkeypatch,
+                   {n: (pinned if "pinned" in n else SCENARIO)
+                    for n in ("a-plain", "b-pinned", "c-plain", "d-pinned")}, workers=2)
+    labs = [name for name, _, _ in boots]
     assert len(labs) == 2  # each lab booted once
     assert len(set(labs)) == 2
-    assert workers == {"gw0", "gw1"}  # one lab per worker, side by side
+    assert {worker for _, _, worker in boots} == {"gw0", "gw1"}  # side by side
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
@@ -442,19 +450,10 @@ def test_workers_take_the_biggest_lab_first(pytester: pytest.Pytester,
     """xdist's own order would start the group with the most items (three scaled
     scenarios); plan order starts the cluster, the longest to run."""
     cluster = SCENARIO.replace("lab: {topology: scaled}", "lab: {topology: cluster}")
-    pytester.makeconftest(FAKE_CONFTEST.replace(
-        "    def __init__(self, lab, path):\n",
-        "    def __init__(self, lab, path):\n"
-        "        import os\n"
-        "        with open(os.environ['BOOTS'], 'a') as f:\n"
-        "            f.write(f\"{lab.topology}\\n\")\n"))
-    pytester.makefile(".yaml", **{f"scenarios/{n}": (cluster if "cluster" in n else SCENARIO)
-                                  for n in ("a-plain", "b-plain", "c-plain", "d-cluster")})
-    boots = pytester.path / "boots.txt"
-    monkeypatch.setenv("BOOTS", str(boots))
-    result = pytester.runpytest_subprocess("-q", "-n", "1", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=4)
-    assert boots.read_text().split() == ["cluster", "scaled"]
+    boots = _boots(pytester, monkeypatch,
+                   {n: (cluster if "cluster" in n else SCENARIO)
+                    for n in ("a-plain", "b-plain", "c-plain", "d-cluster")}, workers=1)
+    assert [topology for _, topology, _ in boots] == ["cluster", "scaled"]
 
 
 def test_collect_on_failure_puts_the_bundle_in_report_and_junit(
