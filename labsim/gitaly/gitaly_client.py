@@ -212,6 +212,13 @@ class Storage:
         return data
 
 
+def peer(name: str, address: str, token: str) -> Storage:
+    """Another Gitaly's storage, as a Gitaly node reaches it (the ``gitaly-servers``
+    metadata's address and token): over TLS trusting this node's CAs."""
+    trusted = simconfig.trusted_ca_pem() if address.startswith("tls://") else None
+    return Storage(name, address, token, trusted)
+
+
 def storages(app: dict[str, Any], release: Version = UNBOUNDED) -> dict[str, Storage]:
     """The app's storages, with the CAs it trusts read now (once for all of them), as
     Rails of ``release`` calls them."""

@@ -47,10 +47,8 @@ def gitaly_servers(context: Context) -> dict[str, dict[str, str]]:
 def remote_default_branch(server: dict[str, str], source: Any) -> str:
     """RefService/FindDefaultBranchName on the source Gitaly named in ``gitaly-servers``,
     with its token: the ref name ("" when the source has no branch)."""
-    address = server.get("address", "")
-    trusted = simconfig.trusted_ca_pem() if address.startswith("tls://") else None
-    storage = gitaly_client.Storage(source.storage_name, address, server.get("token", ""),
-                                    trusted)
+    storage = gitaly_client.peer(source.storage_name, server.get("address", ""),
+                                 server.get("token", ""))
     with storage.channel() as channel:
         response = ref_pb2_grpc.RefServiceStub(channel).FindDefaultBranchName(
             ref_pb2.FindDefaultBranchNameRequest(repository=source),

@@ -33,10 +33,8 @@ def main() -> int:
     if sys.argv[1:] != ["git-upload-pack"]:
         print(f"gitaly_ssh: unsupported service {sys.argv[1:]}", file=sys.stderr)
         return 1
-    address = os.environ["GITALY_ADDRESS"]
-    trusted = simconfig.trusted_ca_pem() if address.startswith("tls://") else None
-    storage = gitaly_client.Storage(os.environ["GITALY_STORAGE"], address,
-                                    os.environ.get("GITALY_TOKEN", ""), trusted)
+    storage = gitaly_client.peer(os.environ["GITALY_STORAGE"], os.environ["GITALY_ADDRESS"],
+                                 os.environ.get("GITALY_TOKEN", ""))
     code = 1
     with storage.channel() as channel:
         try:

@@ -28,7 +28,6 @@ As Gitaly's Praefect (v16.7.0 internal/praefect, docs/fidelity.md "Gitaly Cluste
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
 import signal
@@ -468,8 +467,7 @@ class Praefect:
                 state = "dead" if attempts_left <= 0 else "failed"
                 log(f"replication job {job_id} to {target}: {exc.details()} "
                     f"(new state: {state})")
-                with contextlib.suppress(psycopg2.Error):
-                    self.db(self.store.finish, job_id, state)
+                self.db(self.store.finish, job_id, state)
                 continue
             try:
                 self.db(self.store.set_generation, vs, job["relative_path"], target,
