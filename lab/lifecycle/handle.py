@@ -382,6 +382,12 @@ class RunningLab:
         self.redactor.learn(rendered.secrets, new_lab)
         self.last_actions = todo
         recreate = todo.names(Action.RECREATE)
+        anew = [a.node for a in todo.nodes if a.anew]
+        if anew:
+            live = self._containers()
+            for node in anew:
+                if node in live:
+                    dk.remove_container(live[node])
         if recreate or todo.names(Action.REMOVE):
             # --no-deps: only these nodes; --remove-orphans drops removed nodes.
             self.compose.run(self.compose.up_cmd(recreate, no_deps=True),

@@ -6,7 +6,11 @@ cookbooks' template `notifies`, see docs/fidelity.md). ``apply_actions`` does th
 same where it can, and falls back to what a reconfigure cannot do:
 
 - the node's Compose service changed (image, ports, environment, networks,
-  mounts): **recreate** its container;
+  mounts): **recreate** its container; when its mounts changed (a node installed the
+  other way), the old container is removed first (``NodeAction.anew``): Compose,
+  recreating it, keeps what the old one had mounted where the image declares a volume
+  (Compose v1 an anonymous /etc/gitlab volume over the new bind mount, so the node came
+  back without its gitlab.rb; v2 the old bind mount in place of the new tmpfs);
 - files the services read only at start changed (Gitaly's TLS certificate and
   key; the trusted CAs, which reconfigure picks up only when one is *added*), or
   the shell secret changed on a Gitaly node of a release whose reconfigure does
@@ -56,6 +60,8 @@ class NodeAction:
     #: A RESTART in place runs `gitlab-ctl reconfigure` first (False: nothing it reads
     #: changed, so it would change nothing).
     reconfigure: bool = True
+    #: A RECREATE whose container goes first, so that nothing of it is carried over.
+    anew: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ def node_action(node: str, old_service: Mapping[str, Any] | None,
         return NodeAction(node, Action.RECREATE, "new node")
     keys = _service_diff(old_service, new_service)
     if keys:
-        return NodeAction(node, Action.RECREATE, f"compose service changed: {', '.join(keys)}")
+        return NodeAction(node, Action.RECREATE, f"compose service changed: {', '.join(keys)}",
+                          anew="volumes" in keys)
     changed = sorted(p for p in {*old_files, *new_files} if old_files.get(p) != new_files.get(p))
     if not changed:
         return NodeAction(node, Action.NOTHING, "unchanged")

@@ -48,6 +48,8 @@ __all__ = ["DIR_LABEL", "HOME_LABEL", "ID_LABEL", "LABEL_PREFIX", "LAB_LABEL", "
            "ROLE_LABEL", "compose_dict", "dollars_escaped", "labels", "omnibus_image",
            "render_compose"]
 NETWORK = "lab"
+#: Where an Omnibus node has its folder of the lab (nodes/<node>): its config.
+ETC_GITLAB = "/etc/gitlab"
 
 APP_HEALTHCHECK = ["CMD", *healthcheck_cmd()]
 # The image's own check marks a Gitaly-only container unhealthy before
@@ -171,7 +173,7 @@ def _source_gitaly(lab: Lab, node: Node, svc: dict[str, Any]) -> None:
     """
     svc["volumes"] = [f"./nodes/{node.name}{GIT_HOME}:{GIT_HOME}", *svc["volumes"][1:]]
     if lab.flavor is Flavor.SIM:
-        svc["environment"][INSTALL_ENV] = "source"
+        _sim_source(svc)
         svc["healthcheck"]["test"] = ["CMD", *sim_listening_cmd(node.gitaly_port)]
         return
     svc["image"] = cng_gitaly_image_ref(str(lab.version))
@@ -188,8 +190,20 @@ def _source_app(node: Node, svc: dict[str, Any], *, trust: bool) -> None:
     if trust:
         # The lab CA where the guide copies a Gitaly certificate for update-ca-certificates.
         svc["volumes"].append(f"./nodes/{node.name}/trusted-certs:{SYSTEM_CA_DIR}:ro")
-    svc["environment"][INSTALL_ENV] = "source"
+    _sim_source(svc)
     svc["healthcheck"]["test"] = ["CMD", *source_health_cmd()]
+
+
+def _sim_source(svc: dict[str, Any]) -> None:
+    """The sim image playing a node installed from source, which has no /etc/gitlab.
+
+    The image declares /etc/gitlab a volume, as GitLab's does, so a container that mounts
+    nothing there would get an anonymous volume: one that no label names, which Compose
+    hands from container to container when it recreates one. An empty tmpfs is what the
+    image expects there and goes with its container. (A node changed between installs is
+    created anew: ``lab.lifecycle.node_actions``.)"""
+    svc["environment"][INSTALL_ENV] = "source"
+    svc["volumes"].append({"type": "tmpfs", "target": ETC_GITLAB})
 
 
 def _others(lab: Lab) -> list[Node]:

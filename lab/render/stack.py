@@ -21,12 +21,12 @@ import yaml
 
 from lab.model.labels import FILE_LABEL
 from lab.model.topology import HTTP_PORT, Lab, Node
-from lab.render.compose_file import NETWORK, compose_dict, dollars_escaped, labels
+from lab.render.compose_file import ETC_GITLAB, NETWORK, compose_dict, dollars_escaped, labels
 
 STACK_FILE = "docker-stack.yml"
 # Where a task finds its node's files (Swarm mounts secrets and configs read-only)...
 STAGE = "/run/gitlab-testlab/etc-gitlab"
-ETC = "/etc/gitlab"
+ETC = ETC_GITLAB
 # ...and what the entry point copies them into /etc/gitlab with before the image's own
 # command: Omnibus writes there (gitlab-secrets.json on every reconfigure, host keys), so
 # /etc/gitlab must be writable. A file is copied when the lab hands over a new version
@@ -111,6 +111,9 @@ def _service(lab: Lab, node: Node, svc: Mapping[str, Any], files: Sequence[Stack
     out["command"] = list(command)
     volumes: list[Any] = []
     for vol in svc.get("volumes", ()):
+        if isinstance(vol, dict):  # a tmpfs (a node installed from source): travels as is
+            volumes.append(vol)
+            continue
         target = str(vol).partition(":")[2]
         # The node's folder was /etc/gitlab: now a volume of its own, filled at start.
         volumes.append(f"{node.name}-config:{target}" if target == ETC else vol)

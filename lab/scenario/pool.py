@@ -45,19 +45,15 @@ def lab_key(lab: Lab) -> str:
 
 def family_key(lab: Lab) -> str:
     """Labs with the same family key share one running lab: the pool turns it from one into
-    the other with ``apply`` (its nodes' settings, tokens: reconfigured or restarted, as an
-    admin changes a deployment), which costs a node or two where a boot costs every
-    container. A lab of another topology, release, edition, flavour, image or engine
-    boots; so does one of no named topology (a spec of its own), and one whose nodes are
-    installed otherwise (Omnibus or from source). That change recreates a container with
-    other mounts: the source node's /etc/gitlab is the image's anonymous volume, which
-    Compose v1 carries over the returning node's bind mount (so it came back without its
-    gitlab.rb), and which, once its container is replaced, no `down --volumes` removes."""
+    the other with ``apply`` (its nodes, their settings, tokens: reconfigured, restarted or
+    recreated, as an admin changes a deployment; a node installed the other way is created
+    anew, ``lab.lifecycle.node_actions``), which costs a node or two where a boot costs
+    every container. A lab of another topology, release, edition, flavour, image or
+    engine boots; so does one of no named topology (a spec of its own)."""
     if not lab.topology:
         return lab_key(lab)
-    installs = tuple((n.name, n.install.value) for n in lab.nodes)
     return repr((lab.topology, str(lab.version), lab.edition.value, lab.flavor.value,
-                 lab.image, lab.engine.value, lab.swarm, installs))
+                 lab.image, lab.engine.value, lab.swarm))
 
 
 def group_name(lab: Lab) -> str:

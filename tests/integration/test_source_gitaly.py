@@ -85,3 +85,44 @@ def test_source_gitaly_lab_is_ready_pushes_and_applies_changes_by_restart(
         # Not on an Omnibus node.
         assert running.exec("gitlab", ["service", "gitlab", "restart"],
                             check=False).stderr == "gitlab: unrecognized service\n"
+
+
+def _etc_gitlab_mount(container: str) -> tuple[str, str]:
+    """How /etc/gitlab is mounted in ``container``: (type, volume name or source)."""
+    shown = sim_helpers.docker("inspect", "--format", "{{range .Mounts}}{{if eq .Destination "
+                               "\"/etc/gitlab\"}}{{.Type}} {{.Name}}{{.Source}}{{end}}{{end}}|"
+                               "{{json .HostConfig.Tmpfs}}", container).stdout.strip()
+    mount, _, tmpfs = shown.partition("|")
+    if not mount and "/etc/gitlab" in tmpfs:
+        return "tmpfs", ""
+    kind, _, where = mount.partition(" ")
+    return kind, where
+
+
+def test_a_node_changed_from_source_and_back_keeps_its_files_and_leaves_no_volume(
+        lab_home: Path, sim_image: str) -> None:
+    """The pool changes the plain lab into one with a source node and back (one lab
+    family): the source node's /etc/gitlab is a tmpfs, not the image's anonymous volume,
+    which Compose v1 carried over the returning node's bind mount (it came back without
+    its gitlab.rb) and which outlived the lab."""
+    plain = resolve(SpecRequest(topology="scaled", flavor="sim"))
+    source = resolve(SpecRequest(topology="scaled", flavor="sim", sets=(SOURCE,)))
+    seen: set[str] = set()
+    with handle.up(plain, name=sim_helpers.lab_name("morph"), timeout=180) as running:
+        def mounts() -> tuple[str, str]:
+            name = running.container("gitaly1").name
+            seen.update(sim_helpers.docker(
+                "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", name
+            ).stdout.split())
+            return _etc_gitlab_mount(name)
+
+        folder = str(running.path / "nodes" / "gitaly1")
+        assert mounts() == ("bind", folder)
+        assert running.apply(source, timeout=180) == ["gitaly1"]
+        assert mounts() == ("tmpfs", "")
+        assert running.apply(plain, timeout=180) == ["gitaly1"]
+        assert mounts() == ("bind", folder)
+        assert running.exec("gitaly1", ["test", "-s", "/etc/gitlab/gitlab.rb"]).returncode == 0
+    left = set(sim_helpers.docker("volume", "ls", "-q").stdout.split())
+    assert seen
+    assert not seen & left, f"volumes left behind: {sorted(seen & left)}"

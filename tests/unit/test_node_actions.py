@@ -58,6 +58,21 @@ def test_compose_change_is_a_recreate_naming_the_keys() -> None:
                    new_services={"gitlab": SERVICE, "gitaly1": moved})
     assert actions(p)["gitaly1"] == Action.RECREATE
     assert "ports" in p.nodes[1].why
+    assert not p.nodes[1].anew  # Compose recreates it, mounts and all
+
+
+def test_changed_mounts_create_the_node_anew() -> None:
+    # A node installed from source instead: its home folder and a tmpfs, not /etc/gitlab.
+    omnibus: dict[str, object] = {**SERVICE, "volumes": ["./nodes/gitaly1:/etc/gitlab"]}
+    source: dict[str, object] = {**SERVICE, "volumes": [
+        "./nodes/gitaly1/home/git:/home/git", {"type": "tmpfs", "target": "/etc/gitlab"}]}
+    for old, new in ((omnibus, source), (source, omnibus)):
+        p = apply_actions({"gitlab": SERVICE, "gitaly1": old},
+                          {"gitlab": SERVICE, "gitaly1": new}, files(), files(),
+                          version=V19, gitaly_nodes={"gitaly1"}, app_nodes={"gitlab"})
+        assert actions(p)["gitaly1"] == Action.RECREATE
+        assert p.nodes[1].anew
+        assert not p.nodes[0].anew
 
 
 def test_tls_files_restart_the_node() -> None:

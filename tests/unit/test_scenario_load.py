@@ -58,13 +58,13 @@ def test_scenarios_of_one_lab_family_share_a_lab_name() -> None:
                                                    "  set: {nodes.gitaly1.tls: true}\n"), "c.yaml"))
     assert tls.base.name == a.base.name
     assert tls.base != a.base
-    # A node installed from source: a lab of its own (the change recreates it with other
-    # mounts, which Compose v1 gets wrong).
+    # A node installed from source: the same lab, the node recreated from source.
     source = resolve_labs(parse_scenario(GOOD.replace("  topology: scaled\n",
                                                       "  topology: scaled\n  set: "
                                                       "{nodes.gitaly1.install: source}\n"),
                                          "e.yaml"))
-    assert source.base.name != a.base.name
+    assert source.base.name == a.base.name
+    assert source.base.node("gitaly1").from_source
     # Another release: a lab of its own.
     pinned = resolve_labs(parse_scenario(GOOD.replace("  topology: scaled\n",
                                                       "  topology: scaled\n"
