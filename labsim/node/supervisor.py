@@ -52,10 +52,13 @@ STATE = runstate.STATE
 STOPPED = runstate.STOPPED
 # Written by `gitlab-ctl reconfigure` before it signals: only these services restart.
 RESTART_ONLY = os.path.join(simconfig.RUN_DIR, "restart-only.json")
-# After a service restarted, its spare (labsim.node.spare) starts this much later, so the
-# new process has the CPU first. Only restarted services get one: a lab that is never
+# After a service restarted, its fork server (labsim.node.spare) starts this much later, so
+# the new process has the CPU first. Only restarted services get one: a lab that is never
 # changed pays nothing for them.
 SPARE_AFTER = 0.3
+# How long a fork server may take to say its new process's PID before the service is
+# started the slow way (a fork takes milliseconds).
+SPARE_ANSWER_SECONDS = 5.0
 
 
 def log(message: str) -> None:
@@ -109,12 +112,116 @@ def restarts_for(old: dict[str, Any] | None, new: dict[str, Any], version: Versi
     return [s for s in out if s in enabled(new)]
 
 
+class Adopted:
+    """A service process the fork server made (labsim.node.spare): PID 1's child once its
+    middle process exited, with the part of Popen's interface the supervisor uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None  # set here, or by Supervisor.reap
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Reaped already (reap() recorded its code), or, where this process could
+                # not be made the orphans' parent, another's child: gone is all we learn.
+                if self.returncode is None and not _alive(self.pid):
+                    self.returncode = 0
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.time() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.time() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.01)
+        return self.returncode if self.returncode is not None else 0
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as someone else's
+        pass
+    return True
+
+
+Process = subprocess.Popen[bytes] | Adopted
+
+
+class Spare:
+    """A service's fork server and the pipe it tells each new process's PID on."""
+
+    def __init__(self, module: str) -> None:
+        told, tell = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "labsim.node.spare", module,
+                                      str(tell)], stdin=subprocess.PIPE, pass_fds=(tell,))
+        os.close(tell)
+        self.told = told
+
+    def fork(self) -> Adopted | None:
+        """A new process of the service; None when the server is gone or does not answer."""
+        if self.proc.poll() is not None or self.proc.stdin is None:
+            return None
+        try:
+            self.proc.stdin.write(b"go\n")
+            self.proc.stdin.flush()
+        except OSError:  # it ended meanwhile
+            return None
+        ready, _, _ = select.select([self.told], [], [], SPARE_ANSWER_SECONDS)
+        line = os.read(self.told, 64) if ready else b""
+        try:
+            return Adopted(int(line.strip()))
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # end of input: the server ends
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        with contextlib.suppress(OSError):
+            os.close(self.told)
+
+
+def adopt_orphans() -> None:
+    """Be the parent of the processes the fork servers make once their middle process
+    exits: PID 1 is; anywhere else (the host's unit tests) ask Linux to make us so."""
+    if os.getpid() == 1 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
 class Supervisor:
     def __init__(self) -> None:
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        adopt_orphans()
+        self.children: dict[str, Process] = {}
         self.started: dict[str, float] = {}
-        # Service name -> its next process, imported and waiting (labsim.node.spare).
-        self.spares: dict[str, subprocess.Popen[bytes]] = {}
+        # Service name -> its fork server (labsim.node.spare): imported once, forked on
+        # each restart after the first.
+        self.spares: dict[str, Spare] = {}
         # Service name -> when to start its spare.
         self.spare_due: dict[str, float] = {}
         self.want_restart = False
@@ -159,46 +266,31 @@ class Supervisor:
         os.replace(STATE + ".tmp", STATE)
 
     def start(self, name: str) -> None:
-        spare = self.spares.pop(name, None)
-        if spare is not None and self._wake_spare(spare):
-            self.children[name] = spare
+        spare = self.spares.get(name)
+        forked = spare.fork() if spare is not None else None
+        if forked is not None:
+            self.children[name] = forked
         else:
+            if spare is not None:  # gone or mute: a new one is made after this start
+                self.spares.pop(name).close()
             argv = SSHD if name == "sshd" else [sys.executable, "-P", "-m", program_of(name)]
             self.children[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         self.started[name] = time.time()
         log(f"started {name} (pid {self.children[name].pid})")
 
-    @staticmethod
-    def _wake_spare(spare: subprocess.Popen[bytes]) -> bool:
-        if spare.poll() is not None or spare.stdin is None:
-            return False
-        try:
-            spare.stdin.write(b"go\n")
-            spare.stdin.close()
-        except OSError:  # it ended meanwhile
-            return False
-        return True
-
     def make_spares(self) -> None:
-        """Start the spares that are due, for services that still run."""
+        """Start the fork servers that are due, for services that still run."""
         now = time.time()
         for name, due in list(self.spare_due.items()):
             if due > now:
                 continue
             del self.spare_due[name]
             if name in self.children and name not in self.spares:
-                self.spares[name] = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "labsim.node.spare", program_of(name)],
-                    stdin=subprocess.PIPE)
+                self.spares[name] = Spare(program_of(name))
 
     def drop_spares(self, keep: Collection[str] = ()) -> None:
         for name in [n for n in self.spares if n not in keep]:
-            spare = self.spares.pop(name)
-            if spare.stdin is not None:
-                with contextlib.suppress(OSError):
-                    spare.stdin.close()  # end of input: it ends unused
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spare.wait(5)
+            self.spares.pop(name).close()
 
     def stop(self, names: list[str]) -> None:
         for name in names:
@@ -286,7 +378,8 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
-                for proc in (*self.children.values(), *self.spares.values()):
+                for proc in (*self.children.values(),
+                             *(spare.proc for spare in self.spares.values())):
                     if proc.pid == pid:
                         proc.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:

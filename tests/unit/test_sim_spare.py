@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,13 @@ import os, sys, time
 IMPORTED_AT = time.time()
 def main() -> int:
     with open(os.environ["FAKE_OUT"], "a") as fh:
-        fh.write(f"{os.getpid()} served\\n")
+        fh.write(f"{os.getpid()} served {IMPORTED_AT}\\n")
+    if os.environ.get("FAKE_EXIT"):
+        return int(os.environ["FAKE_EXIT"])
     time.sleep(30)
     return 0
 '''
+PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture
@@ -39,34 +44,95 @@ def spare(*lines: bytes) -> subprocess.CompletedProcess[bytes]:
                           input=b"".join(lines), capture_output=True, timeout=30, check=False)
 
 
-def test_a_spare_serves_only_when_told_to(fake_service: Path) -> None:
+def test_a_spare_serves_only_when_told_to(fake_service: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     unused = spare()
     assert unused.returncode == 0, unused.stderr
     assert not fake_service.exists()
+    # Told once, it forks one service (which ends at once here: it holds the output that
+    # run() reads to its end) and ends at the end of its input.
+    monkeypatch.setenv("FAKE_EXIT", "0")
+    told = spare(b"go\n")
+    assert told.returncode == 0, told.stderr
+    assert served(fake_service, int(fake_service.read_text().split()[0]))
 
 
-def test_a_restarted_service_starts_from_its_spare(fake_service: Path) -> None:
-    sup = supervisor.Supervisor()
+@pytest.fixture
+def sup(fake_service: Path) -> Iterator[supervisor.Supervisor]:
+    """A supervisor in this test process, which it makes the parent of orphans (as PID 1
+    is in a node) for as long as the test runs."""
+    made = supervisor.Supervisor()
     try:
-        sup.start("gitaly")
-        first = sup.children["gitaly"].pid
-        assert "gitaly" not in sup.spares  # a first start makes none: it may never restart
-        sup.stop(["gitaly"])
-        sup.start("gitaly")
-        sup.spare_due["gitaly"] = time.time()  # as restart_services leaves it
-        sup.make_spares()
-        waiting = sup.spares["gitaly"].pid
-        sup.stop(["gitaly"])
-        sup.start("gitaly")
-        assert sup.children["gitaly"].pid == waiting
-        assert "gitaly" not in sup.spares
-        deadline = time.time() + 20
-        while time.time() < deadline and (
-                not fake_service.exists() or str(waiting) not in fake_service.read_text()):
-            time.sleep(0.05)
-        assert f"{waiting} served" in fake_service.read_text()
-        assert first != waiting
+        yield made
     finally:
-        sup.stop(list(sup.children))
-        sup.drop_spares()
+        made.stop(list(made.children))
+        made.drop_spares()
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def served(out: Path, pid: int) -> str:
+    """The line the fake service with ``pid`` wrote: its PID and when its module was imported."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for line in out.read_text().splitlines() if out.exists() else []:
+            if line.startswith(f"{pid} "):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"{pid} never served")
+
+
+def test_restarts_after_the_first_fork_one_imported_server(
+        sup: supervisor.Supervisor, fake_service: Path) -> None:
+    sup.start("gitaly")
+    first = sup.children["gitaly"].pid
+    assert "gitaly" not in sup.spares  # a first start makes none: it may never restart
+    sup.stop(["gitaly"])
+    sup.start("gitaly")
+    sup.spare_due["gitaly"] = time.time()  # as restart_services leaves it
+    sup.make_spares()
+    server = sup.spares["gitaly"].proc.pid
+    pids, imports = [], set()
+    for _ in range(2):
+        sup.stop(["gitaly"])
+        sup.start("gitaly")
+        child = sup.children["gitaly"]
+        assert isinstance(child, supervisor.Adopted)
+        assert child.poll() is None
+        pids.append(child.pid)
+        imports.add(served(fake_service, child.pid).split()[-1])
+    # Two processes, one import: the server's, which stays for the next restart.
+    assert len({first, server, *pids}) == 4
+    assert len(imports) == 1
+    assert sup.spares["gitaly"].proc.pid == server
+    # A stop ends the forked service and collects its exit status, as for a started one.
+    child = sup.children["gitaly"]
+    sup.stop(["gitaly"])
+    assert child.returncode is not None
+    sup.drop_spares()
     assert not sup.spares
+
+
+def test_a_forked_service_that_ends_is_seen_with_its_code(
+        sup: supervisor.Supervisor, fake_service: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_EXIT", "3")
+    sup.start("gitaly")
+    sup.spare_due["gitaly"] = time.time()
+    sup.make_spares()
+    sup.stop(["gitaly"])
+    sup.start("gitaly")
+    child = sup.children["gitaly"]
+    assert isinstance(child, supervisor.Adopted)
+    assert child.wait(20) == 3
+
+
+def test_a_gone_server_falls_back_to_a_plain_start(sup: supervisor.Supervisor,
+                                                     fake_service: Path) -> None:
+    sup.start("gitaly")
+    sup.spare_due["gitaly"] = time.time()
+    sup.make_spares()
+    sup.spares["gitaly"].proc.kill()
+    sup.spares["gitaly"].proc.wait()
+    sup.stop(["gitaly"])
+    sup.start("gitaly")
+    assert isinstance(sup.children["gitaly"], subprocess.Popen)
+    assert "gitaly" not in sup.spares
