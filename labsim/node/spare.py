@@ -53,13 +53,15 @@ def spawn(module: ModuleType, report: int | None) -> int:
     r, w = os.pipe()
     middle = os.fork()
     if middle == 0:
-        os.close(r)
-        service = os.fork()
-        if service == 0:
-            os.close(w)
-            _run_service(module, report)
-        os.write(w, f"{service}\n".encode())
-        os._exit(0)
+        try:  # whatever happens here, this process must not go back to the server's loop
+            os.close(r)
+            service = os.fork()
+            if service == 0:
+                os.close(w)
+                _run_service(module, report)
+            os.write(w, f"{service}\n".encode())
+        finally:
+            os._exit(0)  # nothing written: the server reports 0, the supervisor starts it
     os.close(w)
     with os.fdopen(r, "rb") as told:
         pid = int(told.read().strip() or b"0")

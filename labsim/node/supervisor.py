@@ -189,9 +189,10 @@ class Spare:
         ready, _, _ = select.select([self.told], [], [], SPARE_ANSWER_SECONDS)
         line = os.read(self.told, 64) if ready else b""
         try:
-            return Adopted(int(line.strip()))
+            pid = int(line.strip())
         except ValueError:
             return None
+        return Adopted(pid) if pid > 0 else None  # 0: its fork failed
 
     def close(self) -> None:
         if self.proc.stdin is not None:

@@ -1,4 +1,4 @@
-"""The sim supervisor's spares: a restarted service's next process, imported ahead."""
+"""The sim supervisor's fork servers: a restarted service's next processes, imported once."""
 
 from __future__ import annotations
 
