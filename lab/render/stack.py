@@ -26,7 +26,6 @@ from lab.render.compose_file import ETC_GITLAB, NETWORK, compose_dict, dollars_e
 STACK_FILE = "docker-stack.yml"
 # Where a task finds its node's files (Swarm mounts secrets and configs read-only)...
 STAGE = "/run/gitlab-testlab/etc-gitlab"
-ETC = ETC_GITLAB
 # ...and what the entry point copies them into /etc/gitlab with before the image's own
 # command: Omnibus writes there (gitlab-secrets.json on every reconfigure, host keys), so
 # /etc/gitlab must be writable. A file is copied when the lab hands over a new version
@@ -35,7 +34,7 @@ ETC = ETC_GITLAB
 # a file the lab no longer hands over (secrets: none) is deleted, as an admin would.
 INSTALL_ETC = f"""set -eu
 stage={STAGE}
-etc={ETC}
+etc={ETC_GITLAB}
 seen=$etc/.gitlab-testlab
 mkdir -p "$seen"
 (cd "$seen" && find . -type f) | while read -r f; do
@@ -116,7 +115,7 @@ def _service(lab: Lab, node: Node, svc: Mapping[str, Any], files: Sequence[Stack
             continue
         target = str(vol).partition(":")[2]
         # The node's folder was /etc/gitlab: now a volume of its own, filled at start.
-        volumes.append(f"{node.name}-config:{target}" if target == ETC else vol)
+        volumes.append(f"{node.name}-config:{target}" if target == ETC_GITLAB else vol)
     if "shm_size" in svc:
         volumes.append({"type": "tmpfs", "target": "/dev/shm",
                         "tmpfs": {"size": _shm_bytes(svc["shm_size"])}})
@@ -172,7 +171,7 @@ def stack_dict(lab: Lab, image: str, lab_dir: str, files: Sequence[StackFile],
         objs = {names[f.path]: {"file": f"./{f.path}", "name": names[f.path],
                                 "labels": {**labels(lab, lab_dir, lab.node(f.path.split("/")[1]),
                                                     owner),
-                                           FILE_LABEL: f"{ETC}/{f.path.split('/', 2)[2]}"}}
+                                           FILE_LABEL: f"{ETC_GITLAB}/{f.path.split('/', 2)[2]}"}}
                 for f in files if f.secret is secret}
         if objs:
             out[kind] = objs

@@ -13,7 +13,7 @@ becomes a child of PID 1, the supervisor, which waits for it as for any service 
 started. Importing gRPC starts no thread and no channel (checked: one thread after the
 import), so a fork has a clean gRPC to start with.
 
-Usage: python3 -P -m labsim.node.spare MODULE [REPORT_FD]
+Usage: python3 -P -m labsim.node.spare MODULE REPORT_FD
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ import traceback
 from types import ModuleType
 
 
-def _run_service(module: ModuleType, report: int | None) -> None:
+def _run_service(module: ModuleType, report: int) -> None:
     """In the fork: become the service, then exit with its code (never returns)."""
     code = 1
     try:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # the server's stdin is the supervisor's pipe, not the service's
         os.close(null)
-        if report is not None:
-            os.close(report)
+        os.close(report)
         result = module.main()
         code = result if isinstance(result, int) else 0
     except SystemExit as exc:
@@ -48,7 +47,7 @@ def _run_service(module: ModuleType, report: int | None) -> None:
         os._exit(code)
 
 
-def spawn(module: ModuleType, report: int | None) -> int:
+def spawn(module: ModuleType, report: int) -> int:
     """Fork the service (through a middle process that exits at once); its PID."""
     r, w = os.pipe()
     middle = os.fork()
@@ -71,14 +70,12 @@ def spawn(module: ModuleType, report: int | None) -> int:
 
 def main(argv: list[str]) -> int:
     module = importlib.import_module(argv[0])
-    report = int(argv[1]) if len(argv) > 1 else None
+    report = int(argv[1])
     while True:
         line = sys.stdin.buffer.readline()
         if line.strip() != b"go":
             return 0  # end of input (or anything else): no more restarts wanted
-        pid = spawn(module, report)
-        if report is not None:
-            os.write(report, f"{pid}\n".encode())
+        os.write(report, f"{spawn(module, report)}\n".encode())
 
 
 if __name__ == "__main__":

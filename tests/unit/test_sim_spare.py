@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import subprocess
@@ -39,22 +40,35 @@ def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return out
 
 
-def spare(*lines: bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-P", "-m", "labsim.node.spare", "fake_service"],
-                          input=b"".join(lines), capture_output=True, timeout=30, check=False)
+def spare(*lines: bytes) -> tuple[subprocess.CompletedProcess[bytes], list[int]]:
+    """A fork server run on ``lines``, and the PIDs it reported."""
+    told, tell = os.pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "labsim.node.spare", "fake_service", str(tell)],
+            input=b"".join(lines), capture_output=True, timeout=30, check=False,
+            pass_fds=(tell,))
+        os.close(tell)
+        with os.fdopen(told, "rb") as reported:
+            return done, [int(pid) for pid in reported.read().split()]
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(tell)
 
 
 def test_a_spare_serves_only_when_told_to(fake_service: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    unused = spare()
+    unused, pids = spare()
     assert unused.returncode == 0, unused.stderr
+    assert pids == []
     assert not fake_service.exists()
     # Told once, it forks one service (which ends at once here: it holds the output that
-    # run() reads to its end) and ends at the end of its input.
+    # run() reads to its end), reports its PID and ends at the end of its input.
     monkeypatch.setenv("FAKE_EXIT", "0")
-    told = spare(b"go\n")
+    told, pids = spare(b"go\n")
     assert told.returncode == 0, told.stderr
-    assert served(fake_service, int(fake_service.read_text().split()[0]))
+    [pid] = pids
+    assert fake_service.read_text().split()[:2] == [str(pid), "served"]
 
 
 @pytest.fixture

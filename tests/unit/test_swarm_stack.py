@@ -16,8 +16,8 @@ from lab.errors import SpecError
 from lab.lifecycle.swarm import stack_files
 from lab.model.labels import FILE_LABEL, LAB_LABEL, NODE_LABEL
 from lab.model.topology import Engine, Lab, SwarmOptions
+from lab.render.compose_file import ETC_GITLAB
 from lab.render.stack import (
-    ETC,
     INSTALL_ETC,
     MAX_OBJECT_NAME,
     STAGE,
@@ -58,7 +58,7 @@ def test_node_files_travel_as_secrets_and_configs_not_bind_mounts() -> None:
     # The top-level objects read the lab folder's files and name their target.
     obj = data["secrets"][secrets[f"{STAGE}/gitlab-secrets.json"]["source"]]
     assert obj["file"] == "./nodes/gitaly1/gitlab-secrets.json"
-    assert obj["labels"][FILE_LABEL] == f"{ETC}/gitlab-secrets.json"
+    assert obj["labels"][FILE_LABEL] == f"{ETC_GITLAB}/gitlab-secrets.json"
     assert obj["labels"][LAB_LABEL] == "scaled"
     assert obj["labels"][NODE_LABEL] == "gitaly1"
 
@@ -73,7 +73,7 @@ def test_the_entry_point_installs_the_files_then_runs_the_image_command() -> Non
 def test_install_script_copies_changes_and_deletes_what_is_no_longer_handed_over(
         tmp_path: Any) -> None:
     stage, etc = tmp_path / "stage", tmp_path / "etc"
-    script = INSTALL_ETC.replace(STAGE, str(stage)).replace(f"etc={ETC}", f"etc={etc}")
+    script = INSTALL_ETC.replace(STAGE, str(stage)).replace(f"etc={ETC_GITLAB}", f"etc={etc}")
     stage.mkdir()
     (stage / "ssl").mkdir()
     (stage / "gitlab-secrets.json").write_text("v1")
