@@ -131,9 +131,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``-n N`` (pytest-xdist): its default ``load``, but a scenario group stays on one worker,
     and the groups are handed out in plan order.
 
-    So a lab boots once and the groups run side by side, the biggest labs first. (xdist's
-    own ``loadgroup`` no longer regroups items since pytest 9.2 made node ids immutable;
-    the controller sees node ids only, so it plans the scenario file itself.)
+    So a lab boots once and the groups run side by side, each big lab beside a small one
+    (``lab.scenario.plan.order``). (xdist's own ``loadgroup`` no longer regroups items
+    since pytest 9.2 made node ids immutable; the controller sees node ids only, so it
+    plans the scenario file itself.)
     """
     if config.getvalue("dist") != "load":
         return None  # the user chose a distribution mode
@@ -144,8 +145,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return scenario_group(config, nodeid) or nodeid
 
         def schedule(self) -> None:
-            # Groups in collection order, which is plan order (the biggest labs first, the
-            # longest to run), not xdist's default of the groups with the most items first.
+            # Groups in collection order, which is plan order (the biggest labs first, each
+            # beside a small one), not xdist's default of the groups with the most items first.
             self.config.option.loadscopereorder = False
             super().schedule()
 

@@ -104,3 +104,20 @@ def test_the_biggest_labs_run_first() -> None:
     tls = load_scenario(LIBRARY / "tls-push.yaml")
     items = plan.plan([plain, cluster, tls], flavor="sim")
     assert [i.name for i in items] == ["cluster-push-clone", "gitaly-own-secrets", "tls-push"]
+
+
+def test_each_big_lab_is_handed_out_beside_a_small_one() -> None:
+    """Side by side, a cluster lab that waits on Praefect runs beside a scaled lab that
+    computes: big and small alternate while both last, each size in matrix order."""
+    plain = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    cluster = load_scenario(LIBRARY / "cluster-push-clone.yaml")
+    items = plan.plan([plain, cluster], flavor="sim",
+                      versions=["13.12.15", "15.9.8", "19.3.0", "12.10.14"])
+    # 12.10.14 has no Gitaly Cluster: its cluster item is skipped, last.
+    assert [i.name for i in items] == [
+        "cluster-push-clone[13.12.15]", "gitaly-own-secrets[13.12.15]",
+        "cluster-push-clone[15.9.8]", "gitaly-own-secrets[15.9.8]",
+        "cluster-push-clone[19.3.0]", "gitaly-own-secrets[19.3.0]",
+        "gitaly-own-secrets[12.10.14]", "cluster-push-clone[12.10.14]"]
+    assert items[-1].labs is None
+    assert plan.order([]) == []
