@@ -121,3 +121,16 @@ def test_each_big_lab_is_handed_out_beside_a_small_one() -> None:
         "gitaly-own-secrets[12.10.14]", "cluster-push-clone[12.10.14]"]
     assert items[-1].labs is None
     assert plan.order([]) == []
+
+
+def test_of_the_big_labs_the_one_with_more_scenarios_goes_first() -> None:
+    """A cluster scenario pinned to a release of its own has a lab for itself: handed out
+    first, it would hold back the library's cluster lab, the longest group, until done."""
+    pinned = load_scenario(LIBRARY / "cluster-database-stopped.yaml")
+    plain = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
+    clone = load_scenario(LIBRARY / "cluster-push-clone.yaml")
+    token = load_scenario(LIBRARY / "cluster-external-token-mismatch.yaml")
+    items = plan.plan([pinned, plain, clone, token], flavor="sim")
+    assert [i.name for i in items] == ["cluster-push-clone", "cluster-external-token-mismatch",
+                                       "gitaly-own-secrets", "cluster-database-stopped"]
+    assert items[0].group == items[1].group != items[3].group
