@@ -100,12 +100,10 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
     biggest labs, whose boots take longest, and of those the ones with the most scenarios
     (a scenario pinned to one release has a lab of its own). The big ones also mostly wait
     (a cluster's scenarios on Praefect's 10 s failover timeout), so each is handed out
-    beside a small lab, whose boots and pushes use the CPUs meanwhile. Measured, back to
-    back on one engine: the seven-era run (pytest -n 4) took 149 s and 160 s against 169 s
-    and 193 s with every cluster lab first, whose waits left the CPUs a fifth idle; the
-    library at one release (two labs at a time) 50.3 s, against 53.2 s with both cluster
-    labs first and 58.7 s with the pinned one first and the library's own after the scaled
-    lab.
+    beside a small lab, whose boots and pushes use the CPUs meanwhile (with every cluster
+    lab first, the seven-era run's CPUs were a fifth idle while four of them waited
+    together; the commits that made this order say what it gained).
+
     Within a group, the items that run on the base state come first, then those that need
     the same changes one after another (``by_state``), so the lab changes once per distinct
     state rather than back and forth."""
