@@ -94,6 +94,9 @@ def eras_row() -> list[Row]:
     lines = res.stdout.strip().splitlines()
     summary = lines[-1] if lines else res.stderr.strip()[-300:]
     print(f"  {seconds:.1f}s: {summary} ({load_note()} after)")
+    for line in lines:  # a rare failure is worth its name and reason: the run is not repeated
+        if line.startswith(("FAILED", "ERROR")):
+            print(f"    {line[:400]}")
     return [Row(f"library at seven releases, pytest -n 4 ({summary})", f"{seconds:.1f} s",
                 BASELINES["eras"], "<= 150 s", seconds <= 150 and res.returncode == 0),
             # Near 100 %, more workers do not help: the engine's execs and container starts
