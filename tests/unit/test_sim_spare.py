@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import subprocess
@@ -43,17 +42,15 @@ def fake_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def spare(*lines: bytes) -> tuple[subprocess.CompletedProcess[bytes], list[int]]:
     """A fork server run on ``lines``, and the PIDs it reported."""
     told, tell = os.pipe()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-P", "-m", "labsim.node.spare", "fake_service", str(tell)],
-            input=b"".join(lines), capture_output=True, timeout=30, check=False,
-            pass_fds=(tell,))
-        os.close(tell)
-        with os.fdopen(told, "rb") as reported:
-            return done, [int(pid) for pid in reported.read().split()]
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(tell)
+    with os.fdopen(told, "rb") as reported:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-P", "-m", "labsim.node.spare", "fake_service", str(tell)],
+                input=b"".join(lines), capture_output=True, timeout=30, check=False,
+                pass_fds=(tell,))
+        finally:
+            os.close(tell)  # once: the server's copy is the only writer left
+        return done, [int(pid) for pid in reported.read().split()]
 
 
 def test_a_spare_serves_only_when_told_to(fake_service: Path,
