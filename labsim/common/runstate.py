@@ -18,7 +18,7 @@ RUN_DIR = "/run/gitlab-sim"
 STATE = os.path.join(RUN_DIR, "services.json")
 #: The services `gitlab-ctl stop` stopped, which stay down until `gitlab-ctl start`.
 STOPPED = os.path.join(RUN_DIR, "stopped.json")
-#: Where PID 1 takes `gitlab-ctl reconfigure` requests (labsim.node.ctl_server).
+#: Where PID 1 takes `gitlab-ctl reconfigure` requests (labsim.common.handover).
 CTL_SOCKET = os.path.join(RUN_DIR, "ctl.sock")
 #: Why the last `service gitlab restart` of a source node left its services stopped.
 RESTART_FAILED = os.path.join(RUN_DIR, "restart-failed.txt")

@@ -4,7 +4,8 @@
 source storage's address and token from the ``gitaly-servers`` metadata Rails
 sends, and fetches every ref from the source Gitaly over ``SSHService/
 SSHUploadPack`` (Gitaly's gitaly-ssh path, here a git ``ext::`` transport running
-gitaly_ssh.py). ``RemoveRepository`` deletes the source copy afterwards.
+gitaly_ssh.py through git_child.py). ``RemoveRepository`` deletes the source copy
+afterwards.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from labsim.common import simconfig
 from labsim.gitaly import gitaly_client
 from labsim.gitaly.servicer_context import Context
 
-GITALY_SSH = "labsim.gitaly.gitaly_ssh"  # run with -m: PYTHONPATH is passed on below
+# gitaly-ssh (gitaly_ssh.py), run by a fork of Gitaly where there is one
+# (labsim.gitaly.git_children); with -m: PYTHONPATH is passed on below.
+GITALY_SSH = "-S -m labsim.gitaly.git_child gitaly-ssh"
 
 
 def log(message: str) -> None:
@@ -74,7 +77,7 @@ class RepositoryMoves:
                "GITALY_STORAGE": source.storage_name,
                "GITALY_RELATIVE_PATH": source.relative_path,
                "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-        remote = f"ext::python3 -P -m {GITALY_SSH} %S"
+        remote = f"ext::python3 -P {GITALY_SSH} %S"
         if not os.path.isfile(os.path.join(target, "HEAD")):
             subprocess.run(["git", "init", "--bare", "--quiet", target], capture_output=True,
                            env=env, check=False)

@@ -40,10 +40,13 @@ from lab.omnibus import auth as lab_auth
 from lab.omnibus import eras as lab_eras
 from lab.omnibus.release import UNBOUNDED, Version
 from labsim.common import simconfig
-from labsim.gitaly import gitaly_git_services, gitaly_moves, health
+from labsim.gitaly import git_child, git_children, gitaly_git_services, gitaly_moves, health
 from labsim.gitaly.servicer_context import Context
 
 HOOKS_DIR = str(Path(__file__).resolve().parent / "hooks")
+# In the environment of every git Gitaly runs, and so of its hooks and gitaly-ssh: where
+# the fork of Gitaly that runs them listens (git_children; set by main).
+GIT_CHILDREN_ENV: dict[str, str] = {}
 _CODES = {
     lab_auth.AuthOutcome.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     lab_auth.AuthOutcome.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
@@ -110,7 +113,8 @@ class Gitaly(gitaly_moves.RepositoryMoves,  # ReplicateRepository, RemoveReposit
 
     @staticmethod
     def git_env(protocol: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/var/opt/gitlab"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/var/opt/gitlab",
+               **GIT_CHILDREN_ENV}
         if protocol:
             env["GIT_PROTOCOL"] = protocol
         env.update(extra or {})
@@ -339,6 +343,10 @@ def serve(conf: dict[str, Any], inflight: InFlight | None = None,
 
 
 def main() -> int:
+    # Forked first, while this process has one thread and no gRPC object (git_children).
+    children = git_children.start()
+    if children:
+        GIT_CHILDREN_ENV[git_child.SOCKET_ENV] = children
     runtime = simconfig.read_runtime()
     conf = runtime["gitaly"]
     inflight = InFlight()

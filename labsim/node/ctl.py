@@ -182,11 +182,11 @@ def reconfigure() -> int:
 
 def main(argv: list[str]) -> int:
     """The command as the image runs it: a reconfigure goes to PID 1's fork
-    (labsim.node.ctl_server), which has its modules loaded; the rest runs here."""
+    (labsim.common.handover), which has its modules loaded; the rest runs here."""
     if argv[:1] == ["reconfigure"] and os.getpid() != 1:
-        from labsim.node import ctl_server
+        from labsim.common import handover
 
-        code = ctl_server.ask(runstate.CTL_SOCKET, argv)
+        code = handover.ask(runstate.CTL_SOCKET, argv, "gitlab-ctl (gitlab-testlab-sim)")
         if code is not None:
             return code
     return run(argv)

@@ -34,14 +34,13 @@ from lab.omnibus import dialect, directories, gitlab_secrets
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from lab.omnibus.source_layout import GITLAB_YML, INSTALL_ENV
-from labsim.common import runstate, simconfig, sourceconfig
-from labsim.node import ctl_server
+from labsim.common import handover_server, runstate, simconfig, sourceconfig
 from labsim.praefect import pure as praefect_pure
 
 # Run as modules of this package (the image's PYTHONPATH holds it), as the wrapper runs this one.
 PROGRAMS = {"gitaly": "labsim.gitaly.gitaly_server", "web": "labsim.web.app_server",
             "praefect": "labsim.praefect.server", "postgresql": "labsim.praefect.postgres"}
-# gitlab-ctl's module: its reconfigure runs in a fork of PID 1 (labsim.node.ctl_server).
+# gitlab-ctl's module: its reconfigure runs in a fork of PID 1 (labsim.common.handover).
 CTL_PROGRAM = "labsim.node.ctl"
 # Stands in for OpenSSH, which the wrapper links into runit before reconfigure.
 SSHD = [sys.executable, "-c", "import signal; signal.pause()"]
@@ -250,12 +249,12 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)
         if self.ctl_listener is not None and self.ctl_listener in ready:
-            ctl_server.serve_one(self.ctl_listener, run_ctl)
+            handover_server.serve_one(self.ctl_listener, run_ctl)
 
     def listen_ctl(self) -> None:
         """From now on gitlab-ctl's reconfigure runs in a fork of this process."""
         try:
-            self.ctl_listener = ctl_server.listen(runstate.CTL_SOCKET)
+            self.ctl_listener = handover_server.listen(runstate.CTL_SOCKET)
         except OSError as exc:  # gitlab-ctl then runs in its own process, as before
             log(f"gitlab-ctl listener: {exc}")
 

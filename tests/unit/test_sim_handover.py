@@ -1,6 +1,7 @@
-"""`gitlab-ctl reconfigure` through a fork of the sim's PID 1 (labsim.node.ctl_server): the
-command runs on the caller's own streams, environment and directory, its exit code comes
-back, and where PID 1 does not take the request the caller runs the command itself."""
+"""A command handed to a process that has its modules loaded (labsim.common.handover), as
+`gitlab-ctl reconfigure` is to the sim's PID 1: the command runs on the caller's own
+streams, environment and directory, its exit code comes back, and where the server does
+not take the request the caller runs the command itself."""
 
 from __future__ import annotations
 
@@ -15,23 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from labsim.node import ctl, ctl_server, supervisor
+from labsim.common import handover, handover_server
+from labsim.node import ctl, supervisor
 
 
 @pytest.fixture
 def listener(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
     path = str(tmp_path / "ctl.sock")
-    sock = ctl_server.listen(path)
+    sock = handover_server.listen(path)
     yield path, sock
     sock.close()
 
 
-def _serve(sock: socket.socket, run: ctl_server.Command, timeout: float = 5) -> int:
+def _serve(sock: socket.socket, run: handover_server.Command, timeout: float = 5) -> int:
     """PID 1's part: accept one request, fork, wait for the child; its pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         select.select([sock], [], [], 0.1)
-        pid = ctl_server.serve_one(sock, run)
+        pid = handover_server.serve_one(sock, run)
         if pid:
             os.waitpid(pid, 0)
             return pid
@@ -40,7 +42,7 @@ def _serve(sock: socket.socket, run: ctl_server.Command, timeout: float = 5) -> 
 
 def _ask_in_thread(path: str, argv: list[str]) -> tuple[threading.Thread, list[int | None]]:
     got: list[int | None] = []
-    thread = threading.Thread(target=lambda: got.append(ctl_server.ask(path, argv)))
+    thread = threading.Thread(target=lambda: got.append(handover.ask(path, argv, "gitlab-ctl")))
     thread.start()
     return thread, got
 
@@ -97,12 +99,12 @@ def test_an_exit_or_an_uncaught_exception_is_the_exit_code(
 
 
 def test_without_pid_1_listening_the_caller_runs_it_itself(tmp_path: Path) -> None:
-    assert ctl_server.ask(str(tmp_path / "none.sock"), ["reconfigure"]) is None
+    assert handover.ask(str(tmp_path / "none.sock"), ["reconfigure"], "gitlab-ctl") is None
     # A socket file left by an earlier boot, with nobody behind it.
     stale = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX) as left:
         left.bind(str(stale))
-    assert ctl_server.ask(str(stale), ["reconfigure"]) is None
+    assert handover.ask(str(stale), ["reconfigure"], "gitlab-ctl") is None
 
 
 def test_a_request_pid_1_cannot_read_is_not_taken(
@@ -110,10 +112,10 @@ def test_a_request_pid_1_cannot_read_is_not_taken(
     path, sock = listener
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(path)
-        client.sendall(b'{"argv": ["reconfigure"], "env": {}}')  # no streams attached
+        client.sendall(handover.encode(handover.Request(["reconfigure"], {}, "/")))  # no streams
         client.shutdown(socket.SHUT_WR)
         select.select([sock], [], [], 5)
-        assert ctl_server.serve_one(sock, lambda argv: 0) == 0
+        assert handover_server.serve_one(sock, lambda argv: 0) == 0
         assert client.recv(1) == b""  # no TAKEN: the caller would run the command itself
 
 
@@ -121,11 +123,11 @@ def test_gitlab_ctl_sends_only_a_reconfigure_to_pid_1(monkeypatch: pytest.Monkey
     asked: list[list[str]] = []
     ran: list[list[str]] = []
 
-    def ask(path: str, argv: list[str]) -> int | None:
+    def ask(path: str, argv: list[str], who: str) -> int | None:
         asked.append(argv)
         return None if len(asked) > 1 else 7
 
-    monkeypatch.setattr(ctl_server, "ask", ask)
+    monkeypatch.setattr(handover, "ask", ask)
     monkeypatch.setattr(ctl, "run", lambda argv: ran.append(argv) or 0)
     assert ctl.main(["reconfigure"]) == 7  # PID 1's child ran it
     assert ctl.main(["reconfigure"]) == 0  # not taken: run here
@@ -150,3 +152,13 @@ def test_a_signal_wakes_pid_1_at_once() -> None:
 def test_pid_1_runs_gitlab_ctls_own_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ctl, "run", lambda argv: 9 if argv == ["reconfigure"] else 0)
     assert supervisor.run_ctl(["reconfigure"]) == 9
+
+
+def test_a_request_survives_its_wire_form() -> None:
+    request = handover.Request(["gitaly-ssh", "git-upload-pack", "", "a=b"],
+                               {"A": "x=y", "EMPTY": "", "BYTES": "\udcff"}, "/r")
+    assert handover.decode(handover.encode(request)) == request
+    for broken, why in ((b"/r\0two\0", "not a request"), (b"/r", "not a request"),
+                        (b"/r\x002\0only-one", "1 arguments, not 2")):
+        with pytest.raises(ValueError, match=why):
+            handover.decode(broken)
