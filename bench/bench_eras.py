@@ -118,8 +118,9 @@ CONTAINERS_CPUACCT = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")
 def containers_cpu() -> float | None:
     """CPU-seconds used in containers since the engine started (None: not known here).
 
-    Unlike wall time, this hardly moves with the machine's speed from run to run (the same
-    run took 160 s and 210 s on this machine on one day): what the sim's processes cost."""
+    What the sim's processes cost, beside the wall time, which waits too. Both move with
+    the machine's speed (on one day the same seven-era run took 162 to 236 s and used 193
+    to 245 CPU-s here): compare changes back to back, A/B/A/B."""
     try:
         return int(CONTAINERS_CPUACCT.read_text()) / 1e9
     except (OSError, ValueError):
