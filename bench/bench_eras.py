@@ -75,7 +75,7 @@ def library_rows() -> list[Row]:
             f"{up_already:.2f} s over {len(later)}", "-", "<= 0.3 s", up_already <= 0.3),
         Row("  for information: the library with reuse (wall)", f"{seconds:.1f} s", "17.2 s",
             "-"),
-        cpu_row("it", used, used_after),
+        cpu_row(used, used_after),
     ]
 
 
@@ -107,7 +107,7 @@ def eras_row() -> list[Row]:
             # below, the run waits (the cluster scenarios on Praefect's timeouts).
             Row("  for information: the machine's CPUs busy during it", f"{busy:.0f} %",
                 "-", "-"),
-            cpu_row("it", used, used_after)]
+            cpu_row(used, used_after)]
 
 
 # cgroup v1's Docker parent: every container's CPU time, charged as it is used (so what a
@@ -127,9 +127,9 @@ def containers_cpu() -> float | None:
         return None
 
 
-def cpu_row(what: str, before: float | None, after: float | None) -> Row:
+def cpu_row(before: float | None, after: float | None) -> Row:
     used = f"{after - before:.1f} CPU-s" if before is not None and after is not None else "-"
-    return Row(f"  for information: CPU in the labs' containers during {what}", used, "-", "-")
+    return Row("  for information: CPU in the labs' containers during it", used, "-", "-")
 
 
 def cpu_ticks() -> tuple[int, int]:

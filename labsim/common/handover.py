@@ -39,12 +39,6 @@ class Request:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str) -> None:
         self.argv, self.env, self.cwd = argv, env, cwd
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Request) and (self.argv, self.env, self.cwd) == (
-            other.argv, other.env, other.cwd)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 def encode(request: Request) -> bytes:
     fields = [request.cwd, str(len(request.argv)), *request.argv,
