@@ -12,6 +12,7 @@ it into readiness verdicts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,14 @@ def gitaly_check_status(res: Result, storages: Iterable[str]) -> Verdict:
 LogFn = Callable[[str | None], str]
 
 
+# () -> the services a sim node's PID 1 says are up in this container run (its up mark,
+# lab.omnibus.sim_node), or None when it says nothing (yet).
+UpMarkFn = Callable[[], frozenset[str] | None]
+# While a sim node's up mark does not show its services, `gitlab-ctl status` is asked at
+# most this often, for what the wait shows (which service is down): the mark alone says up.
+STATUS_EVERY = 3.0
+
+
 @dataclass
 class ServicesProbe:
     """One node's "services up" check for one container start.
@@ -57,17 +66,30 @@ class ServicesProbe:
     ``gitlab-ctl status`` shows each of ``services`` as ``run:`` (with no ``services``,
     reconfigured is up). Reads the log on from where it stopped, so a long reconfigure
     output is read once.
+
+    ``up_mark`` (a sim node): the services its PID 1 says are up, read without an exec; when
+    they include ``services``, the node is up (PID 1 writes the mark after reconfigure,
+    by `gitlab-ctl status`'s own test). Until then `gitlab-ctl status` runs every
+    ``STATUS_EVERY`` seconds from reconfigure's end, to say which service is not up.
     """
 
     node: str
     exec_fn: ExecFn
     read_log: LogFn
     services: Sequence[str]
+    up_mark: UpMarkFn | None = None
+    now: Callable[[], float] = field(default=time.monotonic, repr=False)
     done: bool = False
     since: str | None = field(default=None, repr=False)
     phase: str = field(default="", repr=False)
+    asked: float | None = field(default=None, repr=False)
+    seen: str = field(default="", repr=False)
 
     def __call__(self) -> Verdict:
+        if self.up_mark is not None:
+            up = self.up_mark()
+            if up is not None and set(self.services) <= up:
+                return Verdict(True, "services up")
         if not self.done:
             chunk = self.read_log(self.since)
             self.since = last_stamp(chunk) or self.since
@@ -78,10 +100,17 @@ class ServicesProbe:
                 return Verdict(False, f"reconfigure running{where}")
         if not self.services:
             return Verdict(True, "reconfigured")
+        if self.up_mark is not None:
+            if self.asked is None:  # the mark comes within a second of reconfigure's end
+                self.asked = self.now()
+            if self.now() - self.asked < STATUS_EVERY:
+                return Verdict(False, self.seen or "services starting")
+            self.asked = self.now()
         st = self.exec_fn(status_cmd(), 60)
         states = running_services(st.stdout)
         missing = [s for s in self.services if states.get(s) != "run"]
         if not missing:
             return Verdict(True, "services up")
         detail = ", ".join(f"{s} {states.get(s, 'not set up')}" for s in missing)
-        return Verdict(False, f"services not up ({detail})")
+        self.seen = f"services not up ({detail})"
+        return Verdict(False, self.seen)

@@ -1,10 +1,11 @@
 """A sim node's run state, as its short-lived tools read it: standard library only.
 
 `gitlab-ctl status` and `gitlab-healthcheck` run every few seconds as Docker's
-healthchecks, and `gitlab-ctl status` once per node in each readiness round. They read
-the files PID 1 and reconfigure keep here and import nothing else, so a check costs a
-Python start (about 20 ms) and not the release tables behind reconfigure (about 60 ms
-more, on every node of every lab, while the lab's nodes boot side by side on few cores).
+healthchecks. They read the files PID 1 and reconfigure keep here and import nothing else
+of the sim's (lab.omnibus.sim_node, standard library only, names the folder), so a check
+costs a Python start (about 20 ms) and not the release tables behind reconfigure (about
+60 ms more, on every node of every lab, while the lab's nodes boot side by side on few
+cores).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import json
 import os
 from typing import Any
 
-RUN_DIR = "/run/gitlab-sim"
+# Where PID 1 keeps them, and the file the toolkit reads instead of exec'ing status.
+from lab.omnibus.sim_node import RUN_DIR as RUN_DIR
+from lab.omnibus.sim_node import UP_MARK as UP_MARK
+
 #: service -> {"pid", "started"} of what PID 1 runs (labsim.node.supervisor writes it).
 STATE = os.path.join(RUN_DIR, "services.json")
 #: The services `gitlab-ctl stop` stopped, which stay down until `gitlab-ctl start`.

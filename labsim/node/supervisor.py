@@ -233,6 +233,9 @@ class Supervisor:
             os.set_blocking(fd, False)
         # Where `gitlab-ctl reconfigure` hands its run to a fork of this process.
         self.ctl_listener: socket.socket | None = None
+        # The services changed since runstate.UP_MARK was last written: each tick asks
+        # whether they are up now (``mark_up``).
+        self.up_pending = False
 
     def ask(self, what: str) -> None:
         setattr(self, what, True)
@@ -259,11 +262,32 @@ class Supervisor:
             log(f"gitlab-ctl listener: {exc}")
 
     def write_state(self) -> None:
+        self.unmark()
         state = {name: {"pid": proc.pid, "started": self.started[name]}
                  for name, proc in self.children.items() if proc.poll() is None}
         with open(STATE + ".tmp", "w") as fh:
             json.dump(state, fh)
         os.replace(STATE + ".tmp", STATE)
+        self.up_pending = True
+
+    def unmark(self) -> None:
+        """The services are changing: runstate.UP_MARK no longer holds."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(runstate.UP_MARK)
+
+    def mark_up(self) -> None:
+        """Once every service runs and accepts connections, by `gitlab-ctl status`'s own
+        test, say so in runstate.UP_MARK, which readiness reads without an exec."""
+        if not self.up_pending:
+            return
+        # By name, as run_ctl: gitlab-ctl's reconfigure imports this module.
+        if importlib.import_module(CTL_PROGRAM).status(None, quiet=True) != 0:
+            return
+        names = sorted(name for name, proc in self.children.items() if proc.poll() is None)
+        with open(runstate.UP_MARK + ".tmp", "w") as fh:
+            json.dump({"services": names}, fh)
+        os.replace(runstate.UP_MARK + ".tmp", runstate.UP_MARK)
+        self.up_pending = False
 
     def start(self, name: str) -> None:
         spare = self.spares.get(name)
@@ -328,6 +352,7 @@ class Supervisor:
         """Bring the services in line with the runtime config: stop the ones no longer
         enabled, start the missing ones, and restart those reconfigure named (all of
         them when it named none: `gitlab-ctl restart`)."""
+        self.unmark()
         only: list[str] | None = None
         try:
             with open(RESTART_ONLY) as fh:
@@ -361,12 +386,16 @@ class Supervisor:
                 self.restart_services()
             self.make_spares()
             for name, proc in list(self.children.items()):
+                if proc.poll() is not None:
+                    self.unmark()
                 # runit-style: a service that dies is started again.
                 if proc.poll() is not None and time.time() - self.started[name] > 1:
                     log(f"{name} exited with {proc.returncode}; starting it again")
                     self.start(name)
                     self.write_state()
+            self.mark_up()
         log("stopping")
+        self.unmark()
         self.stop_all()
         self.stop_sshd()
         return 0
@@ -613,7 +642,7 @@ def main() -> int:
     ssh_host_keys()
     # "Remove all services, the reconfigure will create them" (the wrapper's rm -f
     # /opt/gitlab/service/*): nothing from the last run counts until reconfigure did.
-    for stale in (STATE, runstate.RUNTIME):
+    for stale in (STATE, runstate.RUNTIME, runstate.UP_MARK):
         if os.path.exists(stale):
             os.unlink(stale)
     os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)

@@ -171,6 +171,52 @@ def test_own_service_must_be_listed_not_just_exit_0() -> None:
     assert probe() == probes.Verdict(False, "services not up (gitaly not set up)")
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_sim_nodes_up_mark_is_up_without_an_exec_or_a_log_read() -> None:
+    node = FakeNode()
+    marks: list[frozenset[str] | None] = [None, frozenset({"sshd", "gitaly"}),
+                                          frozenset({"sshd", "gitaly", "puma"})]
+    probe = probes.ServicesProbe("gitlab", node.exec, node.read_log, ("gitaly", "puma"),
+                                 up_mark=lambda: marks.pop(0), now=Clock())
+    assert probe() == probes.Verdict(False, "reconfigure running")  # no mark: the log says
+    node.log = [f"{STAMP} gitlab Reconfigured!"]
+    # A mark without puma: still starting, and no exec within STATUS_EVERY of that.
+    assert probe() == probes.Verdict(False, "services starting")
+    assert probe() == probes.Verdict(True, "services up")
+    assert node.calls == []
+    assert len(node.reads) == 2
+
+
+def test_without_its_mark_a_sim_node_is_asked_every_status_every_seconds() -> None:
+    """Which service is down is still said while waiting (and in a timeout's message)."""
+    node = FakeNode()
+    node.log = [f"{STAMP} gitlab Reconfigured!"]
+    clock = Clock()
+    probe = probes.ServicesProbe("gitlab", node.exec, node.read_log, ("puma",),
+                                 up_mark=lambda: None, now=clock)
+    node.status = res(3, "down: puma: 1s, normally up; run: log: (pid 2) 80s\n")
+    assert probe() == probes.Verdict(False, "services starting")
+    clock.t += probes.STATUS_EVERY - 0.5
+    assert probe() == probes.Verdict(False, "services starting")
+    assert node.calls == []
+    clock.t += 0.5
+    assert probe() == probes.Verdict(False, "services not up (puma down)")
+    clock.t += 1
+    assert probe() == probes.Verdict(False, "services not up (puma down)")  # said again
+    assert node.calls == [status_cmd()]
+    clock.t += probes.STATUS_EVERY
+    node.status = res(0, "run: puma: (pid 41) 5s; run: log: (pid 2) 80s\n")
+    assert probe().ok  # the exec's answer counts as before
+    assert len(node.calls) == 2
+
+
 def test_node_services_by_role_and_release() -> None:
     v = Version.parse
     assert node_services(v("19.3.0"), app=True, gitaly=True) == ("gitaly", "puma")
