@@ -3,7 +3,8 @@ sim image imports it on every `gitlab-ctl status`).
 
 Readiness asked each node `gitlab-ctl status` once per round, and a `docker exec` costs
 some 40 ms of CPU before its command runs (runc's init in the container, dockerd and
-containerd around it: about a sixth of the seven-era run's CPU went to execs). The sim's
+containerd around it: roughly an eighth of the seven-era run's CPU went to the execs
+themselves, toolkit's and health checks', measured at stop 42). The sim's
 PID 1 knows when its services are up: it writes them to ``UP_MARK`` by the same test as
 `gitlab-ctl status`, and the toolkit reads that file through the engine's archive API,
 which starts no process (``lab.lifecycle.layers``). A real Omnibus node has no such file;
