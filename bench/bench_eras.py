@@ -100,6 +100,10 @@ def eras_row() -> list[Row]:
     for line in lines:  # a rare failure is worth its name and reason: the run is not repeated
         if line.startswith(("FAILED", "ERROR")):
             print(f"    {line[:400]}")
+    # The summary keeps a failure's first line only; its reason (a scenario's step, its
+    # output, an error's message) is in pytest's failures section.
+    for line in failures_section(lines)[:80]:
+        print(f"    | {line[:300]}")
     return [Row(f"library at seven releases, pytest -n 4 ({summary})", f"{seconds:.1f} s",
                 BASELINES["eras"], "<= 150 s", seconds <= 150 and res.returncode == 0),
             # Near 100 %, more workers do not help: the engine's execs and container starts
@@ -113,6 +117,19 @@ def eras_row() -> list[Row]:
             Row("  for information: its CPU work over every core (wall x busy), the floor "
                 "no schedule beats", f"{seconds * busy / 100:.1f} s", "-", "-"),
             cpu_row(used, used_after)]
+
+
+def failures_section(lines: list[str]) -> list[str]:
+    """The lines of pytest's "FAILURES" (and "ERRORS") sections of a `-q` run's output."""
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("=") and line.endswith("="):
+            inside = " FAILURES " in line or " ERRORS " in line
+            continue
+        if inside:
+            out.append(line)
+    return out
 
 
 # cgroup v1's Docker parent: every container's CPU time, charged as it is used (so what a
