@@ -272,7 +272,7 @@ class Supervisor:
 
     def unmark(self) -> None:
         """The services are changing: runstate.UP_MARK no longer holds."""
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # none yet (or PID 1 must not end over it)
             os.unlink(runstate.UP_MARK)
 
     def mark_up(self) -> None:
@@ -280,13 +280,18 @@ class Supervisor:
         test, say so in runstate.UP_MARK, which readiness reads without an exec."""
         if not self.up_pending:
             return
-        # By name, as run_ctl: gitlab-ctl's reconfigure imports this module.
-        if importlib.import_module(CTL_PROGRAM).status(None, quiet=True) != 0:
+        try:
+            # By name, as run_ctl: gitlab-ctl's reconfigure imports this module.
+            if importlib.import_module(CTL_PROGRAM).status(None, quiet=True) != 0:
+                return
+            names = sorted(name for name, proc in self.children.items() if proc.poll() is None)
+            with open(runstate.UP_MARK + ".tmp", "w") as fh:
+                json.dump({"services": names}, fh)
+            os.replace(runstate.UP_MARK + ".tmp", runstate.UP_MARK)
+        except Exception as exc:  # PID 1 outlives its readiness aid: status is asked anyway
+            log(f"up mark: {type(exc).__name__}: {exc}")
+            self.up_pending = False  # said once; the next change of services tries again
             return
-        names = sorted(name for name, proc in self.children.items() if proc.poll() is None)
-        with open(runstate.UP_MARK + ".tmp", "w") as fh:
-            json.dump({"services": names}, fh)
-        os.replace(runstate.UP_MARK + ".tmp", runstate.UP_MARK)
         self.up_pending = False
 
     def start(self, name: str) -> None:

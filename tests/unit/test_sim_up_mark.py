@@ -85,6 +85,25 @@ def test_pid1_marks_up_once_status_would_say_so_and_unmarks_on_a_change(
     assert not mark.exists()
 
 
+def test_pid1_outlives_a_failing_mark(sup: supervisor.Supervisor, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """PID 1's end is the container's: a mark it cannot make is logged, and readiness asks
+    `gitlab-ctl status` instead."""
+    said: list[str] = []
+    monkeypatch.setattr(supervisor, "log", said.append)
+
+    def broken(only: str | None, quiet: bool) -> int:
+        raise KeyError("listen_addr")
+    monkeypatch.setattr(ctl, "status", broken)
+    sup.children, sup.started = {}, {}
+    sup.write_state()
+    sup.mark_up()
+    assert not (tmp_path / "up.json").exists()
+    assert said == ["up mark: KeyError: 'listen_addr'"]
+    sup.mark_up()  # said once, not every tick
+    assert len(said) == 1
+
+
 class FakeApi:
     def __init__(self, archive: bytes, stat: dict[str, Any] | None = None,
                  error: Exception | None = None) -> None:
