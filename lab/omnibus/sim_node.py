@@ -17,8 +17,8 @@ import json
 
 RUN_DIR = "/run/gitlab-sim"
 #: JSON ``{"services": [...]}``: every service enabled on the node runs and accepts
-#: connections (`gitlab-ctl status` would exit 0). PID 1 removes it when one stops or
-#: restarts, and at its own start: a file older than the container's start is a
+#: connections (`gitlab-ctl status` would exit 0). PID 1 removes it when one stops, dies
+#: or restarts, and at its own start: a file older than the container's start is a
 #: previous run's.
 UP_MARK = f"{RUN_DIR}/up.json"
 #: Bytes the toolkit reads of it at most: a few service names.

@@ -289,9 +289,8 @@ class Supervisor:
                 json.dump({"services": names}, fh)
             os.replace(runstate.UP_MARK + ".tmp", runstate.UP_MARK)
         except Exception as exc:  # PID 1 outlives its readiness aid: status is asked anyway
+            # Said once: the next change of services tries again.
             log(f"up mark: {type(exc).__name__}: {exc}")
-            self.up_pending = False  # said once; the next change of services tries again
-            return
         self.up_pending = False
 
     def start(self, name: str) -> None:
@@ -391,10 +390,11 @@ class Supervisor:
                 self.restart_services()
             self.make_spares()
             for name, proc in list(self.children.items()):
-                if proc.poll() is not None:
-                    self.unmark()
+                if proc.poll() is None:
+                    continue
+                self.unmark()
                 # runit-style: a service that dies is started again.
-                if proc.poll() is not None and time.time() - self.started[name] > 1:
+                if time.time() - self.started[name] > 1:
                     log(f"{name} exited with {proc.returncode}; starting it again")
                     self.start(name)
                     self.write_state()
