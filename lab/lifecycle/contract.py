@@ -6,6 +6,7 @@ pytest plugin take this protocol, so their tests can hand them a fake.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,7 +51,10 @@ class LabHandle(Protocol):
               wait_gitaly: bool = ..., docker_health: bool = ...) -> list[str]: ...
 
     def wait_ready(self, *, timeout: float | None = ..., progress: Any = ...,
-                   wait_gitaly: bool = ..., docker_health: bool = ...) -> Any: ...
+                   wait_gitaly: bool = ..., docker_health: bool = ...,
+                   services_of: Collection[str] | None = ...,
+                   setup_of: Collection[str] | None = ...,
+                   app_of: Collection[str] | None = ...) -> Any: ...
 
     def status(self) -> Any: ...  # LabStatus: .nodes[i].node / .state / .ports, .to_json()
 

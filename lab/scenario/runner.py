@@ -21,7 +21,7 @@ from lab.scenario import evidence as ev
 from lab.scenario import patterns
 from lab.scenario.definition import Expected, Scenario, ScenarioLabs, Step
 from lab.scenario.plan import PlanItem, plan, room_for
-from lab.scenario.pool import READY_TIMEOUT, LabPool, Say, UpFn, default_up, wait_gitaly
+from lab.scenario.pool import LabPool, Say, UpFn, default_up, wait_gitaly
 from lab.scenario.results import Evidence, Outcome, ScenarioResult, StepResult
 from lab.scenario.steps import STEPS, Registry, Run
 from lab.store.ownership import keep_lab
@@ -131,8 +131,7 @@ def _undo_faults(run: Run) -> str:
                             f"{run.redact(str(exc))}")
     if run.faults and not problems:
         try:
-            run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
-                                   docker_health=False)
+            run.wait_restored(node for node, _ in run.faults)
         except LabError as exc:
             problems.append(f"lab not ready after undoing faults: {run.redact(str(exc))}")
     run.faults.clear()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -89,6 +89,20 @@ class Run:
     pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> files
     # (node, fault verb) -> the verb that undoes it, in the order they were done.
     faults: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Nodes a step restored since the lab was last waited for: the next wait asks them.
+    restored: set[str] = field(default_factory=set)
+
+    def wait_restored(self, nodes: Iterable[str]) -> None:
+        """Wait until the lab is ready again after ``nodes`` (and those restored before
+        without a wait) came back: as after a change (``RunningLab.apply``), only what that
+        can have changed is asked: their services, Praefect's database layers when one of
+        them is its node, the app's own layers when one is the app, and every lab-wide
+        layer (containers, Gitaly storages, the app's view of Gitaly)."""
+        touched = sorted(self.restored.union(nodes))
+        self.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=self.wait_gitaly,
+                                docker_health=False, services_of=touched, setup_of=touched,
+                                app_of=touched)
+        self.restored.clear()
 
     def __post_init__(self) -> None:
         self._token = Redactor()
@@ -472,6 +486,7 @@ def _verb_step(verb: Verb) -> StepFn:
         for key, undo in list(run.faults.items()):
             if key[0] == node and undo == verb.name:
                 del run.faults[key]
+        run.restored.add(node)
         if not verb.ready_after:
             return True, f"{node}: {verb.name}"
         down = sorted({n for (n, _), undo in run.faults.items() if n != node and undo == "start"})
@@ -480,8 +495,7 @@ def _verb_step(verb: Verb) -> StepFn:
             # before a later step starts it (which then waits).
             return True, f"{node}: {verb.name}; {', '.join(down)} still down"
         # A restored node is only useful once the lab is ready again.
-        run.running.wait_ready(timeout=READY_TIMEOUT, wait_gitaly=run.wait_gitaly,
-                               docker_health=False)
+        run.wait_restored([node])
         if not run.wait_gitaly:
             return True, f"{node}: {verb.name}; lab ready"
         ok, text = _settle_git(run, node)

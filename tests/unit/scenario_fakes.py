@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,6 +39,8 @@ class FakeLab:
     repos: dict[str, str] = field(default_factory=dict)  # path on storage -> node:full path
     fail_start: bool = False
     health_waits: list[bool] = field(default_factory=list)  # docker_health of each wait
+    # Each wait's services_of, setup_of, app_of (None: the whole lab).
+    asked: list[tuple[tuple[str, ...] | None, ...]] = field(default_factory=list)
     # Knows no secret: the runner must add the admin token itself.
     redactor: Redactor = field(default_factory=Redactor)
 
@@ -94,9 +97,15 @@ class FakeLab:
         return changed
 
     def wait_ready(self, *, timeout: float = 0, progress: Any = None,
-                   wait_gitaly: bool = True, docker_health: bool = True) -> None:
+                   wait_gitaly: bool = True, docker_health: bool = True,
+                   services_of: Collection[str] | None = None,
+                   setup_of: Collection[str] | None = None,
+                   app_of: Collection[str] | None = None) -> None:
         self.calls.append(("wait_ready", str(wait_gitaly)))
         self.health_waits.append(docker_health)
+        # What each wait asked about: None = the whole lab.
+        self.asked.append(tuple(None if n is None else tuple(sorted(n))
+                                for n in (services_of, setup_of, app_of)))
 
     def status(self) -> Any:
         return SimpleNamespace(nodes=[

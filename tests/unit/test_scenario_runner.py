@@ -226,6 +226,33 @@ def test_restoring_a_fault_in_a_mutated_lab_does_not_wait_for_gitaly(tmp_path: P
     assert waits == [("wait_ready", "True"), ("wait_ready", "False"), ("wait_ready", "False")]
 
 
+def test_a_restored_node_s_wait_asks_what_its_return_can_have_changed(tmp_path: Path) -> None:
+    """As after a change: the nodes that came back (also one started while another was
+    still down, so not waited for then), not every node's services, the database layers
+    or the app's token."""
+    labs, up, connect = make(tmp_path)
+    sc = parse_scenario(textwrap.dedent("""\
+        lab: {topology: scaled}
+        given:
+          faults: [{pause: gitlab}]
+        steps:
+          - stop: gitaly1
+          - start: gitaly1
+          - stop: gitaly1
+          - stop: gitlab
+          - start: gitaly1
+          - start: gitlab
+          - stop: gitaly1
+        """), "f.yaml")
+    results = run_scenarios([sc], up=up, connect=connect)
+    assert [r.outcome for r in results] == [Outcome.PASSED], results[0].message
+    (lab,) = labs
+    one, both = (("gitaly1",),) * 3, (("gitaly1", "gitlab"),) * 3
+    # After the first start; after the second pair (gitaly1 came back while gitlab was
+    # down); after the runner undid the stop of gitaly1 and the pause of gitlab.
+    assert lab.asked == [one, both, both]
+
+
 # --- release matrix -------------------------------------------------------------
 
 MATRIX = ["15.9.8", "17.11.7", "19.3.0"]  # legacy dialect, 15.10+ gitaly config, 18.0+ storages
