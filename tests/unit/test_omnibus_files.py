@@ -78,9 +78,9 @@ def test_each_flavour_has_its_own_timeout() -> None:
     assert WAITS[Flavor.OMNIBUS].lab_ready >= 1200
     omni = resolve(SpecRequest(topology="scaled", flavor="omnibus"))
     assert default_timeout(omni) == WAITS[Flavor.OMNIBUS].lab_ready
-    from lab.scenario import runner
+    from lab.scenario import pool
 
-    assert runner.READY_TIMEOUT is None  # the runner waits as long as `lab up`
+    assert pool.READY_TIMEOUT is None  # scenario waits last as long as `lab up`
 
 
 def test_rotated_gz_logs_are_read_as_text(tmp_path: Path) -> None:
