@@ -80,7 +80,7 @@ def test_each_flavour_has_its_own_timeout() -> None:
     assert default_timeout(omni) == WAITS[Flavor.OMNIBUS].lab_ready
     from lab.scenario import pool
 
-    assert pool.READY_TIMEOUT is None  # scenario waits last as long as `lab up`
+    assert pool.READY_TIMEOUT is None  # a scenario's waits last as long as `lab up`'s
 
 
 def test_rotated_gz_logs_are_read_as_text(tmp_path: Path) -> None:
