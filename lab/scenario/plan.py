@@ -128,26 +128,48 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
 
 
 def by_state(group: Sequence[PlanItem]) -> list[PlanItem]:
-    """One group's items base lab by base lab (a group is a lab family, ``family_key``), in
-    the order each base first appears; within a base, its own state first, then each other
-    state's items together, states in the order they first appear (a stable sort: items of
-    one state keep their order).
+    """One group's items base lab by base lab (a group is a lab family, ``family_key``):
+    the first item's base first, then each time the base that the fewest nodes must be
+    created anew to reach (``_made_anew``), of equals the one that first appears first;
+    within a base, its own state first, then each other state's items together, states in
+    the order they first appear (a stable sort: items of one state keep their order).
 
     Every change of state costs an apply (reconfigure, restart, readiness); in file order a
     library alternating base and changed scenarios reverts to the base before each base one.
+    Of those applies a node installed the other way costs most: its container is removed
+    and created again (the one-release library's scaled bases in file order made four of
+    them, where three do).
     """
     def keys(item: PlanItem) -> tuple[str, str]:
         assert item.labs is not None  # a group holds planned items only
         # The keys LabPool tells states apart by.
         return lab_key(item.labs.base), lab_key(item.labs.target)
 
-    bases: dict[str, int] = {}
+    first_seen: dict[str, Lab] = {}
     states: dict[str, int] = {}
     for item in group:
+        assert item.labs is not None
         base, target = keys(item)
-        bases.setdefault(base, len(bases))
+        first_seen.setdefault(base, item.labs.base)
         states.setdefault(target, -1 if target == base else len(states))
+    order: list[str] = []
+    left = list(first_seen)  # from the first item's base
+    while left:
+        came_from = first_seen[order[-1]] if order else None
+        nearest = min(left, key=lambda base: 0 if came_from is None
+                      else _made_anew(came_from, first_seen[base]))
+        order.append(nearest)
+        left.remove(nearest)
+    bases = {base: i for i, base in enumerate(order)}
     return sorted(group, key=lambda item: (bases[keys(item)[0]], states[keys(item)[1]]))
+
+
+def _made_anew(here: Lab, there: Lab) -> int:
+    """How many nodes turning ``here`` into ``there`` creates anew: those installed the other
+    way (``lab.lifecycle.node_actions``: their mounts differ, so their containers are
+    removed first) and those only ``there`` has."""
+    installs = {node.name: node.install for node in here.nodes}
+    return sum(installs.get(node.name) is not node.install for node in there.nodes)
 
 
 def plan(scenarios: Iterable[Scenario], *, flavor: str,

@@ -52,6 +52,28 @@ def test_a_group_runs_its_base_state_first_then_each_state_once() -> None:
     assert len({i.group for i in items}) == 1
 
 
+def test_bases_go_where_the_fewest_nodes_are_created_anew() -> None:
+    """A node installed the other way is removed and created again: after the Omnibus base,
+    the TLS base (no node anew) comes before the source ones, whatever the file order, and
+    each source base follows the one that differs from it in one node, not two."""
+    def sc(name: str, app: str, gitaly: str, tls: bool = False) -> object:
+        return parse_scenario(
+            f"name: {name}\nlab: {{topology: scaled, set: {{nodes.gitlab.install: {app}, "
+            f"nodes.gitaly1.install: {gitaly}, nodes.gitaly1.tls: {str(tls).lower()}}}}}\n"
+            "steps: [{api: /x}]\n", f"{name}.yaml")
+
+    scenarios = [sc("omnibus", "omnibus", "omnibus"), sc("app-src", "source", "omnibus"),
+                 sc("gitaly-src", "omnibus", "source"), sc("tls", "omnibus", "omnibus", True),
+                 sc("both-src", "source", "source")]
+    items = plan.plan(scenarios, flavor="sim")  # type: ignore[arg-type]
+    assert [i.name for i in items] == ["omnibus", "tls", "app-src", "both-src", "gitaly-src"]
+    # In file order: omnibus, app-src, gitaly-src (two nodes anew), tls, both-src (two).
+    anew = [plan._made_anew(a.labs.base, b.labs.base)  # type: ignore[union-attr]
+            for a, b in itertools.pairwise(items)]
+    assert anew == [0, 1, 1, 1]
+    assert len({i.group for i in items}) == 1
+
+
 def test_room_for_counts_cores_and_memory() -> None:
     sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base
