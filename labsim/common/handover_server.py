@@ -71,8 +71,9 @@ def _child(conn: socket.socket, request: Request, fds: list[int], run: Command) 
     code = 1
     try:
         # The server's handlers act on the server's state: here the signals do what they
-        # would to the command's own process.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        # would to the command's own process (PID 1's SIGCHLD handler writes to a pipe
+        # whose descriptor number this child may reuse for a file of its own).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

@@ -28,6 +28,8 @@ SUPERUSER = "gitlab-psql"
 OS_USER = "postgres"  # Debian's package makes this account
 #: The same initdb, made when the image was built (images/sim/Dockerfile).
 TEMPLATE = "/opt/gitlab/embedded/postgresql-initdb.tar.zst"
+# A safety net: signals wake the wrapper's wait (``main``).
+IDLE_LOOK = 5.0
 
 
 def log(message: str) -> None:
@@ -75,13 +77,28 @@ def main() -> int:
          "-c", "jit=off", "-c", "fsync=off", "-c", "logging_collector=off"],
         user=user.pw_uid, group=user.pw_gid, stdin=subprocess.DEVNULL)
     log(f"postgres started (pid {proc.pid}); listening on {listen}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.2):
+    return watch(proc)
+
+
+def watch(proc: subprocess.Popen[bytes]) -> int:
+    """Until postgres exits (1) or this wrapper is stopped (SIGTERM, SIGINT), which stops
+    postgres (0)."""
+    stop = threading.Event()  # SIGTERM or SIGINT
+    woken = threading.Event()  # those, or postgres' exit (SIGCHLD: its only child)
+
+    def asked(*_: object) -> None:
+        stop.set()
+        woken.set()
+    signal.signal(signal.SIGTERM, asked)
+    signal.signal(signal.SIGINT, asked)
+    signal.signal(signal.SIGCHLD, lambda *_: woken.set())
+    while not stop.is_set():
         if proc.poll() is not None:
             log(f"postgres exited with {proc.returncode}")
             return 1
+        # Woken by what it acts on; it used to look five times a second.
+        woken.wait(IDLE_LOOK)
+        woken.clear()  # a signal after this is seen by the next round's own checks
     proc.send_signal(signal.SIGINT)  # fast shutdown, as `gitlab-ctl stop postgresql`
     try:
         proc.wait(10)

@@ -205,6 +205,7 @@ class Praefect:
         self.db_lock = threading.Lock()
         self.shard_primaries: dict[str, str] = {}
         self.name = f"{socket.gethostname()}:{conf.get('listen_addr', '')}"
+        self.checker: futures.ThreadPoolExecutor | None = None
 
     # -- helpers ----------------------------------------------------------------
 
@@ -392,12 +393,14 @@ class Praefect:
     # -- background work --------------------------------------------------------
 
     def check_health(self) -> bool:
-        """One round of the health manager: every node asked at once, then each node's
-        ``node_status`` row written; whether every row was written."""
+        """One round of health checks: every node asked at once, then the ``node_status``
+        rows written, all in one statement from PER_REPOSITORY (the health manager's
+        ``updateHealthChecks``), each node's row on its own before (the SQL elector's
+        ``updateNode``); whether every row was written."""
         nodes = [node for vs_nodes in self.nodes.values() for node in vs_nodes.values()]
-        with futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            answers = list(pool.map(self.answers_health_check, nodes))
-        recorded = True
+        if self.checker is None:  # the same threads each round, as Praefect's goroutines
+            self.checker = futures.ThreadPoolExecutor(max_workers=max(1, len(nodes)))
+        answers = list(self.checker.map(self.answers_health_check, nodes))
         for node, ok in zip(nodes, answers, strict=True):
             was = node.healthy()
             if ok:
@@ -405,13 +408,18 @@ class Praefect:
             if was != node.healthy():
                 log(f"node {node.storage} of {node.vs} is now "
                     f"{'healthy' if node.healthy() else 'unhealthy'}")
-            try:
-                self.db(self.store.record_health, self.name, node.vs, node.storage, ok)
-            except psycopg2.Error as exc:
-                if recorded:
-                    log(f"checking health failed: update checks: {db_error(exc)}")
-                recorded = False
-        return recorded
+        try:
+            if self.version >= PER_REPOSITORY:
+                self.db(self.store.record_health_round, self.name,
+                        [(node.vs, node.storage, ok) for node, ok in zip(nodes, answers,
+                                                                         strict=True)])
+            else:
+                for node, ok in zip(nodes, answers, strict=True):
+                    self.db(self.store.record_health, self.name, node.vs, node.storage, ok)
+        except psycopg2.Error as exc:
+            log(f"checking health failed: update checks: {db_error(exc)}")
+            return False
+        return True
 
     @staticmethod
     def answers_health_check(node: Node) -> bool:

@@ -11,7 +11,7 @@ Only the columns the sim uses exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -208,6 +208,23 @@ class Store:
                 "last_contact_attempt_at = now(), last_seen_active_at = CASE WHEN %s "
                 "THEN now() ELSE node_status.last_seen_active_at END",
                 (praefect, vs, node, ok, ok))
+
+    def record_health_round(self, praefect: str,
+                            checks: Sequence[tuple[str, str, bool]]) -> None:
+        """A round's checks, (virtual storage, node, answered) each, in one statement: the
+        health manager's (from PRAEFECT_PER_REPOSITORY; ``record_health`` before it)."""
+        with self.tx() as cur:
+            cur.execute(
+                "INSERT INTO node_status (praefect_name, shard_name, node_name, "
+                "last_contact_attempt_at, last_seen_active_at) "
+                "SELECT %s, shard_name, node_name, now(), CASE WHEN is_healthy THEN now() END "
+                "FROM (SELECT unnest(%s::text[]) AS shard_name, unnest(%s::text[]) AS node_name,"
+                " unnest(%s::boolean[]) AS is_healthy) AS results "
+                "ON CONFLICT (praefect_name, shard_name, node_name) DO UPDATE SET "
+                "last_contact_attempt_at = now(), last_seen_active_at = "
+                "COALESCE(EXCLUDED.last_seen_active_at, node_status.last_seen_active_at)",
+                (praefect, [vs for vs, _, _ in checks], [node for _, node, _ in checks],
+                 [ok for _, _, ok in checks]))
 
     def healthy(self, failover_timeout: float) -> dict[str, set[str]]:
         """Per virtual storage, the nodes seen active within the failover timeout."""

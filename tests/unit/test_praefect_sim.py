@@ -461,3 +461,39 @@ def test_a_replication_job_gets_three_attempts_then_dies(
         praefect.replicate()
     assert queue == {}
     assert calls == ["ReplicateRepository"] * 3
+
+
+@pytest.mark.parametrize(("release", "statements"), [
+    # The health manager's updateHealthChecks: every node's row in one upsert.
+    ("19.3.0", [("round", [("default", "gitaly1", True), ("default", "gitaly2", False),
+                           ("default", "gitaly3", True)])]),
+    ("14.0.12", [("round", [("default", "gitaly1", True), ("default", "gitaly2", False),
+                            ("default", "gitaly3", True)])]),
+    # Before per_repository, the SQL elector's updateNode: a row per node.
+    ("13.12.15", [("node", "default", "gitaly1", True), ("node", "default", "gitaly2", False),
+                  ("node", "default", "gitaly3", True)]),
+])
+def test_a_health_round_writes_node_status_as_that_release_does(
+        praefect_server: ModuleType, release: str, statements: list[tuple[Any, ...]]) -> None:
+    from lab.omnibus.release import Version
+
+    conf = {"listen_addr": "0.0.0.0:2305", "token": "x", "database": {"host": "praefect-db"},
+            "virtual_storages": {"default": [
+                {"storage": f"gitaly{i}", "address": f"tcp://gitaly{i}:8075", "token": "t"}
+                for i in (1, 2, 3)]}}
+    praefect = praefect_server.Praefect(conf, Version.parse(release))
+    written: list[tuple[Any, ...]] = []
+
+    class Store:
+        def record_health_round(self, name: str, checks: list[tuple[str, str, bool]]) -> None:
+            written.append(("round", checks))
+
+        def record_health(self, name: str, vs: str, node: str, ok: bool) -> None:
+            written.append(("node", vs, node, ok))
+
+    praefect.store = Store()
+    praefect.answers_health_check = lambda node: node.storage != "gitaly2"
+    assert praefect.check_health() is True
+    assert written == statements
+    assert praefect.check_health() is True  # the same threads ask again
+    assert written == statements * 2
