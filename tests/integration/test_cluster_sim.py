@@ -18,10 +18,10 @@ from lab.omnibus import praefect
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 pytestmark = [pytest.mark.docker, pytest.mark.sim, pytest.mark.slow]
-# Each runs on the default release's lab; cluster-database-stopped pins its own release.
+# Each runs on the default release's lab (cluster-database-stopped is pinned to it).
 ON_ONE_LAB = ["cluster-push-clone", "cluster-gitaly-stopped", "cluster-external-token-mismatch",
               "cluster-storage-name-mismatch",
-              "cluster-gitaly-own-secrets"]
+              "cluster-gitaly-own-secrets", "cluster-database-stopped"]
 
 
 def test_sim_image_with_the_database_stays_under_250_mb(sim_image: str) -> None:  # noqa: F811
@@ -58,11 +58,8 @@ def test_cluster_is_ready_and_its_scenarios_pass_on_one_lab(
         lab_cli("down", name)
 
 
-def test_database_stopped_and_the_legacy_dialect(lab_home: Path,
-                                                 sim_image: str) -> None:  # noqa: F811
-    ran = lab_cli("run", "--json", str(LIBRARY / "cluster-database-stopped.yaml"))
-    results = json.loads(ran.stdout)["scenarios"]
-    assert [r["status"] for r in results] == ["passed"], ran.stdout[-4000:]
+def test_the_legacy_dialect_and_per_repository_routing(lab_home: Path,
+                                                       sim_image: str) -> None:  # noqa: F811
     # praefect['virtual_storages'] and praefect['database_*'] (13.3.0's keys).
     legacy = lab_cli("run", "--json", "--version", "13.3.0",
                      str(LIBRARY / "cluster-push-clone.yaml"))

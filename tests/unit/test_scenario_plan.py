@@ -74,6 +74,17 @@ def test_bases_go_where_the_fewest_nodes_are_created_anew() -> None:
     assert len({i.group for i in items}) == 1
 
 
+def test_at_one_release_the_library_boots_one_lab_per_topology() -> None:
+    """Every built-in scenario of a topology shares its lab at the default release: a
+    pinned one is pinned to that release (a scenario pinned to another boots a lab of its
+    own, five seconds of a cluster's boot in every `lab run scenarios/`)."""
+    library = [load_scenario(p) for p in sorted(LIBRARY.glob("*.yaml"))]
+    items = [i for i in plan.plan(library, flavor="sim") if i.labs is not None]
+    groups = {(i.labs.base.topology, i.group) for i in items}  # type: ignore[union-attr]
+    assert sorted(topology for topology, _ in groups) == ["cluster", "scaled"], sorted(
+        (i.name, str(i.labs.base.version)) for i in items)  # type: ignore[union-attr]
+
+
 def test_room_for_counts_cores_and_memory() -> None:
     sim = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml")).base
     omni = resolve_labs(load_scenario(LIBRARY / "gitaly-own-secrets.yaml"), flavor="omnibus").base
@@ -148,7 +159,8 @@ def test_each_big_lab_is_handed_out_beside_a_small_one() -> None:
 def test_of_the_big_labs_the_one_with_more_scenarios_goes_first() -> None:
     """A cluster scenario pinned to a release of its own has a lab for itself: handed out
     first, it would hold back the library's cluster lab, the longest group, until done."""
-    pinned = load_scenario(LIBRARY / "cluster-database-stopped.yaml")
+    pinned = parse_scenario("name: cluster-database-stopped\nlab: {topology: cluster, "
+                            "version: '16.11.10'}\nsteps: [{api: /x}]\n", "pinned.yaml")
     plain = load_scenario(LIBRARY / "gitaly-own-secrets.yaml")
     clone = load_scenario(LIBRARY / "cluster-push-clone.yaml")
     token = load_scenario(LIBRARY / "cluster-external-token-mismatch.yaml")
