@@ -89,7 +89,9 @@ def own_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _signal_soon(sig: signal.Signals, after: float = 0.2) -> threading.Timer:
+def _signal_soon(sig: signal.Signals, after: float = 0.5) -> threading.Timer:
+    """``sig`` to this process once the code under test has had time to take it over
+    (before, pytest's own handler would get it)."""
     timer = threading.Timer(after, os.kill, (os.getpid(), sig))
     timer.start()
     return timer
