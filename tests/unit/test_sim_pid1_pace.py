@@ -3,7 +3,6 @@ and for what it has due, not 20 times a second whatever happens."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -12,35 +11,16 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+import sim_run_state
+from sim_run_state import Proc
 
-from labsim.common import runstate
 from labsim.node import supervisor
 from labsim.praefect import postgres
 from labsim.web import app_server
 
-
-class Proc:
-    def __init__(self, pid: int, code: int | None = None) -> None:
-        self.pid, self.code = pid, code
-
-    def poll(self) -> int | None:
-        return self.code
-
-
-@pytest.fixture
-def sup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[supervisor.Supervisor]:
-    monkeypatch.setattr(runstate, "UP_MARK", str(tmp_path / "up.json"))
-    monkeypatch.setattr(supervisor, "STATE", str(tmp_path / "services.json"))
-    before = signal.getsignal(signal.SIGCHLD)
-    made = supervisor.Supervisor()
-    try:
-        yield made
-    finally:
-        signal.signal(signal.SIGCHLD, before)
-        ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, set by adopt_orphans
+sup = pytest.fixture(sim_run_state.supervisor_here)
 
 
 def test_an_idle_node_looks_once_a_second(sup: supervisor.Supervisor) -> None:

@@ -3,7 +3,6 @@ through the engine's archive API instead of exec'ing `gitlab-ctl status`."""
 
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import tarfile
@@ -12,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sim_run_state
+from sim_run_state import Proc
 
 from lab.engine import docker as dk
 from lab.errors import EngineError
 from lab.omnibus.sim_node import up_services
-from labsim.common import runstate
 from labsim.node import ctl, supervisor  # ctl: the module supervisor asks by name
 
 STARTED = "2026-12-07T15:16:36.312920315Z"
@@ -41,23 +41,7 @@ def test_a_mark_that_does_not_say_is_none(data: bytes, mtime: str) -> None:
     assert up_services(data, mtime, STARTED) is None
 
 
-class Proc:
-    def __init__(self, pid: int, code: int | None = None) -> None:
-        self.pid, self.code = pid, code
-
-    def poll(self) -> int | None:
-        return self.code
-
-
-@pytest.fixture
-def sup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[supervisor.Supervisor]:
-    monkeypatch.setattr(runstate, "UP_MARK", str(tmp_path / "up.json"))
-    monkeypatch.setattr(supervisor, "STATE", str(tmp_path / "services.json"))
-    made = supervisor.Supervisor()
-    try:
-        yield made
-    finally:
-        ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, set by adopt_orphans
+sup = pytest.fixture(sim_run_state.supervisor_here)
 
 
 def test_pid1_marks_up_once_status_would_say_so_and_unmarks_on_a_change(
