@@ -22,8 +22,8 @@ class NodeStatus:
 
     @property
     def healthy(self) -> bool:
-        # "starting": Docker has not run its first check yet (its interval is 5 s,
-        # and `lab up` no longer waits for it); only "unhealthy" is a verdict.
+        # "starting": Docker has not run its first check yet (60 s after the start, the
+        # image's pace; `lab up` does not wait for it); only "unhealthy" is a verdict.
         return self.state == "running" and self.health != "unhealthy"
 
     def to_json(self) -> dict[str, Any]:
