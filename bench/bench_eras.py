@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from table import Row, load_note, print_table
+from table import Row, cpu_busy, cpu_ticks, load_note, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 ERAS = "11.11.8,12.10.14,13.12.15,15.9.8,16.11.10,17.11.7,19.3.0"
@@ -152,23 +152,6 @@ def containers_cpu() -> float | None:
 def cpu_row(before: float | None, after: float | None) -> Row:
     used = f"{after - before:.1f} CPU-s" if before is not None and after is not None else "-"
     return Row("  for information: CPU in the labs' containers during it", used, "-", "-")
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """(busy, all) clock ticks of every CPU since boot, from /proc/stat ((0, 0) elsewhere)."""
-    try:
-        # user nice system idle iowait irq softirq steal; guest time is inside user already
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-        idle = fields[3] + fields[4]  # idle and iowait
-    except (OSError, ValueError, IndexError):
-        return 0, 0
-    return sum(fields) - idle, sum(fields)
-
-
-def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """Percent of the CPUs' time busy between two ``cpu_ticks``."""
-    total = after[1] - before[1]
-    return 100.0 * (after[0] - before[0]) / total if total > 0 else 0.0
 
 
 def up_rows(rounds: int) -> list[Row]:

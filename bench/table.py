@@ -8,6 +8,7 @@ them all together from one run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,28 @@ def load_note() -> str:
 
     one, five, _ = os.getloadavg()
     return f"{os.cpu_count()} cores, load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot, from /proc/stat ((0, 0) elsewhere)."""
+    try:
+        # user nice system idle iowait irq softirq steal; guest time is inside user already
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+        idle = fields[3] + fields[4]  # idle and iowait
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Percent of the CPUs' time busy between two ``cpu_ticks``."""
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def busy_seconds(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """CPU-seconds the machine's CPUs were busy between two ``cpu_ticks``, every process's
+    (the engine's and the containers' included)."""
+    import os
+
+    return (after[0] - before[0]) / os.sysconf("SC_CLK_TCK")
