@@ -35,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -89,7 +89,10 @@ CLUSTER_PATHS = PRAEFECT_REPLICA_PATHS
 PER_REPOSITORY = PRAEFECT_PER_REPOSITORY
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500),
                    ("grpc.min_reconnect_backoff_ms", 500),
-                   ("grpc.max_reconnect_backoff_ms", 1000)]
+                   ("grpc.max_reconnect_backoff_ms", 1000),
+                   # Each channel its own connection: the C core otherwise shares one among
+                   # channels to the same address, backoff and all (Node.channel).
+                   ("grpc.use_local_subchannel_pool", 1)]
 _CODES = {
     lab_auth.AuthOutcome.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     lab_auth.AuthOutcome.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
@@ -143,6 +146,10 @@ class Node:
         self.last_ok = 0.0
         self._channel: grpc.Channel | None = None
         self._ip: str | None = None  # the address self._channel dials (None: the name)
+        # The connectivity callback subscribed to self._channel, and whether that channel
+        # last reported TRANSIENT_FAILURE (a failed connection attempt, now in backoff).
+        self._watch: Callable[[grpc.ChannelConnectivity], None] | None = None
+        self._failing = False
         self._lock = threading.Lock()
 
     def target(self) -> str:
@@ -160,16 +167,47 @@ class Node:
         reaches the other node, whose health check passes with the same internal token (the
         sim once counted gitaly2 healthy 11 s after its token changed). So the name is
         looked up on each use, and a channel dials the address found (or the name while it
-        has none, which fails as a lookup does). A replaced channel is not closed: calls on
-        it run to their end.
+        has none, which fails as a lookup does). A replaced channel is not closed: calls
+        on it run to their end.
+
+        A channel whose last connection attempt failed is replaced too. Omnibus HUPs
+        Gitaly on a reconfigure, a graceful restart in which the new process takes over
+        the listeners, so real Praefect's connection to the node never meets a refusal.
+        The sim's Gitaly stops and starts (docs/fidelity.md): a health check in that moment
+        put the channel into gRPC's reconnect backoff, and the next call routed to the
+        node, well after it listened again, failed at once with "failed to connect to all
+        addresses" (seen in `cluster-internal-token-mismatch`, right after the scenario
+        before it restored gitaly1). A node that is down stays unreachable: each call
+        dials and fails.
         """
         host, _, port = self.target().rpartition(":")
         ip = resolve(host, port) if host else None
         with self._lock:
-            if self._channel is None or ip != self._ip:
+            if self._channel is None or ip != self._ip or self._failing:
+                old, watch = self._channel, self._watch
                 self._ip = ip
                 self._channel = self._dial(host, port, ip)
+                self._failing = False
+                self._watch = self._watcher(self._channel)
+                self._channel.subscribe(self._watch)
+                if old is not None and watch is not None:
+                    old.unsubscribe(watch)  # then only its calls hold it
             return self._channel
+
+    def close(self) -> None:
+        """Stop watching the node's channel and close it (its calls end)."""
+        with self._lock:
+            if self._channel is not None and self._watch is not None:
+                self._channel.unsubscribe(self._watch)
+                self._channel.close()
+            self._channel, self._watch, self._failing = None, None, False
+
+    def _watcher(self, channel: grpc.Channel) -> Callable[[grpc.ChannelConnectivity], None]:
+        def seen(state: grpc.ChannelConnectivity) -> None:
+            # gRPC's own thread; a late word from a replaced channel changes nothing.
+            if channel is self._channel:
+                self._failing = state is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        return seen
 
     def _dial(self, host: str, port: str, ip: str | None) -> grpc.Channel:
         options: list[tuple[str, Any]]
@@ -574,6 +612,9 @@ def main() -> int:
                          kwargs={"wait_first": wait_first}, daemon=True).start()
     stop.wait()
     server.stop(grace=2).wait(3)
+    for nodes in praefect.nodes.values():
+        for node in nodes.values():
+            node.close()
     return 0
 
 

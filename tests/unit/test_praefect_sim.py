@@ -290,7 +290,8 @@ def test_praefect_dials_the_address_a_node_name_has_now(
 
     def insecure(target: str, options: list[tuple[str, Any]]) -> object:
         dialled.append((target, dict(options)))
-        return object()
+        return SimpleNamespace(subscribe=lambda callback: None,
+                               unsubscribe=lambda callback: None, close=lambda: None)
 
     def secure(target: str, creds: object, options: list[tuple[str, Any]]) -> object:
         return insecure(target, options)
@@ -315,6 +316,47 @@ def test_praefect_dials_the_address_a_node_name_has_now(
             assert options.get("grpc.ssl_target_name_override") == ("gitaly2" if tls else None)
         else:
             assert "grpc.default_authority" not in options
+
+
+def test_a_node_that_refused_a_connection_is_reached_as_soon_as_it_listens_again(
+        praefect_server: ModuleType) -> None:
+    """Omnibus restarts Gitaly gracefully on a reconfigure (its listeners handed over), so
+    Praefect never meets a refusal there; the sim's Gitaly stops and starts. A call that
+    met the refusal must not leave the node in gRPC's reconnect backoff (0.5 s and more)
+    for the next call, made once the node listens again."""
+    import socket
+    import time
+    from concurrent import futures
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = praefect_server.Node("default", "gitaly1", f"tcp://127.0.0.1:{port}", "t")
+    check = praefect_server.HEALTH_CHECK
+    first = node.channel()
+    with pytest.raises(grpc.RpcError) as refused:
+        first.unary_unary(check)(b"", timeout=2)
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    # The channel reports its failure on gRPC's own thread (within milliseconds; Praefect's
+    # health checks come a second apart): from then on the node hands out a new channel.
+    deadline = time.monotonic() + 5
+    while node.channel() is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert node.channel() is not first
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: b"")})])
+    assert server.add_insecure_port(f"127.0.0.1:{port}") == port
+    server.start()
+    try:
+        answered = node.channel().unary_unary(check)(b"", timeout=2)
+    finally:
+        server.stop(None)
+        # No gRPC thread outlives the test (a later fork in this worker would say so).
+        node.close()
+        first.close()
+    assert answered == b""
 
 
 class Stop:
