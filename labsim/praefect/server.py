@@ -446,18 +446,17 @@ class Praefect:
             if was != node.healthy():
                 log(f"node {node.storage} of {node.vs} is now "
                     f"{'healthy' if node.healthy() else 'unhealthy'}")
-        try:
-            if self.version >= PER_REPOSITORY:
-                self.db(self.store.record_health_round, self.name,
-                        [(node.vs, node.storage, ok) for node, ok in zip(nodes, answers,
-                                                                         strict=True)])
-            else:
-                for node, ok in zip(nodes, answers, strict=True):
-                    self.db(self.store.record_health, self.name, node.vs, node.storage, ok)
-        except psycopg2.Error as exc:
-            log(f"checking health failed: update checks: {db_error(exc)}")
-            return False
-        return True
+        checks = [(node.vs, node.storage, ok) for node, ok in zip(nodes, answers, strict=True)]
+        writes = [checks] if self.version >= PER_REPOSITORY else [[check] for check in checks]
+        recorded = True
+        for write in writes:  # each on its own: a failed one leaves the others to be written
+            try:
+                self.db(self.store.record_health, self.name, write)
+            except psycopg2.Error as exc:
+                if recorded:
+                    log(f"checking health failed: update checks: {db_error(exc)}")
+                recorded = False
+        return recorded
 
     @staticmethod
     def answers_health_check(node: Node) -> bool:

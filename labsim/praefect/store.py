@@ -200,19 +200,10 @@ class Store:
 
     # -- health ----------------------------------------------------------------
 
-    def record_health(self, praefect: str, vs: str, node: str, ok: bool) -> None:
-        with self.tx() as cur:
-            cur.execute(
-                "INSERT INTO node_status VALUES (%s, %s, %s, now(), CASE WHEN %s THEN now() END)"
-                " ON CONFLICT (praefect_name, shard_name, node_name) DO UPDATE SET "
-                "last_contact_attempt_at = now(), last_seen_active_at = CASE WHEN %s "
-                "THEN now() ELSE node_status.last_seen_active_at END",
-                (praefect, vs, node, ok, ok))
-
-    def record_health_round(self, praefect: str,
-                            checks: Sequence[tuple[str, str, bool]]) -> None:
-        """A round's checks, (virtual storage, node, answered) each, in one statement: the
-        health manager's (from PRAEFECT_PER_REPOSITORY; ``record_health`` before it)."""
+    def record_health(self, praefect: str, checks: Sequence[tuple[str, str, bool]]) -> None:
+        """Health checks, (virtual storage, node, answered) each, in one upsert of
+        ``node_status``: a round's, as the health manager writes them (from
+        PRAEFECT_PER_REPOSITORY), or one node's, as the SQL elector did before."""
         with self.tx() as cur:
             cur.execute(
                 "INSERT INTO node_status (praefect_name, shard_name, node_name, "

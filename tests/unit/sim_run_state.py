@@ -1,4 +1,4 @@
-"""A sim node's run-state files in a test's own folder, and a port something listens on:
+"""A sim node's run-state files in a test's own folder, and a port something listens on,
 for the tests of the sim's short-lived tools (`gitlab-ctl status`, `gitlab-healthcheck`,
 `service gitlab`), which read labsim.common.runstate; and PID 1's supervisor writing its
 files there. Each module makes fixtures of them

@@ -505,18 +505,20 @@ def test_a_replication_job_gets_three_attempts_then_dies(
     assert calls == ["ReplicateRepository"] * 3
 
 
+ROUND = [("default", "gitaly1", True), ("default", "gitaly2", False),
+         ("default", "gitaly3", True)]
+
+
 @pytest.mark.parametrize(("release", "statements"), [
     # The health manager's updateHealthChecks: every node's row in one upsert.
-    ("19.3.0", [("round", [("default", "gitaly1", True), ("default", "gitaly2", False),
-                           ("default", "gitaly3", True)])]),
-    ("14.0.12", [("round", [("default", "gitaly1", True), ("default", "gitaly2", False),
-                            ("default", "gitaly3", True)])]),
-    # Before per_repository, the SQL elector's updateNode: a row per node.
-    ("13.12.15", [("node", "default", "gitaly1", True), ("node", "default", "gitaly2", False),
-                  ("node", "default", "gitaly3", True)]),
+    ("19.3.0", [ROUND]),
+    ("14.0.12", [ROUND]),
+    # Before per_repository, the SQL elector's updateNode: an upsert per node.
+    ("13.12.15", [[check] for check in ROUND]),
 ])
 def test_a_health_round_writes_node_status_as_that_release_does(
-        praefect_server: ModuleType, release: str, statements: list[tuple[Any, ...]]) -> None:
+        praefect_server: ModuleType, release: str,
+        statements: list[list[tuple[str, str, bool]]]) -> None:
     from lab.omnibus.release import Version
 
     conf = {"listen_addr": "0.0.0.0:2305", "token": "x", "database": {"host": "praefect-db"},
@@ -524,14 +526,11 @@ def test_a_health_round_writes_node_status_as_that_release_does(
                 {"storage": f"gitaly{i}", "address": f"tcp://gitaly{i}:8075", "token": "t"}
                 for i in (1, 2, 3)]}}
     praefect = praefect_server.Praefect(conf, Version.parse(release))
-    written: list[tuple[Any, ...]] = []
+    written: list[list[tuple[str, str, bool]]] = []
 
     class Store:
-        def record_health_round(self, name: str, checks: list[tuple[str, str, bool]]) -> None:
-            written.append(("round", checks))
-
-        def record_health(self, name: str, vs: str, node: str, ok: bool) -> None:
-            written.append(("node", vs, node, ok))
+        def record_health(self, name: str, checks: list[tuple[str, str, bool]]) -> None:
+            written.append(checks)
 
     praefect.store = Store()
     praefect.answers_health_check = lambda node: node.storage != "gitaly2"
