@@ -244,19 +244,16 @@ class LabProbes:
         return Verdict(False, f"/-/readiness: {failure_line(res)}")
 
     def praefect_database(self, node: str) -> Verdict:
-        """Praefect's role and database on its PostgreSQL node: made once, then there."""
-        res = self.handle.exec(node, praefect.database_exists_cmd(), check=False, timeout=60)
-        if res.returncode == 0 and res.stdout.strip() == "1":
-            return Verdict(True, f"{praefect.DB_NAME} exists")
-        if res.returncode != 0:
-            return Verdict(False, f"PostgreSQL not answering yet: {failure_line(res)}")
-        made = self.handle.exec(node, praefect.database_setup_cmd(
+        """Praefect's role and database on its PostgreSQL node: made once, then there. One
+        psql does both (``database_setup_cmd``); it fails until PostgreSQL answers."""
+        res = self.handle.exec(node, praefect.database_setup_cmd(
             self.handle.rendered.secrets.praefect_db_password), check=False, timeout=60)
-        if made.returncode != 0:
-            return Verdict(False, f"creating {praefect.DB_NAME}: {failure_line(made)}")
-        # psql stops at the first error (ON_ERROR_STOP): exit 0 means CREATE DATABASE
-        # committed, so the database is there without asking again a round later.
-        return Verdict(True, f"{praefect.DB_NAME} created")
+        if res.returncode != 0:
+            return Verdict(False, f"{praefect.DB_NAME} not made yet: {failure_line(res)}")
+        # psql stops at the first error (ON_ERROR_STOP): exit 0 means the role is set and
+        # the database is there, made now or before.
+        made = "created" if praefect.database_made(res.stdout) else "exists"
+        return Verdict(True, f"{praefect.DB_NAME} {made}")
 
     def praefect_migrated(self, node: str) -> Verdict:
         res = self.handle.exec(node, praefect.praefect_cmd("sql-migrate"), check=False,

@@ -21,6 +21,7 @@ Standard library only, like the rest of lab/omnibus.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,20 +102,31 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def database_exists_cmd() -> list[str]:
-    """Prints 1 once Praefect's database exists."""
-    return _psql(f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(DB_NAME)}")
-
-
 def database_setup_cmd(password: str) -> list[str]:
-    """The docs' "Praefect PostgreSQL post-configuration", safe to run again: the role
-    (with its password), then the database owned by it, in one psql (CREATE DATABASE
-    can't run in a transaction block, hence two statements)."""
+    """The docs' "Praefect PostgreSQL post-configuration", safe to run again, in one exec:
+    the role (with its password), then the database owned by it unless it exists. The SQL
+    goes to psql's standard input, because CREATE DATABASE can run neither in a
+    transaction block nor in a DO block, and psql's ``\\gexec`` (which runs it only where
+    a query returns it) works in a script but not in ``-c``. psql prints
+    ``DATABASE_CREATED`` when it made the database (``database_made``)."""
     role = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
             f"{sql_literal(DB_USER)}) THEN CREATE ROLE {DB_USER} WITH LOGIN PASSWORD "
             f"{sql_literal(password)}; ELSE ALTER ROLE {DB_USER} WITH LOGIN PASSWORD "
-            f"{sql_literal(password)}; END IF; END$$")
-    return _psql(role, f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'")
+            f"{sql_literal(password)}; END IF; END$$;")
+    create = f"CREATE DATABASE {DB_NAME} WITH OWNER {DB_USER} ENCODING 'UTF8'"
+    make = (f"SELECT {sql_literal(create)} WHERE NOT EXISTS (SELECT FROM pg_database "
+            f"WHERE datname = {sql_literal(DB_NAME)}) \\gexec")
+    psql = " ".join(shlex.quote(arg) for arg in _psql())
+    return ["/bin/sh", "-c", f"printf '%s\\n' {shlex.quote(role)} {shlex.quote(make)} | {psql}"]
+
+
+#: psql's command tag for a CREATE DATABASE it ran (printed without -q).
+DATABASE_CREATED = "CREATE DATABASE"
+
+
+def database_made(stdout: str) -> bool:
+    """``database_setup_cmd``'s output says it created the database (else it was there)."""
+    return DATABASE_CREATED in (line.strip() for line in stdout.splitlines())
 
 
 # --- Praefect's health checks of its Gitaly nodes -----------------------------------------

@@ -38,6 +38,14 @@ def test_cluster_is_ready_and_its_scenarios_pass_on_one_lab(
         running = attach(name)
         ping = running.exec("praefect", praefect.praefect_cmd("sql-ping"), check=False)
         assert (ping.returncode, ping.stdout) == (0, "praefect sql-ping: OK\n"), ping.stderr
+        # The database layer's psql is safe to run again: the role keeps its password (the
+        # ping below still connects) and the database is not made twice.
+        setup = running.exec("praefect-db", praefect.database_setup_cmd(
+            running.rendered.secrets.praefect_db_password), check=False)
+        assert (setup.returncode, praefect.database_made(setup.stdout)) == (0, False), \
+            setup.stdout + setup.stderr
+        assert running.exec("praefect", praefect.praefect_cmd("sql-ping"),
+                            check=False).returncode == 0
         again = running.exec("praefect", praefect.praefect_cmd("sql-migrate"), check=False)
         assert again.stdout == "praefect sql-migrate: all migrations are up\n", again.stderr
         dial = running.exec("praefect", praefect.praefect_cmd("dial-nodes"), check=False)

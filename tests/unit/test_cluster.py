@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,10 +151,9 @@ class FakeNodes:
 
     def exec(self, node: str, cmd: list[str], *, check: bool, timeout: float) -> object:
         self.calls.append((node, cmd))
-        if cmd == pf.database_exists_cmd():
-            return self.Result(cmd, 0, "1\n" if self.db_there else "\n", "")
-        if cmd[0] == pf.GITLAB_PSQL and "CREATE DATABASE" in cmd[-1]:
-            self.db_there = True
+        if cmd == pf.database_setup_cmd(self.rendered.secrets.praefect_db_password):
+            made, self.db_there = not self.db_there, True
+            return self.Result(cmd, 0, "DO\nCREATE DATABASE\n" if made else "DO\n", "")
         return self.Result(cmd, 0, "", "")
 
 
@@ -169,15 +169,16 @@ def test_omnibus_layers_make_the_database_then_migrate(monkeypatch: pytest.Monke
     asks = layers.LabProbes(fake)  # type: ignore[arg-type]
     first = asks.praefect_database("praefect-db")
     assert first == Verdict(True, "praefect_production created")
-    asked = [cmd for node, cmd in fake.calls if node == "praefect-db"]
-    # Asked once; made with one psql (role, then database); not asked again.
-    assert asked == [pf.database_exists_cmd(), pf.database_setup_cmd(sec.praefect_db_password)]
-    made = asked[1]
-    assert made[made.index("-c") + 1].count(
-        f"CREATE ROLE praefect WITH LOGIN PASSWORD '{sec.praefect_db_password}'") == 1
-    assert made[-2:] == ["-c", "CREATE DATABASE praefect_production WITH OWNER praefect "
-                               "ENCODING 'UTF8'"]
-    assert asks.praefect_database("praefect-db").ok
+    again = asks.praefect_database("praefect-db")
+    assert again == Verdict(True, "praefect_production exists")
+    setup = pf.database_setup_cmd(sec.praefect_db_password)
+    # One exec each time: the role, then the database where it is missing.
+    assert [cmd for node, cmd in fake.calls if node == "praefect-db"] == [setup, setup]
+    assert setup[:2] == ["/bin/sh", "-c"]
+    assert setup[2].count(
+        f"CREATE ROLE praefect WITH LOGIN PASSWORD '\"'\"'{sec.praefect_db_password}") == 1
+    assert setup[2].endswith("| /opt/gitlab/bin/gitlab-psql -d template1 -v ON_ERROR_STOP=1 -tA")
+    assert "CREATE DATABASE praefect_production WITH OWNER praefect ENCODING" in setup[2]
     assert asks.praefect_migrated("praefect").ok
     assert fake.calls[-1] == ("praefect", [pf.CHPST, "-u", "git:git", pf.BINARY, "-config",
                                            pf.CONFIG_TOML, "sql-migrate"])
@@ -550,3 +551,28 @@ def test_unhealthy_fails_when_the_database_cannot_be_read(
     assert text == ("gitaly2: reading node_status on praefect-db failed: psql: error: "
                     "connection to server failed; still so after waiting 1 s")
     assert world.times() == [0.0, 0.5, 1.0]
+
+
+def test_the_database_setup_is_one_psql_script_that_makes_what_is_missing(
+        tmp_path: Path) -> None:
+    """database_setup_cmd's shell line hands psql the role's DO block and a \\gexec that makes
+    the database only where the catalogue lacks it (a fake gitlab-psql records its input)."""
+    psql = tmp_path / "gitlab-psql"
+    seen = tmp_path / "stdin"
+    psql.write_text(f"#!/bin/sh\necho \"$@\" > {seen}.args\ncat > {seen}\necho DO\n")
+    psql.chmod(0o755)
+    cmd = pf.database_setup_cmd("it's $HOME `x`")
+    line = cmd[2].replace(pf.GITLAB_PSQL, str(psql))
+    res = subprocess.run([cmd[0], "-c", line], capture_output=True, text=True, check=False)
+    assert (res.returncode, res.stdout) == (0, "DO\n"), res.stderr
+    assert not pf.database_made(res.stdout)
+    assert pf.database_made("DO\nCREATE DATABASE\n")
+    assert Path(f"{seen}.args").read_text() == "-d template1 -v ON_ERROR_STOP=1 -tA\n"
+    role, make = seen.read_text().splitlines()
+    # Quotes doubled for SQL, and nothing expanded by the shell on the way.
+    assert "LOGIN PASSWORD 'it''s $HOME `x`'; ELSE ALTER ROLE" in role
+    assert role.startswith("DO $$BEGIN IF NOT EXISTS")
+    assert role.endswith("END$$;")
+    assert make == ("SELECT 'CREATE DATABASE praefect_production WITH OWNER praefect ENCODING "
+                    "''UTF8''' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = "
+                    "'praefect_production') \\gexec")
