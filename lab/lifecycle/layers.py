@@ -53,6 +53,9 @@ PRAEFECT_ROUTES = "praefect routes"
 #: they matter only if one of their nodes changed.
 SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED, PRAEFECT_ROUTES)
 APP_READY = "app ready"
+#: Seconds a source node's "services up" exec waits in the node for its port (a sim source
+#: node listens within a second of its start); the readiness round then asks again.
+SOURCE_UP_WITHIN = 2.0
 ADMIN_TOKEN = "admin token"
 #: Layers that ask the app node about itself: its `/-/readiness` (with ``?all=1`` also its
 #: view of Gitaly) and the admin token its API accepts (kept in its own database).
@@ -276,7 +279,8 @@ class LabProbes:
     def source_node_up(self, node: Node) -> Verdict:
         what, port = ("the web server", HTTP_PORT) if node.is_app else ("Gitaly",
                                                                          node.gitaly_port)
-        res = self.handle.exec(node.name, sim_listening_cmd(port), check=False, timeout=30)
+        res = self.handle.exec(node.name, sim_listening_cmd(port, within=SOURCE_UP_WITHIN),
+                               check=False, timeout=30)
         if res.returncode == 0:
             return Verdict(True, f"{what} listens on {port}")
         return Verdict(False, f"{what} not listening on {port} yet "

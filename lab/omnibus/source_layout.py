@@ -28,11 +28,25 @@ TLS_KEY = f"{GITALY_DIR}/key.pem"
 INSTALL_ENV = "GITLAB_TESTLAB_INSTALL"
 
 
-def sim_listening_cmd(port: int) -> list[str]:
+def sim_listening_cmd(port: int, *, within: float = 0.0) -> list[str]:
     """On the sim, "is the source Gitaly up": a TCP connect to its port (no gitlab-ctl on
-    such a node). The compose healthcheck and the readiness probe both run it."""
-    return ["python3", "-c",
-            f"import socket; socket.create_connection(('127.0.0.1', {port}), 5)"]
+    such a node). The compose healthcheck and the readiness probe both run it; the probe
+    with ``within``: it tries again for that many seconds and ends as the port opens, where
+    a round of readiness per try cost an exec (about 60 ms) and a pause each."""
+    connect = f"socket.create_connection(('127.0.0.1', {port}), 5)"
+    if within <= 0:
+        return ["python3", "-c", f"import socket; {connect}"]
+    return ["python3", "-c", "\n".join([
+        "import socket, time",
+        f"end = time.monotonic() + {within:g}",
+        "while True:",
+        "    try:",
+        f"        {connect}.close()",
+        "        break",
+        "    except OSError:",
+        "        if time.monotonic() >= end:",
+        "            raise",
+        "        time.sleep(0.02)"])]
 
 
 def service_restart_cmd() -> list[str]:

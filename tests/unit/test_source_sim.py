@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -192,3 +197,39 @@ def test_a_change_to_a_source_app_node_restarts_it() -> None:
     assert act.action is Action.RESTART
     assert act.why == ("installed from source (no reconfigure): "
                        "home/git/gitlab/config/gitlab.yml")
+
+
+def test_the_source_node_probe_waits_in_the_node_until_the_port_opens() -> None:
+    """sim_listening_cmd with ``within`` (readiness) connects again until the port listens,
+    and fails once its time is up; without it (the compose healthcheck) it asks once."""
+    with socket.socket() as probe:  # a port nothing listens on, for now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(cmd: list[str]) -> tuple[int, float]:
+        began = time.monotonic()
+        res = subprocess.run([sys.executable, *cmd[1:]], capture_output=True, check=False)
+        return res.returncode, time.monotonic() - began
+
+    assert run(source_layout.sim_listening_cmd(port))[0] != 0
+    code, took = run(source_layout.sim_listening_cmd(port, within=0.3))
+    assert code != 0
+    assert took >= 0.3
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def listen_later() -> None:
+        time.sleep(0.4)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+    later = threading.Thread(target=listen_later)
+    later.start()
+    try:
+        code, took = run(source_layout.sim_listening_cmd(port, within=5))
+        assert code == 0
+        assert 0.4 <= took < 3
+        assert run(source_layout.sim_listening_cmd(port))[0] == 0
+    finally:
+        later.join()
+        server.close()
