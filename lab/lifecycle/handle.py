@@ -49,7 +49,12 @@ from lab.lifecycle.readiness import (
 )
 from lab.lifecycle.timeouts import default_timeout
 from lab.model.topology import HTTP_PORT, Engine, Flavor, Lab, Node
-from lab.omnibus.node import exited_during_reconfigure, reconfigure_cmd, restart_cmd
+from lab.omnibus.node import (
+    exited_during_reconfigure,
+    reconfigure_cmd,
+    reconfigure_then_restart_cmd,
+    restart_cmd,
+)
 from lab.omnibus.source_layout import service_restart_cmd
 from lab.render.compose_file import (
     DIR_LABEL,
@@ -444,11 +449,10 @@ class RunningLab:
 
         if action.action is Action.RESTART and self._node(action.node).from_source:
             return self._ran(action.node, service_restart_cmd())
-        if action.reconfigure and not self._reconfigure(action.node):
-            return False
         if action.action is Action.RECONFIGURE:
-            return True
-        return self._ran(action.node, restart_cmd())
+            return self._reconfigure(action.node)
+        return self._ran(action.node, reconfigure_then_restart_cmd() if action.reconfigure
+                         else restart_cmd())
 
     def _reconfigure(self, node: str) -> bool:
         """`gitlab-ctl reconfigure` in the node's running container; False: it failed there.

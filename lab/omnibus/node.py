@@ -9,6 +9,7 @@ container, which the lifecycle reports with the log tail.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -60,6 +61,12 @@ def reconfigure_cmd() -> list[str]:
 
 def restart_cmd() -> list[str]:
     return [GITLAB_CTL, "restart"]
+
+
+def reconfigure_then_restart_cmd() -> list[str]:
+    """`gitlab-ctl reconfigure && gitlab-ctl restart`, as an admin types it: the restart
+    only after a reconfigure that succeeded, and one exec for both (each costs ~60 ms)."""
+    return ["/bin/sh", "-c", f"{shlex.join(reconfigure_cmd())} && {shlex.join(restart_cmd())}"]
 
 
 def healthcheck_cmd() -> list[str]:

@@ -484,19 +484,26 @@ def test_a_restart_reconfigures_then_restarts_the_services_in_place(rendered: An
     running = handle.RunningLab(rendered)
     seen: list[str] = []
 
+    seen: list[list[str]] = []
+    codes: list[int] = []
+
     def exec_(node: str, cmd: list[str], **kw: Any) -> Any:
-        seen.append(cmd[1])
-        return type("R", (), {"returncode": 0})()
+        seen.append(cmd)
+        return type("R", (), {"returncode": codes.pop(0) if codes else 0})()
 
     running.exec = exec_  # type: ignore[method-assign]
     assert running._in_place(NodeAction("gitaly1", Action.RESTART,
                                         "read only when services start: ssl/gitaly1.crt"))
-    assert seen == ["reconfigure", "restart"]
+    # One exec: the restart only after a reconfigure that succeeded.
+    assert seen == [["/bin/sh", "-c", "/opt/gitlab/bin/gitlab-ctl reconfigure && "
+                     "/opt/gitlab/bin/gitlab-ctl restart"]]
+    codes.append(1)  # either failed: the caller restarts the container, which says why
+    assert not running._in_place(NodeAction("gitaly1", Action.RESTART, "ssl/gitaly1.crt"))
     # Only Gitaly's certificate and key changed: reconfigure would change nothing.
     seen.clear()
     assert running._in_place(NodeAction("gitaly1", Action.RESTART, "read only when services "
                                         "start: ssl/gitaly1.crt", reconfigure=False))
-    assert seen == ["restart"]
+    assert seen == [["/opt/gitlab/bin/gitlab-ctl", "restart"]]
 
 
 def test_a_source_node_restarts_its_services_with_the_init_script(tmp_path: Path) -> None:
@@ -556,13 +563,18 @@ def test_a_layer_left_with_nobody_to_ask_is_skipped(
 
 
 def fake_exec(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """dk.exec_in answering 0; returns (container name, gitlab-ctl verb or command) asked."""
+    """dk.exec_in answering 0; returns (container name, gitlab-ctl verb or command) asked;
+    a shell line of gitlab-ctl commands as their verbs ("reconfigure && restart")."""
     from lab.engine.run import Result
 
     asked: list[tuple[str, str]] = []
 
     def exec_in(c: Container, cmd: list[str], **kw: Any) -> Result:
-        asked.append((c.name, cmd[1] if cmd[0].endswith("gitlab-ctl") else cmd[0]))
+        if cmd[:2] == ["/bin/sh", "-c"]:
+            verbs = [part.split()[1] for part in cmd[2].split(" && ")]
+            asked.append((c.name, " && ".join(verbs)))
+        else:
+            asked.append((c.name, cmd[1] if cmd[0].endswith("gitlab-ctl") else cmd[0]))
         return Result(list(cmd), 0, "", "")
 
     monkeypatch.setattr(handle.dk, "exec_in", exec_in)
@@ -571,8 +583,8 @@ def fake_exec(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 def test_changes_in_place_list_the_containers_once(
         rendered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each exec looked the containers up again (a listing and an inspect per container):
-    # four for two restarts in place. A change in place keeps each container.
+    # Each exec looked the containers up again (a listing and an inspect per container).
+    # A change in place keeps each container.
     calls = fake_engine(monkeypatch, [fake_container("gitlab", "running"),
                                       fake_container("gitaly1", "running")])
     asked = fake_exec(monkeypatch)
@@ -581,10 +593,8 @@ def test_changes_in_place_list_the_containers_once(
                                              "start: trusted-certs/ca.crt")
                                   for n in ("gitlab", "gitaly1")])
     assert done == {"gitlab", "gitaly1"}
-    assert sorted(asked) == [("glt-scaled_gitaly1_1", "reconfigure"),
-                             ("glt-scaled_gitaly1_1", "restart"),
-                             ("glt-scaled_gitlab_1", "reconfigure"),
-                             ("glt-scaled_gitlab_1", "restart")]
+    assert sorted(asked) == [("glt-scaled_gitaly1_1", "reconfigure && restart"),
+                             ("glt-scaled_gitlab_1", "reconfigure && restart")]
     assert calls.lists == 1
     running.container("gitlab")
     assert calls.lists == 2  # after it, every call looks again
@@ -626,7 +636,7 @@ def test_apply_of_a_gitaly_change_waits_for_what_that_change_can_have_changed(
 def test_apply_of_an_app_change_waits_for_the_apps_own_layers(applying: Any) -> None:
     running, labs, waits, asked = applying("tls-untrusted-ca")
     assert running.apply(labs.target, wait_gitaly=False) == ["gitlab"]
-    assert asked == [("glt-scaled_gitlab_1", "reconfigure"), ("glt-scaled_gitlab_1", "restart")]
+    assert asked == [("glt-scaled_gitlab_1", "reconfigure && restart")]
     assert waits == [["containers running", "app ready", "gitaly storages", "admin token"]]
 
 
