@@ -10,13 +10,11 @@ lines, output or errors take the lab's ``redact`` (``lab.engine.run.Redactor``).
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -200,44 +198,6 @@ def exec_in(container: ContainerRef, cmd: Sequence[str], *, check: bool = True,
     if check and code != 0:
         raise EngineError(shown, int(code if code is not None else -1), redact(stderr or stdout))
     return Result(argv, int(code if code is not None else -1), stdout, stderr)
-
-
-@dataclass(frozen=True)
-class FileRead:
-    """A file read out of a container: its bytes (at most the limit asked) and when it
-    was last written (RFC 3339, as the engine says)."""
-
-    data: bytes
-    mtime: str
-
-
-def read_file(container: ContainerRef, path: str, *, limit: int) -> FileRead | None:
-    """A regular file in the container, read through the engine's archive API (no process
-    starts in the container, unlike an exec); None when there is no such file or more
-    than ``limit`` bytes of it (the container's files are its own: never trusted to be
-    small)."""
-    import tarfile
-
-    with engine_call("read", _shown(container), path, missing_ok=True):
-        stream, stat = _client().api.get_archive(_id(container), path)
-        # Go's os.FileMode: the top bit marks a folder.
-        if not stat or int(stat.get("size", 0)) > limit or int(stat.get("mode", 0)) >> 31:
-            return None
-        # A tar of one file: 512-byte header, its data padded to 512, two zero blocks (and
-        # to a 10 KiB record, as some writers pad).
-        raw = b""
-        for chunk in stream:
-            raw += chunk
-            if len(raw) > limit + 16384:  # more than one small file, whatever stat said
-                return None
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            member = tar.next()
-            if member is None or not member.isfile():
-                return None
-            got = tar.extractfile(member)
-            data = got.read(limit) if got is not None else b""
-        return FileRead(data, str(stat.get("mtime", "")))
-    return None
 
 
 def exec_attached(container: ContainerRef, cmd: Sequence[str], *, tty: bool) -> NoReturn:

@@ -38,7 +38,6 @@ from lab.omnibus.node import (
     token_check_cmd,
     token_status,
 )
-from lab.omnibus.sim_node import UP_MARK, UP_MARK_LIMIT, up_services
 from lab.omnibus.source_layout import sim_listening_cmd
 from lab.render.gitlab_rb import token_of
 
@@ -74,23 +73,6 @@ def log_since_start(container: Container, since: str | None = None, *,
         after = None
     return dk.logs(container, tail=None, since=None if after is None else f"{after:.6f}",
                    timestamps=True, redact=redact)
-
-
-def read_up_mark(container: Container) -> frozenset[str] | None:
-    """The services a running sim node's PID 1 says are up in this run of its container
-    (lab.omnibus.sim_node), read through the engine's archive API; None when it says
-    nothing: no mark yet, an earlier run's, or a node that is not running (a stopped or
-    paused container keeps the file its last run wrote)."""
-    if not container.state.started_at:
-        container = dk.inspect(container)  # a listing has no start time
-    if not container.state.running:
-        return None
-    try:
-        got = dk.read_file(container, UP_MARK, limit=UP_MARK_LIMIT)
-    except LabError:  # the engine could not say: the status exec will, in its time
-        return None
-    return None if got is None else up_services(got.data, got.mtime,
-                                                container.state.started_at)
 
 
 def services_hint(flavor: Flavor) -> str:
@@ -174,7 +156,7 @@ def _services_probe(asks: LabProbes, node: Node) -> Probe:
                                 node_services(asks.lab.version, app=node.is_app,
                                               gitaly=node.is_gitaly, praefect=node.is_praefect,
                                               postgres=node.is_postgres),
-                                up_mark=asks.up_mark(node.name))
+                                up_lines=asks.lab.flavor is Flavor.SIM)
 
 
 @dataclass
@@ -221,14 +203,6 @@ class LabProbes:
         def run_it(cmd: list[str], timeout: float | None) -> Result:
             return self.handle.exec(node, cmd, check=False, timeout=timeout)
         return run_it
-
-    def up_mark(self, node: str) -> probes.UpMarkFn | None:
-        """A sim node's up mark as its services' probe reads it (None on Omnibus: the real
-        image has none). Read through the engine's archive API: no process starts."""
-        if self.lab.flavor is not Flavor.SIM:
-            return None
-
-        return lambda: read_up_mark(self.handle.container(node))
 
     # container() hands out snapshots listed this poll round: their state is fresh enough.
     def running(self, node: str) -> Verdict:

@@ -28,6 +28,7 @@ from lab.omnibus.node import (
     running_services,
     status_cmd,
 )
+from lab.omnibus.sim_node import services_said
 
 
 def gitaly_check_status(res: Result, storages: Iterable[str]) -> Verdict:
@@ -50,11 +51,8 @@ def gitaly_check_status(res: Result, storages: Iterable[str]) -> Verdict:
 LogFn = Callable[[str | None], str]
 
 
-# () -> the services a sim node's PID 1 says are up in this container run (its up mark,
-# lab.omnibus.sim_node), or None when it says nothing (yet).
-UpMarkFn = Callable[[], frozenset[str] | None]
-# While a sim node's up mark does not show its services, `gitlab-ctl status` is asked at
-# most this often, for what the wait shows (which service is down): the mark alone says up.
+# While a sim node's log does not show its services up, `gitlab-ctl status` is asked at
+# most this often, for what the wait shows (which service is down): the line alone says up.
 STATUS_EVERY = 3.0
 
 
@@ -67,41 +65,44 @@ class ServicesProbe:
     reconfigured is up). Reads the log on from where it stopped, so a long reconfigure
     output is read once.
 
-    ``up_mark`` (a sim node): the services its PID 1 says are up, read without an exec; when
-    they include ``services``, the node is up (PID 1 writes the mark after reconfigure,
-    by `gitlab-ctl status`'s own test). Until then `gitlab-ctl status` runs every
-    ``STATUS_EVERY`` seconds from reconfigure's end, to say which service is not up.
+    ``up_lines`` (a sim node): its PID 1 logs which services are up, by `gitlab-ctl
+    status`'s own test, and when they change (lab.omnibus.sim_node); when its last such
+    line names ``services``, the node is up, with no exec. Until then `gitlab-ctl
+    status` runs every ``STATUS_EVERY`` seconds from reconfigure's end, to say which
+    service is not up.
     """
 
     node: str
     exec_fn: ExecFn
     read_log: LogFn
     services: Sequence[str]
-    up_mark: UpMarkFn | None = None
+    up_lines: bool = False
     now: Callable[[], float] = field(default=time.monotonic, repr=False)
     done: bool = False
     since: str | None = field(default=None, repr=False)
     phase: str = field(default="", repr=False)
     asked: float | None = field(default=None, repr=False)
     seen: str = field(default="", repr=False)
+    up: frozenset[str] | None = field(default=None, repr=False)
 
     def __call__(self) -> Verdict:
-        if self.up_mark is not None:
-            up = self.up_mark()
-            if up is not None and set(self.services) <= up:
-                return Verdict(True, "services up")
-        if not self.done:
+        if self.up_lines or not self.done:
             chunk = self.read_log(self.since)
             self.since = last_stamp(chunk) or self.since
-            self.done = reconfigured(chunk)
-            self.phase = reconfigure_phase(chunk) or self.phase
             if not self.done:
-                where = f" ({self.phase})" if self.phase else ""
-                return Verdict(False, f"reconfigure running{where}")
+                self.done = reconfigured(chunk)
+                self.phase = reconfigure_phase(chunk) or self.phase
+            said = services_said(chunk) if self.up_lines else None
+            self.up = self.up if said is None else said
+        if self.up is not None and set(self.services) <= self.up:
+            return Verdict(True, "services up")
+        if not self.done:
+            where = f" ({self.phase})" if self.phase else ""
+            return Verdict(False, f"reconfigure running{where}")
         if not self.services:
             return Verdict(True, "reconfigured")
-        if self.up_mark is not None:
-            if self.asked is None:  # the mark comes within a second of reconfigure's end
+        if self.up_lines:
+            if self.asked is None:  # the line comes within a second of reconfigure's end
                 self.asked = self.now()
             if self.now() - self.asked < STATUS_EVERY:
                 return Verdict(False, self.seen or "services starting")

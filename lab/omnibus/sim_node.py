@@ -1,43 +1,44 @@
-"""What a sim node's PID 1 keeps for the toolkit to read without an exec (stdlib only: the
-sim image imports it on every `gitlab-ctl status`).
+"""What a sim node's PID 1 tells the toolkit without an exec (stdlib only: the sim image
+imports it on every `gitlab-ctl status`).
 
 Readiness asked each node `gitlab-ctl status` once per round, and a `docker exec` costs
-some 40 ms of CPU before its command runs (runc's init in the container, dockerd and
-containerd around it: roughly an eighth of the seven-era run's CPU went to the execs
-themselves, toolkit's and health checks', measured at stop 42). The sim's
-PID 1 knows when its services are up: it writes them to ``UP_MARK`` by the same test as
-`gitlab-ctl status`, and the toolkit reads that file through the engine's archive API,
-which starts no process (``lab.lifecycle.layers``). A real Omnibus node has no such file;
-readiness asks its `gitlab-ctl status`.
+some 60 ms of CPU before its command runs (runc's init in the container, dockerd and
+containerd around it). The sim's PID 1 knows when its services are up: once `gitlab-ctl
+status`'s own test passes it logs ``up_line`` (the services that run), and when one of
+them stops, dies or restarts after that it logs ``CHANGING``. Readiness finds those lines
+in the container's log, which it reads for ``gitlab Reconfigured!`` anyway
+(``lab.lifecycle.probes.ServicesProbe``): a log read costs the engine about 2 ms of CPU,
+where a file PID 1 wrote, read through the archive API, cost about 60 ms (dockerd
+re-executes itself to tar it), measured on a 2-core machine. A real Omnibus node logs
+neither; readiness asks its `gitlab-ctl status`.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections.abc import Iterable
 
 RUN_DIR = "/run/gitlab-sim"
-#: JSON ``{"services": [...]}``: every service enabled on the node runs and accepts
-#: connections (`gitlab-ctl status` would exit 0). PID 1 removes it when one stops, dies
-#: or restarts, and at its own start: a file older than the container's start is a
-#: previous run's.
-UP_MARK = f"{RUN_DIR}/up.json"
-#: Bytes the toolkit reads of it at most: a few service names.
-UP_MARK_LIMIT = 4096
+#: PID 1's log lines, after the prefix every sim log line has ("<time> wrapper: ").
+UP = "services up:"
+CHANGING = "services changing"
+# With or without the engine's own timestamp before the node's (``docker logs -t``).
+_SAID_RE = re.compile(r"^(?:\S+Z )?\S+ wrapper: (?:services up: (?P<names>[\w, -]*)"
+                      r"|(?P<changing>services changing))$", re.MULTILINE)
 
 
-def up_services(data: bytes, mtime: str, started_at: str) -> frozenset[str] | None:
-    """The services ``UP_MARK`` says are up, if the file (``data``, last written at
-    ``mtime``, RFC 3339) belongs to the container's run that started at ``started_at``;
-    None when it does not say (an earlier run's, unreadable, or another shape)."""
-    from datetime import datetime  # here: `gitlab-ctl status` imports this module
+def up_line(services: Iterable[str]) -> str:
+    """What PID 1 logs once ``services`` (all that run) accept connections."""
+    return f"{UP} {', '.join(sorted(services))}"
 
-    try:
-        written = datetime.fromisoformat(mtime).timestamp()
-        started = datetime.fromisoformat(started_at).timestamp()
-        names = json.loads(data.decode())["services"]
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+
+def services_said(log_text: str) -> frozenset[str] | None:
+    """What PID 1's last such line in ``log_text`` says: the services up (none while they
+    are changing), or None when it has no such line."""
+    said = list(_SAID_RE.finditer(log_text))
+    if not said:
         return None
-    if written < started or not isinstance(names, list) \
-            or not all(isinstance(n, str) for n in names):
-        return None
-    return frozenset(names)
+    last = said[-1]
+    if last.group("changing"):
+        return frozenset()
+    return frozenset(n.strip() for n in last.group("names").split(",") if n.strip())

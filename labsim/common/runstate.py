@@ -14,9 +14,8 @@ import json
 import os
 from typing import Any
 
-# Where PID 1 keeps them, and the file the toolkit reads instead of exec'ing status.
+# Where PID 1 keeps them.
 from lab.omnibus.sim_node import RUN_DIR as RUN_DIR
-from lab.omnibus.sim_node import UP_MARK as UP_MARK
 
 #: service -> {"pid", "started"} of what PID 1 runs (labsim.node.supervisor writes it).
 STATE = os.path.join(RUN_DIR, "services.json")

@@ -30,7 +30,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from lab.omnibus import dialect, directories, gitlab_secrets
+from lab.omnibus import dialect, directories, gitlab_secrets, sim_node
 from lab.omnibus.eras import RECONFIGURED
 from lab.omnibus.release import GITALY_RESTARTS_ON_SHELL_SECRET, VERSION_ENV, Version
 from lab.omnibus.source_layout import GITLAB_YML, INSTALL_ENV
@@ -242,9 +242,10 @@ class Supervisor:
             os.set_blocking(fd, False)
         # Where `gitlab-ctl reconfigure` hands its run to a fork of this process.
         self.ctl_listener: socket.socket | None = None
-        # The services changed since runstate.UP_MARK was last written: each tick asks
-        # whether they are up now (``mark_up``).
+        # The services changed since PID 1 last logged them up: each tick asks whether
+        # they are up now (``mark_up``); ``marked``: its last such line says they are.
         self.up_pending = False
+        self.marked = False
 
     def ask(self, what: str) -> None:
         setattr(self, what, True)
@@ -300,26 +301,26 @@ class Supervisor:
         self.up_pending = True
 
     def unmark(self) -> None:
-        """The services are changing: runstate.UP_MARK no longer holds."""
-        with contextlib.suppress(OSError):  # none yet (or PID 1 must not end over it)
-            os.unlink(runstate.UP_MARK)
+        """The services are changing: the last up line no longer holds. Said once."""
+        if self.marked:
+            self.marked = False
+            log(sim_node.CHANGING)
 
     def mark_up(self) -> None:
         """Once every service runs and accepts connections, by `gitlab-ctl status`'s own
-        test, say so in runstate.UP_MARK, which readiness reads without an exec."""
+        test, say so in the log (``sim_node.up_line``), where readiness reads it."""
         if not self.up_pending:
             return
         try:
             # By name, as run_ctl: gitlab-ctl's reconfigure imports this module.
             if importlib.import_module(CTL_PROGRAM).status(None, quiet=True) != 0:
                 return
-            names = sorted(name for name, proc in self.children.items() if proc.poll() is None)
-            with open(runstate.UP_MARK + ".tmp", "w") as fh:
-                json.dump({"services": names}, fh)
-            os.replace(runstate.UP_MARK + ".tmp", runstate.UP_MARK)
+            log(sim_node.up_line(name for name, proc in self.children.items()
+                                 if proc.poll() is None))
+            self.marked = True
         except Exception as exc:  # PID 1 outlives its readiness aid: status is asked anyway
             # Said once: the next change of services tries again.
-            log(f"up mark: {type(exc).__name__}: {exc}")
+            log(f"up line: {type(exc).__name__}: {exc}")
         self.up_pending = False
 
     def start(self, name: str) -> None:
@@ -677,7 +678,7 @@ def main() -> int:
     ssh_host_keys()
     # "Remove all services, the reconfigure will create them" (the wrapper's rm -f
     # /opt/gitlab/service/*): nothing from the last run counts until reconfigure did.
-    for stale in (STATE, runstate.RUNTIME, runstate.UP_MARK):
+    for stale in (STATE, runstate.RUNTIME):
         if os.path.exists(stale):
             os.unlink(stale)
     os.makedirs(simconfig.RUN_DIR, mode=0o700, exist_ok=True)

@@ -38,6 +38,7 @@ from lab.errors import NotReady
 from lab.lifecycle import handle, layers, probes
 from lab.model.topology import Lab, SecretsPolicy
 from lab.omnibus.node import GITLAB_CTL, admin_token_cmd, gitaly_check_cmd, ran_ok, status_cmd
+from lab.omnibus.sim_node import services_said
 from lab.render.compose_file import omnibus_image
 from lab.spec.labspec import SpecRequest, resolve
 from lab.store.labdir import node_paths, write_lab
@@ -227,7 +228,7 @@ def test_failed_reconfigure_ends_the_container(sim_as_omnibus: str, lab_home: Pa
     assert "gitlab Reconfigure failed" in err.value.log_tail
 
 
-def test_a_sim_node_marks_its_services_up_for_readiness_to_read_without_an_exec(
+def test_a_sim_node_logs_its_services_up_for_readiness_to_read_without_an_exec(
         sim_as_omnibus: str, tmp_path: Path) -> None:
     lab = _omnibus_lab(f"omsim-{uuid.uuid4().hex[:6]}", "scaled")
     rendered = write_lab(lab, tmp_path / "lab", image=sim_as_omnibus)
@@ -245,36 +246,32 @@ def test_a_sim_node_marks_its_services_up_for_readiness_to_read_without_an_exec(
         def read_log(since: str | None) -> str:
             return dk.logs(c.id, tail=None, timestamps=True)
 
-        def up_mark() -> frozenset[str] | None:
-            return layers.read_up_mark(dk.inspect(c.id))
+        def said() -> frozenset[str] | None:
+            return services_said(read_log(None))
 
         def probe() -> probes.ServicesProbe:
             return probes.ServicesProbe("gitaly1", exec_fn, read_log, ("gitaly",),
-                                        up_mark=up_mark)
+                                        up_lines=True)
 
         waiting = probe()
         deadline = time.monotonic() + 60
         while not (st := waiting()).ok and time.monotonic() < deadline:
             time.sleep(0.1)
         assert st.ok, st.detail
-        assert up_mark() == {"gitaly", "sshd"}  # the engine's file time parses, and is this run's
+        assert said() == {"gitaly", "sshd"}
         calls.clear()
-        assert probe()() == probes.Verdict(True, "services up")  # first look: no exec, no log
+        assert probe()() == probes.Verdict(True, "services up")  # first look: no exec
         assert calls == []
-        # `gitlab-ctl stop gitaly`: PID 1 marks what still runs, without Gitaly.
+        # `gitlab-ctl stop gitaly`: PID 1 says the services changed, then what still runs.
         dk.exec_in(c.id, [GITLAB_CTL, "stop", "gitaly"])
-        assert "gitaly" not in (up_mark() or set())
+        assert "gitaly" not in (said() or set())
         assert not probe()().ok
         dk.exec_in(c.id, [GITLAB_CTL, "start", "gitaly"])  # returns once it is up again
         deadline = time.monotonic() + 10
-        while "gitaly" not in (up_mark() or set()) and time.monotonic() < deadline:
+        while "gitaly" not in (said() or set()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert up_mark() == {"gitaly", "sshd"}
-        c.pause()  # the file stays; a paused node is not up
-        try:
-            assert up_mark() is None
-        finally:
-            c.unpause()
+        assert said() == {"gitaly", "sshd"}
+        assert "wrapper: services changing" in read_log(None)
     finally:
         c.remove(force=True, v=True)
 

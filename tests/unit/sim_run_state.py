@@ -46,9 +46,8 @@ class Proc:
 
 def supervisor_here(tmp_path: Path,
                     monkeypatch: pytest.MonkeyPatch) -> Iterator[supervisor.Supervisor]:
-    """PID 1's supervisor writing its up mark and service state in ``tmp_path``; the
+    """PID 1's supervisor writing its service state in ``tmp_path``; the
     process is put back as it was (its SIGCHLD handler, the orphans' parent)."""
-    monkeypatch.setattr(runstate, "UP_MARK", str(tmp_path / "up.json"))
     monkeypatch.setattr(supervisor, "STATE", str(tmp_path / "services.json"))
     before = signal.getsignal(signal.SIGCHLD)
     made = supervisor.Supervisor()

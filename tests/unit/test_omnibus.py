@@ -179,28 +179,43 @@ class Clock:
         return self.t
 
 
-def test_a_sim_nodes_up_mark_is_up_without_an_exec_or_a_log_read() -> None:
+def test_a_sim_node_is_up_when_its_pid_1_logs_so_without_an_exec() -> None:
     node = FakeNode()
-    marks: list[frozenset[str] | None] = [None, frozenset({"sshd", "gitaly"}),
-                                          frozenset({"sshd", "gitaly", "puma"})]
     probe = probes.ServicesProbe("gitlab", node.exec, node.read_log, ("gitaly", "puma"),
-                                 up_mark=lambda: marks.pop(0), now=Clock())
-    assert probe() == probes.Verdict(False, "reconfigure running")  # no mark: the log says
-    node.log = [f"{STAMP} gitlab Reconfigured!"]
-    # A mark without puma: still starting, and no exec within STATUS_EVERY of that.
+                                 up_lines=True, now=Clock())
+    assert probe() == probes.Verdict(False, "reconfigure running")
+    node.log = [f"{STAMP} gitlab Reconfigured!",
+                f"{STAMP} 2026-11-29T19:37:01 wrapper: services up: gitaly, sshd"]
+    # Up without puma: still starting, and no exec within STATUS_EVERY of that.
     assert probe() == probes.Verdict(False, "services starting")
+    node.log = [f"{STAMP} 2026-11-29T19:37:01 wrapper: services changing",
+                f"{STAMP} 2026-11-29T19:37:02 wrapper: services up: gitaly, puma, sshd"]
     assert probe() == probes.Verdict(True, "services up")
     assert node.calls == []
-    assert len(node.reads) == 2
+    assert node.reads == [None, STAMP, STAMP]  # on from the last line read
 
 
-def test_without_its_mark_a_sim_node_is_asked_every_status_every_seconds() -> None:
+def test_a_sim_node_whose_services_changed_since_its_up_line_is_not_up() -> None:
+    node = FakeNode()
+    node.log = [f"{STAMP} gitlab Reconfigured!",
+                f"{STAMP} 2026-11-29T19:37:01 wrapper: services up: puma, sshd",
+                f"{STAMP} 2026-11-29T19:37:02 wrapper: services changing"]
+    probe = probes.ServicesProbe("gitlab", node.exec, node.read_log, ("puma",),
+                                 up_lines=True, now=Clock())
+    assert probe() == probes.Verdict(False, "services starting")
+    # Each chunk read on from there: no news keeps what the last line said.
+    assert probe() == probes.Verdict(False, "services starting")
+    node.log = [f"{STAMP} 2026-11-29T19:37:03 wrapper: services up: puma, sshd"]
+    assert probe().ok
+
+
+def test_without_its_up_line_a_sim_node_is_asked_every_status_every_seconds() -> None:
     """Which service is down is still said while waiting (and in a timeout's message)."""
     node = FakeNode()
     node.log = [f"{STAMP} gitlab Reconfigured!"]
     clock = Clock()
     probe = probes.ServicesProbe("gitlab", node.exec, node.read_log, ("puma",),
-                                 up_mark=lambda: None, now=clock)
+                                 up_lines=True, now=clock)
     node.status = res(3, "down: puma: 1s, normally up; run: log: (pid 2) 80s\n")
     assert probe() == probes.Verdict(False, "services starting")
     clock.t += probes.STATUS_EVERY - 0.5
