@@ -7,6 +7,7 @@ them all together from one run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,6 @@ def print_table(rows: list[Row], title: str = "issue-15 figures") -> None:
 
 def load_note() -> str:
     """The machine's load when measuring (others may share the cores)."""
-    import os
-
     one, five, _ = os.getloadavg()
     return f"{os.cpu_count()} cores, load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
@@ -74,6 +73,4 @@ def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
 def busy_seconds(before: tuple[int, int], after: tuple[int, int]) -> float:
     """CPU-seconds the machine's CPUs were busy between two ``cpu_ticks``, every process's
     (the engine's and the containers' included)."""
-    import os
-
     return (after[0] - before[0]) / os.sysconf("SC_CLK_TCK")

@@ -52,13 +52,13 @@ PRAEFECT_ROUTES = "praefect routes"
 #: they matter only if one of their nodes changed.
 SETUP_LAYERS = (PRAEFECT_DATABASE, PRAEFECT_MIGRATED, PRAEFECT_ROUTES)
 APP_READY = "app ready"
-#: Seconds a source node's "services up" exec waits in the node for its port (a sim source
-#: node listens within a second of its start); the readiness round then asks again.
-SOURCE_UP_WITHIN = 2.0
 ADMIN_TOKEN = "admin token"
 #: Layers that ask the app node about itself: its `/-/readiness` (with ``?all=1`` also its
 #: view of Gitaly) and the admin token its API accepts (kept in its own database).
 APP_LAYERS = (APP_READY, ADMIN_TOKEN)
+#: Seconds a source node's "services up" exec waits in the node for its port (a sim source
+#: node listens within a second of its start); the readiness round then asks again.
+SOURCE_UP_WITHIN = 2.0
 
 
 def log_since_start(container: Container, since: str | None = None, *,

@@ -23,8 +23,10 @@ RUN_DIR = "/run/gitlab-sim"
 UP = "services up:"
 CHANGING = "services changing"
 # With or without the engine's own timestamp before the node's (``docker logs -t``).
-_SAID_RE = re.compile(r"^(?:\S+Z )?\S+ wrapper: (?:services up: (?P<names>[\w, -]*)"
-                      r"|(?P<changing>services changing))$", re.MULTILINE)
+# Compiled where it is read (re caches it): `gitlab-ctl status` imports this module and
+# never reads a log.
+_SAID = (rf"^(?:\S+Z )?\S+ wrapper: (?:{re.escape(UP)} (?P<names>[\w, -]*)"
+         rf"|(?P<changing>{re.escape(CHANGING)}))$")
 
 
 def up_line(services: Iterable[str]) -> str:
@@ -35,7 +37,7 @@ def up_line(services: Iterable[str]) -> str:
 def services_said(log_text: str) -> frozenset[str] | None:
     """What PID 1's last such line in ``log_text`` says: the services up (none while they
     are changing), or None when it has no such line."""
-    said = list(_SAID_RE.finditer(log_text))
+    said = list(re.finditer(_SAID, log_text, re.MULTILINE))
     if not said:
         return None
     last = said[-1]
